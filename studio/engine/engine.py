@@ -1,0 +1,319 @@
+"""The render engine: a worker thread that owns the device, a model cache, and two lanes.
+
+    engine = Engine()
+    job = engine.submit(request, lane="preview", on_event=print)
+    output = job.wait()
+
+Events (queued, started, progress, preview, finished, cancelled, error) reach plain callbacks, called on the worker
+thread (or on the submitting thread for `queued` and for jobs superseded before they start). The Qt bridge turns them
+into queued signals; nothing here knows about Qt.
+
+The preview lane is newest-wins: a newer preview supersedes a waiting one, so a burst of requests renders at most the
+one in flight and the newest. The export lane is a FIFO queue. Each job's render is a generator; every yield is a
+cancel point. A failing job becomes an error event; the worker lives on.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+import time
+import traceback
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable
+
+import torch
+
+from studio.engine.cache import ModelCache
+from studio.engine.device import (default_threads, is_out_of_memory, memory_budget, pick_device, release_memory,
+                                  resolve_dtype)
+from studio.errors import StudioError
+from studio.families.base import LoadedModel, Output, Preview, Progress
+from studio.library import PackageEntry, load_model, resolve
+from studio.request import RenderRequest
+
+log = logging.getLogger(__name__)
+
+PREVIEW = "preview"
+EXPORT = "export"
+LANES = (PREVIEW, EXPORT)
+
+
+class Cancelled(Exception):
+    """Raised by Job.wait() when the job was cancelled or superseded."""
+
+
+@dataclass
+class Event:
+    kind: str  # queued | started | progress | preview | finished | cancelled | error
+    job: "Job"
+    step: int = 0
+    total: int = 0
+    message: str = ""
+    output: Output | None = None
+    error: BaseException | None = None
+    detail: str = ""  # traceback text for errors that are not StudioErrors
+
+
+EventCallback = Callable[[Event], None]
+
+
+class Job:
+    def __init__(self, request: RenderRequest, lane: str, stamp: int, on_event: EventCallback | None):
+        self.request, self.lane, self.stamp = request, lane, stamp
+        self.on_event = on_event
+        self.state = "queued"
+        self.output: Output | None = None
+        self.error: BaseException | None = None
+        self.seconds: float = 0.0
+        self.info: dict = {}
+        self._cancel = threading.Event()
+        self._done = threading.Event()
+
+    def cancel(self) -> None:
+        """Ask the job to stop at its next cancel point (or never start)."""
+        self._cancel.set()
+
+    @property
+    def cancel_requested(self) -> bool:
+        return self._cancel.is_set()
+
+    @property
+    def done(self) -> bool:
+        return self._done.is_set()
+
+    def wait(self, timeout: float | None = None) -> Output:
+        """Block until the job ends; its output, or raise its error / Cancelled / TimeoutError."""
+        if not self._done.wait(timeout):
+            raise TimeoutError(f"job {self.stamp} still {self.state} after {timeout} s")
+        if self.state == "finished":
+            assert self.output is not None
+            return self.output
+        if self.state == "cancelled":
+            raise Cancelled(f"job {self.stamp} was cancelled")
+        assert self.error is not None
+        raise self.error
+
+    def __repr__(self) -> str:
+        return f"<Job {self.stamp} {self.lane} {self.state} {self.request.model_id}>"
+
+
+class Engine:
+    def __init__(self, device: str | None = "auto", roots: Iterable[str | Path] | None = None,
+                 cache_bytes: int | None = None, threads: int | None = None, oom_fallback: bool = True):
+        self.device = pick_device(device)
+        self.roots = list(roots) if roots is not None else None
+        self.cache = ModelCache(cache_bytes if cache_bytes is not None else memory_budget(self.device))
+        self.threads = threads or default_threads()
+        self.oom_fallback = oom_fallback
+        self._entries: dict[str, PackageEntry] = {}
+        self._listeners: list[EventCallback] = []
+        self._lock = threading.Condition()
+        self._preview: Job | None = None
+        self._exports: deque[Job] = deque()
+        self._current: Job | None = None
+        self._stamps = itertools.count(1)
+        self._stop = False
+        self._thread: threading.Thread | None = None
+
+    # --- public API ---------------------------------------------------------------------------------------------
+    def subscribe(self, callback: EventCallback) -> Callable[[], None]:
+        """Call `callback` for every event of every job; returns a function that unsubscribes."""
+        self._listeners.append(callback)
+        return lambda: self._listeners.remove(callback) if callback in self._listeners else None
+
+    def add_package(self, entry: PackageEntry) -> None:
+        """Make a package (e.g. a folder opened by the user) renderable by its id."""
+        self._entries[entry.id] = entry
+
+    def submit(self, request: RenderRequest, lane: str = PREVIEW, on_event: EventCallback | None = None) -> Job:
+        if lane not in LANES:
+            raise ValueError(f"unknown lane {lane!r} (use {' or '.join(LANES)})")
+        superseded = None
+        with self._lock:
+            if self._stop:
+                raise RuntimeError("the engine has been shut down")
+            job = Job(request, lane, next(self._stamps), on_event)
+            if lane == PREVIEW:
+                superseded, self._preview = self._preview, job
+            else:
+                self._exports.append(job)
+            self._ensure_thread()
+            self._lock.notify_all()
+        self._emit(Event("queued", job))
+        if superseded is not None:
+            self._finish(superseded, "cancelled", message="superseded by a newer preview")
+        return job
+
+    def render(self, request: RenderRequest, lane: str = EXPORT, timeout: float | None = None) -> Output:
+        """Submit and wait: the blocking form for scripts and the CLI."""
+        return self.submit(request, lane).wait(timeout)
+
+    def cancel_all(self) -> None:
+        with self._lock:
+            pending = ([self._preview] if self._preview else []) + list(self._exports)
+            self._preview = None
+            self._exports.clear()
+            current = self._current
+        if current is not None:
+            current.cancel()
+        for job in pending:
+            self._finish(job, "cancelled", message="cancelled")
+
+    @property
+    def busy(self) -> bool:
+        with self._lock:
+            return self._current is not None or self._preview is not None or bool(self._exports)
+
+    def shutdown(self, wait: bool = True, timeout: float = 10.0) -> None:
+        self.cancel_all()
+        with self._lock:
+            self._stop = True
+            self._lock.notify_all()
+            thread = self._thread
+        if wait and thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
+
+    def __enter__(self) -> "Engine":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.shutdown()
+
+    # --- worker ---------------------------------------------------------------------------------------------------
+    def _ensure_thread(self) -> None:
+        if self._thread is None or not self._thread.is_alive():
+            self._thread = threading.Thread(target=self._run, name="latent-studio-engine", daemon=True)
+            self._thread.start()
+
+    def _next_job(self) -> Job | None:
+        with self._lock:
+            while not self._stop and self._preview is None and not self._exports:
+                self._lock.wait()
+            if self._stop:
+                return None
+            if self._preview is not None:  # interactive work first
+                job, self._preview = self._preview, None
+            else:
+                job = self._exports.popleft()
+            self._current = job
+            return job
+
+    def _run(self) -> None:
+        torch.set_num_threads(self.threads)  # per process: the worker takes all cores but the GUI's
+        with torch.inference_mode():
+            while True:
+                job = self._next_job()
+                if job is None:
+                    return
+                try:
+                    self._execute(job)
+                except BaseException as exc:  # never let a job kill the worker
+                    self._finish(job, "error", error=exc, detail=traceback.format_exc())
+                finally:
+                    with self._lock:
+                        self._current = None
+
+    def _execute(self, job: Job) -> None:
+        if job.cancel_requested:
+            self._finish(job, "cancelled", message="cancelled before it started")
+            return
+        job.state = "running"
+        self._emit(Event("started", job))
+        t0 = time.perf_counter()
+        device = self.device
+        try:
+            output = self._render_on(job, device)
+        except _CancelledRun:
+            self._finish(job, "cancelled", message="cancelled")
+            return
+        except Exception as exc:
+            if not (self.oom_fallback and is_out_of_memory(exc) and device.type != "cpu"):
+                raise
+            # Out of memory: drop every cached model, try once more, then fall back to the CPU.
+            log.warning("out of memory on %s; retrying after freeing the model cache", device)
+            self.cache.drop()
+            release_memory(device)
+            try:
+                output = self._render_on(job, device)
+            except _CancelledRun:
+                self._finish(job, "cancelled", message="cancelled")
+                return
+            except Exception as exc2:
+                if not is_out_of_memory(exc2):
+                    raise
+                release_memory(device)
+                job.info["fallback"] = f"out of memory on {device}; rendered on the CPU"
+                try:
+                    output = self._render_on(job, torch.device("cpu"))
+                except _CancelledRun:
+                    self._finish(job, "cancelled", message="cancelled")
+                    return
+        job.seconds = time.perf_counter() - t0
+        job.output = output
+        self._finish(job, "finished", output=output)
+
+    def _model(self, request: RenderRequest, device: torch.device, dtype: torch.dtype) -> LoadedModel:
+        key = (request.model_id, device, dtype)
+        model = self.cache.get(key, lambda: self._load(request, device, dtype))
+        if request.model_hash and model.sha256 != request.model_hash:
+            # The package changed on disk since it was cached, or the request is for other weights.
+            self.cache.drop(key)
+            self._entries.pop(request.model_id, None)
+            model = self.cache.get(key, lambda: self._load(request, device, dtype))
+        return model
+
+    def _load(self, request: RenderRequest, device: torch.device, dtype: torch.dtype) -> LoadedModel:
+        entry = self._entries.get(request.model_id) or resolve(request.model_id, self.roots)
+        self._entries[request.model_id] = entry
+        return load_model(entry, device, dtype, expected_sha256=request.model_hash or None)
+
+    def _render_on(self, job: Job, device: torch.device) -> Output:
+        dtype, note = resolve_dtype(job.request.dtype, device)
+        if note:
+            job.info["dtype_note"] = note
+        model = self._model(job.request, device, dtype)
+        job.info.update(device=str(device), dtype=str(dtype).replace("torch.", ""), model_sha256=model.sha256,
+                        model_name=model.manifest.name, model_version=model.manifest.version)
+        steps = model.family.render(model, job.request)
+        while True:
+            if job.cancel_requested:
+                steps.close()
+                raise _CancelledRun()
+            try:
+                step = next(steps)
+            except StopIteration as stop:
+                return stop.value
+            if isinstance(step, Preview):
+                self._emit(Event("preview", job, step.step, step.total, step.message, output=step.output))
+            elif isinstance(step, Progress):
+                self._emit(Event("progress", job, step.step, step.total, step.message))
+
+    # --- events ---------------------------------------------------------------------------------------------------
+    def _finish(self, job: Job, state: str, output: Output | None = None, error: BaseException | None = None,
+                message: str = "", detail: str = "") -> None:
+        if job.done:
+            return
+        job.state = state
+        job.error = error
+        if state == "cancelled":
+            job.cancel()
+        job._done.set()
+        kind = {"finished": "finished", "cancelled": "cancelled", "error": "error"}[state]
+        if error is not None and not message:
+            message = str(error) if isinstance(error, StudioError) else f"render failed: {type(error).__name__}: {error}"
+        self._emit(Event(kind, job, message=message, output=output, error=error, detail=detail))
+
+    def _emit(self, event: Event) -> None:
+        for callback in ([event.job.on_event] if event.job.on_event else []) + list(self._listeners):
+            try:
+                callback(event)
+            except Exception:  # a broken listener must not break rendering
+                log.exception("event callback failed")
+
+
+class _CancelledRun(Exception):
+    pass

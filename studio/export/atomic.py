@@ -1,0 +1,50 @@
+"""Atomic writes: a temporary file in the target folder, renamed into place. A failure leaves no partial file."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+from studio.errors import ExportError
+
+
+def check_writable_folder(path: str | Path) -> Path:
+    """The folder `path` will be written in; an ExportError naming it if it is missing or not writable."""
+    target = Path(path)
+    folder = target.parent if str(target.parent) else Path(".")
+    if not folder.exists():
+        raise ExportError("the output folder does not exist", folder)
+    if not folder.is_dir():
+        raise ExportError("the output folder is not a folder", folder)
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ExportError("the output folder is not writable", folder)
+    if target.is_dir():
+        raise ExportError("is a folder; give a file name", target)
+    return folder
+
+
+@contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside `path`; on success it replaces `path`, on any error it is removed."""
+    target = Path(path)
+    folder = check_writable_folder(target)
+    try:
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part" + target.suffix, dir=folder)
+    except OSError as exc:
+        raise ExportError(f"cannot create a file here: {exc.strerror or exc}", folder) from None
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        os.replace(tmp, target)
+    except OSError as exc:
+        raise ExportError(f"cannot write: {exc.strerror or exc}", target) from None
+    finally:
+        if tmp.exists():
+            try:
+                tmp.unlink()
+            except OSError:
+                pass

@@ -1,0 +1,104 @@
+"""Image export with the request inside: PNG text chunks `parameters` (AUTOMATIC1111's format) and
+`latent-studio` (the full RenderRequest as JSON); JPEG and WebP carry the same in EXIF UserComment / XMP-free text."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image, PngImagePlugin, UnidentifiedImageError
+
+from studio import __version__
+from studio.errors import ExportError, RequestError
+from studio.export.atomic import atomic_path
+from studio.request import RenderRequest
+
+REQUEST_CHUNK = "latent-studio"
+PARAMETERS_CHUNK = "parameters"
+FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}
+
+
+def parameters_text(request: RenderRequest, size: tuple[int, int], model_name: str = "",
+                    model_sha256: str = "") -> str:
+    """AUTOMATIC1111's `parameters` text: the prompt line, an optional negative line, then the settings line."""
+    lines = [request.prompt]
+    if request.negative_prompt:
+        lines.append(f"Negative prompt: {request.negative_prompt}")
+    settings: list[tuple[str, Any]] = [("Steps", request.steps or 1)]
+    if request.guidance is not None:
+        settings.append(("CFG scale", request.guidance))
+    settings += [("Seed", request.seed), ("Size", f"{size[0]}x{size[1]}")]
+    sha = model_sha256 or request.model_hash
+    if sha:
+        settings.append(("Model hash", sha[:10]))
+    settings.append(("Model", model_name or request.model_id))
+    if request.latent is not None:
+        settings.append(("Latent", "explicit"))
+    if request.edits:
+        settings.append(("Edits", '"' + " ".join(f"{k}={v:g}" for k, v in request.edits) + '"'))
+    settings.append(("Version", f"latent-studio {__version__}"))
+    lines.append(", ".join(f"{k}: {v}" for k, v in settings))
+    return "\n".join(lines)
+
+
+def _to_image(data: np.ndarray) -> Image.Image:
+    if data.dtype != np.uint8:
+        raise ExportError(f"image data must be uint8, got {data.dtype}")
+    if data.ndim == 3 and data.shape[2] == 1:
+        data = data[:, :, 0]
+    return Image.fromarray(np.ascontiguousarray(data))
+
+
+def save_image(path: str | Path, data: np.ndarray, request: RenderRequest, model_name: str = "",
+               model_sha256: str = "", quality: int = 95) -> Path:
+    """Write `data` (H, W[, C] uint8) with the request in its metadata, atomically. Format from the suffix."""
+    path = Path(path)
+    fmt = FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise ExportError(f"unknown image format {path.suffix or '(no suffix)'}; use "
+                          f"{', '.join(sorted(set(FORMATS)))}", path)
+    # The request is saved with the hash of the weights that made it, so a re-render is exact.
+    if model_sha256 and not request.model_hash:
+        request = request.with_(model_hash=model_sha256)
+    image = _to_image(data)
+    params = parameters_text(request, image.size, model_name, model_sha256)
+    with atomic_path(path) as tmp:
+        if fmt == "PNG":
+            info = PngImagePlugin.PngInfo()
+            info.add_text(PARAMETERS_CHUNK, params)
+            info.add_text(REQUEST_CHUNK, request.to_json())
+            image.save(tmp, format="PNG", pnginfo=info)
+        else:
+            exif = Image.Exif()
+            exif[0x9286] = "UNICODE\0".encode() + params.encode("utf-16-be")  # UserComment, as A1111 writes it
+            exif[0x010E] = request.to_json()  # ImageDescription holds the exact request
+            if image.mode not in ("RGB", "L"):
+                image = image.convert("RGB")
+            image.save(tmp, format=fmt, quality=quality, exif=exif.tobytes())
+    return path
+
+
+def read_request(path: str | Path) -> RenderRequest:
+    """The RenderRequest stored in an image this app exported."""
+    path = Path(path)
+    try:
+        with Image.open(path) as image:
+            text = image.info.get(REQUEST_CHUNK)
+            if text is None and hasattr(image, "text"):
+                text = image.text.get(REQUEST_CHUNK)
+            if text is None:
+                exif = image.getexif()
+                text = exif.get(0x010E)
+    except FileNotFoundError:
+        raise RequestError("file not found", path) from None
+    except UnidentifiedImageError:
+        raise RequestError("not an image file", path) from None
+    except OSError as exc:
+        raise RequestError(f"cannot read: {exc}", path) from None
+    if not text:
+        raise RequestError("this image carries no Latent Studio request (no 'latent-studio' metadata)", path)
+    try:
+        return RenderRequest.from_json(text)
+    except RequestError as exc:
+        raise RequestError(f"the stored request is invalid: {exc.problem}", path, exc.field) from None

@@ -1,0 +1,119 @@
+"""The family protocol: what every model family provides, and what a render yields."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar, Generator
+
+import numpy as np
+import torch
+
+from studio.errors import ManifestError, RequestError
+
+if TYPE_CHECKING:
+    from studio.latent.directions import Directions
+    from studio.manifest import Manifest
+    from studio.request import RenderRequest
+
+
+@dataclass(frozen=True)
+class Progress:
+    """A step of long work. Every yield is a cancel point."""
+
+    step: int
+    total: int
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class Preview(Progress):
+    """An intermediate output an artist can look at while the work goes on."""
+
+    output: "Output | None" = None
+
+
+@dataclass(frozen=True)
+class Output:
+    """A finished render. Images are uint8 (H, W, C); audio float32 (samples, channels)."""
+
+    kind: str
+    data: np.ndarray
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def size(self) -> tuple[int, int]:
+        if self.kind == "image":
+            return int(self.data.shape[1]), int(self.data.shape[0])
+        return int(self.data.shape[0]), int(self.data.shape[1] if self.data.ndim > 1 else 1)
+
+
+RenderSteps = Generator[Progress, None, Output]
+
+
+@dataclass
+class LoadedModel:
+    """A package whose network is built, loaded and placed on a device."""
+
+    manifest: "Manifest"
+    family: "Family"
+    network: torch.nn.Module
+    sha256: str
+    device: torch.device
+    dtype: torch.dtype
+    directions: "Directions | None" = None
+
+    @property
+    def id(self) -> str:
+        return self.manifest.id
+
+    def nbytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in self.network.state_dict().values())
+
+    def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> "LoadedModel":
+        device = torch.device(device)
+        dtype = dtype or self.dtype
+        self.network.to(device=device, dtype=dtype)
+        self.device, self.dtype = device, dtype
+        return self
+
+
+class Family:
+    """One model family: builds its network from the manifest and renders requests.
+
+    Subclasses set `name` (the manifest's `family`), `output_kinds`, and implement `build` and `render`.
+    """
+
+    name: ClassVar[str] = ""
+    output_kinds: ClassVar[tuple[str, ...]] = ("image",)
+    capabilities: ClassVar[frozenset[str]] = frozenset({"sample"})  # of sample, encode, decode, iterate
+
+    def validate(self, manifest: "Manifest") -> None:
+        """Raise ManifestError naming the field when the manifest does not suit this family."""
+        if manifest.output.kind not in self.output_kinds:
+            raise ManifestError(f"family {self.name!r} makes {', '.join(self.output_kinds)} output, not "
+                                f"{manifest.output.kind!r}", manifest.path, "output.kind")
+
+    def build(self, manifest: "Manifest") -> torch.nn.Module:
+        raise NotImplementedError
+
+    def render(self, model: LoadedModel, request: "RenderRequest") -> RenderSteps:
+        raise NotImplementedError
+
+    def encode(self, model: LoadedModel, images: np.ndarray, labels: list[str] | None = None) -> torch.Tensor:
+        raise RequestError(f"models of family {self.name!r} cannot encode images")
+
+
+def arch_value(manifest: "Manifest", key: str, kind: type, default: Any = None, minimum: Any = None) -> Any:
+    """Read architecture.<key> with a ManifestError naming the field on a wrong type or range."""
+    arch = manifest.architecture
+    if key not in arch:
+        if default is None:
+            raise ManifestError("required field is missing", manifest.path, f"architecture.{key}")
+        return default
+    value = arch[key]
+    if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
+        raise ManifestError(f"expected {kind.__name__}, got {type(value).__name__} {value!r}", manifest.path,
+                            f"architecture.{key}")
+    if minimum is not None and value < minimum:
+        raise ManifestError(f"must be at least {minimum}, got {value}", manifest.path, f"architecture.{key}")
+    return value

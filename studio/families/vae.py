@@ -1,0 +1,264 @@
+"""The VAE family: a set-encoder VAE with an optional class (character) condition.
+
+The encoder maps one or more images (each with its label, e.g. several glyphs of one font) to a single posterior
+q(z | x_1..x_K) = N(μ, σ²) by averaging per-image features; the decoder draws p(x | z, label). With labels, z holds
+only what the images share (the style) and the label says what to draw, so prior samples z ~ N(0, I) read as the
+asked-for character. Without labels (num_classes = 0, one image per set) it is the classic VAE.
+
+Loss: ELBO = E_q[log p(x | z, y)] − KL(q(z | ·) ‖ N(0, I)), with a Bernoulli likelihood on pixel intensities.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from studio.errors import ManifestError, RequestError
+from studio.families import register_family
+from studio.families.base import Family, LoadedModel, Output, Progress, RenderSteps, arch_value
+from studio.latent.edits import apply_edits
+from studio.latent.seeds import sample_prior
+
+# --- the network ------------------------------------------------------------------------------------------------
+
+
+class SetVAE(nn.Module):
+    def __init__(self, image_size: int = 64, channels: int = 1, latent_dim: int = 32, num_classes: int = 0,
+                 width: int = 32, class_dim: int = 32, hidden: int = 256):
+        super().__init__()
+        levels = int(math.log2(image_size // 4))
+        if 4 * 2**levels != image_size:
+            raise ValueError(f"image_size must be 4·2^n (8, 16, 32, 64, 128…), got {image_size}")
+        self.image_size, self.channels, self.latent_dim = image_size, channels, latent_dim
+        self.num_classes = num_classes
+        self.class_dim = class_dim if num_classes else 0
+        enc_ch = [channels] + [width * 2**i for i in range(levels)]
+        top = enc_ch[-1]
+        self.encoder = nn.Sequential(*[layer for i in range(levels) for layer in (
+            nn.Conv2d(enc_ch[i], enc_ch[i + 1], 4, 2, 1), nn.SiLU())])
+        if num_classes:
+            self.enc_embed = nn.Embedding(num_classes, class_dim)
+            self.dec_embed = nn.Embedding(num_classes, class_dim)
+        self.enc_fc = nn.Linear(top * 16 + self.class_dim, hidden)
+        self.enc_head = nn.Sequential(nn.SiLU(), nn.Linear(hidden, hidden), nn.SiLU(), nn.Linear(hidden, 2 * latent_dim))
+        cond = latent_dim + self.class_dim
+        # Transposed convolutions, the last one straight to the output channels: at 64×64 the full-resolution
+        # layers dominate CPU training time, so none runs there with more than one output map.
+        dec_ch = [top // 2**i for i in range(levels)]
+        self.dec_fc = nn.Linear(cond, top * 16)
+        self.dec_convs = nn.ModuleList(nn.ConvTranspose2d(dec_ch[i], dec_ch[i + 1], 4, 2, 1)
+                                       for i in range(levels - 1))
+        self.dec_film = nn.ModuleList(nn.Linear(cond, 2 * dec_ch[i + 1]) for i in range(levels - 1))
+        self.dec_out = nn.ConvTranspose2d(dec_ch[-1], channels, 4, 2, 1)
+        self._top = top
+
+    def encode(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """images (B, K, C, H, W) in [0, 1], labels (B, K) → μ, log σ² of shape (B, latent_dim)."""
+        b, k = images.shape[:2]
+        h = self.encoder(images.reshape(b * k, *images.shape[2:])).flatten(1)
+        if self.num_classes:
+            if labels is None:
+                raise ValueError("this VAE needs a label for every image")
+            h = torch.cat([h, self.enc_embed(labels.reshape(b * k))], 1)
+        h = self.enc_fc(h).reshape(b, k, -1).mean(1)
+        mu, logvar = self.enc_head(h).chunk(2, dim=1)
+        return mu, logvar
+
+    def decode(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """z (N, latent_dim), labels (N,) → logits (N, C, H, W)."""
+        c = z
+        if self.num_classes:
+            if labels is None:
+                raise ValueError("this VAE needs a label to decode")
+            c = torch.cat([z, self.dec_embed(labels)], 1)
+        x = self.dec_fc(c).reshape(-1, self._top, 4, 4)
+        for conv, film in zip(self.dec_convs, self.dec_film):
+            x = conv(x)
+            scale, shift = film(c).unsqueeze(-1).unsqueeze(-1).chunk(2, dim=1)
+            x = F.silu(x * (1 + scale) + shift)
+        return self.dec_out(x)
+
+    def forward(self, images: torch.Tensor, labels: torch.Tensor | None, target_labels: torch.Tensor | None,
+                generator: torch.Generator | None = None):
+        """Encode a set per row, reparameterise, decode the targets: logits (B, T, C, H, W), μ, log σ², z."""
+        mu, logvar = self.encode(images, labels)
+        eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+        z = mu + torch.exp(0.5 * logvar) * eps
+        if target_labels is None:
+            return self.decode(z).unsqueeze(1), mu, logvar, z
+        b, t = target_labels.shape
+        logits = self.decode(z.repeat_interleave(t, 0), target_labels.reshape(-1))
+        return logits.reshape(b, t, *logits.shape[1:]), mu, logvar, z
+
+
+# --- the objective ------------------------------------------------------------------------------------------------
+
+
+def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """KL(N(μ, σ²) ‖ N(0, I)) per row, summed over latent dimensions."""
+    return 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).sum(-1)
+
+
+def bernoulli_nll(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """−log p(x | logits) per row (first dimension), summed over everything else."""
+    nll = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
+    return nll.reshape(nll.shape[0], -1).sum(-1)
+
+
+def elbo(logits: torch.Tensor, target: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor,
+         beta: float = 1.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-row (ELBO, reconstruction NLL, KL); the training loss is −ELBO averaged (β weights the KL)."""
+    nll = bernoulli_nll(logits, target)
+    kl = gaussian_kl(mu, logvar)
+    return -(nll + beta * kl), nll, kl
+
+
+# --- the family ---------------------------------------------------------------------------------------------------
+
+
+@register_family
+class VAEFamily(Family):
+    name = "vae"
+    output_kinds = ("image",)
+    capabilities = frozenset({"sample", "encode", "decode"})
+
+    def _config(self, manifest) -> dict:
+        out = manifest.output
+        cfg = {
+            "image_size": arch_value(manifest, "image_size", int, out["width"], minimum=8),
+            "channels": out["channels"],
+            "latent_dim": manifest.latent.size,
+            "num_classes": len(manifest.conditions.labels) if manifest.conditions.kind in ("class", "text") else 0,
+            "width": arch_value(manifest, "width", int, 32, minimum=4),
+            "class_dim": arch_value(manifest, "class_dim", int, 32, minimum=1),
+            "hidden": arch_value(manifest, "hidden", int, 256, minimum=4),
+        }
+        return cfg
+
+    def validate(self, manifest) -> None:
+        super().validate(manifest)
+        out = manifest.output
+        if out["width"] != out["height"]:
+            raise ManifestError(f"the vae family makes square images; got {out['width']}x{out['height']}",
+                                manifest.path, "output.height")
+        if len(manifest.latent.shape) != 1:
+            raise ManifestError(f"the vae family has a flat latent; got shape {list(manifest.latent.shape)}",
+                                manifest.path, "latent.shape")
+        if manifest.conditions.kind in ("class", "text") and not manifest.conditions.labels:
+            raise ManifestError("needs the labels (or alphabet) it was trained on", manifest.path, "conditions")
+        size = self._config(manifest)["image_size"]
+        if size != out["width"] or 4 * 2 ** int(math.log2(max(size // 4, 1))) != size:
+            raise ManifestError(f"must equal output.width and be 4·2^n, got {size}", manifest.path,
+                                "architecture.image_size")
+
+    def build(self, manifest) -> SetVAE:
+        self.validate(manifest)
+        return SetVAE(**self._config(manifest))
+
+    # --- rendering ---
+    def _labels_for(self, model: LoadedModel, request) -> list[list[int | None]]:
+        """Rows of class indices (None = blank cell) for the request's condition."""
+        cond = model.manifest.conditions
+        if cond.kind == "none":
+            return [[0]]
+        index = {label: i for i, label in enumerate(cond.labels)}
+        if cond.kind == "class":
+            label = request.label or cond.default or cond.labels[0]
+            if label not in index:
+                raise RequestError(f"unknown class {label!r} for {model.id} (known: {', '.join(cond.labels[:20])}"
+                                   + (" …" if len(cond.labels) > 20 else "") + ")", field="label")
+            return [[index[label]]]
+        text = request.prompt or cond.default or cond.labels[0]
+        rows = []
+        for line in text.split("\n"):
+            row = []
+            for ch in line:
+                if ch in index:
+                    row.append(index[ch])
+                elif ch.isspace():
+                    row.append(None)
+                else:
+                    raise RequestError(f"{model.id} cannot draw {ch!r}; it draws: {''.join(cond.labels)} and spaces",
+                                       field="prompt")
+            rows.append(row)
+        if not any(rows):
+            raise RequestError("the prompt has nothing to draw", field="prompt")
+        return rows
+
+    def render(self, model: LoadedModel, request) -> RenderSteps:
+        z = request_latent(model, request)
+        rows = self._labels_for(model, request)
+        yield Progress(0, 1, "decoding")
+        net: SetVAE = model.network
+        flat = [i for row in rows for i in row if i is not None]
+        zd = z.to(model.device, model.dtype).reshape(1, -1).expand(max(len(flat), 1), -1)
+        labels = torch.tensor(flat, dtype=torch.long, device=model.device) if net.num_classes else None
+        cells = torch.sigmoid(net.decode(zd, labels).float())  # (N, C, S, S), 1 = ink
+        s, c = net.image_size, net.channels
+        width = max(len(r) for r in rows)
+        sheet = torch.zeros(c, s * len(rows), s * width, device=cells.device)
+        k = 0
+        for r, row in enumerate(rows):
+            for col, label in enumerate(row):
+                if label is not None:
+                    sheet[:, r * s:(r + 1) * s, col * s:(col + 1) * s] = cells[k]
+                    k += 1
+        if model.manifest.architecture.get("ink_on_paper", False):
+            sheet = 1.0 - sheet
+        if request.width or request.height:
+            h = request.height or round(sheet.shape[1] * request.width / sheet.shape[2])
+            w = request.width or round(sheet.shape[2] * request.height / sheet.shape[1])
+            sheet = F.interpolate(sheet[None], size=(h, w), mode="bilinear", antialias=True,
+                                  align_corners=False)[0]
+        image = (sheet.clamp(0, 1) * 255.0).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+        yield Progress(1, 1, "done")
+        return Output("image", np.ascontiguousarray(image), {"cells": len(flat)})
+
+    def encode(self, model: LoadedModel, images: np.ndarray, labels: list[str] | None = None) -> torch.Tensor:
+        """Posterior mean of one set of images (N, H, W[, C]) uint8, with a label each when the model has classes."""
+        net: SetVAE = model.network
+        x = torch.as_tensor(np.asarray(images), dtype=torch.float32) / 255.0
+        if x.ndim == 2:
+            x = x[None]
+        if x.ndim == 3:
+            x = x[:, None]  # (N, 1, H, W)
+        else:
+            x = x.permute(0, 3, 1, 2)
+        if x.shape[1] != net.channels:
+            x = x.mean(1, keepdim=True) if net.channels == 1 else x[:, :1].expand(-1, net.channels, -1, -1)
+        if x.shape[-1] != net.image_size or x.shape[-2] != net.image_size:
+            x = F.interpolate(x, size=(net.image_size, net.image_size), mode="bilinear", antialias=True)
+        if model.manifest.architecture.get("ink_on_paper", False):
+            x = 1.0 - x
+        lab = None
+        if net.num_classes:
+            cond = model.manifest.conditions
+            if not labels or len(labels) != x.shape[0]:
+                raise RequestError(f"{model.id} needs the character (label) of each image to encode it",
+                                   field="labels")
+            missing = [l for l in labels if l not in cond.labels]
+            if missing:
+                raise RequestError(f"unknown label(s) {missing} for {model.id}", field="labels")
+            lab = torch.tensor([[cond.labels.index(l) for l in labels]], device=model.device)
+        mu, _ = net.encode(x[None].to(model.device, model.dtype), lab)
+        return mu[0].float().cpu()
+
+
+def request_latent(model: LoadedModel, request) -> torch.Tensor:
+    """The request's latent on CPU in float32: its explicit values or the prior draw of its seed, then its edits."""
+    spec = model.manifest.latent
+    if request.latent is not None:
+        if len(request.latent) != spec.size:
+            raise RequestError(f"the latent has {len(request.latent)} values but {model.id} needs {spec.size}",
+                               field="latent")
+        z = torch.tensor(request.latent, dtype=torch.float32).reshape(spec.shape)
+    else:
+        z = sample_prior(request.seed, spec.shape, spec.prior)
+    try:
+        return apply_edits(z, request.edits, spec.prior, model.directions)
+    except (ValueError, IndexError) as exc:
+        raise RequestError(str(exc), field="edits") from None

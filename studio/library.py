@@ -1,0 +1,166 @@
+"""Find model packages and load them: manifest → family → network → safetensors weights.
+
+Packages are discovered in the shipped `models/` folder, the user's data folder, and any extra folder given on the
+command line or in settings. A folder may be a package itself or hold packages one level down.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+import torch
+
+from studio.errors import ManifestError, StudioError, WeightsError
+from studio.families import get_family
+from studio.families.base import LoadedModel
+from studio.latent.directions import Directions
+from studio.manifest import MANIFEST_NAME, WEIGHTS_NAME, Manifest, read_manifest
+from studio.paths import shipped_models_dir, user_models_dir
+from studio.weights import load_into, read_tensors, sha256_file
+
+DEFAULT_MODEL_ID = "glyphs"
+
+
+@dataclass
+class PackageEntry:
+    """One discovered package: its manifest when valid, else the error that names what is wrong."""
+
+    folder: Path
+    manifest: Manifest | None = None
+    error: StudioError | None = None
+    _sha256: str | None = None
+
+    @property
+    def id(self) -> str:
+        return self.manifest.id if self.manifest else self.folder.name
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    @property
+    def sha256(self) -> str | None:
+        if self._sha256 is None and self.manifest is not None and self.manifest.weights_path.exists():
+            try:
+                self._sha256 = sha256_file(self.manifest.weights_path)
+            except OSError:
+                return None
+        return self._sha256
+
+    def to_dict(self) -> dict:
+        m = self.manifest
+        return {
+            "id": self.id, "path": str(self.folder), "ok": self.ok,
+            "name": m.name if m else None, "family": m.family if m else None,
+            "output": m.output.kind if m else None, "version": m.version if m else None,
+            "license": m.license if m else None, "sha256": self.sha256 if m else None,
+            "quality": (m.training.get("quality") if m else None) or {},
+            "error": str(self.error) if self.error else None,
+        }
+
+
+def default_roots(extra: Iterable[str | Path] = ()) -> list[Path]:
+    return [shipped_models_dir(), user_models_dir(), *(Path(p) for p in extra)]
+
+
+def _check(entry: PackageEntry) -> None:
+    """Cheap checks that need no weights loading: manifest, family, weights file present and not a pickle."""
+    try:
+        entry.manifest = read_manifest(entry.folder)
+        family = get_family(entry.manifest.family)
+        family.validate(entry.manifest)
+        if not entry.manifest.weights_path.exists():
+            pickles = sorted(p.name for p in entry.folder.iterdir() if p.suffix.lower() in {".pt", ".pth", ".ckpt",
+                                                                                             ".pkl", ".bin"})
+            hint = f" (found {', '.join(pickles)}: pickles are never loaded; convert to safetensors)" if pickles else ""
+            raise WeightsError(f"weights file is missing{hint}", entry.manifest.weights_path)
+    except StudioError as exc:
+        if exc.path is None:  # e.g. an unknown family: say which manifest named it
+            exc = type(exc)(exc.problem, entry.folder / MANIFEST_NAME, exc.field)
+        entry.error = exc
+
+
+def scan(roots: Iterable[str | Path] | None = None) -> list[PackageEntry]:
+    """All packages under `roots` (default: shipped, user, nothing else), valid or not, in a stable order.
+
+    When two valid packages share an id, the first root wins and the later one is reported as a duplicate.
+    """
+    entries: list[PackageEntry] = []
+    seen_folders: set[Path] = set()
+    for root in (default_roots() if roots is None else [Path(r) for r in roots]):
+        if not root.is_dir():
+            continue
+        candidates = [root] if (root / MANIFEST_NAME).exists() else sorted(
+            p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".") and (
+                (p / MANIFEST_NAME).exists() or (p / WEIGHTS_NAME).exists()))
+        for folder in candidates:
+            key = folder.resolve()
+            if key in seen_folders:
+                continue
+            seen_folders.add(key)
+            entry = PackageEntry(folder)
+            _check(entry)
+            entries.append(entry)
+    ids: dict[str, Path] = {}
+    for entry in entries:
+        if entry.ok:
+            if entry.id in ids:
+                entry.error = ManifestError(f"duplicate model id {entry.id!r}; {ids[entry.id]} is used instead",
+                                            entry.folder / MANIFEST_NAME, "id")
+            else:
+                ids[entry.id] = entry.folder
+    return entries
+
+
+def resolve(model: str, roots: Iterable[str | Path] | None = None) -> PackageEntry:
+    """A package by id, or by the path of its folder. Raises the package's own error if it is invalid."""
+    path = Path(model)
+    if path.is_dir() or (path.suffix == "" and (path / MANIFEST_NAME).exists()) or "/" in model or "\\" in model:
+        if not path.exists():
+            raise ManifestError("no such model folder", path)
+        if path.is_file():
+            raise ManifestError("expected a model package folder (with model.toml and weights.safetensors), "
+                                "got a file", path)
+        entry = PackageEntry(path)
+        _check(entry)
+    else:
+        found = [e for e in scan(roots) if e.id == model]
+        ok = [e for e in found if e.ok]
+        if not found:
+            known = sorted({e.id for e in scan(roots) if e.ok})
+            raise StudioError(f"no model with id {model!r} is installed (installed: {', '.join(known) or 'none'})")
+        entry = ok[0] if ok else found[0]
+    if entry.error:
+        raise entry.error
+    return entry
+
+
+def load_model(entry: PackageEntry, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32,
+               expected_sha256: str | None = None) -> LoadedModel:
+    """Build the family's network on CPU in float32, load safetensors weights, then move it."""
+    manifest = entry.manifest
+    assert manifest is not None
+    family = get_family(manifest.family)
+    sha = sha256_file(manifest.weights_path) if manifest.weights_path.exists() else ""
+    if expected_sha256 and sha and sha != expected_sha256:
+        raise WeightsError(f"weights hash {sha[:12]}… differs from the requested {expected_sha256[:12]}…; the "
+                           "installed model is not the one that made this request", manifest.weights_path)
+    try:
+        network = family.build(manifest)
+    except (ValueError, TypeError) as exc:
+        raise ManifestError(f"cannot build the network: {exc}", manifest.path, "architecture") from None
+    load_into(network, read_tensors(manifest.weights_path), manifest.weights_path)
+    network.eval()
+    directions = None
+    if manifest.directions_path.exists():
+        try:
+            directions = Directions.from_tensors(read_tensors(manifest.directions_path))
+        except (KeyError, ValueError) as exc:
+            raise WeightsError(f"not a valid directions file: {exc}", manifest.directions_path) from None
+        if directions.vectors.shape[1] != manifest.latent.size:
+            raise WeightsError(f"directions have {directions.vectors.shape[1]} dimensions but the latent has "
+                               f"{manifest.latent.size}", manifest.directions_path)
+    model = LoadedModel(manifest, family, network, sha, torch.device("cpu"), torch.float32, directions)
+    return model.to(device, dtype)
