@@ -153,7 +153,7 @@ def parse_manifest(data: dict, path: Path) -> Manifest:
     fmt = r.get(data, "format", int)
     if fmt > FORMAT_VERSION or fmt < 1:
         raise r.fail("format", f"format version {fmt} is not supported (this app reads 1..{FORMAT_VERSION})")
-    model_id = r.get(data, "id", str, check=lambda v: None if _ID_RE.match(v) else
+    model_id = r.get(data, "id", str, check=lambda v: None if _ID_RE.fullmatch(v) else
                      "must be 1-64 lowercase letters, digits, '.', '_' or '-'")
     name = r.get(data, "name", str)
     family = r.get(data, "family", str, check=lambda v: None if v.strip() else "must not be empty")

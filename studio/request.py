@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 from studio.errors import RequestError
@@ -41,8 +41,18 @@ class RenderRequest:
             raise RequestError("model_id must be a non-empty string", field="model_id")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed <= MAX_SEED:
             raise RequestError(f"seed must be a whole number in 0..{MAX_SEED}, got {self.seed!r}", field="seed")
+        for name in ("prompt", "negative_prompt", "model_hash"):
+            if not isinstance(getattr(self, name), str):
+                raise RequestError(f"{name} must be text, got {getattr(self, name)!r}", field=name)
+        if self.label is not None and not isinstance(self.label, str):
+            raise RequestError(f"label must be text, got {self.label!r}", field="label")
         if self.latent is not None:
-            values = tuple(float(v) for v in self.latent)
+            try:
+                if isinstance(self.latent, (str, bytes)):
+                    raise TypeError
+                values = tuple(float(v) for v in self.latent)
+            except (TypeError, ValueError):
+                raise RequestError("latent must be a list of numbers", field="latent") from None
             if not values or not all(math.isfinite(v) for v in values):
                 raise RequestError("latent must be a non-empty list of finite numbers", field="latent")
             object.__setattr__(self, "latent", values)
@@ -107,7 +117,7 @@ class RenderRequest:
         unknown = sorted(set(data) - known)
         if unknown:
             raise RequestError(f"unknown field(s): {', '.join(unknown)}")
-        if data.get("latent") is not None:
+        if isinstance(data.get("latent"), list):
             data["latent"] = tuple(data["latent"])
         if "edits" in data:
             try:

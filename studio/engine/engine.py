@@ -137,13 +137,18 @@ class Engine:
             if self._stop:
                 raise RuntimeError("the engine has been shut down")
             job = Job(request, lane, next(self._stamps), on_event)
-            if lane == PREVIEW:
-                superseded, self._preview = self._preview, job
-            else:
-                self._exports.append(job)
-            self._ensure_thread()
-            self._lock.notify_all()
-        self._emit(Event("queued", job))
+        self._emit(Event("queued", job))  # before the worker can see the job, so `queued` always comes first
+        with self._lock:
+            refused = self._stop  # shut down while the queued event ran
+            if not refused:
+                if lane == PREVIEW:
+                    superseded, self._preview = self._preview, job
+                else:
+                    self._exports.append(job)
+                self._ensure_thread()
+                self._lock.notify_all()
+        if refused:
+            self._finish(job, "cancelled", message="the engine is shutting down")
         if superseded is not None:
             self._finish(superseded, "cancelled", message="superseded by a newer preview")
         return job
@@ -169,11 +174,11 @@ class Engine:
             return self._current is not None or self._preview is not None or bool(self._exports)
 
     def shutdown(self, wait: bool = True, timeout: float = 10.0) -> None:
-        self.cancel_all()
-        with self._lock:
+        with self._lock:  # refuse new work first, then cancel what is there
             self._stop = True
             self._lock.notify_all()
             thread = self._thread
+        self.cancel_all()
         if wait and thread is not None and thread is not threading.current_thread():
             thread.join(timeout)
 
@@ -260,14 +265,19 @@ class Engine:
         key = (request.model_id, device, dtype)
         model = self.cache.get(key, lambda: self._load(request, device, dtype))
         if request.model_hash and model.sha256 != request.model_hash:
-            # The package changed on disk since it was cached, or the request is for other weights.
+            # The package may have changed on disk since it was cached: read it again from its folder. If the
+            # weights still differ, loading raises an error that names both hashes.
             self.cache.drop(key)
-            self._entries.pop(request.model_id, None)
-            model = self.cache.get(key, lambda: self._load(request, device, dtype))
+            model = self.cache.get(key, lambda: self._load(request, device, dtype, reread=True))
         return model
 
-    def _load(self, request: RenderRequest, device: torch.device, dtype: torch.dtype) -> LoadedModel:
-        entry = self._entries.get(request.model_id) or resolve(request.model_id, self.roots)
+    def _load(self, request: RenderRequest, device: torch.device, dtype: torch.dtype,
+              reread: bool = False) -> LoadedModel:
+        entry = self._entries.get(request.model_id)
+        if entry is None:
+            entry = resolve(request.model_id, self.roots)
+        elif reread:
+            entry = resolve(str(entry.folder))
         self._entries[request.model_id] = entry
         return load_model(entry, device, dtype, expected_sha256=request.model_hash or None)
 

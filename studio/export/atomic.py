@@ -10,6 +10,9 @@ from typing import Iterator
 
 from studio.errors import ExportError
 
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)  # read once: mkstemp makes 0600 files, exports get the mode open() would give
+
 
 def check_writable_folder(path: str | Path) -> Path:
     """The folder `path` will be written in; an ExportError naming it if it is missing or not writable."""
@@ -37,6 +40,10 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         raise ExportError(f"cannot create a file here: {exc.strerror or exc}", folder) from None
     os.close(fd)
     tmp = Path(tmp_name)
+    try:
+        os.chmod(tmp, 0o666 & ~_UMASK)
+    except OSError:
+        pass
     try:
         yield tmp
         os.replace(tmp, target)

@@ -18,7 +18,8 @@ _entry_point_errors: dict[str, str] = {}
 
 
 def register_family(family: type[Family] | Family) -> Family:
-    """Register a family class (or instance) under its `name`; returns the instance. Usable as a decorator."""
+    """Register a family class (or instance) under its `name`; returns what it was given, so it works as a
+    class decorator."""
     instance = family() if isinstance(family, type) else family
     if not instance.name:
         raise ValueError(f"{family!r} has no name")

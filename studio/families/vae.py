@@ -44,7 +44,7 @@ class SetVAE(nn.Module):
             self.enc_embed = nn.Embedding(num_classes, class_dim)
             self.dec_embed = nn.Embedding(num_classes, class_dim)
         self.enc_fc = nn.Linear(top * 16 + self.class_dim, hidden)
-        self.enc_head = nn.Sequential(nn.SiLU(), nn.Linear(hidden, hidden), nn.SiLU(), nn.Linear(hidden, 2 * latent_dim))
+        self.enc_head = nn.Sequential(nn.Linear(hidden, hidden), nn.SiLU(), nn.Linear(hidden, 2 * latent_dim))
         cond = latent_dim + self.class_dim
         # Transposed convolutions, the last one straight to the output channels: at 64×64 the full-resolution
         # layers dominate CPU training time, so none runs there with more than one output map.
@@ -64,7 +64,8 @@ class SetVAE(nn.Module):
             if labels is None:
                 raise ValueError("this VAE needs a label for every image")
             h = torch.cat([h, self.enc_embed(labels.reshape(b * k))], 1)
-        h = self.enc_fc(h).reshape(b, k, -1).mean(1)
+        # Non-linear per image before pooling, so each image's features depend on its own label.
+        h = F.silu(self.enc_fc(h)).reshape(b, k, -1).mean(1)
         mu, logvar = self.enc_head(h).chunk(2, dim=1)
         return mu, logvar
 
@@ -185,7 +186,7 @@ class VAEFamily(Family):
                     raise RequestError(f"{model.id} cannot draw {ch!r}; it draws: {''.join(cond.labels)} and spaces",
                                        field="prompt")
             rows.append(row)
-        if not any(rows):
+        if not any(i is not None for row in rows for i in row):
             raise RequestError("the prompt has nothing to draw", field="prompt")
         return rows
 
