@@ -4,6 +4,8 @@ Verbs:
   models [--json]                 list installed model packages, with errors for invalid ones
   render --model ID|FOLDER ...    render to an image with the request in its metadata
   render --from FILE.png ...      re-render exactly what made FILE.png
+  render --latent A.json [--toward B.json --t 0.3]   render an encoded latent, or a point between two
+  encode --font FILE | --image FILE --chars TEXT     a style latent from glyphs
   train RECIPE.toml               train a model package from a recipe
 """
 
@@ -107,6 +109,9 @@ def cmd_render(args) -> int:
     fields, edits = _parse_set(args.set or [])
     if request is None:
         request = RenderRequest(model_id=entry.id, seed=args.seed or 0)
+    latent = _latent_from_args(args)
+    if latent is not None:
+        request = request.with_(latent=latent)
     else:
         request = request.with_(model_id=entry.id) if args.model else request
         if args.seed is not None:
@@ -133,6 +138,102 @@ def cmd_render(args) -> int:
     print(f"wrote {out} ({output.size[0]}x{output.size[1]}, {entry.id}, seed {request.seed}, "
           f"{job.seconds * 1000:.0f} ms on {job.info.get('device')})" + (f"; {note}" if note else ""))
     return 0
+
+
+def _encode_inputs(args, cell: int) -> tuple[list, list[str], str]:
+    """Images and their characters from --font FILE or --image FILE --chars TEXT."""
+    import numpy as np
+    from PIL import Image, UnidentifiedImageError
+
+    if args.font:
+        from studio.train.fonts import CHARSET, render_font
+
+        chars = args.chars or "AaBbGgRr"
+        bad = [c for c in chars if c not in CHARSET]
+        if bad:
+            raise StudioError(f"--chars: cannot take {''.join(bad)!r} from a font (use A-Z a-z 0-9)")
+        glyphs = render_font(args.font, size=cell, charset=chars)
+        if glyphs is None:
+            raise StudioError(f"cannot render the characters {chars!r} from this font (not a font file, or "
+                              "characters missing)", args.font)
+        return list(glyphs), list(chars), f"font {args.font}"
+    if not args.image or not args.chars:
+        raise StudioError("encode needs --font FILE, or --image FILE with --chars TEXT (one character per cell "
+                          "of the image, left to right)")
+    try:
+        with Image.open(args.image) as im:
+            strip = np.asarray(im.convert("L"))
+    except FileNotFoundError:
+        raise StudioError("file not found", args.image) from None
+    except (UnidentifiedImageError, OSError) as exc:
+        raise StudioError(f"not a readable image ({exc})", args.image) from None
+    chars = [c for c in args.chars if not c.isspace()]
+    cells = np.array_split(strip, len(args.chars), axis=1)
+    images = [np.asarray(Image.fromarray(c).resize((cell, cell), Image.Resampling.BOX))
+              for c, ch in zip(cells, args.chars) if not ch.isspace()]
+    return images, chars, f"image {args.image}"
+
+
+def cmd_encode(args) -> int:
+    import numpy as np
+
+    from studio.engine.device import pick_device
+    from studio.library import load_model, resolve
+
+    entry = resolve(args.model, _roots(args))
+    model = load_model(entry, pick_device(args.device))
+    if "encode" not in model.family.capabilities:
+        raise StudioError(f"{entry.id} ({model.family.name} family) cannot encode images")
+    images, chars, source = _encode_inputs(args, model.manifest.output["width"])
+    import torch
+
+    with torch.inference_mode():
+        z = model.family.encode(model, np.stack(images), chars)
+    record = {"model_id": entry.id, "model_hash": model.sha256, "source": source, "chars": "".join(chars),
+              "latent": [float(v) for v in z.reshape(-1)]}
+    text = json.dumps(record, indent=1)
+    if args.out:
+        from studio.export import atomic_path
+
+        with atomic_path(args.out) as tmp:
+            tmp.write_text(text + "\n", encoding="utf-8")
+        print(f"wrote {args.out} ({len(record['latent'])} numbers from {source})")
+    else:
+        print(text)
+    return 0
+
+
+def _read_latent(path: str) -> list[float]:
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        values = data["latent"] if isinstance(data, dict) else data
+        return [float(v) for v in values]
+    except FileNotFoundError:
+        raise StudioError("file not found", path) from None
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError, UnicodeDecodeError):
+        raise StudioError("not a latent file (JSON with a 'latent' list of numbers, as `encode` writes)",
+                          path) from None
+
+
+def _latent_from_args(args) -> tuple[float, ...] | None:
+    """--latent A.json [--toward B.json --t T --path slerp|lerp] → explicit latent values."""
+    if not args.latent:
+        if args.toward:
+            raise StudioError("--toward needs --latent (the start of the walk)")
+        return None
+    a = _read_latent(args.latent)
+    if not args.toward:
+        return tuple(a)
+    import torch
+
+    from studio.latent import lerp, slerp
+
+    b = _read_latent(args.toward)
+    if len(a) != len(b):
+        raise StudioError(f"--latent has {len(a)} numbers but --toward has {len(b)}")
+    ta, tb = torch.tensor(a), torch.tensor(b)
+    z = (slerp if args.path == "slerp" else lerp)(ta, tb, args.t)
+    return tuple(float(v) for v in z)
 
 
 def cmd_train(args) -> int:
@@ -181,7 +282,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a request field (steps, guidance, width, …) or a latent edit (d0, z3, truncation, …)")
     r.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
     r.add_argument("--dtype", choices=("float32", "float16", "bfloat16"))
+    r.add_argument("--latent", metavar="FILE.json", help="start from this latent (as `encode` writes) instead of a seed")
+    r.add_argument("--toward", metavar="FILE.json", help="interpolate from --latent toward this latent")
+    r.add_argument("--t", type=float, default=0.5, help="how far toward --toward (0..1, default 0.5)")
+    r.add_argument("--path", choices=("slerp", "lerp"), default="slerp", help="interpolation path (default slerp)")
     r.add_argument("--out", help="output image (.png, .jpg, .webp)")
+
+    e = sub.add_parser("encode", parents=[shared], help="encode glyphs (a font file or an image strip) to a latent")
+    e.add_argument("--model", default=None, help="package id or folder (default: the shipped default model)")
+    e.add_argument("--font", help="a font file: its glyphs are rendered the way the model was trained")
+    e.add_argument("--image", help="an image strip of glyphs, one equal-width cell per character of --chars")
+    e.add_argument("--chars", help="the characters shown (with --image), or to take from --font (default AaBbGgRr)")
+    e.add_argument("--device", default="auto")
+    e.add_argument("--out", help="write the latent here as JSON (default: print it)")
 
     t = sub.add_parser("train", parents=[shared], help="train a model package from a recipe")
     t.add_argument("recipe", help="recipe.toml")
@@ -199,6 +312,11 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_models(args)
         if args.verb == "train":
             return cmd_train(args)
+        if args.verb == "encode":
+            if args.model is None:
+                from studio.library import DEFAULT_MODEL_ID
+                args.model = DEFAULT_MODEL_ID
+            return cmd_encode(args)
         if args.verb is None:  # the app's main job until the window exists: render the default model
             top = (["--debug"] if args.debug else []) + [x for d in args.models_dir or [] for x in ("--models-dir", d)]
             args = build_parser().parse_args([*top, "render"])

@@ -117,7 +117,10 @@ def scan(roots: Iterable[str | Path] | None = None) -> list[PackageEntry]:
 def resolve(model: str, roots: Iterable[str | Path] | None = None) -> PackageEntry:
     """A package by id, or by the path of its folder. Raises the package's own error if it is invalid."""
     path = Path(model)
-    if path.is_dir() or (path.suffix == "" and (path / MANIFEST_NAME).exists()) or "/" in model or "\\" in model:
+    looks_like_path = "/" in model or "\\" in model or model.startswith(".")
+    if not looks_like_path and path.is_dir() and not any(e.id == model and e.ok for e in scan(roots)):
+        looks_like_path = True  # a folder name in the current directory that is not also an installed id
+    if looks_like_path:
         if not path.exists():
             raise ManifestError("no such model folder", path)
         if path.is_file():

@@ -220,7 +220,10 @@ class VAEFamily(Family):
         return Output("image", np.ascontiguousarray(image), {"cells": len(flat)})
 
     def encode(self, model: LoadedModel, images: np.ndarray, labels: list[str] | None = None) -> torch.Tensor:
-        """Posterior mean of one set of images (N, H, W[, C]) uint8, with a label each when the model has classes."""
+        """Posterior mean of one set of images (N, H, W[, C]) uint8, with a label each when the model has classes.
+
+        Dark-on-light and light-on-dark images both work; each is resized to the model's cell size.
+        """
         net: SetVAE = model.network
         x = torch.as_tensor(np.asarray(images), dtype=torch.float32) / 255.0
         if x.ndim == 2:
@@ -233,7 +236,9 @@ class VAEFamily(Family):
             x = x.mean(1, keepdim=True) if net.channels == 1 else x[:, :1].expand(-1, net.channels, -1, -1)
         if x.shape[-1] != net.image_size or x.shape[-2] != net.image_size:
             x = F.interpolate(x, size=(net.image_size, net.image_size), mode="bilinear", antialias=True)
-        if model.manifest.architecture.get("ink_on_paper", False):
+        # Ink is 1 inside the network. Images may be dark ink on paper or light ink on black: tell by the border.
+        border = torch.cat([x[..., 0, :], x[..., -1, :], x[..., :, 0], x[..., :, -1]], dim=-1)
+        if border.median() > 0.5:
             x = 1.0 - x
         lab = None
         if net.num_classes:
