@@ -229,37 +229,35 @@ class Engine:
         job.state = "running"
         self._emit(Event("started", job))
         t0 = time.perf_counter()
-        device = self.device
         try:
-            output = self._render_on(job, device)
+            output = self._render_with_fallback(job)
         except _CancelledRun:
             self._finish(job, "cancelled", message="cancelled")
             return
-        except Exception as exc:
-            if not (self.oom_fallback and is_out_of_memory(exc) and device.type != "cpu"):
-                raise
-            # Out of memory: drop every cached model, try once more, then fall back to the CPU.
-            log.warning("out of memory on %s; retrying after freeing the model cache", device)
-            self.cache.drop()
-            release_memory(device)
-            try:
-                output = self._render_on(job, device)
-            except _CancelledRun:
-                self._finish(job, "cancelled", message="cancelled")
-                return
-            except Exception as exc2:
-                if not is_out_of_memory(exc2):
-                    raise
-                release_memory(device)
-                job.info["fallback"] = f"out of memory on {device}; rendered on the CPU"
-                try:
-                    output = self._render_on(job, torch.device("cpu"))
-                except _CancelledRun:
-                    self._finish(job, "cancelled", message="cancelled")
-                    return
         job.seconds = time.perf_counter() - t0
         job.output = output
         self._finish(job, "finished", output=output)
+
+    def _render_with_fallback(self, job: Job) -> Output:
+        """Render on the engine's device; out of memory there: free the model cache and retry once, then
+        fall back to the CPU (noted in job.info)."""
+        device = self.device
+        try:
+            return self._render_on(job, device)
+        except Exception as exc:
+            if not (self.oom_fallback and is_out_of_memory(exc) and device.type != "cpu"):
+                raise
+        log.warning("out of memory on %s; retrying after freeing the model cache", device)
+        self.cache.drop()
+        release_memory(device)
+        try:
+            return self._render_on(job, device)
+        except Exception as exc:
+            if not is_out_of_memory(exc):
+                raise
+        release_memory(device)
+        job.info["fallback"] = f"out of memory on {device}; rendered on the CPU"
+        return self._render_on(job, torch.device("cpu"))
 
     def _model(self, request: RenderRequest, device: torch.device, dtype: torch.dtype) -> LoadedModel:
         key = (request.model_id, device, dtype)
