@@ -289,8 +289,11 @@ def test_edits_reach_the_render_and_bad_edits_name_edits(tiny_model):
 def test_unconditional_model_renders_one_image(plain_model):
     out = _run(plain_model, RenderRequest("tiny-plain", seed=1))
     assert out.data.shape == (16, 16, 1)
-    # the prompt means nothing to an unconditional model
-    assert np.array_equal(out.data, _run(plain_model, RenderRequest("tiny-plain", seed=1, prompt="xyz")).data)
+    # a prompt or label means nothing to an unconditional model: refused, not silently ignored
+    with pytest.raises(RequestError, match="no text prompt"):
+        _run(plain_model, RenderRequest("tiny-plain", seed=1, prompt="xyz"))
+    with pytest.raises(RequestError, match="no class label"):
+        _run(plain_model, RenderRequest("tiny-plain", seed=1, label="cat"))
 
 
 def test_encode_a_rendered_glyph(tiny_model):

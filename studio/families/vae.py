@@ -164,6 +164,10 @@ class VAEFamily(Family):
     def _labels_for(self, model: LoadedModel, request) -> list[list[int | None]]:
         """Rows of class indices (None = blank cell) for the request's condition."""
         cond = model.manifest.conditions
+        if request.prompt and cond.kind != "text":
+            raise RequestError(f"{model.id} takes no text prompt (its condition is {cond.kind!r})", field="prompt")
+        if request.label is not None and cond.kind != "class":
+            raise RequestError(f"{model.id} takes no class label (its condition is {cond.kind!r})", field="label")
         if cond.kind == "none":
             return [[0]]
         index = {label: i for i, label in enumerate(cond.labels)}
