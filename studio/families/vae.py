@@ -214,12 +214,13 @@ class VAEFamily(Family):
                     k += 1
         if model.manifest.architecture.get("ink_on_paper", False):
             sheet = 1.0 - sheet
+        sheet = sheet.cpu()  # resizing and quantising on the CPU: antialiased resize is missing on some backends
         if request.width or request.height:
             h = request.height or round(sheet.shape[1] * request.width / sheet.shape[2])
             w = request.width or round(sheet.shape[2] * request.height / sheet.shape[1])
             sheet = F.interpolate(sheet[None], size=(h, w), mode="bilinear", antialias=True,
                                   align_corners=False)[0]
-        image = (sheet.clamp(0, 1) * 255.0).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+        image = (sheet.clamp(0, 1) * 255.0).round().to(torch.uint8).permute(1, 2, 0).numpy()
         yield Progress(1, 1, "done")
         return Output("image", np.ascontiguousarray(image), {"cells": len(flat)})
 
