@@ -23,9 +23,15 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
 
 
 def _sniff(path: Path) -> str | None:
-    """Name the container if the bytes say it is a pickle or a torch zip archive."""
+    """Name the container if the bytes say it is a pickle or a torch zip archive.
+
+    A safetensors file starts with its JSON header's length (8 bytes, little-endian) and then '{'; that length
+    may begin with the same byte as a pickle (0x80), so the safetensors shape is checked first.
+    """
     with open(path, "rb") as f:
-        head = f.read(8)
+        head = f.read(9)
+    if len(head) == 9 and head[8:9] == b"{" and int.from_bytes(head[:8], "little") <= path.stat().st_size:
+        return None
     if head[:1] == b"\x80" and len(head) > 1 and 2 <= head[1] <= 5:
         return "a Python pickle"
     if head[:4] == b"PK\x03\x04":

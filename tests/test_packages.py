@@ -534,3 +534,23 @@ def test_no_module_under_studio_unpickles(repo_root):
     offenders = {str(p.relative_to(repo_root)): hits for p in sources
                  if (hits := _unsafe_calls(p.read_text(encoding="utf-8")))}
     assert offenders == {}
+
+
+@pytest.mark.parametrize("header_len", [0x0280, 0x0380, 0x0480, 0x0580])
+def test_safetensors_whose_header_length_starts_like_a_pickle_still_load(tmp_path, header_len):
+    """A header length of 0x..80 with a next byte of 2..5 begins b'\\x80\\x02'..b'\\x80\\x05', like a pickle."""
+    import json
+    import struct
+
+    from studio.weights import read_tensors
+
+    for pad in range(0, 200):
+        header = {"t": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}, "__metadata__": {"p": "x" * pad}}
+        text = json.dumps(header, separators=(",", ":")).encode()
+        if len(text) <= header_len:
+            text = text + b" " * (header_len - len(text))
+            break
+    path = tmp_path / "w.safetensors"
+    path.write_bytes(struct.pack("<Q", header_len) + text + struct.pack("<2f", 1.0, 2.0))
+    assert path.read_bytes()[:2] in (b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05")
+    assert read_tensors(path)["t"].tolist() == [1.0, 2.0]

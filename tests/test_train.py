@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import glob
+import os
 import textwrap
 from pathlib import Path
 
@@ -66,8 +67,12 @@ def test_train_writes_a_package_the_app_renders(tmp_path, capsys):
     assert main(["train", str(recipe), "--out", str(out), "--run-dir", str(tmp_path / "run")]) == 0
     err = capsys.readouterr()
     assert "6/6" in err.err  # the progress bar reached the end
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert out.stat().st_mode & 0o777 == 0o777 & ~umask  # an ordinary folder, not mkdtemp's private one
     for name in ("model.toml", "weights.safetensors", "directions.safetensors", "preview.png", "recipe.toml"):
         assert (out / name).exists(), name
+        assert (out / name).stat().st_mode & 0o777 == 0o666 & ~umask
     entry = resolve(str(out))
     quality = entry.manifest.training["quality"]
     for key in ("heldout_recon_mse_from_8_glyphs", "prior_sample_accuracy", "classifier_accuracy_heldout_real"):
@@ -98,8 +103,8 @@ def test_resume_continues_from_the_checkpoint(tmp_path, capsys):
     real = glyphs._save_checkpoint
     calls = []
 
-    def stop_after_first(path, model, opt, gen, step, text):
-        real(path, model, opt, gen, step, text)
+    def stop_after_first(path, model, opt, gen, step, text, seconds):
+        real(path, model, opt, gen, step, text, seconds)
         calls.append(step)
         if step == 3:
             raise KeyboardInterrupt

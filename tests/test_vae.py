@@ -321,3 +321,23 @@ def test_encode_needs_labels_on_the_conditional_model(tiny_model, plain_model):
         tiny_model.family.encode(tiny_model, glyph, labels=["!"])
     # the unconditional model needs none
     assert plain_model.family.encode(plain_model, glyph).shape == (8,)
+
+
+def test_fitted_prior_maps_unit_gaussians_onto_the_encoded_styles():
+    torch.manual_seed(0)
+    net = SetVAE(image_size=16, latent_dim=4, num_classes=3, width=4, class_dim=4, hidden=8, fitted_prior=True)
+    w = torch.randn(5, 4)
+    assert torch.equal(net.from_prior(w), w)  # identity until fitted
+    gen = torch.Generator().manual_seed(1)
+    mixing = torch.tensor([[3.0, 0, 0, 0], [1.0, 0.5, 0, 0], [0, 0, 0.2, 0], [0, 0, 0.1, 0.05]])
+    styles = torch.randn(4000, 4, generator=gen) @ mixing + torch.tensor([1.0, -2.0, 0.5, 0.0])
+    net.fit_prior(styles)
+    assert torch.allclose(net.to_prior(net.from_prior(w)), w, atol=1e-4)
+    samples = net.from_prior(torch.randn(20000, 4, generator=gen))
+    assert torch.allclose(samples.mean(0), styles.mean(0), atol=0.05)
+    assert torch.allclose(torch.cov(samples.T), torch.cov(styles.T), atol=0.1)
+    assert set(net.state_dict()) >= {"prior_mean", "prior_axes", "prior_scale"}
+    plain = SetVAE(image_size=16, latent_dim=4, num_classes=3, width=4, class_dim=4, hidden=8)
+    assert not any(k.startswith("prior_") for k in plain.state_dict())
+    with pytest.raises(ValueError):
+        plain.fit_prior(styles)

@@ -28,7 +28,7 @@ from studio.latent.seeds import sample_prior
 
 class SetVAE(nn.Module):
     def __init__(self, image_size: int = 64, channels: int = 1, latent_dim: int = 32, num_classes: int = 0,
-                 width: int = 32, class_dim: int = 32, hidden: int = 256):
+                 width: int = 32, class_dim: int = 32, hidden: int = 256, fitted_prior: bool = False):
         super().__init__()
         levels = int(math.log2(image_size // 4))
         if 4 * 2**levels != image_size:
@@ -55,6 +55,40 @@ class SetVAE(nn.Module):
         self.dec_film = nn.ModuleList(nn.Linear(cond, 2 * dec_ch[i + 1]) for i in range(levels - 1))
         self.dec_out = nn.ConvTranspose2d(dec_ch[-1], channels, 4, 2, 1)
         self._top = top
+        self.fitted_prior = fitted_prior
+        if fitted_prior:
+            # A Gaussian fitted to the encoded training styles (after training): the artist's latent w is
+            # N(0, I) and maps to the decoder's z = mean + (w · scale) @ axes, so prior samples land where real
+            # styles lie instead of in the holes between them. Identity until fitted.
+            self.register_buffer("prior_mean", torch.zeros(latent_dim))
+            self.register_buffer("prior_axes", torch.eye(latent_dim))
+            self.register_buffer("prior_scale", torch.ones(latent_dim))
+
+    def from_prior(self, w: torch.Tensor) -> torch.Tensor:
+        """The artist's latent (prior N(0, I)) → the decoder's z."""
+        if not self.fitted_prior:
+            return w
+        return self.prior_mean + (w * self.prior_scale) @ self.prior_axes
+
+    def to_prior(self, z: torch.Tensor) -> torch.Tensor:
+        """The encoder's z → the artist's latent."""
+        if not self.fitted_prior:
+            return z
+        return ((z - self.prior_mean) @ self.prior_axes.T) / self.prior_scale
+
+    @torch.no_grad()
+    def fit_prior(self, z: torch.Tensor) -> None:
+        """Fit the prior map to encoded styles z (n, latent_dim): mean and principal axes with their spread."""
+        from studio.latent.directions import principal_directions
+
+        if not self.fitted_prior:
+            raise ValueError("this network was built without a fitted prior")
+        fit = principal_directions(z, k=self.latent_dim)
+        if fit.vectors.shape[0] < self.latent_dim:
+            raise ValueError(f"need at least {self.latent_dim} encoded styles to fit the prior, got {len(z)}")
+        self.prior_mean.copy_(fit.mean)
+        self.prior_axes.copy_(fit.vectors)
+        self.prior_scale.copy_(fit.stds.clamp_min(1e-4))
 
     def encode(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """images (B, K, C, H, W) in [0, 1], labels (B, K) → μ, log σ² of shape (B, latent_dim)."""
@@ -137,6 +171,7 @@ class VAEFamily(Family):
             "width": arch_value(manifest, "width", int, 32, minimum=4),
             "class_dim": arch_value(manifest, "class_dim", int, 32, minimum=1),
             "hidden": arch_value(manifest, "hidden", int, 256, minimum=4),
+            "fitted_prior": arch_value(manifest, "fitted_prior", bool, False),
         }
         return cfg
 
@@ -202,7 +237,7 @@ class VAEFamily(Family):
         flat = [i for row in rows for i in row if i is not None]
         zd = z.to(model.device, model.dtype).reshape(1, -1).expand(max(len(flat), 1), -1)
         labels = torch.tensor(flat, dtype=torch.long, device=model.device) if net.num_classes else None
-        cells = torch.sigmoid(net.decode(zd, labels).float())  # (N, C, S, S), 1 = ink
+        cells = torch.sigmoid(net.decode(net.from_prior(zd), labels).float())  # (N, C, S, S), 1 = ink
         s, c = net.image_size, net.channels
         width = max(len(r) for r in rows)
         sheet = torch.zeros(c, s * len(rows), s * width, device=cells.device)
@@ -256,7 +291,7 @@ class VAEFamily(Family):
                 raise RequestError(f"unknown label(s) {missing} for {model.id}", field="labels")
             lab = torch.tensor([[cond.labels.index(l) for l in labels]], device=model.device)
         mu, _ = net.encode(x[None].to(model.device, model.dtype), lab)
-        return mu[0].float().cpu()
+        return net.to_prior(mu)[0].float().cpu()
 
 
 def request_latent(model: LoadedModel, request) -> torch.Tensor:

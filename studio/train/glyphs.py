@@ -8,6 +8,7 @@ prior samples that a separately trained glyph classifier reads as the asked-for 
 from __future__ import annotations
 
 import glob
+import hashlib
 import json
 import math
 import time
@@ -23,7 +24,7 @@ from torch import nn
 from studio import __version__
 from studio.errors import RecipeError
 from studio.families.vae import SetVAE, elbo
-from studio.latent.directions import principal_directions
+from studio.latent.directions import Directions, principal_directions
 from studio.latent.seeds import sample_prior
 from studio.paths import user_cache_dir
 from studio.train.fonts import CHARSET, GlyphSet, find_font_files, load_or_build, missing_packages, split_by_family
@@ -146,6 +147,28 @@ def train_classifier(images: np.ndarray, steps: int, seed: int = 1, batch: int =
     return model.eval()
 
 
+def classifier_for(run_dir: Path, images: np.ndarray, steps: int, seed: int,
+                   log: Callable[[str], None] = print) -> GlyphClassifier:
+    """The scoring classifier for these training images: reused from the run folder when it was trained on the
+    same data with the same settings, else trained and saved there."""
+    path = run_dir / "classifier.safetensors"
+    key = {"steps": str(steps), "seed": str(seed), "data": hashlib.sha256(images.tobytes()).hexdigest()}
+    if path.exists():
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+        if all(meta.get(k) == v for k, v in key.items()):
+            model = GlyphClassifier()
+            model.load_state_dict(read_tensors(path))
+            log(f"reusing the glyph classifier in {path}")
+            return model.eval()
+    log("training the glyph classifier that scores the model")
+    model = train_classifier(images, steps=steps, seed=seed, log=log)
+    write_tensors(model.state_dict(), path, metadata=key)
+    return model
+
+
 @torch.inference_mode()
 def classify(model: GlyphClassifier, x: torch.Tensor, batch: int = 512) -> torch.Tensor:
     return torch.cat([model(x[i:i + batch]).argmax(1) for i in range(0, len(x), batch)])
@@ -175,21 +198,24 @@ def _batch(data: torch.Tensor, s: Schedule, gen: torch.Generator):
 
 
 def _save_checkpoint(path: Path, model: nn.Module, opt: torch.optim.Optimizer, gen: torch.Generator, step: int,
-                     recipe_text: str) -> None:
-    tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
+                     recipe_text: str, seconds: float = 0.0) -> None:
+    # The fitted prior is set after training, from the finished network: it is not training state.
+    tensors = {f"model.{k}": v for k, v in model.state_dict().items() if not k.startswith("prior_")}
     state = opt.state_dict()
     for idx, st in state["state"].items():
         for key, value in st.items():
             tensors[f"opt.{idx}.{key}"] = value if torch.is_tensor(value) else torch.tensor(value)
     tensors["rng"] = gen.get_state()
-    meta = {"step": str(step), "recipe": recipe_text, "format": "latent-studio-checkpoint-1"}
+    meta = {"step": str(step), "recipe": recipe_text, "format": "latent-studio-checkpoint-1",
+            "seconds": f"{seconds:.1f}"}
     tmp = path.with_suffix(".tmp")
     write_tensors(tensors, tmp, metadata=meta)
     tmp.replace(path)
 
 
 def _load_checkpoint(path: Path, model: nn.Module, opt: torch.optim.Optimizer, gen: torch.Generator,
-                     recipe_text: str) -> int:
+                     recipe_text: str) -> tuple[int, float]:
+    """Restore a checkpoint; the step it reached and the training seconds spent to get there."""
     from safetensors import safe_open
 
     with safe_open(str(path), framework="pt") as f:
@@ -198,7 +224,11 @@ def _load_checkpoint(path: Path, model: nn.Module, opt: torch.optim.Optimizer, g
         raise RecipeError("the checkpoint was made by a different recipe; remove it or train with the recipe "
                           "that made it", path)
     tensors = read_tensors(path)
-    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    missing, unexpected = model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")},
+                                                strict=False)
+    if unexpected or any(not k.startswith("prior_") for k in missing):
+        raise RecipeError(f"the checkpoint does not fit the recipe's network (missing {missing}, unexpected "
+                          f"{unexpected})", path)
     state = opt.state_dict()
     for idx in range(len(state["param_groups"][0]["params"])):
         entry = {key.split(".", 2)[2]: v for key, v in tensors.items() if key.startswith(f"opt.{idx}.")}
@@ -206,7 +236,7 @@ def _load_checkpoint(path: Path, model: nn.Module, opt: torch.optim.Optimizer, g
             state["state"][idx] = entry
     opt.load_state_dict(state)
     gen.set_state(tensors["rng"])
-    return int(meta["step"])
+    return int(meta["step"]), float(meta.get("seconds", 0.0))
 
 
 def _lr_at(step: int, s: Schedule) -> float:
@@ -230,16 +260,17 @@ def train(recipe: Recipe, out: Path, run_dir: Path, resume: bool = False,
 
     cfg = dict(image_size=glyphs.size, channels=1, latent_dim=int(recipe.model.get("latent_dim", 32)),
                num_classes=len(CHARSET), width=int(recipe.model.get("width", 32)),
-               class_dim=int(recipe.model.get("class_dim", 32)), hidden=int(recipe.model.get("hidden", 256)))
+               class_dim=int(recipe.model.get("class_dim", 32)), hidden=int(recipe.model.get("hidden", 256)),
+               fitted_prior=bool(recipe.model.get("fitted_prior", True)))
     torch.manual_seed(s.seed)
     model = SetVAE(**cfg)
     opt = torch.optim.Adam(model.parameters(), lr=s.lr)
     gen = torch.Generator().manual_seed(s.seed)
     run_dir.mkdir(parents=True, exist_ok=True)
     ckpt = run_dir / "checkpoint.safetensors"
-    start = 0
+    start, seconds_before = 0, 0.0
     if resume and ckpt.exists():
-        start = _load_checkpoint(ckpt, model, opt, gen, recipe.text)
+        start, seconds_before = _load_checkpoint(ckpt, model, opt, gen, recipe.text)
         log(f"resumed from {ckpt} at step {start}")
     elif ckpt.exists():
         log(f"starting over; an older checkpoint at {ckpt} will be replaced (use --resume to continue it)")
@@ -263,22 +294,28 @@ def train(recipe: Recipe, out: Path, run_dir: Path, resume: bool = False,
         opt.step()
         bar.update(step + 1, b * t, loss=loss.item(), nll=nll.mean().item() / t, kl=kl.mean().item())
         if (step + 1) % s.checkpoint_every == 0 or step + 1 == s.steps:
-            _save_checkpoint(ckpt, model, opt, gen, step + 1, recipe.text)
+            _save_checkpoint(ckpt, model, opt, gen, step + 1, recipe.text, seconds_before + time.perf_counter() - t0)
     bar.close()
-    train_seconds = time.perf_counter() - t0
+    train_seconds = seconds_before + time.perf_counter() - t0
     model.eval()
 
+    with torch.inference_mode():
+        mus = encode_fonts(model, data)
+    if model.fitted_prior:
+        model.fit_prior(mus)
+        # The artist's latent coordinates are the principal axes of the encoded styles, each scaled to unit
+        # spread: principal direction k is axis k.
+        d = cfg["latent_dim"]
+        directions = Directions(torch.eye(d)[:min(16, d)], torch.ones(min(16, d)), torch.zeros(d))
+    else:
+        directions = principal_directions(mus, k=min(16, cfg["latent_dim"]))
+
     ev = recipe.evaluate
-    log("training the glyph classifier that scores the model")
-    clf = train_classifier(data.numpy(), steps=int(ev.get("classifier_steps", 1500)), seed=s.seed + 1, log=log)
+    clf = classifier_for(run_dir, data.numpy(), steps=int(ev.get("classifier_steps", 1500)), seed=s.seed + 1, log=log)
     metrics = evaluate(model, clf, data, data_all[torch.as_tensor(held_idx)], samples=int(ev.get("prior_samples", 2480)),
                        seed=s.seed + 2)
     for key, value in metrics.items():
         log(f"  {key}: {value}")
-
-    with torch.inference_mode():
-        mus = encode_fonts(model, data)
-    directions = principal_directions(mus, k=min(16, cfg["latent_dim"]))
     preview = specimen(model, seeds=range(4))
 
     manifest = {
@@ -289,7 +326,7 @@ def train(recipe: Recipe, out: Path, run_dir: Path, resume: bool = False,
         "latent": {"shape": [cfg["latent_dim"]], "prior": "normal"},
         "conditions": {"kind": "text", "alphabet": CHARSET, "default": recipe.package.get("default_prompt", "Aa")},
         "architecture": {"image_size": cfg["image_size"], "width": cfg["width"], "class_dim": cfg["class_dim"],
-                         "hidden": cfg["hidden"], "ink_on_paper": True},
+                         "hidden": cfg["hidden"], "fitted_prior": cfg["fitted_prior"], "ink_on_paper": True},
         "training": {
             "trainer": TRAINER, "app_version": __version__, "steps": s.steps, "seconds": round(train_seconds, 1),
             "training_faces": len(train_idx), "heldout_faces": len(held_idx),
@@ -348,13 +385,19 @@ def evaluate(model: SetVAE, clf: GlyphClassifier, train_data: torch.Tensor, held
     real_x = held_f.reshape(-1, 1, *held.shape[-2:])
     real_y = torch.arange(len(CHARSET)).repeat(len(held))
     real_pred = classify(clf, real_x)
-    # Prior samples: z ~ N(0, I) with a random character each.
+    # Prior samples: the artist's latent w ~ N(0, I) with a random character each, through the fitted prior; and,
+    # for comparison, the same draws fed to the decoder as z directly (a plain VAE's prior).
     gen = torch.Generator().manual_seed(seed)
-    z = sample_prior(seed, (model.latent_dim,), batch=samples)
+    w = sample_prior(seed, (model.latent_dim,), batch=samples)
     want = torch.randint(0, len(CHARSET), (samples,), generator=gen)
-    imgs = torch.cat([torch.sigmoid(model.decode(z[i:i + 256], want[i:i + 256])) for i in range(0, samples, 256)])
-    pred = classify(clf, imgs)
-    # The same for held-out posterior styles (what an artist gets after encoding an unseen font).
+
+    def predict(z: torch.Tensor) -> torch.Tensor:
+        return classify(clf, torch.cat([torch.sigmoid(model.decode(z[i:i + 256], want[i:i + 256]))
+                                        for i in range(0, samples, 256)]))
+
+    pred, raw_pred = predict(model.from_prior(w)), predict(w)
+    # Held-out styles redrawn from 8 of their glyphs: do all 62 still read as the right character?
+    style_pred = classify(clf, recon.reshape(-1, 1, *held.shape[-2:]))
     return {
         "heldout_recon_mse_from_8_glyphs": round(mse_all, 5),
         "heldout_recon_mse_from_1_glyph": round(float(np.mean(one)), 5),
@@ -362,6 +405,8 @@ def evaluate(model: SetVAE, clf: GlyphClassifier, train_data: torch.Tensor, held
         "classifier_accuracy_heldout_real_lenient": round(lenient_correct(real_pred, real_y).float().mean().item(), 4),
         "prior_sample_accuracy": round((pred == want).float().mean().item(), 4),
         "prior_sample_accuracy_lenient": round(lenient_correct(pred, want).float().mean().item(), 4),
+        "prior_sample_accuracy_unfitted_prior": round((raw_pred == want).float().mean().item(), 4),
+        "heldout_redrawn_accuracy": round((style_pred == real_y).float().mean().item(), 4),
         "prior_samples": samples,
         "lenient_groups": " ".join(CONFUSABLE),
     }
@@ -373,7 +418,7 @@ def specimen(model: SetVAE, seeds=range(4), text: str = "AaBbGgQqRr3") -> np.nda
     rows = []
     labels = torch.tensor([CHARSET.index(c) for c in text])
     for seed in seeds:
-        z = sample_prior(seed, (model.latent_dim,)).expand(len(text), -1)
+        z = model.from_prior(sample_prior(seed, (model.latent_dim,))).expand(len(text), -1)
         cells = torch.sigmoid(model.decode(z, labels))[:, 0]
         rows.append(torch.cat(list(cells), dim=1))
     sheet = 1.0 - torch.cat(rows, dim=0)

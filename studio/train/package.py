@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -34,6 +35,11 @@ def write_package(folder: str | Path, manifest: dict[str, Any], weights: dict[st
         if recipe_text is not None:
             (tmp / RECIPE_NAME).write_text(recipe_text, encoding="utf-8")
         read_manifest(tmp)  # never publish a package the app cannot read
+        umask = os.umask(0o022)
+        os.umask(umask)
+        tmp.chmod(0o777 & ~umask)  # mkdtemp made it private; a package is an ordinary folder
+        for item in tmp.iterdir():
+            item.chmod(0o666 & ~umask)
         old = None
         if folder.exists():
             old = folder.with_name(f".{folder.name}-old")
