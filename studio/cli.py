@@ -97,7 +97,6 @@ def cmd_render(args) -> int:
             raise StudioError("--from needs --out (the file to write)")
     else:
         request = None
-    entry = None
     model = args.model or (request.model_id if request else None)
     if model is None:
         from studio.library import DEFAULT_MODEL_ID

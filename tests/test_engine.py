@@ -642,7 +642,7 @@ def test_shutdown_cancels_the_running_job(gate):
 def test_a_job_submitted_during_shutdown_is_refused_or_ends(gate):
     """Regression: shutdown cancelled before refusing new work, so a job submitted in between never ended."""
     family, model_id, engine = gate
-    running = engine.submit(req(model_id, 1), EXPORT)
+    engine.submit(req(model_id, 1), EXPORT)
     family.wait_entered(1)
     waiting = engine.submit(req(model_id, 2), EXPORT)
     late = []

@@ -1,5 +1,5 @@
-"""Image export with the request inside: PNG text chunks `parameters` (AUTOMATIC1111's format) and
-`latent-studio` (the full RenderRequest as JSON); JPEG and WebP carry the same in EXIF UserComment / XMP-free text."""
+"""Image export with the request inside. PNG: text chunks `parameters` (AUTOMATIC1111's format) and `latent-studio`
+(the full RenderRequest as JSON). JPEG and WebP: the same two texts in EXIF UserComment and ImageDescription."""
 
 from __future__ import annotations
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import glob
 import hashlib
-import json
 import math
 import time
 from dataclasses import dataclass
@@ -361,8 +360,8 @@ def decode_all(model: SetVAE, z: torch.Tensor) -> torch.Tensor:
     """z (N, D) → (N, 62, S, S) probabilities of ink."""
     n, c = len(z), len(CHARSET)
     labels = torch.arange(c).repeat(n)
-    return torch.sigmoid(model.decode(z.repeat_interleave(c, 0), labels)).reshape(n, c, *model.decode(
-        z[:1], labels[:1]).shape[-2:])
+    return torch.sigmoid(model.decode(z.repeat_interleave(c, 0), labels)).reshape(n, c, model.image_size,
+                                                                                   model.image_size)
 
 
 @torch.inference_mode()
@@ -424,6 +423,3 @@ def specimen(model: SetVAE, seeds=range(4), text: str = "AaBbGgQqRr3") -> np.nda
     sheet = 1.0 - torch.cat(rows, dim=0)
     return (sheet.clamp(0, 1) * 255).round().to(torch.uint8).numpy()
 
-
-def describe(metrics: dict) -> str:
-    return json.dumps(metrics, indent=2)
