@@ -18,7 +18,7 @@ from studio.families.base import LoadedModel
 from studio.latent.directions import Directions
 from studio.manifest import MANIFEST_NAME, WEIGHTS_NAME, Manifest, read_manifest
 from studio.paths import shipped_models_dir, user_models_dir
-from studio.weights import load_into, read_tensors, sha256_file
+from studio.weights import load_into, read_tensors, read_tensors_and_hash, sha256_file
 
 DEFAULT_MODEL_ID = "glyphs"
 
@@ -117,9 +117,12 @@ def scan(roots: Iterable[str | Path] | None = None) -> list[PackageEntry]:
 def resolve(model: str, roots: Iterable[str | Path] | None = None) -> PackageEntry:
     """A package by id, or by the path of its folder. Raises the package's own error if it is invalid."""
     path = Path(model)
+    installed: list[PackageEntry] | None = None
     looks_like_path = "/" in model or "\\" in model or model.startswith(".")
-    if not looks_like_path and path.is_dir() and not any(e.id == model and e.ok for e in scan(roots)):
-        looks_like_path = True  # a folder name in the current directory that is not also an installed id
+    if not looks_like_path and path.is_dir():
+        installed = scan(roots)
+        # a folder name in the current directory that is not also an installed id
+        looks_like_path = not any(e.id == model and e.ok for e in installed)
     if looks_like_path:
         if not path.exists():
             raise ManifestError("no such model folder", path)
@@ -129,10 +132,11 @@ def resolve(model: str, roots: Iterable[str | Path] | None = None) -> PackageEnt
         entry = PackageEntry(path)
         _check(entry)
     else:
-        found = [e for e in scan(roots) if e.id == model]
+        installed = installed if installed is not None else scan(roots)
+        found = [e for e in installed if e.id == model]
         ok = [e for e in found if e.ok]
         if not found:
-            known = sorted({e.id for e in scan(roots) if e.ok})
+            known = sorted({e.id for e in installed if e.ok})
             raise StudioError(f"no model with id {model!r} is installed (installed: {', '.join(known) or 'none'})")
         entry = ok[0] if ok else found[0]
     if entry.error:
@@ -146,15 +150,16 @@ def load_model(entry: PackageEntry, device: torch.device | str = "cpu", dtype: t
     manifest = entry.manifest
     assert manifest is not None
     family = get_family(manifest.family)
-    sha = sha256_file(manifest.weights_path) if manifest.weights_path.exists() else ""
-    if expected_sha256 and sha and sha != expected_sha256:
+    tensors, sha = read_tensors_and_hash(manifest.weights_path)
+    entry._sha256 = sha
+    if expected_sha256 and sha != expected_sha256:
         raise WeightsError(f"weights hash {sha[:12]}… differs from the requested {expected_sha256[:12]}…; the "
                            "installed model is not the one that made this request", manifest.weights_path)
     try:
         network = family.build(manifest)
     except (ValueError, TypeError) as exc:
         raise ManifestError(f"cannot build the network: {exc}", manifest.path, "architecture") from None
-    load_into(network, read_tensors(manifest.weights_path), manifest.weights_path)
+    load_into(network, tensors, manifest.weights_path)
     network.eval()
     directions = None
     if manifest.directions_path.exists():

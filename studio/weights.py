@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load, load_file, save_file
 
 from studio.errors import WeightsError
 
@@ -41,6 +41,11 @@ def _sniff(path: Path) -> str | None:
 
 def read_tensors(path: str | Path) -> dict[str, torch.Tensor]:
     """Load a safetensors file on CPU. Pickles are refused by name and by content."""
+    return read_tensors_and_hash(path, want_hash=False)[0]
+
+
+def read_tensors_and_hash(path: str | Path, want_hash: bool = True) -> tuple[dict[str, torch.Tensor], str]:
+    """Load a safetensors file on CPU and its sha256 from one read of the file ("" when not wanted)."""
     path = Path(path)
     if path.suffix.lower() in PICKLE_SUFFIXES:
         raise WeightsError(f"'{path.suffix}' files are Python pickles, which can run arbitrary code and are never "
@@ -54,7 +59,10 @@ def read_tensors(path: str | Path) -> dict[str, torch.Tensor]:
     if kind:
         raise WeightsError(f"this is {kind}, not safetensors; pickles are never loaded", path)
     try:
-        return load_file(str(path), device="cpu")
+        if not want_hash:
+            return load_file(str(path), device="cpu"), ""
+        data = path.read_bytes()
+        return load(data), hashlib.sha256(data).hexdigest()
     except SafetensorError as exc:
         raise WeightsError(f"not a readable safetensors file (truncated or corrupt: {exc})", path) from None
     except OSError as exc:
