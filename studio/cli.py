@@ -107,14 +107,14 @@ def cmd_render(args) -> int:
     check_writable_folder(out)  # fail before any work
     fields, edits = _parse_set(args.set or [])
     if request is None:
-        request = RenderRequest(model_id=entry.id, seed=args.seed or 0)
+        request = RenderRequest(model_id=entry.id)
+    elif args.model:
+        request = request.with_(model_id=entry.id)
+    if args.seed is not None:
+        request = request.with_(seed=args.seed)
     latent = _latent_from_args(args)
     if latent is not None:
         request = request.with_(latent=latent)
-    else:
-        request = request.with_(model_id=entry.id) if args.model else request
-        if args.seed is not None:
-            request = request.with_(seed=args.seed)
     if args.prompt is not None:
         request = request.with_(prompt=args.prompt)
     if args.negative is not None:

@@ -104,3 +104,13 @@ def test_a_latent_file_of_the_wrong_size_or_shape_is_refused(models_dir, tmp_pat
     assert run(models_dir, "render", "--model", "tiny", "--latent", str(junk), "--out", str(out)) == 1
     assert str(junk) in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_from_with_a_latent_still_takes_the_other_overrides(models_dir, tmp_path):
+    first, second = tmp_path / "first.png", tmp_path / "second.png"
+    assert run(models_dir, "render", "--model", "tiny", "--seed", "1", "--out", str(first)) == 0
+    z = tmp_path / "z.json"
+    z.write_text(json.dumps({"latent": [0.5] * 8}))
+    assert run(models_dir, "render", "--from", str(first), "--seed", "9", "--latent", str(z), "--out", str(second)) == 0
+    request = read_request(second)
+    assert request.seed == 9 and request.latent == (0.5,) * 8

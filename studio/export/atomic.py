@@ -11,7 +11,9 @@ from typing import Iterator
 from studio.errors import ExportError
 
 _UMASK = os.umask(0o022)
-os.umask(_UMASK)  # read once: mkstemp makes 0600 files, exports get the mode open() would give
+os.umask(_UMASK)  # read once: mkstemp/mkdtemp make private files, ours get the modes open()/mkdir() would give
+FILE_MODE = 0o666 & ~_UMASK
+FOLDER_MODE = 0o777 & ~_UMASK
 
 
 def check_writable_folder(path: str | Path) -> Path:
@@ -41,7 +43,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     os.close(fd)
     tmp = Path(tmp_name)
     try:
-        os.chmod(tmp, 0o666 & ~_UMASK)
+        os.chmod(tmp, FILE_MODE)
     except OSError:
         pass
     try:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -13,6 +12,7 @@ import tomli_w
 import torch
 from PIL import Image
 
+from studio.export.atomic import FILE_MODE, FOLDER_MODE
 from studio.manifest import (DIRECTIONS_NAME, MANIFEST_NAME, PREVIEW_NAME, RECIPE_NAME, WEIGHTS_NAME,
                              read_manifest)
 from studio.weights import write_tensors
@@ -35,11 +35,9 @@ def write_package(folder: str | Path, manifest: dict[str, Any], weights: dict[st
         if recipe_text is not None:
             (tmp / RECIPE_NAME).write_text(recipe_text, encoding="utf-8")
         read_manifest(tmp)  # never publish a package the app cannot read
-        umask = os.umask(0o022)
-        os.umask(umask)
-        tmp.chmod(0o777 & ~umask)  # mkdtemp made it private; a package is an ordinary folder
+        tmp.chmod(FOLDER_MODE)  # mkdtemp made it private; a package is an ordinary folder
         for item in tmp.iterdir():
-            item.chmod(0o666 & ~umask)
+            item.chmod(FILE_MODE)
         old = None
         if folder.exists():
             old = folder.with_name(f".{folder.name}-old")
