@@ -18,7 +18,7 @@ from studio.families.base import LoadedModel
 from studio.latent.directions import Directions
 from studio.manifest import MANIFEST_NAME, WEIGHTS_NAME, Manifest, read_manifest
 from studio.paths import shipped_models_dir, user_models_dir
-from studio.weights import load_into, read_tensors, read_tensors_and_hash, sha256_file
+from studio.weights import load_into, read_tensors, read_tensors_and_hash, sha256_file, tensor_shapes
 
 DEFAULT_MODEL_ID = "glyphs"
 
@@ -48,6 +48,31 @@ class PackageEntry:
             except OSError:
                 return None
         return self._sha256
+
+    @property
+    def direction_count(self) -> int:
+        """How many principal directions the package ships (from the file's header; 0 when none or unreadable)."""
+        if self.manifest is None or not self.manifest.directions_path.exists():
+            return 0
+        try:
+            return int((tensor_shapes(self.manifest.directions_path).get("stds") or [0])[0])
+        except WeightsError:
+            return 0
+
+    @property
+    def capabilities(self) -> frozenset[str]:
+        """What the package's family can do (sample, encode, decode, iterate); empty when the package is invalid."""
+        if self.manifest is None or self.error is not None:
+            return frozenset()
+        try:
+            return get_family(self.manifest.family).capabilities
+        except StudioError:
+            return frozenset()
+
+    @property
+    def preview_path(self) -> Path | None:
+        path = self.folder / "preview.png"
+        return path if path.is_file() else None
 
     def to_dict(self) -> dict:
         m = self.manifest

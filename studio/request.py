@@ -51,7 +51,7 @@ class RenderRequest:
                 if isinstance(self.latent, (str, bytes)):
                     raise TypeError
                 values = tuple(float(v) for v in self.latent)
-            except (TypeError, ValueError):
+            except (TypeError, ValueError, OverflowError):
                 raise RequestError("latent must be a list of numbers", field="latent") from None
             if not values or not all(math.isfinite(v) for v in values):
                 raise RequestError("latent must be a non-empty list of finite numbers", field="latent")
@@ -62,7 +62,7 @@ class RenderRequest:
                 name, value = pair
                 parse_edit_name(name)
                 value = float(value)
-            except (TypeError, ValueError) as exc:
+            except (TypeError, ValueError, OverflowError) as exc:
                 raise RequestError(str(exc), field="edits") from None
             if not math.isfinite(value):
                 raise RequestError(f"edit {name!r} must be finite", field="edits")

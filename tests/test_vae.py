@@ -11,7 +11,7 @@ from torch.distributions import Bernoulli, Independent, Normal, kl_divergence
 
 from studio.errors import RequestError
 from studio.families.base import Output, Progress
-from studio.families.vae import SetVAE, bernoulli_nll, elbo, gaussian_kl, request_latent
+from studio.families.vae import SetVAE, bernoulli_nll, elbo, gaussian_kl
 from studio.latent.seeds import sample_prior
 from studio.library import PackageEntry, load_model, resolve
 from studio.request import RenderRequest
@@ -276,8 +276,8 @@ def test_latent_of_the_wrong_length_is_refused(tiny_model):
 def test_edits_reach_the_render_and_bad_edits_name_edits(tiny_model):
     req = RenderRequest("tiny", seed=5, prompt="A")
     assert tiny_model.directions is not None and len(tiny_model.directions) == 4
-    base = request_latent(tiny_model, req)
-    moved = request_latent(tiny_model, req.edit("d0", 2.0))
+    base = tiny_model.family.latent(tiny_model, req)
+    moved = tiny_model.family.latent(tiny_model, req.edit("d0", 2.0))
     assert torch.allclose(moved - base, tiny_model.directions.offset(0, 2.0), atol=1e-6)
     assert not np.array_equal(_run(tiny_model, req).data, _run(tiny_model, req.edit("d0", 3.0)).data)
     for name in ("z8", "d4"):

@@ -25,13 +25,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
 
+import numpy as np
 import torch
 
 from studio.engine.cache import ModelCache
 from studio.engine.device import (default_threads, is_out_of_memory, memory_budget, pick_device, release_memory,
                                   resolve_dtype)
 from studio.errors import StudioError
-from studio.families.base import LoadedModel, Output, Preview, Progress
+from studio.families.base import LoadedModel, Output, Preview, Progress, RenderSteps
 from studio.library import PackageEntry, load_model, resolve
 from studio.request import RenderRequest
 
@@ -61,10 +62,17 @@ class Event:
 EventCallback = Callable[[Event], None]
 
 
+Work = Callable[[LoadedModel, RenderRequest], RenderSteps]
+
+
 class Job:
-    def __init__(self, request: RenderRequest, lane: str, stamp: int, on_event: EventCallback | None):
+    def __init__(self, request: RenderRequest, lane: str, stamp: int, on_event: EventCallback | None,
+                 work: Work | None = None, kind: str = "render"):
         self.request, self.lane, self.stamp = request, lane, stamp
         self.on_event = on_event
+        self.kind = kind  # "render", or another task on the request's model such as "encode"
+        self._work = work
+        self._then: Callable[[Output], Output | None] | None = None
         self.state = "queued"
         self.output: Output | None = None
         self.error: BaseException | None = None
@@ -129,14 +137,23 @@ class Engine:
         """Make a package (e.g. a folder opened by the user) renderable by its id."""
         self._entries[entry.id] = entry
 
-    def submit(self, request: RenderRequest, lane: str = PREVIEW, on_event: EventCallback | None = None) -> Job:
+    def submit(self, request: RenderRequest, lane: str = PREVIEW, on_event: EventCallback | None = None,
+               then: Callable[[Output], Output | None] | None = None, work: Work | None = None,
+               kind: str = "render") -> Job:
+        """Queue `request` on `lane`.
+
+        `then(output)` runs on the worker after the render (writing the file of an export, say); what it returns
+        (or the output, if None) finishes the job, and what it raises is the job's error. `work(model, request)`
+        replaces the family's render for other tasks on the request's model (encoding, say), with the same events.
+        """
         if lane not in LANES:
             raise ValueError(f"unknown lane {lane!r} (use {' or '.join(LANES)})")
         superseded = None
         with self._lock:
             if self._stop:
                 raise RuntimeError("the engine has been shut down")
-            job = Job(request, lane, next(self._stamps), on_event)
+            job = Job(request, lane, next(self._stamps), on_event, work, kind)
+            job._then = then
         self._emit(Event("queued", job))  # before the worker can see the job, so `queued` always comes first
         with self._lock:
             refused = self._stop  # shut down while the queued event ran
@@ -156,6 +173,20 @@ class Engine:
     def render(self, request: RenderRequest, lane: str = EXPORT, timeout: float | None = None) -> Output:
         """Submit and wait: the blocking form for scripts and the CLI."""
         return self.submit(request, lane).wait(timeout)
+
+    def encode(self, request: RenderRequest, images: np.ndarray, labels: list[str] | None = None,
+               on_event: EventCallback | None = None) -> Job:
+        """Encode `images` (N, H, W[, C] uint8) with the request's model on the worker; the job's output is an
+        Output of kind "latent" holding the float32 latent. Runs on the export lane (never superseded)."""
+        images = np.ascontiguousarray(images)
+        labels = list(labels) if labels is not None else None
+        return self.submit(request, EXPORT, on_event, work=lambda model, _: _encode_steps(model, images, labels),
+                           kind="encode")
+
+    def latent(self, request: RenderRequest, on_event: EventCallback | None = None) -> Job:
+        """The request's latent values (seed or explicit values, then edits) as an Output of kind "latent", computed
+        on the worker (export lane)."""
+        return self.submit(request, EXPORT, on_event, work=_latent_steps, kind="latent")
 
     def cancel_all(self) -> None:
         with self._lock:
@@ -286,7 +317,7 @@ class Engine:
         model = self._model(job.request, device, dtype)
         job.info.update(device=str(device), dtype=str(dtype).replace("torch.", ""), model_sha256=model.sha256,
                         model_name=model.manifest.name, model_version=model.manifest.version)
-        steps = model.family.render(model, job.request)
+        steps = job._work(model, job.request) if job._work else model.family.render(model, job.request)
         while True:
             if job.cancel_requested:
                 steps.close()
@@ -294,7 +325,9 @@ class Engine:
             try:
                 step = next(steps)
             except StopIteration as stop:
-                return stop.value
+                if job._then is None:
+                    return stop.value
+                return job._then(stop.value) or stop.value
             if isinstance(step, Preview):
                 self._emit(Event("preview", job, step.step, step.total, step.message, output=step.output))
             elif isinstance(step, Progress):
@@ -325,3 +358,17 @@ class Engine:
 
 class _CancelledRun(Exception):
     pass
+
+
+def _latent_steps(model: LoadedModel, request: RenderRequest) -> RenderSteps:
+    z = model.family.latent(model, request)
+    yield Progress(1, 1, "latent")
+    return Output("latent", z.reshape(-1).float().numpy(), {"shape": list(z.shape)})
+
+
+def _encode_steps(model: LoadedModel, images: np.ndarray, labels: list[str] | None) -> RenderSteps:
+    if "encode" not in model.family.capabilities:
+        raise StudioError(f"{model.id} ({model.family.name} family) cannot encode images")
+    yield Progress(0, 1, "encoding")
+    z = model.family.encode(model, images, labels)
+    return Output("latent", z.reshape(-1).float().cpu().numpy(), {"images": int(images.shape[0])})

@@ -79,8 +79,8 @@ def save_image(path: str | Path, data: np.ndarray, request: RenderRequest, model
     return path
 
 
-def read_request(path: str | Path) -> RenderRequest:
-    """The RenderRequest stored in an image this app exported."""
+def stored_request_text(path: str | Path) -> str | None:
+    """The request JSON an image carries (PNG text chunk or EXIF ImageDescription), or None; reads metadata only."""
     path = Path(path)
     try:
         with Image.open(path) as image:
@@ -88,17 +88,43 @@ def read_request(path: str | Path) -> RenderRequest:
             if text is None and hasattr(image, "text"):
                 text = image.text.get(REQUEST_CHUNK)
             if text is None:
-                exif = image.getexif()
-                text = exif.get(0x010E)
+                described = image.getexif().get(0x010E)  # a camera's description is not ours: look for our JSON
+                text = described if isinstance(described, str) and '"model_id"' in described else None
     except FileNotFoundError:
         raise RequestError("file not found", path) from None
     except UnidentifiedImageError:
         raise RequestError("not an image file", path) from None
     except OSError as exc:
         raise RequestError(f"cannot read: {exc}", path) from None
+    return text or None
+
+
+def read_request(path: str | Path) -> RenderRequest:
+    """The RenderRequest stored in an image this app exported."""
+    text = stored_request_text(path)
     if not text:
         raise RequestError("this image carries no Latent Studio request (no 'latent-studio' metadata)", path)
     try:
         return RenderRequest.from_json(text)
     except RequestError as exc:
         raise RequestError(f"the stored request is invalid: {exc.problem}", path, exc.field) from None
+
+
+def read_glyph_strip(path: str | Path, chars: str, cell: int) -> tuple[np.ndarray, list[str]]:
+    """Split an image strip into one equal-width cell per character of `chars` (spaces mark cells to skip), each
+    resized to `cell`², as (N, cell, cell) uint8 grey images and their characters."""
+    try:
+        with Image.open(path) as im:
+            strip = np.asarray(im.convert("L"))
+    except FileNotFoundError:
+        raise RequestError("file not found", path) from None
+    except (UnidentifiedImageError, OSError) as exc:
+        raise RequestError(f"not a readable image ({exc})", path) from None
+    if not chars.strip():
+        raise RequestError("say which characters the image shows, one per cell from left to right", path)
+    if strip.shape[1] < len(chars):
+        raise RequestError(f"the image is {strip.shape[1]} px wide, too narrow for {len(chars)} cells", path)
+    cells = np.array_split(strip, len(chars), axis=1)
+    images = [np.asarray(Image.fromarray(np.ascontiguousarray(c)).resize((cell, cell), Image.Resampling.BOX))
+              for c, ch in zip(cells, chars) if not ch.isspace()]
+    return np.stack(images), [c for c in chars if not c.isspace()]

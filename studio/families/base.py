@@ -102,6 +102,24 @@ class Family:
     def encode(self, model: LoadedModel, images: np.ndarray, labels: list[str] | None = None) -> torch.Tensor:
         raise RequestError(f"models of family {self.name!r} cannot encode images")
 
+    def latent(self, model: LoadedModel, request: "RenderRequest") -> torch.Tensor:
+        """The request's latent on CPU in float32: its explicit values or the prior draw of its seed, then its
+        edits."""
+        from studio.latent import apply_edits, sample_prior
+
+        spec = model.manifest.latent
+        if request.latent is not None:
+            if len(request.latent) != spec.size:
+                raise RequestError(f"the latent has {len(request.latent)} values but {model.id} needs {spec.size}",
+                                   field="latent")
+            z = torch.tensor(request.latent, dtype=torch.float32).reshape(spec.shape)
+        else:
+            z = sample_prior(request.seed, spec.shape, spec.prior)
+        try:
+            return apply_edits(z, request.edits, spec.prior, model.directions)
+        except (ValueError, IndexError) as exc:
+            raise RequestError(str(exc), field="edits") from None
+
 
 def arch_value(manifest: "Manifest", key: str, kind: type, default: Any = None, minimum: Any = None) -> Any:
     """Read architecture.<key> with a ManifestError naming the field on a wrong type or range."""

@@ -20,8 +20,6 @@ from torch import nn
 from studio.errors import ManifestError, RequestError
 from studio.families import register_family
 from studio.families.base import Family, LoadedModel, Output, Progress, RenderSteps, arch_value
-from studio.latent.edits import apply_edits
-from studio.latent.seeds import sample_prior
 
 # --- the network ------------------------------------------------------------------------------------------------
 
@@ -230,7 +228,7 @@ class VAEFamily(Family):
         return rows
 
     def render(self, model: LoadedModel, request) -> RenderSteps:
-        z = request_latent(model, request)
+        z = self.latent(model, request)
         rows = self._labels_for(model, request)
         yield Progress(0, 1, "decoding")
         net: SetVAE = model.network
@@ -292,19 +290,3 @@ class VAEFamily(Family):
             lab = torch.tensor([[cond.labels.index(l) for l in labels]], device=model.device)
         mu, _ = net.encode(x[None].to(model.device, model.dtype), lab)
         return net.to_prior(mu)[0].float().cpu()
-
-
-def request_latent(model: LoadedModel, request) -> torch.Tensor:
-    """The request's latent on CPU in float32: its explicit values or the prior draw of its seed, then its edits."""
-    spec = model.manifest.latent
-    if request.latent is not None:
-        if len(request.latent) != spec.size:
-            raise RequestError(f"the latent has {len(request.latent)} values but {model.id} needs {spec.size}",
-                               field="latent")
-        z = torch.tensor(request.latent, dtype=torch.float32).reshape(spec.shape)
-    else:
-        z = sample_prior(request.seed, spec.shape, spec.prior)
-    try:
-        return apply_edits(z, request.edits, spec.prior, model.directions)
-    except (ValueError, IndexError) as exc:
-        raise RequestError(str(exc), field="edits") from None

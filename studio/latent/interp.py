@@ -1,8 +1,56 @@
-"""Interpolation between latents."""
+"""Interpolation between latents. One implementation in NumPy (the GUI thread interpolates saved latents without
+torch); the torch forms wrap it for CPU tensors."""
 
 from __future__ import annotations
 
+from typing import Sequence
+
+import numpy as np
 import torch
+
+MODES = ("slerp", "lerp")
+
+
+def slerp_array(a: np.ndarray, b: np.ndarray, t: float, eps: float = 1e-7) -> np.ndarray:
+    """Spherical interpolation over the last axis, computed in float64.
+
+    The angle is taken between directions; the norm is interpolated linearly, so endpoints are exact and the path
+    keeps the typical norm of Gaussian latents instead of cutting through the low-norm middle. Nearly parallel
+    inputs fall back to lerp.
+    """
+    t = float(t)
+    a, b = np.asarray(a), np.asarray(b)
+    if a.shape != b.shape:
+        raise ValueError(f"cannot interpolate latents of shapes {a.shape} and {b.shape}")
+    if t == 0.0:
+        return a.copy()
+    if t == 1.0:
+        return b.copy()
+    shape = a.shape
+    a2 = a.reshape(-1, shape[-1]).astype(np.float64)
+    b2 = b.reshape(-1, shape[-1]).astype(np.float64)
+    na = np.linalg.norm(a2, axis=-1, keepdims=True)
+    nb = np.linalg.norm(b2, axis=-1, keepdims=True)
+    ua, ub = a2 / np.maximum(na, eps), b2 / np.maximum(nb, eps)
+    omega = np.arccos(np.clip((ua * ub).sum(-1, keepdims=True), -1.0, 1.0))
+    so = np.sin(omega)
+    parallel = np.abs(so) < 1e-4
+    with np.errstate(invalid="ignore", divide="ignore"):
+        direction = (np.sin((1 - t) * omega) * ua + np.sin(t * omega) * ub) / np.where(parallel, 1.0, so)
+    direction = np.where(parallel, ua + t * (ub - ua), direction)
+    direction /= np.maximum(np.linalg.norm(direction, axis=-1, keepdims=True), eps)
+    return (direction * (na + t * (nb - na))).reshape(shape).astype(a.dtype)
+
+
+def interpolate(a: Sequence[float], b: Sequence[float], t: float, mode: str = "slerp") -> tuple[float, ...]:
+    """Values between two flat latents at `t` in [0, 1], by `mode` (slerp or lerp)."""
+    if mode not in MODES:
+        raise ValueError(f"unknown interpolation {mode!r} (use {' or '.join(MODES)})")
+    xa, xb = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if xa.shape != xb.shape:
+        raise ValueError(f"cannot interpolate latents of {xa.size} and {xb.size} values")
+    out = slerp_array(xa, xb, t) if mode == "slerp" else xa + float(t) * (xb - xa)
+    return tuple(float(v) for v in out.astype(np.float32))
 
 
 def lerp(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:
@@ -10,31 +58,6 @@ def lerp(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:
 
 
 def slerp(a: torch.Tensor, b: torch.Tensor, t: float, eps: float = 1e-7) -> torch.Tensor:
-    """Spherical interpolation over the last dimension (flattened per sample for 1-D latents).
-
-    The angle is taken between directions; the norm is interpolated linearly, so endpoints are exact and
-    the path keeps the typical norm of Gaussian latents instead of cutting through the low-norm middle.
-    Nearly parallel inputs fall back to lerp.
-    """
-    t = float(t)
-    if t == 0.0:
-        return a.clone()
-    if t == 1.0:
-        return b.clone()
-    shape = a.shape
-    a2 = a.reshape(-1, shape[-1]).to(torch.float32)
-    b2 = b.reshape(-1, shape[-1]).to(torch.float32)
-    na = a2.norm(dim=-1, keepdim=True)
-    nb = b2.norm(dim=-1, keepdim=True)
-    ua = a2 / na.clamp_min(eps)
-    ub = b2 / nb.clamp_min(eps)
-    dot = (ua * ub).sum(-1, keepdim=True).clamp(-1.0, 1.0)
-    omega = torch.arccos(dot)
-    so = torch.sin(omega)
-    parallel = so.abs() < 1e-4
-    safe_so = torch.where(parallel, torch.ones_like(so), so)
-    direction = (torch.sin((1 - t) * omega) * ua + torch.sin(t * omega) * ub) / safe_so
-    direction = torch.where(parallel, torch.lerp(ua, ub, t), direction)
-    direction = direction / direction.norm(dim=-1, keepdim=True).clamp_min(eps)
-    norm = torch.lerp(na, nb, t)
-    return (direction * norm).reshape(shape).to(a.dtype)
+    """`slerp_array` for tensors (computed on the CPU, returned on a's device and dtype)."""
+    out = slerp_array(a.detach().cpu().float().numpy(), b.detach().cpu().float().numpy(), t, eps)
+    return torch.from_numpy(np.ascontiguousarray(out)).to(a.device, a.dtype)
