@@ -45,3 +45,7 @@ class ExportError(StudioError):
 
 class RecipeError(StudioError):
     """A training recipe is malformed or needs something that is not installed."""
+
+
+class ProjectError(StudioError):
+    """A project document (.lstudio) is missing, unreadable, from a newer app, or has a wrong field."""
