@@ -14,13 +14,35 @@ fi
 .venv/bin/python -m pip install -q --disable-pip-version-check -c constraints.txt "torch==2.13.0"
 if [ "$DEV" = 1 ]; then
   .venv/bin/python -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[dev]'
-  # Font packages: the glyph-data tests render real Debian fonts. Only where apt exists and we are root.
+  # Debian packages, only where apt exists and we are root, and only those missing (apt-get update at most once):
+  # fonts: the glyph-data tests render real Debian fonts;
+  # X tools and the libraries of Qt's xcb platform: the end-to-end test (tests/test_e2e_xvfb.py) runs the real
+  # window on Xvfb, drives it with xdotool and takes screenshots with ImageMagick's `import`.
+  X_PACKAGES=(xvfb xdotool imagemagick libxcb-icccm4 libxcb-keysyms1 libxcb-cursor0 libxkbcommon-x11-0 libxcb-image0
+              libxcb-render-util0 libxcb-shape0 libxcb-xinerama0 libxcb-randr0 libegl1 libgl1 libfontconfig1
+              libdbus-1-3)
   if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
-    if ! dpkg-query -W -f='${Status}' fonts-dejavu-core 2>/dev/null | grep -q "install ok installed" \
-       || ! dpkg-query -W -f='${Status}' fonts-liberation 2>/dev/null | grep -q "install ok installed"; then
-      apt-get update -qq >/dev/null
-      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fonts-dejavu fonts-liberation >/dev/null
+    installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
+    MISSING=()
+    installed fonts-dejavu-core || MISSING+=(fonts-dejavu)
+    installed fonts-liberation || MISSING+=(fonts-liberation)
+    for pkg in "${X_PACKAGES[@]}"; do
+      installed "$pkg" || MISSING+=("$pkg")
+    done
+    if [ "${#MISSING[@]}" -gt 0 ]; then
+      echo "bootstrap: apt-get install ${MISSING[*]}" >&2
+      # quiet when it works (apt's chatter, debconf notes), everything when it fails
+      if ! out=$(apt-get update -qq 2>&1 \
+                 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${MISSING[@]}" 2>&1)
+      then
+        echo "$out" >&2
+        exit 1
+      fi
     fi
+  elif ! command -v Xvfb >/dev/null 2>&1 || ! command -v xdotool >/dev/null 2>&1 \
+       || ! command -v import >/dev/null 2>&1; then
+    echo "bootstrap: the end-to-end test is skipped without Xvfb, xdotool and ImageMagick (Debian, as root:" \
+         "apt-get install ${X_PACKAGES[*]})" >&2
   fi
 else
   .venv/bin/python -m pip install -q --disable-pip-version-check -c constraints.txt -e .

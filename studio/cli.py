@@ -1,8 +1,9 @@
-"""`latent-studio`: the app's command line. With no verb it renders the default model (the window comes later).
+"""`latent-studio`: the app's command line. With no verb it opens the desktop app.
 
 Verbs:
+  gui [PATH…] [--model ID]        the desktop app (the default), opening projects, model folders or images
   models [--json]                 list installed model packages, with errors for invalid ones
-  render --model ID|FOLDER ...    render to an image with the request in its metadata
+  render --model ID|FOLDER ...    render to an image with the request in its metadata (alone: the default model)
   render --from FILE.png ...      re-render exactly what made FILE.png
   render --latent A.json [--toward B.json --t 0.3]   render an encoded latent, or a point between two
   encode --font FILE | --image FILE --chars TEXT     a style latent from glyphs
@@ -141,9 +142,6 @@ def cmd_render(args) -> int:
 
 def _encode_inputs(args, cell: int) -> tuple[list, list[str], str]:
     """Images and their characters from --font FILE or --image FILE --chars TEXT."""
-    import numpy as np
-    from PIL import Image, UnidentifiedImageError
-
     if args.font:
         from studio.train.fonts import CHARSET, render_font
 
@@ -159,18 +157,10 @@ def _encode_inputs(args, cell: int) -> tuple[list, list[str], str]:
     if not args.image or not args.chars:
         raise StudioError("encode needs --font FILE, or --image FILE with --chars TEXT (one character per cell "
                           "of the image, left to right)")
-    try:
-        with Image.open(args.image) as im:
-            strip = np.asarray(im.convert("L"))
-    except FileNotFoundError:
-        raise StudioError("file not found", args.image) from None
-    except (UnidentifiedImageError, OSError) as exc:
-        raise StudioError(f"not a readable image ({exc})", args.image) from None
-    chars = [c for c in args.chars if not c.isspace()]
-    cells = np.array_split(strip, len(args.chars), axis=1)
-    images = [np.asarray(Image.fromarray(c).resize((cell, cell), Image.Resampling.BOX))
-              for c, ch in zip(cells, args.chars) if not ch.isspace()]
-    return images, chars, f"image {args.image}"
+    from studio.export.image import read_glyph_strip
+
+    images, chars = read_glyph_strip(args.image, args.chars, cell)
+    return list(images), chars, f"image {args.image}"
 
 
 def cmd_encode(args) -> int:
@@ -253,6 +243,17 @@ def cmd_train(args) -> int:
     return 0
 
 
+def _gui_argv(argv: list[str]) -> list[str]:
+    """Put "gui" after the top-level options so that `latent-studio [--debug] [PATH…]` opens the app."""
+    top: list[str] = []
+    rest = list(argv)
+    while rest and rest[0] in ("--debug", "--models-dir"):
+        top.append(rest.pop(0))
+        if top[-1] == "--models-dir" and rest:
+            top.append(rest.pop(0))
+    return [*top, "gui", *rest]
+
+
 def build_parser() -> argparse.ArgumentParser:
     def common(parser: argparse.ArgumentParser, top: bool) -> None:
         # Accepted before or after the verb; on a verb the default is SUPPRESS so it never hides the top-level value.
@@ -295,6 +296,15 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--device", default="auto")
     e.add_argument("--out", help="write the latent here as JSON (default: print it)")
 
+    g = sub.add_parser("gui", parents=[shared], help="open the desktop app (the default with no verb)")
+    g.add_argument("paths", nargs="*", metavar="PATH",
+                   help="projects (.lstudio), model folders or images to open (as if dropped on the window)")
+    g.add_argument("--model", help="the model to start with (default: the shipped default model)")
+    g.add_argument("--device", default=None, help="auto, cpu, cuda, cuda:N or mps (default: settings, else auto)")
+    g.add_argument("--threads", type=int, help="torch threads for the render worker (default: all cores but one)")
+    g.add_argument("--exit-after-ms", type=int, help=argparse.SUPPRESS)  # end-to-end tests
+    g.add_argument("--report-geometry", metavar="FILE", help=argparse.SUPPRESS)  # end-to-end tests
+
     t = sub.add_parser("train", parents=[shared], help="train a model package from a recipe")
     t.add_argument("recipe", help="recipe.toml")
     t.add_argument("--out", help="package folder to write (default: models/<id>)")
@@ -304,7 +314,20 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+VERBS = ("models", "render", "encode", "gui", "train")
+
+
+def cmd_gui(args) -> int:
+    from studio.ui.app import run
+
+    return run(model=args.model, open_paths=args.paths, device=args.device, models_dirs=args.models_dir,
+               threads=args.threads, exit_after_ms=args.exit_after_ms, report=args.report_geometry)
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not any(a in VERBS for a in argv) and not any(a in ("-h", "--help", "--version") for a in argv):
+        argv = _gui_argv(argv)  # no verb: the desktop app
     args = build_parser().parse_args(argv)
     try:
         if args.verb == "models":
@@ -316,9 +339,8 @@ def main(argv: list[str] | None = None) -> int:
                 from studio.library import DEFAULT_MODEL_ID
                 args.model = DEFAULT_MODEL_ID
             return cmd_encode(args)
-        if args.verb is None:  # the app's main job until the window exists: render the default model
-            top = (["--debug"] if args.debug else []) + [x for d in args.models_dir or [] for x in ("--models-dir", d)]
-            args = build_parser().parse_args([*top, "render"])
+        if args.verb == "gui":
+            return cmd_gui(args)
         return cmd_render(args)
     except StudioError as exc:
         if args.debug:

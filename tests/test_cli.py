@@ -16,6 +16,7 @@ import tomli_w
 import torch
 from PIL import Image
 
+import studio.cli
 import studio.library
 from studio.cli import main
 from studio.manifest import MANIFEST_NAME, WEIGHTS_NAME
@@ -401,20 +402,20 @@ def test_a_failed_save_of_a_new_file_leaves_nothing(capsys, models_dir, out_dir,
     assert leftovers(out_dir) == []
 
 
-# --- no verb: the default model -------------------------------------------------------------------------------------
+# --- render with no options: the default model; no verb: the desktop app ---------------------------------------------
 
 
-def test_no_verb_renders_the_default_model(capsys, models_dir, tmp_path, monkeypatch):
+def test_render_alone_renders_the_default_model(capsys, models_dir, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(studio.library, "DEFAULT_MODEL_ID", "tiny")
-    code, out, err = run(capsys, "--models-dir", models_dir)
+    code, out, err = run(capsys, "--models-dir", models_dir, "render")
     assert code == 0, err
     made = sorted(tmp_path.glob("*.png"))
     assert [p.name for p in made] == ["tiny-0.png"]
     assert RenderRequest.from_json(chunks(made[0])["latent-studio"]).model_id == "tiny"
 
 
-def test_no_verb_finds_the_shipped_default(capsys, tmp_path, monkeypatch):
+def test_render_alone_finds_the_shipped_default(capsys, tmp_path, monkeypatch):
     shipped = tmp_path / "shipped"
     default_id = studio.library.DEFAULT_MODEL_ID
     make_tiny_package(shipped / default_id, default_id)
@@ -422,9 +423,26 @@ def test_no_verb_finds_the_shipped_default(capsys, tmp_path, monkeypatch):
     work = tmp_path / "work"
     work.mkdir()
     monkeypatch.chdir(work)
-    code, out, err = run(capsys)
+    code, out, err = run(capsys, "render")
     assert code == 0, err
     assert [p.name for p in work.glob("*.png")] == [f"{default_id}-0.png"]
+
+
+@pytest.mark.parametrize("argv, expected", [
+    ([], {"open_paths": [], "model": None}),
+    (["poster.lstudio"], {"open_paths": ["poster.lstudio"], "model": None}),
+    (["--debug", "--models-dir", "M", "a.png", "--model", "tiny"], {"open_paths": ["a.png"], "model": "tiny"}),
+    (["gui", "--device", "cpu"], {"open_paths": [], "device": "cpu"}),
+])
+def test_no_verb_opens_the_desktop_app(monkeypatch, argv, expected):
+    import studio.ui.app
+
+    seen = {}
+    monkeypatch.setattr(studio.ui.app, "run", lambda **kw: seen.update(kw) or 0)
+    assert studio.cli.main(argv) == 0
+    assert {k: seen[k] for k in expected} == expected
+    if "--models-dir" in argv:
+        assert seen["models_dirs"] == ["M"]
 
 
 # --- the entry point ------------------------------------------------------------------------------------------------

@@ -1,0 +1,124 @@
+"""Start the desktop app: QApplication, theme, engine, session, main window, crash recovery."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+from PySide6.QtCore import QSettings, Qt, QTimer
+from PySide6.QtGui import QGuiApplication, QIcon
+from PySide6.QtWidgets import QApplication
+
+from studio import __version__
+from studio.paths import APP_NAME
+
+log = logging.getLogger(__name__)
+
+ICON = Path(__file__).resolve().parent.parent.parent / "resources" / "icon.png"
+
+
+def make_application(argv: list[str] | None = None) -> QApplication:
+    """The QApplication (created once), HiDPI-sharp and dark."""
+    app = QApplication.instance()
+    if app is None:
+        QGuiApplication.setHighDpiScaleFactorRoundingPolicy(Qt.HighDpiScaleFactorRoundingPolicy.PassThrough)
+        app = QApplication(argv if argv is not None else [sys.argv[0]])
+    app.setApplicationName("Latent Studio")
+    app.setOrganizationName(APP_NAME)
+    app.setApplicationVersion(__version__)
+    if ICON.exists():
+        app.setWindowIcon(QIcon(str(ICON)))
+    from studio.ui.theme import apply_dark_theme
+
+    apply_dark_theme(app)
+    return app
+
+
+def settings() -> QSettings:
+    """The window's remembered state: an INI file in the user data folder (isolated by LATENT_STUDIO_DATA)."""
+    from studio.paths import user_data_dir
+
+    return QSettings(str(user_data_dir() / "window.ini"), QSettings.Format.IniFormat)
+
+
+def run(model: str | None = None, open_paths: list[str] | None = None, device: str | None = None,
+        models_dirs: list[str] | None = None, threads: int | None = None, exit_after_ms: int | None = None,
+        report: str | None = None) -> int:
+    """Open the main window and run the event loop; returns the exit code.
+
+    `exit_after_ms` and `report` serve end-to-end tests: quit after that long (as a user would, through close),
+    and write the window's and widgets' screen geometry to `report` once the first preview is shown.
+    """
+    app = make_application()
+    from studio.engine import Engine
+    from studio.library import default_roots
+    from studio.project import Autosave
+    from studio.settings import load_settings
+    from studio.ui.main_window import MainWindow
+    from studio.ui.session import Session
+
+    user = load_settings()
+    roots = default_roots([*user.model_folders, *(models_dirs or [])])
+    engine = Engine(device=device or user.device or "auto", roots=roots, threads=threads)
+    session = Session(engine, roots=roots)
+    store = settings()
+    try:
+        remembered = json.loads(store.value("model_folders", "[]") or "[]")
+    except (TypeError, ValueError):
+        remembered = []
+    session.extra_folders = [Path(p) for p in remembered if isinstance(p, str) and Path(p).is_dir()]
+    autosave = Autosave()
+    window = MainWindow(session, store, autosave)
+    try:
+        recovered = window.offer_recovery()
+        autosave.start()
+    except Exception as exc:  # never keep the app from starting over autosave trouble
+        log.warning("autosave unavailable: %s", exc)
+        session.message.emit("warning", "Autosave is off for this session", str(exc))
+        recovered = False
+        window.autosave = None
+    if not recovered:
+        session.start(model)
+        session.undo.setClean()
+    for path in open_paths or []:
+        window.open_path(Path(path))
+    window.show()
+    if report:
+        _report_geometry_when_shown(window, report)
+    if exit_after_ms:
+        QTimer.singleShot(exit_after_ms, window.close)
+    code = app.exec()
+    session.shutdown()
+    return code
+
+
+def _report_geometry_when_shown(window, path: str) -> None:
+    """Write the screen rectangles of the window's named widgets once the first image is on the canvas."""
+
+    def write(*_args) -> None:
+        session.image_changed.disconnect(write)
+        QTimer.singleShot(300, dump)
+
+    def dump() -> None:
+        data = {}
+        for widget in [window, *window.findChildren(object)]:
+            name = getattr(widget, "objectName", lambda: "")()
+            if not name or not hasattr(widget, "mapToGlobal") or not widget.isVisible():
+                continue
+            top_left = widget.mapToGlobal(widget.rect().topLeft())
+            data[name] = [top_left.x(), top_left.y(), widget.width(), widget.height()]
+        canvas = window.canvas
+        r = canvas.image_rect()
+        origin = canvas.mapToGlobal(canvas.rect().topLeft())
+        data["previewImage"] = [origin.x() + int(r.x()), origin.y() + int(r.y()), int(r.width()), int(r.height())]
+        data["ratio"] = window.devicePixelRatioF()
+        tmp = path + ".part"
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(data, f)
+        os.replace(tmp, path)
+
+    session = window.session
+    session.image_changed.connect(write)

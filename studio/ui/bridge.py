@@ -1,0 +1,161 @@
+"""The Qt bridge to the engine: engine callbacks (on the worker thread) become queued signals whose slots run on
+the GUI thread. Preview frames whose stamp is not the newest are dropped, so a slider burst never shows stale
+frames and never builds a backlog.
+
+The engine may be the real `studio.engine.Engine` or anything with its small API (submit, encode, latent,
+cancel_all, shutdown, device): the UI tests use a fake one without torch.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from PySide6.QtCore import QObject, Qt, Signal, Slot
+
+from studio.families.base import Output
+from studio.request import RenderRequest
+
+log = logging.getLogger(__name__)
+
+PREVIEW, EXPORT = "preview", "export"
+
+
+@dataclass
+class Task:
+    """A job on the export lane (an export, an encode, a latent) with GUI-thread completion callbacks."""
+
+    label: str
+    on_done: Callable[[Output], None] | None = None
+    on_error: Callable[[str, str], None] | None = None
+    job: Any = None
+    submitted: float = field(default_factory=time.perf_counter)
+
+
+class EngineBridge(QObject):
+    """Submits work to the engine; re-emits its events on the GUI thread."""
+
+    frame = Signal(object, object)  # request, Output: an intermediate (per-step) preview of the newest request
+    rendered = Signal(object, object, float, object)  # request, Output, seconds, info: the newest preview finished
+    progress = Signal(int, int, str)  # step, total, message of the newest preview
+    failed = Signal(object, str, str)  # request, message, detail: the newest preview failed
+    started = Signal(object)  # request: the newest preview started rendering
+    busy_changed = Signal(bool)
+    task_progress = Signal(str, int, int)  # task label, step, total
+    _event = Signal(object)  # internal: carries engine events from the worker to the GUI thread
+
+    def __init__(self, engine, parent: QObject | None = None):
+        super().__init__(parent)
+        self.engine = engine
+        self._newest = 0  # stamp of the newest preview asked for
+        self._newest_request: RenderRequest | None = None
+        self._tasks: dict[int, Task] = {}
+        self._busy = False
+        self._preview_running = False
+        self.dropped_frames = 0  # stale preview events dropped (tests and benchmarks read it)
+        self._event.connect(self._on_event, Qt.ConnectionType.QueuedConnection)
+
+    # --- submitting (GUI thread) ---------------------------------------------------------------------------------
+    def preview(self, request: RenderRequest) -> int:
+        """Render `request` on the newest-wins preview lane; returns its stamp."""
+        job = self.engine.submit(request, PREVIEW, self._forward)
+        self._newest, self._newest_request = job.stamp, request
+        self._preview_running = True
+        self._update_busy()
+        return job.stamp
+
+    def run(self, request: RenderRequest, label: str, on_done: Callable[[Output], None] | None = None,
+            on_error: Callable[[str, str], None] | None = None, then: Callable[[Output], Any] | None = None,
+            kind: str = "render", images=None, labels=None) -> Task:
+        """A task on the export lane: a render (with `then` run on the worker, e.g. writing a file), an "encode" of
+        `images`, or the "latent" of `request`. The callbacks run on the GUI thread."""
+        task = Task(label, on_done, on_error)
+        if kind == "encode":
+            task.job = self.engine.encode(request, images, labels, self._forward)
+        elif kind == "latent":
+            task.job = self.engine.latent(request, self._forward)
+        else:
+            task.job = self.engine.submit(request, EXPORT, self._forward, then=then)
+        self._tasks[task.job.stamp] = task
+        self._update_busy()
+        return task
+
+    def cancel(self) -> None:
+        """Stop everything in flight (Esc)."""
+        self.engine.cancel_all()
+
+    @property
+    def busy(self) -> bool:
+        return self._busy
+
+    @property
+    def newest_request(self) -> RenderRequest | None:
+        return self._newest_request
+
+    # --- events ---------------------------------------------------------------------------------------------------
+    def _forward(self, event) -> None:
+        """Engine callback, on the worker thread (or the submitting one): queue it to the GUI thread."""
+        if event.kind == "queued":
+            return
+        self._event.emit(event)
+
+    @Slot(object)
+    def _on_event(self, event) -> None:
+        job = event.job
+        task = self._tasks.get(job.stamp)
+        if task is not None:
+            self._on_task_event(task, event)
+        elif job.lane == PREVIEW:
+            self._on_preview_event(event)
+
+    def _on_preview_event(self, event) -> None:
+        job = event.job
+        if job.stamp != self._newest:
+            self.dropped_frames += event.kind in ("preview", "finished")
+            return
+        if event.kind == "started":
+            self.started.emit(job.request)
+        elif event.kind == "progress":
+            self.progress.emit(event.step, event.total, event.message)
+        elif event.kind == "preview":
+            self.progress.emit(event.step, event.total, event.message)
+            if event.output is not None:
+                self.frame.emit(job.request, event.output)
+        elif event.kind == "finished":
+            self._preview_running = False
+            self._update_busy()
+            self.rendered.emit(job.request, event.output, job.seconds, dict(job.info))
+        elif event.kind in ("error", "cancelled"):
+            self._preview_running = False
+            self._update_busy()
+            if event.kind == "error":
+                self.failed.emit(job.request, event.message, event.detail)
+
+    def _on_task_event(self, task: Task, event) -> None:
+        if event.kind in ("progress", "preview"):
+            self.task_progress.emit(task.label, event.step, event.total)
+            return
+        if event.kind not in ("finished", "error", "cancelled"):
+            return
+        del self._tasks[event.job.stamp]
+        self._update_busy()
+        try:
+            if event.kind == "finished" and task.on_done is not None:
+                task.on_done(event.output)
+            elif event.kind == "error" and task.on_error is not None:
+                task.on_error(event.message, event.detail)
+            elif event.kind == "cancelled" and task.on_error is not None:
+                task.on_error(f"{task.label} was cancelled", "")
+        except Exception:  # a broken handler must not take the bridge down
+            log.exception("task handler failed")
+
+    def _update_busy(self) -> None:
+        busy = self._preview_running or bool(self._tasks)
+        if busy != self._busy:
+            self._busy = busy
+            self.busy_changed.emit(busy)
+
+    def shutdown(self) -> None:
+        self.engine.shutdown(wait=True, timeout=5.0)

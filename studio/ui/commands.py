@@ -1,0 +1,61 @@
+"""Undoable edits of the session (QUndoStack commands). Each command holds plain values and calls the session back;
+a continuous gesture (a slider drag) merges into one command through its merge key."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from PySide6.QtGui import QUndoCommand
+
+from studio.project import SavedLatent
+from studio.request import RenderRequest
+
+if TYPE_CHECKING:
+    from studio.ui.session import Session
+
+_merge_ids: dict[str, int] = {}
+
+
+def merge_id(key: str | None) -> int:
+    """A stable small integer per merge key (-1: never merge)."""
+    if not key:
+        return -1
+    return _merge_ids.setdefault(key, len(_merge_ids) + 1)
+
+
+class SetRequest(QUndoCommand):
+    def __init__(self, session: "Session", old: RenderRequest | None, new: RenderRequest, text: str,
+                 merge: str | None = None):
+        super().__init__(text)
+        self.session, self.old, self.new = session, old, new
+        self._id = merge_id(merge)
+
+    def id(self) -> int:  # noqa: A003 (Qt's name)
+        return self._id
+
+    def mergeWith(self, other: QUndoCommand) -> bool:
+        if not isinstance(other, SetRequest) or other.id() != self.id() or other.old != self.new:
+            return False
+        self.new = other.new
+        self.setObsolete(self.new == self.old)  # dragged back to where it started: drop the step
+        return True
+
+    def redo(self) -> None:
+        self.session._apply_request(self.new)
+
+    def undo(self) -> None:
+        self.session._apply_request(self.old)
+
+
+class ChangeLatents(QUndoCommand):
+    """Add (or remove) an entry of the document's latent library."""
+
+    def __init__(self, session: "Session", entry: SavedLatent, index: int, add: bool, text: str):
+        super().__init__(text)
+        self.session, self.entry, self.index, self.add = session, entry, index, add
+
+    def redo(self) -> None:
+        (self.session._insert_latent if self.add else self.session._remove_latent)(self.index, self.entry)
+
+    def undo(self) -> None:
+        (self.session._remove_latent if self.add else self.session._insert_latent)(self.index, self.entry)

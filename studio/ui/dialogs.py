@@ -1,0 +1,85 @@
+"""The app's few modal questions, in one place so that tests can answer them (monkeypatch these functions)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtWidgets import QFileDialog, QInputDialog, QMessageBox, QWidget
+
+from studio.project import SUFFIX, Recoverable
+
+IMAGE_FILTER = "Images (*.png *.jpg *.jpeg *.webp *.bmp)"
+PROJECT_FILTER = f"Latent Studio projects (*{SUFFIX})"
+EXPORT_FILTER = "PNG image (*.png);;JPEG image (*.jpg *.jpeg);;WebP image (*.webp)"
+
+SAVE, DISCARD, CANCEL = "save", "discard", "cancel"
+
+
+def ask_open_project(parent: QWidget, folder: str = "") -> str:
+    return QFileDialog.getOpenFileName(parent, "Open Project", folder, PROJECT_FILTER)[0]
+
+
+def ask_save_project(parent: QWidget, suggestion: str) -> str:
+    path = QFileDialog.getSaveFileName(parent, "Save Project As", suggestion, PROJECT_FILTER)[0]
+    if path and not Path(path).suffix:
+        path += SUFFIX
+    return path
+
+
+def ask_export_image(parent: QWidget, suggestion: str) -> str:
+    path, chosen = QFileDialog.getSaveFileName(parent, "Export Image", suggestion, EXPORT_FILTER)
+    if path and not Path(path).suffix:
+        path += ".jpg" if "JPEG" in chosen else ".webp" if "WebP" in chosen else ".png"
+    return path
+
+
+def ask_model_folder(parent: QWidget) -> str:
+    return QFileDialog.getExistingDirectory(parent, "Open Model Folder")
+
+
+def ask_chars(parent: QWidget, image: str, default: str) -> str | None:
+    text, ok = QInputDialog.getText(parent, "Encode Image",
+                                    f"Which characters does {Path(image).name} show, left to right?\n"
+                                    "(one per equal-width cell; a space skips a cell)", text=default)
+    return text if ok and text.strip() else None
+
+
+def ask_encode_image(parent: QWidget, session) -> tuple[str, str] | None:
+    path = QFileDialog.getOpenFileName(parent, "Encode Image", "", IMAGE_FILTER)[0]
+    if not path:
+        return None
+    return chars_for(parent, session, path)
+
+
+def chars_for(parent: QWidget, session, path: str) -> tuple[str, str] | None:
+    """(path, characters) for encoding `path` with the session's model; asks for the characters on text models."""
+    entry = session.entry
+    if entry is None or entry.manifest is None:
+        return None
+    if entry.manifest.conditions.kind in ("text", "class"):
+        request = session.request
+        default = request.prompt.replace(" ", "") if request is not None and request.prompt else ""
+        chars = ask_chars(parent, path, default)
+        return (path, chars) if chars else None
+    return path, ""
+
+
+def ask_save_changes(parent: QWidget, name: str) -> str:
+    box = QMessageBox(QMessageBox.Icon.Warning, "Unsaved Changes", f"Save the changes to {name} before closing?",
+                      QMessageBox.StandardButton.Save | QMessageBox.StandardButton.Discard
+                      | QMessageBox.StandardButton.Cancel, parent)
+    box.setDefaultButton(QMessageBox.StandardButton.Save)
+    answer = box.exec()
+    return {QMessageBox.StandardButton.Save: SAVE, QMessageBox.StandardButton.Discard: DISCARD}.get(
+        QMessageBox.StandardButton(answer), CANCEL)
+
+
+def ask_recover(parent: QWidget, items: list[Recoverable]) -> bool:
+    newest = items[0]
+    more = f"\n\n({len(items) - 1} older autosave(s) will be kept for later.)" if len(items) > 1 else ""
+    answer = QMessageBox.question(parent, "Restore Unsaved Work",
+                                  "Latent Studio did not close cleanly last time.\n\n"
+                                  f"Restore {newest.describe()}?{more}",
+                                  QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+                                  QMessageBox.StandardButton.Yes)
+    return answer == QMessageBox.StandardButton.Yes

@@ -1,0 +1,34 @@
+"""Images between NumPy, Qt and PNG bytes (GUI thread; small, cheap conversions only)."""
+
+from __future__ import annotations
+
+import numpy as np
+from PySide6.QtCore import QBuffer, QByteArray, QIODevice, Qt
+from PySide6.QtGui import QImage, QPixmap
+
+from studio.ui.canvas import qimage_from_array as to_qimage
+
+__all__ = ["to_qimage", "png_bytes", "thumbnail_png", "pixmap_from_png"]
+
+def png_bytes(image: QImage) -> bytes:
+    data = QByteArray()
+    buffer = QBuffer(data)
+    buffer.open(QIODevice.OpenModeFlag.WriteOnly)
+    image.save(buffer, "PNG")
+    buffer.close()
+    return bytes(data.data())
+
+
+def thumbnail_png(array: np.ndarray, height: int = 48, max_width: int = 192) -> bytes:
+    """A small PNG of an image output, for the history strip and the latent library."""
+    image = to_qimage(array)
+    scaled = image.scaled(max_width, height, Qt.AspectRatioMode.KeepAspectRatio,
+                          Qt.TransformationMode.SmoothTransformation)
+    return png_bytes(scaled)
+
+
+def pixmap_from_png(data: bytes) -> QPixmap:
+    pixmap = QPixmap()
+    if data:
+        pixmap.loadFromData(data, "PNG")
+    return pixmap

@@ -1,0 +1,429 @@
+"""The main window: composes the panels around the preview canvas, owns menus, shortcuts, drag and drop, the
+window title, autosave and the remembered layout. The session holds the state; the panels bind to it."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+from PySide6.QtCore import QSettings, Qt, QTimer, Slot
+from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QGuiApplication, QKeySequence
+from PySide6.QtWidgets import QDockWidget, QLabel, QMainWindow, QMessageBox, QProgressBar, QWidget
+
+from studio import __version__
+from studio.errors import StudioError
+from studio.export.image import FORMATS, stored_request_text
+from studio.project import SUFFIX, Autosave, Recoverable, adopt, discard, find_recoverable
+from studio.ui import dialogs
+from studio.ui.canvas import PreviewCanvas
+from studio.ui.panels.history import HistoryStrip
+from studio.ui.panels.latent import LatentPanel
+from studio.ui.panels.library import LibraryPanel
+from studio.ui.panels.messages import MessageArea
+from studio.ui.panels.models import ModelBrowser
+from studio.ui.panels.prompt import PromptPanel
+from studio.ui.session import ERROR, INFO, Session
+
+log = logging.getLogger(__name__)
+
+AUTOSAVE_MS = 15_000
+RECENT_LIMIT = 8
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp"}
+
+
+class MainWindow(QMainWindow):
+    def __init__(self, session: Session, settings: QSettings | None = None, autosave: Autosave | None = None,
+                 parent: QWidget | None = None):
+        super().__init__(parent)
+        self.session = session
+        self.settings = settings or QSettings()
+        self.autosave = autosave
+        self._autosaved_revision = -1
+        self.setObjectName("mainWindow")
+        self.setAcceptDrops(True)
+        self.resize(1280, 820)
+
+        self.canvas = PreviewCanvas()
+        self.canvas.set_placeholder("No preview yet")
+        self.setCentralWidget(self.canvas)
+        self.models = ModelBrowser(session)
+        self.prompt = PromptPanel(session)
+        self.latent = LatentPanel(session)
+        self.library = LibraryPanel(session)
+        self.history = HistoryStrip(session)
+        self.messages = MessageArea(session)
+        self.docks: dict[str, QDockWidget] = {}
+        left, right, bottom = (Qt.DockWidgetArea.LeftDockWidgetArea, Qt.DockWidgetArea.RightDockWidgetArea,
+                               Qt.DockWidgetArea.BottomDockWidgetArea)
+        self._dock("Models", self.models, left)
+        self._dock("Conditions", self.prompt, right)
+        self._dock("Latent", self.latent, right)
+        self._dock("Library", self.library, right)
+        self.tabifyDockWidget(self.docks["Latent"], self.docks["Library"])
+        self.docks["Latent"].raise_()
+        self._dock("History", self.history, bottom)
+        self._dock("Messages", self.messages, bottom)
+        self.tabifyDockWidget(self.docks["History"], self.docks["Messages"])
+        self.docks["History"].raise_()
+        self.resizeDocks([self.docks["Models"], self.docks["Latent"]], [250, 360], Qt.Orientation.Horizontal)
+        self.resizeDocks([self.docks["History"]], [120], Qt.Orientation.Vertical)
+
+        self._build_status_bar()
+        self._build_actions()
+        self._build_menus()
+
+        session.image_changed.connect(self._on_image_changed)
+        session.rendered.connect(self._on_rendered)
+        session.model_changed.connect(self._on_model_changed)
+        session.document_changed.connect(self._on_document_changed)
+        session.bridge.progress.connect(self._on_progress)
+        session.bridge.busy_changed.connect(self._on_busy_changed)
+        session.bridge.task_progress.connect(self._on_task_progress)
+        self.messages.attention.connect(self._on_attention)
+        self.canvas.zoom_changed.connect(lambda z: self.zoom_label.setText(f"{z * 100:.0f} %"))
+
+        self.autosave_timer = QTimer(self)
+        self.autosave_timer.setInterval(AUTOSAVE_MS)
+        self.autosave_timer.timeout.connect(self.autosave_now)
+        if autosave is not None:
+            self.autosave_timer.start()
+        self._restore_layout()
+        self._on_document_changed()
+        self._on_model_changed(session.entry)
+
+    # --- construction ---------------------------------------------------------------------------------------------
+    def _dock(self, title: str, widget: QWidget, area: Qt.DockWidgetArea) -> QDockWidget:
+        dock = QDockWidget(title, self)
+        dock.setObjectName(f"dock{title}")
+        dock.setWidget(widget)
+        self.addDockWidget(area, dock)
+        self.docks[title] = dock
+        return dock
+
+    def _build_status_bar(self) -> None:
+        bar = self.statusBar()
+        self.device_label = QLabel(f"Device: {getattr(self.session.bridge.engine, 'device', '?')}")
+        self.device_label.setToolTip("Where models run (set with --device or settings.toml)")
+        self.model_label = QLabel()
+        self.model_label.setToolTip("The current model")
+        self.time_label = QLabel()
+        self.time_label.setObjectName("renderTime")
+        self.time_label.setToolTip("Time of the last render")
+        self.zoom_label = QLabel()
+        self.zoom_label.setToolTip("Preview zoom (Ctrl+0 fit, Ctrl+1 actual size)")
+        self.progress = QProgressBar()
+        self.progress.setObjectName("renderProgress")
+        self.progress.setMaximumWidth(160)
+        self.progress.setMaximumHeight(14)
+        self.progress.setTextVisible(False)
+        self.progress.setToolTip("Rendering… (Esc cancels)")
+        self.progress.setVisible(False)
+        for widget in (self.progress, self.time_label, self.model_label, self.zoom_label, self.device_label):
+            bar.addPermanentWidget(widget)
+
+    def _action(self, text: str, slot, shortcut=None, tip: str = "") -> QAction:
+        action = QAction(text, self)
+        if shortcut is not None:
+            action.setShortcut(QKeySequence(shortcut))
+        action.setToolTip(tip or text)
+        action.setStatusTip(tip or text)
+        action.triggered.connect(slot)
+        self.addAction(action)
+        return action
+
+    def _build_actions(self) -> None:
+        s = self.session
+        K = QKeySequence.StandardKey
+        self.act_new = self._action("&New", self.new_document, K.New, "Start a new project")
+        self.act_open = self._action("&Open…", self.open_document_dialog, K.Open, "Open a project (.lstudio)")
+        self.act_save = self._action("&Save", self.save_document, K.Save, "Save the project")
+        self.act_save_as = self._action("Save &As…", self.save_document_as, K.SaveAs, "Save the project under a new name")
+        self.act_open_models = self._action("Open &Model Folder…", self.models.open_folder_dialog, "Ctrl+Shift+O",
+                                            "Add the model packages in a folder")
+        self.act_export = self._action("&Export Image…", self.export_image_dialog, "Ctrl+E",
+                                       "Export the current image (PNG, JPEG, WebP) with its request inside")
+        self.act_copy = self._action("&Copy Image", self.copy_image, "Ctrl+Shift+C", "Copy the preview image")
+        self.act_encode = self._action("E&ncode Image…", self.latent.encode_dialog, "Ctrl+I",
+                                       "Take the latent from an image")
+        self.act_quit = self._action("&Quit", self.close, K.Quit, "Quit Latent Studio")
+        self.act_undo = s.undo.createUndoAction(self, "&Undo")
+        self.act_undo.setShortcut(QKeySequence(K.Undo))
+        self.act_redo = s.undo.createRedoAction(self, "&Redo")
+        self.act_redo.setShortcuts([QKeySequence("Ctrl+Shift+Z"), QKeySequence(K.Redo)])
+        self.addActions([self.act_undo, self.act_redo])
+        self.act_reset = self._action("Reset All &Sliders", self.latent.reset_all_edits, "Ctrl+Shift+R",
+                                      "Reset every latent edit")
+        self.act_save_latent = self._action("Save &Latent", self.library.save_current, "Ctrl+L",
+                                            "Save the current latent in the library")
+        self.act_cancel = self._action("&Cancel Render", s.bridge.cancel, "Esc", "Stop the render in flight")
+        self.act_random = self._action("&Random Seed", s.random_seed, "Ctrl+R", "Draw a new random seed")
+        self.act_next = self._action("&Next Seed", s.next_seed, "F5", "Next seed by the seed mode")
+        self.act_rerender = self._action("Re&render", s.rerender, "Ctrl+Shift+F5", "Render the current request again")
+        self.act_fit = self._action("&Fit", self.canvas.fit, "Ctrl+0", "Fit the image in the view")
+        self.act_actual = self._action("&Actual Size", self.canvas.actual_size, "Ctrl+1", "One image pixel per "
+                                                                                         "screen pixel")
+        self.act_zoom_in = self._action("Zoom &In", self.canvas.zoom_in, K.ZoomIn)
+        self.act_zoom_out = self._action("Zoom &Out", self.canvas.zoom_out, K.ZoomOut)
+        self.act_about = self._action("&About Latent Studio", self.about)
+        self.act_shortcuts = self._action("&Keyboard Shortcuts", self.show_shortcuts, "F1")
+
+    def _build_menus(self) -> None:
+        bar = self.menuBar()
+        file = bar.addMenu("&File")
+        file.addActions([self.act_new, self.act_open])
+        self.recent_menu = file.addMenu("Open &Recent")
+        self.recent_menu.aboutToShow.connect(self._fill_recent_menu)
+        file.addActions([self.act_save, self.act_save_as])
+        file.addSeparator()
+        file.addActions([self.act_open_models, self.act_encode])
+        file.addSeparator()
+        file.addActions([self.act_export, self.act_copy])
+        file.addSeparator()
+        file.addAction(self.act_quit)
+        edit = bar.addMenu("&Edit")
+        edit.addActions([self.act_undo, self.act_redo])
+        edit.addSeparator()
+        edit.addActions([self.act_reset, self.act_save_latent])
+        render = bar.addMenu("&Render")
+        render.addActions([self.act_random, self.act_next, self.act_rerender, self.act_cancel])
+        view = bar.addMenu("&View")
+        view.addActions([self.act_fit, self.act_actual, self.act_zoom_in, self.act_zoom_out])
+        view.addSeparator()
+        for dock in self.docks.values():
+            view.addAction(dock.toggleViewAction())
+        help_menu = bar.addMenu("&Help")
+        help_menu.addActions([self.act_shortcuts, self.act_about])
+
+    # --- session → window -----------------------------------------------------------------------------------------
+    @Slot(object)
+    def _on_image_changed(self, image) -> None:
+        self.canvas.set_image(image)
+
+    def _on_rendered(self, request, seconds: float, info: dict) -> None:
+        self.canvas.clear_progress()
+        note = f" — {info['fallback']}" if info.get("fallback") else ""
+        self.time_label.setText(f"{seconds * 1000:.0f} ms{note}")
+        if info.get("device"):
+            self.device_label.setText(f"Device: {info['device']} ({info.get('dtype', '')})")
+
+    def _on_model_changed(self, entry) -> None:
+        name = entry.manifest.name if entry is not None and entry.manifest is not None else "no model"
+        self.model_label.setText(f"Model: {name}")
+
+    def _on_document_changed(self) -> None:
+        self.setWindowTitle(f"Latent Studio — {self.session.display_name}[*]")
+        self.setWindowModified(self.session.modified)
+
+    def _on_progress(self, step: int, total: int, message: str) -> None:
+        if total > 1:
+            self.canvas.set_progress(step, total, message)
+        self.progress.setRange(0, max(total, 1))
+        self.progress.setValue(step)
+
+    def _on_task_progress(self, label: str, step: int, total: int) -> None:
+        self.statusBar().showMessage(f"{label}: {step}/{total}", 2000)
+
+    def _on_busy_changed(self, busy: bool) -> None:
+        self.progress.setVisible(busy)
+        if busy:
+            self.progress.setRange(0, 0)  # indeterminate until the first progress event
+        else:
+            self.canvas.clear_progress()
+
+    def _on_attention(self, level: str, text: str) -> None:
+        self.statusBar().showMessage(text, 8000)
+        if level == ERROR:
+            self.docks["Messages"].show()
+            self.docks["Messages"].raise_()
+
+    # --- documents ------------------------------------------------------------------------------------------------
+    def confirm_discard(self) -> bool:
+        """True when it is fine to replace or close the document (saved if the user asked)."""
+        if not self.session.modified:
+            return True
+        answer = dialogs.ask_save_changes(self, self.session.display_name)
+        if answer == dialogs.SAVE:
+            return self.save_document()
+        return answer == dialogs.DISCARD
+
+    def new_document(self) -> None:
+        if self.confirm_discard():
+            self.session.new_document()
+            self.canvas.set_image(None)
+
+    def open_document_dialog(self) -> None:
+        if not self.confirm_discard():
+            return
+        path = dialogs.ask_open_project(self, str(self.session.path.parent) if self.session.path else "")
+        if path:
+            self.open_document(path)
+
+    def open_document(self, path: str | Path) -> bool:
+        ok = self.session.open_document(path)
+        if ok:
+            self._add_recent(Path(path))
+        return ok
+
+    def save_document(self) -> bool:
+        if self.session.path is None:
+            return self.save_document_as()
+        ok = self.session.save()
+        if ok:
+            self._add_recent(self.session.path)
+        return ok
+
+    def save_document_as(self) -> bool:
+        path = dialogs.ask_save_project(self, str(self.session.path or Path.home() / f"Untitled{SUFFIX}"))
+        if not path:
+            return False
+        ok = self.session.save(path)
+        if ok:
+            self._add_recent(self.session.path)
+        return ok
+
+    def _add_recent(self, path: Path | None) -> None:
+        if path is None:
+            return
+        recent = [p for p in self.recent_documents() if Path(p) != path.resolve()]
+        self.settings.setValue("recent", json.dumps([str(path.resolve()), *recent][:RECENT_LIMIT]))
+
+    def recent_documents(self) -> list[str]:
+        try:
+            value = json.loads(self.settings.value("recent", "[]") or "[]")
+        except (TypeError, ValueError):
+            return []
+        return [p for p in value if isinstance(p, str)] if isinstance(value, list) else []
+
+    def _fill_recent_menu(self) -> None:
+        self.recent_menu.clear()
+        recent = self.recent_documents()
+        for path in recent:
+            action = self.recent_menu.addAction(Path(path).name)
+            action.setToolTip(path)
+            action.triggered.connect(lambda _=False, p=path: self.confirm_discard() and self.open_document(p))
+        if not recent:
+            self.recent_menu.addAction("(none)").setEnabled(False)
+
+    # --- autosave and recovery ------------------------------------------------------------------------------------
+    def autosave_now(self) -> None:
+        if self.autosave is None or self.session.revision == self._autosaved_revision:
+            return
+        try:
+            self.autosave.write(self.session.document, self.session.path)
+            self._autosaved_revision = self.session.revision
+        except StudioError as exc:
+            self.session.message.emit(ERROR, "Autosave failed", str(exc))
+
+    def offer_recovery(self, items: list[Recoverable] | None = None) -> bool:
+        """After a crash: offer the newest autosave; True when it was restored."""
+        items = find_recoverable(self.autosave.folder if self.autosave else None) if items is None else items
+        if not items:
+            return False
+        newest = items[0]
+        if not dialogs.ask_recover(self, items):
+            discard(newest)
+            return False
+        try:
+            document = adopt(newest)
+        except StudioError as exc:
+            self.session.message.emit(ERROR, "The autosave cannot be read", str(exc))
+            return False
+        self.session.adopt_document(document, Path(newest.source) if newest.source else None, modified=True)
+        discard(newest)
+        self.session.message.emit(INFO, f"Restored {newest.describe()}", str(newest.path))
+        return True
+
+    # --- export and clipboard ---------------------------------------------------------------------------------------
+    def export_image_dialog(self) -> None:
+        if self.session.request is None:
+            return
+        folder = self.settings.value("export_folder", str(Path.home()))
+        request = self.session.request
+        suggestion = str(Path(folder) / f"{request.model_id}-{request.seed}.png")
+        path = dialogs.ask_export_image(self, suggestion)
+        if path:
+            self.settings.setValue("export_folder", str(Path(path).parent))
+            self.session.export_image(path)
+
+    def copy_image(self) -> None:
+        image = self.canvas.image()
+        if image is None:
+            self.statusBar().showMessage("No image to copy yet", 3000)
+            return
+        QGuiApplication.clipboard().setImage(image)
+        self.statusBar().showMessage("Copied the image", 3000)
+
+    # --- drag and drop ----------------------------------------------------------------------------------------------
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:
+        if event.mimeData().hasUrls() and any(u.isLocalFile() for u in event.mimeData().urls()):
+            event.acceptProposedAction()
+
+    def dropEvent(self, event: QDropEvent) -> None:
+        paths = [Path(u.toLocalFile()) for u in event.mimeData().urls() if u.isLocalFile()]
+        event.acceptProposedAction()
+        for path in paths:
+            self.open_path(path)
+
+    def open_path(self, path: Path) -> None:
+        """What a dropped (or command-line) path does: a model folder adds models, a project opens, an image we
+        exported restores its request, any other image is encoded into the latent."""
+        if path.is_dir():
+            self.session.add_model_folder(path)
+        elif path.suffix.lower() == SUFFIX:
+            if self.confirm_discard():
+                self.open_document(path)
+        elif path.suffix.lower() in IMAGE_SUFFIXES:
+            if path.suffix.lower() in FORMATS and _has_request(path):
+                self.session.restore_from_image(path)
+            else:
+                choice = dialogs.chars_for(self, self.session, str(path))
+                if choice is not None:
+                    self.session.encode_image(*choice)
+        else:
+            self.session.message.emit(ERROR, f"Cannot open {path.name}",
+                                      "Drop a model folder, a .lstudio project, or an image.")
+
+    # --- help -------------------------------------------------------------------------------------------------------
+    def about(self) -> None:
+        import torch
+        from PySide6 import __version__ as pyside_version
+
+        QMessageBox.about(self, "About Latent Studio",
+                          f"<b>Latent Studio {__version__}</b><br>An offline studio for local generative models."
+                          f"<br><br>PyTorch {torch.__version__} · PySide6 {pyside_version}<br>"
+                          f"Device: {getattr(self.session.bridge.engine, 'device', '?')}")
+
+    def show_shortcuts(self) -> None:
+        rows = [(a.text().replace("&", ""), a.shortcut().toString(QKeySequence.SequenceFormat.NativeText))
+                for a in self.actions() if not a.shortcut().isEmpty()]
+        table = "".join(f"<tr><td>{name}</td><td>&nbsp;&nbsp;<b>{keys}</b></td></tr>" for name, keys in rows)
+        QMessageBox.information(self, "Keyboard Shortcuts", f"<table>{table}</table>")
+
+    # --- layout and closing ---------------------------------------------------------------------------------------
+    def _restore_layout(self) -> None:
+        geometry, state = self.settings.value("geometry"), self.settings.value("windowState")
+        if geometry is not None:
+            self.restoreGeometry(geometry)
+        if state is not None:
+            self.restoreState(state)
+
+    def closeEvent(self, event: QCloseEvent) -> None:
+        if not self.confirm_discard():
+            event.ignore()
+            return
+        self.settings.setValue("geometry", self.saveGeometry())
+        self.settings.setValue("windowState", self.saveState())
+        self.settings.setValue("model_folders", json.dumps([str(p) for p in self.session.extra_folders]))
+        self.autosave_timer.stop()
+        if self.autosave is not None:
+            self.autosave.finish()
+        event.accept()
+
+
+def _has_request(path: Path) -> bool:
+    """Whether an image carries a Latent Studio request (valid or not: restoring says what is wrong with it)."""
+    try:
+        return stored_request_text(path) is not None
+    except StudioError:
+        return False

@@ -1,0 +1,1 @@
+"""The panels of the main window; each takes the Session in its constructor and binds to it."""

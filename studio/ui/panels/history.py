@@ -1,0 +1,230 @@
+"""The history strip: thumbnails of the document's finished renders, newest at the right; a click restores one.
+
+History changes after every finished preview, so the strip updates incrementally (usually only the last item
+changes) and decodes each thumbnail PNG once.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from PySide6.QtCore import QEvent, QModelIndex, QObject, QPersistentModelIndex, QRect, QRectF, QSize, Qt, QTimer
+from PySide6.QtGui import QIcon, QKeyEvent, QPainter, QPalette, QPixmap, QShowEvent
+from PySide6.QtWidgets import (QAbstractItemView, QListView, QListWidget, QListWidgetItem, QStyle,
+                               QStyledItemDelegate, QStyleOptionViewItem, QVBoxLayout, QWidget)
+
+from studio.project import HistoryEntry
+from studio.request import RenderRequest
+from studio.ui.images import pixmap_from_png
+
+THUMB_HEIGHT = 48  # what studio.ui.images.thumbnail_png makes
+THUMB_MAX_WIDTH = 192
+PADDING = 3  # around a thumbnail, where the selection shows
+TOOLTIP = "Render history, newest at the right — click a render to restore its request (undoable)"
+
+
+def _seconds_text(seconds: float) -> str:
+    return f"{seconds * 1000:.0f} ms" if seconds < 1 else f"{seconds:.2f} s"
+
+
+def _created_text(created: str) -> str:
+    if not created:
+        return ""
+    try:
+        moment = datetime.fromisoformat(created[:-1] + "+00:00" if created.endswith("Z") else created)
+    except ValueError:
+        return created
+    if moment.tzinfo is not None:
+        moment = moment.astimezone()  # local time
+    return moment.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def history_tooltip(entry: HistoryEntry, model_name: str = "") -> str:
+    """A plain-text summary of a history entry's request."""
+    r: RenderRequest = entry.request
+    lines = [f"Model: {model_name} ({r.model_id})" if model_name and model_name != r.model_id
+             else f"Model: {r.model_id}"]
+    if r.latent is not None:
+        lines.append(f"Latent: explicit ({len(r.latent)} values)")
+    else:
+        lines.append(f"Seed: {r.seed}")
+    if r.prompt:
+        lines.append(f"Prompt: “{r.prompt}”")
+    if r.label is not None:
+        lines.append(f"Label: {r.label}")
+    edits = [(name, value) for name, value in r.edits if value != 0]
+    if edits:
+        lines.append("Edits: " + ", ".join(f"{name} {value:+.2f}" for name, value in edits))
+    if r.steps is not None:
+        lines.append(f"Steps: {r.steps}")
+    if r.guidance is not None:
+        lines.append(f"Guidance: {r.guidance:g}")
+    if r.width is not None or r.height is not None:
+        lines.append(f"Size: {r.width or '?'} × {r.height or '?'}")
+    lines.append(f"Rendered in {_seconds_text(entry.seconds)}")
+    created = _created_text(entry.created)
+    if created:
+        lines.append(f"Created: {created}")
+    lines.append("Click to restore this request")
+    return "\n".join(lines)
+
+
+class _ThumbnailDelegate(QStyledItemDelegate):
+    """Just the thumbnail on the item background (which shows hover and selection): no caption row."""
+
+    def sizeHint(self, option: QStyleOptionViewItem, index: QModelIndex | QPersistentModelIndex) -> QSize:
+        icon = index.data(Qt.ItemDataRole.DecorationRole)
+        size = icon.actualSize(option.decorationSize) if isinstance(icon, QIcon) else QSize(THUMB_HEIGHT, THUMB_HEIGHT)
+        return size + QSize(2 * PADDING, 2 * PADDING)
+
+    def paint(self, painter: QPainter, option: QStyleOptionViewItem,
+              index: QModelIndex | QPersistentModelIndex) -> None:
+        opt = QStyleOptionViewItem(option)
+        self.initStyleOption(opt, index)
+        opt.text = ""
+        opt.showDecorationSelected = True  # the highlight frames the whole thumbnail, not a (missing) caption
+        widget = opt.widget
+        style = widget.style() if widget is not None else None
+        if style is not None:
+            style.drawPrimitive(QStyle.PrimitiveElement.PE_PanelItemViewItem, opt, painter, widget)
+        icon = index.data(Qt.ItemDataRole.DecorationRole)
+        if isinstance(icon, QIcon):
+            inner = QRect(opt.rect).adjusted(PADDING, PADDING, -PADDING, -PADDING)
+            icon.paint(painter, inner, Qt.AlignmentFlag.AlignCenter)
+
+
+class HistoryStrip(QWidget):
+    """A horizontal strip of the document's history; clicking item i calls `session.restore_history(i)`."""
+
+    def __init__(self, session, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("historyStrip")
+        self.session = session
+        self._shown: list[HistoryEntry] = []  # parallel to the list's items
+        self._icons: dict[bytes, QIcon] = {}  # thumbnail PNG bytes -> icon (b"": the placeholder)
+
+        self._list = QListWidget(self)
+        self._list.setObjectName("historyList")
+        self._list.setViewMode(QListView.ViewMode.IconMode)
+        self._list.setFlow(QListView.Flow.LeftToRight)
+        self._list.setWrapping(False)
+        self._list.setMovement(QListView.Movement.Static)
+        self._list.setResizeMode(QListView.ResizeMode.Adjust)
+        self._list.setIconSize(QSize(THUMB_MAX_WIDTH, THUMB_HEIGHT))
+        self._list.setSpacing(2)
+        self._list.setItemDelegate(_ThumbnailDelegate(self._list))
+        self._list.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self._list.setHorizontalScrollMode(QAbstractItemView.ScrollMode.ScrollPerPixel)
+        self._list.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded)
+        self._list.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self._list.setDragEnabled(False)
+        self._list.setToolTip(TOOLTIP)
+        self._list.installEventFilter(self)
+        self.setToolTip(TOOLTIP)
+
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self._list)
+
+        self._list.itemClicked.connect(self._on_item_clicked)
+
+        session.history_changed.connect(self._on_history_changed)
+        session.request_changed.connect(self._on_request_changed)
+
+        self._on_history_changed()
+
+    # --- public -----------------------------------------------------------------------------------------------------
+    def list_widget(self) -> QListWidget:
+        return self._list
+
+    def sizeHint(self) -> QSize:
+        return QSize(480, THUMB_HEIGHT + 2 * PADDING + 2 * self._list.spacing() + 2 * self._list.frameWidth()
+                     + self._list.horizontalScrollBar().sizeHint().height() + 2)
+
+    def minimumSizeHint(self) -> QSize:
+        return QSize(120, self.sizeHint().height())
+
+    def showEvent(self, event: QShowEvent) -> None:
+        super().showEvent(event)
+        QTimer.singleShot(0, self, self._scroll_to_newest)  # filled while hidden: the scroll range is known only now
+
+    # --- session signals --------------------------------------------------------------------------------------------
+    def _on_history_changed(self) -> None:
+        new = list(self.session.document.history)
+        old = self._shown
+        # The usual changes: one entry appended, the last one replaced, the oldest dropped at the limit.
+        start = next((i for i, entry in enumerate(old) if new and entry is new[0]), len(old))
+        same = 0
+        while start + same < len(old) and same < len(new) and old[start + same] is new[same]:
+            same += 1
+        for _ in range(start):
+            self._list.takeItem(0)
+        while self._list.count() > same:
+            self._list.takeItem(self._list.count() - 1)
+        for entry in new[same:]:
+            self._list.addItem(self._make_item(entry))
+        self._shown = new
+        if len(self._icons) > len(new) + 1:  # forget thumbnails no longer shown
+            live = {entry.thumbnail_png for entry in new}
+            self._icons = {k: v for k, v in self._icons.items() if k in live}
+        self._on_request_changed(self.session.request)
+        if same < len(new):
+            self._scroll_to_newest()
+
+    def _on_request_changed(self, request: RenderRequest | None) -> None:
+        row = next((i for i in range(len(self._shown) - 1, -1, -1) if self._shown[i].request == request), -1)
+        if row < 0:
+            self._list.clearSelection()
+            self._list.setCurrentItem(None)
+        elif row != self._list.currentRow() or not self._list.item(row).isSelected():
+            self._list.setCurrentRow(row)
+
+    # --- items ------------------------------------------------------------------------------------------------------
+    def _make_item(self, entry: HistoryEntry) -> QListWidgetItem:
+        item = QListWidgetItem(self._icon(entry.thumbnail_png), "")
+        model = self.session.entry_for(entry.request.model_id)
+        name = model.manifest.name if model is not None and model.manifest is not None else ""
+        item.setToolTip(history_tooltip(entry, name))
+        return item
+
+    def _icon(self, png: bytes) -> QIcon:
+        icon = self._icons.get(png)
+        if icon is None:
+            pixmap = pixmap_from_png(png) if png else QPixmap()
+            icon = QIcon(pixmap) if not pixmap.isNull() else self._placeholder()
+            self._icons[png] = icon
+        return icon
+
+    def _placeholder(self) -> QIcon:
+        pixmap = QPixmap(THUMB_HEIGHT, THUMB_HEIGHT)
+        pixmap.fill(Qt.GlobalColor.transparent)
+        painter = QPainter(pixmap)
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing, True)
+        palette = self.palette()
+        painter.setPen(palette.color(QPalette.ColorRole.Mid))
+        painter.setBrush(palette.color(QPalette.ColorRole.Base))
+        painter.drawRoundedRect(QRectF(2.5, 2.5, THUMB_HEIGHT - 5, THUMB_HEIGHT - 5), 4, 4)
+        painter.end()
+        return QIcon(pixmap)
+
+    def _scroll_to_newest(self) -> None:
+        last = self._list.item(self._list.count() - 1)
+        if last is None:
+            return
+        self._list.doItemsLayout()  # icon mode lays out lazily: make the scroll range include the new item now
+        bar = self._list.horizontalScrollBar()
+        bar.setValue(bar.maximum())
+
+    def _on_item_clicked(self, item: QListWidgetItem) -> None:
+        row = self._list.row(item)
+        if 0 <= row < len(self.session.document.history):
+            self.session.restore_history(row)
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        if (watched is self._list and event.type() == QEvent.Type.KeyPress and isinstance(event, QKeyEvent)
+                and event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter)):
+            item = self._list.currentItem()
+            if item is not None:
+                self._on_item_clicked(item)
+            return True
+        return super().eventFilter(watched, event)

@@ -1,0 +1,372 @@
+"""The model browser: the installed packages (valid and invalid), the details of the selected one, "Use Model" and
+"Open Model Folder…".
+
+Nothing here hashes weights (`PackageEntry.sha256` / `to_dict` read the whole file): the details are built from the
+manifest and the cheap header reads only.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QEvent, QObject, QRectF, QSize, Qt
+from PySide6.QtGui import QFont, QIcon, QKeyEvent, QPainter, QPalette, QPixmap
+from PySide6.QtWidgets import (QFileDialog, QHBoxLayout, QListWidget, QListWidgetItem, QPushButton, QSplitter,
+                               QStyle, QTextBrowser, QVBoxLayout, QWidget)
+
+from studio.library import PackageEntry
+
+ICON_HEIGHT = 64
+ICON_WIDTH = 128  # wider previews are cropped (from the left) so that every item's text lines up
+ERROR_COLOUR = "#e5534b"
+_ENTRY = Qt.ItemDataRole.UserRole
+
+
+def format_figure(key: str, value: Any) -> str:
+    """A quality figure for people: accuracies in 0..1 as percentages, other numbers to 4 significant digits."""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, (int, float)):
+        if isinstance(value, float) and not math.isfinite(value):
+            return str(value)
+        if "accuracy" in key.lower() and 0 <= value <= 1:
+            return f"{value * 100:.1f} %"
+        if isinstance(value, int):
+            return str(value)
+        return f"{value:.4g}"
+    if isinstance(value, (list, tuple)):
+        return ", ".join(format_figure(key, item) for item in value)
+    return str(value)
+
+
+def quality_rows(quality: Any, prefix: str = "") -> list[tuple[str, str]]:
+    """(label, formatted value) pairs of a manifest's `training.quality` table; nested tables are flattened."""
+    if not isinstance(quality, dict):
+        return []
+    rows: list[tuple[str, str]] = []
+    for key, value in quality.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            rows.extend(quality_rows(value, f"{name}."))
+        else:
+            rows.append((name.replace("_", " "), format_figure(name, value)))
+    return rows
+
+
+def _output_text(entry: PackageEntry) -> str:
+    output = entry.manifest.output
+    fields = dict(output.fields)
+    if output.kind == "image":
+        channels = fields.get("channels", 1)
+        return (f"image, {fields.get('width')} × {fields.get('height')} px, {channels} "
+                f"channel{'s' if channels != 1 else ''}")
+    if output.kind == "audio":
+        return (f"audio, {fields.get('length')} samples at {fields.get('sample_rate')} Hz, "
+                f"{fields.get('channels')} channel{'s' if fields.get('channels') != 1 else ''}")
+    return ", ".join([output.kind, *(f"{k} {v}" for k, v in fields.items())])
+
+
+def _latent_text(entry: PackageEntry) -> str:
+    latent = entry.manifest.latent
+    shape = " × ".join(str(s) for s in latent.shape)
+    size = f"{shape} values" if len(latent.shape) == 1 else f"{shape} ({latent.size} values)"
+    return f"{size}, {latent.prior} prior"
+
+
+def _conditions_text(entry: PackageEntry) -> str:
+    cond = entry.manifest.conditions
+    if cond.kind == "text":
+        alphabet = "".join(cond.labels)
+        shown = alphabet if len(alphabet) <= 64 else alphabet[:64] + "…"
+        text = f"text ({len(cond.labels)} characters: {shown})"
+    elif cond.kind == "class":
+        shown = ", ".join(cond.labels[:12]) + (", …" if len(cond.labels) > 12 else "")
+        text = f"class ({len(cond.labels)} labels: {shown})"
+    else:
+        return "none"
+    return text + (f", default “{cond.default}”" if cond.default else "")
+
+
+def details_html(entry: PackageEntry | None, current: bool = False) -> str:
+    """The rich-text details of a package (its error, when it is invalid)."""
+    if entry is None:
+        return ("<p>No model package is installed.</p><p>Use <b>Open Model Folder…</b> to add one: a model package "
+                "is a folder with <tt>model.toml</tt> and <tt>weights.safetensors</tt>.</p>")
+    e = html.escape
+    if not entry.ok or entry.manifest is None:
+        error = str(entry.error) if entry.error is not None else "the package could not be read"
+        return (f"<h3>{e(entry.folder.name)} — invalid</h3>"
+                f"<p style='color:{ERROR_COLOUR}; white-space:pre-wrap'>{e(error)}</p>"
+                f"<p><b>Folder</b><br>{e(str(entry.folder))}</p>")
+    m = entry.manifest
+    capabilities = ", ".join(sorted(entry.capabilities)) or "—"
+    rows = [("Id", m.id), ("Version", m.version), ("Family", m.family), ("Output", _output_text(entry)),
+            ("Latent", _latent_text(entry)), ("Conditions", _conditions_text(entry)),
+            ("Directions", str(entry.direction_count)), ("Capabilities", capabilities), ("License", m.license),
+            ("Folder", str(entry.folder))]
+    parts = [f"<h3>{e(m.name)}{' <small>(current)</small>' if current else ''}</h3>"]
+    if m.description:
+        parts.append(f"<p>{e(m.description)}</p>")
+    parts.append(_table(rows))
+    quality = quality_rows(m.training.get("quality"))
+    if quality:
+        parts.append("<h4>Quality</h4>")
+        parts.append(_table(quality, numbers=True))
+    return "".join(parts)
+
+
+def _table(rows: list[tuple[str, str]], numbers: bool = False) -> str:
+    align = " align='right'" if numbers else ""
+    body = "".join(f"<tr><td style='padding-right:12px'><b>{html.escape(k)}</b></td>"
+                   f"<td{align}>{html.escape(v)}</td></tr>" for k, v in rows)
+    return f"<table cellspacing='0' cellpadding='1'>{body}</table>"
+
+
+class ModelBrowser(QWidget):
+    """The installed model packages; "Use Model" makes the selected one current (one undoable step)."""
+
+    def __init__(self, session, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("modelBrowser")
+        self.session = session
+        self._entries: list[PackageEntry] = []  # parallel to the list's rows
+        self._icons: dict[tuple[str, int], QIcon] = {}  # (preview path, mtime) -> icon
+        self._placeholder: QIcon | None = None
+        self._invalid_icon: QIcon | None = None
+
+        self._list = QListWidget(self)
+        self._list.setObjectName("modelList")
+        self._list.setIconSize(QSize(ICON_WIDTH, ICON_HEIGHT))
+        self._list.setSelectionMode(QListWidget.SelectionMode.SingleSelection)
+        self._list.setUniformItemSizes(False)
+        self._list.setWordWrap(False)
+        self._list.setToolTip("Installed model packages — double-click one (or press Enter) to use it")
+        self._list.installEventFilter(self)
+
+        self._details = QTextBrowser(self)
+        self._details.setObjectName("modelDetails")
+        self._details.setOpenLinks(False)
+        self._details.setLineWrapMode(QTextBrowser.LineWrapMode.WidgetWidth)
+        self._details.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse
+                                              | Qt.TextInteractionFlag.TextSelectableByKeyboard)
+        self._details.setToolTip("Details of the selected model package")
+
+        self._use = QPushButton("Use Model", self)
+        self._use.setObjectName("useModelButton")
+        self._use.setToolTip("Render with the selected model (undoable; also: double-click or Enter)")
+        self._open = QPushButton("Open Model Folder…", self)
+        self._open.setObjectName("openModelFolderButton")
+        self._open.setToolTip("Add the model packages in a folder (a package, or a folder of packages)")
+
+        splitter = QSplitter(Qt.Orientation.Vertical, self)
+        splitter.setChildrenCollapsible(False)
+        splitter.addWidget(self._list)
+        splitter.addWidget(self._details)
+        splitter.setStretchFactor(0, 3)
+        splitter.setStretchFactor(1, 2)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self._use)
+        buttons.addStretch(1)
+        buttons.addWidget(self._open)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(4, 4, 4, 4)
+        layout.addWidget(splitter, 1)
+        layout.addLayout(buttons)
+
+        self._list.currentRowChanged.connect(self._on_selection_changed)
+        self._list.itemDoubleClicked.connect(lambda item: self._activate(self._entry_of(item)))
+        self._use.clicked.connect(lambda: self._activate(self.selected_entry()))
+        self._open.clicked.connect(self.open_model_folder)
+
+        session.models_changed.connect(self._on_models_changed)
+        session.model_changed.connect(self._on_model_changed)
+
+        self._on_models_changed()
+
+    # --- public -----------------------------------------------------------------------------------------------------
+    def selected_entry(self) -> PackageEntry | None:
+        return self._entry_of(self._list.currentItem())
+
+    def select(self, model_id: str | Path) -> bool:
+        """Select the package with this id (or folder); the valid one when ids clash. False when none matches."""
+        row = self._row_for(model_id)
+        if row < 0:
+            return False
+        self._list.setCurrentRow(row)
+        return True
+
+    def open_folder_dialog(self) -> str:
+        """Ask for a folder ("" when cancelled). Tests replace this."""
+        return QFileDialog.getExistingDirectory(self, "Open Model Folder", "",
+                                                QFileDialog.Option.ShowDirsOnly)
+
+    def open_model_folder(self) -> None:
+        path = self.open_folder_dialog()
+        if not path:
+            return
+        added = self.session.add_model_folder(path)
+        if added:
+            self.select(added[0].folder)
+
+    # --- session signals --------------------------------------------------------------------------------------------
+    def _on_models_changed(self) -> None:
+        selected = self.selected_entry()
+        keep = selected.folder if selected is not None else None
+        self._list.blockSignals(True)
+        self._list.clear()
+        self._entries = list(self.session.entries)
+        live: set[tuple[str, int]] = set()
+        for row, entry in enumerate(self._entries):
+            self._list.addItem(self._make_item(row, entry, live))
+        self._icons = {k: v for k, v in self._icons.items() if k in live}
+        row = self._row_for(keep) if keep is not None else -1
+        if row < 0:
+            row = self._current_row()
+        if row < 0 and self._entries:
+            row = 0
+        self._list.setCurrentRow(row)
+        self._list.blockSignals(False)
+        self._mark_current()
+        self._on_selection_changed(row)
+
+    def _on_model_changed(self, _entry: PackageEntry | None) -> None:
+        self._mark_current()
+        row = self._current_row()
+        if row >= 0:
+            self._list.setCurrentRow(row)  # shows the new current model's details
+        self._on_selection_changed(self._list.currentRow())
+
+    # --- list -------------------------------------------------------------------------------------------------------
+    def _make_item(self, row: int, entry: PackageEntry, live: set[tuple[str, int]]) -> QListWidgetItem:
+        item = QListWidgetItem()
+        if entry.ok and entry.manifest is not None:
+            m = entry.manifest
+            item.setText(f"{m.name}\n{m.family} · {m.output.kind}")
+            item.setToolTip(f"{m.name} ({m.id})\n{entry.folder}")
+            item.setIcon(self._preview_icon(entry, live))
+        else:
+            item.setText(f"{entry.folder.name} — invalid")
+            item.setToolTip(str(entry.error) if entry.error is not None else "the package could not be read")
+            item.setIcon(self._warning_icon())
+        item.setData(_ENTRY, row)
+        return item
+
+    def _entry_of(self, item: QListWidgetItem | None) -> PackageEntry | None:
+        if item is None:
+            return None
+        index = item.data(_ENTRY)
+        return self._entries[index] if isinstance(index, int) and 0 <= index < len(self._entries) else None
+
+    def _row_for(self, key: str | Path | None) -> int:
+        if key is None:
+            return -1
+        rows = [i for i, e in enumerate(self._entries) if (isinstance(key, Path) and e.folder == key) or e.id == key]
+        ok = [i for i in rows if self._entries[i].ok]
+        return (ok or rows or [-1])[0]
+
+    def _is_current(self, entry: PackageEntry | None) -> bool:
+        current = self.session.entry
+        return entry is not None and current is not None and entry.folder == current.folder
+
+    def _current_row(self) -> int:
+        return next((i for i, e in enumerate(self._entries) if self._is_current(e)), -1)
+
+    def _mark_current(self) -> None:
+        for row, entry in enumerate(self._entries):
+            item = self._list.item(row)
+            font = QFont(self._list.font())
+            font.setBold(self._is_current(entry))
+            item.setFont(font)
+
+    def _on_selection_changed(self, _row: int) -> None:
+        entry = self.selected_entry()
+        if entry is None and not self._entries:
+            self._details.setHtml(details_html(None))
+        elif entry is None:
+            self._details.setHtml("<p>Select a model to see its details.</p>")
+        else:
+            self._details.setHtml(details_html(entry, self._is_current(entry)))
+        self._use.setEnabled(entry is not None and entry.ok and not self._is_current(entry))
+
+    def _activate(self, entry: PackageEntry | None) -> None:
+        if entry is None or not entry.ok or entry.manifest is None or self._is_current(entry):
+            return
+        self.session.use_model(entry.id)
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        if (watched is self._list and event.type() == QEvent.Type.KeyPress and isinstance(event, QKeyEvent)
+                and event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter)):
+            self._activate(self.selected_entry())
+            return True
+        return super().eventFilter(watched, event)
+
+    # --- icons ------------------------------------------------------------------------------------------------------
+    def _canvas(self) -> tuple[QPixmap, QPainter]:
+        ratio = self.devicePixelRatioF()
+        pixmap = QPixmap(QSize(round(ICON_WIDTH * ratio), round(ICON_HEIGHT * ratio)))
+        pixmap.setDevicePixelRatio(ratio)
+        pixmap.fill(Qt.GlobalColor.transparent)
+        painter = QPainter(pixmap)
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing, True)
+        painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, True)
+        return pixmap, painter
+
+    def _preview_icon(self, entry: PackageEntry, live: set[tuple[str, int]]) -> QIcon:
+        path = entry.preview_path
+        if path is None:
+            return self._placeholder_icon()
+        try:
+            key = (str(path), path.stat().st_mtime_ns)
+        except OSError:
+            return self._placeholder_icon()
+        live.add(key)
+        icon = self._icons.get(key)
+        if icon is None:
+            icon = self._load_preview(path)
+            self._icons[key] = icon
+        return icon
+
+    def _load_preview(self, path: Path) -> QIcon:
+        source = QPixmap(str(path))
+        if source.isNull():
+            return self._placeholder_icon()
+        ratio = self.devicePixelRatioF()
+        scaled = source.scaledToHeight(round(ICON_HEIGHT * ratio), Qt.TransformationMode.SmoothTransformation)
+        width = min(scaled.width() / ratio, ICON_WIDTH)
+        pixmap, painter = self._canvas()
+        target = QRectF((ICON_WIDTH - width) / 2, 0, width, ICON_HEIGHT)
+        painter.drawPixmap(target, scaled, QRectF(0, 0, width * ratio, scaled.height()))
+        painter.end()
+        return QIcon(pixmap)
+
+    def _placeholder_icon(self) -> QIcon:
+        if self._placeholder is None:
+            pixmap, painter = self._canvas()
+            palette = self.palette()
+            box = QRectF((ICON_WIDTH - ICON_HEIGHT) / 2 + 4.5, 4.5, ICON_HEIGHT - 9, ICON_HEIGHT - 9)
+            painter.setPen(palette.color(QPalette.ColorRole.Mid))
+            painter.setBrush(palette.color(QPalette.ColorRole.Base))
+            painter.drawRoundedRect(box, 6, 6)
+            text = palette.color(QPalette.ColorRole.Text)
+            text.setAlphaF(0.55)
+            font = painter.font()
+            font.setPointSizeF(max(6.0, font.pointSizeF() * 0.8))
+            painter.setFont(font)
+            painter.setPen(text)
+            painter.drawText(box, Qt.AlignmentFlag.AlignCenter, "no\npreview")
+            painter.end()
+            self._placeholder = QIcon(pixmap)
+        return self._placeholder
+
+    def _warning_icon(self) -> QIcon:
+        if self._invalid_icon is None:
+            pixmap, painter = self._canvas()
+            side = 40
+            icon = self.style().standardIcon(QStyle.StandardPixmap.SP_MessageBoxWarning)
+            icon.paint(painter, round((ICON_WIDTH - side) / 2), round((ICON_HEIGHT - side) / 2), side, side)
+            painter.end()
+            self._invalid_icon = QIcon(pixmap)
+        return self._invalid_icon

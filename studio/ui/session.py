@@ -1,0 +1,463 @@
+"""The session: the open document, its undo stack, the installed models and the engine bridge. Panels take a
+Session in their constructor, read it, call its methods, and listen to its signals; none of them talks to another.
+
+Every change of the current request goes through the undo stack (`set_request`), and every applied request is sent
+to the engine's preview lane. Nothing here runs torch: the engine does, on its worker thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from pathlib import Path
+from typing import Callable, Iterable
+
+from PySide6.QtCore import QObject, Signal
+from PySide6.QtGui import QUndoStack
+
+from studio.errors import StudioError
+from studio.export.image import FORMATS, read_glyph_strip, read_request, save_image
+from studio.families.base import Output
+from studio.latent.interp import interpolate
+from studio.latent.seeds import MAX_SEED
+from studio.library import DEFAULT_MODEL_ID, PackageEntry, default_roots, scan
+from studio.project import (Document, HistoryEntry, ModelRef, SavedLatent, load_document, save_document, utc_now)
+from studio.request import RenderRequest
+from studio.ui.bridge import EngineBridge
+from studio.ui.commands import ChangeLatents, SetRequest
+from studio.ui.images import thumbnail_png
+
+log = logging.getLogger(__name__)
+
+SEED_MODES = ("fixed", "increment", "random")
+INFO, WARNING, ERROR = "info", "warning", "error"
+
+
+class Session(QObject):
+    request_changed = Signal(object)  # RenderRequest | None
+    model_changed = Signal(object)  # PackageEntry | None: the current request's model
+    models_changed = Signal()  # the list of installed packages changed
+    latents_changed = Signal()
+    history_changed = Signal()
+    document_changed = Signal()  # path or modified state (the window title)
+    image_changed = Signal(object)  # np.ndarray: the image to show (per-step frames and finished renders)
+    rendered = Signal(object, float, object)  # request, seconds, info of a finished preview
+    message = Signal(str, str, str)  # level, text, detail
+    seed_mode_changed = Signal(str)
+
+    def __init__(self, engine, roots: Iterable[str | Path] | None = None, parent: QObject | None = None,
+                 rng: random.Random | None = None):
+        super().__init__(parent)
+        self.bridge = EngineBridge(engine, self)
+        self.undo = QUndoStack(self)
+        self.document = Document()
+        self.path: Path | None = None
+        self.roots = list(roots) if roots is not None else None
+        self.extra_folders: list[Path] = []
+        self.entries: list[PackageEntry] = []
+        self.entry: PackageEntry | None = None
+        self.last_output: Output | None = None  # the newest finished render of the current request
+        self.last_request: RenderRequest | None = None
+        self.last_info: dict = {}
+        self.seed_mode = "fixed"
+        self._rng = rng or random.Random()
+        self._history_index = -1  # undo index of the newest history entry (one entry per undo step)
+        self._autosaved_revision = -1
+        self.revision = 0  # counts every change of the document, saved or not (autosave writes when it moves)
+        self.undo.cleanChanged.connect(self._on_undo_index_changed)
+        self.undo.indexChanged.connect(self._on_undo_index_changed)
+        self.bridge.frame.connect(self._on_frame)
+        self.bridge.rendered.connect(self._on_rendered)
+        self.bridge.failed.connect(self._on_failed)
+
+    # --- models -------------------------------------------------------------------------------------------------
+    def refresh_models(self) -> None:
+        roots = default_roots() if self.roots is None else [Path(r) for r in self.roots]
+        self.entries = scan([*roots, *self.extra_folders])
+        for entry in self.entries:
+            if entry.ok and hasattr(self.bridge.engine, "add_package"):
+                self.bridge.engine.add_package(entry)
+        if self.document.request is not None:
+            self.entry = self.entry_for(self.document.request.model_id)
+        self.models_changed.emit()
+
+    def entry_for(self, model_id: str) -> PackageEntry | None:
+        found = [e for e in self.entries if e.id == model_id]
+        ok = [e for e in found if e.ok]
+        return (ok or found or [None])[0]
+
+    def add_model_folder(self, folder: str | Path) -> list[PackageEntry]:
+        """Add the packages in `folder` (a package, or a folder of packages). Reports what it found."""
+        folder = Path(folder)
+        found = scan([folder]) if folder.is_dir() else []
+        if not found:
+            self.message.emit(ERROR, f"No model package in {folder}",
+                              "A model package is a folder with model.toml and weights.safetensors.")
+            return []
+        if folder not in self.extra_folders:
+            self.extra_folders.append(folder)
+        self.refresh_models()
+        added = [e for e in self.entries if any(e.folder == f.folder for f in found)]
+        bad = [e for e in added if not e.ok]
+        good = [e for e in added if e.ok]
+        if good:
+            self.message.emit(INFO, f"Added {', '.join(e.id for e in good)} from {folder}", "")
+        for entry in bad:
+            self.message.emit(ERROR, f"Model {entry.id} cannot be used", str(entry.error))
+        return added
+
+    def default_request(self, entry: PackageEntry, seed: int | None = None) -> RenderRequest:
+        m = entry.manifest
+        assert m is not None
+        cond = m.conditions
+        prompt = cond.default if cond.kind == "text" else ""
+        label = (cond.default or cond.labels[0]) if cond.kind == "class" and cond.labels else None
+        seed = self.document.request.seed if seed is None and self.document.request else (seed or 0)
+        return RenderRequest(model_id=entry.id, seed=seed, prompt=prompt, label=label)
+
+    def use_model(self, model_id: str) -> bool:
+        entry = self.entry_for(model_id)
+        if entry is None or not entry.ok:
+            why = str(entry.error) if entry is not None else "it is not installed"
+            self.message.emit(ERROR, f"Cannot use model {model_id}", why)
+            return False
+        if self.document.request is not None and self.document.request.model_id == model_id:
+            return True
+        self.set_request(self.default_request(entry), f"Use model {entry.manifest.name}")
+        return True
+
+    def start(self, model_id: str | None = None) -> None:
+        """Open a fresh document on `model_id` (default: the shipped default model, else the first usable one)."""
+        if not self.entries:
+            self.refresh_models()
+        usable = [e for e in self.entries if e.ok]
+        entry = self.entry_for(model_id or DEFAULT_MODEL_ID)
+        if entry is None or not entry.ok:
+            entry = usable[0] if usable else None
+        if entry is None:
+            self.message.emit(WARNING, "No usable model is installed",
+                              "Open a model folder (File → Open Model Folder…) or drop one on the window.")
+            self._apply_request(None)
+            return
+        self._apply_request(self.default_request(entry, seed=0))
+
+    # --- the request ----------------------------------------------------------------------------------------------
+    @property
+    def request(self) -> RenderRequest | None:
+        return self.document.request
+
+    def set_request(self, request: RenderRequest, text: str, merge: str | None = None) -> None:
+        """Make `request` current as one undoable step (`merge`: a key that folds a gesture into one step)."""
+        old = self.document.request
+        if request == old:
+            return
+        self.undo.push(SetRequest(self, old, request, text, merge))
+
+    def edit(self, name: str, value: float | None, text: str, merge: str | None = None) -> None:
+        if self.request is not None:
+            self.set_request(self.request.edit(name, value), text, merge)
+
+    def change(self, text: str, merge: str | None = None, **fields) -> None:
+        if self.request is None:
+            return
+        try:
+            request = self.request.with_(**fields)
+        except StudioError as exc:
+            self.message.emit(ERROR, f"{text}: {exc.problem}", str(exc))
+            return
+        self.set_request(request, text, merge)
+
+    def rerender(self) -> None:
+        if self.request is not None:
+            self.bridge.preview(self.request)
+
+    def _apply_request(self, request: RenderRequest | None) -> None:
+        """Called by the undo commands (and on load): make `request` current and render it."""
+        previous = self.document.request
+        self.document.request = request
+        self.revision += 1
+        if request is None or previous is None or request.model_id != previous.model_id or self.entry is None:
+            self.entry = self.entry_for(request.model_id) if request is not None else None
+            self.model_changed.emit(self.entry)
+        self.request_changed.emit(request)
+        if request is not None:
+            if self.entry is None:
+                self.message.emit(ERROR, f"Model {request.model_id!r} is not installed",
+                                  "Open its folder (File → Open Model Folder…) to render this request.")
+            else:
+                self.bridge.preview(request)
+
+    # --- seeds ----------------------------------------------------------------------------------------------------
+    def set_seed_mode(self, mode: str) -> None:
+        if mode not in SEED_MODES:
+            raise ValueError(f"seed mode must be one of {SEED_MODES}")
+        if mode != self.seed_mode:
+            self.seed_mode = mode
+            self.seed_mode_changed.emit(mode)
+
+    def random_seed(self) -> None:
+        if self.request is not None:
+            self.change("Random seed", seed=self._rng.randrange(MAX_SEED + 1), latent=None)
+
+    def next_seed(self) -> None:
+        """Advance the seed by the seed mode (after an export, or on "Next"): fixed keeps it."""
+        if self.request is None or self.seed_mode == "fixed":
+            return
+        if self.seed_mode == "increment":
+            self.change("Next seed", seed=(self.request.seed + 1) % (MAX_SEED + 1), latent=None)
+        else:
+            self.random_seed()
+
+    # --- render results -------------------------------------------------------------------------------------------
+    def _on_frame(self, request: RenderRequest, output: Output) -> None:
+        if output.kind == "image":
+            self.image_changed.emit(output.data)
+
+    def _on_rendered(self, request: RenderRequest, output: Output, seconds: float, info: dict) -> None:
+        self.last_output, self.last_request, self.last_info = output, request, info
+        if output.kind == "image":
+            self.image_changed.emit(output.data)
+        self._note_model(request, info)
+        self._add_history(request, output, seconds)
+        self.rendered.emit(request, seconds, info)
+
+    def _on_failed(self, request: RenderRequest, text: str, detail: str) -> None:
+        self.message.emit(ERROR, f"Render failed: {text}", detail or text)
+
+    def _note_model(self, request: RenderRequest, info: dict) -> None:
+        sha = info.get("model_sha256", "")
+        refs = [r for r in self.document.models if r.id != request.model_id]
+        folder = str(self.entry.folder) if self.entry is not None and any(
+            self.entry.folder == f or f in self.entry.folder.parents for f in self.extra_folders) else ""
+        self.document.models = [*refs, ModelRef(request.model_id, sha, info.get("model_name", ""), folder)]
+
+    def _add_history(self, request: RenderRequest, output: Output, seconds: float) -> None:
+        """One history entry per undo step: renders during one gesture replace each other."""
+        thumb = thumbnail_png(output.data) if output.kind == "image" else b""
+        entry = HistoryEntry(request, round(seconds, 4), utc_now(), thumb)
+        history = self.document.history
+        if history and (self._history_index == self.undo.index() or history[-1].request == request):
+            history[-1] = entry
+        else:
+            self.document.add_history(entry)
+        self._history_index = self.undo.index()
+        self.revision += 1
+        self.history_changed.emit()
+
+    def restore_history(self, index: int) -> None:
+        entry = self.document.history[index]
+        self.set_request(entry.request, "Restore render")
+
+    def _on_undo_index_changed(self, _value) -> None:
+        self.document_changed.emit()
+
+    # --- latent library -------------------------------------------------------------------------------------------
+    def save_latent(self, name: str) -> None:
+        """Store the current latent (its values, computed on the worker) in the document's library."""
+        request = self.request
+        if request is None:
+            return
+        name = name.strip() or f"seed {request.seed}"
+        thumb = (thumbnail_png(self.last_output.data)
+                 if self.last_output is not None and self.last_output.kind == "image" and self.last_request == request
+                 else b"")
+
+        def done(output: Output) -> None:
+            entry = SavedLatent(name, request.model_id, self.last_info.get("model_sha256", request.model_hash),
+                                tuple(float(v) for v in output.data.reshape(-1)), thumb)
+            index = len(self.document.latents)
+            self.undo.push(ChangeLatents(self, entry, index, True, f"Save latent {name!r}"))
+
+        self.bridge.run(request, f"Save latent {name!r}", on_done=done,
+                        on_error=lambda text, detail: self.message.emit(ERROR, f"Cannot save the latent: {text}",
+                                                                        detail or text), kind="latent")
+
+    def remove_latent(self, index: int) -> None:
+        entry = self.document.latents[index]
+        self.undo.push(ChangeLatents(self, entry, index, False, f"Remove latent {entry.name!r}"))
+
+    def _insert_latent(self, index: int, entry: SavedLatent) -> None:
+        self.document.latents.insert(index, entry)
+        self.revision += 1
+        self.latents_changed.emit()
+
+    def _remove_latent(self, index: int, entry: SavedLatent) -> None:
+        if 0 <= index < len(self.document.latents) and self.document.latents[index] == entry:
+            del self.document.latents[index]
+        self.revision += 1
+        self.latents_changed.emit()
+
+    def use_latent(self, index: int) -> None:
+        entry = self.document.latents[index]
+        if not self._latent_fits(entry):
+            return
+        self.change(f"Use latent {entry.name!r}", latent=entry.latent, edits=())
+
+    def interpolate_latents(self, a: int, b: int, t: float, mode: str = "slerp", merge: str | None = None) -> None:
+        first, second = self.document.latents[a], self.document.latents[b]
+        if not (self._latent_fits(first) and self._latent_fits(second)):
+            return
+        try:
+            values = interpolate(first.latent, second.latent, t, mode)
+        except ValueError as exc:
+            self.message.emit(ERROR, f"Cannot interpolate {first.name!r} and {second.name!r}", str(exc))
+            return
+        self.change(f"Interpolate {first.name!r} → {second.name!r}", merge=merge, latent=values, edits=())
+
+    def _latent_fits(self, entry: SavedLatent) -> bool:
+        request = self.request
+        if request is None:
+            return False
+        if entry.model_id != request.model_id:
+            self.message.emit(WARNING, f"Latent {entry.name!r} belongs to model {entry.model_id}",
+                              f"The current model is {request.model_id}; switch to {entry.model_id} to use it.")
+            return False
+        return True
+
+    # --- encoding -------------------------------------------------------------------------------------------------
+    def encode_image(self, path: str | Path, chars: str = "") -> None:
+        """Encode an image (for text models: a strip with one cell per character of `chars`) into the latent."""
+        request, entry = self.request, self.entry
+        if request is None or entry is None or entry.manifest is None:
+            return
+        if "encode" not in entry.capabilities:
+            self.message.emit(ERROR, f"{entry.manifest.name} cannot encode images",
+                              f"The {entry.manifest.family} family has no encoder.")
+            return
+        try:
+            if entry.manifest.conditions.kind in ("text", "class"):
+                images, labels = read_glyph_strip(path, chars, entry.manifest.output["width"])
+            else:
+                images, labels = read_glyph_strip(path, "x", entry.manifest.output["width"])[0], None
+        except StudioError as exc:
+            self.message.emit(ERROR, f"Cannot encode {Path(path).name}", str(exc))
+            return
+        name = Path(path).name
+
+        def done(output: Output) -> None:
+            self.change(f"Encode {name}", latent=tuple(float(v) for v in output.data.reshape(-1)), edits=())
+            self.message.emit(INFO, f"Encoded {name}: its style is now the latent", "")
+
+        self.bridge.run(request, f"Encode {name}", on_done=done, kind="encode", images=images, labels=labels,
+                        on_error=lambda text, detail: self.message.emit(ERROR, f"Cannot encode {name}: {text}",
+                                                                        detail or text))
+
+    # --- files ----------------------------------------------------------------------------------------------------
+    def restore_from_image(self, path: str | Path) -> bool:
+        """Restore the exact request stored in an image this app exported."""
+        try:
+            request = read_request(path)
+        except StudioError as exc:
+            self.message.emit(ERROR, f"Cannot restore from {Path(path).name}", str(exc))
+            return False
+        if self.entry_for(request.model_id) is None:
+            self.message.emit(ERROR, f"{Path(path).name} was made with model {request.model_id!r}, which is not "
+                                     "installed", "Open its model folder first, then drop the image again.")
+            return False
+        self.set_request(request, f"Restore {Path(path).name}")
+        self.message.emit(INFO, f"Restored the request from {Path(path).name}", "")
+        return True
+
+    def export_image(self, path: str | Path, on_done: Callable[[Path], None] | None = None) -> None:
+        """Render the current request on the export lane and write it (PNG/JPEG/WebP) with the request inside."""
+        request = self.request
+        if request is None:
+            return
+        path = Path(path)
+        if path.suffix.lower() not in FORMATS:
+            self.message.emit(ERROR, f"Cannot export {path.name}", "Use a .png, .jpg or .webp name.")
+            return
+        name = self.entry.manifest.name if self.entry is not None and self.entry.manifest else ""
+
+        def write(output: Output) -> Output:  # on the worker: file I/O stays off the GUI thread
+            if output.kind != "image":
+                raise StudioError(f"this model makes {output.kind}, not an image", path)
+            sha = output.info.get("model_sha256") or request.model_hash
+            save_image(path, output.data, request.with_(model_hash=sha) if sha else request, model_name=name,
+                       model_sha256=sha)
+            return output
+
+        def done(_output: Output) -> None:
+            self.message.emit(INFO, f"Exported {path.name}", str(path))
+            self.next_seed()
+            if on_done is not None:
+                on_done(path)
+
+        self.bridge.run(request, f"Export {path.name}", on_done=done, then=write,
+                        on_error=lambda text, detail: self.message.emit(ERROR, f"Export failed: {text}",
+                                                                        detail or text))
+
+    # --- documents ------------------------------------------------------------------------------------------------
+    @property
+    def modified(self) -> bool:
+        return not self.undo.isClean()
+
+    @property
+    def display_name(self) -> str:
+        return self.path.name if self.path is not None else "Untitled"
+
+    def new_document(self, model_id: str | None = None) -> None:
+        self.undo.clear()
+        self.document = Document()
+        self.path = None
+        self._history_index = -1
+        self.last_output = self.last_request = None
+        self.start(model_id)
+        self.undo.setClean()
+        self._emit_all()
+
+    def open_document(self, path: str | Path) -> bool:
+        try:
+            document = load_document(path)
+        except StudioError as exc:
+            self.message.emit(ERROR, f"Cannot open {Path(path).name}", str(exc))
+            return False
+        self.adopt_document(document, Path(path))
+        return True
+
+    def adopt_document(self, document: Document, path: Path | None, modified: bool = False) -> None:
+        """Make `document` the open one (opened from `path`, or recovered from an autosave when `modified`)."""
+        for ref in document.models:  # folders the document's models were opened from
+            if ref.folder and Path(ref.folder).is_dir() and Path(ref.folder) not in self.extra_folders:
+                self.extra_folders.append(Path(ref.folder))
+        self.refresh_models()
+        self.undo.clear()
+        self.document = document.copy()
+        request, self.document.request = self.document.request, None
+        self.path = path
+        self._history_index = -1
+        self.last_output = self.last_request = None
+        self.entry = None
+        if request is None:
+            self.start()
+        else:
+            self._apply_request(request)
+        self.undo.setClean()
+        if modified:
+            self.undo.resetClean()
+        self._emit_all()
+
+    def save(self, path: str | Path | None = None) -> bool:
+        target = Path(path) if path is not None else self.path
+        if target is None:
+            raise ValueError("an untitled document needs a path")
+        try:
+            self.path = save_document(self.document, target)
+        except StudioError as exc:
+            self.message.emit(ERROR, f"Cannot save {target.name}", str(exc))
+            return False
+        self.undo.setClean()
+        self.document_changed.emit()
+        self.message.emit(INFO, f"Saved {self.path.name}", str(self.path))
+        return True
+
+    def _emit_all(self) -> None:
+        self.models_changed.emit()
+        self.model_changed.emit(self.entry)
+        self.request_changed.emit(self.request)
+        self.latents_changed.emit()
+        self.history_changed.emit()
+        self.document_changed.emit()
+
+    def shutdown(self) -> None:
+        self.bridge.shutdown()

@@ -1,0 +1,273 @@
+"""End to end, as a person uses the app: a real X server (Xvfb), the real window, real input events (xdotool,
+through XTEST), real screenshots (ImageMagick `import`).
+
+The app starts with the shipped glyph model; we drag the first principal-direction slider with the mouse, check that
+the preview (and only the preview area, not e.g. the Models dock) changed on screen, then quit with Ctrl+Q and answer
+the "Unsaved Changes" box with the keyboard (Tab to Discard, Space), and check the process exits cleanly.
+
+Needs `Xvfb`, `xdotool` and ImageMagick's `import` (packaging/bootstrap.sh --dev installs them on Debian); skipped
+with the reason when one is missing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+REPO = Path(__file__).resolve().parent.parent
+SCREEN = (1440, 900)
+TOOLS = ("Xvfb", "xdotool", "import")
+
+# Thresholds, in grey levels (0–255), mean absolute difference over a region.
+# Rendering is deterministic on the CPU and nothing animates in these regions, so an unchanged region differs by
+# exactly 0. Dragging "Dir 1" by ~40 % of the slider (about +2.7 standard deviations) redraws every glyph of the
+# preview with other stroke weights and shapes: measured ≈ 20 here. 5 is far above the noise floor (0) and far
+# below the effect. The control regions (menu bar, Models dock) measure exactly 0 and must stay under 0.5: a
+# window that moved, re-themed or redrew everything would fail that.
+PREVIEW_CHANGED = 5.0
+CONTROL_UNCHANGED = 0.5
+HANDLE_MOVED = 1.0
+
+
+def _missing_tools() -> list[str]:
+    return [tool for tool in TOOLS if shutil.which(tool) is None]
+
+
+@pytest.fixture
+def xvfb():
+    """A fresh Xvfb on a free display number; yields the DISPLAY string (":N"), killed at the end."""
+    missing = _missing_tools()
+    if missing:
+        pytest.skip(f"needs {', '.join(missing)} on PATH (Debian: apt-get install xvfb xdotool imagemagick; "
+                    "bash packaging/bootstrap.sh --dev does it)")
+    for number in range(91, 200):
+        socket = Path(f"/tmp/.X11-unix/X{number}")
+        if socket.exists() or Path(f"/tmp/.X{number}-lock").exists():
+            continue
+        proc = subprocess.Popen(["Xvfb", f":{number}", "-screen", "0", f"{SCREEN[0]}x{SCREEN[1]}x24",
+                                 "-nolisten", "tcp"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and proc.poll() is None and not socket.exists():
+            time.sleep(0.05)
+        if proc.poll() is None and socket.exists():
+            break
+        _stop(proc)  # lost a race for this number (or it failed): try the next one
+    else:
+        pytest.skip("no free X display number in :91…:199 for Xvfb")
+    try:
+        yield f":{number}"
+    finally:
+        _stop(proc)
+
+
+def _stop(proc: subprocess.Popen, grace: float = 5.0) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+class Screen:
+    """xdotool and ImageMagick on one display."""
+
+    def __init__(self, display: str):
+        self.env = {**os.environ, "DISPLAY": display}
+
+    def xdotool(self, *args: str | int) -> str:
+        done = subprocess.run(["xdotool", *map(str, args)], env=self.env, capture_output=True, text=True, timeout=20)
+        return done.stdout.strip()
+
+    def windows(self, name: str) -> list[int]:
+        """Visible windows whose title matches `name` (a regular expression); none → []."""
+        out = self.xdotool("search", "--onlyvisible", "--name", name)
+        return [int(w) for w in out.split()]
+
+    def title(self, window: int) -> str:
+        return self.xdotool("getwindowname", window)
+
+    def focus(self) -> int:
+        return int(self.xdotool("getwindowfocus") or 0)
+
+    def key(self, window: int, *keys: str) -> None:
+        """Real key presses (XTEST, typed at the focused window), after making sure `window` has the focus.
+
+        Not `key --window`: that sends synthetic events (XSendEvent), which many apps ignore.
+        """
+        if self.focus() != window:
+            self.xdotool("windowfocus", "--sync", window)
+        assert self.focus() == window, f"cannot focus window {window} ({self.title(window)!r})"
+        self.xdotool("key", "--delay", 50, *keys)
+
+    def shot(self, path: Path | None = None) -> np.ndarray:
+        """The whole screen as an RGB array (saved at `path` too when given)."""
+        target = path or Path(os.environ.get("TMPDIR", "/tmp")) / f"lstudio-shot-{os.getpid()}.png"
+        subprocess.run(["import", "-window", "root", str(target)], env=self.env, check=True, timeout=20,
+                       capture_output=True)
+        with Image.open(target) as image:
+            pixels = np.asarray(image.convert("RGB"))
+        if path is None:
+            target.unlink(missing_ok=True)
+        return pixels
+
+
+def crop(pixels: np.ndarray, rect) -> np.ndarray:
+    x, y, w, h = rect
+    return pixels[y:y + h, x:x + w]
+
+
+def grey(pixels: np.ndarray) -> np.ndarray:
+    return pixels.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+
+
+def mad(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean absolute difference of the grey levels of two same-sized RGB regions."""
+    assert a.shape == b.shape and a.size, (a.shape, b.shape)
+    return float(np.abs(grey(a) - grey(b)).mean())
+
+
+def _app_env(display: str, tmp: Path) -> dict:
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("WAYLAND_DISPLAY", "QT_QPA_PLATFORMTHEME", "XDG_CURRENT_DESKTOP", "DESKTOP_SESSION",
+                        "QT_SCALE_FACTOR", "QT_SCREEN_SCALE_FACTORS", "QT_AUTO_SCREEN_SCALE_FACTOR",
+                        "QT_ENABLE_HIGHDPI_SCALING", "XAUTHORITY", "LATENT_STUDIO_DEVICE")}
+    runtime = tmp / "runtime"
+    runtime.mkdir(mode=0o700, exist_ok=True)
+    env.update(DISPLAY=display, QT_QPA_PLATFORM="xcb", XDG_RUNTIME_DIR=str(runtime),
+               LATENT_STUDIO_DATA=str(tmp / "data"), LATENT_STUDIO_CACHE=str(tmp / "cache"),
+               PYTHONUNBUFFERED="1")
+    return env
+
+
+def _wait_for(predicate, timeout: float, step: float = 0.1):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(step)
+
+
+@pytest.mark.slow
+def test_drag_a_direction_slider_changes_the_preview_then_quit_discarding(xvfb, tmp_path):
+    screen = Screen(xvfb)
+    report = tmp_path / "geometry.json"
+    log_out, log_err = tmp_path / "app.stdout", tmp_path / "app.stderr"
+    started = time.monotonic()
+    with open(log_out, "wb") as out, open(log_err, "wb") as err:
+        app = subprocess.Popen([sys.executable, "-m", "studio", "gui", "--report-geometry", str(report),
+                                "--threads", "1"], cwd=REPO, env=_app_env(xvfb, tmp_path), stdout=out, stderr=err)
+    try:
+        def app_log() -> str:
+            return (f"\n--- app stdout ---\n{log_out.read_text(errors='replace')}"
+                    f"\n--- app stderr ---\n{log_err.read_text(errors='replace')}")
+
+        # 1. The window is up with its first preview: the app says where its widgets are.
+        assert _wait_for(lambda: report.exists() or app.poll() is not None, 90), "no geometry report in 90 s"
+        assert app.poll() is None, f"the app exited early with code {app.returncode}" + app_log()
+        geo = json.loads(report.read_text(encoding="utf-8"))
+        ratio = float(geo.get("ratio", 1.0))
+
+        def rect(name: str) -> tuple[int, int, int, int]:
+            assert name in geo, f"{name!r} missing from the geometry report: {sorted(geo)}"
+            x, y, w, h = (round(v * ratio) for v in geo[name])
+            x0, y0 = max(0, x), max(0, y)
+            x1, y1 = min(SCREEN[0], x + w), min(SCREEN[1], y + h)
+            assert x1 - x0 >= 8 and y1 - y0 >= 8, f"{name} is not on screen: {geo[name]}"
+            return x0, y0, x1 - x0, y1 - y0
+
+        window, preview, handle, models = (rect(n) for n in ("mainWindow", "previewImage", "slider_d0_handle",
+                                                            "dockModels"))
+        menu = (window[0], window[1], window[2], models[1] - window[1])  # the strip above the docks: the menu bar
+        assert menu[3] >= 10, f"no room for a menu bar above the Models dock: {window}, {models}"
+        print(f"\nwindow up after {time.monotonic() - started:.1f} s; preview at {preview}, Dir 1 slider at {handle}")
+
+        ids = screen.windows("^Latent Studio")
+        assert ids, "no visible window titled 'Latent Studio…' (xdotool search --name)"
+        main = ids[0]
+        assert "Latent Studio" in screen.title(main)
+        assert "*" not in screen.title(main), f"a fresh document should not be modified: {screen.title(main)!r}"
+
+        # The preview is on screen and still (the report comes 300 ms after the first image; wait for two equal shots).
+        def still_preview() -> tuple[np.ndarray] | None:
+            """(screenshot,) once the preview region is the same in two shots 0.3 s apart."""
+            a = crop(screen.shot(), preview)
+            time.sleep(0.3)
+            b = screen.shot()
+            return (b,) if mad(a, crop(b, preview)) == 0 else None
+
+        settled = _wait_for(still_preview, 20, 0)
+        assert settled, "the preview never settled"
+        before = settled[0]
+        Image.fromarray(before).save(tmp_path / "before.png")
+        shown = grey(crop(before, preview))
+        assert shown.std() > 20, f"the preview region looks blank (grey std {shown.std():.1f})" + app_log()
+
+        # 2. Drag Dir 1 with the mouse. Its value starts at 0, the middle of −3…+3, so the handle is at the centre.
+        x, y = handle[0] + handle[2] // 2, handle[1] + handle[3] // 2
+        distance = round(handle[2] * 0.4)
+        screen.xdotool("mousemove", "--sync", x, y)
+        time.sleep(0.2)
+        screen.xdotool("mousedown", 1)
+        for step in range(1, 9):
+            time.sleep(0.05)
+            screen.xdotool("mousemove", "--sync", x + distance * step // 8, y)
+        time.sleep(0.1)
+        screen.xdotool("mouseup", 1)
+        screen.xdotool("mousemove", "--sync", window[0] + window[2] - 5, window[1] + window[3] - 5)  # out of the way
+
+        # 3. Wait for the re-render: poll the preview region, then for it to settle.
+        changed = _wait_for(lambda: mad(crop(screen.shot(), preview), crop(before, preview)) > PREVIEW_CHANGED, 20,
+                            0.2)
+        assert changed, "the preview did not change within 20 s of the drag" + app_log()
+        settled = _wait_for(still_preview, 20, 0)
+        assert settled, "the preview never settled after the drag"
+        after = settled[0]
+        Image.fromarray(after).save(tmp_path / "after.png")
+        print(f"screenshots: {tmp_path / 'before.png'} {tmp_path / 'after.png'}")
+
+        preview_diff = mad(crop(before, preview), crop(after, preview))
+        menu_diff = mad(crop(before, menu), crop(after, menu))
+        models_diff = mad(crop(before, models), crop(after, models))
+        handle_diff = mad(crop(before, handle), crop(after, handle))
+        print(f"grey mean abs diff: preview {preview_diff:.2f}, slider {handle_diff:.2f}, menu bar {menu_diff:.2f}, "
+              f"Models dock {models_diff:.2f}")
+        assert preview_diff > PREVIEW_CHANGED
+        assert handle_diff > HANDLE_MOVED, "the slider handle did not move on screen"
+        assert menu_diff < CONTROL_UNCHANGED, "the menu bar changed: more than the preview was redrawn"
+        assert models_diff < CONTROL_UNCHANGED, "the Models dock changed: more than the preview was redrawn"
+        assert _wait_for(lambda: "*" in screen.title(main), 5), \
+            f"the title should mark the document modified: {screen.title(main)!r}"
+
+        # 4. Quit with Ctrl+Q; the document is modified, so the app asks. Tab from the default Save to Discard, Space.
+        screen.key(main, "ctrl+q")
+        dialogs = _wait_for(lambda: screen.windows("^Unsaved Changes$"), 10)
+        assert dialogs, "Ctrl+Q on a modified document did not ask about unsaved changes" + app_log()
+        assert app.poll() is None, "the app quit without asking about unsaved changes"
+        time.sleep(0.3)  # let the box take the focus and lay out its buttons
+        screen.key(dialogs[0], "Tab", "space")
+        try:
+            code = app.wait(15)
+        except subprocess.TimeoutExpired:
+            pytest.fail("the app did not exit within 15 s of Discard" + app_log())
+        print(f"exited with {code} after {time.monotonic() - started:.1f} s in all")
+        assert code == 0, f"exit code {code}" + app_log()
+        assert "Traceback" not in log_err.read_text(errors="replace"), "the app printed a traceback" + app_log()
+        autosave = tmp_path / "data" / "autosave"
+        left = sorted(p.name for p in autosave.iterdir()) if autosave.is_dir() else []
+        assert not left, f"a clean exit leaves no autosave or lock behind: {left}"
+    finally:
+        if app.poll() is None:
+            app.kill()
+            app.wait(10)

@@ -1,0 +1,307 @@
+"""The main window and its panels on the offscreen platform, with the fake engine: title, panels bound to the session,
+drag and drop, close with unsaved changes, autosave and crash recovery, clipboard, shortcuts."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PySide6.QtCore import QMimeData, QPointF, QSettings, Qt, QUrl
+from PySide6.QtGui import QDropEvent, QGuiApplication
+from PySide6.QtWidgets import QApplication, QListWidget
+
+from studio.export.image import save_image
+from studio.project import Autosave, Document, find_recoverable
+from studio.ui import dialogs
+from studio.ui.main_window import MainWindow
+from studio.ui.session import Session
+
+from conftest import make_tiny_package
+from fake_engine import FakeEngine, request_value
+
+
+@pytest.fixture(autouse=True)
+def _no_blocking_dialogs(monkeypatch):
+    """A modal dialog would wait forever offscreen: tests answer every question (and say so when unexpected)."""
+    monkeypatch.setattr(dialogs, "ask_save_changes", lambda parent, name: dialogs.DISCARD)
+    for name in ("ask_open_project", "ask_save_project", "ask_export_image", "ask_model_folder", "ask_chars",
+                 "ask_recover"):
+        monkeypatch.setattr(dialogs, name, lambda *args, _n=name: pytest.fail(f"unexpected dialog {_n}"))
+
+
+@pytest.fixture
+def engine():
+    fake = FakeEngine()
+    yield fake
+    fake.shutdown()
+
+
+@pytest.fixture
+def window(qtbot, engine, models_dir, tmp_path):
+    session = Session(engine, roots=[models_dir])
+    session.refresh_models()
+    autosave = Autosave(tmp_path / "autosave")
+    autosave.start()
+    w = MainWindow(session, QSettings(str(tmp_path / "window.ini"), QSettings.Format.IniFormat), autosave)
+    qtbot.addWidget(w)
+    with qtbot.waitSignal(session.rendered, timeout=5000):
+        session.start("tiny")
+    session.undo.setClean()
+    w.show()
+    yield w
+    session.undo.setClean()  # let the fixture close without asking
+    w.close()
+    autosave.finish()
+
+
+def settle(qtbot, window):
+    qtbot.waitUntil(lambda: not window.session.bridge.busy, timeout=5000)
+    qtbot.wait(10)
+
+
+def drop(window, *paths):
+    data = QMimeData()
+    data.setUrls([QUrl.fromLocalFile(str(p)) for p in paths])
+    event = QDropEvent(QPointF(10, 10), Qt.DropAction.CopyAction, data, Qt.MouseButton.LeftButton,
+                       Qt.KeyboardModifier.NoModifier)
+    window.dropEvent(event)
+
+
+def test_the_window_opens_with_a_rendered_preview(qtbot, window):
+    assert window.windowTitle().startswith("Latent Studio — Untitled")
+    settle(qtbot, window)
+    image = window.canvas.image()
+    assert image is not None and image.pixel(0, 0) & 0xFF == request_value(window.session.request)
+    assert "Tiny tiny" in window.model_label.text() and "ms" in window.time_label.text()
+
+
+def test_every_control_has_a_tooltip(window):
+    from PySide6.QtWidgets import QAbstractButton, QAbstractSlider, QComboBox, QLineEdit, QListWidget, QScrollBar
+
+    missing = [w.objectName() or type(w).__name__
+               for panel in (window.latent, window.prompt, window.library, window.models, window.history)
+               for kind in (QAbstractButton, QAbstractSlider, QComboBox, QLineEdit, QListWidget)
+               for w in panel.findChildren(kind)
+               if not w.toolTip() and w.isVisibleTo(window) and not w.objectName().startswith("qt_")
+               and not isinstance(w, QScrollBar)]
+    assert missing == []
+
+
+def test_moving_a_direction_slider_renders_and_undoes(qtbot, window):
+    slider = window.latent.sliders["d0"]
+    before = window.canvas.image().pixel(0, 0)
+    with qtbot.waitSignal(window.session.rendered, timeout=5000):
+        slider.slider.setValue(150)
+    assert dict(window.session.request.edits) == {"d0": 1.5}
+    assert window.canvas.image().pixel(0, 0) != before or request_value(window.session.request) == before & 0xFF
+    assert window.isWindowModified() and window.windowTitle().endswith("[*]")
+    slider.reset_button.click()
+    assert window.session.request.edits == ()
+    window.act_undo.trigger()
+    assert dict(window.session.request.edits) == {"d0": 1.5} and slider.value() == 1.5
+    window.act_redo.trigger()
+    assert slider.value() == 0.0
+
+
+def test_raw_dimensions_appear_on_demand(qtbot, window):
+    assert not window.latent.sliders["z0"].isVisibleTo(window)
+    window.latent.show_raw.setChecked(True)
+    assert window.latent.sliders["z0"].isVisibleTo(window)
+    window.latent.sliders["z3"].slider.setValue(-100)
+    assert dict(window.session.request.edits) == {"z3": -1.0}
+    window.latent.reset_all.click()
+    assert window.session.request.edits == ()
+
+
+def test_typing_a_prompt_renders_it_and_bad_characters_are_flagged(qtbot, window):
+    edit = window.prompt.prompt
+    edit.clear()
+    qtbot.keyClicks(edit, "Abc")
+    assert window.session.request.prompt == "Abc"
+    edit.setText("Abcé")  # (QTest cannot type non-ASCII keys offscreen)
+    edit.textEdited.emit("Abcé")
+    assert window.session.request.prompt == "Abc"  # not sent
+    assert "Cannot draw é" in window.prompt.prompt_hint.text()
+    settle(qtbot, window)
+    assert window.canvas.image().width() == 8 * 3  # the fake draws 8 px per character
+
+
+def test_seed_field_dice_and_modes(qtbot, window):
+    latent = window.latent
+    latent.seed_edit.setText("1234")
+    qtbot.keyClick(latent.seed_edit, Qt.Key.Key_Return)
+    assert window.session.request.seed == 1234
+    qtbot.keyClick(latent.seed_edit, Qt.Key.Key_Up)
+    assert window.session.request.seed == 1235 and latent.seed_edit.text() == "1235"
+    latent.dice.click()
+    assert window.session.request.seed != 1235
+    latent.seed_mode.setCurrentIndex(1)  # increment
+    seed = window.session.request.seed
+    window.act_next.trigger()
+    assert window.session.request.seed == seed + 1
+
+
+def test_truncation_mixing_and_variation_controls(qtbot, window):
+    latent = window.latent
+    latent.truncation.slider.setValue(50)
+    latent.mix_seed.setText("77")
+    qtbot.keyClick(latent.mix_seed, Qt.Key.Key_Return)
+    latent.mix_strength.slider.setValue(25)
+    latent.variation_seed.setText("5")
+    qtbot.keyClick(latent.variation_seed, Qt.Key.Key_Return)
+    latent.variation_strength.slider.setValue(40)
+    assert dict(window.session.request.edits) == {"truncation": 0.5, "mix_seed": 77.0, "mix_strength": 0.25,
+                                                  "variation_seed": 5.0, "variation_strength": 0.4}
+
+
+def test_the_library_panel_saves_and_interpolates(qtbot, window):
+    panel = window.library
+    panel.name_edit.setText("first")
+    with qtbot.waitSignal(window.session.latents_changed, timeout=5000):
+        panel.save_button.click()
+    window.session.change("Seed", seed=9)
+    with qtbot.waitSignal(window.session.latents_changed, timeout=5000):
+        window.act_save_latent.trigger()
+    assert panel.list.count() == 2 and not panel.list.item(0).icon().isNull()
+    assert panel.t_slider.isEnabled()
+    panel.mode.setCurrentText("lerp")
+    panel.t_slider.setValue(500)
+    a, b = (e.latent for e in window.session.document.latents)
+    assert window.session.request.latent == pytest.approx([(x + y) / 2 for x, y in zip(a, b)])
+    assert window.latent.latent_note.isVisibleTo(window)
+
+
+def test_dropping_an_exported_png_restores_its_exact_request(qtbot, window, tmp_path):
+    wanted = window.session.request.edit("d1", 0.5).with_(seed=31337, prompt="Zz")
+    png = tmp_path / "made.png"
+    save_image(png, np.zeros((16, 16), dtype=np.uint8), wanted)
+    drop(window, png)
+    assert window.session.request == wanted
+    window.act_undo.trigger()
+    assert window.session.request != wanted
+
+
+def test_dropping_a_plain_image_encodes_it(qtbot, window, tmp_path, monkeypatch):
+    from PIL import Image
+
+    plain = tmp_path / "glyphs.png"
+    Image.fromarray(np.zeros((16, 32), dtype=np.uint8)).save(plain)
+    monkeypatch.setattr(dialogs, "ask_chars", lambda parent, image, default: "Ab")
+    with qtbot.waitSignal(window.session.request_changed, timeout=5000, check_params_cb=lambda r: r.latent is not None):
+        drop(window, plain)
+    assert window.session.request.latent == pytest.approx([0.0] * 8)
+
+
+def test_dropping_a_model_folder_adds_its_models(qtbot, window, tmp_path):
+    extra = tmp_path / "more-models"
+    make_tiny_package(extra / "extra-model", "extra-model", seed=3)
+    drop(window, extra)
+    listed = window.models.findChild(QListWidget, "modelList")
+    ids = [listed.item(i).text() for i in range(listed.count())]
+    assert any("extra-model" in text for text in ids)
+    assert window.session.use_model("extra-model")
+
+
+def test_dropping_garbage_reports_without_a_dialog(qtbot, window, tmp_path):
+    junk = tmp_path / "notes.txt"
+    junk.write_text("hi")
+    drop(window, junk)
+    level, text, _ = window.messages.messages()[0]
+    assert level == "error" and "notes.txt" in text
+
+
+def test_save_open_and_drop_a_project(qtbot, window, tmp_path, monkeypatch):
+    window.session.edit("d0", 1.0, "d0")
+    target = tmp_path / "poster.lstudio"
+    monkeypatch.setattr(dialogs, "ask_save_project", lambda parent, suggestion: str(target))
+    window.act_save.trigger()
+    assert target.exists() and not window.isWindowModified()
+    assert window.windowTitle().startswith("Latent Studio — poster.lstudio")
+    assert str(target.resolve()) in window.recent_documents()
+    window.session.edit("d0", -1.0, "d0")
+    monkeypatch.setattr(dialogs, "ask_save_changes", lambda parent, name: dialogs.DISCARD)
+    drop(window, target)
+    assert dict(window.session.request.edits) == {"d0": 1.0} and not window.session.modified
+
+
+def test_closing_with_unsaved_changes_asks(qtbot, window, monkeypatch):
+    window.session.edit("d0", 1.0, "d0")
+    asked = []
+    monkeypatch.setattr(dialogs, "ask_save_changes", lambda parent, name: asked.append(name) or dialogs.CANCEL)
+    assert not window.close()
+    assert asked == ["Untitled"] and window.isVisible()
+    monkeypatch.setattr(dialogs, "ask_save_changes", lambda parent, name: dialogs.DISCARD)
+    assert window.close()
+
+
+def test_autosave_and_crash_recovery(qtbot, window, tmp_path, engine, models_dir, monkeypatch):
+    window.session.edit("d3", 2.0, "d3")
+    settle(qtbot, window)
+    window.autosave_now()
+    autosaved = window.autosave.path
+    assert autosaved.exists()
+    # a crash: the process dies holding the slot; the OS drops the lock and the files stay behind
+    import os
+
+    os.close(window.autosave._fd)
+    window.autosave._fd = None
+    items = find_recoverable(tmp_path / "autosave")
+    assert [item.path for item in items] == [autosaved]
+    session = Session(engine, roots=[models_dir])
+    session.refresh_models()
+    restored = MainWindow(session, QSettings(str(tmp_path / "w2.ini"), QSettings.Format.IniFormat), None)
+    qtbot.addWidget(restored)
+    monkeypatch.setattr(dialogs, "ask_recover", lambda parent, found: True)
+    assert restored.offer_recovery(items)
+    assert dict(session.request.edits) == {"d3": 2.0}
+    assert session.modified  # recovered work is unsaved work
+    assert not autosaved.exists()  # adopted, so the slot is gone
+    session.undo.setClean()
+    restored.close()
+
+
+def test_declining_recovery_discards_that_autosave(qtbot, window, tmp_path, monkeypatch):
+    from studio.project import Recoverable, save_document
+
+    path = tmp_path / "crashed.lstudio"
+    save_document(Document(window.session.request.edit("d0", 1.0)), path)
+    monkeypatch.setattr(dialogs, "ask_recover", lambda parent, found: False)
+    assert not window.offer_recovery([Recoverable(path, "", path.stat().st_mtime)])
+    assert not path.exists() and window.session.request.edits == ()
+
+
+def test_escape_cancels_and_copy_puts_the_image_on_the_clipboard(qtbot, window):
+    settle(qtbot, window)
+    window.act_copy.trigger()
+    clip = QGuiApplication.clipboard().image()
+    assert not clip.isNull() and clip.size() == window.canvas.image().size()
+    cancelled = []
+    window.session.bridge.engine.cancel_all = lambda: cancelled.append(True)
+    qtbot.keyClick(window, Qt.Key.Key_Escape)
+    assert cancelled == [True]
+
+
+def test_export_action_writes_the_chosen_file(qtbot, window, tmp_path, monkeypatch):
+    out = tmp_path / "exported.webp"
+    monkeypatch.setattr(dialogs, "ask_export_image", lambda parent, suggestion: str(out))
+    with qtbot.waitSignal(window.session.message, timeout=5000, check_params_cb=lambda lv, text, d: "Exported" in text):
+        window.act_export.trigger()
+    from studio.export.image import read_request
+
+    assert read_request(out).seed == window.session.request.seed
+
+
+def test_layout_is_remembered(qtbot, engine, models_dir, tmp_path):
+    ini = str(tmp_path / "layout.ini")
+    session = Session(engine, roots=[models_dir])
+    session.refresh_models()
+    first = MainWindow(session, QSettings(ini, QSettings.Format.IniFormat))
+    qtbot.addWidget(first)
+    first.show()
+    first.resize(700, 500)
+    first.docks["Models"].hide()
+    first.close()
+    second = MainWindow(session, QSettings(ini, QSettings.Format.IniFormat))
+    qtbot.addWidget(second)
+    assert second.size().width() == 700 and not second.docks["Models"].isVisibleTo(second)
+    second.close()
+    QApplication.processEvents()
