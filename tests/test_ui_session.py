@@ -29,12 +29,14 @@ def session(qtbot, engine, models_dir):
     s.refresh_models()
     with qtbot.waitSignal(s.rendered, timeout=5000):
         s.start("tiny")
+    s.flush_history()
     yield s
     s.undo.clear()
 
 
 def settle(qtbot, session):
     qtbot.waitUntil(lambda: not session.bridge.busy, timeout=5000)
+    session.flush_history()  # (history entries are otherwise made once renders settle)
 
 
 # --- the bridge ------------------------------------------------------------------------------------------------------
@@ -169,6 +171,13 @@ def test_seed_modes(qtbot, session):
 
 
 # --- history ---------------------------------------------------------------------------------------------------------
+
+
+def test_history_waits_for_renders_to_settle(qtbot, session):
+    session.edit("d0", 0.5, "d0")
+    qtbot.waitUntil(lambda: not session.bridge.busy, timeout=5000)
+    assert session.document.history[-1].request != session.request  # not yet: a drag may still be going on
+    qtbot.waitUntil(lambda: session.document.history[-1].request == session.request, timeout=5000)
 
 
 def test_history_has_one_entry_per_step_and_restores(qtbot, session):

@@ -55,7 +55,7 @@ def window(qtbot, engine, models_dir, tmp_path):
 
 def settle(qtbot, window):
     qtbot.waitUntil(lambda: not window.session.bridge.busy, timeout=5000)
-    qtbot.wait(10)
+    window.session.flush_history()
 
 
 def drop(window, *paths):

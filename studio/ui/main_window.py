@@ -307,7 +307,10 @@ class MainWindow(QMainWindow):
 
     # --- autosave and recovery ------------------------------------------------------------------------------------
     def autosave_now(self) -> None:
-        if self.autosave is None or self.session.revision == self._autosaved_revision:
+        if self.autosave is None:
+            return
+        self.session.flush_history()
+        if self.session.revision == self._autosaved_revision:
             return
         try:
             self.autosave.write(self.session.document, self.session.path)

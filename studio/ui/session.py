@@ -12,7 +12,7 @@ import random
 from pathlib import Path
 from typing import Callable, Iterable
 
-from PySide6.QtCore import QObject, Signal
+from PySide6.QtCore import QObject, QTimer, Signal
 from PySide6.QtGui import QUndoStack
 
 from studio.errors import StudioError
@@ -30,6 +30,7 @@ from studio.ui.images import thumbnail_png
 log = logging.getLogger(__name__)
 
 SEED_MODES = ("fixed", "increment", "random")
+HISTORY_SETTLE_MS = 150  # a render becomes a history entry once no newer one arrived for this long
 INFO, WARNING, ERROR = "info", "warning", "error"
 
 
@@ -64,6 +65,13 @@ class Session(QObject):
         self._history_index = -1  # undo index of the newest history entry (one entry per undo step)
         self._autosaved_revision = -1
         self.revision = 0  # counts every change of the document, saved or not (autosave writes when it moves)
+        # History entries (with their PNG thumbnails) are made once renders settle, not for every frame of a drag:
+        # that work would otherwise land on the GUI thread at the frame rate.
+        self._history_timer = QTimer(self)
+        self._history_timer.setSingleShot(True)
+        self._history_timer.setInterval(HISTORY_SETTLE_MS)
+        self._history_timer.timeout.connect(self._commit_history)
+        self._pending_history: tuple[RenderRequest, Output, float] | None = None
         self.undo.cleanChanged.connect(self._on_undo_index_changed)
         self.undo.indexChanged.connect(self._on_undo_index_changed)
         self.bridge.frame.connect(self._on_frame)
@@ -218,7 +226,8 @@ class Session(QObject):
         if output.kind == "image":
             self.image_changed.emit(output.data)
         self._note_model(request, info)
-        self._add_history(request, output, seconds)
+        self._pending_history = (request, output, seconds)
+        self._history_timer.start()
         self.rendered.emit(request, seconds, info)
 
     def _on_failed(self, request: RenderRequest, text: str, detail: str) -> None:
@@ -230,6 +239,16 @@ class Session(QObject):
         folder = str(self.entry.folder) if self.entry is not None and any(
             self.entry.folder == f or f in self.entry.folder.parents for f in self.extra_folders) else ""
         self.document.models = [*refs, ModelRef(request.model_id, sha, info.get("model_name", ""), folder)]
+
+    def _commit_history(self) -> None:
+        if self._pending_history is not None:
+            pending, self._pending_history = self._pending_history, None
+            self._add_history(*pending)
+
+    def flush_history(self) -> None:
+        """Record the newest render in the history now (before saving, say)."""
+        self._history_timer.stop()
+        self._commit_history()
 
     def _add_history(self, request: RenderRequest, output: Output, seconds: float) -> None:
         """One history entry per undo step: renders during one gesture replace each other."""
@@ -397,6 +416,8 @@ class Session(QObject):
         return self.path.name if self.path is not None else "Untitled"
 
     def new_document(self, model_id: str | None = None) -> None:
+        self._history_timer.stop()
+        self._pending_history = None
         self.undo.clear()
         self.document = Document()
         self.path = None
@@ -421,6 +442,8 @@ class Session(QObject):
             if ref.folder and Path(ref.folder).is_dir() and Path(ref.folder) not in self.extra_folders:
                 self.extra_folders.append(Path(ref.folder))
         self.refresh_models()
+        self._history_timer.stop()
+        self._pending_history = None
         self.undo.clear()
         self.document = document.copy()
         request, self.document.request = self.document.request, None
@@ -441,6 +464,7 @@ class Session(QObject):
         target = Path(path) if path is not None else self.path
         if target is None:
             raise ValueError("an untitled document needs a path")
+        self.flush_history()
         try:
             self.path = save_document(self.document, target)
         except StudioError as exc:
