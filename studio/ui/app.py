@@ -60,7 +60,13 @@ def run(model: str | None = None, open_paths: list[str] | None = None, device: s
     from studio.ui.main_window import MainWindow
     from studio.ui.session import Session
 
-    user = load_settings()
+    from studio.errors import StudioError
+    from studio.settings import Settings
+
+    try:
+        user, settings_problem = load_settings(), ""
+    except StudioError as exc:  # a broken settings.toml must not keep the app from starting
+        user, settings_problem = Settings(), str(exc)
     roots = default_roots([*user.model_folders, *(models_dirs or [])])
     engine = Engine(device=device or user.device or "auto", roots=roots, threads=threads)
     session = Session(engine, roots=roots)
@@ -72,6 +78,8 @@ def run(model: str | None = None, open_paths: list[str] | None = None, device: s
     session.extra_folders = [Path(p) for p in remembered if isinstance(p, str) and Path(p).is_dir()]
     autosave = Autosave()
     window = MainWindow(session, store, autosave)
+    if settings_problem:
+        session.message.emit("warning", "settings.toml could not be read; using the defaults", settings_problem)
     try:
         recovered = window.offer_recovery()
         autosave.start()
