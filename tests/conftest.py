@@ -68,6 +68,16 @@ def tiny_package(models_dir) -> Path:
 
 
 @pytest.fixture
+def engine():
+    """The fake engine (tests/fake_engine.py) the UI tests drive the app with; shut down afterwards."""
+    from fake_engine import FakeEngine
+
+    fake = FakeEngine()
+    yield fake
+    fake.shutdown()
+
+
+@pytest.fixture
 def repo_root() -> Path:
     return Path(__file__).resolve().parent.parent
 

@@ -17,13 +17,6 @@ from fake_engine import FakeEngine, fake_image, request_value
 
 
 @pytest.fixture
-def engine():
-    fake = FakeEngine()
-    yield fake
-    fake.shutdown()
-
-
-@pytest.fixture
 def session(qtbot, engine, models_dir):
     s = Session(engine, roots=[models_dir])
     s.refresh_models()

@@ -16,7 +16,7 @@ from studio.ui.main_window import MainWindow
 from studio.ui.session import Session
 
 from conftest import make_tiny_package
-from fake_engine import FakeEngine, request_value
+from fake_engine import request_value
 
 
 @pytest.fixture(autouse=True)
@@ -26,13 +26,6 @@ def _no_blocking_dialogs(monkeypatch):
     for name in ("ask_open_project", "ask_save_project", "ask_export_image", "ask_model_folder", "ask_chars",
                  "ask_recover"):
         monkeypatch.setattr(dialogs, name, lambda *args, _n=name: pytest.fail(f"unexpected dialog {_n}"))
-
-
-@pytest.fixture
-def engine():
-    fake = FakeEngine()
-    yield fake
-    fake.shutdown()
 
 
 @pytest.fixture

@@ -9,16 +9,13 @@ import sys
 from pathlib import Path
 
 from PySide6.QtCore import QSettings, Qt, QTimer
-from PySide6.QtGui import QGuiApplication, QIcon
+from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QApplication
 
 from studio import __version__
 from studio.paths import APP_NAME
 
 log = logging.getLogger(__name__)
-
-ICON = Path(__file__).resolve().parent.parent.parent / "resources" / "icon.png"
-
 
 def make_application(argv: list[str] | None = None) -> QApplication:
     """The QApplication (created once), HiDPI-sharp and dark."""
@@ -29,8 +26,6 @@ def make_application(argv: list[str] | None = None) -> QApplication:
     app.setApplicationName("Latent Studio")
     app.setOrganizationName(APP_NAME)
     app.setApplicationVersion(__version__)
-    if ICON.exists():
-        app.setWindowIcon(QIcon(str(ICON)))
     from studio.ui.theme import apply_dark_theme
 
     apply_dark_theme(app)

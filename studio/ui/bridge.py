@@ -9,8 +9,7 @@ cancel_all, shutdown, device): the UI tests use a fake one without torch.
 from __future__ import annotations
 
 import logging
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable
 
 from PySide6.QtCore import QObject, Qt, Signal, Slot
@@ -31,7 +30,6 @@ class Task:
     on_done: Callable[[Output], None] | None = None
     on_error: Callable[[str, str], None] | None = None
     job: Any = None
-    submitted: float = field(default_factory=time.perf_counter)
 
 
 class EngineBridge(QObject):
@@ -50,7 +48,6 @@ class EngineBridge(QObject):
         super().__init__(parent)
         self.engine = engine
         self._newest = 0  # stamp of the newest preview asked for
-        self._newest_request: RenderRequest | None = None
         self._tasks: dict[int, Task] = {}
         self._busy = False
         self._preview_running = False
@@ -61,7 +58,7 @@ class EngineBridge(QObject):
     def preview(self, request: RenderRequest) -> int:
         """Render `request` on the newest-wins preview lane; returns its stamp."""
         job = self.engine.submit(request, PREVIEW, self._forward)
-        self._newest, self._newest_request = job.stamp, request
+        self._newest = job.stamp
         self._preview_running = True
         self._update_busy()
         return job.stamp
@@ -89,10 +86,6 @@ class EngineBridge(QObject):
     @property
     def busy(self) -> bool:
         return self._busy
-
-    @property
-    def newest_request(self) -> RenderRequest | None:
-        return self._newest_request
 
     # --- events ---------------------------------------------------------------------------------------------------
     def _forward(self, event) -> None:

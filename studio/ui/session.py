@@ -63,7 +63,6 @@ class Session(QObject):
         self.seed_mode = "fixed"
         self._rng = rng or random.Random()
         self._history_index = -1  # undo index of the newest history entry (one entry per undo step)
-        self._autosaved_revision = -1
         self.revision = 0  # counts every change of the document, saved or not (autosave writes when it moves)
         # History entries (with their PNG thumbnails) are made once renders settle, not for every frame of a drag:
         # that work would otherwise land on the GUI thread at the frame rate.
@@ -97,15 +96,19 @@ class Session(QObject):
     def add_model_folder(self, folder: str | Path) -> list[PackageEntry]:
         """Add the packages in `folder` (a package, or a folder of packages). Reports what it found."""
         folder = Path(folder)
-        found = scan([folder]) if folder.is_dir() else []
-        if not found:
+        new = folder.is_dir() and folder not in self.extra_folders
+        if new:
+            self.extra_folders.append(folder)
+        if folder.is_dir():
+            self.refresh_models()  # also picks up packages added to a folder opened before
+        key = folder.resolve()
+        added = [e for e in self.entries if key in (e.folder.resolve(), e.folder.resolve().parent)]
+        if not added:
+            if new:
+                self.extra_folders.remove(folder)
             self.message.emit(ERROR, f"No model package in {folder}",
                               "A model package is a folder with model.toml and weights.safetensors.")
             return []
-        if folder not in self.extra_folders:
-            self.extra_folders.append(folder)
-        self.refresh_models()
-        added = [e for e in self.entries if any(e.folder == f.folder for f in found)]
         bad = [e for e in added if not e.ok]
         good = [e for e in added if e.ok]
         if good:
@@ -231,7 +234,11 @@ class Session(QObject):
         self.rendered.emit(request, seconds, info)
 
     def _on_failed(self, request: RenderRequest, text: str, detail: str) -> None:
-        self.message.emit(ERROR, f"Render failed: {text}", detail or text)
+        self._reporter("Render failed")(text, detail)
+
+    def _reporter(self, what: str) -> Callable[[str, str], None]:
+        """An error callback for a task: "<what>: <text>" in the message area, the detail behind it."""
+        return lambda text, detail: self.message.emit(ERROR, f"{what}: {text}", detail or text)
 
     def _note_model(self, request: RenderRequest, info: dict) -> None:
         sha = info.get("model_sha256", "")
@@ -287,9 +294,8 @@ class Session(QObject):
             index = len(self.document.latents)
             self.undo.push(ChangeLatents(self, entry, index, True, f"Save latent {name!r}"))
 
-        self.bridge.run(request, f"Save latent {name!r}", on_done=done,
-                        on_error=lambda text, detail: self.message.emit(ERROR, f"Cannot save the latent: {text}",
-                                                                        detail or text), kind="latent")
+        self.bridge.run(request, f"Save latent {name!r}", on_done=done, on_error=self._reporter("Cannot save the latent"),
+                        kind="latent")
 
     def remove_latent(self, index: int) -> None:
         entry = self.document.latents[index]
@@ -358,8 +364,7 @@ class Session(QObject):
             self.message.emit(INFO, f"Encoded {name}: its style is now the latent", "")
 
         self.bridge.run(request, f"Encode {name}", on_done=done, kind="encode", images=images, labels=labels,
-                        on_error=lambda text, detail: self.message.emit(ERROR, f"Cannot encode {name}: {text}",
-                                                                        detail or text))
+                        on_error=self._reporter(f"Cannot encode {name}"))
 
     # --- files ----------------------------------------------------------------------------------------------------
     def restore_from_image(self, path: str | Path) -> bool:
@@ -403,8 +408,7 @@ class Session(QObject):
                 on_done(path)
 
         self.bridge.run(request, f"Export {path.name}", on_done=done, then=write,
-                        on_error=lambda text, detail: self.message.emit(ERROR, f"Export failed: {text}",
-                                                                        detail or text))
+                        on_error=self._reporter("Export failed"))
 
     # --- documents ------------------------------------------------------------------------------------------------
     @property
@@ -416,13 +420,7 @@ class Session(QObject):
         return self.path.name if self.path is not None else "Untitled"
 
     def new_document(self, model_id: str | None = None) -> None:
-        self._history_timer.stop()
-        self._pending_history = None
-        self.undo.clear()
-        self.document = Document()
-        self.path = None
-        self._history_index = -1
-        self.last_output = self.last_request = None
+        self._reset(Document(), None)
         self.start(model_id)
         self.undo.setClean()
         self._emit_all()
@@ -442,15 +440,8 @@ class Session(QObject):
             if ref.folder and Path(ref.folder).is_dir() and Path(ref.folder) not in self.extra_folders:
                 self.extra_folders.append(Path(ref.folder))
         self.refresh_models()
-        self._history_timer.stop()
-        self._pending_history = None
-        self.undo.clear()
-        self.document = document.copy()
-        request, self.document.request = self.document.request, None
-        self.path = path
-        self._history_index = -1
-        self.last_output = self.last_request = None
-        self.entry = None
+        request = document.request
+        self._reset(document.copy(), path)
         if request is None:
             self.start()
         else:
@@ -459,6 +450,19 @@ class Session(QObject):
         if modified:
             self.undo.resetClean()
         self._emit_all()
+
+    def _reset(self, document: Document, path: Path | None) -> None:
+        """Forget the open document's undo steps, pending history and renders; `document` (its request applied
+        later, so that it renders) becomes the open one."""
+        self._history_timer.stop()
+        self._pending_history = None
+        self.undo.clear()
+        self.document = document
+        self.document.request = None
+        self.path = path
+        self._history_index = -1
+        self.last_output = self.last_request = None
+        self.entry = None
 
     def save(self, path: str | Path | None = None) -> bool:
         target = Path(path) if path is not None else self.path

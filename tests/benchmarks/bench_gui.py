@@ -148,7 +148,6 @@ def _measure(tmp: Path, model, models_dirs, device, seconds, moves, repeats, thr
     from studio.ui.session import ERROR, Session
 
     _check_binding()
-    binding_note = ""
     previous_handler = _quiet_qt_messages()
 
     clock = time.perf_counter
@@ -346,7 +345,7 @@ def _measure(tmp: Path, model, models_dirs, device, seconds, moves, repeats, thr
             "burst_dropped": burst_dropped, "burst_span_ms": statistics.median(burst_spans) * 1000.0,
             "burst_forward_ms": statistics.median(burst_job) * 1000.0 if burst_job else math.nan,
             "dropped_frames": session.bridge.dropped_frames,
-            "stall_budget_ms": STALL_BUDGET_MS, "burst_budget": BURST_BUDGET, "binding_note": binding_note,
+            "stall_budget_ms": STALL_BUDGET_MS, "burst_budget": BURST_BUDGET,
         }
     finally:
         gc.callbacks.remove(on_gc)
@@ -403,7 +402,6 @@ def report(r: dict) -> str:
         f"   frames per burst       : {frames} for {r['moves']} moves each (median {r['burst_frames']:g}); "
         f"burst {r['burst_span_ms']:.0f} ms long; forward during bursts {r['burst_forward_ms']:.2f} ms (median)",
         f"   stale frames dropped   : {dropped} per burst (bridge.dropped_frames {r['dropped_frames']} in all)",
-        *([r["binding_note"]] if r.get("binding_note") else []),
     ])
 
 

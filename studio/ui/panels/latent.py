@@ -91,9 +91,13 @@ class SeedEdit(QLineEdit):
 
     stepped = Signal(int)
 
-    def __init__(self, maximum: int = MAX_SEED, parent: QWidget | None = None):
+    def __init__(self, name: str, tooltip: str, placeholder: str = "", maximum: int = MAX_SEED,
+                 parent: QWidget | None = None):
         super().__init__(parent)
         self.maximum = maximum
+        self.setObjectName(name)
+        self.setToolTip(tooltip)
+        self.setPlaceholderText(placeholder)
         self.setValidator(QRegularExpressionValidator(QRegularExpression(r"\d{1,19}"), self))
 
     def seed(self) -> int | None:
@@ -119,9 +123,8 @@ class LatentPanel(QWidget):
         self.sliders: dict[str, ValueSlider] = {}
 
         # seed
-        self.seed_edit = SeedEdit()
-        self.seed_edit.setObjectName("seedEdit")
-        self.seed_edit.setToolTip("Seed of the latent (0 … 2⁶³−1). Type a number and press Enter; ↑/↓ step it.")
+        self.seed_edit = SeedEdit("seedEdit", "Seed of the latent (0 … 2⁶³−1). Type a number and press Enter; "
+                                              "↑/↓ step it.")
         self.dice = QToolButton()
         self.dice.setObjectName("diceButton")
         self.dice.setText("⚄")
@@ -167,16 +170,12 @@ class LatentPanel(QWidget):
         self.truncation = ValueSlider("truncation", "ψ", 0.0, 1.5, 1.0,
                                       "Truncation ψ: 1 keeps the latent, lower values pull it toward the average "
                                       "style (cleaner, less varied)")
-        self.mix_seed = SeedEdit(EDIT_SEED_MAX)
-        self.mix_seed.setObjectName("mixSeedEdit")
-        self.mix_seed.setPlaceholderText("seed to mix with")
-        self.mix_seed.setToolTip("Mix the latent with the latent of this seed (Enter to apply, empty to stop)")
+        self.mix_seed = SeedEdit("mixSeedEdit", "Mix the latent with the latent of this seed (Enter to apply, "
+                                 "empty to stop)", "seed to mix with", EDIT_SEED_MAX)
         self.mix_strength = ValueSlider("mix_strength", "Mix", 0.0, 1.0, 0.5,
                                         "How far to blend toward the mix seed's latent (0 = none, 1 = all)")
-        self.variation_seed = SeedEdit(EDIT_SEED_MAX)
-        self.variation_seed.setObjectName("variationSeedEdit")
-        self.variation_seed.setPlaceholderText("variation seed")
-        self.variation_seed.setToolTip("A nearby variation: slerp toward this seed's latent by the strength")
+        self.variation_seed = SeedEdit("variationSeedEdit", "A nearby variation: slerp toward this seed's latent by "
+                                       "the strength", "variation seed", EDIT_SEED_MAX)
         self.variation_strength = ValueSlider("variation_strength", "Strength", 0.0, 1.0, 0.0,
                                               "Variation strength (0 = the latent itself, 1 = the variation seed's)")
         form.addRow(self.truncation)
