@@ -13,6 +13,8 @@ Verbs:
 from __future__ import annotations
 
 import argparse
+import importlib
+import inspect
 import json
 import sys
 import traceback
@@ -39,7 +41,7 @@ def _parse_set(items: list[str]) -> tuple[dict, dict]:
                     fields[name] = int(value)
                 except ValueError:
                     raise StudioError(f"--set {name} needs a whole number, got {value!r}") from None
-            elif name in ("guidance", "eta"):
+            elif name in ("guidance", "eta", "strength"):
                 try:
                     fields[name] = float(value)
                 except ValueError:
@@ -106,26 +108,7 @@ def cmd_render(args) -> int:
     if out is None:
         out = Path(f"{entry.id}-{args.seed if args.seed is not None else 0}.png")
     check_writable_folder(out)  # fail before any work
-    fields, edits = _parse_set(args.set or [])
-    if request is None:
-        request = RenderRequest(model_id=entry.id)
-    elif args.model:
-        request = request.with_(model_id=entry.id)
-    if args.seed is not None:
-        request = request.with_(seed=args.seed)
-    latent = _latent_from_args(args)
-    if latent is not None:
-        request = request.with_(latent=latent)
-    if args.prompt is not None:
-        request = request.with_(prompt=args.prompt)
-    if args.negative is not None:
-        request = request.with_(negative_prompt=args.negative)
-    if args.dtype:
-        fields["dtype"] = args.dtype
-    if fields:
-        request = request.with_(**fields)
-    for name, value in edits.items():
-        request = request.edit(name, value)
+    request = _request_from_args(args, entry, request)
     with Engine(device=args.device, roots=roots) as engine:
         engine.add_package(entry)
         job = engine.submit(request, EXPORT)
@@ -137,6 +120,89 @@ def cmd_render(args) -> int:
     note = job.info.get("fallback") or job.info.get("dtype_note")
     print(f"wrote {out} ({output.size[0]}x{output.size[1]}, {entry.id}, seed {request.seed}, "
           f"{job.seconds * 1000:.0f} ms on {job.info.get('device')})" + (f"; {note}" if note else ""))
+    return 0
+
+
+def _request_from_args(args, entry, request=None):
+    """The request that `render` and `sheet` draw: a stored one or a fresh one, with the options applied."""
+    from studio.request import RenderRequest
+
+    fields, edits = _parse_set(args.set or [])
+    if request is None:
+        request = RenderRequest(model_id=entry.id)
+    elif getattr(args, "model", None):
+        request = request.with_(model_id=entry.id)
+    if args.seed is not None:
+        request = request.with_(seed=args.seed)
+    latent = _latent_from_args(args)
+    if latent is not None:
+        request = request.with_(latent=latent)
+    if args.prompt is not None:
+        request = request.with_(prompt=args.prompt)
+    if getattr(args, "negative", None) is not None:
+        request = request.with_(negative_prompt=args.negative)
+    if args.dtype:
+        fields["dtype"] = args.dtype
+    if fields:
+        request = request.with_(**fields)
+    for name, value in edits.items():
+        request = request.edit(name, value)
+    if getattr(args, "init", None):
+        request = request.with_(init_image=_init_image(args.init, entry, request),
+                                strength=request.strength if request.strength is not None else 0.6)
+    return request
+
+
+def _init_image(path: str, entry, request) -> str:
+    """An image file fitted to the sheet the request's prompt draws, as the request's init image."""
+    import numpy as np
+    from PIL import Image, UnidentifiedImageError
+
+    from studio.families.diffusion import encode_init_image, init_image_for
+
+    if "img2img" not in entry.capabilities:
+        raise StudioError(f"{entry.id} ({entry.manifest.family} family) cannot start from an image", Path(path))
+    try:
+        with Image.open(path) as img:
+            picture = np.asarray(img.convert("L"))
+    except FileNotFoundError:
+        raise StudioError("file not found", Path(path)) from None
+    except (UnidentifiedImageError, OSError) as exc:
+        raise StudioError(f"not a readable image ({exc})", Path(path)) from None
+    cond = entry.manifest.conditions
+    text = (request.prompt or cond.default or "x") if cond.kind == "text" else "x"
+    return encode_init_image(init_image_for(int(entry.manifest.output["width"]), text, picture))
+
+
+def cmd_sheet(args) -> int:
+    """A contact sheet: the same request for consecutive seeds, one row each."""
+    import numpy as np
+
+    from studio.engine import EXPORT, Engine
+    from studio.export import check_writable_folder, save_image
+    from studio.library import DEFAULT_MODEL_ID, resolve
+
+    roots = _roots(args)
+    entry = resolve(args.model or DEFAULT_MODEL_ID, roots)
+    out = Path(args.out) if args.out else Path(f"{entry.id}-sheet.png")
+    check_writable_folder(out)
+    if args.rows < 1:
+        raise StudioError(f"--rows must be at least 1, got {args.rows}")
+    first = args.seed if args.seed is not None else 0
+    args.seed = None
+    base = _request_from_args(args, entry)
+    rows = []
+    with Engine(device=args.device, roots=roots) as engine:
+        engine.add_package(entry)
+        for seed in range(first, first + args.rows):
+            output = engine.submit(base.with_(seed=seed), EXPORT).wait()
+            if output.kind != "image":
+                raise StudioError(f"{entry.id} makes {output.kind}, and `sheet` writes images")
+            rows.append(output.data)
+    gap = np.full((max(1, rows[0].shape[0] // 16), *rows[0].shape[1:]), 255, np.uint8)
+    sheet = np.concatenate([part for row in rows for part in (row, gap)][:-1])
+    save_image(out, sheet, base.with_(seed=first), model_name=entry.manifest.name, model_sha256=entry.sha256)
+    print(f"wrote {out} ({sheet.shape[1]}x{sheet.shape[0]}, {entry.id}, seeds {first}..{first + args.rows - 1})")
     return 0
 
 
@@ -178,6 +244,8 @@ def cmd_encode(args) -> int:
 
     with torch.inference_mode():
         z = model.family.encode(model, np.stack(images), chars)
+        if inspect.isgenerator(z):  # a projection by optimisation: long, with progress
+            z = _drive(z)
     record = {"model_id": entry.id, "model_hash": model.sha256, "source": source, "chars": "".join(chars),
               "latent": [float(v) for v in z.reshape(-1)]}
     text = json.dumps(record, indent=1)
@@ -190,6 +258,18 @@ def cmd_encode(args) -> int:
     else:
         print(text)
     return 0
+
+
+def _drive(steps):
+    """Run long work that yields Progress to its end, showing the progress on stderr; its return value."""
+    while True:
+        try:
+            p = next(steps)
+        except StopIteration as stop:
+            sys.stderr.write("\n")
+            return stop.value
+        sys.stderr.write(f"\r{p.message or 'working'} ({p.step}/{p.total})")
+        sys.stderr.flush()
 
 
 def _read_latent(path: str) -> list[float]:
@@ -206,8 +286,8 @@ def _read_latent(path: str) -> list[float]:
 
 def _latent_from_args(args) -> tuple[float, ...] | None:
     """--latent A.json [--toward B.json --t T --path slerp|lerp] → explicit latent values."""
-    if not args.latent:
-        if args.toward:
+    if not getattr(args, "latent", None):
+        if getattr(args, "toward", None):
             raise StudioError("--toward needs --latent (the start of the walk)")
         return None
     a = _read_latent(args.latent)
@@ -233,10 +313,12 @@ def cmd_train(args) -> int:
     recipe = read_recipe(args.recipe)
     if args.threads:
         torch.set_num_threads(args.threads)
-    if recipe.trainer == "glyph-vae":
-        from studio.train import glyphs as trainer
-    else:
-        raise StudioError(f"unknown trainer {recipe.trainer!r} (known: glyph-vae)", recipe.path, "trainer")
+    trainers = {"glyph-vae": "studio.train.glyphs", "glyph-gan": "studio.train.glyph_gan",
+                "glyph-diffusion": "studio.train.glyph_diffusion"}
+    if recipe.trainer not in trainers:
+        raise StudioError(f"unknown trainer {recipe.trainer!r} (known: {', '.join(trainers)})", recipe.path,
+                          "trainer")
+    trainer = importlib.import_module(trainers[recipe.trainer])
     out = Path(args.out) if args.out else Path("models") / recipe.package["id"]
     run_dir = Path(args.run_dir) if args.run_dir else Path("runs") / recipe.package["id"]
     trainer.train(recipe, out, run_dir, resume=args.resume)
@@ -286,7 +368,19 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--toward", metavar="FILE.json", help="interpolate from --latent toward this latent")
     r.add_argument("--t", type=float, default=0.5, help="how far toward --toward (0..1, default 0.5)")
     r.add_argument("--path", choices=("slerp", "lerp"), default="slerp", help="interpolation path (default slerp)")
+    r.add_argument("--init", metavar="IMAGE", help="image-to-image: start from this picture (fitted to the prompt's "
+                   "sheet; --set strength=0.6 by default)")
     r.add_argument("--out", help="output image (.png, .jpg, .webp)")
+
+    c = sub.add_parser("sheet", parents=[shared], help="a contact sheet: one row per seed")
+    c.add_argument("--model", help="package id or package folder (default: the shipped default model)")
+    c.add_argument("--seed", type=int, help="the first seed (default 0)")
+    c.add_argument("--rows", type=int, default=8, help="how many seeds (default 8)")
+    c.add_argument("--prompt", help="text condition (for glyph models: the text to draw)")
+    c.add_argument("--set", action="append", metavar="NAME=VALUE", help="a request field or latent edit, as for render")
+    c.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
+    c.add_argument("--dtype", choices=("float32", "float16", "bfloat16"))
+    c.add_argument("--out", help="output image (default <model>-sheet.png)")
 
     e = sub.add_parser("encode", parents=[shared], help="encode glyphs (a font file or an image strip) to a latent")
     e.add_argument("--model", default=None, help="package id or folder (default: the shipped default model)")
@@ -314,7 +408,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-VERBS = ("models", "render", "encode", "gui", "train")
+VERBS = ("models", "render", "sheet", "encode", "gui", "train")
 
 
 def cmd_gui(args) -> int:
@@ -341,6 +435,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_encode(args)
         if args.verb == "gui":
             return cmd_gui(args)
+        if args.verb == "sheet":
+            return cmd_sheet(args)
         return cmd_render(args)
     except StudioError as exc:
         if args.debug:

@@ -32,6 +32,9 @@ class RenderRequest:
     steps: int | None = None
     guidance: float | None = None
     eta: float | None = None
+    sampler: str | None = None  # iterative families: the sampler's name (None = the family's default)
+    init_image: str | None = None  # image-to-image: the starting picture, a base64 PNG at the output's native size
+    strength: float | None = None  # image-to-image: how much of the picture is redrawn, 0 < strength ≤ 1
     width: int | None = None  # output size; None = the model's native size
     height: int | None = None
     dtype: str = "float32"
@@ -41,6 +44,9 @@ class RenderRequest:
             raise RequestError("model_id must be a non-empty string", field="model_id")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed <= MAX_SEED:
             raise RequestError(f"seed must be a whole number in 0..{MAX_SEED}, got {self.seed!r}", field="seed")
+        for name in ("sampler", "init_image"):
+            if getattr(self, name) is not None and (not isinstance(getattr(self, name), str) or not getattr(self, name)):
+                raise RequestError(f"{name} must be non-empty text, got {getattr(self, name)!r}", field=name)
         for name in ("prompt", "negative_prompt", "model_hash"):
             if not isinstance(getattr(self, name), str):
                 raise RequestError(f"{name} must be text, got {getattr(self, name)!r}", field=name)
@@ -72,12 +78,16 @@ class RenderRequest:
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
                 raise RequestError(f"{name} must be a positive whole number, got {value!r}", field=name)
-        for name in ("guidance", "eta"):
+        for name in ("guidance", "eta", "strength"):
             value = getattr(self, name)
             if value is not None:
                 if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
                     raise RequestError(f"{name} must be a finite number, got {value!r}", field=name)
                 object.__setattr__(self, name, float(value))
+        if self.strength is not None and not 0.0 < self.strength <= 1.0:
+            raise RequestError(f"strength must be above 0 and at most 1, got {self.strength:g}", field="strength")
+        if self.eta is not None and not 0.0 <= self.eta <= 1.0:
+            raise RequestError(f"eta must be between 0 and 1, got {self.eta:g}", field="eta")
         if self.dtype not in DTYPES:
             raise RequestError(f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}", field="dtype")
 
@@ -140,4 +150,4 @@ class RenderRequest:
 
 SETTABLE_FIELDS = {f.name: f for f in fields(RenderRequest)
                    if f.name in ("steps", "guidance", "eta", "width", "height", "dtype", "label", "seed",
-                                 "negative_prompt")}
+                                 "negative_prompt", "sampler", "strength")}

@@ -44,6 +44,81 @@ def make_tiny_package(folder: Path, model_id: str = "tiny", seed: int = 0, condi
                          directions.to_tensors())
 
 
+def _randomise(net: torch.nn.Module, seed: int, std: float = 0.2) -> None:
+    """Untrained nets start with zero output layers and zero noise strengths; tests need every part to matter."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in net.named_parameters():
+            if name.endswith("weight") and p.ndim > 1 or "noise_strength" in name or "bias" in name:
+                p.add_(torch.randn(p.shape, generator=gen) * std)
+
+
+def make_tiny_gan_package(folder: Path, model_id: str = "tiny-gan", seed: int = 0, size: int = 8,
+                          latent: int = 8) -> Path:
+    """A valid style-based GAN package: a seeded untrained generator (4 style layers at 8×8), w̄ and directions
+    measured from its own mapping."""
+    from studio.families.gan import StyleGenerator
+
+    torch.manual_seed(seed)
+    widths = [8] * (int(size // 4).bit_length())
+    net = StyleGenerator(size, 1, latent, latent, len(TINY_ALPHABET), 4, 2, tuple(widths))
+    _randomise(net, seed)
+    with torch.no_grad():
+        w = net.map(torch.randn(256, latent, generator=torch.Generator().manual_seed(seed)))
+        net.w_avg.copy_(w.mean(0))
+    manifest = {
+        "format": 1, "id": model_id, "name": f"Tiny {model_id}", "family": "gan", "version": "0.0.1",
+        "license": "CC0-1.0", "description": "a tiny seeded test generator",
+        "output": {"kind": "image", "width": size, "height": size, "channels": 1},
+        "latent": {"shape": [latent], "prior": "normal"},
+        "conditions": {"kind": "text", "alphabet": TINY_ALPHABET, "default": "Ab"},
+        "architecture": {"image_size": size, "widths": widths, "class_dim": 4, "mapping_layers": 2,
+                         "ink_on_paper": True},
+        "training": {"quality": {"note": "untrained"}},
+    }
+    return write_package(folder, manifest, net.state_dict(), principal_directions(w, k=4).to_tensors())
+
+
+def make_tiny_diffusion_package(folder: Path, model_id: str = "tiny-diffusion", seed: int = 0, size: int = 8,
+                                schedule: str = "cosine") -> Path:
+    """A valid diffusion package: a seeded untrained UNet (8×8, two levels) with every layer made to matter."""
+    from studio.families.diffusion import UNet
+
+    torch.manual_seed(seed)
+    net = UNet(size, 1, 8, (1, 2), len(TINY_ALPHABET), 16, True)
+    _randomise(net, seed, std=0.02)
+    # A few dozen denoising steps on soft random blobs: an untrained ε-net sends x₀ far outside the pixel range,
+    # and every sampler would then give the same all-black-or-white picture.
+    from studio.families.samplers import Schedule
+
+    ac = Schedule.make(schedule).alphas_cumprod.float()
+    gen = torch.Generator().manual_seed(seed)
+    opt = torch.optim.Adam(net.parameters(), lr=3e-3)
+    with torch.enable_grad():
+        for _ in range(40):
+            x0 = torch.nn.functional.interpolate(torch.rand(32, 1, 2, 2, generator=gen) * 2 - 1, size=(size, size),
+                                                 mode="bilinear", align_corners=False)
+            t = torch.randint(0, 1000, (32,), generator=gen)
+            noise = torch.randn(x0.shape, generator=gen)
+            a = ac[t].reshape(-1, 1, 1, 1)
+            loss = (net(a.sqrt() * x0 + (1 - a).sqrt() * noise, t.float(),
+                        torch.randint(0, len(TINY_ALPHABET) + 1, (32,), generator=gen)) - noise).square().mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    manifest = {
+        "format": 1, "id": model_id, "name": f"Tiny {model_id}", "family": "diffusion", "version": "0.0.1",
+        "license": "CC0-1.0", "description": "a tiny seeded test UNet",
+        "output": {"kind": "image", "width": size, "height": size, "channels": 1},
+        "latent": {"shape": [1, size, size], "prior": "normal"},
+        "conditions": {"kind": "text", "alphabet": TINY_ALPHABET, "default": "Ab"},
+        "architecture": {"base": 8, "mults": [1, 2], "emb_dim": 16, "attention": True, "schedule": schedule,
+                         "train_timesteps": 1000, "ink_on_paper": True},
+        "training": {"quality": {"note": "untrained"}},
+    }
+    return write_package(folder, manifest, net.state_dict(), None)
+
+
 @pytest.fixture(autouse=True)
 def _isolated_user_dirs(tmp_path_factory, monkeypatch):
     """Never touch the real user data/cache folders; never see the shipped models unless a test asks."""

@@ -1,4 +1,4 @@
-"""The preview benchmark script runs end to end (its timings are reported, never asserted)."""
+"""The benchmark scripts run end to end (their timings are reported, never asserted)."""
 
 from __future__ import annotations
 
@@ -7,11 +7,14 @@ import math
 import re
 from pathlib import Path
 
+import pytest
+
 SCRIPT = Path(__file__).resolve().parent / "benchmarks" / "bench_preview.py"
+DIFFUSION_SCRIPT = SCRIPT.with_name("bench_diffusion.py")
 
 
-def load_script():
-    spec = importlib.util.spec_from_file_location("bench_preview", SCRIPT)
+def load_script(path: Path = SCRIPT):
+    spec = importlib.util.spec_from_file_location(path.stem, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -44,3 +47,23 @@ def test_bench_preview_without_the_model_says_so(tmp_path, capsys, monkeypatch):
 def test_pytest_does_not_collect_the_benchmark():
     assert not SCRIPT.name.startswith("test_") and not SCRIPT.name.endswith("_test.py")
     assert not (SCRIPT.parent / "__init__.py").exists()
+
+
+def test_bench_diffusion_main_prints_a_ratio_and_the_same_image(capsys):
+    pytest.importorskip("diffusers")
+    code = load_script(DIFFUSION_SCRIPT).main(["--steps", "4", "--repeats", "2", "--warmup", "0", "--size", "8",
+                                               "--base", "8", "--threads", "1"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "DiffusionFamily.render" in out and "DDIMPipeline" in out and "goal >= 1.0" in out
+    ratio = float(re.search(r"ratio ours/diffusers \(steps/s\)\s*:\s*([0-9.eE+-]+)", out).group(1))
+    assert math.isfinite(ratio) and ratio > 0
+    assert "(same image)" in out  # both loops ran the same DDIM on the same weights and noise
+
+
+def test_bench_diffusion_without_cuda_skips_cleanly(capsys):
+    torch = pytest.importorskip("torch")
+    if torch.cuda.is_available():
+        pytest.skip("CUDA is present: the skip path cannot be taken")
+    assert load_script(DIFFUSION_SCRIPT).main(["--device", "cuda", "--steps", "1", "--repeats", "1"]) == 0
+    assert "skipped: CUDA is not available" in capsys.readouterr().out

@@ -15,6 +15,7 @@ cancel point. A failing job becomes an error event; the worker lives on.
 
 from __future__ import annotations
 
+import inspect
 import itertools
 import logging
 import threading
@@ -371,4 +372,7 @@ def _encode_steps(model: LoadedModel, images: np.ndarray, labels: list[str] | No
         raise StudioError(f"{model.id} ({model.family.name} family) cannot encode images")
     yield Progress(0, 1, "encoding")
     z = model.family.encode(model, images, labels)
-    return Output("latent", z.reshape(-1).float().cpu().numpy(), {"images": int(images.shape[0])})
+    if inspect.isgenerator(z):  # long encodings (projection by optimisation) yield progress and cancel points
+        z = yield from z
+    return Output("latent", z.reshape(-1).float().cpu().numpy(), {"images": int(images.shape[0]),
+                                                                  "shape": list(z.shape)})

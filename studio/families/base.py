@@ -99,7 +99,10 @@ class Family:
     def render(self, model: LoadedModel, request: "RenderRequest") -> RenderSteps:
         raise NotImplementedError
 
-    def encode(self, model: LoadedModel, images: np.ndarray, labels: list[str] | None = None) -> torch.Tensor:
+    def encode(self, model: LoadedModel, images: np.ndarray,
+               labels: list[str] | None = None) -> "torch.Tensor | Generator[Progress, None, torch.Tensor]":
+        """The latent of `images`; a family whose encoding is long work returns a generator that yields Progress
+        (each a cancel point) and returns the latent."""
         raise RequestError(f"models of family {self.name!r} cannot encode images")
 
     def latent(self, model: LoadedModel, request: "RenderRequest") -> torch.Tensor:

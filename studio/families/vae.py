@@ -20,6 +20,7 @@ from torch import nn
 from studio.errors import ManifestError, RequestError
 from studio.families import register_family
 from studio.families.base import Family, LoadedModel, Output, Progress, RenderSteps, arch_value
+from studio.families.cells import compose_sheet, label_rows, prepare_cells
 
 # --- the network ------------------------------------------------------------------------------------------------
 
@@ -194,68 +195,18 @@ class VAEFamily(Family):
         return SetVAE(**self._config(manifest))
 
     # --- rendering ---
-    def _labels_for(self, model: LoadedModel, request) -> list[list[int | None]]:
-        """Rows of class indices (None = blank cell) for the request's condition."""
-        cond = model.manifest.conditions
-        if request.prompt and cond.kind != "text":
-            raise RequestError(f"{model.id} takes no text prompt (its condition is {cond.kind!r})", field="prompt")
-        if request.label is not None and cond.kind != "class":
-            raise RequestError(f"{model.id} takes no class label (its condition is {cond.kind!r})", field="label")
-        if cond.kind == "none":
-            return [[0]]
-        index = {label: i for i, label in enumerate(cond.labels)}
-        if cond.kind == "class":
-            label = request.label or cond.default or cond.labels[0]
-            if label not in index:
-                raise RequestError(f"unknown class {label!r} for {model.id} (known: {', '.join(cond.labels[:20])}"
-                                   + (" …" if len(cond.labels) > 20 else "") + ")", field="label")
-            return [[index[label]]]
-        text = request.prompt or cond.default or cond.labels[0]
-        rows = []
-        for line in text.split("\n"):
-            row = []
-            for ch in line:
-                if ch in index:
-                    row.append(index[ch])
-                elif ch.isspace():
-                    row.append(None)
-                else:
-                    raise RequestError(f"{model.id} cannot draw {ch!r}; it draws: {''.join(cond.labels)} and spaces",
-                                       field="prompt")
-            rows.append(row)
-        if not any(i is not None for row in rows for i in row):
-            raise RequestError("the prompt has nothing to draw", field="prompt")
-        return rows
-
     def render(self, model: LoadedModel, request) -> RenderSteps:
         z = self.latent(model, request)
-        rows = self._labels_for(model, request)
+        rows = label_rows(model, request)
         yield Progress(0, 1, "decoding")
         net: SetVAE = model.network
         flat = [i for row in rows for i in row if i is not None]
         zd = z.to(model.device, model.dtype).reshape(1, -1).expand(max(len(flat), 1), -1)
         labels = torch.tensor(flat, dtype=torch.long, device=model.device) if net.num_classes else None
         cells = torch.sigmoid(net.decode(net.from_prior(zd), labels).float())  # (N, C, S, S), 1 = ink
-        s, c = net.image_size, net.channels
-        width = max(len(r) for r in rows)
-        sheet = torch.zeros(c, s * len(rows), s * width, device=cells.device)
-        k = 0
-        for r, row in enumerate(rows):
-            for col, label in enumerate(row):
-                if label is not None:
-                    sheet[:, r * s:(r + 1) * s, col * s:(col + 1) * s] = cells[k]
-                    k += 1
-        if model.manifest.architecture.get("ink_on_paper", False):
-            sheet = 1.0 - sheet
-        sheet = sheet.cpu()  # resizing and quantising on the CPU: antialiased resize is missing on some backends
-        if request.width or request.height:
-            h = request.height or round(sheet.shape[1] * request.width / sheet.shape[2])
-            w = request.width or round(sheet.shape[2] * request.height / sheet.shape[1])
-            sheet = F.interpolate(sheet[None], size=(h, w), mode="bilinear", antialias=True,
-                                  align_corners=False)[0]
-        image = (sheet.clamp(0, 1) * 255.0).round().to(torch.uint8).permute(1, 2, 0).numpy()
+        image = compose_sheet(model, request, rows, cells)
         yield Progress(1, 1, "done")
-        return Output("image", np.ascontiguousarray(image), {"cells": len(flat)})
+        return Output("image", image, {"cells": len(flat)})
 
     def encode(self, model: LoadedModel, images: np.ndarray, labels: list[str] | None = None) -> torch.Tensor:
         """Posterior mean of one set of images (N, H, W[, C]) uint8, with a label each when the model has classes.
@@ -263,30 +214,8 @@ class VAEFamily(Family):
         Dark-on-light and light-on-dark images both work; each is resized to the model's cell size.
         """
         net: SetVAE = model.network
-        x = torch.as_tensor(np.asarray(images), dtype=torch.float32) / 255.0
-        if x.ndim == 2:
-            x = x[None]
-        if x.ndim == 3:
-            x = x[:, None]  # (N, 1, H, W)
-        else:
-            x = x.permute(0, 3, 1, 2)
-        if x.shape[1] != net.channels:
-            x = x.mean(1, keepdim=True) if net.channels == 1 else x[:, :1].expand(-1, net.channels, -1, -1)
-        if x.shape[-1] != net.image_size or x.shape[-2] != net.image_size:
-            x = F.interpolate(x, size=(net.image_size, net.image_size), mode="bilinear", antialias=True)
-        # Ink is 1 inside the network. Images may be dark ink on paper or light ink on black: tell by the border.
-        border = torch.cat([x[..., 0, :], x[..., -1, :], x[..., :, 0], x[..., :, -1]], dim=-1)
-        if border.median() > 0.5:
-            x = 1.0 - x
-        lab = None
-        if net.num_classes:
-            cond = model.manifest.conditions
-            if not labels or len(labels) != x.shape[0]:
-                raise RequestError(f"{model.id} needs the character (label) of each image to encode it",
-                                   field="labels")
-            missing = [l for l in labels if l not in cond.labels]
-            if missing:
-                raise RequestError(f"unknown label(s) {missing} for {model.id}", field="labels")
-            lab = torch.tensor([[cond.labels.index(l) for l in labels]], device=model.device)
+        x, lab = prepare_cells(model, images, labels, net.image_size, net.channels)
+        if lab is not None:
+            lab = lab[None].to(model.device)
         mu, _ = net.encode(x[None].to(model.device, model.dtype), lab)
         return net.to_prior(mu)[0].float().cpu()

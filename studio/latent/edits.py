@@ -6,6 +6,7 @@ Names (values are floats):
   truncation                         scale toward the prior mean (1 = unchanged)
   d<k>                               move along principal direction k, in standard deviations
   z<k>                               add to raw latent dimension k
+  mix_layer, layer_start, layer_end, noise   GAN layer edits (see studio.families.gan); other families ignore them
 """
 
 from __future__ import annotations
@@ -18,8 +19,13 @@ import torch
 from studio.latent.directions import Directions
 from studio.latent.seeds import MAX_SEED, mix, sample_prior, variation
 
-SCALAR_EDITS = ("mix_seed", "mix_strength", "variation_seed", "variation_strength", "truncation")
+SCALAR_EDITS = ("mix_seed", "mix_strength", "variation_seed", "variation_strength", "truncation",
+                # style-based GANs: the layer style mixing starts at, the layer range directions apply to, noise
+                "mix_layer", "layer_start", "layer_end", "noise")
 EDIT_PATTERNS = SCALAR_EDITS + ("d<k>", "z<k>")
+# Edits that act while rendering, not on the latent: a latent computed from a request (saved, interpolated, encoded)
+# already holds every other edit, so only these are kept when such a latent replaces the request's own.
+RENDER_ONLY_EDITS = ("noise",)
 _INDEXED = re.compile(r"^([dz])(\d+)$")
 
 

@@ -1,0 +1,344 @@
+"""The diffusion family: a small UNet that predicts the noise ε in x_t, conditioned on the timestep and on a class
+(character), trained with classifier-free guidance (the class is dropped to a "null" class part of the time).
+
+The network, the noise schedule and the samplers are separate (samplers live in `studio.families.samplers`). What the
+artist edits is the initial noise x_T, which is the latent: a seed draws it, variation seeds slerp it toward another
+draw, saved noises interpolate (slerp keeps them noise-like). Sampler, steps, guidance and η are the request's sampler
+settings; image-to-image starts from a given image noised to the step that `strength` picks. Every step yields a
+preview of the current estimate of the finished image and is a cancel point.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from studio.errors import ManifestError, RequestError
+from studio.families import register_family
+from studio.families.base import Family, LoadedModel, Output, Preview, Progress, RenderSteps, arch_value
+from studio.families.cells import compose_sheet, label_rows, sheet_size, split_sheet, to_ink
+from studio.families.samplers import SAMPLERS, SCHEDULES, Schedule, make_sampler
+
+# Ancestral DDIM (η = 1) by default: on the shipped glyph model the deterministic samplers (DDIM η = 0, Euler,
+# DPM-Solver++) leave grain in the paper around some glyphs, which fresh noise at every step cleans up (the per-sampler
+# figures are in its model.toml). Lower η toward 0 for a deterministic walk from the noise.
+DEFAULT_SAMPLER = "ddim"
+DEFAULT_STEPS = 25
+DEFAULT_GUIDANCE = 2.0
+DEFAULT_ETA = 1.0
+DEFAULTS = {"sampler": DEFAULT_SAMPLER, "steps": DEFAULT_STEPS, "guidance": DEFAULT_GUIDANCE, "eta": DEFAULT_ETA}
+GUIDANCE_RANGE = (0.0, 20.0)
+
+
+# --- the network -----------------------------------------------------------------------------------------------
+
+
+def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
+    """Sinusoidal features of (possibly fractional) timesteps t (B,) → (B, dim)."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(max_period) * torch.arange(half, device=t.device, dtype=torch.float32) / half)
+    args = t.float()[:, None] * freqs[None]
+    return torch.cat([torch.cos(args), torch.sin(args)], dim=1)
+
+
+class ResBlock(nn.Module):
+    def __init__(self, cin: int, cout: int, emb_dim: int, groups: int = 8):
+        super().__init__()
+        self.norm1 = nn.GroupNorm(min(groups, cin), cin)
+        self.conv1 = nn.Conv2d(cin, cout, 3, padding=1)
+        self.emb = nn.Linear(emb_dim, 2 * cout)
+        self.norm2 = nn.GroupNorm(min(groups, cout), cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, padding=1)
+        self.skip = nn.Conv2d(cin, cout, 1) if cin != cout else nn.Identity()
+        nn.init.zeros_(self.conv2.weight)
+        nn.init.zeros_(self.conv2.bias)
+
+    def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+        h = self.conv1(F.silu(self.norm1(x)))
+        scale, shift = self.emb(emb)[:, :, None, None].chunk(2, dim=1)
+        h = self.norm2(h) * (1 + scale) + shift
+        h = self.conv2(F.silu(h))
+        return self.skip(x) + h
+
+
+class SelfAttention(nn.Module):
+    def __init__(self, ch: int, heads: int = 4, groups: int = 8):
+        super().__init__()
+        self.norm = nn.GroupNorm(min(groups, ch), ch)
+        self.qkv = nn.Conv2d(ch, 3 * ch, 1)
+        self.out = nn.Conv2d(ch, ch, 1)
+        self.heads = heads
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        q, k, v = self.qkv(self.norm(x)).reshape(b, 3, self.heads, c // self.heads, h * w).unbind(1)
+        a = F.scaled_dot_product_attention(q.transpose(-1, -2), k.transpose(-1, -2), v.transpose(-1, -2))
+        return x + self.out(a.transpose(-1, -2).reshape(b, c, h, w))
+
+
+class UNet(nn.Module):
+    """ε-prediction UNet: levels of ResBlocks (down by stride-2 conv, up by nearest + conv), attention at the
+    lowest resolution, timestep + class embedding added to every block. Class index `num_classes` is "no class"."""
+
+    def __init__(self, image_size: int = 32, channels: int = 1, base: int = 32, mults: tuple[int, ...] = (1, 2, 2),
+                 num_classes: int = 0, emb_dim: int = 128, attention: bool = True):
+        super().__init__()
+        self.image_size, self.channels, self.num_classes = image_size, channels, num_classes
+        if image_size % 2 ** (len(mults) - 1):
+            raise ValueError(f"image_size {image_size} cannot be halved {len(mults) - 1} times")
+        self.emb_dim = emb_dim
+        self.time_mlp = nn.Sequential(nn.Linear(emb_dim, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
+        self.class_embed = nn.Embedding(num_classes + 1, emb_dim) if num_classes else None
+        chans = [base * m for m in mults]
+        self.stem = nn.Conv2d(channels, chans[0], 3, padding=1)
+        self.down = nn.ModuleList()
+        self.downsample = nn.ModuleList()
+        skips = [chans[0]]
+        cin = chans[0]
+        for i, ch in enumerate(chans):
+            self.down.append(ResBlock(cin, ch, emb_dim))
+            cin = ch
+            skips.append(ch)
+            if i < len(chans) - 1:
+                self.downsample.append(nn.Conv2d(ch, ch, 3, stride=2, padding=1))
+                skips.append(ch)
+        self.mid1 = ResBlock(cin, cin, emb_dim)
+        self.mid_attn = SelfAttention(cin) if attention else nn.Identity()
+        self.mid2 = ResBlock(cin, cin, emb_dim)
+        self.up = nn.ModuleList()
+        self.upsample = nn.ModuleList()
+        for i, ch in reversed(list(enumerate(chans))):
+            blocks = nn.ModuleList()
+            for _ in range(2):  # one skip from each down block and each downsample, plus the stem's
+                blocks.append(ResBlock(cin + skips.pop(), ch, emb_dim))
+                cin = ch
+            self.up.append(blocks)
+            if i > 0:
+                self.upsample.append(nn.Conv2d(ch, ch, 3, padding=1))
+        self.out_norm = nn.GroupNorm(min(8, cin), cin)
+        self.out = nn.Conv2d(cin, channels, 3, padding=1)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+        self._skip_count = len(skips)
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """x (B, C, S, S), t (B,) timesteps, labels (B,) class indices (num_classes = none) → ε (B, C, S, S)."""
+        emb = self.time_mlp(timestep_embedding(t, self.emb_dim).to(x.dtype))
+        if self.class_embed is not None:
+            if labels is None:
+                labels = torch.full((x.shape[0],), self.num_classes, device=x.device, dtype=torch.long)
+            emb = emb + self.class_embed(labels)
+        emb = F.silu(emb)
+        h = self.stem(x)
+        hs = [h]
+        for i, block in enumerate(self.down):
+            h = block(h, emb)
+            hs.append(h)
+            if i < len(self.downsample):
+                h = self.downsample[i](h)
+                hs.append(h)
+        h = self.mid2(self.mid_attn(self.mid1(h, emb)), emb)
+        for i, blocks in enumerate(self.up):
+            for block in blocks:
+                h = block(torch.cat([h, hs.pop()], 1), emb)
+            if i < len(self.upsample):
+                h = self.upsample[i](F.interpolate(h, scale_factor=2, mode="nearest"))
+        return self.out(F.silu(self.out_norm(h)))
+
+
+# --- image-to-image input --------------------------------------------------------------------------------------
+
+
+def encode_init_image(image: np.ndarray) -> str:
+    """An init image (H, W[, C]) uint8 → the request's `init_image` text (a base64 PNG)."""
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(image)).save(buf, format="PNG", optimize=True)
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def decode_init_image(text: str) -> np.ndarray:
+    """The request's `init_image` → uint8 (H, W) grey; RequestError when it is not a readable PNG."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        data = base64.b64decode(text.encode("ascii"), validate=True)
+        with Image.open(io.BytesIO(data)) as img:
+            img.load()
+            return np.asarray(img.convert("L"))
+    except (ValueError, UnidentifiedImageError, OSError) as exc:
+        raise RequestError(f"init_image is not a base64 PNG: {exc}", field="init_image") from None
+
+
+# --- the family ---------------------------------------------------------------------------------------------------
+
+
+def _schedule_of(manifest) -> Schedule:
+    kind = arch_value(manifest, "schedule", str, "cosine")
+    if kind not in SCHEDULES:
+        raise ManifestError(f"unknown schedule {kind!r} (known: {', '.join(SCHEDULES)})", manifest.path,
+                            "architecture.schedule")
+    return Schedule.make(kind, arch_value(manifest, "train_timesteps", int, 1000, minimum=2))
+
+
+@register_family
+class DiffusionFamily(Family):
+    name = "diffusion"
+    output_kinds = ("image",)
+    capabilities = frozenset({"sample", "iterate", "img2img", "samplers"})
+    samplers = SAMPLERS
+    defaults = DEFAULTS
+
+    def _config(self, manifest) -> dict:
+        out = manifest.output
+        mults = manifest.architecture.get("mults", [1, 2, 2])
+        if not isinstance(mults, list) or not mults or not all(isinstance(v, int) and v > 0 for v in mults):
+            raise ManifestError(f"expected a list of positive whole numbers, got {mults!r}", manifest.path,
+                                "architecture.mults")
+        return {
+            "image_size": out["width"],
+            "channels": out["channels"],
+            "base": arch_value(manifest, "base", int, 32, minimum=8),
+            "mults": tuple(mults),
+            "num_classes": len(manifest.conditions.labels) if manifest.conditions.kind in ("class", "text") else 0,
+            "emb_dim": arch_value(manifest, "emb_dim", int, 128, minimum=8),
+            "attention": arch_value(manifest, "attention", bool, True),
+        }
+
+    def validate(self, manifest) -> None:
+        super().validate(manifest)
+        out = manifest.output
+        if out["width"] != out["height"]:
+            raise ManifestError(f"the diffusion family makes square images; got {out['width']}x{out['height']}",
+                                manifest.path, "output.height")
+        want = [out["channels"], out["height"], out["width"]]
+        if list(manifest.latent.shape) != want:
+            raise ManifestError(f"the latent is the initial noise, shaped like the image {want}; got "
+                                f"{list(manifest.latent.shape)}", manifest.path, "latent.shape")
+        if manifest.conditions.kind in ("class", "text") and not manifest.conditions.labels:
+            raise ManifestError("needs the labels (or alphabet) it was trained on", manifest.path, "conditions")
+        cfg = self._config(manifest)
+        if cfg["image_size"] % 2 ** (len(cfg["mults"]) - 1):
+            raise ManifestError(f"{cfg['image_size']} pixels cannot be halved {len(cfg['mults']) - 1} times",
+                                manifest.path, "architecture.mults")
+        if cfg["base"] % 8:
+            raise ManifestError(f"must be a multiple of 8 (group normalisation), got {cfg['base']}", manifest.path,
+                                "architecture.base")
+        _schedule_of(manifest)
+
+    def build(self, manifest) -> UNet:
+        self.validate(manifest)
+        net = UNet(**self._config(manifest))
+        net.schedule = _schedule_of(manifest)
+        return net
+
+    def latent(self, model: LoadedModel, request) -> torch.Tensor:
+        # Mixing two noises is a slerp (a straight blend would shrink the noise and blur the result).
+        table = dict(request.edits)
+        if "mix_seed" not in table:
+            return super().latent(model, request)
+        from studio.latent.seeds import sample_prior
+        from studio.latent.interp import slerp
+
+        base = super().latent(model, request.edit("mix_seed", None).edit("mix_strength", None))
+        seed = table["mix_seed"]
+        if seed != int(seed) or seed < 0:
+            raise RequestError(f"mix_seed must be a whole number, got {seed:g}", field="edits")
+        strength = float(table.get("mix_strength", 0.5))
+        if not 0.0 <= strength <= 1.0:
+            raise RequestError(f"mix_strength must be between 0 and 1, got {strength:g}", field="edits")
+        return slerp(base, sample_prior(int(seed), base.shape), strength)
+
+    def settings(self, request) -> tuple[str, int, float, float]:
+        """The request's (sampler, steps, guidance, η) with the family's defaults, range-checked."""
+        sampler = request.sampler or DEFAULT_SAMPLER
+        steps = request.steps if request.steps is not None else DEFAULT_STEPS
+        guidance = request.guidance if request.guidance is not None else DEFAULT_GUIDANCE
+        eta = request.eta if request.eta is not None else DEFAULT_ETA
+        if not GUIDANCE_RANGE[0] <= guidance <= GUIDANCE_RANGE[1]:
+            raise RequestError(f"guidance must be between {GUIDANCE_RANGE[0]:g} and {GUIDANCE_RANGE[1]:g}, got "
+                               f"{guidance:g}", field="guidance")
+        return sampler, steps, guidance, eta
+
+    def _init_cells(self, model: LoadedModel, request, rows) -> torch.Tensor | None:
+        if request.init_image is None:
+            if request.strength is not None:
+                raise RequestError("strength needs an init image (image-to-image)", field="strength")
+            return None
+        image = decode_init_image(request.init_image)
+        s = model.network.image_size
+        want = sheet_size(rows, s)
+        if (image.shape[1], image.shape[0]) != want:
+            raise RequestError(f"the init image is {image.shape[1]}×{image.shape[0]} pixels; {model.id} draws this "
+                               f"prompt at {want[0]}×{want[1]} ({s} per character): resize it first",
+                               field="init_image")
+        sheet = to_ink(torch.from_numpy(image.astype(np.float32) / 255.0)[None, None])[0]
+        return split_sheet(rows, sheet, s) * 2 - 1  # (N, 1, S, S) in −1 … 1, ink = 1
+
+    def render(self, model: LoadedModel, request) -> RenderSteps:
+        net: UNet = model.network
+        rows = label_rows(model, request)
+        sampler_name, steps, guidance, eta = self.settings(request)
+        # x₀ estimates are clamped to the pixel range: at the first step of a cosine schedule (ᾱ ≈ 2e-9) the
+        # estimate divides the network's error by √ᾱ, and unclamped it throws every later step off.
+        sampler = make_sampler(sampler_name, net.schedule, steps, eta=eta, clip_sample=True)
+        init = self._init_cells(model, request, rows)
+        start = sampler.start_index(request.strength if request.strength is not None else 1.0) \
+            if init is not None else 0
+        flat = [i for row in rows for i in row if i is not None]
+        n = len(flat)
+        noise = self.latent(model, request)  # (C, S, S), on the CPU
+        yield Progress(0, len(sampler.timesteps) - start, "denoising")
+        dev, dt = model.device, model.dtype
+        noise = noise[None].expand(n, -1, -1, -1).to(dev, dt)
+        if init is not None:
+            x = sampler.add_noise(init.to(dev, dt), noise, start)
+        else:
+            x = sampler.initial(noise)
+        labels = torch.tensor(flat, dtype=torch.long, device=dev)
+        guided = guidance != 1.0 and net.num_classes > 0
+        if guided:
+            labels = torch.cat([labels, torch.full_like(labels, net.num_classes)])
+        # The sampler's own noise (DDPM, DDIM with η > 0) is drawn from the request's seed too.
+        gen = torch.Generator().manual_seed(request.seed ^ 0x5DEECE66D)
+        total = len(sampler.timesteps) - start
+        x0 = x
+        for k, i in enumerate(range(start, len(sampler.timesteps))):
+            inp = sampler.scale_input(x, i)
+            t = torch.full((inp.shape[0] * (2 if guided else 1),), sampler.model_timestep(i), device=dev)
+            if guided:
+                eps_c, eps_u = net(torch.cat([inp, inp]), t, labels).chunk(2)
+                eps = eps_u + guidance * (eps_c - eps_u)
+            else:
+                eps = net(inp, t, labels if net.num_classes else None)
+            x, x0 = sampler.step(eps, i, x, gen)
+            if k + 1 < total:
+                cells = ((x0.float().clamp(-1, 1) + 1) / 2)
+                yield Preview(k + 1, total, f"step {k + 1}/{total}",
+                              Output("image", compose_sheet(model, request, rows, cells), {"step": k + 1}))
+        cells = ((x.float().clamp(-1, 1) + 1) / 2)
+        image = compose_sheet(model, request, rows, cells)
+        yield Progress(total, total, "done")
+        return Output("image", image, {"cells": n, "sampler": sampler_name, "steps": steps, "guidance": guidance,
+                                       "start_step": start})
+
+
+def init_image_for(model_width: int, rows_text: str, image: np.ndarray, ink_on_paper: bool = True) -> np.ndarray:
+    """Resize any image to the sheet a prompt draws (one `model_width` cell per character), grey, for
+    image-to-image; used by the app and the CLI before building the request."""
+    from PIL import Image
+
+    lines = rows_text.split("\n") if rows_text else ["x"]
+    w, h = model_width * max(len(line) for line in lines), model_width * len(lines)
+    img = Image.fromarray(np.ascontiguousarray(image))
+    return np.asarray(img.convert("L").resize((w, h), Image.Resampling.LANCZOS))
+
