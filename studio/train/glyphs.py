@@ -121,8 +121,9 @@ def _shift(x: torch.Tensor, gen: torch.Generator, max_px: int = 3) -> torch.Tens
 
 
 def train_classifier(images: np.ndarray, steps: int, seed: int = 1, batch: int = 256,
-                     log: Callable[[str], None] = print) -> GlyphClassifier:
-    """images (F, 62, S, S) uint8 of training fonts → a 62-way classifier."""
+                     log: Callable[[str], None] = print, bf16: bool = False) -> GlyphClassifier:
+    """images (F, 62, S, S) uint8 of training fonts → a 62-way classifier (bf16: mixed precision on the CPU, about
+    3× faster where the CPU has AMX)."""
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     model = GlyphClassifier()
@@ -136,7 +137,9 @@ def train_classifier(images: np.ndarray, steps: int, seed: int = 1, batch: int =
         f = torch.randint(0, n_f, (batch,), generator=gen)
         c = torch.randint(0, n_c, (batch,), generator=gen)
         x = _shift(data[f, c].float().unsqueeze(1) / 255.0, gen)
-        loss = F.cross_entropy(model(x), c)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            logits = model(x)
+        loss = F.cross_entropy(logits.float(), c)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -147,11 +150,13 @@ def train_classifier(images: np.ndarray, steps: int, seed: int = 1, batch: int =
 
 
 def classifier_for(run_dir: Path, images: np.ndarray, steps: int, seed: int,
-                   log: Callable[[str], None] = print) -> GlyphClassifier:
+                   log: Callable[[str], None] = print, bf16: bool = False) -> GlyphClassifier:
     """The scoring classifier for these training images: reused from the run folder when it was trained on the
     same data with the same settings, else trained and saved there."""
     path = run_dir / "classifier.safetensors"
     key = {"steps": str(steps), "seed": str(seed), "data": hashlib.sha256(images.tobytes()).hexdigest()}
+    if bf16:
+        key["precision"] = "bfloat16"
     if path.exists():
         from safetensors import safe_open
 
@@ -163,7 +168,7 @@ def classifier_for(run_dir: Path, images: np.ndarray, steps: int, seed: int,
             log(f"reusing the glyph classifier in {path}")
             return model.eval()
     log("training the glyph classifier that scores the model")
-    model = train_classifier(images, steps=steps, seed=seed, log=log)
+    model = train_classifier(images, steps=steps, seed=seed, log=log, bf16=bf16)
     write_tensors(model.state_dict(), path, metadata=key)
     return model
 
