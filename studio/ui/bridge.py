@@ -29,7 +29,10 @@ class Task:
     label: str
     on_done: Callable[[Output], None] | None = None
     on_error: Callable[[str, str], None] | None = None
+    on_cancelled: Callable[[], None] | None = None  # default: on_error("<label> was cancelled")
     job: Any = None
+    step: int = 0  # the newest progress (long tasks such as a projection report it)
+    total: int = 0
 
 
 class EngineBridge(QObject):
@@ -42,6 +45,7 @@ class EngineBridge(QObject):
     started = Signal(object)  # request: the newest preview started rendering
     busy_changed = Signal(bool)
     task_progress = Signal(str, int, int)  # task label, step, total
+    tasks_changed = Signal()  # a task started or ended (`tasks` lists those in flight)
     _event = Signal(object)  # internal: carries engine events from the worker to the GUI thread
 
     def __init__(self, engine, parent: QObject | None = None):
@@ -65,10 +69,11 @@ class EngineBridge(QObject):
 
     def run(self, request: RenderRequest, label: str, on_done: Callable[[Output], None] | None = None,
             on_error: Callable[[str, str], None] | None = None, then: Callable[[Output], Any] | None = None,
-            kind: str = "render", images=None, labels=None) -> Task:
+            kind: str = "render", images=None, labels=None,
+            on_cancelled: Callable[[], None] | None = None) -> Task:
         """A task on the export lane: a render (with `then` run on the worker, e.g. writing a file), an "encode" of
         `images`, or the "latent" of `request`. The callbacks run on the GUI thread."""
-        task = Task(label, on_done, on_error)
+        task = Task(label, on_done, on_error, on_cancelled)
         if kind == "encode":
             task.job = self.engine.encode(request, images, labels, self._forward)
         elif kind == "latent":
@@ -77,11 +82,22 @@ class EngineBridge(QObject):
             task.job = self.engine.submit(request, EXPORT, self._forward, then=then)
         self._tasks[task.job.stamp] = task
         self._update_busy()
+        self.tasks_changed.emit()
         return task
 
     def cancel(self) -> None:
         """Stop everything in flight (Esc)."""
         self.engine.cancel_all()
+
+    def cancel_tasks(self) -> None:
+        """Stop the export-lane tasks (an export, an encode or projection) and leave the preview alone."""
+        for task in list(self._tasks.values()):
+            task.job.cancel()  # the worker stops at its next cancel point (a queued job never starts)
+
+    @property
+    def tasks(self) -> list[Task]:
+        """The export-lane tasks in flight, oldest first."""
+        return list(self._tasks.values())
 
     @property
     def busy(self) -> bool:
@@ -128,17 +144,21 @@ class EngineBridge(QObject):
 
     def _on_task_event(self, task: Task, event) -> None:
         if event.kind in ("progress", "preview"):
+            task.step, task.total = event.step, event.total
             self.task_progress.emit(task.label, event.step, event.total)
             return
         if event.kind not in ("finished", "error", "cancelled"):
             return
         del self._tasks[event.job.stamp]
         self._update_busy()
+        self.tasks_changed.emit()
         try:
             if event.kind == "finished" and task.on_done is not None:
                 task.on_done(event.output)
             elif event.kind == "error" and task.on_error is not None:
                 task.on_error(event.message, event.detail)
+            elif event.kind == "cancelled" and task.on_cancelled is not None:
+                task.on_cancelled()
             elif event.kind == "cancelled" and task.on_error is not None:
                 task.on_error(f"{task.label} was cancelled", "")
         except Exception:  # a broken handler must not take the bridge down

@@ -45,10 +45,16 @@ def ask_chars(parent: QWidget, image: str, default: str) -> str | None:
 
 
 def ask_encode_image(parent: QWidget, session) -> tuple[str, str] | None:
-    path = QFileDialog.getOpenFileName(parent, "Encode Image", "", IMAGE_FILTER)[0]
+    title = "Project Image" if getattr(session, "projects", False) else "Encode Image"
+    path = QFileDialog.getOpenFileName(parent, title, "", IMAGE_FILTER)[0]
     if not path:
         return None
     return chars_for(parent, session, path)
+
+
+def ask_init_image(parent: QWidget) -> str:
+    """The picture image-to-image starts from ("" when cancelled)."""
+    return QFileDialog.getOpenFileName(parent, "Init Image", "", IMAGE_FILTER)[0]
 
 
 def chars_for(parent: QWidget, session, path: str) -> tuple[str, str] | None:

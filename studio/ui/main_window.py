@@ -9,7 +9,7 @@ from pathlib import Path
 
 from PySide6.QtCore import QSettings, Qt, QTimer, Slot
 from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QGuiApplication, QKeySequence
-from PySide6.QtWidgets import QDockWidget, QLabel, QMainWindow, QMessageBox, QProgressBar, QWidget
+from PySide6.QtWidgets import QDockWidget, QLabel, QMainWindow, QMessageBox, QProgressBar, QToolButton, QWidget
 
 from studio import __version__
 from studio.errors import StudioError
@@ -80,6 +80,7 @@ class MainWindow(QMainWindow):
         session.bridge.progress.connect(self._on_progress)
         session.bridge.busy_changed.connect(self._on_busy_changed)
         session.bridge.task_progress.connect(self._on_task_progress)
+        session.bridge.tasks_changed.connect(self._on_tasks_changed)
         self.messages.attention.connect(self._on_attention)
         self.canvas.zoom_changed.connect(lambda z: self.zoom_label.setText(f"{z * 100:.0f} %"))
 
@@ -119,7 +120,25 @@ class MainWindow(QMainWindow):
         self.progress.setTextVisible(False)
         self.progress.setToolTip("Rendering… (Esc cancels)")
         self.progress.setVisible(False)
-        for widget in (self.progress, self.time_label, self.model_label, self.zoom_label, self.device_label):
+        # long tasks on the export lane (a GAN projection, an export): their own progress and a Cancel
+        self.task_label = QLabel()
+        self.task_label.setObjectName("taskLabel")
+        self.task_label.setToolTip("The task in progress")
+        self.task_progress = QProgressBar()
+        self.task_progress.setObjectName("taskProgress")
+        self.task_progress.setMaximumWidth(160)
+        self.task_progress.setMaximumHeight(14)
+        self.task_progress.setToolTip("Progress of the task (Cancel or Esc stops it)")
+        self.task_cancel = QToolButton()
+        self.task_cancel.setObjectName("taskCancel")
+        self.task_cancel.setText("Cancel")
+        self.task_cancel.setToolTip("Stop the task (the preview keeps rendering); Esc stops everything")
+        self.task_cancel.clicked.connect(self.session.bridge.cancel_tasks)
+        self._task_widgets = (self.task_label, self.task_progress, self.task_cancel)
+        for widget in self._task_widgets:
+            widget.setVisible(False)
+        for widget in (*self._task_widgets, self.progress, self.time_label, self.model_label, self.zoom_label,
+                       self.device_label):
             bar.addPermanentWidget(widget)
 
     def _action(self, text: str, slot, shortcut=None, tip: str = "") -> QAction:
@@ -144,7 +163,7 @@ class MainWindow(QMainWindow):
         self.act_export = self._action("&Export Image…", self.export_image_dialog, "Ctrl+E",
                                        "Export the current image (PNG, JPEG, WebP) with its request inside")
         self.act_copy = self._action("&Copy Image", self.copy_image, "Ctrl+Shift+C", "Copy the preview image")
-        self.act_encode = self._action("E&ncode Image…", self.latent.encode_dialog, "Ctrl+I",
+        self.act_encode = self._action("E&ncode Image…", self.image_dialog, "Ctrl+I",
                                        "Take the latent from an image")
         self.act_quit = self._action("&Quit", self.close, K.Quit, "Quit Latent Studio")
         self.act_undo = s.undo.createUndoAction(self, "&Undo")
@@ -156,7 +175,8 @@ class MainWindow(QMainWindow):
                                       "Reset every latent edit")
         self.act_save_latent = self._action("Save &Latent", self.library.save_current, "Ctrl+L",
                                             "Save the current latent in the library")
-        self.act_cancel = self._action("&Cancel Render", s.bridge.cancel, "Esc", "Stop the render in flight")
+        self.act_cancel = self._action("&Cancel Render", s.bridge.cancel, "Esc",
+                                       "Stop the render in flight and any task (a projection, an export)")
         self.act_random = self._action("&Random Seed", s.random_seed, "Ctrl+R", "Draw a new random seed")
         self.act_next = self._action("&Next Seed", s.next_seed, "F5", "Next seed by the seed mode")
         self.act_rerender = self._action("Re&render", s.rerender, "Ctrl+Shift+F5", "Render the current request again")
@@ -210,6 +230,15 @@ class MainWindow(QMainWindow):
     def _on_model_changed(self, entry) -> None:
         name = entry.manifest.name if entry is not None and entry.manifest is not None else "no model"
         self.model_label.setText(f"Model: {name}")
+        if self._takes_init_image():
+            text, tip = "&Init Image…", "Start image-to-image from a picture"
+        elif self.session.projects:
+            text, tip = "Pro&ject Image…", "Find the style that redraws an image (projection)"
+        else:
+            text, tip = "E&ncode Image…", "Take the latent from an image"
+        self.act_encode.setText(text)
+        self.act_encode.setToolTip(tip)
+        self.act_encode.setStatusTip(tip)
 
     def _on_document_changed(self) -> None:
         self.setWindowTitle(f"Latent Studio — {self.session.display_name}[*]")
@@ -223,6 +252,17 @@ class MainWindow(QMainWindow):
 
     def _on_task_progress(self, label: str, step: int, total: int) -> None:
         self.statusBar().showMessage(f"{label}: {step}/{total}", 2000)
+        if total > 1:  # a long task: show where it is and offer to stop it
+            self.task_label.setText(label)
+            self.task_progress.setRange(0, total)
+            self.task_progress.setValue(step)
+            for widget in self._task_widgets:
+                widget.setVisible(True)
+
+    def _on_tasks_changed(self) -> None:
+        if not self.session.bridge.tasks:
+            for widget in self._task_widgets:
+                widget.setVisible(False)
 
     def _on_busy_changed(self, busy: bool) -> None:
         self.progress.setVisible(busy)
@@ -370,7 +410,8 @@ class MainWindow(QMainWindow):
 
     def open_path(self, path: Path) -> None:
         """What a dropped (or command-line) path does: a model folder adds models, a project opens, an image we
-        exported restores its request, any other image is encoded into the latent."""
+        exported restores its request, any other image is encoded into the latent — or, for models that start from
+        an image instead (diffusion), becomes the init image."""
         if path.is_dir():
             self.session.add_model_folder(path)
         elif path.suffix.lower() == SUFFIX:
@@ -379,6 +420,8 @@ class MainWindow(QMainWindow):
         elif path.suffix.lower() in IMAGE_SUFFIXES:
             if path.suffix.lower() in FORMATS and _has_request(path):
                 self.session.restore_from_image(path)
+            elif self._takes_init_image():
+                self.session.set_init_image(path)
             else:
                 choice = dialogs.chars_for(self, self.session, str(path))
                 if choice is not None:
@@ -386,6 +429,17 @@ class MainWindow(QMainWindow):
         else:
             self.session.message.emit(ERROR, f"Cannot open {path.name}",
                                       "Drop a model folder, a .lstudio project, or an image.")
+
+    def image_dialog(self) -> None:
+        """Ctrl+I: take the latent from an image (encode / project), or the init image of image-to-image."""
+        if self._takes_init_image():
+            self.prompt.init_image_dialog()
+        else:
+            self.latent.encode_dialog()
+
+    def _takes_init_image(self) -> bool:
+        caps = self.session.entry.capabilities if self.session.entry is not None else frozenset()
+        return "img2img" in caps and "encode" not in caps
 
     # --- help -------------------------------------------------------------------------------------------------------
     def about(self) -> None:

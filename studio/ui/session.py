@@ -12,12 +12,15 @@ import random
 from pathlib import Path
 from typing import Callable, Iterable
 
+import numpy as np
 from PySide6.QtCore import QObject, QTimer, Signal
 from PySide6.QtGui import QUndoStack
 
 from studio.errors import StudioError
 from studio.export.image import FORMATS, read_glyph_strip, read_request, save_image
 from studio.families.base import Output
+from studio.families.diffusion import decode_init_image, encode_init_image, init_image_for
+from studio.latent.edits import RENDER_ONLY_EDITS
 from studio.latent.interp import interpolate
 from studio.latent.seeds import MAX_SEED
 from studio.library import DEFAULT_MODEL_ID, PackageEntry, default_roots, scan
@@ -32,6 +35,10 @@ log = logging.getLogger(__name__)
 SEED_MODES = ("fixed", "increment", "random")
 HISTORY_SETTLE_MS = 150  # a render becomes a history entry once no newer one arrived for this long
 INFO, WARNING, ERROR = "info", "warning", "error"
+DEFAULT_STRENGTH = 0.6  # image-to-image: how much of a newly set init image is redrawn
+PROJECTING_FAMILIES = ("gan",)  # families whose "encode" is a projection by optimisation (long, with progress)
+INIT_SOURCES_LIMIT = 32  # original init pictures remembered for re-fitting (by the request text they produced)
+INIT_SOURCE_MAX_SIDE = 1024  # originals are shrunk to this (re-fitting runs on the GUI thread at typing speed)
 
 
 class Session(QObject):
@@ -71,6 +78,9 @@ class Session(QObject):
         self._history_timer.setInterval(HISTORY_SETTLE_MS)
         self._history_timer.timeout.connect(self._commit_history)
         self._pending_history: tuple[RenderRequest, Output, float] | None = None
+        # init image (base64 PNG in a request) → the original picture it was fitted from, so that a new prompt
+        # re-fits the original rather than a resized copy (pictures stay here: the request holds only the fitted one)
+        self._init_sources: dict[str, np.ndarray] = {}
         self.undo.cleanChanged.connect(self._on_undo_index_changed)
         self.undo.indexChanged.connect(self._on_undo_index_changed)
         self.bridge.frame.connect(self._on_frame)
@@ -160,6 +170,7 @@ class Session(QObject):
     def set_request(self, request: RenderRequest, text: str, merge: str | None = None) -> None:
         """Make `request` current as one undoable step (`merge`: a key that folds a gesture into one step)."""
         old = self.document.request
+        request = self._refit_init_image(old, request)
         if request == old:
             return
         self.undo.push(SetRequest(self, old, request, text, merge))
@@ -316,7 +327,12 @@ class Session(QObject):
         entry = self.document.latents[index]
         if not self._latent_fits(entry):
             return
-        self.change(f"Use latent {entry.name!r}", latent=entry.latent, edits=())
+        self.change(f"Use latent {entry.name!r}", latent=entry.latent, edits=self._render_only_edits())
+
+    def _render_only_edits(self) -> tuple[tuple[str, float], ...]:
+        """The current request's edits that a computed latent does not hold (kept when such a latent is used)."""
+        request = self.request
+        return tuple((k, v) for k, v in request.edits if k in RENDER_ONLY_EDITS) if request is not None else ()
 
     def interpolate_latents(self, a: int, b: int, t: float, mode: str = "slerp", merge: str | None = None) -> None:
         first, second = self.document.latents[a], self.document.latents[b]
@@ -327,7 +343,8 @@ class Session(QObject):
         except ValueError as exc:
             self.message.emit(ERROR, f"Cannot interpolate {first.name!r} and {second.name!r}", str(exc))
             return
-        self.change(f"Interpolate {first.name!r} → {second.name!r}", merge=merge, latent=values, edits=())
+        self.change(f"Interpolate {first.name!r} → {second.name!r}", merge=merge, latent=values,
+                    edits=self._render_only_edits())
 
     def _latent_fits(self, entry: SavedLatent) -> bool:
         request = self.request
@@ -340,8 +357,15 @@ class Session(QObject):
         return True
 
     # --- encoding -------------------------------------------------------------------------------------------------
+    @property
+    def projects(self) -> bool:
+        """Whether the current model's encoder is a projection by optimisation (long: progress and Cancel)."""
+        entry = self.entry
+        return entry is not None and entry.manifest is not None and entry.manifest.family in PROJECTING_FAMILIES
+
     def encode_image(self, path: str | Path, chars: str = "") -> None:
-        """Encode an image (for text models: a strip with one cell per character of `chars`) into the latent."""
+        """Encode an image (for text models: a strip with one cell per character of `chars`) into the latent. For
+        the GAN this is a projection: it runs for a while on the worker, reports progress and can be cancelled."""
         request, entry = self.request, self.entry
         if request is None or entry is None or entry.manifest is None:
             return
@@ -358,13 +382,82 @@ class Session(QObject):
             self.message.emit(ERROR, f"Cannot encode {Path(path).name}", str(exc))
             return
         name = Path(path).name
+        verb = "Project" if self.projects else "Encode"
 
         def done(output: Output) -> None:
-            self.change(f"Encode {name}", latent=tuple(float(v) for v in output.data.reshape(-1)), edits=())
-            self.message.emit(INFO, f"Encoded {name}: its style is now the latent", "")
+            self.change(f"{verb} {name}", latent=tuple(float(v) for v in output.data.reshape(-1)),
+                        edits=self._render_only_edits())
+            self.message.emit(INFO, f"{verb}ed {name}: its style is now the latent", "")
 
-        self.bridge.run(request, f"Encode {name}", on_done=done, kind="encode", images=images, labels=labels,
-                        on_error=self._reporter(f"Cannot encode {name}"))
+        def cancelled() -> None:
+            self.message.emit(INFO, f"{verb} {name} was cancelled: the latent is unchanged", "")
+
+        self.bridge.run(request, f"{verb} {name}", on_done=done, kind="encode", images=images, labels=labels,
+                        on_error=self._reporter(f"Cannot {verb.lower()} {name}"), on_cancelled=cancelled)
+
+    # --- image to image -------------------------------------------------------------------------------------------
+    def set_init_image(self, source: str | Path | np.ndarray, name: str = "") -> bool:
+        """Start image-to-image from a picture (a file, or an array): it is fitted to the sheet the current prompt
+        draws and stored in the request (one undoable step); strength defaults to DEFAULT_STRENGTH."""
+        request, entry = self.request, self.entry
+        if request is None or entry is None or entry.manifest is None:
+            return False
+        name = name or (Path(source).name if not isinstance(source, np.ndarray) else "image")
+        if "img2img" not in entry.capabilities:
+            self.message.emit(ERROR, f"{entry.manifest.name} cannot start from an image",
+                              f"The {entry.manifest.family} family has no image-to-image.")
+            return False
+        try:
+            picture = _grey_picture(source)
+        except StudioError as exc:
+            self.message.emit(ERROR, f"Cannot use {name} as the init image", str(exc))
+            return False
+        strength = request.strength if request.strength is not None else DEFAULT_STRENGTH
+        self.change(f"Init image {name}", init_image=self._fit_init_image(request, picture), strength=strength)
+        return True
+
+    def clear_init_image(self) -> None:
+        request = self.request
+        if request is not None and (request.init_image is not None or request.strength is not None):
+            self.change("Clear init image", init_image=None, strength=None)
+
+    def _sheet_text(self, request: RenderRequest, entry: PackageEntry) -> str:
+        """The text whose sheet the model draws for `request` (one cell for class and unconditional models)."""
+        cond = entry.manifest.conditions
+        if cond.kind == "text":
+            return request.prompt or cond.default or (cond.labels[0] if cond.labels else "x")
+        return "x"
+
+    def _fit_init_image(self, request: RenderRequest, picture: np.ndarray, entry: PackageEntry | None = None) -> str:
+        entry = entry or self.entry
+        fitted = init_image_for(int(entry.manifest.output["width"]), self._sheet_text(request, entry), picture,
+                                bool(entry.manifest.architecture.get("ink_on_paper", True)))
+        text = encode_init_image(fitted)
+        self._init_sources[text] = picture
+        while len(self._init_sources) > INIT_SOURCES_LIMIT:
+            del self._init_sources[next(iter(self._init_sources))]
+        return text
+
+    def _refit_init_image(self, old: RenderRequest | None, request: RenderRequest) -> RenderRequest:
+        """When the sheet changes (a new prompt) under an init image, fit the original picture to the new sheet, so
+        the change and the re-fit are one step and the family never sees an init image of the wrong size."""
+        if request.init_image is None or (old is not None and old.init_image == request.init_image
+                                          and (old.prompt, old.label, old.model_id)
+                                          == (request.prompt, request.label, request.model_id)):
+            return request
+        entry = self.entry_for(request.model_id)
+        if entry is None or entry.manifest is None or "img2img" not in entry.capabilities:
+            return request
+        try:
+            current = decode_init_image(request.init_image)
+        except StudioError:
+            return request  # the family reports what is wrong with it
+        lines = self._sheet_text(request, entry).split("\n")
+        cell = int(entry.manifest.output["width"])
+        if current.shape[:2] == (cell * len(lines), cell * max(len(line) for line in lines)):
+            return request
+        picture = self._init_sources.get(request.init_image, current)
+        return request.with_(init_image=self._fit_init_image(request, picture, entry))
 
     # --- files ----------------------------------------------------------------------------------------------------
     def restore_from_image(self, path: str | Path) -> bool:
@@ -489,3 +582,27 @@ class Session(QObject):
 
     def shutdown(self) -> None:
         self.bridge.shutdown()
+
+
+def _grey_picture(source: str | Path | np.ndarray) -> np.ndarray:
+    """A picture file (or array) → uint8 grey (H, W), transparency over white, at most INIT_SOURCE_MAX_SIDE."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        if isinstance(source, np.ndarray):
+            image = Image.fromarray(np.ascontiguousarray(source))
+        else:
+            with Image.open(source) as opened:
+                opened.load()
+                image = opened.copy()
+    except FileNotFoundError:
+        raise StudioError("file not found", Path(source)) from None
+    except (UnidentifiedImageError, OSError, ValueError, TypeError, Image.DecompressionBombError) as exc:
+        raise StudioError(f"not a readable image ({exc})",
+                          None if isinstance(source, np.ndarray) else Path(source)) from None
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        image = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
+    image = image.convert("L")
+    image.thumbnail((INIT_SOURCE_MAX_SIDE, INIT_SOURCE_MAX_SIDE), Image.Resampling.LANCZOS)
+    return np.asarray(image)
