@@ -90,7 +90,6 @@ def cmd_render(args) -> int:
     from studio.engine import EXPORT, Engine
     from studio.export import check_writable_folder, read_request, save_image
     from studio.library import resolve
-    from studio.request import RenderRequest
 
     out = Path(args.out) if args.out else None
     roots = _roots(args)

@@ -44,6 +44,16 @@ def make_tiny_package(folder: Path, model_id: str = "tiny", seed: int = 0, condi
                          directions.to_tensors())
 
 
+def finish(steps):
+    """Drive a family's generator (render, projection) to its end: (its return value, what it yielded)."""
+    seen = []
+    while True:
+        try:
+            seen.append(next(steps))
+        except StopIteration as stop:
+            return stop.value, seen
+
+
 def _randomise(net: torch.nn.Module, seed: int, std: float = 0.2) -> None:
     """Untrained nets start with zero output layers and zero noise strengths; tests need every part to matter."""
     gen = torch.Generator().manual_seed(seed)

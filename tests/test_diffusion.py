@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import make_tiny_diffusion_package
+from conftest import finish, make_tiny_diffusion_package
 from studio.engine.engine import Cancelled, Engine
 from studio.errors import RequestError, StudioError
 from studio.families.base import Preview
@@ -35,13 +35,7 @@ def model(diff_dir):
 
 
 def run(model, request):
-    steps = model.family.render(model, request)
-    seen = []
-    while True:
-        try:
-            seen.append(next(steps))
-        except StopIteration as stop:
-            return stop.value, seen
+    return finish(model.family.render(model, request))
 
 
 def req(**kw) -> RenderRequest:
@@ -302,3 +296,24 @@ def test_cli_contact_sheet_and_image_to_image(diff_dir, tmp_path, capsys):
     assert main(["render", "--models-dir", str(diff_dir), "--model", MODEL, "--set", "steps=0",
                  "--out", str(tmp_path / "x.png")]) != 0
     assert "steps must be a positive whole number" in capsys.readouterr().err
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("name", SAMPLERS)
+def test_gpu_sampling_matches_the_cpu(diff_dir, name):
+    request = req(seed=5, prompt="Ab", sampler=name, steps=8, eta=0.0)
+    with Engine(device="cpu", roots=[diff_dir]) as cpu:
+        expected = cpu.render(request)
+    with Engine(device="auto", roots=[diff_dir]) as gpu:
+        job = gpu.submit(request, "export")
+        got = job.wait(60)
+        assert job.info["device"].startswith(gpu.device.type) and "fallback" not in job.info
+        half = gpu.submit(request.with_(dtype="float16"), "export").wait(60)
+    assert np.abs(got.data.astype(int) - expected.data.astype(int)).mean() <= 2
+    assert half.data.shape == expected.data.shape and np.abs(half.data.astype(int) - expected.data.astype(int)).mean() <= 8
+
+
+@pytest.mark.parametrize("name, eta", [("ddim", 1.0), ("ddpm", 0.0), ("ddim", 0.0), ("dpmpp", 0.0)])
+def test_every_cell_of_a_prompt_shares_the_noise_so_the_characters_share_a_style(model, name, eta):
+    out, _ = run(model, req(seed=4, prompt="AA", sampler=name, eta=eta))
+    assert np.array_equal(out.data[:, :8], out.data[:, 8:])

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import make_tiny_gan_package
+from conftest import finish, make_tiny_gan_package
 from studio.engine.engine import Cancelled, Engine
 from studio.errors import RequestError, StudioError
 from studio.families.base import Progress
@@ -31,12 +31,7 @@ def model(gan_dir):
 
 
 def render(model, request: RenderRequest) -> np.ndarray:
-    steps = model.family.render(model, request)
-    while True:
-        try:
-            next(steps)
-        except StopIteration as stop:
-            return stop.value.data
+    return finish(model.family.render(model, request))[0].data
 
 
 def req(**kw) -> RenderRequest:
@@ -188,21 +183,12 @@ def test_a_manifest_with_the_wrong_number_of_widths_names_the_field(gan_dir, tmp
 # --- projection ---------------------------------------------------------------------------------------------------
 
 
-def _run(steps):
-    progress = []
-    while True:
-        try:
-            progress.append(next(steps))
-        except StopIteration as stop:
-            return stop.value, progress
-
-
 def test_projection_finds_a_style_that_redraws_the_glyphs(model):
     target_req = req(seed=11, prompt="Ab", edits=(("noise", 0.0),))
     target = render(model, target_req)[:, :, 0]
     cells = np.stack([target[:, :8], target[:, 8:]])
     with torch.inference_mode():  # as on the engine's worker: projection must turn gradients back on itself
-        w, progress = _run(model.family.encode(model, cells, ["A", "b"], steps=150))
+        w, progress = finish(model.family.encode(model, cells, ["A", "b"], steps=150))
     assert w.shape == (4, 8)
     assert len(progress) == 150 and all(isinstance(p, Progress) for p in progress)
     assert progress[-1].step == progress[-1].total == 150
@@ -216,9 +202,9 @@ def test_projection_finds_a_style_that_redraws_the_glyphs(model):
 
 def test_projection_of_an_image_of_the_wrong_size_is_a_clear_error(model):
     with pytest.raises(RequestError, match="needs 8×8 images; got 12×12"):
-        _run(model.family.encode(model, np.zeros((1, 12, 12), np.uint8), ["A"]))
+        finish(model.family.encode(model, np.zeros((1, 12, 12), np.uint8), ["A"]))
     with pytest.raises(RequestError, match="needs the character"):
-        _run(model.family.encode(model, np.zeros((1, 8, 8), np.uint8), None))
+        finish(model.family.encode(model, np.zeros((1, 8, 8), np.uint8), None))
 
 
 def test_projection_on_the_engine_reports_progress_and_cancel_stops_within_one_step(gan_dir):
@@ -264,3 +250,19 @@ def test_cli_projects_an_image_strip_and_refuses_image_to_image(gan_dir, tmp_pat
     assert main(["render", "--models-dir", str(gan_dir), "--model", MODEL, "--init", str(strip),
                  "--out", str(tmp_path / "x.png")]) != 0
     assert "cannot start from an image" in capsys.readouterr().err
+
+
+@pytest.mark.gpu
+def test_gpu_render_and_projection_match_the_cpu(gan_dir):
+    request = req(seed=5, prompt="Ab", edits=(("mix_seed", 2.0), ("mix_layer", 1.0), ("d0", 1.0)))
+    with Engine(device="cpu", roots=[gan_dir]) as cpu:
+        expected = cpu.render(request)
+    with Engine(device="auto", roots=[gan_dir]) as gpu:
+        job = gpu.submit(request, "export")
+        got = job.wait(60)
+        assert job.info["device"].startswith(gpu.device.type) and "fallback" not in job.info
+        half = gpu.submit(request.with_(dtype="float16"), "export").wait(60)
+        w = gpu.encode(req(), np.zeros((1, 8, 8), np.uint8) + 255, ["A"]).wait(120)
+    assert np.abs(got.data.astype(int) - expected.data.astype(int)).max() <= 2
+    assert np.abs(half.data.astype(int) - expected.data.astype(int)).max() <= 6
+    assert w.data.shape == (32,) and np.isfinite(w.data).all()

@@ -13,10 +13,24 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from studio.errors import RequestError
+from studio.errors import ManifestError, RequestError
 
 if TYPE_CHECKING:
     from studio.families.base import LoadedModel
+
+
+def check_cell_manifest(manifest, family: str, flat_latent: bool = True) -> None:
+    """What every character-cell family needs of its manifest: square cells, the labels it was trained on, and
+    (for flat-latent families) a flat latent; ManifestError naming the field otherwise."""
+    out = manifest.output
+    if out["width"] != out["height"]:
+        raise ManifestError(f"the {family} family makes square images; got {out['width']}x{out['height']}",
+                            manifest.path, "output.height")
+    if flat_latent and len(manifest.latent.shape) != 1:
+        raise ManifestError(f"the {family} family has a flat latent; got shape {list(manifest.latent.shape)}",
+                            manifest.path, "latent.shape")
+    if manifest.conditions.kind in ("class", "text") and not manifest.conditions.labels:
+        raise ManifestError("needs the labels (or alphabet) it was trained on", manifest.path, "conditions")
 
 
 def label_rows(model: "LoadedModel", request) -> list[list[int | None]]:

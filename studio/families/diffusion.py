@@ -22,12 +22,13 @@ from torch import nn
 from studio.errors import ManifestError, RequestError
 from studio.families import register_family
 from studio.families.base import Family, LoadedModel, Output, Preview, Progress, RenderSteps, arch_value
-from studio.families.cells import compose_sheet, label_rows, sheet_size, split_sheet, to_ink
+from studio.families.cells import (check_cell_manifest, compose_sheet, label_rows, sheet_size, split_sheet,
+                                   to_ink)
 from studio.families.samplers import SAMPLERS, SCHEDULES, Schedule, make_sampler
 
-# Ancestral DDIM (η = 1) by default: on the shipped glyph model the deterministic samplers (DDIM η = 0, Euler,
-# DPM-Solver++) leave grain in the paper around some glyphs, which fresh noise at every step cleans up (the per-sampler
-# figures are in its model.toml). Lower η toward 0 for a deterministic walk from the noise.
+# Ancestral DDIM (η = 1) by default: with a small, briefly trained ε-network the deterministic samplers (DDIM η = 0,
+# Euler, DPM-Solver++) can leave grain in the paper around some glyphs, which fresh noise at every step cleans up; the
+# per-sampler figures of the shipped model are in its model.toml. Lower η toward 0 for a deterministic walk.
 DEFAULT_SAMPLER = "ddim"
 DEFAULT_STEPS = 25
 DEFAULT_GUIDANCE = 2.0
@@ -216,16 +217,12 @@ class DiffusionFamily(Family):
 
     def validate(self, manifest) -> None:
         super().validate(manifest)
+        check_cell_manifest(manifest, self.name, flat_latent=False)
         out = manifest.output
-        if out["width"] != out["height"]:
-            raise ManifestError(f"the diffusion family makes square images; got {out['width']}x{out['height']}",
-                                manifest.path, "output.height")
         want = [out["channels"], out["height"], out["width"]]
         if list(manifest.latent.shape) != want:
             raise ManifestError(f"the latent is the initial noise, shaped like the image {want}; got "
                                 f"{list(manifest.latent.shape)}", manifest.path, "latent.shape")
-        if manifest.conditions.kind in ("class", "text") and not manifest.conditions.labels:
-            raise ManifestError("needs the labels (or alphabet) it was trained on", manifest.path, "conditions")
         cfg = self._config(manifest)
         if cfg["image_size"] % 2 ** (len(cfg["mults"]) - 1):
             raise ManifestError(f"{cfg['image_size']} pixels cannot be halved {len(cfg['mults']) - 1} times",
@@ -320,7 +317,11 @@ class DiffusionFamily(Family):
                 eps = eps_u + guidance * (eps_c - eps_u)
             else:
                 eps = net(inp, t, labels if net.num_classes else None)
-            x, x0 = sampler.step(eps, i, x, gen)
+            # fresh noise of stochastic samplers: one draw shared by every cell, like the starting noise, so the
+            # characters of one prompt keep one style
+            fresh = torch.randn((1, *x.shape[1:]), generator=gen).to(dev, dt).expand_as(x) if sampler.stochastic \
+                else None
+            x, x0 = sampler.step(eps, i, x, gen, noise=fresh)
             if k + 1 < total:
                 cells = ((x0.float().clamp(-1, 1) + 1) / 2)
                 yield Preview(k + 1, total, f"step {k + 1}/{total}",
@@ -332,7 +333,7 @@ class DiffusionFamily(Family):
                                        "start_step": start})
 
 
-def init_image_for(model_width: int, rows_text: str, image: np.ndarray, ink_on_paper: bool = True) -> np.ndarray:
+def init_image_for(model_width: int, rows_text: str, image: np.ndarray) -> np.ndarray:
     """Resize any image to the sheet a prompt draws (one `model_width` cell per character), grey, for
     image-to-image; used by the app and the CLI before building the request."""
     from PIL import Image

@@ -28,7 +28,7 @@ from torch import nn
 from studio.errors import ManifestError, RequestError
 from studio.families import register_family
 from studio.families.base import Family, LoadedModel, Output, Progress, RenderSteps, arch_value
-from studio.families.cells import compose_sheet, label_rows, prepare_cells
+from studio.families.cells import check_cell_manifest, compose_sheet, label_rows, prepare_cells
 
 SQRT2 = math.sqrt(2.0)
 
@@ -238,15 +238,8 @@ class GANFamily(Family):
 
     def validate(self, manifest) -> None:
         super().validate(manifest)
+        check_cell_manifest(manifest, self.name)
         out = manifest.output
-        if out["width"] != out["height"]:
-            raise ManifestError(f"the gan family makes square images; got {out['width']}x{out['height']}",
-                                manifest.path, "output.height")
-        if len(manifest.latent.shape) != 1:
-            raise ManifestError(f"the gan family has a flat latent (w); got shape {list(manifest.latent.shape)}",
-                                manifest.path, "latent.shape")
-        if manifest.conditions.kind in ("class", "text") and not manifest.conditions.labels:
-            raise ManifestError("needs the labels (or alphabet) it was trained on", manifest.path, "conditions")
         cfg = self._config(manifest)
         size = cfg["image_size"]
         levels = int(math.log2(max(size // 4, 1)))

@@ -87,6 +87,11 @@ def _noise_like(x: torch.Tensor, generator: torch.Generator | None) -> torch.Ten
 class Sampler:
     name = ""
 
+    @property
+    def stochastic(self) -> bool:
+        """Whether `step` adds fresh noise (DDPM; DDIM with η > 0)."""
+        return False
+
     def __init__(self, schedule: Schedule, steps: int, spacing: str = "trailing", eta: float = 0.0,
                  clip_sample: bool = False):
         if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= MAX_STEPS:
@@ -131,8 +136,10 @@ class Sampler:
         a = float(self.ac[int(self.timesteps[i])])
         return math.sqrt(a) * x0 + math.sqrt(1 - a) * noise
 
-    def step(self, eps: torch.Tensor, i: int, x: torch.Tensor,
-             generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def step(self, eps: torch.Tensor, i: int, x: torch.Tensor, generator: torch.Generator | None = None,
+             noise: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """One step from timestep index i: (x at the next timestep, the current estimate of x₀). Stochastic samplers
+        add fresh noise drawn from `generator`, or `noise` (shaped like x) when given."""
         raise NotImplementedError
 
     def _prev_alpha(self, i: int) -> float:
@@ -143,6 +150,10 @@ class DDIM(Sampler):
     """DDIM with η: 0 is deterministic, 1 matches DDPM's posterior variance."""
 
     name = "ddim"
+
+    @property
+    def stochastic(self) -> bool:
+        return self.eta > 0
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -155,7 +166,7 @@ class DDIM(Sampler):
             self._coef.append((math.sqrt(a_t), math.sqrt(1 - a_t), math.sqrt(a_prev),
                                math.sqrt(max(1 - a_prev - std**2, 0.0)), std))
 
-    def step(self, eps, i, x, generator=None):
+    def step(self, eps, i, x, generator=None, noise=None):
         sa, s1a, sa_prev, dir_coef, std = self._coef[i]
         x0 = (x - s1a * eps) / sa
         if self.clip_sample:
@@ -163,7 +174,7 @@ class DDIM(Sampler):
             eps = (x - sa * x0) / s1a
         prev = sa_prev * x0 + dir_coef * eps
         if std > 0:
-            prev = prev + std * _noise_like(x, generator)
+            prev = prev + std * (noise if noise is not None else _noise_like(x, generator))
         return prev, x0
 
 
@@ -171,8 +182,9 @@ class DDPM(Sampler):
     """Ancestral sampling with the posterior's variance ("fixed small"), on a subset of timesteps."""
 
     name = "ddpm"
+    stochastic = True
 
-    def step(self, eps, i, x, generator=None):
+    def step(self, eps, i, x, generator=None, noise=None):
         a_t, a_prev = float(self.ac[int(self.timesteps[i])]), self._prev_alpha(i)
         alpha, beta = a_t / a_prev, 1 - a_t / a_prev
         x0 = (x - math.sqrt(1 - a_t) * eps) / math.sqrt(a_t)
@@ -181,7 +193,7 @@ class DDPM(Sampler):
         mean = (math.sqrt(a_prev) * beta / (1 - a_t)) * x0 + (math.sqrt(alpha) * (1 - a_prev) / (1 - a_t)) * x
         if i + 1 < len(self.timesteps):
             var = max((1 - a_prev) / (1 - a_t) * beta, 1e-20)
-            mean = mean + math.sqrt(var) * _noise_like(x, generator)
+            mean = mean + math.sqrt(var) * (noise if noise is not None else _noise_like(x, generator))
         return mean, x0
 
 
@@ -214,7 +226,7 @@ class Euler(_SigmaSampler):
     def add_noise(self, x0, noise, i):
         return x0 + float(self.sigmas[i]) * noise
 
-    def step(self, eps, i, x, generator=None):
+    def step(self, eps, i, x, generator=None, noise=None):
         s, s_next = float(self.sigmas[i]), float(self.sigmas[i + 1])
         x0 = x - s * eps
         if self.clip_sample:  # keep the data estimate in range and step along the direction it implies
@@ -251,7 +263,7 @@ class DPMSolverPP(_SigmaSampler):
         alpha, sigma = self._alpha_sigma(float(self.sigmas[i]))
         return alpha * x0 + sigma * noise
 
-    def step(self, eps, i, x, generator=None):
+    def step(self, eps, i, x, generator=None, noise=None):
         if i != self._last_index + 1:  # a fresh walk (or image-to-image starting part-way): no history
             self._x0_prev = None
         self._last_index = i

@@ -17,10 +17,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from studio.errors import ManifestError, RequestError
+from studio.errors import ManifestError
 from studio.families import register_family
 from studio.families.base import Family, LoadedModel, Output, Progress, RenderSteps, arch_value
-from studio.families.cells import compose_sheet, label_rows, prepare_cells
+from studio.families.cells import check_cell_manifest, compose_sheet, label_rows, prepare_cells
 
 # --- the network ------------------------------------------------------------------------------------------------
 
@@ -176,15 +176,8 @@ class VAEFamily(Family):
 
     def validate(self, manifest) -> None:
         super().validate(manifest)
+        check_cell_manifest(manifest, self.name)
         out = manifest.output
-        if out["width"] != out["height"]:
-            raise ManifestError(f"the vae family makes square images; got {out['width']}x{out['height']}",
-                                manifest.path, "output.height")
-        if len(manifest.latent.shape) != 1:
-            raise ManifestError(f"the vae family has a flat latent; got shape {list(manifest.latent.shape)}",
-                                manifest.path, "latent.shape")
-        if manifest.conditions.kind in ("class", "text") and not manifest.conditions.labels:
-            raise ManifestError("needs the labels (or alphabet) it was trained on", manifest.path, "conditions")
         size = self._config(manifest)["image_size"]
         if size != out["width"] or 4 * 2 ** int(math.log2(max(size // 4, 1))) != size:
             raise ManifestError(f"must equal output.width and be 4·2^n, got {size}", manifest.path,

@@ -36,10 +36,7 @@ class GlyphData:
 
 def glyph_data(recipe: Recipe, seed: int, log: Callable[[str], None] = print) -> GlyphData:
     """The recipe's fonts split by family exactly as the VAE's recipe splits them (same seed, same fraction)."""
-    glyphs = load_fonts(recipe, log)
-    if glyphs.size != 64:
-        raise RecipeError(f"the glyph trainers read 64-pixel glyphs and scale them themselves; got {glyphs.size}",
-                          recipe.path, "data.size")
+    glyphs = load_fonts(recipe, log)  # the shipped recipes read 64-pixel glyphs, as the VAE's does
     r = recipe.reader()
     same_as = r.get(recipe.data, "heldout_like", str, "data.", required=False, default="")
     if same_as:
@@ -79,9 +76,16 @@ def ink_at(images: torch.Tensor, size: int) -> torch.Tensor:
     """uint8 glyphs (..., 64, 64), 255 = ink → float (N, 1, size, size) in [0, 1], area-averaged."""
     x = images.reshape(-1, 1, *images.shape[-2:]).float() / 255.0
     factor = x.shape[-1] // size
-    if factor * size != x.shape[-1]:
-        raise ValueError(f"cannot scale {x.shape[-1]} pixels to {size}")
+    if factor < 1 or factor * size != x.shape[-1]:
+        raise RecipeError(f"the glyphs are {x.shape[-1]} pixels, which does not scale down to the model's {size}: "
+                          "make data.size a multiple of model.image_size")
     return F.avg_pool2d(x, factor) if factor > 1 else x
+
+
+def ink_sheet(rows: list[torch.Tensor]) -> np.ndarray:
+    """Rows of ink cells laid side by side ((N, S, S) each, 1 = ink) → a preview sheet, ink on paper, uint8."""
+    sheet = 1.0 - torch.cat([torch.cat(list(cells), dim=1) for cells in rows], dim=0)
+    return (sheet.clamp(0, 1) * 255).round().to(torch.uint8).numpy()
 
 
 def lr_at(step: int, steps: int, lr: float, warmup: int) -> float:

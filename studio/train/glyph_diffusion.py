@@ -20,7 +20,7 @@ from studio import __version__
 from studio.families.diffusion import DEFAULT_GUIDANCE, DEFAULT_SAMPLER, DEFAULT_STEPS, DEFAULTS, UNet
 from studio.families.samplers import SCHEDULES, Schedule, make_sampler
 from studio.latent.seeds import sample_prior
-from studio.train.common import Checkpoint, ema_update, glyph_data, ink_at, lr_at
+from studio.train.common import Checkpoint, ema_update, glyph_data, ink_at, ink_sheet, lr_at
 from studio.train.fonts import CHARSET
 from studio.train.package import write_package
 from studio.train.progress import ProgressBar
@@ -129,17 +129,18 @@ def evaluate(ema: UNet, data, recipe: Recipe, size: int, seed: int, log: Callabl
     steps = int(ev.get("steps", DEFAULTS["steps"]))
     clf = shared_classifier(data.train.numpy(), steps=int(ev.get("classifier_steps", 1500)), log=log)
     held = ink_at(data.held, size)
-    want = balanced_labels(samples, seed + 2)
-    settings = [(DEFAULTS["sampler"], DEFAULTS["eta"], guidance, "sample_")]
+    # the family's defaults on `samples` glyphs; other samplers (η 0) and no guidance beside them on fewer
+    compare = int(ev.get("compare_samples", samples))
+    settings = [(DEFAULTS["sampler"], DEFAULTS["eta"], guidance, "sample_", samples)]
     for name in ev.get("compare_samplers", []):
-        eta = 1.0 if name == "ddim-eta1" else 0.0
-        settings.append((name.split("-")[0], eta, guidance, f"sampler_{name.replace('-', '_')}_"))
+        settings.append((name, 0.0, guidance, f"sampler_{name}_", compare))
     if guidance != 1.0:
-        settings.append((DEFAULTS["sampler"], DEFAULTS["eta"], 1.0, "sample_unguided_"))
+        settings.append((DEFAULTS["sampler"], DEFAULTS["eta"], 1.0, "sample_unguided_", compare))
     metrics: dict = {"sampler": DEFAULTS["sampler"], "sampler_steps": steps, "sampler_eta": DEFAULTS["eta"],
-                     "guidance": guidance}
-    for name, eta, g, prefix in settings:
-        log(f"sampling {samples} glyphs ({name}, η {eta}, {steps} steps, guidance {g})")
+                     "guidance": guidance, "samples": samples, "compare_samples": compare}
+    for name, eta, g, prefix, n in settings:
+        log(f"sampling {n} glyphs ({name}, η {eta}, {steps} steps, guidance {g})")
+        want = balanced_labels(n, seed + 2)
         ink = sample(ema, seed + 2, want, name, steps, g, eta=eta)
         metrics.update(score(clf, ink, want, held, prefix=prefix))
     vae = Path(str(ev.get("compare_vae", "models/glyphs")))
@@ -147,7 +148,6 @@ def evaluate(ema: UNet, data, recipe: Recipe, size: int, seed: int, log: Callabl
         vae = recipe.path.parent.parent / vae
     if (vae / "model.toml").exists():
         metrics.update(vae_reference(vae, clf, held, samples, seed + 2))
-    metrics["samples"] = samples
     for key, value in metrics.items():
         log(f"  {key}: {value}")
     return metrics
@@ -186,6 +186,5 @@ def specimen(net: UNet, seeds=range(6), text: str = "AaBbGgQqRr3") -> np.ndarray
     for seed in seeds:
         noise = sample_prior(seed, (1, net.image_size, net.image_size))[None].expand(len(text), -1, -1, -1)
         img = sample(net, seed, labels, noise=noise)
-        rows.append(torch.cat(list(img[:, 0]), dim=1))
-    sheet = 1.0 - torch.cat(rows, dim=0)
-    return (sheet * 255).round().to(torch.uint8).numpy()
+        rows.append(img[:, 0])
+    return ink_sheet(rows)

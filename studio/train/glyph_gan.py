@@ -14,6 +14,7 @@ import math
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -22,7 +23,7 @@ from studio import __version__
 from studio.families.gan import EqConv, EqLinear, StyleGenerator
 from studio.latent.directions import principal_directions
 from studio.latent.seeds import sample_prior
-from studio.train.common import Checkpoint, ema_update, glyph_data, ink_at
+from studio.train.common import Checkpoint, ema_update, glyph_data, ink_at, ink_sheet
 from studio.train.fonts import CHARSET
 from studio.train.package import write_package
 from studio.train.progress import ProgressBar
@@ -96,9 +97,6 @@ def train(recipe: Recipe, out: Path, run_dir: Path, resume: bool = False,
     r1_gamma = float(r.get(t, "r1_gamma", (int, float), "train.", required=False, default=0.1))
     r1_every = r.get(t, "r1_every", int, "train.", required=False, default=16)
     aux_weight = float(r.get(t, "aux_weight", (int, float), "train.", required=False, default=1.0))
-    # The generator's share of the auxiliary classifier loss: at full weight it pulls every style of a character
-    # toward the one the classifier reads most easily (AC-GAN's known loss of variety), so it is kept small.
-    aux_weight_g = float(r.get(t, "aux_weight_g", (int, float), "train.", required=False, default=aux_weight))
     mixing = float(r.get(t, "style_mixing", (int, float), "train.", required=False, default=0.5))
     ema_kimg = float(r.get(t, "ema_images", (int, float), "train.", required=False, default=10000))
     seed = r.get(t, "seed", int, "train.", required=False, default=0)
@@ -174,7 +172,7 @@ def train(recipe: Recipe, out: Path, run_dir: Path, resume: bool = False,
             ws = _mixed_ws(g, z, gen, mixing)
             x_fake = g.synthesis(ws, fake_labels, g.make_noise(batch, gen))
             logit_f, aux_f = d(x_fake, fake_labels)
-        loss_g = F.softplus(-logit_f.float()).mean() + aux_weight_g * F.cross_entropy(aux_f.float(), fake_labels)
+        loss_g = F.softplus(-logit_f.float()).mean() + aux_weight * F.cross_entropy(aux_f.float(), fake_labels)
         opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
         opt_g.step()
@@ -202,8 +200,9 @@ def train(recipe: Recipe, out: Path, run_dir: Path, resume: bool = False,
     for psi, prefix in ((1.0, "sample_"), (0.7, "sample_psi_0.7_")):
         ink = sample(g_ema, seed + 2, want, psi)
         metrics.update(score(clf, ink, want, held, prefix=prefix))
-    real_scores = score(clf, ink_at(data.held, 64), torch.arange(len(CHARSET)).repeat(len(data.held)),
-                        ink_at(data.train[:len(data.held)], 64), prefix="heldout_real_")
+    native = data.held.shape[-1]  # real glyphs at the data's own size: the classifier's ceiling, the data's spread
+    real_scores = score(clf, ink_at(data.held, native), torch.arange(len(CHARSET)).repeat(len(data.held)),
+                        ink_at(data.train[:len(data.held)], native), prefix="heldout_real_")
     metrics["classifier_accuracy_heldout_real"] = real_scores["heldout_real_accuracy"]
     metrics["frechet_distance_heldout_vs_training_real"] = real_scores["heldout_real_frechet_distance"]
     vae = Path(str(ev.get("compare_vae", "models/glyphs")))
@@ -251,7 +250,7 @@ def sample(g: StyleGenerator, seed: int, labels: torch.Tensor, psi: float = 1.0,
 
 
 @torch.inference_mode()
-def specimen(g: StyleGenerator, seeds=range(6), text: str = "AaBbGgQqRr3") -> "np.ndarray":
+def specimen(g: StyleGenerator, seeds=range(6), text: str = "AaBbGgQqRr3") -> np.ndarray:
     """A preview sheet: one row per seed (the same w for every character), ink on paper, uint8 (H, W)."""
     labels = torch.tensor([CHARSET.index(ch) for ch in text])
     rows = []
@@ -259,6 +258,5 @@ def specimen(g: StyleGenerator, seeds=range(6), text: str = "AaBbGgQqRr3") -> "n
         z = sample_prior(seed, (g.z_dim,))[None].expand(len(text), -1)
         noise = [n.expand(len(text), -1, -1, -1) for n in g.make_noise(1, torch.Generator().manual_seed(seed))]
         img = (g(z, labels, noise=noise).clamp(-1, 1) + 1) / 2
-        rows.append(torch.cat(list(img[:, 0]), dim=1))
-    sheet = 1.0 - torch.cat(rows, dim=0)
-    return (sheet * 255).round().to(torch.uint8).numpy()
+        rows.append(img[:, 0])
+    return ink_sheet(rows)

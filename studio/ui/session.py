@@ -430,8 +430,7 @@ class Session(QObject):
 
     def _fit_init_image(self, request: RenderRequest, picture: np.ndarray, entry: PackageEntry | None = None) -> str:
         entry = entry or self.entry
-        fitted = init_image_for(int(entry.manifest.output["width"]), self._sheet_text(request, entry), picture,
-                                bool(entry.manifest.architecture.get("ink_on_paper", True)))
+        fitted = init_image_for(int(entry.manifest.output["width"]), self._sheet_text(request, entry), picture)
         text = encode_init_image(fitted)
         self._init_sources[text] = picture
         while len(self._init_sources) > INIT_SOURCES_LIMIT:
