@@ -154,23 +154,14 @@ def _request_from_args(args, entry, request=None):
 
 def _init_image(path: str, entry, request) -> str:
     """An image file fitted to the sheet the request's prompt draws, as the request's init image."""
-    import numpy as np
-    from PIL import Image, UnidentifiedImageError
-
-    from studio.families.diffusion import encode_init_image, init_image_for
+    from studio.export.image import read_picture
+    from studio.families.diffusion import encode_init_image, init_image_for, sheet_text
 
     if "img2img" not in entry.capabilities:
         raise StudioError(f"{entry.id} ({entry.manifest.family} family) cannot start from an image", Path(path))
-    try:
-        with Image.open(path) as img:
-            picture = np.asarray(img.convert("L"))
-    except FileNotFoundError:
-        raise StudioError("file not found", Path(path)) from None
-    except (UnidentifiedImageError, OSError) as exc:
-        raise StudioError(f"not a readable image ({exc})", Path(path)) from None
-    cond = entry.manifest.conditions
-    text = (request.prompt or cond.default or "x") if cond.kind == "text" else "x"
-    return encode_init_image(init_image_for(int(entry.manifest.output["width"]), text, picture))
+    picture = read_picture(path)
+    return encode_init_image(init_image_for(int(entry.manifest.output["width"]), sheet_text(entry.manifest, request),
+                                            picture))
 
 
 def cmd_sheet(args) -> int:

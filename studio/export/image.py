@@ -110,6 +110,29 @@ def read_request(path: str | Path) -> RenderRequest:
         raise RequestError(f"the stored request is invalid: {exc.problem}", path, exc.field) from None
 
 
+def read_picture(source: str | Path | np.ndarray, max_side: int | None = None) -> np.ndarray:
+    """A picture file (or array) → uint8 grey (H, W), transparency over white, shrunk to `max_side` if given."""
+    try:
+        if isinstance(source, np.ndarray):
+            image = Image.fromarray(np.ascontiguousarray(source))
+        else:
+            with Image.open(source) as opened:
+                opened.load()
+                image = opened.copy()
+    except FileNotFoundError:
+        raise RequestError("file not found", Path(source)) from None
+    except (UnidentifiedImageError, OSError, ValueError, TypeError, Image.DecompressionBombError) as exc:
+        raise RequestError(f"not a readable image ({exc})",
+                           None if isinstance(source, np.ndarray) else Path(source)) from None
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        image = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
+    image = image.convert("L")
+    if max_side is not None:
+        image.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+    return np.asarray(image)
+
+
 def read_glyph_strip(path: str | Path, chars: str, cell: int) -> tuple[np.ndarray, list[str]]:
     """Split an image strip into one equal-width cell per character of `chars` (spaces mark cells to skip), each
     resized to `cell`², as (N, cell, cell) uint8 grey images and their characters."""

@@ -124,6 +124,24 @@ class Family:
             raise RequestError(str(exc), field="edits") from None
 
 
+def edit_value(table: dict, name: str, lo: float, hi: float, default: float) -> float:
+    """Edit `name` of an edits table (or its default), RequestError when outside lo … hi."""
+    value = float(table.get(name, default))
+    if not lo <= value <= hi:
+        raise RequestError(f"{name} must be between {lo:g} and {hi:g}, got {value:g}", field="edits")
+    return value
+
+
+def edit_seed_value(table: dict, name: str) -> int:
+    """A seed carried in an edits table as a float → the whole number, RequestError otherwise."""
+    from studio.latent.edits import edit_seed
+
+    try:
+        return edit_seed(table[name], name)
+    except ValueError as exc:
+        raise RequestError(str(exc), field="edits") from None
+
+
 def arch_value(manifest: "Manifest", key: str, kind: type, default: Any = None, minimum: Any = None) -> Any:
     """Read architecture.<key> with a ManifestError naming the field on a wrong type or range."""
     arch = manifest.architecture

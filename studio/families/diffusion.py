@@ -21,7 +21,8 @@ from torch import nn
 
 from studio.errors import ManifestError, RequestError
 from studio.families import register_family
-from studio.families.base import Family, LoadedModel, Output, Preview, Progress, RenderSteps, arch_value
+from studio.families.base import (Family, LoadedModel, Output, Preview, Progress, RenderSteps, arch_value, edit_seed_value,
+                                   edit_value)
 from studio.families.cells import (check_cell_manifest, compose_sheet, label_rows, sheet_size, split_sheet,
                                    to_ink)
 from studio.families.samplers import SAMPLERS, SCHEDULES, Schedule, make_sampler
@@ -128,7 +129,6 @@ class UNet(nn.Module):
         self.out = nn.Conv2d(cin, channels, 3, padding=1)
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
-        self._skip_count = len(skips)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         """x (B, C, S, S), t (B,) timesteps, labels (B,) class indices (num_classes = none) → ε (B, C, S, S)."""
@@ -247,13 +247,8 @@ class DiffusionFamily(Family):
         from studio.latent.interp import slerp
 
         base = super().latent(model, request.edit("mix_seed", None).edit("mix_strength", None))
-        seed = table["mix_seed"]
-        if seed != int(seed) or seed < 0:
-            raise RequestError(f"mix_seed must be a whole number, got {seed:g}", field="edits")
-        strength = float(table.get("mix_strength", 0.5))
-        if not 0.0 <= strength <= 1.0:
-            raise RequestError(f"mix_strength must be between 0 and 1, got {strength:g}", field="edits")
-        return slerp(base, sample_prior(int(seed), base.shape), strength)
+        seed = edit_seed_value(table, "mix_seed")
+        return slerp(base, sample_prior(seed, base.shape), edit_value(table, "mix_strength", 0.0, 1.0, 0.5))
 
     def settings(self, request) -> tuple[str, int, float, float]:
         """The request's (sampler, steps, guidance, η) with the family's defaults, range-checked."""
@@ -333,13 +328,26 @@ class DiffusionFamily(Family):
                                        "start_step": start})
 
 
+def sheet_text(manifest, request) -> str:
+    """The text whose sheet `request` draws (one cell for class and unconditional models)."""
+    cond = manifest.conditions
+    if cond.kind == "text":
+        return request.prompt or cond.default or (cond.labels[0] if cond.labels else "x")
+    return "x"
+
+
+def text_sheet_size(model_width: int, rows_text: str) -> tuple[int, int]:
+    """(width, height) of the sheet a text draws: one `model_width` cell per character, one row per line."""
+    lines = rows_text.split("\n") if rows_text else ["x"]
+    return model_width * max(len(line) for line in lines), model_width * len(lines)
+
+
 def init_image_for(model_width: int, rows_text: str, image: np.ndarray) -> np.ndarray:
     """Resize any image to the sheet a prompt draws (one `model_width` cell per character), grey, for
     image-to-image; used by the app and the CLI before building the request."""
     from PIL import Image
 
-    lines = rows_text.split("\n") if rows_text else ["x"]
-    w, h = model_width * max(len(line) for line in lines), model_width * len(lines)
+    w, h = text_sheet_size(model_width, rows_text)
     img = Image.fromarray(np.ascontiguousarray(image))
     return np.asarray(img.convert("L").resize((w, h), Image.Resampling.LANCZOS))
 

@@ -27,7 +27,8 @@ from torch import nn
 
 from studio.errors import ManifestError, RequestError
 from studio.families import register_family
-from studio.families.base import Family, LoadedModel, Output, Progress, RenderSteps, arch_value
+from studio.families.base import (Family, LoadedModel, Output, Progress, RenderSteps, arch_value, edit_seed_value,
+                                   edit_value)
 from studio.families.cells import check_cell_manifest, compose_sheet, label_rows, prepare_cells
 
 SQRT2 = math.sqrt(2.0)
@@ -198,13 +199,6 @@ def num_style_layers(manifest) -> int:
     return 2 * levels + 2
 
 
-def _checked(table: dict, name: str, lo: float, hi: float, default: float) -> float:
-    value = float(table.get(name, default))
-    if not lo <= value <= hi:
-        raise RequestError(f"{name} must be between {lo:g} and {hi:g}, got {value:g}", field="edits")
-    return value
-
-
 def _layer(table: dict, name: str, num_ws: int, default: int) -> int:
     value = table.get(name, default)
     if value != int(value) or not 0 <= value <= num_ws:
@@ -260,10 +254,8 @@ class GANFamily(Family):
 
         z = sample_prior(seed, (net.z_dim,))
         if "variation_seed" in table and table.get("variation_strength", 0.0):
-            seed_v = table["variation_seed"]
-            if seed_v != int(seed_v) or seed_v < 0:
-                raise RequestError(f"variation_seed must be a whole number, got {seed_v}", field="edits")
-            z = variation(z, int(seed_v), _checked(table, "variation_strength", 0.0, 1.0, 0.0))
+            z = variation(z, edit_seed_value(table, "variation_seed"),
+                          edit_value(table, "variation_strength", 0.0, 1.0, 0.0))
         return net.map(z[None].to(device, dtype))[0].float().cpu()
 
     def latent_ws(self, model: LoadedModel, request) -> torch.Tensor:
@@ -283,18 +275,15 @@ class GANFamily(Family):
         else:
             ws = self._w_of_seed(net, request.seed, table, model.device, model.dtype)[None].expand(n, -1).clone()
         w_avg = net.w_avg.float().cpu()
-        psi = _checked(table, "truncation", *PSI_RANGE, 1.0)
+        psi = edit_value(table, "truncation", *PSI_RANGE, 1.0)
         if psi != 1.0:
             ws = w_avg + psi * (ws - w_avg)
         if "mix_seed" in table:
-            seed_b = table["mix_seed"]
-            if seed_b != int(seed_b) or seed_b < 0:
-                raise RequestError(f"mix_seed must be a whole number, got {seed_b}", field="edits")
-            w_b = self._w_of_seed(net, int(seed_b), {}, model.device, model.dtype)
+            w_b = self._w_of_seed(net, edit_seed_value(table, "mix_seed"), {}, model.device, model.dtype)
             if psi != 1.0:
                 w_b = w_avg + psi * (w_b - w_avg)
             start = _layer(table, "mix_layer", n, n // 2)
-            strength = _checked(table, "mix_strength", 0.0, 1.0, 1.0)
+            strength = edit_value(table, "mix_strength", 0.0, 1.0, 1.0)
             ws[start:] = torch.lerp(ws[start:], w_b.expand(n - start, -1), strength)
         start, end = _layer(table, "layer_start", n, 0), _layer(table, "layer_end", n, n)
         if start > end:
@@ -327,7 +316,7 @@ class GANFamily(Family):
         rows = label_rows(model, request)
         yield Progress(0, 1, "synthesising")
         ws = self.latent_ws(model, request)
-        noise_strength = _checked(dict(request.edits), "noise", *NOISE_RANGE, 1.0)
+        noise_strength = edit_value(dict(request.edits), "noise", *NOISE_RANGE, 1.0)
         flat = [i for row in rows for i in row if i is not None]
         count = max(len(flat), 1)
         gen = torch.Generator().manual_seed(request.seed)

@@ -291,7 +291,7 @@ class DPMSolverPP(_SigmaSampler):
 
 
 _CLASSES = {"ddpm": DDPM, "ddim": DDIM, "euler": Euler, "dpmpp": DPMSolverPP}
-DEFAULT_SPACING = {"ddpm": "trailing", "ddim": "trailing", "euler": "trailing", "dpmpp": "trailing"}
+DEFAULT_SPACING = "trailing"  # every sampler: it starts at the last training step, where the noise is pure
 
 
 def make_sampler(name: str, schedule: Schedule, steps: int, eta: float = 0.0, spacing: str | None = None,
@@ -300,4 +300,4 @@ def make_sampler(name: str, schedule: Schedule, steps: int, eta: float = 0.0, sp
         cls = _CLASSES[name]
     except KeyError:
         raise RequestError(f"unknown sampler {name!r} (known: {', '.join(SAMPLERS)})", field="sampler") from None
-    return cls(schedule, steps, spacing=spacing or DEFAULT_SPACING[name], eta=eta, clip_sample=clip_sample)
+    return cls(schedule, steps, spacing=spacing or DEFAULT_SPACING, eta=eta, clip_sample=clip_sample)

@@ -39,7 +39,8 @@ def parse_edit_name(name: str) -> tuple[str, int | None]:
     return m.group(1), int(m.group(2))
 
 
-def _seed(value: float, name: str) -> int:
+def edit_seed(value: float, name: str) -> int:
+    """A seed carried as an edit value (a float) → the whole number; ValueError naming the edit otherwise."""
     if value != int(value) or not 0 <= value <= MAX_SEED:
         raise ValueError(f"{name} must be a whole number in 0..{MAX_SEED}, got {value}")
     return int(value)
@@ -51,10 +52,10 @@ def apply_edits(z: torch.Tensor, edits: Iterable[tuple[str, float]], prior: str 
     table = dict(edits)
     out = z.clone()
     if "mix_seed" in table:
-        other = sample_prior(_seed(table["mix_seed"], "mix_seed"), z.shape, prior)
+        other = sample_prior(edit_seed(table["mix_seed"], "mix_seed"), z.shape, prior)
         out = mix(out, other, table.get("mix_strength", 0.5))
     if "variation_seed" in table and table.get("variation_strength", 0.0):
-        out = variation(out, _seed(table["variation_seed"], "variation_seed"), table["variation_strength"], prior)
+        out = variation(out, edit_seed(table["variation_seed"], "variation_seed"), table["variation_strength"], prior)
     if "truncation" in table:
         psi = float(table["truncation"])
         center = directions.mean.reshape(out.shape) if directions is not None else torch.zeros_like(out)

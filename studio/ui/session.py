@@ -17,9 +17,10 @@ from PySide6.QtCore import QObject, QTimer, Signal
 from PySide6.QtGui import QUndoStack
 
 from studio.errors import StudioError
-from studio.export.image import FORMATS, read_glyph_strip, read_request, save_image
+from studio.export.image import FORMATS, read_glyph_strip, read_picture, read_request, save_image
 from studio.families.base import Output
-from studio.families.diffusion import decode_init_image, encode_init_image, init_image_for
+from studio.families.diffusion import (decode_init_image, encode_init_image, init_image_for, sheet_text,
+                                       text_sheet_size)
 from studio.latent.edits import RENDER_ONLY_EDITS
 from studio.latent.interp import interpolate
 from studio.latent.seeds import MAX_SEED
@@ -408,7 +409,7 @@ class Session(QObject):
                               f"The {entry.manifest.family} family has no image-to-image.")
             return False
         try:
-            picture = _grey_picture(source)
+            picture = read_picture(source, INIT_SOURCE_MAX_SIDE)
         except StudioError as exc:
             self.message.emit(ERROR, f"Cannot use {name} as the init image", str(exc))
             return False
@@ -421,16 +422,9 @@ class Session(QObject):
         if request is not None and (request.init_image is not None or request.strength is not None):
             self.change("Clear init image", init_image=None, strength=None)
 
-    def _sheet_text(self, request: RenderRequest, entry: PackageEntry) -> str:
-        """The text whose sheet the model draws for `request` (one cell for class and unconditional models)."""
-        cond = entry.manifest.conditions
-        if cond.kind == "text":
-            return request.prompt or cond.default or (cond.labels[0] if cond.labels else "x")
-        return "x"
-
     def _fit_init_image(self, request: RenderRequest, picture: np.ndarray, entry: PackageEntry | None = None) -> str:
         entry = entry or self.entry
-        fitted = init_image_for(int(entry.manifest.output["width"]), self._sheet_text(request, entry), picture)
+        fitted = init_image_for(int(entry.manifest.output["width"]), sheet_text(entry.manifest, request), picture)
         text = encode_init_image(fitted)
         self._init_sources[text] = picture
         while len(self._init_sources) > INIT_SOURCES_LIMIT:
@@ -451,9 +445,8 @@ class Session(QObject):
             current = decode_init_image(request.init_image)
         except StudioError:
             return request  # the family reports what is wrong with it
-        lines = self._sheet_text(request, entry).split("\n")
-        cell = int(entry.manifest.output["width"])
-        if current.shape[:2] == (cell * len(lines), cell * max(len(line) for line in lines)):
+        width, height = text_sheet_size(int(entry.manifest.output["width"]), sheet_text(entry.manifest, request))
+        if current.shape[:2] == (height, width):
             return request
         picture = self._init_sources.get(request.init_image, current)
         return request.with_(init_image=self._fit_init_image(request, picture, entry))
@@ -581,27 +574,3 @@ class Session(QObject):
 
     def shutdown(self) -> None:
         self.bridge.shutdown()
-
-
-def _grey_picture(source: str | Path | np.ndarray) -> np.ndarray:
-    """A picture file (or array) → uint8 grey (H, W), transparency over white, at most INIT_SOURCE_MAX_SIDE."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        if isinstance(source, np.ndarray):
-            image = Image.fromarray(np.ascontiguousarray(source))
-        else:
-            with Image.open(source) as opened:
-                opened.load()
-                image = opened.copy()
-    except FileNotFoundError:
-        raise StudioError("file not found", Path(source)) from None
-    except (UnidentifiedImageError, OSError, ValueError, TypeError, Image.DecompressionBombError) as exc:
-        raise StudioError(f"not a readable image ({exc})",
-                          None if isinstance(source, np.ndarray) else Path(source)) from None
-    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
-        rgba = image.convert("RGBA")
-        image = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
-    image = image.convert("L")
-    image.thumbnail((INIT_SOURCE_MAX_SIDE, INIT_SOURCE_MAX_SIDE), Image.Resampling.LANCZOS)
-    return np.asarray(image)

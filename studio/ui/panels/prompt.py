@@ -13,12 +13,12 @@ from PySide6.QtWidgets import (QComboBox, QDoubleSpinBox, QFormLayout, QGroupBox
 
 from studio.errors import StudioError
 from studio.families import get_family
+from studio.families.diffusion import GUIDANCE_RANGE
 from studio.families.samplers import SAMPLER_NAMES
 from studio.ui.images import pixmap_from_png
 from studio.ui.panels.latent import ValueSlider
 from studio.ui.session import DEFAULT_STRENGTH, Session
 
-GUIDANCE_MAX = 20.0
 PREVIEW_HEIGHT = 40  # the init image thumbnail
 
 
@@ -85,7 +85,7 @@ class PromptPanel(QWidget):
         self.steps.setToolTip("Sampler steps: more is slower and usually cleaner")
         self.guidance = QDoubleSpinBox()
         self.guidance.setObjectName("guidanceSpin")
-        self.guidance.setRange(0.0, GUIDANCE_MAX)
+        self.guidance.setRange(*GUIDANCE_RANGE)
         self.guidance.setSingleStep(0.5)
         self.guidance.setToolTip("Classifier-free guidance: how strongly the condition steers the sample")
         self.eta = QDoubleSpinBox()
