@@ -129,6 +129,48 @@ def make_tiny_diffusion_package(folder: Path, model_id: str = "tiny-diffusion", 
     return write_package(folder, manifest, net.state_dict(), None)
 
 
+TINY_SOUNDS = ("kick", "snare", "pad")
+
+
+def make_tiny_audio_package(folder: Path, model_id: str = "tiny-audio", seed: int = 0, sample_rate: int = 8000,
+                            length: int = 1024, latent: int = 4) -> Path:
+    """A valid audio VAE package: a seeded untrained spectrogram VAE (n_fft 64, hop 16: 32 bins × 65 frames) with
+    three sound classes, every layer made to matter."""
+    from studio.families.audio_vae import SpecFormat, SpecVAE
+
+    torch.manual_seed(seed)
+    fmt = SpecFormat(64, 16, length)
+    net = SpecVAE(fmt.bins, fmt.frames, latent, len(TINY_SOUNDS), width=4, levels=2, max_width=8, class_dim=4,
+                  hidden=16, fitted_prior=True)
+    _randomise(net, seed, std=0.1)
+    gen = torch.Generator().manual_seed(seed)
+    directions = principal_directions(torch.randn(64, latent, generator=gen) * torch.linspace(2, 0.5, latent), k=3)
+    manifest = {
+        "format": 1, "id": model_id, "name": f"Tiny {model_id}", "family": "audio-vae", "version": "0.0.1",
+        "license": "CC0-1.0", "description": "a tiny seeded test network",
+        "output": {"kind": "audio", "sample_rate": sample_rate, "channels": 1, "length": length},
+        "latent": {"shape": [latent], "prior": "normal"},
+        "conditions": {"kind": "class", "labels": list(TINY_SOUNDS), "default": "snare"},
+        "architecture": {"width": 4, "levels": 2, "max_width": 8, "class_dim": 4, "hidden": 16, "n_fft": 64,
+                         "hop": 16, "fitted_prior": True, "griffin_lim_iterations": 8},
+        "training": {"quality": {"note": "untrained"}},
+    }
+    return write_package(folder, manifest, net.state_dict(), directions.to_tensors())
+
+
+@pytest.fixture(autouse=True)
+def _collect_qt_garbage_on_the_gui_thread(request):
+    """Collect a Qt test's cyclic garbage (sessions, windows) on the main thread when it ends. Left to the cyclic GC,
+    a session could be freed on whichever thread happens to trigger a collection, such as an engine worker. Qt
+    cannot stop a QObject's timers from another thread, so a timer still running when it was freed later fires on
+    freed memory."""
+    yield
+    if "qtbot" in request.fixturenames:
+        import gc
+
+        gc.collect()
+
+
 @pytest.fixture(autouse=True)
 def _isolated_user_dirs(tmp_path_factory, monkeypatch):
     """Never touch the real user data/cache folders; never see the shipped models unless a test asks."""

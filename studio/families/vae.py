@@ -25,7 +25,51 @@ from studio.families.cells import check_cell_manifest, compose_sheet, label_rows
 # --- the network ------------------------------------------------------------------------------------------------
 
 
-class SetVAE(nn.Module):
+class FittedPrior:
+    """For VAE networks (nn.Module): an optional Gaussian fitted to the encoded training latents after training.
+
+    The artist's latent w is N(0, I) and maps to the decoder's z = mean + (w · scale) @ axes, so prior samples land
+    where real data lies instead of in the holes between it. Identity until fitted.
+    """
+
+    latent_dim: int
+    fitted_prior: bool
+
+    def _init_prior(self, latent_dim: int, fitted: bool) -> None:
+        self.fitted_prior = fitted
+        if fitted:
+            self.register_buffer("prior_mean", torch.zeros(latent_dim))
+            self.register_buffer("prior_axes", torch.eye(latent_dim))
+            self.register_buffer("prior_scale", torch.ones(latent_dim))
+
+    def from_prior(self, w: torch.Tensor) -> torch.Tensor:
+        """The artist's latent (prior N(0, I)) → the decoder's z."""
+        if not self.fitted_prior:
+            return w
+        return self.prior_mean + (w * self.prior_scale) @ self.prior_axes
+
+    def to_prior(self, z: torch.Tensor) -> torch.Tensor:
+        """The encoder's z → the artist's latent."""
+        if not self.fitted_prior:
+            return z
+        return ((z - self.prior_mean) @ self.prior_axes.T) / self.prior_scale
+
+    @torch.no_grad()
+    def fit_prior(self, z: torch.Tensor) -> None:
+        """Fit the prior map to encoded latents z (n, latent_dim): mean and principal axes with their spread."""
+        from studio.latent.directions import principal_directions
+
+        if not self.fitted_prior:
+            raise ValueError("this network was built without a fitted prior")
+        fit = principal_directions(z, k=self.latent_dim)
+        if fit.vectors.shape[0] < self.latent_dim:
+            raise ValueError(f"need at least {self.latent_dim} encoded latents to fit the prior, got {len(z)}")
+        self.prior_mean.copy_(fit.mean)
+        self.prior_axes.copy_(fit.vectors)
+        self.prior_scale.copy_(fit.stds.clamp_min(1e-4))
+
+
+class SetVAE(FittedPrior, nn.Module):
     def __init__(self, image_size: int = 64, channels: int = 1, latent_dim: int = 32, num_classes: int = 0,
                  width: int = 32, class_dim: int = 32, hidden: int = 256, fitted_prior: bool = False):
         super().__init__()
@@ -54,40 +98,7 @@ class SetVAE(nn.Module):
         self.dec_film = nn.ModuleList(nn.Linear(cond, 2 * dec_ch[i + 1]) for i in range(levels - 1))
         self.dec_out = nn.ConvTranspose2d(dec_ch[-1], channels, 4, 2, 1)
         self._top = top
-        self.fitted_prior = fitted_prior
-        if fitted_prior:
-            # A Gaussian fitted to the encoded training styles (after training): the artist's latent w is
-            # N(0, I) and maps to the decoder's z = mean + (w · scale) @ axes, so prior samples land where real
-            # styles lie instead of in the holes between them. Identity until fitted.
-            self.register_buffer("prior_mean", torch.zeros(latent_dim))
-            self.register_buffer("prior_axes", torch.eye(latent_dim))
-            self.register_buffer("prior_scale", torch.ones(latent_dim))
-
-    def from_prior(self, w: torch.Tensor) -> torch.Tensor:
-        """The artist's latent (prior N(0, I)) → the decoder's z."""
-        if not self.fitted_prior:
-            return w
-        return self.prior_mean + (w * self.prior_scale) @ self.prior_axes
-
-    def to_prior(self, z: torch.Tensor) -> torch.Tensor:
-        """The encoder's z → the artist's latent."""
-        if not self.fitted_prior:
-            return z
-        return ((z - self.prior_mean) @ self.prior_axes.T) / self.prior_scale
-
-    @torch.no_grad()
-    def fit_prior(self, z: torch.Tensor) -> None:
-        """Fit the prior map to encoded styles z (n, latent_dim): mean and principal axes with their spread."""
-        from studio.latent.directions import principal_directions
-
-        if not self.fitted_prior:
-            raise ValueError("this network was built without a fitted prior")
-        fit = principal_directions(z, k=self.latent_dim)
-        if fit.vectors.shape[0] < self.latent_dim:
-            raise ValueError(f"need at least {self.latent_dim} encoded styles to fit the prior, got {len(z)}")
-        self.prior_mean.copy_(fit.mean)
-        self.prior_axes.copy_(fit.vectors)
-        self.prior_scale.copy_(fit.stds.clamp_min(1e-4))
+        self._init_prior(latent_dim, fitted_prior)
 
     def encode(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """images (B, K, C, H, W) in [0, 1], labels (B, K) → μ, log σ² of shape (B, latent_dim)."""
