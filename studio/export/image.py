@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 from PIL import Image, PngImagePlugin, UnidentifiedImageError
@@ -19,16 +19,20 @@ PARAMETERS_CHUNK = "parameters"
 FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}
 
 
-def parameters_text(request: RenderRequest, size: tuple[int, int], model_name: str = "",
-                    model_sha256: str = "") -> str:
-    """AUTOMATIC1111's `parameters` text: the prompt line, an optional negative line, then the settings line."""
+def parameters_text(request: RenderRequest, size: tuple[int, int] | None, model_name: str = "",
+                    model_sha256: str = "", extra: Sequence[tuple[str, Any]] = ()) -> str:
+    """AUTOMATIC1111's `parameters` text: the prompt line, an optional negative line, then the settings line.
+    After the seed come the `size` (images; None leaves it out) and any `extra` settings (e.g. a sound's length)."""
     lines = [request.prompt]
     if request.negative_prompt:
         lines.append(f"Negative prompt: {request.negative_prompt}")
     settings: list[tuple[str, Any]] = [("Steps", request.steps or 1)]
     if request.guidance is not None:
         settings.append(("CFG scale", request.guidance))
-    settings += [("Seed", request.seed), ("Size", f"{size[0]}x{size[1]}")]
+    settings.append(("Seed", request.seed))
+    if size is not None:
+        settings.append(("Size", f"{size[0]}x{size[1]}"))
+    settings += extra
     sha = model_sha256 or request.model_hash
     if sha:
         settings.append(("Model hash", sha[:10]))
