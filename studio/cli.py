@@ -4,9 +4,11 @@ Verbs:
   gui [PATH…] [--model ID]        the desktop app (the default), opening projects, model folders or images
   models [--json]                 list installed model packages, with errors for invalid ones
   render --model ID|FOLDER ...    render to an image with the request in its metadata (alone: the default model)
-  render --from FILE.png ...      re-render exactly what made FILE.png
+  render --model one-shots --label snare --out hit.wav     a sound (WAV, FLAC, OGG or MP3)
+  render --from FILE.png|FILE.wav ...   re-render exactly what made FILE
   render --latent A.json [--toward B.json --t 0.3]   render an encoded latent, or a point between two
   encode --font FILE | --image FILE --chars TEXT     a style latent from glyphs
+  encode --model one-shots --sound FILE --label kick  a timbre latent from a sound
   train RECIPE.toml               train a model package from a recipe
 """
 
@@ -88,13 +90,13 @@ def cmd_models(args) -> int:
 
 def cmd_render(args) -> int:
     from studio.engine import EXPORT, Engine
-    from studio.export import check_writable_folder, read_request, save_image
+    from studio.export import AUDIO_FORMATS, check_writable_folder, read_any_request, save_audio, save_image
     from studio.library import resolve
 
     out = Path(args.out) if args.out else None
     roots = _roots(args)
     if args.from_file:
-        request = read_request(args.from_file)
+        request = read_any_request(args.from_file)
         if out is None:
             raise StudioError("--from needs --out (the file to write)")
     else:
@@ -104,20 +106,33 @@ def cmd_render(args) -> int:
         from studio.library import DEFAULT_MODEL_ID
         model = DEFAULT_MODEL_ID
     entry = resolve(model, roots)
+    kind = entry.manifest.output.kind
     if out is None:
-        out = Path(f"{entry.id}-{args.seed if args.seed is not None else 0}.png")
-    check_writable_folder(out)  # fail before any work
+        out = Path(f"{entry.id}-{args.seed if args.seed is not None else 0}.{'wav' if kind == 'audio' else 'png'}")
+    if (kind == "audio") != (out.suffix.lower() in AUDIO_FORMATS):  # fail before any work
+        wanted = ", ".join(sorted(AUDIO_FORMATS)) if kind == "audio" else ".png, .jpg, .webp"
+        raise StudioError(f"{entry.id} makes {kind}: write it as {wanted}", out)
+    if args.sample_format and kind != "audio":
+        raise StudioError(f"--sample-format is for sounds; {entry.id} makes {kind}")
+    check_writable_folder(out)
     request = _request_from_args(args, entry, request)
     with Engine(device=args.device, roots=roots) as engine:
         engine.add_package(entry)
         job = engine.submit(request, EXPORT)
         output = job.wait()
-        if output.kind != "image":
-            raise StudioError(f"{entry.id} makes {output.kind}, and `render` writes images")
-        save_image(out, output.data, request, model_name=job.info.get("model_name", ""),
-                   model_sha256=job.info.get("model_sha256", ""))
+        name, sha = job.info.get("model_name", ""), job.info.get("model_sha256", "")
+        if output.kind == "audio":
+            rate = int(output.info.get("sample_rate", entry.manifest.output["sample_rate"]))
+            save_audio(out, output.data, rate, request, model_name=name, model_sha256=sha,
+                       subtype=args.sample_format)
+            shape = f"{output.data.shape[0] / rate:.2f} s at {rate} Hz"
+        elif output.kind == "image":
+            save_image(out, output.data, request, model_name=name, model_sha256=sha)
+            shape = f"{output.size[0]}x{output.size[1]}"
+        else:
+            raise StudioError(f"{entry.id} makes {output.kind}, which `render` cannot write yet")
     note = job.info.get("fallback") or job.info.get("dtype_note")
-    print(f"wrote {out} ({output.size[0]}x{output.size[1]}, {entry.id}, seed {request.seed}, "
+    print(f"wrote {out} ({shape}, {entry.id}, seed {request.seed}, "
           f"{job.seconds * 1000:.0f} ms on {job.info.get('device')})" + (f"; {note}" if note else ""))
     return 0
 
@@ -138,6 +153,8 @@ def _request_from_args(args, entry, request=None):
         request = request.with_(latent=latent)
     if args.prompt is not None:
         request = request.with_(prompt=args.prompt)
+    if getattr(args, "label", None) is not None:
+        request = request.with_(label=args.label)
     if getattr(args, "negative", None) is not None:
         request = request.with_(negative_prompt=args.negative)
     if args.dtype:
@@ -227,16 +244,24 @@ def cmd_encode(args) -> int:
 
     entry = resolve(args.model, _roots(args))
     model = load_model(entry, pick_device(args.device))
+    kind = model.manifest.output.kind
     if "encode" not in model.family.capabilities:
-        raise StudioError(f"{entry.id} ({model.family.name} family) cannot encode images")
-    images, chars, source = _encode_inputs(args, model.manifest.output["width"])
+        raise StudioError(f"{entry.id} ({model.family.name} family) cannot encode {kind}")
+    if kind == "audio":
+        inputs, labels, source = _encode_sound(args, model)
+        what = {"label": labels[0]}
+    else:
+        if args.sound:
+            raise StudioError(f"{entry.id} makes images: encode glyphs with --font or --image")
+        images, labels, source = _encode_inputs(args, model.manifest.output["width"])
+        inputs, what = np.stack(images), {"chars": "".join(labels)}
     import torch
 
     with torch.inference_mode():
-        z = model.family.encode(model, np.stack(images), chars)
+        z = model.family.encode(model, inputs, labels)
         if inspect.isgenerator(z):  # a projection by optimisation: long, with progress
             z = _drive(z)
-    record = {"model_id": entry.id, "model_hash": model.sha256, "source": source, "chars": "".join(chars),
+    record = {"model_id": entry.id, "model_hash": model.sha256, "source": source, **what,
               "latent": [float(v) for v in z.reshape(-1)]}
     text = json.dumps(record, indent=1)
     if args.out:
@@ -248,6 +273,24 @@ def cmd_encode(args) -> int:
     else:
         print(text)
     return 0
+
+
+def _encode_sound(args, model) -> tuple:
+    """The sound of --sound FILE at the model's rate, its class from --label (default: the model's default class)."""
+    from studio.export import read_sound
+
+    if not args.sound:
+        raise StudioError(f"{model.id} makes sounds: give --sound FILE (and --label CLASS)")
+    if args.font or args.image:
+        raise StudioError(f"{model.id} makes sounds: encode a sound file with --sound, not glyphs")
+    out = model.manifest.output
+    wave, info = read_sound(args.sound, out["sample_rate"], max_seconds=2 * out["length"] / out["sample_rate"] + 1)
+    cond = model.manifest.conditions
+    label = args.label or cond.default or cond.labels[0]
+    if label not in cond.labels:
+        raise StudioError(f"--label: {model.id} knows the classes {', '.join(cond.labels)}, not {label!r}")
+    note = f", resampled from {info['sample_rate']} Hz" if info.get("resampled") else ""
+    return wave, [label], f"sound {args.sound}{note}"
 
 
 def _drive(steps):
@@ -304,7 +347,7 @@ def cmd_train(args) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     trainers = {"glyph-vae": "studio.train.glyphs", "glyph-gan": "studio.train.glyph_gan",
-                "glyph-diffusion": "studio.train.glyph_diffusion"}
+                "glyph-diffusion": "studio.train.glyph_diffusion", "sound-vae": "studio.train.sound_vae"}
     if recipe.trainer not in trainers:
         raise StudioError(f"unknown trainer {recipe.trainer!r} (known: {', '.join(trainers)})", recipe.path,
                           "trainer")
@@ -344,11 +387,12 @@ def build_parser() -> argparse.ArgumentParser:
     m = sub.add_parser("models", parents=[shared], help="list installed model packages")
     m.add_argument("--json", action="store_true", help="machine-readable output")
 
-    r = sub.add_parser("render", parents=[shared], help="render an image")
+    r = sub.add_parser("render", parents=[shared], help="render an image or a sound")
     r.add_argument("--model", help="package id or package folder (default: the shipped default model)")
     r.add_argument("--from", dest="from_file", metavar="FILE", help="re-render the request stored in FILE")
     r.add_argument("--seed", type=int)
     r.add_argument("--prompt", help="text condition (for the glyph model: the text to draw)")
+    r.add_argument("--label", help="class condition (for the sound model: kick, snare, pad …)")
     r.add_argument("--negative", help="negative prompt, where the family uses one")
     r.add_argument("--set", action="append", metavar="NAME=VALUE",
                    help="a request field (steps, guidance, width, …) or a latent edit (d0, z3, truncation, …)")
@@ -360,7 +404,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--path", choices=("slerp", "lerp"), default="slerp", help="interpolation path (default slerp)")
     r.add_argument("--init", metavar="IMAGE", help="image-to-image: start from this picture (fitted to the prompt's "
                    "sheet; --set strength=0.6 by default)")
-    r.add_argument("--out", help="output image (.png, .jpg, .webp)")
+    r.add_argument("--sample-format", choices=("PCM_16", "PCM_24", "FLOAT"),
+                   help="sample format of a WAV or FLAC sound (default PCM_16; FLAC takes PCM_16 or PCM_24)")
+    r.add_argument("--out", help="output image (.png, .jpg, .webp) or sound (.wav, .flac, .ogg, .mp3)")
 
     c = sub.add_parser("sheet", parents=[shared], help="a contact sheet: one row per seed")
     c.add_argument("--model", help="package id or package folder (default: the shipped default model)")
@@ -372,11 +418,14 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--dtype", choices=("float32", "float16", "bfloat16"))
     c.add_argument("--out", help="output image (default <model>-sheet.png)")
 
-    e = sub.add_parser("encode", parents=[shared], help="encode glyphs (a font file or an image strip) to a latent")
+    e = sub.add_parser("encode", parents=[shared],
+                       help="encode glyphs (a font file or an image strip) or a sound file to a latent")
     e.add_argument("--model", default=None, help="package id or folder (default: the shipped default model)")
     e.add_argument("--font", help="a font file: its glyphs are rendered the way the model was trained")
     e.add_argument("--image", help="an image strip of glyphs, one equal-width cell per character of --chars")
     e.add_argument("--chars", help="the characters shown (with --image), or to take from --font (default AaBbGgRr)")
+    e.add_argument("--sound", help="a sound file (WAV, FLAC, OGG, MP3 …; resampled to the model's rate)")
+    e.add_argument("--label", help="the class of --sound (default: the model's default class)")
     e.add_argument("--device", default="auto")
     e.add_argument("--out", help="write the latent here as JSON (default: print it)")
 

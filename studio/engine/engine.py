@@ -326,9 +326,13 @@ class Engine:
             try:
                 step = next(steps)
             except StopIteration as stop:
+                output = stop.value
+                # what made it travels with it (an export's `then` writes the weights' hash into the file)
+                output.info.setdefault("model_sha256", model.sha256)
+                output.info.setdefault("model_name", model.manifest.name)
                 if job._then is None:
-                    return stop.value
-                return job._then(stop.value) or stop.value
+                    return output
+                return job._then(output) or output
             if isinstance(step, Preview):
                 self._emit(Event("preview", job, step.step, step.total, step.message, output=step.output))
             elif isinstance(step, Progress):
