@@ -261,12 +261,12 @@ def test_export_writes_the_request_and_dropping_it_restores(qtbot, session, tmp_
     out = tmp_path / "exports" / f"out{suffix}"
     out.parent.mkdir()
     with qtbot.waitSignal(session.message, timeout=5000, check_params_cb=lambda level, text, d: "Exported" in text):
-        session.export_image(out)
+        session.export(out)
     stored = read_request(out)
     assert stored == wanted.with_(model_hash="f" * 64)  # the hash of the weights that rendered it
     assert [p.name for p in out.parent.iterdir()] == [out.name]  # no temporary file left
     session.change("Seed", seed=99)
-    assert session.restore_from_image(out)
+    assert session.restore_from_file(out)
     assert session.request == stored
 
 
@@ -275,7 +275,7 @@ def test_export_to_an_unwritable_place_reports_and_keeps_nothing(qtbot, session,
     blocker_file = tmp_path / "exports" / "file"
     blocker_file.write_text("x")
     with qtbot.waitSignal(session.message, timeout=5000, check_params_cb=lambda level, *_: level == "error") as b:
-        session.export_image(blocker_file / "out.png")
+        session.export(blocker_file / "out.png")
     assert "Export failed" in b.args[1]
     assert sorted(p.name for p in blocker_file.parent.iterdir()) == ["file"]
 
@@ -287,7 +287,7 @@ def test_restoring_from_an_image_without_metadata_says_so(qtbot, session, tmp_pa
     Image.fromarray(fake_image(session.request)).save(plain)
     before = session.request
     with qtbot.waitSignal(session.message) as blocker:
-        assert not session.restore_from_image(plain)
+        assert not session.restore_from_file(plain)
     assert blocker.args[0] == "error" and "no Latent Studio request" in blocker.args[2]
     assert session.request == before
 

@@ -17,10 +17,14 @@ from studio.paths import APP_NAME
 
 log = logging.getLogger(__name__)
 
+
 def make_application(argv: list[str] | None = None) -> QApplication:
     """The QApplication (created once), HiDPI-sharp and dark."""
     app = QApplication.instance()
     if app is None:
+        # Qt Multimedia lists every optional codec library it could not load (VA-API, PipeWire…) at start-up; none
+        # matters for playing a sound. A rule the user sets still wins.
+        os.environ.setdefault("QT_LOGGING_RULES", "qt.multimedia.symbolsresolver=false;qt.multimedia.ffmpeg=false")
         QGuiApplication.setHighDpiScaleFactorRoundingPolicy(Qt.HighDpiScaleFactorRoundingPolicy.PassThrough)
         app = QApplication(argv if argv is not None else [sys.argv[0]])
     app.setApplicationName("Latent Studio")

@@ -11,6 +11,17 @@ from studio.project import SUFFIX, Recoverable
 IMAGE_FILTER = "Images (*.png *.jpg *.jpeg *.webp *.bmp)"
 PROJECT_FILTER = f"Latent Studio projects (*{SUFFIX})"
 EXPORT_FILTER = "PNG image (*.png);;JPEG image (*.jpg *.jpeg);;WebP image (*.webp)"
+SOUND_FILTER = "Sounds (*.wav *.flac *.ogg *.oga *.mp3 *.aif *.aiff)"
+# the sound export choices: a file-dialog filter each, with its suffix and sample format (None: the format's own)
+SOUND_EXPORTS = {
+    "WAV 16-bit (*.wav)": (".wav", "PCM_16"),
+    "WAV 24-bit (*.wav)": (".wav", "PCM_24"),
+    "WAV 32-bit float (*.wav)": (".wav", "FLOAT"),
+    "FLAC 16-bit (*.flac)": (".flac", "PCM_16"),
+    "FLAC 24-bit (*.flac)": (".flac", "PCM_24"),
+    "OGG Vorbis (*.ogg)": (".ogg", None),
+    "MP3 (*.mp3)": (".mp3", None),
+}
 
 SAVE, DISCARD, CANCEL = "save", "discard", "cancel"
 
@@ -31,6 +42,24 @@ def ask_export_image(parent: QWidget, suggestion: str) -> str:
     if path and not Path(path).suffix:
         path += ".jpg" if "JPEG" in chosen else ".webp" if "WebP" in chosen else ".png"
     return path
+
+
+def ask_export_sound(parent: QWidget, suggestion: str) -> tuple[str, str | None]:
+    """(path, sample format) for a sound export; ("", None) when cancelled. The chosen filter sets the format."""
+    path, chosen = QFileDialog.getSaveFileName(parent, "Export Sound", suggestion, ";;".join(SOUND_EXPORTS))
+    if not path:
+        return "", None
+    suffix, subtype = SOUND_EXPORTS.get(chosen, (".wav", "PCM_16"))
+    if not Path(path).suffix:
+        path += suffix
+    elif Path(path).suffix.lower() != suffix:  # the name says another format: its default sample format
+        subtype = None
+    return path, subtype
+
+
+def ask_sound(parent: QWidget) -> str:
+    """A sound file to encode ("" when cancelled)."""
+    return QFileDialog.getOpenFileName(parent, "Encode Sound", "", SOUND_FILTER)[0]
 
 
 def ask_model_folder(parent: QWidget) -> str:

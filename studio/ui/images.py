@@ -8,7 +8,8 @@ from PySide6.QtGui import QImage, QPixmap
 
 from studio.ui.canvas import qimage_from_array as to_qimage
 
-__all__ = ["to_qimage", "png_bytes", "thumbnail_png", "pixmap_from_png"]
+__all__ = ["to_qimage", "png_bytes", "thumbnail_png", "output_thumbnail", "pixmap_from_png"]
+
 
 def png_bytes(image: QImage) -> bytes:
     data = QByteArray()
@@ -25,6 +26,17 @@ def thumbnail_png(array: np.ndarray, height: int = 48, max_width: int = 192) -> 
     scaled = image.scaled(max_width, height, Qt.AspectRatioMode.KeepAspectRatio,
                           Qt.TransformationMode.SmoothTransformation)
     return png_bytes(scaled)
+
+
+def output_thumbnail(output) -> bytes:
+    """A small PNG of any output: the picture of an image, the waveform of a sound; b"" for other kinds."""
+    if output.kind == "image":
+        return thumbnail_png(output.data)
+    if output.kind == "audio":
+        from studio.ui.audio_view import waveform_image
+
+        return png_bytes(waveform_image(output.data, 144, 48))
+    return b""
 
 
 def pixmap_from_png(data: bytes) -> QPixmap:

@@ -9,13 +9,16 @@ from pathlib import Path
 
 from PySide6.QtCore import QSettings, Qt, QTimer, Slot
 from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QGuiApplication, QKeySequence
-from PySide6.QtWidgets import QDockWidget, QLabel, QMainWindow, QMessageBox, QProgressBar, QToolButton, QWidget
+from PySide6.QtWidgets import (QDockWidget, QLabel, QMainWindow, QMessageBox, QProgressBar, QStackedWidget,
+                               QToolButton, QWidget)
 
 from studio import __version__
 from studio.errors import StudioError
+from studio.export.audio import AUDIO_SUFFIXES, stored_audio_request_text
 from studio.export.image import FORMATS, stored_request_text
 from studio.project import SUFFIX, Autosave, Recoverable, adopt, discard, find_recoverable
 from studio.ui import dialogs
+from studio.ui.audio_view import AudioView
 from studio.ui.canvas import PreviewCanvas
 from studio.ui.panels.history import HistoryStrip
 from studio.ui.panels.latent import LatentPanel
@@ -23,6 +26,7 @@ from studio.ui.panels.library import LibraryPanel
 from studio.ui.panels.messages import MessageArea
 from studio.ui.panels.models import ModelBrowser
 from studio.ui.panels.prompt import PromptPanel
+from studio.ui.panels.variations import VariationsPanel
 from studio.ui.session import ERROR, INFO, Session
 
 log = logging.getLogger(__name__)
@@ -44,15 +48,24 @@ class MainWindow(QMainWindow):
         self.setAcceptDrops(True)
         self.resize(1280, 820)
 
+        # the preview: the canvas for images, the waveform / spectrogram view with playback for sounds
         self.canvas = PreviewCanvas()
         self.canvas.set_placeholder("No preview yet")
-        self.setCentralWidget(self.canvas)
+        self.audio_view = AudioView()
+        self.audio_view.set_placeholder("No sound yet")
+        self.views = QStackedWidget()
+        self.views.setObjectName("previewStack")
+        self.views.addWidget(self.canvas)
+        self.views.addWidget(self.audio_view)
+        self.views.setMinimumSize(self.canvas.minimumSizeHint())  # not the widest page's: the window stays narrow
+        self.setCentralWidget(self.views)
         self.models = ModelBrowser(session)
         self.prompt = PromptPanel(session)
         self.latent = LatentPanel(session)
         self.library = LibraryPanel(session)
         self.history = HistoryStrip(session)
         self.messages = MessageArea(session)
+        self.variations = VariationsPanel(session)
         self.docks: dict[str, QDockWidget] = {}
         left, right, bottom = (Qt.DockWidgetArea.LeftDockWidgetArea, Qt.DockWidgetArea.RightDockWidgetArea,
                                Qt.DockWidgetArea.BottomDockWidgetArea)
@@ -64,7 +77,9 @@ class MainWindow(QMainWindow):
         self.docks["Latent"].raise_()
         self._dock("History", self.history, bottom)
         self._dock("Messages", self.messages, bottom)
+        self._dock("Variations", self.variations, bottom)
         self.tabifyDockWidget(self.docks["History"], self.docks["Messages"])
+        self.tabifyDockWidget(self.docks["History"], self.docks["Variations"])
         self.docks["History"].raise_()
         self.resizeDocks([self.docks["Models"], self.docks["Latent"]], [250, 360], Qt.Orientation.Horizontal)
         self.resizeDocks([self.docks["History"]], [120], Qt.Orientation.Vertical)
@@ -74,6 +89,8 @@ class MainWindow(QMainWindow):
         self._build_menus()
 
         session.image_changed.connect(self._on_image_changed)
+        session.sound_changed.connect(self._on_sound_changed)
+        self.variations.audition.connect(self._on_audition)
         session.rendered.connect(self._on_rendered)
         session.model_changed.connect(self._on_model_changed)
         session.document_changed.connect(self._on_document_changed)
@@ -160,7 +177,7 @@ class MainWindow(QMainWindow):
         self.act_save_as = self._action("Save &As…", self.save_document_as, K.SaveAs, "Save the project under a new name")
         self.act_open_models = self._action("Open &Model Folder…", self.models.open_folder_dialog, "Ctrl+Shift+O",
                                             "Add the model packages in a folder")
-        self.act_export = self._action("&Export Image…", self.export_image_dialog, "Ctrl+E",
+        self.act_export = self._action("&Export Image…", self.export_dialog, "Ctrl+E",
                                        "Export the current image (PNG, JPEG, WebP) with its request inside")
         self.act_copy = self._action("&Copy Image", self.copy_image, "Ctrl+Shift+C", "Copy the preview image")
         self.act_encode = self._action("E&ncode Image…", self.image_dialog, "Ctrl+I",
@@ -179,6 +196,10 @@ class MainWindow(QMainWindow):
                                        "Stop the render in flight and any task (a projection, an export)")
         self.act_random = self._action("&Random Seed", s.random_seed, "Ctrl+R", "Draw a new random seed")
         self.act_next = self._action("&Next Seed", s.next_seed, "F5", "Next seed by the seed mode")
+        self.act_variations = self._action("&Variations", self.show_variations, "Ctrl+Shift+V",
+                                           "Render variations of the current output to audition and pick from")
+        self.act_play = self._action("&Play / Stop", self.audio_view.toggle_playback, "Ctrl+Space",
+                                     "Play the sound, or stop it")
         self.act_rerender = self._action("Re&render", s.rerender, "Ctrl+Shift+F5", "Render the current request again")
         self.act_fit = self._action("&Fit", self.canvas.fit, "Ctrl+0", "Fit the image in the view")
         self.act_actual = self._action("&Actual Size", self.canvas.actual_size, "Ctrl+1", "One image pixel per "
@@ -206,7 +227,9 @@ class MainWindow(QMainWindow):
         edit.addSeparator()
         edit.addActions([self.act_reset, self.act_save_latent])
         render = bar.addMenu("&Render")
-        render.addActions([self.act_random, self.act_next, self.act_rerender, self.act_cancel])
+        render.addActions([self.act_random, self.act_next, self.act_variations, self.act_rerender, self.act_cancel])
+        render.addSeparator()
+        render.addAction(self.act_play)
         view = bar.addMenu("&View")
         view.addActions([self.act_fit, self.act_actual, self.act_zoom_in, self.act_zoom_out])
         view.addSeparator()
@@ -220,8 +243,28 @@ class MainWindow(QMainWindow):
     def _on_image_changed(self, image) -> None:
         self.canvas.set_image(image)
 
+    @Slot(object)
+    def _on_sound_changed(self, output) -> None:
+        self.audio_view.set_sound(output.data, int(output.info.get("sample_rate", 0)))
+
+    @Slot(int)
+    def _on_audition(self, index: int) -> None:
+        """A variation tile was picked: show it (and play it, for sounds) in the preview."""
+        _, output = self.session.variations[index]
+        if output.kind == "audio":
+            self.audio_view.set_sound(output.data, int(output.info.get("sample_rate", 0)))
+            if self.audio_view.playback_available:
+                self.audio_view.play()
+        else:
+            self.canvas.set_image(output.data)
+
+    @property
+    def preview(self):
+        """The preview widget in use: the canvas (images) or the audio view (sounds)."""
+        return self.views.currentWidget()
+
     def _on_rendered(self, request, seconds: float, info: dict) -> None:
-        self.canvas.clear_progress()
+        self.preview.clear_progress()
         note = f" — {info['fallback']}" if info.get("fallback") else ""
         self.time_label.setText(f"{seconds * 1000:.0f} ms{note}")
         if info.get("device"):
@@ -230,7 +273,23 @@ class MainWindow(QMainWindow):
     def _on_model_changed(self, entry) -> None:
         name = entry.manifest.name if entry is not None and entry.manifest is not None else "no model"
         self.model_label.setText(f"Model: {name}")
-        if self._takes_init_image():
+        sound = self.session.output_kind == "audio"
+        if not sound:
+            self.audio_view.stop()
+        self.views.setCurrentWidget(self.audio_view if sound else self.canvas)
+        for action in (self.act_copy, self.act_fit, self.act_actual, self.act_zoom_in, self.act_zoom_out):
+            action.setEnabled(not sound)
+        self.act_play.setEnabled(sound)
+        self.zoom_label.setVisible(not sound)
+        what = "Sound" if sound else "Image"
+        self.act_export.setText(f"&Export {what}…")
+        tip = ("Export the current sound (WAV, FLAC, OGG, MP3) with its request inside" if sound
+               else "Export the current image (PNG, JPEG, WebP) with its request inside")
+        self.act_export.setToolTip(tip)
+        self.act_export.setStatusTip(tip)
+        if sound:
+            text, tip = "E&ncode Sound…", "Take the latent (the timbre) from a sound file"
+        elif self._takes_init_image():
             text, tip = "&Init Image…", "Start image-to-image from a picture"
         elif self.session.projects:
             text, tip = "Pro&ject Image…", "Find the style that redraws an image (projection)"
@@ -246,7 +305,7 @@ class MainWindow(QMainWindow):
 
     def _on_progress(self, step: int, total: int, message: str) -> None:
         if total > 1:
-            self.canvas.set_progress(step, total, message)
+            self.preview.set_progress(step, total, message)
         self.progress.setRange(0, max(total, 1))
         self.progress.setValue(step)
 
@@ -269,7 +328,7 @@ class MainWindow(QMainWindow):
         if busy:
             self.progress.setRange(0, 0)  # indeterminate until the first progress event
         else:
-            self.canvas.clear_progress()
+            self.preview.clear_progress()
 
     def _on_attention(self, level: str, text: str) -> None:
         self.statusBar().showMessage(text, 8000)
@@ -291,6 +350,7 @@ class MainWindow(QMainWindow):
         if self.confirm_discard():
             self.session.new_document()
             self.canvas.set_image(None)
+            self.audio_view.clear()
 
     def open_document_dialog(self) -> None:
         if not self.confirm_discard():
@@ -378,16 +438,21 @@ class MainWindow(QMainWindow):
         return True
 
     # --- export and clipboard ---------------------------------------------------------------------------------------
-    def export_image_dialog(self) -> None:
+    def export_dialog(self) -> None:
+        """Ctrl+E: export the current image or sound, asking where (and for sounds, the format)."""
         if self.session.request is None:
             return
         folder = self.settings.value("export_folder", str(Path.home()))
         request = self.session.request
-        suggestion = str(Path(folder) / f"{request.model_id}-{request.seed}.png")
-        path = dialogs.ask_export_image(self, suggestion)
+        sound = self.session.output_kind == "audio"
+        suggestion = str(Path(folder) / f"{request.model_id}-{request.seed}.{'wav' if sound else 'png'}")
+        if sound:
+            path, subtype = dialogs.ask_export_sound(self, suggestion)
+        else:
+            path, subtype = dialogs.ask_export_image(self, suggestion), None
         if path:
             self.settings.setValue("export_folder", str(Path(path).parent))
-            self.session.export_image(path)
+            self.session.export(path, subtype)
 
     def copy_image(self) -> None:
         image = self.canvas.image()
@@ -417,9 +482,17 @@ class MainWindow(QMainWindow):
         elif path.suffix.lower() == SUFFIX:
             if self.confirm_discard():
                 self.open_document(path)
+        elif path.suffix.lower() in AUDIO_SUFFIXES:
+            if _has_request(path):
+                self.session.restore_from_file(path)
+            elif self.session.output_kind == "audio":
+                self.session.encode_sound(path)
+            else:
+                self.session.message.emit(ERROR, f"{path.name} carries no Latent Studio request",
+                                          "Switch to a sound model to encode it into the latent.")
         elif path.suffix.lower() in IMAGE_SUFFIXES:
             if path.suffix.lower() in FORMATS and _has_request(path):
-                self.session.restore_from_image(path)
+                self.session.restore_from_file(path)
             elif self._takes_init_image():
                 self.session.set_init_image(path)
             else:
@@ -428,10 +501,10 @@ class MainWindow(QMainWindow):
                     self.session.encode_image(*choice)
         else:
             self.session.message.emit(ERROR, f"Cannot open {path.name}",
-                                      "Drop a model folder, a .lstudio project, or an image.")
+                                      "Drop a model folder, a .lstudio project, an image or a sound.")
 
     def image_dialog(self) -> None:
-        """Ctrl+I: take the latent from an image (encode / project), or the init image of image-to-image."""
+        """Ctrl+I: take the latent from an image (encode / project) or a sound, or the init image of image-to-image."""
         if self._takes_init_image():
             self.prompt.init_image_dialog()
         else:
@@ -440,6 +513,12 @@ class MainWindow(QMainWindow):
     def _takes_init_image(self) -> bool:
         caps = self.session.entry.capabilities if self.session.entry is not None else frozenset()
         return "img2img" in caps and "encode" not in caps
+
+    def show_variations(self) -> None:
+        """Ctrl+Shift+V: render a fresh set of variations and bring their grid forward."""
+        self.docks["Variations"].show()
+        self.docks["Variations"].raise_()
+        self.variations.render()
 
     # --- help -------------------------------------------------------------------------------------------------------
     def about(self) -> None:
@@ -479,8 +558,10 @@ class MainWindow(QMainWindow):
 
 
 def _has_request(path: Path) -> bool:
-    """Whether an image carries a Latent Studio request (valid or not: restoring says what is wrong with it)."""
+    """Whether an image or a sound carries a Latent Studio request (valid or not: restoring says what is wrong)."""
     try:
+        if path.suffix.lower() in AUDIO_SUFFIXES:
+            return stored_audio_request_text(path) is not None
         return stored_request_text(path) is not None
     except StudioError:
         return False

@@ -17,7 +17,8 @@ from PySide6.QtCore import QObject, QTimer, Signal
 from PySide6.QtGui import QUndoStack
 
 from studio.errors import StudioError
-from studio.export.image import FORMATS, read_glyph_strip, read_picture, read_request, save_image
+from studio.export import AUDIO_FORMATS, read_any_request, read_sound, save_audio
+from studio.export.image import FORMATS, read_glyph_strip, read_picture, save_image
 from studio.families.base import Output
 from studio.families.diffusion import (decode_init_image, encode_init_image, init_image_for, sheet_text,
                                        text_sheet_size)
@@ -29,7 +30,7 @@ from studio.project import (Document, HistoryEntry, ModelRef, SavedLatent, load_
 from studio.request import RenderRequest
 from studio.ui.bridge import EngineBridge
 from studio.ui.commands import ChangeLatents, SetRequest
-from studio.ui.images import thumbnail_png
+from studio.ui.images import output_thumbnail
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,8 @@ class Session(QObject):
     history_changed = Signal()
     document_changed = Signal()  # path or modified state (the window title)
     image_changed = Signal(object)  # np.ndarray: the image to show (per-step frames and finished renders)
+    sound_changed = Signal(object)  # Output: the sound to show and play (finished renders of audio models)
+    variations_changed = Signal()  # the variations grid got a new tile, or was cleared
     rendered = Signal(object, float, object)  # request, seconds, info of a finished preview
     message = Signal(str, str, str)  # level, text, detail
     seed_mode_changed = Signal(str)
@@ -79,6 +82,8 @@ class Session(QObject):
         self._history_timer.setInterval(HISTORY_SETTLE_MS)
         self._history_timer.timeout.connect(self._commit_history)
         self._pending_history: tuple[RenderRequest, Output, float] | None = None
+        self.variations: list[tuple[RenderRequest, Output]] = []  # the variations grid: each tile's request and output
+        self._variation_tasks: list = []
         # init image (base64 PNG in a request) → the original picture it was fitted from, so that a new prompt
         # re-fits the original rather than a resized copy (pictures stay here: the request holds only the fitted one)
         self._init_sources: dict[str, np.ndarray] = {}
@@ -240,6 +245,8 @@ class Session(QObject):
         self.last_output, self.last_request, self.last_info = output, request, info
         if output.kind == "image":
             self.image_changed.emit(output.data)
+        elif output.kind == "audio":
+            self.sound_changed.emit(output)
         self._note_model(request, info)
         self._pending_history = (request, output, seconds)
         self._history_timer.start()
@@ -271,8 +278,7 @@ class Session(QObject):
 
     def _add_history(self, request: RenderRequest, output: Output, seconds: float) -> None:
         """One history entry per undo step: renders during one gesture replace each other."""
-        thumb = thumbnail_png(output.data) if output.kind == "image" else b""
-        entry = HistoryEntry(request, round(seconds, 4), utc_now(), thumb)
+        entry = HistoryEntry(request, round(seconds, 4), utc_now(), output_thumbnail(output))
         history = self.document.history
         if history and (self._history_index == self.undo.index() or history[-1].request == request):
             history[-1] = entry
@@ -296,9 +302,8 @@ class Session(QObject):
         if request is None:
             return
         name = name.strip() or f"seed {request.seed}"
-        thumb = (thumbnail_png(self.last_output.data)
-                 if self.last_output is not None and self.last_output.kind == "image" and self.last_request == request
-                 else b"")
+        thumb = (output_thumbnail(self.last_output)
+                 if self.last_output is not None and self.last_request == request else b"")
 
         def done(output: Output) -> None:
             entry = SavedLatent(name, request.model_id, self.last_info.get("model_sha256", request.model_hash),
@@ -396,6 +401,33 @@ class Session(QObject):
         self.bridge.run(request, f"{verb} {name}", on_done=done, kind="encode", images=images, labels=labels,
                         on_error=self._reporter(f"Cannot {verb.lower()} {name}"), on_cancelled=cancelled)
 
+    def encode_sound(self, path: str | Path) -> None:
+        """Encode a sound file (any rate: resampled to the model's) as the current class into the latent."""
+        request, entry = self.request, self.entry
+        if request is None or entry is None or entry.manifest is None:
+            return
+        name = Path(path).name
+        if entry.manifest.output.kind != "audio" or "encode" not in entry.capabilities:
+            self.message.emit(ERROR, f"Cannot encode {name}", f"{entry.manifest.name} does not encode sounds.")
+            return
+        out = entry.manifest.output
+        try:
+            wave, info = read_sound(path, out["sample_rate"], max_seconds=2 * out["length"] / out["sample_rate"] + 1)
+        except StudioError as exc:
+            self.message.emit(ERROR, f"Cannot encode {name}", str(exc))
+            return
+        cond = entry.manifest.conditions
+        label = request.label or cond.default or cond.labels[0]
+        note = f" (resampled from {info['sample_rate']} Hz)" if info.get("resampled") else ""
+
+        def done(output: Output) -> None:
+            self.change(f"Encode {name}", latent=tuple(float(v) for v in output.data.reshape(-1)),
+                        edits=self._render_only_edits())
+            self.message.emit(INFO, f"Encoded {name} as a {label}{note}: its timbre is now the latent", "")
+
+        self.bridge.run(request, f"Encode {name}", on_done=done, kind="encode", images=wave, labels=[label],
+                        on_error=self._reporter(f"Cannot encode {name}"))
+
     # --- image to image -------------------------------------------------------------------------------------------
     def set_init_image(self, source: str | Path | np.ndarray, name: str = "") -> bool:
         """Start image-to-image from a picture (a file, or an array): it is fitted to the sheet the current prompt
@@ -452,38 +484,54 @@ class Session(QObject):
         return request.with_(init_image=self._fit_init_image(request, picture, entry))
 
     # --- files ----------------------------------------------------------------------------------------------------
-    def restore_from_image(self, path: str | Path) -> bool:
-        """Restore the exact request stored in an image this app exported."""
+    def restore_from_file(self, path: str | Path) -> bool:
+        """Restore the exact request stored in an image or a sound this app exported."""
         try:
-            request = read_request(path)
+            request = read_any_request(path)
         except StudioError as exc:
             self.message.emit(ERROR, f"Cannot restore from {Path(path).name}", str(exc))
             return False
         if self.entry_for(request.model_id) is None:
             self.message.emit(ERROR, f"{Path(path).name} was made with model {request.model_id!r}, which is not "
-                                     "installed", "Open its model folder first, then drop the image again.")
+                                     "installed", "Open its model folder first, then drop the file again.")
             return False
         self.set_request(request, f"Restore {Path(path).name}")
         self.message.emit(INFO, f"Restored the request from {Path(path).name}", "")
         return True
 
-    def export_image(self, path: str | Path, on_done: Callable[[Path], None] | None = None) -> None:
-        """Render the current request on the export lane and write it (PNG/JPEG/WebP) with the request inside."""
+    @property
+    def output_kind(self) -> str:
+        """What the current model makes: "image" or "audio" ("image" when no model is open)."""
+        entry = self.entry
+        return entry.manifest.output.kind if entry is not None and entry.manifest is not None else "image"
+
+    def export(self, path: str | Path, subtype: str | None = None,
+               on_done: Callable[[Path], None] | None = None) -> None:
+        """Render the current request on the export lane and write it with the request inside: an image (PNG, JPEG,
+        WebP) or a sound (WAV, FLAC, OGG, MP3; `subtype` picks WAV's or FLAC's sample format)."""
         request = self.request
         if request is None:
             return
         path = Path(path)
-        if path.suffix.lower() not in FORMATS:
-            self.message.emit(ERROR, f"Cannot export {path.name}", "Use a .png, .jpg or .webp name.")
+        kind = self.output_kind
+        formats = AUDIO_FORMATS if kind == "audio" else FORMATS
+        if path.suffix.lower() not in formats:
+            self.message.emit(ERROR, f"Cannot export {path.name}",
+                              f"This model makes {'sounds' if kind == 'audio' else 'images'}: use a "
+                              f"{', '.join(sorted(formats))} name.")
             return
         name = self.entry.manifest.name if self.entry is not None and self.entry.manifest else ""
 
         def write(output: Output) -> Output:  # on the worker: file I/O stays off the GUI thread
-            if output.kind != "image":
-                raise StudioError(f"this model makes {output.kind}, not an image", path)
             sha = output.info.get("model_sha256") or request.model_hash
-            save_image(path, output.data, request.with_(model_hash=sha) if sha else request, model_name=name,
-                       model_sha256=sha)
+            stamped = request.with_(model_hash=sha) if sha else request
+            if output.kind == "audio" and kind == "audio":
+                save_audio(path, output.data, int(output.info["sample_rate"]), stamped, model_name=name,
+                           model_sha256=sha, subtype=subtype)
+            elif output.kind == "image" and kind == "image":
+                save_image(path, output.data, stamped, model_name=name, model_sha256=sha)
+            else:
+                raise StudioError(f"this model made {output.kind}, which cannot be written as {path.suffix}", path)
             return output
 
         def done(_output: Output) -> None:
@@ -494,6 +542,46 @@ class Session(QObject):
 
         self.bridge.run(request, f"Export {path.name}", on_done=done, then=write,
                         on_error=self._reporter("Export failed"))
+
+    # --- variations -----------------------------------------------------------------------------------------------
+    def render_variations(self, count: int = 6, strength: float = 0.35) -> None:
+        """Render `count` variations of the current request (fresh variation seeds at `strength`) on the export lane,
+        as tiles of the variations grid; `use_variation` continues from one."""
+        request = self.request
+        if request is None:
+            return
+        self.clear_variations()
+        tiles = self.variations
+        for _ in range(count):
+            varied = request.edit("variation_seed", float(self._rng.randrange(1 << 24))).edit(
+                "variation_strength", float(strength))
+
+            def done(output: Output, varied=varied) -> None:
+                if tiles is self.variations:  # not a grid that was cleared or replaced since
+                    tiles.append((varied, output))
+                    self.variations_changed.emit()
+
+            self._variation_tasks.append(self.bridge.run(varied, "Variations", on_done=done,
+                                                         on_error=self._reporter("A variation failed")))
+
+    def clear_variations(self) -> None:
+        """Empty the grid and stop the variations still rendering."""
+        for task in self._variation_tasks:
+            task.job.cancel()
+        self._variation_tasks = []
+        self.variations = []
+        self.variations_changed.emit()
+
+    def use_variation(self, index: int) -> None:
+        """Continue from variation `index`: its latent (computed on the worker) becomes the current one."""
+        varied, _ = self.variations[index]
+
+        def done(output: Output) -> None:
+            self.change("Use variation", latent=tuple(float(v) for v in output.data.reshape(-1)),
+                        edits=tuple((k, v) for k, v in varied.edits if k in RENDER_ONLY_EDITS))
+
+        self.bridge.run(varied, "Use variation", on_done=done, on_error=self._reporter("Cannot use the variation"),
+                        kind="latent")
 
     # --- documents ------------------------------------------------------------------------------------------------
     @property
@@ -548,6 +636,7 @@ class Session(QObject):
         self._history_index = -1
         self.last_output = self.last_request = None
         self.entry = None
+        self.clear_variations()
 
     def save(self, path: str | Path | None = None) -> bool:
         target = Path(path) if path is not None else self.path

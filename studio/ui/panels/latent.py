@@ -1,6 +1,6 @@
 """The latent panel: seed (random / fixed / increment, dice), principal-direction sliders, raw dimensions on demand,
-truncation, mixing, variation, and "Encode image…" ("Project Image…" for the GAN). Style-based GANs add the layer
-style mixing starts at, the layer range the directions act on, and noise. Every change is one undoable step; a
+truncation, mixing, variation, and "Encode image…" ("Project Image…" for the GAN, "Encode Sound…" for sounds).
+Style-based GANs add the layer style mixing starts at, the layer range the directions act on, and noise. Every change is one undoable step; a
 slider drag is one step."""
 
 from __future__ import annotations
@@ -23,6 +23,8 @@ TRUNCATION_RANGE = (0.0, 1.5)
 RAW_TIP = "Sliders for each raw latent dimension z0, z1, … (added to the latent)"
 ENCODE_TIP = ("Take the latent from an image (for glyph models: a strip of characters) — or drop an image on the "
               "window")
+SOUND_TIP = ("Take the latent (the timbre) from a sound file, read as the current class; any sample rate — or drop "
+             "a sound on the window")
 PROJECT_TIP = ("Find the style w that redraws the glyphs of an image (a strip of characters): a projection by "
                "optimisation that takes a while; its progress shows in the status bar, and Cancel (or Esc) stops it")
 
@@ -317,8 +319,9 @@ class LatentPanel(QWidget):
             self.show_raw.setChecked(False)
         self.encode_button.setEnabled(entry is not None and "encode" in caps)
         projects = entry is not None and entry.manifest is not None and entry.manifest.family in PROJECTING_FAMILIES
-        self.encode_button.setText("Project Image…" if projects else "Encode Image…")
-        self.encode_button.setToolTip(PROJECT_TIP if projects else ENCODE_TIP)
+        sound = entry is not None and entry.manifest is not None and entry.manifest.output.kind == "audio"
+        self.encode_button.setText("Encode Sound…" if sound else "Project Image…" if projects else "Encode Image…")
+        self.encode_button.setToolTip(SOUND_TIP if sound else PROJECT_TIP if projects else ENCODE_TIP)
         self._build_style_controls(entry, caps)
         self._on_request_changed(self.session.request)
 
@@ -415,8 +418,13 @@ class LatentPanel(QWidget):
             self.session.change("Reset all sliders", edits=())
 
     def encode_dialog(self) -> None:
-        from studio.ui.dialogs import ask_encode_image
+        from studio.ui.dialogs import ask_encode_image, ask_sound
 
+        if self.session.output_kind == "audio":
+            path = ask_sound(self)
+            if path:
+                self.session.encode_sound(path)
+            return
         choice = ask_encode_image(self, self.session)
         if choice is not None:
             self.session.encode_image(*choice)

@@ -1,0 +1,199 @@
+"""The app with a sound model, on the offscreen platform with the real engine and a tiny seeded audio VAE: the audio
+preview replaces the canvas, export writes every audio format with the request inside, dropping the file restores it,
+a sound file (at another rate) is encoded into the latent, the variations grid auditions and continues, and with no
+audio device everything but playback works."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import soundfile as sf
+from PySide6.QtCore import QSettings
+
+from conftest import make_tiny_audio_package, make_tiny_package
+from studio.engine.engine import Engine
+from studio.export import read_any_request
+from studio.train.sounds import synthesize
+from studio.ui import dialogs
+from studio.ui.main_window import MainWindow
+from studio.ui.session import Session
+
+AUDIO, IMAGE = "tiny-audio", "tiny"
+
+
+@pytest.fixture(autouse=True)
+def _no_blocking_dialogs(monkeypatch):
+    monkeypatch.setattr(dialogs, "ask_save_changes", lambda parent, name: dialogs.DISCARD)
+    for name in ("ask_open_project", "ask_save_project", "ask_export_image", "ask_export_sound", "ask_sound",
+                 "ask_model_folder", "ask_chars", "ask_recover"):
+        monkeypatch.setattr(dialogs, name, lambda *args, _n=name: pytest.fail(f"unexpected dialog {_n}"))
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    root = tmp_path_factory.mktemp("models")
+    make_tiny_audio_package(root / AUDIO)
+    make_tiny_package(root / IMAGE)
+    return root
+
+
+@pytest.fixture
+def window(qtbot, models, tmp_path):
+    engine = Engine(device="cpu", roots=[models])
+    session = Session(engine, roots=[models])
+    session.refresh_models()
+    w = MainWindow(session, QSettings(str(tmp_path / "window.ini"), QSettings.Format.IniFormat), None)
+    qtbot.addWidget(w)
+    with qtbot.waitSignal(session.sound_changed, timeout=10000):
+        session.start(AUDIO)
+    session.undo.setClean()
+    w.show()
+    yield w
+    session.undo.setClean()
+    w.close()
+    session.shutdown()
+
+
+def settle(qtbot, window):
+    qtbot.waitUntil(lambda: not window.session.bridge.busy, timeout=10000)
+    window.session.flush_history()
+
+
+def message(qtbot, session, want: str, timeout: int = 10000):
+    return qtbot.waitSignal(session.message, timeout=timeout, check_params_cb=lambda level, text, d: want in text)
+
+
+def test_a_sound_model_shows_the_audio_view_and_sound_actions(qtbot, window):
+    assert window.views.currentWidget() is window.audio_view
+    assert window.act_export.text().replace("&", "") == "Export Sound…"
+    assert window.act_encode.text().replace("&", "") == "Encode Sound…"
+    assert window.act_play.isEnabled() and not window.act_copy.isEnabled()
+    assert window.latent.encode_button.text() == "Encode Sound…" and window.latent.encode_button.isEnabled()
+    sound = window.audio_view.sound()
+    assert sound is not None and sound.shape == (1024, 1)
+    assert np.array_equal(sound, window.session.last_output.data)
+    settle(qtbot, window)
+    assert window.session.document.history[-1].thumbnail_png  # a waveform thumbnail
+    with qtbot.waitSignal(window.session.rendered, timeout=10000):
+        window.session.use_model(IMAGE)
+    assert window.views.currentWidget() is window.canvas
+    assert window.act_export.text().replace("&", "") == "Export Image…" and window.act_copy.isEnabled()
+
+
+def test_without_an_audio_device_the_app_says_so_and_renders(qtbot, window):
+    view = window.audio_view
+    assert not view.playback_available  # no sound device on the test machines
+    assert "playback is off" in view.status_text().lower()
+    with qtbot.waitSignal(window.session.sound_changed, timeout=10000):
+        window.session.change("Class", label="kick")
+    window.act_play.trigger()  # does nothing, raises nothing
+    assert not view.is_playing()
+
+
+@pytest.mark.parametrize("name, subtype, expected", [
+    ("hit.wav", "PCM_24", "PCM_24"), ("hit.wav", "FLOAT", "FLOAT"), ("hit.flac", None, "PCM_16"),
+    ("hit.ogg", None, "VORBIS"), ("hit.mp3", None, "MPEG_LAYER_III"),
+])
+def test_export_writes_the_sound_with_its_request_and_dropping_it_restores(qtbot, window, tmp_path, monkeypatch,
+                                                                          name, subtype, expected):
+    session = window.session
+    session.edit("d0", 1.5, "d0")
+    settle(qtbot, window)
+    wanted = session.request
+    out = tmp_path / "exports" / name
+    out.parent.mkdir()
+    monkeypatch.setattr(dialogs, "ask_export_sound", lambda parent, suggestion: (str(out), subtype))
+    with message(qtbot, session, "Exported"):
+        window.act_export.trigger()
+    info = sf.info(str(out))
+    assert (info.samplerate, info.channels, info.subtype) == (8000, 1, expected)
+    stored = read_any_request(out)
+    assert stored.with_(model_hash="") == wanted and len(stored.model_hash) == 64
+    assert [p.name for p in out.parent.iterdir()] == [out.name]  # no temporary file left
+    if expected == "FLOAT":
+        data, _ = sf.read(str(out), dtype="float32", always_2d=True)
+        assert np.array_equal(data, session.last_output.data)
+    session.change("Seed", seed=99)
+    settle(qtbot, window)
+    window.open_path(out)  # what a drop does
+    assert session.request == stored
+    session.undo.undo()
+    assert session.request.seed == 99
+
+
+def test_exporting_a_sound_as_an_image_name_is_refused(qtbot, window, tmp_path):
+    with qtbot.waitSignal(window.session.message, timeout=5000) as blocker:
+        window.session.export(tmp_path / "x.png")
+    assert blocker.args[0] == "error" and ".wav" in blocker.args[2]
+    assert not list(tmp_path.glob("x.*"))
+
+
+def test_export_into_a_missing_folder_reports_and_keeps_nothing(qtbot, window, tmp_path):
+    with qtbot.waitSignal(window.session.message, timeout=10000,
+                          check_params_cb=lambda level, *_: level == "error") as blocker:
+        window.session.export(tmp_path / "gone" / "x.wav")
+    assert "Export failed" in blocker.args[1] and "gone" in blocker.args[2]
+    assert not (tmp_path / "gone").exists()
+
+
+def test_dropping_a_sound_file_encodes_it_at_the_models_rate(qtbot, window, tmp_path):
+    session = window.session
+    path = tmp_path / "snare.wav"
+    sf.write(str(path), synthesize("snare", 2, 16000, 2048), 16000)
+    before = session.request
+    with message(qtbot, session, "Encoded snare.wav") as blocker:
+        window.open_path(path)
+    assert "resampled from 16000 Hz" in blocker.args[1]
+    assert session.request.latent is not None and len(session.request.latent) == 4
+    session.undo.undo()
+    assert session.request == before
+
+
+def test_a_file_that_is_not_a_sound_is_named_and_nothing_changes(qtbot, window, tmp_path):
+    bad = tmp_path / "broken.wav"
+    bad.write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunk")
+    before = window.session.request
+    with qtbot.waitSignal(window.session.message, timeout=5000) as blocker:
+        window.open_path(bad)
+    assert blocker.args[0] == "error" and "broken.wav" in blocker.args[1] + blocker.args[2]
+    assert window.session.request == before
+
+
+def test_encode_sound_action_asks_for_a_file(qtbot, window, tmp_path, monkeypatch):
+    path = tmp_path / "kick.flac"
+    sf.write(str(path), synthesize("kick", 1, 8000, 1024), 8000)
+    monkeypatch.setattr(dialogs, "ask_sound", lambda parent: str(path))
+    with message(qtbot, window.session, "Encoded kick.flac"):
+        window.act_encode.trigger()
+    assert window.session.request.latent is not None
+
+
+def test_variations_grid_auditions_and_continues(qtbot, window):
+    session, panel = window.session, window.variations
+    panel.count.setValue(3)
+    before = session.request
+    window.act_variations.trigger()
+    qtbot.waitUntil(lambda: panel.tiles.count() == 3, timeout=10000)
+    assert "3 variations" in panel.status.text()
+    sounds = [output.data for _, output in session.variations]
+    assert not np.array_equal(sounds[0], sounds[1])
+    assert all(dict(r.edits)["variation_strength"] == pytest.approx(0.35) for r, _ in session.variations)
+    panel.tiles.setCurrentRow(1)  # audition: the view shows that sound
+    assert np.array_equal(window.audio_view.sound(), sounds[1])
+    assert session.request == before  # auditioning changes nothing
+    with qtbot.waitSignal(session.sound_changed, timeout=10000) as blocker:
+        panel.use_button.click()
+    assert session.request.latent is not None and session.request.model_id == AUDIO
+    assert np.allclose(blocker.args[0].data, sounds[1], atol=1e-5)  # the continued sound is the picked one
+    session.undo.undo()
+    assert session.request == before
+
+
+def test_a_new_model_clears_the_variations(qtbot, window):
+    panel = window.variations
+    panel.count.setValue(2)
+    panel.render()
+    qtbot.waitUntil(lambda: panel.tiles.count() == 2, timeout=10000)
+    with qtbot.waitSignal(window.session.rendered, timeout=10000):
+        window.session.use_model(IMAGE)
+    assert panel.tiles.count() == 0 and window.session.variations == []
