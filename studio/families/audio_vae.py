@@ -245,6 +245,8 @@ class AudioVAEFamily(Family):
         zd = net.from_prior(z.to(model.device, model.dtype).reshape(1, -1))
         labels = torch.tensor([label], dtype=torch.long, device=model.device)
         picture = torch.sigmoid(net.decode(zd, labels).float())
+        if picture.device.type == "mps":  # complex STFT support on MPS is incomplete: the phase search runs on the CPU
+            picture = picture.cpu()
         steps = fmt.griffin_lim(fmt.magnitudes(picture), iterations)
         while True:  # every Griffin-Lim iteration is a cancel point
             try:
