@@ -150,6 +150,29 @@ def _app_env(display: str, tmp: Path) -> dict:
     return env
 
 
+def _start_app(display: str, tmp: Path, report: Path, *args: str):
+    """The app on `display`, writing its widgets' geometry to `report` once its first output shows, with its output
+    in tmp/app.stdout and tmp/app.stderr; (process, a function giving that output for failure messages)."""
+    stdout, stderr = tmp / "app.stdout", tmp / "app.stderr"
+    with open(stdout, "wb") as out, open(stderr, "wb") as err:
+        app = subprocess.Popen([sys.executable, "-m", "studio", "gui", "--report-geometry", str(report),
+                                "--threads", "1", *args], cwd=REPO, env=_app_env(display, tmp), stdout=out,
+                               stderr=err)
+
+    def output() -> str:
+        return (f"\n--- app stdout ---\n{stdout.read_text(errors='replace')}"
+                f"\n--- app stderr ---\n{stderr.read_text(errors='replace')}")
+
+    return app, output
+
+
+def _geometry(app: subprocess.Popen, report: Path, app_log) -> dict:
+    """The geometry report, once the app wrote it (the app must still run)."""
+    assert _wait_for(lambda: report.exists() or app.poll() is not None, 90), "no geometry report in 90 s"
+    assert app.poll() is None, f"the app exited early with code {app.returncode}" + app_log()
+    return json.loads(report.read_text(encoding="utf-8"))
+
+
 def _wait_for(predicate, timeout: float, step: float = 0.1):
     deadline = time.monotonic() + timeout
     while True:
@@ -163,20 +186,12 @@ def _wait_for(predicate, timeout: float, step: float = 0.1):
 def test_drag_a_direction_slider_changes_the_preview_then_quit_discarding(xvfb, tmp_path):
     screen = Screen(xvfb)
     report = tmp_path / "geometry.json"
-    log_out, log_err = tmp_path / "app.stdout", tmp_path / "app.stderr"
+    log_err = tmp_path / "app.stderr"
     started = time.monotonic()
-    with open(log_out, "wb") as out, open(log_err, "wb") as err:
-        app = subprocess.Popen([sys.executable, "-m", "studio", "gui", "--report-geometry", str(report),
-                                "--threads", "1"], cwd=REPO, env=_app_env(xvfb, tmp_path), stdout=out, stderr=err)
+    app, app_log = _start_app(xvfb, tmp_path, report)
     try:
-        def app_log() -> str:
-            return (f"\n--- app stdout ---\n{log_out.read_text(errors='replace')}"
-                    f"\n--- app stderr ---\n{log_err.read_text(errors='replace')}")
-
         # 1. The window is up with its first preview: the app says where its widgets are.
-        assert _wait_for(lambda: report.exists() or app.poll() is not None, 90), "no geometry report in 90 s"
-        assert app.poll() is None, f"the app exited early with code {app.returncode}" + app_log()
-        geo = json.loads(report.read_text(encoding="utf-8"))
+        geo = _geometry(app, report, app_log)
         ratio = float(geo.get("ratio", 1.0))
 
         def rect(name: str) -> tuple[int, int, int, int]:
@@ -267,6 +282,40 @@ def test_drag_a_direction_slider_changes_the_preview_then_quit_discarding(xvfb, 
         autosave = tmp_path / "data" / "autosave"
         left = sorted(p.name for p in autosave.iterdir()) if autosave.is_dir() else []
         assert not left, f"a clean exit leaves no autosave or lock behind: {left}"
+    finally:
+        if app.poll() is None:
+            app.kill()
+            app.wait(10)
+
+
+@pytest.mark.slow
+def test_the_sound_model_shows_its_waveform_and_spectrogram_and_space_is_safe_without_a_device(xvfb, tmp_path):
+    """The shipped sound model in the real window: the audio view replaces the canvas, draws a waveform (light blue
+    on dark) over a coloured spectrogram, and with no sound device here Space (play) changes nothing and the app
+    quits cleanly."""
+    screen = Screen(xvfb)
+    report = tmp_path / "geometry.json"
+    log_err = tmp_path / "app.stderr"
+    app, app_log = _start_app(xvfb, tmp_path, report, "--model", "one-shots")
+    try:
+        geo = _geometry(app, report, app_log)
+        assert "audioPlot" in geo and "previewCanvas" not in geo, sorted(geo)  # the audio view, not the canvas
+        ratio = float(geo.get("ratio", 1.0))
+        x, y, w, h = (round(v * ratio) for v in geo["audioPlot"])
+        shot = screen.shot(tmp_path / "sound.png")
+        plot = shot[y:y + h, x:x + w].astype(np.int16)
+        top, bottom = plot[: h // 3], plot[h // 2:]
+        # the waveform: light blue strokes (blue well above red) in the upper part
+        assert ((top[..., 2] - top[..., 0]) > 60).mean() > 0.01, "no waveform drawn" + app_log()
+        # the spectrogram: magma colours (red above blue where it is loud) in the lower part
+        assert ((bottom[..., 0] - bottom[..., 2]) > 40).mean() > 0.01, "no spectrogram drawn" + app_log()
+        main = screen.windows("^Latent Studio")[0]
+        screen.key(main, "space")  # play: there is no output device, so nothing happens, and nothing breaks
+        time.sleep(0.5)
+        assert app.poll() is None, "the app died on Space" + app_log()
+        screen.key(main, "ctrl+q")
+        assert app.wait(15) == 0, app_log()
+        assert "Traceback" not in log_err.read_text(errors="replace"), app_log()
     finally:
         if app.poll() is None:
             app.kill()

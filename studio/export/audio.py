@@ -26,7 +26,7 @@ import soundfile as sf
 from studio import __version__
 from studio.errors import ExportError, RequestError
 from studio.export.atomic import atomic_path
-from studio.export.image import REQUEST_CHUNK, parameters_text
+from studio.export.image import REQUEST_CHUNK, parameters_text, stored_request
 from studio.request import RenderRequest
 
 AUDIO_FORMATS = {".wav": "WAV", ".flac": "FLAC", ".ogg": "OGG", ".mp3": "MP3"}
@@ -356,13 +356,7 @@ def stored_audio_request_text(path: str | Path) -> str | None:
 
 def read_audio_request(path: str | Path) -> RenderRequest:
     """The RenderRequest stored in a sound this app exported."""
-    text = stored_audio_request_text(path)
-    if not text:
-        raise RequestError("this sound carries no Latent Studio request (no 'latent-studio' metadata)", path)
-    try:
-        return RenderRequest.from_json(text)
-    except RequestError as exc:
-        raise RequestError(f"the stored request is invalid: {exc.problem}", path, exc.field) from None
+    return stored_request(stored_audio_request_text(path), path, "sound")
 
 
 # --- reading sound ------------------------------------------------------------------------------------------------

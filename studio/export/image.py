@@ -105,9 +105,14 @@ def stored_request_text(path: str | Path) -> str | None:
 
 def read_request(path: str | Path) -> RenderRequest:
     """The RenderRequest stored in an image this app exported."""
-    text = stored_request_text(path)
+    return stored_request(stored_request_text(path), path, "image")
+
+
+def stored_request(text: str | None, path: str | Path, what: str) -> RenderRequest:
+    """The request in the metadata `text` of the `what` ("image", "sound") at `path`; RequestError naming the file
+    when there is none or it is invalid."""
     if not text:
-        raise RequestError("this image carries no Latent Studio request (no 'latent-studio' metadata)", path)
+        raise RequestError(f"this {what} carries no Latent Studio request (no 'latent-studio' metadata)", path)
     try:
         return RenderRequest.from_json(text)
     except RequestError as exc:

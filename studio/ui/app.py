@@ -103,11 +103,13 @@ def run(model: str | None = None, open_paths: list[str] | None = None, device: s
 
 
 def _report_geometry_when_shown(window, path: str) -> None:
-    """Write the screen rectangles of the window's named widgets once the first image is on the canvas."""
+    """Write the screen rectangles of the window's named widgets once the first image (or sound) is shown."""
+    written = []
 
     def write(*_args) -> None:
-        session.image_changed.disconnect(write)
-        QTimer.singleShot(300, dump)
+        if not written:
+            written.append(True)
+            QTimer.singleShot(300, dump)
 
     def dump() -> None:
         data = {}
@@ -129,3 +131,4 @@ def _report_geometry_when_shown(window, path: str) -> None:
 
     session = window.session
     session.image_changed.connect(write)
+    session.sound_changed.connect(write)

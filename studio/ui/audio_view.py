@@ -12,14 +12,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-from PySide6.QtCore import QIODevice, QObject, QPointF, QRect, QRectF, QSize, QSizeF, Qt, QTimer, Signal, Slot
+from PySide6.QtCore import QIODevice, QObject, QPointF, QRect, QRectF, QSize, Qt, QTimer, Signal, Slot
 from PySide6.QtGui import (QColor, QFontDatabase, QHideEvent, QImage, QKeyEvent, QPainter, QPaintEvent, QPixmap,
                            QResizeEvent)
 from PySide6.QtWidgets import (QCheckBox, QHBoxLayout, QLabel, QLayout, QPushButton, QSizePolicy, QStyle, QVBoxLayout,
                                QWidget)
 
-from studio.ui.canvas import (BACKGROUND, PLACEHOLDER_TEXT, PROGRESS_BAR_HEIGHT, PROGRESS_FILL, PROGRESS_TRACK,
-                              qimage_from_array)
+from studio.ui.canvas import BACKGROUND, PLACEHOLDER_TEXT, paint_progress, qimage_from_array
 
 try:  # QtMultimedia needs libpulse on Linux: without it the view still draws, it only cannot play
     from PySide6.QtMultimedia import QAudioFormat, QAudioSink, QMediaDevices
@@ -189,25 +188,6 @@ def _nice_step(span: float, count: float) -> float:
     return next(m * power for m in (1, 2, 5, 10) if m * power >= raw)
 
 
-def _paint_progress(painter: QPainter, rect: QRect, progress: tuple[int, int, str]) -> None:
-    """The thin progress bar and its label, as PreviewCanvas draws them."""
-    step, total, message = progress
-    fraction = min(max(step / total, 0.0), 1.0) if total > 0 else 0.0
-    bar = QRectF(rect.left(), rect.bottom() + 1 - PROGRESS_BAR_HEIGHT, rect.width(), PROGRESS_BAR_HEIGHT)
-    painter.fillRect(bar, PROGRESS_TRACK)
-    painter.fillRect(QRectF(bar.topLeft(), QSizeF(bar.width() * fraction, bar.height())), PROGRESS_FILL)
-    label = f"{message} {step}/{total}".strip()
-    metrics = painter.fontMetrics()
-    box = QRectF(rect.left() + 4, bar.top() - metrics.height() - 6, metrics.horizontalAdvance(label) + 12,
-                 metrics.height() + 4)
-    painter.setRenderHint(QPainter.RenderHint.Antialiasing, True)
-    painter.setPen(Qt.PenStyle.NoPen)
-    painter.setBrush(QColor(0, 0, 0, 150))
-    painter.drawRoundedRect(box, 3, 3)
-    painter.setPen(QColor(0xE0, 0xE0, 0xE0))
-    painter.drawText(box, Qt.AlignmentFlag.AlignCenter, label)
-
-
 # -- playback source -----------------------------------------------------------------------------------------------
 
 class _PcmSource(QIODevice):
@@ -348,7 +328,7 @@ class _SoundPlot(QWidget):
                 painter.setPen(PLAYHEAD)
                 painter.drawLine(QPointF(x, wave.top()), QPointF(x, spectrum.bottom() + 1))
         if self._progress is not None:
-            _paint_progress(painter, self.rect(), self._progress)
+            paint_progress(painter, self.rect(), self._progress)
         painter.end()
 
     def _paint_frequency_labels(self, painter: QPainter, spectrum: QRect) -> None:

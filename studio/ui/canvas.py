@@ -306,17 +306,23 @@ class PreviewCanvas(QWidget):
 
     def _paint_progress(self, painter: QPainter) -> None:
         assert self._progress is not None
-        step, total, message = self._progress
-        fraction = min(max(step / total, 0.0), 1.0) if total > 0 else 0.0
-        bar = QRectF(0, self.height() - PROGRESS_BAR_HEIGHT, self.width(), PROGRESS_BAR_HEIGHT)
-        painter.fillRect(bar, PROGRESS_TRACK)
-        painter.fillRect(QRectF(bar.topLeft(), QSizeF(bar.width() * fraction, bar.height())), PROGRESS_FILL)
-        label = f"{message} {step}/{total}".strip()
-        metrics = painter.fontMetrics()
-        box = QRectF(4, bar.top() - metrics.height() - 6, metrics.horizontalAdvance(label) + 12, metrics.height() + 4)
-        painter.setRenderHint(QPainter.RenderHint.Antialiasing, True)
-        painter.setPen(Qt.PenStyle.NoPen)
-        painter.setBrush(QColor(0, 0, 0, 150))
-        painter.drawRoundedRect(box, 3, 3)
-        painter.setPen(QColor(0xE0, 0xE0, 0xE0))
-        painter.drawText(box, Qt.AlignmentFlag.AlignCenter, label)
+        paint_progress(painter, self.rect(), self._progress)
+
+
+def paint_progress(painter: QPainter, rect: QRect, progress: tuple[int, int, str]) -> None:
+    """The thin progress bar along the bottom of `rect` with its "message step/total" label (the previews share it)."""
+    step, total, message = progress
+    fraction = min(max(step / total, 0.0), 1.0) if total > 0 else 0.0
+    bar = QRectF(rect.left(), rect.bottom() + 1 - PROGRESS_BAR_HEIGHT, rect.width(), PROGRESS_BAR_HEIGHT)
+    painter.fillRect(bar, PROGRESS_TRACK)
+    painter.fillRect(QRectF(bar.topLeft(), QSizeF(bar.width() * fraction, bar.height())), PROGRESS_FILL)
+    label = f"{message} {step}/{total}".strip()
+    metrics = painter.fontMetrics()
+    box = QRectF(rect.left() + 4, bar.top() - metrics.height() - 6, metrics.horizontalAdvance(label) + 12,
+                 metrics.height() + 4)
+    painter.setRenderHint(QPainter.RenderHint.Antialiasing, True)
+    painter.setPen(Qt.PenStyle.NoPen)
+    painter.setBrush(QColor(0, 0, 0, 150))
+    painter.drawRoundedRect(box, 3, 3)
+    painter.setPen(QColor(0xE0, 0xE0, 0xE0))
+    painter.drawText(box, Qt.AlignmentFlag.AlignCenter, label)
