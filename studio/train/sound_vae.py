@@ -347,18 +347,32 @@ def evaluate(net: SpecVAE, fmt: SpecFormat, clf: SoundClassifier, held_per_kind:
     return metrics
 
 
+# a few stops of matplotlib's "magma" (black → purple → orange → pale yellow), as the app's spectrogram view shows them
+GAP_GREY = 0x50  # between the tiles of a preview (silence is black)
+MAGMA = np.array([[0, 0, 4], [59, 15, 112], [140, 41, 129], [222, 73, 104], [254, 159, 109], [252, 253, 191]],
+                 dtype=np.float32)
+
+
+def colour(values: np.ndarray) -> np.ndarray:
+    """Values in [0, 1] → RGB uint8 through MAGMA."""
+    x = np.clip(values, 0, 1) * (len(MAGMA) - 1)
+    low = np.floor(x).astype(int).clip(0, len(MAGMA) - 2)
+    t = (x - low)[..., None]
+    return np.round(MAGMA[low] * (1 - t) + MAGMA[low + 1] * t).astype(np.uint8)
+
+
 @torch.inference_mode()
 def specimen(net: SpecVAE, seeds=range(4), kinds: tuple[str, ...] = KINDS) -> np.ndarray:
     """A preview: prior-sample spectrograms, one row per seed, one column per class (low notes at the bottom),
-    dark on light, uint8."""
+    in the app's colours, RGB uint8."""
     rows = []
     for seed in seeds:
         w = torch.randn(1, net.latent_dim, generator=torch.Generator().manual_seed(seed)).expand(len(kinds), -1)
         pics = torch.sigmoid(net.decode(net.from_prior(w), torch.arange(len(kinds))))[:, 0]  # (K, bins, frames)
         pics = F.avg_pool2d(pics[:, None], (4, 1))[:, 0].flip(1)  # bins / 4, low frequencies at the bottom
-        gap = torch.zeros(pics.shape[1], 4)
-        rows.append(torch.cat([part for p in pics for part in (p, gap)][:-1], 1))
-    hgap = torch.zeros(4, rows[0].shape[1])
-    sheet = torch.cat([part for row in rows for part in (row, hgap)][:-1], 0)
-    return ((1 - sheet.clamp(0, 1)) * 255).round().to(torch.uint8).numpy()
+        tiles = colour(pics.numpy())  # (K, H, W, 3)
+        gap = np.full((tiles.shape[1], 4, 3), GAP_GREY, np.uint8)
+        rows.append(np.concatenate([part for tile in tiles for part in (tile, gap)][:-1], 1))
+    hgap = np.full((4, *rows[0].shape[1:]), GAP_GREY, np.uint8)
+    return np.concatenate([part for row in rows for part in (row, hgap)][:-1], 0)
 
