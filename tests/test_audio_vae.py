@@ -234,3 +234,40 @@ def test_tonal_sounds_are_pitched_where_their_class_plays():
 
 def test_tiny_classes_are_real_kinds():
     assert set(TINY_SOUNDS) <= set(sounds.KINDS)
+
+
+def test_a_prior_fitted_per_class_samples_each_class_where_its_sounds_lie():
+    net = SpecVAE(bins=32, frames=65, latent_dim=3, num_classes=2, width=4, levels=2, max_width=8, class_dim=4,
+                  hidden=16, fitted_prior=True, class_prior=True)
+    gen = torch.Generator().manual_seed(0)
+    centres = torch.tensor([[5.0, 0, 0], [-5.0, 2, 0]])
+    spreads = torch.tensor([[1.0, 0.5, 0.1], [0.2, 2.0, 0.3]])
+    labels = torch.arange(2).repeat_interleave(400)
+    z = centres[labels] + torch.randn(800, 3, generator=gen) * spreads[labels]
+    net.fit_prior(z, labels)
+    assert torch.allclose(net.from_prior(net.to_prior(z, labels), labels), z, atol=1e-4)
+    w = torch.randn(4000, 3, generator=gen)
+    for c in range(2):
+        samples = net.from_prior(w, torch.full((4000,), c))
+        assert torch.allclose(samples.mean(0), centres[c], atol=0.15)
+        assert torch.allclose(samples.std(0), spreads[c], rtol=0.15, atol=0.03)
+    with pytest.raises(ValueError, match="per class"):
+        net.from_prior(w)
+    with pytest.raises(ValueError, match="of class 1"):
+        net.fit_prior(z[:402], labels[:402])
+
+
+def test_fitted_prior_buffers_are_not_checkpointed(tmp_path):
+    from studio.train.common import Checkpoint
+    from studio.train.recipe import Recipe
+
+    net = SpecVAE(bins=32, frames=65, latent_dim=3, num_classes=2, width=4, levels=2, max_width=8, class_dim=4,
+                  hidden=16, fitted_prior=True, class_prior=True)
+    recipe = Recipe(tmp_path / "r.toml", "sound-vae", {}, {}, {}, {}, {}, "[train]\nsteps = 1\n")
+    ckpt = Checkpoint(tmp_path / "c.safetensors", recipe, {"net": net}, {}, torch.Generator())
+    ckpt.save(1)
+    from studio.weights import read_tensors
+
+    assert not any("prior_" in k for k in read_tensors(ckpt.path))
+    net.prior_mean.fill_(3.0)
+    assert ckpt.load() == 1 and float(net.prior_mean.max()) == 3.0  # fitted values are left as they are

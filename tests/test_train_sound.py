@@ -29,7 +29,7 @@ TINY = textwrap.dedent("""\
     [data]
     sample_rate = 8000
     length = 1024
-    per_kind = 2
+    per_kind = 4
     heldout_per_kind = 2
     [model]
     latent_dim = 4
@@ -111,11 +111,15 @@ def test_spread_measures_variety():
         spread(torch.ones(1, 3))
 
 
-def test_a_recipe_that_cannot_measure_spread_is_refused(tmp_path, capsys):
+@pytest.mark.parametrize("change, field", [
+    (("prior_samples_per_class = 2", "prior_samples_per_class = 1"), "evaluate.prior_samples_per_class"),
+    (("per_kind = 4", "per_kind = 3"), "data.per_kind"),  # fewer sounds of a class than latent dimensions
+])
+def test_a_recipe_that_cannot_be_measured_is_refused_before_training(tmp_path, capsys, change, field):
     recipe = tmp_path / "recipe.toml"
-    recipe.write_text(TINY.replace("prior_samples_per_class = 2", "prior_samples_per_class = 1"))
+    recipe.write_text(TINY.replace(*change))
     assert main(["train", str(recipe), "--out", str(tmp_path / "out"), "--run-dir", str(tmp_path / "run")]) == 1
-    assert "evaluate.prior_samples_per_class" in capsys.readouterr().err
+    assert field in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
 
 

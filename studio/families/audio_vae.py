@@ -6,8 +6,10 @@ sine). The encoder reads that picture and the sound's class; the decoder draws t
 timbre) and the class (kick, snare, pad …). A waveform is recovered from the magnitudes by fast Griffin-Lim
 (Perraudin et al. 2013), which starts from a fixed phase so that equal requests give equal sounds.
 
-The latent holds what sounds of a class do not share, so the same latent played as another class keeps its
-character (short or long, bright or dark, pitched high or low) where the classes allow it.
+The latent holds what sounds of a class do not share (the timbre). After training a Gaussian is fitted to the encoded
+sounds of each class (`class_prior`), so the artist's N(0, I) latent lands where that class's real sounds lie: the
+same latent played as another class is the sound at the same place in that class's spread (0 is its typical sound,
+slider k its k-th principal way to vary).
 """
 
 from __future__ import annotations
@@ -109,7 +111,7 @@ class SpecVAE(FittedPrior, nn.Module):
 
     def __init__(self, bins: int = 512, frames: int = 88, latent_dim: int = 16, num_classes: int = 10,
                  width: int = 16, levels: int = 6, max_width: int = 128, class_dim: int = 16, hidden: int = 256,
-                 fitted_prior: bool = False):
+                 fitted_prior: bool = False, class_prior: bool = False):
         super().__init__()
         self.bins, self.frames, self.latent_dim = bins, frames, latent_dim
         self.num_classes, self.class_dim = num_classes, class_dim if num_classes else 0
@@ -138,7 +140,7 @@ class SpecVAE(FittedPrior, nn.Module):
         self.dec_film = nn.ModuleList(nn.Linear(cond, 2 * dch[i + 1]) for i in range(len(rev) - 1))
         sf, st = rev[-1]
         self.dec_out = nn.ConvTranspose2d(dch[-2], 1, (4, 4 if st == 2 else 3), (sf, st), 1)
-        self._init_prior(latent_dim, fitted_prior)
+        self._init_prior(latent_dim, fitted_prior, num_classes if class_prior else 0)
 
     def encode(self, pictures: torch.Tensor, labels: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Pictures (B, 1, bins, frames) in [0, 1] and labels (B,) → μ, log σ² (B, latent_dim)."""
@@ -211,6 +213,7 @@ class AudioVAEFamily(Family):
             "class_dim": arch_value(manifest, "class_dim", int, 16, minimum=1),
             "hidden": arch_value(manifest, "hidden", int, 256, minimum=4),
             "fitted_prior": arch_value(manifest, "fitted_prior", bool, False),
+            "class_prior": arch_value(manifest, "class_prior", bool, False),
         }
 
     def validate(self, manifest) -> None:
@@ -242,8 +245,8 @@ class AudioVAEFamily(Family):
         iterations = arch_value(model.manifest, "griffin_lim_iterations", int, 48, minimum=1)
         total = iterations + 1
         yield Progress(0, total, "decoding")
-        zd = net.from_prior(z.to(model.device, model.dtype).reshape(1, -1))
         labels = torch.tensor([label], dtype=torch.long, device=model.device)
+        zd = net.from_prior(z.to(model.device, model.dtype).reshape(1, -1), labels)
         picture = torch.sigmoid(net.decode(zd, labels).float())
         if picture.device.type == "mps":  # complex STFT support on MPS is incomplete: the phase search runs on the CPU
             picture = picture.cpu()
@@ -276,5 +279,6 @@ class AudioVAEFamily(Family):
             raise RequestError(f"give one class for the sound, got {len(labels)}", field="labels")
         label = class_index(model, labels[0] if labels else None)
         picture = fmt.to_picture(wave[None]).to(model.device, model.dtype)
-        mu, _ = net.encode(picture, torch.tensor([label], device=model.device))
-        return net.to_prior(mu)[0].float().cpu()
+        labels = torch.tensor([label], device=model.device)
+        mu, _ = net.encode(picture, labels)
+        return net.to_prior(mu, labels)[0].float().cpu()

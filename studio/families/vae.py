@@ -29,44 +29,67 @@ class FittedPrior:
     """For VAE networks (nn.Module): an optional Gaussian fitted to the encoded training latents after training.
 
     The artist's latent w is N(0, I) and maps to the decoder's z = mean + (w · scale) @ axes, so prior samples land
-    where real data lies instead of in the holes between it. Identity until fitted.
+    where real data lies instead of in the holes between it. Identity until fitted. With `classes`, one Gaussian per
+    class (the class's own mean, axes and spread): classes whose latents sit in different regions (a hat and a pad)
+    then each sample from their own region, and axis k is class c's k-th principal way to vary.
     """
 
     latent_dim: int
     fitted_prior: bool
+    PRIOR_BUFFERS = ("prior_mean", "prior_axes", "prior_scale")  # fitted after training, not trained
 
-    def _init_prior(self, latent_dim: int, fitted: bool) -> None:
+    def _init_prior(self, latent_dim: int, fitted: bool, classes: int = 0) -> None:
         self.fitted_prior = fitted
+        self.prior_classes = classes
         if fitted:
-            self.register_buffer("prior_mean", torch.zeros(latent_dim))
-            self.register_buffer("prior_axes", torch.eye(latent_dim))
-            self.register_buffer("prior_scale", torch.ones(latent_dim))
+            lead = (classes,) if classes else ()
+            self.register_buffer("prior_mean", torch.zeros(*lead, latent_dim))
+            self.register_buffer("prior_axes", torch.eye(latent_dim).expand(*lead, -1, -1).clone())
+            self.register_buffer("prior_scale", torch.ones(*lead, latent_dim))
 
-    def from_prior(self, w: torch.Tensor) -> torch.Tensor:
-        """The artist's latent (prior N(0, I)) → the decoder's z."""
+    def _class_prior(self, labels: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(mean (N, d), axes (N, d, d), scale (N, d)) of each row's class."""
+        if labels is None:
+            raise ValueError("this network's prior is fitted per class: give the class of each latent")
+        return self.prior_mean[labels], self.prior_axes[labels], self.prior_scale[labels]
+
+    def from_prior(self, w: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """The artist's latent (prior N(0, I)) → the decoder's z (rows of `w`; `labels` for a per-class prior)."""
         if not self.fitted_prior:
             return w
-        return self.prior_mean + (w * self.prior_scale) @ self.prior_axes
+        if not self.prior_classes:
+            return self.prior_mean + (w * self.prior_scale) @ self.prior_axes
+        mean, axes, scale = self._class_prior(labels)
+        return mean + torch.einsum("nd,nde->ne", w * scale, axes)
 
-    def to_prior(self, z: torch.Tensor) -> torch.Tensor:
+    def to_prior(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         """The encoder's z → the artist's latent."""
         if not self.fitted_prior:
             return z
-        return ((z - self.prior_mean) @ self.prior_axes.T) / self.prior_scale
+        if not self.prior_classes:
+            return ((z - self.prior_mean) @ self.prior_axes.T) / self.prior_scale
+        mean, axes, scale = self._class_prior(labels)
+        return torch.einsum("nd,ned->ne", z - mean, axes) / scale
 
     @torch.no_grad()
-    def fit_prior(self, z: torch.Tensor) -> None:
-        """Fit the prior map to encoded latents z (n, latent_dim): mean and principal axes with their spread."""
+    def fit_prior(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> None:
+        """Fit the prior map to encoded latents z (n, latent_dim) (with their classes for a per-class prior): mean
+        and principal axes with their spread."""
         from studio.latent.directions import principal_directions
 
         if not self.fitted_prior:
             raise ValueError("this network was built without a fitted prior")
-        fit = principal_directions(z, k=self.latent_dim)
-        if fit.vectors.shape[0] < self.latent_dim:
-            raise ValueError(f"need at least {self.latent_dim} encoded latents to fit the prior, got {len(z)}")
-        self.prior_mean.copy_(fit.mean)
-        self.prior_axes.copy_(fit.vectors)
-        self.prior_scale.copy_(fit.stds.clamp_min(1e-4))
+        groups = [(None, z)] if not self.prior_classes else [(c, z[labels == c]) for c in range(self.prior_classes)]
+        for c, rows in groups:
+            fit = principal_directions(rows, k=self.latent_dim)
+            if fit.vectors.shape[0] < self.latent_dim:
+                which = f" of class {c}" if c is not None else ""
+                raise ValueError(f"need at least {self.latent_dim} encoded latents{which} to fit the prior, "
+                                 f"got {len(rows)}")
+            index = () if c is None else (c,)
+            self.prior_mean[index].copy_(fit.mean)
+            self.prior_axes[index].copy_(fit.vectors)
+            self.prior_scale[index].copy_(fit.stds.clamp_min(1e-4))
 
 
 class SetVAE(FittedPrior, nn.Module):

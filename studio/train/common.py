@@ -118,9 +118,14 @@ def same_training(text_a: str, text_b: str) -> bool:
     return all(a.get(k) == b.get(k) for k in TRAINING_TABLES)
 
 
+def _fitted(module: nn.Module) -> set[str]:
+    """A module's buffers that are fitted after training (a VAE's prior map): not training state, not checkpointed."""
+    return set(getattr(module, "PRIOR_BUFFERS", ())) & set(module.state_dict())
+
+
 class Checkpoint:
     """Networks, optimisers and the data generator of a run, saved every so often with safetensors (never pickle)
-    and tied to the recipe text that made them."""
+    and tied to the recipe text that made them. Buffers fitted after training (`PRIOR_BUFFERS`) are left out."""
 
     def __init__(self, path: Path, recipe: Recipe, modules: dict[str, nn.Module],
                  optimizers: dict[str, torch.optim.Optimizer], gen: torch.Generator):
@@ -135,7 +140,7 @@ class Checkpoint:
     def save(self, step: int) -> None:
         tensors: dict[str, torch.Tensor] = {}
         for name, module in self.modules.items():
-            tensors.update({f"{name}.{k}": v for k, v in module.state_dict().items()})
+            tensors.update({f"{name}.{k}": v for k, v in module.state_dict().items() if k not in _fitted(module)})
         for name, opt in self.optimizers.items():
             for idx, st in opt.state_dict()["state"].items():
                 for key, value in st.items():
@@ -160,8 +165,13 @@ class Checkpoint:
         tensors = read_tensors(self.path)
         for name, module in self.modules.items():
             prefix = f"{name}."
+            fitted = _fitted(module)
+            state = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+            state = {k: v for k, v in state.items() if k not in fitted}
             try:
-                module.load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
+                missing, unexpected = module.load_state_dict(state, strict=False)
+                if set(missing) - fitted or unexpected:
+                    raise RuntimeError(f"missing {sorted(set(missing) - fitted)}, unexpected {sorted(unexpected)}")
             except RuntimeError as exc:
                 raise RecipeError(f"the checkpoint does not fit the recipe's {name}: {exc}", self.path) from None
         for name, opt in self.optimizers.items():

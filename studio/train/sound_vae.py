@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from studio import __version__
+from studio.errors import RecipeError
 from studio.families.audio_vae import SpecFormat, SpecVAE
 from studio.latent.directions import Directions
 from studio.train.common import Checkpoint, lr_at
@@ -195,6 +196,9 @@ def train(recipe: Recipe, out: Path, run_dir: Path, resume: bool = False,
         "class_dim": r.get(m, "class_dim", int, "model.", required=False, default=16),
         "hidden": r.get(m, "hidden", int, "model.", required=False, default=256),
     }
+    if per_kind < cfg["latent_dim"]:
+        raise RecipeError(f"the prior of each class is fitted to its encoded sounds: needs at least latent_dim = "
+                          f"{cfg['latent_dim']} per class, got {per_kind}", recipe.path, "data.per_kind")
     fmt = SpecFormat(r.get(m, "n_fft", int, "model.", required=False, default=1024),
                      r.get(m, "hop", int, "model.", required=False, default=256), length)
     iterations = r.get(m, "griffin_lim_iterations", int, "model.", required=False, default=48)
@@ -205,7 +209,7 @@ def train(recipe: Recipe, out: Path, run_dir: Path, resume: bool = False,
     pictures = pictures.to(torch.float16)  # half the memory; the network reads float32
     labels_t = torch.from_numpy(labels)
     torch.manual_seed(seed)
-    net = SpecVAE(fmt.bins, fmt.frames, num_classes=len(KINDS), fitted_prior=True, **cfg)
+    net = SpecVAE(fmt.bins, fmt.frames, num_classes=len(KINDS), fitted_prior=True, class_prior=True, **cfg)
     with torch.no_grad():  # start near the mean picture (mostly silence) rather than at grey
         net.dec_out.bias.fill_(math.log(pictures.float().mean() / (1 - pictures.float().mean())))
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=0.0)
@@ -247,14 +251,14 @@ def train(recipe: Recipe, out: Path, run_dir: Path, resume: bool = False,
     with torch.inference_mode():
         mus = torch.cat([net.encode(pictures[i:i + 256].float(), labels_t[i:i + 256])[0]
                          for i in range(0, len(pictures), 256)])
-    net.fit_prior(mus)
+    net.fit_prior(mus, labels_t)
     with torch.no_grad():  # the package holds float16 weights (half the download): measure what is shipped
         for tensor in net.state_dict().values():
             if tensor.is_floating_point():
                 tensor.copy_(tensor.half().float())
     dim = cfg["latent_dim"]
-    # The artist's coordinates are the principal axes of the encoded sounds, each at unit spread: direction k is
-    # axis k, so the sliders move along the ways the training sounds vary most.
+    # The artist's coordinates are the principal axes of each class's encoded sounds, each at unit spread: direction
+    # k is axis k, so the sliders move along the ways the training sounds of the class vary most.
     directions = Directions(torch.eye(dim)[:min(16, dim)], torch.ones(min(16, dim)), torch.zeros(dim))
 
     ev = recipe.evaluate
@@ -271,6 +275,7 @@ def train(recipe: Recipe, out: Path, run_dir: Path, resume: bool = False,
         "conditions": {"kind": "class", "labels": list(KINDS), "default": recipe.package.get("default_class", "kick")},
         "architecture": {**{k: v for k, v in cfg.items() if k != "latent_dim"}, "n_fft": fmt.n_fft, "hop": fmt.hop,
                          "db_floor": fmt.db_floor, "db_ceiling": fmt.db_ceiling, "fitted_prior": True,
+                         "class_prior": True,
                          "griffin_lim_iterations": iterations},
         "training": {
             "trainer": TRAINER, "app_version": __version__, "steps": steps, "batch": batch,
@@ -316,7 +321,7 @@ def evaluate(net: SpecVAE, fmt: SpecFormat, clf: SoundClassifier, held_per_kind:
     gen = torch.Generator().manual_seed(seed)
     want = torch.arange(len(KINDS)).repeat_interleave(samples_per_class)
     w = torch.randn(len(want), net.latent_dim, generator=gen)
-    prior = decode_waves(net, fmt, net.from_prior(w), want, iterations)
+    prior = decode_waves(net, fmt, net.from_prior(w, want), want, iterations)
     unfitted = decode_waves(net, fmt, w, want, iterations)
 
     got_real, got_recon = classify(clf, held), classify(clf, recon)
@@ -368,7 +373,8 @@ def specimen(net: SpecVAE, seeds=range(4), kinds: tuple[str, ...] = KINDS) -> np
     rows = []
     for seed in seeds:
         w = torch.randn(1, net.latent_dim, generator=torch.Generator().manual_seed(seed)).expand(len(kinds), -1)
-        pics = torch.sigmoid(net.decode(net.from_prior(w), torch.arange(len(kinds))))[:, 0]  # (K, bins, frames)
+        classes = torch.arange(len(kinds))
+        pics = torch.sigmoid(net.decode(net.from_prior(w, classes), classes))[:, 0]  # (K, bins, frames)
         pics = F.avg_pool2d(pics[:, None], (4, 1))[:, 0].flip(1)  # bins / 4, low frequencies at the bottom
         tiles = colour(pics.numpy())  # (K, H, W, 3)
         gap = np.full((tiles.shape[1], 4, 3), GAP_GREY, np.uint8)
