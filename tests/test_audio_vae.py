@@ -86,6 +86,16 @@ def test_griffin_lim_recovers_a_consistent_phase():
     assert torch.equal(again, fmt.to_wave(fmt.to_picture(wave[None]), 8))  # a fixed start phase
 
 
+def test_finished_waves_fade_out_and_never_clip():
+    from studio.families.audio_vae import finish_waves
+
+    waves = torch.stack([torch.full((1000,), 0.5), torch.full((1000,), -2.0)])
+    done = finish_waves(waves, 8000)  # a 10 ms fade: 80 samples
+    assert torch.equal(done[0, :920], waves[0, :920]) and float(done[0, -1]) == 0.0
+    assert float(done[0, -40]) == pytest.approx(0.5 * 39 / 79, rel=1e-5)
+    assert float(done[1].abs().max()) == pytest.approx(0.99)
+
+
 def test_odd_frequency_bins_are_refused():
     with pytest.raises(ValueError, match="n_fft"):
         SpecFormat(63, 16, 1024)
@@ -101,6 +111,7 @@ def test_render_is_a_deterministic_mono_sound_of_the_manifest_length(model):
     assert out.kind == "audio" and out.data.dtype == np.float32 and out.data.shape == (1024, 1)
     assert out.info["sample_rate"] == 8000 and out.info["class"] == "snare"  # the manifest's default class
     assert np.isfinite(out.data).all() and np.abs(out.data).max() <= 0.99 + 1e-6
+    assert out.data[-1, 0] == 0  # faded out: no click at the end
     assert np.array_equal(out.data, render(model, req(seed=3)).data)
     assert not np.array_equal(out.data, render(model, req(seed=4)).data)
 

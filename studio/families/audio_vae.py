@@ -91,6 +91,19 @@ class SpecFormat:
                 return stop.value
 
 
+FADE_SECONDS = 0.01
+
+
+def finish_waves(waves: torch.Tensor, sample_rate: int) -> torch.Tensor:
+    """What every rendered sound gets last: a 10 ms fade at the end (a sound cut off mid-decay clicks) and, where a
+    peak passes 0.99, a gain that brings it just below full scale (never clipping). Waves (B, samples)."""
+    fade = min(waves.shape[1], max(1, int(FADE_SECONDS * sample_rate)))
+    ramp = torch.linspace(1.0, 0.0, fade, device=waves.device, dtype=waves.dtype)
+    waves = torch.cat([waves[:, :-fade], waves[:, -fade:] * ramp], 1)
+    peak = waves.abs().amax(1, keepdim=True)
+    return torch.where(peak > 0.99, waves * (0.99 / peak.clamp_min(1e-12)), waves)
+
+
 # --- the network ----------------------------------------------------------------------------------------------------
 
 
@@ -258,10 +271,7 @@ class AudioVAEFamily(Family):
                 wave = stop.value
                 break
             yield Progress(1 + i, total, "phase")
-        wave = wave[0].detach().float().cpu().numpy()
-        peak = float(np.abs(wave).max()) if wave.size else 0.0
-        if peak > 0.99:  # never clip: scale a too-loud result down to just below full scale
-            wave = wave * (0.99 / peak)
+        wave = finish_waves(wave, model.manifest.output["sample_rate"])[0].detach().float().cpu().numpy()
         return Output("audio", np.ascontiguousarray(wave[:, None], dtype=np.float32),
                       {"sample_rate": model.manifest.output["sample_rate"], "class": model.manifest.conditions.labels[label],
                        "spectrogram": picture[0, 0].detach().cpu().numpy()})

@@ -25,7 +25,7 @@ from torch import nn
 
 from studio import __version__
 from studio.errors import RecipeError
-from studio.families.audio_vae import SpecFormat, SpecVAE
+from studio.families.audio_vae import SpecFormat, SpecVAE, finish_waves
 from studio.latent.directions import Directions
 from studio.train.common import Checkpoint, lr_at
 from studio.train.package import write_package
@@ -295,12 +295,12 @@ def train(recipe: Recipe, out: Path, run_dir: Path, resume: bool = False,
 
 @torch.inference_mode()
 def decode_waves(net: SpecVAE, fmt: SpecFormat, z: torch.Tensor, labels: torch.Tensor, iterations: int,
-                 batch: int = 64) -> torch.Tensor:
+                 sample_rate: int, batch: int = 64) -> torch.Tensor:
     """Decoder latents z (the decoder's own, not the artist's) with their classes → waves, as the app renders them."""
     out = []
     for i in range(0, len(z), batch):
         picture = torch.sigmoid(net.decode(z[i:i + batch], labels[i:i + batch]))
-        out.append(fmt.to_wave(picture, iterations))
+        out.append(finish_waves(fmt.to_wave(picture, iterations), sample_rate))
     return torch.cat(out)
 
 
@@ -312,8 +312,9 @@ def evaluate(net: SpecVAE, fmt: SpecFormat, clf: SoundClassifier, held_per_kind:
     held, held_labels = torch.from_numpy(held_np), torch.from_numpy(held_labels_np)
     pictures = fmt.to_picture(held)
     mu = torch.cat([net.encode(pictures[i:i + 128], held_labels[i:i + 128])[0] for i in range(0, len(held), 128)])
-    recon = decode_waves(net, fmt, mu, held_labels, iterations)
-    floor = torch.cat([fmt.to_wave(pictures[i:i + 64], iterations) for i in range(0, len(held), 64)])
+    recon = decode_waves(net, fmt, mu, held_labels, iterations, sample_rate)
+    floor = torch.cat([finish_waves(fmt.to_wave(pictures[i:i + 64], iterations), sample_rate)
+                       for i in range(0, len(held), 64)])
     recon_pictures = torch.cat([torch.sigmoid(net.decode(mu[i:i + 128], held_labels[i:i + 128]))
                                 for i in range(0, len(held), 128)])
     db_error = float((recon_pictures - pictures).abs().mean() * (fmt.db_ceiling - fmt.db_floor))
@@ -321,8 +322,8 @@ def evaluate(net: SpecVAE, fmt: SpecFormat, clf: SoundClassifier, held_per_kind:
     gen = torch.Generator().manual_seed(seed)
     want = torch.arange(len(KINDS)).repeat_interleave(samples_per_class)
     w = torch.randn(len(want), net.latent_dim, generator=gen)
-    prior = decode_waves(net, fmt, net.from_prior(w, want), want, iterations)
-    unfitted = decode_waves(net, fmt, w, want, iterations)
+    prior = decode_waves(net, fmt, net.from_prior(w, want), want, iterations, sample_rate)
+    unfitted = decode_waves(net, fmt, w, want, iterations, sample_rate)
 
     got_real, got_recon = classify(clf, held), classify(clf, recon)
     got_prior, got_unfitted = classify(clf, prior), classify(clf, unfitted)
