@@ -143,12 +143,18 @@ def test_latent_edits_morph_the_timbre(model):
 
 def test_encode_returns_the_posterior_mean_in_the_artists_space(model):
     wave = sounds.synthesize("kick", 0, 8000, 1024)
+    wave = wave[int(np.argmax(np.abs(wave) > 0.01 * np.abs(wave).max())):]  # from its onset: nothing to skip
     z = model.family.encode(model, wave, ["kick"])
     assert z.shape == (4,) and z.dtype == torch.float32
     net = model.network
-    mu, _ = net.encode(spec_format(model.manifest).to_picture(torch.from_numpy(wave)[None]), torch.tensor([0]))
+    padded = torch.nn.functional.pad(torch.from_numpy(wave), (0, 1024 - len(wave)))
+    mu, _ = net.encode(spec_format(model.manifest).to_picture(padded[None]), torch.tensor([0]))
     assert torch.allclose(net.from_prior(z[None]), mu, atol=1e-5)
     shorter = model.family.encode(model, wave[:600], ["kick"])  # padded with silence to the model's length
+    late = np.concatenate([np.zeros(300, np.float32), wave])  # a recording that starts with silence
+    assert torch.allclose(model.family.encode(model, late, ["kick"]),
+                          model.family.encode(model, np.concatenate([np.zeros(16, np.float32), wave]), ["kick"]),
+                          atol=1e-5)  # read from 2 ms (16 samples at 8 kHz) before the onset
     assert shorter.shape == (4,)
     assert not torch.equal(model.family.encode(model, wave, ["pad"]), z)
     with pytest.raises(RequestError, match="empty"):

@@ -92,6 +92,13 @@ class SpecFormat:
 
 
 FADE_SECONDS = 0.01
+ONSET_LEAD = 0.002  # an encoded sound starts this long before its first sample above −40 dB of its peak
+# How spectrograms look, in the app and in package previews: matplotlib's "magma" from nine stops to 256 levels
+# (its luminance rises monotonically, so brighter always means louder).
+_MAGMA_STOPS = np.array([(0, 0, 4), (28, 16, 68), (79, 18, 123), (129, 37, 129), (181, 54, 122), (229, 80, 100),
+                         (251, 135, 97), (254, 194, 135), (252, 253, 191)], np.float64)
+MAGMA = np.stack([np.interp(np.linspace(0, 1, 256), np.linspace(0, 1, len(_MAGMA_STOPS)), _MAGMA_STOPS[:, c])
+                  for c in range(3)], axis=1).round().astype(np.uint8)
 
 
 def finish_waves(waves: torch.Tensor, sample_rate: int) -> torch.Tensor:
@@ -278,12 +285,17 @@ class AudioVAEFamily(Family):
 
     def encode(self, model: LoadedModel, sounds: np.ndarray, labels: list[str] | None = None) -> torch.Tensor:
         """The latent of one sound (samples,) or (1, samples) float at the model's sample rate, with its class
-        (`labels`: one name; None = the default class)."""
+        (`labels`: one name; None = the default class). Leading silence is skipped; the rest is cut or padded with
+        silence to the model's length."""
         net: SpecVAE = model.network
         fmt = spec_format(model.manifest)
         wave = torch.as_tensor(np.asarray(sounds, dtype=np.float32)).reshape(-1)
         if wave.numel() == 0:
             raise RequestError("the sound is empty", field="sound")
+        # the model learned sounds that start at once: skip a recording's leading silence (below −40 dB of its peak)
+        loud = torch.nonzero(wave.abs() >= 0.01 * wave.abs().max()).flatten()
+        if loud.numel():
+            wave = wave[max(0, int(loud[0]) - int(ONSET_LEAD * model.manifest.output["sample_rate"])):]
         wave = F.pad(wave, (0, max(0, fmt.length - wave.numel())))[:fmt.length]
         if labels is not None and len(labels) != 1:
             raise RequestError(f"give one class for the sound, got {len(labels)}", field="labels")

@@ -25,7 +25,7 @@ from torch import nn
 
 from studio import __version__
 from studio.errors import RecipeError
-from studio.families.audio_vae import SpecFormat, SpecVAE, finish_waves
+from studio.families.audio_vae import MAGMA, SpecFormat, SpecVAE, finish_waves
 from studio.latent.directions import Directions
 from studio.train.common import Checkpoint, lr_at
 from studio.train.package import write_package
@@ -353,18 +353,7 @@ def evaluate(net: SpecVAE, fmt: SpecFormat, clf: SoundClassifier, held_per_kind:
     return metrics
 
 
-# a few stops of matplotlib's "magma" (black → purple → orange → pale yellow), as the app's spectrogram view shows them
 GAP_GREY = 0x50  # between the tiles of a preview (silence is black)
-MAGMA = np.array([[0, 0, 4], [59, 15, 112], [140, 41, 129], [222, 73, 104], [254, 159, 109], [252, 253, 191]],
-                 dtype=np.float32)
-
-
-def colour(values: np.ndarray) -> np.ndarray:
-    """Values in [0, 1] → RGB uint8 through MAGMA."""
-    x = np.clip(values, 0, 1) * (len(MAGMA) - 1)
-    low = np.floor(x).astype(int).clip(0, len(MAGMA) - 2)
-    t = (x - low)[..., None]
-    return np.round(MAGMA[low] * (1 - t) + MAGMA[low + 1] * t).astype(np.uint8)
 
 
 @torch.inference_mode()
@@ -377,7 +366,7 @@ def specimen(net: SpecVAE, seeds=range(4), kinds: tuple[str, ...] = KINDS) -> np
         classes = torch.arange(len(kinds))
         pics = torch.sigmoid(net.decode(net.from_prior(w, classes), classes))[:, 0]  # (K, bins, frames)
         pics = F.avg_pool2d(pics[:, None], (4, 1))[:, 0].flip(1)  # bins / 4, low frequencies at the bottom
-        tiles = colour(pics.numpy())  # (K, H, W, 3)
+        tiles = MAGMA[(pics.clamp(0, 1) * 255).round().to(torch.uint8).numpy()]  # (K, H, W, 3)
         gap = np.full((tiles.shape[1], 4, 3), GAP_GREY, np.uint8)
         rows.append(np.concatenate([part for tile in tiles for part in (tile, gap)][:-1], 1))
     hgap = np.full((4, *rows[0].shape[1:]), GAP_GREY, np.uint8)

@@ -18,6 +18,7 @@ from PySide6.QtGui import (QColor, QFontDatabase, QHideEvent, QImage, QKeyEvent,
 from PySide6.QtWidgets import (QCheckBox, QHBoxLayout, QLabel, QLayout, QPushButton, QSizePolicy, QStyle, QVBoxLayout,
                                QWidget)
 
+from studio.families.audio_vae import MAGMA
 from studio.ui.canvas import BACKGROUND, PLACEHOLDER_TEXT, paint_progress, qimage_from_array
 
 try:  # QtMultimedia needs libpulse on Linux: without it the view still draws, it only cannot play
@@ -48,12 +49,6 @@ WAVE_SHARE = 0.38  # of the height left for waveform + spectrogram
 FREQUENCY_TICKS = ((100, "100"), (500, "500"), (1000, "1k"), (2000, "2k"), (5000, "5k"), (10000, "10k"))
 NO_DEVICE = "No audio output device found: playback is off"
 PLACEHOLDER = "No sound yet"
-
-# Matplotlib's magma at nine stops; luminance rises monotonically, so brighter always means louder.
-_MAGMA_STOPS = np.array([(0, 0, 4), (28, 16, 68), (79, 18, 123), (129, 37, 129), (181, 54, 122), (229, 80, 100),
-                         (251, 135, 97), (254, 194, 135), (252, 253, 191)], np.float64)
-MAGMA = np.stack([np.interp(np.linspace(0, 1, 256), np.linspace(0, 1, len(_MAGMA_STOPS)), _MAGMA_STOPS[:, c])
-                  for c in range(3)], axis=1).round().astype(np.uint8)
 
 _SINK_ERRORS = {"OpenError": "the audio device could not be opened",
                 "IOError": "the audio device stopped accepting data",
