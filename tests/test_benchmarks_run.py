@@ -67,3 +67,11 @@ def test_bench_diffusion_without_cuda_skips_cleanly(capsys):
         pytest.skip("CUDA is present: the skip path cannot be taken")
     assert load_script(DIFFUSION_SCRIPT).main(["--device", "cuda", "--steps", "1", "--repeats", "1"]) == 0
     assert "skipped: CUDA is not available" in capsys.readouterr().out
+
+
+def test_bench_preview_measures_a_sound_model(tmp_path):
+    from conftest import make_tiny_audio_package
+
+    make_tiny_audio_package(tmp_path / "tiny-audio")
+    result = load_script().measure("tiny-audio", "cpu", n=3, models_dirs=[tmp_path], block=1, warmup=0)
+    assert math.isfinite(result["ratio"]) and result["ratio"] > 0 and result["model"] == "tiny-audio"
