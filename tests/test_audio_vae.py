@@ -288,3 +288,12 @@ def test_fitted_prior_buffers_are_not_checkpointed(tmp_path):
     assert not any("prior_" in k for k in read_tensors(ckpt.path))
     net.prior_mean.fill_(3.0)
     assert ckpt.load() == 1 and float(net.prior_mean.max()) == 3.0  # fitted values are left as they are
+
+
+def test_a_bfloat16_render_is_close_to_the_float32_one(audio_dir):
+    with Engine(device="cpu", roots=[audio_dir]) as engine:
+        full = engine.render(RenderRequest(MODEL, seed=2, label="pad"))
+        half = engine.render(RenderRequest(MODEL, seed=2, label="pad", dtype="bfloat16"))
+    assert half.data.dtype == np.float32 and half.data.shape == full.data.shape and np.isfinite(half.data).all()
+    spec = lambda x: np.abs(np.fft.rfft(x[:, 0]))  # noqa: E731  (the phase search may differ; the spectrum not much)
+    assert np.corrcoef(spec(full.data), spec(half.data))[0, 1] > 0.9
