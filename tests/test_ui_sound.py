@@ -197,3 +197,20 @@ def test_a_new_model_clears_the_variations(qtbot, window):
     with qtbot.waitSignal(window.session.rendered, timeout=10000):
         window.session.use_model(IMAGE)
     assert panel.tiles.count() == 0 and window.session.variations == []
+
+
+def test_saved_sound_latents_interpolate_and_render(qtbot, window):
+    session = window.session
+    for seed in (1, 2):
+        with qtbot.waitSignal(session.sound_changed, timeout=10000):
+            session.change("Seed", seed=seed)
+        with qtbot.waitSignal(session.latents_changed, timeout=10000):
+            session.save_latent(f"s{seed}")
+    assert [entry.name for entry in session.document.latents] == ["s1", "s2"]
+    assert all(entry.thumbnail_png for entry in session.document.latents)  # waveform thumbnails
+    with qtbot.waitSignal(session.sound_changed, timeout=10000) as blocker:
+        session.interpolate_latents(0, 1, 0.5)
+    halfway = session.request.latent
+    ends = [np.array(entry.latent) for entry in session.document.latents]
+    assert halfway is not None and not np.allclose(halfway, ends[0]) and not np.allclose(halfway, ends[1])
+    assert blocker.args[0].data.shape == (1024, 1)
