@@ -1,0 +1,86 @@
+"""Audio-reactive curves: envelopes of a sound, one value per video frame, to drive motion through latent space.
+
+`envelopes(wave, rate, fps)` gives, for every frame at `fps`, the loudness, the onset strength and the level of the
+low, mid and high bands, each scaled to [0, 1] over the sound. `shape(curve, gain, smoothing)` applies a mapping's
+gain and attack/release smoothing. NumPy only.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+ENVELOPES = ("loudness", "onsets", "low", "mid", "high")
+BANDS = {"low": (20.0, 250.0), "mid": (250.0, 2000.0), "high": (2000.0, 20000.0)}
+FLOOR_DB = -60.0  # levels below this (relative to the loudest frame) count as silence
+
+
+def _frames(wave: np.ndarray, rate: int, fps: float) -> tuple[np.ndarray, int]:
+    """Windows of the mono sound centred on each video frame's time: (frames, window) and the window length."""
+    n_frames = max(1, int(round(len(wave) / rate * fps)))
+    hop = rate / fps
+    window = 1 << max(8, int(math.ceil(math.log2(max(2.0 * hop, 2.0)))))  # covers two frames' worth of sound
+    centres = (np.arange(n_frames) * hop + hop / 2).astype(np.int64)
+    padded = np.pad(wave, (window // 2, window // 2))
+    index = centres[:, None] + np.arange(window)[None, :]
+    return padded[np.minimum(index, len(padded) - 1)], window
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    top = float(x.max()) if x.size else 0.0
+    return x / top if top > 0 else np.zeros_like(x)
+
+
+def _db_unit(power: np.ndarray) -> np.ndarray:
+    """Power → dB relative to its maximum, mapped FLOOR_DB…0 → 0…1."""
+    top = float(power.max()) if power.size else 0.0
+    if top <= 0:
+        return np.zeros_like(power)
+    db = 10 * np.log10(np.maximum(power / top, 10 ** (FLOOR_DB / 10)))
+    return 1.0 - db / FLOOR_DB
+
+
+def envelopes(wave: np.ndarray, rate: int, fps: float) -> dict[str, np.ndarray]:
+    """Per-frame envelopes of a sound ((samples,) or (samples, channels) float) at `fps`, each float32 in [0, 1]."""
+    if not math.isfinite(fps) or fps <= 0:
+        raise ValueError(f"fps must be positive, got {fps!r}")
+    if rate <= 0:
+        raise ValueError(f"the sample rate must be positive, got {rate!r}")
+    x = np.asarray(wave, dtype=np.float64)
+    mono = x.mean(axis=1) if x.ndim == 2 else x
+    if mono.size == 0:
+        raise ValueError("the sound is empty")
+    if not np.isfinite(mono).all():
+        raise ValueError("the sound has NaN or infinite samples")
+    if np.abs(mono).max() < 1e-5:
+        raise ValueError("the sound is silent: there is nothing to react to")
+    frames, window = _frames(mono, rate, fps)
+    tapered = frames * np.hanning(window)
+    spectrum = np.abs(np.fft.rfft(tapered, axis=1)) ** 2
+    freqs = np.fft.rfftfreq(window, 1.0 / rate)
+    out = {"loudness": _db_unit((frames ** 2).mean(axis=1))}
+    log_spec = np.log1p(spectrum / max(float(spectrum.max()), 1e-20) * 1e4)
+    flux = np.maximum(np.diff(log_spec, axis=0, prepend=log_spec[:1]), 0.0).sum(axis=1)  # rises in energy only
+    out["onsets"] = _unit(flux)
+    for name, (lo, hi) in BANDS.items():
+        band = (freqs >= lo) & (freqs < hi)
+        out[name] = _db_unit(spectrum[:, band].sum(axis=1)) if band.any() else np.zeros(len(frames))
+    return {k: v.astype(np.float32) for k, v in out.items()}
+
+
+def shape(curve: np.ndarray, gain: float = 1.0, attack: float = 0.0, release: float = 0.0,
+          fps: float = 30.0) -> np.ndarray:
+    """A mapping's response to an envelope: one-pole smoothing that rises with time constant `attack` and falls
+    with `release` (seconds; 0 = instant), then times `gain`."""
+    for name, value in (("attack", attack), ("release", release)):
+        if not math.isfinite(value) or value < 0:
+            raise ValueError(f"{name} must be zero or more seconds, got {value!r}")
+    up = 1.0 - math.exp(-1.0 / (attack * fps)) if attack > 0 else 1.0
+    down = 1.0 - math.exp(-1.0 / (release * fps)) if release > 0 else 1.0
+    out = np.empty(len(curve), dtype=np.float32)
+    level = float(curve[0]) if len(curve) else 0.0
+    for i, value in enumerate(np.asarray(curve, dtype=np.float64)):
+        level += (up if value > level else down) * (value - level)
+        out[i] = level
+    return out * np.float32(gain)
