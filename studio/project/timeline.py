@@ -1,0 +1,173 @@
+"""The document's timeline: keyframes (each a full request with explicit latent values), how each segment moves
+(duration, interpolation, easing), frame rate and loop, and audio-reactive mappings. Plain data with checks that
+name the field, JSON in and out, and the request of every frame.
+
+Not yet part of `Document` (issue 6 work in progress): `Document.timeline` will hold one.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from studio.errors import ProjectError, RequestError
+from studio.latent.edits import parse_edit_name
+from studio.latent.interp import MODES
+from studio.latent.paths import EASINGS, blend_requests, frame_count, locate
+from studio.latent.reactive import ENVELOPES
+from studio.request import RenderRequest
+
+MAX_FPS = 120.0
+TARGETS = ("speed",)  # besides latent edits such as d0 or truncation
+
+
+@dataclass(frozen=True)
+class Keyframe:
+    """A request to pass through, and how the segment that leaves it moves (the last one's matter when looping)."""
+
+    request: RenderRequest
+    duration: float = 2.0  # seconds to the next keyframe
+    interpolation: str = "slerp"
+    easing: str = "ease-in-out"
+    name: str = ""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.request, RenderRequest):
+            raise ProjectError("must be a RenderRequest", field="request")
+        if self.request.latent is None:
+            raise ProjectError("a keyframe needs explicit latent values (take them from a render or the library)",
+                               field="request.latent")
+        if isinstance(self.duration, bool) or not isinstance(self.duration, (int, float)) \
+                or not math.isfinite(self.duration) or self.duration <= 0:
+            raise ProjectError(f"must be a positive number of seconds, got {self.duration!r}", field="duration")
+        object.__setattr__(self, "duration", float(self.duration))
+        if self.interpolation not in MODES:
+            raise ProjectError(f"must be one of {', '.join(MODES)}, got {self.interpolation!r}", field="interpolation")
+        if self.easing not in EASINGS:
+            raise ProjectError(f"must be one of {', '.join(EASINGS)}, got {self.easing!r}", field="easing")
+        if not isinstance(self.name, str):
+            raise ProjectError("must be text", field="name")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"request": self.request.to_dict(), "duration": self.duration, "interpolation": self.interpolation,
+                "easing": self.easing, "name": self.name}
+
+
+@dataclass(frozen=True)
+class AudioMapping:
+    """An envelope of the timeline's sound driving a target: the speed along the path, or a latent edit."""
+
+    envelope: str
+    target: str
+    gain: float = 1.0
+    attack: float = 0.0
+    release: float = 0.1
+
+    def __post_init__(self) -> None:
+        if self.envelope not in ENVELOPES:
+            raise ProjectError(f"must be one of {', '.join(ENVELOPES)}, got {self.envelope!r}", field="envelope")
+        if self.target not in TARGETS:
+            try:
+                parse_edit_name(self.target)
+            except ValueError:
+                raise ProjectError(f"must be 'speed' or a latent edit (d0, truncation …), got {self.target!r}",
+                                   field="target") from None
+        for name in ("gain", "attack", "release"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+                    or (name != "gain" and value < 0):
+                raise ProjectError(f"must be a finite number{'' if name == 'gain' else ' ≥ 0'}, got {value!r}",
+                                   field=name)
+            object.__setattr__(self, name, float(value))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"envelope": self.envelope, "target": self.target, "gain": self.gain, "attack": self.attack,
+                "release": self.release}
+
+
+@dataclass(frozen=True)
+class Timeline:
+    keyframes: tuple[Keyframe, ...] = ()
+    fps: float = 24.0
+    loop: bool = False
+    audio: str = ""  # a sound file, or "" for none
+    mappings: tuple[AudioMapping, ...] = field(default_factory=tuple)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "keyframes", tuple(self.keyframes))
+        object.__setattr__(self, "mappings", tuple(self.mappings))
+        if isinstance(self.fps, bool) or not isinstance(self.fps, (int, float)) or not 0 < self.fps <= MAX_FPS:
+            raise ProjectError(f"must be a number above 0 and at most {MAX_FPS:g}, got {self.fps!r}", field="fps")
+        object.__setattr__(self, "fps", float(self.fps))
+        if not isinstance(self.loop, bool):
+            raise ProjectError("must be true or false", field="loop")
+        models = {k.request.model_id for k in self.keyframes}
+        if len(models) > 1:
+            raise ProjectError(f"keyframes come from different models ({', '.join(sorted(models))}): a timeline "
+                               "animates one model", field="keyframes")
+        if self.mappings and not self.audio:
+            raise ProjectError("audio mappings need a sound (timeline.audio)", field="mappings")
+
+    @property
+    def durations(self) -> list[float]:
+        """The segments' durations: one per keyframe but the last (and the last too when looping)."""
+        frames = self.keyframes if self.loop else self.keyframes[:-1]
+        return [k.duration for k in frames]
+
+    def check_playable(self) -> None:
+        if len(self.keyframes) < 2:
+            raise ProjectError(f"an animation needs at least two keyframes, this timeline has {len(self.keyframes)}",
+                               field="keyframes")
+
+    @property
+    def frames(self) -> int:
+        self.check_playable()
+        return frame_count(self.durations, self.fps)
+
+    def request_at(self, time: float) -> RenderRequest:
+        """The request shown `time` seconds into the animation."""
+        self.check_playable()
+        segment, u = locate(time, self.durations, [k.easing for k in self.keyframes])
+        a = self.keyframes[segment]
+        b = self.keyframes[(segment + 1) % len(self.keyframes)]
+        return blend_requests(a.request, b.request, u, a.interpolation)
+
+    def frame_requests(self) -> list[RenderRequest]:
+        """The request of every frame, in order (frame k at k / fps seconds)."""
+        return [self.request_at(k / self.fps) for k in range(self.frames)]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"keyframes": [k.to_dict() for k in self.keyframes], "fps": self.fps, "loop": self.loop,
+                "audio": self.audio, "mappings": [m.to_dict() for m in self.mappings]}
+
+    @classmethod
+    def from_dict(cls, data: Any) -> "Timeline":
+        """A checked timeline; ProjectError with a dotted field such as `keyframes[1].easing`."""
+        if not isinstance(data, dict):
+            raise ProjectError("must be an object", field="timeline")
+        keyframes = []
+        for i, item in enumerate(data.get("keyframes", [])):
+            where = f"keyframes[{i}]"
+            if not isinstance(item, dict):
+                raise ProjectError("must be an object", field=where)
+            try:
+                request = RenderRequest.from_dict(item.get("request"))
+            except RequestError as exc:
+                raise ProjectError(exc.problem, field=f"{where}.request" + (f".{exc.field}" if exc.field else ""))
+            fields = {k: item[k] for k in ("duration", "interpolation", "easing", "name") if k in item}
+            keyframes.append(_built(Keyframe, where, request=request, **fields))
+        mappings = [_built(AudioMapping, f"mappings[{i}]", **(m if isinstance(m, dict) else {"envelope": m}))
+                    for i, m in enumerate(data.get("mappings", []))]
+        rest = {k: data[k] for k in ("fps", "loop", "audio") if k in data}
+        return _built(cls, "", keyframes=tuple(keyframes), mappings=tuple(mappings), **rest)
+
+
+def _built(kind, where: str, **fields):
+    """kind(**fields), its ProjectError's field prefixed with `where` (an unknown or missing field says so)."""
+    try:
+        return kind(**fields)
+    except ProjectError as exc:
+        raise ProjectError(exc.problem, field=f"{where}.{exc.field}" if where and exc.field else exc.field or where)
+    except TypeError as exc:
+        raise ProjectError(str(exc), field=where or None) from None
