@@ -77,7 +77,7 @@ def test_to_dict_layout_and_json_text(tmp_path):
     data = doc.to_dict()
     assert data["format"] == FORMAT == "latent-studio-project" and data["version"] == FORMAT_VERSION == 1
     assert data["app_version"] == __version__
-    assert set(data) == {"format", "version", "app_version", "request", "latents", "history", "models"}
+    assert set(data) == {"format", "version", "app_version", "request", "latents", "history", "models", "timeline"}
     assert isinstance(data["latents"][0]["thumbnail_png"], str)  # base64 text, not bytes
     assert data["history"][0]["request"]["seed"] == 1
     assert doc.to_json() == json.dumps(data, indent=1, sort_keys=True, ensure_ascii=False)
@@ -371,3 +371,21 @@ def test_unreadable_file_as_root_is_reported(tmp_path, monkeypatch):
     with pytest.raises(ProjectError, match="permission denied") as info:
         load_document(path)
     assert info.value.path == str(path)
+
+
+def test_a_timeline_is_saved_and_read_back_and_old_projects_have_an_empty_one(tmp_path):
+    from studio.project.timeline import AudioMapping, Keyframe, Timeline
+
+    doc = full_document()
+    keys = tuple(Keyframe(RenderRequest("tiny", latent=(float(i), 1.0)), duration=1.5, easing="cubic")
+                 for i in range(3))
+    doc.timeline = Timeline(keys, fps=12, loop=True, audio="beat.wav", mappings=(AudioMapping("low", "d1"),))
+    back = load_document(save_document(doc, tmp_path / "t"))
+    assert back.timeline == doc.timeline
+    data = doc.to_dict()
+    del data["timeline"]
+    assert Document.from_dict(data).timeline == Timeline()
+    data["timeline"] = {"keyframes": [{"request": {"model_id": "tiny", "latent": [1.0]}, "easing": "bounce"}]}
+    with pytest.raises(ProjectError) as info:
+        Document.from_dict(data, tmp_path / "x.lstudio")
+    assert info.value.field == "timeline.keyframes[0].easing" and "x.lstudio" in str(info.value)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
+
 import pytest
 
 from studio.errors import ProjectError
@@ -73,3 +75,27 @@ def test_one_keyframe_cannot_play():
     timeline = Timeline((key([1, 0]),))
     with pytest.raises(ProjectError, match="at least two keyframes"):
         timeline.frame_requests()
+
+
+def test_a_direction_mapping_adds_the_shaped_envelope_to_the_edit():
+    timeline = Timeline((key([1, 0]), key([0, 1])), fps=4, audio="beat.wav",
+                        mappings=(AudioMapping("onsets", "d0", gain=2.0, attack=0.0, release=0.0),))
+    onsets = np.zeros(8)
+    onsets[3] = 1.0
+    requests = timeline.frame_requests({"onsets": onsets})
+    amounts = [dict(r.edits).get("d0", 0.0) for r in requests]
+    assert amounts == pytest.approx([0, 0, 0, 2.0, 0, 0, 0, 0])
+    with pytest.raises(ProjectError, match="onsets"):
+        timeline.frame_requests()
+
+
+def test_a_speed_mapping_runs_faster_where_the_sound_is_loud_and_keeps_the_length():
+    plain = Timeline((key([0, 0], easing="linear", interpolation="lerp"), key([1, 0], duration=2.0)), fps=4)
+    loud_first = np.array([1.0] * 4 + [0.0] * 4)
+    mapped = Timeline(plain.keyframes, fps=4, audio="a.wav",
+                      mappings=(AudioMapping("loudness", "speed", gain=3.0, release=0.0),))
+    a = [r.latent[0] for r in plain.frame_requests()]
+    b = [r.latent[0] for r in mapped.frame_requests({"loudness": loud_first})]
+    assert len(a) == len(b) == 8 and b[0] == a[0] == 0.0 and b[-1] == pytest.approx(a[-1])
+    assert b[2] > a[2]  # further along while the sound is loud
+    assert all(y >= x for x, y in zip(b, b[1:]))  # never backwards

@@ -1,4 +1,5 @@
-"""The project document (`.lstudio`): the current request, a latent library, render history and the models used.
+"""The project document (`.lstudio`): the current request, a latent library, render history, the models used and the
+timeline of an animation.
 
 A project is plain UTF-8 JSON (never pickle, never eval). Reading it checks every field and reports problems as
 `ProjectError(problem, path, field)` with a dotted field such as `latents[2].latent` or `history[0].request.seed`.
@@ -21,6 +22,7 @@ from typing import Any, Callable, TypeVar
 import studio
 from studio.errors import ExportError, ProjectError, RequestError
 from studio.export.atomic import atomic_path
+from studio.project.timeline import Timeline
 from studio.request import RenderRequest
 
 SUFFIX = ".lstudio"
@@ -193,6 +195,7 @@ class Document:
     latents: list[SavedLatent] = field(default_factory=list)
     history: list[HistoryEntry] = field(default_factory=list)
     models: list[ModelRef] = field(default_factory=list)
+    timeline: Timeline = field(default_factory=Timeline)
 
     def add_history(self, entry: HistoryEntry) -> None:
         """Append a finished render and keep only the HISTORY_LIMIT newest."""
@@ -203,7 +206,7 @@ class Document:
 
     def copy(self) -> "Document":
         """A copy whose lists can be changed without touching this one (the entries are immutable)."""
-        return Document(self.request, list(self.latents), list(self.history), list(self.models))
+        return Document(self.request, list(self.latents), list(self.history), list(self.models), self.timeline)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -214,6 +217,7 @@ class Document:
             "latents": [item.to_dict() for item in self.latents],
             "history": [item.to_dict() for item in self.history],
             "models": [item.to_dict() for item in self.models],
+            "timeline": self.timeline.to_dict(),
         }
 
     def to_json(self) -> str:
@@ -241,6 +245,7 @@ def _read_document(data: Any) -> Document:
         latents=_read_list(data, "latents", _read_latent),
         history=_read_list(data, "history", _read_history),
         models=_read_list(data, "models", _read_model),
+        timeline=_read_timeline(data.get("timeline")),
     )
 
 
@@ -255,6 +260,16 @@ def _check_version(version: Any, present: bool) -> None:
     if version < 1:
         raise ProjectError(f"format version {version} is not supported (this app reads 1..{FORMAT_VERSION})",
                            field="version")
+
+
+def _read_timeline(value: Any) -> Timeline:
+    """The document's timeline (projects written before timelines existed have none: an empty one)."""
+    if value is None:
+        return Timeline()
+    try:
+        return Timeline.from_dict(value)
+    except ProjectError as exc:
+        raise ProjectError(exc.problem, field="timeline" + (f".{exc.field}" if exc.field else "")) from None
 
 
 def _read_list(data: dict[str, Any], key: str, read: Callable[[Any, str], _T]) -> list[_T]:

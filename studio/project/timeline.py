@@ -1,8 +1,6 @@
 """The document's timeline: keyframes (each a full request with explicit latent values), how each segment moves
 (duration, interpolation, easing), frame rate and loop, and audio-reactive mappings. Plain data with checks that
 name the field, JSON in and out, and the request of every frame.
-
-Not yet part of `Document` (issue 6 work in progress): `Document.timeline` will hold one.
 """
 
 from __future__ import annotations
@@ -11,11 +9,13 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from studio.errors import ProjectError, RequestError
 from studio.latent.edits import parse_edit_name
 from studio.latent.interp import MODES
 from studio.latent.paths import EASINGS, blend_requests, frame_count, locate
-from studio.latent.reactive import ENVELOPES
+from studio.latent.reactive import ENVELOPES, shape
 from studio.request import RenderRequest
 
 MAX_FPS = 120.0
@@ -133,9 +133,32 @@ class Timeline:
         b = self.keyframes[(segment + 1) % len(self.keyframes)]
         return blend_requests(a.request, b.request, u, a.interpolation)
 
-    def frame_requests(self) -> list[RenderRequest]:
-        """The request of every frame, in order (frame k at k / fps seconds)."""
-        return [self.request_at(k / self.fps) for k in range(self.frames)]
+    def frame_requests(self, envelopes: dict[str, np.ndarray] | None = None) -> list[RenderRequest]:
+        """The request of every frame, in order: frame k at k / fps seconds, or, with the envelopes of the
+        timeline's sound (`studio.latent.reactive.envelopes` at this fps), moved by the audio mappings: a "speed"
+        mapping makes the path run faster where its envelope is high (the animation keeps its length), any other
+        target adds gain × envelope to that latent edit."""
+        n = self.frames
+        times = np.arange(n) / self.fps
+        shaped = {}
+        for i, m in enumerate(self.mappings):
+            if envelopes is None or m.envelope not in envelopes:
+                raise ProjectError(f"needs the {m.envelope!r} envelope of the timeline's sound", field=f"mappings[{i}]")
+            curve = np.resize(np.asarray(envelopes[m.envelope], dtype=np.float64), n)  # the sound may be shorter
+            shaped[i] = shape(curve, m.gain, m.attack, m.release, self.fps).astype(np.float64)
+        speed = np.ones(n)
+        for i, m in enumerate(self.mappings):
+            if m.target == "speed":
+                speed = speed * np.maximum(0.0, 1.0 + shaped[i])
+        if n > 1 and not np.allclose(speed, 1.0):
+            travelled = np.concatenate([[0.0], np.cumsum(speed[:-1])])
+            times = travelled / max(travelled[-1], 1e-12) * times[-1]
+        requests = [self.request_at(t) for t in times]
+        for i, m in enumerate(self.mappings):
+            if m.target != "speed":
+                requests = [r.edit(m.target, dict(r.edits).get(m.target, 0.0) + float(shaped[i][k]))
+                            for k, r in enumerate(requests)]
+        return requests
 
     def to_dict(self) -> dict[str, Any]:
         return {"keyframes": [k.to_dict() for k in self.keyframes], "fps": self.fps, "loop": self.loop,
