@@ -9,6 +9,9 @@ Verbs:
   render --latent A.json [--toward B.json --t 0.3]   render an encoded latent, or a point between two
   encode --font FILE | --image FILE --chars TEXT     a style latent from glyphs
   encode --model one-shots --sound FILE --label kick  a timbre latent from a sound
+  sheet --model ID --rows N       a contact sheet: one row per seed
+  grid --rows seed=1,2,3 --cols d0=-2,0,2 ...         an X/Y plot of one request over two parameters, labelled
+  animate PROJECT.lstudio --out FILE.mp4 [--fps N] [--size WxH]   render a project's timeline to a video
   train RECIPE.toml               train a model package from a recipe
 """
 
@@ -211,6 +214,123 @@ def cmd_sheet(args) -> int:
     save_image(out, sheet, base.with_(seed=first), model_name=entry.manifest.name, model_sha256=entry.sha256)
     print(f"wrote {out} ({sheet.shape[1]}x{sheet.shape[0]}, {entry.id}, seeds {first}..{first + args.rows - 1})")
     return 0
+
+
+def _parse_axis(text: str, option: str) -> tuple[str, list[float]]:
+    """--rows/--cols NAME=V1,V2,… → (name, values): a request field (seed, guidance, steps …) or a latent edit."""
+    from studio.latent.edits import parse_edit_name
+    from studio.request import SETTABLE_FIELDS
+
+    name, sep, values = text.partition("=")
+    name = name.strip()
+    if not sep or not name or not values.strip():
+        raise StudioError(f"{option} takes NAME=V1,V2,… (e.g. seed=1,2,3 or d0=-2,0,2), got {text!r}")
+    if name not in ("seed", "steps", "guidance", "eta", "strength") and name not in SETTABLE_FIELDS:
+        try:
+            parse_edit_name(name)
+        except ValueError as exc:
+            raise StudioError(f"{option}: {exc}") from None
+    try:
+        numbers = [float(v) for v in values.split(",")]
+    except ValueError:
+        raise StudioError(f"{option} {name} needs numbers separated by commas, got {values!r}") from None
+    return name, numbers
+
+
+def _on_axis(request, name: str, value: float):
+    if name in ("seed", "steps"):
+        return request.with_(**{name: int(value)})
+    if name in ("guidance", "eta", "strength"):
+        return request.with_(**{name: value})
+    return request.edit(name, value)
+
+
+def cmd_grid(args) -> int:
+    """An X/Y plot: the same request over the values of two parameters, one labelled image."""
+    from studio.engine import EXPORT, Engine
+    from studio.export import check_writable_folder, save_image
+    from studio.export.grid import labelled_grid
+    from studio.library import DEFAULT_MODEL_ID, resolve
+
+    roots = _roots(args)
+    entry = resolve(args.model or DEFAULT_MODEL_ID, roots)
+    if entry.manifest.output.kind != "image":
+        raise StudioError(f"{entry.id} makes {entry.manifest.output.kind}: a grid is made of images")
+    out = Path(args.out) if args.out else Path(f"{entry.id}-grid.png")
+    check_writable_folder(out)
+    row_name, row_values = _parse_axis(args.rows, "--rows")
+    col_name, col_values = _parse_axis(args.cols, "--cols")
+    base = _request_from_args(args, entry)
+    cells = []
+    with Engine(device=args.device, roots=roots) as engine:
+        engine.add_package(entry)
+        for r in row_values:
+            row = []
+            for c in col_values:
+                output = engine.submit(_on_axis(_on_axis(base, row_name, r), col_name, c), EXPORT).wait()
+                row.append(output.data)
+            cells.append(row)
+    title = args.title if args.title is not None else f"{entry.manifest.name}: {row_name} by row, {col_name} by column"
+    grid = labelled_grid(cells, [f"{row_name} = {v:g}" for v in row_values],
+                         [f"{col_name} = {v:g}" for v in col_values], title=title)
+    save_image(out, grid, base, model_name=entry.manifest.name, model_sha256=entry.sha256)
+    print(f"wrote {out} ({grid.shape[1]}x{grid.shape[0]}, {len(row_values)} × {len(col_values)} cells, {entry.id})")
+    return 0
+
+
+def cmd_animate(args) -> int:
+    """Render a project's timeline to a video (MP4, WebM, GIF or a folder of PNGs) with a progress bar."""
+    import dataclasses
+
+    from studio.engine import Engine
+    from studio.engine.animate import export_animation
+    from studio.export import check_writable_folder
+    from studio.project import load_document
+    from studio.project.timeline import frames_of, sound_of
+    from studio.train.progress import ProgressBar
+
+    project = Path(args.project)
+    document = load_document(project)
+    timeline = document.timeline
+    if args.fps is not None:
+        try:
+            timeline = dataclasses.replace(timeline, fps=args.fps)
+        except StudioError as exc:
+            raise StudioError(f"--fps: {exc.problem}") from None
+    out = Path(args.out)
+    check_writable_folder(out)
+    size = _parse_size(args.size) if args.size else None
+    try:
+        frames = frames_of(timeline, project.parent)
+    except StudioError as exc:
+        raise StudioError(exc.problem, exc.path or project, exc.field) from None
+    audio = sound_of(timeline, project.parent) if out.suffix.lower() in (".mp4", ".webm") else None
+    folders = [Path(ref.folder) for ref in document.models if ref.folder]
+    roots = _roots(args) + [f for f in folders if f.is_dir()]
+    bar = ProgressBar(len(frames), unit="frame")
+
+    def on_event(event) -> None:
+        if event.kind == "progress":
+            bar.update(event.step, 1)
+
+    with Engine(device=args.device, roots=roots) as engine:
+        job = export_animation(engine, frames, out, timeline.fps, audio=audio, metadata=document.to_json(),
+                               size=size, on_event=on_event)
+        job.wait()
+    bar.close()
+    print(f"wrote {out} ({len(frames)} frames at {timeline.fps:g} fps, {job.seconds:.1f} s on {job.info.get('device')})")
+    return 0
+
+
+def _parse_size(text: str) -> tuple[int, int]:
+    width, sep, height = text.lower().partition("x")
+    try:
+        size = (int(width), int(height))
+    except ValueError:
+        size = (0, 0)
+    if not sep or min(size) < 1:
+        raise StudioError(f"--size takes WIDTHxHEIGHT in pixels (e.g. 512x256), got {text!r}")
+    return size
 
 
 def _encode_inputs(args, cell: int) -> tuple[list, list[str], str]:
@@ -418,6 +538,28 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--dtype", choices=("float32", "float16", "bfloat16"))
     c.add_argument("--out", help="output image (default <model>-sheet.png)")
 
+    x = sub.add_parser("grid", parents=[shared], help="an X/Y plot: one request over two parameters, labelled")
+    x.add_argument("--model", help="package id or package folder (default: the shipped default model)")
+    x.add_argument("--rows", required=True, metavar="NAME=V1,V2,…", help="the row parameter: seed, a request field "
+                   "(steps, guidance, eta, strength) or a latent edit (d0, truncation …) and its values")
+    x.add_argument("--cols", required=True, metavar="NAME=V1,V2,…", help="the column parameter, as --rows")
+    x.add_argument("--seed", type=int)
+    x.add_argument("--prompt", help="text condition (for glyph models: the text to draw)")
+    x.add_argument("--label", help="class condition")
+    x.add_argument("--set", action="append", metavar="NAME=VALUE", help="a request field or latent edit, as for render")
+    x.add_argument("--title", help="the grid's title (default: model and parameters)")
+    x.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
+    x.add_argument("--dtype", choices=("float32", "float16", "bfloat16"))
+    x.add_argument("--out", help="output image (default <model>-grid.png)")
+
+    a = sub.add_parser("animate", parents=[shared], help="render a project's timeline to a video")
+    a.add_argument("project", help="a .lstudio project with a timeline of two or more keyframes")
+    a.add_argument("--out", required=True, help="video file: .mp4 (H.264 + AAC), .webm (VP9 + Opus), .gif, or a "
+                   "folder name without a suffix for PNG frames")
+    a.add_argument("--fps", type=float, help="frames per second (default: the timeline's)")
+    a.add_argument("--size", help="scale the frames to WIDTHxHEIGHT")
+    a.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
+
     e = sub.add_parser("encode", parents=[shared],
                        help="encode glyphs (a font file or an image strip) or a sound file to a latent")
     e.add_argument("--model", default=None, help="package id or folder (default: the shipped default model)")
@@ -447,7 +589,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-VERBS = ("models", "render", "sheet", "encode", "gui", "train")
+VERBS = ("models", "render", "sheet", "grid", "animate", "encode", "gui", "train")
 
 
 def cmd_gui(args) -> int:
@@ -474,6 +616,10 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_encode(args)
         if args.verb == "gui":
             return cmd_gui(args)
+        if args.verb == "grid":
+            return cmd_grid(args)
+        if args.verb == "animate":
+            return cmd_animate(args)
         if args.verb == "sheet":
             return cmd_sheet(args)
         return cmd_render(args)

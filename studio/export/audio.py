@@ -405,10 +405,10 @@ def resample(wave: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
     return out
 
 
-def read_sound(path: str | Path, sample_rate: int, max_seconds: float | None = None) -> tuple[np.ndarray, dict]:
+def read_sound(path: str | Path, sample_rate: int | None, max_seconds: float | None = None) -> tuple[np.ndarray, dict]:
     """Decode a sound file (anything libsndfile reads), mix it to mono float32, keep at most its first `max_seconds`
-    and resample it to `sample_rate`. Info: the file's sample_rate, channels and seconds, and whether it was
-    resampled."""
+    and resample it to `sample_rate` (None: keep the file's). Info: the file's sample_rate, channels and seconds, and
+    whether it was resampled."""
     path = Path(path)
     if max_seconds is not None and max_seconds <= 0:
         raise ValueError(f"max_seconds must be positive, got {max_seconds!r}")
@@ -432,7 +432,7 @@ def read_sound(path: str | Path, sample_rate: int, max_seconds: float | None = N
     if np.abs(mono).max() < SILENCE:
         read = "" if len(wave) == frames else f" in its first {len(wave) / rate:g} s"
         raise RequestError(f"the sound is silent{read}", path)
-    if rate != sample_rate:
+    resampled = sample_rate is not None and rate != sample_rate
+    if resampled:
         mono = resample(mono, rate, sample_rate)
-    return mono, {"sample_rate": rate, "channels": channels, "seconds": frames / rate,
-                  "resampled": rate != sample_rate}
+    return mono, {"sample_rate": rate, "channels": channels, "seconds": frames / rate, "resampled": resampled}

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -16,6 +17,7 @@ from studio.latent.edits import parse_edit_name
 from studio.latent.interp import MODES
 from studio.latent.paths import EASINGS, blend_requests, frame_count, locate
 from studio.latent.reactive import ENVELOPES, shape
+from studio.latent.reactive import envelopes as reactive_envelopes
 from studio.request import RenderRequest
 
 MAX_FPS = 120.0
@@ -194,3 +196,35 @@ def _built(kind, where: str, **fields):
         raise ProjectError(exc.problem, field=f"{where}.{exc.field}" if where and exc.field else exc.field or where)
     except TypeError as exc:
         raise ProjectError(str(exc), field=where or None) from None
+
+
+def sound_path(timeline: Timeline, folder: str | Path | None = None) -> Path | None:
+    """The timeline's sound file (a relative path is taken from the project's folder), or None."""
+    if not timeline.audio:
+        return None
+    path = Path(timeline.audio)
+    return path if path.is_absolute() or folder is None else Path(folder) / path
+
+
+def sound_of(timeline: Timeline, folder: str | Path | None = None) -> tuple[np.ndarray, int] | None:
+    """The timeline's sound at its own rate (mono float32, rate), or None; RequestError naming an unreadable file."""
+    path = sound_path(timeline, folder)
+    if path is None:
+        return None
+    from studio.export.audio import read_sound
+
+    wave, info = read_sound(path, None)
+    return wave, int(info["sample_rate"])
+
+
+def frames_of(timeline: Timeline, folder: str | Path | None = None) -> list[RenderRequest]:
+    """Every frame's request with the audio mappings applied (their envelopes read from the timeline's sound)."""
+    timeline.check_playable()
+    if not timeline.mappings:
+        return timeline.frame_requests()
+    wave, rate = sound_of(timeline, folder)
+    try:
+        envelopes = reactive_envelopes(wave, rate, timeline.fps)
+    except ValueError as exc:
+        raise RequestError(f"cannot drive the animation: {exc}", sound_path(timeline, folder)) from None
+    return timeline.frame_requests(envelopes)

@@ -73,17 +73,32 @@ class EngineBridge(QObject):
             on_cancelled: Callable[[], None] | None = None) -> Task:
         """A task on the export lane: a render (with `then` run on the worker, e.g. writing a file), an "encode" of
         `images`, or the "latent" of `request`. The callbacks run on the GUI thread."""
-        task = Task(label, on_done, on_error, on_cancelled)
         if kind == "encode":
-            task.job = self.engine.encode(request, images, labels, self._forward)
+            job = self.engine.encode(request, images, labels, self._forward)
         elif kind == "latent":
-            task.job = self.engine.latent(request, self._forward)
+            job = self.engine.latent(request, self._forward)
         else:
-            task.job = self.engine.submit(request, EXPORT, self._forward, then=then)
+            job = self.engine.submit(request, EXPORT, self._forward, then=then)
+        return self._track(Task(label, on_done, on_error, on_cancelled, job))
+
+    def _track(self, task: Task) -> Task:
+        """Follow a submitted task's events (on the GUI thread: they are queued, so none arrives before this)."""
         self._tasks[task.job.stamp] = task
         self._update_busy()
         self.tasks_changed.emit()
         return task
+
+    def run_animation(self, frames: list[RenderRequest], path, fps: float, label: str, audio=None, metadata: str = "",
+                      size: tuple[int, int] | None = None, on_done: Callable[[Output], None] | None = None,
+                      on_error: Callable[[str, str], None] | None = None,
+                      on_cancelled: Callable[[], None] | None = None) -> Task:
+        """A video export on the export lane: the frames rendered in batches on the worker while an encoder thread
+        writes them (`studio.engine.animate`); progress per frame, cancellable."""
+        from studio.engine.animate import export_animation
+
+        job = export_animation(self.engine, frames, path, fps, audio=audio, metadata=metadata, size=size,
+                               on_event=self._forward)
+        return self._track(Task(label, on_done, on_error, on_cancelled, job))
 
     def cancel(self) -> None:
         """Stop everything in flight (Esc)."""

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from PySide6.QtGui import QUndoCommand
 
 from studio.project import SavedLatent
+from studio.project.timeline import Timeline
 from studio.request import RenderRequest
 
 if TYPE_CHECKING:
@@ -59,3 +60,28 @@ class ChangeLatents(QUndoCommand):
 
     def undo(self) -> None:
         (self.session._remove_latent if self.add else self.session._insert_latent)(self.index, self.entry)
+
+
+class SetTimeline(QUndoCommand):
+    """Replace the document's timeline (timelines are immutable: every edit is a new one)."""
+
+    def __init__(self, session: "Session", old: Timeline, new: Timeline, text: str, merge: str | None = None):
+        super().__init__(text)
+        self.session, self.old, self.new = session, old, new
+        self._id = merge_id(merge)
+
+    def id(self) -> int:  # noqa: A003 (Qt's name)
+        return self._id
+
+    def mergeWith(self, other: QUndoCommand) -> bool:
+        if not isinstance(other, SetTimeline) or other.id() != self.id() or other.old != self.new:
+            return False
+        self.new = other.new
+        self.setObsolete(self.new == self.old)
+        return True
+
+    def redo(self) -> None:
+        self.session._apply_timeline(self.new)
+
+    def undo(self) -> None:
+        self.session._apply_timeline(self.old)

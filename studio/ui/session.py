@@ -7,6 +7,7 @@ to the engine's preview lane. Nothing here runs torch: the engine does, on its w
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import random
 from pathlib import Path
@@ -27,9 +28,10 @@ from studio.latent.interp import interpolate
 from studio.latent.seeds import MAX_SEED
 from studio.library import DEFAULT_MODEL_ID, PackageEntry, default_roots, scan
 from studio.project import (Document, HistoryEntry, ModelRef, SavedLatent, load_document, save_document, utc_now)
+from studio.project.timeline import AudioMapping, Keyframe, Timeline, frames_of, sound_of
 from studio.request import RenderRequest
 from studio.ui.bridge import EngineBridge
-from studio.ui.commands import ChangeLatents, SetRequest
+from studio.ui.commands import ChangeLatents, SetRequest, SetTimeline
 from studio.ui.images import output_thumbnail
 
 log = logging.getLogger(__name__)
@@ -53,6 +55,7 @@ class Session(QObject):
     image_changed = Signal(object)  # np.ndarray: the image to show (per-step frames and finished renders)
     sound_changed = Signal(object)  # Output: the sound to show and play (finished renders of audio models)
     variations_changed = Signal()  # the variations grid got a new tile, or was cleared
+    timeline_changed = Signal()  # the document's timeline changed (keyframes, timing, audio, mappings)
     rendered = Signal(object, float, object)  # request, seconds, info of a finished preview
     message = Signal(str, str, str)  # level, text, detail
     seed_mode_changed = Signal(str)
@@ -248,8 +251,9 @@ class Session(QObject):
         elif output.kind == "audio":
             self.sound_changed.emit(output)
         self._note_model(request, info)
-        self._pending_history = (request, output, seconds)
-        self._history_timer.start()
+        if request == self.request:  # not a timeline frame being scrubbed
+            self._pending_history = (request, output, seconds)
+            self._history_timer.start()
         self.rendered.emit(request, seconds, info)
 
     def _on_failed(self, request: RenderRequest, text: str, detail: str) -> None:
@@ -583,6 +587,152 @@ class Session(QObject):
         self.bridge.run(varied, "Use variation", on_done=done, on_error=self._reporter("Cannot use the variation"),
                         kind="latent")
 
+    # --- the timeline ---------------------------------------------------------------------------------------------
+    @property
+    def timeline(self) -> Timeline:
+        return self.document.timeline
+
+    def set_timeline(self, timeline: Timeline, text: str, merge: str | None = None) -> None:
+        """Make `timeline` the document's, as one undoable step."""
+        if timeline != self.document.timeline:
+            self.undo.push(SetTimeline(self, self.document.timeline, timeline, text, merge))
+
+    def _apply_timeline(self, timeline: Timeline) -> None:
+        self.document.timeline = timeline
+        self.revision += 1
+        self.timeline_changed.emit()
+
+    def _timeline_with(self, text: str, merge: str | None = None, **fields) -> None:
+        try:
+            timeline = dataclasses.replace(self.timeline, **fields)
+        except StudioError as exc:
+            self.message.emit(ERROR, f"{text}: {exc.problem}", str(exc))
+            return
+        self.set_timeline(timeline, text, merge)
+
+    def add_keyframe(self, index: int | None = None) -> None:
+        """Add the current request as a keyframe (at `index`, default the end); its latent values are computed on
+        the worker first, so a keyframe made from a seed holds the exact latent it showed."""
+        request = self.request
+        if request is None:
+            return
+        keys = self.timeline.keyframes
+        if keys and keys[0].request.model_id != request.model_id:
+            self.message.emit(ERROR, "Cannot add a keyframe of another model",
+                              f"This timeline animates {keys[0].request.model_id}; switch back or clear it.")
+            return
+
+        def done(output: Output) -> None:
+            values = tuple(float(v) for v in output.data.reshape(-1))
+            key = Keyframe(request.with_(latent=values, edits=tuple((k, v) for k, v in request.edits
+                                                                     if k in RENDER_ONLY_EDITS)),
+                           name=f"seed {request.seed}" if request.latent is None else "")
+            where = len(self.timeline.keyframes) if index is None else index
+            keyframes = list(self.timeline.keyframes)
+            keyframes.insert(where, key)
+            self._timeline_with("Add keyframe", keyframes=tuple(keyframes))
+
+        self.bridge.run(request, "Add keyframe", on_done=done, kind="latent",
+                        on_error=self._reporter("Cannot add the keyframe"))
+
+    def add_keyframe_from_latent(self, latent_index: int) -> None:
+        """Add a saved latent of the library as a keyframe (with the current request's other settings)."""
+        entry, request = self.document.latents[latent_index], self.request
+        if request is None or not self._latent_fits(entry):
+            return
+        key = Keyframe(request.with_(latent=entry.latent, edits=self._render_only_edits()), name=entry.name)
+        self._timeline_with(f"Add keyframe {entry.name!r}", keyframes=(*self.timeline.keyframes, key))
+
+    def remove_keyframe(self, index: int) -> None:
+        keyframes = list(self.timeline.keyframes)
+        del keyframes[index]
+        self._timeline_with("Remove keyframe", keyframes=tuple(keyframes))
+
+    def move_keyframe(self, index: int, to: int) -> None:
+        keyframes = list(self.timeline.keyframes)
+        keyframes.insert(to, keyframes.pop(index))
+        self._timeline_with("Move keyframe", keyframes=tuple(keyframes))
+
+    def edit_keyframe(self, index: int, text: str = "Edit keyframe", merge: str | None = None, **fields) -> None:
+        """Change a keyframe's duration, interpolation, easing or name."""
+        try:
+            key = dataclasses.replace(self.timeline.keyframes[index], **fields)
+        except StudioError as exc:
+            self.message.emit(ERROR, f"{text}: {exc.problem}", str(exc))
+            return
+        keyframes = list(self.timeline.keyframes)
+        keyframes[index] = key
+        self._timeline_with(text, merge, keyframes=tuple(keyframes))
+
+    def edit_timeline(self, text: str = "Edit timeline", merge: str | None = None, **fields) -> None:
+        """Change the timeline's fps, loop, audio or mappings."""
+        self._timeline_with(text, merge, **fields)
+
+    def set_timeline_audio(self, path: str | Path) -> bool:
+        """Use a sound file for the timeline (its track in the video, the source of the audio mappings)."""
+        try:
+            read_sound(path, None, max_seconds=1.0)  # readable and not silent at the start? say so now
+        except StudioError as exc:
+            self.message.emit(ERROR, f"Cannot use {Path(path).name} as the timeline's sound", str(exc))
+            return False
+        self._timeline_with(f"Sound {Path(path).name}", audio=str(path))
+        return True
+
+    def add_mapping(self, envelope: str = "onsets", target: str = "d0") -> None:
+        self._timeline_with("Add audio mapping",
+                            mappings=(*self.timeline.mappings, AudioMapping(envelope, target)))
+
+    def edit_mapping(self, index: int, text: str = "Edit audio mapping", merge: str | None = None, **fields) -> None:
+        try:
+            mapping = dataclasses.replace(self.timeline.mappings[index], **fields)
+        except StudioError as exc:
+            self.message.emit(ERROR, f"{text}: {exc.problem}", str(exc))
+            return
+        mappings = list(self.timeline.mappings)
+        mappings[index] = mapping
+        self._timeline_with(text, merge, mappings=tuple(mappings))
+
+    def remove_mapping(self, index: int) -> None:
+        mappings = list(self.timeline.mappings)
+        del mappings[index]
+        self._timeline_with("Remove audio mapping", mappings=tuple(mappings))
+
+    def preview_frame(self, time: float) -> None:
+        """Show the timeline's frame at `time` seconds (the scrubber): rendered on the preview lane, the document's
+        request unchanged."""
+        try:
+            frame = self.timeline.request_at(time)
+        except StudioError as exc:
+            self.message.emit(WARNING, "Nothing to scrub", exc.problem)
+            return
+        self.bridge.preview(frame)
+
+    def export_video(self, path: str | Path, size: tuple[int, int] | None = None,
+                     on_done: Callable[[Path], None] | None = None) -> None:
+        """Render every frame of the timeline on the export lane and encode it as it goes (MP4, WebM, GIF, or a
+        folder of PNGs), with the timeline's sound and the document inside; progress and Cancel in the status bar;
+        nothing partial is left on cancel or error."""
+        path = Path(path)
+        folder = self.path.parent if self.path is not None else None
+        try:
+            frames = frames_of(self.timeline, folder)
+            audio = sound_of(self.timeline, folder) if path.suffix.lower() in (".mp4", ".webm") else None
+        except StudioError as exc:
+            self.message.emit(ERROR, f"Cannot export {path.name}", str(exc))
+            return
+
+        def done(_output: Output) -> None:
+            self.message.emit(INFO, f"Exported {path.name} ({len(frames)} frames)", str(path))
+            if on_done is not None:
+                on_done(path)
+
+        def cancelled() -> None:
+            self.message.emit(INFO, f"Export of {path.name} was cancelled: nothing was written", "")
+
+        self.bridge.run_animation(frames, path, self.timeline.fps, f"Export {path.name}", audio=audio,
+                                  metadata=self.document.to_json(), size=size, on_done=done,
+                                  on_error=self._reporter("Video export failed"), on_cancelled=cancelled)
+
     # --- documents ------------------------------------------------------------------------------------------------
     @property
     def modified(self) -> bool:
@@ -659,6 +809,7 @@ class Session(QObject):
         self.request_changed.emit(self.request)
         self.latents_changed.emit()
         self.history_changed.emit()
+        self.timeline_changed.emit()
         self.document_changed.emit()
 
     def shutdown(self) -> None:

@@ -1,0 +1,498 @@
+"""The timeline: keyframes (requests with explicit latent values) and how each segment moves, frame rate and loop,
+a scrubber that previews any frame, the sound and its audio-reactive mappings, and the video export.
+
+Every edit goes through the session as an undoable step (a spin folds into one step); the panel rebuilds from
+`session.timeline` on `timeline_changed`, with signals blocked so that filling never echoes back as an edit.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QGroupBox,
+                               QHBoxLayout, QHeaderView, QLabel, QListWidget, QPushButton, QSlider, QTableWidget,
+                               QVBoxLayout, QWidget)
+
+from studio.latent.interp import MODES
+from studio.latent.paths import EASINGS
+from studio.latent.reactive import ENVELOPES
+from studio.project.timeline import MAX_FPS, TARGETS
+from studio.ui.dialogs import SOUND_FILTER
+
+MIN_DURATION, MAX_DURATION = 0.1, 600.0
+EDIT_TARGETS = (*TARGETS, *(f"d{k}" for k in range(8)), "truncation")
+MAPPING_COLUMNS = ("Envelope", "Target", "Gain", "Attack", "Release")
+# the video export choices: a file-dialog filter each, with its suffix ("" = a folder of PNG frames)
+VIDEO_EXPORTS = {
+    "MP4 video (*.mp4)": ".mp4",
+    "WebM video (*.webm)": ".webm",
+    "GIF animation (*.gif)": ".gif",
+    "PNG frames (a folder)": "",
+}
+
+
+# --- the panel's modal questions (module-level so that tests can monkeypatch them) -------------------------------
+def ask_sound_file(parent: QWidget) -> str:
+    """A sound file for the timeline; "" when cancelled."""
+    return QFileDialog.getOpenFileName(parent, "Timeline Sound", "", SOUND_FILTER)[0]
+
+
+def ask_video_path(parent: QWidget, suggestion: str) -> tuple[str, tuple[int, int] | None]:
+    """(path, frame size or None for the model's own) for a video export; ("", None) when cancelled. The chosen
+    filter adds its suffix to a bare name; "PNG frames" names a folder (no suffix)."""
+    path, chosen = QFileDialog.getSaveFileName(parent, "Export Video", suggestion, ";;".join(VIDEO_EXPORTS))
+    if not path:
+        return "", None
+    suffix = VIDEO_EXPORTS.get(chosen, ".mp4")
+    if suffix and not Path(path).suffix:
+        path += suffix
+    elif not suffix and Path(path).suffix:
+        path = str(Path(path).with_suffix(""))
+    return path, None
+
+
+def seconds_text(value: float) -> str:
+    return f"{value:.1f}" if round(value, 1) == value else f"{value:g}"
+
+
+def keyframe_text(index: int, key) -> str:
+    return (f"{index + 1}  {key.name or 'keyframe'}  {seconds_text(key.duration)} s  {key.interpolation}  "
+            f"{key.easing}")
+
+
+def _spin(low: float, high: float, step: float, decimals: int, name: str, tip: str) -> QDoubleSpinBox:
+    spin = QDoubleSpinBox()
+    spin.setObjectName(name)
+    spin.setRange(low, high)
+    spin.setSingleStep(step)
+    spin.setDecimals(decimals)
+    spin.setKeyboardTracking(False)  # typing "12" is one edit, not "1" then "12"
+    spin.setToolTip(tip)
+    return spin
+
+
+def _button(text: str, name: str, tip: str) -> QPushButton:
+    button = QPushButton(text)
+    button.setObjectName(name)
+    button.setToolTip(tip)
+    return button
+
+
+class TimelinePanel(QWidget):
+    def __init__(self, session, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.session = session
+        self.setObjectName("timelinePanel")
+        self._gesture = 0  # bumped when a gesture ends: spins of one gesture fold into one undo step
+        self._select_after: int | None = None  # the keyframe row to select after the next rebuild (a move, an add)
+        self._filling = False
+
+        # keyframes
+        self.keyframes = QListWidget()
+        self.keyframes.setObjectName("keyframeList")
+        self.keyframes.setToolTip("The keyframes, in order: the animation passes through each")
+        self.add_current = _button("Add Current", "addKeyframe", "Add the current request as a keyframe (its latent "
+                                   "values are computed first)")
+        self.library = QComboBox()
+        self.library.setObjectName("keyframeLibrary")
+        self.library.setToolTip("A saved latent of the library to add as a keyframe")
+        self.add_library = _button("Add from Library", "addKeyframeFromLibrary",
+                                   "Add the chosen saved latent as a keyframe (with the current request's settings)")
+        self.remove = _button("Remove", "removeKeyframe", "Remove the selected keyframe (undoable)")
+        self.up = _button("Up", "keyframeUp", "Move the selected keyframe earlier")
+        self.down = _button("Down", "keyframeDown", "Move the selected keyframe later")
+        add_row = QHBoxLayout()
+        add_row.addWidget(self.add_current)
+        add_row.addWidget(self.library, 1)
+        add_row.addWidget(self.add_library)
+        list_buttons = QHBoxLayout()
+        for button in (self.remove, self.up, self.down):
+            list_buttons.addWidget(button)
+        list_buttons.addStretch(1)
+
+        # the selected keyframe
+        self.duration = _spin(MIN_DURATION, MAX_DURATION, 0.1, 2, "keyframeDuration",
+                              "Seconds from this keyframe to the next (the last one's counts only when looping)")
+        self.interpolation = QComboBox()
+        self.interpolation.setObjectName("keyframeInterpolation")
+        self.interpolation.addItems(list(MODES))
+        self.interpolation.setToolTip("slerp follows the sphere where Gaussian latents live; lerp is a straight line")
+        self.easing = QComboBox()
+        self.easing.setObjectName("keyframeEasing")
+        self.easing.addItems(list(EASINGS))
+        self.easing.setToolTip("How the segment leaving this keyframe speeds up and slows down")
+        key_form = QFormLayout()
+        key_form.addRow("Duration (s)", self.duration)
+        key_form.addRow("Interpolation", self.interpolation)
+        key_form.addRow("Easing", self.easing)
+
+        # timeline settings and the scrubber
+        self.fps = _spin(1.0, MAX_FPS, 1.0, 3, "timelineFps", "Frames per second of the animation")
+        self.loop = QCheckBox("Loop")
+        self.loop.setObjectName("timelineLoop")
+        self.loop.setToolTip("Go back from the last keyframe to the first (the last keyframe's duration)")
+        self.total = QLabel()
+        self.total.setObjectName("timelineTotal")
+        settings = QHBoxLayout()
+        settings.addWidget(QLabel("fps"))
+        settings.addWidget(self.fps)
+        settings.addWidget(self.loop)
+        settings.addWidget(self.total, 1)
+        self.hint = QLabel("Add two keyframes to animate")
+        self.hint.setObjectName("timelineHint")
+        self.hint.setWordWrap(True)
+        self.scrubber = QSlider(Qt.Orientation.Horizontal)
+        self.scrubber.setObjectName("scrubber")
+        self.scrubber.setToolTip("Drag to preview any frame (the current request stays as it is)")
+        self.time = QLabel()
+        self.time.setObjectName("scrubTime")
+        scrub_row = QHBoxLayout()
+        scrub_row.addWidget(self.scrubber, 1)
+        scrub_row.addWidget(self.time)
+
+        # audio
+        self.sound_button = _button("Sound…", "timelineSound", "Choose the sound of the animation (its track in the "
+                                    "video and the source of the audio mappings)")
+        self.sound_name = QLabel()
+        self.sound_name.setObjectName("timelineSoundName")
+        self.clear_sound = _button("No Sound", "clearTimelineSound", "Remove the sound and its mappings (undoable)")
+        sound_row = QHBoxLayout()
+        sound_row.addWidget(self.sound_button)
+        sound_row.addWidget(self.sound_name, 1)
+        sound_row.addWidget(self.clear_sound)
+        self.mappings = QTableWidget(0, len(MAPPING_COLUMNS))
+        self.mappings.setObjectName("mappingTable")
+        self.mappings.setHorizontalHeaderLabels(list(MAPPING_COLUMNS))
+        self.mappings.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
+        self.mappings.setSelectionBehavior(QTableWidget.SelectionBehavior.SelectRows)
+        self.mappings.setSelectionMode(QTableWidget.SelectionMode.SingleSelection)
+        self.mappings.setToolTip("Each row drives a target (the speed along the path, or a latent edit) with an "
+                                 "envelope of the sound")
+        self.add_mapping = _button("Add Mapping", "addMapping", "Drive a target with an envelope of the sound")
+        self.remove_mapping = _button("Remove Mapping", "removeMapping", "Remove the selected mapping (undoable)")
+        mapping_buttons = QHBoxLayout()
+        mapping_buttons.addWidget(self.add_mapping)
+        mapping_buttons.addWidget(self.remove_mapping)
+        mapping_buttons.addStretch(1)
+        audio_box = QGroupBox("Audio")
+        audio_layout = QVBoxLayout(audio_box)
+        audio_layout.addLayout(sound_row)
+        audio_layout.addWidget(self.mappings, 1)
+        audio_layout.addLayout(mapping_buttons)
+
+        self.export = _button("Export Video…", "exportVideo", "Render every frame and write a video (MP4, WebM, "
+                              "GIF) or a folder of PNG frames")
+
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(4, 4, 4, 4)
+        layout.addWidget(self.keyframes, 1)
+        layout.addLayout(add_row)
+        layout.addLayout(list_buttons)
+        layout.addLayout(key_form)
+        layout.addLayout(settings)
+        layout.addWidget(self.hint)
+        layout.addLayout(scrub_row)
+        layout.addWidget(audio_box, 1)
+        layout.addWidget(self.export)
+
+        session.timeline_changed.connect(self._on_timeline_changed)
+        session.latents_changed.connect(self._on_latents_changed)
+        session.request_changed.connect(self._on_request_changed)
+        session.model_changed.connect(self._on_model_changed)
+        self.keyframes.currentRowChanged.connect(self._on_selection_changed)
+        self.add_current.clicked.connect(self._add_current)
+        self.add_library.clicked.connect(self._add_from_library)
+        self.remove.clicked.connect(self._remove_selected)
+        self.up.clicked.connect(lambda: self._move_selected(-1))
+        self.down.clicked.connect(lambda: self._move_selected(+1))
+        self.duration.valueChanged.connect(lambda value: self._edit_key("duration", float(value), "Keyframe duration"))
+        self.duration.editingFinished.connect(self._new_gesture)
+        self.interpolation.currentTextChanged.connect(
+            lambda text: self._edit_key("interpolation", text, "Keyframe interpolation"))
+        self.easing.currentTextChanged.connect(lambda text: self._edit_key("easing", text, "Keyframe easing"))
+        self.fps.valueChanged.connect(self._on_fps_edited)
+        self.fps.editingFinished.connect(self._new_gesture)
+        self.loop.toggled.connect(self._on_loop_edited)
+        self.scrubber.valueChanged.connect(self._on_scrubbed)
+        self.sound_button.clicked.connect(self._choose_sound)
+        self.clear_sound.clicked.connect(self._remove_sound)
+        self.add_mapping.clicked.connect(lambda: self.session.add_mapping())
+        self.remove_mapping.clicked.connect(self._remove_selected_mapping)
+        self.mappings.itemSelectionChanged.connect(self._update_buttons)
+        self.export.clicked.connect(self.export_video)
+        self._on_latents_changed()
+        self._on_timeline_changed()
+
+    # --- reading the session --------------------------------------------------------------------------------------
+    @property
+    def timeline(self):
+        return self.session.timeline
+
+    def _playable(self) -> bool:
+        return len(self.timeline.keyframes) >= 2
+
+    def _foreign_model(self) -> str | None:
+        """The timeline's model when it is not the current request's (keyframes cannot then be added)."""
+        keys, request = self.timeline.keyframes, self.session.request
+        if keys and request is not None and keys[0].request.model_id != request.model_id:
+            return keys[0].request.model_id
+        return None
+
+    def _new_gesture(self) -> None:
+        self._gesture += 1
+
+    # --- session signals ------------------------------------------------------------------------------------------
+    def _on_timeline_changed(self) -> None:
+        timeline = self.timeline
+        self._filling = True
+        try:
+            self._fill_keyframes(timeline)
+            self._fill_settings(timeline)
+            self._fill_audio(timeline)
+        finally:
+            self._filling = False
+        self._fill_selected()
+        self._update_buttons()
+
+    def _on_latents_changed(self) -> None:
+        latents = self.session.document.latents
+        keep = self.library.currentIndex()
+        blocked = self.library.blockSignals(True)
+        self.library.clear()
+        for entry in latents:
+            self.library.addItem(entry.name)
+            self.library.setItemData(self.library.count() - 1, f"{entry.name}: model {entry.model_id}",
+                                     Qt.ItemDataRole.ToolTipRole)
+        self.library.setCurrentIndex(keep if 0 <= keep < len(latents) else len(latents) - 1)
+        self.library.blockSignals(blocked)
+        self._update_buttons()
+
+    def _on_request_changed(self, _request) -> None:
+        self._update_buttons()
+
+    def _on_model_changed(self, _entry) -> None:
+        self._on_timeline_changed()
+
+    # --- filling the widgets (signals blocked: nothing here is an edit) -------------------------------------------
+    def _fill_keyframes(self, timeline) -> None:
+        keys = timeline.keyframes
+        row = self.keyframes.currentRow()
+        grew = len(keys) > self.keyframes.count()
+        blocked = self.keyframes.blockSignals(True)
+        if self.keyframes.count() != len(keys):
+            self.keyframes.clear()
+            self.keyframes.addItems([keyframe_text(i, k) for i, k in enumerate(keys)])
+        else:
+            for i, key in enumerate(keys):
+                self.keyframes.item(i).setText(keyframe_text(i, key))
+        for i, key in enumerate(keys):
+            tip = f"{key.request.model_id}, seed {key.request.seed}, {len(key.request.latent)} latent values"
+            if i == len(keys) - 1 and not timeline.loop:
+                tip += "\nthe last keyframe: its duration counts only when looping"
+            self.keyframes.item(i).setToolTip(tip)
+        if self._select_after is not None:
+            row, self._select_after = self._select_after, None
+        elif grew:
+            row = len(keys) - 1  # a new keyframe (added at the end) becomes the selected one
+        self.keyframes.setCurrentRow(min(row, len(keys) - 1) if keys else -1)
+        self.keyframes.blockSignals(blocked)
+
+    def _fill_settings(self, timeline) -> None:
+        for widget, set_value in ((self.fps, lambda: self.fps.setValue(timeline.fps)),
+                                  (self.loop, lambda: self.loop.setChecked(timeline.loop))):
+            blocked = widget.blockSignals(True)
+            set_value()
+            widget.blockSignals(blocked)
+        playable = self._playable()
+        self.hint.setVisible(not playable)
+        blocked = self.scrubber.blockSignals(True)
+        if playable:
+            frames = timeline.frames
+            self.total.setText(f"{frames} frames, {seconds_text(sum(timeline.durations))} s")
+            self.scrubber.setRange(0, frames - 1)
+        else:
+            self.total.setText("No animation")
+            self.scrubber.setRange(0, 0)
+        self.scrubber.blockSignals(blocked)
+        self._show_time()
+
+    def _fill_audio(self, timeline) -> None:
+        self.sound_name.setText(Path(timeline.audio).name if timeline.audio else "No sound")
+        self.sound_name.setToolTip(timeline.audio)
+        mappings = timeline.mappings
+        if self.mappings.rowCount() != len(mappings):
+            row = self.mappings.currentRow()
+            self.mappings.setRowCount(0)
+            self.mappings.setRowCount(len(mappings))
+            for i in range(len(mappings)):
+                self._make_mapping_row(i)
+            if mappings:
+                self.mappings.selectRow(len(mappings) - 1 if row < 0 or row >= len(mappings) else row)
+        for i, mapping in enumerate(mappings):
+            envelope, target, gain, attack, release = (self.mappings.cellWidget(i, c) for c in range(5))
+            for widget in (envelope, target, gain, attack, release):
+                widget.blockSignals(True)
+            envelope.setCurrentText(mapping.envelope)
+            target.setCurrentText(mapping.target)
+            gain.setValue(mapping.gain)
+            attack.setValue(mapping.attack)
+            release.setValue(mapping.release)
+            for widget in (envelope, target, gain, attack, release):
+                widget.blockSignals(False)
+
+    def _make_mapping_row(self, row: int) -> None:
+        envelope = QComboBox()
+        envelope.setObjectName(f"mappingEnvelope{row}")
+        envelope.addItems(list(ENVELOPES))
+        envelope.setToolTip("loudness; onsets (hits); low, mid, high: the level of a frequency band")
+        target = QComboBox()
+        target.setObjectName(f"mappingTarget{row}")
+        target.setEditable(True)
+        target.addItems(list(EDIT_TARGETS))
+        target.setToolTip("speed: how fast the path runs; any other: a latent edit (d0 …, truncation) moved by the "
+                          "envelope")
+        gain = _spin(-100.0, 100.0, 0.1, 2, f"mappingGain{row}", "How much the envelope moves the target")
+        attack = _spin(0.0, 10.0, 0.01, 3, f"mappingAttack{row}", "Seconds the envelope takes to rise")
+        release = _spin(0.0, 10.0, 0.01, 3, f"mappingRelease{row}", "Seconds the envelope takes to fall")
+        for column, widget in enumerate((envelope, target, gain, attack, release)):
+            self.mappings.setCellWidget(row, column, widget)
+        envelope.currentTextChanged.connect(lambda text: self._edit_mapping(row, "envelope", text))
+        target.activated.connect(lambda _index: self._edit_mapping(row, "target", target.currentText().strip()))
+        target.lineEdit().editingFinished.connect(
+            lambda: self._edit_mapping(row, "target", target.currentText().strip()))
+        for name, spin in (("gain", gain), ("attack", attack), ("release", release)):
+            spin.valueChanged.connect(lambda value, name=name: self._edit_mapping(row, name, float(value)))
+            spin.editingFinished.connect(self._new_gesture)
+
+    def _fill_selected(self) -> None:
+        """The editors show the selected keyframe (disabled with none)."""
+        row = self.keyframes.currentRow()
+        keys = self.timeline.keyframes
+        key = keys[row] if 0 <= row < len(keys) else None
+        for widget in (self.duration, self.interpolation, self.easing):
+            widget.setEnabled(key is not None)
+            widget.blockSignals(True)
+        if key is not None:
+            self.duration.setValue(key.duration)
+            self.interpolation.setCurrentText(key.interpolation)
+            self.easing.setCurrentText(key.easing)
+        for widget in (self.duration, self.interpolation, self.easing):
+            widget.blockSignals(False)
+
+    def _update_buttons(self) -> None:
+        keys = self.timeline.keyframes
+        row = self.keyframes.currentRow()
+        selected = 0 <= row < len(keys)
+        foreign = self._foreign_model()
+        can_add = self.session.request is not None and foreign is None
+        self.add_current.setEnabled(can_add)
+        self.add_library.setEnabled(can_add and self.library.count() > 0)
+        self.library.setEnabled(self.library.count() > 0)
+        why = f"This timeline animates {foreign}: switch back to it to add keyframes" if foreign else ""
+        self.add_current.setStatusTip(why)
+        self.remove.setEnabled(selected)
+        self.up.setEnabled(selected and row > 0)
+        self.down.setEnabled(selected and row < len(keys) - 1)
+        playable = self._playable()
+        self.scrubber.setEnabled(playable)
+        self.export.setEnabled(playable)
+        audio = bool(self.timeline.audio)
+        self.add_mapping.setEnabled(audio)
+        self.clear_sound.setEnabled(audio)
+        self.remove_mapping.setEnabled(0 <= self.mappings.currentRow() < len(self.timeline.mappings)
+                                       and bool(self.mappings.selectedIndexes()))
+
+    def _show_time(self) -> None:
+        if not self._playable():
+            self.time.setText("")
+            return
+        fps = self.timeline.fps
+        self.time.setText(f"{self.scrubber.value() / fps:.2f} s / {(self.scrubber.maximum() + 1) / fps:.2f} s")
+
+    # --- edits ----------------------------------------------------------------------------------------------------
+    def _edit(self, change: Callable[[], None]) -> None:
+        """Make an edit; refused (the session said why), the widgets go back to the timeline's values."""
+        before = self.timeline
+        change()
+        if self.timeline is before:
+            self._on_timeline_changed()
+
+    def _on_selection_changed(self, _row: int) -> None:
+        self._new_gesture()
+        self._fill_selected()
+        self._update_buttons()
+
+    def _add_current(self) -> None:
+        self.session.add_keyframe()
+
+    def _add_from_library(self) -> None:
+        index = self.library.currentIndex()
+        if 0 <= index < len(self.session.document.latents):
+            self.session.add_keyframe_from_latent(index)
+
+    def _remove_selected(self) -> None:
+        row = self.keyframes.currentRow()
+        if 0 <= row < len(self.timeline.keyframes):
+            self.session.remove_keyframe(row)
+
+    def _move_selected(self, step: int) -> None:
+        row = self.keyframes.currentRow()
+        to = row + step
+        if 0 <= row < len(self.timeline.keyframes) and 0 <= to < len(self.timeline.keyframes):
+            self._select_after = to
+            self.session.move_keyframe(row, to)
+            self._select_after = None
+
+    def _edit_key(self, name: str, value, text: str) -> None:
+        row = self.keyframes.currentRow()
+        if self._filling or not 0 <= row < len(self.timeline.keyframes):
+            return
+        self._select_after = row
+        self._edit(lambda: self.session.edit_keyframe(row, text, f"keyframe:{row}:{name}:{self._gesture}",
+                                                      **{name: value}))
+        self._select_after = None
+
+    def _on_fps_edited(self, value: float) -> None:
+        if not self._filling:
+            self._edit(lambda: self.session.edit_timeline("Frame rate", f"timeline:fps:{self._gesture}",
+                                                          fps=float(value)))
+
+    def _on_loop_edited(self, checked: bool) -> None:
+        if not self._filling:
+            self._edit(lambda: self.session.edit_timeline("Loop" if checked else "No loop", loop=bool(checked)))
+
+    def _on_scrubbed(self, frame: int) -> None:
+        self._show_time()
+        if self._playable():
+            self.session.preview_frame(frame / self.timeline.fps)
+
+    def _choose_sound(self) -> None:
+        path = ask_sound_file(self)
+        if path:
+            self.session.set_timeline_audio(path)
+
+    def _remove_sound(self) -> None:
+        self.session.edit_timeline("Remove sound", audio="", mappings=())
+
+    def _edit_mapping(self, row: int, name: str, value) -> None:
+        if self._filling or not 0 <= row < len(self.timeline.mappings):
+            return
+        if getattr(self.timeline.mappings[row], name) == value:
+            return
+        self._edit(lambda: self.session.edit_mapping(row, f"Audio mapping {name}",
+                                                     f"mapping:{row}:{name}:{self._gesture}", **{name: value}))
+
+    def _remove_selected_mapping(self) -> None:
+        row = self.mappings.currentRow()
+        if 0 <= row < len(self.timeline.mappings):
+            self.session.remove_mapping(row)
+
+    def export_video(self) -> None:
+        if not self._playable():
+            return
+        project = self.session.path
+        path, size = ask_video_path(self, str(project.with_suffix(".mp4")) if project is not None else "animation.mp4")
+        if path:
+            self.session.export_video(path, size)
