@@ -9,8 +9,8 @@ from pathlib import Path
 
 from PySide6.QtCore import QSettings, Qt, QTimer, Slot
 from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QGuiApplication, QKeySequence
-from PySide6.QtWidgets import (QDockWidget, QLabel, QMainWindow, QMessageBox, QProgressBar, QStackedWidget,
-                               QToolButton, QWidget)
+from PySide6.QtWidgets import (QDockWidget, QLabel, QMainWindow, QMessageBox, QProgressBar, QScrollArea,
+                               QStackedWidget, QToolButton, QWidget)
 
 from studio import __version__
 from studio.errors import StudioError
@@ -26,6 +26,7 @@ from studio.ui.panels.library import LibraryPanel
 from studio.ui.panels.messages import MessageArea
 from studio.ui.panels.models import ModelBrowser
 from studio.ui.panels.prompt import PromptPanel
+from studio.ui.panels.timeline import TimelinePanel
 from studio.ui.panels.variations import VariationsPanel
 from studio.ui.session import ERROR, INFO, Session
 
@@ -66,6 +67,7 @@ class MainWindow(QMainWindow):
         self.history = HistoryStrip(session)
         self.messages = MessageArea(session)
         self.variations = VariationsPanel(session)
+        self.timeline = TimelinePanel(session)
         self.docks: dict[str, QDockWidget] = {}
         left, right, bottom = (Qt.DockWidgetArea.LeftDockWidgetArea, Qt.DockWidgetArea.RightDockWidgetArea,
                                Qt.DockWidgetArea.BottomDockWidgetArea)
@@ -78,8 +80,14 @@ class MainWindow(QMainWindow):
         self._dock("History", self.history, bottom)
         self._dock("Messages", self.messages, bottom)
         self._dock("Variations", self.variations, bottom)
+        timeline_scroll = QScrollArea()  # a narrow window scrolls the timeline's controls instead of refusing to shrink
+        timeline_scroll.setWidgetResizable(True)
+        timeline_scroll.setFrameShape(QScrollArea.Shape.NoFrame)
+        timeline_scroll.setWidget(self.timeline)
+        self._dock("Timeline", timeline_scroll, bottom)
         self.tabifyDockWidget(self.docks["History"], self.docks["Messages"])
         self.tabifyDockWidget(self.docks["History"], self.docks["Variations"])
+        self.tabifyDockWidget(self.docks["History"], self.docks["Timeline"])
         self.docks["History"].raise_()
         self.resizeDocks([self.docks["Models"], self.docks["Latent"]], [250, 360], Qt.Orientation.Horizontal)
         self.resizeDocks([self.docks["History"]], [120], Qt.Orientation.Vertical)
@@ -198,6 +206,10 @@ class MainWindow(QMainWindow):
         self.act_next = self._action("&Next Seed", s.next_seed, "F5", "Next seed by the seed mode")
         self.act_variations = self._action("&Variations", self.show_variations, "Ctrl+Shift+V",
                                            "Render variations of the current output to audition and pick from")
+        self.act_keyframe = self._action("Add &Keyframe", self.add_keyframe, "Ctrl+K",
+                                         "Add the current state as a keyframe of the timeline")
+        self.act_export_video = self._action("Export &Video…", self.export_video_dialog, "Ctrl+Shift+E",
+                                             "Render the timeline to MP4, WebM, GIF or PNG frames")
         self.act_play = self._action("&Play / Stop", self.audio_view.toggle_playback, "Ctrl+Space",
                                      "Play the sound, or stop it")
         self.act_rerender = self._action("Re&render", s.rerender, "Ctrl+Shift+F5", "Render the current request again")
@@ -219,7 +231,7 @@ class MainWindow(QMainWindow):
         file.addSeparator()
         file.addActions([self.act_open_models, self.act_encode])
         file.addSeparator()
-        file.addActions([self.act_export, self.act_copy])
+        file.addActions([self.act_export, self.act_export_video, self.act_copy])
         file.addSeparator()
         file.addAction(self.act_quit)
         edit = bar.addMenu("&Edit")
@@ -227,7 +239,8 @@ class MainWindow(QMainWindow):
         edit.addSeparator()
         edit.addActions([self.act_reset, self.act_save_latent])
         render = bar.addMenu("&Render")
-        render.addActions([self.act_random, self.act_next, self.act_variations, self.act_rerender, self.act_cancel])
+        render.addActions([self.act_random, self.act_next, self.act_variations, self.act_keyframe, self.act_rerender,
+                           self.act_cancel])
         render.addSeparator()
         render.addAction(self.act_play)
         view = bar.addMenu("&View")
@@ -513,6 +526,18 @@ class MainWindow(QMainWindow):
     def _takes_init_image(self) -> bool:
         caps = self.session.entry.capabilities if self.session.entry is not None else frozenset()
         return "img2img" in caps and "encode" not in caps
+
+    def add_keyframe(self) -> None:
+        """Ctrl+K: the current state becomes a keyframe; the Timeline comes forward."""
+        self.docks["Timeline"].show()
+        self.docks["Timeline"].raise_()
+        self.session.add_keyframe()
+
+    def export_video_dialog(self) -> None:
+        """Ctrl+Shift+E: render the timeline to a video (asks where)."""
+        self.docks["Timeline"].show()
+        self.docks["Timeline"].raise_()
+        self.timeline.export_video()
 
     def show_variations(self) -> None:
         """Ctrl+Shift+V: render a fresh set of variations and bring their grid forward."""

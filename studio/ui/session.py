@@ -729,9 +729,12 @@ class Session(QObject):
         def cancelled() -> None:
             self.message.emit(INFO, f"Export of {path.name} was cancelled: nothing was written", "")
 
-        self.bridge.run_animation(frames, path, self.timeline.fps, f"Export {path.name}", audio=audio,
-                                  metadata=self.document.to_json(), size=size, on_done=done,
-                                  on_error=self._reporter("Video export failed"), on_cancelled=cancelled)
+        try:  # the target is checked before anything renders
+            self.bridge.run_animation(frames, path, self.timeline.fps, f"Export {path.name}", audio=audio,
+                                      metadata=self.document.to_json(), size=size, on_done=done,
+                                      on_error=self._reporter("Video export failed"), on_cancelled=cancelled)
+        except (StudioError, ValueError) as exc:
+            self.message.emit(ERROR, f"Cannot export {path.name}", str(exc))
 
     # --- documents ------------------------------------------------------------------------------------------------
     @property
