@@ -51,12 +51,14 @@ def test_keyframes_from_the_screen_export_to_a_video_with_progress(qtbot, window
     assert key.request.latent is not None and key.request.seed == 2  # the exact latent that was on screen
     session.edit_timeline(fps=8)
     out = tmp_path / "walk.mp4"
-    steps = []
+    steps, shown = [], []
     session.bridge.task_progress.connect(lambda label, step, total: steps.append((step, total)))
+    window.statusBar().messageChanged.connect(shown.append)
     with qtbot.waitSignal(session.message, timeout=20000,
                           check_params_cb=lambda level, text, detail: "Exported walk.mp4" in text):
         session.export_video(out)
     assert steps and steps[-1] == (32, 32)  # 2 segments of 2 s at 8 fps
+    assert any(text.startswith("Export walk.mp4: ") and " left" in text for text in shown)  # with the time left
     with av.open(str(out)) as container:
         assert sum(1 for _ in container.decode(video=0)) == 32
 

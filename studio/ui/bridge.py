@@ -9,7 +9,8 @@ cancel_all, shutdown, device): the UI tests use a fake one without torch.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from PySide6.QtCore import QObject, Qt, Signal, Slot
@@ -33,6 +34,13 @@ class Task:
     job: Any = None
     step: int = 0  # the newest progress (long tasks such as a projection report it)
     total: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+    def seconds_left(self) -> float | None:
+        """The time left at the pace so far (None until a step is done)."""
+        if self.step <= 0 or self.total <= self.step:
+            return None if self.step <= 0 else 0.0
+        return (time.monotonic() - self.started) / self.step * (self.total - self.step)
 
 
 class EngineBridge(QObject):

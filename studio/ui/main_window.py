@@ -323,9 +323,12 @@ class MainWindow(QMainWindow):
         self.progress.setValue(step)
 
     def _on_task_progress(self, label: str, step: int, total: int) -> None:
-        self.statusBar().showMessage(f"{label}: {step}/{total}", 2000)
-        if total > 1:  # a long task: show where it is and offer to stop it
-            self.task_label.setText(label)
+        task = next((t for t in self.session.bridge.tasks if t.label == label), None)
+        left = task.seconds_left() if task is not None else None
+        text = f"{label}: {step}/{total}" + (f", {_clock(left)} left" if left is not None else "")
+        self.statusBar().showMessage(text, 2000)
+        if total > 1:  # a long task: show where it is, how long it has to go, and offer to stop it
+            self.task_label.setText(text)
             self.task_progress.setRange(0, total)
             self.task_progress.setValue(step)
             for widget in self._task_widgets:
@@ -580,6 +583,12 @@ class MainWindow(QMainWindow):
         if self.autosave is not None:
             self.autosave.finish()
         event.accept()
+
+
+def _clock(seconds: float) -> str:
+    seconds = int(round(seconds))
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}" if seconds >= 3600 else \
+        f"{seconds // 60}:{seconds % 60:02d}"
 
 
 def _has_request(path: Path) -> bool:
