@@ -16,8 +16,8 @@ FILE_MODE = 0o666 & ~_UMASK
 FOLDER_MODE = 0o777 & ~_UMASK
 
 
-def check_writable_folder(path: str | Path) -> Path:
-    """The folder `path` will be written in; an ExportError naming it if it is missing or not writable."""
+def check_parent_folder(path: str | Path) -> Path:
+    """The folder `path` will be made in; an ExportError naming it if it is missing or not writable."""
     target = Path(path)
     folder = target.parent if str(target.parent) else Path(".")
     if not folder.exists():
@@ -26,6 +26,13 @@ def check_writable_folder(path: str | Path) -> Path:
         raise ExportError("the output folder is not a folder", folder)
     if not os.access(folder, os.W_OK | os.X_OK):
         raise ExportError("the output folder is not writable", folder)
+    return folder
+
+
+def check_writable_folder(path: str | Path) -> Path:
+    """The folder the file `path` will be written in (as check_parent_folder), and `path` is not a folder."""
+    target = Path(path)
+    folder = check_parent_folder(target)
     if target.is_dir():
         raise ExportError("is a folder; give a file name", target)
     return folder

@@ -40,7 +40,7 @@ import numpy as np
 from PIL import Image, PngImagePlugin, UnidentifiedImageError
 
 from studio.errors import ExportError, RequestError
-from studio.export.atomic import FILE_MODE, FOLDER_MODE, check_writable_folder
+from studio.export.atomic import FILE_MODE, FOLDER_MODE, check_parent_folder, check_writable_folder
 from studio.export.audio import resample
 from studio.export.image import REQUEST_CHUNK
 
@@ -103,19 +103,9 @@ def _sound(audio: Any, path: Path) -> tuple[np.ndarray, int]:
     return np.clip(wave, -1.0, 1.0).astype(np.float32).T, int(rate)
 
 
-def _check_parent(target: Path) -> None:
-    folder = target.parent
-    if not folder.exists():
-        raise ExportError("the output folder does not exist", folder)
-    if not folder.is_dir():
-        raise ExportError("the output folder is not a folder", folder)
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise ExportError("the output folder is not writable", folder)
-
-
 def _check_frame_folder(target: Path) -> None:
     """A PNG sequence may go to `target`: its parent is writable and it is new, empty, or holds only our frames."""
-    _check_parent(target)
+    check_parent_folder(target)
     if target.exists() and not target.is_dir():
         raise ExportError("exists and is not a folder; give a new folder name for the PNG frames", target)
     if target.is_dir():

@@ -24,9 +24,10 @@ def merge_id(key: str | None) -> int:
     return _merge_ids.setdefault(key, len(_merge_ids) + 1)
 
 
-class SetRequest(QUndoCommand):
-    def __init__(self, session: "Session", old: RenderRequest | None, new: RenderRequest, text: str,
-                 merge: str | None = None):
+class _SetValue(QUndoCommand):
+    """Replace one immutable value of the session (old → new); a gesture with one merge key is one step."""
+
+    def __init__(self, session: "Session", old, new, text: str, merge: str | None = None):
         super().__init__(text)
         self.session, self.old, self.new = session, old, new
         self._id = merge_id(merge)
@@ -35,17 +36,29 @@ class SetRequest(QUndoCommand):
         return self._id
 
     def mergeWith(self, other: QUndoCommand) -> bool:
-        if not isinstance(other, SetRequest) or other.id() != self.id() or other.old != self.new:
+        if type(other) is not type(self) or other.id() != self.id() or other.old != self.new:
             return False
         self.new = other.new
         self.setObsolete(self.new == self.old)  # dragged back to where it started: drop the step
         return True
 
     def redo(self) -> None:
-        self.session._apply_request(self.new)
+        self._apply(self.new)
 
     def undo(self) -> None:
-        self.session._apply_request(self.old)
+        self._apply(self.old)
+
+    def _apply(self, value) -> None:
+        raise NotImplementedError
+
+
+class SetRequest(_SetValue):
+    def __init__(self, session: "Session", old: RenderRequest | None, new: RenderRequest, text: str,
+                 merge: str | None = None):
+        super().__init__(session, old, new, text, merge)
+
+    def _apply(self, value: RenderRequest | None) -> None:
+        self.session._apply_request(value)
 
 
 class ChangeLatents(QUndoCommand):
@@ -62,26 +75,11 @@ class ChangeLatents(QUndoCommand):
         (self.session._remove_latent if self.add else self.session._insert_latent)(self.index, self.entry)
 
 
-class SetTimeline(QUndoCommand):
+class SetTimeline(_SetValue):
     """Replace the document's timeline (timelines are immutable: every edit is a new one)."""
 
     def __init__(self, session: "Session", old: Timeline, new: Timeline, text: str, merge: str | None = None):
-        super().__init__(text)
-        self.session, self.old, self.new = session, old, new
-        self._id = merge_id(merge)
+        super().__init__(session, old, new, text, merge)
 
-    def id(self) -> int:  # noqa: A003 (Qt's name)
-        return self._id
-
-    def mergeWith(self, other: QUndoCommand) -> bool:
-        if not isinstance(other, SetTimeline) or other.id() != self.id() or other.old != self.new:
-            return False
-        self.new = other.new
-        self.setObsolete(self.new == self.old)
-        return True
-
-    def redo(self) -> None:
-        self.session._apply_timeline(self.new)
-
-    def undo(self) -> None:
-        self.session._apply_timeline(self.old)
+    def _apply(self, value: Timeline) -> None:
+        self.session._apply_timeline(value)

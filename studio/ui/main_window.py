@@ -379,6 +379,9 @@ class MainWindow(QMainWindow):
         ok = self.session.open_document(path)
         if ok:
             self._add_recent(Path(path))
+            if self.session.timeline.keyframes:  # a project with an animation: show it
+                self.docks["Timeline"].show()
+                self.docks["Timeline"].raise_()
         return ok
 
     def save_document(self) -> bool:

@@ -655,14 +655,17 @@ class Session(QObject):
 
     def edit_keyframe(self, index: int, text: str = "Edit keyframe", merge: str | None = None, **fields) -> None:
         """Change a keyframe's duration, interpolation, easing or name."""
+        self._edit_item("keyframes", index, text, merge, fields)
+
+    def _edit_item(self, name: str, index: int, text: str, merge: str | None, fields: dict) -> None:
+        """Replace item `index` of the timeline's `name` (keyframes, mappings) by a copy with `fields` changed."""
+        items = list(getattr(self.timeline, name))
         try:
-            key = dataclasses.replace(self.timeline.keyframes[index], **fields)
+            items[index] = dataclasses.replace(items[index], **fields)
         except StudioError as exc:
             self.message.emit(ERROR, f"{text}: {exc.problem}", str(exc))
             return
-        keyframes = list(self.timeline.keyframes)
-        keyframes[index] = key
-        self._timeline_with(text, merge, keyframes=tuple(keyframes))
+        self._timeline_with(text, merge, **{name: tuple(items)})
 
     def edit_timeline(self, text: str = "Edit timeline", merge: str | None = None, **fields) -> None:
         """Change the timeline's fps, loop, audio or mappings."""
@@ -683,14 +686,8 @@ class Session(QObject):
                             mappings=(*self.timeline.mappings, AudioMapping(envelope, target)))
 
     def edit_mapping(self, index: int, text: str = "Edit audio mapping", merge: str | None = None, **fields) -> None:
-        try:
-            mapping = dataclasses.replace(self.timeline.mappings[index], **fields)
-        except StudioError as exc:
-            self.message.emit(ERROR, f"{text}: {exc.problem}", str(exc))
-            return
-        mappings = list(self.timeline.mappings)
-        mappings[index] = mapping
-        self._timeline_with(text, merge, mappings=tuple(mappings))
+        """Change a mapping's envelope, target, gain, attack or release."""
+        self._edit_item("mappings", index, text, merge, fields)
 
     def remove_mapping(self, index: int) -> None:
         mappings = list(self.timeline.mappings)
