@@ -63,7 +63,7 @@ def main() -> int:
         save_document(doc, OUT / "glyph-walk.lstudio")
         wave, rate = drum_loop(engine)
         sf.write(str(OUT / "beat.wav"), wave, rate, subtype="PCM_16")
-        beat = keyframes(engine, "Beat", [5, 9], len(wave) / rate)
+        beat = keyframes(engine, "Beat", [5, 9], round(len(wave) / rate, 2))
         mappings = (AudioMapping("onsets", "d0", gain=2.5, attack=0.0, release=0.15),
                     AudioMapping("low", "speed", gain=1.0, attack=0.02, release=0.2))
         doc = Document(request=beat[0].request, models=[ModelRef("glyphs", glyphs.sha256, glyphs.manifest.name)],

@@ -42,6 +42,7 @@ INFO, WARNING, ERROR = "info", "warning", "error"
 DEFAULT_STRENGTH = 0.6  # image-to-image: how much of a newly set init image is redrawn
 PROJECTING_FAMILIES = ("gan",)  # families whose "encode" is a projection by optimisation (long, with progress)
 INIT_SOURCES_LIMIT = 32  # original init pictures remembered for re-fitting (by the request text they produced)
+MAX_SOUND_SECONDS = 900  # a timeline's sound is checked up to this long when it is chosen
 INIT_SOURCE_MAX_SIDE = 1024  # originals are shrunk to this (re-fitting runs on the GUI thread at typing speed)
 
 
@@ -674,7 +675,7 @@ class Session(QObject):
     def set_timeline_audio(self, path: str | Path) -> bool:
         """Use a sound file for the timeline (its track in the video, the source of the audio mappings)."""
         try:
-            read_sound(path, None, max_seconds=1.0)  # readable and not silent at the start? say so now
+            read_sound(path, None, max_seconds=MAX_SOUND_SECONDS)  # readable and not all silent? say so now
         except StudioError as exc:
             self.message.emit(ERROR, f"Cannot use {Path(path).name} as the timeline's sound", str(exc))
             return False

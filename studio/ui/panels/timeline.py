@@ -54,7 +54,8 @@ def ask_video_path(parent: QWidget, suggestion: str) -> tuple[str, tuple[int, in
 
 
 def seconds_text(value: float) -> str:
-    return f"{value:.1f}" if round(value, 1) == value else f"{value:g}"
+    """Seconds for a label: one decimal, two where they matter (0.25), never a float's tail (4.99964 → 5.00)."""
+    return f"{value:.1f}" if round(value, 1) == round(value, 2) else f"{value:.2f}"
 
 
 def keyframe_text(index: int, key) -> str:
