@@ -90,3 +90,20 @@ def test_an_export_that_cannot_start_says_why(qtbot, window, tmp_path):
     with qtbot.waitSignal(session.message, timeout=5000) as blocker:
         session.export_video(tmp_path / "missing" / "x.mp4")
     assert blocker.args[0] == "error" and "missing" in blocker.args[2]
+
+
+def test_a_sound_with_a_quiet_intro_is_accepted_and_a_silent_one_refused(qtbot, window, tmp_path):
+    import numpy as np
+    import soundfile as sf
+
+    rate = 8000
+    intro = np.concatenate([np.zeros(3 * rate), 0.5 * np.sin(np.arange(rate) / rate * 2 * np.pi * 220)])
+    sf.write(str(tmp_path / "intro.wav"), intro.astype(np.float32), rate)
+    sf.write(str(tmp_path / "silent.wav"), np.zeros(rate, np.float32), rate)
+    session = window.session
+    assert session.set_timeline_audio(tmp_path / "intro.wav")
+    assert session.timeline.audio.endswith("intro.wav")
+    with qtbot.waitSignal(session.message, timeout=5000) as blocker:
+        assert not session.set_timeline_audio(tmp_path / "silent.wav")
+    assert blocker.args[0] == "error" and "silent" in blocker.args[2]
+    assert session.timeline.audio.endswith("intro.wav")  # unchanged
