@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from studio.ui.panels import timeline as timeline_panel
+from studio.ui import dialogs
 from studio.ui.panels.timeline import TimelinePanel
 from studio.ui.session import ERROR, Session
 
@@ -203,11 +203,11 @@ def test_the_scrubber_previews_a_frame_and_keeps_the_request(qtbot, session, eng
 
 
 def test_rebuilding_is_no_edit(session, two_keys):
-    panel = two_keys
+    rows_before = two_keys.keyframes.count()
     steps = session.undo.count()
     session.timeline_changed.emit()
     session.model_changed.emit(session.entry)
-    assert session.undo.count() == steps
+    assert session.undo.count() == steps and two_keys.keyframes.count() == rows_before
 
 
 # --- audio -----------------------------------------------------------------------------------------------------------
@@ -215,7 +215,7 @@ def test_rebuilding_is_no_edit(session, two_keys):
 
 def test_sound_and_mappings(qtbot, session, two_keys, sound_file, monkeypatch):
     panel = two_keys
-    monkeypatch.setattr(timeline_panel, "ask_sound_file", lambda parent: str(sound_file))
+    monkeypatch.setattr(dialogs, "ask_sound_file", lambda parent: str(sound_file))
     assert not panel.add_mapping.isEnabled()
     assert panel.sound_name.text() == "No sound"
     panel.sound_button.click()
@@ -265,7 +265,7 @@ def test_sound_and_mappings(qtbot, session, two_keys, sound_file, monkeypatch):
 
 
 def test_a_cancelled_sound_question_changes_nothing(session, panel, monkeypatch):
-    monkeypatch.setattr(timeline_panel, "ask_sound_file", lambda parent: "")
+    monkeypatch.setattr(dialogs, "ask_sound_file", lambda parent: "")
     steps = session.undo.count()
     panel.sound_button.click()
     assert session.undo.count() == steps and session.timeline.audio == ""
@@ -279,14 +279,14 @@ def test_export_video_asks_for_a_path_and_exports(session, two_keys, tmp_path, m
     assert panel.findChild(type(panel.export), "exportVideo") is panel.export
     asked, calls = [], []
     out = tmp_path / "clip.webm"
-    monkeypatch.setattr(timeline_panel, "ask_video_path",
+    monkeypatch.setattr(dialogs, "ask_video_path",
                         lambda parent, suggestion: (asked.append(suggestion) or (str(out), (32, 32))))
     monkeypatch.setattr(session, "export_video", lambda path, size=None, **kw: calls.append((path, size)))
     panel.export.click()
     assert asked == ["animation.mp4"]
     assert calls == [(str(out), (32, 32))]
 
-    monkeypatch.setattr(timeline_panel, "ask_video_path", lambda parent, suggestion: ("", None))
+    monkeypatch.setattr(dialogs, "ask_video_path", lambda parent, suggestion: ("", None))
     panel.export.click()
     assert len(calls) == 1  # cancelled: nothing exported
 
@@ -299,7 +299,7 @@ def test_export_is_disabled_with_one_keyframe(qtbot, session, panel):
 
 def test_the_video_question_adds_the_chosen_suffix(panel, monkeypatch):
     answers = {}
-    monkeypatch.setattr(timeline_panel.QFileDialog, "getSaveFileName",
+    monkeypatch.setattr(dialogs.QFileDialog, "getSaveFileName",
                         lambda *args: (answers["path"], answers["filter"]))
     for path, chosen, expected in (("/x/clip", "WebM video (*.webm)", "/x/clip.webm"),
                                    ("/x/clip.gif", "MP4 video (*.mp4)", "/x/clip.gif"),
@@ -307,7 +307,7 @@ def test_the_video_question_adds_the_chosen_suffix(panel, monkeypatch):
                                    ("/x/frames.png", "PNG frames (a folder)", "/x/frames"),
                                    ("", "MP4 video (*.mp4)", "")):
         answers.update(path=path, filter=chosen)
-        assert timeline_panel.ask_video_path(panel, "animation.mp4") == (expected, None)
+        assert dialogs.ask_video_path(panel, "animation.mp4") == (expected, None)
 
 
 def test_another_model_cannot_add_keyframes(qtbot, session, two_keys):

@@ -23,6 +23,14 @@ SOUND_EXPORTS = {
     "MP3 (*.mp3)": (".mp3", None),
 }
 
+# the video export choices: a file-dialog filter each, with its suffix ("" = a folder of PNG frames)
+VIDEO_EXPORTS = {
+    "MP4 video (*.mp4)": ".mp4",
+    "WebM video (*.webm)": ".webm",
+    "GIF animation (*.gif)": ".gif",
+    "PNG frames (a folder)": "",
+}
+
 SAVE, DISCARD, CANCEL = "save", "discard", "cancel"
 
 
@@ -60,6 +68,25 @@ def ask_export_sound(parent: QWidget, suggestion: str) -> tuple[str, str | None]
 def ask_sound(parent: QWidget) -> str:
     """A sound file to encode ("" when cancelled)."""
     return QFileDialog.getOpenFileName(parent, "Encode Sound", "", SOUND_FILTER)[0]
+
+
+def ask_sound_file(parent: QWidget) -> str:
+    """A sound file for the timeline; "" when cancelled."""
+    return QFileDialog.getOpenFileName(parent, "Timeline Sound", "", SOUND_FILTER)[0]
+
+
+def ask_video_path(parent: QWidget, suggestion: str) -> tuple[str, tuple[int, int] | None]:
+    """(path, frame size or None for the model's own) for a video export; ("", None) when cancelled. The chosen
+    filter adds its suffix to a bare name; "PNG frames" names a folder (no suffix)."""
+    path, chosen = QFileDialog.getSaveFileName(parent, "Export Video", suggestion, ";;".join(VIDEO_EXPORTS))
+    if not path:
+        return "", None
+    suffix = VIDEO_EXPORTS.get(chosen, ".mp4")
+    if suffix and not Path(path).suffix:
+        path += suffix
+    elif not suffix and Path(path).suffix:
+        path = str(Path(path).with_suffix(""))
+    return path, None
 
 
 def ask_model_folder(parent: QWidget) -> str:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Callable
 
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QGroupBox,
+from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QGroupBox,
                                QHBoxLayout, QHeaderView, QLabel, QListWidget, QPushButton, QSlider, QTableWidget,
                                QVBoxLayout, QWidget)
 
@@ -19,38 +19,11 @@ from studio.latent.interp import MODES
 from studio.latent.paths import EASINGS
 from studio.latent.reactive import ENVELOPES
 from studio.project.timeline import MAX_FPS, TARGETS
-from studio.ui.dialogs import SOUND_FILTER
+from studio.ui import dialogs
 
 MIN_DURATION, MAX_DURATION = 0.1, 600.0
 EDIT_TARGETS = (*TARGETS, *(f"d{k}" for k in range(8)), "truncation")
 MAPPING_COLUMNS = ("Envelope", "Target", "Gain", "Attack", "Release")
-# the video export choices: a file-dialog filter each, with its suffix ("" = a folder of PNG frames)
-VIDEO_EXPORTS = {
-    "MP4 video (*.mp4)": ".mp4",
-    "WebM video (*.webm)": ".webm",
-    "GIF animation (*.gif)": ".gif",
-    "PNG frames (a folder)": "",
-}
-
-
-# --- the panel's modal questions (module-level so that tests can monkeypatch them) -------------------------------
-def ask_sound_file(parent: QWidget) -> str:
-    """A sound file for the timeline; "" when cancelled."""
-    return QFileDialog.getOpenFileName(parent, "Timeline Sound", "", SOUND_FILTER)[0]
-
-
-def ask_video_path(parent: QWidget, suggestion: str) -> tuple[str, tuple[int, int] | None]:
-    """(path, frame size or None for the model's own) for a video export; ("", None) when cancelled. The chosen
-    filter adds its suffix to a bare name; "PNG frames" names a folder (no suffix)."""
-    path, chosen = QFileDialog.getSaveFileName(parent, "Export Video", suggestion, ";;".join(VIDEO_EXPORTS))
-    if not path:
-        return "", None
-    suffix = VIDEO_EXPORTS.get(chosen, ".mp4")
-    if suffix and not Path(path).suffix:
-        path += suffix
-    elif not suffix and Path(path).suffix:
-        path = str(Path(path).with_suffix(""))
-    return path, None
 
 
 def seconds_text(value: float) -> str:
@@ -470,7 +443,7 @@ class TimelinePanel(QWidget):
             self.session.preview_frame(frame / self.timeline.fps)
 
     def _choose_sound(self) -> None:
-        path = ask_sound_file(self)
+        path = dialogs.ask_sound_file(self)
         if path:
             self.session.set_timeline_audio(path)
 
@@ -494,6 +467,6 @@ class TimelinePanel(QWidget):
         if not self._playable():
             return
         project = self.session.path
-        path, size = ask_video_path(self, str(project.with_suffix(".mp4")) if project is not None else "animation.mp4")
+        path, size = dialogs.ask_video_path(self, str(project.with_suffix(".mp4")) if project is not None else "animation.mp4")
         if path:
             self.session.export_video(path, size)
