@@ -214,3 +214,20 @@ def test_saved_sound_latents_interpolate_and_render(qtbot, window):
     ends = [np.array(entry.latent) for entry in session.document.latents]
     assert halfway is not None and not np.allclose(halfway, ends[0]) and not np.allclose(halfway, ends[1])
     assert blocker.args[0].data.shape == (1024, 1)
+
+
+def test_the_last_sound_can_drive_a_timeline(qtbot, window):
+    session, panel = window.session, window.timeline
+    assert panel.last_sound.isEnabled()  # a sound was rendered when the window opened
+    wanted = session.last_sound[1].data
+    assert session.use_last_sound()
+    path = session.timeline.audio
+    import soundfile as sf
+
+    data, rate = sf.read(path, dtype="float32", always_2d=True)
+    assert rate == 8000 and np.abs(data - wanted).max() < 1e-3  # kept as a 16-bit WAV
+    from studio.export import read_any_request
+
+    assert read_any_request(path).model_id == AUDIO  # with the request that made it
+    session.undo.undo()
+    assert session.timeline.audio == ""

@@ -107,3 +107,10 @@ def test_a_sound_with_a_quiet_intro_is_accepted_and_a_silent_one_refused(qtbot, 
         assert not session.set_timeline_audio(tmp_path / "silent.wav")
     assert blocker.args[0] == "error" and "silent" in blocker.args[2]
     assert session.timeline.audio.endswith("intro.wav")  # unchanged
+
+
+def test_use_last_sound_without_one_says_so(qtbot, window):
+    assert not window.timeline.last_sound.isEnabled()
+    with qtbot.waitSignal(window.session.message, timeout=5000) as blocker:
+        assert not window.session.use_last_sound()
+    assert blocker.args[0] == "warning" and "No sound" in blocker.args[1]

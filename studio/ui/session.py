@@ -27,6 +27,7 @@ from studio.latent.edits import RENDER_ONLY_EDITS
 from studio.latent.interp import interpolate
 from studio.latent.seeds import MAX_SEED
 from studio.library import DEFAULT_MODEL_ID, PackageEntry, default_roots, scan
+from studio.paths import user_data_dir
 from studio.project import (Document, HistoryEntry, ModelRef, SavedLatent, load_document, save_document, utc_now)
 from studio.project.timeline import AudioMapping, Keyframe, Timeline, frames_of, sound_of
 from studio.request import RenderRequest
@@ -75,6 +76,7 @@ class Session(QObject):
         self.last_output: Output | None = None  # the newest finished render of the current request
         self.last_request: RenderRequest | None = None
         self.last_info: dict = {}
+        self.last_sound: tuple[RenderRequest, Output] | None = None  # the newest sound a model made (for timelines)
         self.seed_mode = "fixed"
         self._rng = rng or random.Random()
         self._history_index = -1  # undo index of the newest history entry (one entry per undo step)
@@ -250,6 +252,7 @@ class Session(QObject):
         if output.kind == "image":
             self.image_changed.emit(output.data)
         elif output.kind == "audio":
+            self.last_sound = (request.with_(model_hash=info.get("model_sha256", request.model_hash)), output)
             self.sound_changed.emit(output)
         self._note_model(request, info)
         if request == self.request:  # not a timeline frame being scrubbed
@@ -681,6 +684,23 @@ class Session(QObject):
             return False
         self._timeline_with(f"Sound {Path(path).name}", audio=str(path))
         return True
+
+    def use_last_sound(self) -> bool:
+        """Put the newest sound a model made on the timeline: it is written (with its request) as a WAV in the user
+        data folder's `sounds/` and becomes the timeline's sound."""
+        if self.last_sound is None:
+            self.message.emit(WARNING, "No sound made yet", "Render a sound with a sound model first.")
+            return False
+        request, output = self.last_sound
+        folder = user_data_dir() / "sounds"
+        path = folder / f"{request.model_id}-{request.label or 'sound'}-{request.seed}.wav"
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            save_audio(path, output.data, int(output.info["sample_rate"]), request, model_sha256=request.model_hash)
+        except (OSError, StudioError) as exc:
+            self.message.emit(ERROR, "Cannot keep the sound for the timeline", str(exc))
+            return False
+        return self.set_timeline_audio(path)
 
     def add_mapping(self, envelope: str = "onsets", target: str = "d0") -> None:
         self._timeline_with("Add audio mapping",
