@@ -216,40 +216,11 @@ def cmd_sheet(args) -> int:
     return 0
 
 
-def _parse_axis(text: str, option: str) -> tuple[str, list[float]]:
-    """--rows/--cols NAME=V1,V2,… → (name, values): a request field (seed, guidance, steps …) or a latent edit."""
-    from studio.latent.edits import parse_edit_name
-    from studio.request import SETTABLE_FIELDS
-
-    name, sep, values = text.partition("=")
-    name = name.strip()
-    if not sep or not name or not values.strip():
-        raise StudioError(f"{option} takes NAME=V1,V2,… (e.g. seed=1,2,3 or d0=-2,0,2), got {text!r}")
-    if name not in ("seed", "steps", "guidance", "eta", "strength") and name not in SETTABLE_FIELDS:
-        try:
-            parse_edit_name(name)
-        except ValueError as exc:
-            raise StudioError(f"{option}: {exc}") from None
-    try:
-        numbers = [float(v) for v in values.split(",")]
-    except ValueError:
-        raise StudioError(f"{option} {name} needs numbers separated by commas, got {values!r}") from None
-    return name, numbers
-
-
-def _on_axis(request, name: str, value: float):
-    if name in ("seed", "steps"):
-        return request.with_(**{name: int(value)})
-    if name in ("guidance", "eta", "strength"):
-        return request.with_(**{name: value})
-    return request.edit(name, value)
-
-
 def cmd_grid(args) -> int:
     """An X/Y plot: the same request over the values of two parameters, one labelled image."""
     from studio.engine import EXPORT, Engine
     from studio.export import check_writable_folder, save_image
-    from studio.export.grid import labelled_grid
+    from studio.export.grid import axis_labels, grid_request, grid_title, labelled_grid, parse_axis
     from studio.library import DEFAULT_MODEL_ID, resolve
 
     roots = _roots(args)
@@ -258,8 +229,11 @@ def cmd_grid(args) -> int:
         raise StudioError(f"{entry.id} makes {entry.manifest.output.kind}: a grid is made of images")
     out = Path(args.out) if args.out else Path(f"{entry.id}-grid.png")
     check_writable_folder(out)
-    row_name, row_values = _parse_axis(args.rows, "--rows")
-    col_name, col_values = _parse_axis(args.cols, "--cols")
+    try:
+        row_name, row_values = parse_axis(args.rows)
+        col_name, col_values = parse_axis(args.cols)
+    except ValueError as exc:
+        raise StudioError(f"--rows/--cols: {exc}") from None
     base = _request_from_args(args, entry)
     cells = []
     with Engine(device=args.device, roots=roots) as engine:
@@ -267,12 +241,11 @@ def cmd_grid(args) -> int:
         for r in row_values:
             row = []
             for c in col_values:
-                output = engine.submit(_on_axis(_on_axis(base, row_name, r), col_name, c), EXPORT).wait()
+                output = engine.submit(grid_request(base, (row_name, r), (col_name, c)), EXPORT).wait()
                 row.append(output.data)
             cells.append(row)
-    title = args.title if args.title is not None else f"{entry.manifest.name}: {row_name} by row, {col_name} by column"
-    grid = labelled_grid(cells, [f"{row_name} = {v:g}" for v in row_values],
-                         [f"{col_name} = {v:g}" for v in col_values], title=title)
+    title = args.title if args.title is not None else grid_title(entry.manifest.name, row_name, col_name)
+    grid = labelled_grid(cells, axis_labels(row_name, row_values), axis_labels(col_name, col_values), title=title)
     save_image(out, grid, base, model_name=entry.manifest.name, model_sha256=entry.sha256)
     print(f"wrote {out} ({grid.shape[1]}x{grid.shape[0]}, {len(row_values)} × {len(col_values)} cells, {entry.id})")
     return 0

@@ -49,3 +49,18 @@ def test_colour_and_grey_cells_mix():
 def test_bad_layouts_are_refused(cells, rows, cols, match):
     with pytest.raises(ValueError, match=match):
         labelled_grid(cells, rows, cols)
+
+
+def test_axes_parse_and_apply():
+    from studio.export.grid import grid_request, parse_axis
+    from studio.request import RenderRequest
+
+    assert parse_axis("seed=1,2,3") == ("seed", [1.0, 2.0, 3.0])
+    assert parse_axis(" d0 = -2, 0 ,2") == ("d0", [-2.0, 0.0, 2.0])
+    base = RenderRequest("m", seed=9)
+    cell = grid_request(base, ("seed", 2.0), ("d0", -2.0), ("guidance", 3.5))
+    assert (cell.seed, dict(cell.edits), cell.guidance) == (2, {"d0": -2.0}, 3.5)
+    for bad, match in (("seed", "NAME=V1"), ("seed=1.5", "whole numbers"), ("wobble=1", "unknown latent edit"),
+                       ("d0=x", "numbers")):
+        with pytest.raises(ValueError, match=match):
+            parse_axis(bad)

@@ -68,6 +68,7 @@ def test_a_sound_model_shows_the_audio_view_and_sound_actions(qtbot, window):
     assert window.act_export.text().replace("&", "") == "Export Sound…"
     assert window.act_encode.text().replace("&", "") == "Encode Sound…"
     assert window.act_play.isEnabled() and not window.act_copy.isEnabled()
+    assert not window.act_export_grid.isEnabled() and not window.act_export_video.isEnabled()  # images only
     assert window.latent.encode_button.text() == "Encode Sound…" and window.latent.encode_button.isEnabled()
     sound = window.audio_view.sound()
     assert sound is not None and sound.shape == (1024, 1)

@@ -114,3 +114,22 @@ def test_use_last_sound_without_one_says_so(qtbot, window):
     with qtbot.waitSignal(window.session.message, timeout=5000) as blocker:
         assert not window.session.use_last_sound()
     assert blocker.args[0] == "warning" and "No sound" in blocker.args[1]
+
+
+def test_export_grid_renders_every_cell_on_the_worker_and_writes_labels(qtbot, window, tmp_path, monkeypatch):
+    from PIL import Image
+
+    from studio.export import read_request
+
+    out = tmp_path / "plot.png"
+    monkeypatch.setattr(dialogs, "ask_grid", lambda parent, seed, suggestion: (str(out), "seed=1,2", "d0=-1,0,1"))
+    with qtbot.waitSignal(window.session.message, timeout=20000,
+                          check_params_cb=lambda level, text, detail: "Exported the grid plot.png (2 × 3)" in text):
+        window.act_export_grid.trigger()
+    with Image.open(out) as image:
+        assert image.width > 3 * 32 and image.height > 2 * 16
+    assert read_request(out).model_id == "tiny"
+    with qtbot.waitSignal(window.session.message, timeout=5000) as blocker:
+        window.session.export_grid(tmp_path / "bad.png", "seed=1,2", "wobble=1")
+    assert blocker.args[0] == "error" and "wobble" in blocker.args[2]
+    assert not (tmp_path / "bad.png").exists()

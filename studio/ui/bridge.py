@@ -96,6 +96,14 @@ class EngineBridge(QObject):
         self.tasks_changed.emit()
         return task
 
+    def run_work(self, request: RenderRequest, label: str, work, on_done: Callable[[Output], None] | None = None,
+                 on_error: Callable[[str, str], None] | None = None,
+                 on_cancelled: Callable[[], None] | None = None) -> Task:
+        """Other long work on the request's model, on the export lane: `work(model, request)` is a generator that
+        yields Progress (each a cancel point) and returns an Output (the real engine's `work=`)."""
+        job = self.engine.submit(request, EXPORT, self._forward, work=work, kind="work")
+        return self._track(Task(label, on_done, on_error, on_cancelled, job))
+
     def run_animation(self, frames: list[RenderRequest], path, fps: float, label: str, audio=None, metadata: str = "",
                       size: tuple[int, int] | None = None, on_done: Callable[[Output], None] | None = None,
                       on_error: Callable[[str, str], None] | None = None,

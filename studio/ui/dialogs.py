@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtWidgets import QFileDialog, QInputDialog, QMessageBox, QWidget
+from PySide6.QtWidgets import (QDialog, QDialogButtonBox, QFileDialog, QFormLayout, QInputDialog, QLineEdit,
+                               QMessageBox, QWidget)
 
 from studio.project import SUFFIX, Recoverable
 
@@ -87,6 +88,27 @@ def ask_video_path(parent: QWidget, suggestion: str) -> tuple[str, tuple[int, in
     elif not suffix and Path(path).suffix:
         path = str(Path(path).with_suffix(""))
     return path, None
+
+
+def ask_grid(parent: QWidget, seed: int, suggestion: str) -> tuple[str, str, str] | None:
+    """(path, rows, cols) of an X/Y plot ("seed=1,2,3", "d0=-2,0,2"); None when cancelled."""
+    box = QDialog(parent)
+    box.setWindowTitle("Export Grid")
+    rows = QLineEdit(f"seed={seed},{seed + 1},{seed + 2}")
+    cols = QLineEdit("d0=-2,0,2")
+    for edit in (rows, cols):
+        edit.setToolTip("NAME=V1,V2,…: seed, steps, guidance, eta, strength, or a latent edit (d0, truncation …)")
+    form = QFormLayout(box)
+    form.addRow("Rows", rows)
+    form.addRow("Columns", cols)
+    buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
+    buttons.accepted.connect(box.accept)
+    buttons.rejected.connect(box.reject)
+    form.addRow(buttons)
+    if box.exec() != QDialog.DialogCode.Accepted:
+        return None
+    path = ask_export_image(parent, suggestion)
+    return (path, rows.text(), cols.text()) if path else None
 
 
 def ask_model_folder(parent: QWidget) -> str:

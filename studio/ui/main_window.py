@@ -208,6 +208,8 @@ class MainWindow(QMainWindow):
                                            "Render variations of the current output to audition and pick from")
         self.act_keyframe = self._action("Add &Keyframe", self.add_keyframe, "Ctrl+K",
                                          "Add the current state as a keyframe of the timeline")
+        self.act_export_grid = self._action("Export &Grid…", self.export_grid_dialog, "Ctrl+Shift+G",
+                                            "An X/Y plot of the current image over two parameters, with labels")
         self.act_export_video = self._action("Export &Video…", self.export_video_dialog, "Ctrl+Shift+E",
                                              "Render the timeline to MP4, WebM, GIF or PNG frames")
         self.act_play = self._action("&Play / Stop", self.audio_view.toggle_playback, "Ctrl+Space",
@@ -231,7 +233,7 @@ class MainWindow(QMainWindow):
         file.addSeparator()
         file.addActions([self.act_open_models, self.act_encode])
         file.addSeparator()
-        file.addActions([self.act_export, self.act_export_video, self.act_copy])
+        file.addActions([self.act_export, self.act_export_grid, self.act_export_video, self.act_copy])
         file.addSeparator()
         file.addAction(self.act_quit)
         edit = bar.addMenu("&Edit")
@@ -290,7 +292,8 @@ class MainWindow(QMainWindow):
         if not sound:
             self.audio_view.stop()
         self.views.setCurrentWidget(self.audio_view if sound else self.canvas)
-        for action in (self.act_copy, self.act_fit, self.act_actual, self.act_zoom_in, self.act_zoom_out):
+        for action in (self.act_copy, self.act_fit, self.act_actual, self.act_zoom_in, self.act_zoom_out,
+                       self.act_export_grid, self.act_export_video):
             action.setEnabled(not sound)
         self.act_play.setEnabled(sound)
         self.zoom_label.setVisible(not sound)
@@ -538,6 +541,18 @@ class MainWindow(QMainWindow):
         self.docks["Timeline"].show()
         self.docks["Timeline"].raise_()
         self.session.add_keyframe()
+
+    def export_grid_dialog(self) -> None:
+        """Ctrl+Shift+G: an X/Y plot of the current request (asks for the two axes and where)."""
+        request = self.session.request
+        if request is None:
+            return
+        folder = self.settings.value("export_folder", str(Path.home()))
+        answer = dialogs.ask_grid(self, request.seed, str(Path(folder) / f"{request.model_id}-grid.png"))
+        if answer:
+            path, rows, cols = answer
+            self.settings.setValue("export_folder", str(Path(path).parent))
+            self.session.export_grid(path, rows, cols)
 
     def export_video_dialog(self) -> None:
         """Ctrl+Shift+E: render the timeline to a video (asks where)."""

@@ -19,8 +19,11 @@ from PySide6.QtGui import QUndoStack
 
 from studio.errors import StudioError
 from studio.export import AUDIO_FORMATS, read_any_request, read_sound, save_audio
+from studio.engine.animate import render_frame
+from studio.export.atomic import check_writable_folder
+from studio.export.grid import axis_labels, grid_request, grid_title, labelled_grid, parse_axis
 from studio.export.image import FORMATS, read_glyph_strip, read_picture, save_image
-from studio.families.base import Output
+from studio.families.base import Output, Progress
 from studio.families.diffusion import (decode_init_image, encode_init_image, init_image_for, sheet_text,
                                        text_sheet_size)
 from studio.latent.edits import RENDER_ONLY_EDITS
@@ -550,6 +553,47 @@ class Session(QObject):
 
         self.bridge.run(request, f"Export {path.name}", on_done=done, then=write,
                         on_error=self._reporter("Export failed"))
+
+    # --- grids --------------------------------------------------------------------------------------------------
+    def export_grid(self, path: str | Path, rows: str, cols: str) -> None:
+        """An X/Y plot of the current request over two parameters ("seed=1,2,3", "d0=-2,0,2"): every cell rendered
+        on the export lane, laid out with labels and written as an image with the request inside."""
+        request, entry = self.request, self.entry
+        if request is None or entry is None or entry.manifest is None:
+            return
+        path = Path(path)
+        try:
+            if entry.manifest.output.kind != "image":
+                raise ValueError(f"{entry.manifest.name} makes {entry.manifest.output.kind}: a grid is made of images")
+            if path.suffix.lower() not in FORMATS:
+                raise ValueError("use a .png, .jpg or .webp name")
+            (row_name, row_values), (col_name, col_values) = parse_axis(rows), parse_axis(cols)
+            cells = [[grid_request(request, (row_name, r), (col_name, c)) for c in col_values] for r in row_values]
+            check_writable_folder(path)
+        except (ValueError, StudioError) as exc:
+            self.message.emit(ERROR, f"Cannot make the grid {path.name}", str(exc))
+            return
+        name = entry.manifest.name
+        total = len(row_values) * len(col_values)
+
+        def work(model, _request):  # on the worker: render, lay out, write
+            images = []
+            for r, row in enumerate(cells):
+                images.append([])
+                for cell in row:
+                    images[-1].append(render_frame(model, cell))
+                    yield Progress(r * len(row) + len(images[-1]), total, "cell")
+            grid = labelled_grid(images, axis_labels(row_name, row_values), axis_labels(col_name, col_values),
+                                 title=grid_title(name, row_name, col_name))
+            save_image(path, grid, request, model_name=name, model_sha256=model.sha256)
+            return Output("image", grid, {"path": str(path)})
+
+        def done(_output: Output) -> None:
+            self.message.emit(INFO, f"Exported the grid {path.name} ({len(row_values)} × {len(col_values)})",
+                              str(path))
+
+        self.bridge.run_work(request, f"Grid {path.name}", work, on_done=done,
+                             on_error=self._reporter("Grid export failed"))
 
     # --- variations -----------------------------------------------------------------------------------------------
     def render_variations(self, count: int = 6, strength: float = 0.35) -> None:
