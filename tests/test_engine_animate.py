@@ -140,3 +140,14 @@ def test_bare_pieces_render_and_encode(models_dir, tmp_path):
     assert resize_frames(frames, (8, 4)).shape == (5, 4, 8, 1) and resize_frames(frames, None) is frames
     path = encode_frames(tmp_path / "bare.mp4", frames, fps=24, batch=2)
     assert path == tmp_path / "bare.mp4" and decoded_mp4(path) == (5, (32, 16))
+
+
+def test_frames_of_different_sizes_need_a_video_size(models_dir, tmp_path):
+    frames = [RenderRequest("tiny", prompt="Ab"), RenderRequest("tiny", prompt="Abc")]  # 32 and 48 pixels wide
+    with Engine(device="cpu", roots=[models_dir]) as engine:
+        with pytest.raises(ExportError, match="all frames need one size"):
+            export_animation(engine, frames, tmp_path / "a.mp4", fps=4).wait(30)
+        export_animation(engine, frames, tmp_path / "b.mp4", fps=4, size=(64, 32)).wait(30)
+    assert not (tmp_path / "a.mp4").exists()
+    with av.open(str(tmp_path / "b.mp4")) as container:
+        assert [(f.width, f.height) for f in container.decode(video=0)] == [(64, 32), (64, 32)]

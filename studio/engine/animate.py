@@ -187,8 +187,11 @@ def _export_steps(model: LoadedModel, frames: Sequence[RenderRequest], path: Pat
                 image = render_frame(model, request)
                 shape = shape or image.shape
                 if image.shape != shape:
-                    raise ExportError(f"frame {start + len(images) + 1} is {image.shape[1]}x{image.shape[0]} but "
-                                      f"the first frame is {shape[1]}x{shape[0]}; all frames need one size", path)
+                    if size is None:  # with a size every frame is scaled to it anyway
+                        raise ExportError(f"frame {start + len(images) + 1} is {image.shape[1]}x{image.shape[0]} but "
+                                          f"the first frame is {shape[1]}x{shape[0]}; all frames need one size (or "
+                                          "give the video a size)", path)
+                    image = resize_frames(image[None], (shape[1], shape[0]))[0]
                 images.append(image)
                 yield Progress(start + len(images), total, f"frame {start + len(images)}/{total}")
             encoder.put(np.stack(images))
