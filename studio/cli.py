@@ -274,10 +274,12 @@ def cmd_animate(args) -> int:
     check_writable_folder(out)
     size = _parse_size(args.size) if args.size else None
     try:
-        frames = frames_of(timeline, project.parent)
+        timeline.check_playable()
+        sound = sound_of(timeline, project.parent)  # read once: the mappings' envelopes and the video's track
+        frames = frames_of(timeline, project.parent, sound)
     except StudioError as exc:
         raise StudioError(exc.problem, exc.path or project, exc.field) from None
-    audio = sound_of(timeline, project.parent) if out.suffix.lower() in (".mp4", ".webm") else None
+    audio = sound if out.suffix.lower() in (".mp4", ".webm") else None
     folders = [Path(ref.folder) for ref in document.models if ref.folder]
     roots = _roots(args) + [f for f in folders if f.is_dir()]
     bar = ProgressBar(len(frames), unit="frame")

@@ -526,3 +526,17 @@ def test_module_imports_neither_torch_nor_scipy():
     names |= {node.module.split(".")[0] for node in nodes if isinstance(node, ast.ImportFrom) and node.module}
     assert names <= {"__future__", "math", "struct", "zlib", "fractions", "pathlib", "typing", "numpy", "soundfile",
                      "studio"}
+
+
+def test_check_sound_reads_only_until_it_hears_something(tmp_path):
+    rate = 8000
+    late = np.concatenate([np.zeros(5 * rate), 0.5 * np.ones(rate)]).astype(np.float32)
+    sf.write(str(tmp_path / "late.wav"), late, rate)
+    sf.write(str(tmp_path / "silent.wav"), np.zeros(rate, np.float32), rate)
+    (tmp_path / "text.wav").write_text("not a sound")
+    assert audio.check_sound(tmp_path / "late.wav") == {"sample_rate": rate, "channels": 1, "seconds": 6.0}
+    with pytest.raises(RequestError, match="silent"):
+        audio.check_sound(tmp_path / "silent.wav")
+    with pytest.raises(RequestError, match="cannot be decoded") as info:
+        audio.check_sound(tmp_path / "text.wav")
+    assert "text.wav" in str(info.value)

@@ -23,7 +23,7 @@ from PIL import Image
 from studio.engine.engine import EXPORT, Engine, EventCallback, Job
 from studio.errors import ExportError, RequestError
 from studio.export.video import VideoWriter
-from studio.families.base import LoadedModel, Output, Progress, RenderSteps
+from studio.families.base import LoadedModel, Output, Progress, RenderSteps, run_steps
 from studio.request import RenderRequest
 
 QUEUE_BATCHES = 2  # batches waiting for the encoder; the worker blocks when it is this far ahead
@@ -60,13 +60,7 @@ def export_animation(engine: Engine, frames: Sequence[RenderRequest], path: str 
 
 def render_frame(model: LoadedModel, request: RenderRequest) -> np.ndarray:
     """One frame (H, W, C) uint8: the family's render driven to its end on the calling thread."""
-    steps = model.family.render(model, request)
-    while True:
-        try:
-            next(steps)
-        except StopIteration as stop:
-            output: Output = stop.value
-            break
+    output: Output = run_steps(model.family.render(model, request))
     if output.kind != "image":
         raise RequestError(f"{model.id} made {output.kind} output; only images can be animated", field="model_id")
     return output.data

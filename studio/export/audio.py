@@ -18,7 +18,7 @@ import struct
 import zlib
 from fractions import Fraction
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Callable, TypeVar
 
 import numpy as np
 import soundfile as sf
@@ -39,6 +39,7 @@ AUDIO_SUFFIXES = frozenset({".wav", ".flac", ".ogg", ".oga", ".mp3", ".aif", ".a
 
 WAV_CHUNK = b"lsrq"
 VORBIS_FIELD = "LATENT_STUDIO"
+_T = TypeVar("_T")
 SILENCE = 1e-5  # -100 dBFS: a sound whose peak is below this is silent
 
 
@@ -405,6 +406,42 @@ def resample(wave: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
     return out
 
 
+def _decoded(path: Path, read: Callable[[sf.SoundFile], _T]) -> _T:
+    """`read(f)` on the open sound file; RequestError naming it when it is missing or libsndfile cannot decode it."""
+    if not path.is_file():
+        raise RequestError("not a file" if path.exists() else "file not found", path)
+    try:
+        with sf.SoundFile(str(path)) as f:
+            return read(f)
+    except RuntimeError as exc:  # libsndfile's errors
+        problem = getattr(exc, "error_string", None) or str(exc)
+        raise RequestError(f"cannot be decoded as sound (libsndfile: {problem})", path) from None
+    except OSError as exc:
+        raise RequestError(f"cannot read: {exc.strerror or exc}", path) from None
+
+
+def check_sound(path: str | Path, block_seconds: float = 1.0) -> dict:
+    """That a sound file decodes and is not all silence, reading it a block at a time only until it is heard (a quiet
+    intro is fine; a long file is not decoded whole). Its sample_rate, channels and seconds; RequestError as
+    read_sound gives."""
+    path = Path(path)
+
+    def first_sound(f: sf.SoundFile) -> bool:
+        for block in f.blocks(blocksize=max(1, int(block_seconds * f.samplerate)), dtype="float32", always_2d=True):
+            if not np.isfinite(block).all():
+                raise RequestError("the sound contains NaN or infinite samples", path)
+            if np.abs(block).max() >= SILENCE:
+                return True
+        return False
+
+    rate, channels, frames, heard = _decoded(path, lambda f: (f.samplerate, f.channels, f.frames, first_sound(f)))
+    if frames == 0:
+        raise RequestError("the sound is empty (zero length)", path)
+    if not heard:
+        raise RequestError("the sound is silent", path)
+    return {"sample_rate": rate, "channels": channels, "seconds": frames / rate}
+
+
 def read_sound(path: str | Path, sample_rate: int | None, max_seconds: float | None = None) -> tuple[np.ndarray, dict]:
     """Decode a sound file (anything libsndfile reads), mix it to mono float32, keep at most its first `max_seconds`
     and resample it to `sample_rate` (None: keep the file's). Info: the file's sample_rate, channels and seconds, and
@@ -412,18 +449,12 @@ def read_sound(path: str | Path, sample_rate: int | None, max_seconds: float | N
     path = Path(path)
     if max_seconds is not None and max_seconds <= 0:
         raise ValueError(f"max_seconds must be positive, got {max_seconds!r}")
-    if not path.is_file():
-        raise RequestError("not a file" if path.exists() else "file not found", path)
-    try:
-        with sf.SoundFile(str(path)) as f:
-            rate, channels, frames = f.samplerate, f.channels, f.frames
-            wanted = frames if max_seconds is None else min(frames, math.ceil(max_seconds * rate))
-            wave = f.read(wanted, dtype="float32", always_2d=True)
-    except RuntimeError as exc:  # libsndfile's errors
-        problem = getattr(exc, "error_string", None) or str(exc)
-        raise RequestError(f"cannot be decoded as sound (libsndfile: {problem})", path) from None
-    except OSError as exc:
-        raise RequestError(f"cannot read: {exc.strerror or exc}", path) from None
+
+    def head(f: sf.SoundFile) -> tuple[int, int, int, np.ndarray]:
+        wanted = f.frames if max_seconds is None else min(f.frames, math.ceil(max_seconds * f.samplerate))
+        return f.samplerate, f.channels, f.frames, f.read(wanted, dtype="float32", always_2d=True)
+
+    rate, channels, frames, wave = _decoded(path, head)
     if len(wave) == 0:
         raise RequestError("the sound is empty (zero length)", path)
     mono = wave.mean(axis=1, dtype=np.float32)

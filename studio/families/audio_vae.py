@@ -21,7 +21,7 @@ from torch import nn
 
 from studio.errors import ManifestError, RequestError
 from studio.families import register_family
-from studio.families.base import Family, LoadedModel, Output, Progress, RenderSteps, arch_value
+from studio.families.base import Family, LoadedModel, Output, Progress, RenderSteps, arch_value, run_steps
 from studio.families.vae import FittedPrior
 
 GL_SEED = 0  # the Griffin-Lim start phase: fixed, so the sound depends on the request only
@@ -83,12 +83,7 @@ class SpecFormat:
 
     def to_wave(self, picture: torch.Tensor, iterations: int = 48) -> torch.Tensor:
         """Pictures → waves, running Griffin-Lim to its end."""
-        steps = self.griffin_lim(self.magnitudes(picture), iterations)
-        while True:
-            try:
-                next(steps)
-            except StopIteration as stop:
-                return stop.value
+        return run_steps(self.griffin_lim(self.magnitudes(picture), iterations))
 
 
 FADE_SECONDS = 0.01

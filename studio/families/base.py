@@ -50,6 +50,15 @@ class Output:
 RenderSteps = Generator[Progress, None, Output]
 
 
+def run_steps(steps: Generator) -> Any:
+    """Drive long work (a generator that yields progress) to its end on this thread; what it returns."""
+    while True:
+        try:
+            next(steps)
+        except StopIteration as stop:
+            return stop.value
+
+
 @dataclass
 class LoadedModel:
     """A package whose network is built, loaded and placed on a device."""

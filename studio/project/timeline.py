@@ -217,12 +217,14 @@ def sound_of(timeline: Timeline, folder: str | Path | None = None) -> tuple[np.n
     return wave, int(info["sample_rate"])
 
 
-def frames_of(timeline: Timeline, folder: str | Path | None = None) -> list[RenderRequest]:
-    """Every frame's request with the audio mappings applied (their envelopes read from the timeline's sound)."""
+def frames_of(timeline: Timeline, folder: str | Path | None = None,
+              sound: tuple[np.ndarray, int] | None = None) -> list[RenderRequest]:
+    """Every frame's request with the audio mappings applied (their envelopes from the timeline's sound: `sound` when
+    the caller has read it already, else read here)."""
     timeline.check_playable()
     if not timeline.mappings:
         return timeline.frame_requests()
-    wave, rate = sound_of(timeline, folder)
+    wave, rate = sound if sound is not None else sound_of(timeline, folder)
     try:
         envelopes = reactive_envelopes(wave, rate, timeline.fps)
     except ValueError as exc:

@@ -14,8 +14,8 @@ from PySide6.QtWidgets import (QDockWidget, QLabel, QMainWindow, QMessageBox, QP
 
 from studio import __version__
 from studio.errors import StudioError
-from studio.export.audio import AUDIO_SUFFIXES, stored_audio_request_text
-from studio.export.image import FORMATS, stored_request_text
+from studio.export import AUDIO_SUFFIXES, stored_any_request_text
+from studio.export.image import FORMATS
 from studio.project import SUFFIX, Autosave, Recoverable, adopt, discard, find_recoverable
 from studio.ui import dialogs
 from studio.ui.audio_view import AudioView
@@ -612,8 +612,6 @@ def _clock(seconds: float) -> str:
 def _has_request(path: Path) -> bool:
     """Whether an image or a sound carries a Latent Studio request (valid or not: restoring says what is wrong)."""
     try:
-        if path.suffix.lower() in AUDIO_SUFFIXES:
-            return stored_audio_request_text(path) is not None
-        return stored_request_text(path) is not None
+        return stored_any_request_text(path) is not None
     except StudioError:
         return False

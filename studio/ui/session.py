@@ -19,6 +19,7 @@ from PySide6.QtGui import QUndoStack
 
 from studio.errors import StudioError
 from studio.export import AUDIO_FORMATS, read_any_request, read_sound, save_audio
+from studio.export.audio import check_sound
 from studio.engine.animate import render_frame
 from studio.export.atomic import check_writable_folder
 from studio.export.grid import axis_labels, grid_request, grid_title, labelled_grid, parse_axis
@@ -46,7 +47,6 @@ INFO, WARNING, ERROR = "info", "warning", "error"
 DEFAULT_STRENGTH = 0.6  # image-to-image: how much of a newly set init image is redrawn
 PROJECTING_FAMILIES = ("gan",)  # families whose "encode" is a projection by optimisation (long, with progress)
 INIT_SOURCES_LIMIT = 32  # original init pictures remembered for re-fitting (by the request text they produced)
-MAX_SOUND_SECONDS = 900  # a timeline's sound is checked up to this long when it is chosen
 INIT_SOURCE_MAX_SIDE = 1024  # originals are shrunk to this (re-fitting runs on the GUI thread at typing speed)
 
 
@@ -413,7 +413,8 @@ class Session(QObject):
                         on_error=self._reporter(f"Cannot {verb.lower()} {name}"), on_cancelled=cancelled)
 
     def encode_sound(self, path: str | Path) -> None:
-        """Encode a sound file (any rate: resampled to the model's) as the current class into the latent."""
+        """Encode a sound file (any rate: resampled to the model's) as the current class into the latent. Decoding
+        and resampling run on the worker with the encoding, not on the GUI thread."""
         request, entry = self.request, self.entry
         if request is None or entry is None or entry.manifest is None:
             return
@@ -422,22 +423,25 @@ class Session(QObject):
             self.message.emit(ERROR, f"Cannot encode {name}", f"{entry.manifest.name} does not encode sounds.")
             return
         out = entry.manifest.output
-        try:
-            wave, info = read_sound(path, out["sample_rate"], max_seconds=2 * out["length"] / out["sample_rate"] + 1)
-        except StudioError as exc:
-            self.message.emit(ERROR, f"Cannot encode {name}", str(exc))
-            return
         cond = entry.manifest.conditions
         label = request.label or cond.default or cond.labels[0]
-        note = f" (resampled from {info['sample_rate']} Hz)" if info.get("resampled") else ""
+
+        def work(model, _request):
+            yield Progress(0, 1, f"reading {name}")
+            wave, info = read_sound(path, out["sample_rate"], max_seconds=2 * out["length"] / out["sample_rate"] + 1)
+            z = model.family.encode(model, wave, [label])
+            return Output("latent", z.reshape(-1).float().cpu().numpy(),
+                          {"resampled_from": info["sample_rate"] if info["resampled"] else None})
 
         def done(output: Output) -> None:
+            rate = output.info.get("resampled_from")
+            note = f" (resampled from {rate} Hz)" if rate else ""
             self.change(f"Encode {name}", latent=tuple(float(v) for v in output.data.reshape(-1)),
                         edits=self._render_only_edits())
             self.message.emit(INFO, f"Encoded {name} as a {label}{note}: its timbre is now the latent", "")
 
-        self.bridge.run(request, f"Encode {name}", on_done=done, kind="encode", images=wave, labels=[label],
-                        on_error=self._reporter(f"Cannot encode {name}"))
+        self.bridge.run_work(request, f"Encode {name}", work, on_done=done,
+                             on_error=self._reporter(f"Cannot encode {name}"))
 
     # --- image to image -------------------------------------------------------------------------------------------
     def set_init_image(self, source: str | Path | np.ndarray, name: str = "") -> bool:
@@ -722,7 +726,7 @@ class Session(QObject):
     def set_timeline_audio(self, path: str | Path) -> bool:
         """Use a sound file for the timeline (its track in the video, the source of the audio mappings)."""
         try:
-            read_sound(path, None, max_seconds=MAX_SOUND_SECONDS)  # readable and not all silent? say so now
+            check_sound(path)  # readable and not all silent? say so now (read only until it is heard)
         except StudioError as exc:
             self.message.emit(ERROR, f"Cannot use {Path(path).name} as the timeline's sound", str(exc))
             return False
@@ -777,8 +781,10 @@ class Session(QObject):
         path = Path(path)
         folder = self.path.parent if self.path is not None else None
         try:
-            frames = frames_of(self.timeline, folder)
-            audio = sound_of(self.timeline, folder) if path.suffix.lower() in (".mp4", ".webm") else None
+            self.timeline.check_playable()
+            sound = sound_of(self.timeline, folder)  # read once: the mappings' envelopes and the video's track
+            frames = frames_of(self.timeline, folder, sound)
+            audio = sound if path.suffix.lower() in (".mp4", ".webm") else None
         except StudioError as exc:
             self.message.emit(ERROR, f"Cannot export {path.name}", str(exc))
             return
