@@ -175,16 +175,21 @@ def load_model(entry: PackageEntry, device: torch.device | str = "cpu", dtype: t
     manifest = entry.manifest
     assert manifest is not None
     family = get_family(manifest.family)
-    tensors, sha = read_tensors_and_hash(manifest.weights_path)
+    network = family.load_network(manifest)
+    if network is not None:
+        sha = sha256_file(manifest.weights_path)
+    else:
+        tensors, sha = read_tensors_and_hash(manifest.weights_path)
     entry._sha256 = sha
     if expected_sha256 and sha != expected_sha256:
         raise WeightsError(f"weights hash {sha[:12]}… differs from the requested {expected_sha256[:12]}…; the "
                            "installed model is not the one that made this request", manifest.weights_path)
-    try:
-        network = family.build(manifest)
-    except (ValueError, TypeError) as exc:
-        raise ManifestError(f"cannot build the network: {exc}", manifest.path, "architecture") from None
-    load_into(network, tensors, manifest.weights_path)
+    if network is None:
+        try:
+            network = family.build(manifest)
+        except (ValueError, TypeError) as exc:
+            raise ManifestError(f"cannot build the network: {exc}", manifest.path, "architecture") from None
+        load_into(network, tensors, manifest.weights_path)
     network.eval()
     directions = None
     if manifest.directions_path.exists():

@@ -86,6 +86,7 @@ class Manifest:
     conditions: ConditionSpec
     architecture: dict[str, Any]
     training: dict[str, Any] = field(default_factory=dict)
+    weights_file: str = WEIGHTS_NAME  # safetensors; a TorchScript package names its module file (e.g. generator.pt)
 
     @property
     def folder(self) -> Path:
@@ -93,7 +94,7 @@ class Manifest:
 
     @property
     def weights_path(self) -> Path:
-        return self.folder / WEIGHTS_NAME
+        return self.folder / self.weights_file
 
     @property
     def directions_path(self) -> Path:
@@ -193,9 +194,13 @@ def parse_manifest(data: dict, path: Path) -> Manifest:
 
     architecture = r.table(data, "architecture")
     training = r.table(data, "training", required=False)
+    weights_file = r.get(data, "weights", str, required=False, default=WEIGHTS_NAME,
+                         check=lambda v: None if v and Path(v).name == v and not v.startswith(".") else
+                         "must be a file name inside the package folder")
     return Manifest(path=path, format=fmt, id=model_id, name=name, family=family, version=version,
                     license=license_, description=description, output=output, latent=latent,
-                    conditions=conditions, architecture=dict(architecture), training=dict(training))
+                    conditions=conditions, architecture=dict(architecture), training=dict(training),
+                    weights_file=weights_file)
 
 
 def read_toml(path: Path, error: type[StudioError] = ManifestError) -> dict:

@@ -105,6 +105,11 @@ class Family:
     def build(self, manifest: "Manifest") -> torch.nn.Module:
         raise NotImplementedError
 
+    def load_network(self, manifest: "Manifest") -> torch.nn.Module | None:
+        """A family whose weights file is not safetensors (a TorchScript module, say) loads its network here, on
+        the CPU; None (the default) means build() and load the safetensors weights."""
+        return None
+
     def render(self, model: LoadedModel, request: "RenderRequest") -> RenderSteps:
         raise NotImplementedError
 

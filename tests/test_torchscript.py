@@ -1,0 +1,115 @@
+"""Bring-your-own TorchScript generators (studio.families.torchscript): a module saved with torch.jit.save and a small
+model.toml drive the same latent tools; a wrong output shape, a file that is not TorchScript, a wrong manifest are
+named clearly."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tomli_w
+import torch
+from torch import nn
+
+from conftest import finish
+from studio.engine.engine import Engine
+from studio.errors import ManifestError, WeightsError
+from studio.library import load_model, resolve, scan
+from studio.request import RenderRequest
+
+
+class Generator(nn.Module):
+    def __init__(self, latent: int = 4, classes: int = 0, channels: int = 3, size: int = 8):
+        super().__init__()
+        self.channels, self.size = channels, size
+        self.embed = nn.Embedding(max(classes, 1), latent)
+        self.fc = nn.Linear(latent, channels * size * size)
+
+    def forward(self, z: torch.Tensor, label: torch.Tensor | None = None) -> torch.Tensor:
+        if label is not None:
+            z = z + self.embed(label)
+        return torch.tanh(self.fc(z)).reshape(-1, self.channels, self.size, self.size)
+
+
+def make_package(folder: Path, classes: int = 0, output: dict | None = None, module: nn.Module | None = None,
+                 weights: str = "generator.pt") -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(0)
+    scripted = torch.jit.script(module or Generator(classes=classes))
+    torch.jit.save(scripted, str(folder / "generator.pt"))
+    manifest = {
+        "format": 1, "id": folder.name, "name": "Scripted", "family": "torchscript", "version": "1.0", "license": "MIT",
+        "weights": weights,
+        "output": output or {"kind": "image", "width": 8, "height": 8, "channels": 3},
+        "latent": {"shape": [4], "prior": "normal"},
+        "conditions": {"kind": "class", "labels": ["cat", "dog"], "default": "cat"} if classes else {"kind": "none"},
+        "architecture": {"range": "-1..1"},
+    }
+    (folder / "model.toml").write_text(tomli_w.dumps(manifest))
+    return folder
+
+
+def render(model, **fields):
+    return finish(model.family.render(model, RenderRequest(model.id, **fields)))[0]
+
+
+def test_a_scripted_generator_renders_like_the_module(tmp_path):
+    folder = make_package(tmp_path / "scripted")
+    model = load_model(resolve(str(folder)))
+    out = render(model, seed=3)
+    assert out.kind == "image" and out.data.shape == (8, 8, 3) and out.data.dtype == np.uint8
+    assert np.array_equal(out.data, render(model, seed=3).data)
+    assert not np.array_equal(out.data, render(model, seed=4).data)
+    z = model.family.latent(model, RenderRequest("scripted", seed=3))
+    with torch.no_grad():
+        expected = ((torch.jit.load(str(folder / "generator.pt"))(z[None]) + 1) / 2).clamp(0, 1)
+    assert np.abs(out.data.astype(int) - (expected[0] * 255).round().permute(1, 2, 0).numpy()).max() <= 1
+    assert len(model.sha256) == 64
+
+
+def test_classes_are_passed_as_an_index(tmp_path):
+    model = load_model(resolve(str(make_package(tmp_path / "classes", classes=2))))
+    assert not np.array_equal(render(model, seed=1, label="cat").data, render(model, seed=1, label="dog").data)
+
+
+def test_the_engine_renders_it(tmp_path):
+    make_package(tmp_path / "models" / "scripted")
+    with Engine(device="cpu", roots=[tmp_path / "models"]) as engine:
+        assert engine.render(RenderRequest("scripted", seed=2)).data.shape == (8, 8, 3)
+
+
+def test_a_wrong_output_shape_is_named(tmp_path):
+    folder = make_package(tmp_path / "wrong", output={"kind": "image", "width": 16, "height": 16, "channels": 3})
+    model = load_model(resolve(str(folder)))
+    with pytest.raises(ManifestError, match=r"returned shape \(1, 3, 8, 8\).*\(1, 3, 16, 16\)"):
+        render(model, seed=0)
+
+
+def test_a_sound_generator(tmp_path):
+    class Sound(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(4, 64)
+
+        def forward(self, z: torch.Tensor) -> torch.Tensor:
+            return torch.tanh(self.fc(z))  # (1, 64): mono
+
+    folder = make_package(tmp_path / "sound", module=Sound(),
+                          output={"kind": "audio", "sample_rate": 8000, "channels": 1, "length": 64})
+    out = render(load_model(resolve(str(folder))), seed=1)
+    assert out.kind == "audio" and out.data.shape == (64, 1) and out.info["sample_rate"] == 8000
+
+
+def test_a_file_that_is_not_torchscript_is_named(tmp_path):
+    folder = make_package(tmp_path / "broken")
+    (folder / "generator.pt").write_bytes(b"not a module")
+    with pytest.raises(WeightsError, match="not a TorchScript module") as info:
+        load_model(resolve(str(folder)))
+    assert "generator.pt" in str(info.value)
+
+
+def test_a_manifest_naming_a_safetensors_file_for_torchscript_is_refused(tmp_path):
+    make_package(tmp_path / "models" / "named", weights="weights.safetensors")
+    entry = {e.id: e for e in scan([tmp_path / "models"])}["named"]
+    assert not entry.ok and entry.error.field == "weights"
