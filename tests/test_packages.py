@@ -504,8 +504,8 @@ def test_entry_point_plugins_are_loaded_and_broken_ones_reported(monkeypatch):
 
 # --- nothing is ever unpickled ------------------------------------------------------------------------------------
 
+_TORCH_LOAD = re.compile(r"\btorch\s*\.\s*load\s*\(")
 _UNSAFE = [
-    re.compile(r"\btorch\s*\.\s*load\s*\("),
     re.compile(r"\bpickle\s*\.\s*loads?\s*\("),
     re.compile(r"\bfrom\s+(?:c?pickle|dill|joblib)\s+import\b"),
     re.compile(r"\bimport\s+(?:dill|joblib|cloudpickle)\b"),
@@ -514,12 +514,28 @@ _UNSAFE = [
 ]
 
 
+def _call_arguments(text: str, start: int) -> str:
+    """The text of a call's arguments from just after its "(" at `start` to the matching ")"."""
+    depth, i = 1, start
+    while i < len(text) and depth:
+        depth += {"(": 1, ")": -1}.get(text[i], 0)
+        i += 1
+    return text[start:i - 1]
+
+
 def _unsafe_calls(text: str) -> list[str]:
-    return [m.group(0) for pattern in _UNSAFE for m in pattern.finditer(text)]
+    """Calls that could unpickle: torch.load is allowed only with weights_only=True (torch's restricted unpickler,
+    which refuses every global that is not a tensor type)."""
+    hits = [m.group(0) for pattern in _UNSAFE for m in pattern.finditer(text)]
+    hits += [m.group(0) for m in _TORCH_LOAD.finditer(text)
+             if not re.search(r"\bweights_only\s*=\s*True\b", _call_arguments(text, m.end()))]
+    return hits
 
 
 def test_unsafe_call_detector_detects():
     assert _unsafe_calls("x = torch.load(f)")
+    assert _unsafe_calls("x = torch.load(f, map_location=g(1))")
+    assert not _unsafe_calls("x = torch.load(f,\n    map_location='cpu', weights_only=True)")
     assert _unsafe_calls("obj = pickle.loads(b)")
     assert _unsafe_calls("obj = pickle.load(fh)")
     assert _unsafe_calls("a = np.load(p, allow_pickle=True)")
