@@ -28,6 +28,7 @@ COMMON_PREFIXES = ("module.", "model.", "model.module.", "module.model.", "net."
                    "_orig_mod.", "model._orig_mod.")
 _SHOWN = 5
 _REFUSED_GLOBAL = re.compile(r"GLOBAL ([\w.]+)|unrecognized function <?([^>\s]+)", re.IGNORECASE)
+_UNPICKLER_REASON = re.compile(r"WeightsUnpickler error:\s*([^\n]+)")
 
 
 def _is_safetensors(path: Path) -> bool:
@@ -51,7 +52,9 @@ def _flatten(tree: Mapping, prefix: str = "") -> dict[str, torch.Tensor]:
 
 def _refused(exc: BaseException, path: Path) -> WeightsError:
     found = _REFUSED_GLOBAL.search(str(exc))
-    what = f" (it refers to {found.group(1) or found.group(2)})" if found else ""
+    reason = _UNPICKLER_REASON.search(str(exc))
+    what = (f" (it refers to {found.group(1) or found.group(2)})" if found
+            else f" ({reason.group(1).strip()})" if reason else "")
     return WeightsError(f"this checkpoint needs code to load{what}, which safe loading refuses; it was not "
                         "executed. Ask for a plain state dict or a .safetensors file", path)
 
@@ -78,8 +81,10 @@ def read_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
     except OSError as exc:
         raise WeightsError(f"cannot read: {exc.strerror or exc}", path) from None
     except Exception as exc:  # torch raises KeyError, EOFError, RuntimeError, ValueError… for non-checkpoints
-        detail = str(exc).split(". ")[0].strip() or type(exc).__name__
-        raise WeightsError(f"not a PyTorch checkpoint (not a pickle or torch zip, or truncated: {detail})",
+        if path.stat().st_size == 0:
+            raise WeightsError("not a PyTorch checkpoint: the file is empty", path) from None
+        detail = type(exc).__name__ + (f": {str(exc).split('. ')[0].strip()[:160]}" if str(exc).strip() else "")
+        raise WeightsError(f"not a PyTorch checkpoint (not a pickle or torch zip, or truncated; {detail})",
                            path) from None
     if not isinstance(data, Mapping):
         raise WeightsError(f"expected a dict of tensors (a state dict), found {type(data).__name__}", path)
