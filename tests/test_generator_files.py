@@ -1,4 +1,4 @@
-"""Bring-your-own TorchScript generators (studio.families.torchscript): a module saved with torch.jit.save and a small
+"""Bring-your-own generators: TorchScript (studio.families.torchscript) and ONNX (studio.families.onnx): a module saved with torch.jit.save and a small
 model.toml drive the same latent tools; a wrong output shape, a file that is not TorchScript, a wrong manifest are
 named clearly."""
 
@@ -113,3 +113,67 @@ def test_a_manifest_naming_a_safetensors_file_for_torchscript_is_refused(tmp_pat
     make_package(tmp_path / "models" / "named", weights="weights.safetensors")
     entry = {e.id: e for e in scan([tmp_path / "models"])}["named"]
     assert not entry.ok and entry.error.field == "weights"
+
+
+# --- ONNX ------------------------------------------------------------------------------------------------------------
+
+
+def make_onnx_package(folder: Path, classes: int = 0, latent_shape=(4,), module: nn.Module | None = None) -> Path:
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(0)
+    net = (module or Generator(classes=classes)).eval()
+    z = torch.zeros(1, 4)
+    args = (z, torch.zeros(1, dtype=torch.long)) if classes else (z,)
+    names = ["latent", "label"][:len(args)]
+    torch.onnx.export(net, args, str(folder / "generator.onnx"), input_names=names, output_names=["image"],
+                      dynamo=False)
+    manifest = {
+        "format": 1, "id": folder.name, "name": "ONNX", "family": "onnx", "version": "1.0", "license": "MIT",
+        "weights": "generator.onnx", "output": {"kind": "image", "width": 8, "height": 8, "channels": 3},
+        "latent": {"shape": list(latent_shape), "prior": "normal"},
+        "conditions": {"kind": "class", "labels": ["cat", "dog"], "default": "cat"} if classes else {"kind": "none"},
+        "architecture": {"range": "-1..1"},
+    }
+    (folder / "model.toml").write_text(tomli_w.dumps(manifest))
+    return folder
+
+
+def test_an_onnx_generator_renders_like_the_module(tmp_path):
+    folder = make_onnx_package(tmp_path / "onnx-gen")
+    model = load_model(resolve(str(folder)))
+    out = render(model, seed=3)
+    assert out.data.shape == (8, 8, 3) and np.array_equal(out.data, render(model, seed=3).data)
+    torch.manual_seed(0)
+    reference = Generator().eval()
+    z = model.family.latent(model, RenderRequest("onnx-gen", seed=3))
+    with torch.no_grad():
+        expected = ((reference(z[None]) + 1) / 2).clamp(0, 1)
+    assert np.abs(out.data.astype(int) - (expected[0] * 255).round().permute(1, 2, 0).numpy()).max() <= 1
+
+
+def test_an_onnx_generator_with_classes(tmp_path):
+    model = load_model(resolve(str(make_onnx_package(tmp_path / "onnx-classes", classes=2))))
+    assert not np.array_equal(render(model, seed=1, label="cat").data, render(model, seed=1, label="dog").data)
+
+
+def test_an_onnx_file_with_the_wrong_inputs_is_named(tmp_path):
+    folder = make_onnx_package(tmp_path / "onnx-wrong", latent_shape=(6,))
+    with pytest.raises(ManifestError, match=r"latent input 'latent' is shaped \[1, 4\].*\[1, 6\]") as info:
+        load_model(resolve(str(folder)))
+    assert info.value.field == "latent.shape"
+    classes = make_onnx_package(tmp_path / "onnx-classes-missing")  # one input, but the manifest says classes
+    text = (classes / "model.toml").read_text().replace('kind = "none"',
+                                                          'kind = "class"\nlabels = ["a", "b"]')
+    (classes / "model.toml").write_text(text)
+    with pytest.raises(ManifestError, match="takes 1 input.*needs 2"):
+        load_model(resolve(str(classes)))
+
+
+def test_a_file_that_is_not_onnx_is_named(tmp_path):
+    folder = make_onnx_package(tmp_path / "onnx-broken")
+    (folder / "generator.onnx").write_bytes(b"not onnx")
+    with pytest.raises(WeightsError, match="not a readable ONNX model") as info:
+        load_model(resolve(str(folder)))
+    assert "generator.onnx" in str(info.value)
