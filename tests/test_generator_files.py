@@ -1,6 +1,6 @@
-"""Bring-your-own generators: TorchScript (studio.families.torchscript) and ONNX (studio.families.onnx): a module saved with torch.jit.save and a small
-model.toml drive the same latent tools; a wrong output shape, a file that is not TorchScript, a wrong manifest are
-named clearly."""
+"""Bring-your-own generators, TorchScript (studio.families.torchscript) and ONNX (studio.families.onnx): a module
+file and a small model.toml drive the same latent tools; a wrong output shape, wrong inputs, a file that is not a
+module and a wrong manifest are named clearly."""
 
 from __future__ import annotations
 
