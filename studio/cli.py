@@ -12,6 +12,7 @@ Verbs:
   sheet --model ID --rows N       a contact sheet: one row per seed
   grid --rows seed=1,2,3 --cols d0=-2,0,2 ...         an X/Y plot of one request over two parameters, labelled
   animate PROJECT.lstudio --out FILE.mp4 [--fps N] [--size WxH]   render a project's timeline to a video
+  import FILE.ckpt --like MODEL [--id ID]             a checkpoint onto a package's architecture (never executed)
   train RECIPE.toml               train a model package from a recipe
 """
 
@@ -297,6 +298,32 @@ def cmd_animate(args) -> int:
     return 0
 
 
+def cmd_import(args) -> int:
+    """A checkpoint (pickle or safetensors) mapped onto the architecture of an installed package, written as a new
+    safetensors package. Pickles are read only with torch's weights-only loader: nothing in them is executed."""
+    import re
+
+    from studio.importers import import_checkpoint
+    from studio.library import resolve
+    from studio.manifest import read_toml
+    from studio.paths import user_models_dir
+
+    template = resolve(args.like, _roots(args))
+    source = Path(args.file)
+    model_id = args.id or re.sub(r"[^a-z0-9._-]+", "-", source.stem.lower()).strip("-._")[:64] or "imported"
+    manifest = read_toml(template.manifest.path)
+    manifest.update(id=model_id, name=args.name or source.stem, version="1.0.0",
+                    description=f"{source.name}, imported onto the architecture of {template.id}.",
+                    license=args.license or "unknown (imported: check the checkpoint's own licence)")
+    manifest["training"] = {"imported_from": source.name, "architecture_of": template.id}
+    out = Path(args.out) if args.out else user_models_dir() / model_id
+    if out.exists() and not args.force:
+        raise StudioError("a package is already there (use --force to replace it, or --out/--id)", out)
+    folder = import_checkpoint(source, manifest, out, strip_prefix=args.strip_prefix)
+    print(f"wrote {folder} ({model_id}, {template.manifest.family} family, the architecture of {template.id})")
+    return 0
+
+
 def _parse_size(text: str) -> tuple[int, int]:
     width, sep, height = text.lower().partition("x")
     try:
@@ -535,6 +562,17 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--size", help="scale the frames to WIDTHxHEIGHT")
     a.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
 
+    i = sub.add_parser("import", parents=[shared], help="import a checkpoint (.ckpt/.pt/.pth/.pkl, never executed) "
+                       "onto an installed package's architecture")
+    i.add_argument("file", help="the checkpoint: a PyTorch pickle (read weights-only) or a .safetensors file")
+    i.add_argument("--like", required=True, metavar="MODEL", help="the installed package whose architecture it fits")
+    i.add_argument("--id", help="the new package's id (default: from the file name)")
+    i.add_argument("--name", help="the new package's name")
+    i.add_argument("--license", help="the checkpoint's licence, recorded in model.toml")
+    i.add_argument("--strip-prefix", help="a key prefix to remove (default: common ones are tried)")
+    i.add_argument("--out", help="the package folder (default: the user models folder)")
+    i.add_argument("--force", action="store_true", help="replace a package already at --out")
+
     e = sub.add_parser("encode", parents=[shared],
                        help="encode glyphs (a font file or an image strip) or a sound file to a latent")
     e.add_argument("--model", default=None, help="package id or folder (default: the shipped default model)")
@@ -564,7 +602,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-VERBS = ("models", "render", "sheet", "grid", "animate", "encode", "gui", "train")
+VERBS = ("models", "render", "sheet", "grid", "animate", "encode", "import", "gui", "train")
 
 
 def cmd_gui(args) -> int:
@@ -591,6 +629,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_encode(args)
         if args.verb == "gui":
             return cmd_gui(args)
+        if args.verb == "import":
+            return cmd_import(args)
         if args.verb == "grid":
             return cmd_grid(args)
         if args.verb == "animate":
