@@ -465,11 +465,16 @@ def cmd_train(args) -> int:
 
     from studio.train.recipe import read_recipe
 
-    recipe = read_recipe(args.recipe)
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.data:
+        return _train_on_folder(args)
+    if not args.recipe:
+        raise StudioError("train needs a RECIPE.toml, or --family vae --data FOLDER to train on your own pictures")
+    recipe = read_recipe(args.recipe)
     trainers = {"glyph-vae": "studio.train.glyphs", "glyph-gan": "studio.train.glyph_gan",
-                "glyph-diffusion": "studio.train.glyph_diffusion", "sound-vae": "studio.train.sound_vae"}
+                "glyph-diffusion": "studio.train.glyph_diffusion", "sound-vae": "studio.train.sound_vae",
+                "folder-vae": "studio.train.folder"}
     if recipe.trainer not in trainers:
         raise StudioError(f"unknown trainer {recipe.trainer!r} (known: {', '.join(trainers)})", recipe.path,
                           "trainer")
@@ -477,6 +482,25 @@ def cmd_train(args) -> int:
     out = Path(args.out) if args.out else Path("models") / recipe.package["id"]
     run_dir = Path(args.run_dir) if args.run_dir else Path("runs") / recipe.package["id"]
     trainer.train(recipe, out, run_dir, resume=args.resume)
+    return 0
+
+
+def _train_on_folder(args) -> int:
+    """`train --family vae --data FOLDER`: a recipe for the folder, run; the package lands in the user models folder."""
+    import re
+
+    from studio.paths import user_data_dir, user_models_dir
+    from studio.train.folder import train_folder
+
+    if args.recipe:
+        raise StudioError("give either a RECIPE.toml or --data FOLDER, not both")
+    if args.family != "vae":
+        raise StudioError(f"training on your own data supports --family vae for now, not {args.family!r}")
+    folder = Path(args.data)
+    model_id = args.id or re.sub(r"[^a-z0-9._-]+", "-", folder.resolve().name.lower()).strip("-._")[:64] or "mine"
+    out = Path(args.out) if args.out else user_models_dir() / model_id
+    run_dir = Path(args.run_dir) if args.run_dir else user_data_dir() / "runs" / model_id
+    train_folder(folder, out, run_dir, model_id, resume=args.resume, size=args.size, steps=args.steps, fit=args.fit)
     return 0
 
 
@@ -594,7 +618,14 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--report-geometry", metavar="FILE", help=argparse.SUPPRESS)  # end-to-end tests
 
     t = sub.add_parser("train", parents=[shared], help="train a model package from a recipe")
-    t.add_argument("recipe", help="recipe.toml")
+    t.add_argument("recipe", nargs="?", help="recipe.toml (or use --family vae --data FOLDER)")
+    t.add_argument("--family", default="vae", help="with --data: the family to train (vae)")
+    t.add_argument("--data", metavar="FOLDER", help="train on your own pictures: a folder of PNG/JPEG/WebP/BMP images")
+    t.add_argument("--size", type=int, default=64, help="with --data: the square size pictures are fitted to (64)")
+    t.add_argument("--fit", choices=("crop", "pad", "stretch"), default="crop",
+                   help="with --data: how a picture becomes square (crop the centre, pad, or stretch)")
+    t.add_argument("--steps", type=int, default=2000, help="with --data: training steps (2000)")
+    t.add_argument("--id", help="with --data: the new package's id (default: the folder's name)")
     t.add_argument("--out", help="package folder to write (default: models/<id>)")
     t.add_argument("--run-dir", help="where checkpoints go (default: runs/<id>)")
     t.add_argument("--resume", action="store_true", help="continue from the run's checkpoint")
