@@ -81,3 +81,53 @@ def test_wrong_requests_are_refused(capsys, tmp_path):
                  "--run-dir", str(tmp_path / "r")]) == 1
     assert "data.size" in capsys.readouterr().err
     assert main(["train"]) == 1 and "RECIPE.toml" in capsys.readouterr().err
+
+
+class Watcher:
+    """A monitor that records what the trainer reports and asks to stop at a given step."""
+
+    def __init__(self, stop_at: int | None = None, reason: str = "pause"):
+        from studio.train.monitor import Monitor
+
+        self.inner = Monitor(lambda _: None)
+        self.stop_at, self.reason = stop_at, reason
+        self.steps, self.samples, self.last = [], [], 0
+
+    def log(self, text):
+        pass
+
+    def start(self, total, start, unit="img"):
+        self.started = (total, start)
+
+    def step(self, step, items, **figures):
+        self.steps.append((step, figures["loss"]))
+        self.last = step
+
+    def sample(self, step, output, kind="image", sample_rate=0):
+        self.samples.append((step, output.shape, output.dtype))
+
+    def stop_requested(self):
+        return self.reason if self.stop_at is not None and self.last >= self.stop_at else None
+
+    def finish(self):
+        pass
+
+
+def test_a_monitor_sees_losses_and_samples_and_a_paused_run_resumes(tmp_path):
+    from studio.train.folder import train_folder
+    from studio.train.monitor import TrainingStopped
+
+    folder = pictures(tmp_path / "pics")
+    run, out = tmp_path / "run", tmp_path / "out"
+    watcher = Watcher(stop_at=3)
+    with pytest.raises(TrainingStopped) as info:
+        train_folder(folder, out, run, "mine", monitor=watcher, size=16, steps=8)
+    assert info.value.step == 3 and info.value.reason == "pause" and "paused at step 3" in str(info.value)
+    assert [s for s, _ in watcher.steps] == [1, 2, 3] and all(np.isfinite(v) for _, v in watcher.steps)
+    assert not out.exists()  # nothing half-made is written as a package
+    assert (run / "checkpoint.safetensors").exists()
+    later = Watcher()
+    train_folder(folder, out, run, "mine", resume=True, monitor=later, size=16, steps=8)
+    assert later.started == (8, 3) and [s for s, _ in later.steps] == [4, 5, 6, 7, 8]
+    assert later.samples and later.samples[-1] == (8, (64, 64, 3), np.uint8)
+    assert (out / "weights.safetensors").exists()

@@ -22,7 +22,7 @@ from studio.families.vae import SetVAE, elbo
 from studio.latent.directions import Directions
 from studio.train.common import Checkpoint, lr_at
 from studio.train.package import write_package
-from studio.train.progress import ProgressBar
+from studio.train.monitor import Monitor, check_stop
 from studio.train.recipe import Recipe, read_recipe
 
 TRAINER = "folder-vae"
@@ -100,7 +100,9 @@ def write_recipe(path: Path, folder: Path, model_id: str, size: int = 64, steps:
 
 
 def train(recipe: Recipe, out: Path, run_dir: Path, resume: bool = False,
-          log: Callable[[str], None] = print) -> Path:
+          log: Callable[[str], None] = print, monitor: Monitor | None = None) -> Path:
+    monitor = monitor or Monitor(log)
+    log = monitor.log
     r, d, m, t = recipe.reader(), recipe.data, recipe.model, recipe.train
     size = r.get(d, "size", int, "data.", required=False, default=64)
     if size < 8 or 4 * 2 ** int(math.log2(size // 4)) != size:
@@ -115,6 +117,7 @@ def train(recipe: Recipe, out: Path, run_dir: Path, resume: bool = False,
     beta_warmup = r.get(t, "beta_warmup", int, "train.", required=False, default=500)
     seed = r.get(t, "seed", int, "train.", required=False, default=0)
     every = r.get(t, "checkpoint_every", int, "train.", required=False, default=100)
+    preview_every = r.get(t, "preview_every", int, "train.", required=False, default=max(1, steps // 20))
     latent_dim = r.get(m, "latent_dim", int, "model.", required=False, default=16)
     cfg = dict(image_size=size, channels=int(data.shape[1]), latent_dim=latent_dim, num_classes=0,
                width=r.get(m, "width", int, "model.", required=False, default=32),
@@ -133,7 +136,8 @@ def train(recipe: Recipe, out: Path, run_dir: Path, resume: bool = False,
         log(f"resumed from {ckpt.path} at step {start}")
     log(f"training {sum(p.numel() for p in net.parameters()) / 1e6:.2f} M parameters for {steps} steps of {batch} "
         f"on {len(train_set)} images")
-    bar = ProgressBar(steps, start=start, unit="img")
+    monitor.start(steps, start, "img")
+    show = torch.randn(16, latent_dim, generator=torch.Generator().manual_seed(seed + 1))  # the same 16 every time
     net.train()
     for step in range(start, steps):
         for group in opt.param_groups:
@@ -149,10 +153,16 @@ def train(recipe: Recipe, out: Path, run_dir: Path, resume: bool = False,
         loss.backward()
         torch.nn.utils.clip_grad_norm_(net.parameters(), 50.0)
         opt.step()
-        bar.update(step + 1, batch, loss=loss.item(), kl=kl.mean().item())
+        monitor.step(step + 1, batch, loss=loss.item(), kl=kl.mean().item())
         if (step + 1) % every == 0 or step + 1 == steps:
             ckpt.save(step + 1)
-    bar.close()
+        if (step + 1) % preview_every == 0 or step + 1 == steps:
+            net.eval()
+            with torch.inference_mode():
+                monitor.sample(step + 1, _sheet(torch.sigmoid(net.decode(show)), cfg["channels"], size))
+            net.train()
+        check_stop(monitor, step + 1, ckpt.save, ckpt.path)
+    monitor.finish()
     net.eval()
     with torch.inference_mode():
         mus = torch.cat([net.encode(train_set[i:i + 256, None])[0] for i in range(0, len(train_set), 256)])
@@ -179,18 +189,23 @@ def train(recipe: Recipe, out: Path, run_dir: Path, resume: bool = False,
         "training": {"trainer": TRAINER, "app_version": __version__, "steps": steps, "batch": batch,
                      "seconds": round(ckpt.seconds, 1), "quality": quality},
     }
-    sheet = (preview.reshape(4, 4, cfg["channels"], size, size).permute(0, 3, 1, 4, 2)
-             .reshape(4 * size, 4 * size, cfg["channels"]) * 255).round().to(torch.uint8).numpy()
     path = write_package(out, manifest, dict(net.state_dict()), directions.to_tensors(),
-                         sheet[..., 0] if cfg["channels"] == 1 else sheet, recipe.text)
+                         _sheet(preview, cfg["channels"], size), recipe.text)
     log(f"wrote {path}")
     return path
 
 
+def _sheet(images: torch.Tensor, channels: int, size: int) -> np.ndarray:
+    """16 pictures (16, C·size²) in 0…1 → a 4 × 4 uint8 sheet (H, W) grey or (H, W, 3)."""
+    sheet = (images.reshape(4, 4, channels, size, size).permute(0, 3, 1, 4, 2)
+             .reshape(4 * size, 4 * size, channels) * 255).round().to(torch.uint8).numpy()
+    return sheet[..., 0] if channels == 1 else sheet
+
+
 def train_folder(folder: str | Path, out: Path, run_dir: Path, model_id: str, resume: bool = False,
-                 log: Callable[[str], None] = print, **settings) -> Path:
+                 log: Callable[[str], None] = print, monitor: Monitor | None = None, **settings) -> Path:
     """What `latent-studio train --family vae --data FOLDER` runs: the recipe written to the run folder, then run."""
     recipe_path = run_dir / "recipe.toml"
     if not (resume and recipe_path.exists()):
         write_recipe(recipe_path, Path(folder), model_id, **settings)
-    return train(read_recipe(recipe_path), out, run_dir, resume=resume, log=log)
+    return train(read_recipe(recipe_path), out, run_dir, resume=resume, log=log, monitor=monitor)
