@@ -174,15 +174,15 @@ def _request_from_args(args, entry, request=None):
 
 
 def _init_image(path: str, entry, request) -> str:
-    """An image file fitted to the sheet the request's prompt draws, as the request's init image."""
+    """An image file fitted to what the request starts from (its family says how), as the request's init image."""
     from studio.export.image import read_picture
-    from studio.families.diffusion import encode_init_image, init_image_for, sheet_text
+    from studio.families import get_family
+    from studio.families.diffusion import encode_init_image
 
     if "img2img" not in entry.capabilities:
         raise StudioError(f"{entry.id} ({entry.manifest.family} family) cannot start from an image", Path(path))
     picture = read_picture(path)
-    return encode_init_image(init_image_for(int(entry.manifest.output["width"]), sheet_text(entry.manifest, request),
-                                            picture))
+    return encode_init_image(get_family(entry.manifest.family).init_picture_for(entry.manifest, request, picture))
 
 
 def cmd_sheet(args) -> int:
@@ -534,7 +534,8 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--json", action="store_true", help="machine-readable output")
 
     r = sub.add_parser("render", parents=[shared], help="render an image or a sound")
-    r.add_argument("--model", help="package id or package folder (default: the shipped default model)")
+    r.add_argument("--model", help="package id or package folder, a diffusers Stable Diffusion folder or an SD 1.x "
+                   ".safetensors file (default: the shipped default model)")
     r.add_argument("--from", dest="from_file", metavar="FILE", help="re-render the request stored in FILE")
     r.add_argument("--seed", type=int)
     r.add_argument("--prompt", help="text condition (for the glyph model: the text to draw)")

@@ -16,9 +16,10 @@ from studio.errors import ManifestError, StudioError, WeightsError
 from studio.families import get_family
 from studio.families.base import LoadedModel
 from studio.latent.directions import Directions
+from studio.families.sd_files import looks_like_sd
 from studio.manifest import MANIFEST_NAME, WEIGHTS_NAME, Manifest, read_manifest
 from studio.paths import shipped_models_dir, user_models_dir
-from studio.weights import load_into, read_tensors, read_tensors_and_hash, sha256_file, tensor_shapes
+from studio.weights import load_into, read_tensors, read_tensors_and_hash, tensor_shapes
 
 DEFAULT_MODEL_ID = "glyphs"
 
@@ -42,10 +43,10 @@ class PackageEntry:
 
     @property
     def sha256(self) -> str | None:
-        if self._sha256 is None and self.manifest is not None and self.manifest.weights_path.exists():
+        if self._sha256 is None and self.manifest is not None and self.error is None:
             try:
-                self._sha256 = sha256_file(self.manifest.weights_path)
-            except OSError:
+                self._sha256 = get_family(self.manifest.family).weights_sha256(self.manifest)
+            except (OSError, StudioError):
                 return None
         return self._sha256
 
@@ -91,20 +92,38 @@ def default_roots(extra: Iterable[str | Path] = ()) -> list[Path]:
 
 
 def _check(entry: PackageEntry) -> None:
-    """Cheap checks that need no weights loading: manifest, family, weights file present and not a pickle."""
+    """Cheap checks that need no weights loading: manifest, family, weights file present and not a pickle. A
+    Stable Diffusion pipeline folder or .safetensors file (no model.toml) gets a manifest made from its configs."""
     try:
-        entry.manifest = read_manifest(entry.folder)
+        if looks_like_sd(entry.folder):
+            entry.manifest = _sd_manifest(entry.folder)
+        else:
+            entry.manifest = read_manifest(entry.folder)
         family = get_family(entry.manifest.family)
         family.validate(entry.manifest)
-        if not entry.manifest.weights_path.exists():
-            pickles = sorted(p.name for p in entry.folder.iterdir() if p.suffix.lower() in {".pt", ".pth", ".ckpt",
-                                                                                             ".pkl", ".bin"})
-            hint = f" (found {', '.join(pickles)}: pickles are never loaded; convert to safetensors)" if pickles else ""
-            raise WeightsError(f"weights file is missing{hint}", entry.manifest.weights_path)
+        family.check_files(entry.manifest)
     except StudioError as exc:
         if exc.path is None:  # e.g. an unknown family: say which manifest named it
             exc = type(exc)(exc.problem, entry.folder / MANIFEST_NAME, exc.field)
         entry.error = exc
+
+
+def _sd_manifest(path: Path) -> Manifest:
+    from studio.families.sd_files import find_source
+    from studio.families.stable_diffusion import source_manifest
+
+    return source_manifest(find_source(path))
+
+
+def _candidates(root: Path) -> list[Path]:
+    """The packages a root holds: itself (a package, a pipeline folder or a checkpoint file), else its subfolders
+    that are packages or pipeline folders."""
+    if root.is_file():
+        return [root] if looks_like_sd(root) else []
+    if (root / MANIFEST_NAME).exists() or looks_like_sd(root):
+        return [root]
+    return sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".") and (
+        (p / MANIFEST_NAME).exists() or (p / WEIGHTS_NAME).exists() or looks_like_sd(p)))
 
 
 def scan(roots: Iterable[str | Path] | None = None) -> list[PackageEntry]:
@@ -115,12 +134,9 @@ def scan(roots: Iterable[str | Path] | None = None) -> list[PackageEntry]:
     entries: list[PackageEntry] = []
     seen_folders: set[Path] = set()
     for root in (default_roots() if roots is None else [Path(r) for r in roots]):
-        if not root.is_dir():
+        if not root.exists():
             continue
-        candidates = [root] if (root / MANIFEST_NAME).exists() else sorted(
-            p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".") and (
-                (p / MANIFEST_NAME).exists() or (p / WEIGHTS_NAME).exists()))
-        for folder in candidates:
+        for folder in _candidates(root):
             key = folder.resolve()
             if key in seen_folders:
                 continue
@@ -151,9 +167,10 @@ def resolve(model: str, roots: Iterable[str | Path] | None = None) -> PackageEnt
     if looks_like_path:
         if not path.exists():
             raise ManifestError("no such model folder", path)
-        if path.is_file():
-            raise ManifestError("expected a model package folder (with model.toml and weights.safetensors), "
-                                "got a file", path)
+        if path.is_file() and not looks_like_sd(path):
+            raise ManifestError("expected a model package folder (with model.toml and weights.safetensors), a "
+                                "diffusers pipeline folder or a Stable Diffusion .safetensors file, got another "
+                                "file", path)
         entry = PackageEntry(path)
         _check(entry)
     else:
@@ -177,7 +194,7 @@ def load_model(entry: PackageEntry, device: torch.device | str = "cpu", dtype: t
     family = get_family(manifest.family)
     network = family.load_network(manifest)
     if network is not None:
-        sha = sha256_file(manifest.weights_path)
+        sha = family.weights_sha256(manifest)
     else:
         tensors, sha = read_tensors_and_hash(manifest.weights_path)
     entry._sha256 = sha

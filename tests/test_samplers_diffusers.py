@@ -49,7 +49,7 @@ from studio.families.samplers import (SAMPLERS, SCHEDULES, SPACINGS, Schedule, m
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword")
 
 T = 1000
-BETA_SCHEDULE = {"cosine": "squaredcos_cap_v2", "linear": "linear"}
+BETA_SCHEDULE = {"cosine": "squaredcos_cap_v2", "linear": "linear", "scaled_linear": "scaled_linear"}
 STEP_COUNTS = (1, 7, 10, 25, 50)
 SHAPE = (2, 1, 8, 8)  # batch 2 of the tiny UNet's 8×8 images
 RTOL = 1e-4  # float32 results, relative to their scale (tables, add_noise, model inputs)

@@ -59,6 +59,7 @@ from studio.families import audio_vae as _audio_vae  # noqa: E402,F401  (built-i
 from studio.families import diffusion as _diffusion  # noqa: E402,F401
 from studio.families import gan as _gan  # noqa: E402,F401
 from studio.families import onnx as _onnx  # noqa: E402,F401
+from studio.families import stable_diffusion as _stable_diffusion  # noqa: E402,F401
 from studio.families import torchscript as _torchscript  # noqa: E402,F401
 from studio.families import vae as _vae  # noqa: E402,F401
 

@@ -105,6 +105,24 @@ class Family:
     def build(self, manifest: "Manifest") -> torch.nn.Module:
         raise NotImplementedError
 
+    def check_files(self, manifest: "Manifest") -> None:
+        """Cheap checks that the model's files are there (no loading); raise WeightsError naming what is wrong."""
+        from studio.errors import WeightsError
+
+        if not manifest.weights_path.exists():
+            folder = manifest.folder
+            pickles = sorted(p.name for p in folder.iterdir() if p.suffix.lower() in {".pt", ".pth", ".ckpt", ".pkl",
+                                                                                        ".bin"}) \
+                if folder.is_dir() else []
+            hint = f" (found {', '.join(pickles)}: pickles are never loaded; convert to safetensors)" if pickles else ""
+            raise WeightsError(f"weights file is missing{hint}", manifest.weights_path)
+
+    def weights_sha256(self, manifest: "Manifest") -> str:
+        """The identity of the model's weights (requests record it): the sha256 of the weights file."""
+        from studio.weights import sha256_file
+
+        return sha256_file(manifest.weights_path)
+
     def load_network(self, manifest: "Manifest") -> torch.nn.Module | None:
         """A family whose weights file is not safetensors (a TorchScript module, say) loads its network here, on
         the CPU; None (the default) means build() and load the safetensors weights."""
@@ -112,6 +130,14 @@ class Family:
 
     def render(self, model: LoadedModel, request: "RenderRequest") -> RenderSteps:
         raise NotImplementedError
+
+    def init_size(self, manifest: "Manifest", request: "RenderRequest") -> tuple[int, int]:
+        """Image-to-image: the (width, height) the request's init image must have."""
+        raise RequestError(f"models of family {self.name!r} cannot start from an image", field="init_image")
+
+    def init_picture_for(self, manifest: "Manifest", request: "RenderRequest", picture: np.ndarray) -> np.ndarray:
+        """Image-to-image: any picture (H, W[, C]) uint8 fitted to what the request starts from."""
+        raise RequestError(f"models of family {self.name!r} cannot start from an image", field="init_image")
 
     def encode(self, model: LoadedModel, images: np.ndarray,
                labels: list[str] | None = None) -> "torch.Tensor | Generator[Progress, None, torch.Tensor]":

@@ -276,6 +276,12 @@ class DiffusionFamily(Family):
         sheet = to_ink(torch.from_numpy(image.astype(np.float32) / 255.0)[None, None])[0]
         return split_sheet(rows, sheet, s) * 2 - 1  # (N, 1, S, S) in −1 … 1, ink = 1
 
+    def init_size(self, manifest, request) -> tuple[int, int]:
+        return text_sheet_size(int(manifest.output["width"]), sheet_text(manifest, request))
+
+    def init_picture_for(self, manifest, request, picture: np.ndarray) -> np.ndarray:
+        return init_image_for(int(manifest.output["width"]), sheet_text(manifest, request), picture)
+
     def render(self, model: LoadedModel, request) -> RenderSteps:
         net: UNet = model.network
         rows = label_rows(model, request)

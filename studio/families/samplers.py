@@ -24,7 +24,7 @@ import torch
 
 from studio.errors import RequestError
 
-SCHEDULES = ("cosine", "linear")
+SCHEDULES = ("cosine", "linear", "scaled_linear")
 SPACINGS = ("leading", "trailing", "linspace")
 SAMPLERS = ("ddpm", "ddim", "euler", "dpmpp")
 SAMPLER_NAMES = {"ddpm": "DDPM", "ddim": "DDIM", "euler": "Euler", "dpmpp": "DPM-Solver++ (2M)"}
@@ -52,6 +52,8 @@ class Schedule:
                                  dtype=torch.float32)
         elif kind == "linear":
             betas = torch.linspace(beta_start, beta_end, n, dtype=torch.float32)
+        elif kind == "scaled_linear":  # Stable Diffusion's: linear in √β
+            betas = torch.linspace(beta_start**0.5, beta_end**0.5, n, dtype=torch.float32) ** 2
         else:
             raise ValueError(f"unknown noise schedule {kind!r} (known: {', '.join(SCHEDULES)})")
         # float32 cumulative product, as the training code and diffusers compute it
@@ -129,6 +131,11 @@ class Sampler:
     def initial(self, noise: torch.Tensor) -> torch.Tensor:
         return noise
 
+    def alpha_bar(self, i: int) -> float:
+        """ᾱ of the network's input at step index i (`scale_input(x, i)` = √ᾱ·x₀ + √(1−ᾱ)·ε): what turns a
+        v-prediction into ε."""
+        return float(self.ac[int(self.timesteps[i])])
+
     def scale_input(self, x: torch.Tensor, i: int) -> torch.Tensor:
         return x
 
@@ -205,6 +212,9 @@ class _SigmaSampler(Sampler):
         all_sigmas = ((1 - self.ac) / self.ac).sqrt().numpy()
         sig = np.interp(self.timesteps, np.arange(len(all_sigmas)), all_sigmas)
         self.sigmas = np.concatenate([sig, [0.0]])
+
+    def alpha_bar(self, i: int) -> float:
+        return 1.0 / (1.0 + float(self.sigmas[i]) ** 2)
 
 
 class Euler(_SigmaSampler):

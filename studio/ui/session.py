@@ -24,9 +24,9 @@ from studio.engine.animate import render_frame
 from studio.export.atomic import check_writable_folder
 from studio.export.grid import axis_labels, grid_request, grid_title, labelled_grid, parse_axis
 from studio.export.image import FORMATS, read_glyph_strip, read_picture, save_image
+from studio.families import get_family
 from studio.families.base import Output, Progress
-from studio.families.diffusion import (decode_init_image, encode_init_image, init_image_for, sheet_text,
-                                       text_sheet_size)
+from studio.families.diffusion import decode_init_image, encode_init_image
 from studio.latent.edits import RENDER_ONLY_EDITS
 from studio.latent.interp import interpolate
 from studio.latent.seeds import MAX_SEED
@@ -471,7 +471,7 @@ class Session(QObject):
 
     def _fit_init_image(self, request: RenderRequest, picture: np.ndarray, entry: PackageEntry | None = None) -> str:
         entry = entry or self.entry
-        fitted = init_image_for(int(entry.manifest.output["width"]), sheet_text(entry.manifest, request), picture)
+        fitted = get_family(entry.manifest.family).init_picture_for(entry.manifest, request, picture)
         text = encode_init_image(fitted)
         self._init_sources[text] = picture
         while len(self._init_sources) > INIT_SOURCES_LIMIT:
@@ -482,8 +482,9 @@ class Session(QObject):
         """When the sheet changes (a new prompt) under an init image, fit the original picture to the new sheet, so
         the change and the re-fit are one step and the family never sees an init image of the wrong size."""
         if request.init_image is None or (old is not None and old.init_image == request.init_image
-                                          and (old.prompt, old.label, old.model_id)
-                                          == (request.prompt, request.label, request.model_id)):
+                                          and (old.prompt, old.label, old.model_id, old.width, old.height)
+                                          == (request.prompt, request.label, request.model_id, request.width,
+                                              request.height)):
             return request
         entry = self.entry_for(request.model_id)
         if entry is None or entry.manifest is None or "img2img" not in entry.capabilities:
@@ -492,7 +493,7 @@ class Session(QObject):
             current = decode_init_image(request.init_image)
         except StudioError:
             return request  # the family reports what is wrong with it
-        width, height = text_sheet_size(int(entry.manifest.output["width"]), sheet_text(entry.manifest, request))
+        width, height = get_family(entry.manifest.family).init_size(entry.manifest, request)
         if current.shape[:2] == (height, width):
             return request
         picture = self._init_sources.get(request.init_image, current)

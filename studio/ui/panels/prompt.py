@@ -172,7 +172,7 @@ class PromptPanel(QWidget):
         self.label.clear()
         if kind == "class":
             self.label.addItems(list(cond.labels))
-        self.prompt_hint.setText(f"Draws {ranges(cond.labels)} and spaces" if kind == "text" else "")
+        self.prompt_hint.setText(self._hint(entry) if kind == "text" else "")
         self.sampler.setVisible("iterate" in caps)
         family = family_of(entry)
         self._defaults = dict(getattr(family, "defaults", None) or {})
@@ -236,8 +236,20 @@ class PromptPanel(QWidget):
             self.init_preview.clear()
             self.init_preview.setText("Init image set (unreadable)" if has_init else "No init image")
 
+    @staticmethod
+    def _hint(entry) -> str:
+        if entry is None or entry.manifest is None:
+            return ""
+        if "free_text" in entry.capabilities:
+            return "Describe the picture"
+        return f"Draws {ranges(entry.manifest.conditions.labels)} and spaces"
+
     def _on_prompt_edited(self, text: str) -> None:
         entry = self.session.entry
+        if entry is not None and "free_text" in entry.capabilities:  # any text: the model's tokenizer reads it
+            self.prompt_hint.setText(self._hint(entry))
+            self.session.change("Prompt", merge=f"prompt:{self._typing}", prompt=text)
+            return
         alphabet = set(entry.manifest.conditions.labels) if entry is not None and entry.manifest else set()
         bad = sorted({ch for ch in text if ch not in alphabet and not ch.isspace()})
         if bad:
@@ -247,7 +259,7 @@ class PromptPanel(QWidget):
         if not text.strip():
             self.prompt_hint.setText("Type something to draw")
             return
-        self.prompt_hint.setText(f"Draws {ranges(entry.manifest.conditions.labels)} and spaces" if entry else "")
+        self.prompt_hint.setText(self._hint(entry))
         self.session.change("Prompt", merge=f"prompt:{self._typing}", prompt=text)
 
     def _sampler_changed(self, name: str, value) -> None:

@@ -1,0 +1,381 @@
+"""Stable Diffusion files on the user's disk: diffusers pipeline folders and single-file checkpoints, opened offline.
+
+- A **pipeline folder** (what diffusers' `save_pretrained` writes): `model_index.json` plus `unet/`, `vae/`,
+  `text_encoder/`, `tokenizer/` and `scheduler/`, each with its config and safetensors weights. Every part is checked
+  before anything loads, and a missing or pickled part is named.
+- A **single-file checkpoint** (`.safetensors` in the original Stable Diffusion layout, as model sites share them)
+  holds weights only. diffusers' `from_single_file` needs a config folder beside it to work offline; the app writes
+  one for each architecture it supports from numbers written down here (`ARCHITECTURES`), with CLIP's tokenizer built
+  from the BPE file the app ships (`studio/data/bpe_simple_vocab_16e6.txt.gz`, from the open-clip-torch wheel).
+
+Nothing is ever fetched: the Hugging Face offline switches are set before diffusers or transformers is imported, and
+every load passes `local_files_only=True`. Only safetensors weights are read (`use_safetensors=True`): a part that
+exists only as a pickle (`.bin`, `.ckpt`) is refused with the way to convert it.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import os
+import re
+import struct
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from studio.errors import ManifestError, StudioError, WeightsError
+
+PIPELINE_INDEX = "model_index.json"
+BPE_FILE = "bpe_simple_vocab_16e6.txt.gz"
+PARTS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
+WEIGHT_NAMES = {"unet": "diffusion_pytorch_model", "vae": "diffusion_pytorch_model", "text_encoder": "model"}
+PICKLE_SUFFIXES = (".bin", ".ckpt", ".pt", ".pth", ".pkl")
+UNET_KEY = "model.diffusion_model.input_blocks.0.0.weight"  # every original-layout SD checkpoint has it
+SD1_TEXT_KEY = "cond_stage_model.transformer.text_model.embeddings.token_embedding.weight"
+SD2_TEXT_KEY = "cond_stage_model.model.token_embedding.weight"
+SDXL_KEY = "conditioner.embedders.1.model.ln_final.weight"
+
+
+class MissingExtra(StudioError):
+    """The optional packages for Stable Diffusion (diffusers, transformers) are not installed."""
+
+
+def set_offline() -> None:
+    """The Hugging Face libraries' offline switches (read when they are first imported): nothing is fetched."""
+    for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "DIFFUSERS_OFFLINE", "HF_DATASETS_OFFLINE"):
+        os.environ[name] = "1"
+    os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+
+
+def require_diffusers():
+    """Import diffusers and transformers (offline), or say how to install them."""
+    set_offline()
+    try:
+        import diffusers  # noqa: F401
+        import transformers  # noqa: F401
+    except ImportError as exc:
+        raise MissingExtra(f"Stable Diffusion needs the optional packages diffusers and transformers ({exc.name} is "
+                           "missing): pip install 'latent-studio[diffusers]'") from None
+    import diffusers
+    import transformers
+
+    transformers.logging.set_verbosity_error()  # "weights not initialised" chatter about unused heads
+    diffusers.logging.set_verbosity_error()
+    return diffusers, transformers
+
+
+# --- architectures: the configs of the models the app can open from a single file --------------------------------
+
+SD1_UNET = {
+    "_class_name": "UNet2DConditionModel", "act_fn": "silu", "attention_head_dim": 8,
+    "block_out_channels": [320, 640, 1280, 1280], "center_input_sample": False, "cross_attention_dim": 768,
+    "down_block_types": ["CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"],
+    "downsample_padding": 1, "flip_sin_to_cos": True, "freq_shift": 0, "in_channels": 4, "layers_per_block": 2,
+    "mid_block_scale_factor": 1, "norm_eps": 1e-05, "norm_num_groups": 32, "out_channels": 4, "sample_size": 64,
+    "up_block_types": ["UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"],
+}
+SD1_VAE = {
+    "_class_name": "AutoencoderKL", "act_fn": "silu", "block_out_channels": [128, 256, 512, 512],
+    "down_block_types": ["DownEncoderBlock2D"] * 4, "in_channels": 3, "latent_channels": 4, "layers_per_block": 2,
+    "norm_num_groups": 32, "out_channels": 3, "sample_size": 512, "up_block_types": ["UpDecoderBlock2D"] * 4,
+    "scaling_factor": 0.18215,
+}
+SD1_TEXT_ENCODER = {  # the text half of OpenAI's CLIP ViT-L/14
+    "architectures": ["CLIPTextModel"], "model_type": "clip_text_model", "attention_dropout": 0.0, "dropout": 0.0,
+    "bos_token_id": 0, "eos_token_id": 2, "pad_token_id": 1, "hidden_act": "quick_gelu", "hidden_size": 768,
+    "initializer_factor": 1.0, "initializer_range": 0.02, "intermediate_size": 3072, "layer_norm_eps": 1e-05,
+    "max_position_embeddings": 77, "num_attention_heads": 12, "num_hidden_layers": 12, "projection_dim": 768,
+    "vocab_size": 49408,
+}
+SD1_SCHEDULER = {
+    "_class_name": "PNDMScheduler", "beta_start": 0.00085, "beta_end": 0.012, "beta_schedule": "scaled_linear",
+    "num_train_timesteps": 1000, "set_alpha_to_one": False, "skip_prk_steps": True, "steps_offset": 1,
+    "clip_sample": False, "prediction_type": "epsilon", "trained_betas": None,
+}
+SD1_INDEX = {
+    "_class_name": "StableDiffusionPipeline", "_diffusers_version": "0.6.0", "requires_safety_checker": False,
+    "feature_extractor": [None, None], "safety_checker": [None, None], "scheduler": ["diffusers", "PNDMScheduler"],
+    "text_encoder": ["transformers", "CLIPTextModel"], "tokenizer": ["transformers", "CLIPTokenizer"],
+    "unet": ["diffusers", "UNet2DConditionModel"], "vae": ["diffusers", "AutoencoderKL"],
+}
+
+
+@dataclass(frozen=True)
+class Architecture:
+    name: str
+    title: str
+    configs: dict  # part → config dict (model_index.json under "index")
+    pad_token: str = "<|endoftext|>"
+
+    @property
+    def image_size(self) -> int:
+        return int(self.configs["unet"]["sample_size"]) * 2 ** (len(self.configs["vae"]["block_out_channels"]) - 1)
+
+
+ARCHITECTURES = {
+    "sd-v1": Architecture("sd-v1", "Stable Diffusion 1.x (512 px, CLIP ViT-L/14 text encoder)",
+                          {"index": SD1_INDEX, "unet": SD1_UNET, "vae": SD1_VAE, "text_encoder": SD1_TEXT_ENCODER,
+                           "scheduler": SD1_SCHEDULER}),
+}
+
+
+# --- CLIP's tokenizer from the shipped BPE merges ------------------------------------------------------------------
+
+
+def byte_symbols() -> list[str]:
+    """The 256 printable stand-ins byte-level BPE uses for bytes, in vocabulary order (GPT-2's table): first the 188
+    bytes that print as themselves, as their own characters in byte order; then the other 68 bytes (controls, space,
+    DEL, the non-breaking space, the soft hyphen), in byte order, as the code points 256, 257, …"""
+    keep = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    others = [b for b in range(256) if b not in set(keep)]
+    return [chr(b) for b in keep] + [chr(256 + n) for n in range(len(others))]
+
+
+def clip_vocabulary(bpe_path: Path | None = None) -> tuple[dict[str, int], list[str]]:
+    """(token → id, merges) of CLIP's tokenizer: the 256 byte symbols, the same with the end-of-word mark `</w>`,
+    one token per merge (the first 48,894 merges of the shipped file), then the start and end markers: 49,408."""
+    path = bpe_path or shipped_bpe()
+    try:
+        lines = gzip.decompress(path.read_bytes()).decode("utf-8").split("\n")
+    except (OSError, EOFError, UnicodeDecodeError) as exc:
+        raise WeightsError(f"cannot read CLIP's BPE vocabulary: {exc}", path) from None
+    merges = lines[1:49152 - 256 - 2 + 1]
+    if len(merges) != 48894 or not all(len(m.split()) == 2 for m in merges):
+        raise WeightsError("not CLIP's BPE vocabulary (expected 48,894 merges after a header line)", path)
+    symbols = byte_symbols()
+    tokens = symbols + [s + "</w>" for s in symbols] + ["".join(m.split()) for m in merges]
+    tokens += ["<|startoftext|>", "<|endoftext|>"]
+    return {t: i for i, t in enumerate(tokens)}, merges
+
+
+def shipped_bpe() -> Path:
+    path = Path(str(resources.files("studio") / "data" / BPE_FILE))
+    if not path.is_file():
+        raise WeightsError("CLIP's BPE vocabulary is missing from the app's data folder (reinstall the app)", path)
+    return path
+
+
+def write_tokenizer(folder: Path, pad_token: str = "<|endoftext|>", max_length: int = 77) -> Path:
+    """A CLIPTokenizer folder (vocab.json, merges.txt, configs) built from the shipped BPE file."""
+    vocab, merges = clip_vocabulary()
+    folder.mkdir(parents=True, exist_ok=True)
+    _write_json(folder / "vocab.json", vocab)
+    _write_text(folder / "merges.txt", "#version: 0.2\n" + "\n".join(merges) + "\n")
+    specials = {"bos_token": "<|startoftext|>", "eos_token": "<|endoftext|>", "unk_token": "<|endoftext|>",
+                "pad_token": pad_token}
+    _write_json(folder / "special_tokens_map.json", specials)
+    _write_json(folder / "tokenizer_config.json", {**specials, "tokenizer_class": "CLIPTokenizer",
+                                                   "model_max_length": max_length, "do_lower_case": True,
+                                                   "clean_up_tokenization_spaces": True})
+    return folder
+
+
+def _write_json(path: Path, data) -> None:
+    _write_text(path, json.dumps(data, indent=1, ensure_ascii=False, sort_keys=True) + "\n")
+
+
+def _write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+
+
+def config_folder(name: str, root: Path | None = None) -> Path:
+    """The config folder of a shipped architecture (configs, tokenizer and scheduler; no weights), written once to
+    the user's cache folder (or `root`) and rewritten when what it should hold changes."""
+    if name not in ARCHITECTURES:
+        raise ManifestError(f"unknown Stable Diffusion architecture {name!r} (known: {', '.join(ARCHITECTURES)})",
+                            field="architecture.config")
+    arch = ARCHITECTURES[name]
+    from studio import __version__
+    from studio.paths import user_cache_dir
+
+    stamp = hashlib.sha256(json.dumps([arch.configs, arch.pad_token, shipped_bpe().stat().st_size],
+                                      sort_keys=True).encode()).hexdigest()[:16]
+    folder = (root or user_cache_dir() / "sd-configs") / f"{name}-{stamp}"
+    if (folder / ".complete").is_file():
+        return folder
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        _write_json(folder / PIPELINE_INDEX, arch.configs["index"])
+        for part in ("unet", "vae", "text_encoder"):
+            (folder / part).mkdir(exist_ok=True)
+            _write_json(folder / part / "config.json", arch.configs[part])
+        (folder / "scheduler").mkdir(exist_ok=True)
+        _write_json(folder / "scheduler" / "scheduler_config.json", arch.configs["scheduler"])
+        write_tokenizer(folder / "tokenizer", arch.pad_token)
+        _write_text(folder / ".complete", f"written by latent-studio {__version__}\n")
+    except OSError as exc:
+        raise StudioError(f"cannot write the {arch.title} config folder: {exc.strerror or exc}", folder) from None
+    return folder
+
+
+# --- what is on disk ------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Source:
+    """A Stable Diffusion model found on disk: a pipeline folder or a single file, and its architecture config."""
+
+    path: Path
+    kind: str  # "folder" | "file"
+    config: str  # for a file: the name of a shipped architecture or a config folder; for a folder: ""
+    weights: tuple[Path, ...]  # the safetensors files that make the model (hashed together)
+
+    @property
+    def title(self) -> str:
+        return self.path.stem if self.kind == "file" else self.path.name
+
+
+def safetensors_keys(path: Path) -> set[str]:
+    """The tensor names in a safetensors file, read from its header alone; WeightsError when it is not one."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8)
+            if len(head) < 8:
+                raise WeightsError("not a safetensors file (shorter than its header)", path)
+            (size,) = struct.unpack("<Q", head)
+            if size > 100 * 2**20 or size > path.stat().st_size - 8:
+                raise WeightsError("not a safetensors file (its header length is impossible)", path)
+            header = json.loads(f.read(size))
+    except OSError as exc:
+        raise WeightsError(f"cannot read: {exc.strerror or exc}", path) from None
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise WeightsError("not a safetensors file (its header is not JSON)", path) from None
+    if not isinstance(header, dict):
+        raise WeightsError("not a safetensors file (its header is not a table)", path)
+    return {k for k in header if k != "__metadata__"}
+
+
+def checkpoint_architecture(path: Path) -> str:
+    """The shipped architecture a single-file checkpoint has, from its tensor names; WeightsError naming what it is
+    when the app cannot open it."""
+    keys = safetensors_keys(path)
+    if UNET_KEY not in keys:
+        raise WeightsError("not a Stable Diffusion checkpoint (no model.diffusion_model.* weights); the app opens "
+                           "full SD 1.x checkpoints, not LoRAs, VAEs or text encoders alone", path)
+    if SDXL_KEY in keys or any(k.startswith("conditioner.embedders.") for k in keys):
+        raise WeightsError("an SDXL checkpoint: this version opens Stable Diffusion 1.x single files (SDXL as a "
+                           "diffusers folder is not supported either)", path)
+    if SD2_TEXT_KEY in keys:
+        raise WeightsError("a Stable Diffusion 2.x checkpoint: this version opens SD 1.x single files; open SD 2.x "
+                           "as a diffusers pipeline folder", path)
+    if SD1_TEXT_KEY not in keys:
+        raise WeightsError("the checkpoint has no CLIP text encoder (cond_stage_model.transformer.*); the app needs "
+                           "a full SD 1.x checkpoint", path)
+    return "sd-v1"
+
+
+def find_source(path: str | Path, config: str = "") -> Source:
+    """Check a pipeline folder or a single file before anything loads; errors name the file and what is wrong."""
+    path = Path(path)
+    if not path.exists():
+        raise ManifestError("no such file or folder", path)
+    if path.is_file():
+        suffix = path.suffix.lower()
+        if suffix in PICKLE_SUFFIXES:
+            raise WeightsError("a pickle checkpoint: the app never loads pickles. Convert it first: "
+                               f"latent-studio import {path.name} --sd (writes a .safetensors beside it)", path)
+        if suffix != ".safetensors":
+            raise WeightsError("expected a .safetensors Stable Diffusion checkpoint or a diffusers pipeline folder",
+                               path)
+        arch = config or checkpoint_architecture(path)
+        if config and config not in ARCHITECTURES and not (Path(config) / PIPELINE_INDEX).is_file():
+            raise ManifestError(f"{config!r} is neither a shipped architecture ({', '.join(ARCHITECTURES)}) nor a "
+                                f"config folder with {PIPELINE_INDEX}", path, "architecture.config")
+        return Source(path, "file", arch, (path,))
+    index = path / PIPELINE_INDEX
+    if not index.is_file():
+        raise ManifestError(f"not a diffusers pipeline folder: {PIPELINE_INDEX} is missing", path)
+    try:
+        data = json.loads(index.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ManifestError(f"{PIPELINE_INDEX} is not readable JSON: {exc}", index) from None
+    if not isinstance(data, dict):
+        raise ManifestError(f"{PIPELINE_INDEX} is not a JSON object", index)
+    if data.get("_class_name") not in ("StableDiffusionPipeline", "StableDiffusionImg2ImgPipeline", None):
+        raise ManifestError(f"a {data.get('_class_name')} folder: the app opens Stable Diffusion (1.x, 2.x) "
+                            "pipelines", index, "_class_name")
+    problems, weights = [], []
+    for part in PARTS:
+        folder = path / part
+        if not folder.is_dir():
+            problems.append(f"{part}/ is missing")
+            continue
+        if part == "tokenizer":
+            if not ((folder / "vocab.json").is_file() and (folder / "merges.txt").is_file()):
+                problems.append("tokenizer/ lacks vocab.json or merges.txt")
+            continue
+        configs = ["scheduler_config.json"] if part == "scheduler" else ["config.json"]
+        if not any((folder / c).is_file() for c in configs):
+            problems.append(f"{part}/{configs[0]} is missing")
+        if part == "scheduler":
+            continue
+        found = sorted(folder.glob("*.safetensors"))
+        plain = [p for p in found if ".fp16." not in p.name] or found
+        if plain:
+            weights.extend(plain)
+        else:
+            pickles = sorted(p.name for p in folder.iterdir() if p.suffix.lower() in PICKLE_SUFFIXES)
+            problems.append(f"{part}/ has no safetensors weights" + (
+                f" (only {', '.join(pickles)}: pickles are never loaded; save the pipeline again with "
+                "safe_serialization=True)" if pickles else ""))
+    if problems:
+        raise ManifestError("incomplete diffusers pipeline folder: " + "; ".join(problems), path)
+    return Source(path, "folder", "", tuple(weights))
+
+
+def looks_like_sd(path: str | Path) -> bool:
+    """Whether `path` is meant as a Stable Diffusion model (a pipeline folder, or a .safetensors file that is not a
+    package's own weights): decides which checks a path gets, not whether it is valid."""
+    path = Path(path)
+    if path.is_dir():
+        return (path / PIPELINE_INDEX).is_file() and not (path / "model.toml").is_file()
+    return path.suffix.lower() == ".safetensors" and not (path.parent / "model.toml").is_file()
+
+
+_HASHES: dict[tuple, str] = {}
+
+
+def source_sha256(source: Source) -> str:
+    """The model's identity: the sha256 of the file, or for a folder the sha256 of its parts' names and hashes.
+    Hashing gigabytes takes seconds, so results are kept per (path, size, time) for the session and in the cache."""
+    from studio.weights import sha256_file
+
+    if source.kind == "file":
+        return _cached_sha(source.path, sha256_file)
+    digest = hashlib.sha256()
+    for path in source.weights:
+        digest.update(f"{path.relative_to(source.path).as_posix()}\0{_cached_sha(path, sha256_file)}\n".encode())
+    return digest.hexdigest()
+
+
+def _cached_sha(path: Path, compute) -> str:
+    from studio.paths import user_cache_dir
+
+    st = path.stat()
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    if key in _HASHES:
+        return _HASHES[key]
+    store = user_cache_dir() / "sha256.json"
+    try:
+        table = json.loads(store.read_text(encoding="utf-8")) if store.is_file() else {}
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        table = {}
+    text = "\0".join(map(str, key))
+    sha = table.get(text) if isinstance(table, dict) else None
+    if not (isinstance(sha, str) and re.fullmatch(r"[0-9a-f]{64}", sha)):
+        sha = compute(path)
+        if st.st_size > 64 * 2**20:  # only big files are worth remembering between sessions
+            try:
+                table = table if isinstance(table, dict) else {}
+                table[text] = sha
+                store.parent.mkdir(parents=True, exist_ok=True)
+                _write_json(store, table)
+            except OSError:
+                pass
+    _HASHES[key] = sha
+    return sha

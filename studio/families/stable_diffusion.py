@@ -1,0 +1,444 @@
+"""Stable Diffusion through diffusers (the optional `diffusers` extra): a user's pipeline folder or single-file
+checkpoint, opened offline (see `studio.families.sd_files`), driven by the app's own samplers.
+
+The parts come from diffusers and transformers (UNet, VAE, CLIP text encoder, tokenizer); the walk is the app's, the
+same as its own diffusion family's: the latent an artist edits is the initial noise (4 × H/8 × W/8), so seeds,
+variation seeds (a slerp toward another seed's noise), interpolation and saved noises work unchanged; sampler, steps,
+guidance and η are the request's; image-to-image starts from the picture encoded by the VAE and noised to the step
+`strength` picks. Every step is a cancel point and yields a preview of the current estimate of the finished image,
+made by a linear map from the four latent channels to RGB that is fitted to the model's own VAE when it loads (the
+full VAE decode runs once, at the end).
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import math
+from collections import OrderedDict
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from studio.errors import ManifestError, RequestError, StudioError, WeightsError
+from studio.families import register_family
+from studio.families.base import Family, LoadedModel, Output, Preview, Progress, RenderSteps, edit_seed_value, edit_value
+from studio.families.samplers import SAMPLERS, Schedule, make_sampler
+from studio.families.sd_files import (ARCHITECTURES, PIPELINE_INDEX, Source, config_folder, find_source,
+                                      require_diffusers, source_sha256)
+
+FAMILY = "stable-diffusion"
+DEFAULTS = {"sampler": "dpmpp", "steps": 25, "guidance": 7.5, "eta": 0.0}
+GUIDANCE_RANGE = (0.0, 30.0)
+MAX_SIDE = 2048
+TEXT_CACHE = 16  # prompts whose embeddings are kept: moving a slider re-renders without re-encoding the text
+
+
+class SDNetwork(nn.Module):
+    """The parts of one Stable Diffusion model, moved and cast together (LoadedModel.to)."""
+
+    def __init__(self, unet: nn.Module, vae: nn.Module, text_encoder: nn.Module, tokenizer, schedule: Schedule,
+                 prediction: str, scaling_factor: float):
+        super().__init__()
+        self.unet, self.vae, self.text_encoder = unet, vae, text_encoder
+        self.tokenizer, self.schedule, self.prediction = tokenizer, schedule, prediction
+        self.scaling_factor = scaling_factor
+        self.latent_channels = int(vae.config.latent_channels)
+        self.vae_scale = 2 ** (len(vae.config.block_out_channels) - 1)
+        self.image_size = int(unet.config.sample_size) * self.vae_scale
+        self.register_buffer("preview_map", torch.zeros(self.latent_channels + 1, 3), persistent=False)
+        self._texts: OrderedDict = OrderedDict()
+
+    def forward(self, *args, **kwargs):  # pragma: no cover - the family drives the parts
+        raise RuntimeError("SDNetwork is driven by the stable-diffusion family, not called")
+
+    def _apply(self, fn, *args, **kwargs):
+        self._texts.clear()  # embeddings live on the old device / dtype
+        return super()._apply(fn, *args, **kwargs)
+
+    def text_embeddings(self, prompt: str) -> tuple[torch.Tensor, bool]:
+        """CLIP's last hidden states for `prompt` (1, 77, D) on the model's device, and whether the prompt was cut
+        at CLIP's 77 tokens."""
+        if prompt in self._texts:
+            self._texts.move_to_end(prompt)
+            return self._texts[prompt]
+        tok = self.tokenizer
+        length = int(getattr(tok, "model_max_length", 77) or 77)
+        ids = tok(prompt, padding="max_length", max_length=length, truncation=True, return_tensors="pt").input_ids
+        cut = len(tok(prompt, truncation=False).input_ids) > length
+        device = next(self.text_encoder.parameters()).device
+        with torch.inference_mode():
+            hidden = self.text_encoder(ids.to(device))[0]
+        self._texts[prompt] = (hidden, cut)
+        while len(self._texts) > TEXT_CACHE:
+            self._texts.popitem(last=False)
+        return hidden, cut
+
+
+# --- loading -----------------------------------------------------------------------------------------------------
+
+
+def _scheduler_settings(config: dict, where: Path) -> tuple[Schedule, str]:
+    kind = config.get("beta_schedule", "scaled_linear")
+    if config.get("trained_betas"):
+        raise ManifestError("schedulers with trained_betas are not supported", where, "trained_betas")
+    if kind not in ("linear", "scaled_linear"):
+        raise ManifestError(f"unsupported beta_schedule {kind!r} (linear or scaled_linear)", where, "beta_schedule")
+    prediction = config.get("prediction_type", "epsilon")
+    if prediction not in ("epsilon", "v_prediction"):
+        raise ManifestError(f"unsupported prediction_type {prediction!r} (epsilon or v_prediction)", where,
+                            "prediction_type")
+    schedule = Schedule.make(kind, int(config.get("num_train_timesteps", 1000)),
+                             float(config.get("beta_start", 0.00085)), float(config.get("beta_end", 0.012)))
+    return schedule, prediction
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ManifestError("missing", path) from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ManifestError(f"not readable JSON: {exc}", path) from None
+    if not isinstance(data, dict):
+        raise ManifestError("not a JSON object", path)
+    return data
+
+
+def _variant(folder: Path, stem: str) -> str | None:
+    """diffusers' weights variant to ask for: None for `stem.safetensors`, "fp16" when only `stem.fp16.safetensors`
+    is there."""
+    return None if (folder / f"{stem}.safetensors").is_file() or not (folder / f"{stem}.fp16.safetensors").is_file() \
+        else "fp16"
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def load_parts(source: Source) -> SDNetwork:
+    """The model's parts on the CPU in float32, offline; WeightsError / ManifestError naming the file that failed."""
+    require_diffusers()
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+    if source.kind == "folder":
+        root, weights_file = source.path, None
+    else:
+        root = Path(source.config) if source.config not in ARCHITECTURES else config_folder(source.config)
+        weights_file = source.path
+    common = dict(local_files_only=True, torch_dtype=torch.float32)
+    part = "unet"
+    try:
+        if weights_file is None:
+            unet = UNet2DConditionModel.from_pretrained(str(root), subfolder="unet", use_safetensors=True,
+                                                        variant=_variant(root / "unet", "diffusion_pytorch_model"),
+                                                        **common)
+            part = "vae"
+            vae = AutoencoderKL.from_pretrained(str(root), subfolder="vae", use_safetensors=True,
+                                                variant=_variant(root / "vae", "diffusion_pytorch_model"), **common)
+            part = "text_encoder"
+            text = CLIPTextModel.from_pretrained(str(root / "text_encoder"), use_safetensors=True,
+                                                 variant=_variant(root / "text_encoder", "model"), **common)
+        else:
+            unet = UNet2DConditionModel.from_single_file(str(weights_file), config=str(root), subfolder="unet",
+                                                         **common)
+            part = "vae"
+            vae = AutoencoderKL.from_single_file(str(weights_file), config=str(root), subfolder="vae", **common)
+            part = "text_encoder"
+            text = _text_encoder_from_file(weights_file, CLIPTextModel(
+                CLIPTextConfig.from_pretrained(str(root / "text_encoder"), local_files_only=True)))
+        part = "tokenizer"
+        tokenizer = CLIPTokenizer.from_pretrained(str(root / "tokenizer"), local_files_only=True)
+    except StudioError:
+        raise
+    except (OSError, ValueError, RuntimeError, KeyError, TypeError, AttributeError, EnvironmentError) as exc:
+        where = weights_file or (root / part)
+        raise WeightsError(f"cannot load the {part.replace('_', ' ')}: {_first_line(exc)}", where) from None
+    schedule, prediction = _scheduler_settings(_read_json(root / "scheduler" / "scheduler_config.json"),
+                                               root / "scheduler" / "scheduler_config.json")
+    scaling = float(getattr(vae.config, "scaling_factor", 0.18215) or 0.18215)
+    net = SDNetwork(unet.eval(), vae.eval(), text.eval(), tokenizer, schedule, prediction, scaling)
+    net.preview_map.copy_(fit_preview_map(net))
+    return net
+
+
+TEXT_PREFIX = "cond_stage_model.transformer."
+
+
+def _text_encoder_from_file(path: Path, model: nn.Module) -> nn.Module:
+    """SD 1.x files keep CLIP's text encoder under cond_stage_model.transformer.* with transformers' own names."""
+    from safetensors import safe_open
+
+    state = {}
+    with safe_open(str(path), framework="pt") as f:
+        for key in f.keys():
+            if key.startswith(TEXT_PREFIX):
+                state[key[len(TEXT_PREFIX):]] = f.get_tensor(key).float()
+    # files say text_model.*; transformers 4 names the parameters the same way, transformers 5 drops the prefix
+    wants_prefix = any(k.startswith("text_model.") for k in model.state_dict())
+    state = {(f"text_model.{k.removeprefix('text_model.')}" if wants_prefix else k.removeprefix("text_model.")): v
+             for k, v in state.items() if not k.endswith("position_ids")}  # a buffer older files carry
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    missing = [k for k in missing if not k.endswith("position_ids")]
+    if missing or unexpected:
+        raise WeightsError(f"the CLIP text encoder does not fit: {len(missing)} missing (e.g. "
+                           f"{', '.join(missing[:3]) or '-'}), {len(unexpected)} unexpected (e.g. "
+                           f"{', '.join(unexpected[:3]) or '-'})", path)
+    return model
+
+
+@torch.inference_mode()
+def fit_preview_map(net: SDNetwork, size: int | None = None) -> torch.Tensor:
+    """A (C + 1, 3) affine map from latent channels to RGB in −1 … 1, fitted by least squares to what the model's
+    own VAE encodes: smooth random colour fields go through the encoder, and each latent cell is paired with the
+    mean colour of the pixels it covers. Per-step previews then cost a matrix product instead of a VAE decode."""
+    s = size or min(256, net.image_size)
+    s -= s % net.vae_scale
+    gen = torch.Generator().manual_seed(0)
+    coarse = torch.rand(6, 3, 4, 4, generator=gen) * 2 - 1
+    pictures = torch.nn.functional.interpolate(coarse, size=(s, s), mode="bicubic", align_corners=False).clamp(-1, 1)
+    dev, dt = next(net.vae.parameters()).device, next(net.vae.parameters()).dtype
+    latent = net.vae.encode(pictures.to(dev, dt)).latent_dist.mean.float().cpu() * net.scaling_factor
+    colours = torch.nn.functional.avg_pool2d(pictures, net.vae_scale)
+    x = latent.permute(0, 2, 3, 1).reshape(-1, net.latent_channels)
+    y = colours.permute(0, 2, 3, 1).reshape(-1, 3)
+    x = torch.cat([x, torch.ones(len(x), 1)], 1)
+    return torch.linalg.lstsq(x.double(), y.double()).solution.float()
+
+
+def preview_image(net: SDNetwork, x0: torch.Tensor) -> np.ndarray:
+    """The cheap preview of a latent estimate (1, C, h, w): uint8 (h·8, w·8, 3), nearest-upscaled."""
+    lat = x0[0].float().cpu().permute(1, 2, 0)
+    rgb = torch.cat([lat, torch.ones(*lat.shape[:2], 1)], -1) @ net.preview_map.float().cpu()
+    img = ((rgb.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    return np.ascontiguousarray(img.repeat_interleave(net.vae_scale, 0).repeat_interleave(net.vae_scale, 1).numpy())
+
+
+# --- image-to-image ---------------------------------------------------------------------------------------------
+
+
+def fit_picture(picture: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Any picture → RGB uint8 (height, width, 3), its centre cropped to the aspect and resized."""
+    from PIL import Image, ImageOps
+
+    img = Image.fromarray(np.ascontiguousarray(picture))
+    return np.asarray(ImageOps.fit(img.convert("RGB"), (width, height), Image.Resampling.LANCZOS))
+
+
+def _decode_init(text: str) -> np.ndarray:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(base64.b64decode(text.encode("ascii"), validate=True))) as img:
+            img.load()
+            return np.asarray(img.convert("RGB"))
+    except (ValueError, UnidentifiedImageError, OSError) as exc:
+        raise RequestError(f"init_image is not a base64 PNG: {exc}", field="init_image") from None
+
+
+# --- the family ---------------------------------------------------------------------------------------------------
+
+
+def source_of(manifest) -> Source:
+    """The pipeline folder or file a stable-diffusion manifest names (`architecture.source`, relative to the
+    manifest's folder, and `architecture.config` for single files)."""
+    arch = manifest.architecture
+    raw = arch.get("source")
+    if not isinstance(raw, str) or not raw:
+        raise ManifestError("required field is missing (the pipeline folder or .safetensors file)", manifest.path,
+                            "architecture.source")
+    path = Path(raw).expanduser()
+    path = path if path.is_absolute() else manifest.folder / path
+    config = arch.get("config", "")
+    if not isinstance(config, str):
+        raise ManifestError(f"expected a string, got {config!r}", manifest.path, "architecture.config")
+    return find_source(path, config)
+
+
+def source_manifest(source: Source, model_id: str | None = None, name: str | None = None):
+    """An in-memory manifest for a pipeline folder or single file opened directly (no model.toml needed)."""
+    import re
+
+    from studio.manifest import ConditionSpec, LatentSpec, Manifest, OutputSpec
+
+    if source.kind == "folder":
+        unet = _read_json(source.path / "unet" / "config.json")
+        vae = _read_json(source.path / "vae" / "config.json")
+        manifest_path = source.path / PIPELINE_INDEX
+    else:
+        cfg = ARCHITECTURES[source.config].configs if source.config in ARCHITECTURES else None
+        root = Path(source.config)
+        unet = cfg["unet"] if cfg else _read_json(root / "unet" / "config.json")
+        vae = cfg["vae"] if cfg else _read_json(root / "vae" / "config.json")
+        manifest_path = source.path
+    try:
+        scale = 2 ** (len(vae["block_out_channels"]) - 1)
+        side = int(unet["sample_size"]) * scale
+        channels = int(vae.get("latent_channels", 4))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ManifestError(f"the UNet / VAE configs lack what sizes the model: {exc}", manifest_path) from None
+    slug = re.sub(r"[^a-z0-9._-]+", "-", source.title.lower()).strip("-._")[:64] or "stable-diffusion"
+    title = source.config if source.kind == "file" and source.config in ARCHITECTURES else "diffusers folder"
+    return Manifest(
+        path=manifest_path, format=1, id=model_id or slug, name=name or source.title, family=FAMILY, version="",
+        license="the model's own licence (see where it came from)",
+        description=f"Stable Diffusion ({title}) from {source.path}",
+        output=OutputSpec("image", {"width": side, "height": side, "channels": 3}),
+        latent=LatentSpec((channels, side // scale, side // scale)),
+        conditions=ConditionSpec("text", (), ""),
+        architecture={"source": str(source.path), "config": source.config if source.kind == "file" else ""},
+        weights_file=source.path.name if source.kind == "file" else PIPELINE_INDEX,
+    )
+
+
+@register_family
+class StableDiffusionFamily(Family):
+    name = FAMILY
+    output_kinds = ("image",)
+    capabilities = frozenset({"sample", "iterate", "img2img", "samplers", "negative_prompt", "free_text"})
+    samplers = SAMPLERS
+    defaults = DEFAULTS
+
+    def validate(self, manifest) -> None:
+        super().validate(manifest)
+        if manifest.conditions.kind != "text":
+            raise ManifestError("Stable Diffusion takes a text prompt: conditions.kind must be \"text\"",
+                                manifest.path, "conditions.kind")
+        if len(manifest.latent.shape) != 3:
+            raise ManifestError(f"the latent is the initial noise (channels, height/8, width/8), got "
+                                f"{list(manifest.latent.shape)}", manifest.path, "latent.shape")
+
+    def check_files(self, manifest) -> None:
+        source_of(manifest)
+
+    def weights_sha256(self, manifest) -> str:
+        return source_sha256(source_of(manifest))
+
+    def build(self, manifest) -> nn.Module:
+        raise ManifestError("a Stable Diffusion model is loaded from its files, not built", manifest.path, "family")
+
+    def load_network(self, manifest) -> SDNetwork:
+        self.validate(manifest)
+        return load_parts(source_of(manifest))
+
+    # --- requests -------------------------------------------------------------------------------------------------
+    def size(self, model: LoadedModel, request) -> tuple[int, int]:
+        """(width, height) in pixels: the request's, else the model's native size; whole latent cells (8 pixels for
+        Stable Diffusion), at least 8 cells and at most MAX_SIDE."""
+        native = model.manifest.output["width"]
+        width, height = request.width or native, request.height or native
+        step = model.network.vae_scale
+        for name, value in (("width", width), ("height", height)):
+            if value % step or not step * 8 <= value <= MAX_SIDE:
+                raise RequestError(f"{name} must be a multiple of {step} from {step * 8} to {MAX_SIDE}, got {value}",
+                                   field=name)
+        return width, height
+
+    def latent_shape(self, model: LoadedModel, request) -> tuple[int, int, int]:
+        net: SDNetwork = model.network
+        width, height = self.size(model, request)
+        return net.latent_channels, height // net.vae_scale, width // net.vae_scale
+
+    def latent(self, model: LoadedModel, request) -> torch.Tensor:
+        """The initial noise: the request's explicit latent or its seed's draw, at the request's size; a mix seed
+        slerps it toward another seed's noise (a straight blend would shrink the noise and blur the result)."""
+        from studio.latent import apply_edits, sample_prior
+        from studio.latent.interp import slerp
+
+        shape = self.latent_shape(model, request)
+        table = dict(request.edits)
+        if request.latent is not None:
+            size = math.prod(shape)
+            if len(request.latent) != size:
+                raise RequestError(f"the latent has {len(request.latent)} values but {model.id} at this size needs "
+                                   f"{size} ({'×'.join(map(str, shape))})", field="latent")
+            z = torch.tensor(request.latent, dtype=torch.float32).reshape(shape)
+        else:
+            z = sample_prior(request.seed, shape, "normal")
+        if "mix_seed" in table:
+            z = slerp(z, sample_prior(edit_seed_value(table, "mix_seed"), shape),
+                      edit_value(table, "mix_strength", 0.0, 1.0, 0.5))
+        rest = tuple((k, v) for k, v in request.edits if k not in ("mix_seed", "mix_strength"))
+        try:
+            return apply_edits(z, rest, "normal", model.directions)
+        except (ValueError, IndexError) as exc:
+            raise RequestError(str(exc), field="edits") from None
+
+    def settings(self, request) -> tuple[str, int, float, float]:
+        sampler = request.sampler or DEFAULTS["sampler"]
+        steps = request.steps if request.steps is not None else DEFAULTS["steps"]
+        guidance = request.guidance if request.guidance is not None else DEFAULTS["guidance"]
+        eta = request.eta if request.eta is not None else DEFAULTS["eta"]
+        if not GUIDANCE_RANGE[0] <= guidance <= GUIDANCE_RANGE[1]:
+            raise RequestError(f"guidance must be between {GUIDANCE_RANGE[0]:g} and {GUIDANCE_RANGE[1]:g}, got "
+                               f"{guidance:g}", field="guidance")
+        return sampler, steps, guidance, eta
+
+    def init_size(self, manifest, request) -> tuple[int, int]:
+        native = manifest.output["width"]
+        return request.width or native, request.height or native
+
+    def init_picture_for(self, manifest, request, picture: np.ndarray) -> np.ndarray:
+        """Any picture, its centre cropped to the request's aspect and resized to its size, in colour."""
+        return fit_picture(picture, *self.init_size(manifest, request))
+
+    def render(self, model: LoadedModel, request) -> RenderSteps:
+        net: SDNetwork = model.network
+        sampler_name, steps, guidance, eta = self.settings(request)
+        width, height = self.size(model, request)
+        sampler = make_sampler(sampler_name, net.schedule, steps, eta=eta)
+        start = 0
+        if request.init_image is not None:
+            start = sampler.start_index(request.strength if request.strength is not None else 1.0)
+        elif request.strength is not None:
+            raise RequestError("strength needs an init image (image-to-image)", field="strength")
+        noise = self.latent(model, request)
+        total = len(sampler.timesteps) - start
+        yield Progress(0, total + 1, "reading the prompt")
+        dev, dt = model.device, model.dtype
+        cond, cut = net.text_embeddings(request.prompt)
+        guided = guidance != 1.0
+        uncond = net.text_embeddings(request.negative_prompt)[0] if guided else None
+        context = torch.cat([cond, uncond]) if guided else cond
+        noise = noise[None].to(dev, dt)
+        with torch.inference_mode():
+            if request.init_image is not None:
+                picture = _decode_init(request.init_image)
+                if picture.shape[:2] != (height, width):
+                    raise RequestError(f"the init image is {picture.shape[1]}×{picture.shape[0]} pixels; this request "
+                                       f"renders {width}×{height}: fit it first", field="init_image")
+                pixels = torch.from_numpy(picture.astype(np.float32) / 127.5 - 1).permute(2, 0, 1)[None]
+                x0 = net.vae.encode(pixels.to(dev, dt)).latent_dist.mean * net.scaling_factor
+                x = sampler.add_noise(x0, noise, start)
+            else:
+                x = sampler.initial(noise)
+            gen = torch.Generator().manual_seed(request.seed ^ 0x5DEECE66D)  # stochastic samplers' own noise
+            for k, i in enumerate(range(start, len(sampler.timesteps))):
+                inp = sampler.scale_input(x, i)
+                t = torch.full((2 if guided else 1,), sampler.model_timestep(i), device=dev)
+                out = net.unet(torch.cat([inp, inp]) if guided else inp, t, encoder_hidden_states=context).sample
+                if guided:
+                    out_c, out_u = out.chunk(2)
+                    out = out_u + guidance * (out_c - out_u)
+                if net.prediction == "v_prediction":  # v = √ᾱ·ε − √(1−ᾱ)·x₀  ⇒  ε = √ᾱ·v + √(1−ᾱ)·x_t
+                    a = sampler.alpha_bar(i)
+                    out = math.sqrt(a) * out + math.sqrt(1 - a) * inp
+                fresh = torch.randn(x.shape, generator=gen).to(dev, dt) if sampler.stochastic else None
+                x, x0 = sampler.step(out, i, x, gen, noise=fresh)
+                if not torch.isfinite(x0).all():
+                    raise RequestError(f"the walk diverged at step {k + 1} (not-a-number values); in float16 try "
+                                       "float32, or lower the guidance", field="dtype")
+                yield Preview(k + 1, total + 1, f"step {k + 1}/{total}",
+                              Output("image", preview_image(net, x0), {"step": k + 1, "preview": True}))
+            image = net.vae.decode(x / net.scaling_factor).sample
+        image = ((image[0].float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+        yield Progress(total + 1, total + 1, "done")
+        info = {"sampler": sampler_name, "steps": steps, "guidance": guidance, "start_step": start}
+        if cut:
+            info["note"] = "the prompt was cut at CLIP's 77 tokens"
+        return Output("image", np.ascontiguousarray(image), info)

@@ -1,0 +1,158 @@
+"""Tiny Stable Diffusion pipelines made here from configs (seeded random weights, never downloaded): a diffusers
+pipeline folder, its config folder (no weights), and the same weights as one original-layout single file.
+
+`to_original_layout` turns diffusers' parameter names into the original (CompVis) checkpoint names, which is the
+reverse of what diffusers' `from_single_file` does, so a file made here goes through the app's real single-file path.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from studio.families.sd_files import SD1_INDEX, SD1_SCHEDULER, require_diffusers, write_tokenizer
+
+LAYERS = 2  # resnets per down block (up blocks have one more)
+TINY_UNET = {
+    "block_out_channels": [32, 64], "layers_per_block": LAYERS, "sample_size": 8, "in_channels": 4, "out_channels": 4,
+    "down_block_types": ["CrossAttnDownBlock2D", "DownBlock2D"], "up_block_types": ["UpBlock2D", "CrossAttnUpBlock2D"],
+    "cross_attention_dim": 32, "attention_head_dim": 8, "norm_num_groups": 32,
+}
+TINY_VAE = {
+    "block_out_channels": [32, 64], "in_channels": 3, "out_channels": 3, "latent_channels": 4, "layers_per_block": 1,
+    "down_block_types": ["DownEncoderBlock2D"] * 2, "up_block_types": ["UpDecoderBlock2D"] * 2,
+    "norm_num_groups": 32, "sample_size": 16, "scaling_factor": 0.18215,
+}
+TINY_TEXT = dict(vocab_size=49408, hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4,
+                 max_position_embeddings=77, projection_dim=32, hidden_act="quick_gelu", bos_token_id=0,
+                 eos_token_id=2, pad_token_id=1)
+
+
+def _randomise(module: torch.nn.Module, seed: int) -> None:
+    """Fresh diffusers models zero their last layers; tests need every part to matter."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in module.parameters():
+            if p.ndim >= 1:
+                p.add_(torch.randn(p.shape, generator=gen) * 0.02)
+
+
+def make_parts(seed: int = 0):
+    require_diffusers()
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    torch.manual_seed(seed)
+    unet = UNet2DConditionModel(**TINY_UNET)
+    vae = AutoencoderKL(**TINY_VAE)
+    text = CLIPTextModel(CLIPTextConfig(**TINY_TEXT))
+    for i, m in enumerate((unet, vae, text)):
+        _randomise(m, seed * 10 + i)
+    return unet.eval(), vae.eval(), text.eval()
+
+
+def write_configs(folder: Path, parts) -> Path:
+    """What a config folder holds: model_index.json, each part's config, the tokenizer and the scheduler."""
+    unet, vae, text = parts
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "model_index.json").write_text(json.dumps(SD1_INDEX))
+    for name, model in (("unet", unet), ("vae", vae)):
+        (folder / name).mkdir(exist_ok=True)
+        model.save_config(str(folder / name))
+    text.config.save_pretrained(str(folder / "text_encoder"))
+    (folder / "scheduler").mkdir(exist_ok=True)
+    (folder / "scheduler" / "scheduler_config.json").write_text(json.dumps(SD1_SCHEDULER))
+    write_tokenizer(folder / "tokenizer")
+    return folder
+
+
+def make_pipeline_folder(folder: Path, seed: int = 0, parts=None) -> Path:
+    """A complete diffusers pipeline folder with safetensors weights."""
+    parts = parts or make_parts(seed)
+    write_configs(folder, parts)
+    unet, vae, text = parts
+    unet.save_pretrained(str(folder / "unet"), safe_serialization=True)
+    vae.save_pretrained(str(folder / "vae"), safe_serialization=True)
+    text.save_pretrained(str(folder / "text_encoder"), safe_serialization=True)
+    return folder
+
+
+def _unet_names(blocks: int) -> list[tuple[str, str]]:
+    """(diffusers prefix, original prefix) for the UNet's blocks."""
+    pairs = [("time_embedding.linear_1.", "time_embed.0."), ("time_embedding.linear_2.", "time_embed.2."),
+             ("conv_in.", "input_blocks.0.0."), ("conv_norm_out.", "out.0."), ("conv_out.", "out.2.")]
+    per = LAYERS + 1
+    for i in range(blocks):
+        for j in range(LAYERS):
+            pairs.append((f"down_blocks.{i}.resnets.{j}.", f"input_blocks.{per * i + j + 1}.0."))
+            pairs.append((f"down_blocks.{i}.attentions.{j}.", f"input_blocks.{per * i + j + 1}.1."))
+        if i < blocks - 1:
+            pairs.append((f"down_blocks.{i}.downsamplers.0.conv.", f"input_blocks.{per * (i + 1)}.0.op."))
+        for j in range(per):
+            pairs.append((f"up_blocks.{i}.resnets.{j}.", f"output_blocks.{per * i + j}.0."))
+            pairs.append((f"up_blocks.{i}.attentions.{j}.", f"output_blocks.{per * i + j}.1."))
+        if i < blocks - 1:
+            has_attention = TINY_UNET["up_block_types"][i].startswith("CrossAttn")
+            pairs.append((f"up_blocks.{i}.upsamplers.0.", f"output_blocks.{per * i + 2}.{2 if has_attention else 1}."))
+    pairs += [("mid_block.attentions.0.", "middle_block.1."), ("mid_block.resnets.0.", "middle_block.0."),
+              ("mid_block.resnets.1.", "middle_block.2.")]
+    return pairs
+
+
+RESNET = [("norm1", "in_layers.0"), ("conv1", "in_layers.2"), ("norm2", "out_layers.0"), ("conv2", "out_layers.3"),
+          ("time_emb_proj", "emb_layers.1"), ("conv_shortcut", "skip_connection")]
+
+
+def _unet_original(state: dict) -> dict:
+    pairs = sorted(_unet_names(len(TINY_UNET["block_out_channels"])), key=lambda p: -len(p[0]))
+    out = {}
+    for name, value in state.items():
+        new = name
+        for a, b in pairs:
+            if name.startswith(a):
+                rest = name[len(a):]
+                if "resnets" in a:
+                    for x, y in RESNET:
+                        if rest.startswith(x + "."):
+                            rest = y + rest[len(x):]
+                new = b + rest
+                break
+        out["model.diffusion_model." + new] = value
+    return out
+
+
+def _vae_original(state: dict) -> dict:
+    n = len(TINY_VAE["block_out_channels"])
+    out = {}
+    for name, value in state.items():
+        new = name.replace("conv_shortcut", "nin_shortcut").replace("conv_norm_out", "norm_out")
+        for i in range(n):
+            new = new.replace(f"encoder.down_blocks.{i}.resnets.", f"encoder.down.{i}.block.")
+            new = new.replace(f"encoder.down_blocks.{i}.downsamplers.0.", f"encoder.down.{i}.downsample.")
+            new = new.replace(f"decoder.up_blocks.{i}.resnets.", f"decoder.up.{n - 1 - i}.block.")
+            new = new.replace(f"decoder.up_blocks.{i}.upsamplers.0.", f"decoder.up.{n - 1 - i}.upsample.")
+        for j in range(2):
+            new = new.replace(f"mid_block.resnets.{j}.", f"mid.block_{j + 1}.")
+        if "mid_block.attentions.0." in new:
+            new = new.replace("mid_block.attentions.0.", "mid.attn_1.")
+            for a, b in (("to_q.", "q."), ("to_k.", "k."), ("to_v.", "v."), ("to_out.0.", "proj_out."),
+                         ("group_norm.", "norm.")):
+                new = new.replace(a, b)
+            if new.endswith("weight") and value.ndim == 2:
+                value = value[:, :, None, None]  # the original attention used 1×1 convolutions
+        out["first_stage_model." + new] = value
+    return out
+
+
+def write_single_file(path: Path, parts) -> Path:
+    """The parts' weights as one original-layout Stable Diffusion 1.x checkpoint."""
+    from safetensors.torch import save_file
+
+    unet, vae, text = parts
+    tensors = {**_unet_original(unet.state_dict()), **_vae_original(vae.state_dict()),
+               **{"cond_stage_model.transformer.text_model." + k.removeprefix("text_model."): v
+                  for k, v in text.state_dict().items()}}  # the names SD 1.x files use, whatever transformers calls them
+    save_file({k: v.contiguous() for k, v in tensors.items()}, str(path))
+    return path
