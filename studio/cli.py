@@ -304,10 +304,20 @@ def cmd_import(args) -> int:
     import re
 
     from studio.importers import import_checkpoint
+    from studio.importers.checkpoint import import_sd_checkpoint
     from studio.library import resolve
     from studio.manifest import read_toml
     from studio.paths import user_models_dir
 
+    if args.sd:
+        if args.like:
+            raise StudioError("give --sd (a Stable Diffusion checkpoint) or --like MODEL, not both")
+        out = import_sd_checkpoint(args.file, args.out, force=args.force)
+        print(f"wrote {out} (Stable Diffusion 1.x; open it with --model {out} or File → Open Model File…)")
+        return 0
+    if not args.like:
+        raise StudioError("import needs --like MODEL (the installed package whose architecture the checkpoint fits), "
+                          "or --sd for a Stable Diffusion checkpoint")
     template = resolve(args.like, _roots(args))
     source = Path(args.file)
     model_id = args.id or re.sub(r"[^a-z0-9._-]+", "-", source.stem.lower()).strip("-._")[:64] or "imported"
@@ -590,13 +600,15 @@ def build_parser() -> argparse.ArgumentParser:
     i = sub.add_parser("import", parents=[shared], help="import a checkpoint (.ckpt/.pt/.pth/.pkl, never executed) "
                        "onto an installed package's architecture")
     i.add_argument("file", help="the checkpoint: a PyTorch pickle (read weights-only) or a .safetensors file")
-    i.add_argument("--like", required=True, metavar="MODEL", help="the installed package whose architecture it fits")
+    i.add_argument("--like", metavar="MODEL", help="the installed package whose architecture it fits")
+    i.add_argument("--sd", action="store_true",
+                   help="a Stable Diffusion 1.x .ckpt: write it as a .safetensors file beside it (or at --out)")
     i.add_argument("--id", help="the new package's id (default: from the file name)")
     i.add_argument("--name", help="the new package's name")
     i.add_argument("--license", help="the checkpoint's licence, recorded in model.toml")
     i.add_argument("--strip-prefix", help="a key prefix to remove (default: common ones are tried)")
-    i.add_argument("--out", help="the package folder (default: the user models folder)")
-    i.add_argument("--force", action="store_true", help="replace a package already at --out")
+    i.add_argument("--out", help="the package folder (default: the user models folder); with --sd, the file")
+    i.add_argument("--force", action="store_true", help="replace a package (or with --sd, a file) already at --out")
 
     e = sub.add_parser("encode", parents=[shared],
                        help="encode glyphs (a font file or an image strip) or a sound file to a latent")

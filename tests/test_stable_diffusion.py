@@ -393,3 +393,28 @@ def test_renders_on_cuda_in_float16(tiny):
     out = finish(model.family.render(model, request(model)))[0]
     cpu = finish(model.family.render(load_model(resolve(str(tiny["folder"]))), request(model)))[0]
     assert out.data.shape == (16, 16, 3) and np.abs(out.data.astype(int) - cpu.data).mean() < 8
+
+
+def test_a_pickled_sd_checkpoint_is_converted_without_running_it(tiny, tmp_path, capsys):
+    from safetensors.torch import load_file
+
+    tensors = load_file(str(tiny["file"]))
+    ckpt = tmp_path / "tiny.ckpt"
+    torch.save({"state_dict": tensors, "global_step": 7}, ckpt)
+    with pytest.raises(WeightsError, match="latent-studio import tiny.ckpt --sd"):
+        find_source(ckpt)
+    assert main(["import", str(ckpt), "--sd"]) == 0, capsys.readouterr().err
+    converted = tmp_path / "tiny.safetensors"
+    assert converted.is_file() and checkpoint_architecture(converted) == "sd-v1"
+    assert set(load_file(str(converted))) == set(tensors)
+    assert main(["import", str(ckpt), "--sd"]) == 1 and "already there" in capsys.readouterr().err
+    assert main(["import", str(ckpt)]) == 1 and "--like MODEL" in capsys.readouterr().err
+
+    class Payload:  # what a malicious checkpoint would run on loading: it must not
+        def __reduce__(self):
+            return (open, (str(tmp_path / "pwned"), "w"))
+
+    evil = tmp_path / "evil.ckpt"
+    torch.save({"state_dict": tensors, "hook": Payload()}, evil)
+    assert main(["import", str(evil), "--sd", "--out", str(tmp_path / "evil.safetensors")]) == 1
+    assert "needs code to load" in capsys.readouterr().err and not (tmp_path / "pwned").exists()

@@ -143,3 +143,33 @@ def import_checkpoint(path: str | Path, family_manifest: dict, out_folder: str |
     network.load_state_dict({k: mapped[k] for k in expected})
     weights = {k: v.detach().clone() for k, v in network.state_dict().items()}
     return write_package(out_folder, family_manifest, weights)
+
+
+def import_sd_checkpoint(path: str | Path, out: str | Path | None = None, force: bool = False) -> Path:
+    """A pickled Stable Diffusion 1.x checkpoint (.ckpt) rewritten as the .safetensors file the app opens (beside it
+    by default), read with the weights-only loader: nothing in it is executed, and checkpoints whose pickle needs
+    code (training callbacks, say) are refused."""
+    from safetensors.torch import save_file
+
+    from studio.families.sd_files import SD1_TEXT_KEY, UNET_KEY, checkpoint_architecture
+
+    path = Path(path)
+    out = Path(out) if out else path.with_suffix(".safetensors")
+    if out.exists() and not force:
+        raise WeightsError("a file is already there (use --force to replace it, or --out)", out)
+    tensors = read_checkpoint(path)
+    if UNET_KEY not in tensors:
+        raise WeightsError("not a Stable Diffusion checkpoint (no model.diffusion_model.* weights)", path)
+    if SD1_TEXT_KEY not in tensors:
+        raise WeightsError("not a full SD 1.x checkpoint (no cond_stage_model.transformer.* text encoder)", path)
+    tmp = out.with_name(out.name + ".tmp")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp),
+                  metadata={"converted_from": path.name, "by": "latent-studio import --sd"})
+        tmp.replace(out)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise WeightsError(f"cannot write: {exc.strerror or exc}", out) from None
+    checkpoint_architecture(out)
+    return out
