@@ -175,6 +175,25 @@ def test_events_arrive_in_order_and_output_is_reproducible(tiny_engine):
     assert np.array_equal(output.data, again.data)
 
 
+def test_a_package_retrained_under_its_id_renders_its_new_weights(models_dir):
+    """The app adds a package again after training it anew under the same id: the cached network is dropped."""
+    from conftest import make_tiny_package
+
+    engine = Engine(device="cpu", roots=[models_dir], threads=1)
+    try:
+        engine.add_package(resolve(str(models_dir / "tiny")))
+        request = req("tiny", seed=3, prompt="Ab")
+        before = engine.submit(request, EXPORT).wait(TIMEOUT)
+        assert np.array_equal(engine.submit(request, EXPORT).wait(TIMEOUT).data, before.data)  # cached
+        make_tiny_package(models_dir / "tiny", "tiny", seed=7)  # new weights, same id and folder
+        engine.add_package(resolve(str(models_dir / "tiny")))
+        after = engine.submit(request, EXPORT).wait(TIMEOUT)
+        assert not np.array_equal(after.data, before.data)
+        assert after.data.shape == before.data.shape
+    finally:
+        engine.shutdown()
+
+
 def test_unsubscribe_stops_delivery(tiny_engine):
     seen = Recorder()
     unsubscribe = tiny_engine.subscribe(seen)

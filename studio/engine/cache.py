@@ -19,6 +19,9 @@ class ModelCache:
     def __contains__(self, key: Hashable) -> bool:
         return key in self._models
 
+    def keys(self) -> list[Hashable]:
+        return list(self._models)
+
     @property
     def used(self) -> int:
         return sum(m.nbytes() for m in self._models.values())

@@ -110,6 +110,15 @@ class Job:
         return f"<Job {self.stamp} {self.lane} {self.state} {self.request.model_id}>"
 
 
+def _package_stamp(entry: PackageEntry) -> tuple:
+    """Where a package is and which weights it has, from the file system alone (no hashing)."""
+    try:
+        st = entry.manifest.weights_path.stat() if entry.manifest is not None else None
+    except OSError:
+        st = None
+    return (str(entry.folder), st.st_size if st else None, st.st_mtime_ns if st else None)
+
+
 class Engine:
     def __init__(self, device: str | None = "auto", roots: Iterable[str | Path] | None = None,
                  cache_bytes: int | None = None, threads: int | None = None, oom_fallback: bool = True):
@@ -119,6 +128,8 @@ class Engine:
         self.threads = threads or default_threads()
         self.oom_fallback = oom_fallback
         self._entries: dict[str, PackageEntry] = {}
+        self._stamps_by_id: dict[str, tuple] = {}  # where each added package is and its weights file's size/time
+        self._stale: set[str] = set()  # ids whose cached networks are out of date
         self._listeners: list[EventCallback] = []
         self._lock = threading.Condition()
         self._preview: Job | None = None
@@ -135,8 +146,16 @@ class Engine:
         return lambda: self._listeners.remove(callback) if callback in self._listeners else None
 
     def add_package(self, entry: PackageEntry) -> None:
-        """Make a package (e.g. a folder opened by the user) renderable by its id."""
-        self._entries[entry.id] = entry
+        """Make a package (e.g. a folder opened by the user) renderable by its id. When the id's package has moved
+        or its weights file changed (retrained under the same id, say), its cached networks are dropped before the
+        next render, so the new weights are what renders."""
+        stamp = _package_stamp(entry)
+        with self._lock:
+            old = self._stamps_by_id.get(entry.id)
+            if old is not None and old != stamp:
+                self._stale.add(entry.id)
+            self._stamps_by_id[entry.id] = stamp
+            self._entries[entry.id] = entry
 
     def submit(self, request: RenderRequest, lane: str = PREVIEW, on_event: EventCallback | None = None,
                then: Callable[[Output], Output | None] | None = None, work: Work | None = None,
@@ -293,6 +312,12 @@ class Engine:
 
     def _model(self, request: RenderRequest, device: torch.device, dtype: torch.dtype) -> LoadedModel:
         key = (request.model_id, device, dtype)
+        with self._lock:
+            stale = request.model_id in self._stale
+            self._stale.discard(request.model_id)
+        if stale:
+            for cached in [k for k in self.cache.keys() if k[0] == request.model_id]:
+                self.cache.drop(cached)
         model = self.cache.get(key, lambda: self._load(request, device, dtype))
         if request.model_hash and model.sha256 != request.model_hash:
             # The package may have changed on disk since it was cached: read it again from its folder. If the
