@@ -45,6 +45,7 @@ class MainWindow(QMainWindow):
         self.settings = settings or QSettings()
         self.autosave = autosave
         self._autosaved_revision = -1
+        self.train_dialog = None  # File → Train on Your Own Data…, made when first opened
         self.setObjectName("mainWindow")
         self.setAcceptDrops(True)
         self.resize(1280, 820)
@@ -183,11 +184,18 @@ class MainWindow(QMainWindow):
         self.act_open = self._action("&Open…", self.open_document_dialog, K.Open, "Open a project (.lstudio)")
         self.act_save = self._action("&Save", self.save_document, K.Save, "Save the project")
         self.act_save_as = self._action("Save &As…", self.save_document_as, K.SaveAs, "Save the project under a new name")
-        self.act_open_models = self._action("Open &Model Folder…", self.models.open_folder_dialog, "Ctrl+Shift+O",
-                                            "Add the model packages in a folder")
+        # the folder / file / import actions run the browser's whole step (ask, add, select), not only its dialog
+        self.act_open_models = self._action("Open &Model Folder…", self.models.open_model_folder, "Ctrl+Shift+O",
+                                            "Add the model packages in a folder, or a diffusers pipeline folder")
+        self.act_open_model_file = self._action("Open Model &File…", self.models.open_model_file, None,
+                                                "Add a Stable Diffusion 1.x .safetensors checkpoint")
+        self.act_import = self._action("&Import Checkpoint…", self.models.import_checkpoint, None,
+                                       "Convert a PyTorch checkpoint, read without running any of its code")
         self.act_export = self._action("&Export Image…", self.export_dialog, "Ctrl+E",
                                        "Export the current image (PNG, JPEG, WebP) with its request inside")
         self.act_copy = self._action("&Copy Image", self.copy_image, "Ctrl+Shift+C", "Copy the preview image")
+        self.act_train = self._action("&Train on Your Own Data…", self.show_train_dialog, None,
+                                      "Train a model on a folder of your pictures or sounds")
         self.act_encode = self._action("E&ncode Image…", self.image_dialog, "Ctrl+I",
                                        "Take the latent from an image")
         self.act_quit = self._action("&Quit", self.close, K.Quit, "Quit Latent Studio")
@@ -231,7 +239,8 @@ class MainWindow(QMainWindow):
         self.recent_menu.aboutToShow.connect(self._fill_recent_menu)
         file.addActions([self.act_save, self.act_save_as])
         file.addSeparator()
-        file.addActions([self.act_open_models, self.act_encode])
+        file.addActions([self.act_open_models, self.act_open_model_file, self.act_import, self.act_train,
+                         self.act_encode])
         file.addSeparator()
         file.addActions([self.act_export, self.act_export_grid, self.act_export_video, self.act_copy])
         file.addSeparator()
@@ -566,6 +575,17 @@ class MainWindow(QMainWindow):
         self.docks["Variations"].raise_()
         self.variations.render()
 
+    # --- training on your own data -----------------------------------------------------------------------------------
+    def show_train_dialog(self) -> None:
+        """File → Train on Your Own Data…: the (one, non-modal) training dialog."""
+        if self.train_dialog is None:
+            from studio.ui.train_dialog import TrainDialog  # imports the trainers (torch): only when asked for
+
+            self.train_dialog = TrainDialog(self.session, self)
+        self.train_dialog.show()
+        self.train_dialog.raise_()
+        self.train_dialog.activateWindow()
+
     # --- help -------------------------------------------------------------------------------------------------------
     def about(self) -> None:
         import torch
@@ -592,6 +612,9 @@ class MainWindow(QMainWindow):
 
     def closeEvent(self, event: QCloseEvent) -> None:
         if not self.confirm_discard():
+            event.ignore()
+            return
+        if self.train_dialog is not None and not self.train_dialog.stop_for_quit():  # never quit with training running
             event.ignore()
             return
         self.settings.setValue("geometry", self.saveGeometry())

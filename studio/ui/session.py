@@ -27,6 +27,7 @@ from studio.export.image import FORMATS, read_glyph_strip, read_picture, save_im
 from studio.families import get_family
 from studio.families.base import Output, Progress
 from studio.families.diffusion import decode_init_image, encode_init_image
+from studio.families.sd_files import looks_like_sd
 from studio.latent.edits import RENDER_ONLY_EDITS
 from studio.latent.interp import interpolate
 from studio.latent.seeds import MAX_SEED
@@ -119,20 +120,23 @@ class Session(QObject):
         return (ok or found or [None])[0]
 
     def add_model_folder(self, folder: str | Path) -> list[PackageEntry]:
-        """Add the packages in `folder` (a package, or a folder of packages). Reports what it found."""
+        """Add the packages in `folder` (a package, a folder of packages, a diffusers pipeline folder or a Stable
+        Diffusion .safetensors file). Reports what it found."""
         folder = Path(folder)
-        new = folder.is_dir() and folder not in self.extra_folders
+        usable = folder.is_dir() or (folder.is_file() and looks_like_sd(folder))
+        new = usable and folder not in self.extra_folders
         if new:
             self.extra_folders.append(folder)
-        if folder.is_dir():
+        if usable:
             self.refresh_models()  # also picks up packages added to a folder opened before
         key = folder.resolve()
         added = [e for e in self.entries if key in (e.folder.resolve(), e.folder.resolve().parent)]
         if not added:
             if new:
                 self.extra_folders.remove(folder)
-            self.message.emit(ERROR, f"No model package in {folder}",
-                              "A model package is a folder with model.toml and weights.safetensors.")
+            self.message.emit(ERROR, f"No model in {folder}",
+                              "A model package is a folder with model.toml and weights.safetensors; Stable "
+                              "Diffusion opens as a diffusers pipeline folder or an SD 1.x .safetensors file.")
             return []
         bad = [e for e in added if not e.ok]
         good = [e for e in added if e.ok]

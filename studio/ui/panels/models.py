@@ -1,5 +1,5 @@
-"""The model browser: the installed packages (valid and invalid), the details of the selected one, "Use Model" and
-"Open Model Folder…".
+"""The model browser: the installed packages (valid and invalid), the details of the selected one, "Use Model",
+"Open Model Folder…", "Open Model File…" (Stable Diffusion .safetensors) and "Import Checkpoint…".
 
 Nothing here hashes weights (`PackageEntry.sha256` / `to_dict` read the whole file): the details are built from the
 manifest and the cheap header reads only.
@@ -14,10 +14,11 @@ from typing import Any
 
 from PySide6.QtCore import QEvent, QObject, QRectF, QSize, Qt
 from PySide6.QtGui import QFont, QIcon, QKeyEvent, QPainter, QPalette, QPixmap
-from PySide6.QtWidgets import (QFileDialog, QHBoxLayout, QListWidget, QListWidgetItem, QPushButton, QSplitter,
-                               QStyle, QTextBrowser, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QFileDialog, QHBoxLayout, QInputDialog, QListWidget, QListWidgetItem, QPushButton,
+                               QSplitter, QStyle, QTextBrowser, QVBoxLayout, QWidget)
 
 from studio.library import PackageEntry
+from studio.ui.import_model import SD_CHOICE, Importer
 
 ICON_HEIGHT = 64
 ICON_WIDTH = 128  # wider previews are cropped (from the left) so that every item's text lines up
@@ -159,7 +160,17 @@ class ModelBrowser(QWidget):
         self._use.setToolTip("Render with the selected model (undoable; also: double-click or Enter)")
         self._open = QPushButton("Open Model Folder…", self)
         self._open.setObjectName("openModelFolderButton")
-        self._open.setToolTip("Add the model packages in a folder (a package, or a folder of packages)")
+        self._open.setToolTip("Add the model packages in a folder (a package, a folder of packages, or a diffusers "
+                              "Stable Diffusion pipeline folder)")
+        self._open_file = QPushButton("Open Model File…", self)
+        self._open_file.setObjectName("openModelFileButton")
+        self._open_file.setToolTip("Add a Stable Diffusion 1.x .safetensors checkpoint")
+        self._import = QPushButton("Import Checkpoint…", self)
+        self._import.setObjectName("importCheckpointButton")
+        self._import.setToolTip("Convert a PyTorch checkpoint (.ckpt, .pt, .pth, .pkl), read without running it")
+        self.importer = Importer(self)
+        self.importer.finished.connect(self._on_imported)
+        self.importer.failed.connect(self._on_import_failed)
 
         splitter = QSplitter(Qt.Orientation.Vertical, self)
         splitter.setChildrenCollapsible(False)
@@ -171,15 +182,22 @@ class ModelBrowser(QWidget):
         buttons.addWidget(self._use)
         buttons.addStretch(1)
         buttons.addWidget(self._open)
+        more = QHBoxLayout()  # a second row: one row of four buttons would set the dock's minimum width
+        more.addStretch(1)
+        more.addWidget(self._import)
+        more.addWidget(self._open_file)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
         layout.addWidget(splitter, 1)
         layout.addLayout(buttons)
+        layout.addLayout(more)
 
         self._list.currentRowChanged.connect(self._on_selection_changed)
         self._list.itemDoubleClicked.connect(lambda item: self._activate(self._entry_of(item)))
         self._use.clicked.connect(lambda: self._activate(self.selected_entry()))
         self._open.clicked.connect(self.open_model_folder)
+        self._open_file.clicked.connect(self.open_model_file)
+        self._import.clicked.connect(self.import_checkpoint)
 
         session.models_changed.connect(self._on_models_changed)
         session.model_changed.connect(self._on_model_changed)
@@ -210,6 +228,73 @@ class ModelBrowser(QWidget):
         added = self.session.add_model_folder(path)
         if added:
             self.select(added[0].folder)
+
+    def open_file_dialog(self) -> str:
+        """Ask for a checkpoint file ("" when cancelled). Tests replace this."""
+        return QFileDialog.getOpenFileName(self, "Open Model File", "",
+                                           "Stable Diffusion checkpoints (*.safetensors)")[0]
+
+    def open_model_file(self) -> None:
+        path = self.open_file_dialog()
+        if not path:
+            return
+        added = self.session.add_model_folder(path)
+        if added:
+            self.select(added[0].folder)
+
+    def import_file_dialog(self) -> str:
+        """Ask for a checkpoint to import ("" when cancelled). Tests replace this."""
+        return QFileDialog.getOpenFileName(self, "Import Checkpoint", "",
+                                           "PyTorch checkpoints (*.ckpt *.pt *.pth *.pkl *.bin *.safetensors)")[0]
+
+    def choose_architecture(self, source: Path) -> PackageEntry | None | bool:
+        """Which architecture the checkpoint has: None for Stable Diffusion, an installed package, or False when
+        cancelled. Tests replace this."""
+        usable = [e for e in self.session.entries if e.ok and e.manifest is not None
+                  and e.manifest.family != "stable-diffusion"]
+        names = [SD_CHOICE] + [f"{e.manifest.name} ({e.id}, {e.manifest.family})" for e in usable]
+        choice, ok = QInputDialog.getItem(self, "Import Checkpoint",
+                                          f"What is {source.name}? Its tensors are read without running any of its "
+                                          "code, and must fit the architecture you choose.", names, 0, False)
+        if not ok:
+            return False
+        return None if choice == SD_CHOICE else usable[names.index(choice) - 1]
+
+    def import_checkpoint(self) -> None:
+        if self.importer.busy:
+            self.session.message.emit("warning", "An import is already running", "")
+            return
+        path = self.import_file_dialog()
+        if not path:
+            return
+        like = self.choose_architecture(Path(path))
+        if like is False:
+            return
+        self._import.setEnabled(False)
+        self._import.setText("Importing…")
+        self.importer.start(Path(path), like)
+
+    def _import_done(self) -> None:
+        self._import.setEnabled(True)
+        self._import.setText("Import Checkpoint…")
+
+    def _on_imported(self, source: str, result: str) -> None:
+        self._import_done()
+        path = Path(result)
+        if path.is_file():  # a converted Stable Diffusion checkpoint: open it
+            added = self.session.add_model_folder(path)
+        else:  # a new package in the user models folder (a session on other roots adds it as a folder)
+            self.session.refresh_models()
+            added = [e for e in self.session.entries if e.folder.resolve() == path.resolve()] \
+                or self.session.add_model_folder(path)
+            if added:
+                self.session.message.emit("info", f"Imported {Path(source).name} as {added[0].id}", str(path))
+        if added:
+            self.select(added[0].folder)
+
+    def _on_import_failed(self, source: str, message: str) -> None:
+        self._import_done()
+        self.session.message.emit("error", f"Cannot import {Path(source).name}", message)
 
     # --- session signals --------------------------------------------------------------------------------------------
     def _on_models_changed(self) -> None:

@@ -1,0 +1,81 @@
+"""Import a checkpoint in the app: a pickled Stable Diffusion .ckpt becomes a .safetensors file the app opens, and any
+other PyTorch checkpoint is mapped onto an installed package's architecture and written as a new package in the user
+models folder. Both read pickles with the weights-only loader (nothing in them runs) on a worker thread: a 4 GB
+checkpoint takes a while, and the window stays live. The result, or the error naming the file, comes back as a
+signal on the GUI thread.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from pathlib import Path
+
+from PySide6.QtCore import QObject, Signal
+
+from studio.errors import StudioError
+from studio.library import PackageEntry
+from studio.paths import user_models_dir
+
+SD_CHOICE = "Stable Diffusion 1.x checkpoint"
+
+
+def package_id_for(path: Path) -> str:
+    return re.sub(r"[^a-z0-9._-]+", "-", path.stem.lower()).strip("-._")[:64] or "imported"
+
+
+def import_job(source: Path, like: PackageEntry | None, out: Path | None = None) -> Path:
+    """What the worker runs: the converted file (SD) or the new package folder. Raises StudioError."""
+    from studio.importers import import_checkpoint
+    from studio.importers.checkpoint import import_sd_checkpoint
+    from studio.manifest import read_toml
+
+    if like is None:
+        return import_sd_checkpoint(source, out)
+    model_id = package_id_for(source)
+    manifest = read_toml(like.manifest.path)
+    manifest.update(id=model_id, name=source.stem, version="1.0.0",
+                    description=f"{source.name}, imported onto the architecture of {like.id}.",
+                    license="unknown (imported: check the checkpoint's own licence)")
+    manifest["training"] = {"imported_from": source.name, "architecture_of": like.id}
+    target = out or user_models_dir() / model_id
+    if target.exists():
+        raise StudioError("a package is already there: remove it or rename the checkpoint", target)
+    return import_checkpoint(source, manifest, target)
+
+
+class Importer(QObject):
+    """Runs one import at a time on a Python thread (no torch on the GUI thread)."""
+
+    finished = Signal(str, str)  # source, result path
+    failed = Signal(str, str)  # source, message
+
+    def __init__(self, parent: QObject | None = None):
+        super().__init__(parent)
+        self._thread: threading.Thread | None = None
+
+    @property
+    def busy(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def start(self, source: Path, like: PackageEntry | None, out: Path | None = None) -> bool:
+        if self.busy:
+            return False
+
+        def run() -> None:
+            try:
+                result = import_job(source, like, out)
+            except StudioError as exc:
+                self.failed.emit(str(source), str(exc))
+            except Exception as exc:  # noqa: BLE001 - a bug must not kill the thread silently
+                self.failed.emit(str(source), f"{source}: {type(exc).__name__}: {exc}")
+            else:
+                self.finished.emit(str(source), str(result))
+
+        self._thread = threading.Thread(target=run, name="import-checkpoint", daemon=True)
+        self._thread.start()
+        return True
+
+    def wait(self, timeout: float | None = None) -> None:
+        if self._thread is not None:
+            self._thread.join(timeout)
