@@ -13,7 +13,7 @@ pytest.importorskip("diffusers")
 pytest.importorskip("transformers")
 
 from PySide6.QtCore import QSettings  # noqa: E402
-from PySide6.QtWidgets import QComboBox, QLineEdit, QPushButton  # noqa: E402
+from PySide6.QtWidgets import QComboBox, QLineEdit, QPushButton, QSpinBox  # noqa: E402
 
 from conftest import make_tiny_package  # noqa: E402
 from sd_tiny import make_parts, make_pipeline_folder, write_single_file  # noqa: E402
@@ -71,6 +71,14 @@ def test_a_pipeline_folder_renders_in_the_app_with_free_text_prompts(qtbot, app)
     assert session.request.negative_prompt == "blurry"
     assert session.last_output.data.shape == (16, 16, 3) and not np.array_equal(first, session.last_output.data)
     assert session.last_info.get("model_sha256") or session.last_output.info.get("model_sha256")
+    width, height = window.findChild(QSpinBox, "widthSpin"), window.findChild(QSpinBox, "heightSpin")
+    assert width.isVisibleTo(window) and (width.value(), height.value()) == (16, 16)  # the model's own size
+    with qtbot.waitSignal(session.rendered, timeout=60000):
+        width.setValue(27)  # snapped to whole 8-px cells
+    assert width.value() == 24 and session.request.width == 24 and session.request.height is None
+    assert session.last_output.data.shape == (16, 24, 3)
+    session.undo.undo()
+    assert session.request.width is None and width.value() == 16
 
 
 def test_the_menu_opens_model_folders_and_files(qtbot, app, tmp_path, monkeypatch):

@@ -94,13 +94,30 @@ class PromptPanel(QWidget):
         self.eta.setSingleStep(0.1)
         self.eta.setToolTip("DDIM η: 0 is deterministic, 1 adds fresh noise each step (like DDPM); only the DDIM "
                             "sampler uses it")
+        # the picture's size, for families that draw at any size (Stable Diffusion: whole latent cells of 8 px)
+        self.width_spin, self.height_spin = QSpinBox(), QSpinBox()
+        for spin, name in ((self.width_spin, "width"), (self.height_spin, "height")):
+            spin.setObjectName(f"{name}Spin")
+            spin.setRange(64, 2048)
+            spin.setSingleStep(64)
+            spin.setSuffix(" px")
+            spin.setKeyboardTracking(False)  # one change when typing is done, not one per digit
+            spin.setToolTip(f"The picture's {name} in pixels (a multiple of 8; the model's own size draws best)")
+        self.size_row = QWidget()
+        size_layout = QHBoxLayout(self.size_row)
+        size_layout.setContentsMargins(0, 0, 0, 0)
+        size_layout.addWidget(self.width_spin)
+        size_layout.addWidget(QLabel("×"))
+        size_layout.addWidget(self.height_spin)
         self.sampler = QGroupBox("Sampler")
         sampler_form = QFormLayout(self.sampler)
         sampler_form.addRow("Sampler", self.sampler_combo)
         sampler_form.addRow("Steps", self.steps)
         sampler_form.addRow("Guidance", self.guidance)
         sampler_form.addRow("η", self.eta)
+        sampler_form.addRow("Size", self.size_row)
         self._sampler_form = sampler_form
+        self._native = 0  # the model's own size (when it draws at any size)
         self._defaults: dict = {}  # the family's sampler settings, shown while the request leaves them unset
 
         # image to image
@@ -147,6 +164,8 @@ class PromptPanel(QWidget):
         self.steps.valueChanged.connect(lambda v: self._sampler_changed("steps", v))
         self.guidance.valueChanged.connect(lambda v: self._sampler_changed("guidance", v))
         self.eta.valueChanged.connect(lambda v: self._sampler_changed("eta", v))
+        self.width_spin.valueChanged.connect(lambda v: self._size_changed("width", v))
+        self.height_spin.valueChanged.connect(lambda v: self._size_changed("height", v))
         self.sampler_combo.activated.connect(self._on_sampler_chosen)
         self.init_button.clicked.connect(self.init_image_dialog)
         self.init_clear.clicked.connect(session.clear_init_image)
@@ -183,6 +202,10 @@ class PromptPanel(QWidget):
                 self.sampler_combo.addItem(SAMPLER_NAMES.get(name, name), name)
         self.sampler_combo.blockSignals(blocked)
         self._sampler_form.setRowVisible(self.sampler_combo, "samplers" in caps)
+        self._native = int(entry.manifest.output["width"]) if "free_text" in caps and entry.manifest else 0
+        self._sampler_form.setRowVisible(self.size_row, bool(self._native))
+        for spin in (self.width_spin, self.height_spin):
+            spin.setMinimum(min(64, self._native or 64))
         self.init_box.setVisible("img2img" in caps)
         self._on_request_changed(self.session.request)
 
@@ -203,6 +226,13 @@ class PromptPanel(QWidget):
                 blocked = spin.blockSignals(True)
                 spin.setValue(value)
                 spin.blockSignals(blocked)
+        if self._native:
+            for spin, value in ((self.width_spin, request.width), (self.height_spin, request.height)):
+                value = value or self._native
+                if spin.value() != value:
+                    blocked = spin.blockSignals(True)
+                    spin.setValue(value)
+                    spin.blockSignals(blocked)
         sampler = request.sampler or self._defaults.get("sampler")
         index = self.sampler_combo.findData(sampler) if sampler is not None else -1
         if index >= 0 and index != self.sampler_combo.currentIndex():
@@ -261,6 +291,19 @@ class PromptPanel(QWidget):
             return
         self.prompt_hint.setText(self._hint(entry))
         self.session.change("Prompt", merge=f"prompt:{self._typing}", prompt=text)
+
+    def _size_changed(self, name: str, value: int) -> None:
+        """Width or height: snapped to whole latent cells (8 px); the model's own size is stored as "unset"."""
+        snapped = max(self.width_spin.minimum(), value - value % 8)
+        if snapped != value:
+            spin = self.width_spin if name == "width" else self.height_spin
+            blocked = spin.blockSignals(True)
+            spin.setValue(snapped)
+            spin.blockSignals(blocked)
+        if self.session.request is not None and self._native:
+            stored = None if snapped == self._native else snapped
+            if getattr(self.session.request, name) != stored:
+                self.session.change(f"{name.capitalize()} {snapped}", **{name: stored})
 
     def _sampler_changed(self, name: str, value) -> None:
         self.session.change(f"{name.capitalize()} {value}", merge=f"{name}:{self._typing}", **{name: value})
