@@ -418,3 +418,17 @@ def test_a_pickled_sd_checkpoint_is_converted_without_running_it(tiny, tmp_path,
     torch.save({"state_dict": tensors, "hook": Payload()}, evil)
     assert main(["import", str(evil), "--sd", "--out", str(tmp_path / "evil.safetensors")]) == 1
     assert "needs code to load" in capsys.readouterr().err and not (tmp_path / "pwned").exists()
+
+
+def test_a_v_prediction_pipeline_renders(tiny, tmp_path, model):
+    folder = tmp_path / "v-pipe"
+    shutil.copytree(tiny["folder"], folder)
+    config = folder / "scheduler" / "scheduler_config.json"
+    config.write_text(json.dumps({**json.loads(config.read_text()), "prediction_type": "v_prediction"}))
+    v_model = load_model(resolve(str(folder)))
+    assert v_model.network.prediction == "v_prediction"
+    out = finish(v_model.family.render(v_model, request(v_model)))[0].data
+    assert out.shape == (16, 16, 3) and not np.array_equal(out, finish(model.family.render(model, request(model)))[0].data)
+    config.write_text(json.dumps({**json.loads(config.read_text()), "prediction_type": "sample"}))
+    with pytest.raises(ManifestError, match="unsupported prediction_type 'sample'"):
+        load_model(resolve(str(folder)))
