@@ -143,3 +143,13 @@ def test_import_checkpoint_converts_sd_and_maps_other_weights(qtbot, app, tmp_pa
     assert any(level == "error" and "evil.pt" in title and "needs code to load" in detail
                for level, title, detail in messages)
     assert browser.findChild(QPushButton, "importCheckpointButton").isEnabled()
+
+
+def test_the_browser_describes_a_pipeline(qtbot, app):
+    from PySide6.QtWidgets import QTextBrowser
+
+    window, session = app
+    window.models.select("tiny-pipe")
+    details = window.findChild(QTextBrowser, "modelDetails").toPlainText()
+    assert "stable-diffusion" in details and "text prompt (any text) and negative prompt" in details
+    assert "characters" not in details

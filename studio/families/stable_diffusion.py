@@ -285,7 +285,8 @@ def source_manifest(source: Source, model_id: str | None = None, name: str | Non
     slug = re.sub(r"[^a-z0-9._-]+", "-", source.title.lower()).strip("-._")[:64] or "stable-diffusion"
     title = source.config if source.kind == "file" and source.config in ARCHITECTURES else "diffusers folder"
     return Manifest(
-        path=manifest_path, format=1, id=model_id or slug, name=name or source.title, family=FAMILY, version="",
+        path=manifest_path, format=1, id=model_id or slug, name=name or source.title, family=FAMILY,
+        version="(your file)",
         license="the model's own licence (see where it came from)",
         description=f"Stable Diffusion ({title}) from {source.path}",
         output=OutputSpec("image", {"width": side, "height": side, "channels": 3}),

@@ -79,7 +79,10 @@ def _latent_text(entry: PackageEntry) -> str:
 
 def _conditions_text(entry: PackageEntry) -> str:
     cond = entry.manifest.conditions
-    if cond.kind == "text":
+    if cond.kind == "text" and not cond.labels:
+        text = "text prompt (any text) and negative prompt" if "negative_prompt" in entry.capabilities \
+            else "text prompt (any text)"
+    elif cond.kind == "text":
         alphabet = "".join(cond.labels)
         shown = alphabet if len(alphabet) <= 64 else alphabet[:64] + "…"
         text = f"text ({len(cond.labels)} characters: {shown})"
