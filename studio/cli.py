@@ -13,7 +13,10 @@ Verbs:
   grid --rows seed=1,2,3 --cols d0=-2,0,2 ...         an X/Y plot of one request over two parameters, labelled
   animate PROJECT.lstudio --out FILE.mp4 [--fps N] [--size WxH]   render a project's timeline to a video
   import FILE.ckpt --like MODEL [--id ID]             a checkpoint onto a package's architecture (never executed)
+  import FILE.ckpt --sd                               a pickled SD 1.x checkpoint as a .safetensors file
+  wrap FILE.pt|FILE.onnx --latent 128 --image 64x64x3 a TorchScript / ONNX generator as a package (writes model.toml)
   train RECIPE.toml               train a model package from a recipe
+  train --family vae|gan|diffusion|audio --data FOLDER   train on your own pictures or sounds
 """
 
 from __future__ import annotations
@@ -298,6 +301,80 @@ def cmd_animate(args) -> int:
     return 0
 
 
+def cmd_wrap(args) -> int:
+    """A TorchScript or ONNX generator file made into a package: the module copied beside a model.toml that says
+    its latent, conditions and output (the sidecar the torchscript / onnx families read), checked by loading it."""
+    import re
+    import shutil
+
+    import tomli_w
+
+    from studio.library import load_model, resolve
+    from studio.paths import user_models_dir
+
+    source = Path(args.file)
+    if not source.is_file():
+        raise StudioError("no such file", source)
+    suffix = source.suffix.lower()
+    family = "onnx" if suffix == ".onnx" else "torchscript" if suffix in (".pt", ".pth", ".ts", ".torchscript") \
+        else None
+    if family is None:
+        raise StudioError("expected a TorchScript module (.pt, .pth, .ts) or an ONNX file (.onnx)", source)
+    try:
+        latent = [int(v) for v in args.latent.lower().replace("x", ",").split(",") if v.strip()]
+    except ValueError:
+        latent = []
+    if not latent or min(latent) < 1:
+        raise StudioError(f"--latent takes the latent's shape, e.g. 512 or 4x16x16, got {args.latent!r}")
+    if bool(args.image) == bool(args.audio):
+        raise StudioError("give the output: --image WxHxC (e.g. 256x256x3) or --audio RATE:SAMPLES[:CHANNELS]")
+    if args.image:
+        parts = args.image.lower().split("x")
+        try:
+            width, height, channels = (int(v) for v in (parts + ["3"])[:3])
+        except ValueError:
+            raise StudioError(f"--image takes WxH or WxHxC, got {args.image!r}") from None
+        output = {"kind": "image", "width": width, "height": height, "channels": channels}
+    else:
+        try:
+            rate, length, *rest = (int(v) for v in args.audio.split(":"))
+        except ValueError:
+            raise StudioError(f"--audio takes RATE:SAMPLES[:CHANNELS], got {args.audio!r}") from None
+        output = {"kind": "audio", "sample_rate": rate, "length": length, "channels": rest[0] if rest else 1}
+    labels = [c.strip() for c in args.classes.split(",") if c.strip()] if args.classes else []
+    model_id = args.id or re.sub(r"[^a-z0-9._-]+", "-", source.stem.lower()).strip("-._")[:64] or "generator"
+    out = Path(args.out) if args.out else user_models_dir() / model_id
+    if out.exists() and not args.force:
+        raise StudioError("a package is already there (use --force to replace it, or --out/--id)", out)
+    manifest = {
+        "format": 1, "id": model_id, "name": args.name or source.stem, "family": family, "version": "1.0.0",
+        "license": args.license or "unknown (check the generator's own licence)",
+        "description": f"{source.name}, a {'ONNX' if family == 'onnx' else 'TorchScript'} generator.",
+        "weights": f"generator{suffix}", "output": output, "latent": {"shape": latent, "prior": "normal"},
+        "conditions": {"kind": "class", "labels": labels, "default": labels[0]} if labels else {"kind": "none"},
+        "architecture": {"range": args.range},
+    }
+    tmp = out.with_name(out.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    shutil.copyfile(source, tmp / f"generator{suffix}")
+    (tmp / "model.toml").write_text(tomli_w.dumps(manifest), encoding="utf-8")
+    try:  # a wrong latent or output shape is found now, not when the artist first opens it
+        from studio.families.base import run_steps
+        from studio.request import RenderRequest
+
+        model = load_model(resolve(str(tmp)))
+        run_steps(model.family.render(model, RenderRequest(model_id)))
+    except StudioError:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if out.exists():
+        shutil.rmtree(out)
+    tmp.rename(out)
+    print(f"wrote {out} ({model_id}, {family}: latent {'x'.join(map(str, latent))}, {output['kind']})")
+    return 0
+
+
 def cmd_import(args) -> int:
     """A checkpoint (pickle or safetensors) mapped onto the architecture of an installed package, written as a new
     safetensors package. Pickles are read only with torch's weights-only loader: nothing in them is executed."""
@@ -479,12 +556,18 @@ def cmd_train(args) -> int:
         torch.set_num_threads(args.threads)
     if args.data:
         return _train_on_folder(args)
+    given = [flag for flag, value in _folder_options(args).items() if value is not None]
+    if given:
+        raise StudioError(f"{', '.join(given)} go{'es' if len(given) == 1 else ''} with --data FOLDER (a recipe "
+                          "sets its own)")
     if not args.recipe:
-        raise StudioError("train needs a RECIPE.toml, or --family vae --data FOLDER to train on your own pictures")
+        raise StudioError("train needs a RECIPE.toml, or --family vae|gan|diffusion|audio --data FOLDER to train on "
+                          "your own pictures or sounds")
     recipe = read_recipe(args.recipe)
     trainers = {"glyph-vae": "studio.train.glyphs", "glyph-gan": "studio.train.glyph_gan",
                 "glyph-diffusion": "studio.train.glyph_diffusion", "sound-vae": "studio.train.sound_vae",
-                "folder-vae": "studio.train.folder"}
+                "folder-vae": "studio.train.folder", "folder-gan": "studio.train.folder_gan",
+                "folder-diffusion": "studio.train.folder_diffusion", "folder-audio": "studio.train.folder_audio"}
     if recipe.trainer not in trainers:
         raise StudioError(f"unknown trainer {recipe.trainer!r} (known: {', '.join(trainers)})", recipe.path,
                           "trainer")
@@ -495,22 +578,46 @@ def cmd_train(args) -> int:
     return 0
 
 
+_PICTURE_OPTIONS = {"--size": "size", "--fit": "fit"}
+_SOUND_OPTIONS = {"--seconds": "seconds", "--sample-rate": "sample_rate"}
+_SHARED_OPTIONS = {"--family": "family", "--steps": "steps", "--batch": "batch", "--device": "device",
+                   "--id": "id", "--name": "name"}
+
+
+def _folder_options(args) -> dict[str, object]:
+    """The options that only `train --data FOLDER` takes, by flag, with their values (None: not given)."""
+    flags = {**_SHARED_OPTIONS, **_PICTURE_OPTIONS, **_SOUND_OPTIONS}
+    return {flag: getattr(args, dest) for flag, dest in flags.items()}
+
+
 def _train_on_folder(args) -> int:
-    """`train --family vae --data FOLDER`: a recipe for the folder, run; the package lands in the user models folder."""
+    """`train --family vae|gan|diffusion|audio --data FOLDER`: a recipe for the folder, run; the package lands in the
+    user models folder."""
     import re
 
     from studio.paths import user_data_dir, user_models_dir
-    from studio.train.folder import train_folder
+    from studio.train.folder import FOLDER_FAMILIES, train_folder
 
     if args.recipe:
         raise StudioError("give either a RECIPE.toml or --data FOLDER, not both")
-    if args.family != "vae":
-        raise StudioError(f"training on your own data supports --family vae for now, not {args.family!r}")
+    family = args.family or "vae"
+    if family not in FOLDER_FAMILIES:
+        raise StudioError(f"training on your own data takes --family {', '.join(FOLDER_FAMILIES[:-1])} or "
+                          f"{FOLDER_FAMILIES[-1]}, not {family!r}")
+    sounds = family == "audio"
+    wrong = [flag for flag, dest in (_PICTURE_OPTIONS if sounds else _SOUND_OPTIONS).items()
+             if getattr(args, dest) is not None]
+    if wrong:
+        kind = "pictures (--family vae, gan or diffusion)" if sounds else "sounds (--family audio)"
+        raise StudioError(f"{', '.join(wrong)} {'is' if len(wrong) == 1 else 'are'} for training on {kind}")
     folder = Path(args.data)
     model_id = args.id or re.sub(r"[^a-z0-9._-]+", "-", folder.resolve().name.lower()).strip("-._")[:64] or "mine"
     out = Path(args.out) if args.out else user_models_dir() / model_id
     run_dir = Path(args.run_dir) if args.run_dir else user_data_dir() / "runs" / model_id
-    train_folder(folder, out, run_dir, model_id, resume=args.resume, size=args.size, steps=args.steps, fit=args.fit)
+    settings = {"steps": args.steps, "batch": args.batch, "device": args.device, "name": args.name}
+    options = _SOUND_OPTIONS if sounds else _PICTURE_OPTIONS
+    settings.update({dest: getattr(args, dest) for dest in options.values()})
+    train_folder(folder, out, run_dir, model_id, family=family, resume=args.resume, **settings)
     return 0
 
 
@@ -610,6 +717,19 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--out", help="the package folder (default: the user models folder); with --sd, the file")
     i.add_argument("--force", action="store_true", help="replace a package (or with --sd, a file) already at --out")
 
+    w = sub.add_parser("wrap", parents=[shared], help="make a TorchScript or ONNX generator into a model package")
+    w.add_argument("file", help="the module: TorchScript (.pt/.pth/.ts, saved with torch.jit.save) or ONNX (.onnx)")
+    w.add_argument("--latent", required=True, help="the latent's shape: 512, or 4x16x16")
+    w.add_argument("--image", metavar="WxHxC", help="it makes images of this size (C: 1 grey, 3 colour)")
+    w.add_argument("--audio", metavar="RATE:SAMPLES[:CHANNELS]", help="it makes sounds of this rate and length")
+    w.add_argument("--classes", help="comma-separated class names, when it takes a class index as a second input")
+    w.add_argument("--range", choices=("-1..1", "0..1"), default="-1..1", help="its output range (default -1..1)")
+    w.add_argument("--id", help="the package id (default: from the file name)")
+    w.add_argument("--name", help="the package name")
+    w.add_argument("--license", help="the generator's licence, recorded in model.toml")
+    w.add_argument("--out", help="the package folder (default: the user models folder)")
+    w.add_argument("--force", action="store_true", help="replace a package already there")
+
     e = sub.add_parser("encode", parents=[shared],
                        help="encode glyphs (a font file or an image strip) or a sound file to a latent")
     e.add_argument("--model", default=None, help="package id or folder (default: the shipped default model)")
@@ -630,23 +750,35 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--exit-after-ms", type=int, help=argparse.SUPPRESS)  # end-to-end tests
     g.add_argument("--report-geometry", metavar="FILE", help=argparse.SUPPRESS)  # end-to-end tests
 
-    t = sub.add_parser("train", parents=[shared], help="train a model package from a recipe")
-    t.add_argument("recipe", nargs="?", help="recipe.toml (or use --family vae --data FOLDER)")
-    t.add_argument("--family", default="vae", help="with --data: the family to train (vae)")
-    t.add_argument("--data", metavar="FOLDER", help="train on your own pictures: a folder of PNG/JPEG/WebP/BMP images")
-    t.add_argument("--size", type=int, default=64, help="with --data: the square size pictures are fitted to (64)")
-    t.add_argument("--fit", choices=("crop", "pad", "stretch"), default="crop",
-                   help="with --data: how a picture becomes square (crop the centre, pad, or stretch)")
-    t.add_argument("--steps", type=int, default=2000, help="with --data: training steps (2000)")
+    t = sub.add_parser("train", parents=[shared], help="train a model package from a recipe, or on your own "
+                       "pictures or sounds (--data FOLDER)")
+    t.add_argument("recipe", nargs="?", help="recipe.toml (or use --family FAMILY --data FOLDER)")
+    t.add_argument("--data", metavar="FOLDER", help="train on your own data: a folder of pictures (PNG/JPEG/WebP/BMP "
+                   "of any size) for vae, gan and diffusion, or of sounds (WAV/FLAC/OGG/MP3; sub-folders such as "
+                   "kick/ and snare/ become classes) for audio")
+    t.add_argument("--family", help="with --data: the family to train: vae (default), gan, diffusion or audio")
+    t.add_argument("--size", type=int, help="with --data, pictures: the square size they are fitted to "
+                   "(vae 64, gan and diffusion 32)")
+    t.add_argument("--fit", choices=("crop", "pad", "stretch"),
+                   help="with --data, pictures: how a picture becomes square (crop the centre (default), pad, or "
+                   "stretch)")
+    t.add_argument("--seconds", type=float, help="with --data, sounds: the length of the model's sounds (1.0)")
+    t.add_argument("--sample-rate", type=int, help="with --data, sounds: the model's sample rate in Hz (22050)")
+    t.add_argument("--steps", type=int, help="with --data: training steps (vae 2000, gan 3000, diffusion 3000, "
+                   "audio 2000)")
+    t.add_argument("--batch", type=int, help="with --data: examples per step (vae 64, the others 16)")
+    t.add_argument("--device", help="with --data: cpu (default), cuda, cuda:N, mps or auto")
     t.add_argument("--id", help="with --data: the new package's id (default: the folder's name)")
-    t.add_argument("--out", help="package folder to write (default: models/<id>)")
+    t.add_argument("--name", help="with --data: the new package's name (default: its id)")
+    t.add_argument("--out", help="package folder to write (default: models/<id>; with --data the user models "
+                   "folder)")
     t.add_argument("--run-dir", help="where checkpoints go (default: runs/<id>)")
     t.add_argument("--resume", action="store_true", help="continue from the run's checkpoint")
     t.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
     return p
 
 
-VERBS = ("models", "render", "sheet", "grid", "animate", "encode", "import", "gui", "train")
+VERBS = ("models", "render", "sheet", "grid", "animate", "encode", "import", "wrap", "gui", "train")
 
 
 def cmd_gui(args) -> int:
@@ -675,6 +807,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_gui(args)
         if args.verb == "import":
             return cmd_import(args)
+        if args.verb == "wrap":
+            return cmd_wrap(args)
         if args.verb == "grid":
             return cmd_grid(args)
         if args.verb == "animate":

@@ -177,3 +177,27 @@ def test_a_file_that_is_not_onnx_is_named(tmp_path):
     with pytest.raises(WeightsError, match="not a readable ONNX model") as info:
         load_model(resolve(str(folder)))
     assert "generator.onnx" in str(info.value)
+
+
+def test_wrap_writes_the_sidecar_and_checks_the_generator(tmp_path, capsys):
+    from studio.cli import main
+
+    torch.manual_seed(0)
+    module = tmp_path / "my gen.pt"
+    torch.jit.save(torch.jit.script(Generator(classes=2)), str(module))
+    out = tmp_path / "pkg"
+    assert main(["wrap", str(module), "--latent", "4", "--image", "8x8x3", "--classes", "cat,dog",
+                 "--out", str(out)]) == 0, capsys.readouterr().err
+    model = load_model(resolve(str(out)))
+    assert model.manifest.family == "torchscript" and model.manifest.conditions.labels == ("cat", "dog")
+    assert render(model, seed=1, label="dog").data.shape == (8, 8, 3)
+    # a wrong output size is found when wrapping, and nothing is left behind
+    bad = tmp_path / "bad"
+    assert main(["wrap", str(module), "--latent", "4", "--image", "16x16x3", "--classes", "cat,dog",
+                 "--out", str(bad)]) == 1
+    assert "returned shape (1, 3, 8, 8)" in capsys.readouterr().err and not bad.exists()
+    assert not (tmp_path / "bad.partial").exists()
+    assert main(["wrap", str(module), "--latent", "4", "--out", str(tmp_path / "x")]) == 1
+    assert "--image WxHxC" in capsys.readouterr().err
+    assert main(["wrap", str(module), "--latent", "4", "--image", "8x8x3", "--out", str(out)]) == 1
+    assert "already there" in capsys.readouterr().err

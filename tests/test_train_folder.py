@@ -1,6 +1,6 @@
-"""Training on your own pictures (studio.train.folder, `latent-studio train --family vae --data FOLDER`): images of
-any size and format fitted to a square, grey or colour, a package the app renders, resume, and clear errors for a
-folder with nothing usable."""
+"""Training a VAE on your own pictures (studio.train.folder, `latent-studio train --family vae --data FOLDER`): images
+of any size and format fitted to a square, grey or colour, a package the app renders, resume, and clear errors for a
+folder with nothing usable. The other families: test_train_folder_families.py."""
 
 from __future__ import annotations
 
@@ -75,8 +75,11 @@ def test_train_on_a_folder_makes_a_package_the_app_renders(capsys, tmp_path):
 
 def test_wrong_requests_are_refused(capsys, tmp_path):
     folder = pictures(tmp_path / "pics", n=3)
-    assert main(["train", "--family", "gan", "--data", str(folder)]) == 1
-    assert "--family vae" in capsys.readouterr().err
+    assert main(["train", "--family", "flow", "--data", str(folder)]) == 1
+    assert "--family vae, gan, diffusion or audio, not 'flow'" in capsys.readouterr().err
+    assert main(["train", "--family", "gan", "--data", str(folder), "--size", "8", "--out", str(tmp_path / "o"),
+                 "--run-dir", str(tmp_path / "r")]) == 1
+    assert "a GAN needs at least 4 pictures" in capsys.readouterr().err
     assert main(["train", "--data", str(folder), "--size", "48", "--out", str(tmp_path / "o"),
                  "--run-dir", str(tmp_path / "r")]) == 1
     assert "data.size" in capsys.readouterr().err
@@ -91,7 +94,7 @@ class Watcher:
 
         self.inner = Monitor(lambda _: None)
         self.stop_at, self.reason = stop_at, reason
-        self.steps, self.samples, self.last = [], [], 0
+        self.steps, self.samples, self.kinds, self.last = [], [], [], 0
 
     def log(self, text):
         pass
@@ -105,6 +108,7 @@ class Watcher:
 
     def sample(self, step, output, kind="image", sample_rate=0):
         self.samples.append((step, output.shape, output.dtype))
+        self.kinds.append((kind, sample_rate))
 
     def stop_requested(self):
         return self.reason if self.stop_at is not None and self.last >= self.stop_at else None

@@ -149,6 +149,30 @@ def test_start_trains_to_a_package_the_studio_can_use(qtbot, dialog, session, pi
     assert not dialog.start_over_button.isVisible()
 
 
+def test_each_family_brings_its_defaults_and_a_gan_trains_in_the_dialog(qtbot, dialog, session, pictures):
+    from studio.train.folder import family_defaults
+
+    for family in ("gan", "diffusion", "vae", "audio"):
+        dialog.family_combo.setCurrentIndex(dialog.family_combo.findData(family))
+        defaults = family_defaults(family)
+        assert dialog.steps_spin.value() == defaults["steps"]
+        if family == "audio":
+            assert not dialog.size_combo.isEnabled()
+        else:
+            assert dialog.size_combo.currentData() == defaults["size"] and dialog.size_combo.isEnabled()
+    assert family_defaults("gan")["size"] == 32  # not the VAE's 64: a 64-px GAN takes half an hour on a CPU
+    dialog.family_combo.setCurrentIndex(dialog.family_combo.findData("gan"))
+    dialog.size_combo.setCurrentIndex(dialog.size_combo.findData(16))
+    dialog.steps_spin.setValue(4)
+    dialog.set_folder(pictures)
+    qtbot.waitUntil(lambda: dialog.folder_ok, timeout=10_000)
+    with qtbot.waitSignal(dialog.run_finished, timeout=RUN):
+        dialog.start_button.click()
+    entry = session.entry_for("my-sketches")
+    assert entry is not None and entry.ok and entry.manifest.family == "gan"
+    assert dialog.shown_sample == (4, "image")
+
+
 def test_pause_keeps_a_checkpoint_and_resume_finishes(qtbot, dialog, pictures):
     ready(qtbot, dialog, pictures)
     dialog.monitor_factory = PauseAtThree

@@ -54,13 +54,11 @@ def require_diffusers():
     """Import diffusers and transformers (offline), or say how to install them."""
     set_offline()
     try:
-        import diffusers  # noqa: F401
-        import transformers  # noqa: F401
+        import diffusers
+        import transformers
     except ImportError as exc:
         raise MissingExtra(f"Stable Diffusion needs the optional packages diffusers and transformers ({exc.name} is "
                            "missing): pip install 'latent-studio[diffusers]'") from None
-    import diffusers
-    import transformers
 
     transformers.logging.set_verbosity_error()  # "weights not initialised" chatter about unused heads
     diffusers.logging.set_verbosity_error()

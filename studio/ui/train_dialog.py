@@ -13,7 +13,6 @@ Torch runs only on the training thread; the widgets are touched only by slots on
 from __future__ import annotations
 
 import html
-import inspect
 import json
 import logging
 import math
@@ -34,7 +33,7 @@ from PySide6.QtWidgets import (QComboBox, QDialog, QFileDialog, QFormLayout, QHB
                                QListView, QListWidget, QListWidgetItem, QMessageBox, QPlainTextEdit, QProgressBar,
                                QPushButton, QSizePolicy, QSpinBox, QSplitter, QStackedWidget, QVBoxLayout, QWidget)
 
-from studio.errors import RecipeError, StudioError
+from studio.errors import StudioError
 from studio.paths import user_data_dir, user_models_dir
 from studio.train.monitor import Monitor, TrainingStopped
 from studio.ui.canvas import qimage_from_array
@@ -136,44 +135,24 @@ def _trainer_module():
 
 
 def available_families() -> tuple[str, ...]:
-    """The families `train_folder` can train here (only "vae" before it learnt the others)."""
-    families = getattr(_trainer_module(), "FOLDER_FAMILIES", ("vae",))
-    return tuple(f for f in FAMILY_LABELS if f in families)
+    """The families `train_folder` can train, in the dialog's order."""
+    return tuple(f for f in FAMILY_LABELS if f in _trainer_module().FOLDER_FAMILIES)
 
 
 def scan_summary(folder: Path, family: str) -> tuple[bool, str]:
     """(Worker thread) what `folder` holds for `family` in one line, and whether it is enough to train on; RecipeError
     when nothing there is usable."""
-    trainer = _trainer_module()
-    scan = getattr(trainer, "scan_folder", None)
-    if scan is not None:
-        found = scan(folder, family)
-        if not getattr(found, "enough", True):
-            return False, (f"{found.summary}: a {FAMILY_LABELS.get(family, family)} needs at least "
-                           f"{getattr(found, 'minimum', '?')} to train on")
-        return True, found.summary
-    if family != "vae":
-        raise RecipeError(f"training a {FAMILY_LABELS.get(family, family)} on your own data is not available in "
-                          f"this version", None, "family")
-    if not folder.is_dir():
-        raise RecipeError("not a folder", folder, "data.folder")
-    files = [p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in trainer.IMAGE_SUFFIXES]
-    if not files:
-        raise RecipeError("no usable images: no PNG, JPEG, WebP or BMP files", folder, "data.folder")
-    return True, f"{len(files)} image file{'s' if len(files) != 1 else ''} (PNG, JPEG, WebP, BMP)"
+    found = _trainer_module().scan_folder(folder, family)
+    if not found.enough:
+        return False, (f"{found.summary}: a {FAMILY_LABELS.get(family, family)} needs at least {found.minimum} to "
+                       "train on")
+    return True, found.summary
 
 
 def recipe_settings(family: str, wanted: dict) -> dict:
     """The settings in `wanted` that the family's trainer takes (its `write_recipe` keywords); the rest are left to
     its defaults."""
-    trainer = _trainer_module()
-    module = trainer
-    name = getattr(trainer, "TRAINERS", {}).get(family)
-    if name:
-        import importlib
-
-        module = importlib.import_module(name)
-    known = inspect.signature(module.write_recipe).parameters
+    known = _trainer_module().family_defaults(family)
     return {k: v for k, v in wanted.items() if k in known}
 
 
@@ -858,6 +837,12 @@ class TrainDialog(QDialog):
         self._update_buttons()
 
     def _on_family_changed(self, _index: int = 0) -> None:
+        """A family brings its own trainer's defaults (a GAN at 64 px would take half an hour on a laptop CPU)."""
+        defaults = _trainer_module().family_defaults(self.family())
+        if "size" in defaults and defaults["size"] in SIZES:
+            self.size_combo.setCurrentIndex(SIZES.index(defaults["size"]))
+        if "steps" in defaults:
+            self.steps_spin.setValue(int(defaults["steps"]))
         images = self.family() in IMAGE_FAMILIES
         for widget in (self.size_combo, self.fit_combo):
             widget.setEnabled(images and not self._running)
@@ -1013,7 +998,6 @@ class TrainDialog(QDialog):
         info = self._resume_info if resume else None
         if info is not None and info.trainer.startswith("folder-") and info.trainer[7:] in FAMILY_LABELS:
             family = info.trainer[7:]  # the run continues as the family that started it
-        trainer = _trainer_module()
         wanted = dict(steps=self.steps_spin.value(), name=self.name_edit.text().strip() or model_id,
                       device=self.device_combo.currentData())
         if family in IMAGE_FAMILIES:
@@ -1026,12 +1010,7 @@ class TrainDialog(QDialog):
         kwargs: dict = dict(folder=Path(info.folder if info is not None and info.folder else self.folder()),
                             out=user_models_dir() / model_id, run_dir=runs_dir() / model_id, model_id=model_id,
                             resume=resume, **settings)
-        if "family" in inspect.signature(trainer.train_folder).parameters:
-            kwargs["family"] = family
-        elif family != "vae":
-            self._report_failure(f"Training a {FAMILY_LABELS[family]} on your own data is not available in this "
-                                 "version.", "")
-            return False
+        kwargs["family"] = family
         continuing = resume and self._paused_id == model_id and self._run_id == model_id
         if not continuing:
             self.curve.clear()
