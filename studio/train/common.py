@@ -186,3 +186,19 @@ class Checkpoint:
         self.seconds_before = float(meta.get("seconds", 0.0))
         self.t0 = time.perf_counter()
         return int(meta["step"])
+
+
+def manifest_head(recipe: Recipe, family: str) -> dict:
+    """The first fields of a trained package's model.toml: format, the recipe's [package] table and the family."""
+    package = recipe.package
+    return {"format": 1, "id": package["id"], "name": package["name"], "family": family,
+            "version": package["version"], "license": package["license"],
+            "description": package.get("description", "")}
+
+
+def start_step(ckpt: "Checkpoint", resume: bool, log: Callable[[str], None]) -> int:
+    """The step a run starts from: its checkpoint's when resuming one (said in the log), else 0."""
+    start = ckpt.load() if resume and ckpt.path.exists() else 0
+    if start:
+        log(f"resumed from {ckpt.path} at step {start}")
+    return start

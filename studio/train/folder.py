@@ -25,7 +25,7 @@ from studio import __version__
 from studio.errors import RecipeError
 from studio.families.vae import SetVAE, elbo
 from studio.latent.directions import Directions
-from studio.train.common import Checkpoint, lr_at
+from studio.train.common import Checkpoint, lr_at, manifest_head, start_step
 from studio.train.folder_common import (FITS, IMAGE_SUFFIXES, MIN_FILES, SOUND_SUFFIXES, FolderSummary,
                                         fit_image, image_sheet, load_image_folder, load_sound_folder, rand,
                                         scan_images, scan_sounds, train_device)
@@ -119,9 +119,7 @@ def train(recipe: Recipe, out: Path, run_dir: Path, resume: bool = False,
     opt = torch.optim.Adam(net.parameters(), lr=lr)
     run_dir.mkdir(parents=True, exist_ok=True)
     ckpt = Checkpoint(run_dir / "checkpoint.safetensors", recipe, {"net": net}, {"net": opt}, gen)
-    start = ckpt.load() if resume and ckpt.path.exists() else 0
-    if start:
-        log(f"resumed from {ckpt.path} at step {start}")
+    start = start_step(ckpt, resume, log)
     log(f"training {sum(p.numel() for p in net.parameters()) / 1e6:.2f} M parameters for {steps} steps of {batch} "
         f"on {len(train_set)} images ({device})")
     monitor.start(steps, start, "img")
@@ -168,9 +166,7 @@ def train(recipe: Recipe, out: Path, run_dir: Path, resume: bool = False,
     d = latent_dim
     directions = Directions(torch.eye(d)[:min(16, d)], torch.ones(min(16, d)), torch.zeros(d))
     manifest = {
-        "format": 1, "id": recipe.package["id"], "name": recipe.package["name"], "family": "vae",
-        "version": recipe.package["version"], "license": recipe.package["license"],
-        "description": recipe.package.get("description", ""),
+        **manifest_head(recipe, "vae"),
         "output": {"kind": "image", "width": size, "height": size, "channels": cfg["channels"]},
         "latent": {"shape": [latent_dim], "prior": "normal"},
         "conditions": {"kind": "none"},

@@ -22,7 +22,7 @@ from studio import __version__
 from studio.errors import RecipeError
 from studio.families.audio_vae import SpecFormat, SpecVAE, _strides, finish_waves
 from studio.latent.directions import Directions
-from studio.train.common import Checkpoint, lr_at
+from studio.train.common import Checkpoint, lr_at, manifest_head, start_step
 from studio.train.folder_common import (MIN_FILES, RecentMean, autocast, data_folder, dump_recipe,
                                         load_sound_folder, package_table, positive, rand, schedule_figures,
                                         train_device, use_bf16)
@@ -139,9 +139,7 @@ def train(recipe: Recipe, out: Path, run_dir: Path, resume: bool = False,
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=0.0)
     run_dir.mkdir(parents=True, exist_ok=True)
     ckpt = Checkpoint(run_dir / "checkpoint.safetensors", recipe, {"net": net}, {"net": opt}, gen)
-    start = ckpt.load() if resume and ckpt.path.exists() else 0
-    if start:
-        log(f"resumed from {ckpt.path} at step {start}")
+    start = start_step(ckpt, resume, log)
     log(f"training {sum(p.numel() for p in net.parameters()) / 1e6:.2f} M parameters for {steps} steps of {batch} "
         f"on {len(keep)} sounds ({device}{', bfloat16' if bf16 else ''})")
     monitor.start(steps, start, "sound")
@@ -195,9 +193,7 @@ def train(recipe: Recipe, out: Path, run_dir: Path, resume: bool = False,
         log(f"  {key}: {value}")
     directions = Directions(torch.eye(dim)[:min(16, dim)], torch.ones(min(16, dim)), torch.zeros(dim))
     manifest = {
-        "format": 1, "id": recipe.package["id"], "name": recipe.package["name"], "family": "audio-vae",
-        "version": recipe.package["version"], "license": recipe.package["license"],
-        "description": recipe.package.get("description", ""),
+        **manifest_head(recipe, "audio-vae"),
         "output": {"kind": "audio", "sample_rate": sample_rate, "channels": 1, "length": length},
         "latent": {"shape": [dim], "prior": "normal"},
         "conditions": {"kind": "class", "labels": list(classes), "default": classes[0]},

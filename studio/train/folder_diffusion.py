@@ -20,7 +20,7 @@ from studio import __version__
 from studio.families.diffusion import DEFAULTS, UNet
 from studio.families.samplers import SCHEDULES, Schedule, make_sampler
 from studio.latent.seeds import sample_prior
-from studio.train.common import Checkpoint, ema_update, lr_at
+from studio.train.common import Checkpoint, ema_update, lr_at, manifest_head, start_step
 from studio.train.folder_common import (MIN_FILES, RecentMean, autocast, data_folder, dump_recipe, image_sheet,
                                         package_table, rand, read_images, schedule_figures, train_device, use_bf16)
 from studio.train.monitor import Monitor, check_stop
@@ -107,9 +107,7 @@ def train(recipe: Recipe, out: Path, run_dir: Path, resume: bool = False,
     gen = torch.Generator().manual_seed(seed)
     run_dir.mkdir(parents=True, exist_ok=True)
     ckpt = Checkpoint(run_dir / "checkpoint.safetensors", recipe, {"net": net, "ema": ema}, {"net": opt}, gen)
-    start = ckpt.load() if resume and ckpt.path.exists() else 0
-    if start:
-        log(f"resumed from {ckpt.path} at step {start}")
+    start = start_step(ckpt, resume, log)
     log(f"training {sum(p.numel() for p in net.parameters()) / 1e6:.2f} M parameters for {steps} steps of {batch} "
         f"on {len(real)} pictures ({device}{', bfloat16' if bf16 else ''})")
     monitor.start(steps, start, "img")
@@ -150,9 +148,7 @@ def train(recipe: Recipe, out: Path, run_dir: Path, resume: bool = False,
         log(f"  {key}: {value}")
     preview = image_sheet(sample(ema, schedule, show, seed + 1), channels, size)
     manifest = {
-        "format": 1, "id": recipe.package["id"], "name": recipe.package["name"], "family": "diffusion",
-        "version": recipe.package["version"], "license": recipe.package["license"],
-        "description": recipe.package.get("description", ""),
+        **manifest_head(recipe, "diffusion"),
         "output": {"kind": "image", "width": size, "height": size, "channels": channels},
         "latent": {"shape": [channels, size, size], "prior": "normal"},
         "conditions": {"kind": "none"},

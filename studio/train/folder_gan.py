@@ -23,7 +23,7 @@ from studio.errors import RecipeError
 from studio.families.gan import StyleGenerator
 from studio.latent.directions import principal_directions
 from studio.latent.seeds import sample_prior
-from studio.train.common import Checkpoint, ema_update
+from studio.train.common import Checkpoint, ema_update, manifest_head, start_step
 from studio.train.folder_common import (MIN_FILES, RecentMean, autocast, data_folder, dump_recipe, image_sheet,
                                         package_table, positive, rand, read_images, schedule_figures, train_device,
                                         use_bf16)
@@ -166,9 +166,7 @@ def train(recipe: Recipe, out: Path, run_dir: Path, resume: bool = False,
     run_dir.mkdir(parents=True, exist_ok=True)
     ckpt = Checkpoint(run_dir / "checkpoint.safetensors", recipe, {"g": g, "d": disc, "g_ema": g_ema},
                       {"g": opt_g, "d": opt_d}, gen)
-    start = ckpt.load() if resume and ckpt.path.exists() else 0
-    if start:
-        log(f"resumed from {ckpt.path} at step {start}")
+    start = start_step(ckpt, resume, log)
     log(f"training G {sum(p.numel() for p in g.parameters()) / 1e6:.2f} M + D "
         f"{sum(p.numel() for p in disc.parameters()) / 1e6:.2f} M parameters for {steps} steps of {batch} on "
         f"{len(real)} pictures ({device}{', bfloat16' if bf16 else ''}; augment: {', '.join(policy) or 'none'})")
@@ -252,9 +250,7 @@ def train(recipe: Recipe, out: Path, run_dir: Path, resume: bool = False,
     for key, value in quality.items():
         log(f"  {key}: {value}")
     manifest = {
-        "format": 1, "id": recipe.package["id"], "name": recipe.package["name"], "family": "gan",
-        "version": recipe.package["version"], "license": recipe.package["license"],
-        "description": recipe.package.get("description", ""),
+        **manifest_head(recipe, "gan"),
         "output": {"kind": "image", "width": size, "height": size, "channels": channels},
         "latent": {"shape": [latent_dim], "prior": "normal"},
         "conditions": {"kind": "none"},

@@ -20,7 +20,7 @@ from studio import __version__
 from studio.families.diffusion import DEFAULT_GUIDANCE, DEFAULT_SAMPLER, DEFAULT_STEPS, DEFAULTS, UNet
 from studio.families.samplers import SCHEDULES, Schedule, make_sampler
 from studio.latent.seeds import sample_prior
-from studio.train.common import Checkpoint, ema_update, glyph_data, ink_at, ink_sheet, lr_at
+from studio.train.common import Checkpoint, ema_update, glyph_data, ink_at, ink_sheet, lr_at, manifest_head
 from studio.train.fonts import CHARSET
 from studio.train.package import write_package
 from studio.train.progress import ProgressBar
@@ -99,9 +99,7 @@ def train(recipe: Recipe, out: Path, run_dir: Path, resume: bool = False,
 
     metrics = evaluate(ema, data, recipe, size, seed, log)
     manifest = {
-        "format": 1, "id": recipe.package["id"], "name": recipe.package["name"], "family": "diffusion",
-        "version": recipe.package["version"], "license": recipe.package["license"],
-        "description": recipe.package.get("description", ""),
+        **manifest_head(recipe, "diffusion"),
         "output": {"kind": "image", "width": size, "height": size, "channels": 1},
         "latent": {"shape": [1, size, size], "prior": "normal"},
         "conditions": {"kind": "text", "alphabet": CHARSET, "default": recipe.package.get("default_prompt", "Aa")},

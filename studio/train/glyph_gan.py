@@ -23,7 +23,7 @@ from studio import __version__
 from studio.families.gan import EqConv, EqLinear, StyleGenerator
 from studio.latent.directions import principal_directions
 from studio.latent.seeds import sample_prior
-from studio.train.common import Checkpoint, ema_update, glyph_data, ink_at, ink_sheet
+from studio.train.common import Checkpoint, ema_update, glyph_data, ink_at, ink_sheet, manifest_head
 from studio.train.fonts import CHARSET
 from studio.train.package import write_package
 from studio.train.progress import ProgressBar
@@ -215,9 +215,7 @@ def train(recipe: Recipe, out: Path, run_dir: Path, resume: bool = False,
         log(f"  {key}: {value}")
 
     manifest = {
-        "format": 1, "id": recipe.package["id"], "name": recipe.package["name"], "family": "gan",
-        "version": recipe.package["version"], "license": recipe.package["license"],
-        "description": recipe.package.get("description", ""),
+        **manifest_head(recipe, "gan"),
         "output": {"kind": "image", "width": size, "height": size, "channels": 1},
         "latent": {"shape": [latent_dim], "prior": "normal"},
         "conditions": {"kind": "text", "alphabet": CHARSET, "default": recipe.package.get("default_prompt", "Aa")},

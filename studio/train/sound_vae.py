@@ -27,7 +27,7 @@ from studio import __version__
 from studio.errors import RecipeError
 from studio.families.audio_vae import MAGMA, SpecFormat, SpecVAE, finish_waves
 from studio.latent.directions import Directions
-from studio.train.common import Checkpoint, lr_at
+from studio.train.common import Checkpoint, lr_at, manifest_head
 from studio.train.package import write_package
 from studio.train.progress import ProgressBar
 from studio.train.recipe import Recipe
@@ -267,9 +267,7 @@ def train(recipe: Recipe, out: Path, run_dir: Path, resume: bool = False,
     metrics = evaluate(net, fmt, clf, held_per_kind, int(ev.get("prior_samples_per_class", 50)), iterations,
                        seed + 2, sample_rate, length, log)
     manifest = {
-        "format": 1, "id": recipe.package["id"], "name": recipe.package["name"], "family": "audio-vae",
-        "version": recipe.package["version"], "license": recipe.package["license"],
-        "description": recipe.package.get("description", ""),
+        **manifest_head(recipe, "audio-vae"),
         "output": {"kind": "audio", "sample_rate": sample_rate, "channels": 1, "length": length},
         "latent": {"shape": [dim], "prior": "normal"},
         "conditions": {"kind": "class", "labels": list(KINDS), "default": recipe.package.get("default_class", "kick")},
