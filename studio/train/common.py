@@ -202,3 +202,18 @@ def start_step(ckpt: "Checkpoint", resume: bool, log: Callable[[str], None]) -> 
     if start:
         log(f"resumed from {ckpt.path} at step {start}")
     return start
+
+
+def denoiser_step(net: nn.Module, ema: nn.Module, opt: torch.optim.Optimizer, xt: torch.Tensor, t: torch.Tensor,
+                  noise: torch.Tensor, cond: torch.Tensor | None, precision, ema_decay: float) -> torch.Tensor:
+    """One optimiser step of an ε-prediction network (MSE to the noise, gradients clipped at 1, then the EMA copy
+    follows); `precision` is the autocast context to compute in. The loss, detached."""
+    with precision:
+        pred = net(xt, t.float()) if cond is None else net(xt, t.float(), cond)
+    loss = torch.nn.functional.mse_loss(pred.float(), noise)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+    opt.step()
+    ema_update(ema, net, ema_decay)
+    return loss.detach()

@@ -14,13 +14,12 @@ from pathlib import Path
 from typing import Callable
 
 import torch
-import torch.nn.functional as F
 
 from studio import __version__
 from studio.families.diffusion import DEFAULTS, UNet
 from studio.families.samplers import SCHEDULES, Schedule, make_sampler
 from studio.latent.seeds import sample_prior
-from studio.train.common import Checkpoint, ema_update, lr_at, manifest_head, start_step
+from studio.train.common import Checkpoint, denoiser_step, lr_at, manifest_head, start_step
 from studio.train.folder_common import (MIN_FILES, RecentMean, autocast, data_folder, dump_recipe, image_sheet,
                                         package_table, rand, read_images, schedule_figures, train_device, use_bf16)
 from studio.train.monitor import Monitor, check_stop
@@ -125,14 +124,8 @@ def train(recipe: Recipe, out: Path, run_dir: Path, resume: bool = False,
         noise = rand(tuple(x0.shape), gen, device)
         a = ac[tt].reshape(-1, 1, 1, 1)
         xt = a.sqrt() * x0 + (1 - a).sqrt() * noise
-        with autocast(device, bf16):
-            pred = net(xt, tt.float())
-        loss = F.mse_loss(pred.float(), noise)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
-        opt.step()
-        ema_update(ema, net, min(ema_max, (1 + step) / (10 + step)))
+        loss = denoiser_step(net, ema, opt, xt, tt, noise, None, autocast(device, bf16),
+                             min(ema_max, (1 + step) / (10 + step)))
         recent.add(loss=loss.item())
         monitor.step(step + 1, batch, loss=loss.item())
         if (step + 1) % f["every"] == 0 or step + 1 == steps:

@@ -14,13 +14,13 @@ from typing import Callable
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from studio import __version__
 from studio.families.diffusion import DEFAULT_GUIDANCE, DEFAULT_SAMPLER, DEFAULT_STEPS, DEFAULTS, UNet
 from studio.families.samplers import SCHEDULES, Schedule, make_sampler
 from studio.latent.seeds import sample_prior
-from studio.train.common import Checkpoint, ema_update, glyph_data, ink_at, ink_sheet, lr_at, manifest_head
+from studio.train.common import (Checkpoint, denoiser_step, glyph_data, ink_at, ink_sheet, lr_at,
+                                 manifest_head)
 from studio.train.fonts import CHARSET
 from studio.train.package import write_package
 from studio.train.progress import ProgressBar
@@ -82,14 +82,9 @@ def train(recipe: Recipe, out: Path, run_dir: Path, resume: bool = False,
         xt = a.sqrt() * x0 + (1 - a).sqrt() * noise
         dropped = torch.rand(batch, generator=gen) < drop
         cond = torch.where(dropped, torch.full_like(labels, len(CHARSET)), labels)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            pred = net(xt, tt.float(), cond)
-        loss = F.mse_loss(pred.float(), noise)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
-        opt.step()
-        ema_update(ema, net, min(ema_max, (1 + step) / (10 + step)))
+        loss = denoiser_step(net, ema, opt, xt, tt, noise, cond,
+                             torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16),
+                             min(ema_max, (1 + step) / (10 + step)))
         bar.update(step + 1, batch, loss=loss.item())
         if (step + 1) % every == 0 or step + 1 == steps:
             ckpt.save(step + 1)
