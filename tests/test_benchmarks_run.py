@@ -75,3 +75,26 @@ def test_bench_preview_measures_a_sound_model(tmp_path):
     make_tiny_audio_package(tmp_path / "tiny-audio")
     result = load_script().measure("tiny-audio", "cpu", n=3, models_dirs=[tmp_path], block=1, warmup=0)
     assert math.isfinite(result["ratio"]) and result["ratio"] > 0 and result["model"] == "tiny-audio"
+
+
+SD_SCRIPT = SCRIPT.with_name("bench_sd.py")
+
+
+def test_bench_sd_main_prints_a_ratio_and_the_same_picture(capsys):
+    pytest.importorskip("diffusers")
+    pytest.importorskip("transformers")
+    code = load_script(SD_SCRIPT).main(["--steps", "3", "--repeats", "1", "--warmup", "0", "--threads", "1"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "StableDiffusionFamily.render" in out and "StableDiffusionPipeline" in out and "goal >= 0.9" in out
+    ratio = float(re.search(r"ratio ours/diffusers \(steps/s\)\s*:\s*([0-9.eE+-]+)", out).group(1))
+    assert math.isfinite(ratio) and ratio > 0
+    assert "(same picture)" in out  # the app's DDIM walk and diffusers' pipeline on the same parts and noise
+
+
+def test_bench_sd_without_cuda_skips_cleanly(capsys):
+    torch = pytest.importorskip("torch")
+    if torch.cuda.is_available():
+        pytest.skip("CUDA is present: the skip path cannot be taken")
+    assert load_script(SD_SCRIPT).main(["--device", "cuda", "--steps", "1", "--repeats", "1"]) == 0
+    assert "bench_sd: skipped: CUDA is not available" in capsys.readouterr().out
