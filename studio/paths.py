@@ -35,3 +35,18 @@ def user_models_dir() -> Path:
 
 def user_cache_dir() -> Path:
     return Path(os.environ.get("LATENT_STUDIO_CACHE") or platformdirs.user_cache_dir(APP_NAME, appauthor=False))
+
+
+def user_log_dir() -> Path:
+    """Where the log file goes: the platform's log folder, or `logs/` in the data folder when that is overridden."""
+    if os.environ.get("LATENT_STUDIO_DATA"):
+        return Path(os.environ["LATENT_STUDIO_DATA"]) / "logs"
+    return Path(platformdirs.user_log_dir(APP_NAME, appauthor=False))
+
+
+def shipped_resources_dir() -> Path:
+    """The `resources/` folder the app ships (examples): beside the package in a checkout, inside the bundle when
+    frozen."""
+    if getattr(sys, "frozen", False):
+        return Path(getattr(sys, "_MEIPASS", Path(sys.executable).parent)) / "resources"
+    return Path(__file__).resolve().parent.parent / "resources"

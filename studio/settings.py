@@ -34,3 +34,20 @@ def load_settings(path: Path | None = None) -> Settings:
         raise r.fail("model_folders", "must be an array of folder paths")
     device = r.get(data, "device", str, required=False, default="auto")
     return Settings([Path(f).expanduser() for f in folders], device)
+
+
+def load_or_reset_settings(path: Path | None = None) -> tuple[Settings, str]:
+    """Settings for starting the app, never an error: a broken settings file is set aside (kept as
+    `settings.toml.broken`, for the user to look at) and the defaults are used; the second value says so ("" when
+    all was well)."""
+    path = path or settings_path()
+    try:
+        return load_settings(path), ""
+    except StudioError as exc:
+        kept = path.with_name(path.name + ".broken")
+        try:
+            path.replace(kept)
+            where = f"it was kept as {kept.name} and"
+        except OSError as move:
+            where = f"it could not be set aside ({move.strerror or move}), and"
+        return Settings(), f"{exc}. The settings were reset: {where} the defaults are used."

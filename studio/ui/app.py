@@ -8,8 +8,8 @@ import os
 import sys
 from pathlib import Path
 
-from PySide6.QtCore import QSettings, Qt, QTimer
-from PySide6.QtGui import QGuiApplication
+from PySide6.QtCore import QSettings, QSize, Qt, QTimer
+from PySide6.QtGui import QGuiApplication, QIcon
 from PySide6.QtWidgets import QApplication
 
 from studio import __version__
@@ -28,12 +28,27 @@ def make_application(argv: list[str] | None = None) -> QApplication:
         QGuiApplication.setHighDpiScaleFactorRoundingPolicy(Qt.HighDpiScaleFactorRoundingPolicy.PassThrough)
         app = QApplication(argv if argv is not None else [sys.argv[0]])
     app.setApplicationName("Latent Studio")
+    app.setDesktopFileName("latent-studio")  # Wayland / X11 match the window to latent-studio.desktop
+    app.setWindowIcon(app_icon())
     app.setOrganizationName(APP_NAME)
     app.setApplicationVersion(__version__)
     from studio.ui.theme import apply_dark_theme
 
     apply_dark_theme(app)
     return app
+
+
+def app_icon() -> QIcon:
+    """The application icon in every size the app ships (studio/data/icons), found through the package."""
+    from importlib import resources
+
+    icon = QIcon()
+    folder = resources.files("studio") / "data" / "icons"
+    for size in (16, 24, 32, 48, 64, 128, 256, 512):
+        path = folder / f"latent-studio-{size}.png"
+        if path.is_file():
+            icon.addFile(str(path), QSize(size, size))
+    return icon
 
 
 def settings() -> QSettings:
@@ -55,17 +70,14 @@ def run(model: str | None = None, open_paths: list[str] | None = None, device: s
     from studio.engine import Engine
     from studio.library import default_roots
     from studio.project import Autosave
-    from studio.settings import load_settings
+    from studio.settings import load_or_reset_settings
     from studio.ui.main_window import MainWindow
     from studio.ui.session import Session
 
-    from studio.errors import StudioError
-    from studio.settings import Settings
+    from studio.logs import setup_logging
 
-    try:
-        user, settings_problem = load_settings(), ""
-    except StudioError as exc:  # a broken settings.toml must not keep the app from starting
-        user, settings_problem = Settings(), str(exc)
+    setup_logging()
+    user, settings_problem = load_or_reset_settings()  # a broken settings.toml never keeps the app from starting
     roots = default_roots([*user.model_folders, *(models_dirs or [])])
     engine = Engine(device=device or user.device or "auto", roots=roots, threads=threads)
     session = Session(engine, roots=roots)
@@ -77,8 +89,9 @@ def run(model: str | None = None, open_paths: list[str] | None = None, device: s
     session.extra_folders = [Path(p) for p in remembered if isinstance(p, str) and Path(p).is_dir()]
     autosave = Autosave()
     window = MainWindow(session, store, autosave)
+    session.message.connect(_log_message)
     if settings_problem:
-        session.message.emit("warning", "settings.toml could not be read; using the defaults", settings_problem)
+        session.message.emit("warning", "Your settings could not be read and were reset", settings_problem)
     try:
         recovered = window.offer_recovery()
         autosave.start()
@@ -100,6 +113,12 @@ def run(model: str | None = None, open_paths: list[str] | None = None, device: s
     code = app.exec()
     session.shutdown()
     return code
+
+
+def _log_message(level: str, title: str, detail: str) -> None:
+    """What the message area shows goes to the log file too (errors with their details)."""
+    log.log({"error": logging.ERROR, "warning": logging.WARNING}.get(level, logging.INFO), "%s%s", title,
+            f": {detail}" if detail else "")
 
 
 def _report_geometry_when_shown(window, path: str) -> None:

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 from pathlib import Path
 
-from PySide6.QtCore import QSettings, Qt, QTimer, Slot
-from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QGuiApplication, QKeySequence
+from PySide6.QtCore import QSettings, Qt, QTimer, QUrl, Slot
+from PySide6.QtGui import (QAction, QCloseEvent, QDesktopServices, QDragEnterEvent, QDropEvent, QGuiApplication,
+                           QKeySequence)
 from PySide6.QtWidgets import (QDockWidget, QLabel, QMainWindow, QMessageBox, QProgressBar, QScrollArea,
                                QStackedWidget, QToolButton, QWidget)
 
@@ -230,6 +232,10 @@ class MainWindow(QMainWindow):
         self.act_zoom_out = self._action("Zoom &Out", self.canvas.zoom_out, K.ZoomOut)
         self.act_about = self._action("&About Latent Studio", self.about)
         self.act_shortcuts = self._action("&Keyboard Shortcuts", self.show_shortcuts, "F1")
+        self.act_log = self._action("Show &Log File", self.show_log_file, None,
+                                    "Open the folder of the log file (what the app did, and what went wrong)")
+        self.act_data = self._action("Open User &Data Folder", self.show_data_folder, None,
+                                     "Settings, your models, autosaves and training runs")
 
     def _build_menus(self) -> None:
         bar = self.menuBar()
@@ -260,7 +266,9 @@ class MainWindow(QMainWindow):
         for dock in self.docks.values():
             view.addAction(dock.toggleViewAction())
         help_menu = bar.addMenu("&Help")
-        help_menu.addActions([self.act_shortcuts, self.act_about])
+        help_menu.addActions([self.act_shortcuts, self.act_log, self.act_data])
+        help_menu.addSeparator()
+        help_menu.addAction(self.act_about)
 
     # --- session → window -----------------------------------------------------------------------------------------
     @Slot(object)
@@ -588,13 +596,33 @@ class MainWindow(QMainWindow):
 
     # --- help -------------------------------------------------------------------------------------------------------
     def about(self) -> None:
-        import torch
-        from PySide6 import __version__ as pyside_version
-
+        shown = self.device_label.text().removeprefix("Device: ")  # with the precision once a render has run
         QMessageBox.about(self, "About Latent Studio",
-                          f"<b>Latent Studio {__version__}</b><br>An offline studio for local generative models."
-                          f"<br><br>PyTorch {torch.__version__} · PySide6 {pyside_version}<br>"
-                          f"Device: {getattr(self.session.bridge.engine, 'device', '?')}")
+                          about_text(shown or getattr(self.session.bridge.engine, "device", "?")))
+
+    def open_folder(self, folder: Path) -> bool:
+        """Show a folder in the desktop's file manager (tests replace this); False when none could open it."""
+        return QDesktopServices.openUrl(QUrl.fromLocalFile(str(folder)))
+
+    def show_log_file(self) -> None:
+        from studio.logs import log_path
+
+        path = log_path()
+        if not path.exists():
+            self.session.message.emit(INFO, "There is no log file yet", f"It will be written to {path}")
+            return
+        opened = self.open_folder(path.parent)
+        self.session.message.emit(INFO, f"The log file is {path}",
+                                  "" if opened else "No file manager could open its folder; copy the path above.")
+
+    def show_data_folder(self) -> None:
+        from studio.paths import user_data_dir
+
+        folder = user_data_dir()
+        folder.mkdir(parents=True, exist_ok=True)
+        opened = self.open_folder(folder)
+        self.session.message.emit(INFO, f"Your data folder is {folder}",
+                                  "" if opened else "No file manager could open it; copy the path above.")
 
     def show_shortcuts(self) -> None:
         rows = [(a.text().replace("&", ""), a.shortcut().toString(QKeySequence.SequenceFormat.NativeText))
@@ -624,6 +652,35 @@ class MainWindow(QMainWindow):
         if self.autosave is not None:
             self.autosave.finish()
         event.accept()
+
+
+def about_text(device) -> str:
+    """The About box: versions of the app and what it runs on, the device in use, and where its files are."""
+    import platform
+
+    import av
+    import numpy
+    import soundfile
+    import torch
+    from PySide6 import __version__ as pyside_version
+
+    from studio.logs import log_path
+    from studio.paths import user_data_dir
+
+    gpu = ""
+    if torch.cuda.is_available():
+        gpu = f" · CUDA {torch.version.cuda}: {torch.cuda.get_device_name(0)}"
+    elif getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        gpu = " · Apple MPS available"
+    frozen = " (installed bundle)" if getattr(sys, "frozen", False) else ""
+    return (f"<b>Latent Studio {__version__}</b>{frozen}<br>An offline studio for local generative models: "
+            f"images, sound and video.<br><br>"
+            f"Device in use: <b>{device}</b>{gpu}<br>"
+            f"PyTorch {torch.__version__} · PySide6 {pyside_version} · NumPy {numpy.__version__} · "
+            f"PyAV {av.__version__} · libsndfile {soundfile.__libsndfile_version__}<br>"
+            f"Python {platform.python_version()} on {platform.system()} {platform.machine()}<br><br>"
+            f"Your data: {user_data_dir()}<br>Log file: {log_path()}<br><br>"
+            "GPL-3.0-or-later. The video encoder x264 inside PyAV is GPL too.")
 
 
 def _clock(seconds: float) -> str:
