@@ -625,7 +625,7 @@ def _gui_argv(argv: list[str]) -> list[str]:
     """Put "gui" after the top-level options so that `latent-studio [--debug] [PATH…]` opens the app."""
     top: list[str] = []
     rest = list(argv)
-    while rest and rest[0] in ("--debug", "--models-dir"):
+    while rest and rest[0] in ("--debug", "--models-dir", "--self-test"):
         top.append(rest.pop(0))
         if top[-1] == "--models-dir" and rest:
             top.append(rest.pop(0))
@@ -642,6 +642,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = argparse.ArgumentParser(prog="latent-studio", description="Offline studio for local generative models.")
     p.add_argument("--version", action="version", version=f"latent-studio {__version__}")
+    p.add_argument("--self-test", action="store_true",
+                   help="check this installation offscreen (window, every shipped model, every export format) and exit")
     common(p, top=True)
     shared = argparse.ArgumentParser(add_help=False)
     common(shared, top=False)
@@ -794,6 +796,9 @@ def main(argv: list[str] | None = None) -> int:
         argv = _gui_argv(argv)  # no verb: the desktop app
     args = build_parser().parse_args(argv)
     try:
+        if args.self_test:
+            from studio.ui.selftest import run_self_test
+            return run_self_test(debug=args.debug)
         if args.verb == "models":
             return cmd_models(args)
         if args.verb == "train":
