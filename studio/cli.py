@@ -2,6 +2,7 @@
 
 Verbs:
   gui [PATH…] [--model ID]        the desktop app (the default), opening projects, model folders or images
+  --self-test                     check this installation offscreen: window, every shipped model, every export format
   models [--json]                 list installed model packages, with errors for invalid ones
   render --model ID|FOLDER ...    render to an image with the request in its metadata (alone: the default model)
   render --model one-shots --label snare --out hit.wav     a sound (WAV, FLAC, OGG or MP3)
