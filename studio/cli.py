@@ -73,9 +73,12 @@ def _parse_set(items: list[str]) -> tuple[dict, dict]:
 
 def _roots(args) -> list[Path]:
     from studio.library import default_roots
-    from studio.settings import load_settings
+    from studio.settings import load_or_reset_settings
 
-    return default_roots([*load_settings().model_folders, *(args.models_dir or [])])
+    settings, notice = load_or_reset_settings()  # a broken settings file never stops a command
+    if notice:
+        print(f"latent-studio: warning: {notice}", file=sys.stderr)
+    return default_roots([*settings.model_folders, *(args.models_dir or [])])
 
 
 def cmd_models(args) -> int:

@@ -158,3 +158,18 @@ def test_the_linux_install_script_puts_the_bundle_on_the_desktop(tmp_path):
     missing = subprocess.run(["bash", str(script), str(tmp_path / "nothing")], env=env, capture_output=True,
                              text=True, timeout=60)
     assert missing.returncode == 1 and "bundle folder" in missing.stderr
+
+
+def test_commands_start_with_a_broken_settings_file(capsys, models_dir):
+    import json
+
+    from studio.cli import main
+
+    path = settings_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\x00garbage = = [", encoding="utf-8")
+    assert main(["models", "--json", "--models-dir", str(models_dir)]) == 0
+    captured = capsys.readouterr()
+    assert "tiny" in {m["id"] for m in json.loads(captured.out)}
+    assert "settings were reset" in captured.err and "settings.toml.broken" in captured.err
+    assert (path.parent / "settings.toml.broken").exists()
