@@ -173,3 +173,15 @@ def test_commands_start_with_a_broken_settings_file(capsys, models_dir):
     assert "tiny" in {m["id"] for m in json.loads(captured.out)}
     assert "settings were reset" in captured.err and "settings.toml.broken" in captured.err
     assert (path.parent / "settings.toml.broken").exists()
+
+
+def test_render_precision_is_a_undoable_request_setting(qtbot, window):
+    session = window.session
+    assert not window.precision_menu.isEnabled()
+    with qtbot.waitSignal(session.rendered, timeout=5000):
+        session.start("tiny")
+    assert window.precision_menu.isEnabled() and window.precision_actions["float32"].isChecked()
+    window.precision_actions["float16"].trigger()
+    assert session.request.dtype == "float16" and window.precision_actions["float16"].isChecked()
+    session.undo.undo()
+    assert session.request.dtype == "float32" and window.precision_actions["float32"].isChecked()

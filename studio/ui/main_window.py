@@ -9,8 +9,8 @@ import sys
 from pathlib import Path
 
 from PySide6.QtCore import QSettings, Qt, QTimer, QUrl, Slot
-from PySide6.QtGui import (QAction, QCloseEvent, QDesktopServices, QDragEnterEvent, QDropEvent, QGuiApplication,
-                           QKeySequence)
+from PySide6.QtGui import (QAction, QActionGroup, QCloseEvent, QDesktopServices, QDragEnterEvent, QDropEvent,
+                           QGuiApplication, QKeySequence)
 from PySide6.QtWidgets import (QDockWidget, QLabel, QMainWindow, QMessageBox, QProgressBar, QScrollArea,
                                QStackedWidget, QToolButton, QWidget)
 
@@ -260,6 +260,23 @@ class MainWindow(QMainWindow):
                            self.act_cancel])
         render.addSeparator()
         render.addAction(self.act_play)
+        render.addSeparator()
+        # the request's precision (undoable, saved with the request): float16 halves a model's GPU memory; the CPU
+        # computes float16 requests in float32 and the status bar says so
+        self.precision_menu = render.addMenu("&Precision")
+        self.precision_group = QActionGroup(self)
+        self.precision_actions: dict[str, QAction] = {}
+        for name, text in (("float32", "Float 32 (exact, the default)"),
+                           ("float16", "Float 16 (half the memory on a GPU)"),
+                           ("bfloat16", "BFloat 16 (GPUs and CPUs with bf16)")):
+            action = QAction(text, self, checkable=True)
+            action.setData(name)
+            action.triggered.connect(lambda _checked=False, n=name: self.set_precision(n))
+            self.precision_group.addAction(action)
+            self.precision_menu.addAction(action)
+            self.precision_actions[name] = action
+        self.session.request_changed.connect(self._show_precision)
+        self._show_precision(self.session.request)
         view = bar.addMenu("&View")
         view.addActions([self.act_fit, self.act_actual, self.act_zoom_in, self.act_zoom_out])
         view.addSeparator()
@@ -582,6 +599,17 @@ class MainWindow(QMainWindow):
         self.docks["Variations"].show()
         self.docks["Variations"].raise_()
         self.variations.render()
+
+    # --- precision ---------------------------------------------------------------------------------------------------
+    def set_precision(self, dtype: str) -> None:
+        request = self.session.request
+        if request is not None and request.dtype != dtype:
+            self.session.change(f"Precision {dtype}", dtype=dtype)
+
+    def _show_precision(self, request) -> None:
+        self.precision_menu.setEnabled(request is not None)
+        if request is not None and request.dtype in self.precision_actions:
+            self.precision_actions[request.dtype].setChecked(True)
 
     # --- training on your own data -----------------------------------------------------------------------------------
     def show_train_dialog(self) -> None:
