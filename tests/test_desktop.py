@@ -185,3 +185,6 @@ def test_render_precision_is_a_undoable_request_setting(qtbot, window):
     assert session.request.dtype == "float16" and window.precision_actions["float16"].isChecked()
     session.undo.undo()
     assert session.request.dtype == "float32" and window.precision_actions["float32"].isChecked()
+    window._on_rendered(session.request, 0.25, {"device": "cpu", "dtype": "float32",
+                                                "dtype_note": "float16 is not used on the CPU; rendered in float32"})
+    assert "rendered in float32" in window.time_label.text() and "(float32)" in window.device_label.text()

@@ -314,7 +314,8 @@ class MainWindow(QMainWindow):
 
     def _on_rendered(self, request, seconds: float, info: dict) -> None:
         self.preview.clear_progress()
-        note = f" — {info['fallback']}" if info.get("fallback") else ""
+        notes = [info[k] for k in ("fallback", "dtype_note") if info.get(k)]  # out of memory; precision not used
+        note = "".join(f" — {n}" for n in notes)
         self.time_label.setText(f"{seconds * 1000:.0f} ms{note}")
         if info.get("device"):
             self.device_label.setText(f"Device: {info['device']} ({info.get('dtype', '')})")
