@@ -31,36 +31,23 @@ timing (exit 2 only when diffusers is missing or the device is unusable; `--devi
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 from types import SimpleNamespace
 
 REPO = Path(__file__).resolve().parents[2]
-if str(REPO) not in sys.path:  # run as a plain script from anywhere
-    sys.path.insert(0, str(REPO))
+for _path in (REPO, REPO / "tests" / "benchmarks"):  # run as a plain script from anywhere: the app, bench_common
+    if str(_path) not in sys.path:
+        sys.path.insert(0, str(_path))
 
 GOAL = 1.0  # our loop at least as many steps per second as diffusers' pipeline
 TRAIN_TIMESTEPS = 1000
 EMB_DIM = 64
 
 
-class Skip(Exception):
-    """The requested device is not present: nothing to measure."""
-
-
-def _drive(model, request):
-    """Run a family's render generator to its end; its Output and the number of previews it yielded."""
-    from studio.families.base import Preview
-
-    steps, previews = model.family.render(model, request), 0
-    while True:
-        try:
-            previews += isinstance(next(steps), Preview)
-        except StopIteration as stop:
-            return stop.value, previews
+from bench_common import (drive as _drive, finish_main, interleaved_medians, on_device,  # noqa: E402
+                          sampling_arguments)
 
 
 def write_bench_package(folder: Path, size: int, base: int, seed: int = 0) -> Path:
@@ -145,21 +132,11 @@ def measure(steps: int = 25, repeats: int = 10, warmup: int = 1, device: str = "
     """Time (a) ours, (b) bare and (c) diffusers on the same weights and noise; medians in seconds and the ratio."""
     import importlib.util
 
-    import torch
-
     if importlib.util.find_spec("diffusers") is None:
         raise RuntimeError("diffusers is not installed (pip install diffusers): nothing to compare with")
 
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise Skip("CUDA is not available")
-    saved_threads = torch.get_num_threads()
-    if threads > 0:
-        torch.set_num_threads(threads)
-    try:
+    with on_device(device, threads) as dev:
         return _measure(dev, max(1, steps), max(1, repeats), max(0, warmup), size, base, seed)
-    finally:
-        torch.set_num_threads(saved_threads)
 
 
 def _measure(dev, steps: int, repeats: int, warmup: int, size: int, base: int, seed: int) -> dict:
@@ -211,17 +188,7 @@ def _measure(dev, steps: int, repeats: int, warmup: int, size: int, base: int, s
     # the same image from the same seed (uint8 against float in 0..1: within half a grey level)
     a, c = ours(0), theirs(0)
     agree = float(np.abs(a[..., 0].astype(np.float64) / 255.0 - c[0, ..., 0]).max())
-    for k in range(warmup):
-        for run in runs.values():
-            run(1 + k)
-    times: dict[str, list[float]] = {name: [] for name in runs}
-    order = list(runs)
-    for r in range(repeats):
-        for name in (order if r % 2 == 0 else order[::-1]):
-            t0 = time.perf_counter()
-            runs[name](100 + r)
-            times[name].append(time.perf_counter() - t0)
-    med = {name: statistics.median(values) for name, values in times.items()}
+    med = interleaved_medians(runs, warmup, repeats)
     return {
         "device": str(dev), "threads": torch.get_num_threads(), "torch": torch.__version__,
         "diffusers": diffusers.__version__, "steps": steps, "repeats": repeats, "warmup": warmup, "size": size,
@@ -257,29 +224,15 @@ def report(r: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--steps", type=int, default=25, help="DDIM steps per render (default 25)")
-    parser.add_argument("--repeats", type=int, default=10, help="timed renders of each kind (default 10)")
-    parser.add_argument("--warmup", type=int, default=1, help="untimed renders of each kind first (default 1)")
-    parser.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N")
+    sampling_arguments(parser, steps=25, repeats=10)
     parser.add_argument("--size", type=int, default=32, help="image size in pixels, even (default 32)")
     parser.add_argument("--base", type=int, default=16, help="UNet base channels, a multiple of 8 (default 16)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's own choice)")
     parser.add_argument("--seed", type=int, default=0, help="weights seed; render k uses noise seed+k")
     args = parser.parse_args(argv)
 
-    from studio.errors import StudioError
-
-    try:
-        result = measure(args.steps, args.repeats, args.warmup, args.device, args.size, args.base, args.threads,
-                         args.seed)
-    except Skip as exc:
-        print(f"bench_diffusion: skipped: {exc}")
-        return 0
-    except (StudioError, RuntimeError) as exc:
-        print(f"bench_diffusion: error: {exc}", file=sys.stderr)
-        return 2
-    print(report(result))
-    return 0
+    return finish_main("bench_diffusion", lambda: measure(args.steps, args.repeats, args.warmup, args.device, args.size,
+                                                  args.base, args.threads, args.seed), report)
 
 
 if __name__ == "__main__":

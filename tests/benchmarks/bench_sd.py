@@ -41,7 +41,7 @@ import warnings
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-for _path in (REPO, REPO / "tests"):  # run as a plain script from anywhere: the app and tests/sd_tiny.py
+for _path in (REPO, REPO / "tests", REPO / "tests" / "benchmarks"):  # from anywhere: the app, sd_tiny, bench_common
     if str(_path) not in sys.path:
         sys.path.insert(0, str(_path))
 
@@ -52,20 +52,8 @@ NEGATIVE = "blurry, low quality"
 SAME = 1.0  # max |Δpixel| in 0..255 units for "the same picture"
 
 
-class Skip(Exception):
-    """The requested device is not present: nothing to measure."""
-
-
-def _drive(model, request):
-    """Run a family's render generator to its end; its Output and the number of previews it yielded."""
-    from studio.families.base import Preview
-
-    steps, previews = model.family.render(model, request), 0
-    while True:
-        try:
-            previews += isinstance(next(steps), Preview)
-        except StopIteration as stop:
-            return stop.value, previews
+from bench_common import (drive as _drive, finish_main, interleaved_medians, on_device,  # noqa: E402
+                          sampling_arguments)
 
 
 def make_bench_parts(width: int, seed: int = 0):
@@ -107,28 +95,21 @@ def measure(steps: int = 20, repeats: int = 5, warmup: int = 1, device: str = "c
     """Time (a) ours and (b) diffusers on the same parts and noise; medians in seconds and the ratio."""
     import importlib.util
 
-    import torch
+    with on_device(device, threads) as dev:
+        missing = [name for name in ("diffusers", "transformers") if importlib.util.find_spec(name) is None]
+        if missing:
+            raise RuntimeError(f"{' and '.join(missing)} not installed (pip install 'latent-studio[diffusers]'): "
+                               "nothing to compare with")
+        from transformers.utils import logging as hf_logging
 
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise Skip("CUDA is not available")
-    missing = [name for name in ("diffusers", "transformers") if importlib.util.find_spec(name) is None]
-    if missing:
-        raise RuntimeError(f"{' and '.join(missing)} not installed (pip install 'latent-studio[diffusers]'): "
-                           "nothing to compare with")
-    from transformers.utils import logging as hf_logging
-
-    saved_threads, saved_bars = torch.get_num_threads(), hf_logging.is_progress_bar_enabled()
-    if threads > 0:
-        torch.set_num_threads(threads)
-    hf_logging.disable_progress_bar()  # transformers' "Writing model shards" / "Loading weights" bars
-    try:
-        with tempfile.TemporaryDirectory(prefix="bench-sd-") as tmp:
-            return _measure(Path(tmp), dev, max(1, steps), max(1, repeats), max(0, warmup), size, width, seed)
-    finally:
-        torch.set_num_threads(saved_threads)
-        if saved_bars:
-            hf_logging.enable_progress_bar()
+        saved_bars = hf_logging.is_progress_bar_enabled()
+        hf_logging.disable_progress_bar()  # transformers' "Writing model shards" / "Loading weights" bars
+        try:
+            with tempfile.TemporaryDirectory(prefix="bench-sd-") as tmp:
+                return _measure(Path(tmp), dev, max(1, steps), max(1, repeats), max(0, warmup), size, width, seed)
+        finally:
+            if saved_bars:
+                hf_logging.enable_progress_bar()
 
 
 def _measure(tmp: Path, dev, steps: int, repeats: int, warmup: int, size: int, width: int, seed: int) -> dict:
@@ -178,19 +159,7 @@ def _measure(tmp: Path, dev, steps: int, repeats: int, warmup: int, size: int, w
         sync()
         text_s.append(time.perf_counter() - t0)
     runs = {"ours": ours, "diffusers": theirs}
-    for k in range(warmup):
-        for run in runs.values():
-            run(1 + k)
-    times: dict[str, list[float]] = {name: [] for name in runs}
-    order = list(runs)
-    for r in range(repeats):
-        for name in (order if r % 2 == 0 else order[::-1]):
-            sync()
-            t0 = time.perf_counter()
-            runs[name](100 + r)
-            sync()
-            times[name].append(time.perf_counter() - t0)
-    med = {name: statistics.median(values) for name, values in times.items()}
+    med = interleaved_medians(runs, warmup, repeats, sync)
     count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
     return {
         "device": str(dev), "threads": torch.get_num_threads(), "torch": torch.__version__,
@@ -226,10 +195,7 @@ def report(r: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--steps", type=int, default=20, help="DDIM steps per render (default 20)")
-    parser.add_argument("--repeats", type=int, default=5, help="timed renders of each kind (default 5)")
-    parser.add_argument("--warmup", type=int, default=1, help="untimed renders of each kind first (default 1)")
-    parser.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N")
+    sampling_arguments(parser, steps=20, repeats=5)
     parser.add_argument("--size", type=int, default=0,
                         help="image side in pixels, a multiple of 2, at least 16 (default: the tiny model's 16)")
     parser.add_argument("--width", type=int, default=32,
@@ -243,19 +209,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.width < 32 or args.width % 32:
         parser.error(f"--width must be a positive multiple of 32 (the UNet's 32 norm groups), got {args.width}")
 
-    from studio.errors import StudioError
-
-    try:
-        result = measure(args.steps, args.repeats, args.warmup, args.device, args.size, args.width, args.threads,
-                         args.seed)
-    except Skip as exc:
-        print(f"bench_sd: skipped: {exc}")
-        return 0
-    except (StudioError, RuntimeError) as exc:
-        print(f"bench_sd: error: {exc}", file=sys.stderr)
-        return 2
-    print(report(result))
-    return 0
+    return finish_main("bench_sd", lambda: measure(args.steps, args.repeats, args.warmup, args.device, args.size,
+                                                  args.width, args.threads, args.seed), report)
 
 
 if __name__ == "__main__":

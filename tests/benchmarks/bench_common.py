@@ -1,0 +1,89 @@
+"""What the sampling benchmarks share: driving a render, the device and thread settings for a run, and the end of
+`main` (a skipped device exits 0, a missing comparison or an unusable device exits 2). Not a benchmark itself."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from typing import Callable, Iterator
+
+
+class Skip(Exception):
+    """The requested device is not present: nothing to measure."""
+
+
+def drive(model, request):
+    """Run a family's render generator to its end; its Output and the number of previews it yielded."""
+    from studio.families.base import Preview
+
+    steps, previews = model.family.render(model, request), 0
+    while True:
+        try:
+            previews += isinstance(next(steps), Preview)
+        except StopIteration as stop:
+            return stop.value, previews
+
+
+@contextlib.contextmanager
+def on_device(device: str, threads: int) -> Iterator:
+    """The torch device to measure on (Skip when it is CUDA and there is none), with `threads` torch threads (0: torch's
+    own choice) for the run and the old count restored afterwards."""
+    import torch
+
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise Skip("CUDA is not available")
+    saved = torch.get_num_threads()
+    if threads > 0:
+        torch.set_num_threads(threads)
+    try:
+        yield dev
+    finally:
+        torch.set_num_threads(saved)
+
+
+def finish_main(name: str, measure: Callable[[], dict], report: Callable[[dict], str]) -> int:
+    """Run `measure`, print its report; the exit code (0, or 2 with the reason on stderr)."""
+    from studio.errors import StudioError
+
+    try:
+        result = measure()
+    except Skip as exc:
+        print(f"{name}: skipped: {exc}")
+        return 0
+    except (StudioError, RuntimeError) as exc:
+        print(f"{name}: error: {exc}", file=sys.stderr)
+        return 2
+    print(report(result))
+    return 0
+
+
+def sampling_arguments(parser, steps: int, repeats: int) -> None:
+    """The options every sampling benchmark takes: steps, repeats, warm-up and device."""
+    parser.add_argument("--steps", type=int, default=steps, help=f"DDIM steps per render (default {steps})")
+    parser.add_argument("--repeats", type=int, default=repeats, help=f"timed renders of each kind (default {repeats})")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed renders of each kind first (default 1)")
+    parser.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N")
+
+
+def interleaved_medians(runs: dict[str, Callable[[int], object]], warmup: int, repeats: int,
+                        sync: Callable[[], None] = lambda: None) -> dict[str, float]:
+    """Median seconds of each run: `warmup` untimed calls of each, then `repeats` timed rounds in alternating order
+    (a b c, c b a, …) so a machine slowing down or speeding up mid-way weighs on every run alike. Run k gets the
+    seed 1 + k while warming up and 100 + round when timed; `sync` waits for the device before each clock read."""
+    import statistics
+    import time
+
+    for k in range(warmup):
+        for run in runs.values():
+            run(1 + k)
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    order = list(runs)
+    for r in range(repeats):
+        for name in (order if r % 2 == 0 else order[::-1]):
+            sync()
+            t0 = time.perf_counter()
+            runs[name](100 + r)
+            sync()
+            times[name].append(time.perf_counter() - t0)
+    return {name: statistics.median(values) for name, values in times.items()}
