@@ -308,12 +308,12 @@ def cmd_animate(args) -> int:
 def cmd_wrap(args) -> int:
     """A TorchScript or ONNX generator file made into a package: the module copied beside a model.toml that says
     its latent, conditions and output (the sidecar the torchscript / onnx families read), checked by loading it."""
-    import re
     import shutil
 
     import tomli_w
 
     from studio.library import load_model, resolve
+    from studio.manifest import package_id_from
     from studio.paths import user_models_dir
 
     source = Path(args.file)
@@ -346,7 +346,7 @@ def cmd_wrap(args) -> int:
             raise StudioError(f"--audio takes RATE:SAMPLES[:CHANNELS], got {args.audio!r}") from None
         output = {"kind": "audio", "sample_rate": rate, "length": length, "channels": rest[0] if rest else 1}
     labels = [c.strip() for c in args.classes.split(",") if c.strip()] if args.classes else []
-    model_id = args.id or re.sub(r"[^a-z0-9._-]+", "-", source.stem.lower()).strip("-._")[:64] or "generator"
+    model_id = args.id or package_id_from(source.stem, "generator")
     out = Path(args.out) if args.out else user_models_dir() / model_id
     if out.exists() and not args.force:
         raise StudioError("a package is already there (use --force to replace it, or --out/--id)", out)
@@ -382,13 +382,9 @@ def cmd_wrap(args) -> int:
 def cmd_import(args) -> int:
     """A checkpoint (pickle or safetensors) mapped onto the architecture of an installed package, written as a new
     safetensors package. Pickles are read only with torch's weights-only loader: nothing in them is executed."""
-    import re
-
-    from studio.importers import import_checkpoint
-    from studio.importers.checkpoint import import_sd_checkpoint
+    from studio.importers.checkpoint import import_like, import_sd_checkpoint
     from studio.library import resolve
-    from studio.manifest import read_toml
-    from studio.paths import user_models_dir
+    from studio.manifest import read_manifest
 
     if args.sd:
         if args.like:
@@ -400,18 +396,10 @@ def cmd_import(args) -> int:
         raise StudioError("import needs --like MODEL (the installed package whose architecture the checkpoint fits), "
                           "or --sd for a Stable Diffusion checkpoint")
     template = resolve(args.like, _roots(args))
-    source = Path(args.file)
-    model_id = args.id or re.sub(r"[^a-z0-9._-]+", "-", source.stem.lower()).strip("-._")[:64] or "imported"
-    manifest = read_toml(template.manifest.path)
-    manifest.update(id=model_id, name=args.name or source.stem, version="1.0.0",
-                    description=f"{source.name}, imported onto the architecture of {template.id}.",
-                    license=args.license or "unknown (imported: check the checkpoint's own licence)")
-    manifest["training"] = {"imported_from": source.name, "architecture_of": template.id}
-    out = Path(args.out) if args.out else user_models_dir() / model_id
-    if out.exists() and not args.force:
-        raise StudioError("a package is already there (use --force to replace it, or --out/--id)", out)
-    folder = import_checkpoint(source, manifest, out, strip_prefix=args.strip_prefix)
-    print(f"wrote {folder} ({model_id}, {template.manifest.family} family, the architecture of {template.id})")
+    folder = import_like(args.file, template, args.out, args.id, args.name, args.license, args.strip_prefix,
+                         force=args.force)
+    print(f"wrote {folder} ({read_manifest(folder).id}, {template.manifest.family} family, the architecture of "
+          f"{template.id})")
     return 0
 
 
@@ -597,8 +585,7 @@ def _folder_options(args) -> dict[str, object]:
 def _train_on_folder(args) -> int:
     """`train --family vae|gan|diffusion|audio --data FOLDER`: a recipe for the folder, run; the package lands in the
     user models folder."""
-    import re
-
+    from studio.manifest import package_id_from
     from studio.paths import user_data_dir, user_models_dir
     from studio.train.folder import FOLDER_FAMILIES, train_folder
 
@@ -615,7 +602,7 @@ def _train_on_folder(args) -> int:
         kind = "pictures (--family vae, gan or diffusion)" if sounds else "sounds (--family audio)"
         raise StudioError(f"{', '.join(wrong)} {'is' if len(wrong) == 1 else 'are'} for training on {kind}")
     folder = Path(args.data)
-    model_id = args.id or re.sub(r"[^a-z0-9._-]+", "-", folder.resolve().name.lower()).strip("-._")[:64] or "mine"
+    model_id = args.id or package_id_from(folder.resolve().name, "mine")
     out = Path(args.out) if args.out else user_models_dir() / model_id
     run_dir = Path(args.run_dir) if args.run_dir else user_data_dir() / "runs" / model_id
     settings = {"steps": args.steps, "batch": args.batch, "device": args.device, "name": args.name}

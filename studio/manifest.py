@@ -105,6 +105,12 @@ class Manifest:
         return self.folder / PREVIEW_NAME
 
 
+def package_id_from(text: str, default: str) -> str:
+    """A valid package id made from a name (a folder's, a file's): lower case, runs of other characters as "-",
+    at most 64 characters; `default` when nothing is left."""
+    return re.sub(r"[^a-z0-9._-]+", "-", text.lower()).strip("-._")[:64] or default
+
+
 class TomlReader:
     """Typed access to a TOML table with errors that name file and dotted field."""
 

@@ -205,6 +205,21 @@ def engine():
 
 
 @pytest.fixture
+def session(qtbot, engine, models_dir):
+    """A Session over the fake engine, started on the tiny package with its first render done and its history
+    settled; test files that need another session define their own."""
+    from studio.ui.session import Session
+
+    s = Session(engine, roots=[models_dir])
+    s.refresh_models()
+    with qtbot.waitSignal(s.rendered, timeout=5000):
+        s.start("tiny")
+    s.flush_history()
+    yield s
+    s.undo.clear()
+
+
+@pytest.fixture
 def repo_root() -> Path:
     return Path(__file__).resolve().parent.parent
 

@@ -16,17 +16,6 @@ from studio.ui.session import Session
 from fake_engine import FakeEngine, fake_image, request_value
 
 
-@pytest.fixture
-def session(qtbot, engine, models_dir):
-    s = Session(engine, roots=[models_dir])
-    s.refresh_models()
-    with qtbot.waitSignal(s.rendered, timeout=5000):
-        s.start("tiny")
-    s.flush_history()
-    yield s
-    s.undo.clear()
-
-
 def settle(qtbot, session):
     qtbot.waitUntil(lambda: not session.bridge.busy, timeout=5000)
     session.flush_history()  # (history entries are otherwise made once renders settle)

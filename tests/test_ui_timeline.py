@@ -9,18 +9,7 @@ import soundfile as sf
 
 from studio.ui import dialogs
 from studio.ui.panels.timeline import TimelinePanel
-from studio.ui.session import ERROR, Session
-
-
-@pytest.fixture
-def session(qtbot, engine, models_dir):
-    s = Session(engine, roots=[models_dir])
-    s.refresh_models()
-    with qtbot.waitSignal(s.rendered, timeout=5000):
-        s.start("tiny")
-    s.flush_history()
-    yield s
-    s.undo.clear()
+from studio.ui.session import ERROR
 
 
 @pytest.fixture

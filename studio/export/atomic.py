@@ -38,21 +38,31 @@ def check_writable_folder(path: str | Path) -> Path:
     return folder
 
 
+def temporary_beside(target: Path, parent: Path, folder: bool = False) -> Path:
+    """A new hidden temporary file (or folder) in `parent`, named after `target`, with the mode open() (or mkdir())
+    would give; an ExportError naming `parent` when it cannot be made."""
+    try:
+        if folder:
+            tmp, mode = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".part", dir=parent)), FOLDER_MODE
+        else:
+            fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part" + target.suffix, dir=parent)
+            os.close(fd)
+            tmp, mode = Path(name), FILE_MODE
+    except OSError as exc:
+        raise ExportError(f"cannot create a {'folder' if folder else 'file'} here: {exc.strerror or exc}",
+                          parent) from None
+    try:
+        os.chmod(tmp, mode)
+    except OSError:
+        pass
+    return tmp
+
+
 @contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside `path`; on success it replaces `path`, on any error it is removed."""
     target = Path(path)
-    folder = check_writable_folder(target)
-    try:
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part" + target.suffix, dir=folder)
-    except OSError as exc:
-        raise ExportError(f"cannot create a file here: {exc.strerror or exc}", folder) from None
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        os.chmod(tmp, FILE_MODE)
-    except OSError:
-        pass
+    tmp = temporary_beside(target, check_writable_folder(target))
     try:
         yield tmp
         os.replace(tmp, target)

@@ -40,7 +40,7 @@ import numpy as np
 from PIL import Image, PngImagePlugin, UnidentifiedImageError
 
 from studio.errors import ExportError, RequestError
-from studio.export.atomic import FILE_MODE, FOLDER_MODE, check_parent_folder, check_writable_folder
+from studio.export.atomic import check_parent_folder, check_writable_folder, temporary_beside
 from studio.export.audio import resample
 from studio.export.image import REQUEST_CHUNK
 
@@ -200,24 +200,8 @@ class VideoWriter:
         target = self.path
         if self.format == "PNG":
             _check_frame_folder(target)
-            try:
-                tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent))
-            except OSError as exc:
-                raise ExportError(f"cannot create a folder here: {exc.strerror or exc}", target.parent) from None
-            mode = FOLDER_MODE
-        else:
-            folder = check_writable_folder(target)
-            try:
-                fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part" + target.suffix, dir=folder)
-            except OSError as exc:
-                raise ExportError(f"cannot create a file here: {exc.strerror or exc}", folder) from None
-            os.close(fd)
-            tmp, mode = Path(name), FILE_MODE
-        try:
-            os.chmod(tmp, mode)
-        except OSError:
-            pass
-        return tmp
+            return temporary_beside(target, target.parent, folder=True)
+        return temporary_beside(target, check_writable_folder(target))
 
     def _open_container(self) -> None:
         options = {"movflags": "use_metadata_tags+faststart"} if self.format == "MP4" else {}

@@ -262,9 +262,7 @@ def source_of(manifest) -> Source:
 
 def source_manifest(source: Source, model_id: str | None = None, name: str | None = None):
     """An in-memory manifest for a pipeline folder or single file opened directly (no model.toml needed)."""
-    import re
-
-    from studio.manifest import ConditionSpec, LatentSpec, Manifest, OutputSpec
+    from studio.manifest import ConditionSpec, LatentSpec, Manifest, OutputSpec, package_id_from
 
     if source.kind == "folder":
         unet = _read_json(source.path / "unet" / "config.json")
@@ -282,7 +280,7 @@ def source_manifest(source: Source, model_id: str | None = None, name: str | Non
         channels = int(vae.get("latent_channels", 4))
     except (KeyError, TypeError, ValueError) as exc:
         raise ManifestError(f"the UNet / VAE configs lack what sizes the model: {exc}", manifest_path) from None
-    slug = re.sub(r"[^a-z0-9._-]+", "-", source.title.lower()).strip("-._")[:64] or "stable-diffusion"
+    slug = package_id_from(source.title, "stable-diffusion")
     title = source.config if source.kind == "file" and source.config in ARCHITECTURES else "diffusers folder"
     return Manifest(
         path=manifest_path, format=1, id=model_id or slug, name=name or source.title, family=FAMILY,

@@ -173,3 +173,26 @@ def import_sd_checkpoint(path: str | Path, out: str | Path | None = None, force:
         raise WeightsError(f"cannot write: {exc.strerror or exc}", out) from None
     checkpoint_architecture(out)
     return out
+
+
+def import_like(source: str | Path, template, out: str | Path | None = None, model_id: str | None = None,
+                name: str | None = None, license_: str | None = None, strip_prefix: str | None = None,
+                force: bool = False, taken: str = "use --force to replace it, or --out/--id") -> Path:
+    """`import FILE --like MODEL`, from the CLI or the app: the checkpoint mapped onto the installed package
+    `template`'s architecture (its model.toml with a new id, name and description) and written as a new package,
+    by default in the user models folder (a package already there is refused, `taken` saying what to do). The
+    package folder."""
+    from studio.manifest import package_id_from, read_toml
+    from studio.paths import user_models_dir
+
+    source = Path(source)
+    model_id = model_id or package_id_from(source.stem, "imported")
+    manifest = read_toml(template.manifest.path)
+    manifest.update(id=model_id, name=name or source.stem, version="1.0.0",
+                    description=f"{source.name}, imported onto the architecture of {template.id}.",
+                    license=license_ or "unknown (imported: check the checkpoint's own licence)")
+    manifest["training"] = {"imported_from": source.name, "architecture_of": template.id}
+    target = Path(out) if out else user_models_dir() / model_id
+    if target.exists() and not force:
+        raise WeightsError(f"a package is already there ({taken})", target)
+    return import_checkpoint(source, manifest, target, strip_prefix=strip_prefix)

@@ -7,7 +7,6 @@ signal on the GUI thread.
 
 from __future__ import annotations
 
-import re
 import threading
 from pathlib import Path
 
@@ -15,33 +14,17 @@ from PySide6.QtCore import QObject, Signal
 
 from studio.errors import StudioError
 from studio.library import PackageEntry
-from studio.paths import user_models_dir
 
 SD_CHOICE = "Stable Diffusion 1.x checkpoint"
 
 
-def package_id_for(path: Path) -> str:
-    return re.sub(r"[^a-z0-9._-]+", "-", path.stem.lower()).strip("-._")[:64] or "imported"
-
-
 def import_job(source: Path, like: PackageEntry | None, out: Path | None = None) -> Path:
     """What the worker runs: the converted file (SD) or the new package folder. Raises StudioError."""
-    from studio.importers import import_checkpoint
-    from studio.importers.checkpoint import import_sd_checkpoint
-    from studio.manifest import read_toml
+    from studio.importers.checkpoint import import_like, import_sd_checkpoint
 
     if like is None:
         return import_sd_checkpoint(source, out)
-    model_id = package_id_for(source)
-    manifest = read_toml(like.manifest.path)
-    manifest.update(id=model_id, name=source.stem, version="1.0.0",
-                    description=f"{source.name}, imported onto the architecture of {like.id}.",
-                    license="unknown (imported: check the checkpoint's own licence)")
-    manifest["training"] = {"imported_from": source.name, "architecture_of": like.id}
-    target = out or user_models_dir() / model_id
-    if target.exists():
-        raise StudioError("a package is already there: remove it or rename the checkpoint", target)
-    return import_checkpoint(source, manifest, target)
+    return import_like(source, like, out, taken="remove it or rename the checkpoint")
 
 
 class Importer(QObject):

@@ -34,6 +34,7 @@ from PySide6.QtWidgets import (QComboBox, QDialog, QFileDialog, QFormLayout, QHB
                                QPushButton, QSizePolicy, QSpinBox, QSplitter, QStackedWidget, QVBoxLayout, QWidget)
 
 from studio.errors import StudioError
+from studio.manifest import package_id_from
 from studio.paths import user_data_dir, user_models_dir
 from studio.train.monitor import Monitor, TrainingStopped
 from studio.ui.canvas import qimage_from_array
@@ -82,7 +83,7 @@ def confirm(parent: QWidget, title: str, text: str) -> bool:
 
 def slugify(name: str) -> str:
     """A package id from a folder name: lower-case [a-z0-9._-], at most 64 characters (as the CLI makes it)."""
-    return re.sub(r"[^a-z0-9._-]+", "-", name.lower()).strip("-._")[:64] or "mine"
+    return package_id_from(name, "mine")
 
 
 def clock(seconds: float) -> str:

@@ -42,8 +42,18 @@ def on_device(device: str, threads: int) -> Iterator:
         torch.set_num_threads(saved)
 
 
-def finish_main(name: str, measure: Callable[[], dict], report: Callable[[dict], str]) -> int:
-    """Run `measure`, print its report; the exit code (0, or 2 with the reason on stderr)."""
+def model_arguments(parser) -> None:
+    """The options of benchmarks that measure an installed model: which one, where else to look, which device."""
+    parser.add_argument("--model", help="package id or folder (default: the shipped default model)")
+    parser.add_argument("--models-dir", action="append", default=[], metavar="DIR",
+                        help="another folder of model packages (repeatable)")
+    parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
+
+
+def finish_main(name: str, measure: Callable[[], dict], report: Callable[[dict], str],
+                errors: tuple[type[BaseException], ...] | None = None) -> int:
+    """Run `measure`, print its report; the exit code (0, or 2 with the reason on stderr when it raises one of
+    `errors`: by default a StudioError, or a RuntimeError such as an unusable device or a missing comparison)."""
     from studio.errors import StudioError
 
     try:
@@ -51,7 +61,7 @@ def finish_main(name: str, measure: Callable[[], dict], report: Callable[[dict],
     except Skip as exc:
         print(f"{name}: skipped: {exc}")
         return 0
-    except (StudioError, RuntimeError) as exc:
+    except errors or (StudioError, RuntimeError) as exc:
         print(f"{name}: error: {exc}", file=sys.stderr)
         return 2
     print(report(result))

@@ -25,8 +25,11 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-if str(REPO) not in sys.path:  # run as a plain script from anywhere
-    sys.path.insert(0, str(REPO))
+for _path in (REPO, REPO / "tests" / "benchmarks"):  # run as a plain script from anywhere: the app, bench_common
+    if str(_path) not in sys.path:
+        sys.path.insert(0, str(_path))
+
+from bench_common import finish_main, model_arguments  # noqa: E402
 
 BUDGET = 0.8  # the export runs at least at 80 % of the speed of its slower stage alone
 BATCH = 8
@@ -127,10 +130,7 @@ def report(result: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", help="package id or folder (default: the shipped default model)")
-    parser.add_argument("--models-dir", action="append", default=[], metavar="DIR",
-                        help="another folder of model packages (repeatable)")
-    parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
+    model_arguments(parser)
     parser.add_argument("--frames", type=int, default=120, help="frames in the clip (default 120)")
     parser.add_argument("--fps", type=float, default=24.0, help="frames per second of the clip (default 24)")
     parser.add_argument("--format", default="mp4", choices=tuple(SUFFIXES), help="mp4 (default), webm, gif, png")
@@ -139,13 +139,10 @@ def main(argv: list[str] | None = None) -> int:
 
     from studio.errors import StudioError
 
-    try:
-        result = measure(args.model, args.frames, args.fps, args.format, args.models_dir, args.device, args.repeats)
-    except StudioError as exc:  # nothing to measure: say why
-        print(f"bench_export: error: {exc}", file=sys.stderr)
-        return 2
-    print(report(result))
-    return 0
+    def run() -> dict:
+        return measure(args.model, args.frames, args.fps, args.format, args.models_dir, args.device, args.repeats)
+
+    return finish_main("bench_export", run, report, errors=(StudioError,))  # nothing to measure: say why
 
 
 if __name__ == "__main__":

@@ -37,8 +37,11 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-if str(REPO) not in sys.path:  # run as a plain script from anywhere
-    sys.path.insert(0, str(REPO))
+for _path in (REPO, REPO / "tests" / "benchmarks"):  # run as a plain script from anywhere: the app, bench_common
+    if str(_path) not in sys.path:
+        sys.path.insert(0, str(_path))
+
+from bench_common import finish_main, model_arguments  # noqa: E402
 
 if not os.environ.get("QT_QPA_PLATFORM") and not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
     os.environ["QT_QPA_PLATFORM"] = "offscreen"  # before anything imports Qt
@@ -407,10 +410,7 @@ def report(r: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", help="package id or folder (default: the shipped default model)")
-    parser.add_argument("--models-dir", action="append", default=[], metavar="DIR",
-                        help="another folder of model packages (repeatable)")
-    parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
+    model_arguments(parser)
     parser.add_argument("--seconds", type=float, default=5.0, help="length of each stall measurement (default 5)")
     parser.add_argument("--moves", type=int, default=100, help="slider moves per burst (default 100)")
     parser.add_argument("--repeats", type=int, default=5, help="bursts (default 5)")
@@ -423,14 +423,11 @@ def main(argv: list[str] | None = None) -> int:
 
     from studio.errors import StudioError
 
-    try:
-        result = measure(args.model, args.models_dir, args.device, args.seconds, args.moves, args.repeats,
-                         args.threads, args.forwards, args.pause_ms)
-    except StudioError as exc:  # nothing to measure: say why
-        print(f"bench_gui: error: {exc}", file=sys.stderr)
-        return 2
-    print(report(result))
-    return 0
+    def run() -> dict:
+        return measure(args.model, args.models_dir, args.device, args.seconds, args.moves, args.repeats, args.threads,
+                       args.forwards, args.pause_ms)
+
+    return finish_main("bench_gui", run, report, errors=(StudioError,))  # nothing to measure: say why
 
 
 if __name__ == "__main__":

@@ -19,8 +19,11 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-if str(REPO) not in sys.path:  # run as a plain script from anywhere
-    sys.path.insert(0, str(REPO))
+for _path in (REPO, REPO / "tests" / "benchmarks"):  # run as a plain script from anywhere: the app, bench_common
+    if str(_path) not in sys.path:
+        sys.path.insert(0, str(_path))
+
+from bench_common import finish_main, model_arguments  # noqa: E402
 
 BUDGET = 1.10  # the engine's preview lane may cost at most 10 % over the bare forward
 
@@ -113,10 +116,7 @@ def report(result: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", help="package id or folder (default: the shipped default model)")
-    parser.add_argument("--models-dir", action="append", default=[], metavar="DIR",
-                        help="another folder of model packages (repeatable)")
-    parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
+    model_arguments(parser)
     parser.add_argument("--dtype", default="float32", choices=("float32", "float16", "bfloat16"))
     parser.add_argument("--n", type=int, default=200, help="timed renders of each kind (default 200)")
     parser.add_argument("--block", type=int, default=10, help="renders per alternating block (default 10)")
@@ -127,14 +127,11 @@ def main(argv: list[str] | None = None) -> int:
 
     from studio.errors import StudioError
 
-    try:
-        result = measure(args.model, args.device, args.n, args.models_dir, args.block, args.warmup, args.seed,
-                         args.prompt, args.dtype)
-    except StudioError as exc:  # nothing to measure: say why
-        print(f"bench_preview: error: {exc}", file=sys.stderr)
-        return 2
-    print(report(result))
-    return 0
+    def run() -> dict:
+        return measure(args.model, args.device, args.n, args.models_dir, args.block, args.warmup, args.seed,
+                       args.prompt, args.dtype)
+
+    return finish_main("bench_preview", run, report, errors=(StudioError,))  # nothing to measure: say why
 
 
 if __name__ == "__main__":
