@@ -184,7 +184,7 @@ def _init_image(path: str, entry, request) -> str:
     """An image file fitted to what the request starts from (its family says how), as the request's init image."""
     from studio.export.image import read_picture
     from studio.families import get_family
-    from studio.families.diffusion import encode_init_image
+    from studio.io.images import encode_init_image
 
     if "img2img" not in entry.capabilities:
         raise StudioError(f"{entry.id} ({entry.manifest.family} family) cannot start from an image", Path(path))
@@ -364,7 +364,7 @@ def cmd_wrap(args) -> int:
     shutil.copyfile(source, tmp / f"generator{suffix}")
     (tmp / "model.toml").write_text(tomli_w.dumps(manifest), encoding="utf-8")
     try:  # a wrong latent or output shape is found now, not when the artist first opens it
-        from studio.families.base import run_steps
+        from studio.steps import run_steps
         from studio.request import RenderRequest
 
         model = load_model(resolve(str(tmp)))
@@ -382,14 +382,15 @@ def cmd_wrap(args) -> int:
 def cmd_import(args) -> int:
     """A checkpoint (pickle or safetensors) mapped onto the architecture of an installed package, written as a new
     safetensors package. Pickles are read only with torch's weights-only loader: nothing in them is executed."""
-    from studio.importers.checkpoint import import_like, import_sd_checkpoint
+    from studio.families import get_family
+    from studio.importers.checkpoint import import_like
     from studio.library import resolve
     from studio.manifest import read_manifest
 
     if args.sd:
         if args.like:
             raise StudioError("give --sd (a Stable Diffusion checkpoint) or --like MODEL, not both")
-        out = import_sd_checkpoint(args.file, args.out, force=args.force)
+        out = get_family("stable-diffusion").import_file(args.file, args.out, force=args.force)
         print(f"wrote {out} (Stable Diffusion 1.x; open it with --model {out} or File → Open Model File…)")
         return 0
     if not args.like:

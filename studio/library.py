@@ -13,10 +13,9 @@ from typing import Iterable
 import torch
 
 from studio.errors import ManifestError, StudioError, WeightsError
-from studio.families import get_family
+from studio.families import claim_path, foreign_manifest, get_family
 from studio.families.base import LoadedModel
 from studio.latent.directions import Directions
-from studio.families.sd_files import looks_like_sd
 from studio.manifest import MANIFEST_NAME, WEIGHTS_NAME, Manifest, read_manifest
 from studio.paths import shipped_models_dir, user_models_dir
 from studio.weights import load_into, read_tensors, read_tensors_and_hash, tensor_shapes
@@ -95,10 +94,8 @@ def _check(entry: PackageEntry) -> None:
     """Cheap checks that need no weights loading: manifest, family, weights file present and not a pickle. A
     Stable Diffusion pipeline folder or .safetensors file (no model.toml) gets a manifest made from its configs."""
     try:
-        if looks_like_sd(entry.folder):
-            entry.manifest = _sd_manifest(entry.folder)
-        else:
-            entry.manifest = read_manifest(entry.folder)
+        foreign = foreign_manifest(entry.folder)
+        entry.manifest = foreign if foreign is not None else read_manifest(entry.folder)
         family = get_family(entry.manifest.family)
         family.validate(entry.manifest)
         family.check_files(entry.manifest)
@@ -108,22 +105,21 @@ def _check(entry: PackageEntry) -> None:
         entry.error = exc
 
 
-def _sd_manifest(path: Path) -> Manifest:
-    from studio.families.sd_files import find_source
-    from studio.families.stable_diffusion import source_manifest
-
-    return source_manifest(find_source(path))
+def is_foreign(path: Path) -> bool:
+    """Whether `path` is a model some family opens without a model.toml (a diffusers pipeline folder, a checkpoint
+    file), by a cheap look at it."""
+    return claim_path(Path(path)) is not None
 
 
 def _candidates(root: Path) -> list[Path]:
     """The packages a root holds: itself (a package, a pipeline folder or a checkpoint file), else its subfolders
     that are packages or pipeline folders."""
     if root.is_file():
-        return [root] if looks_like_sd(root) else []
-    if (root / MANIFEST_NAME).exists() or looks_like_sd(root):
+        return [root] if is_foreign(root) else []
+    if (root / MANIFEST_NAME).exists() or is_foreign(root):
         return [root]
     return sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".") and (
-        (p / MANIFEST_NAME).exists() or (p / WEIGHTS_NAME).exists() or looks_like_sd(p)))
+        (p / MANIFEST_NAME).exists() or (p / WEIGHTS_NAME).exists() or is_foreign(p)))
 
 
 def scan(roots: Iterable[str | Path] | None = None) -> list[PackageEntry]:
@@ -167,7 +163,7 @@ def resolve(model: str, roots: Iterable[str | Path] | None = None) -> PackageEnt
     if looks_like_path:
         if not path.exists():
             raise ManifestError("no such model folder", path)
-        if path.is_file() and not looks_like_sd(path):
+        if path.is_file() and not is_foreign(path):
             raise ManifestError("expected a model package folder (with model.toml and weights.safetensors), a "
                                 "diffusers pipeline folder or a Stable Diffusion .safetensors file, got another "
                                 "file", path)

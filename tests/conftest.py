@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from studio.families.vae import SetVAE
+from studio.nets.setvae import SetVAE
 from studio.latent.directions import principal_directions
 from studio.train.fonts import CHARSET
 from studio.train.package import write_package
@@ -67,7 +67,7 @@ def make_tiny_gan_package(folder: Path, model_id: str = "tiny-gan", seed: int = 
                           latent: int = 8) -> Path:
     """A valid style-based GAN package: a seeded untrained generator (4 style layers at 8×8), w̄ and directions
     measured from its own mapping."""
-    from studio.families.gan import StyleGenerator
+    from studio.nets.stylegan import StyleGenerator
 
     torch.manual_seed(seed)
     widths = [8] * (int(size // 4).bit_length())
@@ -92,14 +92,14 @@ def make_tiny_gan_package(folder: Path, model_id: str = "tiny-gan", seed: int = 
 def make_tiny_diffusion_package(folder: Path, model_id: str = "tiny-diffusion", seed: int = 0, size: int = 8,
                                 schedule: str = "cosine") -> Path:
     """A valid diffusion package: a seeded untrained UNet (8×8, two levels) with every layer made to matter."""
-    from studio.families.diffusion import UNet
+    from studio.nets.unet import UNet
 
     torch.manual_seed(seed)
     net = UNet(size, 1, 8, (1, 2), len(TINY_ALPHABET), 16, True)
     _randomise(net, seed, std=0.02)
     # A few dozen denoising steps on soft random blobs: an untrained ε-net sends x₀ far outside the pixel range,
     # and every sampler would then give the same all-black-or-white picture.
-    from studio.families.samplers import Schedule
+    from studio.nets.samplers import Schedule
 
     ac = Schedule.make(schedule).alphas_cumprod.float()
     gen = torch.Generator().manual_seed(seed)
@@ -136,7 +136,7 @@ def make_tiny_audio_package(folder: Path, model_id: str = "tiny-audio", seed: in
                             length: int = 1024, latent: int = 4) -> Path:
     """A valid audio VAE package: a seeded untrained spectrogram VAE (n_fft 64, hop 16: 32 bins × 65 frames) with
     three sound classes, every layer made to matter."""
-    from studio.families.audio_vae import SpecFormat, SpecVAE
+    from studio.nets.spectrogram import SpecFormat, SpecVAE
 
     torch.manual_seed(seed)
     fmt = SpecFormat(64, 16, length)

@@ -13,7 +13,7 @@ from collections import deque
 import numpy as np
 
 from studio.engine.engine import Event
-from studio.families.base import Output
+from studio.steps import Output
 from studio.request import RenderRequest
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from studio.families.sd_files import SD1_INDEX, SD1_SCHEDULER, require_diffusers, write_tokenizer
+from studio.families.stable_diffusion.files import SD1_INDEX, SD1_SCHEDULER, require_diffusers, write_tokenizer
 
 LAYERS = 2  # resnets per down block (up blocks have one more)
 TINY_UNET = {

@@ -13,8 +13,9 @@ import torch
 from conftest import TINY_SOUNDS, finish, make_tiny_audio_package
 from studio.engine.engine import Cancelled, Engine
 from studio.errors import ManifestError, RequestError
-from studio.families.audio_vae import SpecFormat, SpecVAE, spec_format
-from studio.families.base import Progress
+from studio.families.audio_vae.family import spec_format
+from studio.nets.spectrogram import SpecFormat, SpecVAE
+from studio.steps import Progress
 from studio.library import load_model, resolve
 from studio.manifest import parse_manifest
 from studio.request import RenderRequest
@@ -87,7 +88,7 @@ def test_griffin_lim_recovers_a_consistent_phase():
 
 
 def test_finished_waves_fade_out_and_never_clip():
-    from studio.families.audio_vae import finish_waves
+    from studio.nets.spectrogram import finish_waves
 
     waves = torch.stack([torch.full((1000,), 0.5), torch.full((1000,), -2.0)])
     done = finish_waves(waves, 8000)  # a 10 ms fade: 80 samples

@@ -23,7 +23,7 @@ import pytest
 from safetensors.numpy import save_file
 
 from studio import __version__
-from studio.families.sd_files import SD1_TEXT_KEY, UNET_KEY
+from studio.families.stable_diffusion.files import SD1_TEXT_KEY, UNET_KEY
 
 pytestmark = pytest.mark.slow
 pytest.importorskip("PyInstaller", reason="building the bundle needs PyInstaller (bash packaging/bootstrap.sh --dev "

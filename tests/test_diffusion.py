@@ -1,6 +1,6 @@
 """The diffusion family and its samplers on a tiny seeded UNet: determinism, per-step previews, cancel, the noise as
 the latent, image-to-image, sampler correctness on an exactly known denoiser, and clear errors for bad input
-(studio.families.diffusion, studio.families.samplers). The cross-check against diffusers is in
+(studio.families.diffusion, studio.nets.samplers). The cross-check against diffusers is in
 test_samplers_diffusers.py."""
 
 from __future__ import annotations
@@ -12,9 +12,11 @@ import torch
 from conftest import finish, make_tiny_diffusion_package
 from studio.engine.engine import Cancelled, Engine
 from studio.errors import RequestError, StudioError
-from studio.families.base import Preview
-from studio.families.diffusion import UNet, decode_init_image, encode_init_image, init_image_for
-from studio.families.samplers import SAMPLERS, Schedule, make_sampler, spaced_timesteps
+from studio.steps import Preview
+from studio.families.diffusion.family import init_image_for
+from studio.io.images import decode_init_image, encode_init_image
+from studio.nets.unet import UNet
+from studio.nets.samplers import SAMPLERS, Schedule, make_sampler, spaced_timesteps
 from studio.latent.seeds import sample_prior
 from studio.library import load_model, resolve
 from studio.request import RenderRequest

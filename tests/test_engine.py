@@ -20,8 +20,9 @@ from studio.engine import EXPORT, PREVIEW, Cancelled, Engine
 from studio.engine.cache import ModelCache
 from studio.engine.device import is_out_of_memory, pick_device, resolve_dtype
 from studio.errors import RequestError, StudioError
-from studio.families import _REGISTRY, register_family
-from studio.families.base import Family, Output, Progress
+from studio.families import register_family, unregister_family
+from studio.families.base import Family
+from studio.steps import Output, Progress
 from studio.library import load_model, resolve
 from studio.request import RenderRequest
 from studio.train.package import write_package
@@ -137,7 +138,7 @@ def gate(tmp_path):
     finally:
         family.gate.set()
         engine.shutdown()
-        _REGISTRY.pop(family.name, None)
+        unregister_family(family.name)
 
 
 @pytest.fixture

@@ -10,8 +10,9 @@ import torch
 from conftest import finish, make_tiny_gan_package
 from studio.engine.engine import Cancelled, Engine
 from studio.errors import RequestError, StudioError
-from studio.families.base import Progress
-from studio.families.gan import StyleGenerator, num_style_layers
+from studio.steps import Progress
+from studio.families.gan.family import num_style_layers
+from studio.nets.stylegan import StyleGenerator
 from studio.library import load_model, resolve
 from studio.request import RenderRequest
 

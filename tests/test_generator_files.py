@@ -1,4 +1,4 @@
-"""Bring-your-own generators, TorchScript (studio.families.torchscript) and ONNX (studio.families.onnx): a module
+"""Bring-your-own generators, TorchScript (studio.families.generators.torchscript) and ONNX (studio.families.generators.onnx): a module
 file and a small model.toml drive the same latent tools; a wrong output shape, wrong inputs, a file that is not a
 module and a wrong manifest are named clearly."""
 

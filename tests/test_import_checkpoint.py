@@ -12,7 +12,7 @@ import torch
 from conftest import TINY_ALPHABET, finish, tiny_manifest
 
 from studio.errors import WeightsError
-from studio.families.vae import SetVAE
+from studio.nets.setvae import SetVAE
 from studio.importers import import_checkpoint, read_checkpoint
 from studio.library import load_model, resolve
 from studio.request import RenderRequest

@@ -446,7 +446,7 @@ def test_register_family_makes_get_family_find_it(tiny_package):
         register_family(instance)
         assert get_family("test-family-xyz") is instance
     finally:
-        families._REGISTRY.pop("test-family-xyz", None)
+        families.unregister_family("test-family-xyz")
     with pytest.raises(FamilyError):
         get_family("test-family-xyz")
 
@@ -457,7 +457,7 @@ def test_register_family_without_name_is_refused():
 
     with pytest.raises(ValueError):
         register_family(Nameless)
-    assert "" not in families._REGISTRY
+    assert "" not in family_names()
 
 
 def test_get_family_unknown_lists_installed():
@@ -469,37 +469,37 @@ def test_get_family_unknown_lists_installed():
 
 
 class _FakeEntryPoint:
-    def __init__(self, name, obj=None, error=None):
-        self.name, self._obj, self._error = name, obj, error
+    def __init__(self, name, value):
+        self.name, self.value = name, value
 
-    def load(self):
-        if self._error:
-            raise self._error
-        return self._obj
+
+class PluginFamily(Family):
+    name = "plug-in-fam"
 
 
 def test_entry_point_plugins_are_loaded_and_broken_ones_reported(monkeypatch):
-    class PluginFamily(Family):
-        name = "plug-in-fam"
+    from studio.families import registry
 
-    monkeypatch.setattr(families, "_REGISTRY", dict(families._REGISTRY))
-    monkeypatch.setattr(families, "_entry_point_errors", {})
-    monkeypatch.setattr(families, "_entry_points_loaded", False)
+    monkeypatch.setattr(registry, "_targets", dict(registry.BUILTIN))
+    monkeypatch.setattr(registry, "_instances", {})
+    monkeypatch.setattr(registry, "_errors", {})
+    monkeypatch.setattr(registry, "_entry_points_read", False)
     calls = []
 
     def fake_entry_points(group):
         calls.append(group)
-        return [_FakeEntryPoint("plug-in-fam", PluginFamily),
-                _FakeEntryPoint("broken-fam", error=ImportError("no module named torchsde"))]
+        return [_FakeEntryPoint("plug-in-fam", f"{__name__}:PluginFamily"),
+                _FakeEntryPoint("broken-fam", "torchsde_family_not_installed:Family"),
+                _FakeEntryPoint("vae", f"{__name__}:PluginFamily")]  # a plug-in never replaces a built-in
 
-    monkeypatch.setattr(families, "entry_points", fake_entry_points)
+    monkeypatch.setattr(registry, "entry_points", fake_entry_points)
     assert isinstance(get_family("plug-in-fam"), PluginFamily)
     assert calls == [families.ENTRY_POINT_GROUP]
     with pytest.raises(FamilyError) as info:
         get_family("broken-fam")
-    assert "torchsde" in str(info.value) and "plug-in" in str(info.value)
-    get_family("vae")
-    assert calls == [families.ENTRY_POINT_GROUP]  # loaded once
+    assert "torchsde_family_not_installed" in str(info.value) and "broken-fam" in str(info.value)
+    assert get_family("vae").name == "vae" and not isinstance(get_family("vae"), PluginFamily)
+    assert calls == [families.ENTRY_POINT_GROUP]  # read once
 
 
 # --- nothing is ever unpickled ------------------------------------------------------------------------------------

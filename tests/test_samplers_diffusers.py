@@ -1,4 +1,4 @@
-"""Our samplers (studio.families.samplers) against diffusers' schedulers, on the same inputs.
+"""Our samplers (studio.nets.samplers) against diffusers' schedulers, on the same inputs.
 
 diffusers is a test-only dependency: this file is skipped without it. Each of our samplers is set up like the
 diffusers scheduler it follows (same β schedule, timestep spacing, clip_sample=False, set_alpha_to_one=True,
@@ -41,8 +41,8 @@ from diffusers.configuration_utils import FrozenDict  # noqa: E402
 from diffusers.schedulers import scheduling_ddim, scheduling_ddpm  # noqa: E402
 
 from studio.errors import RequestError  # noqa: E402
-from studio.families.diffusion import UNet  # noqa: E402
-from studio.families.samplers import (SAMPLERS, SCHEDULES, SPACINGS, Schedule, make_sampler,  # noqa: E402
+from studio.nets.unet import UNet  # noqa: E402
+from studio.nets.samplers import (SAMPLERS, SCHEDULES, SPACINGS, Schedule, make_sampler,  # noqa: E402
                                       spaced_timesteps)
 
 # diffusers' Euler and DPM-Solver call np.array(torch tensor) in set_timesteps; numpy 2 warns about it each time

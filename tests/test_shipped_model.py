@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from studio.families.base import Output
+from studio.steps import Output
 from studio.latent import sample_prior, slerp
 from studio.library import DEFAULT_MODEL_ID, load_model, resolve, scan
 from studio.request import RenderRequest

@@ -1,4 +1,4 @@
-"""Stable Diffusion through diffusers (studio.families.stable_diffusion, studio.families.sd_files): CLIP's tokenizer
+"""Stable Diffusion through diffusers (studio.families.stable_diffusion, studio.families.stable_diffusion.files): CLIP's tokenizer
 from the shipped BPE file, the shipped SD 1.x configs, tiny pipelines made here (folder and single file) rendered
 with every sampler, checked against diffusers' own pipeline, image-to-image, offline loading, and clear errors for
 incomplete folders, pickles and files that are not SD 1.x checkpoints."""
@@ -21,11 +21,12 @@ from sd_tiny import (make_parts, make_pipeline_folder, write_configs, write_sing
 from studio.cli import main  # noqa: E402
 from studio.errors import ManifestError, RequestError, StudioError, WeightsError  # noqa: E402
 from studio.families import get_family  # noqa: E402
-from studio.families.base import LoadedModel, Preview  # noqa: E402
-from studio.families.samplers import SAMPLERS, Schedule, make_sampler  # noqa: E402
-from studio.families.sd_files import (ARCHITECTURES, byte_symbols, checkpoint_architecture, clip_vocabulary,  # noqa: E402
+from studio.families.base import LoadedModel  # noqa: E402
+from studio.steps import Preview  # noqa: E402
+from studio.nets.samplers import SAMPLERS, Schedule, make_sampler  # noqa: E402
+from studio.families.stable_diffusion.files import (ARCHITECTURES, byte_symbols, checkpoint_architecture, clip_vocabulary,  # noqa: E402
                                       config_folder, find_source, require_diffusers)
-from studio.families.stable_diffusion import load_parts, source_manifest  # noqa: E402
+from studio.families.stable_diffusion.family import load_parts, source_manifest  # noqa: E402
 from studio.library import load_model, resolve, scan  # noqa: E402
 from studio.request import RenderRequest  # noqa: E402
 
@@ -175,7 +176,7 @@ def test_the_preview_map_is_fitted_to_the_vae():
     inverts it: the cheap preview of an encoded picture is that picture's cell colours."""
     from types import SimpleNamespace
 
-    from studio.families.stable_diffusion import fit_preview_map, preview_image
+    from studio.families.stable_diffusion.family import fit_preview_map, preview_image
 
     mix = torch.tensor([[0.5, -1.0, 0.2], [1.0, 0.3, -0.4], [-0.2, 0.8, 1.1], [0.7, 0.7, 0.7]])
 
@@ -204,7 +205,7 @@ def test_image_to_image_keeps_more_of_the_picture_at_low_strength(model):
     picture[:, :30] = (230, 40, 40)
     fitted = fam.init_picture_for(model.manifest, request(model), picture)
     assert fitted.shape == (16, 16, 3)
-    from studio.families.diffusion import encode_init_image
+    from studio.io.images import encode_init_image
 
     init = encode_init_image(fitted)
     low = finish(fam.render(model, request(model, init_image=init, strength=0.25)))[0]

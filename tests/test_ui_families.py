@@ -13,9 +13,10 @@ import torch
 from PIL import Image
 from PySide6.QtCore import QSettings
 
-from studio.families.diffusion import DiffusionFamily, decode_init_image
-from studio.families.gan import num_style_layers
-from studio.families.samplers import SAMPLER_NAMES
+from studio.families.diffusion import DiffusionFamily
+from studio.io.images import decode_init_image
+from studio.families.gan.family import num_style_layers
+from studio.nets.samplers import SAMPLER_NAMES
 from studio.latent.directions import principal_directions
 from studio.latent.edits import RENDER_ONLY_EDITS
 from studio.project import SavedLatent

@@ -10,8 +10,8 @@ import torch
 from torch.distributions import Bernoulli, Independent, Normal, kl_divergence
 
 from studio.errors import RequestError
-from studio.families.base import Output, Progress
-from studio.families.vae import SetVAE, bernoulli_nll, elbo, gaussian_kl
+from studio.steps import Output, Progress
+from studio.nets.setvae import SetVAE, bernoulli_nll, elbo, gaussian_kl
 from studio.latent.seeds import sample_prior
 from studio.library import PackageEntry, load_model, resolve
 from studio.request import RenderRequest

@@ -23,7 +23,8 @@ from PIL import Image
 from studio.engine.engine import EXPORT, Engine, EventCallback, Job
 from studio.errors import ExportError, RequestError
 from studio.export.video import VideoWriter
-from studio.families.base import LoadedModel, Output, Progress, RenderSteps, run_steps
+from studio.families.base import LoadedModel
+from studio.steps import Output, Progress, RenderSteps, run_steps
 from studio.request import RenderRequest
 
 QUEUE_BATCHES = 2  # batches waiting for the encoder; the worker blocks when it is this far ahead

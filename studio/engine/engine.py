@@ -33,7 +33,8 @@ from studio.engine.cache import ModelCache
 from studio.engine.device import (default_threads, is_out_of_memory, memory_budget, pick_device, release_memory,
                                   resolve_dtype)
 from studio.errors import StudioError
-from studio.families.base import LoadedModel, Output, Preview, Progress, RenderSteps
+from studio.families.base import LoadedModel
+from studio.steps import Output, Preview, Progress, RenderSteps
 from studio.library import PackageEntry, load_model, resolve
 from studio.request import RenderRequest
 

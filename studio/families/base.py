@@ -2,61 +2,21 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Generator
 
 import numpy as np
 import torch
 
 from studio.errors import ManifestError, RequestError
+from studio.steps import Output, Preview, Progress, RenderSteps, run_steps
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from studio.latent.directions import Directions
     from studio.manifest import Manifest
     from studio.request import RenderRequest
-
-
-@dataclass(frozen=True)
-class Progress:
-    """A step of long work. Every yield is a cancel point."""
-
-    step: int
-    total: int
-    message: str = ""
-
-
-@dataclass(frozen=True)
-class Preview(Progress):
-    """An intermediate output an artist can look at while the work goes on."""
-
-    output: "Output | None" = None
-
-
-@dataclass(frozen=True)
-class Output:
-    """A finished render. Images are uint8 (H, W, C); audio float32 (samples, channels)."""
-
-    kind: str
-    data: np.ndarray
-    info: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def size(self) -> tuple[int, int]:
-        if self.kind == "image":
-            return int(self.data.shape[1]), int(self.data.shape[0])
-        return int(self.data.shape[0]), int(self.data.shape[1] if self.data.ndim > 1 else 1)
-
-
-RenderSteps = Generator[Progress, None, Output]
-
-
-def run_steps(steps: Generator) -> Any:
-    """Drive long work (a generator that yields progress) to its end on this thread; what it returns."""
-    while True:
-        try:
-            next(steps)
-        except StopIteration as stop:
-            return stop.value
 
 
 @dataclass
@@ -95,6 +55,18 @@ class Family:
     name: ClassVar[str] = ""
     output_kinds: ClassVar[tuple[str, ...]] = ("image",)
     capabilities: ClassVar[frozenset[str]] = frozenset({"sample"})  # of sample, encode, decode, iterate
+
+    # --- foreign files: families that open models without a model.toml (diffusers folders, checkpoint files) ---
+    opens_files: ClassVar[bool] = False
+
+    def claims(self, path: "Path") -> bool:
+        """Whether `path` (a folder or file without a model.toml) is meant as one of this family's models. Cheap:
+        decides which checks a path gets, not whether it is valid."""
+        return False
+
+    def manifest_for(self, path: "Path") -> "Manifest":
+        """An in-memory manifest for a claimed foreign model (raises ManifestError/WeightsError naming the file)."""
+        raise ManifestError(f"family {self.name!r} does not open foreign files", path)
 
     def validate(self, manifest: "Manifest") -> None:
         """Raise ManifestError naming the field when the manifest does not suit this family."""

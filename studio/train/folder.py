@@ -23,7 +23,7 @@ import torch
 
 from studio import __version__
 from studio.errors import RecipeError
-from studio.families.vae import SetVAE, elbo
+from studio.nets.setvae import SetVAE, elbo
 from studio.latent.directions import Directions
 from studio.train.common import Checkpoint, lr_at, manifest_head, start_step
 from studio.train.folder_common import (FITS, IMAGE_SUFFIXES, MIN_FILES, SOUND_SUFFIXES, FolderSummary,

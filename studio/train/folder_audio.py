@@ -3,7 +3,7 @@
 A folder of one-shots (WAV, FLAC, OGG, MP3 …): each is decoded, mixed to mono, resampled, started at its onset, cut or
 padded to the model's length and (by default) brought to one peak level. When every sound sits in a sub-folder and
 there are two or more, the sub-folder names are the classes the artist picks from (kick/, snare/ …); otherwise the
-model has the one class "sound". The network is the shipped sound model's (`studio.families.audio_vae.SpecVAE`): a
+model has the one class "sound". The network is the shipped sound model's (`studio.nets.spectrogram.SpecVAE`): a
 VAE over log-magnitude spectrograms with a Laplace likelihood (L1) and a KL term warmed up, heard through Griffin-Lim.
 Afterwards a Gaussian is fitted to the encoded sounds (per class when every class has enough), so prior samples land
 where the folder's sounds lie. With twenty sounds or more, a tenth is held out to measure reconstruction.
@@ -20,7 +20,7 @@ import torch
 
 from studio import __version__
 from studio.errors import RecipeError
-from studio.families.audio_vae import SpecFormat, SpecVAE, _strides, finish_waves
+from studio.nets.spectrogram import SpecFormat, SpecVAE, _strides, finish_waves
 from studio.latent.directions import Directions
 from studio.train.common import Checkpoint, lr_at, manifest_head, start_step
 from studio.train.folder_common import (MIN_FILES, RecentMean, autocast, data_folder, dump_recipe,

@@ -1,7 +1,7 @@
 """Train a diffusion model (family `diffusion`) on your own pictures and write a model package
 (`trainer = "folder-diffusion"`).
 
-The network is the glyph diffusion model's UNet (`studio.families.diffusion.UNet`), unconditional and grey or colour as
+The network is the glyph diffusion model's UNet (`studio.nets.unet.UNet`), unconditional and grey or colour as
 the pictures are: it learns to predict the noise ε added to a picture at a random timestep of the recipe's schedule
 (cosine by default). AdamW with warm-up and a cosine decay, gradients clipped; the package holds an exponential moving
 average of the weights, sampled by the family's own samplers. bfloat16 autocast where the device computes it natively.
@@ -16,8 +16,9 @@ from typing import Callable
 import torch
 
 from studio import __version__
-from studio.families.diffusion import DEFAULTS, UNet
-from studio.families.samplers import SCHEDULES, Schedule, make_sampler
+from studio.families.diffusion.family import DEFAULTS
+from studio.nets.unet import UNet
+from studio.nets.samplers import SCHEDULES, Schedule, make_sampler
 from studio.latent.seeds import sample_prior
 from studio.train.common import Checkpoint, denoiser_step, lr_at, manifest_head, start_step
 from studio.train.folder_common import (MIN_FILES, RecentMean, autocast, data_folder, dump_recipe, image_sheet,

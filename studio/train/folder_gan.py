@@ -1,6 +1,6 @@
 """Train a style-based GAN (family `gan`) on your own pictures and write a model package (`trainer = "folder-gan"`).
 
-The networks are the glyph GAN's (`studio.families.gan.StyleGenerator`, `studio.train.glyph_gan.Discriminator`),
+The networks are the glyph GAN's (`studio.nets.stylegan.StyleGenerator`, `studio.train.glyph_gan.Discriminator`),
 unconditional and grey or colour as the pictures are. A folder holds tens or hundreds of pictures, not the tens of
 thousands a GAN usually sees, so the discriminator looks at every picture (real or made) through the same random,
 differentiable changes — colour, translation and cutout (DiffAugment, Zhao et al. 2020) — and cannot simply memorise
@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from studio import __version__
 from studio.errors import RecipeError
-from studio.families.gan import StyleGenerator
+from studio.nets.stylegan import StyleGenerator
 from studio.latent.directions import principal_directions
 from studio.latent.seeds import sample_prior
 from studio.train.common import Checkpoint, ema_update, manifest_head, start_step

@@ -1,6 +1,6 @@
 """Train the glyph diffusion model (family `diffusion`) from Debian's fonts and write a model package.
 
-A UNet (`studio.families.diffusion.UNet`) learns to predict the noise ε added to 32×32 glyphs at a random timestep of
+A UNet (`studio.nets.unet.UNet`) learns to predict the noise ε added to 32×32 glyphs at a random timestep of
 the recipe's schedule (cosine or linear), told the character except for a share of steps where it gets the "no class"
 index, which is what classifier-free guidance needs. Mixed precision (bfloat16) on the CPU; the shipped weights are an
 exponential moving average.
@@ -16,8 +16,9 @@ import numpy as np
 import torch
 
 from studio import __version__
-from studio.families.diffusion import DEFAULT_GUIDANCE, DEFAULT_SAMPLER, DEFAULT_STEPS, DEFAULTS, UNet
-from studio.families.samplers import SCHEDULES, Schedule, make_sampler
+from studio.families.diffusion.family import DEFAULT_GUIDANCE, DEFAULT_SAMPLER, DEFAULT_STEPS, DEFAULTS
+from studio.nets.unet import UNet
+from studio.nets.samplers import SCHEDULES, Schedule, make_sampler
 from studio.latent.seeds import sample_prior
 from studio.train.common import (Checkpoint, denoiser_step, glyph_data, ink_at, ink_sheet, lr_at,
                                  manifest_head)

@@ -1,6 +1,6 @@
 """Train the style-based glyph GAN (family `gan`) from Debian's fonts and write a model package.
 
-Generator: `studio.families.gan.StyleGenerator`, conditioned on the character beside w. Discriminator: residual, with
+Generator: `studio.nets.stylegan.StyleGenerator`, conditioned on the character beside w. Discriminator: residual, with
 a minibatch-deviation channel, a projection head for the character (Miyato & Koyama 2018) and an auxiliary classifier
 head trained on real glyphs only, whose loss on fakes keeps the generator drawing the asked-for character (AC-GAN).
 Loss: non-saturating logistic with lazy R1 on reals; style-mixing regularisation; the shipped generator is an
@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from studio import __version__
-from studio.families.gan import EqConv, EqLinear, StyleGenerator
+from studio.nets.stylegan import EqConv, EqLinear, StyleGenerator
 from studio.latent.directions import principal_directions
 from studio.latent.seeds import sample_prior
 from studio.train.common import Checkpoint, ema_update, glyph_data, ink_at, ink_sheet, manifest_head

@@ -22,7 +22,7 @@ from torch import nn
 
 from studio import __version__
 from studio.errors import RecipeError
-from studio.families.vae import SetVAE, elbo
+from studio.nets.setvae import SetVAE, elbo
 from studio.latent.directions import Directions, principal_directions
 from studio.latent.seeds import sample_prior
 from studio.paths import user_cache_dir

@@ -25,7 +25,8 @@ from torch import nn
 
 from studio import __version__
 from studio.errors import RecipeError
-from studio.families.audio_vae import MAGMA, SpecFormat, SpecVAE, finish_waves
+from studio.io.colormap import MAGMA
+from studio.nets.spectrogram import SpecFormat, SpecVAE, finish_waves
 from studio.latent.directions import Directions
 from studio.train.common import Checkpoint, lr_at, manifest_head
 from studio.train.package import write_package

@@ -18,7 +18,7 @@ from PySide6.QtGui import (QColor, QFontDatabase, QHideEvent, QImage, QKeyEvent,
 from PySide6.QtWidgets import (QCheckBox, QHBoxLayout, QLabel, QLayout, QPushButton, QSizePolicy, QStyle, QVBoxLayout,
                                QWidget)
 
-from studio.families.audio_vae import MAGMA
+from studio.io.colormap import MAGMA
 from studio.ui.canvas import BACKGROUND, PLACEHOLDER_TEXT, paint_progress, qimage_from_array
 
 try:  # QtMultimedia needs libpulse on Linux: without it the view still draws, it only cannot play

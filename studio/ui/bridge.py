@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 from PySide6.QtCore import QObject, Qt, Signal, Slot
 
-from studio.families.base import Output
+from studio.steps import Output
 from studio.request import RenderRequest
 
 log = logging.getLogger(__name__)

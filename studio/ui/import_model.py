@@ -20,10 +20,11 @@ SD_CHOICE = "Stable Diffusion 1.x checkpoint"
 
 def import_job(source: Path, like: PackageEntry | None, out: Path | None = None) -> Path:
     """What the worker runs: the converted file (SD) or the new package folder. Raises StudioError."""
-    from studio.importers.checkpoint import import_like, import_sd_checkpoint
+    from studio.families import get_family
+    from studio.importers.checkpoint import import_like
 
     if like is None:
-        return import_sd_checkpoint(source, out)
+        return get_family("stable-diffusion").import_file(source, out)
     return import_like(source, like, out, taken="remove it or rename the checkpoint")
 
 

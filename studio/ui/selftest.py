@@ -32,7 +32,7 @@ import numpy as np
 
 from studio import __version__
 from studio.engine import EXPORT, Engine
-from studio.families.base import Output
+from studio.steps import Output
 from studio.library import DEFAULT_MODEL_ID, PackageEntry, scan
 from studio.paths import shipped_models_dir
 from studio.request import RenderRequest

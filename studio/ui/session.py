@@ -25,13 +25,12 @@ from studio.export.atomic import check_writable_folder
 from studio.export.grid import axis_labels, grid_request, grid_title, labelled_grid, parse_axis
 from studio.export.image import FORMATS, read_glyph_strip, read_picture, save_image
 from studio.families import get_family
-from studio.families.base import Output, Progress
-from studio.families.diffusion import decode_init_image, encode_init_image
-from studio.families.sd_files import looks_like_sd
+from studio.steps import Output, Progress
+from studio.io.images import decode_init_image, encode_init_image
 from studio.latent.edits import RENDER_ONLY_EDITS
 from studio.latent.interp import interpolate
 from studio.latent.seeds import MAX_SEED
-from studio.library import DEFAULT_MODEL_ID, PackageEntry, default_roots, scan
+from studio.library import DEFAULT_MODEL_ID, PackageEntry, default_roots, is_foreign, scan
 from studio.paths import user_data_dir
 from studio.project import (Document, HistoryEntry, ModelRef, SavedLatent, load_document, save_document, utc_now)
 from studio.project.timeline import AudioMapping, Keyframe, Timeline, frames_of, sound_of
@@ -123,7 +122,7 @@ class Session(QObject):
         """Add the packages in `folder` (a package, a folder of packages, a diffusers pipeline folder or a Stable
         Diffusion .safetensors file). Reports what it found."""
         folder = Path(folder)
-        usable = folder.is_dir() or (folder.is_file() and looks_like_sd(folder))
+        usable = folder.is_dir() or (folder.is_file() and is_foreign(folder))
         new = usable and folder not in self.extra_folders
         if new:
             self.extra_folders.append(folder)

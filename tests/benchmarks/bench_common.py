@@ -14,7 +14,7 @@ class Skip(Exception):
 
 def drive(model, request):
     """Run a family's render generator to its end; its Output and the number of previews it yielded."""
-    from studio.families.base import Preview
+    from studio.steps import Preview
 
     steps, previews = model.family.render(model, request), 0
     while True:

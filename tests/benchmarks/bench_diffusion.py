@@ -54,7 +54,7 @@ def write_bench_package(folder: Path, size: int, base: int, seed: int = 0) -> Pa
     """A diffusion package with a seeded random UNet (every parameter ~ N(0, 0.2²)), unconditional, cosine."""
     import torch
 
-    from studio.families.diffusion import UNet
+    from studio.nets.unet import UNet
     from studio.train.package import write_package
 
     net = UNet(image_size=size, channels=1, base=base, mults=(1, 2), num_classes=0, emb_dim=EMB_DIM, attention=True)
@@ -77,7 +77,7 @@ def write_bench_package(folder: Path, size: int, base: int, seed: int = 0) -> Pa
 
 def render_clips_x0(model, request) -> bool:
     """Whether DiffusionFamily.render asks its sampler to clip the x₀ estimate (one render, make_sampler spied on)."""
-    import studio.families.diffusion as family_module
+    import studio.families.diffusion.family as family_module
 
     calls = []
     real = family_module.make_sampler
@@ -144,7 +144,7 @@ def _measure(dev, steps: int, repeats: int, warmup: int, size: int, base: int, s
     import numpy as np
     import torch
 
-    from studio.families.samplers import make_sampler
+    from studio.nets.samplers import make_sampler
     from studio.latent.seeds import sample_prior
     from studio.library import load_model, resolve
     from studio.request import RenderRequest

@@ -11,7 +11,7 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QFormLayout, QGroupBox, QHB
                                QLineEdit, QPushButton, QScrollArea, QSlider, QSpinBox, QToolButton, QVBoxLayout,
                                QWidget)
 
-from studio.families.gan import NOISE_RANGE, PSI_RANGE, num_style_layers
+from studio.families.gan.family import NOISE_RANGE, PSI_RANGE, num_style_layers
 from studio.latent.seeds import MAX_SEED
 from studio.request import RenderRequest
 from studio.ui.session import PROJECTING_FAMILIES, SEED_MODES, Session

@@ -13,8 +13,8 @@ from PySide6.QtWidgets import (QComboBox, QDoubleSpinBox, QFormLayout, QGroupBox
 
 from studio.errors import StudioError
 from studio.families import get_family
-from studio.families.diffusion import GUIDANCE_RANGE
-from studio.families.samplers import SAMPLER_NAMES
+from studio.families.diffusion.family import GUIDANCE_RANGE
+from studio.nets.samplers import SAMPLER_NAMES
 from studio.ui.images import pixmap_from_png
 from studio.ui.panels.latent import ValueSlider
 from studio.ui.session import DEFAULT_STRENGTH, Session

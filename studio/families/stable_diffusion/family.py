@@ -1,5 +1,5 @@
 """Stable Diffusion through diffusers (the optional `diffusers` extra): a user's pipeline folder or single-file
-checkpoint, opened offline (see `studio.families.sd_files`), driven by the app's own samplers.
+checkpoint, opened offline (see `studio.families.stable_diffusion.files`), driven by the app's own samplers.
 
 The parts come from diffusers and transformers (UNet, VAE, CLIP text encoder, tokenizer); the walk is the app's, the
 same as its own diffusion family's: the latent an artist edits is the initial noise (4 × H/8 × W/8), so seeds,
@@ -24,11 +24,11 @@ import torch
 from torch import nn
 
 from studio.errors import ManifestError, RequestError, StudioError, WeightsError
-from studio.families import register_family
 from studio.families.base import Family, LoadedModel, Output, Preview, Progress, RenderSteps, edit_seed_value, edit_value
-from studio.families.samplers import SAMPLERS, Schedule, make_sampler
-from studio.families.sd_files import (ARCHITECTURES, PIPELINE_INDEX, Source, config_folder, find_source,
-                                      require_diffusers, source_sha256)
+from studio.io.images import decode_init_image
+from studio.nets.samplers import SAMPLERS, Schedule, make_sampler
+from studio.families.stable_diffusion.files import (ARCHITECTURES, PIPELINE_INDEX, Source, config_folder, find_source,
+                                                    looks_like_sd, require_diffusers, source_sha256)
 
 FAMILY = "stable-diffusion"
 DEFAULTS = {"sampler": "dpmpp", "steps": 25, "guidance": 7.5, "eta": 0.0}
@@ -230,17 +230,6 @@ def fit_picture(picture: np.ndarray, width: int, height: int) -> np.ndarray:
     return np.asarray(ImageOps.fit(img.convert("RGB"), (width, height), Image.Resampling.LANCZOS))
 
 
-def _decode_init(text: str) -> np.ndarray:
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(io.BytesIO(base64.b64decode(text.encode("ascii"), validate=True))) as img:
-            img.load()
-            return np.asarray(img.convert("RGB"))
-    except (ValueError, UnidentifiedImageError, OSError) as exc:
-        raise RequestError(f"init_image is not a base64 PNG: {exc}", field="init_image") from None
-
-
 # --- the family ---------------------------------------------------------------------------------------------------
 
 
@@ -295,13 +284,26 @@ def source_manifest(source: Source, model_id: str | None = None, name: str | Non
     )
 
 
-@register_family
 class StableDiffusionFamily(Family):
     name = FAMILY
     output_kinds = ("image",)
     capabilities = frozenset({"sample", "iterate", "img2img", "samplers", "negative_prompt", "free_text"})
     samplers = SAMPLERS
     defaults = DEFAULTS
+
+    opens_files = True
+
+    def claims(self, path) -> bool:
+        return looks_like_sd(path)
+
+    def manifest_for(self, path):
+        return source_manifest(find_source(path))
+
+    def import_file(self, path, out=None, force: bool = False):
+        """A pickled SD checkpoint (.ckpt) written as the .safetensors file the app opens (weights-only reading)."""
+        from studio.families.stable_diffusion.importer import import_sd_checkpoint
+
+        return import_sd_checkpoint(path, out, force=force)
 
     def validate(self, manifest) -> None:
         super().validate(manifest)
@@ -407,7 +409,7 @@ class StableDiffusionFamily(Family):
         noise = noise[None].to(dev, dt)
         with torch.inference_mode():
             if request.init_image is not None:
-                picture = _decode_init(request.init_image)
+                picture = decode_init_image(request.init_image, "RGB")
                 if picture.shape[:2] != (height, width):
                     raise RequestError(f"the init image is {picture.shape[1]}×{picture.shape[0]} pixels; this request "
                                        f"renders {width}×{height}: fit it first", field="init_image")

@@ -10,8 +10,7 @@ import numpy as np
 import torch
 
 from studio.errors import ManifestError, WeightsError
-from studio.families import register_family
-from studio.families.generators import GeneratorFile
+from studio.families.generators.common import GeneratorFile
 
 
 class OnnxGenerator(torch.nn.Module):
@@ -31,7 +30,6 @@ class OnnxGenerator(torch.nn.Module):
         return torch.from_numpy(np.asarray(out, dtype=np.float32))
 
 
-@register_family
 class OnnxFamily(GeneratorFile):
     name = "onnx"
     suffixes = (".onnx",)

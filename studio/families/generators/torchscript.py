@@ -9,11 +9,9 @@ import warnings
 import torch
 
 from studio.errors import WeightsError
-from studio.families import register_family
-from studio.families.generators import GeneratorFile
+from studio.families.generators.common import GeneratorFile
 
 
-@register_family
 class TorchScriptFamily(GeneratorFile):
     name = "torchscript"
     suffixes = (".pt", ".pth", ".ts", ".torchscript")
