@@ -34,41 +34,24 @@ from studio import __version__
 from studio.errors import StudioError
 
 
-def _parse_set(items: list[str]) -> tuple[dict, dict]:
-    """--set name=value → (request field changes, latent edits)."""
-    from studio.latent.edits import parse_edit_name
-    from studio.request import SETTABLE_FIELDS
-
-    fields, edits = {}, {}
+def _parse_set(items: list[str]) -> list[tuple[str, str]]:
+    """--set name=value → (name, value as typed); the model's parameter specs check them (`_request_from_args`)."""
+    pairs = []
     for item in items:
         name, sep, value = item.partition("=")
-        name, value = name.strip(), value.strip()
+        name = name.strip()
         if not sep or not name:
             raise StudioError(f"--set takes name=value, got {item!r}")
-        if name in SETTABLE_FIELDS:
-            if name in ("steps", "width", "height", "seed"):
-                try:
-                    fields[name] = int(value)
-                except ValueError:
-                    raise StudioError(f"--set {name} needs a whole number, got {value!r}") from None
-            elif name in ("guidance", "eta", "strength"):
-                try:
-                    fields[name] = float(value)
-                except ValueError:
-                    raise StudioError(f"--set {name} needs a number, got {value!r}") from None
-            else:
-                fields[name] = value
-            continue
-        try:
-            parse_edit_name(name)
-        except ValueError as exc:
-            settable = ", ".join(sorted(SETTABLE_FIELDS))
-            raise StudioError(f"--set: {exc}; request fields: {settable}") from None
-        try:
-            edits[name] = float(value)
-        except ValueError:
-            raise StudioError(f"--set {name} needs a number, got {value!r}") from None
-    return fields, edits
+        pairs.append((name, value.strip()))
+    return pairs
+
+
+def _setting(table, name: str, value: str, option: str):
+    """One typed setting for the model, or a StudioError that names the option and what the model takes."""
+    try:
+        return table.parse_setting(name, value)
+    except StudioError as exc:
+        raise StudioError(f"{option} {name}: {exc.problem}") from None
 
 
 def _roots(args) -> list[Path]:
@@ -149,10 +132,12 @@ def cmd_render(args) -> int:
 
 
 def _request_from_args(args, entry, request=None):
-    """The request that `render` and `sheet` draw: a stored one or a fresh one, with the options applied."""
+    """The request that `render`, `sheet` and `grid` draw: a stored one or a fresh one, with the options applied and
+    checked against the model's parameters (an unknown name or a value out of range names what the model takes)."""
+    from studio.params import apply_settings
     from studio.request import RenderRequest
 
-    fields, edits = _parse_set(args.set or [])
+    table = entry.parameters
     if request is None:
         request = RenderRequest(model_id=entry.id)
     elif getattr(args, "model", None):
@@ -162,34 +147,32 @@ def _request_from_args(args, entry, request=None):
     latent = _latent_from_args(args)
     if latent is not None:
         request = request.with_(latent=latent)
-    if args.prompt is not None:
-        request = request.with_(prompt=args.prompt)
-    if getattr(args, "label", None) is not None:
-        request = request.with_(label=args.label)
-    if getattr(args, "negative", None) is not None:
-        request = request.with_(negative_prompt=args.negative)
+    settings = []
+    for option, name in (("--prompt", "prompt"), ("--label", "label"), ("--negative", "negative_prompt")):
+        value = getattr(args, option[2:], None)
+        if value is not None:
+            settings.append(_setting(table, name, value, option))
     if args.dtype:
-        fields["dtype"] = args.dtype
-    if fields:
-        request = request.with_(**fields)
-    for name, value in edits.items():
-        request = request.edit(name, value)
+        settings.append(("dtype", args.dtype))
+    settings += [_setting(table, name, value, "--set") for name, value in _parse_set(args.set or [])]
+    request = apply_settings(request, settings)
     if getattr(args, "init", None):
-        request = request.with_(init_image=_init_image(args.init, entry, request),
-                                strength=request.strength if request.strength is not None else 0.6)
-    return request
+        strength = request.param("strength")
+        request = request.with_params({"init_image": _init_image(args.init, entry, request),
+                                       "strength": strength if strength is not None else 0.6})
+    return table.check(request)
 
 
 def _init_image(path: str, entry, request) -> str:
     """An image file fitted to what the request starts from (its family says how), as the request's init image."""
     from studio.export.image import read_picture
-    from studio.families import get_family
     from studio.io.images import encode_init_image
+    from studio.params import Capability
 
-    if "img2img" not in entry.capabilities:
+    if Capability.IMG2IMG not in entry.capabilities:
         raise StudioError(f"{entry.id} ({entry.manifest.family} family) cannot start from an image", Path(path))
     picture = read_picture(path)
-    return encode_init_image(get_family(entry.manifest.family).init_picture_for(entry.manifest, request, picture))
+    return encode_init_image(entry.family.init_picture_for(entry.manifest, request, picture))
 
 
 def cmd_sheet(args) -> int:
@@ -237,11 +220,14 @@ def cmd_grid(args) -> int:
         raise StudioError(f"{entry.id} makes {entry.manifest.output.kind}: a grid is made of images")
     out = Path(args.out) if args.out else Path(f"{entry.id}-grid.png")
     check_writable_folder(out)
-    try:
-        row_name, row_values = parse_axis(args.rows)
-        col_name, col_values = parse_axis(args.cols)
-    except ValueError as exc:
-        raise StudioError(f"--rows/--cols: {exc}") from None
+    axes = []
+    for option, text in (("--rows", args.rows), ("--cols", args.cols)):
+        try:
+            name, raw = parse_axis(text)
+        except ValueError as exc:
+            raise StudioError(f"{option}: {exc}") from None
+        axes.append((name, [_setting(entry.parameters, name, value, option)[1] for value in raw]))
+    (row_name, row_values), (col_name, col_values) = axes
     base = _request_from_args(args, entry)
     cells = []
     with Engine(device=args.device, roots=roots) as engine:
@@ -249,7 +235,8 @@ def cmd_grid(args) -> int:
         for r in row_values:
             row = []
             for c in col_values:
-                output = engine.submit(grid_request(base, (row_name, r), (col_name, c)), EXPORT).wait()
+                cell = entry.parameters.check(grid_request(base, (row_name, r), (col_name, c)))
+                output = engine.submit(cell, EXPORT).wait()
                 row.append(output.data)
             cells.append(row)
     title = args.title if args.title is not None else grid_title(entry.manifest.name, row_name, col_name)
@@ -266,6 +253,7 @@ def cmd_animate(args) -> int:
     from studio.engine import Engine
     from studio.engine.animate import export_animation
     from studio.export import check_writable_folder
+    from studio.library import resolve
     from studio.project import load_document
     from studio.project.timeline import frames_of, sound_of
     from studio.train.progress import ProgressBar
@@ -281,15 +269,16 @@ def cmd_animate(args) -> int:
     out = Path(args.out)
     check_writable_folder(out)
     size = _parse_size(args.size) if args.size else None
+    folders = [Path(ref.folder) for ref in document.models if ref.folder]
+    roots = _roots(args) + [f for f in folders if f.is_dir()]
     try:
         timeline.check_playable()
         sound = sound_of(timeline, project.parent)  # read once: the mappings' envelopes and the video's track
-        frames = frames_of(timeline, project.parent, sound)
+        entry = resolve(timeline.keyframes[0].request.model_id, roots)
+        frames = frames_of(timeline, project.parent, sound, entry.parameters.default)
     except StudioError as exc:
         raise StudioError(exc.problem, exc.path or project, exc.field) from None
     audio = sound if out.suffix.lower() in (".mp4", ".webm") else None
-    folders = [Path(ref.folder) for ref in document.models if ref.folder]
-    roots = _roots(args) + [f for f in folders if f.is_dir()]
     bar = ProgressBar(len(frames), unit="frame")
 
     def on_event(event) -> None:
@@ -447,7 +436,9 @@ def cmd_encode(args) -> int:
     entry = resolve(args.model, _roots(args))
     model = load_model(entry, pick_device(args.device))
     kind = model.manifest.output.kind
-    if "encode" not in model.family.capabilities:
+    from studio.params import Capability
+
+    if Capability.ENCODE not in model.family.capabilities:
         raise StudioError(f"{entry.id} ({model.family.name} family) cannot encode {kind}")
     if kind == "audio":
         inputs, labels, source = _encode_sound(args, model)
@@ -530,7 +521,7 @@ def _latent_from_args(args) -> tuple[float, ...] | None:
         return tuple(a)
     import torch
 
-    from studio.latent import lerp, slerp
+    from studio.latent.interp import lerp, slerp
 
     b = _read_latent(args.toward)
     if len(a) != len(b):

@@ -14,11 +14,13 @@ import torch
 
 from studio.errors import ManifestError, StudioError, WeightsError
 from studio.families import claim_path, foreign_manifest, get_family
-from studio.families.base import LoadedModel
+from studio.families.base import Family, LoadedModel, direction_count
 from studio.latent.directions import Directions
 from studio.manifest import MANIFEST_NAME, WEIGHTS_NAME, Manifest, read_manifest
+from studio.params import Capability, ParamTable
 from studio.paths import shipped_models_dir, user_models_dir
-from studio.weights import load_into, read_tensors, read_tensors_and_hash, tensor_shapes
+from studio.request import RenderRequest
+from studio.weights import load_into, read_tensors, read_tensors_and_hash
 
 DEFAULT_MODEL_ID = "glyphs"
 
@@ -31,6 +33,7 @@ class PackageEntry:
     manifest: Manifest | None = None
     error: StudioError | None = None
     _sha256: str | None = None
+    _table: ParamTable | None = None
 
     @property
     def id(self) -> str:
@@ -52,22 +55,37 @@ class PackageEntry:
     @property
     def direction_count(self) -> int:
         """How many principal directions the package ships (from the file's header; 0 when none or unreadable)."""
-        if self.manifest is None or not self.manifest.directions_path.exists():
-            return 0
-        try:
-            return int((tensor_shapes(self.manifest.directions_path).get("stds") or [0])[0])
-        except WeightsError:
-            return 0
+        return direction_count(self.manifest) if self.manifest is not None else 0
 
     @property
-    def capabilities(self) -> frozenset[str]:
-        """What the package's family can do (sample, encode, decode, iterate); empty when the package is invalid."""
+    def family(self) -> Family | None:
+        """The package's family (None when the package is invalid or its family is not installed)."""
         if self.manifest is None or self.error is not None:
-            return frozenset()
+            return None
         try:
-            return get_family(self.manifest.family).capabilities
+            return get_family(self.manifest.family)
         except StudioError:
-            return frozenset()
+            return None
+
+    @property
+    def capabilities(self) -> Capability:
+        """What the package's family can do (Capability.NONE when the package is invalid)."""
+        family = self.family
+        return family.capabilities if family is not None else Capability.NONE
+
+    @property
+    def parameters(self) -> ParamTable:
+        """What an artist can set on this model (empty when the package is invalid); computed once."""
+        if self._table is None:
+            family = self.family
+            self._table = ParamTable(family.parameters(self.manifest) if family is not None else ())
+        return self._table
+
+    def default_request(self, seed: int = 0) -> RenderRequest:
+        """What the app opens this model with: the seed and its condition written out (the glyph text, the class),
+        so the request says what it draws."""
+        shown = {s.name: s.default for s in self.parameters if s.name in ("prompt", "label") and s.default}
+        return RenderRequest(model_id=self.id, seed=seed, params=shown)
 
     @property
     def preview_path(self) -> Path | None:

@@ -2,21 +2,105 @@
 
 Equal requests give equal outputs (bit-identical on CPU). It is what the engine renders, what a panel edits and what
 an exported file carries in its metadata.
+
+The request has a few core fields every model shares (model id and weights hash, seed, explicit latent values, output
+size, dtype) and `params`: the family's own settings by name (a prompt, a class, sampler steps, a direction offset
+`d3`, a mix seed …), each an int, a float or a text. Which names a model takes, their kinds, ranges and defaults are
+declared by its family (`Family.parameters`, `studio.params`); a request is checked against them before it renders.
+Seeds, the core one and seed params alike, are Python ints in 0 … 2⁶⁴−1 end to end (JSON keeps them exact).
+
+This module depends on nothing but `studio.errors`: the file formats, the project and the panels read requests
+without importing torch.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, fields, replace
-from typing import Any
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field, fields, replace
+from typing import Any, Union
 
 from studio.errors import RequestError
-from studio.latent.edits import parse_edit_name
-from studio.latent.seeds import MAX_SEED
 
-REQUEST_VERSION = 1
+REQUEST_VERSION = 2
+MAX_SEED = 2**64 - 1
 DTYPES = ("float32", "float16", "bfloat16")
+CORE_FIELDS = ("model_id", "model_hash", "seed", "latent", "width", "height", "dtype")
+MAX_PARAM_NAME = 64
+_PARAM_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,63}$")
+
+ParamValue = Union[int, float, str]
+
+
+def check_seed(value: Any, name: str = "seed") -> int:
+    """A seed: a whole number in 0 … 2⁶⁴−1 (bool refused), else RequestError naming `name`."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_SEED:
+        raise RequestError(f"{name} must be a whole number in 0..{MAX_SEED}, got {value!r}", field=name)
+    return value
+
+
+class Params(Mapping[str, ParamValue]):
+    """The family settings of a request: an immutable, hashable mapping name → int | float | str, kept sorted by
+    name so that equal settings give equal requests and equal JSON."""
+
+    __slots__ = ("_items", "_table")
+
+    def __init__(self, values: Mapping[str, Any] | Iterator | tuple = ()):
+        table: dict[str, ParamValue] = {}
+        items = values.items() if isinstance(values, Mapping) else values
+        for pair in items:
+            try:
+                name, value = pair
+            except (TypeError, ValueError):
+                raise RequestError("params must be name → value pairs", field="params") from None
+            table[_check_name(name)] = _check_value(name, value)
+        self._table = dict(sorted(table.items()))
+        self._items = tuple(self._table.items())
+
+    def __getitem__(self, name: str) -> ParamValue:
+        return self._table[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._table)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __hash__(self) -> int:
+        return hash(self._items)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Params):
+            return self._items == other._items and all(type(a[1]) is type(b[1])
+                                                       for a, b in zip(self._items, other._items))
+        if isinstance(other, Mapping):
+            return self == Params(other)
+        return NotImplemented
+
+    def __repr__(self) -> str:
+        return f"Params({self._table!r})"
+
+    def to_dict(self) -> dict[str, ParamValue]:
+        return dict(self._table)
+
+
+def _check_name(name: Any) -> str:
+    if not isinstance(name, str) or not _PARAM_NAME.match(name):
+        shown = repr(name)[:80]
+        raise RequestError(f"a parameter name must be lower-case letters, digits and _ (at most {MAX_PARAM_NAME}), "
+                           f"got {shown}", field="params")
+    return name
+
+
+def _check_value(name: str, value: Any) -> ParamValue:
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise RequestError(f"must be a whole number, a number or a text, got {type(value).__name__}",
+                           field=f"params.{name}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise RequestError(f"must be a finite number, got {value!r}", field=f"params.{name}")
+    return value
 
 
 @dataclass(frozen=True)
@@ -24,34 +108,18 @@ class RenderRequest:
     model_id: str
     model_hash: str = ""  # sha256 of the weights; "" renders whatever is installed under model_id
     seed: int = 0
-    latent: tuple[float, ...] | None = None  # explicit latent values (flattened); when set, the seed is not used
-    edits: tuple[tuple[str, float], ...] = ()  # named latent edits, see studio.latent.edits (kept sorted)
-    prompt: str = ""
-    negative_prompt: str = ""
-    label: str | None = None  # class condition
-    steps: int | None = None
-    guidance: float | None = None
-    eta: float | None = None
-    sampler: str | None = None  # iterative families: the sampler's name (None = the family's default)
-    init_image: str | None = None  # image-to-image: the starting picture, a base64 PNG at the output's native size
-    strength: float | None = None  # image-to-image: how much of the picture is redrawn, 0 < strength ≤ 1
+    latent: tuple[float, ...] | None = None  # explicit latent values (flattened); when set, the seed draws no latent
     width: int | None = None  # output size; None = the model's native size
     height: int | None = None
     dtype: str = "float32"
+    params: Params = field(default_factory=Params)  # the family's settings by name (see studio.params)
 
     def __post_init__(self) -> None:
         if not isinstance(self.model_id, str) or not self.model_id:
             raise RequestError("model_id must be a non-empty string", field="model_id")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed <= MAX_SEED:
-            raise RequestError(f"seed must be a whole number in 0..{MAX_SEED}, got {self.seed!r}", field="seed")
-        for name in ("sampler", "init_image"):
-            if getattr(self, name) is not None and (not isinstance(getattr(self, name), str) or not getattr(self, name)):
-                raise RequestError(f"{name} must be non-empty text, got {getattr(self, name)!r}", field=name)
-        for name in ("prompt", "negative_prompt", "model_hash"):
-            if not isinstance(getattr(self, name), str):
-                raise RequestError(f"{name} must be text, got {getattr(self, name)!r}", field=name)
-        if self.label is not None and not isinstance(self.label, str):
-            raise RequestError(f"label must be text, got {self.label!r}", field="label")
+        if not isinstance(self.model_hash, str):
+            raise RequestError(f"model_hash must be text, got {self.model_hash!r}", field="model_hash")
+        check_seed(self.seed)
         if self.latent is not None:
             try:
                 if isinstance(self.latent, (str, bytes)):
@@ -62,78 +130,69 @@ class RenderRequest:
             if not values or not all(math.isfinite(v) for v in values):
                 raise RequestError("latent must be a non-empty list of finite numbers", field="latent")
             object.__setattr__(self, "latent", values)
-        edits: dict[str, float] = {}
-        for pair in self.edits:
-            try:
-                name, value = pair
-                parse_edit_name(name)
-                value = float(value)
-            except (TypeError, ValueError, OverflowError) as exc:
-                raise RequestError(str(exc), field="edits") from None
-            if not math.isfinite(value):
-                raise RequestError(f"edit {name!r} must be finite", field="edits")
-            edits[name] = value
-        object.__setattr__(self, "edits", tuple(sorted(edits.items())))
-        for name in ("steps", "width", "height"):
+        for name in ("width", "height"):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
                 raise RequestError(f"{name} must be a positive whole number, got {value!r}", field=name)
-        for name in ("guidance", "eta", "strength"):
-            value = getattr(self, name)
-            if value is not None:
-                if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-                    raise RequestError(f"{name} must be a finite number, got {value!r}", field=name)
-                object.__setattr__(self, name, float(value))
-        if self.strength is not None and not 0.0 < self.strength <= 1.0:
-            raise RequestError(f"strength must be above 0 and at most 1, got {self.strength:g}", field="strength")
-        if self.eta is not None and not 0.0 <= self.eta <= 1.0:
-            raise RequestError(f"eta must be between 0 and 1, got {self.eta:g}", field="eta")
         if self.dtype not in DTYPES:
             raise RequestError(f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}", field="dtype")
+        if not isinstance(self.params, Params):
+            if not isinstance(self.params, (Mapping, tuple, list)):
+                raise RequestError("params must be an object of name → value", field="params")
+            object.__setattr__(self, "params", Params(self.params))
 
-    # --- edits -------------------------------------------------------------------------------------------------
-    def edit(self, name: str, value: float | None) -> "RenderRequest":
-        """A copy with edit `name` set to `value` (None removes it)."""
-        table = dict(self.edits)
-        if value is None:
-            table.pop(name, None)
-        else:
-            table[name] = value
-        return replace(self, edits=tuple(table.items()))
+    # --- params --------------------------------------------------------------------------------------------------
+    def param(self, name: str, default: Any = None) -> Any:
+        """The value of param `name`, or `default` when the request leaves it unset."""
+        return self.params.get(name, default)
+
+    def with_param(self, name: str, value: ParamValue | None) -> "RenderRequest":
+        """A copy with param `name` set to `value` (None removes it: the family's default applies)."""
+        return self.with_params({name: value})
+
+    def with_params(self, changes: Mapping[str, ParamValue | None]) -> "RenderRequest":
+        """A copy with several params set (a None value removes that param)."""
+        table = self.params.to_dict()
+        for name, value in changes.items():
+            if value is None:
+                table.pop(name, None)
+            else:
+                table[name] = value
+        return replace(self, params=Params(table))
 
     def with_(self, **changes: Any) -> "RenderRequest":
+        """A copy with core fields (or `params`, a whole mapping) replaced."""
         return replace(self, **changes)
 
     # --- JSON ----------------------------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["latent"] = list(self.latent) if self.latent is not None else None
-        data["edits"] = [[k, v] for k, v in self.edits]
-        return {"version": REQUEST_VERSION, **data}
+        return {"version": REQUEST_VERSION, "model_id": self.model_id, "model_hash": self.model_hash,
+                "seed": self.seed, "latent": list(self.latent) if self.latent is not None else None,
+                "width": self.width, "height": self.height, "dtype": self.dtype, "params": self.params.to_dict()}
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "RenderRequest":
+    def from_dict(cls, data: Any) -> "RenderRequest":
+        """A request from its JSON object: this version's, or one written by an earlier version (converted)."""
         if not isinstance(data, dict):
             raise RequestError("a render request must be a JSON object")
         data = dict(data)
-        version = data.pop("version", REQUEST_VERSION)
-        if version != REQUEST_VERSION:
-            raise RequestError(f"request version {version} is not supported (this app reads {REQUEST_VERSION})",
-                               field="version")
+        version = data.pop("version", 1)
+        if version == 1:
+            data = upgrade_v1(data)
+        elif version != REQUEST_VERSION:
+            raise RequestError(f"request version {version!r} is not supported (this app reads 1 and "
+                               f"{REQUEST_VERSION}; a newer app wrote it)", field="version")
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise RequestError(f"unknown field(s): {', '.join(unknown)}")
+            raise RequestError(f"unknown field(s): {', '.join(str(u)[:40] for u in unknown[:10])}")
         if isinstance(data.get("latent"), list):
             data["latent"] = tuple(data["latent"])
-        if "edits" in data:
-            try:
-                data["edits"] = tuple((str(k), v) for k, v in data["edits"])
-            except (TypeError, ValueError):
-                raise RequestError("edits must be a list of [name, value] pairs", field="edits") from None
+        if "params" in data and not isinstance(data["params"], dict):
+            raise RequestError("params must be an object of name → value", field="params")
         try:
             return cls(**data)
         except TypeError as exc:
@@ -143,11 +202,48 @@ class RenderRequest:
     def from_json(cls, text: str) -> "RenderRequest":
         try:
             data = json.loads(text)
-        except json.JSONDecodeError as exc:
+        except (json.JSONDecodeError, RecursionError) as exc:
             raise RequestError(f"not valid JSON: {exc}") from None
         return cls.from_dict(data)
 
 
-SETTABLE_FIELDS = {f.name: f for f in fields(RenderRequest)
-                   if f.name in ("steps", "guidance", "eta", "width", "height", "dtype", "label", "seed",
-                                 "negative_prompt", "sampler", "strength")}
+# --- earlier versions ------------------------------------------------------------------------------------------------
+
+# Version 1 (up to 3b8dbe6) had flat fields for what are params now, and `edits`: [name, value] pairs of floats, seeds
+# included. These were its names; each becomes the param of the same name.
+V1_PARAM_FIELDS = ("prompt", "negative_prompt", "label", "steps", "guidance", "eta", "sampler", "init_image",
+                   "strength")
+V1_WHOLE_EDITS = ("mix_seed", "variation_seed", "mix_layer", "layer_start", "layer_end")  # whole numbers as floats
+
+
+def upgrade_v1(data: dict[str, Any]) -> dict[str, Any]:
+    """A version-1 request object (without its "version") as this version's fields: flat settings and edits become
+    params (seeds and layer numbers as ints); empty texts and unset settings are left out, as the families' defaults
+    are what they meant."""
+    data = dict(data)
+    params: dict[str, Any] = {}
+    for name in V1_PARAM_FIELDS:
+        value = data.pop(name, None)
+        if value is None or value == "" and name in ("prompt", "negative_prompt"):
+            continue
+        params[name] = value
+    edits = data.pop("edits", [])
+    if not isinstance(edits, (list, tuple)):
+        raise RequestError("edits must be a list of [name, value] pairs", field="edits")
+    for pair in edits:
+        try:
+            name, value = pair
+            name = str(name)
+            value = float(value)
+        except (TypeError, ValueError, OverflowError):
+            raise RequestError("edits must be a list of [name, value] pairs", field="edits") from None
+        if not math.isfinite(value):
+            raise RequestError(f"edit {name!r} must be finite", field="edits")
+        if name in V1_WHOLE_EDITS:
+            if value != int(value) or value < 0:
+                raise RequestError(f"{name} must be a whole number, got {value:g}", field="edits")
+            params[name] = int(value)
+        else:
+            params[name] = value
+    data["params"] = params
+    return data

@@ -10,8 +10,10 @@ import sys
 import pytest
 import torch
 
-from studio.latent import (MAX_SEED, Directions, apply_edits, lerp, mix, parse_edit_name, principal_directions,
-                           sample_prior, slerp, variation)
+from studio.latent.directions import Directions, principal_directions
+from studio.latent.edits import apply_edits, indexed_edit
+from studio.latent.interp import lerp, slerp
+from studio.latent.seeds import MAX_SEED, mix, sample_prior, variation
 
 
 def _digest(t: torch.Tensor) -> str:

@@ -13,7 +13,8 @@ import pytest
 import torch
 
 from studio.steps import Output
-from studio.latent import sample_prior, slerp
+from studio.latent.interp import slerp
+from studio.latent.seeds import sample_prior
 from studio.library import DEFAULT_MODEL_ID, load_model, resolve, scan
 from studio.request import RenderRequest
 from studio.train.fonts import CHARSET, render_font

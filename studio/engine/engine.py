@@ -36,6 +36,7 @@ from studio.errors import StudioError
 from studio.families.base import LoadedModel
 from studio.steps import Output, Preview, Progress, RenderSteps
 from studio.library import PackageEntry, load_model, resolve
+from studio.params import Capability
 from studio.request import RenderRequest
 
 log = logging.getLogger(__name__)
@@ -344,7 +345,8 @@ class Engine:
         model = self._model(job.request, device, dtype)
         job.info.update(device=str(device), dtype=str(dtype).replace("torch.", ""), model_sha256=model.sha256,
                         model_name=model.manifest.name, model_version=model.manifest.version)
-        steps = job._work(model, job.request) if job._work else model.family.render(model, job.request)
+        request = model.checked(job.request)  # every param known to the model and in range, or a RequestError
+        steps = job._work(model, request) if job._work else model.family.render(model, request)
         while True:
             if job.cancel_requested:
                 steps.close()
@@ -398,7 +400,7 @@ def _latent_steps(model: LoadedModel, request: RenderRequest) -> RenderSteps:
 
 
 def _encode_steps(model: LoadedModel, images: np.ndarray, labels: list[str] | None) -> RenderSteps:
-    if "encode" not in model.family.capabilities:
+    if Capability.ENCODE not in model.family.capabilities:
         raise StudioError(f"{model.id} ({model.family.name} family) cannot encode images")
     yield Progress(0, 1, "encoding")
     z = model.family.encode(model, images, labels)

@@ -97,10 +97,11 @@ def save_audio(path: str | Path, data: np.ndarray, sample_rate: int, request: Re
     samples = _samples(data, fmt, path)
     if model_sha256 and not request.model_hash:  # the hash of the weights that made it, so a re-render is exact
         request = request.with_(model_hash=model_sha256)
-    extra = ([("Class", request.label)] if request.label is not None else []) + [
+    label = request.param("label")
+    extra = ([("Class", label)] if label is not None else []) + [
         ("Sample rate", f"{sample_rate} Hz"), ("Length", f"{len(samples) / sample_rate:.2f} s")]
     params = parameters_text(request, None, model_name, model_sha256, extra)
-    title = request.prompt or request.label or ""
+    title = str(request.param("prompt") or label or "")
     with atomic_path(path) as tmp:
         try:
             with sf.SoundFile(tmp, "w", int(sample_rate), samples.shape[1], subtype, format=fmt) as out:

@@ -79,45 +79,28 @@ def labelled_grid(cells: Sequence[Sequence[np.ndarray]], row_labels: Sequence[st
 
 
 # --- axes of an X/Y plot ---------------------------------------------------------------------------------------------
-INT_FIELDS = ("seed", "steps")
-FLOAT_FIELDS = ("guidance", "eta", "strength")
 
 
-def parse_axis(text: str) -> tuple[str, list[float]]:
-    """"NAME=V1,V2,…" → (name, values): seed, steps, guidance, eta, strength, or a latent edit (d0, truncation …);
-    ValueError saying what is wrong."""
-    from studio.latent.edits import parse_edit_name
-
+def parse_axis(text: str) -> tuple[str, list[str]]:
+    """"NAME=V1,V2,…" → (name, the values as typed); ValueError saying what is wrong. Which names a model takes, and
+    what values, its parameter specs decide (`ParamTable.parse_setting`)."""
     name, sep, values = text.partition("=")
     name = name.strip()
     if not sep or not name or not values.strip():
         raise ValueError(f"an axis is NAME=V1,V2,… (e.g. seed=1,2,3 or d0=-2,0,2), got {text!r}")
-    if name not in INT_FIELDS + FLOAT_FIELDS:
-        parse_edit_name(name)  # ValueError naming the known edits
-    try:
-        numbers = [float(v) for v in values.split(",")]
-    except ValueError:
-        raise ValueError(f"{name} needs numbers separated by commas, got {values!r}") from None
-    if name in INT_FIELDS and any(v != int(v) or v < 0 for v in numbers):
-        raise ValueError(f"{name} takes whole numbers of 0 or more, got {values!r}")
-    return name, numbers
+    return name, [v.strip() for v in values.split(",")]
 
 
-def grid_request(base: Any, *axes: tuple[str, float]) -> Any:
-    """`base` (a RenderRequest) with each (name, value) of `axes` applied."""
-    request = base
-    for name, value in axes:
-        if name in INT_FIELDS:
-            request = request.with_(**{name: int(value)})
-        elif name in FLOAT_FIELDS:
-            request = request.with_(**{name: value})
-        else:
-            request = request.edit(name, value)
-    return request
+def grid_request(base: Any, *axes: tuple[str, Any]) -> Any:
+    """`base` (a RenderRequest) with each (name, value) of `axes` applied: core fields (seed, width, height, dtype)
+    by name, the rest as params."""
+    from studio.params import apply_settings
+
+    return apply_settings(base, axes)
 
 
-def axis_labels(name: str, values: Sequence[float]) -> list[str]:
-    return [f"{name} = {v:g}" for v in values]
+def axis_labels(name: str, values: Sequence[Any]) -> list[str]:
+    return [f"{name} = {v:g}" if isinstance(v, float) else f"{name} = {v}" for v in values]
 
 
 def grid_title(model_name: str, row_name: str, col_name: str) -> str:

@@ -19,16 +19,21 @@ PARAMETERS_CHUNK = "parameters"
 FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}
 
 
+# Params the A1111 text shows in their own places (the rest go under "Edits")
+_OWN_PLACES = ("prompt", "negative_prompt", "steps", "guidance", "label", "init_image")
+
+
 def parameters_text(request: RenderRequest, size: tuple[int, int] | None, model_name: str = "",
                     model_sha256: str = "", extra: Sequence[tuple[str, Any]] = ()) -> str:
     """AUTOMATIC1111's `parameters` text: the prompt line, an optional negative line, then the settings line.
     After the seed come the `size` (images; None leaves it out) and any `extra` settings (e.g. a sound's length)."""
-    lines = [request.prompt]
-    if request.negative_prompt:
-        lines.append(f"Negative prompt: {request.negative_prompt}")
-    settings: list[tuple[str, Any]] = [("Steps", request.steps or 1)]
-    if request.guidance is not None:
-        settings.append(("CFG scale", request.guidance))
+    params = request.params
+    lines = [str(params.get("prompt", ""))]
+    if params.get("negative_prompt"):
+        lines.append(f"Negative prompt: {params['negative_prompt']}")
+    settings: list[tuple[str, Any]] = [("Steps", params.get("steps") or 1)]
+    if "guidance" in params:
+        settings.append(("CFG scale", params["guidance"]))
     settings.append(("Seed", request.seed))
     if size is not None:
         settings.append(("Size", f"{size[0]}x{size[1]}"))
@@ -39,8 +44,12 @@ def parameters_text(request: RenderRequest, size: tuple[int, int] | None, model_
     settings.append(("Model", model_name or request.model_id))
     if request.latent is not None:
         settings.append(("Latent", "explicit"))
-    if request.edits:
-        settings.append(("Edits", '"' + " ".join(f"{k}={v:g}" for k, v in request.edits) + '"'))
+    if "init_image" in params:
+        settings.append(("Init image", "yes"))
+    edits = [(k, v) for k, v in params.items() if k not in _OWN_PLACES]
+    if edits:
+        shown = " ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in edits)
+        settings.append(("Edits", '"' + shown.replace('"', "'") + '"'))
     settings.append(("Version", f"latent-studio {__version__}"))
     lines.append(", ".join(f"{k}: {v}" for k, v in settings))
     return "\n".join(lines)
@@ -66,7 +75,9 @@ def save_image(path: str | Path, data: np.ndarray, request: RenderRequest, model
     if model_sha256 and not request.model_hash:
         request = request.with_(model_hash=model_sha256)
     image = _to_image(data)
-    params = parameters_text(request, image.size, model_name, model_sha256)
+    label = request.param("label")
+    params = parameters_text(request, image.size, model_name, model_sha256,
+                             [("Class", label)] if label is not None else [])
     with atomic_path(path) as tmp:
         if fmt == "PNG":
             info = PngImagePlugin.PngInfo()

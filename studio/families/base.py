@@ -1,14 +1,28 @@
-"""The family protocol: what every model family provides, and what a render yields."""
+"""The family protocol: what every model family provides.
+
+A family turns a manifest into a network and renders requests with it. It declares what an artist can set on its
+models (`parameters`, typed specs from `studio.params`) and what it can do (`capabilities`); the window, the command
+line and the engine read those and know no family by name.
+
+What a new family writes (one folder under studio/families/, plus its line in `registry.BUILTIN`):
+  name, output_kinds, capabilities          what it is and can do
+  validate(manifest)                        ManifestError naming the field when a manifest does not suit it
+  build(manifest) / load_network(manifest)  its network on the CPU (weights are loaded by the library)
+  parameters(manifest)                      its ParamSpecs (conditions, sampler settings, latent edits …)
+  render(model, request)                    a generator of Progress/Preview returning an Output
+  and where it applies: latent, encode, init_size/init_picture_for, claims/manifest_for (foreign files).
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Generator
 
 import numpy as np
 import torch
 
 from studio.errors import ManifestError, RequestError
+from studio.params import DIRECTIONS, RAW, SHAPING, Capability, Kind, ParamSpec, ParamTable
 from studio.steps import Output, Preview, Progress, RenderSteps, run_steps
 
 if TYPE_CHECKING:
@@ -30,10 +44,26 @@ class LoadedModel:
     device: torch.device
     dtype: torch.dtype
     directions: "Directions | None" = None
+    _table: ParamTable | None = field(default=None, repr=False)
 
     @property
     def id(self) -> str:
         return self.manifest.id
+
+    @property
+    def table(self) -> ParamTable:
+        """The model's parameter specs (computed once)."""
+        if self._table is None:
+            self._table = ParamTable(self.family.parameters(self.manifest))
+        return self._table
+
+    def checked(self, request: "RenderRequest") -> "RenderRequest":
+        """The request with its params checked against this model's specs (RequestError naming the param)."""
+        return self.table.check(request)
+
+    def params(self, request: "RenderRequest") -> dict[str, Any]:
+        """The request's params checked against this model's specs, with the defaults of those it leaves unset."""
+        return self.table.values(self.table.check(request))
 
     def nbytes(self) -> int:
         return sum(t.numel() * t.element_size() for t in self.network.state_dict().values())
@@ -54,7 +84,7 @@ class Family:
 
     name: ClassVar[str] = ""
     output_kinds: ClassVar[tuple[str, ...]] = ("image",)
-    capabilities: ClassVar[frozenset[str]] = frozenset({"sample"})  # of sample, encode, decode, iterate
+    capabilities: ClassVar[Capability] = Capability.SAMPLE
 
     # --- foreign files: families that open models without a model.toml (diffusers folders, checkpoint files) ---
     opens_files: ClassVar[bool] = False
@@ -100,6 +130,15 @@ class Family:
         the CPU; None (the default) means build() and load the safetensors weights."""
         return None
 
+    def parameters(self, manifest: "Manifest") -> tuple[ParamSpec, ...]:
+        """What an artist can set on this manifest's model: its conditions and the latent edits every family with a
+        normal-prior latent takes (mix, variation, truncation, directions, raw dimensions)."""
+        return (*condition_specs(manifest), *latent_specs(manifest))
+
+    def size_step(self, manifest: "Manifest") -> int:
+        """ANY_SIZE families: the pixels a width or height snaps to."""
+        return 8
+
     def render(self, model: LoadedModel, request: "RenderRequest") -> RenderSteps:
         raise NotImplementedError
 
@@ -120,7 +159,8 @@ class Family:
     def latent(self, model: LoadedModel, request: "RenderRequest") -> torch.Tensor:
         """The request's latent on CPU in float32: its explicit values or the prior draw of its seed, then its
         edits."""
-        from studio.latent import apply_edits, sample_prior
+        from studio.latent.edits import apply_edits
+        from studio.latent.seeds import sample_prior
 
         spec = model.manifest.latent
         if request.latent is not None:
@@ -131,27 +171,70 @@ class Family:
         else:
             z = sample_prior(request.seed, spec.shape, spec.prior)
         try:
-            return apply_edits(z, request.edits, spec.prior, model.directions)
+            return apply_edits(z, model.checked(request).params, spec.prior, model.directions)
         except (ValueError, IndexError) as exc:
-            raise RequestError(str(exc), field="edits") from None
+            raise RequestError(str(exc), field="params") from None
 
 
-def edit_value(table: dict, name: str, lo: float, hi: float, default: float) -> float:
-    """Edit `name` of an edits table (or its default), RequestError when outside lo … hi."""
-    value = float(table.get(name, default))
-    if not lo <= value <= hi:
-        raise RequestError(f"{name} must be between {lo:g} and {hi:g}, got {value:g}", field="edits")
-    return value
+# --- the parameters most families share ------------------------------------------------------------------------------
 
 
-def edit_seed_value(table: dict, name: str) -> int:
-    """A seed carried in an edits table as a float → the whole number, RequestError otherwise."""
-    from studio.latent.edits import edit_seed
+def direction_count(manifest: "Manifest") -> int:
+    """How many principal directions the package ships (from the directions file's header; 0 when none)."""
+    from studio.errors import WeightsError
+    from studio.weights import tensor_shapes
 
+    path = manifest.directions_path
+    if not path.is_file():
+        return 0
     try:
-        return edit_seed(table[name], name)
-    except ValueError as exc:
-        raise RequestError(str(exc), field="edits") from None
+        return int((tensor_shapes(path).get("stds") or [0])[0])
+    except WeightsError:
+        return 0
+
+
+def condition_specs(manifest: "Manifest", prompt_help: str = "") -> list[ParamSpec]:
+    """The manifest's condition as a param: a text prompt (drawing only its alphabet) or a class picker."""
+    cond = manifest.conditions
+    if cond.kind == "text":
+        return [ParamSpec("prompt", Kind.TEXT, "Prompt", default=cond.default or (cond.labels[0] if cond.labels else ""),
+                          charset="".join(cond.labels), render_only=True,
+                          help=prompt_help or "What to draw: this text, in the current latent style")]
+    if cond.kind == "class":
+        return [ParamSpec("label", Kind.CHOICE, "Class", default=cond.default or cond.labels[0],
+                          choices=tuple((label, label) for label in cond.labels), render_only=True,
+                          help="The class to draw")]
+    return []
+
+
+def latent_specs(manifest: "Manifest", *, truncation: tuple[float, float] | None = None,
+                 truncation_span: tuple[float, float] = (0.0, 1.5), mix_strength: float = 0.5,
+                 strengths: tuple[float, float] | None = None, directions: int | None = None) -> list[ParamSpec]:
+    """The latent edits (applied by `studio.latent.edits.apply_edits`, or by a family's own latent code with the same
+    names): mix with another seed, slerp toward a variation seed, truncation ψ, principal directions d0…, raw
+    dimensions z0…. `truncation` and `strengths` are the hard limits a family checks (None: any number)."""
+    n = direction_count(manifest) if directions is None else directions
+    specs = [
+        ParamSpec("truncation", Kind.FLOAT, "ψ", default=1.0, range=truncation, span=truncation or truncation_span,
+                  group=SHAPING, help="Truncation ψ: 1 keeps the latent, lower values pull it toward the average "
+                  "style (cleaner, less varied)"),
+        ParamSpec("mix_seed", Kind.SEED, "Mix seed", group=SHAPING,
+                  help="Mix the latent with the latent of this seed (empty: no mixing)"),
+        ParamSpec("mix_strength", Kind.FLOAT, "Mix", default=mix_strength, range=strengths, span=(0.0, 1.0),
+                  group=SHAPING, when=("mix_seed", ()),
+                  help="How far to blend toward the mix seed's latent (0 = none, 1 = all)"),
+        ParamSpec("variation_seed", Kind.SEED, "Variation", group=SHAPING,
+                  help="A nearby variation: slerp toward this seed's latent by the strength"),
+        ParamSpec("variation_strength", Kind.FLOAT, "Strength", default=0.0, range=strengths, span=(0.0, 1.0),
+                  group=SHAPING, when=("variation_seed", ()),
+                  help="Variation strength (0 = the latent itself, 1 = the variation seed's)"),
+    ]
+    if n:
+        specs.append(ParamSpec("d", Kind.FLOAT, "Dir", default=0.0, span=(-3.0, 3.0), count=n, group=DIRECTIONS,
+                               help="A principal direction of the model (by variance), in standard deviations"))
+    specs.append(ParamSpec("z", Kind.FLOAT, "z", default=0.0, span=(-3.0, 3.0), count=manifest.latent.size, group=RAW,
+                           help="Add to a raw latent dimension"))
+    return specs
 
 
 def arch_value(manifest: "Manifest", key: str, kind: type, default: Any = None, minimum: Any = None) -> Any:

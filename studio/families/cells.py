@@ -34,22 +34,16 @@ def check_cell_manifest(manifest, family: str, flat_latent: bool = True) -> None
 
 
 def label_rows(model: "LoadedModel", request) -> list[list[int | None]]:
-    """Rows of class indices (None = blank cell) for the request's condition."""
+    """Rows of class indices (None = blank cell) for the request's condition (its `prompt` or `label` param, checked
+    against the model's specs first)."""
     cond = model.manifest.conditions
-    if request.prompt and cond.kind != "text":
-        raise RequestError(f"{model.id} takes no text prompt (its condition is {cond.kind!r})", field="prompt")
-    if request.label is not None and cond.kind != "class":
-        raise RequestError(f"{model.id} takes no class label (its condition is {cond.kind!r})", field="label")
+    params = model.params(request)
     if cond.kind == "none":
         return [[0]]
     index = {label: i for i, label in enumerate(cond.labels)}
     if cond.kind == "class":
-        label = request.label or cond.default or cond.labels[0]
-        if label not in index:
-            raise RequestError(f"unknown class {label!r} for {model.id} (known: {', '.join(cond.labels[:20])}"
-                               + (" …" if len(cond.labels) > 20 else "") + ")", field="label")
-        return [[index[label]]]
-    text = request.prompt or cond.default or cond.labels[0]
+        return [[index[params["label"]]]]
+    text = params["prompt"] or cond.default or cond.labels[0]
     rows = []
     for line in text.split("\n"):
         row = []
@@ -60,10 +54,10 @@ def label_rows(model: "LoadedModel", request) -> list[list[int | None]]:
                 row.append(None)
             else:
                 raise RequestError(f"{model.id} cannot draw {ch!r}; it draws: {''.join(cond.labels)} and spaces",
-                                   field="prompt")
+                                   field="params.prompt")
         rows.append(row)
     if not any(i is not None for row in rows for i in row):
-        raise RequestError("the prompt has nothing to draw", field="prompt")
+        raise RequestError("the prompt has nothing to draw", field="params.prompt")
     return rows
 
 

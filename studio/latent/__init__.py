@@ -1,11 +1,4 @@
-"""Latent math: seeds, priors, interpolation, directions, mixing, edits. No Qt, CPU float32 by default."""
-
-from studio.latent.directions import Directions, principal_directions
-from studio.latent.edits import EDIT_PATTERNS, apply_edits, parse_edit_name
-from studio.latent.interp import lerp, slerp
-from studio.latent.seeds import MAX_SEED, mix, sample_prior, variation
-
-__all__ = [
-    "Directions", "principal_directions", "EDIT_PATTERNS", "apply_edits", "parse_edit_name", "lerp", "slerp",
-    "MAX_SEED", "mix", "sample_prior", "variation",
-]
+"""Latent math: seeds and priors (`seeds`), interpolation (`interp`, NumPy, torch only for tensors), principal
+directions (`directions`), the shared latent edits (`edits`), keyframe paths (`paths`) and audio-reactive curves
+(`reactive`). Import the module you need: this package imports none of them, so the NumPy-only ones (`interp`,
+`paths`, `reactive`) stay free of torch for the project and the panels."""

@@ -1,12 +1,14 @@
 """Interpolation between latents. One implementation in NumPy (the GUI thread interpolates saved latents without
-torch); the torch forms wrap it for CPU tensors."""
+torch); the torch forms wrap it for tensors and import torch only when called."""
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:
+    import torch
 
 MODES = ("slerp", "lerp")
 
@@ -53,11 +55,15 @@ def interpolate(a: Sequence[float], b: Sequence[float], t: float, mode: str = "s
     return tuple(float(v) for v in out.astype(np.float32))
 
 
-def lerp(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:
+def lerp(a: "torch.Tensor", b: "torch.Tensor", t: float) -> "torch.Tensor":
+    import torch
+
     return torch.lerp(a, b, float(t))
 
 
-def slerp(a: torch.Tensor, b: torch.Tensor, t: float, eps: float = 1e-7) -> torch.Tensor:
+def slerp(a: "torch.Tensor", b: "torch.Tensor", t: float, eps: float = 1e-7) -> "torch.Tensor":
     """`slerp_array` for tensors (computed on the CPU, returned on a's device and dtype)."""
+    import torch
+
     out = slerp_array(a.detach().cpu().float().numpy(), b.detach().cpu().float().numpy(), t, eps)
     return torch.from_numpy(np.ascontiguousarray(out)).to(a.device, a.dtype)

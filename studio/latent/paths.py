@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import replace
-from typing import Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -74,24 +74,26 @@ def blend_values(a: Sequence[float], b: Sequence[float], u: float, mode: str = "
     return interpolate(a, b, u, mode)
 
 
-def blend_requests(a, b, u: float, mode: str = "slerp"):
+def blend_requests(a, b, u: float, mode: str = "slerp", defaults: Callable[[str], Any] | None = None):
     """The request between keyframe requests `a` and `b` at eased position `u`.
 
     Both must hold explicit latent values of the same model (a seed is turned into values before a keyframe is
-    made). The latent follows `mode`; numbers that vary smoothly (guidance, eta, strength, edits) are interpolated
-    linearly, an edit missing on one side counting as 0; everything discrete (seed, class, prompt, sampler, steps,
-    size, dtype) is taken from the nearer keyframe.
+    made). The latent follows `mode`; number params (guidance, strength, noise, direction offsets …) are interpolated
+    linearly, a param missing on one side counting as its default (`defaults(name)`, the model's specs; without one,
+    the nearer keyframe's value is taken); everything else (seed, class, prompt, sampler, steps, size, dtype) is
+    taken from the nearer keyframe.
     """
     if a.model_id != b.model_id:
         raise ValueError(f"keyframes of different models ({a.model_id}, {b.model_id}) cannot be blended")
     if a.latent is None or b.latent is None:
         raise ValueError("keyframes need explicit latent values (take them from a render or the latent library)")
     near = a if u < 0.5 else b
-    fields = {"latent": blend_values(a.latent, b.latent, u, mode)}
-    for name in ("guidance", "eta", "strength"):
-        va, vb = getattr(a, name), getattr(b, name)
-        fields[name] = va + u * (vb - va) if va is not None and vb is not None else getattr(near, name)
-    ea, eb = dict(a.edits), dict(b.edits)
-    fields["edits"] = tuple((k, ea.get(k, 0.0) + u * (eb.get(k, 0.0) - ea.get(k, 0.0)))
-                            for k in sorted(set(ea) | set(eb)))
-    return replace(near, **fields)
+    params = dict(near.params)
+    for name in sorted(set(a.params) | set(b.params)):
+        va, vb = a.params.get(name), b.params.get(name)
+        default = defaults(name) if defaults is not None else None
+        va = default if va is None else va
+        vb = default if vb is None else vb
+        if isinstance(va, float) and isinstance(vb, float):
+            params[name] = va + u * (vb - va)
+    return replace(near, latent=blend_values(a.latent, b.latent, u, mode), params=params)

@@ -7,8 +7,7 @@ from typing import Sequence
 import torch
 
 from studio.latent.interp import slerp
-
-MAX_SEED = 2**63 - 1
+from studio.request import MAX_SEED  # 2⁶⁴−1: torch generators take every 64-bit seed
 
 
 def sample_prior(seed: int, shape: Sequence[int], prior: str = "normal", batch: int | None = None) -> torch.Tensor:

@@ -27,7 +27,7 @@ from studio.request import RenderRequest
 
 SUFFIX = ".lstudio"
 FORMAT = "latent-studio-project"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: requests carry `params` (version-1 requests inside are converted on reading)
 HISTORY_LIMIT = 50
 
 _T = TypeVar("_T")

@@ -6,14 +6,14 @@ name the field, JSON in and out, and the request of every frame.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
 from studio.errors import ProjectError, RequestError
-from studio.latent.edits import parse_edit_name
 from studio.latent.interp import MODES
 from studio.latent.paths import EASINGS, blend_requests, frame_count, locate
 from studio.latent.reactive import ENVELOPES, shape
@@ -21,7 +21,9 @@ from studio.latent.reactive import envelopes as reactive_envelopes
 from studio.request import RenderRequest
 
 MAX_FPS = 120.0
-TARGETS = ("speed",)  # besides latent edits such as d0 or truncation
+TARGETS = ("speed",)  # besides a number param of the model (d0, truncation, noise …)
+_PARAM_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,63}$")
+Defaults = Callable[[str], Any]  # a param's default for the timeline's model (ParamTable.default)
 
 
 @dataclass(frozen=True)
@@ -69,12 +71,9 @@ class AudioMapping:
     def __post_init__(self) -> None:
         if self.envelope not in ENVELOPES:
             raise ProjectError(f"must be one of {', '.join(ENVELOPES)}, got {self.envelope!r}", field="envelope")
-        if self.target not in TARGETS:
-            try:
-                parse_edit_name(self.target)
-            except ValueError:
-                raise ProjectError(f"must be 'speed' or a latent edit (d0, truncation …), got {self.target!r}",
-                                   field="target") from None
+        if self.target not in TARGETS and not (isinstance(self.target, str) and _PARAM_NAME.match(self.target)):
+            raise ProjectError(f"must be 'speed' or a number param of the model (d0, truncation …), got "
+                               f"{str(self.target)[:40]!r}", field="target")
         for name in ("gain", "attack", "release"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
@@ -127,19 +126,21 @@ class Timeline:
         self.check_playable()
         return frame_count(self.durations, self.fps)
 
-    def request_at(self, time: float) -> RenderRequest:
-        """The request shown `time` seconds into the animation."""
+    def request_at(self, time: float, defaults: Defaults | None = None) -> RenderRequest:
+        """The request shown `time` seconds into the animation (`defaults(name)`: the model's default of a param,
+        what a param missing on one keyframe counts as)."""
         self.check_playable()
         segment, u = locate(time, self.durations, [k.easing for k in self.keyframes])
         a = self.keyframes[segment]
         b = self.keyframes[(segment + 1) % len(self.keyframes)]
-        return blend_requests(a.request, b.request, u, a.interpolation)
+        return blend_requests(a.request, b.request, u, a.interpolation, defaults)
 
-    def frame_requests(self, envelopes: dict[str, np.ndarray] | None = None) -> list[RenderRequest]:
+    def frame_requests(self, envelopes: dict[str, np.ndarray] | None = None,
+                       defaults: Defaults | None = None) -> list[RenderRequest]:
         """The request of every frame, in order: frame k at k / fps seconds, or, with the envelopes of the
         timeline's sound (`studio.latent.reactive.envelopes` at this fps), moved by the audio mappings: a "speed"
         mapping makes the path run faster where its envelope is high (the animation keeps its length), any other
-        target adds gain × envelope to that latent edit."""
+        target adds gain × envelope to that number param (its default where a frame leaves it unset)."""
         n = self.frames
         times = np.arange(n) / self.fps
         shaped = {}
@@ -155,10 +156,11 @@ class Timeline:
         if n > 1 and not np.allclose(speed, 1.0):
             travelled = np.concatenate([[0.0], np.cumsum(speed[:-1])])
             times = travelled / max(travelled[-1], 1e-12) * times[-1]
-        requests = [self.request_at(t) for t in times]
+        requests = [self.request_at(t, defaults) for t in times]
         for i, m in enumerate(self.mappings):
             if m.target != "speed":
-                requests = [r.edit(m.target, dict(r.edits).get(m.target, 0.0) + float(shaped[i][k]))
+                base = (defaults(m.target) if defaults is not None else None) or 0.0
+                requests = [r.with_param(m.target, float(r.param(m.target, base)) + float(shaped[i][k]))
                             for k, r in enumerate(requests)]
         return requests
 
@@ -218,15 +220,15 @@ def sound_of(timeline: Timeline, folder: str | Path | None = None) -> tuple[np.n
 
 
 def frames_of(timeline: Timeline, folder: str | Path | None = None,
-              sound: tuple[np.ndarray, int] | None = None) -> list[RenderRequest]:
+              sound: tuple[np.ndarray, int] | None = None, defaults: Defaults | None = None) -> list[RenderRequest]:
     """Every frame's request with the audio mappings applied (their envelopes from the timeline's sound: `sound` when
-    the caller has read it already, else read here)."""
+    the caller has read it already, else read here); `defaults(name)` is the model's default of a param."""
     timeline.check_playable()
     if not timeline.mappings:
-        return timeline.frame_requests()
+        return timeline.frame_requests(defaults=defaults)
     wave, rate = sound if sound is not None else sound_of(timeline, folder)
     try:
         envelopes = reactive_envelopes(wave, rate, timeline.fps)
     except ValueError as exc:
         raise RequestError(f"cannot drive the animation: {exc}", sound_path(timeline, folder)) from None
-    return timeline.frame_requests(envelopes)
+    return timeline.frame_requests(envelopes, defaults)

@@ -142,7 +142,8 @@ def chars_for(parent: QWidget, session, path: str) -> tuple[str, str] | None:
         return None
     if entry.manifest.conditions.kind in ("text", "class"):
         request = session.request
-        default = request.prompt.replace(" ", "") if request is not None and request.prompt else ""
+        prompt = request.param("prompt") if request is not None else None
+        default = prompt.replace(" ", "") if isinstance(prompt, str) else ""
         chars = ask_chars(parent, path, default)
         return (path, chars) if chars else None
     return path, ""

@@ -69,14 +69,6 @@ def isolated_environment(folder: Path) -> Iterator[None]:
                 os.environ[name] = value
 
 
-def default_request(entry: PackageEntry, seed: int = 0) -> RenderRequest:
-    """What the app opens a model with (as Session.default_request): the manifest's default prompt or class."""
-    conditions = entry.manifest.conditions
-    prompt = conditions.default if conditions.kind == "text" else ""
-    label = (conditions.default or conditions.labels[0]) if conditions.kind == "class" and conditions.labels else None
-    return RenderRequest(model_id=entry.id, seed=seed, prompt=prompt or "", label=label)
-
-
 def run_self_test(out: Out = print, device: str = "cpu", debug: bool = False) -> int:
     """Run every check, print one line each and a summary; 0 when all passed, 1 otherwise. `debug` adds the
     traceback of each crash."""
@@ -254,7 +246,7 @@ class _SelfTest:
         if not entry.ok:
             raise CheckFailed(f"invalid package: {entry.error}")
         engine.add_package(entry)
-        request = default_request(entry)
+        request = entry.default_request()
         job = engine.submit(request, EXPORT)
         output = job.wait(RENDER_TIMEOUT_S)
         spec = entry.manifest.output
@@ -319,7 +311,7 @@ class _SelfTest:
         from studio.export.video import read_video_metadata
 
         engine.add_package(entry)
-        base = default_request(entry)
+        base = entry.default_request()
         frames = [base.with_(seed=seed) for seed in ANIMATION_SEEDS]
         path = self.folder_for() / f"{entry.id}.{fmt.lower()}"
         metadata = json.dumps({"self_test": [r.to_dict() for r in frames]})

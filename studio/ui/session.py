@@ -24,12 +24,11 @@ from studio.engine.animate import render_frame
 from studio.export.atomic import check_writable_folder
 from studio.export.grid import axis_labels, grid_request, grid_title, labelled_grid, parse_axis
 from studio.export.image import FORMATS, read_glyph_strip, read_picture, save_image
-from studio.families import get_family
 from studio.steps import Output, Progress
 from studio.io.images import decode_init_image, encode_init_image
-from studio.latent.edits import RENDER_ONLY_EDITS
 from studio.latent.interp import interpolate
-from studio.latent.seeds import MAX_SEED
+from studio.params import Capability
+from studio.request import MAX_SEED
 from studio.library import DEFAULT_MODEL_ID, PackageEntry, default_roots, is_foreign, scan
 from studio.paths import user_data_dir
 from studio.project import (Document, HistoryEntry, ModelRef, SavedLatent, load_document, save_document, utc_now)
@@ -45,7 +44,6 @@ SEED_MODES = ("fixed", "increment", "random")
 HISTORY_SETTLE_MS = 150  # a render becomes a history entry once no newer one arrived for this long
 INFO, WARNING, ERROR = "info", "warning", "error"
 DEFAULT_STRENGTH = 0.6  # image-to-image: how much of a newly set init image is redrawn
-PROJECTING_FAMILIES = ("gan",)  # families whose "encode" is a projection by optimisation (long, with progress)
 INIT_SOURCES_LIMIT = 32  # original init pictures remembered for re-fitting (by the request text they produced)
 INIT_SOURCE_MAX_SIDE = 1024  # originals are shrunk to this (re-fitting runs on the GUI thread at typing speed)
 
@@ -146,13 +144,8 @@ class Session(QObject):
         return added
 
     def default_request(self, entry: PackageEntry, seed: int | None = None) -> RenderRequest:
-        m = entry.manifest
-        assert m is not None
-        cond = m.conditions
-        prompt = cond.default if cond.kind == "text" else ""
-        label = (cond.default or cond.labels[0]) if cond.kind == "class" and cond.labels else None
         seed = self.document.request.seed if seed is None and self.document.request else (seed or 0)
-        return RenderRequest(model_id=entry.id, seed=seed, prompt=prompt, label=label)
+        return entry.default_request(seed)
 
     def use_model(self, model_id: str) -> bool:
         entry = self.entry_for(model_id)
@@ -193,9 +186,18 @@ class Session(QObject):
             return
         self.undo.push(SetRequest(self, old, request, text, merge))
 
-    def edit(self, name: str, value: float | None, text: str, merge: str | None = None) -> None:
-        if self.request is not None:
-            self.set_request(self.request.edit(name, value), text, merge)
+    def set_param(self, name: str, value, text: str, merge: str | None = None) -> None:
+        """Set param `name` of the current request (None: unset, the family's default applies) as one step."""
+        if self.request is None:
+            return
+        try:
+            request = self.request.with_param(name, value)
+            if self.entry is not None and self.entry.parameters.find(name) is not None:
+                request = self.entry.parameters.check(request)
+        except StudioError as exc:
+            self.message.emit(ERROR, f"{text}: {exc.problem}", str(exc))
+            return
+        self.set_request(request, text, merge)
 
     def change(self, text: str, merge: str | None = None, **fields) -> None:
         if self.request is None:
@@ -347,12 +349,16 @@ class Session(QObject):
         entry = self.document.latents[index]
         if not self._latent_fits(entry):
             return
-        self.change(f"Use latent {entry.name!r}", latent=entry.latent, edits=self._render_only_edits())
+        self.change(f"Use latent {entry.name!r}", latent=entry.latent, params=self._render_only_params())
 
-    def _render_only_edits(self) -> tuple[tuple[str, float], ...]:
-        """The current request's edits that a computed latent does not hold (kept when such a latent is used)."""
-        request = self.request
-        return tuple((k, v) for k, v in request.edits if k in RENDER_ONLY_EDITS) if request is not None else ()
+    def _render_only_params(self, request: RenderRequest | None = None) -> dict:
+        """The request's params that a computed latent does not hold (kept when such a latent is used): the
+        condition, sampler settings, noise … (the specs say which)."""
+        request = request or self.request
+        if request is None:
+            return {}
+        entry = self.entry_for(request.model_id)
+        return entry.parameters.render_only(request) if entry is not None else dict(request.params)
 
     def interpolate_latents(self, a: int, b: int, t: float, mode: str = "slerp", merge: str | None = None) -> None:
         first, second = self.document.latents[a], self.document.latents[b]
@@ -364,7 +370,7 @@ class Session(QObject):
             self.message.emit(ERROR, f"Cannot interpolate {first.name!r} and {second.name!r}", str(exc))
             return
         self.change(f"Interpolate {first.name!r} → {second.name!r}", merge=merge, latent=values,
-                    edits=self._render_only_edits())
+                    params=self._render_only_params())
 
     def _latent_fits(self, entry: SavedLatent) -> bool:
         request = self.request
@@ -381,7 +387,7 @@ class Session(QObject):
     def projects(self) -> bool:
         """Whether the current model's encoder is a projection by optimisation (long: progress and Cancel)."""
         entry = self.entry
-        return entry is not None and entry.manifest is not None and entry.manifest.family in PROJECTING_FAMILIES
+        return entry is not None and Capability.PROJECT in entry.capabilities
 
     def encode_image(self, path: str | Path, chars: str = "") -> None:
         """Encode an image (for text models: a strip with one cell per character of `chars`) into the latent. For
@@ -389,7 +395,7 @@ class Session(QObject):
         request, entry = self.request, self.entry
         if request is None or entry is None or entry.manifest is None:
             return
-        if "encode" not in entry.capabilities:
+        if Capability.ENCODE not in entry.capabilities:
             self.message.emit(ERROR, f"{entry.manifest.name} cannot encode images",
                               f"The {entry.manifest.family} family has no encoder.")
             return
@@ -406,7 +412,7 @@ class Session(QObject):
 
         def done(output: Output) -> None:
             self.change(f"{verb} {name}", latent=tuple(float(v) for v in output.data.reshape(-1)),
-                        edits=self._render_only_edits())
+                        params=self._render_only_params())
             self.message.emit(INFO, f"{verb}ed {name}: its style is now the latent", "")
 
         def cancelled() -> None:
@@ -422,12 +428,12 @@ class Session(QObject):
         if request is None or entry is None or entry.manifest is None:
             return
         name = Path(path).name
-        if entry.manifest.output.kind != "audio" or "encode" not in entry.capabilities:
+        if entry.manifest.output.kind != "audio" or Capability.ENCODE not in entry.capabilities:
             self.message.emit(ERROR, f"Cannot encode {name}", f"{entry.manifest.name} does not encode sounds.")
             return
         out = entry.manifest.output
         cond = entry.manifest.conditions
-        label = request.label or cond.default or cond.labels[0]
+        label = request.param("label") or cond.default or cond.labels[0]
 
         def work(model, _request):
             yield Progress(0, 1, f"reading {name}")
@@ -440,7 +446,7 @@ class Session(QObject):
             rate = output.info.get("resampled_from")
             note = f" (resampled from {rate} Hz)" if rate else ""
             self.change(f"Encode {name}", latent=tuple(float(v) for v in output.data.reshape(-1)),
-                        edits=self._render_only_edits())
+                        params=self._render_only_params())
             self.message.emit(INFO, f"Encoded {name} as a {label}{note}: its timbre is now the latent", "")
 
         self.bridge.run_work(request, f"Encode {name}", work, on_done=done,
@@ -454,7 +460,7 @@ class Session(QObject):
         if request is None or entry is None or entry.manifest is None:
             return False
         name = name or (Path(source).name if not isinstance(source, np.ndarray) else "image")
-        if "img2img" not in entry.capabilities:
+        if Capability.IMG2IMG not in entry.capabilities:
             self.message.emit(ERROR, f"{entry.manifest.name} cannot start from an image",
                               f"The {entry.manifest.family} family has no image-to-image.")
             return False
@@ -463,18 +469,19 @@ class Session(QObject):
         except StudioError as exc:
             self.message.emit(ERROR, f"Cannot use {name} as the init image", str(exc))
             return False
-        strength = request.strength if request.strength is not None else DEFAULT_STRENGTH
-        self.change(f"Init image {name}", init_image=self._fit_init_image(request, picture), strength=strength)
+        strength = request.param("strength", DEFAULT_STRENGTH)
+        self.set_request(request.with_params({"init_image": self._fit_init_image(request, picture),
+                                              "strength": strength}), f"Init image {name}")
         return True
 
     def clear_init_image(self) -> None:
         request = self.request
-        if request is not None and (request.init_image is not None or request.strength is not None):
-            self.change("Clear init image", init_image=None, strength=None)
+        if request is not None and ("init_image" in request.params or "strength" in request.params):
+            self.set_request(request.with_params({"init_image": None, "strength": None}), "Clear init image")
 
     def _fit_init_image(self, request: RenderRequest, picture: np.ndarray, entry: PackageEntry | None = None) -> str:
         entry = entry or self.entry
-        fitted = get_family(entry.manifest.family).init_picture_for(entry.manifest, request, picture)
+        fitted = entry.family.init_picture_for(entry.manifest, request, picture)
         text = encode_init_image(fitted)
         self._init_sources[text] = picture
         while len(self._init_sources) > INIT_SOURCES_LIMIT:
@@ -484,23 +491,24 @@ class Session(QObject):
     def _refit_init_image(self, old: RenderRequest | None, request: RenderRequest) -> RenderRequest:
         """When the sheet changes (a new prompt) under an init image, fit the original picture to the new sheet, so
         the change and the re-fit are one step and the family never sees an init image of the wrong size."""
-        if request.init_image is None or (old is not None and old.init_image == request.init_image
-                                          and (old.prompt, old.label, old.model_id, old.width, old.height)
-                                          == (request.prompt, request.label, request.model_id, request.width,
-                                              request.height)):
+        init = request.param("init_image")
+        if init is None or (old is not None and old.param("init_image") == init
+                            and (old.param("prompt"), old.param("label"), old.model_id, old.width, old.height)
+                            == (request.param("prompt"), request.param("label"), request.model_id, request.width,
+                                request.height)):
             return request
         entry = self.entry_for(request.model_id)
-        if entry is None or entry.manifest is None or "img2img" not in entry.capabilities:
+        if entry is None or entry.manifest is None or Capability.IMG2IMG not in entry.capabilities:
             return request
         try:
-            current = decode_init_image(request.init_image)
+            current = decode_init_image(init)
         except StudioError:
             return request  # the family reports what is wrong with it
-        width, height = get_family(entry.manifest.family).init_size(entry.manifest, request)
+        width, height = entry.family.init_size(entry.manifest, request)
         if current.shape[:2] == (height, width):
             return request
-        picture = self._init_sources.get(request.init_image, current)
-        return request.with_(init_image=self._fit_init_image(request, picture, entry))
+        picture = self._init_sources.get(init, current)
+        return request.with_param("init_image", self._fit_init_image(request, picture, entry))
 
     # --- files ----------------------------------------------------------------------------------------------------
     def restore_from_file(self, path: str | Path) -> bool:
@@ -575,8 +583,14 @@ class Session(QObject):
                 raise ValueError(f"{entry.manifest.name} makes {entry.manifest.output.kind}: a grid is made of images")
             if path.suffix.lower() not in FORMATS:
                 raise ValueError("use a .png, .jpg or .webp name")
-            (row_name, row_values), (col_name, col_values) = parse_axis(rows), parse_axis(cols)
-            cells = [[grid_request(request, (row_name, r), (col_name, c)) for c in col_values] for r in row_values]
+            table = entry.parameters
+            axes = []
+            for text in (rows, cols):
+                name, raw = parse_axis(text)
+                axes.append((name, [table.parse_setting(name, value)[1] for value in raw]))
+            (row_name, row_values), (col_name, col_values) = axes
+            cells = [[table.check(grid_request(request, (row_name, r), (col_name, c))) for c in col_values]
+                     for r in row_values]
             check_writable_folder(path)
         except (ValueError, StudioError) as exc:
             self.message.emit(ERROR, f"Cannot make the grid {path.name}", str(exc))
@@ -613,8 +627,8 @@ class Session(QObject):
         self.clear_variations()
         tiles = self.variations
         for _ in range(count):
-            varied = request.edit("variation_seed", float(self._rng.randrange(1 << 24))).edit(
-                "variation_strength", float(strength))
+            varied = request.with_params({"variation_seed": self._rng.randrange(MAX_SEED + 1),
+                                          "variation_strength": float(strength)})
 
             def done(output: Output, varied=varied) -> None:
                 if tiles is self.variations:  # not a grid that was cleared or replaced since
@@ -638,7 +652,7 @@ class Session(QObject):
 
         def done(output: Output) -> None:
             self.change("Use variation", latent=tuple(float(v) for v in output.data.reshape(-1)),
-                        edits=tuple((k, v) for k, v in varied.edits if k in RENDER_ONLY_EDITS))
+                        params=self._render_only_params(varied))
 
         self.bridge.run(varied, "Use variation", on_done=done, on_error=self._reporter("Cannot use the variation"),
                         kind="latent")
@@ -680,8 +694,7 @@ class Session(QObject):
 
         def done(output: Output) -> None:
             values = tuple(float(v) for v in output.data.reshape(-1))
-            key = Keyframe(request.with_(latent=values, edits=tuple((k, v) for k, v in request.edits
-                                                                     if k in RENDER_ONLY_EDITS)),
+            key = Keyframe(request.with_(latent=values, params=self._render_only_params(request)),
                            name=f"seed {request.seed}" if request.latent is None else "")
             where = len(self.timeline.keyframes) if index is None else index
             keyframes = list(self.timeline.keyframes)
@@ -696,7 +709,7 @@ class Session(QObject):
         entry, request = self.document.latents[latent_index], self.request
         if request is None or not self._latent_fits(entry):
             return
-        key = Keyframe(request.with_(latent=entry.latent, edits=self._render_only_edits()), name=entry.name)
+        key = Keyframe(request.with_(latent=entry.latent, params=self._render_only_params()), name=entry.name)
         self._timeline_with(f"Add keyframe {entry.name!r}", keyframes=(*self.timeline.keyframes, key))
 
     def remove_keyframe(self, index: int) -> None:
@@ -745,7 +758,7 @@ class Session(QObject):
             return False
         request, output = self.last_sound
         folder = user_data_dir() / "sounds"
-        path = folder / f"{request.model_id}-{request.label or 'sound'}-{request.seed}.wav"
+        path = folder / f"{request.model_id}-{request.param('label') or 'sound'}-{request.seed}.wav"
         try:
             folder.mkdir(parents=True, exist_ok=True)
             save_audio(path, output.data, int(output.info["sample_rate"]), request, model_sha256=request.model_hash)
@@ -767,11 +780,17 @@ class Session(QObject):
         del mappings[index]
         self._timeline_with("Remove audio mapping", mappings=tuple(mappings))
 
+    def _timeline_defaults(self):
+        """The defaults of the timeline's model's params (what a param missing on a keyframe counts as)."""
+        keys = self.timeline.keyframes
+        entry = self.entry_for(keys[0].request.model_id) if keys else None
+        return entry.parameters.default if entry is not None and entry.ok else None
+
     def preview_frame(self, time: float) -> None:
         """Show the timeline's frame at `time` seconds (the scrubber): rendered on the preview lane, the document's
         request unchanged."""
         try:
-            frame = self.timeline.request_at(time)
+            frame = self.timeline.request_at(time, self._timeline_defaults())
         except StudioError as exc:
             self.message.emit(WARNING, "Nothing to scrub", exc.problem)
             return
@@ -787,7 +806,7 @@ class Session(QObject):
         try:
             self.timeline.check_playable()
             sound = sound_of(self.timeline, folder)  # read once: the mappings' envelopes and the video's track
-            frames = frames_of(self.timeline, folder, sound)
+            frames = frames_of(self.timeline, folder, sound, self._timeline_defaults())
             audio = sound if path.suffix.lower() in (".mp4", ".webm") else None
         except StudioError as exc:
             self.message.emit(ERROR, f"Cannot export {path.name}", str(exc))

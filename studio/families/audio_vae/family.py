@@ -21,6 +21,7 @@ from torch import nn
 
 from studio.errors import ManifestError, RequestError
 from studio.families.base import Family, LoadedModel, Output, Progress, RenderSteps, arch_value, run_steps
+from studio.params import Capability
 from studio.nets.spectrogram import FADE_SECONDS, ONSET_LEAD, SpecFormat, SpecVAE, _strides, finish_waves
 
 # --- the family -----------------------------------------------------------------------------------------------------
@@ -40,14 +41,14 @@ def class_index(model: LoadedModel, label: str | None) -> int:
     name = label or cond.default or cond.labels[0]
     if name not in cond.labels:
         raise RequestError(f"unknown sound class {name!r} for {model.id} (known: {', '.join(cond.labels)})",
-                           field="label")
+                           field="params.label")
     return cond.labels.index(name)
 
 
 class AudioVAEFamily(Family):
     name = "audio-vae"
     output_kinds = ("audio",)
-    capabilities = frozenset({"sample", "encode", "decode"})
+    capabilities = Capability.SAMPLE | Capability.ENCODE | Capability.DECODE
 
     def _config(self, manifest) -> dict:
         fmt = spec_format(manifest)
@@ -83,10 +84,8 @@ class AudioVAEFamily(Family):
         return SpecVAE(**self._config(manifest))
 
     def render(self, model: LoadedModel, request) -> RenderSteps:
-        if request.prompt:
-            raise RequestError(f"{model.id} takes a sound class, not a text prompt", field="prompt")
         z = self.latent(model, request)
-        label = class_index(model, request.label)
+        label = class_index(model, model.params(request)["label"])
         net: SpecVAE = model.network
         fmt = spec_format(model.manifest)
         iterations = arch_value(model.manifest, "griffin_lim_iterations", int, 48, minimum=1)

@@ -20,8 +20,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from studio.errors import ManifestError, RequestError
-from studio.families.base import (Family, LoadedModel, Output, Preview, Progress, RenderSteps, arch_value, edit_seed_value,
-                                   edit_value)
+from studio.families.base import (Family, LoadedModel, Output, Preview, Progress, RenderSteps, arch_value,
+                                   condition_specs, latent_specs)
+from studio.families.sampling import init_specs, sampler_settings, sampler_specs, start_strength
+from studio.params import Capability, ParamSpec
 from studio.io.images import decode_init_image
 from studio.families.cells import (check_cell_manifest, compose_sheet, label_rows, sheet_size, split_sheet,
                                    to_ink)
@@ -53,9 +55,13 @@ def _schedule_of(manifest) -> Schedule:
 class DiffusionFamily(Family):
     name = "diffusion"
     output_kinds = ("image",)
-    capabilities = frozenset({"sample", "iterate", "img2img", "samplers"})
-    samplers = SAMPLERS
-    defaults = DEFAULTS
+    capabilities = Capability.SAMPLE | Capability.ITERATE | Capability.IMG2IMG
+
+    def parameters(self, manifest) -> tuple[ParamSpec, ...]:
+        return (*condition_specs(manifest), *sampler_specs(DEFAULTS, GUIDANCE_RANGE),
+                *init_specs("The picture to start from (fitted to the sheet the prompt draws): the model redraws it "
+                            "in the prompt's glyphs"),
+                *latent_specs(manifest, strengths=(0.0, 1.0)))
 
     def _config(self, manifest) -> dict:
         out = manifest.output
@@ -98,39 +104,26 @@ class DiffusionFamily(Family):
 
     def latent(self, model: LoadedModel, request) -> torch.Tensor:
         # Mixing two noises is a slerp (a straight blend would shrink the noise and blur the result).
-        table = dict(request.edits)
-        if "mix_seed" not in table:
+        request = model.checked(request)
+        if "mix_seed" not in request.params:
             return super().latent(model, request)
-        from studio.latent.seeds import sample_prior
         from studio.latent.interp import slerp
+        from studio.latent.seeds import sample_prior
 
-        base = super().latent(model, request.edit("mix_seed", None).edit("mix_strength", None))
-        seed = edit_seed_value(table, "mix_seed")
-        return slerp(base, sample_prior(seed, base.shape), edit_value(table, "mix_strength", 0.0, 1.0, 0.5))
-
-    def settings(self, request) -> tuple[str, int, float, float]:
-        """The request's (sampler, steps, guidance, η) with the family's defaults, range-checked."""
-        sampler = request.sampler or DEFAULT_SAMPLER
-        steps = request.steps if request.steps is not None else DEFAULT_STEPS
-        guidance = request.guidance if request.guidance is not None else DEFAULT_GUIDANCE
-        eta = request.eta if request.eta is not None else DEFAULT_ETA
-        if not GUIDANCE_RANGE[0] <= guidance <= GUIDANCE_RANGE[1]:
-            raise RequestError(f"guidance must be between {GUIDANCE_RANGE[0]:g} and {GUIDANCE_RANGE[1]:g}, got "
-                               f"{guidance:g}", field="guidance")
-        return sampler, steps, guidance, eta
+        base = super().latent(model, request.with_params({"mix_seed": None, "mix_strength": None}))
+        return slerp(base, sample_prior(request.params["mix_seed"], base.shape),
+                     model.table.value(request, "mix_strength"))
 
     def _init_cells(self, model: LoadedModel, request, rows) -> torch.Tensor | None:
-        if request.init_image is None:
-            if request.strength is not None:
-                raise RequestError("strength needs an init image (image-to-image)", field="strength")
+        if start_strength(request) is None:
             return None
-        image = decode_init_image(request.init_image)
+        image = decode_init_image(request.params["init_image"])
         s = model.network.image_size
         want = sheet_size(rows, s)
         if (image.shape[1], image.shape[0]) != want:
             raise RequestError(f"the init image is {image.shape[1]}×{image.shape[0]} pixels; {model.id} draws this "
                                f"prompt at {want[0]}×{want[1]} ({s} per character): resize it first",
-                               field="init_image")
+                               field="params.init_image")
         sheet = to_ink(torch.from_numpy(image.astype(np.float32) / 255.0)[None, None])[0]
         return split_sheet(rows, sheet, s) * 2 - 1  # (N, 1, S, S) in −1 … 1, ink = 1
 
@@ -143,13 +136,12 @@ class DiffusionFamily(Family):
     def render(self, model: LoadedModel, request) -> RenderSteps:
         net: UNet = model.network
         rows = label_rows(model, request)
-        sampler_name, steps, guidance, eta = self.settings(request)
+        sampler_name, steps, guidance, eta = sampler_settings(model, request)
         # x₀ estimates are clamped to the pixel range: at the first step of a cosine schedule (ᾱ ≈ 2e-9) the
         # estimate divides the network's error by √ᾱ, and unclamped it throws every later step off.
         sampler = make_sampler(sampler_name, net.schedule, steps, eta=eta, clip_sample=True)
         init = self._init_cells(model, request, rows)
-        start = sampler.start_index(request.strength if request.strength is not None else 1.0) \
-            if init is not None else 0
+        start = sampler.start_index(start_strength(request)) if init is not None else 0
         flat = [i for row in rows for i in row if i is not None]
         n = len(flat)
         noise = self.latent(model, request)  # (C, S, S), on the CPU
@@ -196,7 +188,7 @@ def sheet_text(manifest, request) -> str:
     """The text whose sheet `request` draws (one cell for class and unconditional models)."""
     cond = manifest.conditions
     if cond.kind == "text":
-        return request.prompt or cond.default or (cond.labels[0] if cond.labels else "x")
+        return request.param("prompt") or cond.default or (cond.labels[0] if cond.labels else "x")
     return "x"
 
 

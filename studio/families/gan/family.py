@@ -5,7 +5,7 @@ and, layer by layer, modulates its convolutions with a style made of w and the c
 noise. Because the character enters every layer beside w instead of through it, w holds only the style: the same w
 draws every character of one typeface, and truncation, style mixing and w-space directions edit the style alone.
 
-What the artist edits (all in `RenderRequest`):
+What the artist edits (the request's seed or latent, and params declared by `parameters`):
   seed / latent         z from the seed (mapped to w), or explicit values in w space: one w (w_dim values) or one w
                         per layer (num_ws × w_dim, "w+", what projection and layer edits produce)
   variation_*           slerp of z toward another seed's z (seeded latents only)
@@ -26,10 +26,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from studio.errors import ManifestError, RequestError
-from studio.families.base import (Family, LoadedModel, Output, Progress, RenderSteps, arch_value, edit_seed_value,
-                                   edit_value)
+from studio.families.base import (Family, LoadedModel, Output, Progress, RenderSteps, arch_value, condition_specs,
+                                   latent_specs)
 from studio.families.cells import check_cell_manifest, compose_sheet, label_rows, prepare_cells
 from studio.nets.stylegan import StyleGenerator
+from studio.params import DIRECTIONS, SHAPING, Capability, Kind, ParamSpec
 
 # --- the family ---------------------------------------------------------------------------------------------------
 
@@ -45,18 +46,33 @@ def num_style_layers(manifest) -> int:
     return 2 * levels + 2
 
 
-def _layer(table: dict, name: str, num_ws: int, default: int) -> int:
-    value = table.get(name, default)
-    if value != int(value) or not 0 <= value <= num_ws:
-        raise RequestError(f"{name} must be a whole number of layers in 0..{num_ws}, got {value:g}", field="edits")
-    return int(value)
-
-
 class GANFamily(Family):
     name = "gan"
     output_kinds = ("image",)
     # encode = projection of an image into w by optimisation (with progress and cancel)
-    capabilities = frozenset({"sample", "encode", "style_mixing", "layer_directions", "noise"})
+    capabilities = Capability.SAMPLE | Capability.ENCODE | Capability.PROJECT
+
+    def parameters(self, manifest) -> tuple[ParamSpec, ...]:
+        n = num_style_layers(manifest)
+        specs = [*condition_specs(manifest),
+                 *latent_specs(manifest, truncation=PSI_RANGE, mix_strength=1.0, strengths=(0.0, 1.0))]
+        # a style-based GAN swaps whole layers' styles, so a mix seed takes over fully unless told otherwise
+        mix = [s.name for s in specs].index("mix_strength") + 1
+        specs.insert(mix, ParamSpec(
+            "mix_layer", Kind.INT, "From layer", default=n // 2, range=(0, n), group=SHAPING, when=("mix_seed", ()),
+            help="Style mixing: layers from this one on take the mix seed's style (low = its shapes too, high = only "
+                 "its fine details)"))
+        specs += [
+            ParamSpec("layer_start", Kind.INT, "Layers", default=0, range=(0, n), group=DIRECTIONS,
+                      help="First layer the direction sliders act on (0 = the coarsest)"),
+            ParamSpec("layer_end", Kind.INT, "to", default=n, range=(0, n), group=DIRECTIONS,
+                      help="The direction sliders act on layers before this one (the last = every layer to the "
+                           "finest)"),
+            ParamSpec("noise", Kind.FLOAT, "Noise", default=1.0, range=NOISE_RANGE, group=SHAPING, render_only=True,
+                      help="Strength of the generator's per-pixel noise (texture and small irregularities): 1 as "
+                           "trained, 0 none (clean strokes), above 1 exaggerated"),
+        ]
+        return tuple(specs)
 
     def _config(self, manifest) -> dict:
         out = manifest.output
@@ -94,19 +110,20 @@ class GANFamily(Family):
         return StyleGenerator(**self._config(manifest))
 
     # --- latents ---
-    def _w_of_seed(self, net: StyleGenerator, seed: int, table: dict, device, dtype) -> torch.Tensor:
+    def _w_of_seed(self, net: StyleGenerator, seed: int, varied: tuple[int, float] | None, device,
+                   dtype) -> torch.Tensor:
         from studio.latent.seeds import sample_prior, variation
 
         z = sample_prior(seed, (net.z_dim,))
-        if "variation_seed" in table and table.get("variation_strength", 0.0):
-            z = variation(z, edit_seed_value(table, "variation_seed"),
-                          edit_value(table, "variation_strength", 0.0, 1.0, 0.0))
+        if varied is not None:
+            z = variation(z, *varied)
         return net.map(z[None].to(device, dtype))[0].float().cpu()
 
     def latent_ws(self, model: LoadedModel, request) -> torch.Tensor:
         """The request's per-layer styles (num_ws, w_dim) on CPU in float32, with every edit but noise applied."""
         net: StyleGenerator = model.network
-        table = dict(request.edits)
+        request = model.checked(request)
+        p, value = request.params, lambda name: model.table.value(request, name)
         n, d = net.num_ws, net.w_dim
         if request.latent is not None:
             values = torch.tensor(request.latent, dtype=torch.float32)
@@ -118,35 +135,36 @@ class GANFamily(Family):
                 raise RequestError(f"the latent has {values.numel()} values but {model.id} takes a w of {d} values "
                                    f"or one w per layer ({n} × {d} = {n * d})", field="latent")
         else:
-            ws = self._w_of_seed(net, request.seed, table, model.device, model.dtype)[None].expand(n, -1).clone()
+            varied = (p["variation_seed"], value("variation_strength")) \
+                if "variation_seed" in p and value("variation_strength") else None
+            ws = self._w_of_seed(net, request.seed, varied, model.device, model.dtype)[None].expand(n, -1).clone()
         w_avg = net.w_avg.float().cpu()
-        psi = edit_value(table, "truncation", *PSI_RANGE, 1.0)
+        psi = value("truncation")
         if psi != 1.0:
             ws = w_avg + psi * (ws - w_avg)
-        if "mix_seed" in table:
-            w_b = self._w_of_seed(net, edit_seed_value(table, "mix_seed"), {}, model.device, model.dtype)
+        if "mix_seed" in p:
+            w_b = self._w_of_seed(net, p["mix_seed"], None, model.device, model.dtype)
             if psi != 1.0:
                 w_b = w_avg + psi * (w_b - w_avg)
-            start = _layer(table, "mix_layer", n, n // 2)
-            strength = edit_value(table, "mix_strength", 0.0, 1.0, 1.0)
-            ws[start:] = torch.lerp(ws[start:], w_b.expand(n - start, -1), strength)
-        start, end = _layer(table, "layer_start", n, 0), _layer(table, "layer_end", n, n)
+            start = value("mix_layer")
+            ws[start:] = torch.lerp(ws[start:], w_b.expand(n - start, -1), value("mix_strength"))
+        start, end = value("layer_start"), value("layer_end")
         if start > end:
-            raise RequestError(f"layer_start ({start}) is after layer_end ({end})", field="edits")
-        for name, value in sorted(table.items()):
+            raise RequestError(f"layer_start ({start}) is after layer_end ({end})", field="params.layer_start")
+        for name, amount in sorted(p.items()):
             if name.startswith("d") and name[1:].isdigit():
                 if model.directions is None:
                     raise RequestError(f"edit {name!r} needs principal directions, and {model.id} ships none",
-                                       field="edits")
+                                       field=f"params.{name}")
                 try:
-                    ws[start:end] += model.directions.offset(int(name[1:]), value)
+                    ws[start:end] += model.directions.offset(int(name[1:]), amount)
                 except IndexError as exc:
-                    raise RequestError(str(exc), field="edits") from None
+                    raise RequestError(str(exc), field=f"params.{name}") from None
             elif name.startswith("z") and name[1:].isdigit():
                 k = int(name[1:])
                 if k >= d:
-                    raise RequestError(f"edit {name!r}: w has {d} dimensions (z0..z{d - 1})", field="edits")
-                ws[:, k] += float(value)
+                    raise RequestError(f"edit {name!r}: w has {d} dimensions (z0..z{d - 1})", field=f"params.{name}")
+                ws[:, k] += float(amount)
         return ws
 
     def latent(self, model: LoadedModel, request) -> torch.Tensor:
@@ -161,7 +179,7 @@ class GANFamily(Family):
         rows = label_rows(model, request)
         yield Progress(0, 1, "synthesising")
         ws = self.latent_ws(model, request)
-        noise_strength = edit_value(dict(request.edits), "noise", *NOISE_RANGE, 1.0)
+        noise_strength = model.table.value(model.checked(request), "noise")
         flat = [i for row in rows for i in row if i is not None]
         count = max(len(flat), 1)
         gen = torch.Generator().manual_seed(request.seed)

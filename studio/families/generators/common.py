@@ -13,7 +13,8 @@ import numpy as np
 import torch
 
 from studio.errors import ManifestError, RequestError
-from studio.families.base import Family, LoadedModel, Output, Progress, RenderSteps
+from studio.families.base import Family, LoadedModel, Output, Progress, RenderSteps, condition_specs, latent_specs
+from studio.params import Capability, ParamSpec
 
 RANGES = ("-1..1", "0..1")
 
@@ -22,7 +23,11 @@ class GeneratorFile(Family):
     """A family whose network is a module file run as it is (subclasses load it)."""
 
     output_kinds = ("image", "audio")
-    capabilities = frozenset({"sample"})
+    capabilities = Capability.SAMPLE
+
+    def parameters(self, manifest) -> tuple[ParamSpec, ...]:
+        classes = condition_specs(manifest) if manifest.conditions.kind == "class" else []
+        return (*classes, *latent_specs(manifest))
     suffixes: ClassVar[tuple[str, ...]] = ()
     kind_name: ClassVar[str] = ""  # "TorchScript", "ONNX": for messages
 
@@ -41,18 +46,13 @@ class GeneratorFile(Family):
                             "family")
 
     def render(self, model: LoadedModel, request) -> RenderSteps:
-        if request.prompt:
-            raise RequestError(f"{model.id} takes no text prompt", field="prompt")
+        params = model.params(request)
         yield Progress(0, 1, "generating")
         z = self.latent(model, request).to(model.device, model.dtype)[None]
         args = [z]
         cond = model.manifest.conditions
         if cond.kind == "class":
-            label = request.label or cond.default or cond.labels[0]
-            if label not in cond.labels:
-                raise RequestError(f"unknown class {label!r} for {model.id} (known: {', '.join(cond.labels)})",
-                                   field="label")
-            args.append(torch.tensor([cond.labels.index(label)], device=model.device))
+            args.append(torch.tensor([cond.labels.index(params["label"])], device=model.device))
         try:
             out = model.network(*args)
         except RuntimeError as exc:

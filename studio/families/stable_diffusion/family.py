@@ -24,7 +24,9 @@ import torch
 from torch import nn
 
 from studio.errors import ManifestError, RequestError, StudioError, WeightsError
-from studio.families.base import Family, LoadedModel, Output, Preview, Progress, RenderSteps, edit_seed_value, edit_value
+from studio.families.base import Family, LoadedModel, Output, Preview, Progress, RenderSteps, latent_specs
+from studio.families.sampling import init_specs, sampler_settings, sampler_specs, start_strength
+from studio.params import CONDITIONS, SAMPLER, Capability, Kind, ParamSpec
 from studio.io.images import decode_init_image
 from studio.nets.samplers import SAMPLERS, Schedule, make_sampler
 from studio.families.stable_diffusion.files import (ARCHITECTURES, PIPELINE_INDEX, Source, config_folder, find_source,
@@ -287,9 +289,21 @@ def source_manifest(source: Source, model_id: str | None = None, name: str | Non
 class StableDiffusionFamily(Family):
     name = FAMILY
     output_kinds = ("image",)
-    capabilities = frozenset({"sample", "iterate", "img2img", "samplers", "negative_prompt", "free_text"})
-    samplers = SAMPLERS
-    defaults = DEFAULTS
+    capabilities = Capability.SAMPLE | Capability.ITERATE | Capability.IMG2IMG | Capability.ANY_SIZE
+
+    def parameters(self, manifest) -> tuple[ParamSpec, ...]:
+        native = int(manifest.output["width"])
+        size = [ParamSpec(name, Kind.INT, name.capitalize(), default=native, range=(64, MAX_SIDE), step=8,
+                          group=SAMPLER, help=f"The picture's {name} in pixels (a multiple of 8; the model's own size, "
+                                              f"{native}, draws best)")
+                for name in ("width", "height")]
+        return (ParamSpec("prompt", Kind.TEXT, "Prompt", default="", render_only=True, help="Describe the picture"),
+                ParamSpec("negative_prompt", Kind.TEXT, "Negative", default="", render_only=True,
+                          help="What to steer away from (negative prompt)"),
+                *sampler_specs(DEFAULTS, GUIDANCE_RANGE), *size,
+                *init_specs("The picture to start from (its centre cropped to the picture's shape): the model "
+                            "redraws it as the prompt says"),
+                *latent_specs(manifest, strengths=(0.0, 1.0), directions=0))
 
     opens_files = True
 
@@ -348,11 +362,13 @@ class StableDiffusionFamily(Family):
     def latent(self, model: LoadedModel, request) -> torch.Tensor:
         """The initial noise: the request's explicit latent or its seed's draw, at the request's size; a mix seed
         slerps it toward another seed's noise (a straight blend would shrink the noise and blur the result)."""
-        from studio.latent import apply_edits, sample_prior
+        from studio.latent.edits import apply_edits
+        from studio.latent.seeds import sample_prior
         from studio.latent.interp import slerp
 
+        request = model.checked(request)
         shape = self.latent_shape(model, request)
-        table = dict(request.edits)
+        params = request.params
         if request.latent is not None:
             size = math.prod(shape)
             if len(request.latent) != size:
@@ -361,24 +377,13 @@ class StableDiffusionFamily(Family):
             z = torch.tensor(request.latent, dtype=torch.float32).reshape(shape)
         else:
             z = sample_prior(request.seed, shape, "normal")
-        if "mix_seed" in table:
-            z = slerp(z, sample_prior(edit_seed_value(table, "mix_seed"), shape),
-                      edit_value(table, "mix_strength", 0.0, 1.0, 0.5))
-        rest = tuple((k, v) for k, v in request.edits if k not in ("mix_seed", "mix_strength"))
+        if "mix_seed" in params:
+            z = slerp(z, sample_prior(params["mix_seed"], shape), model.table.value(request, "mix_strength"))
+        rest = {k: v for k, v in params.items() if k not in ("mix_seed", "mix_strength")}
         try:
             return apply_edits(z, rest, "normal", model.directions)
         except (ValueError, IndexError) as exc:
-            raise RequestError(str(exc), field="edits") from None
-
-    def settings(self, request) -> tuple[str, int, float, float]:
-        sampler = request.sampler or DEFAULTS["sampler"]
-        steps = request.steps if request.steps is not None else DEFAULTS["steps"]
-        guidance = request.guidance if request.guidance is not None else DEFAULTS["guidance"]
-        eta = request.eta if request.eta is not None else DEFAULTS["eta"]
-        if not GUIDANCE_RANGE[0] <= guidance <= GUIDANCE_RANGE[1]:
-            raise RequestError(f"guidance must be between {GUIDANCE_RANGE[0]:g} and {GUIDANCE_RANGE[1]:g}, got "
-                               f"{guidance:g}", field="guidance")
-        return sampler, steps, guidance, eta
+            raise RequestError(str(exc), field="params") from None
 
     def init_size(self, manifest, request) -> tuple[int, int]:
         native = manifest.output["width"]
@@ -390,29 +395,27 @@ class StableDiffusionFamily(Family):
 
     def render(self, model: LoadedModel, request) -> RenderSteps:
         net: SDNetwork = model.network
-        sampler_name, steps, guidance, eta = self.settings(request)
+        request = model.checked(request)
+        sampler_name, steps, guidance, eta = sampler_settings(model, request)
         width, height = self.size(model, request)
         sampler = make_sampler(sampler_name, net.schedule, steps, eta=eta)
-        start = 0
-        if request.init_image is not None:
-            start = sampler.start_index(request.strength if request.strength is not None else 1.0)
-        elif request.strength is not None:
-            raise RequestError("strength needs an init image (image-to-image)", field="strength")
+        strength = start_strength(request)
+        start = sampler.start_index(strength) if strength is not None else 0
         noise = self.latent(model, request)
         total = len(sampler.timesteps) - start
         yield Progress(0, total + 1, "reading the prompt")
         dev, dt = model.device, model.dtype
-        cond, cut = net.text_embeddings(request.prompt)
+        cond, cut = net.text_embeddings(request.param("prompt", ""))
         guided = guidance != 1.0
-        uncond = net.text_embeddings(request.negative_prompt)[0] if guided else None
+        uncond = net.text_embeddings(request.param("negative_prompt", ""))[0] if guided else None
         context = torch.cat([cond, uncond]) if guided else cond
         noise = noise[None].to(dev, dt)
         with torch.inference_mode():
-            if request.init_image is not None:
-                picture = decode_init_image(request.init_image, "RGB")
+            if strength is not None:
+                picture = decode_init_image(request.params["init_image"], "RGB")
                 if picture.shape[:2] != (height, width):
                     raise RequestError(f"the init image is {picture.shape[1]}×{picture.shape[0]} pixels; this request "
-                                       f"renders {width}×{height}: fit it first", field="init_image")
+                                       f"renders {width}×{height}: fit it first", field="params.init_image")
                 pixels = torch.from_numpy(picture.astype(np.float32) / 127.5 - 1).permute(2, 0, 1)[None]
                 x0 = net.vae.encode(pixels.to(dev, dt)).latent_dist.mean * net.scaling_factor
                 x = sampler.add_noise(x0, noise, start)

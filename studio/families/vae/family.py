@@ -19,6 +19,7 @@ from torch import nn
 
 from studio.errors import ManifestError
 from studio.families.base import Family, LoadedModel, Output, Progress, RenderSteps, arch_value
+from studio.params import Capability
 from studio.families.cells import check_cell_manifest, compose_sheet, label_rows, prepare_cells
 from studio.nets.setvae import SetVAE
 
@@ -28,7 +29,7 @@ from studio.nets.setvae import SetVAE
 class VAEFamily(Family):
     name = "vae"
     output_kinds = ("image",)
-    capabilities = frozenset({"sample", "encode", "decode"})
+    capabilities = Capability.SAMPLE | Capability.ENCODE | Capability.DECODE
 
     def _config(self, manifest) -> dict:
         out = manifest.output
