@@ -21,7 +21,7 @@ def fake_image(request: RenderRequest, height: int = 16) -> np.ndarray:
     """A (height, 8·len(prompt)) uint8 image; its value is a hash of the whole request (equal requests, equal
     images; any change of the request changes the value)."""
     value = int(hashlib.sha256(request.to_json().encode()).hexdigest()[:2], 16)
-    width = 8 * max(1, len(request.prompt or "x"))
+    width = 8 * max(1, len(str(request.param("prompt") or "x")))
     return np.full((height, width), value, dtype=np.uint8)
 
 
@@ -154,8 +154,8 @@ class FakeEngine:
                 partial = Output("image", fake_image(job.request) // 2)
                 self._emit(job, "preview", step=step, total=self.steps, output=partial)
         try:
-            if job.request.prompt in self.fail_prompts:
-                raise RuntimeError(f"cannot render {job.request.prompt!r}")
+            if job.request.param("prompt") in self.fail_prompts:
+                raise RuntimeError(f"cannot render {job.request.param('prompt')!r}")
             if job.kind == "encode":
                 images, _ = job.payload
                 output = Output("latent", np.full(8, float(images.mean()) / 255.0, dtype=np.float32))
