@@ -1,14 +1,11 @@
-"""Interpolation between latents. One implementation in NumPy (the GUI thread interpolates saved latents without
-torch); the torch forms wrap it for tensors and import torch only when called."""
+"""Interpolation between latents, in NumPy only (the GUI thread and the project interpolate saved latents without
+torch); `studio.latent.seeds` wraps it for tensors."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Sequence
+from typing import Sequence
 
 import numpy as np
-
-if TYPE_CHECKING:
-    import torch
 
 MODES = ("slerp", "lerp")
 
@@ -53,17 +50,3 @@ def interpolate(a: Sequence[float], b: Sequence[float], t: float, mode: str = "s
         raise ValueError(f"cannot interpolate latents of {xa.size} and {xb.size} values")
     out = slerp_array(xa, xb, t) if mode == "slerp" else xa + float(t) * (xb - xa)
     return tuple(float(v) for v in out.astype(np.float32))
-
-
-def lerp(a: "torch.Tensor", b: "torch.Tensor", t: float) -> "torch.Tensor":
-    import torch
-
-    return torch.lerp(a, b, float(t))
-
-
-def slerp(a: "torch.Tensor", b: "torch.Tensor", t: float, eps: float = 1e-7) -> "torch.Tensor":
-    """`slerp_array` for tensors (computed on the CPU, returned on a's device and dtype)."""
-    import torch
-
-    out = slerp_array(a.detach().cpu().float().numpy(), b.detach().cpu().float().numpy(), t, eps)
-    return torch.from_numpy(np.ascontiguousarray(out)).to(a.device, a.dtype)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Sequence
 
+import numpy as np
 import torch
 
-from studio.latent.interp import slerp
+from studio.latent.interp import slerp_array
 from studio.request import MAX_SEED  # 2⁶⁴−1: torch generators take every 64-bit seed
 
 
@@ -45,3 +46,16 @@ def mix(a: torch.Tensor, b: torch.Tensor, strength: float = 0.5, dims: Sequence[
     flat_b = b.reshape(-1)
     out[idx] = torch.lerp(out[idx], flat_b[idx], float(strength))
     return out.reshape(a.shape)
+
+
+# --- interpolation of tensors (the NumPy implementation in studio.latent.interp) ---------------------------------
+
+
+def lerp(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:
+    return torch.lerp(a, b, float(t))
+
+
+def slerp(a: torch.Tensor, b: torch.Tensor, t: float, eps: float = 1e-7) -> torch.Tensor:
+    """`slerp_array` for tensors (computed on the CPU, returned on a's device and dtype)."""
+    out = slerp_array(a.detach().cpu().float().numpy(), b.detach().cpu().float().numpy(), t, eps)
+    return torch.from_numpy(np.ascontiguousarray(out)).to(a.device, a.dtype)

@@ -107,7 +107,7 @@ class DiffusionFamily(Family):
         request = model.checked(request)
         if "mix_seed" not in request.params:
             return super().latent(model, request)
-        from studio.latent.interp import slerp
+        from studio.latent.seeds import slerp
         from studio.latent.seeds import sample_prior
 
         base = super().latent(model, request.with_params({"mix_seed": None, "mix_strength": None}))

@@ -364,7 +364,7 @@ class StableDiffusionFamily(Family):
         slerps it toward another seed's noise (a straight blend would shrink the noise and blur the result)."""
         from studio.latent.edits import apply_edits
         from studio.latent.seeds import sample_prior
-        from studio.latent.interp import slerp
+        from studio.latent.seeds import slerp
 
         request = model.checked(request)
         shape = self.latent_shape(model, request)
