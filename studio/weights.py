@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
 
 import torch
@@ -11,6 +10,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load, load_file, save_file
 
 from studio.errors import WeightsError
+from studio.io.safetensors import read_header
 
 PICKLE_SUFFIXES = {".pt", ".pth", ".ckpt", ".pkl", ".pickle", ".bin"}
 
@@ -72,21 +72,7 @@ def read_tensors_and_hash(path: str | Path, want_hash: bool = True) -> tuple[dic
 
 def tensor_shapes(path: str | Path) -> dict[str, list[int]]:
     """The tensor names and shapes from a safetensors header, without reading the data (cheap, torch-free)."""
-    path = Path(path)
-    try:
-        with open(path, "rb") as f:
-            head = f.read(8)
-            size = int.from_bytes(head, "little") if len(head) == 8 else -1
-            if not 2 <= size <= min(100 << 20, path.stat().st_size - 8):
-                raise WeightsError("not a safetensors file (bad header length)", path)
-            header = json.loads(f.read(size).decode("utf-8"))
-    except OSError as exc:
-        raise WeightsError(f"cannot read: {exc.strerror or exc}", path) from None
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise WeightsError("not a safetensors file (unreadable header)", path) from None
-    if not isinstance(header, dict):
-        raise WeightsError("not a safetensors file (header is not an object)", path)
-    return {k: list(v.get("shape", [])) for k, v in header.items() if k != "__metadata__" and isinstance(v, dict)}
+    return read_header(path).shapes()
 
 
 def write_tensors(tensors: dict[str, torch.Tensor], path: str | Path, metadata: dict[str, str] | None = None) -> None:

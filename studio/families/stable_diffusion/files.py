@@ -20,12 +20,12 @@ import hashlib
 import json
 import os
 import re
-import struct
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
 from studio.errors import ManifestError, StudioError, WeightsError
+from studio.io.safetensors import read_header
 
 PIPELINE_INDEX = "model_index.json"
 BPE_FILE = "bpe_simple_vocab_16e6.txt.gz"
@@ -230,22 +230,7 @@ class Source:
 
 def safetensors_keys(path: Path) -> set[str]:
     """The tensor names in a safetensors file, read from its header alone; WeightsError when it is not one."""
-    try:
-        with open(path, "rb") as f:
-            head = f.read(8)
-            if len(head) < 8:
-                raise WeightsError("not a safetensors file (shorter than its header)", path)
-            (size,) = struct.unpack("<Q", head)
-            if size > 100 * 2**20 or size > path.stat().st_size - 8:
-                raise WeightsError("not a safetensors file (its header length is impossible)", path)
-            header = json.loads(f.read(size))
-    except OSError as exc:
-        raise WeightsError(f"cannot read: {exc.strerror or exc}", path) from None
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise WeightsError("not a safetensors file (its header is not JSON)", path) from None
-    if not isinstance(header, dict):
-        raise WeightsError("not a safetensors file (its header is not a table)", path)
-    return {k for k in header if k != "__metadata__"}
+    return set(read_header(path).tensors)
 
 
 def checkpoint_architecture(path: Path) -> str:
