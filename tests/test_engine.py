@@ -15,7 +15,7 @@ import pytest
 import torch
 from torch import nn
 
-import studio.engine.engine as engine_module
+import studio.engine.renderer as renderer_module
 from studio.engine import EXPORT, PREVIEW, Cancelled, Engine
 from studio.engine.cache import ModelCache
 from studio.engine.device import is_out_of_memory, pick_device, resolve_dtype
@@ -411,13 +411,13 @@ def test_unknown_model_is_an_error_event(tiny_engine):
 @pytest.fixture
 def load_counter(monkeypatch):
     loads = []
-    real = engine_module.load_model
+    real = renderer_module.load_model
 
     def counting(entry, *args, **kwargs):
         loads.append(entry.id)
         return real(entry, *args, **kwargs)
 
-    monkeypatch.setattr(engine_module, "load_model", counting)
+    monkeypatch.setattr(renderer_module, "load_model", counting)
     return loads
 
 
