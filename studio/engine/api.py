@@ -6,7 +6,7 @@ with a fake renderer) is another. The Qt bridge takes an `EngineAPI`, so it neve
 
 from __future__ import annotations
 
-from typing import Any, Callable, Protocol
+from typing import Any, Callable, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -21,9 +21,12 @@ class Package(Protocol):
     def id(self) -> str: ...
 
 
+@runtime_checkable
 class EngineAPI(Protocol):
     """Jobs on two lanes (PREVIEW: newest-wins; EXPORT: first in, first out), their events, and the packages that
-    can be rendered. Events reach callbacks on the engine's worker thread (`queued` on the submitting one)."""
+    can be rendered. Events reach callbacks on the engine's worker thread (`queued` on the submitting one).
+
+`isinstance(engine, EngineAPI)` checks that every member is there (not their signatures)."""
 
     @property
     def device(self) -> Any:
