@@ -15,10 +15,13 @@ import pytest
 import torch
 from torch import nn
 
-import studio.engine.engine as engine_module
+import studio.engine.renderer as renderer_module
 from studio.engine import EXPORT, PREVIEW, Cancelled, Engine
+from studio.engine.api import EngineAPI
 from studio.engine.cache import ModelCache
 from studio.engine.device import is_out_of_memory, pick_device, resolve_dtype
+from studio.engine.renderer import TorchRenderer
+from studio.engine.scheduler import Scheduler
 from studio.errors import RequestError, StudioError
 from studio.families import register_family, unregister_family
 from studio.families.base import Family
@@ -211,6 +214,14 @@ def test_unsubscribe_stops_delivery(tiny_engine):
     assert own.kinds(second)[-1] == "finished"
 
 
+def test_the_engine_is_the_scheduler_with_the_torch_renderer(tiny_engine):
+    assert isinstance(tiny_engine, Scheduler) and isinstance(tiny_engine.renderer, TorchRenderer)
+    assert isinstance(tiny_engine, EngineAPI)
+    assert tiny_engine.device is tiny_engine.renderer.device and tiny_engine.cache is tiny_engine.renderer.cache
+    tiny_engine.oom_fallback = False  # the renderer's settings are read and written through the engine
+    assert tiny_engine.renderer.oom_fallback is False
+
+
 def test_unknown_lane_is_refused(tiny_engine):
     with pytest.raises(ValueError, match="lane"):
         tiny_engine.submit(req("tiny"), lane="background")
@@ -333,6 +344,24 @@ def test_cancel_before_start_never_calls_render(gate):
     assert rec.kinds(waiting) == ["queued", "cancelled"]  # never started
 
 
+def test_cancel_while_the_model_loads_never_starts_the_render(gate, monkeypatch):
+    family, model_id, engine = gate
+    started = []
+    engine.subscribe(lambda e: started.append(e.job) if e.kind == "started" else None)
+    real = renderer_module.load_model
+
+    def loading(entry, *args, **kwargs):
+        started[-1].cancel()  # Esc while the model loads
+        return real(entry, *args, **kwargs)
+
+    monkeypatch.setattr(renderer_module, "load_model", loading)
+    job = engine.submit(req(model_id, 1), EXPORT)
+    with pytest.raises(Cancelled):
+        job.wait(TIMEOUT)
+    assert job.info["device"] == "cpu"  # it was loaded
+    assert family.calls == []  # and the renderer stopped at its cancel point before the family's first step
+
+
 def test_cancel_all_cancels_waiting_and_running(gate):
     family, model_id, engine = gate
     running = engine.submit(req(model_id, 1), EXPORT)
@@ -411,13 +440,13 @@ def test_unknown_model_is_an_error_event(tiny_engine):
 @pytest.fixture
 def load_counter(monkeypatch):
     loads = []
-    real = engine_module.load_model
+    real = renderer_module.load_model
 
     def counting(entry, *args, **kwargs):
         loads.append(entry.id)
         return real(entry, *args, **kwargs)
 
-    monkeypatch.setattr(engine_module, "load_model", counting)
+    monkeypatch.setattr(renderer_module, "load_model", counting)
     return loads
 
 

@@ -20,7 +20,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from studio.engine.engine import EXPORT, Engine, EventCallback, Job
+from studio.engine.api import EngineAPI
+from studio.engine.scheduler import EXPORT, EventCallback, Job
 from studio.errors import ExportError, RequestError
 from studio.export.video import VideoWriter
 from studio.families.base import LoadedModel
@@ -31,7 +32,7 @@ QUEUE_BATCHES = 2  # batches waiting for the encoder; the worker blocks when it 
 _END = object()  # the worker's last word to the encoder thread
 
 
-def export_animation(engine: Engine, frames: Sequence[RenderRequest], path: str | Path, fps: float,
+def export_animation(engine: EngineAPI, frames: Sequence[RenderRequest], path: str | Path, fps: float,
                      audio: tuple[np.ndarray, int] | None = None, metadata: str = "",
                      size: tuple[int, int] | None = None, batch: int = 8,
                      on_event: EventCallback | None = None) -> Job:

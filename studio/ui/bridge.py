@@ -2,8 +2,8 @@
 the GUI thread. Preview frames whose stamp is not the newest are dropped, so a slider burst never shows stale
 frames and never builds a backlog.
 
-The engine may be the real `studio.engine.Engine` or anything with its small API (submit, encode, latent,
-cancel_all, shutdown, device): the UI tests use a fake one without torch.
+The engine is anything with the `studio.engine.api.EngineAPI` protocol: the real `studio.engine.Engine`, or the UI
+tests' fake one (the same scheduler with a renderer that needs no torch).
 """
 
 from __future__ import annotations
@@ -15,12 +15,12 @@ from typing import Any, Callable
 
 from PySide6.QtCore import QObject, Qt, Signal, Slot
 
+from studio.engine.api import EngineAPI
+from studio.engine.scheduler import EXPORT, PREVIEW, Event, Work
 from studio.steps import Output
 from studio.request import RenderRequest
 
 log = logging.getLogger(__name__)
-
-PREVIEW, EXPORT = "preview", "export"
 
 
 @dataclass
@@ -56,7 +56,7 @@ class EngineBridge(QObject):
     tasks_changed = Signal()  # a task started or ended (`tasks` lists those in flight)
     _event = Signal(object)  # internal: carries engine events from the worker to the GUI thread
 
-    def __init__(self, engine, parent: QObject | None = None):
+    def __init__(self, engine: EngineAPI, parent: QObject | None = None):
         super().__init__(parent)
         self.engine = engine
         self._newest = 0  # stamp of the newest preview asked for
@@ -96,7 +96,7 @@ class EngineBridge(QObject):
         self.tasks_changed.emit()
         return task
 
-    def run_work(self, request: RenderRequest, label: str, work, on_done: Callable[[Output], None] | None = None,
+    def run_work(self, request: RenderRequest, label: str, work: Work, on_done: Callable[[Output], None] | None = None,
                  on_error: Callable[[str, str], None] | None = None,
                  on_cancelled: Callable[[], None] | None = None) -> Task:
         """Other long work on the request's model, on the export lane: `work(model, request)` is a generator that
@@ -135,14 +135,14 @@ class EngineBridge(QObject):
         return self._busy
 
     # --- events ---------------------------------------------------------------------------------------------------
-    def _forward(self, event) -> None:
+    def _forward(self, event: Event) -> None:
         """Engine callback, on the worker thread (or the submitting one): queue it to the GUI thread."""
         if event.kind == "queued":
             return
         self._event.emit(event)
 
     @Slot(object)
-    def _on_event(self, event) -> None:
+    def _on_event(self, event: Event) -> None:
         job = event.job
         task = self._tasks.get(job.stamp)
         if task is not None:
@@ -150,7 +150,7 @@ class EngineBridge(QObject):
         elif job.lane == PREVIEW:
             self._on_preview_event(event)
 
-    def _on_preview_event(self, event) -> None:
+    def _on_preview_event(self, event: Event) -> None:
         job = event.job
         if job.stamp != self._newest:
             self.dropped_frames += event.kind in ("preview", "finished")
@@ -173,7 +173,7 @@ class EngineBridge(QObject):
             if event.kind == "error":
                 self.failed.emit(job.request, event.message, event.detail)
 
-    def _on_task_event(self, task: Task, event) -> None:
+    def _on_task_event(self, task: Task, event: Event) -> None:
         if event.kind in ("progress", "preview"):
             task.step, task.total = event.step, event.total
             self.task_progress.emit(task.label, event.step, event.total)

@@ -105,7 +105,7 @@ class Session(QObject):
         roots = default_roots() if self.roots is None else [Path(r) for r in self.roots]
         self.entries = scan([*roots, *self.extra_folders])
         for entry in self.entries:
-            if entry.ok and hasattr(self.bridge.engine, "add_package"):
+            if entry.ok:
                 self.bridge.engine.add_package(entry)
         if self.document.request is not None:
             self.entry = self.entry_for(self.document.request.model_id)
