@@ -27,6 +27,7 @@ from studio.families import register_family, unregister_family
 from studio.families.base import Family
 from studio.steps import Output, Progress
 from studio.library import load_model, resolve
+from studio.params import Kind, ParamSpec
 from studio.request import RenderRequest
 from studio.train.package import write_package
 
@@ -89,9 +90,12 @@ class GateFamily(Family):
     def build(self, manifest):
         return nn.Linear(1, 1)
 
+    def parameters(self, manifest):
+        return (ParamSpec("prompt", Kind.TEXT, default=""),)  # how the test wants the render to go
+
     def render(self, model, request):
         self.calls.append(request.seed)
-        mode = request.prompt
+        mode = request.param("prompt", "")
         yield Progress(0, 2, "started")
         if mode == "raise":
             raise ValueError("kaboom in the network")
@@ -152,7 +156,7 @@ def tiny_engine(models_dir):
 
 
 def req(model_id: str, seed: int = 0, prompt: str = "", **kw) -> RenderRequest:
-    return RenderRequest(model_id=model_id, seed=seed, prompt=prompt, **kw)
+    return RenderRequest(model_id=model_id, seed=seed, params={"prompt": prompt} if prompt else {}, **kw)
 
 
 # --- submit and events ----------------------------------------------------------------------------------------------

@@ -28,7 +28,7 @@ def studio_engine(models_dir):
 
 def walk(n: int = FRAMES, model_id: str = "tiny") -> list[RenderRequest]:
     """A walk along the first principal direction: 32×16 frames of "Ab", each different."""
-    return [RenderRequest(model_id, seed=3, prompt="Ab", edits=(("d0", -3 + 6 * k / max(n - 1, 1)),))
+    return [RenderRequest(model_id, seed=3, params={"prompt": "Ab", "d0": -3 + 6 * k / max(n - 1, 1)})
             for k in range(n)]
 
 
@@ -122,7 +122,7 @@ def test_a_sound_model_cannot_be_animated(tmp_path):
 
     make_tiny_audio_package(tmp_path / "models" / "tiny-audio")
     with Engine(device="cpu", roots=[tmp_path / "models"]) as engine:
-        frames = [RenderRequest("tiny-audio", seed=k, label="snare") for k in range(3)]
+        frames = [RenderRequest("tiny-audio", seed=k, params={"label": "snare"}) for k in range(3)]
         job = export_animation(engine, frames, tmp_path / "sound.mp4", fps=12)
         with pytest.raises(RequestError, match="only image models can be animated"):
             job.wait(60)
@@ -143,7 +143,7 @@ def test_bare_pieces_render_and_encode(models_dir, tmp_path):
 
 
 def test_frames_of_different_sizes_need_a_video_size(models_dir, tmp_path):
-    frames = [RenderRequest("tiny", prompt="Ab"), RenderRequest("tiny", prompt="Abc")]  # 32 and 48 pixels wide
+    frames = [RenderRequest("tiny", params={"prompt": "Ab"}), RenderRequest("tiny", params={"prompt": "Abc"})]  # 32 and 48 pixels wide
     with Engine(device="cpu", roots=[models_dir]) as engine:
         with pytest.raises(ExportError, match="all frames need one size"):
             export_animation(engine, frames, tmp_path / "a.mp4", fps=4).wait(30)
