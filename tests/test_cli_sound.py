@@ -57,7 +57,7 @@ def test_render_writes_a_sound_that_carries_its_request(capsys, models, tmp_path
     if expected in ("PCM_16", "PCM_24", "FLOAT"):
         assert info.frames == 1024
     request = read_any_request(out)
-    assert (request.model_id, request.seed, request.label, dict(request.edits)) == (MODEL, 7, "pad", {"d1": 1.5})
+    assert (request.model_id, request.seed, dict(request.params)) == (MODEL, 7, {"label": "pad", "d1": 1.5})
     assert len(request.model_hash) == 64
 
 
@@ -74,7 +74,7 @@ def test_render_from_a_sound_file_is_exact(capsys, models, tmp_path):
     model = load_model(resolve(str(models / MODEL)))
     from conftest import finish
 
-    direct = finish(model.family.render(model, RenderRequest(MODEL, seed=3, label="kick")))[0].data[:, 0]
+    direct = finish(model.family.render(model, RenderRequest(MODEL, seed=3, params={"label": "kick"})))[0].data[:, 0]
     assert np.array_equal(a, direct)  # what the model renders, unchanged by the file
 
 

@@ -19,7 +19,7 @@ from studio.nets.unet import UNet
 from studio.nets.samplers import SAMPLERS, Schedule, make_sampler, spaced_timesteps
 from studio.latent.seeds import sample_prior
 from studio.library import load_model, resolve
-from studio.request import RenderRequest
+from studio.request import CORE_FIELDS, RenderRequest
 
 MODEL = "tiny-diffusion"
 
@@ -41,8 +41,10 @@ def run(model, request):
 
 
 def req(**kw) -> RenderRequest:
+    """A request of the tiny model: core fields by name, everything else as params (6 steps unless told)."""
     kw.setdefault("steps", 6)
-    return RenderRequest(MODEL, **kw)
+    core = {name: kw.pop(name) for name in CORE_FIELDS if name in kw}
+    return RenderRequest(MODEL, params=kw, **core)
 
 
 # --- samplers on a denoiser whose answer is known -------------------------------------------------------------------
@@ -142,9 +144,9 @@ def test_variation_and_mixing_slerp_the_noise(model):
     from studio.latent.interp import slerp
 
     base, other = sample_prior(7, (1, 8, 8)), sample_prior(9, (1, 8, 8))
-    zero = model.family.latent(model, req(seed=7, edits=(("variation_seed", 9.0), ("variation_strength", 0.0))))
+    zero = model.family.latent(model, req(seed=7, variation_seed=9, variation_strength=0.0))
     assert torch.equal(zero, base)
-    mixed = model.family.latent(model, req(seed=7, edits=(("mix_seed", 9.0), ("mix_strength", 0.3))))
+    mixed = model.family.latent(model, req(seed=7, mix_seed=9, mix_strength=0.3))
     assert torch.allclose(mixed, slerp(base, other, 0.3), atol=1e-6)
     assert abs(mixed.std().item() - base.std().item()) < 0.25  # still noise-like, unlike a straight blend
 
@@ -205,15 +207,20 @@ def test_bad_requests_are_clear_errors(model, kwargs, message):
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    (dict(steps=0), "steps must be a positive whole number"),
-    (dict(strength=0.0), "strength must be above 0"),
-    (dict(strength=1.5), "strength must be above 0"),
-    (dict(eta=2.0), "eta must be between 0 and 1"),
-    (dict(sampler=""), "sampler must be non-empty text"),
+    (dict(steps=0), "params.steps: must be between 1 and 1000, got 0"),
+    (dict(steps=2.5), "params.steps: must be a whole number"),
+    (dict(strength=0.0), "params.strength: must be between 0.01 and 1, got 0"),
+    (dict(strength=1.5), "params.strength: must be between 0.01 and 1"),
+    (dict(eta=2.0), "params.eta: must be between 0 and 1"),
+    (dict(sampler=""), "params.sampler: must be one of ddpm, ddim, euler, dpmpp, got ''"),
 ])
-def test_requests_refuse_impossible_settings(kwargs, message):
+def test_requests_refuse_impossible_settings(model, kwargs, message):
+    request = RenderRequest(MODEL, params=kwargs)  # a request may hold any value; the model's specs refuse it
+    with pytest.raises(RequestError, match=message) as info:
+        model.checked(request)
+    assert info.value.field == f"params.{next(iter(kwargs))}"
     with pytest.raises(RequestError, match=message):
-        RenderRequest(MODEL, **kwargs)
+        run(model, request)
 
 
 def test_new_request_fields_round_trip_through_json():
@@ -289,7 +296,7 @@ def test_cli_contact_sheet_and_image_to_image(diff_dir, tmp_path, capsys):
     assert main(["render", "--models-dir", str(diff_dir), "--model", MODEL, "--prompt", "Ab", "--init", str(sheet),
                  "--set", "strength=0.5", "--set", "steps=4", "--out", str(out)]) == 0
     request = read_request(out)
-    assert request.strength == 0.5 and decode_init_image(request.init_image).shape == (8, 16)
+    assert request.param("strength") == 0.5 and decode_init_image(request.param("init_image")).shape == (8, 16)
     again = tmp_path / "again.png"
     assert main(["render", "--models-dir", str(diff_dir), "--from", str(out), "--out", str(again)]) == 0
     with Image.open(out) as a, Image.open(again) as b:
@@ -297,7 +304,7 @@ def test_cli_contact_sheet_and_image_to_image(diff_dir, tmp_path, capsys):
     capsys.readouterr()
     assert main(["render", "--models-dir", str(diff_dir), "--model", MODEL, "--set", "steps=0",
                  "--out", str(tmp_path / "x.png")]) != 0
-    assert "steps must be a positive whole number" in capsys.readouterr().err
+    assert "--set steps: must be between 1 and 1000, got 0" in capsys.readouterr().err
 
 
 @pytest.mark.gpu
