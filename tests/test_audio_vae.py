@@ -301,3 +301,33 @@ def test_a_bfloat16_render_is_close_to_the_float32_one(audio_dir):
     assert half.data.dtype == np.float32 and half.data.shape == full.data.shape and np.isfinite(half.data).all()
     spec = lambda x: np.abs(np.fft.rfft(x[:, 0]))  # noqa: E731  (the phase search may differ; the spectrum not much)
     assert np.corrcoef(spec(full.data), spec(half.data))[0, 1] > 0.9
+
+
+# --- the parameters the family declares ------------------------------------------------------------------------------
+
+
+def test_the_shipped_sound_model_declares_its_parameters():
+    from pathlib import Path
+
+    from studio.params import CONDITIONS, DIRECTIONS, RAW, SHAPING, Capability, Kind
+
+    entry = resolve(str(Path(__file__).resolve().parent.parent / "models" / "one-shots"))
+    assert entry.manifest.family == "audio-vae"
+    assert entry.capabilities == Capability.SAMPLE | Capability.ENCODE | Capability.DECODE
+    table = entry.parameters
+    assert [(s.name, s.kind, s.default, s.group, s.count) for s in table] == [
+        ("label", Kind.CHOICE, "kick", CONDITIONS, 0),  # a class, not a text prompt
+        ("truncation", Kind.FLOAT, 1.0, SHAPING, 0),
+        ("mix_seed", Kind.SEED, None, SHAPING, 0),
+        ("mix_strength", Kind.FLOAT, 0.5, SHAPING, 0),
+        ("variation_seed", Kind.SEED, None, SHAPING, 0),
+        ("variation_strength", Kind.FLOAT, 0.0, SHAPING, 0),
+        ("d", Kind.FLOAT, 0.0, DIRECTIONS, 16),
+        ("z", Kind.FLOAT, 0.0, RAW, 16),
+    ]
+    assert table.get("label").choice_values() == ("kick", "snare", "hat", "open-hat", "tom", "clap", "pluck", "bass",
+                                                  "bell", "pad")
+    assert [s.name for s in table if s.render_only] == ["label"]
+    assert table.get("mix_strength").when == ("mix_seed", ())
+    assert table.find("prompt") is None
+    assert table.check(entry.default_request(4)) == RenderRequest("one-shots", seed=4, params={"label": "kick"})

@@ -326,3 +326,40 @@ def test_gpu_sampling_matches_the_cpu(diff_dir, name):
 def test_every_cell_of_a_prompt_shares_the_noise_so_the_characters_share_a_style(model, name, eta):
     out, _ = run(model, req(seed=4, prompt="AA", sampler=name, eta=eta))
     assert np.array_equal(out.data[:, :8], out.data[:, 8:])
+
+
+# --- the parameters the family declares ------------------------------------------------------------------------------
+
+
+def test_the_shipped_diffusion_model_declares_its_parameters():
+    from pathlib import Path
+
+    from studio.params import CONDITIONS, INIT, RAW, SAMPLER, SHAPING, Capability, Kind
+
+    entry = resolve(str(Path(__file__).resolve().parent.parent / "models" / "glyph-diffusion"))
+    assert entry.manifest.family == "diffusion"
+    assert entry.capabilities == Capability.SAMPLE | Capability.ITERATE | Capability.IMG2IMG
+    table = entry.parameters
+    assert [(s.name, s.kind, s.default, s.group, s.count) for s in table] == [
+        ("prompt", Kind.TEXT, "Latent", CONDITIONS, 0),
+        ("sampler", Kind.CHOICE, "ddim", SAMPLER, 0),
+        ("steps", Kind.INT, 25, SAMPLER, 0),
+        ("guidance", Kind.FLOAT, 2.0, SAMPLER, 0),
+        ("eta", Kind.FLOAT, 1.0, SAMPLER, 0),
+        ("init_image", Kind.IMAGE, None, INIT, 0),  # none: drawn from noise
+        ("strength", Kind.FLOAT, 1.0, INIT, 0),
+        ("truncation", Kind.FLOAT, 1.0, SHAPING, 0),
+        ("mix_seed", Kind.SEED, None, SHAPING, 0),
+        ("mix_strength", Kind.FLOAT, 0.5, SHAPING, 0),
+        ("variation_seed", Kind.SEED, None, SHAPING, 0),
+        ("variation_strength", Kind.FLOAT, 0.0, SHAPING, 0),
+        ("z", Kind.FLOAT, 0.0, RAW, 32 * 32),  # the initial noise, one value per pixel; no directions shipped
+    ]
+    assert table.get("sampler").choice_values() == SAMPLERS
+    assert table.get("steps").range == (1, 1000) and table.get("guidance").range == (0.0, 20.0)
+    assert table.get("eta").range == (0.0, 1.0) and table.get("eta").when == ("sampler", ("ddim",))
+    assert table.get("strength").range == (0.01, 1.0) and table.get("strength").when == ("init_image", ())
+    assert [s.name for s in table if s.render_only] == ["prompt", "sampler", "steps", "guidance", "eta", "init_image",
+                                                        "strength"]
+    assert table.find("d0") is None  # no principal directions in this package
+    assert table.check(entry.default_request(2)) == RenderRequest("glyph-diffusion", seed=2, params={"prompt": "Latent"})

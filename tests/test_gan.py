@@ -274,3 +274,39 @@ def test_gpu_render_and_projection_match_the_cpu(gan_dir):
     assert np.abs(got.data.astype(int) - expected.data.astype(int)).max() <= 2
     assert np.abs(half.data.astype(int) - expected.data.astype(int)).max() <= 6
     assert w.data.shape == (32,) and np.isfinite(w.data).all()
+
+
+# --- the parameters the family declares ------------------------------------------------------------------------------
+
+
+def test_the_shipped_gan_declares_its_parameters():
+    from pathlib import Path
+
+    from studio.params import CONDITIONS, DIRECTIONS, RAW, SHAPING, Kind
+
+    entry = resolve(str(Path(__file__).resolve().parent.parent / "models" / "glyph-gan"))
+    assert entry.manifest.family == "gan"
+    assert entry.capabilities == Capability.SAMPLE | Capability.ENCODE | Capability.PROJECT  # encoding is long
+    table = entry.parameters
+    assert [(s.name, s.kind, s.default, s.group, s.count) for s in table] == [
+        ("prompt", Kind.TEXT, "Latent", CONDITIONS, 0),
+        ("truncation", Kind.FLOAT, 1.0, SHAPING, 0),
+        ("mix_seed", Kind.SEED, None, SHAPING, 0),
+        ("mix_strength", Kind.FLOAT, 1.0, SHAPING, 0),  # a mix seed takes over its layers fully
+        ("mix_layer", Kind.INT, 4, SHAPING, 0),  # from the middle of the 8 style layers (32 × 32)
+        ("variation_seed", Kind.SEED, None, SHAPING, 0),
+        ("variation_strength", Kind.FLOAT, 0.0, SHAPING, 0),
+        ("d", Kind.FLOAT, 0.0, DIRECTIONS, 16),
+        ("z", Kind.FLOAT, 0.0, RAW, 128),
+        ("layer_start", Kind.INT, 0, DIRECTIONS, 0),
+        ("layer_end", Kind.INT, 8, DIRECTIONS, 0),
+        ("noise", Kind.FLOAT, 1.0, SHAPING, 0),
+    ]
+    assert table.get("truncation").range == (-1.0, 2.0)
+    assert table.get("mix_strength").range == table.get("variation_strength").range == (0.0, 1.0)
+    assert table.get("mix_layer").range == table.get("layer_start").range == table.get("layer_end").range == (0, 8)
+    assert table.get("mix_layer").when == table.get("mix_strength").when == ("mix_seed", ())
+    assert table.get("noise").range == (0.0, 4.0)
+    assert [s.name for s in table if s.render_only] == ["prompt", "noise"]  # noise acts while drawing, not on w
+    assert table.get("prompt").charset == "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+    assert table.check(entry.default_request(3)) == RenderRequest("glyph-gan", seed=3, params={"prompt": "Latent"})

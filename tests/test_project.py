@@ -78,7 +78,7 @@ def test_full_document_round_trips_exactly(tmp_path):
 def test_to_dict_layout_and_json_text(tmp_path):
     doc = full_document()
     data = doc.to_dict()
-    assert data["format"] == FORMAT == "latent-studio-project" and data["version"] == FORMAT_VERSION == 1
+    assert data["format"] == FORMAT == "latent-studio-project" and data["version"] == FORMAT_VERSION == 2
     assert data["app_version"] == __version__
     assert set(data) == {"format", "version", "app_version", "request", "latents", "history", "models", "timeline"}
     assert isinstance(data["latents"][0]["thumbnail_png"], str)  # base64 text, not bytes
@@ -102,8 +102,9 @@ def test_unknown_top_level_keys_are_ignored(tmp_path):
     assert load_document(path) == full_document()
 
 
-def test_missing_lists_read_as_empty():
-    doc = Document.from_dict({"format": FORMAT, "version": 1})
+@pytest.mark.parametrize("version", [1, FORMAT_VERSION])  # 1: projects made before requests carried params
+def test_missing_lists_read_as_empty(version):
+    doc = Document.from_dict({"format": FORMAT, "version": version})
     assert doc == Document()
 
 
@@ -221,7 +222,7 @@ BAD_FIELDS = [
     (_drop(("format",)), "format", "not a Latent Studio project"),
     (_set(("format",), "something-else"), "format", "not a Latent Studio project"),
     (_set(("format",), None), "format", "not a Latent Studio project"),
-    (_set(("version",), 2), "version", "made by a newer Latent Studio (format 2); this app reads up to 1"),
+    (_set(("version",), 3), "version", "made by a newer Latent Studio (format 3); this app reads up to 2"),
     (_set(("version",), "1"), "version", "whole number"),
     (_set(("version",), True), "version", "whole number"),
     (_set(("version",), 1.0), "version", "whole number"),
@@ -310,7 +311,7 @@ def test_newer_version_is_refused_with_a_clear_message(tmp_path):
     path.write_text(json.dumps(data), encoding="utf-8")
     with pytest.raises(ProjectError) as info:
         load_document(path)
-    assert str(info.value) == f"{path} [version]: made by a newer Latent Studio (format 5); this app reads up to 1"
+    assert str(info.value) == f"{path} [version]: made by a newer Latent Studio (format 6); this app reads up to 2"
 
 
 BAD_FILES = [

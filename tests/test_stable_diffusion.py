@@ -111,7 +111,8 @@ def test_a_pipeline_folder_opens_directly_and_is_found_in_a_models_folder(tiny):
     assert table.get("negative_prompt").kind is Kind.TEXT and table.get("sampler").kind is Kind.CHOICE
     assert set(table.get("sampler").choice_values()) == set(SAMPLERS)
     assert table.get("prompt").kind is Kind.TEXT and table.get("prompt").charset == ""
-    assert table.get("width").step == table.get("height").step == 8 and table.default("width") == 16
+    assert table.get("width").step == table.get("height").step == 2  # the tiny VAE's scale (8 for SD 1.x)
+    assert table.default("width") == 16 and table.get("width").range == (16, 2048)
     found = {e.id: e for e in scan([tiny["root"]])}
     assert found["tiny-pipe"].ok
     assert not found["tiny-config"].ok and "no safetensors weights" in str(found["tiny-config"].error)
@@ -155,8 +156,15 @@ def test_other_sizes_and_their_limits(model):
     assert model.family.latent(model, request(model, width=24, height=16)).shape == (4, 8, 12)
     with pytest.raises(RequestError, match="multiple of 2"):
         finish(model.family.render(model, request(model, width=17)))
-    with pytest.raises(RequestError, match="guidance must be between"):
+    with pytest.raises(RequestError, match="between 16 and 2048, got 14") as info:  # fewer than 8 cells
+        model.family.latent(model, request(model, width=18, height=14))
+    assert info.value.field == "height"
+    with pytest.raises(RequestError, match="params.guidance: must be between 0 and 30, got 99") as info:
         finish(model.family.render(model, request(model, guidance=99.0)))
+    assert info.value.field == "params.guidance"
+    table = model.table  # the size specs say what `size` checks: whole cells of the VAE's 2 pixels, 8 at least
+    assert table.get("width").step == 2 and table.get("width").range == (16, 2048)
+    assert table.check(request(model, width=24, height=16)).width == 24
 
 
 @pytest.mark.filterwarnings("ignore:The configuration file of this scheduler")  # steps_offset 0 is on purpose

@@ -345,3 +345,38 @@ def test_fitted_prior_maps_unit_gaussians_onto_the_encoded_styles():
     assert not any(k.startswith("prior_") for k in plain.state_dict())
     with pytest.raises(ValueError):
         plain.fit_prior(styles)
+
+
+# --- the parameters the family declares ------------------------------------------------------------------------------
+
+
+def test_the_shipped_vae_declares_its_parameters():
+    from pathlib import Path
+
+    from studio.params import CONDITIONS, DIRECTIONS, RAW, SHAPING, Capability, Kind
+
+    entry = resolve(str(Path(__file__).resolve().parent.parent / "models" / "glyphs"))
+    assert entry.manifest.family == "vae"
+    assert entry.capabilities == Capability.SAMPLE | Capability.ENCODE | Capability.DECODE
+    table = entry.parameters
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+    assert [(s.name, s.kind, s.default, s.group, s.count) for s in table] == [
+        ("prompt", Kind.TEXT, "Latent", CONDITIONS, 0),
+        ("truncation", Kind.FLOAT, 1.0, SHAPING, 0),
+        ("mix_seed", Kind.SEED, None, SHAPING, 0),
+        ("mix_strength", Kind.FLOAT, 0.5, SHAPING, 0),
+        ("variation_seed", Kind.SEED, None, SHAPING, 0),
+        ("variation_strength", Kind.FLOAT, 0.0, SHAPING, 0),
+        ("d", Kind.FLOAT, 0.0, DIRECTIONS, 16),  # the package's 16 principal directions
+        ("z", Kind.FLOAT, 0.0, RAW, 32),  # its 32 latent dimensions
+    ]
+    prompt = table.get("prompt")
+    assert prompt.charset == alphabet and prompt.render_only  # the text is drawn in the latent's style
+    assert [s.name for s in table if s.render_only] == ["prompt"]  # the rest acts on the latent
+    assert table.get("truncation").range is None and table.get("truncation").slider_span == (0.0, 1.5)
+    assert table.get("mix_strength").when == ("mix_seed", ())
+    assert table.get("variation_strength").when == ("variation_seed", ())
+    assert table.get("d").slider_span == table.get("z").slider_span == (-3.0, 3.0)
+    assert table.known_names()[-2:] == ["d0…d15", "z0…z31"]
+    assert entry.default_request(5) == RenderRequest("glyphs", seed=5, params={"prompt": "Latent"})
+    assert table.check(entry.default_request(5)) == entry.default_request(5)
