@@ -197,13 +197,15 @@ def test_cancel_stops_within_one_step(diff_dir):
     (dict(init_image=encode_init_image(np.zeros((8, 24), np.uint8))), r"init image is 24×8 pixels.*16×8"),
     (dict(init_image="not a png"), "init_image is not a base64 PNG"),
     (dict(strength=0.5), "strength needs an init image"),
-    (dict(sampler="plms"), "unknown sampler 'plms'"),
-    (dict(guidance=25.0), "guidance must be between 0 and 20"),
-    (dict(steps=1001), "steps must be"),
+    (dict(sampler="plms"), "params.sampler: must be one of ddpm, ddim, euler, dpmpp, got 'plms'"),
+    (dict(guidance=25.0), "params.guidance: must be between 0 and 20, got 25"),
+    (dict(steps=1001), "params.steps: must be between 1 and 1000, got 1001"),
+    (dict(label="A"), r"params.label: this model takes no parameter 'label' \(it takes: prompt, sampler"),
 ])
 def test_bad_requests_are_clear_errors(model, kwargs, message):
-    with pytest.raises(RequestError, match=message):
+    with pytest.raises(RequestError, match=message) as info:
         run(model, req(seed=0, prompt="Ab", **kwargs))
+    assert info.value.field == f"params.{next(iter(kwargs))}"
 
 
 @pytest.mark.parametrize("kwargs, message", [

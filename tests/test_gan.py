@@ -136,11 +136,11 @@ def test_latent_reproduces_the_render_as_an_explicit_latent(model):
     ({"mix_seed": 3, "mix_layer": 9}, "mix_layer", "must be between 0 and 4, got 9"),  # 4 layers
     ({"mix_seed": 3, "mix_layer": 1.5}, "mix_layer", "must be a whole number"),
     ({"mix_seed": 3, "mix_strength": 1.5}, "mix_strength", "must be between 0 and 1"),
-    ({"layer_start": 3, "layer_end": 1}, "layer_start", "is after layer_end"),
+    ({"layer_start": 3, "layer_end": 1}, "layer_start", r"layer_start \(3\) is after layer_end \(1\)"),
     ({"noise": -1.0}, "noise", "must be between 0 and 4"),
     ({"noise": 9.0}, "noise", "must be between 0 and 4"),
-    ({"d17": 1.0}, "d17", r"no parameter 'd17' \(it takes: .*d0…d3"),  # 4 directions
-    ({"z8": 1.0}, "z8", r"no parameter 'z8' \(it takes: .*z0…z7"),  # w has 8 dimensions
+    ({"d17": 1.0}, "d17", r"this model takes no parameter 'd17' \(it takes: .*d0…d3"),  # 4 directions
+    ({"z8": 1.0}, "z8", r"this model takes no parameter 'z8' \(it takes: .*z0…z7"),  # w has 8 dimensions
     ({"variation_seed": 3, "variation_strength": 2.0}, "variation_strength", "must be between 0 and 1"),
     ({"mix_seed": 3.5}, "mix_seed", "must be a whole number"),
 ])
