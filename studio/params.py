@@ -165,17 +165,18 @@ class ParamSpec:
     def parse(self, text: str, name: str | None = None) -> ParamValue:
         """A value typed on the command line (`--set name=text`, a grid axis) → the checked value."""
         name = name or self.name
+        where = name if name in CORE_FIELDS else f"params.{name}"  # the field `check` names
         text = text.strip() if self.kind not in (Kind.TEXT,) else text
         if self.kind in (Kind.SEED, Kind.INT):
             try:
                 value: Any = int(text)
             except ValueError:
-                raise RequestError(f"needs a whole number, got {text!r}", field=name) from None
+                raise RequestError(f"needs a whole number, got {text!r}", field=where) from None
         elif self.kind is Kind.FLOAT:
             try:
                 value = float(text)
             except ValueError:
-                raise RequestError(f"needs a number, got {text!r}", field=name) from None
+                raise RequestError(f"needs a number, got {text!r}", field=where) from None
         else:
             value = text
         return self.check(value, name)
@@ -291,7 +292,8 @@ class ParamTable:
 
     def settable(self) -> list[str]:
         """What `--set` and grid axes take: the core fields and every declared param."""
-        return ["seed", "width", "height", "dtype", *self.known_names()]
+        core = ["seed", "width", "height", "dtype"]
+        return [*core, *(name for name in self.known_names() if name not in core)]  # SD's width spec: named once
 
 
 def apply_settings(request: RenderRequest, settings: Sequence[tuple[str, ParamValue]]) -> RenderRequest:

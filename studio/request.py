@@ -51,10 +51,9 @@ class Params(Mapping[str, ParamValue]):
         table: dict[str, ParamValue] = {}
         items = values.items() if isinstance(values, Mapping) else values
         for pair in items:
-            try:
-                name, value = pair
-            except (TypeError, ValueError):
-                raise RequestError("params must be name → value pairs", field="params") from None
+            if not isinstance(pair, (tuple, list)) or len(pair) != 2:  # a text would unpack as its characters
+                raise RequestError("params must be name → value pairs", field="params")
+            name, value = pair
             table[_check_name(name)] = _check_value(name, value)
         self._table = dict(sorted(table.items()))
         self._items = tuple(self._table.items())
@@ -179,12 +178,13 @@ class RenderRequest:
         if not isinstance(data, dict):
             raise RequestError("a render request must be a JSON object")
         data = dict(data)
-        version = data.pop("version", 1)
-        if version == 1:
-            data = upgrade_v1(data)
-        elif version != REQUEST_VERSION:
+        # without a version: this version's object when it has params, else an earlier one's (flat fields, edits)
+        version = data.pop("version", REQUEST_VERSION if "params" in data else 1)
+        if type(version) is not int or version not in (1, REQUEST_VERSION):  # true, 1.0 and "2" are not versions
             raise RequestError(f"request version {version!r} is not supported (this app reads 1 and "
                                f"{REQUEST_VERSION}; a newer app wrote it)", field="version")
+        if version == 1:
+            data = upgrade_v1(data)
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
@@ -221,6 +221,9 @@ def upgrade_v1(data: dict[str, Any]) -> dict[str, Any]:
     params (seeds and layer numbers as ints); empty texts and unset settings are left out, as the families' defaults
     are what they meant."""
     data = dict(data)
+    if "params" in data:  # never silently replaced: version 1 had no params
+        raise RequestError("a version-1 request has no params (its settings are flat fields and edits)",
+                           field="params")
     params: dict[str, Any] = {}
     for name in V1_PARAM_FIELDS:
         value = data.pop(name, None)
@@ -232,6 +235,8 @@ def upgrade_v1(data: dict[str, Any]) -> dict[str, Any]:
         raise RequestError("edits must be a list of [name, value] pairs", field="edits")
     for pair in edits:
         try:
+            if not isinstance(pair, (list, tuple)):  # a text would unpack as its characters
+                raise TypeError
             name, value = pair
             name = str(name)
             value = float(value)

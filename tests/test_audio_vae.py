@@ -40,8 +40,8 @@ def render(model, request: RenderRequest):
     return finish(model.family.render(model, request))[0]
 
 
-def req(**kw) -> RenderRequest:
-    return RenderRequest(MODEL, **kw)
+def req(params: dict | None = None, **core) -> RenderRequest:
+    return RenderRequest(MODEL, params=params or {}, **core)
 
 
 # --- spectrograms ---------------------------------------------------------------------------------------------------
@@ -118,12 +118,15 @@ def test_render_is_a_deterministic_mono_sound_of_the_manifest_length(model):
 
 
 def test_the_class_changes_the_sound_and_unknown_classes_are_named(model):
-    kick, pad = render(model, req(seed=1, label="kick")).data, render(model, req(seed=1, label="pad")).data
+    kick = render(model, req({"label": "kick"}, seed=1)).data
+    pad = render(model, req({"label": "pad"}, seed=1)).data
     assert not np.array_equal(kick, pad)
-    with pytest.raises(RequestError, match="unknown sound class 'cowbell'.*kick, snare, pad"):
-        render(model, req(label="cowbell"))
-    with pytest.raises(RequestError, match="class, not a text prompt"):
-        render(model, req(prompt="Ab"))
+    with pytest.raises(RequestError, match="kick, snare, pad, got 'cowbell'") as info:
+        render(model, req({"label": "cowbell"}))
+    assert info.value.field == "params.label"
+    with pytest.raises(RequestError, match="no parameter 'prompt' .*it takes: label") as info:  # a class, not a text
+        render(model, req({"prompt": "Ab"}))
+    assert info.value.field == "params.prompt"
 
 
 def test_every_griffin_lim_iteration_is_a_cancel_point(model):
@@ -134,10 +137,10 @@ def test_every_griffin_lim_iteration_is_a_cancel_point(model):
 
 def test_latent_edits_morph_the_timbre(model):
     base = render(model, req(seed=2)).data
-    moved = render(model, req(seed=2, edits=(("d0", 2.0),))).data
-    varied = render(model, req(seed=2, edits=(("variation_seed", 9.0), ("variation_strength", 0.3)))).data
+    moved = render(model, req({"d0": 2.0}, seed=2)).data
+    varied = render(model, req({"variation_seed": 9, "variation_strength": 0.3}, seed=2)).data
     assert not np.array_equal(base, moved) and not np.array_equal(base, varied)
-    z = model.family.latent(model, req(seed=2, edits=(("d0", 2.0),)))
+    z = model.family.latent(model, req({"d0": 2.0}, seed=2))
     explicit = render(model, req(latent=tuple(float(v) for v in z))).data
     assert np.array_equal(explicit, moved)  # a saved latent renders the same sound
 
@@ -166,7 +169,7 @@ def test_encode_returns_the_posterior_mean_in_the_artists_space(model):
 
 def test_the_engine_renders_and_cancels_sounds(audio_dir):
     with Engine(device="cpu", roots=[audio_dir]) as engine:
-        out = engine.render(RenderRequest(MODEL, seed=5, label="kick"))
+        out = engine.render(RenderRequest(MODEL, seed=5, params={"label": "kick"}))
         assert out.kind == "audio" and out.data.shape == (1024, 1)
         job = engine.submit(RenderRequest(MODEL, seed=6))
         job.cancel()
@@ -293,8 +296,38 @@ def test_fitted_prior_buffers_are_not_checkpointed(tmp_path):
 
 def test_a_bfloat16_render_is_close_to_the_float32_one(audio_dir):
     with Engine(device="cpu", roots=[audio_dir]) as engine:
-        full = engine.render(RenderRequest(MODEL, seed=2, label="pad"))
-        half = engine.render(RenderRequest(MODEL, seed=2, label="pad", dtype="bfloat16"))
+        full = engine.render(RenderRequest(MODEL, seed=2, params={"label": "pad"}))
+        half = engine.render(RenderRequest(MODEL, seed=2, dtype="bfloat16", params={"label": "pad"}))
     assert half.data.dtype == np.float32 and half.data.shape == full.data.shape and np.isfinite(half.data).all()
     spec = lambda x: np.abs(np.fft.rfft(x[:, 0]))  # noqa: E731  (the phase search may differ; the spectrum not much)
     assert np.corrcoef(spec(full.data), spec(half.data))[0, 1] > 0.9
+
+
+# --- the parameters the family declares ------------------------------------------------------------------------------
+
+
+def test_the_shipped_sound_model_declares_its_parameters():
+    from pathlib import Path
+
+    from studio.params import CONDITIONS, DIRECTIONS, RAW, SHAPING, Capability, Kind
+
+    entry = resolve(str(Path(__file__).resolve().parent.parent / "models" / "one-shots"))
+    assert entry.manifest.family == "audio-vae"
+    assert entry.capabilities == Capability.SAMPLE | Capability.ENCODE | Capability.DECODE
+    table = entry.parameters
+    assert [(s.name, s.kind, s.default, s.group, s.count) for s in table] == [
+        ("label", Kind.CHOICE, "kick", CONDITIONS, 0),  # a class, not a text prompt
+        ("truncation", Kind.FLOAT, 1.0, SHAPING, 0),
+        ("mix_seed", Kind.SEED, None, SHAPING, 0),
+        ("mix_strength", Kind.FLOAT, 0.5, SHAPING, 0),
+        ("variation_seed", Kind.SEED, None, SHAPING, 0),
+        ("variation_strength", Kind.FLOAT, 0.0, SHAPING, 0),
+        ("d", Kind.FLOAT, 0.0, DIRECTIONS, 16),
+        ("z", Kind.FLOAT, 0.0, RAW, 16),
+    ]
+    assert table.get("label").choice_values() == ("kick", "snare", "hat", "open-hat", "tom", "clap", "pluck", "bass",
+                                                  "bell", "pad")
+    assert [s.name for s in table if s.render_only] == ["label"]
+    assert table.get("mix_strength").when == ("mix_seed", ())
+    assert table.find("prompt") is None
+    assert table.check(entry.default_request(4)) == RenderRequest("one-shots", seed=4, params={"label": "kick"})

@@ -36,7 +36,7 @@ os._exit(1)  # die without finish(): a crash
 
 
 def sample_document() -> Document:
-    request = RenderRequest("tiny", seed=11, latent=(0.1, -2.5, 3.0000001192092896), prompt="Ab")
+    request = RenderRequest("tiny", seed=11, latent=(0.1, -2.5, 3.0000001192092896), params={"prompt": "Ab"})
     doc = Document(request=request, models=[ModelRef("tiny", "cd" * 32, "Tiny")])
     doc.latents.append(SavedLatent("keep", "tiny", "", (1.0, 2.0), b"\x89PNG\r\n"))
     doc.add_history(HistoryEntry(request, 0.5, "2026-11-28T19:02:00+00:00"))

@@ -32,8 +32,8 @@ def test_import_a_checkpoint_onto_a_packages_architecture(capsys, models_dir, tm
     assert imported.id == "my-style" and imported.manifest.training["architecture_of"] == "tiny"
     with torch.no_grad():
         original.network.load_state_dict({k[len("module."):]: v for k, v in state.items()})
-    a = finish(imported.family.render(imported, RenderRequest("my-style", seed=2, prompt="Ab")))[0].data
-    b = finish(original.family.render(original, RenderRequest("tiny", seed=2, prompt="Ab")))[0].data
+    a = finish(imported.family.render(imported, RenderRequest("my-style", seed=2, params={"prompt": "Ab"})))[0].data
+    b = finish(original.family.render(original, RenderRequest("tiny", seed=2, params={"prompt": "Ab"})))[0].data
     assert np.array_equal(a, b)
     code = main(["import", str(ckpt), "--like", "tiny", "--models-dir", str(models_dir), "--out", str(out)])
     assert code == 1 and "--force" in capsys.readouterr().err

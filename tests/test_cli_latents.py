@@ -65,7 +65,7 @@ def test_encode_an_image_strip_and_edit_it(models_dir, tmp_path):
     assert run(models_dir, "render", "--model", "tiny", "--latent", str(z), "--out", str(plain)) == 0
     assert run(models_dir, "render", "--model", "tiny", "--latent", str(z), "--set", "d0=2", "--out", str(edited)) == 0
     assert not np.array_equal(pixels(plain), pixels(edited))
-    assert dict(read_request(edited).edits) == {"d0": 2.0}
+    assert dict(read_request(edited).params) == {"d0": 2.0}
 
 
 def test_light_ink_on_black_encodes_like_dark_ink_on_paper(models_dir, tmp_path):

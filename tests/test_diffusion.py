@@ -19,7 +19,7 @@ from studio.nets.unet import UNet
 from studio.nets.samplers import SAMPLERS, Schedule, make_sampler, spaced_timesteps
 from studio.latent.seeds import sample_prior
 from studio.library import load_model, resolve
-from studio.request import RenderRequest
+from studio.request import CORE_FIELDS, RenderRequest
 
 MODEL = "tiny-diffusion"
 
@@ -41,8 +41,10 @@ def run(model, request):
 
 
 def req(**kw) -> RenderRequest:
+    """A request of the tiny model: core fields by name, everything else as params (6 steps unless told)."""
     kw.setdefault("steps", 6)
-    return RenderRequest(MODEL, **kw)
+    core = {name: kw.pop(name) for name in CORE_FIELDS if name in kw}
+    return RenderRequest(MODEL, params=kw, **core)
 
 
 # --- samplers on a denoiser whose answer is known -------------------------------------------------------------------
@@ -142,9 +144,9 @@ def test_variation_and_mixing_slerp_the_noise(model):
     from studio.latent.interp import slerp
 
     base, other = sample_prior(7, (1, 8, 8)), sample_prior(9, (1, 8, 8))
-    zero = model.family.latent(model, req(seed=7, edits=(("variation_seed", 9.0), ("variation_strength", 0.0))))
+    zero = model.family.latent(model, req(seed=7, variation_seed=9, variation_strength=0.0))
     assert torch.equal(zero, base)
-    mixed = model.family.latent(model, req(seed=7, edits=(("mix_seed", 9.0), ("mix_strength", 0.3))))
+    mixed = model.family.latent(model, req(seed=7, mix_seed=9, mix_strength=0.3))
     assert torch.allclose(mixed, slerp(base, other, 0.3), atol=1e-6)
     assert abs(mixed.std().item() - base.std().item()) < 0.25  # still noise-like, unlike a straight blend
 
@@ -195,25 +197,32 @@ def test_cancel_stops_within_one_step(diff_dir):
     (dict(init_image=encode_init_image(np.zeros((8, 24), np.uint8))), r"init image is 24×8 pixels.*16×8"),
     (dict(init_image="not a png"), "init_image is not a base64 PNG"),
     (dict(strength=0.5), "strength needs an init image"),
-    (dict(sampler="plms"), "unknown sampler 'plms'"),
-    (dict(guidance=25.0), "guidance must be between 0 and 20"),
-    (dict(steps=1001), "steps must be"),
+    (dict(sampler="plms"), "params.sampler: must be one of ddpm, ddim, euler, dpmpp, got 'plms'"),
+    (dict(guidance=25.0), "params.guidance: must be between 0 and 20, got 25"),
+    (dict(steps=1001), "params.steps: must be between 1 and 1000, got 1001"),
+    (dict(label="A"), r"params.label: this model takes no parameter 'label' \(it takes: prompt, sampler"),
 ])
 def test_bad_requests_are_clear_errors(model, kwargs, message):
-    with pytest.raises(RequestError, match=message):
+    with pytest.raises(RequestError, match=message) as info:
         run(model, req(seed=0, prompt="Ab", **kwargs))
+    assert info.value.field == f"params.{next(iter(kwargs))}"
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    (dict(steps=0), "steps must be a positive whole number"),
-    (dict(strength=0.0), "strength must be above 0"),
-    (dict(strength=1.5), "strength must be above 0"),
-    (dict(eta=2.0), "eta must be between 0 and 1"),
-    (dict(sampler=""), "sampler must be non-empty text"),
+    (dict(steps=0), "params.steps: must be between 1 and 1000, got 0"),
+    (dict(steps=2.5), "params.steps: must be a whole number"),
+    (dict(strength=0.0), "params.strength: must be between 0.01 and 1, got 0"),
+    (dict(strength=1.5), "params.strength: must be between 0.01 and 1"),
+    (dict(eta=2.0), "params.eta: must be between 0 and 1"),
+    (dict(sampler=""), "params.sampler: must be one of ddpm, ddim, euler, dpmpp, got ''"),
 ])
-def test_requests_refuse_impossible_settings(kwargs, message):
+def test_requests_refuse_impossible_settings(model, kwargs, message):
+    request = RenderRequest(MODEL, params=kwargs)  # a request may hold any value; the model's specs refuse it
+    with pytest.raises(RequestError, match=message) as info:
+        model.checked(request)
+    assert info.value.field == f"params.{next(iter(kwargs))}"
     with pytest.raises(RequestError, match=message):
-        RenderRequest(MODEL, **kwargs)
+        run(model, request)
 
 
 def test_new_request_fields_round_trip_through_json():
@@ -289,7 +298,7 @@ def test_cli_contact_sheet_and_image_to_image(diff_dir, tmp_path, capsys):
     assert main(["render", "--models-dir", str(diff_dir), "--model", MODEL, "--prompt", "Ab", "--init", str(sheet),
                  "--set", "strength=0.5", "--set", "steps=4", "--out", str(out)]) == 0
     request = read_request(out)
-    assert request.strength == 0.5 and decode_init_image(request.init_image).shape == (8, 16)
+    assert request.param("strength") == 0.5 and decode_init_image(request.param("init_image")).shape == (8, 16)
     again = tmp_path / "again.png"
     assert main(["render", "--models-dir", str(diff_dir), "--from", str(out), "--out", str(again)]) == 0
     with Image.open(out) as a, Image.open(again) as b:
@@ -297,7 +306,7 @@ def test_cli_contact_sheet_and_image_to_image(diff_dir, tmp_path, capsys):
     capsys.readouterr()
     assert main(["render", "--models-dir", str(diff_dir), "--model", MODEL, "--set", "steps=0",
                  "--out", str(tmp_path / "x.png")]) != 0
-    assert "steps must be a positive whole number" in capsys.readouterr().err
+    assert "--set steps: must be between 1 and 1000, got 0" in capsys.readouterr().err
 
 
 @pytest.mark.gpu
@@ -319,3 +328,40 @@ def test_gpu_sampling_matches_the_cpu(diff_dir, name):
 def test_every_cell_of_a_prompt_shares_the_noise_so_the_characters_share_a_style(model, name, eta):
     out, _ = run(model, req(seed=4, prompt="AA", sampler=name, eta=eta))
     assert np.array_equal(out.data[:, :8], out.data[:, 8:])
+
+
+# --- the parameters the family declares ------------------------------------------------------------------------------
+
+
+def test_the_shipped_diffusion_model_declares_its_parameters():
+    from pathlib import Path
+
+    from studio.params import CONDITIONS, INIT, RAW, SAMPLER, SHAPING, Capability, Kind
+
+    entry = resolve(str(Path(__file__).resolve().parent.parent / "models" / "glyph-diffusion"))
+    assert entry.manifest.family == "diffusion"
+    assert entry.capabilities == Capability.SAMPLE | Capability.ITERATE | Capability.IMG2IMG
+    table = entry.parameters
+    assert [(s.name, s.kind, s.default, s.group, s.count) for s in table] == [
+        ("prompt", Kind.TEXT, "Latent", CONDITIONS, 0),
+        ("sampler", Kind.CHOICE, "ddim", SAMPLER, 0),
+        ("steps", Kind.INT, 25, SAMPLER, 0),
+        ("guidance", Kind.FLOAT, 2.0, SAMPLER, 0),
+        ("eta", Kind.FLOAT, 1.0, SAMPLER, 0),
+        ("init_image", Kind.IMAGE, None, INIT, 0),  # none: drawn from noise
+        ("strength", Kind.FLOAT, 1.0, INIT, 0),
+        ("truncation", Kind.FLOAT, 1.0, SHAPING, 0),
+        ("mix_seed", Kind.SEED, None, SHAPING, 0),
+        ("mix_strength", Kind.FLOAT, 0.5, SHAPING, 0),
+        ("variation_seed", Kind.SEED, None, SHAPING, 0),
+        ("variation_strength", Kind.FLOAT, 0.0, SHAPING, 0),
+        ("z", Kind.FLOAT, 0.0, RAW, 32 * 32),  # the initial noise, one value per pixel; no directions shipped
+    ]
+    assert table.get("sampler").choice_values() == SAMPLERS
+    assert table.get("steps").range == (1, 1000) and table.get("guidance").range == (0.0, 20.0)
+    assert table.get("eta").range == (0.0, 1.0) and table.get("eta").when == ("sampler", ("ddim",))
+    assert table.get("strength").range == (0.01, 1.0) and table.get("strength").when == ("init_image", ())
+    assert [s.name for s in table if s.render_only] == ["prompt", "sampler", "steps", "guidance", "eta", "init_image",
+                                                        "strength"]
+    assert table.find("d0") is None  # no principal directions in this package
+    assert table.check(entry.default_request(2)) == RenderRequest("glyph-diffusion", seed=2, params={"prompt": "Latent"})

@@ -34,7 +34,7 @@ def test_the_reactive_example_is_moved_by_its_sound():
     timeline = document.timeline
     assert timeline.audio == "beat.wav" and (EXAMPLES / "beat.wav").exists()
     assert {m.target for m in timeline.mappings} == {"d0", "speed"}
-    moved = [dict(r.edits).get("d0", 0.0) for r in frames_of(timeline, EXAMPLES)]
+    moved = [r.param("d0", 0.0) for r in frames_of(timeline, EXAMPLES)]
     assert max(moved) > 1.0 and min(moved) < 0.2  # the hits push the direction, and it falls back between them
 
 

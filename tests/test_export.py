@@ -24,8 +24,8 @@ def gradient(channels: int) -> np.ndarray:
 
 
 def request() -> RenderRequest:
-    return RenderRequest(model_id="tiny", seed=42, prompt="Hé lo", negative_prompt="blur", guidance=3.5,
-                         edits=(("d0", 1.5), ("truncation", 0.7)))
+    return RenderRequest(model_id="tiny", seed=42, params={"prompt": "Hé lo", "negative_prompt": "blur",
+                                                           "guidance": 3.5, "d0": 1.5, "truncation": 0.7})
 
 
 @pytest.mark.parametrize("suffix, fmt", [(".png", "PNG"), (".jpg", "JPEG"), (".jpeg", "JPEG"), (".webp", "WEBP"),

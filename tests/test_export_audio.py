@@ -35,16 +35,17 @@ def sine(freq: float = 440.0, rate: int = RATE, seconds: float = 0.2, amp: float
 
 def small_request() -> RenderRequest:
     """~500 bytes of JSON."""
-    return RenderRequest(model_id="tiny-audio", seed=7, prompt="a dog barking in the rain, Hé 音", label="dog",
-                         steps=20, guidance=3.0, latent=tuple(i / 7 for i in range(8)),
-                         edits=(("d0", 1.5), ("d1", -0.25), ("truncation", 0.7)))
+    return RenderRequest(model_id="tiny-audio", seed=7, latent=tuple(i / 7 for i in range(8)),
+                         params={"prompt": "a dog barking in the rain, Hé 音", "label": "dog", "steps": 20,
+                                 "guidance": 3.0, "d0": 1.5, "d1": -0.25, "truncation": 0.7})
 
 
 def big_request() -> RenderRequest:
     """~10 KB of JSON: a 512-number latent and several edits."""
     values = np.random.default_rng(0).standard_normal(512)
+    conditions = {name: small_request().params[name] for name in ("prompt", "label", "steps", "guidance")}
     return small_request().with_(latent=tuple(float(v) for v in values),
-                                 edits=tuple((f"d{i}", i / 3) for i in range(8)))
+                                 params={**conditions, **{f"d{i}": i / 3 for i in range(8)}})
 
 
 def test_request_sizes():
@@ -123,7 +124,7 @@ def test_parameters_are_in_the_comment_players_show(tmp_path, suffix, subtype):
     assert lines[1].endswith(f"Version: latent-studio {__version__}")
     assert comment == parameters_text(request.with_(model_hash=SHA), None, "Tiny", SHA, [
         ("Class", "dog"), ("Sample rate", "22050 Hz"), ("Length", "0.20 s")])
-    assert title == request.prompt and software.startswith(f"Latent Studio {__version__}")
+    assert title == request.param("prompt") and software.startswith(f"Latent Studio {__version__}")
 
 
 def test_existing_request_hash_is_kept(tmp_path):
@@ -133,7 +134,7 @@ def test_existing_request_hash_is_kept(tmp_path):
 
 
 def test_parameters_text_without_a_size():
-    request = RenderRequest(model_id="m", seed=3, prompt="p")
+    request = RenderRequest(model_id="m", seed=3, params={"prompt": "p"})
     assert parameters_text(request, None, extra=[("Length", "1.00 s")]) == (
         f"p\nSteps: 1, Seed: 3, Length: 1.00 s, Model: m, Version: latent-studio {__version__}")
     assert "Seed: 3, Size: 4x2, Model: m" in parameters_text(request, (4, 2))

@@ -52,15 +52,31 @@ def test_bad_layouts_are_refused(cells, rows, cols, match):
 
 
 def test_axes_parse_and_apply():
-    from studio.export.grid import grid_request, parse_axis
+    from studio.errors import RequestError
+    from studio.export.grid import axis_labels, grid_request, parse_axis
+    from studio.params import Kind, ParamSpec, ParamTable
     from studio.request import RenderRequest
 
-    assert parse_axis("seed=1,2,3") == ("seed", [1.0, 2.0, 3.0])
-    assert parse_axis(" d0 = -2, 0 ,2") == ("d0", [-2.0, 0.0, 2.0])
+    table = ParamTable([ParamSpec("guidance", Kind.FLOAT, range=(0.0, 20.0)), ParamSpec("mix_seed", Kind.SEED),
+                        ParamSpec("d", Kind.FLOAT, count=4)])
+    assert parse_axis("seed=1,2,3") == ("seed", ["1", "2", "3"])  # as typed: the model's specs read the values
+    assert parse_axis(" d0 = -2, 0 ,2") == ("d0", ["-2", "0", "2"])
+    seeds = [table.parse_setting("seed", v) for v in parse_axis("seed=1,2,3")[1]]
+    assert seeds == [("seed", 1), ("seed", 2), ("seed", 3)] and all(type(v) is int for _, v in seeds)
+    offsets = [table.parse_setting("d0", v)[1] for v in parse_axis(" d0 = -2, 0 ,2")[1]]
+    assert offsets == [-2.0, 0.0, 2.0] and all(type(v) is float for v in offsets)
+    assert table.parse_setting("mix_seed", "12") == ("mix_seed", 12)
     base = RenderRequest("m", seed=9)
-    cell = grid_request(base, ("seed", 2.0), ("d0", -2.0), ("guidance", 3.5))
-    assert (cell.seed, dict(cell.edits), cell.guidance) == (2, {"d0": -2.0}, 3.5)
-    for bad, match in (("seed", "NAME=V1"), ("seed=1.5", "whole numbers"), ("wobble=1", "unknown latent edit"),
-                       ("d0=x", "numbers")):
-        with pytest.raises(ValueError, match=match):
-            parse_axis(bad)
+    cell = grid_request(base, ("seed", 2), ("d0", -2.0), ("guidance", 3.5))
+    assert (cell.seed, dict(cell.params)) == (2, {"d0": -2.0, "guidance": 3.5})
+    assert base == RenderRequest("m", seed=9) and table.check(cell) == cell
+    assert axis_labels("d0", offsets) == ["d0 = -2", "d0 = 0", "d0 = 2"]
+    assert axis_labels("seed", [1, 2]) == ["seed = 1", "seed = 2"]
+    with pytest.raises(ValueError, match="NAME=V1"):
+        parse_axis("seed")
+    for name, value, match in (("seed", "1.5", "whole number"), ("mix_seed", "1.5", "whole number"),
+                               ("wobble", "1", "no parameter 'wobble'.*guidance, mix_seed, d0…d3"),
+                               ("d0", "x", "needs a number"), ("d4", "1", "no parameter 'd4'"),
+                               ("guidance", "21", "between 0 and 20")):
+        with pytest.raises(RequestError, match=match):
+            table.parse_setting(name, value)

@@ -14,7 +14,8 @@ from studio.steps import Progress
 from studio.families.gan.family import num_style_layers
 from studio.nets.stylegan import StyleGenerator
 from studio.library import load_model, resolve
-from studio.request import RenderRequest
+from studio.params import Capability
+from studio.request import CORE_FIELDS, RenderRequest
 
 MODEL = "tiny-gan"
 
@@ -36,13 +37,19 @@ def render(model, request: RenderRequest) -> np.ndarray:
 
 
 def req(**kw) -> RenderRequest:
-    return RenderRequest(MODEL, **kw)
+    """A request of the tiny GAN: core fields by name, everything else as params."""
+    core = {name: kw.pop(name) for name in CORE_FIELDS if name in kw}
+    return RenderRequest(MODEL, params=kw, **core)
 
 
 def test_manifest_gives_the_layer_count_the_network_has(model):
     net: StyleGenerator = model.network
     assert num_style_layers(model.manifest) == net.num_ws == 4
-    assert model.family.capabilities >= {"sample", "encode", "style_mixing", "layer_directions", "noise"}
+    assert Capability.SAMPLE | Capability.ENCODE | Capability.PROJECT in model.family.capabilities
+    # style mixing, per-layer directions and noise are params the family declares, sized to its layers
+    assert {"mix_layer", "layer_start", "layer_end", "noise"} <= {s.name for s in model.table}
+    assert model.table.get("mix_layer").range == model.table.get("layer_end").range == (0, 4)
+    assert model.table.default("layer_end") == 4 and model.table.default("mix_layer") == 2
 
 
 def test_render_is_deterministic_per_seed(model):
@@ -60,87 +67,87 @@ def test_the_same_w_draws_every_character_the_characters_differ(model):
 def test_truncation_zero_gives_the_mean_style(model):
     net: StyleGenerator = model.network
     for seed in (0, 1, 2):
-        ws = model.family.latent_ws(model, req(seed=seed, edits=(("truncation", 0.0),)))
+        ws = model.family.latent_ws(model, req(seed=seed, truncation=0.0))
         assert torch.allclose(ws, net.w_avg.expand_as(ws), atol=1e-6)
-    off = (("truncation", 0.0), ("noise", 0.0))
-    a = render(model, req(seed=0, edits=off))
-    assert np.array_equal(a, render(model, req(seed=99, edits=off)))
+    off = {"truncation": 0.0, "noise": 0.0}
+    a = render(model, req(seed=0, **off))
+    assert np.array_equal(a, render(model, req(seed=99, **off)))
     mean = tuple(net.w_avg.tolist())
-    assert np.array_equal(a, render(model, req(seed=0, latent=mean, edits=(("noise", 0.0),))))
-    assert not np.array_equal(a, render(model, req(seed=0, edits=(("noise", 0.0),))))
+    assert np.array_equal(a, render(model, req(seed=0, latent=mean, noise=0.0)))
+    assert not np.array_equal(a, render(model, req(seed=0, noise=0.0)))
 
 
 def test_truncation_moves_w_toward_the_mean_linearly(model):
     net = model.network
     w1 = model.family.latent_ws(model, req(seed=3))
-    w_half = model.family.latent_ws(model, req(seed=3, edits=(("truncation", 0.5),)))
+    w_half = model.family.latent_ws(model, req(seed=3, truncation=0.5))
     assert torch.allclose(w_half, net.w_avg + 0.5 * (w1 - net.w_avg), atol=1e-6)
 
 
 def test_mixing_from_layer_zero_equals_the_second_latent(model):
-    off = ("noise", 0.0)
-    mixed = req(seed=1, edits=(("mix_seed", 7.0), ("mix_layer", 0.0), off))
+    off = {"noise": 0.0}
+    mixed = req(seed=1, mix_seed=7, mix_layer=0, **off)
     assert torch.equal(model.family.latent_ws(model, mixed), model.family.latent_ws(model, req(seed=7)))
-    assert np.array_equal(render(model, mixed), render(model, req(seed=7, edits=(off,))))
+    assert np.array_equal(render(model, mixed), render(model, req(seed=7, **off)))
 
 
 def test_mixing_takes_the_second_style_from_the_chosen_layer_on(model):
     a, b = model.family.latent_ws(model, req(seed=1)), model.family.latent_ws(model, req(seed=7))
-    ws = model.family.latent_ws(model, req(seed=1, edits=(("mix_seed", 7.0), ("mix_layer", 2.0))))
+    ws = model.family.latent_ws(model, req(seed=1, mix_seed=7, mix_layer=2))
     assert torch.equal(ws[:2], a[:2]) and torch.equal(ws[2:], b[2:])
-    none = model.family.latent_ws(model, req(seed=1, edits=(("mix_seed", 7.0), ("mix_layer", 4.0))))
+    none = model.family.latent_ws(model, req(seed=1, mix_seed=7, mix_layer=4))
     assert torch.equal(none, a)
-    half = model.family.latent_ws(model, req(seed=1, edits=(("mix_seed", 7.0), ("mix_layer", 2.0),
-                                                            ("mix_strength", 0.5))))
+    half = model.family.latent_ws(model, req(seed=1, mix_seed=7, mix_layer=2, mix_strength=0.5))
     assert torch.allclose(half[2:], (a[2:] + b[2:]) / 2, atol=1e-6)
 
 
 def test_directions_apply_to_the_layer_range_only(model):
     base = model.family.latent_ws(model, req(seed=2))
-    moved = model.family.latent_ws(model, req(seed=2, edits=(("d0", 2.0), ("layer_start", 1.0),
-                                                              ("layer_end", 3.0))))
+    moved = model.family.latent_ws(model, req(seed=2, d0=2.0, layer_start=1, layer_end=3))
     step = model.directions.offset(0, 2.0)
     assert torch.equal(moved[0], base[0]) and torch.equal(moved[3], base[3])
     assert torch.allclose(moved[1:3], base[1:3] + step, atol=1e-6)
-    everywhere = model.family.latent_ws(model, req(seed=2, edits=(("d0", 2.0),)))
+    everywhere = model.family.latent_ws(model, req(seed=2, d0=2.0))
     assert torch.allclose(everywhere, base + step, atol=1e-6)
 
 
 def test_noise_off_and_on(model):
     on = render(model, req(seed=4))
-    off = render(model, req(seed=4, edits=(("noise", 0.0),)))
+    off = render(model, req(seed=4, noise=0.0))
     assert not np.array_equal(on, off)
-    assert np.array_equal(on, render(model, req(seed=4, edits=(("noise", 1.0),))))
+    assert np.array_equal(on, render(model, req(seed=4, noise=1.0)))
 
 
 def test_latent_reproduces_the_render_as_an_explicit_latent(model):
-    plain = req(seed=3, edits=(("truncation", 0.7),))
+    plain = req(seed=3, truncation=0.7)
     w = model.family.latent(model, plain)
     assert w.shape == (8,)
     assert np.array_equal(render(model, plain), render(model, req(seed=3, latent=tuple(w.tolist()))))
-    layered = req(seed=3, edits=(("mix_seed", 9.0), ("mix_layer", 1.0), ("d1", -1.5), ("layer_start", 2.0)))
+    layered = req(seed=3, mix_seed=9, mix_layer=1, d1=-1.5, layer_start=2)
     wplus = model.family.latent(model, layered)
     assert wplus.shape == (4, 8)
     assert np.array_equal(render(model, layered),
                           render(model, req(seed=3, latent=tuple(wplus.reshape(-1).tolist()))))
 
 
-@pytest.mark.parametrize("edits, field_text", [
-    ((("truncation", 2.5),), "truncation must be between"),
-    ((("truncation", -1.5),), "truncation must be between"),
-    ((("mix_seed", 3.0), ("mix_layer", 9.0)), "mix_layer must be a whole number of layers in 0..4"),
-    ((("mix_seed", 3.0), ("mix_layer", 1.5)), "mix_layer"),
-    ((("mix_seed", 3.0), ("mix_strength", 1.5)), "mix_strength must be between"),
-    ((("layer_start", 3.0), ("layer_end", 1.0)), "is after layer_end"),
-    ((("noise", -1.0),), "noise must be between"),
-    ((("noise", 9.0),), "noise must be between"),
-    ((("d17",  1.0),), "direction 17 does not exist"),
-    ((("z8", 1.0),), "w has 8 dimensions"),
-    ((("variation_seed", 3.0), ("variation_strength", 2.0)), "variation_strength must be between"),
+@pytest.mark.parametrize("params, field, text", [
+    ({"truncation": 2.5}, "truncation", "must be between -1 and 2, got 2.5"),
+    ({"truncation": -1.5}, "truncation", "must be between -1 and 2"),
+    ({"mix_seed": 3, "mix_layer": 9}, "mix_layer", "must be between 0 and 4, got 9"),  # 4 layers
+    ({"mix_seed": 3, "mix_layer": 1.5}, "mix_layer", "must be a whole number"),
+    ({"mix_seed": 3, "mix_strength": 1.5}, "mix_strength", "must be between 0 and 1"),
+    ({"layer_start": 3, "layer_end": 1}, "layer_start", r"layer_start \(3\) is after layer_end \(1\)"),
+    ({"noise": -1.0}, "noise", "must be between 0 and 4"),
+    ({"noise": 9.0}, "noise", "must be between 0 and 4"),
+    ({"d17": 1.0}, "d17", r"this model takes no parameter 'd17' \(it takes: .*d0…d3"),  # 4 directions
+    ({"z8": 1.0}, "z8", r"this model takes no parameter 'z8' \(it takes: .*z0…z7"),  # w has 8 dimensions
+    ({"variation_seed": 3, "variation_strength": 2.0}, "variation_strength", "must be between 0 and 1"),
+    ({"mix_seed": 3.5}, "mix_seed", "must be a whole number"),
 ])
-def test_out_of_range_edits_are_clear_errors(model, edits, field_text):
-    with pytest.raises(RequestError, match=field_text):
-        render(model, req(seed=0, edits=edits))
+def test_out_of_range_edits_are_clear_errors(model, params, field, text):
+    with pytest.raises(RequestError, match=f"params.{field}: {text}") as info:
+        render(model, req(seed=0, **params))
+    assert info.value.field == f"params.{field}"
 
 
 def test_an_explicit_latent_of_the_wrong_length_is_a_clear_error(model):
@@ -185,7 +192,7 @@ def test_a_manifest_with_the_wrong_number_of_widths_names_the_field(gan_dir, tmp
 
 
 def test_projection_finds_a_style_that_redraws_the_glyphs(model):
-    target_req = req(seed=11, prompt="Ab", edits=(("noise", 0.0),))
+    target_req = req(seed=11, prompt="Ab", noise=0.0)
     target = render(model, target_req)[:, :, 0]
     cells = np.stack([target[:, :8], target[:, 8:]])
     with torch.inference_mode():  # as on the engine's worker: projection must turn gradients back on itself
@@ -194,8 +201,8 @@ def test_projection_finds_a_style_that_redraws_the_glyphs(model):
     assert len(progress) == 150 and all(isinstance(p, Progress) for p in progress)
     assert progress[-1].step == progress[-1].total == 150
     redrawn = render(model, req(seed=0, prompt="Ab", latent=tuple(w.reshape(-1).tolist()),
-                                edits=(("noise", 0.0),)))[:, :, 0]
-    mean = render(model, req(seed=0, prompt="Ab", edits=(("truncation", 0.0), ("noise", 0.0))))[:, :, 0]
+                                noise=0.0))[:, :, 0]
+    mean = render(model, req(seed=0, prompt="Ab", truncation=0.0, noise=0.0))[:, :, 0]
     err = np.abs(redrawn.astype(float) - target).mean()
     assert err < 0.5 * np.abs(mean.astype(float) - target).mean()
     assert all(p.grad is None for p in model.network.parameters())  # the loaded network is left alone
@@ -255,7 +262,7 @@ def test_cli_projects_an_image_strip_and_refuses_image_to_image(gan_dir, tmp_pat
 
 @pytest.mark.gpu
 def test_gpu_render_and_projection_match_the_cpu(gan_dir):
-    request = req(seed=5, prompt="Ab", edits=(("mix_seed", 2.0), ("mix_layer", 1.0), ("d0", 1.0)))
+    request = req(seed=5, prompt="Ab", mix_seed=2, mix_layer=1, d0=1.0)
     with Engine(device="cpu", roots=[gan_dir]) as cpu:
         expected = cpu.render(request)
     with Engine(device="auto", roots=[gan_dir]) as gpu:
@@ -267,3 +274,39 @@ def test_gpu_render_and_projection_match_the_cpu(gan_dir):
     assert np.abs(got.data.astype(int) - expected.data.astype(int)).max() <= 2
     assert np.abs(half.data.astype(int) - expected.data.astype(int)).max() <= 6
     assert w.data.shape == (32,) and np.isfinite(w.data).all()
+
+
+# --- the parameters the family declares ------------------------------------------------------------------------------
+
+
+def test_the_shipped_gan_declares_its_parameters():
+    from pathlib import Path
+
+    from studio.params import CONDITIONS, DIRECTIONS, RAW, SHAPING, Kind
+
+    entry = resolve(str(Path(__file__).resolve().parent.parent / "models" / "glyph-gan"))
+    assert entry.manifest.family == "gan"
+    assert entry.capabilities == Capability.SAMPLE | Capability.ENCODE | Capability.PROJECT  # encoding is long
+    table = entry.parameters
+    assert [(s.name, s.kind, s.default, s.group, s.count) for s in table] == [
+        ("prompt", Kind.TEXT, "Latent", CONDITIONS, 0),
+        ("truncation", Kind.FLOAT, 1.0, SHAPING, 0),
+        ("mix_seed", Kind.SEED, None, SHAPING, 0),
+        ("mix_strength", Kind.FLOAT, 1.0, SHAPING, 0),  # a mix seed takes over its layers fully
+        ("mix_layer", Kind.INT, 4, SHAPING, 0),  # from the middle of the 8 style layers (32 × 32)
+        ("variation_seed", Kind.SEED, None, SHAPING, 0),
+        ("variation_strength", Kind.FLOAT, 0.0, SHAPING, 0),
+        ("d", Kind.FLOAT, 0.0, DIRECTIONS, 16),
+        ("z", Kind.FLOAT, 0.0, RAW, 128),
+        ("layer_start", Kind.INT, 0, DIRECTIONS, 0),
+        ("layer_end", Kind.INT, 8, DIRECTIONS, 0),
+        ("noise", Kind.FLOAT, 1.0, SHAPING, 0),
+    ]
+    assert table.get("truncation").range == (-1.0, 2.0)
+    assert table.get("mix_strength").range == table.get("variation_strength").range == (0.0, 1.0)
+    assert table.get("mix_layer").range == table.get("layer_start").range == table.get("layer_end").range == (0, 8)
+    assert table.get("mix_layer").when == table.get("mix_strength").when == ("mix_seed", ())
+    assert table.get("noise").range == (0.0, 4.0)
+    assert [s.name for s in table if s.render_only] == ["prompt", "noise"]  # noise acts while drawing, not on w
+    assert table.get("prompt").charset == "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+    assert table.check(entry.default_request(3)) == RenderRequest("glyph-gan", seed=3, params={"prompt": "Latent"})

@@ -16,7 +16,7 @@ from conftest import finish
 from studio.engine.engine import Engine
 from studio.errors import ManifestError, WeightsError
 from studio.library import load_model, resolve, scan
-from studio.request import RenderRequest
+from studio.request import CORE_FIELDS, RenderRequest
 
 
 class Generator(nn.Module):
@@ -51,7 +51,9 @@ def make_package(folder: Path, classes: int = 0, output: dict | None = None, mod
 
 
 def render(model, **fields):
-    return finish(model.family.render(model, RenderRequest(model.id, **fields)))[0]
+    """Render with core fields by name and everything else as params."""
+    core = {name: fields.pop(name) for name in CORE_FIELDS if name in fields}
+    return finish(model.family.render(model, RenderRequest(model.id, params=fields, **core)))[0]
 
 
 def test_a_scripted_generator_renders_like_the_module(tmp_path):

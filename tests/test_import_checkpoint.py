@@ -26,7 +26,7 @@ def tiny_net(seed: int = 0) -> SetVAE:
 
 
 def render(model) -> torch.Tensor:
-    return torch.as_tensor(finish(model.family.render(model, RenderRequest(model.id, seed=3, prompt="Ab")))[0].data)
+    return torch.as_tensor(finish(model.family.render(model, RenderRequest(model.id, seed=3, params={"prompt": "Ab"})))[0].data)
 
 
 class Evil:

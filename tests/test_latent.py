@@ -223,47 +223,84 @@ def _dirs(d=8):
     return principal_directions(torch.randn(200, d, generator=g) * torch.linspace(2, 0.5, d) + 0.3, k=4)
 
 
-def test_parse_edit_name():
-    assert parse_edit_name("d3") == ("d", 3)
-    assert parse_edit_name("z10") == ("z", 10)
-    assert parse_edit_name("truncation") == ("truncation", None)
-    for bad in ("d", "x1", "d-1", "z1a", "Truncation", ""):
-        with pytest.raises(ValueError):
-            parse_edit_name(bad)
+def _edit_table(latent: int = 8, directions: int = 4):
+    """The latent edits a normal-prior model declares (studio.families.base.latent_specs): what checks their names
+    and values before apply_edits sees them."""
+    from pathlib import Path
+
+    from conftest import tiny_manifest
+    from studio.families.base import latent_specs
+    from studio.manifest import parse_manifest
+    from studio.params import ParamTable
+
+    manifest = parse_manifest(tiny_manifest(latent=latent), Path("tiny") / "model.toml")
+    return ParamTable(latent_specs(manifest, directions=directions))
+
+
+def test_indexed_edit():
+    assert indexed_edit("d3") == ("d", 3)
+    assert indexed_edit("z10") == ("z", 10)
+    assert indexed_edit("d0") == ("d", 0)
+    assert indexed_edit("truncation") is None  # a scalar edit, not an indexed one
+    for other in ("d", "x1", "d-1", "z1a", "Truncation", "", "D1", "dz1", "mix_seed"):
+        assert indexed_edit(other) is None, other
+
+
+def test_edit_names_are_checked_by_the_models_specs():
+    from studio.errors import RequestError
+
+    table = _edit_table()
+    for name in ("d3", "z7", "d0", "truncation", "mix_seed", "mix_strength", "variation_seed", "variation_strength"):
+        assert table.spec(name).name == (indexed_edit(name) or (name,))[0]
+    assert table.find("d3").count == 4 and table.find("z7").count == 8
+    for bad in ("d", "x1", "d-1", "z1a", "Truncation", "d4", "z8", "d03"):
+        with pytest.raises(RequestError) as info:
+            table.spec(bad)
+        assert "d0…d3" in str(info.value) and "z0…z7" in str(info.value) and "truncation" in str(info.value)
 
 
 def test_apply_edits_order_is_fixed():
     z = sample_prior(42, (8,))
     dirs = _dirs()
-    edits = [("z1", 0.5), ("d0", 1.0), ("truncation", 0.7), ("mix_seed", 3.0), ("mix_strength", 0.3),
-             ("variation_seed", 9.0), ("variation_strength", 0.4), ("d2", -0.5), ("z0", -1.0)]
-    reference = apply_edits(z, edits, directions=dirs)
+    edits = [("z1", 0.5), ("d0", 1.0), ("truncation", 0.7), ("mix_seed", 3), ("mix_strength", 0.3),
+             ("variation_seed", 9), ("variation_strength", 0.4), ("d2", -0.5), ("z0", -1.0)]
+    reference = apply_edits(z, dict(edits), directions=dirs)
     assert not torch.allclose(reference, z)
     for perm in itertools.islice(itertools.permutations(edits), 0, 5040, 97):
-        assert torch.equal(apply_edits(z, list(perm), directions=dirs), reference)
-    assert torch.equal(apply_edits(z, list(reversed(edits)), directions=dirs), reference)
-    assert torch.equal(apply_edits(z, dict(edits).items(), directions=dirs), reference)
+        assert torch.equal(apply_edits(z, dict(perm), directions=dirs), reference)
+    assert torch.equal(apply_edits(z, dict(reversed(edits)), directions=dirs), reference)
+    from studio.request import Params
+
+    assert torch.equal(apply_edits(z, Params(edits), directions=dirs), reference)  # a request's params
+
+
+def test_apply_edits_leaves_params_that_are_not_latent_edits_alone():
+    z = sample_prior(42, (8,))
+    dirs = _dirs()
+    edits = {"d0": 1.0, "truncation": 0.7}
+    assert torch.equal(apply_edits(z, {**edits, "prompt": "Ab", "noise": 0.5, "label": "cat"}, directions=dirs),
+                       apply_edits(z, edits, directions=dirs))
 
 
 def test_apply_edits_does_not_modify_its_input():
     z = sample_prior(1, (8,))
     keep = z.clone()
-    apply_edits(z, [("z0", 5.0)])
-    apply_edits(z, [])
+    apply_edits(z, {"z0": 5.0})
+    apply_edits(z, {})
     assert torch.equal(z, keep)
-    out = apply_edits(z, [])
+    out = apply_edits(z, {})
     assert torch.equal(out, z) and out.data_ptr() != z.data_ptr()
 
 
 def test_z_edit_adds_to_one_dimension():
     z = sample_prior(2, (8,))
-    out = apply_edits(z, [("z3", 1.25)])
+    out = apply_edits(z, {"z3": 1.25})
     expected = z.clone()
     expected[3] += 1.25
     assert torch.equal(out, expected)
     # multi-dimensional latents are addressed flat
     z2 = sample_prior(2, (2, 4))
-    out2 = apply_edits(z2, [("z5", -2.0)])
+    out2 = apply_edits(z2, {"z5": -2.0})
     assert out2.shape == (2, 4)
     assert torch.allclose(out2.reshape(-1) - z2.reshape(-1), torch.eye(8)[5] * -2.0)
 
@@ -271,7 +308,7 @@ def test_z_edit_adds_to_one_dimension():
 def test_d_edit_moves_along_direction_by_std():
     z = sample_prior(3, (8,))
     dirs = _dirs()
-    out = apply_edits(z, [("d1", 2.0)], directions=dirs)
+    out = apply_edits(z, {"d1": 2.0}, directions=dirs)
     assert torch.allclose(out - z, dirs.vectors[1] * dirs.stds[1] * 2.0, atol=1e-6)
     coords = dirs.coordinates(out) - dirs.coordinates(z)
     assert torch.allclose(coords, torch.tensor([0.0, 2.0, 0.0, 0.0]), atol=1e-4)
@@ -280,34 +317,34 @@ def test_d_edit_moves_along_direction_by_std():
 def test_truncation():
     z = sample_prior(4, (8,))
     dirs = _dirs()
-    assert torch.allclose(apply_edits(z, [("truncation", 0.0)], directions=dirs), dirs.mean)
-    assert torch.equal(apply_edits(z, [("truncation", 0.0)]), torch.zeros(8))
-    assert torch.allclose(apply_edits(z, [("truncation", 0.5)]), z * 0.5)
-    assert torch.allclose(apply_edits(z, [("truncation", 1.0)], directions=dirs), z, atol=1e-6)
-    half = apply_edits(z, [("truncation", 0.5)], directions=dirs)
+    assert torch.allclose(apply_edits(z, {"truncation": 0.0}, directions=dirs), dirs.mean)
+    assert torch.equal(apply_edits(z, {"truncation": 0.0}), torch.zeros(8))
+    assert torch.allclose(apply_edits(z, {"truncation": 0.5}), z * 0.5)
+    assert torch.allclose(apply_edits(z, {"truncation": 1.0}, directions=dirs), z, atol=1e-6)
+    half = apply_edits(z, {"truncation": 0.5}, directions=dirs)
     assert torch.allclose(half, dirs.mean + 0.5 * (z - dirs.mean), atol=1e-6)
 
 
 def test_variation_strength():
     z = sample_prior(5, (8,))
-    assert torch.equal(apply_edits(z, [("variation_seed", 77.0), ("variation_strength", 0.0)]), z)
-    assert torch.equal(apply_edits(z, [("variation_seed", 77.0), ("variation_strength", 1.0)]),
+    assert torch.equal(apply_edits(z, {"variation_seed": 77, "variation_strength": 0.0}), z)
+    assert torch.equal(apply_edits(z, {"variation_seed": 77, "variation_strength": 1.0}),
                        sample_prior(77, (8,)))
-    mid = apply_edits(z, [("variation_seed", 77.0), ("variation_strength", 0.3)])
+    mid = apply_edits(z, {"variation_seed": 77, "variation_strength": 0.3})
     assert torch.allclose(mid, slerp(z, sample_prior(77, (8,)), 0.3))
     assert torch.allclose(mid, variation(z, 77, 0.3))
     # a different variation seed gives a different neighbour
-    other = apply_edits(z, [("variation_seed", 78.0), ("variation_strength", 0.3)])
+    other = apply_edits(z, {"variation_seed": 78, "variation_strength": 0.3})
     assert not torch.allclose(mid, other)
 
 
 def test_mix():
     z = sample_prior(6, (8,))
     other = sample_prior(12, (8,))
-    assert torch.allclose(apply_edits(z, [("mix_seed", 12.0)]), (z + other) / 2, atol=1e-6)
-    assert torch.allclose(apply_edits(z, [("mix_seed", 12.0), ("mix_strength", 1.0)]), other)
-    assert torch.equal(apply_edits(z, [("mix_seed", 12.0), ("mix_strength", 0.0)]), z)
-    assert torch.allclose(apply_edits(z, [("mix_seed", 12.0), ("mix_strength", 0.25)]), z + 0.25 * (other - z))
+    assert torch.allclose(apply_edits(z, {"mix_seed": 12}), (z + other) / 2, atol=1e-6)
+    assert torch.allclose(apply_edits(z, {"mix_seed": 12, "mix_strength": 1.0}), other)
+    assert torch.equal(apply_edits(z, {"mix_seed": 12, "mix_strength": 0.0}), z)
+    assert torch.allclose(apply_edits(z, {"mix_seed": 12, "mix_strength": 0.25}), z + 0.25 * (other - z))
     # crossover mixing of chosen dims
     crossed = mix(z, other, 1.0, dims=[0, 3])
     assert torch.equal(crossed[[0, 3]], other[[0, 3]])
@@ -316,15 +353,32 @@ def test_mix():
         mix(z, torch.zeros(4))
 
 
+def test_seeds_of_edits_reach_2_to_the_64_minus_1():
+    z = sample_prior(6, (8,))
+    assert torch.allclose(apply_edits(z, {"mix_seed": MAX_SEED, "mix_strength": 1.0}), sample_prior(MAX_SEED, (8,)))
+    assert not torch.equal(sample_prior(MAX_SEED, (8,)), sample_prior(MAX_SEED - 1, (8,)))
+
+
 @pytest.mark.parametrize("edits", [
-    [("bogus", 1.0)],
-    [("d0x", 1.0)],
-    [("z8", 1.0)],
-    [("z100", 1.0)],
-    [("mix_seed", 1.5)],
-    [("mix_seed", -1.0)],
-    [("variation_seed", 2.5), ("variation_strength", 0.5)],
+    {"bogus": 1.0},
+    {"d0x": 1.0},
+    {"z8": 1.0},
+    {"z100": 1.0},
+    {"mix_seed": 1.5},
+    {"mix_seed": -1},
+    {"variation_seed": 2.5, "variation_strength": 0.5},
+    {"mix_strength": "half"},
 ])
+def test_bad_edits_are_refused_naming_the_param(edits):
+    from studio.errors import RequestError
+    from studio.request import RenderRequest
+
+    with pytest.raises(RequestError) as info:
+        _edit_table().check(RenderRequest("tiny", params=edits))
+    assert info.value.field == f"params.{next(iter(edits))}"
+
+
+@pytest.mark.parametrize("edits", [{"z8": 1.0}, {"z100": 1.0}, {"mix_seed": -1}, {"mix_seed": MAX_SEED + 1}])
 def test_apply_edits_bad_edits_raise_value_error(edits):
     with pytest.raises(ValueError):
         apply_edits(sample_prior(0, (8,)), edits, directions=_dirs())
@@ -332,9 +386,9 @@ def test_apply_edits_bad_edits_raise_value_error(edits):
 
 def test_d_edit_without_directions_raises():
     with pytest.raises(ValueError, match="directions"):
-        apply_edits(sample_prior(0, (8,)), [("d0", 1.0)], directions=None)
+        apply_edits(sample_prior(0, (8,)), {"d0": 1.0}, directions=None)
 
 
 def test_d_edit_beyond_available_directions_raises():
     with pytest.raises((ValueError, IndexError)):
-        apply_edits(sample_prior(0, (8,)), [("d4", 1.0)], directions=_dirs())
+        apply_edits(sample_prior(0, (8,)), {"d4": 1.0}, directions=_dirs())

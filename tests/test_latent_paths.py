@@ -8,7 +8,8 @@ import pytest
 
 from studio.latent.paths import (EASINGS, blend_requests, blend_values, check_durations, ease, frame_count,
                                  locate)
-from studio.request import RenderRequest
+from studio.params import Kind, ParamSpec, ParamTable
+from studio.request import CORE_FIELDS, RenderRequest
 
 
 @pytest.mark.parametrize("name", sorted(EASINGS))
@@ -67,16 +68,36 @@ def test_slerp_keeps_endpoints_and_the_norm_of_gaussian_latents():
 
 
 def request(**kw) -> RenderRequest:
-    return RenderRequest("m", **kw)
+    """A request of model "m": core fields by name, everything else as params."""
+    core = {name: kw.pop(name) for name in CORE_FIELDS if name in kw}
+    return RenderRequest("m", params=kw, **core)
+
+
+TABLE = ParamTable([ParamSpec("label", Kind.CHOICE, choices=(("kick", "kick"), ("pad", "pad")), default="kick"),
+                    ParamSpec("guidance", Kind.FLOAT, default=3.0), ParamSpec("steps", Kind.INT, default=10),
+                    ParamSpec("mix_seed", Kind.SEED), ParamSpec("d", Kind.FLOAT, default=0.0, count=4)])
 
 
 def test_blending_requests_interpolates_what_varies_smoothly_and_snaps_the_rest():
-    a = request(seed=1, latent=(1.0, 0.0), label="kick", guidance=2.0, edits=(("d0", 1.0),))
-    b = request(seed=2, latent=(0.0, 1.0), label="pad", guidance=4.0, edits=(("d1", -2.0),))
-    early, late = blend_requests(a, b, 0.25, "lerp"), blend_requests(a, b, 0.75, "lerp")
-    assert early.latent == pytest.approx((0.75, 0.25)) and early.guidance == pytest.approx(2.5)
-    assert dict(early.edits) == pytest.approx({"d0": 0.75, "d1": -0.5})
-    assert (early.seed, early.label, late.seed, late.label) == (1, "kick", 2, "pad")
+    a = request(seed=1, latent=(1.0, 0.0), label="kick", guidance=2.0, d0=1.0, steps=10, mix_seed=5)
+    b = request(seed=2, latent=(0.0, 1.0), label="pad", guidance=4.0, d1=-2.0, steps=20, mix_seed=9)
+    early = blend_requests(a, b, 0.25, "lerp", TABLE.default)
+    late = blend_requests(a, b, 0.75, "lerp", TABLE.default)
+    assert early.latent == pytest.approx((0.75, 0.25)) and early.param("guidance") == pytest.approx(2.5)
+    # a direction offset missing on one keyframe counts as its default (0)
+    assert early.param("d0") == pytest.approx(0.75) and early.param("d1") == pytest.approx(-0.5)
+    assert late.param("d0") == pytest.approx(0.25) and late.param("d1") == pytest.approx(-1.5)
+    assert (early.seed, early.param("label"), late.seed, late.param("label")) == (1, "kick", 2, "pad")
+    # whole numbers (steps, seeds) are not blended: the nearer keyframe's
+    assert (early.param("steps"), early.param("mix_seed"), late.param("steps"), late.param("mix_seed")) == (10, 5, 20, 9)
+    assert type(early.param("steps")) is int and type(late.param("mix_seed")) is int
+    assert TABLE.check(early) == early and TABLE.check(late) == late
+    # a number param set on one keyframe only moves from the model's default toward it
+    c = request(seed=3, latent=(0.0, 1.0))
+    assert blend_requests(a, c, 0.5, "lerp", TABLE.default).param("guidance") == pytest.approx(2.5)  # 2 → 3
+    # without the model's defaults a param set on one side only is the nearer keyframe's
+    assert blend_requests(a, c, 0.25, "lerp").param("guidance") == 2.0
+    assert blend_requests(a, c, 0.75, "lerp").param("guidance") is None
     assert blend_requests(a, b, 0.0, "slerp").latent == pytest.approx(a.latent)
     with pytest.raises(ValueError, match="different models"):
         blend_requests(a, RenderRequest("other", latent=(0.0, 1.0)), 0.5)

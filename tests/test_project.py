@@ -32,9 +32,10 @@ def float32_values(n: int, seed: int = 0) -> tuple[float, ...]:
 
 
 def full_document() -> Document:
-    request = RenderRequest("tiny", model_hash=SHA, seed=7, latent=float32_values(8), prompt="Hé\nlo ✓",
-                            negative_prompt="blur", label="cat", edits=(("d0", 1.5), ("truncation", 0.7)),
-                            steps=20, guidance=3.5, eta=0.0, width=32, height=16, dtype="float16")
+    request = RenderRequest("tiny", model_hash=SHA, seed=7, latent=float32_values(8), width=32, height=16,
+                            dtype="float16", params={"prompt": "Hé\nlo ✓", "negative_prompt": "blur", "label": "cat",
+                                                     "d0": 1.5, "truncation": 0.7, "steps": 20, "guidance": 3.5,
+                                                     "eta": 0.0, "mix_seed": 2**64 - 1})
     doc = Document(request=request)
     doc.latents.append(SavedLatent("favourite", "tiny", SHA, float32_values(8, seed=1), PNG))
     doc.latents.append(SavedLatent("no thumb", "tiny-plain", "", (1, 2.5, -3)))
@@ -63,8 +64,10 @@ def test_full_document_round_trips_exactly(tmp_path):
     assert bits(back.history[1].request.latent) == bits(doc.history[1].request.latent)
     assert back.latents[0].thumbnail_png == PNG and back.history[0].thumbnail_png == PNG
     assert back.latents[1].latent == (1.0, 2.5, -3.0) and all(type(v) is float for v in back.latents[1].latent)
-    assert back.request.prompt == "Hé\nlo ✓" and back.request.label == "cat"
-    assert back.request.edits == (("d0", 1.5), ("truncation", 0.7))
+    assert back.request.param("prompt") == "Hé\nlo ✓" and back.request.param("label") == "cat"
+    assert {k: back.request.param(k) for k in ("d0", "truncation")} == {"d0": 1.5, "truncation": 0.7}
+    assert back.request.params == doc.request.params and back.request.param("steps") == 20
+    assert back.request.param("mix_seed") == 2**64 - 1 and type(back.request.param("mix_seed")) is int
     assert back.models[0] == ModelRef("tiny", SHA, "Tiny", "/models/tiny")
     assert back.to_json() == doc.to_json()
     # float32 values come back as the same float32 bits
@@ -75,7 +78,7 @@ def test_full_document_round_trips_exactly(tmp_path):
 def test_to_dict_layout_and_json_text(tmp_path):
     doc = full_document()
     data = doc.to_dict()
-    assert data["format"] == FORMAT == "latent-studio-project" and data["version"] == FORMAT_VERSION == 1
+    assert data["format"] == FORMAT == "latent-studio-project" and data["version"] == FORMAT_VERSION == 2
     assert data["app_version"] == __version__
     assert set(data) == {"format", "version", "app_version", "request", "latents", "history", "models", "timeline"}
     assert isinstance(data["latents"][0]["thumbnail_png"], str)  # base64 text, not bytes
@@ -99,8 +102,9 @@ def test_unknown_top_level_keys_are_ignored(tmp_path):
     assert load_document(path) == full_document()
 
 
-def test_missing_lists_read_as_empty():
-    doc = Document.from_dict({"format": FORMAT, "version": 1})
+@pytest.mark.parametrize("version", [1, FORMAT_VERSION])  # 1: projects made before requests carried params
+def test_missing_lists_read_as_empty(version):
+    doc = Document.from_dict({"format": FORMAT, "version": version})
     assert doc == Document()
 
 
@@ -218,7 +222,7 @@ BAD_FIELDS = [
     (_drop(("format",)), "format", "not a Latent Studio project"),
     (_set(("format",), "something-else"), "format", "not a Latent Studio project"),
     (_set(("format",), None), "format", "not a Latent Studio project"),
-    (_set(("version",), 2), "version", "made by a newer Latent Studio (format 2); this app reads up to 1"),
+    (_set(("version",), 3), "version", "made by a newer Latent Studio (format 3); this app reads up to 2"),
     (_set(("version",), "1"), "version", "whole number"),
     (_set(("version",), True), "version", "whole number"),
     (_set(("version",), 1.0), "version", "whole number"),
@@ -256,9 +260,12 @@ BAD_FIELDS = [
     (_drop(("history", 0, "request")), "history[0].request", "missing"),
     (_set(("history", 0, "request"), None), "history[0].request", "must be an object"),
     (_set(("history", 0, "request", "seed"), "x"), "history[0].request.seed", "seed"),
-    (_set(("history", 1, "request", "steps"), 0), "history[1].request.steps", "steps"),
+    (_set(("history", 1, "request", "params", "steps"), [0]), "history[1].request.params.steps", "number"),
+    (_set(("history", 1, "request", "params", "d0"), True), "history[1].request.params.d0", "number"),
+    (_set(("history", 1, "request", "params", "Bad name"), 1.0), "history[1].request.params", "parameter name"),
     (_set(("history", 1, "request", "latent"), [BIG]), "history[1].request.latent", "finite"),
-    (_set(("history", 1, "request", "edits"), 5), "history[1].request.edits", "edits"),
+    (_set(("history", 1, "request", "params"), 5), "history[1].request.params", "params"),
+    (_set(("history", 1, "request", "edits"), 5), "history[1].request", "edits"),  # a version-1 field in version 2
     (_set(("history", 0, "seconds"), -1), "history[0].seconds", ">= 0"),
     (_set(("history", 0, "seconds"), "1"), "history[0].seconds", "number"),
     (_set(("history", 0, "seconds"), True), "history[0].seconds", "number"),
@@ -304,7 +311,7 @@ def test_newer_version_is_refused_with_a_clear_message(tmp_path):
     path.write_text(json.dumps(data), encoding="utf-8")
     with pytest.raises(ProjectError) as info:
         load_document(path)
-    assert str(info.value) == f"{path} [version]: made by a newer Latent Studio (format 5); this app reads up to 1"
+    assert str(info.value) == f"{path} [version]: made by a newer Latent Studio (format 6); this app reads up to 2"
 
 
 BAD_FILES = [

@@ -57,7 +57,11 @@ def test_json_round_trip():
     (lambda d: d["keyframes"][0].update(duration=0), "keyframes[0].duration"),
     (lambda d: d["keyframes"][0]["request"].update(seed=-1), "keyframes[0].request.seed"),
     (lambda d: d["keyframes"][0]["request"].update(latent=None), "keyframes[0].request.latent"),
-    (lambda d: d["mappings"][0].update(target="wobble"), "mappings[0].target"),
+    (lambda d: d["mappings"][0].update(target="Wobble!"), "mappings[0].target"),  # not a param name at all
+    (lambda d: d["mappings"][0].update(target=""), "mappings[0].target"),
+    (lambda d: d["mappings"][0].update(target=5), "mappings[0].target"),
+    (lambda d: d["keyframes"][0]["request"]["params"].update(d0=float("inf")), "keyframes[0].request.params.d0"),
+    (lambda d: d["keyframes"][0]["request"].update(params=[1]), "keyframes[0].request.params"),
     (lambda d: d["mappings"][0].update(envelope="tempo"), "mappings[0].envelope"),
     (lambda d: d.update(fps=0), "fps"),
     (lambda d: d["keyframes"][1]["request"].update(model_id="other"), "keyframes"),
@@ -83,10 +87,53 @@ def test_a_direction_mapping_adds_the_shaped_envelope_to_the_edit():
     onsets = np.zeros(8)
     onsets[3] = 1.0
     requests = timeline.frame_requests({"onsets": onsets})
-    amounts = [dict(r.edits).get("d0", 0.0) for r in requests]
+    amounts = [r.param("d0", 0.0) for r in requests]
     assert amounts == pytest.approx([0, 0, 0, 2.0, 0, 0, 0, 0])
+    assert all(type(r.param("d0")) is float for r in requests)
     with pytest.raises(ProjectError, match="onsets"):
         timeline.frame_requests()
+
+
+def test_a_mapping_adds_to_the_keyframes_value_or_the_models_default():
+    keys = (Keyframe(RenderRequest("m", latent=(1.0, 0.0), params={"truncation": 0.5})),
+            Keyframe(RenderRequest("m", latent=(0.0, 1.0), params={"truncation": 0.5})))
+    onsets = np.zeros(8)
+    onsets[3] = 1.0
+    shaped = Timeline(keys, fps=4, audio="beat.wav",
+                      mappings=(AudioMapping("onsets", "truncation", gain=0.25, attack=0.0, release=0.0),
+                                AudioMapping("onsets", "noise", gain=-0.5, attack=0.0, release=0.0)))
+    defaults = {"truncation": 1.0, "noise": 1.0}.get  # the model's defaults (ParamTable.default)
+    requests = shaped.frame_requests({"onsets": onsets}, defaults)
+    assert [r.param("truncation") for r in requests] == pytest.approx([0.5, 0.5, 0.5, 0.75, 0.5, 0.5, 0.5, 0.5])
+    # unset on the keyframes: it moves from the model's default
+    assert [r.param("noise") for r in requests] == pytest.approx([1.0, 1.0, 1.0, 0.5, 1.0, 1.0, 1.0, 1.0])
+
+
+def test_a_mapping_onto_a_text_param_is_named_not_a_crash():
+    keys = (Keyframe(RenderRequest("m", latent=(1.0, 0.0), params={"prompt": "Ab"})),
+            Keyframe(RenderRequest("m", latent=(0.0, 1.0), params={"prompt": "Ab"})))
+    timeline = Timeline(keys, fps=4, audio="beat.wav", mappings=(AudioMapping("onsets", "prompt"),))
+    with pytest.raises(ProjectError) as info:
+        timeline.frame_requests({"onsets": np.zeros(8)})
+    assert info.value.field == "mappings[0].target" and "prompt" in str(info.value)
+    labelled = Timeline((key([1, 0]), key([0, 1])), fps=4, audio="beat.wav",
+                        mappings=(AudioMapping("onsets", "label"),))
+    with pytest.raises(ProjectError) as info:  # the model's default is a class name
+        labelled.frame_requests({"onsets": np.zeros(8)}, {"label": "kick"}.get)
+    assert info.value.field == "mappings[0].target"
+
+
+def test_a_mapping_onto_a_param_the_model_does_not_take_is_refused_by_its_specs():
+    from studio.errors import RequestError
+    from studio.params import Kind, ParamSpec, ParamTable
+
+    table = ParamTable([ParamSpec("d", Kind.FLOAT, default=0.0, count=2)])
+    timeline = Timeline((key([1, 0]), key([0, 1])), fps=4, audio="beat.wav",
+                        mappings=(AudioMapping("onsets", "wobble"),))
+    frames = timeline.frame_requests({"onsets": np.ones(8)}, table.default)
+    with pytest.raises(RequestError) as info:
+        table.check(frames[0])
+    assert info.value.field == "params.wobble" and "d0…d1" in str(info.value)
 
 
 def test_a_speed_mapping_runs_faster_where_the_sound_is_loud_and_keeps_the_length():

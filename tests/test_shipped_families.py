@@ -11,7 +11,7 @@ import torch
 
 from conftest import finish
 from studio.library import load_model, resolve, scan
-from studio.request import RenderRequest
+from studio.request import CORE_FIELDS, RenderRequest
 from studio.train.recipe import read_recipe
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -19,7 +19,8 @@ GAN, DIFFUSION = ROOT / "models" / "glyph-gan", ROOT / "models" / "glyph-diffusi
 
 
 def render(model, **fields):
-    return finish(model.family.render(model, RenderRequest(model_id=model.id, **fields)))[0].data
+    core = {name: fields.pop(name) for name in CORE_FIELDS if name in fields}  # the rest are params
+    return finish(model.family.render(model, RenderRequest(model_id=model.id, params=fields, **core)))[0].data
 
 
 @pytest.fixture(scope="module")
@@ -67,11 +68,11 @@ def test_gan_renders_deterministically_and_its_style_controls_act(gan):
     assert a.shape == (32, 5 * 32, 1)
     assert np.array_equal(a, render(gan, seed=3, prompt="Glyph"))
     assert not np.array_equal(a, render(gan, seed=4, prompt="Glyph"))
-    off = ("noise", 0.0)
-    mean = render(gan, seed=3, prompt="Glyph", edits=(("truncation", 0.0), off))
-    assert np.array_equal(mean, render(gan, seed=8, prompt="Glyph", edits=(("truncation", 0.0), off)))
-    mixed = render(gan, seed=3, prompt="Glyph", edits=(("mix_seed", 8.0), ("mix_layer", 0.0), off))
-    assert np.array_equal(mixed, render(gan, seed=8, prompt="Glyph", edits=(off,)))
+    off = {"noise": 0.0}
+    mean = render(gan, seed=3, prompt="Glyph", truncation=0.0, **off)
+    assert np.array_equal(mean, render(gan, seed=8, prompt="Glyph", truncation=0.0, **off))
+    mixed = render(gan, seed=3, prompt="Glyph", mix_seed=8, mix_layer=0, **off)
+    assert np.array_equal(mixed, render(gan, seed=8, prompt="Glyph", **off))
     assert gan.directions is not None and len(gan.directions) >= 8
 
 

@@ -16,7 +16,7 @@ from studio.steps import Output
 from studio.latent.interp import slerp
 from studio.latent.seeds import sample_prior
 from studio.library import DEFAULT_MODEL_ID, load_model, resolve, scan
-from studio.request import RenderRequest
+from studio.request import CORE_FIELDS, RenderRequest
 from studio.train.fonts import CHARSET, render_font
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -36,7 +36,8 @@ def model():
 
 
 def render(model, **fields) -> Output:
-    steps = model.family.render(model, RenderRequest(model_id=model.id, **fields))
+    core = {name: fields.pop(name) for name in CORE_FIELDS if name in fields}  # the rest are params
+    steps = model.family.render(model, RenderRequest(model_id=model.id, params=fields, **core))
     while True:
         try:
             next(steps)

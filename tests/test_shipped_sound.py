@@ -12,7 +12,7 @@ import torch
 
 from conftest import finish
 from studio.library import load_model, resolve, scan
-from studio.request import RenderRequest
+from studio.request import CORE_FIELDS, RenderRequest
 from studio.train.recipe import read_recipe
 from studio.train.sound_vae import HELD_SEED, mrstft_distance
 from studio.train.sounds import KINDS, synthesize
@@ -29,7 +29,8 @@ def model():
 
 
 def render(model, **fields) -> np.ndarray:
-    return finish(model.family.render(model, RenderRequest(model_id=model.id, **fields)))[0].data[:, 0]
+    core = {name: fields.pop(name) for name in CORE_FIELDS if name in fields}  # the rest are params
+    return finish(model.family.render(model, RenderRequest(model_id=model.id, params=fields, **core)))[0].data[:, 0]
 
 
 def test_the_package_is_valid_complete_and_made_by_its_recipe():
@@ -87,8 +88,8 @@ def test_every_class_sounds_and_a_seed_is_the_same_sound_every_time(model):
 
 def test_sliders_and_variations_change_the_timbre(model):
     base = render(model, seed=1, label="pluck")
-    moved = render(model, seed=1, label="pluck", edits=(("d0", 2.5),))
-    varied = render(model, seed=1, label="pluck", edits=(("variation_seed", 5.0), ("variation_strength", 0.4)))
+    moved = render(model, seed=1, label="pluck", d0=2.5)
+    varied = render(model, seed=1, label="pluck", variation_seed=5, variation_strength=0.4)
     ref = torch.from_numpy(base)[None]
     assert float(mrstft_distance(ref, torch.from_numpy(moved)[None])) > 0.1
     assert float(mrstft_distance(ref, torch.from_numpy(varied)[None])) > 0.1

@@ -28,7 +28,8 @@ from studio.families.stable_diffusion.files import (ARCHITECTURES, byte_symbols,
                                       config_folder, find_source, require_diffusers)
 from studio.families.stable_diffusion.family import load_parts, source_manifest  # noqa: E402
 from studio.library import load_model, resolve, scan  # noqa: E402
-from studio.request import RenderRequest  # noqa: E402
+from studio.params import Capability, Kind  # noqa: E402
+from studio.request import CORE_FIELDS, RenderRequest  # noqa: E402
 
 PROMPT = "a photo of a cat"
 
@@ -49,7 +50,10 @@ def model(tiny):
 
 
 def request(model, **changes):
-    return RenderRequest(**{"model_id": model.id, "seed": 3, "prompt": PROMPT, "steps": 4, **changes})
+    """Seed 3, the prompt, 4 steps, and `changes`: core fields by name, the rest params (None leaves one unset)."""
+    fields = {"seed": 3, "prompt": PROMPT, "steps": 4, **changes}
+    core = {name: fields.pop(name) for name in CORE_FIELDS if name in fields}
+    return RenderRequest(model_id=model.id, params={k: v for k, v in fields.items() if v is not None}, **core)
 
 
 # --- the tokenizer and the shipped configs --------------------------------------------------------------------------
@@ -102,7 +106,13 @@ def test_a_pipeline_folder_opens_directly_and_is_found_in_a_models_folder(tiny):
     assert entry.ok and m.family == "stable-diffusion" and entry.id == "tiny-pipe"
     assert (m.output["width"], m.output["height"], m.output["channels"]) == (16, 16, 3)
     assert m.latent.shape == (4, 8, 8)
-    assert {"negative_prompt", "img2img", "samplers", "free_text"} <= entry.capabilities
+    assert Capability.IMG2IMG | Capability.ANY_SIZE | Capability.ITERATE in entry.capabilities
+    table = entry.parameters  # a negative prompt, a choice of samplers, free text (no alphabet)
+    assert table.get("negative_prompt").kind is Kind.TEXT and table.get("sampler").kind is Kind.CHOICE
+    assert set(table.get("sampler").choice_values()) == set(SAMPLERS)
+    assert table.get("prompt").kind is Kind.TEXT and table.get("prompt").charset == ""
+    assert table.get("width").step == table.get("height").step == 2  # the tiny VAE's scale (8 for SD 1.x)
+    assert table.default("width") == 16 and table.get("width").range == (16, 2048)
     found = {e.id: e for e in scan([tiny["root"]])}
     assert found["tiny-pipe"].ok
     assert not found["tiny-config"].ok and "no safetensors weights" in str(found["tiny-config"].error)
@@ -134,7 +144,7 @@ def test_latent_tools_work_on_the_initial_noise(model):
     explicit = request(model, latent=tuple(z.flatten().tolist()))
     assert torch.equal(fam.latent(model, explicit), z)
     assert np.array_equal(finish(fam.render(model, explicit))[0].data, finish(fam.render(model, request(model)))[0].data)
-    mixed = fam.latent(model, request(model).edit("mix_seed", 9).edit("mix_strength", 0.5))
+    mixed = fam.latent(model, request(model).with_param("mix_seed", 9).with_param("mix_strength", 0.5))
     assert 0.8 < float(mixed.std()) < 1.2 and not torch.equal(mixed, z)  # a slerp keeps the noise's spread
     with pytest.raises(RequestError, match="at this size needs 256"):
         fam.latent(model, request(model, latent=(0.0,) * 10))
@@ -146,8 +156,15 @@ def test_other_sizes_and_their_limits(model):
     assert model.family.latent(model, request(model, width=24, height=16)).shape == (4, 8, 12)
     with pytest.raises(RequestError, match="multiple of 2"):
         finish(model.family.render(model, request(model, width=17)))
-    with pytest.raises(RequestError, match="guidance must be between"):
+    with pytest.raises(RequestError, match="between 16 and 2048, got 14") as info:  # fewer than 8 cells
+        model.family.latent(model, request(model, width=18, height=14))
+    assert info.value.field == "height"
+    with pytest.raises(RequestError, match="params.guidance: must be between 0 and 30, got 99") as info:
         finish(model.family.render(model, request(model, guidance=99.0)))
+    assert info.value.field == "params.guidance"
+    table = model.table  # the size specs say what `size` checks: whole cells of the VAE's 2 pixels, 8 at least
+    assert table.get("width").step == 2 and table.get("width").range == (16, 2048)
+    assert table.check(request(model, width=24, height=16)).width == 24
 
 
 @pytest.mark.filterwarnings("ignore:The configuration file of this scheduler")  # steps_offset 0 is on purpose
@@ -378,7 +395,8 @@ def test_render_a_pipeline_folder_from_the_command_line(tiny, tmp_path, capsys):
     from studio.export.image import read_request
 
     stored = read_request(out)
-    assert stored.prompt == PROMPT and stored.negative_prompt == "blurry" and stored.model_id == "tiny-pipe"
+    assert stored.param("prompt") == PROMPT and stored.param("negative_prompt") == "blurry"
+    assert stored.model_id == "tiny-pipe" and stored.param("steps") == 3 and stored.param("sampler") == "euler"
     assert len(stored.model_hash) == 64
     again = tmp_path / "again.png"
     assert main(["render", "--model", str(tiny["folder"]), "--from", str(out), "--out", str(again)]) == 0

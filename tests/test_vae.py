@@ -201,7 +201,7 @@ def plain_model(models_dir):
 
 
 def test_render_is_bit_identical_and_seed_dependent(tiny_model):
-    req = RenderRequest("tiny", seed=11, prompt="Ab")
+    req = RenderRequest("tiny", seed=11, params={"prompt": "Ab"})
     a, b = _run(tiny_model, req), _run(tiny_model, req)
     assert a.kind == "image" and a.data.dtype == np.uint8
     assert np.array_equal(a.data, b.data)
@@ -210,21 +210,21 @@ def test_render_is_bit_identical_and_seed_dependent(tiny_model):
 
 
 def test_render_is_identical_across_separate_loads(tiny_package):
-    req = RenderRequest("tiny", seed=3, prompt="Zz9")
+    req = RenderRequest("tiny", seed=3, params={"prompt": "Zz9"})
     a = _run(load_model(resolve(str(tiny_package))), req)
     b = _run(load_model(resolve(str(tiny_package))), req)
     assert np.array_equal(a.data, b.data)
 
 
 def test_render_prompt_layout_and_paper(tiny_model):
-    out = _run(tiny_model, RenderRequest("tiny", seed=1, prompt="Ab c"))
+    out = _run(tiny_model, RenderRequest("tiny", seed=1, params={"prompt": "Ab c"}))
     assert out.data.shape == (16, 64, 1)
     assert out.size == (64, 16)
     assert out.info["cells"] == 3
     assert (out.data[:, 32:48] == 255).all()  # the space is blank paper
     for col in (0, 1, 3):
         assert not (out.data[:, col * 16:(col + 1) * 16] == 255).all()
-    two_lines = _run(tiny_model, RenderRequest("tiny", seed=1, prompt="Ab\nc"))
+    two_lines = _run(tiny_model, RenderRequest("tiny", seed=1, params={"prompt": "Ab\nc"}))
     assert two_lines.data.shape == (32, 32, 1)
     assert (two_lines.data[16:, 16:] == 255).all()  # the short second line is padded with paper
     # the same character at the same seed is drawn the same wherever it sits
@@ -233,25 +233,25 @@ def test_render_prompt_layout_and_paper(tiny_model):
 
 def test_render_default_prompt_is_the_manifest_default(tiny_model):
     assert np.array_equal(_run(tiny_model, RenderRequest("tiny", seed=2)).data,
-                          _run(tiny_model, RenderRequest("tiny", seed=2, prompt="Ab")).data)
+                          _run(tiny_model, RenderRequest("tiny", seed=2, params={"prompt": "Ab"})).data)
 
 
 def test_render_unknown_character_names_the_prompt(tiny_model):
     with pytest.raises(RequestError) as info:
-        _run(tiny_model, RenderRequest("tiny", prompt="A!"))
-    assert info.value.field == "prompt"
+        _run(tiny_model, RenderRequest("tiny", params={"prompt": "A!"}))
+    assert info.value.field == "params.prompt"
     assert "prompt" in str(info.value) and "'!'" in str(info.value)
 
 
 @pytest.mark.parametrize("prompt", ["   ", " \n "])
 def test_render_blank_prompt_is_a_request_error(tiny_model, prompt):
     with pytest.raises(RequestError) as info:
-        _run(tiny_model, RenderRequest("tiny", prompt=prompt))
-    assert info.value.field == "prompt"
+        _run(tiny_model, RenderRequest("tiny", params={"prompt": prompt}))
+    assert info.value.field == "params.prompt"
 
 
 def test_render_resizes_to_request_width_height(tiny_model):
-    req = RenderRequest("tiny", seed=4, prompt="Ab")  # native 32x16
+    req = RenderRequest("tiny", seed=4, params={"prompt": "Ab"})  # native 32x16
     assert _run(tiny_model, req.with_(width=64)).data.shape == (32, 64, 1)
     assert _run(tiny_model, req.with_(height=8)).data.shape == (8, 16, 1)
     assert _run(tiny_model, req.with_(width=20, height=30)).data.shape == (30, 20, 1)
@@ -259,10 +259,10 @@ def test_render_resizes_to_request_width_height(tiny_model):
 
 def test_explicit_latent_overrides_the_seed(tiny_model):
     z = sample_prior(21, (8,))
-    by_seed = _run(tiny_model, RenderRequest("tiny", seed=21, prompt="Ab"))
-    by_latent = _run(tiny_model, RenderRequest("tiny", seed=999, latent=tuple(z.tolist()), prompt="Ab"))
+    by_seed = _run(tiny_model, RenderRequest("tiny", seed=21, params={"prompt": "Ab"}))
+    by_latent = _run(tiny_model, RenderRequest("tiny", seed=999, latent=tuple(z.tolist()), params={"prompt": "Ab"}))
     assert np.array_equal(by_seed.data, by_latent.data)
-    shifted = _run(tiny_model, RenderRequest("tiny", latent=tuple((z + 1).tolist()), prompt="Ab"))
+    shifted = _run(tiny_model, RenderRequest("tiny", latent=tuple((z + 1).tolist()), params={"prompt": "Ab"}))
     assert not np.array_equal(by_seed.data, shifted.data)
 
 
@@ -273,31 +273,35 @@ def test_latent_of_the_wrong_length_is_refused(tiny_model):
     assert "8" in str(info.value)
 
 
-def test_edits_reach_the_render_and_bad_edits_name_edits(tiny_model):
-    req = RenderRequest("tiny", seed=5, prompt="A")
+def test_edits_reach_the_render_and_bad_edits_name_the_param(tiny_model):
+    req = RenderRequest("tiny", seed=5, params={"prompt": "A"})
     assert tiny_model.directions is not None and len(tiny_model.directions) == 4
     base = tiny_model.family.latent(tiny_model, req)
-    moved = tiny_model.family.latent(tiny_model, req.edit("d0", 2.0))
+    moved = tiny_model.family.latent(tiny_model, req.with_param("d0", 2.0))
     assert torch.allclose(moved - base, tiny_model.directions.offset(0, 2.0), atol=1e-6)
-    assert not np.array_equal(_run(tiny_model, req).data, _run(tiny_model, req.edit("d0", 3.0)).data)
-    for name in ("z8", "d4"):
+    assert not np.array_equal(_run(tiny_model, req).data, _run(tiny_model, req.with_param("d0", 3.0)).data)
+    for name, known in (("z8", "z0…z7"), ("d4", "d0…d3")):  # 8 dimensions, 4 directions
         with pytest.raises(RequestError) as info:
-            _run(tiny_model, req.edit(name, 1.0))
-        assert info.value.field == "edits"
+            _run(tiny_model, req.with_param(name, 1.0))
+        assert info.value.field == f"params.{name}"
+        assert known in str(info.value)
+    with pytest.raises(RequestError) as info:
+        _run(tiny_model, req.with_param("d0", "far"))
+    assert info.value.field == "params.d0"
 
 
 def test_unconditional_model_renders_one_image(plain_model):
     out = _run(plain_model, RenderRequest("tiny-plain", seed=1))
     assert out.data.shape == (16, 16, 1)
     # a prompt or label means nothing to an unconditional model: refused, not silently ignored
-    with pytest.raises(RequestError, match="no text prompt"):
-        _run(plain_model, RenderRequest("tiny-plain", seed=1, prompt="xyz"))
-    with pytest.raises(RequestError, match="no class label"):
-        _run(plain_model, RenderRequest("tiny-plain", seed=1, label="cat"))
+    for name, value in (("prompt", "xyz"), ("label", "cat")):
+        with pytest.raises(RequestError, match=f"no parameter '{name}' \\(it takes: truncation") as info:
+            _run(plain_model, RenderRequest("tiny-plain", seed=1, params={name: value}))
+        assert info.value.field == f"params.{name}"
 
 
 def test_encode_a_rendered_glyph(tiny_model):
-    out = _run(tiny_model, RenderRequest("tiny", seed=6, prompt="A"))
+    out = _run(tiny_model, RenderRequest("tiny", seed=6, params={"prompt": "A"}))
     z = tiny_model.family.encode(tiny_model, out.data[None], labels=["A"])
     assert z.shape == (8,) and z.dtype == torch.float32 and torch.isfinite(z).all()
     # (N, H, W) without channel axis and a 2x larger image give a latent of the same size
@@ -306,13 +310,13 @@ def test_encode_a_rendered_glyph(tiny_model):
     big = np.repeat(np.repeat(out.data[None, :, :, 0], 2, axis=1), 2, axis=2)
     assert tiny_model.family.encode(tiny_model, big, labels=["A"]).shape == (8,)
     # a set of two glyphs pools to one latent
-    two = _run(tiny_model, RenderRequest("tiny", seed=6, prompt="Ab")).data
+    two = _run(tiny_model, RenderRequest("tiny", seed=6, params={"prompt": "Ab"})).data
     pair = np.stack([two[:, :16], two[:, 16:]])
     assert tiny_model.family.encode(tiny_model, pair, labels=["A", "b"]).shape == (8,)
 
 
 def test_encode_needs_labels_on_the_conditional_model(tiny_model, plain_model):
-    glyph = _run(tiny_model, RenderRequest("tiny", seed=6, prompt="A")).data[None]
+    glyph = _run(tiny_model, RenderRequest("tiny", seed=6, params={"prompt": "A"})).data[None]
     for labels in (None, [], ["A", "b"]):
         with pytest.raises(RequestError) as info:
             tiny_model.family.encode(tiny_model, glyph, labels=labels)
@@ -341,3 +345,38 @@ def test_fitted_prior_maps_unit_gaussians_onto_the_encoded_styles():
     assert not any(k.startswith("prior_") for k in plain.state_dict())
     with pytest.raises(ValueError):
         plain.fit_prior(styles)
+
+
+# --- the parameters the family declares ------------------------------------------------------------------------------
+
+
+def test_the_shipped_vae_declares_its_parameters():
+    from pathlib import Path
+
+    from studio.params import CONDITIONS, DIRECTIONS, RAW, SHAPING, Capability, Kind
+
+    entry = resolve(str(Path(__file__).resolve().parent.parent / "models" / "glyphs"))
+    assert entry.manifest.family == "vae"
+    assert entry.capabilities == Capability.SAMPLE | Capability.ENCODE | Capability.DECODE
+    table = entry.parameters
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+    assert [(s.name, s.kind, s.default, s.group, s.count) for s in table] == [
+        ("prompt", Kind.TEXT, "Latent", CONDITIONS, 0),
+        ("truncation", Kind.FLOAT, 1.0, SHAPING, 0),
+        ("mix_seed", Kind.SEED, None, SHAPING, 0),
+        ("mix_strength", Kind.FLOAT, 0.5, SHAPING, 0),
+        ("variation_seed", Kind.SEED, None, SHAPING, 0),
+        ("variation_strength", Kind.FLOAT, 0.0, SHAPING, 0),
+        ("d", Kind.FLOAT, 0.0, DIRECTIONS, 16),  # the package's 16 principal directions
+        ("z", Kind.FLOAT, 0.0, RAW, 32),  # its 32 latent dimensions
+    ]
+    prompt = table.get("prompt")
+    assert prompt.charset == alphabet and prompt.render_only  # the text is drawn in the latent's style
+    assert [s.name for s in table if s.render_only] == ["prompt"]  # the rest acts on the latent
+    assert table.get("truncation").range is None and table.get("truncation").slider_span == (0.0, 1.5)
+    assert table.get("mix_strength").when == ("mix_seed", ())
+    assert table.get("variation_strength").when == ("variation_seed", ())
+    assert table.get("d").slider_span == table.get("z").slider_span == (-3.0, 3.0)
+    assert table.known_names()[-2:] == ["d0…d15", "z0…z31"]
+    assert entry.default_request(5) == RenderRequest("glyphs", seed=5, params={"prompt": "Latent"})
+    assert table.check(entry.default_request(5)) == entry.default_request(5)

@@ -160,8 +160,14 @@ class Timeline:
         for i, m in enumerate(self.mappings):
             if m.target != "speed":
                 base = (defaults(m.target) if defaults is not None else None) or 0.0
-                requests = [r.with_param(m.target, float(r.param(m.target, base)) + float(shaped[i][k]))
-                            for k, r in enumerate(requests)]
+                moved = []
+                for k, r in enumerate(requests):
+                    value = r.param(m.target, base)
+                    if isinstance(value, bool) or not isinstance(value, (int, float)):  # a prompt, a class …
+                        raise ProjectError(f"must be 'speed' or a number param of the model; {m.target} is "
+                                           f"{str(value)[:40]!r}", field=f"mappings[{i}].target")
+                    moved.append(r.with_param(m.target, float(value) + float(shaped[i][k])))
+                requests = moved
         return requests
 
     def to_dict(self) -> dict[str, Any]:

@@ -8,7 +8,7 @@ attention; every parameter drawn from N(0, 0.2²) with a fixed seed: the zero-in
 ε ≡ 0) is written as a real model package to a temporary folder, resolved and loaded by the app's loader
 (studio.library), and timed three ways, batch 1, float32, inside torch.inference_mode():
 
-(a) ours: the app's path, `DiffusionFamily.render(model, RenderRequest(sampler="ddim", steps=N, guidance=1, eta=0))`
+(a) ours: the app's path, `DiffusionFamily.render(model, RenderRequest(params={sampler: "ddim", steps: N, guidance: 1, eta: 0}))`
     driven to its end (a Preview, i.e. an image composed on the CPU, after every step but the last);
 (b) bare: our sampler and the network alone (`make_sampler("ddim", …)`, `net(x, t)`, `sampler.step`), no previews;
     for information;
@@ -157,7 +157,8 @@ def _measure(dev, steps: int, repeats: int, warmup: int, size: int, base: int, s
     net = model.network
 
     def request(k: int):
-        return RenderRequest(model_id=model.id, seed=seed + k, sampler="ddim", steps=steps, guidance=1.0, eta=0.0)
+        return RenderRequest(model_id=model.id, seed=seed + k,
+                             params={"sampler": "ddim", "steps": steps, "guidance": 1.0, "eta": 0.0})
 
     with torch.inference_mode():
         clip = render_clips_x0(model, request(0))

@@ -54,8 +54,8 @@ def measure(model: str | None = None, frames: int = 120, fps: float = 24.0, fmt:
     cond = entry.manifest.conditions
     prompt = cond.default if cond.kind == "text" else ""
     label = (cond.default or cond.labels[0]) if cond.kind == "class" and cond.labels else None
-    requests = [RenderRequest(model_id=entry.id, prompt=prompt, label=label, edits=(("d0", -2 + 4 * k / n),))
-                for k in range(n)]
+    condition = {"prompt": prompt} if prompt else {"label": label} if label else {}
+    requests = [RenderRequest(model_id=entry.id, params={**condition, "d0": -2 + 4 * k / n}) for k in range(n)]
     suffix = SUFFIXES[fmt]
     engine = Engine(device=device, roots=roots)
     try:

@@ -57,8 +57,9 @@ def measure(model: str | None = None, device: str = "auto", n: int = 200, models
         torch_dtype, _ = resolve_dtype(dtype, engine.device)
         bare_model = load_model(entry, engine.device, torch_dtype)
         torch.set_num_threads(engine.threads)  # what the engine's worker sets for itself
-        requests = [RenderRequest(model_id=entry.id, seed=seed + i, prompt=prompt, dtype=dtype) for i in range(n)]
-        warm = [RenderRequest(model_id=entry.id, seed=seed + n + i, prompt=prompt, dtype=dtype)
+        condition = {"prompt": prompt} if prompt else {}  # "" = the model's own default
+        requests = [RenderRequest(model_id=entry.id, seed=seed + i, dtype=dtype, params=condition) for i in range(n)]
+        warm = [RenderRequest(model_id=entry.id, seed=seed + n + i, dtype=dtype, params=condition)
                 for i in range(warmup)]
         worker_threads: list[int] = []
 

@@ -11,8 +11,8 @@ sd_tiny.TINY_UNET) is written to a temporary folder, resolved and loaded by the 
 by default (`--threads 0`: torch's own choice; on a small shared CPU, several threads on a network this small mostly
 wait for each other and the figures swing by a factor of ten):
 
-(a) ours: the app's path, `StableDiffusionFamily.render(model, RenderRequest(sampler="ddim", eta=0, steps=N,
-    guidance=7.5, prompt, negative_prompt))` driven to its end: a cheap preview image (latent → RGB linear map) after
+(a) ours: the app's path, `StableDiffusionFamily.render(model, RenderRequest(params={sampler: "ddim", eta: 0,
+    steps: N, guidance: 7.5, prompt, negative_prompt}))` driven to its end: a cheap preview image (latent → RGB linear map) after
     every step and one VAE decode at the end. The app keeps the prompts' CLIP embeddings in a small cache (moving a
     slider re-renders without re-encoding the text), so after the first render ours does not run CLIP again; the
     script prints what encoding both prompts costs once, for information;
@@ -128,8 +128,9 @@ def _measure(tmp: Path, dev, steps: int, repeats: int, warmup: int, size: int, w
     size = size or int(model.manifest.output["width"])
 
     def request(k: int):
-        return RenderRequest(model_id=model.id, seed=seed + k, prompt=PROMPT, negative_prompt=NEGATIVE,
-                             sampler="ddim", steps=steps, guidance=GUIDANCE, eta=0.0, width=size, height=size)
+        return RenderRequest(model_id=model.id, seed=seed + k, width=size, height=size,
+                             params={"prompt": PROMPT, "negative_prompt": NEGATIVE, "sampler": "ddim", "steps": steps,
+                                     "guidance": float(GUIDANCE), "eta": 0.0})
 
     pipe = diffusers_pipeline(net)
 

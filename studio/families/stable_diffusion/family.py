@@ -291,11 +291,17 @@ class StableDiffusionFamily(Family):
     output_kinds = ("image",)
     capabilities = Capability.SAMPLE | Capability.ITERATE | Capability.IMG2IMG | Capability.ANY_SIZE
 
+    def size_step(self, manifest) -> int:
+        """Pixels per latent cell: the VAE's scale (8 for Stable Diffusion 1.x), from the native size and the
+        latent's."""
+        return max(1, int(manifest.output["width"]) // int(manifest.latent.shape[-1]))
+
     def parameters(self, manifest) -> tuple[ParamSpec, ...]:
         native = int(manifest.output["width"])
-        size = [ParamSpec(name, Kind.INT, name.capitalize(), default=native, range=(64, MAX_SIDE), step=8,
-                          group=SAMPLER, help=f"The picture's {name} in pixels (a multiple of 8; the model's own size, "
-                                              f"{native}, draws best)")
+        step = self.size_step(manifest)  # the limits `size` checks: whole cells, at least 8 of them
+        size = [ParamSpec(name, Kind.INT, name.capitalize(), default=native, range=(step * 8, MAX_SIDE), step=step,
+                          group=SAMPLER, help=f"The picture's {name} in pixels (a multiple of {step}; the model's own "
+                                              f"size, {native}, draws best)")
                 for name in ("width", "height")]
         return (ParamSpec("prompt", Kind.TEXT, "Prompt", default="", render_only=True, help="Describe the picture"),
                 ParamSpec("negative_prompt", Kind.TEXT, "Negative", default="", render_only=True,
