@@ -30,4 +30,4 @@ def decode_init_image(text: str, mode: str = "L") -> np.ndarray:
             img.load()
             return np.asarray(img.convert(mode))
     except (ValueError, UnidentifiedImageError, OSError) as exc:
-        raise RequestError(f"init_image is not a base64 PNG: {exc}", field="init_image") from None
+        raise RequestError(f"init_image is not a base64 PNG: {exc}", field="params.init_image") from None
