@@ -521,7 +521,7 @@ def _latent_from_args(args) -> tuple[float, ...] | None:
         return tuple(a)
     import torch
 
-    from studio.latent.interp import lerp, slerp
+    from studio.latent.seeds import lerp, slerp
 
     b = _read_latent(args.toward)
     if len(a) != len(b):

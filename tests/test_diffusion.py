@@ -141,7 +141,7 @@ def test_the_latent_is_the_initial_noise(model):
 
 
 def test_variation_and_mixing_slerp_the_noise(model):
-    from studio.latent.interp import slerp
+    from studio.latent.seeds import slerp
 
     base, other = sample_prior(7, (1, 8, 8)), sample_prior(9, (1, 8, 8))
     zero = model.family.latent(model, req(seed=7, variation_seed=9, variation_strength=0.0))

@@ -12,8 +12,7 @@ import torch
 
 from studio.latent.directions import Directions, principal_directions
 from studio.latent.edits import apply_edits, indexed_edit
-from studio.latent.interp import lerp, slerp
-from studio.latent.seeds import MAX_SEED, mix, sample_prior, variation
+from studio.latent.seeds import MAX_SEED, lerp, mix, sample_prior, slerp, variation
 
 
 def _digest(t: torch.Tensor) -> str:

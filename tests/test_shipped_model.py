@@ -13,8 +13,7 @@ import pytest
 import torch
 
 from studio.steps import Output
-from studio.latent.interp import slerp
-from studio.latent.seeds import sample_prior
+from studio.latent.seeds import sample_prior, slerp
 from studio.library import DEFAULT_MODEL_ID, load_model, resolve, scan
 from studio.request import CORE_FIELDS, RenderRequest
 from studio.train.fonts import CHARSET, render_font
