@@ -27,7 +27,8 @@ class LibraryPanel(QWidget):
         self.name_edit.setToolTip("A name for the latent to save (default: its seed)")
         self.save_button = QPushButton("Save Latent")
         self.save_button.setObjectName("saveLatentButton")
-        self.save_button.setToolTip("Save the current latent (seed and edits, as values) in this document (Ctrl+L)")
+        self.save_button.setToolTip("Save the current latent (as values, latent settings included) in this document "
+                                    "(Ctrl+L)")
         save_row = QHBoxLayout()
         save_row.addWidget(self.name_edit, 1)
         save_row.addWidget(self.save_button)
