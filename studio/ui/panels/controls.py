@@ -38,8 +38,9 @@ from studio.request import CORE_FIELDS, MAX_SEED, RenderRequest
 if TYPE_CHECKING:
     from studio.ui.session import Session
 
-SCALE = 100  # slider units per value unit (spans far from 1 get their own: see ValueSlider)
+SCALE = 100  # slider units per value unit (a span far from 1 gets another power of ten: see ValueSlider)
 MAX_SLIDER_UNITS = 100_000
+MIN_SLIDER_UNITS = 50
 MAX_RAW_SLIDERS = 256  # an indexed spec of more values than this gets no sliders (a diffusion noise has thousands)
 MAX_INT = 2**31 - 1  # what a QSpinBox holds
 PREVIEW_HEIGHT = 40  # an image param's thumbnail
@@ -110,12 +111,29 @@ def same(a: Any, b: Any) -> bool:
     return a == b
 
 
-def picture_param(path: str | Path) -> str:
-    """A picture file as an IMAGE param holds it (a base64 PNG), at most 1024 px on its longer side."""
-    from studio.export.image import read_picture
+def picture_param(path: str | Path, max_side: int = 1024) -> str:
+    """A picture file as an IMAGE param holds it: a base64 PNG (grey or RGB, transparency over white), at most
+    `max_side` px on its longer side. RequestError naming the file when it is not a readable picture."""
+    import numpy as np
+    from PIL import Image, UnidentifiedImageError
+
+    from studio.errors import RequestError
     from studio.io.images import encode_init_image
 
-    return encode_init_image(read_picture(path, 1024))
+    try:
+        with Image.open(path) as opened:
+            opened.load()
+            image = opened.copy()
+    except FileNotFoundError:
+        raise RequestError("file not found", Path(path)) from None
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
+        raise RequestError(f"not a readable image ({exc})", Path(path)) from None
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        image = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
+    image = image.convert("L" if image.mode in ("L", "I", "I;16", "1") else "RGB")
+    image.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+    return encode_init_image(np.asarray(image))
 
 
 def sound_param(path: str | Path, max_seconds: float = 60.0) -> str:
@@ -181,9 +199,12 @@ class ValueSlider(ParamControl):
         super().__init__(spec, name, parent)
         lo, hi = spec.slider_span
         self.lo, self.hi = float(lo), float(hi)
-        width = max(self.hi - self.lo, 1e-12)
-        self.scale = SCALE if 100 <= width * SCALE <= MAX_SLIDER_UNITS else (
-            MAX_SLIDER_UNITS / width if width * SCALE > MAX_SLIDER_UNITS else 100 / width)
+        width = max(self.hi - self.lo, 1e-9)
+        self.scale = float(SCALE)  # units per value unit: a power of ten, so that slider values stay round decimals
+        while width * self.scale > MAX_SLIDER_UNITS:
+            self.scale /= 10
+        while width * self.scale < MIN_SLIDER_UNITS:
+            self.scale *= 10
         self.default = float(spec.default) if spec.default is not None else None
         self._gesture = 0
         self.setObjectName(f"slider_{self.name}")
@@ -223,7 +244,10 @@ class ValueSlider(ParamControl):
         return round(value * self.scale)
 
     def value(self) -> float:
-        return self.slider.value() / self.scale
+        return self._value(self.slider.value())
+
+    def _value(self, raw: int) -> float:
+        return raw / self.scale if self.scale >= 1 else raw * round(1 / self.scale)
 
     def show_value(self, value: Any) -> None:
         self._unset = value is None and self.default is None
@@ -256,7 +280,7 @@ class ValueSlider(ParamControl):
         self.reset_button.setEnabled(not self._unset if self.default is None else abs(value - self.default) > 1e-9)
 
     def _on_value_changed(self, raw: int) -> None:
-        value = raw / self.scale
+        value = self._value(raw)
         self._unset = False
         self._show(value)
         shown = f"{value:+.2f}" if self.default == 0 else f"{value:.2f}"
