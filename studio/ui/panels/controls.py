@@ -365,7 +365,7 @@ class SeedEdit(QLineEdit):
         self.setObjectName(name)
         self.setToolTip(tooltip)
         self.setPlaceholderText(placeholder)
-        self.setValidator(QRegularExpressionValidator(QRegularExpression(r"\d{1,20}"), self))
+        self.setValidator(QRegularExpressionValidator(QRegularExpression(r"\d{0,20}"), self))
 
     def seed(self) -> int | None:
         try:
