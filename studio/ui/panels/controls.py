@@ -27,10 +27,10 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from PySide6.QtCore import QEvent, QObject, QRegularExpression, Qt, Signal
+from PySide6.QtCore import QEvent, QObject, QRegularExpression, QSize, Qt, Signal
 from PySide6.QtGui import QRegularExpressionValidator
 from PySide6.QtWidgets import (QComboBox, QDoubleSpinBox, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QLineEdit,
-                               QPushButton, QSlider, QSpinBox, QToolButton, QVBoxLayout, QWidget)
+                               QPushButton, QScrollArea, QSlider, QSpinBox, QToolButton, QVBoxLayout, QWidget)
 
 from studio.params import Capability, Kind, ParamSpec, ParamTable
 from studio.request import CORE_FIELDS, MAX_SEED, RenderRequest
@@ -45,6 +45,7 @@ MAX_RAW_SLIDERS = 256  # an indexed spec of more values than this gets no slider
 MAX_INT = 2**31 - 1  # what a QSpinBox holds
 PREVIEW_HEIGHT = 40  # an image param's thumbnail
 CAPTION_WIDTH = 64
+NUMBER_WIDTH = 72  # a spin box's least width
 INIT_IMAGE = "init_image"  # Capability.IMG2IMG's param: the session fits its picture to what the model draws
 SIZE_FIELDS = ("width", "height")  # core fields a spec may describe: shown as one "Size" row
 MAX_ROW = 2  # consecutive whole-number specs of a group share a row (a layer range "Layers 0 to 8"), this many
@@ -167,6 +168,7 @@ class ParamControl(QWidget):
         self.name = name or spec.name
         self.default = spec.default
         self.keep_default = False  # True: a value equal to the default is written out, not unset
+        self.spans = False  # True: the control takes its whole row (its caption is inside it)
         self.caption = QLabel(caption_of(spec, self.name))
         self.caption.setObjectName(f"caption_{self.name}")
         self.caption.setToolTip(tooltip_of(spec, self.name))
@@ -300,7 +302,7 @@ class NumberSpin(ParamControl):
         self.spin.setSingleStep(spec.step or 0.1)
         self.spin.setKeyboardTracking(False)
         self.spin.setToolTip(tooltip_of(spec, self.name))
-        _single(self, self.spin)
+        _single(self, self.spin, compact=True)
         self.editor = self.spin
         self.show_value(None)
         self.spin.valueChanged.connect(lambda v: self._send(float(v), f"{self.title} {v:g}"))
@@ -330,7 +332,7 @@ class IntSpin(ParamControl):
         self.spin.setToolTip(tooltip_of(spec, self.name))
         if self.name in SIZE_FIELDS:
             self.spin.setSuffix(" px")
-        _single(self, self.spin)
+        _single(self, self.spin, compact=True)
         self.editor = self.spin
         self.show_value(None)
         self.spin.valueChanged.connect(self._on_value_changed)
@@ -515,9 +517,11 @@ class FileControl(ParamControl):
         self.preview.setToolTip(tooltip_of(spec, self.name))
         buttons = QHBoxLayout()
         buttons.setContentsMargins(0, 0, 0, 0)
-        buttons.addWidget(self.button)
-        buttons.addWidget(self.clear)
-        buttons.addStretch(1)
+        buttons.addWidget(self.button, 1)
+        buttons.addWidget(self.clear, 1)
+        self.caption.setParent(self)  # the button says what it picks: the control spans its row
+        self.caption.hide()
+        self.spans = True
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(2)
@@ -596,10 +600,14 @@ class SoundControl(FileControl):
             self.preview.setText(f"{self.title} set (unreadable)")
 
 
-def _single(owner: QWidget, widget: QWidget) -> None:
+def _single(owner: QWidget, widget: QWidget, compact: bool = False) -> None:
+    """`widget` as all of `owner` (or, `compact`, at its own width on the left: a number box)."""
     layout = QHBoxLayout(owner)
     layout.setContentsMargins(0, 0, 0, 0)
     layout.addWidget(widget)
+    if compact:
+        widget.setMinimumWidth(NUMBER_WIDTH)
+        layout.addStretch(1)
 
 
 def _quietly(widget: QObject, setter, *args) -> None:
@@ -621,6 +629,35 @@ def make_control(spec: ParamSpec, name: str = "") -> ParamControl:
     if spec.kind is Kind.FLOAT and spec.slider_span is None:
         return NumberSpin(spec, name)
     return CONTROLS[spec.kind](spec, name)
+
+
+class FittingScrollArea(QScrollArea):
+    """A frameless scroll area that asks for its content's whole height, up to `fit_height` as its minimum: a dock
+    holding it is laid out to show the content when it can, and scrolls when it cannot (many params)."""
+
+    def __init__(self, content: QWidget, fit_height: int, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.fit_height = fit_height
+        self.setWidgetResizable(True)
+        self.setWidget(content)
+        self.setFrameShape(QScrollArea.Shape.NoFrame)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        if watched is self.widget() and event.type() == QEvent.Type.LayoutRequest:
+            self.updateGeometry()  # new controls (shown later by Qt): the dock is asked for room again
+        return super().eventFilter(watched, event)
+
+    def _extra(self) -> int:
+        return self.verticalScrollBar().sizeHint().width()
+
+    def sizeHint(self) -> QSize:
+        hint = self.widget().sizeHint()
+        return QSize(hint.width() + self._extra(), hint.height())
+
+    def minimumSizeHint(self) -> QSize:
+        hint = self.widget().minimumSizeHint()
+        return QSize(hint.width() + self._extra(), min(hint.height(), self.fit_height))
 
 
 # --- panels made of controls ----------------------------------------------------------------------------------------
@@ -728,7 +765,10 @@ class ParamPanel(QWidget):
                 row.append(control)
                 continue
             flush()
-            form.addRow(control.caption, control)
+            if control.spans:
+                form.addRow(control)
+            else:
+                form.addRow(control.caption, control)
         flush()
         for spec in lists:
             for name in spec.names():

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from PySide6.QtWidgets import QGroupBox, QLabel, QScrollArea, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QGroupBox, QLabel, QVBoxLayout, QWidget
 
 from studio.params import CONDITION_GROUPS, CONDITIONS
-from studio.ui.panels.controls import INIT_IMAGE, ImageControl, ParamPanel, ranges, shown_specs
+from studio.ui.panels.controls import INIT_IMAGE, FittingScrollArea, ImageControl, ParamPanel, ranges, shown_specs
 
 if TYPE_CHECKING:
     from studio.ui.session import Session
@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 __all__ = ["PromptPanel", "ranges"]
 
 NO_CONDITION = "This model takes no condition: its latent decides everything."
+FIT_HEIGHT = 150  # the panel asks for all its controls up to this height, then scrolls (the window fits 720 px)
 
 
 class PromptPanel(ParamPanel):
@@ -33,13 +34,10 @@ class PromptPanel(ParamPanel):
         self._layout = QVBoxLayout(content)
         self._layout.addWidget(self._none_box)
         self._layout.addStretch(1)
-        scroll = QScrollArea()
-        scroll.setWidgetResizable(True)
-        scroll.setWidget(content)
-        scroll.setFrameShape(QScrollArea.Shape.NoFrame)
+        self._scroll = FittingScrollArea(content, FIT_HEIGHT)
         outer = QVBoxLayout(self)
         outer.setContentsMargins(0, 0, 0, 0)
-        outer.addWidget(scroll)
+        outer.addWidget(self._scroll)
 
         session.model_changed.connect(self._on_model_changed)
         session.request_changed.connect(self._on_request_changed)
