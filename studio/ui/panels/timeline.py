@@ -24,7 +24,7 @@ from studio.ui import dialogs
 
 MIN_DURATION, MAX_DURATION = 0.1, 600.0
 MAX_OFFERED_INDEXED = 32  # an indexed number param (d0 …) is offered as mapping targets up to this many values
-NUMBER_KINDS = (Kind.FLOAT, Kind.INT)
+DRIVEN_KINDS = (Kind.FLOAT,)  # an envelope adds fractions: whole-number params (steps, layers) cannot take them
 MAPPING_COLUMNS = ("Envelope", "Target", "Gain", "Attack", "Release")
 
 
@@ -233,14 +233,14 @@ class TimelinePanel(QWidget):
         return entry.parameters if entry is not None and entry.ok else None
 
     def targets(self) -> list[str]:
-        """What a mapping can drive: the speed along the path, and the model's number params (floats first: the
-        directions d0 …, then truncation, noise …; raw dimensions last, and long indexed ones only when typed)."""
+        """What a mapping can drive: the speed along the path, and the model's float params (the directions d0 …
+        first, then truncation, noise …; raw dimensions last, and long indexed ones only when typed)."""
         table = self._model_table()
         if table is None:
             return list(TARGETS)
-        specs = sorted((s for s in table if s.kind in NUMBER_KINDS and not s.is_core
+        specs = sorted((s for s in table if s.kind in DRIVEN_KINDS and not s.is_core
                         and s.count <= MAX_OFFERED_INDEXED),
-                       key=lambda s: (s.kind is not Kind.FLOAT, s.group == RAW, not s.count))  # d0 … first
+                       key=lambda s: (s.group == RAW, not s.count))  # d0 … first
         return [*TARGETS, *(name for s in specs for name in s.names())]
 
     def _target_problem(self, target: str) -> str | None:
@@ -251,10 +251,10 @@ class TimelinePanel(QWidget):
         if table is None:
             return None  # no model to ask: the timeline checks the name
         spec = table.find(target)
-        if spec is None or spec.is_core or spec.kind not in NUMBER_KINDS:
+        if spec is None or spec.is_core or spec.kind not in DRIVEN_KINDS:
             numbers = [f"{s.name}0…{s.name}{s.count - 1}" if s.count else s.name for s in table
-                       if s.kind in NUMBER_KINDS and not s.is_core]
-            return (f"{target!r} is not a number param of this model; it takes speed"
+                       if s.kind in DRIVEN_KINDS and not s.is_core]
+            return (f"{target!r} is not a number param of this model that an envelope can move; it takes speed"
                     f"{', ' if numbers else ''}{', '.join(numbers)}")
         return None
 
