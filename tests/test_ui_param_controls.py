@@ -6,7 +6,10 @@ samplers), so that this stays true."""
 from __future__ import annotations
 
 import ast
+import os
 import re
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -317,3 +320,15 @@ def test_no_module_outside_families_and_train_imports_a_specific_family():
         if found:
             offenders[str(relative)] = found
     assert offenders == {}, "use the family's specs (entry.parameters, entry.capabilities) or get_family(name)"
+
+
+def test_the_panels_import_no_torch():
+    """The panels read specs and requests only: importing them (at module level) never loads torch."""
+    code = ("import importlib, pkgutil, sys\nimport studio.ui.panels as panels\n"
+            "for m in pkgutil.iter_modules(panels.__path__):\n"
+            "    importlib.import_module('studio.ui.panels.' + m.name)\n"
+            "print(sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.')))\n")
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "QT_QPA_PLATFORM": "offscreen"})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "[]"

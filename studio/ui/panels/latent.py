@@ -14,7 +14,6 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QHBoxLayout, QLabel, QPushB
 from studio.params import CONDITION_GROUPS, DIRECTIONS, RAW, SHAPING, Capability
 from studio.request import RenderRequest
 from studio.ui.panels.controls import MAX_RAW_SLIDERS, ParamPanel, SeedEdit, ValueSlider, group_order, shown_specs
-from studio.ui.session import SEED_MODES
 
 if TYPE_CHECKING:
     from studio.ui.session import Session
@@ -34,8 +33,11 @@ FIRST_GROUPS = (DIRECTIONS, RAW, SHAPING)  # the app's order of the usual groups
 
 class LatentPanel(ParamPanel):
     def __init__(self, session: "Session", parent: QWidget | None = None):
+        from studio.ui.session import SEED_MODES  # (here: the session module reaches torch through the library)
+
         super().__init__(session, parent)
         self.setObjectName("latentPanel")
+        self.seed_modes = SEED_MODES
 
         # the seed (a core field: every model has one)
         self.seed_edit = SeedEdit("seedEdit", "Seed of the latent (0 … 2⁶⁴−1). Type a number and press Enter; "
@@ -46,7 +48,7 @@ class LatentPanel(ParamPanel):
         self.dice.setToolTip("Random seed (Ctrl+R)")
         self.seed_mode = QComboBox()
         self.seed_mode.setObjectName("seedMode")
-        self.seed_mode.addItems([m.capitalize() for m in SEED_MODES])
+        self.seed_mode.addItems([m.capitalize() for m in self.seed_modes])
         self.seed_mode.setToolTip("What the seed does after an export and on Next (F5): keep it (fixed), add one "
                                   "(increment) or draw a new one (random)")
         self.next_button = QToolButton()
@@ -111,7 +113,7 @@ class LatentPanel(ParamPanel):
         self.seed_edit.stepped.connect(lambda seed: self.session.change("Seed", seed=seed, latent=None))
         self.dice.clicked.connect(session.random_seed)
         self.next_button.clicked.connect(session.next_seed)
-        self.seed_mode.currentIndexChanged.connect(lambda i: session.set_seed_mode(SEED_MODES[i]))
+        self.seed_mode.currentIndexChanged.connect(lambda i: session.set_seed_mode(self.seed_modes[i]))
         self.reset_all.clicked.connect(self.reset_all_edits)
         self.show_raw.toggled.connect(self._on_show_raw)
         self.encode_button.clicked.connect(self.encode_dialog)
@@ -178,7 +180,7 @@ class LatentPanel(ParamPanel):
 
     def _on_seed_mode_changed(self, mode: str) -> None:
         blocked = self.seed_mode.blockSignals(True)
-        self.seed_mode.setCurrentIndex(SEED_MODES.index(mode))
+        self.seed_mode.setCurrentIndex(self.seed_modes.index(mode))
         self.seed_mode.blockSignals(blocked)
 
     # --- widgets → session ----------------------------------------------------------------------------------------

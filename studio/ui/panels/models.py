@@ -18,7 +18,6 @@ from PySide6.QtWidgets import (QFileDialog, QHBoxLayout, QInputDialog, QListWidg
                                QSplitter, QStyle, QTextBrowser, QVBoxLayout, QWidget)
 
 from studio.params import CONDITIONS, Capability, Kind
-from studio.ui.import_model import SD_CHOICE, Importer
 
 if TYPE_CHECKING:
     from studio.library import PackageEntry
@@ -187,6 +186,8 @@ class ModelBrowser(QWidget):
         self._import = QPushButton("Import Checkpoint…", self)
         self._import.setObjectName("importCheckpointButton")
         self._import.setToolTip("Convert a PyTorch checkpoint (.ckpt, .pt, .pth, .pkl), read without running it")
+        from studio.ui.import_model import Importer  # (here: importing reaches torch)
+
         self.importer = Importer(self)
         self.importer.finished.connect(self._on_imported)
         self.importer.failed.connect(self._on_import_failed)
@@ -269,6 +270,8 @@ class ModelBrowser(QWidget):
     def choose_architecture(self, source: Path) -> PackageEntry | None | bool:
         """Which architecture the checkpoint has: None for Stable Diffusion, an installed package, or False when
         cancelled. Tests replace this."""
+        from studio.ui.import_model import SD_CHOICE
+
         usable = [e for e in self.session.entries if e.ok and e.manifest is not None
                   and not (e.family is not None and e.family.opens_files)]  # (foreign models: the SD choice)
         names = [SD_CHOICE] + [f"{e.manifest.name} ({e.id}, {e.manifest.family})" for e in usable]
