@@ -149,6 +149,9 @@ def test_a_new_family_gets_a_control_per_param_by_kind_in_its_groups(window):
     assert [prompt.editor("tone").itemText(i) for i in range(2)] == ["Warm", "Cold"]
     assert "How much it wobbles" in latent.editor("wobble").toolTip()
     assert latent.editor("stamp").objectName() == "stampButton" and latent.control("stamp").preview.text() == "No stamp"
+    # two whole numbers over one range share a row ("Band 0 to 10"); a lone one keeps its own
+    assert latent.control("low").parentWidget() is latent.control("high").parentWidget() is not latent.group_box("Band")
+    assert latent.control("ripples").parentWidget() is latent.group_box(WOBBLE)
     assert not latent.encode_button.isEnabled()  # no Capability.ENCODE
     assert object_name("negative_prompt", "Edit") == "negativePromptEdit"
 

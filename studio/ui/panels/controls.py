@@ -48,7 +48,7 @@ CAPTION_WIDTH = 64
 NUMBER_WIDTH = 72  # a spin box's least width
 INIT_IMAGE = "init_image"  # Capability.IMG2IMG's param: the session fits its picture to what the model draws
 SIZE_FIELDS = ("width", "height")  # core fields a spec may describe: shown as one "Size" row
-MAX_ROW = 2  # consecutive whole-number specs of a group share a row (a layer range "Layers 0 to 8"), this many
+MAX_ROW = 2  # consecutive whole-number specs of one range share a row (a layer range "Layers 0 to 8", a size)
 
 
 # --- small pure helpers ---------------------------------------------------------------------------------------------
@@ -258,9 +258,6 @@ class ValueSlider(ParamControl):
         self.slider.setValue(self._raw(min(max(float(value), self.lo), self.hi)))
         self.slider.blockSignals(blocked)
         self._show(float(value))
-
-    # (the old name)
-    set_value = show_value
 
     def reset(self) -> None:
         if self.default is None:
@@ -722,8 +719,8 @@ class ParamPanel(QWidget):
 
     def _build_group(self, title: str, specs: Sequence[ParamSpec], boxed: bool = True,
                      limit: int | None = None) -> QWidget:
-        """A box of the controls of `specs` (in their order; single controls before indexed lists); indexed specs of
-        more than `limit` values get none."""
+        """A box of the controls of `specs` (in their order; single controls before indexed lists; two consecutive
+        whole-number specs over one range on one row); indexed specs of more than `limit` values get none."""
         box: QWidget = QGroupBox(title) if boxed else QWidget()
         box.setObjectName(object_name(re.sub(r"[^a-z0-9]+", "_", title.lower()).strip("_"), "Group"))
         form = QFormLayout(box)
@@ -760,7 +757,7 @@ class ParamPanel(QWidget):
         for spec in singles:
             control = self._add_control(spec, spec.name)
             if spec.kind is Kind.INT:
-                if len(row) == MAX_ROW:
+                if row and (len(row) == MAX_ROW or row[-1].spec.range != spec.range):
                     flush()
                 row.append(control)
                 continue
