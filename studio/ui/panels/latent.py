@@ -13,7 +13,8 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QHBoxLayout, QLabel, QPushB
 
 from studio.params import CONDITION_GROUPS, DIRECTIONS, RAW, SHAPING, Capability
 from studio.request import RenderRequest
-from studio.ui.panels.controls import MAX_RAW_SLIDERS, ParamPanel, SeedEdit, ValueSlider, group_order, shown_specs
+from studio.ui.panels.controls import SeedEdit, ValueSlider
+from studio.ui.panels.param_panel import MAX_RAW_SLIDERS, ParamPanel, group_order, shown_specs
 
 if TYPE_CHECKING:
     from studio.ui.session import Session

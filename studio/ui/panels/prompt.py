@@ -1,6 +1,6 @@
 """The conditions panel: what the model's family declares in the groups Conditions (a text prompt, a negative prompt,
 a class …), Sampler (sampler, steps, guidance, η; width × height for models that draw at any size) and Image to image
-(the init image and its strength), each control made from its spec (studio.ui.panels.controls)."""
+(the init image and its strength), each control made from its spec (studio.ui.panels.controls, laid out by studio.ui.panels.param_panel)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING
 from PySide6.QtWidgets import QGroupBox, QLabel, QVBoxLayout, QWidget
 
 from studio.params import CONDITION_GROUPS, CONDITIONS
-from studio.ui.panels.controls import INIT_IMAGE, FittingScrollArea, ImageControl, ParamPanel, ranges, shown_specs
+from studio.ui.panels.controls import ImageControl, ranges
+from studio.ui.panels.param_panel import INIT_IMAGE, FittingScrollArea, ParamPanel, shown_specs
 
 if TYPE_CHECKING:
     from studio.ui.session import Session
