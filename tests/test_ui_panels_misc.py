@@ -285,7 +285,7 @@ def thumb(value: int, width: int = 16) -> bytes:
 def add_history(session: Session, n: int, start: int = 0) -> list[HistoryEntry]:
     entries = []
     for i in range(start, start + n):
-        request = RenderRequest("tiny", seed=100 + i, prompt=f"p{i}", edits=(("d0", 1.5), ("d1", 0.0)))
+        request = RenderRequest("tiny", seed=100 + i, params={"prompt": f"p{i}", "d0": 1.5, "d1": 0.0})
         entry = HistoryEntry(request, 0.25 + i, "2026-01-02T03:04:05+00:00", thumb(10 * i % 256))
         session.document.add_history(entry)
         entries.append(entry)
@@ -316,8 +316,8 @@ def test_history_strip_shows_thumbnails_with_tooltips(strip, session):
     tip = listing.item(3).toolTip()
     for expected in ("Tiny tiny (tiny)", "Seed: 103", "p3", "d0 +1.50", "3.25 s", "2026-01-0"):
         assert expected in tip, expected
-    assert "d1" not in tip  # zero edits are left out
-    assert entries[3].request.prompt in tip
+    assert "d1" not in tip  # params at their default (a zero direction) are left out
+    assert entries[3].request.param("prompt") in tip
 
 
 def test_history_click_restores_the_request(qtbot, strip, session):

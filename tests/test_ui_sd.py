@@ -53,7 +53,7 @@ def test_a_pipeline_folder_renders_in_the_app_with_free_text_prompts(qtbot, app)
     with qtbot.waitSignal(session.rendered, timeout=60000):
         session.start("tiny-pipe")
     assert session.entry.manifest.family == "stable-diffusion"
-    negative = window.findChild(QLineEdit, "negativeEdit")
+    negative = window.findChild(QLineEdit, "negativePromptEdit")
     prompt = window.findChild(QLineEdit, "promptEdit")
     assert negative.isVisibleTo(window) and prompt.isVisibleTo(window)
     combo = window.findChild(QComboBox, "samplerCombo")
@@ -64,19 +64,20 @@ def test_a_pipeline_folder_renders_in_the_app_with_free_text_prompts(qtbot, app)
     with qtbot.waitSignal(session.rendered, timeout=60000):
         prompt.setText("A lighthouse, at dusk! (oil painting)")
         prompt.textEdited.emit(prompt.text())
-    assert session.request.prompt == "A lighthouse, at dusk! (oil painting)"  # any text, punctuation included
+    # any text, punctuation included
+    assert session.request.param("prompt") == "A lighthouse, at dusk! (oil painting)"
     with qtbot.waitSignal(session.rendered, timeout=60000):
         negative.setText("blurry")
         negative.textEdited.emit("blurry")
-    assert session.request.negative_prompt == "blurry"
+    assert session.request.param("negative_prompt") == "blurry"
     assert session.last_output.data.shape == (16, 16, 3) and not np.array_equal(first, session.last_output.data)
     assert session.last_info.get("model_sha256") or session.last_output.info.get("model_sha256")
     width, height = window.findChild(QSpinBox, "widthSpin"), window.findChild(QSpinBox, "heightSpin")
     assert width.isVisibleTo(window) and (width.value(), height.value()) == (16, 16)  # the model's own size
     with qtbot.waitSignal(session.rendered, timeout=60000):
-        width.setValue(27)  # snapped to whole 8-px cells
-    assert width.value() == 24 and session.request.width == 24 and session.request.height is None
-    assert session.last_output.data.shape == (16, 24, 3)
+        width.setValue(67)  # snapped to whole 8-px cells (within the family's 64 px and up)
+    assert width.value() == 64 and session.request.width == 64 and session.request.height is None
+    assert session.last_output.data.shape == (16, 64, 3)
     session.undo.undo()
     assert session.request.width is None and width.value() == 16
 

@@ -86,7 +86,7 @@ def test_without_an_audio_device_the_app_says_so_and_renders(qtbot, window):
     assert not view.playback_available  # no sound device on the test machines
     assert "playback is off" in view.status_text().lower()
     with qtbot.waitSignal(window.session.sound_changed, timeout=10000):
-        window.session.change("Class", label="kick")
+        window.session.set_param("label", "kick", "Class")
     window.act_play.trigger()  # does nothing, raises nothing
     assert not view.is_playing()
 
@@ -98,7 +98,7 @@ def test_without_an_audio_device_the_app_says_so_and_renders(qtbot, window):
 def test_export_writes_the_sound_with_its_request_and_dropping_it_restores(qtbot, window, tmp_path, monkeypatch,
                                                                           name, subtype, expected):
     session = window.session
-    session.edit("d0", 1.5, "d0")
+    session.set_param("d0", 1.5, "d0")
     settle(qtbot, window)
     wanted = session.request
     out = tmp_path / "exports" / name
@@ -178,7 +178,7 @@ def test_variations_grid_auditions_and_continues(qtbot, window):
     assert "3 variations" in panel.status.text()
     sounds = [output.data for _, output in session.variations]
     assert not np.array_equal(sounds[0], sounds[1])
-    assert all(dict(r.edits)["variation_strength"] == pytest.approx(0.35) for r, _ in session.variations)
+    assert all(r.param("variation_strength") == pytest.approx(0.35) for r, _ in session.variations)
     panel.tiles.setCurrentRow(1)  # audition: the view shows that sound
     assert np.array_equal(window.audio_view.sound(), sounds[1])
     assert session.request == before  # auditioning changes nothing

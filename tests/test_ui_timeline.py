@@ -217,6 +217,10 @@ def test_sound_and_mappings(qtbot, session, two_keys, sound_file, monkeypatch):
     assert table.objectName() == "mappingTable" and table.rowCount() == 1
     envelope, target, gain, attack, release = (table.cellWidget(0, c) for c in range(5))
     assert (envelope.currentText(), target.currentText(), gain.value()) == ("onsets", "d0", 1.0)
+    # the targets offered: the speed, then the model's number params (its directions first)
+    offered = [target.itemText(i) for i in range(target.count())]
+    assert offered[:5] == ["speed", "d0", "d1", "d2", "d3"] and "truncation" in offered and "z7" in offered
+    assert "prompt" not in offered and "mix_seed" not in offered
     assert panel.remove_mapping.isEnabled()
 
     envelope.setCurrentText("loudness")
@@ -236,7 +240,7 @@ def test_sound_and_mappings(qtbot, session, two_keys, sound_file, monkeypatch):
     target = table.cellWidget(0, 1)
     target.lineEdit().setText("nonsense")
     target.lineEdit().editingFinished.emit()
-    assert ERROR in errors
+    assert ERROR in errors  # not a number param of the model
     assert session.timeline.mappings[0].target == "speed"
     assert table.cellWidget(0, 1).currentText() == "speed"  # the refused text goes back
 

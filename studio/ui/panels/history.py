@@ -13,6 +13,7 @@ from PySide6.QtGui import QIcon, QKeyEvent, QPainter, QPalette, QPixmap, QShowEv
 from PySide6.QtWidgets import (QAbstractItemView, QListView, QListWidget, QListWidgetItem, QStyle,
                                QStyledItemDelegate, QStyleOptionViewItem, QVBoxLayout, QWidget)
 
+from studio.params import ParamTable
 from studio.project import HistoryEntry
 from studio.request import RenderRequest
 from studio.ui.images import pixmap_from_png
@@ -39,8 +40,24 @@ def _created_text(created: str) -> str:
     return moment.strftime("%Y-%m-%d %H:%M:%S")
 
 
-def history_tooltip(entry: HistoryEntry, model_name: str = "") -> str:
-    """A plain-text summary of a history entry's request."""
+MAX_SHOWN_TEXT = 60  # longer texts are shortened in a tooltip
+
+
+def _shown(value, spec) -> str:
+    """A param's value for a tooltip: numbers as the sliders show them, pictures and sounds by what they are."""
+    kind = getattr(spec, "kind", None)
+    if kind is not None and kind.value in ("image", "sound"):
+        return f"a {'picture' if kind.value == 'image' else 'sound'}"
+    if isinstance(value, float):
+        default = getattr(spec, "default", 0.0)
+        return f"{value:+.2f}" if not default else f"{value:.2f}"
+    text = str(value)
+    return text if len(text) <= MAX_SHOWN_TEXT else text[:MAX_SHOWN_TEXT - 1] + "…"
+
+
+def history_tooltip(entry: HistoryEntry, model_name: str = "", table: ParamTable | None = None) -> str:
+    """A plain-text summary of a history entry's request: texts and choices by their titles, then the other params
+    it sets (those at their default, such as a zero direction, left out). `table`: the model's specs, when known."""
     r: RenderRequest = entry.request
     lines = [f"Model: {model_name} ({r.model_id})" if model_name and model_name != r.model_id
              else f"Model: {r.model_id}"]
@@ -48,17 +65,23 @@ def history_tooltip(entry: HistoryEntry, model_name: str = "") -> str:
         lines.append(f"Latent: explicit ({len(r.latent)} values)")
     else:
         lines.append(f"Seed: {r.seed}")
-    if r.prompt:
-        lines.append(f"Prompt: “{r.prompt}”")
-    if r.label is not None:
-        lines.append(f"Label: {r.label}")
-    edits = [(name, value) for name, value in r.edits if value != 0]
-    if edits:
-        lines.append("Edits: " + ", ".join(f"{name} {value:+.2f}" for name, value in edits))
-    if r.steps is not None:
-        lines.append(f"Steps: {r.steps}")
-    if r.guidance is not None:
-        lines.append(f"Guidance: {r.guidance:g}")
+    others = []
+    for name, value in r.params.items():
+        spec = table.find(name) if table is not None else None
+        default = spec.default if spec is not None else (0 if not isinstance(value, str) else None)
+        if default is not None and value == default and not isinstance(value, str):
+            continue
+        kind = spec.kind.value if spec is not None else ("text" if isinstance(value, str) else "")
+        if kind == "text" or (spec is None and isinstance(value, str) and len(value) <= MAX_SHOWN_TEXT):
+            title = spec.title if spec is not None else name.replace("_", " ").capitalize()
+            lines.append(f"{title}: “{_shown(value, spec)}”")
+        elif kind == "choice":
+            labels = dict(spec.choices)
+            lines.append(f"{spec.title}: {labels.get(value, value)}")
+        else:
+            others.append(f"{name} {_shown(value, spec)}")
+    if others:
+        lines.append("Params: " + ", ".join(others))
     if r.width is not None or r.height is not None:
         lines.append(f"Size: {r.width or '?'} × {r.height or '?'}")
     lines.append(f"Rendered in {_seconds_text(entry.seconds)}")
@@ -183,8 +206,9 @@ class HistoryStrip(QWidget):
     def _make_item(self, entry: HistoryEntry) -> QListWidgetItem:
         item = QListWidgetItem(self._icon(entry.thumbnail_png), "")
         model = self.session.entry_for(entry.request.model_id)
-        name = model.manifest.name if model is not None and model.manifest is not None else ""
-        item.setToolTip(history_tooltip(entry, name))
+        ok = model is not None and model.ok and model.manifest is not None
+        name = model.manifest.name if ok else ""
+        item.setToolTip(history_tooltip(entry, name, model.parameters if ok else None))
         return item
 
     def _icon(self, png: bytes) -> QIcon:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from PySide6.QtCore import QSize, Qt
 from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import (QComboBox, QHBoxLayout, QLabel, QLineEdit, QListWidget, QListWidgetItem, QPushButton,
@@ -9,13 +11,15 @@ from PySide6.QtWidgets import (QComboBox, QHBoxLayout, QLabel, QLineEdit, QListW
 
 from studio.latent.interp import MODES
 from studio.ui.images import pixmap_from_png
-from studio.ui.session import Session
+
+if TYPE_CHECKING:
+    from studio.ui.session import Session
 
 STEPS = 1000
 
 
 class LibraryPanel(QWidget):
-    def __init__(self, session: Session, parent: QWidget | None = None):
+    def __init__(self, session: "Session", parent: QWidget | None = None):
         super().__init__(parent)
         self.session = session
         self.setObjectName("libraryPanel")
@@ -27,7 +31,8 @@ class LibraryPanel(QWidget):
         self.name_edit.setToolTip("A name for the latent to save (default: its seed)")
         self.save_button = QPushButton("Save Latent")
         self.save_button.setObjectName("saveLatentButton")
-        self.save_button.setToolTip("Save the current latent (seed and edits, as values) in this document (Ctrl+L)")
+        self.save_button.setToolTip("Save the current latent (as values, latent settings included) in this document "
+                                    "(Ctrl+L)")
         save_row = QHBoxLayout()
         save_row.addWidget(self.name_edit, 1)
         save_row.addWidget(self.save_button)

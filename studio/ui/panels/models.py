@@ -10,15 +10,17 @@ from __future__ import annotations
 import html
 import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QEvent, QObject, QRectF, QSize, Qt
 from PySide6.QtGui import QFont, QIcon, QKeyEvent, QPainter, QPalette, QPixmap
 from PySide6.QtWidgets import (QFileDialog, QHBoxLayout, QInputDialog, QListWidget, QListWidgetItem, QPushButton,
                                QSplitter, QStyle, QTextBrowser, QVBoxLayout, QWidget)
 
-from studio.library import PackageEntry
-from studio.ui.import_model import SD_CHOICE, Importer
+from studio.params import CONDITIONS, Capability, Kind
+
+if TYPE_CHECKING:
+    from studio.library import PackageEntry
 
 ICON_HEIGHT = 64
 ICON_WIDTH = 128  # wider previews are cropped (from the left) so that every item's text lines up
@@ -78,20 +80,33 @@ def _latent_text(entry: PackageEntry) -> str:
 
 
 def _conditions_text(entry: PackageEntry) -> str:
-    cond = entry.manifest.conditions
-    if cond.kind == "text" and not cond.labels:
-        text = "text prompt (any text) and negative prompt" if "negative_prompt" in entry.capabilities \
-            else "text prompt (any text)"
-    elif cond.kind == "text":
-        alphabet = "".join(cond.labels)
-        shown = alphabet if len(alphabet) <= 64 else alphabet[:64] + "…"
-        text = f"text ({len(cond.labels)} characters: {shown})"
-    elif cond.kind == "class":
-        shown = ", ".join(cond.labels[:12]) + (", …" if len(cond.labels) > 12 else "")
-        text = f"class ({len(cond.labels)} labels: {shown})"
-    else:
+    """What the model is told to draw, from its specs in the Conditions group: a text of an alphabet, free text (a
+    prompt and a negative prompt), a class …; its default."""
+    specs = [s for s in entry.parameters if s.group == CONDITIONS and not s.is_core]
+    if not specs:
         return "none"
-    return text + (f", default “{cond.default}”" if cond.default else "")
+    parts, free = [], []
+    for spec in specs:
+        if spec.kind is Kind.TEXT and spec.charset:
+            shown = spec.charset if len(spec.charset) <= 64 else spec.charset[:64] + "…"
+            parts.append(f"text ({len(spec.charset)} characters: {shown})")
+        elif spec.kind is Kind.TEXT:
+            free.append(spec.name.replace("_", " "))
+        elif spec.kind is Kind.CHOICE:
+            labels = [label for _, label in spec.choices]
+            shown = ", ".join(labels[:12]) + (", …" if len(labels) > 12 else "")
+            parts.append(f"{spec.title.lower()} ({len(labels)} labels: {shown})")
+        else:
+            parts.append(f"{spec.title.lower()} ({spec.kind.value})")
+    if free:
+        parts.insert(0, f"text {free[0]} (any text)" + "".join(f" and {name}" for name in free[1:]))
+    default = next((s.default for s in specs if isinstance(s.default, str) and s.default), "")
+    return "; ".join(parts) + (f", default “{default}”" if default else "")
+
+
+def _capabilities_text(entry: PackageEntry) -> str:
+    caps = entry.capabilities
+    return ", ".join(c.name.lower().replace("_", " ") for c in Capability if c in caps and c.name) or "—"
 
 
 def details_html(entry: PackageEntry | None, current: bool = False) -> str:
@@ -106,7 +121,7 @@ def details_html(entry: PackageEntry | None, current: bool = False) -> str:
                 f"<p style='color:{ERROR_COLOUR}; white-space:pre-wrap'>{e(error)}</p>"
                 f"<p><b>Folder</b><br>{e(str(entry.folder))}</p>")
     m = entry.manifest
-    capabilities = ", ".join(sorted(entry.capabilities)) or "—"
+    capabilities = _capabilities_text(entry)
     rows = [("Id", m.id), ("Version", m.version), ("Family", m.family), ("Output", _output_text(entry)),
             ("Latent", _latent_text(entry)), ("Conditions", _conditions_text(entry)),
             ("Directions", str(entry.direction_count)), ("Capabilities", capabilities), ("License", m.license),
@@ -171,6 +186,8 @@ class ModelBrowser(QWidget):
         self._import = QPushButton("Import Checkpoint…", self)
         self._import.setObjectName("importCheckpointButton")
         self._import.setToolTip("Convert a PyTorch checkpoint (.ckpt, .pt, .pth, .pkl), read without running it")
+        from studio.ui.import_model import Importer  # (here: importing reaches torch)
+
         self.importer = Importer(self)
         self.importer.finished.connect(self._on_imported)
         self.importer.failed.connect(self._on_import_failed)
@@ -253,8 +270,10 @@ class ModelBrowser(QWidget):
     def choose_architecture(self, source: Path) -> PackageEntry | None | bool:
         """Which architecture the checkpoint has: None for Stable Diffusion, an installed package, or False when
         cancelled. Tests replace this."""
+        from studio.ui.import_model import SD_CHOICE
+
         usable = [e for e in self.session.entries if e.ok and e.manifest is not None
-                  and e.manifest.family != "stable-diffusion"]
+                  and not (e.family is not None and e.family.opens_files)]  # (foreign models: the SD choice)
         names = [SD_CHOICE] + [f"{e.manifest.name} ({e.id}, {e.manifest.family})" for e in usable]
         choice, ok = QInputDialog.getItem(self, "Import Checkpoint",
                                           f"What is {source.name}? Its tensors are read without running any of its "

@@ -18,11 +18,13 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout
 from studio.latent.interp import MODES
 from studio.latent.paths import EASINGS
 from studio.latent.reactive import ENVELOPES
+from studio.params import RAW, Kind, ParamTable
 from studio.project.timeline import MAX_FPS, TARGETS
 from studio.ui import dialogs
 
 MIN_DURATION, MAX_DURATION = 0.1, 600.0
-EDIT_TARGETS = (*TARGETS, *(f"d{k}" for k in range(8)), "truncation")
+MAX_OFFERED_INDEXED = 32  # an indexed number param (d0 …) is offered as mapping targets up to this many values
+DRIVEN_KINDS = (Kind.FLOAT,)  # an envelope adds fractions: whole-number params (steps, layers) cannot take them
 MAPPING_COLUMNS = ("Envelope", "Target", "Gain", "Attack", "Release")
 
 
@@ -197,7 +199,7 @@ class TimelinePanel(QWidget):
         self.sound_button.clicked.connect(self._choose_sound)
         self.last_sound.clicked.connect(lambda: self.session.use_last_sound())
         self.clear_sound.clicked.connect(self._remove_sound)
-        self.add_mapping.clicked.connect(lambda: self.session.add_mapping())
+        self.add_mapping.clicked.connect(self._add_mapping)
         self.remove_mapping.clicked.connect(self._remove_selected_mapping)
         self.mappings.itemSelectionChanged.connect(self._update_buttons)
         self.export.clicked.connect(self.export_video)
@@ -221,6 +223,44 @@ class TimelinePanel(QWidget):
 
     def _new_gesture(self) -> None:
         self._gesture += 1
+
+    def _model_table(self) -> ParamTable | None:
+        """The specs of the timeline's model (its keyframes' model, else the current one); None when unknown."""
+        keys = self.timeline.keyframes
+        model_id = keys[0].request.model_id if keys else (self.session.request.model_id
+                                                          if self.session.request is not None else None)
+        entry = self.session.entry_for(model_id) if model_id is not None else None
+        return entry.parameters if entry is not None and entry.ok else None
+
+    def targets(self) -> list[str]:
+        """What a mapping can drive: the speed along the path, and the model's float params (the directions d0 …
+        first, then truncation, noise …; raw dimensions last, and long indexed ones only when typed)."""
+        table = self._model_table()
+        if table is None:
+            return list(TARGETS)
+        specs = sorted((s for s in table if s.kind in DRIVEN_KINDS and not s.is_core
+                        and s.count <= MAX_OFFERED_INDEXED),
+                       key=lambda s: (s.group == RAW, not s.count))  # d0 … first
+        return [*TARGETS, *(name for s in specs for name in s.names())]
+
+    def _target_problem(self, target: str) -> str | None:
+        """Why `target` cannot be driven by a mapping (None when it can)."""
+        if target in TARGETS:
+            return None
+        table = self._model_table()
+        if table is None:
+            return None  # no model to ask: the timeline checks the name
+        spec = table.find(target)
+        if spec is None or spec.is_core or spec.kind not in DRIVEN_KINDS:
+            numbers = [f"{s.name}0…{s.name}{s.count - 1}" if s.count else s.name for s in table
+                       if s.kind in DRIVEN_KINDS and not s.is_core]
+            return (f"{target!r} is not a number param of this model that an envelope can move; it takes speed"
+                    f"{', ' if numbers else ''}{', '.join(numbers)}")
+        return None
+
+    def _add_mapping(self) -> None:
+        offered = self.targets()
+        self.session.add_mapping(target=offered[1] if len(offered) > 1 else offered[0])
 
     # --- session signals ------------------------------------------------------------------------------------------
     def _on_timeline_changed(self) -> None:
@@ -309,10 +349,14 @@ class TimelinePanel(QWidget):
                 self._make_mapping_row(i)
             if mappings:
                 self.mappings.selectRow(len(mappings) - 1 if row < 0 or row >= len(mappings) else row)
+        offered = self.targets()
         for i, mapping in enumerate(mappings):
             envelope, target, gain, attack, release = (self.mappings.cellWidget(i, c) for c in range(5))
             for widget in (envelope, target, gain, attack, release):
                 widget.blockSignals(True)
+            if [target.itemText(k) for k in range(target.count())] != offered:  # another model's targets
+                target.clear()
+                target.addItems(offered)
             envelope.setCurrentText(mapping.envelope)
             target.setCurrentText(mapping.target)
             gain.setValue(mapping.gain)
@@ -329,9 +373,9 @@ class TimelinePanel(QWidget):
         target = QComboBox()
         target.setObjectName(f"mappingTarget{row}")
         target.setEditable(True)
-        target.addItems(list(EDIT_TARGETS))
-        target.setToolTip("speed: how fast the path runs; any other: a latent edit (d0 …, truncation) moved by the "
-                          "envelope")
+        target.addItems(self.targets())
+        target.setToolTip("speed: how fast the path runs; any other: a number param of the model (d0 …, truncation, "
+                          "noise …) moved by the envelope")
         gain = _spin(-100.0, 100.0, 0.1, 2, f"mappingGain{row}", "How much the envelope moves the target")
         attack = _spin(0.0, 10.0, 0.01, 3, f"mappingAttack{row}", "Seconds the envelope takes to rise")
         release = _spin(0.0, 10.0, 0.01, 3, f"mappingRelease{row}", "Seconds the envelope takes to fall")
@@ -460,6 +504,10 @@ class TimelinePanel(QWidget):
         if self._filling or not 0 <= row < len(self.timeline.mappings):
             return
         if getattr(self.timeline.mappings[row], name) == value:
+            return
+        if name == "target" and (problem := self._target_problem(value)) is not None:
+            self.session.message.emit("error", f"Audio mapping target: {problem}", problem)
+            self._on_timeline_changed()  # the refused text goes back
             return
         self._edit(lambda: self.session.edit_mapping(row, f"Audio mapping {name}",
                                                      f"mapping:{row}:{name}:{self._gesture}", **{name: value}))

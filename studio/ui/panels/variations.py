@@ -102,7 +102,7 @@ class VariationsPanel(QWidget):
         for index in range(self.tiles.count(), len(tiles)):
             request, output = tiles[index]
             item = QListWidgetItem(QIcon(pixmap_from_png(output_thumbnail(output))), f"{index + 1}")
-            item.setToolTip(f"variation seed {int(dict(request.edits)['variation_seed'])}")
+            item.setToolTip(f"variation seed {request.param('variation_seed')}")
             item.setTextAlignment(Qt.AlignmentFlag.AlignHCenter)
             self.tiles.addItem(item)
         wanted = self._wanted
