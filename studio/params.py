@@ -74,6 +74,7 @@ class ParamSpec:
     `render_only`: the param acts while rendering, not on the latent; when a computed latent (saved, encoded,
     interpolated) replaces the seed, these are kept and the others, already inside that latent, are dropped.
     `when` = (other, values): the param matters only while param `other` has one of `values` (() = any value set).
+    `at_most` = other: the param may not exceed param `other` (both with their defaults when unset).
     """
 
     name: str
@@ -89,6 +90,7 @@ class ParamSpec:
     render_only: bool = False
     count: int = 0
     when: tuple[str, tuple[ParamValue, ...]] | None = None
+    at_most: str = ""  # INT/FLOAT: the name of a param this one may not exceed (a layer range's start and end)
     help: str = ""
 
     def __post_init__(self) -> None:
@@ -244,6 +246,14 @@ class ParamTable:
         """`request` with its params checked and normalised (ints stay ints, floats become floats) and its core fields
         checked against any core spec (a width that must be a multiple of 8, say). RequestError otherwise."""
         params = self.check_params(request.params)
+        for spec in self.specs:
+            if spec.at_most and (spec.name in params or spec.at_most in params):
+                low = params.get(spec.name, spec.default)
+                other = self.find(spec.at_most)
+                high = params.get(spec.at_most, other.default if other is not None else None)
+                if low is not None and high is not None and low > high:
+                    raise RequestError(f"must be at most {spec.at_most} ({high}), got {low}",
+                                       field=f"params.{spec.name}")
         for core in ("seed", "width", "height"):
             spec = self._by_name.get(core)
             value = getattr(request, core)

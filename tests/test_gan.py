@@ -136,7 +136,7 @@ def test_latent_reproduces_the_render_as_an_explicit_latent(model):
     ({"mix_seed": 3, "mix_layer": 9}, "mix_layer", "must be between 0 and 4, got 9"),  # 4 layers
     ({"mix_seed": 3, "mix_layer": 1.5}, "mix_layer", "must be a whole number"),
     ({"mix_seed": 3, "mix_strength": 1.5}, "mix_strength", "must be between 0 and 1"),
-    ({"layer_start": 3, "layer_end": 1}, "layer_start", r"layer_start \(3\) is after layer_end \(1\)"),
+    ({"layer_start": 3, "layer_end": 1}, "layer_start", r"must be at most layer_end \(1\), got 3"),
     ({"noise": -1.0}, "noise", "must be between 0 and 4"),
     ({"noise": 9.0}, "noise", "must be between 0 and 4"),
     ({"d17": 1.0}, "d17", r"this model takes no parameter 'd17' \(it takes: .*d0…d3"),  # 4 directions

@@ -308,3 +308,14 @@ def test_apply_settings_puts_core_fields_on_the_request_and_the_rest_in_params()
     with pytest.raises(RequestError) as info:  # core fields are still checked by the request
         apply_settings(base, [("seed", -1)])
     assert info.value.field == "seed"
+
+
+def test_at_most_keeps_one_param_at_or_below_another_with_their_defaults():
+    table = ParamTable([ParamSpec("low", Kind.INT, default=0, range=(0, 8), at_most="high"),
+                        ParamSpec("high", Kind.INT, default=8, range=(0, 8))])
+    assert table.check(RenderRequest("m", params={"low": 3, "high": 3})).params == {"low": 3, "high": 3}
+    assert table.check(RenderRequest("m", params={"low": 8})).params == {"low": 8}  # high's default is 8
+    for params in ({"low": 5, "high": 4}, {"low": 2, "high": 1}, {"high": -1 + 1, "low": 1}):
+        with pytest.raises(RequestError) as info:
+            table.check(RenderRequest("m", params=params))
+        assert info.value.field == "params.low" and "at most high" in info.value.problem

@@ -10,7 +10,6 @@ import os
 import re
 import subprocess
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -39,13 +38,6 @@ ROOT = Path(__file__).resolve().parent.parent
 WOBBLE = "Wobble"
 
 
-@dataclass(frozen=True)
-class BoundedSpec(ParamSpec):
-    """A spec that stays at or below another param (what the GAN's layer range needs; see the report)."""
-
-    at_most: str = ""
-
-
 class WobblyFamily(Family):
     """A family the app has never heard of, with one param of each kind (and a few relations between them)."""
 
@@ -72,8 +64,8 @@ class WobblyFamily(Family):
             ParamSpec("knob", Kind.FLOAT, "Knob", default=0.0, group=WOBBLE, help="Any number (no slider span)"),
             ParamSpec("stamp", Kind.IMAGE, "Stamp", group=WOBBLE, help="A picture stamped on it"),
             ParamSpec("hum", Kind.SOUND, "Hum", group=WOBBLE, help="A sound it hums"),
-            BoundedSpec("low", Kind.INT, "Band", default=0, range=(0, 10), group="Band", at_most="high",
-                        help="Lowest band"),
+            ParamSpec("low", Kind.INT, "Band", default=0, range=(0, 10), group="Band", at_most="high",
+                      help="Lowest band"),
             ParamSpec("high", Kind.INT, "to", default=10, range=(0, 10), group="Band", help="Highest band"),
             ParamSpec("w", Kind.FLOAT, "w", default=0.0, span=(-1.0, 1.0), count=3, group="Band",
                       help="A band weight"),

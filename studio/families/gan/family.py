@@ -64,6 +64,7 @@ class GANFamily(Family):
                  "its fine details)"))
         specs += [
             ParamSpec("layer_start", Kind.INT, "Layers", default=0, range=(0, n), group=DIRECTIONS,
+                      at_most="layer_end",
                       help="First layer the direction sliders act on (0 = the coarsest)"),
             ParamSpec("layer_end", Kind.INT, "to", default=n, range=(0, n), group=DIRECTIONS,
                       help="The direction sliders act on layers before this one (the last = every layer to the "
@@ -148,9 +149,7 @@ class GANFamily(Family):
                 w_b = w_avg + psi * (w_b - w_avg)
             start = value("mix_layer")
             ws[start:] = torch.lerp(ws[start:], w_b.expand(n - start, -1), value("mix_strength"))
-        start, end = value("layer_start"), value("layer_end")
-        if start > end:
-            raise RequestError(f"layer_start ({start}) is after layer_end ({end})", field="params.layer_start")
+        start, end = value("layer_start"), value("layer_end")  # start ≤ end: the spec's at_most, checked above
         for name, amount in sorted(p.items()):
             if name.startswith("d") and name[1:].isdigit():
                 if model.directions is None:
