@@ -1,5 +1,6 @@
-"""The main window and its panels on the offscreen platform, with the fake engine: title, panels bound to the session,
-drag and drop, close with unsaved changes, autosave and crash recovery, clipboard, shortcuts."""
+"""The main window and its panels on the offscreen platform, with the fake engine (work functions on a stub model):
+title, panels bound to the session, drag and drop, close with unsaved changes, autosave and crash recovery,
+clipboard, shortcuts, the Edit menu."""
 
 from __future__ import annotations
 
@@ -11,12 +12,27 @@ from PySide6.QtWidgets import QApplication, QListWidget
 
 from studio.export.image import save_image
 from studio.project import Autosave, Document, find_recoverable
+from studio.request import RenderRequest
 from studio.ui import dialogs
 from studio.ui.main_window import MainWindow
 from studio.ui.session import Session
 
+from app_stubs import WorkingFakeEngine
 from conftest import make_tiny_package
 from fake_engine import request_value
+
+
+@pytest.fixture
+def engine():
+    """The fake engine, running work functions (export, encode …) on a stub model."""
+    fake = WorkingFakeEngine()
+    yield fake
+    fake.shutdown()
+
+
+def edits(request: RenderRequest) -> dict:
+    """The request's params but its condition (what the sliders set)."""
+    return {k: v for k, v in request.params.items() if k != "prompt"}
 
 
 @pytest.fixture(autouse=True)
@@ -84,13 +100,13 @@ def test_moving_a_direction_slider_renders_and_undoes(qtbot, window):
     before = window.canvas.image().pixel(0, 0)
     with qtbot.waitSignal(window.session.rendered, timeout=5000):
         slider.slider.setValue(150)
-    assert dict(window.session.request.edits) == {"d0": 1.5}
+    assert edits(window.session.request) == {"d0": 1.5}
     assert window.canvas.image().pixel(0, 0) != before or request_value(window.session.request) == before & 0xFF
     assert window.isWindowModified() and window.windowTitle().endswith("[*]")
     slider.reset_button.click()
-    assert window.session.request.edits == ()
+    assert edits(window.session.request) == {}
     window.act_undo.trigger()
-    assert dict(window.session.request.edits) == {"d0": 1.5} and slider.value() == 1.5
+    assert edits(window.session.request) == {"d0": 1.5} and slider.value() == 1.5
     window.act_redo.trigger()
     assert slider.value() == 0.0
 
@@ -100,19 +116,19 @@ def test_raw_dimensions_appear_on_demand(qtbot, window):
     window.latent.show_raw.setChecked(True)
     assert window.latent.sliders["z0"].isVisibleTo(window)
     window.latent.sliders["z3"].slider.setValue(-100)
-    assert dict(window.session.request.edits) == {"z3": -1.0}
+    assert edits(window.session.request) == {"z3": -1.0}
     window.latent.reset_all.click()
-    assert window.session.request.edits == ()
+    assert edits(window.session.request) == {}
 
 
 def test_typing_a_prompt_renders_it_and_bad_characters_are_flagged(qtbot, window):
     edit = window.prompt.prompt
     edit.clear()
     qtbot.keyClicks(edit, "Abc")
-    assert window.session.request.prompt == "Abc"
+    assert window.session.request.param("prompt") == "Abc"
     edit.setText("Abcé")  # (QTest cannot type non-ASCII keys offscreen)
     edit.textEdited.emit("Abcé")
-    assert window.session.request.prompt == "Abc"  # not sent
+    assert window.session.request.param("prompt") == "Abc"  # not sent
     assert "Cannot draw é" in window.prompt.prompt_hint.text()
     settle(qtbot, window)
     assert window.canvas.image().width() == 8 * 3  # the fake draws 8 px per character
@@ -142,8 +158,8 @@ def test_truncation_mixing_and_variation_controls(qtbot, window):
     latent.variation_seed.setText("5")
     qtbot.keyClick(latent.variation_seed, Qt.Key.Key_Return)
     latent.variation_strength.slider.setValue(40)
-    assert dict(window.session.request.edits) == {"truncation": 0.5, "mix_seed": 77.0, "mix_strength": 0.25,
-                                                  "variation_seed": 5.0, "variation_strength": 0.4}
+    assert edits(window.session.request) == {"truncation": 0.5, "mix_seed": 77, "mix_strength": 0.25,
+                                             "variation_seed": 5, "variation_strength": 0.4}
 
 
 def test_the_library_panel_saves_and_interpolates(qtbot, window):
@@ -164,7 +180,7 @@ def test_the_library_panel_saves_and_interpolates(qtbot, window):
 
 
 def test_dropping_an_exported_png_restores_its_exact_request(qtbot, window, tmp_path):
-    wanted = window.session.request.edit("d1", 0.5).with_(seed=31337, prompt="Zz")
+    wanted = window.session.request.with_params({"d1": 0.5, "prompt": "Zz"}).with_(seed=31337)
     png = tmp_path / "made.png"
     save_image(png, np.zeros((16, 16), dtype=np.uint8), wanted)
     drop(window, png)
@@ -203,21 +219,21 @@ def test_dropping_garbage_reports_without_a_dialog(qtbot, window, tmp_path):
 
 
 def test_save_open_and_drop_a_project(qtbot, window, tmp_path, monkeypatch):
-    window.session.edit("d0", 1.0, "d0")
+    window.session.set_param("d0", 1.0, "d0")
     target = tmp_path / "poster.lstudio"
     monkeypatch.setattr(dialogs, "ask_save_project", lambda parent, suggestion: str(target))
     window.act_save.trigger()
     assert target.exists() and not window.isWindowModified()
     assert window.windowTitle().startswith("Latent Studio — poster.lstudio")
     assert str(target.resolve()) in window.recent_documents()
-    window.session.edit("d0", -1.0, "d0")
+    window.session.set_param("d0", -1.0, "d0")
     monkeypatch.setattr(dialogs, "ask_save_changes", lambda parent, name: dialogs.DISCARD)
     drop(window, target)
-    assert dict(window.session.request.edits) == {"d0": 1.0} and not window.session.modified
+    assert edits(window.session.request) == {"d0": 1.0} and not window.session.modified
 
 
 def test_closing_with_unsaved_changes_asks(qtbot, window, monkeypatch):
-    window.session.edit("d0", 1.0, "d0")
+    window.session.set_param("d0", 1.0, "d0")
     asked = []
     monkeypatch.setattr(dialogs, "ask_save_changes", lambda parent, name: asked.append(name) or dialogs.CANCEL)
     assert not window.close()
@@ -227,7 +243,7 @@ def test_closing_with_unsaved_changes_asks(qtbot, window, monkeypatch):
 
 
 def test_autosave_and_crash_recovery(qtbot, window, tmp_path, engine, models_dir, monkeypatch):
-    window.session.edit("d3", 2.0, "d3")
+    window.session.set_param("d3", 2.0, "d3")
     settle(qtbot, window)
     window.autosave_now()
     autosaved = window.autosave.path
@@ -245,7 +261,7 @@ def test_autosave_and_crash_recovery(qtbot, window, tmp_path, engine, models_dir
     qtbot.addWidget(restored)
     monkeypatch.setattr(dialogs, "ask_recover", lambda parent, found: True)
     assert restored.offer_recovery(items)
-    assert dict(session.request.edits) == {"d3": 2.0}
+    assert edits(session.request) == {"d3": 2.0}
     assert session.modified  # recovered work is unsaved work
     assert not autosaved.exists()  # adopted, so the slot is gone
     session.undo.setClean()
@@ -256,10 +272,10 @@ def test_declining_recovery_discards_that_autosave(qtbot, window, tmp_path, monk
     from studio.project import Recoverable, save_document
 
     path = tmp_path / "crashed.lstudio"
-    save_document(Document(window.session.request.edit("d0", 1.0)), path)
+    save_document(Document(window.session.request.with_param("d0", 1.0)), path)
     monkeypatch.setattr(dialogs, "ask_recover", lambda parent, found: False)
     assert not window.offer_recovery([Recoverable(path, "", path.stat().st_mtime)])
-    assert not path.exists() and window.session.request.edits == ()
+    assert not path.exists() and edits(window.session.request) == {}
 
 
 def test_escape_cancels_and_copy_puts_the_image_on_the_clipboard(qtbot, window):
@@ -298,3 +314,37 @@ def test_layout_is_remembered(qtbot, engine, models_dir, tmp_path):
     assert second.size().width() == 700 and not second.docks["Models"].isVisibleTo(second)
     second.close()
     QApplication.processEvents()
+
+
+def test_the_edit_menu_undoes_and_redoes_by_name_and_by_key(qtbot, window):
+    from PySide6.QtGui import QKeySequence
+
+    edit = next(a.menu() for a in window.menuBar().actions() if a.text() == "&Edit")
+    assert window.act_undo in edit.actions() and window.act_redo in edit.actions()
+    assert not window.act_undo.isEnabled() and window.act_undo.text() == "&Undo"
+    keys = {k.toString() for k in window.act_undo.shortcuts()}
+    assert "Ctrl+Z" in keys
+    keys = {k.toString() for k in window.act_redo.shortcuts()}
+    assert {"Ctrl+Shift+Z", "Ctrl+Y"} <= keys
+    window.session.change("Seed 5", seed=5)
+    assert window.act_undo.isEnabled() and window.act_undo.text().replace("&", "") == "Undo Seed 5"
+    window.activateWindow()
+    qtbot.keyClick(window, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+    assert window.session.request.seed == 0 and window.act_redo.text().replace("&", "") == "Redo Seed 5"
+    qtbot.keyClick(window, Qt.Key.Key_Y, Qt.KeyboardModifier.ControlModifier)
+    assert window.session.request.seed == 5
+    window.act_undo.trigger()
+    qtbot.keyClick(window, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier)
+    assert window.session.request.seed == 5 and window.isWindowModified()
+    assert QKeySequence(QKeySequence.StandardKey.Undo).toString() in {k.toString() for k in window.act_undo.shortcuts()}
+
+
+def test_model_folders_are_kept_in_settings_toml_not_in_window_ini(qtbot, window, tmp_path):
+    from studio.settings import load_settings
+
+    extra = tmp_path / "more-models"
+    make_tiny_package(extra / "extra-model", "extra-model", seed=3)
+    drop(window, extra)
+    assert load_settings().model_folders == [extra.absolute()]
+    window.close()
+    assert window.settings.value("model_folders") is None
