@@ -210,3 +210,70 @@ def test_a_video_plan_carries_the_sound_in_mp4_and_webm_only(models_dir, tmp_pat
     with pytest.raises(StudioError, match="at least two keyframes"):
         work.video_plan(Timeline(tuple(keys[:1])), tmp_path / "v.mp4")
     json.dumps([f.to_dict() for f in plan.frames])  # plain requests
+
+
+# --- the CLI's verbs run them --------------------------------------------------------------------------------------
+
+
+def test_the_cli_verbs_write_what_the_work_functions_make(models_dir, tmp_path, capsys, monkeypatch):
+    from studio.cli import main
+
+    monkeypatch.setenv("LATENT_STUDIO_SHIPPED_MODELS", str(tmp_path / "none"))
+    cli = ["--models-dir", str(models_dir)]
+    out = tmp_path / "out"
+    out.mkdir()
+    assert main(["render", *cli, "--model", "tiny", "--seed", "7", "--set", "d0=1.5", "--out", str(out / "r.png"),
+                 "--device", "cpu"]) == 0
+    assert main(["sheet", *cli, "--model", "tiny", "--rows", "2", "--seed", "4", "--out", str(out / "s.png"),
+                 "--device", "cpu"]) == 0
+    assert main(["grid", *cli, "--model", "tiny", "--rows", "seed=1,2", "--cols", "d0=-1,0,1", "--title", "T",
+                 "--out", str(out / "g.png"), "--device", "cpu"]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[0].startswith(f"wrote {out / 'r.png'} (32x16, tiny, seed 7, ")
+    assert printed[1] == f"wrote {out / 's.png'} (32x33, tiny, seeds 4..5)"
+    assert printed[2].startswith(f"wrote {out / 'g.png'} (") and printed[2].endswith(", 2 × 3 cells, tiny)")
+    stored = read_request(out / "r.png")
+    assert stored.param("d0") == 1.5 and stored.seed == 7 and len(stored.model_hash) == 64
+    entry = resolve(str(models_dir / "tiny"))
+    with Engine(device="cpu", roots=[models_dir], threads=1) as engine:
+        expected = engine.render(stored).data
+        picture = work.submit(engine, entry.default_request(seed=1), work.grid, rows=("seed", [1, 2]),
+                              cols=("d0", [-1.0, 0.0, 1.0]), path=out / "g2.png", title="T").wait(60).data
+    with Image.open(out / "r.png") as image:
+        assert np.array_equal(np.asarray(image), expected[..., 0])
+    with Image.open(out / "g.png") as image:
+        assert np.array_equal(np.asarray(image), picture)  # the CLI's grid is the work function's
+    assert sorted(p.name for p in out.iterdir()) == ["g.png", "g2.png", "r.png", "s.png"]
+
+
+def test_the_cli_encodes_on_the_engine_and_shows_a_projections_progress(tmp_path, capsys, monkeypatch):
+    from conftest import make_tiny_gan_package
+    from studio.cli import main
+
+    monkeypatch.setenv("LATENT_STUDIO_SHIPPED_MODELS", str(tmp_path / "none"))
+    make_tiny_gan_package(tmp_path / "models" / "tiny-gan")
+    Image.fromarray(np.hstack([np.full((8, 8), 255, np.uint8), np.zeros((8, 8), np.uint8) + 40])).save(
+        tmp_path / "strip.png")
+    assert main(["encode", "--models-dir", str(tmp_path / "models"), "--model", "tiny-gan", "--image",
+                 str(tmp_path / "strip.png"), "--chars", "Ab", "--out", str(tmp_path / "w.json"), "--device",
+                 "cpu"]) == 0
+    err = capsys.readouterr().err
+    assert "projecting image" in err and "a long optimisation" in err and "/300" in err  # the progress bar
+    record = json.loads((tmp_path / "w.json").read_text())
+    assert len(record["latent"]) == 32 and record["chars"] == "Ab" and len(record["model_hash"]) == 64
+
+
+def test_the_cli_animates_a_project_through_the_video_plan(models_dir, tmp_path, capsys, monkeypatch):
+    from studio.cli import main
+    from studio.project import Document, save_document
+
+    monkeypatch.setenv("LATENT_STUDIO_SHIPPED_MODELS", str(tmp_path / "none"))
+    values = tuple(float(v) for v in np.linspace(-1, 1, 8))
+    keys = [Keyframe(RenderRequest("tiny", latent=values, params={"prompt": "Ab"}), duration=0.5),
+            Keyframe(RenderRequest("tiny", latent=tuple(-v for v in values), params={"prompt": "Ab"}), duration=0.5)]
+    save_document(Document(keys[0].request, timeline=Timeline(tuple(keys), fps=8)), tmp_path / "walk.lstudio")
+    assert main(["animate", str(tmp_path / "walk.lstudio"), "--models-dir", str(models_dir), "--out",
+                 str(tmp_path / "walk.gif"), "--device", "cpu"]) == 0
+    assert capsys.readouterr().out.startswith(f"wrote {tmp_path / 'walk.gif'} (4 frames at 8 fps, ")
+    with Image.open(tmp_path / "walk.gif") as image:
+        assert image.n_frames == 4
