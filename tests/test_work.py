@@ -273,7 +273,6 @@ def test_the_cli_animates_a_project_through_the_video_plan(models_dir, tmp_path,
             Keyframe(RenderRequest("tiny", latent=tuple(-v for v in values), params={"prompt": "Ab"}), duration=0.5)]
     save_document(Document(keys[0].request, timeline=Timeline(tuple(keys), fps=8)), tmp_path / "walk.lstudio")
     assert main(["animate", str(tmp_path / "walk.lstudio"), "--models-dir", str(models_dir), "--out",
-                 str(tmp_path / "walk.gif"), "--device", "cpu"]) == 0
-    assert capsys.readouterr().out.startswith(f"wrote {tmp_path / 'walk.gif'} (4 frames at 8 fps, ")
-    with Image.open(tmp_path / "walk.gif") as image:
-        assert image.n_frames == 4
+                 str(tmp_path / "frames"), "--device", "cpu"]) == 0  # no suffix: a folder of PNG frames
+    assert capsys.readouterr().out.startswith(f"wrote {tmp_path / 'frames'} (4 frames at 8 fps, ")
+    assert len(list((tmp_path / "frames").glob("*.png"))) == 4
