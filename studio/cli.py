@@ -467,8 +467,10 @@ class _LongWork:
     """A progress bar on stderr for long work whose length its steps say (a projection)."""
 
     def __init__(self, unit: str = "step"):
+        from studio.train.progress import ProgressBar
+
         self.unit = unit
-        self.bar = None
+        self.bar: ProgressBar | None = None
 
     def on_event(self, event) -> None:  # on the engine's worker
         from studio.train.progress import ProgressBar

@@ -131,8 +131,9 @@ class StubRunner:
 
     def run_work(self, request, label, work, on_done=None, on_error=None, on_cancelled=None) -> StubHandle:
         model = self.model_for(request)
-        return self._queue(StubHandle(request, label, "work", run=lambda: run_steps(work(model, model.checked(request))),
-                                      on_done=on_done, on_error=on_error, on_cancelled=on_cancelled))
+        run = lambda: run_steps(work(model, model.checked(request)))  # noqa: E731
+        return self._queue(StubHandle(request, label, "work", run=run, on_done=on_done, on_error=on_error,
+                                      on_cancelled=on_cancelled))
 
     def run_animation(self, frames, path, fps, label, audio=None, metadata="", size=None, on_done=None, on_error=None,
                       on_cancelled=None) -> StubHandle:

@@ -106,10 +106,11 @@ def test_every_change_is_one_undoable_step_that_renders(doc, seen):
     assert doc.request.seed == 42
 
 
-def test_a_drag_is_one_step_and_an_unchanged_request_none(doc):
+def test_a_drag_is_one_step_and_an_unchanged_request_none(doc, seen):
     start = doc.request
     for value in (0.1, 0.2, 0.5, 0.9):
         doc.set_param("d1", value, "drag", merge="d1:7")
+    assert len(seen.of("document_changed")) == 1  # the title changes once, not at every frame of the drag
     doc.set_param("d1", 1.2, "next drag", merge="d1:8")
     assert doc.undo.count == 2
     doc.change("Same seed", seed=start.seed)  # no change: no step

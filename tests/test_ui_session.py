@@ -341,7 +341,7 @@ def test_new_document_starts_clean(qtbot, session):
     assert session.document.history == [] and session.undo.count() == 0
 
 
-# --- the Edit menu's actions over the core's undo stack ----------------------------------------------------------------
+# --- the Edit menu's actions over the core's undo stack ----------------------------------------------------------
 
 
 def test_undo_actions_name_the_step_and_follow_the_stack(qtbot, session):

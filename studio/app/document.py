@@ -62,7 +62,16 @@ class OpenDocument:
         self.document_changed = Listeners()
         self.seed_mode_changed = Listeners()
         self.opened = Listeners()
-        self.undo.changed.connect(self.document_changed)
+        self._undo_state = (0, True)
+        self.undo.changed.connect(self._on_undo_changed)
+
+    def _on_undo_changed(self) -> None:
+        """A step made, undone or redone, or the document saved: its title changes (not on every frame of a drag:
+        a merged step leaves the index and the saved state as they were)."""
+        state = (self.undo.index, self.undo.is_clean)
+        if state != self._undo_state:
+            self._undo_state = state
+            self.document_changed()
 
     # --- the request ----------------------------------------------------------------------------------------------
     @property
@@ -130,7 +139,8 @@ class OpenDocument:
             return False
         if self.document.request is not None and self.document.request.model_id == model_id:
             return True
-        self.set_request(self.default_request(entry), f"Use model {entry.manifest.name}")
+        name = entry.manifest.name if entry.manifest is not None else model_id
+        self.set_request(self.default_request(entry), f"Use model {name}")
         return True
 
     def start(self, model_id: str | None = None) -> None:
@@ -311,7 +321,10 @@ class OpenDocument:
             self.set_request(request.with_params({"init_image": None, "strength": None}), "Clear init image")
 
     def _fit_init_image(self, request: RenderRequest, picture: np.ndarray, entry: PackageEntry) -> str:
-        fitted = entry.family.init_picture_for(entry.manifest, request, picture)
+        family, manifest = entry.family, entry.manifest
+        if family is None or manifest is None:
+            raise StudioError(f"model {entry.id} cannot be used", entry.folder)
+        fitted = family.init_picture_for(manifest, request, picture)
         text = encode_init_image(fitted)
         self._init_sources[text] = picture
         while len(self._init_sources) > INIT_SOURCES_LIMIT:
@@ -328,13 +341,14 @@ class OpenDocument:
                                 request.height)):
             return request
         entry = self.models.entry_for(request.model_id)
-        if entry is None or entry.manifest is None or Capability.IMG2IMG not in entry.capabilities:
+        family = entry.family if entry is not None else None
+        if entry is None or entry.manifest is None or family is None or Capability.IMG2IMG not in entry.capabilities:
             return request
         try:
             current = decode_init_image(init)
         except StudioError:
             return request  # the family reports what is wrong with it
-        width, height = entry.family.init_size(entry.manifest, request)
+        width, height = family.init_size(entry.manifest, request)
         if current.shape[:2] == (height, width):
             return request
         picture = self._init_sources.get(init, current)

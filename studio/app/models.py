@@ -59,7 +59,7 @@ class ModelLibrary:
         """The package of `model_id`: a usable one when there is one, else the broken one (None: not installed)."""
         found = [e for e in self.entries if e.id == model_id]
         ok = [e for e in found if e.ok]
-        return (ok or found or [None])[0]
+        return ok[0] if ok else found[0] if found else None
 
     @property
     def usable(self) -> list[PackageEntry]:

@@ -182,7 +182,7 @@ def encode_image(model: "LoadedModel", request: RenderRequest, *, images: np.nda
         raise StudioError(f"{model.id} ({model.family.name} family) cannot encode images")
     images = np.ascontiguousarray(images)
     yield Progress(0, 1, "encoding")
-    z = model.family.encode(model, images, list(labels) if labels is not None else None)
+    z: Any = model.family.encode(model, images, list(labels) if labels is not None else None)
     if inspect.isgenerator(z):
         z = yield from z
     return Output("latent", _latent_values(z), {"images": int(images.shape[0]), "shape": list(z.shape)})
@@ -197,7 +197,7 @@ def encode_sound(model: "LoadedModel", request: RenderRequest, *, path: str | Pa
     yield Progress(0, 1, f"reading {Path(path).name}")
     wave, info = read_sound(path, out["sample_rate"], max_seconds=2 * out["length"] / out["sample_rate"] + 1)
     yield Progress(0, 1, "encoding")
-    z = model.family.encode(model, wave, [label])
+    z: Any = model.family.encode(model, wave, [label])
     if inspect.isgenerator(z):
         z = yield from z
     return Output("latent", _latent_values(z), {
