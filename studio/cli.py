@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import inspect
 import json
 import sys
 import traceback
@@ -83,8 +82,9 @@ def cmd_models(args) -> int:
 
 
 def cmd_render(args) -> int:
-    from studio.engine import EXPORT, Engine
-    from studio.export import AUDIO_FORMATS, check_writable_folder, read_any_request, save_audio, save_image
+    from studio.engine import Engine
+    from studio.engine.work import render_to_file, submit
+    from studio.export import check_writable_folder, formats_for, read_any_request
     from studio.library import resolve
 
     out = Path(args.out) if args.out else None
@@ -103,8 +103,9 @@ def cmd_render(args) -> int:
     kind = entry.manifest.output.kind
     if out is None:
         out = Path(f"{entry.id}-{args.seed if args.seed is not None else 0}.{'wav' if kind == 'audio' else 'png'}")
-    if (kind == "audio") != (out.suffix.lower() in AUDIO_FORMATS):  # fail before any work
-        wanted = ", ".join(sorted(AUDIO_FORMATS)) if kind == "audio" else ".png, .jpg, .webp"
+    sounds = formats_for("audio")
+    if (kind == "audio") != (out.suffix.lower() in sounds):  # fail before any work
+        wanted = ", ".join(sorted(sounds)) if kind == "audio" else ".png, .jpg, .webp"
         raise StudioError(f"{entry.id} makes {kind}: write it as {wanted}", out)
     if args.sample_format and kind != "audio":
         raise StudioError(f"--sample-format is for sounds; {entry.id} makes {kind}")
@@ -112,19 +113,13 @@ def cmd_render(args) -> int:
     request = _request_from_args(args, entry, request)
     with Engine(device=args.device, roots=roots) as engine:
         engine.add_package(entry)
-        job = engine.submit(request, EXPORT)
+        job = submit(engine, request, render_to_file, path=out, subtype=args.sample_format)
         output = job.wait()
-        name, sha = job.info.get("model_name", ""), job.info.get("model_sha256", "")
-        if output.kind == "audio":
-            rate = int(output.info.get("sample_rate", entry.manifest.output["sample_rate"]))
-            save_audio(out, output.data, rate, request, model_name=name, model_sha256=sha,
-                       subtype=args.sample_format)
-            shape = f"{output.data.shape[0] / rate:.2f} s at {rate} Hz"
-        elif output.kind == "image":
-            save_image(out, output.data, request, model_name=name, model_sha256=sha)
-            shape = f"{output.size[0]}x{output.size[1]}"
-        else:
-            raise StudioError(f"{entry.id} makes {output.kind}, which `render` cannot write yet")
+    if output.kind == "audio":
+        rate = int(output.info.get("sample_rate", entry.manifest.output["sample_rate"]))
+        shape = f"{output.data.shape[0] / rate:.2f} s at {rate} Hz"
+    else:
+        shape = f"{output.size[0]}x{output.size[1]}"
     note = job.info.get("fallback") or job.info.get("dtype_note")
     print(f"wrote {out} ({shape}, {entry.id}, seed {request.seed}, "
           f"{job.seconds * 1000:.0f} ms on {job.info.get('device')})" + (f"; {note}" if note else ""))
@@ -177,10 +172,9 @@ def _init_image(path: str, entry, request) -> str:
 
 def cmd_sheet(args) -> int:
     """A contact sheet: the same request for consecutive seeds, one row each."""
-    import numpy as np
-
-    from studio.engine import EXPORT, Engine
-    from studio.export import check_writable_folder, save_image
+    from studio.engine import Engine
+    from studio.engine.work import sheet, submit
+    from studio.export import check_writable_folder
     from studio.library import DEFAULT_MODEL_ID, resolve
 
     roots = _roots(args)
@@ -191,27 +185,19 @@ def cmd_sheet(args) -> int:
         raise StudioError(f"--rows must be at least 1, got {args.rows}")
     first = args.seed if args.seed is not None else 0
     args.seed = None
-    base = _request_from_args(args, entry)
-    rows = []
+    base = _request_from_args(args, entry).with_(seed=first)
     with Engine(device=args.device, roots=roots) as engine:
         engine.add_package(entry)
-        for seed in range(first, first + args.rows):
-            output = engine.submit(base.with_(seed=seed), EXPORT).wait()
-            if output.kind != "image":
-                raise StudioError(f"{entry.id} makes {output.kind}, and `sheet` writes images")
-            rows.append(output.data)
-    gap = np.full((max(1, rows[0].shape[0] // 16), *rows[0].shape[1:]), 255, np.uint8)
-    sheet = np.concatenate([part for row in rows for part in (row, gap)][:-1])
-    save_image(out, sheet, base.with_(seed=first), model_name=entry.manifest.name, model_sha256=entry.sha256)
-    print(f"wrote {out} ({sheet.shape[1]}x{sheet.shape[0]}, {entry.id}, seeds {first}..{first + args.rows - 1})")
+        picture = submit(engine, base, sheet, rows=args.rows, path=out).wait().data
+    print(f"wrote {out} ({picture.shape[1]}x{picture.shape[0]}, {entry.id}, seeds {first}..{first + args.rows - 1})")
     return 0
 
 
 def cmd_grid(args) -> int:
     """An X/Y plot: the same request over the values of two parameters, one labelled image."""
-    from studio.engine import EXPORT, Engine
-    from studio.export import check_writable_folder, save_image
-    from studio.export.grid import axis_labels, grid_request, grid_title, labelled_grid, parse_axis
+    from studio.engine import Engine
+    from studio.engine.work import grid, grid_cells, parse_grid_axis, submit
+    from studio.export import check_writable_folder
     from studio.library import DEFAULT_MODEL_ID, resolve
 
     roots = _roots(args)
@@ -220,29 +206,14 @@ def cmd_grid(args) -> int:
         raise StudioError(f"{entry.id} makes {entry.manifest.output.kind}: a grid is made of images")
     out = Path(args.out) if args.out else Path(f"{entry.id}-grid.png")
     check_writable_folder(out)
-    axes = []
-    for option, text in (("--rows", args.rows), ("--cols", args.cols)):
-        try:
-            name, raw = parse_axis(text)
-        except ValueError as exc:
-            raise StudioError(f"{option}: {exc}") from None
-        axes.append((name, [_setting(entry.parameters, name, value, option)[1] for value in raw]))
-    (row_name, row_values), (col_name, col_values) = axes
+    rows, cols = (parse_grid_axis(entry.parameters, text, option)
+                  for option, text in (("--rows", args.rows), ("--cols", args.cols)))
     base = _request_from_args(args, entry)
-    cells = []
+    grid_cells(entry.parameters.check, base, rows, cols)  # a value the model does not take: before any render
     with Engine(device=args.device, roots=roots) as engine:
         engine.add_package(entry)
-        for r in row_values:
-            row = []
-            for c in col_values:
-                cell = entry.parameters.check(grid_request(base, (row_name, r), (col_name, c)))
-                output = engine.submit(cell, EXPORT).wait()
-                row.append(output.data)
-            cells.append(row)
-    title = args.title if args.title is not None else grid_title(entry.manifest.name, row_name, col_name)
-    grid = labelled_grid(cells, axis_labels(row_name, row_values), axis_labels(col_name, col_values), title=title)
-    save_image(out, grid, base, model_name=entry.manifest.name, model_sha256=entry.sha256)
-    print(f"wrote {out} ({grid.shape[1]}x{grid.shape[0]}, {len(row_values)} × {len(col_values)} cells, {entry.id})")
+        picture = submit(engine, base, grid, rows=rows, cols=cols, path=out, title=args.title).wait().data
+    print(f"wrote {out} ({picture.shape[1]}x{picture.shape[0]}, {len(rows[1])} × {len(cols[1])} cells, {entry.id})")
     return 0
 
 
@@ -251,11 +222,10 @@ def cmd_animate(args) -> int:
     import dataclasses
 
     from studio.engine import Engine
-    from studio.engine.animate import export_animation
+    from studio.engine.work import export_video, video_plan
     from studio.export import check_writable_folder
     from studio.library import resolve
     from studio.project import load_document
-    from studio.project.timeline import frames_of, sound_of
     from studio.train.progress import ProgressBar
 
     project = Path(args.project)
@@ -273,24 +243,22 @@ def cmd_animate(args) -> int:
     roots = _roots(args) + [f for f in folders if f.is_dir()]
     try:
         timeline.check_playable()
-        sound = sound_of(timeline, project.parent)  # read once: the mappings' envelopes and the video's track
         entry = resolve(timeline.keyframes[0].request.model_id, roots)
-        frames = frames_of(timeline, project.parent, sound, entry.parameters.default)
+        plan = video_plan(timeline, out, project.parent, entry.parameters.default)
     except StudioError as exc:
         raise StudioError(exc.problem, exc.path or project, exc.field) from None
-    audio = sound if out.suffix.lower() in (".mp4", ".webm") else None
-    bar = ProgressBar(len(frames), unit="frame")
+    bar = ProgressBar(len(plan.frames), unit="frame")
 
     def on_event(event) -> None:
         if event.kind == "progress":
             bar.update(event.step, 1)
 
     with Engine(device=args.device, roots=roots) as engine:
-        job = export_animation(engine, frames, out, timeline.fps, audio=audio, metadata=document.to_json(),
-                               size=size, on_event=on_event)
+        job = export_video(engine, plan, out, metadata=document.to_json(), size=size, on_event=on_event)
         job.wait()
     bar.close()
-    print(f"wrote {out} ({len(frames)} frames at {timeline.fps:g} fps, {job.seconds:.1f} s on {job.info.get('device')})")
+    print(f"wrote {out} ({len(plan.frames)} frames at {timeline.fps:g} fps, {job.seconds:.1f} s on "
+          f"{job.info.get('device')})")
     return 0
 
 
@@ -428,34 +396,45 @@ def _encode_inputs(args, cell: int) -> tuple[list, list[str], str]:
 
 
 def cmd_encode(args) -> int:
+    """A latent from glyphs (a font or an image strip) or a sound, encoded on the engine's export lane; a model that
+    encodes by projection (long) shows a progress bar on stderr."""
     import numpy as np
 
-    from studio.engine.device import pick_device
-    from studio.library import load_model, resolve
-
-    entry = resolve(args.model, _roots(args))
-    model = load_model(entry, pick_device(args.device))
-    kind = model.manifest.output.kind
+    from studio.engine import Engine
+    from studio.engine.work import encode_image, submit
+    from studio.library import resolve
     from studio.params import Capability
+    from studio.request import RenderRequest
 
-    if Capability.ENCODE not in model.family.capabilities:
-        raise StudioError(f"{entry.id} ({model.family.name} family) cannot encode {kind}")
+    roots = _roots(args)
+    entry = resolve(args.model, roots)
+    kind = entry.manifest.output.kind
+    if Capability.ENCODE not in entry.capabilities:
+        raise StudioError(f"{entry.id} ({entry.family.name} family) cannot encode {kind}")
     if kind == "audio":
-        inputs, labels, source = _encode_sound(args, model)
-        what = {"label": labels[0]}
+        work, options, what, source = _encode_sound(args, entry)
     else:
         if args.sound:
             raise StudioError(f"{entry.id} makes images: encode glyphs with --font or --image")
-        images, labels, source = _encode_inputs(args, model.manifest.output["width"])
-        inputs, what = np.stack(images), {"chars": "".join(labels)}
-    import torch
-
-    with torch.inference_mode():
-        z = model.family.encode(model, inputs, labels)
-        if inspect.isgenerator(z):  # a projection by optimisation: long, with progress
-            z = _drive(z)
-    record = {"model_id": entry.id, "model_hash": model.sha256, "source": source, **what,
-              "latent": [float(v) for v in z.reshape(-1)]}
+        images, labels, source = _encode_inputs(args, entry.manifest.output["width"])
+        work, options, what = encode_image, {"images": np.stack(images), "labels": labels}, {"chars": "".join(labels)}
+    progress = _LongWork() if Capability.PROJECT in entry.capabilities else None
+    if progress is not None:
+        print(f"latent-studio: projecting {source} onto {entry.id}: a long optimisation", file=sys.stderr)
+    with Engine(device=args.device, roots=roots) as engine:
+        engine.add_package(entry)
+        job = submit(engine, RenderRequest(entry.id), work, on_event=progress.on_event if progress else None,
+                     **options)
+        try:
+            output = job.wait()
+        finally:
+            if progress is not None:
+                progress.close()
+    rate = output.info.get("resampled_from")
+    if rate:
+        source += f", resampled from {rate} Hz"
+    record = {"model_id": entry.id, "model_hash": job.info.get("model_sha256", ""), "source": source, **what,
+              "latent": [float(v) for v in output.data]}
     text = json.dumps(record, indent=1)
     if args.out:
         from studio.export import atomic_path
@@ -468,34 +447,42 @@ def cmd_encode(args) -> int:
     return 0
 
 
-def _encode_sound(args, model) -> tuple:
-    """The sound of --sound FILE at the model's rate, its class from --label (default: the model's default class)."""
-    from studio.export import read_sound
+def _encode_sound(args, entry) -> tuple:
+    """What encodes --sound FILE (read at the model's rate on the worker) as the class --label (default: the
+    model's default class): (work function, its options, what the record says, the source)."""
+    from studio.engine.work import encode_sound, sound_label
 
     if not args.sound:
-        raise StudioError(f"{model.id} makes sounds: give --sound FILE (and --label CLASS)")
+        raise StudioError(f"{entry.id} makes sounds: give --sound FILE (and --label CLASS)")
     if args.font or args.image:
-        raise StudioError(f"{model.id} makes sounds: encode a sound file with --sound, not glyphs")
-    out = model.manifest.output
-    wave, info = read_sound(args.sound, out["sample_rate"], max_seconds=2 * out["length"] / out["sample_rate"] + 1)
-    cond = model.manifest.conditions
-    label = args.label or cond.default or cond.labels[0]
-    if label not in cond.labels:
-        raise StudioError(f"--label: {model.id} knows the classes {', '.join(cond.labels)}, not {label!r}")
-    note = f", resampled from {info['sample_rate']} Hz" if info.get("resampled") else ""
-    return wave, [label], f"sound {args.sound}{note}"
+        raise StudioError(f"{entry.id} makes sounds: encode a sound file with --sound, not glyphs")
+    try:
+        label = sound_label(entry.manifest, args.label)
+    except StudioError as exc:
+        raise StudioError(f"--label: {exc.problem}") from None
+    return encode_sound, {"path": Path(args.sound), "label": label}, {"label": label}, f"sound {args.sound}"
 
 
-def _drive(steps):
-    """Run long work that yields Progress to its end, showing the progress on stderr; its return value."""
-    while True:
-        try:
-            p = next(steps)
-        except StopIteration as stop:
-            sys.stderr.write("\n")
-            return stop.value
-        sys.stderr.write(f"\r{p.message or 'working'} ({p.step}/{p.total})")
-        sys.stderr.flush()
+class _LongWork:
+    """A progress bar on stderr for long work whose length its steps say (a projection)."""
+
+    def __init__(self, unit: str = "step"):
+        from studio.train.progress import ProgressBar
+
+        self.unit = unit
+        self.bar: ProgressBar | None = None
+
+    def on_event(self, event) -> None:  # on the engine's worker
+        from studio.train.progress import ProgressBar
+
+        if event.kind in ("progress", "preview") and event.total > 1:
+            if self.bar is None or self.bar.total != event.total:
+                self.bar = ProgressBar(event.total, unit=self.unit)
+            self.bar.update(event.step, 1)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
 
 
 def _read_latent(path: str) -> list[float]:

@@ -1,9 +1,17 @@
-"""App settings shared by the CLI and the GUI: `settings.toml` in the user data folder."""
+"""App settings shared by the CLI and the GUI: `settings.toml` in the user data folder.
+
+It is the one store of the model folders a user added (`model_folders`): the window saves a folder there when it is
+opened, so the CLI sees it too (the window's own `window.ini` keeps only its layout and recent files).
+"""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterable
+
+import tomli_w
 
 from studio.errors import StudioError
 from studio.manifest import TomlReader, read_toml
@@ -34,6 +42,47 @@ def load_settings(path: Path | None = None) -> Settings:
         raise r.fail("model_folders", "must be an array of folder paths")
     device = r.get(data, "device", str, required=False, default="auto")
     return Settings([Path(f).expanduser() for f in folders], device)
+
+
+def remember_model_folders(folders: Iterable[str | Path], path: Path | None = None) -> list[Path]:
+    """Add `folders` (absolute; those already listed are kept once) to `model_folders` in the settings file, keeping
+    every other setting; the file is written atomically (created when missing). Returns the folders now listed.
+    A settings file that cannot be read raises its StudioError and is left as it is."""
+    path = path or settings_path()
+    data = read_toml(path, StudioError) if path.exists() else {}
+    listed = load_settings(path).model_folders if path.exists() else []
+    known = {_key(f) for f in listed}
+    added = False
+    for folder in folders:
+        folder = Path(folder).expanduser().absolute()
+        if _key(folder) not in known:
+            known.add(_key(folder))
+            listed.append(folder)
+            added = True
+    if added:
+        data["model_folders"] = [str(f) for f in listed]
+        _write_atomically(path, tomli_w.dumps(data))
+    return listed
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    """Write `text` to a temporary file beside `path`, then rename it into place (a crash leaves the old file)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise StudioError(f"cannot write the settings: {exc.strerror or exc}", path) from None
+
+
+def _key(folder: Path) -> Path:
+    """A folder as compared (the same folder by another path is the same)."""
+    try:
+        return folder.resolve()
+    except OSError:
+        return folder.absolute()
 
 
 def load_or_reset_settings(path: Path | None = None) -> tuple[Settings, str]:

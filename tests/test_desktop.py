@@ -188,3 +188,36 @@ def test_render_precision_is_a_undoable_request_setting(qtbot, window):
     window._on_rendered(session.request, 0.25, {"device": "cpu", "dtype": "float32",
                                                 "dtype_note": "float16 is not used on the CPU; rendered in float32"})
     assert "rendered in float32" in window.time_label.text() and "(float32)" in window.device_label.text()
+
+
+def test_model_folders_an_older_window_ini_kept_move_once_into_settings_toml(qtbot, tmp_path, models_dir):
+    import json
+
+    from studio.settings import load_settings
+    from studio.ui.app import move_window_folders
+
+    ini = QSettings(str(tmp_path / "window.ini"), QSettings.Format.IniFormat)
+    ini.setValue("model_folders", json.dumps([str(models_dir), str(tmp_path / "gone"), 7]))
+    ini.setValue("recent", "[]")
+    settings_path().parent.mkdir(parents=True, exist_ok=True)
+    settings_path().write_text('device = "cpu"\n', encoding="utf-8")
+    assert move_window_folders(ini) == [models_dir]  # a folder that is gone is dropped
+    assert load_settings().model_folders == [models_dir] and load_settings().device == "cpu"
+    again = QSettings(str(tmp_path / "window.ini"), QSettings.Format.IniFormat)
+    assert again.value("model_folders") is None and again.value("recent") == "[]"
+    assert move_window_folders(again) == []  # once
+
+
+def test_model_folders_stay_in_window_ini_while_settings_toml_cannot_take_them(qtbot, tmp_path, models_dir):
+    import json
+
+    from studio.errors import StudioError
+    from studio.ui.app import move_window_folders
+
+    ini = QSettings(str(tmp_path / "window.ini"), QSettings.Format.IniFormat)
+    ini.setValue("model_folders", json.dumps([str(models_dir)]))
+    settings_path().parent.mkdir(parents=True, exist_ok=True)
+    settings_path().write_text("model_folders = [unclosed", encoding="utf-8")
+    with pytest.raises(StudioError):
+        move_window_folders(ini)
+    assert json.loads(ini.value("model_folders")) == [str(models_dir)]

@@ -1,5 +1,6 @@
-"""The main window and its panels on the offscreen platform, with the fake engine: title, panels bound to the session,
-drag and drop, close with unsaved changes, autosave and crash recovery, clipboard, shortcuts."""
+"""The main window and its panels on the offscreen platform, with the fake engine (work functions on a stub model):
+title, panels bound to the session, drag and drop, close with unsaved changes, autosave and crash recovery,
+clipboard, shortcuts, the Edit menu."""
 
 from __future__ import annotations
 
@@ -11,12 +12,22 @@ from PySide6.QtWidgets import QApplication, QListWidget
 
 from studio.export.image import save_image
 from studio.project import Autosave, Document, find_recoverable
+from studio.request import RenderRequest
 from studio.ui import dialogs
 from studio.ui.main_window import MainWindow
 from studio.ui.session import Session
 
+from app_stubs import WorkingFakeEngine
 from conftest import make_tiny_package
 from fake_engine import request_value
+
+
+@pytest.fixture
+def engine():
+    """The fake engine, running work functions (export, encode …) on a stub model."""
+    fake = WorkingFakeEngine()
+    yield fake
+    fake.shutdown()
 
 
 @pytest.fixture(autouse=True)
@@ -304,3 +315,37 @@ def test_layout_is_remembered(qtbot, engine, models_dir, tmp_path):
     assert second.size().width() == 700 and not second.docks["Models"].isVisibleTo(second)
     second.close()
     QApplication.processEvents()
+
+
+def test_the_edit_menu_undoes_and_redoes_by_name_and_by_key(qtbot, window):
+    from PySide6.QtGui import QKeySequence
+
+    edit = next(a.menu() for a in window.menuBar().actions() if a.text() == "&Edit")
+    assert window.act_undo in edit.actions() and window.act_redo in edit.actions()
+    assert not window.act_undo.isEnabled() and window.act_undo.text() == "&Undo"
+    keys = {k.toString() for k in window.act_undo.shortcuts()}
+    assert "Ctrl+Z" in keys
+    keys = {k.toString() for k in window.act_redo.shortcuts()}
+    assert {"Ctrl+Shift+Z", "Ctrl+Y"} <= keys
+    window.session.change("Seed 5", seed=5)
+    assert window.act_undo.isEnabled() and window.act_undo.text().replace("&", "") == "Undo Seed 5"
+    window.activateWindow()
+    qtbot.keyClick(window, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+    assert window.session.request.seed == 0 and window.act_redo.text().replace("&", "") == "Redo Seed 5"
+    qtbot.keyClick(window, Qt.Key.Key_Y, Qt.KeyboardModifier.ControlModifier)
+    assert window.session.request.seed == 5
+    window.act_undo.trigger()
+    qtbot.keyClick(window, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier)
+    assert window.session.request.seed == 5 and window.isWindowModified()
+    assert QKeySequence(QKeySequence.StandardKey.Undo).toString() in {k.toString() for k in window.act_undo.shortcuts()}
+
+
+def test_model_folders_are_kept_in_settings_toml_not_in_window_ini(qtbot, window, tmp_path):
+    from studio.settings import load_settings
+
+    extra = tmp_path / "more-models"
+    make_tiny_package(extra / "extra-model", "extra-model", seed=3)
+    drop(window, extra)
+    assert load_settings().model_folders == [extra.absolute()]
+    window.close()
+    assert window.settings.value("model_folders") is None

@@ -13,6 +13,7 @@ from PySide6.QtGui import QGuiApplication, QIcon
 from PySide6.QtWidgets import QApplication
 
 from studio import __version__
+from studio.errors import StudioError
 from studio.paths import APP_NAME
 
 log = logging.getLogger(__name__)
@@ -52,7 +53,8 @@ def app_icon() -> QIcon:
 
 
 def settings() -> QSettings:
-    """The window's remembered state: an INI file in the user data folder (isolated by LATENT_STUDIO_DATA)."""
+    """The window's remembered layout and recent files: an INI file in the user data folder (isolated by
+    LATENT_STUDIO_DATA). Model folders are not kept here but in settings.toml, which the CLI reads too."""
     from studio.paths import user_data_dir
 
     return QSettings(str(user_data_dir() / "window.ini"), QSettings.Format.IniFormat)
@@ -78,15 +80,15 @@ def run(model: str | None = None, open_paths: list[str] | None = None, device: s
 
     setup_logging()
     user, settings_problem = load_or_reset_settings()  # a broken settings.toml never keeps the app from starting
+    store = settings()
+    try:
+        if move_window_folders(store):
+            user, _ = load_or_reset_settings()
+    except StudioError as exc:  # kept in window.ini for the next start
+        log.warning("the model folders of window.ini could not be moved to settings.toml: %s", exc)
     roots = default_roots([*user.model_folders, *(models_dirs or [])])
     engine = Engine(device=device or user.device or "auto", roots=roots, threads=threads)
     session = Session(engine, roots=roots)
-    store = settings()
-    try:
-        remembered = json.loads(store.value("model_folders", "[]") or "[]")
-    except (TypeError, ValueError):
-        remembered = []
-    session.extra_folders = [Path(p) for p in remembered if isinstance(p, str) and Path(p).is_dir()]
     autosave = Autosave()
     window = MainWindow(session, store, autosave)
     session.message.connect(_log_message)
@@ -113,6 +115,27 @@ def run(model: str | None = None, open_paths: list[str] | None = None, device: s
     code = app.exec()
     session.shutdown()
     return code
+
+
+def move_window_folders(store: QSettings) -> list[Path]:
+    """The model folders an older version kept in window.ini (invisible to the CLI), moved once into settings.toml,
+    the one store of model folders; returns those moved. StudioError (the key kept) when settings.toml cannot be
+    written."""
+    from studio.settings import remember_model_folders
+
+    value = store.value("model_folders")
+    if value is None:
+        return []
+    try:
+        listed = json.loads(value or "[]")
+    except (TypeError, ValueError):
+        listed = []
+    folders = [Path(p) for p in listed if isinstance(p, str) and Path(p).is_dir()] if isinstance(listed, list) else []
+    if folders:
+        remember_model_folders(folders)
+    store.remove("model_folders")
+    store.sync()
+    return folders
 
 
 def _log_message(level: str, title: str, detail: str) -> None:

@@ -18,6 +18,7 @@ from studio import __version__
 from studio.errors import StudioError
 from studio.export import AUDIO_SUFFIXES, stored_any_request_text
 from studio.export.image import FORMATS
+from studio.params import Capability
 from studio.project import SUFFIX, Autosave, Recoverable, adopt, discard, find_recoverable
 from studio.ui import dialogs
 from studio.ui.audio_view import AudioView
@@ -30,7 +31,7 @@ from studio.ui.panels.models import ModelBrowser
 from studio.ui.panels.prompt import PromptPanel
 from studio.ui.panels.timeline import TimelinePanel
 from studio.ui.panels.variations import VariationsPanel
-from studio.ui.session import ERROR, INFO, Session
+from studio.ui.session import ERROR, INFO, Session, UndoActions
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +133,7 @@ class MainWindow(QMainWindow):
 
     def _build_status_bar(self) -> None:
         bar = self.statusBar()
-        self.device_label = QLabel(f"Device: {getattr(self.session.bridge.engine, 'device', '?')}")
+        self.device_label = QLabel(f"Device: {self.session.bridge.engine.device}")
         self.device_label.setToolTip("Where models run (set with --device or settings.toml)")
         self.model_label = QLabel()
         self.model_label.setToolTip("The current model")
@@ -201,10 +202,11 @@ class MainWindow(QMainWindow):
         self.act_encode = self._action("E&ncode Image…", self.image_dialog, "Ctrl+I",
                                        "Take the latent from an image")
         self.act_quit = self._action("&Quit", self.close, K.Quit, "Quit Latent Studio")
-        self.act_undo = s.undo.createUndoAction(self, "&Undo")
-        self.act_undo.setShortcut(QKeySequence(K.Undo))
-        self.act_redo = s.undo.createRedoAction(self, "&Redo")
-        self.act_redo.setShortcuts([QKeySequence("Ctrl+Shift+Z"), QKeySequence(K.Redo)])
+        # Edit → Undo / Redo: driven by the document's undo stack (the core's), texts such as "Undo Seed 5"
+        self.undo_actions = UndoActions(s.undo, self)
+        self.act_undo, self.act_redo = self.undo_actions.undo, self.undo_actions.redo
+        self.act_undo.setShortcuts(_shortcuts(K.Undo, "Ctrl+Z"))
+        self.act_redo.setShortcuts(_shortcuts("Ctrl+Shift+Z", K.Redo, "Ctrl+Y"))
         self.addActions([self.act_undo, self.act_redo])
         self.act_reset = self._action("Reset All &Sliders", self.latent.reset_all_edits, "Ctrl+Shift+R",
                                       "Reset every latent edit")
@@ -568,8 +570,8 @@ class MainWindow(QMainWindow):
             self.latent.encode_dialog()
 
     def _takes_init_image(self) -> bool:
-        caps = self.session.entry.capabilities if self.session.entry is not None else frozenset()
-        return "img2img" in caps and "encode" not in caps
+        caps = self.session.entry.capabilities if self.session.entry is not None else Capability.NONE
+        return Capability.IMG2IMG in caps and Capability.ENCODE not in caps
 
     def add_keyframe(self) -> None:
         """Ctrl+K: the current state becomes a keyframe; the Timeline comes forward."""
@@ -627,7 +629,7 @@ class MainWindow(QMainWindow):
     def about(self) -> None:
         shown = self.device_label.text().removeprefix("Device: ")  # with the precision once a render has run
         QMessageBox.about(self, "About Latent Studio",
-                          about_text(shown or getattr(self.session.bridge.engine, "device", "?")))
+                          about_text(shown or self.session.bridge.engine.device))
 
     def open_folder(self, folder: Path) -> bool:
         """Show a folder in the desktop's file manager (tests replace this); False when none could open it."""
@@ -676,7 +678,6 @@ class MainWindow(QMainWindow):
             return
         self.settings.setValue("geometry", self.saveGeometry())
         self.settings.setValue("windowState", self.saveState())
-        self.settings.setValue("model_folders", json.dumps([str(p) for p in self.session.extra_folders]))
         self.autosave_timer.stop()
         if self.autosave is not None:
             self.autosave.finish()
@@ -710,6 +711,15 @@ def about_text(device) -> str:
             f"Python {platform.python_version()} on {platform.system()} {platform.machine()}<br><br>"
             f"Your data: {user_data_dir()}<br>Log file: {log_path()}<br><br>"
             "GPL-3.0-or-later. The video encoder x264 inside PyAV is GPL too.")
+
+
+def _shortcuts(*keys) -> list[QKeySequence]:
+    """Key sequences (standard keys or text), each once: a platform's standard key may be one of the others."""
+    found: list[QKeySequence] = []
+    for key in keys:
+        bindings = QKeySequence.keyBindings(key) if isinstance(key, QKeySequence.StandardKey) else [QKeySequence(key)]
+        found += [b for b in bindings if not b.isEmpty() and b not in found]
+    return found
 
 
 def _clock(seconds: float) -> str:

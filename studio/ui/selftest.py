@@ -274,10 +274,10 @@ class _SelfTest:
     def _png(self, entry: PackageEntry, request: RenderRequest, output: Output) -> str:
         from PIL import Image
 
-        from studio.export import read_request, save_image
+        from studio.export import read_request, save_output
 
-        path = save_image(self.folder_for() / f"{entry.id}.png", output.data, request,
-                          model_name=entry.manifest.name, model_sha256=request.model_hash)
+        path = save_output(self.folder_for() / f"{entry.id}.png", output, request, model_name=entry.manifest.name,
+                           model_sha256=request.model_hash)
         _same_request(read_request(path), request)
         with Image.open(path) as image:
             pixels = np.asarray(image)
@@ -288,11 +288,11 @@ class _SelfTest:
     def _sound(self, fmt: str, entry: PackageEntry, request: RenderRequest, output: Output) -> str:
         import soundfile
 
-        from studio.export import read_any_request, save_audio
+        from studio.export import read_any_request, save_output
 
         rate = int(output.info.get("sample_rate", entry.manifest.output["sample_rate"]))
-        path = save_audio(self.folder_for() / f"{entry.id}.{fmt.lower()}", output.data, rate, request,
-                          model_name=entry.manifest.name, model_sha256=request.model_hash)
+        path = save_output(self.folder_for() / f"{entry.id}.{fmt.lower()}", output, request,
+                           model_name=entry.manifest.name, model_sha256=request.model_hash, sample_rate=rate)
         _same_request(read_any_request(path), request)
         info = soundfile.info(str(path))
         if (info.frames, info.channels, info.samplerate) != (output.data.shape[0], output.data.shape[1], rate):

@@ -1,0 +1,436 @@
+"""The open document, with no Qt: its current request, undo history, seed mode, render history, latent library,
+image-to-image source, file and saved state.
+
+Every change of the request is one undoable step (`set_request`, `set_param`, `change`); a step applied (made, undone
+or redone) makes the request current and asks for it to be rendered (`render_wanted`). Renders come back through the
+window (or any other driver) as `add_history` and `note_render`. Nothing here renders: the engine does.
+
+Listeners (plain callbacks, see studio.app.listeners): request_changed(request), model_changed(entry),
+render_wanted(request), latents_changed(), history_changed(), document_changed() (path or saved state),
+seed_mode_changed(mode), opened() (a whole new document: everything changed) and message(level, text, detail).
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+
+from studio.app.listeners import Listeners
+from studio.app.models import ERROR, INFO, WARNING, ModelLibrary
+from studio.app.undo import Edit, SetValue, UndoStack
+from studio.errors import StudioError
+from studio.export import read_any_request
+from studio.export.image import read_picture
+from studio.io.images import decode_init_image, encode_init_image
+from studio.latent.interp import interpolate
+from studio.library import DEFAULT_MODEL_ID, PackageEntry
+from studio.params import Capability
+from studio.project import Document, HistoryEntry, ModelRef, SavedLatent, load_document, save_document, utc_now
+from studio.request import MAX_SEED, RenderRequest
+
+SEED_MODES = ("fixed", "increment", "random")
+DEFAULT_STRENGTH = 0.6  # image-to-image: how much of a newly set init image is redrawn
+INIT_SOURCES_LIMIT = 32  # original init pictures remembered for re-fitting (by the request text they produced)
+INIT_SOURCE_MAX_SIDE = 1024  # originals are shrunk to this (re-fitting runs at typing speed on the driving thread)
+
+
+class OpenDocument:
+    """The document being edited, over the installed `models` (whose `message` listeners it shares)."""
+
+    def __init__(self, models: ModelLibrary, rng: random.Random | None = None):
+        self.models = models
+        self.message = models.message
+        self.undo = UndoStack()
+        self.document = Document()
+        self.path: Path | None = None
+        self.entry: PackageEntry | None = None  # the current request's model
+        self.seed_mode = "fixed"
+        self.revision = 0  # counts every change of the document, saved or not (autosave writes when it moves)
+        self._rng = rng or random.Random()
+        self._history_index = -1  # undo index of the newest history entry (one entry per undo step)
+        # init image (base64 PNG in a request) → the original picture it was fitted from, so that a new prompt
+        # re-fits the original rather than a resized copy (pictures stay here: the request holds only the fitted one)
+        self._init_sources: dict[str, np.ndarray] = {}
+        self.request_changed = Listeners()
+        self.model_changed = Listeners()
+        self.render_wanted = Listeners()
+        self.latents_changed = Listeners()
+        self.history_changed = Listeners()
+        self.document_changed = Listeners()
+        self.seed_mode_changed = Listeners()
+        self.opened = Listeners()
+        self._undo_state = (0, True)
+        self.undo.changed.connect(self._on_undo_changed)
+
+    def _on_undo_changed(self) -> None:
+        """A step made, undone or redone, or the document saved: its title changes (not on every frame of a drag:
+        a merged step leaves the index and the saved state as they were)."""
+        state = (self.undo.index, self.undo.is_clean)
+        if state != self._undo_state:
+            self._undo_state = state
+            self.document_changed()
+
+    # --- the request ----------------------------------------------------------------------------------------------
+    @property
+    def request(self) -> RenderRequest | None:
+        return self.document.request
+
+    def set_request(self, request: RenderRequest, text: str, merge: str | None = None) -> None:
+        """Make `request` current as one undoable step (`merge`: a key that folds a gesture into one step)."""
+        old = self.document.request
+        request = self._refit_init_image(old, request)
+        if request != old:
+            self.undo.push(SetValue(self.apply, old, request, text, merge))
+
+    def set_param(self, name: str, value: Any, text: str, merge: str | None = None) -> None:
+        """Set param `name` of the current request (None: unset, the family's default applies) as one step."""
+        if self.request is None:
+            return
+        try:
+            request = self.request.with_param(name, value)
+            if self.entry is not None and self.entry.parameters.find(name) is not None:
+                request = self.entry.parameters.check(request)
+        except StudioError as exc:
+            self.message(ERROR, f"{text}: {exc.problem}", str(exc))
+            return
+        self.set_request(request, text, merge)
+
+    def change(self, text: str, merge: str | None = None, **fields: Any) -> None:
+        """Change core fields (seed=…, latent=…) or params (params={…}) of the current request as one step."""
+        if self.request is None:
+            return
+        try:
+            request = self.request.with_(**fields)
+        except StudioError as exc:
+            self.message(ERROR, f"{text}: {exc.problem}", str(exc))
+            return
+        self.set_request(request, text, merge)
+
+    def apply(self, request: RenderRequest | None) -> None:
+        """Make `request` current and ask for it to be rendered (what an undo step does; also on start and load)."""
+        previous = self.document.request
+        self.document.request = request
+        self.revision += 1
+        if request is None or previous is None or request.model_id != previous.model_id or self.entry is None:
+            self.entry = self.models.entry_for(request.model_id) if request is not None else None
+            self.model_changed(self.entry)
+        self.request_changed(request)
+        if request is None:
+            return
+        if self.entry is None:
+            self.message(ERROR, f"Model {request.model_id!r} is not installed",
+                         "Open its folder (File → Open Model Folder…) to render this request.")
+        else:
+            self.render_wanted(request)
+
+    def default_request(self, entry: PackageEntry, seed: int | None = None) -> RenderRequest:
+        """What `entry` opens with: its default request at `seed` (default: the current seed)."""
+        seed = self.document.request.seed if seed is None and self.document.request else (seed or 0)
+        return entry.default_request(seed)
+
+    def use_model(self, model_id: str) -> bool:
+        entry = self.models.entry_for(model_id)
+        if entry is None or not entry.ok:
+            why = str(entry.error) if entry is not None else "it is not installed"
+            self.message(ERROR, f"Cannot use model {model_id}", why)
+            return False
+        if self.document.request is not None and self.document.request.model_id == model_id:
+            return True
+        name = entry.manifest.name if entry.manifest is not None else model_id
+        self.set_request(self.default_request(entry), f"Use model {name}")
+        return True
+
+    def start(self, model_id: str | None = None) -> None:
+        """Show `model_id` (default: the shipped default model, else the first usable one), not as an undo step."""
+        if not self.models.entries:
+            self.models.refresh()
+        entry = self.models.entry_for(model_id or DEFAULT_MODEL_ID)
+        if entry is None or not entry.ok:
+            usable = self.models.usable
+            entry = usable[0] if usable else None
+        if entry is None:
+            self.message(WARNING, "No usable model is installed",
+                         "Open a model folder (File → Open Model Folder…) or drop one on the window.")
+            self.apply(None)
+            return
+        self.apply(self.default_request(entry, seed=0))
+
+    @property
+    def output_kind(self) -> str:
+        """What the current model makes: "image" or "audio" ("image" when no model is open)."""
+        entry = self.entry
+        return entry.manifest.output.kind if entry is not None and entry.manifest is not None else "image"
+
+    @property
+    def projects(self) -> bool:
+        """Whether the current model's encoder is a projection by optimisation (long: progress and Cancel)."""
+        return self.entry is not None and Capability.PROJECT in self.entry.capabilities
+
+    # --- seeds ----------------------------------------------------------------------------------------------------
+    def set_seed_mode(self, mode: str) -> None:
+        if mode not in SEED_MODES:
+            raise ValueError(f"seed mode must be one of {SEED_MODES}")
+        if mode != self.seed_mode:
+            self.seed_mode = mode
+            self.seed_mode_changed(mode)
+
+    def random_seed(self) -> None:
+        if self.request is not None:
+            self.change("Random seed", seed=self.draw_seed(), latent=None)
+
+    def draw_seed(self) -> int:
+        """A random seed (or variation seed) in the whole range, 0..2**64-1."""
+        return self._rng.randrange(MAX_SEED + 1)
+
+    def next_seed(self) -> None:
+        """Advance the seed by the seed mode (after an export, or on "Next"): fixed keeps it."""
+        if self.request is None or self.seed_mode == "fixed":
+            return
+        if self.seed_mode == "increment":
+            self.change("Next seed", seed=(self.request.seed + 1) % (MAX_SEED + 1), latent=None)
+        else:
+            self.random_seed()
+
+    # --- render history -------------------------------------------------------------------------------------------
+    def add_history(self, request: RenderRequest, seconds: float, thumbnail_png: bytes = b"") -> None:
+        """A finished render of the current request. One history entry per undo step: renders during one gesture
+        replace each other."""
+        entry = HistoryEntry(request, round(seconds, 4), utc_now(), thumbnail_png)
+        history = self.document.history
+        if history and (self._history_index == self.undo.index or history[-1].request == request):
+            history[-1] = entry
+        else:
+            self.document.add_history(entry)
+        self._history_index = self.undo.index
+        self.revision += 1
+        self.history_changed()
+
+    def restore_history(self, index: int) -> None:
+        self.set_request(self.document.history[index].request, "Restore render")
+
+    def note_render(self, request: RenderRequest, info: dict) -> None:
+        """Record the model a render used (its weights' hash, and the folder it was opened from) in the document."""
+        refs = [r for r in self.document.models if r.id != request.model_id]
+        folder = self.models.opened_folder(self.models.entry_for(request.model_id))
+        self.document.models = [*refs, ModelRef(request.model_id, info.get("model_sha256", ""),
+                                                info.get("model_name", ""), folder)]
+
+    # --- latent library -------------------------------------------------------------------------------------------
+    def latent_name(self, name: str, request: RenderRequest | None = None) -> str:
+        """The name a latent is saved under: `name`, or "seed N" when it is blank."""
+        request = request or self.request
+        return name.strip() or (f"seed {request.seed}" if request is not None else "latent")
+
+    def save_latent(self, name: str, request: RenderRequest, values: Iterable[float], model_hash: str = "",
+                    thumbnail_png: bytes = b"") -> None:
+        """Add the latent `values` of `request` (computed by its model) to the library as one step."""
+        name = self.latent_name(name, request)
+        entry = SavedLatent(name, request.model_id, model_hash or request.model_hash,
+                            tuple(float(v) for v in values), thumbnail_png)
+        index = len(self.document.latents)
+        self.undo.push(Edit(f"Save latent {name!r}", lambda: self._insert_latent(index, entry),
+                            lambda: self._remove_latent(index, entry)))
+
+    def remove_latent(self, index: int) -> None:
+        entry = self.document.latents[index]
+        self.undo.push(Edit(f"Remove latent {entry.name!r}", lambda: self._remove_latent(index, entry),
+                            lambda: self._insert_latent(index, entry)))
+
+    def _insert_latent(self, index: int, entry: SavedLatent) -> None:
+        self.document.latents.insert(index, entry)
+        self.revision += 1
+        self.latents_changed()
+
+    def _remove_latent(self, index: int, entry: SavedLatent) -> None:
+        if 0 <= index < len(self.document.latents) and self.document.latents[index] == entry:
+            del self.document.latents[index]
+        self.revision += 1
+        self.latents_changed()
+
+    def use_latent(self, index: int) -> None:
+        entry = self.document.latents[index]
+        if self.latent_fits(entry):
+            self.use_latent_values(f"Use latent {entry.name!r}", entry.latent)
+
+    def use_latent_values(self, text: str, values: Iterable[float], source: RenderRequest | None = None,
+                          merge: str | None = None) -> None:
+        """Make explicit latent `values` current (an encoding, a saved latent, a variation), keeping the params a
+        latent does not hold (those of `source`, default the current request) as one step."""
+        self.change(text, merge=merge, latent=tuple(float(v) for v in values),
+                    params=self.render_only_params(source))
+
+    def render_only_params(self, request: RenderRequest | None = None) -> dict:
+        """The request's params that a computed latent does not hold (kept when such a latent is used): the
+        condition, sampler settings, noise … (the specs say which)."""
+        request = request or self.request
+        if request is None:
+            return {}
+        entry = self.models.entry_for(request.model_id)
+        return entry.parameters.render_only(request) if entry is not None else dict(request.params)
+
+    def interpolate_latents(self, a: int, b: int, t: float, mode: str = "slerp", merge: str | None = None) -> None:
+        first, second = self.document.latents[a], self.document.latents[b]
+        if not (self.latent_fits(first) and self.latent_fits(second)):
+            return
+        try:
+            values = interpolate(first.latent, second.latent, t, mode)
+        except ValueError as exc:
+            self.message(ERROR, f"Cannot interpolate {first.name!r} and {second.name!r}", str(exc))
+            return
+        self.use_latent_values(f"Interpolate {first.name!r} → {second.name!r}", values, merge=merge)
+
+    def latent_fits(self, entry: SavedLatent) -> bool:
+        """Whether a saved latent belongs to the current model (a warning says so when not)."""
+        request = self.request
+        if request is None:
+            return False
+        if entry.model_id != request.model_id:
+            self.message(WARNING, f"Latent {entry.name!r} belongs to model {entry.model_id}",
+                         f"The current model is {request.model_id}; switch to {entry.model_id} to use it.")
+            return False
+        return True
+
+    # --- image to image -------------------------------------------------------------------------------------------
+    def set_init_image(self, source: str | Path | np.ndarray, name: str = "") -> bool:
+        """Start image-to-image from a picture (a file, or an array): it is fitted to the sheet the current prompt
+        draws and stored in the request (one undoable step); strength defaults to DEFAULT_STRENGTH."""
+        request, entry = self.request, self.entry
+        if request is None or entry is None or entry.manifest is None:
+            return False
+        name = name or (Path(source).name if not isinstance(source, np.ndarray) else "image")
+        if Capability.IMG2IMG not in entry.capabilities:
+            self.message(ERROR, f"{entry.manifest.name} cannot start from an image",
+                         f"The {entry.manifest.family} family has no image-to-image.")
+            return False
+        try:
+            picture = read_picture(source, INIT_SOURCE_MAX_SIDE)
+        except StudioError as exc:
+            self.message(ERROR, f"Cannot use {name} as the init image", str(exc))
+            return False
+        strength = request.param("strength", DEFAULT_STRENGTH)
+        self.set_request(request.with_params({"init_image": self._fit_init_image(request, picture, entry),
+                                              "strength": strength}), f"Init image {name}")
+        return True
+
+    def clear_init_image(self) -> None:
+        request = self.request
+        if request is not None and ("init_image" in request.params or "strength" in request.params):
+            self.set_request(request.with_params({"init_image": None, "strength": None}), "Clear init image")
+
+    def _fit_init_image(self, request: RenderRequest, picture: np.ndarray, entry: PackageEntry) -> str:
+        family, manifest = entry.family, entry.manifest
+        if family is None or manifest is None:
+            raise StudioError(f"model {entry.id} cannot be used", entry.folder)
+        fitted = family.init_picture_for(manifest, request, picture)
+        text = encode_init_image(fitted)
+        self._init_sources[text] = picture
+        while len(self._init_sources) > INIT_SOURCES_LIMIT:
+            del self._init_sources[next(iter(self._init_sources))]
+        return text
+
+    def _refit_init_image(self, old: RenderRequest | None, request: RenderRequest) -> RenderRequest:
+        """When the sheet changes (a new prompt) under an init image, fit the original picture to the new sheet, so
+        the change and the re-fit are one step and the family never sees an init image of the wrong size."""
+        init = request.param("init_image")
+        if init is None or (old is not None and old.param("init_image") == init
+                            and (old.param("prompt"), old.param("label"), old.model_id, old.width, old.height)
+                            == (request.param("prompt"), request.param("label"), request.model_id, request.width,
+                                request.height)):
+            return request
+        entry = self.models.entry_for(request.model_id)
+        family = entry.family if entry is not None else None
+        if entry is None or entry.manifest is None or family is None or Capability.IMG2IMG not in entry.capabilities:
+            return request
+        try:
+            current = decode_init_image(init)
+        except StudioError:
+            return request  # the family reports what is wrong with it
+        width, height = family.init_size(entry.manifest, request)
+        if current.shape[:2] == (height, width):
+            return request
+        picture = self._init_sources.get(init, current)
+        return request.with_param("init_image", self._fit_init_image(request, picture, entry))
+
+    # --- files ----------------------------------------------------------------------------------------------------
+    def restore_from_file(self, path: str | Path) -> bool:
+        """Restore the exact request stored in an image or a sound this app exported."""
+        try:
+            request = read_any_request(path)
+        except StudioError as exc:
+            self.message(ERROR, f"Cannot restore from {Path(path).name}", str(exc))
+            return False
+        if self.models.entry_for(request.model_id) is None:
+            self.message(ERROR, f"{Path(path).name} was made with model {request.model_id!r}, which is not "
+                                "installed", "Open its model folder first, then drop the file again.")
+            return False
+        self.set_request(request, f"Restore {Path(path).name}")
+        self.message(INFO, f"Restored the request from {Path(path).name}", "")
+        return True
+
+    @property
+    def modified(self) -> bool:
+        return not self.undo.is_clean
+
+    @property
+    def display_name(self) -> str:
+        return self.path.name if self.path is not None else "Untitled"
+
+    def new(self, model_id: str | None = None) -> None:
+        """A fresh, untitled document on `model_id` (default: the default model)."""
+        self._reset(Document(), None)
+        self.start(model_id)
+        self.undo.set_clean()
+        self.opened()
+
+    def open(self, path: str | Path) -> bool:
+        """Open a project file (the open document stays when it cannot be read, and the message says why)."""
+        try:
+            document = load_document(path)
+        except StudioError as exc:
+            self.message(ERROR, f"Cannot open {Path(path).name}", str(exc))
+            return False
+        self.adopt(document, Path(path))
+        return True
+
+    def adopt(self, document: Document, path: Path | None, modified: bool = False) -> None:
+        """Make `document` the open one (opened from `path`, or recovered from an autosave when `modified`)."""
+        self.models.add_folders(ref.folder for ref in document.models if ref.folder)
+        self.models.refresh()
+        request = document.request
+        self._reset(document.copy(), path)
+        if request is None:
+            self.start()
+        else:
+            self.apply(request)
+        self.undo.set_clean()
+        if modified:
+            self.undo.reset_clean()
+        self.opened()
+
+    def _reset(self, document: Document, path: Path | None) -> None:
+        """Forget the open document's undo steps; `document` (its request applied later, so that it renders)
+        becomes the open one."""
+        self.undo.clear()
+        self.document = document
+        self.document.request = None
+        self.path = path
+        self._history_index = -1
+        self.entry = None
+
+    def save(self, path: str | Path | None = None) -> bool:
+        """Save to `path` (default: where it was opened from or last saved); the saved state is clean."""
+        target = Path(path) if path is not None else self.path
+        if target is None:
+            raise ValueError("an untitled document needs a path")
+        try:
+            self.path = save_document(self.document, target)
+        except StudioError as exc:
+            self.message(ERROR, f"Cannot save {target.name}", str(exc))
+            return False
+        self.undo.set_clean()
+        self.document_changed()
+        self.message(INFO, f"Saved {self.path.name}", str(self.path))
+        return True
