@@ -8,15 +8,18 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Iterator
 
 import numpy as np
+import torch
 
 from studio.engine.scheduler import Event, Job, JobSteps, Scheduler
 from studio.errors import StudioError
-from studio.steps import Output, Preview
+from studio.library import PackageEntry
+from studio.params import Capability
 from studio.request import RenderRequest
+from studio.steps import Output, Preview, Progress
 
 
 def fake_image(request: RenderRequest, height: int = 16) -> np.ndarray:
@@ -34,21 +37,73 @@ def request_value(request: RenderRequest) -> int:
 FAKE_SHA256 = "f" * 64
 
 
-@dataclass(frozen=True)
+class FakeFamily:
+    """What work functions find as a fake model's family: renders `fake_image(request)` (a half-bright preview
+    first; with `sample_rate`, a sound of its value instead); encodes to the images' mean / 255 (with `project_steps`,
+    as a projection: a generator of that many steps)."""
+
+    name = "fake"
+
+    def __init__(self, project_steps: int = 0, sample_rate: int | None = None):
+        self.project_steps, self.sample_rate = project_steps, sample_rate
+        self.capabilities = Capability.SAMPLE | Capability.ENCODE | (Capability.PROJECT if project_steps else
+                                                                      Capability.NONE)
+        self.rendered: list[RenderRequest] = []
+        self.encoded: list[tuple[np.ndarray, list[str] | None]] = []
+
+    def render(self, model, request: RenderRequest):
+        yield Progress(0, 2, "drawing")
+        if self.sample_rate:
+            wave = np.full((64, 1), (int(fake_image(request)[0, 0]) - 128) / 256, np.float32)
+            self.rendered.append(request)
+            return Output("audio", wave, {"sample_rate": self.sample_rate})
+        yield Preview(1, 2, "drawing", Output("image", fake_image(request) // 2))
+        self.rendered.append(request)
+        return Output("image", fake_image(request), {})
+
+    def encode(self, model, images, labels=None):
+        images = np.asarray(images)
+        self.encoded.append((images, labels))
+        z = torch.full((8,), float(images.mean()) / 255.0)
+        if not self.project_steps:
+            return z
+
+        def projection():
+            for step in range(self.project_steps):
+                yield Progress(step + 1, self.project_steps, f"projecting: step {step + 1}")
+            return z
+
+        return projection()
+
+
+@dataclass
 class FakeModel:
-    """What a job's `work(model, request)` gets from the fake renderer in place of a loaded model."""
+    """What a job's `work(model, request)` gets from the fake renderer in place of a loaded model: the package's
+    manifest and parameter specs (when the app added the package) and a FakeFamily."""
 
     id: str
+    entry: PackageEntry | None = None
+    family: FakeFamily = field(default_factory=FakeFamily)
     sha256: str = FAKE_SHA256
     device: str = "fake"
+
+    @property
+    def manifest(self):
+        return self.entry.manifest if self.entry is not None else None
+
+    def checked(self, request: RenderRequest) -> RenderRequest:
+        return self.entry.parameters.check(request) if self.entry is not None else request
 
 
 class FakeRenderer:
     """Renders on the scheduler's worker: `delay` seconds per job (split into `steps`, each a cancel point, with a
     half-bright preview between them); prompts in `fail_prompts` fail. Records what it rendered, in order."""
 
-    def __init__(self, delay: float = 0.0, steps: int = 1, fail_prompts: tuple[str, ...] = ()):
+    def __init__(self, delay: float = 0.0, steps: int = 1, fail_prompts: tuple[str, ...] = (),
+                 family: FakeFamily | None = None):
         self.delay, self.steps, self.fail_prompts = delay, steps, fail_prompts
+        self.family = family or FakeFamily()
+        self.packages: dict[str, PackageEntry] = {}  # by id: what the app added
         self.rendered: list[RenderRequest] = []
 
     @contextlib.contextmanager
@@ -66,7 +121,8 @@ class FakeRenderer:
         if request.param("prompt") in self.fail_prompts:
             raise StudioError(f"cannot render {request.param('prompt')!r}")
         if job.work is not None:
-            output = yield from job.work(FakeModel(request.model_id), request)
+            model = FakeModel(request.model_id, self.packages.get(request.model_id), self.family)
+            output = yield from job.work(model, model.checked(request))
         elif job.kind == "encode":
             images, _ = job.payload
             output = Output("latent", np.full(8, float(images.mean()) / 255.0, dtype=np.float32))
@@ -90,8 +146,9 @@ class FakeEngine(Scheduler):
 
     renderer: FakeRenderer
 
-    def __init__(self, delay: float = 0.0, steps: int = 1, fail_prompts: tuple[str, ...] = ()):
-        super().__init__(FakeRenderer(delay, steps, fail_prompts), name="fake-engine")
+    def __init__(self, delay: float = 0.0, steps: int = 1, fail_prompts: tuple[str, ...] = (),
+                 family: FakeFamily | None = None):
+        super().__init__(FakeRenderer(delay, steps, fail_prompts, family), name="fake-engine")
         self.device = "fake"
         self.submitted: list[Job] = []
         self.packages: list = []
@@ -101,8 +158,14 @@ class FakeEngine(Scheduler):
     def rendered(self) -> list[RenderRequest]:
         return self.renderer.rendered
 
+    @property
+    def family(self) -> FakeFamily:
+        """What work functions find as every fake model's family (what it encoded, say)."""
+        return self.renderer.family
+
     def add_package(self, entry) -> None:
         self.packages.append(entry)
+        self.renderer.packages[entry.id] = entry
 
     def wait_idle(self, timeout: float = 5.0) -> None:
         end = time.monotonic() + timeout

@@ -14,13 +14,13 @@ from studio.app.timeline import TimelineEditor
 from studio.export import read_request
 from studio.steps import Output
 
-from app_stubs import STUB_SHA, StubFamily, StubModel, StubRunner
-from fake_engine import fake_image
+from app_stubs import StubRunner
+from fake_engine import FAKE_SHA256, FakeFamily, FakeModel, fake_image
 
 
 @pytest.fixture
-def family() -> StubFamily:
-    return StubFamily()
+def family() -> FakeFamily:
+    return FakeFamily()
 
 
 @pytest.fixture
@@ -28,7 +28,7 @@ def app(models_dir, family):
     models = ModelLibrary([models_dir])
     doc = OpenDocument(models)
     timeline = TimelineEditor(doc)
-    runner = StubRunner(lambda request: StubModel(models.entry_for(request.model_id), family))
+    runner = StubRunner(lambda request: FakeModel(request.model_id, models.entry_for(request.model_id), family))
     tasks = Tasks(doc, timeline, runner, thumbnail=lambda output: b"\x89PNG thumb")
     doc.start("tiny")
     heard: list = []
@@ -65,7 +65,7 @@ def test_export_writes_the_request_then_advances_the_seed(app, tmp_path):
     tasks.export(tmp_path / "out.webp", on_done=done.append)
     assert not (tmp_path / "out.webp").exists()  # it runs on the engine: later
     runner.settle()
-    assert read_request(tmp_path / "out.webp") == wanted.with_(model_hash=STUB_SHA)
+    assert read_request(tmp_path / "out.webp") == wanted.with_(model_hash=FAKE_SHA256)
     assert heard[-1][:2] == ("info", "Exported out.webp") and done == [tmp_path / "out.webp"]
     assert doc.request.seed == wanted.seed + 1 and runner.handles[-1].label == "Export out.webp"
 

@@ -304,7 +304,7 @@ def test_projection_shows_progress_and_cancel_stops_it(qtbot, make_window, tmp_p
     qtbot.waitUntil(lambda: w.task_progress.isVisible() and w.task_progress.value() > 0, timeout=5000)
     assert w.task_cancel.isVisible() and w.task_progress.maximum() == 200
     assert w.task_label.text().startswith("Project ab.png")
-    job = [j for j in s.bridge.engine.submitted if j.kind == "encode"][-1]
+    job = [j for j in s.bridge.engine.submitted if j.kind == "work"][-1]  # encoding is a work function
     with qtbot.waitSignal(s.message, timeout=5000, check_params_cb=lambda lv, text, d: "cancelled" in text) as got:
         w.task_cancel.click()
     assert got.args[0] == "info"  # a cancel the artist asked for is no error
@@ -327,7 +327,7 @@ def test_projection_finishes_into_the_latent_and_escape_cancels(qtbot, make_wind
     settle(qtbot, w2)
     w2.session.encode_image(strip, "Ab")
     qtbot.waitUntil(lambda: w2.task_progress.isVisible(), timeout=5000)
-    job = [j for j in slow.submitted if j.kind == "encode"][-1]
+    job = [j for j in slow.submitted if j.kind == "work"][-1]
     w2.act_cancel.trigger()
     qtbot.waitUntil(lambda: job.state == "cancelled", timeout=5000)
 

@@ -1,5 +1,5 @@
 """The session (the Qt adapters over the app core), the Qt bridge and the undo stack, driven through the fake engine
-on the offscreen platform; work functions run on a stub model of the package (tests/app_stubs.py)."""
+on the offscreen platform; work functions run on the fake engine's model of the package (tests/fake_engine.py)."""
 
 from __future__ import annotations
 
@@ -15,15 +15,14 @@ from studio.request import RenderRequest
 from studio.settings import load_settings
 from studio.ui.session import Session, UndoActions
 
-from app_stubs import STUB_SHA, WorkingFakeEngine
 from conftest import make_tiny_package
-from fake_engine import FakeEngine, fake_image, request_value
+from fake_engine import FAKE_SHA256, FakeEngine, FakeFamily, fake_image, request_value
 
 
 @pytest.fixture
 def engine():
     """The fake engine, running work functions (export, grid, encode …) on a stub model."""
-    fake = WorkingFakeEngine()
+    fake = FakeEngine()
     yield fake
     fake.shutdown()
 
@@ -271,7 +270,7 @@ def test_export_writes_the_request_and_dropping_it_restores(qtbot, session, tmp_
     with qtbot.waitSignal(session.message, timeout=5000, check_params_cb=lambda level, text, d: "Exported" in text):
         session.export(out)
     stored = read_request(out)
-    assert stored == wanted.with_(model_hash=STUB_SHA)  # the hash of the weights that rendered it
+    assert stored == wanted.with_(model_hash=FAKE_SHA256)  # the hash of the weights that rendered it
     assert [p.name for p in out.parent.iterdir()] == [out.name]  # no temporary file left
     session.change("Seed", seed=99)
     assert session.restore_from_file(out)
@@ -313,7 +312,7 @@ def test_save_and_open_round_trip(qtbot, session, tmp_path, engine, models_dir):
     assert session.path == tmp_path / "poster.lstudio" and not session.modified
     on_disk = load_document(session.path)
     assert on_disk.request == session.request and [e.name for e in on_disk.latents] == ["kept"]
-    assert on_disk.history and on_disk.models[0].id == "tiny" and on_disk.models[0].sha256 == STUB_SHA
+    assert on_disk.history and on_disk.models[0].id == "tiny" and on_disk.models[0].sha256 == FAKE_SHA256
 
     other = Session(engine, roots=[models_dir])
     other.refresh_models()
@@ -409,9 +408,8 @@ def test_the_grid_is_written_on_the_worker(qtbot, session, tmp_path):
 def test_a_projection_reports_progress_and_cancel_leaves_the_latent(qtbot, models_dir, tmp_path):
     from PIL import Image
 
-    from app_stubs import StubFamily
 
-    slow = WorkingFakeEngine(delay=1.0, steps=100, family=StubFamily(project_steps=3))
+    slow = FakeEngine(delay=1.0, steps=100, family=FakeFamily(project_steps=3))
     try:
         s = Session(slow, roots=[models_dir])
         s.refresh_models()

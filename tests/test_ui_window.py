@@ -17,15 +17,14 @@ from studio.ui import dialogs
 from studio.ui.main_window import MainWindow
 from studio.ui.session import Session
 
-from app_stubs import WorkingFakeEngine
 from conftest import make_tiny_package
-from fake_engine import request_value
+from fake_engine import FakeEngine, request_value
 
 
 @pytest.fixture
 def engine():
     """The fake engine, running work functions (export, encode …) on a stub model."""
-    fake = WorkingFakeEngine()
+    fake = FakeEngine()
     yield fake
     fake.shutdown()
 

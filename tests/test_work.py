@@ -21,8 +21,7 @@ from studio.project.timeline import Keyframe, Timeline
 from studio.request import RenderRequest
 from studio.steps import Preview, Progress, run_steps
 
-from app_stubs import StubFamily, StubModel
-from fake_engine import fake_image
+from fake_engine import FakeFamily, FakeModel, fake_image
 
 
 def drive(steps):
@@ -43,8 +42,8 @@ def out_dir(tmp_path):
 
 
 @pytest.fixture
-def stub(models_dir) -> StubModel:
-    return StubModel(resolve(str(models_dir / "tiny")))
+def stub(models_dir) -> FakeModel:
+    return FakeModel("tiny", resolve(str(models_dir / "tiny")))
 
 
 @pytest.fixture
@@ -65,7 +64,7 @@ def test_render_to_file_forwards_the_render_steps_and_writes_the_request(stub, r
 
 
 def test_render_to_file_writes_a_sound_and_refuses_the_wrong_kind(stub, request_, tmp_path):
-    sounding = StubModel(stub.entry, StubFamily(sample_rate=8000))
+    sounding = FakeModel(stub.id, stub.entry, FakeFamily(sample_rate=8000))
     output, _ = drive(work.render_to_file(sounding, request_, path=tmp_path / "x.flac", subtype="PCM_24"))
     info = sf.info(str(tmp_path / "x.flac"))
     assert (info.samplerate, info.subtype) == (8000, "PCM_24") and read_any_request(tmp_path / "x.flac").seed == 3
@@ -132,7 +131,7 @@ def test_encode_image_and_a_projection_with_progress(stub, request_):
     output, _ = drive(work.encode_image(stub, request_, images=images, labels=["A", "b"]))
     assert output.kind == "latent" and output.data == pytest.approx([1.0] * 8) and output.info["images"] == 2
     assert stub.family.encoded[0][1] == ["A", "b"]
-    projecting = StubModel(stub.entry, StubFamily(project_steps=5))
+    projecting = FakeModel(stub.id, stub.entry, FakeFamily(project_steps=5))
     output, seen = drive(work.encode_image(projecting, request_, images=images))
     assert [p.step for p in seen if p.message.startswith("projecting")] == [1, 2, 3, 4, 5]
     assert output.data == pytest.approx([1.0] * 8)
