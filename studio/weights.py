@@ -70,8 +70,8 @@ def read_tensors_and_hash(path: str | Path, want_hash: bool = True) -> tuple[dic
         raise WeightsError(f"cannot read: {exc.strerror or exc}", path) from None
 
 
-def tensor_shapes(path: str | Path) -> dict[str, list[int]]:
-    """The tensor names and shapes from a safetensors header, without reading the data (cheap, torch-free)."""
+def _header(path: str | Path) -> dict:
+    """The JSON header of a safetensors file, read without the tensor data (cheap, torch-free)."""
     path = Path(path)
     try:
         with open(path, "rb") as f:
@@ -86,7 +86,21 @@ def tensor_shapes(path: str | Path) -> dict[str, list[int]]:
         raise WeightsError("not a safetensors file (unreadable header)", path) from None
     if not isinstance(header, dict):
         raise WeightsError("not a safetensors file (header is not an object)", path)
+    return header
+
+
+def tensor_shapes(path: str | Path) -> dict[str, list[int]]:
+    """The tensor names and shapes from a safetensors header, without reading the data (cheap, torch-free)."""
+    header = _header(path)
     return {k: list(v.get("shape", [])) for k, v in header.items() if k != "__metadata__" and isinstance(v, dict)}
+
+
+def tensor_metadata(path: str | Path) -> dict[str, str]:
+    """The string metadata a safetensors header carries ({} when none), without reading the data."""
+    meta = _header(path).get("__metadata__") or {}
+    if not isinstance(meta, dict):
+        raise WeightsError("not a safetensors file (its metadata is not an object)", path)
+    return {str(k): str(v) for k, v in meta.items()}
 
 
 def write_tensors(tensors: dict[str, torch.Tensor], path: str | Path, metadata: dict[str, str] | None = None) -> None:
