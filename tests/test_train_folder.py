@@ -13,7 +13,7 @@ from studio.cli import main
 from studio.errors import RecipeError
 from studio.library import load_model, resolve
 from studio.request import RenderRequest
-from studio.train.folder import fit_image, load_image_folder
+from studio.train.data.folders import fit_image, load_image_folder
 
 
 def pictures(folder, n: int = 24, colour: bool = True):

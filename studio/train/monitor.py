@@ -1,10 +1,10 @@
 """What a trainer reports while it runs, and how it is asked to stop.
 
-Every trainer of your own data takes a `Monitor`. It calls `step` after every optimiser step (loss figures), `sample`
-every so often with a preview of what the network makes by then, and asks `stop_requested` after every step: on
-"pause" or "cancel" it saves a checkpoint and raises `TrainingStopped`, so a paused run resumes where it stopped (the
-same run folder, `resume=True`). The default monitor prints a progress bar; the app's training dialog implements the
-same calls on its worker thread (no Qt here).
+Every training loop takes a `Monitor` (studio.train.common.Run drives it). It calls `step` after every optimiser step
+(loss figures), `sample` every so often with a preview of what the network makes by then, and asks `stop_requested`
+after every step: on "pause" or "cancel" it saves a checkpoint and raises `TrainingStopped`, so a paused run resumes
+where it stopped (the same run folder, `resume=True`). The default monitor prints a progress bar; the app's training
+dialog implements the same calls on its worker thread (no Qt here).
 """
 
 from __future__ import annotations
