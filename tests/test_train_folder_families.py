@@ -15,8 +15,9 @@ from studio.cli import main
 from studio.errors import RecipeError
 from studio.library import load_model, resolve
 from studio.request import RenderRequest
-from studio.train.folder import FOLDER_FAMILIES, scan_folder, train_folder
+from studio.train.folder import scan_folder, train_folder
 from studio.train.monitor import TrainingStopped
+from studio.train.registry import FOLDER_FAMILIES
 from studio.train.sounds import synthesize
 from studio.weights import read_tensors
 from test_train_folder import Watcher, pictures

@@ -20,7 +20,6 @@ from studio.train.data.folders import MIN_FILES, FolderSummary, dump_recipe, sca
 from studio.train.monitor import Monitor
 from studio.train.recipe import read_recipe
 
-FOLDER_FAMILIES = registry.FOLDER_FAMILIES
 _NOT_SETTINGS = ("folder", "model_id")  # the recipe maker's arguments that are not the artist's settings
 
 
