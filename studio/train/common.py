@@ -312,9 +312,12 @@ class Run:
 
     def steps(self, preview: Callable[[], tuple] | None = None) -> Iterator[int]:
         """The steps left (0-based). After each: a preview (`preview()` → the monitor's sample arguments) every
-        train.preview_every steps and at the end, a checkpoint every train.checkpoint_every steps and at the end,
-        and a stop when the monitor asks (a checkpoint first: TrainingStopped)."""
+        train.preview_every steps and at the end when the monitor wants samples, a checkpoint every
+        train.checkpoint_every steps and at the end, and a stop when the monitor asks (a checkpoint first:
+        TrainingStopped)."""
         s, ckpt = self.schedule, self.checkpoint
+        if not getattr(self.monitor, "wants_samples", True):
+            preview = None  # nobody would look at it
         for step in range(self.start, s.steps):
             yield step
             done = step + 1

@@ -30,6 +30,8 @@ class TrainingStopped(StudioError):
 class Monitor:
     """Prints a progress bar and log lines; never asks to stop. Subclass it to watch a run from elsewhere."""
 
+    wants_samples = False  # whether `sample` looks at what it gets: previews are made only for monitors that do
+
     def __init__(self, log: Callable[[str], None] = print):
         self._log = log
         self._bar: ProgressBar | None = None

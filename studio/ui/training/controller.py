@@ -50,6 +50,8 @@ class DialogMonitor(Monitor):
     """The trainer's monitor for the dialog. Runs on the training thread: it only emits queued signals (steps in
     batches at most every EMIT_INTERVAL) and reads the stop flag that the GUI sets with `request_stop`."""
 
+    wants_samples = True
+
     def __init__(self, relay: _Relay):
         super().__init__(log=lambda text: _emit(relay.log, str(text)))
         self._relay = relay
