@@ -1,5 +1,5 @@
-"""Training a GAN, a diffusion model and a sound model on your own data (studio.train.folder_gan, folder_diffusion,
-folder_audio through `train_folder` and `latent-studio train --family … --data FOLDER`): packages the app's families
+"""Training a GAN, a diffusion model and a sound model on your own data (the loops in studio.train.loops fed by a
+folder, through `train_folder` and `latent-studio train --family … --data FOLDER`): packages the app's families
 render, what a monitor sees, pause and resume, the quick look at a folder, and clear errors for folders and settings
 that cannot work. Tiny networks and a few steps: each test takes seconds."""
 
