@@ -521,6 +521,7 @@ def _latent_from_args(args) -> tuple[float, ...] | None:
 def cmd_train(args) -> int:
     import torch
 
+    from studio.train import registry
     from studio.train.recipe import read_recipe
 
     if args.threads:
@@ -535,17 +536,9 @@ def cmd_train(args) -> int:
         raise StudioError("train needs a RECIPE.toml, or --family vae|gan|diffusion|audio --data FOLDER to train on "
                           "your own pictures or sounds")
     recipe = read_recipe(args.recipe)
-    trainers = {"glyph-vae": "studio.train.glyphs", "glyph-gan": "studio.train.glyph_gan",
-                "glyph-diffusion": "studio.train.glyph_diffusion", "sound-vae": "studio.train.sound_vae",
-                "folder-vae": "studio.train.folder", "folder-gan": "studio.train.folder_gan",
-                "folder-diffusion": "studio.train.folder_diffusion", "folder-audio": "studio.train.folder_audio"}
-    if recipe.trainer not in trainers:
-        raise StudioError(f"unknown trainer {recipe.trainer!r} (known: {', '.join(trainers)})", recipe.path,
-                          "trainer")
-    trainer = importlib.import_module(trainers[recipe.trainer])
     out = Path(args.out) if args.out else Path("models") / recipe.package["id"]
     run_dir = Path(args.run_dir) if args.run_dir else Path("runs") / recipe.package["id"]
-    trainer.train(recipe, out, run_dir, resume=args.resume)
+    registry.run(recipe, out, run_dir, resume=args.resume)
     return 0
 
 
@@ -566,7 +559,8 @@ def _train_on_folder(args) -> int:
     user models folder."""
     from studio.manifest import package_id_from
     from studio.paths import user_data_dir, user_models_dir
-    from studio.train.folder import FOLDER_FAMILIES, train_folder
+    from studio.train.folder import train_folder
+    from studio.train.registry import FOLDER_FAMILIES
 
     if args.recipe:
         raise StudioError("give either a RECIPE.toml or --data FOLDER, not both")

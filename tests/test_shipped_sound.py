@@ -14,7 +14,7 @@ from conftest import finish
 from studio.library import load_model, resolve, scan
 from studio.request import CORE_FIELDS, RenderRequest
 from studio.train.recipe import read_recipe
-from studio.train.sound_vae import HELD_SEED, mrstft_distance
+from studio.train.scoring.sounds import HELD_SEED, mrstft_distance
 from studio.train.sounds import KINDS, synthesize
 from studio.weights import read_tensors
 

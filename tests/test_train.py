@@ -14,9 +14,11 @@ from studio.cli import main
 from studio.errors import RecipeError
 from studio.library import load_model, resolve
 from studio.request import RenderRequest
-from studio.train.glyphs import lenient_correct, _lr_at, _schedule
+from studio.train.common import lr_at
 from studio.train.fonts import CHARSET
+from studio.train.loops.vae import schedule
 from studio.train.recipe import read_recipe
+from studio.train.scoring.glyphs import lenient_correct
 
 DEJAVU = sorted(glob.glob("/usr/share/fonts/truetype/dejavu/*.ttf"))
 LIBERATION = sorted(glob.glob("/usr/share/fonts/truetype/liberation*/*.ttf"))
@@ -97,23 +99,23 @@ def test_resume_continues_from_the_checkpoint(tmp_path, capsys):
     # Stop after 3 steps (the checkpoint), then resume to 6: the same weights as one straight run.
     recipe3 = recipe
     run2 = tmp_path / "run2"
-    from studio.train import glyphs
+    from studio.train import common, registry
 
-    real = glyphs._save_checkpoint
+    real = common.Checkpoint.save
     calls = []
 
-    def stop_after_first(path, model, opt, gen, step, text, seconds):
-        real(path, model, opt, gen, step, text, seconds)
+    def stop_after_first(self, step):
+        real(self, step)
         calls.append(step)
         if step == 3:
             raise KeyboardInterrupt
 
-    glyphs._save_checkpoint = stop_after_first
+    common.Checkpoint.save = stop_after_first
     try:
         with pytest.raises(KeyboardInterrupt):
-            glyphs.train(read_recipe(recipe3), tmp_path / "b", run2, log=lambda s: None)
+            registry.run(read_recipe(recipe3), tmp_path / "b", run2, log=lambda s: None)
     finally:
-        glyphs._save_checkpoint = real
+        common.Checkpoint.save = real
     assert calls == [3] and not (tmp_path / "b").exists()
     assert main(["train", str(recipe3), "--out", str(tmp_path / "b"), "--run-dir", str(run2), "--resume"]) == 0
     assert "resumed" in capsys.readouterr().out
@@ -132,7 +134,7 @@ def test_recipe_errors_name_file_and_field(tmp_path):
     recipe = write_recipe(tmp_path)
     recipe.write_text(recipe.read_text().replace("steps = 6", 'steps = "six"'))
     with pytest.raises(RecipeError, match=r"\[train\.steps\]") as info:
-        _schedule(read_recipe(recipe))
+        schedule(read_recipe(recipe))
     assert str(recipe) in str(info.value)
     bad = tmp_path / "bad.toml"
     bad.write_text("trainer = [")
@@ -141,8 +143,8 @@ def test_recipe_errors_name_file_and_field(tmp_path):
 
 
 def test_learning_rate_schedule_warms_up_and_decays(tmp_path):
-    s = _schedule(read_recipe(write_recipe(tmp_path, steps=1000)))
-    lrs = [_lr_at(i, s) for i in range(1000)]
+    s = schedule(read_recipe(write_recipe(tmp_path, steps=1000)))
+    lrs = [lr_at(i, s.steps, s.lr, s.warmup) for i in range(1000)]
     assert lrs[0] < lrs[25] and max(lrs) <= s.lr + 1e-12 and lrs[-1] < 0.01 * s.lr
 
 

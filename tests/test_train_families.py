@@ -16,6 +16,7 @@ from studio.cli import main
 from studio.errors import RecipeError
 from studio.library import load_model, resolve
 from studio.request import RenderRequest
+from studio.train import registry
 from studio.train.common import same_training
 from studio.train.recipe import read_recipe
 
@@ -111,9 +112,8 @@ def test_resume_refuses_a_checkpoint_that_trained_differently(tmp_path, trainer)
     assert main(["train", str(recipe), "--out", str(tmp_path / "out"), "--run-dir", str(run)]) == 0
     changed = write_recipe(tmp_path / "b", trainer, steps=2, lr=0.01)
     assert not same_training(recipe.read_text(), changed.read_text())
-    module = __import__(f"studio.train.{trainer.replace('-', '_')}", fromlist=["train"])
     with pytest.raises(RecipeError, match="trains differently"):
-        module.train(read_recipe(changed), tmp_path / "out2", run, resume=True, log=lambda s: None)
+        registry.run(read_recipe(changed), tmp_path / "out2", run, resume=True, log=lambda s: None)
 
 
 def test_resume_continues_a_run_to_the_same_weights(tmp_path):
@@ -122,7 +122,7 @@ def test_resume_continues_a_run_to_the_same_weights(tmp_path):
     full = write_recipe(tmp_path / "full", trainer, steps=4)
     assert main(["train", str(full), "--out", str(tmp_path / "o1"), "--run-dir", str(tmp_path / "r1")]) == 0
     half = write_recipe(tmp_path / "half", trainer, steps=4)
-    from studio.train import common, glyph_diffusion
+    from studio.train import common
 
     class Stop(Exception):
         pass
@@ -137,7 +137,7 @@ def test_resume_continues_a_run_to_the_same_weights(tmp_path):
     common.Checkpoint.save = stop_at_two
     try:
         with pytest.raises(Stop):
-            glyph_diffusion.train(read_recipe(half), tmp_path / "o2", tmp_path / "r2", log=lambda s: None)
+            registry.run(read_recipe(half), tmp_path / "o2", tmp_path / "r2", log=lambda s: None)
     finally:
         common.Checkpoint.save = original
     assert main(["train", str(half), "--out", str(tmp_path / "o2"), "--run-dir", str(tmp_path / "r2"),

@@ -13,7 +13,7 @@ from studio.cli import main
 from studio.errors import RecipeError
 from studio.library import load_model, resolve
 from studio.request import RenderRequest
-from studio.train.folder import fit_image, load_image_folder
+from studio.train.data.folders import fit_image, load_image_folder
 
 
 def pictures(folder, n: int = 24, colour: bool = True):
@@ -134,4 +134,17 @@ def test_a_monitor_sees_losses_and_samples_and_a_paused_run_resumes(tmp_path):
     train_folder(folder, out, run, "mine", resume=True, monitor=later, size=16, steps=8)
     assert later.started == (8, 3) and [s for s, _ in later.steps] == [4, 5, 6, 7, 8]
     assert later.samples and later.samples[-1] == (8, (64, 64, 3), np.uint8)
+    assert (out / "weights.safetensors").exists()
+
+
+def test_previews_are_made_only_for_a_monitor_that_looks_at_them(tmp_path):
+    from studio.train.folder import train_folder
+    from studio.train.monitor import Monitor
+
+    class Blind(Monitor):  # as the command line's monitor: wants_samples is False
+        def sample(self, step, output, kind="image", sample_rate=0):
+            raise AssertionError("a preview was made for a monitor that does not look at it")
+
+    out = train_folder(pictures(tmp_path / "pics", n=6), tmp_path / "out", tmp_path / "run", "mine",
+                       monitor=Blind(lambda _: None), size=8, steps=2)
     assert (out / "weights.safetensors").exists()

@@ -1,5 +1,5 @@
-"""Training a GAN, a diffusion model and a sound model on your own data (studio.train.folder_gan, folder_diffusion,
-folder_audio through `train_folder` and `latent-studio train --family … --data FOLDER`): packages the app's families
+"""Training a GAN, a diffusion model and a sound model on your own data (the loops in studio.train.loops fed by a
+folder, through `train_folder` and `latent-studio train --family … --data FOLDER`): packages the app's families
 render, what a monitor sees, pause and resume, the quick look at a folder, and clear errors for folders and settings
 that cannot work. Tiny networks and a few steps: each test takes seconds."""
 
@@ -15,8 +15,9 @@ from studio.cli import main
 from studio.errors import RecipeError
 from studio.library import load_model, resolve
 from studio.request import RenderRequest
-from studio.train.folder import FOLDER_FAMILIES, scan_folder, train_folder
+from studio.train.folder import scan_folder, train_folder
 from studio.train.monitor import TrainingStopped
+from studio.train.registry import FOLDER_FAMILIES
 from studio.train.sounds import synthesize
 from studio.weights import read_tensors
 from test_train_folder import Watcher, pictures

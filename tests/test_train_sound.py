@@ -14,7 +14,7 @@ from conftest import finish
 from studio.cli import main
 from studio.library import load_model, resolve
 from studio.request import RenderRequest
-from studio.train.sound_vae import SoundClassifier, mel_matrix, mrstft_distance, spread
+from studio.train.scoring.sounds import SoundClassifier, mel_matrix, mrstft_distance, spread
 from studio.train.sounds import KINDS
 from studio.weights import read_tensors
 

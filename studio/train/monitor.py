@@ -1,10 +1,10 @@
 """What a trainer reports while it runs, and how it is asked to stop.
 
-Every trainer of your own data takes a `Monitor`. It calls `step` after every optimiser step (loss figures), `sample`
-every so often with a preview of what the network makes by then, and asks `stop_requested` after every step: on
-"pause" or "cancel" it saves a checkpoint and raises `TrainingStopped`, so a paused run resumes where it stopped (the
-same run folder, `resume=True`). The default monitor prints a progress bar; the app's training dialog implements the
-same calls on its worker thread (no Qt here).
+Every training loop takes a `Monitor` (studio.train.common.Run drives it). It calls `step` after every optimiser step
+(loss figures), `sample` every so often with a preview of what the network makes by then, and asks `stop_requested`
+after every step: on "pause" or "cancel" it saves a checkpoint and raises `TrainingStopped`, so a paused run resumes
+where it stopped (the same run folder, `resume=True`). The default monitor prints a progress bar; the app's training
+dialog implements the same calls on its worker thread (no Qt here).
 """
 
 from __future__ import annotations
@@ -29,6 +29,8 @@ class TrainingStopped(StudioError):
 
 class Monitor:
     """Prints a progress bar and log lines; never asks to stop. Subclass it to watch a run from elsewhere."""
+
+    wants_samples = False  # whether `sample` looks at what it gets: previews are made only for monitors that do
 
     def __init__(self, log: Callable[[str], None] = print):
         self._log = log

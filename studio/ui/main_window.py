@@ -618,7 +618,7 @@ class MainWindow(QMainWindow):
     def show_train_dialog(self) -> None:
         """File → Train on Your Own Data…: the (one, non-modal) training dialog."""
         if self.train_dialog is None:
-            from studio.ui.train_dialog import TrainDialog  # imports the trainers (torch): only when asked for
+            from studio.ui.training.dialog import TrainDialog  # imports the trainers (torch): only when asked for
 
             self.train_dialog = TrainDialog(self.session, self)
         self.train_dialog.show()

@@ -1,20 +1,12 @@
-"""Train the one-shot sound model (family `audio-vae`) on procedural drums and notes and write a model package.
-
-The sounds come from `studio.train.sounds` (kick, snare, hat, open hat, tom, clap, pluck, bass, bell, pad, each with
-randomised parameters). Training, held-out and classifier sets use disjoint seeds. The VAE learns log-magnitude
-spectrograms with a Laplace likelihood (L1) and a KL term; afterwards a Gaussian is fitted to the encoded training
-latents (the artist's prior) and the package is scored:
-
-- reconstruction of held-out sounds (encode → decode → Griffin-Lim) by a multi-resolution STFT distance, beside the
-  same distance for Griffin-Lim on the true magnitudes (what the phase recovery alone costs);
-- the share of prior samples that a separately trained sound classifier (its own log-mel front end, trained on its
-  own sounds) assigns to the class that was asked for, beside its accuracy on held-out real sounds;
-- the spread of prior samples of a class against the spread of real sounds of that class (a collapse shows here).
+"""Measuring sound models (studio.nets.spectrogram.SpecVAE): a separately trained sound classifier (its own log-mel
+front end, trained on its own procedural sounds) reads prior samples of each class; a multi-resolution STFT distance
+says how well held-out sounds come back (encode → decode → Griffin-Lim), beside the same distance for Griffin-Lim on
+the true magnitudes (what the phase recovery alone costs); the spread of prior samples of a class against that of real
+sounds of the class shows a collapse.
 """
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Callable
 
@@ -23,20 +15,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from studio import __version__
-from studio.errors import RecipeError
-from studio.io.colormap import MAGMA
 from studio.nets.spectrogram import SpecFormat, SpecVAE, finish_waves
-from studio.latent.directions import Directions
-from studio.train.common import Checkpoint, lr_at, manifest_head
-from studio.train.package import write_package
+from studio.train.common import lr_at
 from studio.train.progress import ProgressBar
-from studio.train.recipe import Recipe
 from studio.train.sounds import KINDS, LENGTH, SAMPLE_RATE, sound_set
 from studio.weights import read_tensors, write_tensors
 
-TRAINER = "sound-vae"
-HELD_SEED = 1_000_000  # held-out sounds: seeds from here
+HELD_SEED = 1_000_000  # held-out procedural sounds: seeds from here (training sounds start at 0)
 CLASSIFIER_SEED = 2_000_000  # the classifier's own training sounds
 
 
@@ -167,129 +152,7 @@ def spread(features: torch.Tensor) -> float:
     return float(torch.cdist(f, f, p=1).sum() / (len(f) * (len(f) - 1)) / f.shape[1])
 
 
-# --- training -------------------------------------------------------------------------------------------------------
-
-
-def train(recipe: Recipe, out: Path, run_dir: Path, resume: bool = False,
-          log: Callable[[str], None] = print) -> Path:
-    r, t, m, d = recipe.reader(), recipe.train, recipe.model, recipe.data
-    steps = r.get(t, "steps", int, "train.")
-    batch = r.get(t, "batch", int, "train.", required=False, default=32)
-    lr = float(r.get(t, "lr", (int, float), "train.", required=False, default=1e-3))
-    warmup = r.get(t, "warmup", int, "train.", required=False, default=200)
-    beta = float(r.get(t, "beta", (int, float), "train.", required=False, default=1.0))
-    beta_warmup = r.get(t, "beta_warmup", int, "train.", required=False, default=500)
-    scale = float(r.get(t, "recon_scale", (int, float), "train.", required=False, default=0.5))
-    seed = r.get(t, "seed", int, "train.", required=False, default=0)
-    every = r.get(t, "checkpoint_every", int, "train.", required=False, default=250)
-    bf16 = bool(r.get(t, "bfloat16", bool, "train.", required=False, default=True))
-    per_kind = r.get(d, "per_kind", int, "data.", required=False, default=400)
-    at_least_2 = lambda v: None if v >= 2 else f"must be at least 2 (the spread of a class needs pairs), got {v}"  # noqa: E731
-    held_per_kind = r.get(d, "heldout_per_kind", int, "data.", required=False, default=50, check=at_least_2)
-    r.get(recipe.evaluate, "prior_samples_per_class", int, "evaluate.", required=False, default=50, check=at_least_2)
-    sample_rate = r.get(d, "sample_rate", int, "data.", required=False, default=SAMPLE_RATE)
-    length = r.get(d, "length", int, "data.", required=False, default=LENGTH)
-    cfg = {
-        "latent_dim": r.get(m, "latent_dim", int, "model.", required=False, default=16),
-        "width": r.get(m, "width", int, "model.", required=False, default=16),
-        "levels": r.get(m, "levels", int, "model.", required=False, default=6),
-        "max_width": r.get(m, "max_width", int, "model.", required=False, default=128),
-        "class_dim": r.get(m, "class_dim", int, "model.", required=False, default=16),
-        "hidden": r.get(m, "hidden", int, "model.", required=False, default=256),
-    }
-    if per_kind < cfg["latent_dim"]:
-        raise RecipeError(f"the prior of each class is fitted to its encoded sounds: needs at least latent_dim = "
-                          f"{cfg['latent_dim']} per class, got {per_kind}", recipe.path, "data.per_kind")
-    fmt = SpecFormat(r.get(m, "n_fft", int, "model.", required=False, default=1024),
-                     r.get(m, "hop", int, "model.", required=False, default=256), length)
-    iterations = r.get(m, "griffin_lim_iterations", int, "model.", required=False, default=48)
-
-    log(f"synthesising {per_kind} sounds of each of {len(KINDS)} classes ({', '.join(KINDS)})")
-    waves, labels = sound_set(per_kind, 0, sample_rate=sample_rate, length=length)
-    pictures = torch.cat([fmt.to_picture(torch.from_numpy(waves[i:i + 256])) for i in range(0, len(waves), 256)])
-    pictures = pictures.to(torch.float16)  # half the memory; the network reads float32
-    labels_t = torch.from_numpy(labels)
-    torch.manual_seed(seed)
-    net = SpecVAE(fmt.bins, fmt.frames, num_classes=len(KINDS), fitted_prior=True, class_prior=True, **cfg)
-    with torch.no_grad():  # start near the mean picture (mostly silence) rather than at grey
-        net.dec_out.bias.fill_(math.log(pictures.float().mean() / (1 - pictures.float().mean())))
-    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=0.0)
-    gen = torch.Generator().manual_seed(seed)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    ckpt = Checkpoint(run_dir / "checkpoint.safetensors", recipe, {"net": net}, {"net": opt}, gen)
-    start = 0
-    if resume and ckpt.path.exists():
-        start = ckpt.load()
-        log(f"resumed from {ckpt.path} at step {start}")
-    log(f"training {sum(p.numel() for p in net.parameters()) / 1e6:.2f} M parameters for {steps} steps of {batch} "
-        f"on {len(waves)} sounds")
-    bar = ProgressBar(steps, start=start, unit="sound")
-    net.train()
-    for step in range(start, steps):
-        for group in opt.param_groups:
-            group["lr"] = lr_at(step, steps, lr, warmup)
-        idx = torch.randint(0, len(pictures), (batch,), generator=gen)
-        x = pictures[idx].float()
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            logits, mu, logvar = net(x, labels_t[idx], gen)
-        mu, logvar = mu.float(), logvar.float()
-        nll = (torch.sigmoid(logits.float()) - x).abs().flatten(1).sum(1) / scale
-        kl = 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).sum(1)
-        b = beta * min(1.0, (step + 1) / max(1, beta_warmup))
-        loss = (nll + b * kl).mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(net.parameters(), 100.0)
-        opt.step()
-        bar.update(step + 1, batch, loss=loss.item(), l1=nll.mean().item() * scale / x[0].numel(),
-                   kl=kl.mean().item())
-        if (step + 1) % every == 0 or step + 1 == steps:
-            ckpt.save(step + 1)
-    bar.close()
-    train_seconds = ckpt.seconds
-    net.eval()
-
-    with torch.inference_mode():
-        mus = torch.cat([net.encode(pictures[i:i + 256].float(), labels_t[i:i + 256])[0]
-                         for i in range(0, len(pictures), 256)])
-    net.fit_prior(mus, labels_t)
-    with torch.no_grad():  # the package holds float16 weights (half the download): measure what is shipped
-        for tensor in net.state_dict().values():
-            if tensor.is_floating_point():
-                tensor.copy_(tensor.half().float())
-    dim = cfg["latent_dim"]
-    # The artist's coordinates are the principal axes of each class's encoded sounds, each at unit spread: direction
-    # k is axis k, so the sliders move along the ways the training sounds of the class vary most.
-    directions = Directions(torch.eye(dim)[:min(16, dim)], torch.ones(min(16, dim)), torch.zeros(dim))
-
-    ev = recipe.evaluate
-    clf = classifier_for(run_dir, int(ev.get("classifier_steps", 600)), int(ev.get("classifier_per_kind", 200)),
-                         seed + 1, sample_rate, length, log)
-    metrics = evaluate(net, fmt, clf, held_per_kind, int(ev.get("prior_samples_per_class", 50)), iterations,
-                       seed + 2, sample_rate, length, log)
-    manifest = {
-        **manifest_head(recipe, "audio-vae"),
-        "output": {"kind": "audio", "sample_rate": sample_rate, "channels": 1, "length": length},
-        "latent": {"shape": [dim], "prior": "normal"},
-        "conditions": {"kind": "class", "labels": list(KINDS), "default": recipe.package.get("default_class", "kick")},
-        "architecture": {**{k: v for k, v in cfg.items() if k != "latent_dim"}, "n_fft": fmt.n_fft, "hop": fmt.hop,
-                         "db_floor": fmt.db_floor, "db_ceiling": fmt.db_ceiling, "fitted_prior": True,
-                         "class_prior": True,
-                         "griffin_lim_iterations": iterations},
-        "training": {
-            "trainer": TRAINER, "app_version": __version__, "steps": steps, "batch": batch,
-            "seconds": round(train_seconds, 1), "training_sounds": len(waves), "weights": "float16",
-            "heldout_sounds": held_per_kind * len(KINDS), "quality": metrics,
-        },
-    }
-    preview = specimen(net)
-    weights = {k: v.half() if v.is_floating_point() else v for k, v in net.state_dict().items()}
-    path = write_package(out, manifest, weights, directions.to_tensors(), preview, recipe.text)
-    log(f"wrote {path}")
-    return path
-
-
-# --- measuring ------------------------------------------------------------------------------------------------------
+# --- measures -------------------------------------------------------------------------------------------------------
 
 
 @torch.inference_mode()
@@ -352,22 +215,17 @@ def evaluate(net: SpecVAE, fmt: SpecFormat, clf: SoundClassifier, held_per_kind:
     return metrics
 
 
-GAP_GREY = 0x50  # between the tiles of a preview (silence is black)
-
-
 @torch.inference_mode()
-def specimen(net: SpecVAE, seeds=range(4), kinds: tuple[str, ...] = KINDS) -> np.ndarray:
-    """A preview: prior-sample spectrograms, one row per seed, one column per class (low notes at the bottom),
-    in the app's colours, RGB uint8."""
-    rows = []
-    for seed in seeds:
-        w = torch.randn(1, net.latent_dim, generator=torch.Generator().manual_seed(seed)).expand(len(kinds), -1)
-        classes = torch.arange(len(kinds))
-        pics = torch.sigmoid(net.decode(net.from_prior(w, classes), classes))[:, 0]  # (K, bins, frames)
-        pics = F.avg_pool2d(pics[:, None], (4, 1))[:, 0].flip(1)  # bins / 4, low frequencies at the bottom
-        tiles = MAGMA[(pics.clamp(0, 1) * 255).round().to(torch.uint8).numpy()]  # (K, H, W, 3)
-        gap = np.full((tiles.shape[1], 4, 3), GAP_GREY, np.uint8)
-        rows.append(np.concatenate([part for tile in tiles for part in (tile, gap)][:-1], 1))
-    hgap = np.full((4, *rows[0].shape[1:]), GAP_GREY, np.uint8)
-    return np.concatenate([part for row in rows for part in (row, hgap)][:-1], 0)
-
+def heldout_reconstruction(net: SpecVAE, fmt: SpecFormat, waves: torch.Tensor, pictures: torch.Tensor,
+                           labels: torch.Tensor, iterations: int, sample_rate: int, device: torch.device) -> dict:
+    """How well sounds the network never saw come back (encode → decode → Griffin-Lim): the spectrogram error in dB,
+    and a multi-resolution STFT distance beside the same distance for Griffin-Lim on the true magnitudes (what the
+    phase recovery alone costs)."""
+    mu, _ = net.encode(pictures.to(device), labels.to(device))
+    recon = torch.sigmoid(net.decode(mu, labels.to(device)).float()).cpu()
+    db_error = float((recon - pictures).abs().mean() * (fmt.db_ceiling - fmt.db_floor))
+    heard = finish_waves(fmt.to_wave(recon, iterations), sample_rate)
+    floor = finish_waves(fmt.to_wave(pictures, iterations), sample_rate)
+    return {"heldout_recon_db_error": round(db_error, 3),
+            "heldout_recon_mrstft": round(float(mrstft_distance(waves, heard).mean()), 4),
+            "heldout_griffin_lim_floor_mrstft": round(float(mrstft_distance(waves, floor).mean()), 4)}

@@ -1,5 +1,5 @@
-"""What the trainers of your own data share: reading a folder of pictures or sounds (and a quick look at one before
-training), the device and precision a run computes in, preview sheets, and writing the recipe a run follows.
+"""The user's data: a folder of pictures or of sounds (and a quick look at one before training), drawn as training
+batches, and the recipe a run on a folder follows.
 
 Pictures: PNG / JPEG / WebP / BMP of any size, fitted to a square (cropped, padded or stretched), grey or colour.
 Sounds: WAV / FLAC / OGG / MP3 (anything libsndfile decodes), mixed to mono, resampled to the model's rate, started at
@@ -8,7 +8,6 @@ their onset and cut or padded to the model's length; silent or undecodable files
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -19,6 +18,7 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from studio.errors import RecipeError, StudioError
+from studio.train.common import rand
 from studio.train.recipe import Recipe
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
@@ -127,6 +127,23 @@ def read_images(recipe: Recipe, size: int, minimum: int, what: str, log: Callabl
 def data_folder(recipe: Recipe) -> Path:
     folder = Path(recipe.reader().get(recipe.data, "folder", str, "data."))
     return folder if folder.is_absolute() else recipe.path.parent / folder
+
+
+class Pictures:
+    """A folder's pictures (N, C, S, S) on the training device: a batch is pictures drawn at random, each mirrored
+    left to right half the time when `flip` (mirrored pictures are pictures too). No labels."""
+
+    classes = 0
+
+    def __init__(self, images: torch.Tensor, flip: bool = True):
+        self.images, self.flip = images, flip
+
+    def draw(self, batch: int, gen: torch.Generator, device: torch.device) -> tuple[torch.Tensor, None]:
+        x = self.images[torch.randint(0, len(self.images), (batch,), generator=gen).to(device)]
+        if self.flip:
+            mirror = rand((batch,), gen, device, normal=False) < 0.5
+            x = torch.where(mirror[:, None, None, None], x.flip(-1), x)
+        return x, None
 
 
 # --- sounds --------------------------------------------------------------------------------------------------------
@@ -300,56 +317,6 @@ def scan_sounds(folder: Path, family: str, minimum: int) -> FolderSummary:
                          minimum, line)
 
 
-# --- device and precision ------------------------------------------------------------------------------------------
-
-
-def train_device(recipe: Recipe) -> torch.device:
-    """train.device: "cpu" (the default), "cuda", "cuda:N", "mps" or "auto"; RecipeError when not available."""
-    from studio.engine.device import pick_device
-
-    name = recipe.reader().get(recipe.train, "device", str, "train.", required=False, default="cpu")
-    try:
-        return pick_device(name)
-    except StudioError as exc:
-        raise RecipeError(exc.problem, recipe.path, "train.device") from None
-
-
-def bf16_supported(device: torch.device) -> bool:
-    """Whether bfloat16 autocast is native (fast) on `device`: CPUs with AVX-512 BF16 or AMX, CUDA GPUs that have it."""
-    if device.type == "cpu":
-        cpu = getattr(torch, "cpu", None)
-        checks = [getattr(cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
-        return any(bool(check()) for check in checks if check is not None)
-    if device.type == "cuda":
-        return bool(torch.cuda.is_bf16_supported())
-    return False
-
-
-def use_bf16(recipe: Recipe, device: torch.device, log: Callable[[str], None]) -> bool:
-    """train.bfloat16: true, false or "auto" (the default: where the device computes it natively)."""
-    value = recipe.reader().get(recipe.train, "bfloat16", (bool, str), "train.", required=False, default="auto",
-                                check=lambda v: None if isinstance(v, bool) or v == "auto" else
-                                f"must be true, false or \"auto\", got {v!r}")
-    native = bf16_supported(device)
-    if value is True and not native and device.type not in ("cpu", "cuda"):
-        log(f"bfloat16 is not used on {device.type}; training in float32")
-        return False
-    return native if value == "auto" else bool(value)
-
-
-def autocast(device: torch.device, enabled: bool) -> contextlib.AbstractContextManager:
-    """bfloat16 autocast on the CPU or CUDA when enabled; nothing otherwise."""
-    if not enabled or device.type not in ("cpu", "cuda"):
-        return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=torch.bfloat16)
-
-
-def rand(shape: tuple[int, ...], gen: torch.Generator, device: torch.device, normal: bool = True) -> torch.Tensor:
-    """Random numbers drawn on the CPU from the run's generator (the same on every device), moved to `device`."""
-    x = torch.randn(shape, generator=gen) if normal else torch.rand(shape, generator=gen)
-    return x.to(device)
-
-
 # --- recipes -------------------------------------------------------------------------------------------------------
 
 
@@ -362,42 +329,3 @@ def dump_recipe(path: Path, recipe: dict[str, Any]) -> Path:
 def package_table(model_id: str, name: str, description: str, license_: str) -> dict[str, str]:
     return {"id": model_id, "name": name or model_id, "version": "1.0.0", "license": license_,
             "description": description}
-
-
-def positive(v: int) -> str | None:
-    return None if v > 0 else f"must be positive, got {v}"
-
-
-def schedule_figures(recipe: Recipe, default_batch: int, default_lr: float,
-                     default_warmup: int = 100) -> dict[str, Any]:
-    """The [train] figures every folder trainer reads, validated."""
-    r, t = recipe.reader(), recipe.train
-    steps = r.get(t, "steps", int, "train.", check=positive)
-    return {
-        "steps": steps,
-        "batch": r.get(t, "batch", int, "train.", required=False, default=default_batch, check=positive),
-        "lr": float(r.get(t, "lr", (int, float), "train.", required=False, default=default_lr,
-                          check=lambda v: None if v > 0 else f"must be positive, got {v}")),
-        "warmup": r.get(t, "warmup", int, "train.", required=False, default=default_warmup,
-                        check=lambda v: None if v >= 0 else f"must not be negative, got {v}"),
-        "seed": r.get(t, "seed", int, "train.", required=False, default=0),
-        "every": r.get(t, "checkpoint_every", int, "train.", required=False, default=100, check=positive),
-        "preview_every": r.get(t, "preview_every", int, "train.", required=False, default=max(1, steps // 20),
-                               check=positive),
-    }
-
-
-class RecentMean:
-    """The mean of the last `n` values of each figure (the final losses a package records)."""
-
-    def __init__(self, n: int = 50):
-        self.n, self.values = n, {}
-
-    def add(self, **figures: float) -> None:
-        for key, value in figures.items():
-            seen = self.values.setdefault(key, [])
-            seen.append(float(value))
-            del seen[:-self.n]
-
-    def means(self, prefix: str = "", suffix: str = "_final") -> dict[str, float]:
-        return {f"{prefix}{k}{suffix}": round(float(np.mean(v)), 5) for k, v in self.values.items() if v}
