@@ -81,7 +81,7 @@ def test_train_writes_a_package_the_app_renders(tmp_path, capsys):
     assert entry.manifest.conditions.labels == tuple(CHARSET)
     assert (out / "recipe.toml").read_text() == recipe.read_text()
     model = load_model(entry)
-    image = model.family.render(model, RenderRequest(model_id=entry.id, prompt="Hi"))
+    image = model.family.render(model, RenderRequest(model_id=entry.id, params={"prompt": "Hi"}))
     try:
         while True:
             next(image)

@@ -137,7 +137,7 @@ def test_diffusion_on_a_folder_makes_a_package_the_app_renders(capsys, tmp_path)
     assert m.family == "diffusion" and m.conditions.kind == "none" and m.output["channels"] == 1
     assert list(m.latent.shape) == [1, 8, 8] and m.training["trainer"] == "folder-diffusion"
     assert {"loss_final", "denoising_mse"} <= set(m.training["quality"])
-    image, seen = finish(model.family.render(model, RenderRequest("mine", seed=1, steps=4)))
+    image, seen = finish(model.family.render(model, RenderRequest("mine", seed=1, params={"steps": 4})))
     assert image.data.shape == (8, 8, 1) and len(seen) >= 4  # progress and per-step previews
     assert (out / "preview.png").exists()
 
@@ -156,7 +156,7 @@ def test_audio_on_a_folder_of_class_folders_makes_a_package_the_app_renders(caps
     assert m.conditions.labels == ("kick", "pad", "snare") and m.conditions.default == "kick"
     assert m.output["sample_rate"] == 8000 and m.output["length"] == 1792  # 8 frames of hop 256
     assert m.training["trainer"] == "folder-audio" and m.training["quality"]["training_sounds"] == 9
-    sound = finish(model.family.render(model, RenderRequest("mine", seed=1, label="snare")))[0]
+    sound = finish(model.family.render(model, RenderRequest("mine", seed=1, params={"label": "snare"})))[0]
     assert sound.kind == "audio" and sound.data.shape == (1792, 1) and sound.data.dtype == np.float32
     assert np.isfinite(sound.data).all() and sound.info["class"] == "snare"
     assert (out / "preview.png").exists() and (out / "recipe.toml").exists()

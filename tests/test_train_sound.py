@@ -81,7 +81,7 @@ def test_trainer_writes_a_package_the_app_renders(tmp_path, capsys):
     assert set(q["prior_sample_accuracy_per_class"]) == set(KINDS)
     assert q["prior_samples"] == 2 * len(KINDS) and q["heldout_sounds"] == 2 * len(KINDS)
     model = load_model(entry)
-    sound = finish(model.family.render(model, RenderRequest("tiny-sounds", seed=1, label="bell")))[0]
+    sound = finish(model.family.render(model, RenderRequest("tiny-sounds", seed=1, params={"label": "bell"})))[0]
     assert sound.data.shape == (1024, 1) and np.isfinite(sound.data).all()
     assert "recon_mrstft_heldout" in capsys.readouterr().out
 
