@@ -75,9 +75,9 @@ def test_a_pipeline_folder_renders_in_the_app_with_free_text_prompts(qtbot, app)
     width, height = window.findChild(QSpinBox, "widthSpin"), window.findChild(QSpinBox, "heightSpin")
     assert width.isVisibleTo(window) and (width.value(), height.value()) == (16, 16)  # the model's own size
     with qtbot.waitSignal(session.rendered, timeout=60000):
-        width.setValue(67)  # snapped to whole 8-px cells (within the family's 64 px and up)
-    assert width.value() == 64 and session.request.width == 64 and session.request.height is None
-    assert session.last_output.data.shape == (16, 64, 3)
+        width.setValue(67)  # snapped to whole latent cells: this tiny pipeline's VAE halves (2 px; SD 1.x's 8 px)
+    assert width.value() == 66 and session.request.width == 66 and session.request.height is None
+    assert session.last_output.data.shape == (16, 66, 3)
     session.undo.undo()
     assert session.request.width is None and width.value() == 16
 
