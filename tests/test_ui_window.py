@@ -306,12 +306,16 @@ def test_layout_is_remembered(qtbot, engine, models_dir, tmp_path):
     first = MainWindow(session, QSettings(ini, QSettings.Format.IniFormat))
     qtbot.addWidget(first)
     first.show()
-    first.resize(700, 500)
+    # a size this machine's fonts allow (the window's minimum depends on them), and not the default one
+    width = max(first.minimumSizeHint().width(), first.minimumWidth()) + 60
+    height = max(first.minimumSizeHint().height(), first.minimumHeight()) + 40
+    first.resize(width, height)
+    assert first.size().width() == width
     first.docks["Models"].hide()
     first.close()
     second = MainWindow(session, QSettings(ini, QSettings.Format.IniFormat))
     qtbot.addWidget(second)
-    assert second.size().width() == 700 and not second.docks["Models"].isVisibleTo(second)
+    assert second.size().width() == width and not second.docks["Models"].isVisibleTo(second)
     second.close()
     QApplication.processEvents()
 
