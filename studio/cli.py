@@ -23,7 +23,6 @@ Verbs:
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import sys
 import traceback

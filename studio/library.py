@@ -20,7 +20,7 @@ from studio.manifest import MANIFEST_NAME, WEIGHTS_NAME, Manifest, read_manifest
 from studio.params import Capability, ParamTable
 from studio.paths import shipped_models_dir, user_models_dir
 from studio.request import RenderRequest
-from studio.weights import load_into, read_tensors, read_tensors_and_hash
+from studio.io.weights import load_into, read_tensors, read_tensors_and_hash
 
 DEFAULT_MODEL_ID = "glyphs"
 

@@ -14,7 +14,7 @@ import torch
 from studio.nets.setvae import SetVAE
 from studio.latent.directions import principal_directions
 from studio.train.fonts import CHARSET
-from studio.train.package import write_package
+from studio.io.package import write_package
 
 TINY_ALPHABET = CHARSET
 

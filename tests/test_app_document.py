@@ -22,7 +22,7 @@ def placeholder_diffusion(root):
     """A diffusion package whose weights are a placeholder: image-to-image fitting needs only the manifest."""
     import torch
 
-    from studio.train.package import write_package
+    from studio.io.package import write_package
 
     manifest = {
         "format": 1, "id": "tiny-diffusion", "name": "Tiny diffusion", "family": "diffusion", "version": "0.0.1",

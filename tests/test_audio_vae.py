@@ -287,7 +287,7 @@ def test_fitted_prior_buffers_are_not_checkpointed(tmp_path):
     recipe = Recipe(tmp_path / "r.toml", "sound-vae", {}, {}, {}, {}, {}, "[train]\nsteps = 1\n")
     ckpt = Checkpoint(tmp_path / "c.safetensors", recipe, {"net": net}, {}, torch.Generator())
     ckpt.save(1)
-    from studio.weights import read_tensors
+    from studio.io.weights import read_tensors
 
     assert not any("prior_" in k for k in read_tensors(ckpt.path))
     net.prior_mean.fill_(3.0)

@@ -21,7 +21,7 @@ import studio.library
 from studio.cli import main
 from studio.manifest import MANIFEST_NAME, WEIGHTS_NAME
 from studio.request import RenderRequest
-from studio.weights import sha256_file
+from studio.io.weights import sha256_file
 
 from conftest import make_tiny_package
 

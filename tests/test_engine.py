@@ -29,7 +29,7 @@ from studio.steps import Output, Progress
 from studio.library import load_model, resolve
 from studio.params import Kind, ParamSpec
 from studio.request import RenderRequest
-from studio.train.package import write_package
+from studio.io.package import write_package
 
 TERMINAL = ("finished", "cancelled", "error")
 TIMEOUT = 10.0

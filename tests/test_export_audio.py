@@ -17,7 +17,8 @@ from studio import __version__
 from studio.errors import ExportError, RequestError
 from studio.export import (AUDIO_FORMATS, parameters_text, read_any_request, read_audio_request, read_sound,
                            save_audio, save_image)
-from studio.export.audio import AUDIO_SUFFIXES, WAV_SUBTYPES, resample, stored_audio_request_text
+from studio.export.audio import AUDIO_SUFFIXES, WAV_SUBTYPES, resample
+from studio.io.metadata import stored_audio_request_text
 from studio.request import RenderRequest
 
 SHA = "ab" * 32

@@ -16,7 +16,7 @@ from studio.nets.setvae import SetVAE
 from studio.importers import import_checkpoint, read_checkpoint
 from studio.library import load_model, resolve
 from studio.request import RenderRequest
-from studio.weights import write_tensors
+from studio.io.weights import write_tensors
 
 
 def tiny_net(seed: int = 0) -> SetVAE:

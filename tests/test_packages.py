@@ -23,7 +23,7 @@ from studio.errors import FamilyError, ManifestError, StudioError, WeightsError
 from studio.families import Family, family_names, get_family, register_family
 from studio.library import load_model, resolve, scan
 from studio.manifest import MANIFEST_NAME, WEIGHTS_NAME, read_manifest
-from studio.weights import read_tensors, sha256_file, write_tensors
+from studio.io.weights import read_tensors, sha256_file, write_tensors
 
 from conftest import make_tiny_package
 
@@ -558,7 +558,7 @@ def test_safetensors_whose_header_length_starts_like_a_pickle_still_load(tmp_pat
     import json
     import struct
 
-    from studio.weights import read_tensors
+    from studio.io.weights import read_tensors
 
     for pad in range(0, 200):
         header = {"t": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}, "__metadata__": {"p": "x" * pad}}

@@ -16,7 +16,7 @@ from studio.request import CORE_FIELDS, RenderRequest
 from studio.train.recipe import read_recipe
 from studio.train.scoring.sounds import HELD_SEED, mrstft_distance
 from studio.train.sounds import KINDS, synthesize
-from studio.weights import read_tensors
+from studio.io.weights import read_tensors
 
 ROOT = Path(__file__).resolve().parent.parent
 FOLDER = ROOT / "models" / "one-shots"

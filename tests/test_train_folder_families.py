@@ -19,7 +19,7 @@ from studio.train.folder import scan_folder, train_folder
 from studio.train.monitor import TrainingStopped
 from studio.train.registry import FOLDER_FAMILIES
 from studio.train.sounds import synthesize
-from studio.weights import read_tensors
+from studio.io.weights import read_tensors
 from test_train_folder import Watcher, pictures
 
 TINY_GAN = ["--size", "8", "--steps", "3", "--batch", "4"]

@@ -16,7 +16,7 @@ from studio.library import load_model, resolve
 from studio.request import RenderRequest
 from studio.train.scoring.sounds import SoundClassifier, mel_matrix, mrstft_distance, spread
 from studio.train.sounds import KINDS
-from studio.weights import read_tensors
+from studio.io.weights import read_tensors
 
 TINY = textwrap.dedent("""\
     trainer = "sound-vae"

@@ -18,7 +18,7 @@ from studio.io.images import decode_init_image
 from studio.latent.directions import principal_directions
 from studio.params import INIT, SAMPLER
 from studio.project import SavedLatent
-from studio.train.package import write_package
+from studio.io.package import write_package
 from studio.ui import dialogs
 from studio.ui.main_window import MainWindow
 from studio.ui.session import DEFAULT_STRENGTH, Session
@@ -231,7 +231,7 @@ def test_layer_range_keeps_start_before_end(qtbot, make_window):
 
 def test_noise_amount_is_an_undoable_slider_and_zero_turns_it_off(qtbot, make_window):
     w = make_window(GAN)
-    s, noise = w.session, w.latent.sliders["noise"]
+    noise = w.latent.sliders["noise"]
     count = steps_of(w)
     noise.slider.setValue(0)  # off
     assert latent_params(w) == {"noise": 0.0} and steps_of(w) == count + 1

@@ -25,7 +25,7 @@ from studio.families.registry import unregister_family
 from studio.io.images import decode_init_image
 from studio.params import CONDITIONS, Capability, Kind, ParamSpec
 from studio.request import MAX_SEED
-from studio.train.package import write_package
+from studio.io.package import write_package
 from studio.ui import dialogs
 from studio.ui.main_window import MainWindow
 from studio.ui.panels.controls import (ChoiceControl, ImageControl, IntSpin, NumberSpin, SeedControl, SoundControl,

@@ -12,7 +12,6 @@ from PySide6.QtWidgets import QApplication, QListWidget
 
 from studio.export.image import save_image
 from studio.project import Autosave, Document, find_recoverable
-from studio.request import RenderRequest
 from studio.ui import dialogs
 from studio.ui.main_window import MainWindow
 from studio.ui.session import Session

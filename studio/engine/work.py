@@ -30,7 +30,7 @@ from studio.export.image import read_glyph_strip
 from studio.params import Capability
 from studio.project.timeline import Defaults, Timeline, frames_of, sound_of
 from studio.request import RenderRequest
-from studio.steps import Output, Progress, RenderSteps, Steps
+from studio.steps import Output, Progress, RenderSteps
 
 if TYPE_CHECKING:
     from studio.engine.api import EngineAPI

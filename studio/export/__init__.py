@@ -7,11 +7,10 @@ a sound: WAV, FLAC, OGG, MP3); the CLI, the window and the engine's work functio
 from pathlib import Path
 
 from studio.errors import ExportError
-from studio.export.atomic import atomic_path, check_writable_folder
-from studio.export.audio import (AUDIO_FORMATS, AUDIO_SUFFIXES, read_audio_request, read_sound, save_audio,
-                                 stored_audio_request_text)
-from studio.export.image import (FORMATS, parameters_text, read_glyph_strip, read_request, save_image, stored_request,
-                                 stored_request_text)
+from studio.io.atomic import atomic_path, check_writable_folder
+from studio.export.audio import AUDIO_FORMATS, AUDIO_SUFFIXES, read_audio_request, read_sound, save_audio
+from studio.export.image import FORMATS, parameters_text, read_glyph_strip, read_request, save_image, stored_request
+from studio.io.metadata import stored_audio_request_text, stored_image_request_text
 from studio.request import RenderRequest
 from studio.steps import Output
 
@@ -47,7 +46,7 @@ def _is_sound(path: str | Path) -> bool:
 
 def stored_any_request_text(path: str | Path) -> str | None:
     """The request JSON an image or a sound carries (by the file's suffix), or None; reads metadata only."""
-    return stored_audio_request_text(path) if _is_sound(path) else stored_request_text(path)
+    return stored_audio_request_text(path) if _is_sound(path) else stored_image_request_text(path)
 
 
 def read_any_request(path: str | Path) -> RenderRequest:

@@ -7,15 +7,14 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
-from PIL import Image, PngImagePlugin, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
 from studio import __version__
 from studio.errors import ExportError, RequestError
-from studio.export.atomic import atomic_path
+from studio.io.atomic import atomic_path
+from studio.io.metadata import exif_texts, png_texts, stored_image_request_text
 from studio.request import RenderRequest
 
-REQUEST_CHUNK = "latent-studio"
-PARAMETERS_CHUNK = "parameters"
 FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}
 
 
@@ -80,43 +79,17 @@ def save_image(path: str | Path, data: np.ndarray, request: RenderRequest, model
                              [("Class", label)] if label is not None else [])
     with atomic_path(path) as tmp:
         if fmt == "PNG":
-            info = PngImagePlugin.PngInfo()
-            info.add_text(PARAMETERS_CHUNK, params)
-            info.add_text(REQUEST_CHUNK, request.to_json())
-            image.save(tmp, format="PNG", pnginfo=info)
+            image.save(tmp, format="PNG", pnginfo=png_texts(request.to_json(), params))
         else:
-            exif = Image.Exif()
-            exif[0x9286] = "UNICODE\0".encode() + params.encode("utf-16-be")  # UserComment, as A1111 writes it
-            exif[0x010E] = request.to_json()  # ImageDescription holds the exact request
             if image.mode not in ("RGB", "L"):
                 image = image.convert("RGB")
-            image.save(tmp, format=fmt, quality=quality, exif=exif.tobytes())
+            image.save(tmp, format=fmt, quality=quality, exif=exif_texts(request.to_json(), params))
     return path
-
-
-def stored_request_text(path: str | Path) -> str | None:
-    """The request JSON an image carries (PNG text chunk or EXIF ImageDescription), or None; reads metadata only."""
-    path = Path(path)
-    try:
-        with Image.open(path) as image:
-            text = image.info.get(REQUEST_CHUNK)
-            if text is None and hasattr(image, "text"):
-                text = image.text.get(REQUEST_CHUNK)
-            if text is None:
-                described = image.getexif().get(0x010E)  # a camera's description is not ours: look for our JSON
-                text = described if isinstance(described, str) and '"model_id"' in described else None
-    except FileNotFoundError:
-        raise RequestError("file not found", path) from None
-    except UnidentifiedImageError:
-        raise RequestError("not an image file", path) from None
-    except OSError as exc:
-        raise RequestError(f"cannot read: {exc}", path) from None
-    return text or None
 
 
 def read_request(path: str | Path) -> RenderRequest:
     """The RenderRequest stored in an image this app exported."""
-    return stored_request(stored_request_text(path), path, "image")
+    return stored_request(stored_image_request_text(path), path, "image")
 
 
 def stored_request(text: str | None, path: str | Path, what: str) -> RenderRequest:

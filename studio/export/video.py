@@ -40,9 +40,9 @@ import numpy as np
 from PIL import Image, PngImagePlugin, UnidentifiedImageError
 
 from studio.errors import ExportError, RequestError
-from studio.export.atomic import check_parent_folder, check_writable_folder, temporary_beside
+from studio.io.atomic import check_parent_folder, check_writable_folder, temporary_beside
 from studio.export.audio import resample
-from studio.export.image import REQUEST_CHUNK
+from studio.io.metadata import REQUEST_CHUNK
 
 VIDEO_FORMATS = {".mp4": "MP4", ".webm": "WEBM", ".gif": "GIF", "": "PNG"}  # "": a folder name, PNG frames in it
 QUALITIES = ("high", "medium", "low")

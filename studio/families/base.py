@@ -23,7 +23,7 @@ import torch
 
 from studio.errors import ManifestError, RequestError
 from studio.params import DIRECTIONS, RAW, SHAPING, Capability, Kind, ParamSpec, ParamTable
-from studio.steps import Output, Preview, Progress, RenderSteps, run_steps
+from studio.steps import Progress, RenderSteps
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -121,7 +121,7 @@ class Family:
 
     def weights_sha256(self, manifest: "Manifest") -> str:
         """The identity of the model's weights (requests record it): the sha256 of the weights file."""
-        from studio.weights import sha256_file
+        from studio.io.weights import sha256_file
 
         return sha256_file(manifest.weights_path)
 
@@ -182,7 +182,7 @@ class Family:
 def direction_count(manifest: "Manifest") -> int:
     """How many principal directions the package ships (from the directions file's header; 0 when none)."""
     from studio.errors import WeightsError
-    from studio.weights import tensor_shapes
+    from studio.io.weights import tensor_shapes
 
     path = manifest.directions_path
     if not path.is_file():

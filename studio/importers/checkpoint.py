@@ -17,7 +17,7 @@ from studio.errors import ManifestError, WeightsError
 from studio.families import get_family
 from studio.io.checkpoints import read_checkpoint
 from studio.manifest import MANIFEST_NAME, parse_manifest
-from studio.train.package import write_package
+from studio.io.package import write_package
 
 COMMON_PREFIXES = ("module.", "model.", "model.module.", "module.model.", "net.", "network.", "generator.",
                    "_orig_mod.", "model._orig_mod.")

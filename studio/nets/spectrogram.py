@@ -4,7 +4,6 @@ class-conditional VAE over those pictures. Shared by the audio VAE family and it
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn

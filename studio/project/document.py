@@ -21,7 +21,7 @@ from typing import Any, Callable, TypeVar
 
 import studio
 from studio.errors import ExportError, ProjectError, RequestError
-from studio.export.atomic import atomic_path
+from studio.io.atomic import atomic_path
 from studio.project.timeline import Timeline
 from studio.request import RenderRequest
 

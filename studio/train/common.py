@@ -34,9 +34,9 @@ from studio import __version__
 from studio.errors import RecipeError, StudioError, WeightsError
 from studio.io.safetensors import read_header
 from studio.train.monitor import Monitor, check_stop
-from studio.train.package import write_package
+from studio.io.package import write_package
 from studio.train.recipe import Recipe
-from studio.weights import read_tensors, write_tensors
+from studio.io.weights import read_tensors, write_tensors
 
 CHECKPOINT_NAME = "checkpoint.safetensors"
 CHECKPOINT_FORMAT = "latent-studio-checkpoint-2"

@@ -55,7 +55,7 @@ def write_bench_package(folder: Path, size: int, base: int, seed: int = 0) -> Pa
     import torch
 
     from studio.nets.unet import UNet
-    from studio.train.package import write_package
+    from studio.io.package import write_package
 
     net = UNet(image_size=size, channels=1, base=base, mults=(1, 2), num_classes=0, emb_dim=EMB_DIM, attention=True)
     with torch.no_grad():

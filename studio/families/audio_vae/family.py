@@ -17,12 +17,12 @@ from __future__ import annotations
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from studio.errors import ManifestError, RequestError
-from studio.families.base import Family, LoadedModel, Output, Progress, RenderSteps, arch_value, run_steps
+from studio.families.base import Family, LoadedModel, arch_value
+from studio.steps import Output, Progress, RenderSteps
 from studio.params import Capability
-from studio.nets.spectrogram import FADE_SECONDS, ONSET_LEAD, SpecFormat, SpecVAE, _strides, finish_waves
+from studio.nets.spectrogram import ONSET_LEAD, SpecFormat, SpecVAE, _strides, finish_waves
 
 # --- the family -----------------------------------------------------------------------------------------------------
 

@@ -10,25 +10,19 @@ preview of the current estimate of the finished image and is a cancel point.
 
 from __future__ import annotations
 
-import base64
-import io
-import math
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from torch import nn
 
 from studio.errors import ManifestError, RequestError
-from studio.families.base import (Family, LoadedModel, Output, Preview, Progress, RenderSteps, arch_value,
-                                   condition_specs, latent_specs)
+from studio.families.base import Family, LoadedModel, arch_value, condition_specs, latent_specs
+from studio.families.cells import check_cell_manifest, compose_sheet, label_rows, sheet_size, split_sheet, to_ink
 from studio.families.sampling import init_specs, sampler_settings, sampler_specs, start_strength
-from studio.params import Capability, ParamSpec
 from studio.io.images import decode_init_image
-from studio.families.cells import (check_cell_manifest, compose_sheet, label_rows, sheet_size, split_sheet,
-                                   to_ink)
+from studio.nets.samplers import SCHEDULES, Schedule, make_sampler
 from studio.nets.unet import UNet
-from studio.nets.samplers import SAMPLERS, SCHEDULES, Schedule, make_sampler
+from studio.params import Capability, ParamSpec
+from studio.steps import Output, Preview, Progress, RenderSteps
 
 # Ancestral DDIM (η = 1) by default: with a small, briefly trained ε-network the deterministic samplers (DDIM η = 0,
 # Euler, DPM-Solver++) can leave grain in the paper around some glyphs, which fresh noise at every step cleans up; the

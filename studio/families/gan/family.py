@@ -23,14 +23,13 @@ import math
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from studio.errors import ManifestError, RequestError
-from studio.families.base import (Family, LoadedModel, Output, Progress, RenderSteps, arch_value, condition_specs,
-                                   latent_specs)
+from studio.families.base import Family, LoadedModel, arch_value, condition_specs, latent_specs
 from studio.families.cells import check_cell_manifest, compose_sheet, label_rows, prepare_cells
 from studio.nets.stylegan import StyleGenerator
 from studio.params import DIRECTIONS, SHAPING, Capability, Kind, ParamSpec
+from studio.steps import Output, Progress, RenderSteps
 
 # --- the family ---------------------------------------------------------------------------------------------------
 

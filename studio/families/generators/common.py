@@ -13,7 +13,8 @@ import numpy as np
 import torch
 
 from studio.errors import ManifestError, RequestError
-from studio.families.base import Family, LoadedModel, Output, Progress, RenderSteps, condition_specs, latent_specs
+from studio.families.base import Family, LoadedModel, condition_specs, latent_specs
+from studio.steps import Output, Progress, RenderSteps
 from studio.params import Capability, ParamSpec
 
 RANGES = ("-1..1", "0..1")

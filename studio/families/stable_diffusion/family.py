@@ -12,8 +12,6 @@ full VAE decode runs once, at the end).
 
 from __future__ import annotations
 
-import base64
-import io
 import json
 import math
 from collections import OrderedDict
@@ -24,11 +22,12 @@ import torch
 from torch import nn
 
 from studio.errors import ManifestError, RequestError, StudioError, WeightsError
-from studio.families.base import Family, LoadedModel, Output, Preview, Progress, RenderSteps, latent_specs
+from studio.families.base import Family, LoadedModel, latent_specs
+from studio.steps import Output, Preview, Progress, RenderSteps
 from studio.families.sampling import init_specs, sampler_settings, sampler_specs, start_strength
-from studio.params import CONDITIONS, SAMPLER, Capability, Kind, ParamSpec
+from studio.params import SAMPLER, Capability, Kind, ParamSpec
 from studio.io.images import decode_init_image
-from studio.nets.samplers import SAMPLERS, Schedule, make_sampler
+from studio.nets.samplers import Schedule, make_sampler
 from studio.families.stable_diffusion.files import (ARCHITECTURES, PIPELINE_INDEX, Source, config_folder, find_source,
                                                     looks_like_sd, require_diffusers, source_sha256)
 

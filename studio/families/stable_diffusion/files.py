@@ -326,7 +326,7 @@ _HASHES: dict[tuple, str] = {}
 def source_sha256(source: Source) -> str:
     """The model's identity: the sha256 of the file, or for a folder the sha256 of its parts' names and hashes.
     Hashing gigabytes takes seconds, so results are kept per (path, size, time) for the session and in the cache."""
-    from studio.weights import sha256_file
+    from studio.io.weights import sha256_file
 
     if source.kind == "file":
         return _cached_sha(source.path, sha256_file)

@@ -14,11 +14,10 @@ import math
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from torch import nn
 
 from studio.errors import ManifestError
-from studio.families.base import Family, LoadedModel, Output, Progress, RenderSteps, arch_value
+from studio.families.base import Family, LoadedModel, arch_value
+from studio.steps import Output, Progress, RenderSteps
 from studio.params import Capability
 from studio.families.cells import check_cell_manifest, compose_sheet, label_rows, prepare_cells
 from studio.nets.setvae import SetVAE

@@ -23,7 +23,7 @@ from studio.paths import user_cache_dir
 from studio.train.fonts import CHARSET
 from studio.train.progress import ProgressBar
 from studio.io.safetensors import read_header
-from studio.weights import read_tensors, write_tensors
+from studio.io.weights import read_tensors, write_tensors
 
 # Characters whose shapes coincide in many typefaces: reported as a second, lenient accuracy.
 CONFUSABLE = ["Il1", "O0o", "Cc", "Ss", "Uu", "Vv", "Ww", "Xx", "Zz", "Kk", "Pp", "Yy", "Jj"]

@@ -19,7 +19,7 @@ from studio.nets.spectrogram import SpecFormat, SpecVAE, finish_waves
 from studio.train.common import lr_at
 from studio.train.progress import ProgressBar
 from studio.train.sounds import KINDS, LENGTH, SAMPLE_RATE, sound_set
-from studio.weights import read_tensors, write_tensors
+from studio.io.weights import read_tensors, write_tensors
 
 HELD_SEED = 1_000_000  # held-out procedural sounds: seeds from here (training sounds start at 0)
 CLASSIFIER_SEED = 2_000_000  # the classifier's own training sounds

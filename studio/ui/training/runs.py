@@ -1,5 +1,5 @@
 """What the training dialog knows about runs, without Qt: package ids, the run folders in the user data folder, what a
-kept checkpoint says about its run (from its safetensors header alone, through studio.weights), the families the
+kept checkpoint says about its run (from its safetensors header alone, through studio.io.weights), the families the
 folder trainers offer (studio.train.registry), and the calls into studio.train.folder (imported once the dialog
 opens: it brings torch)."""
 

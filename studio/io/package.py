@@ -12,10 +12,10 @@ import tomli_w
 import torch
 from PIL import Image
 
-from studio.export.atomic import FILE_MODE, FOLDER_MODE
+from studio.io.atomic import FILE_MODE, FOLDER_MODE
 from studio.manifest import (DIRECTIONS_NAME, MANIFEST_NAME, PREVIEW_NAME, RECIPE_NAME, WEIGHTS_NAME,
                              read_manifest)
-from studio.weights import write_tensors
+from studio.io.weights import write_tensors
 
 
 def write_package(folder: str | Path, manifest: dict[str, Any], weights: dict[str, torch.Tensor],
