@@ -28,6 +28,7 @@ REQUEST_VERSION = 2
 MAX_SEED = 2**64 - 1
 DTYPES = ("float32", "float16", "bfloat16")
 CORE_FIELDS = ("model_id", "model_hash", "seed", "latent", "width", "height", "dtype")
+SEED_MODES = ("fixed", "increment", "random")  # what the seed does after an export and on "Next"
 MAX_PARAM_NAME = 64
 _PARAM_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,63}$")
 

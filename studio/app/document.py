@@ -29,9 +29,8 @@ from studio.latent.interp import interpolate
 from studio.library import DEFAULT_MODEL_ID, PackageEntry
 from studio.params import Capability
 from studio.project import Document, HistoryEntry, ModelRef, SavedLatent, load_document, save_document, utc_now
-from studio.request import MAX_SEED, RenderRequest
+from studio.request import MAX_SEED, SEED_MODES, RenderRequest
 
-SEED_MODES = ("fixed", "increment", "random")
 DEFAULT_STRENGTH = 0.6  # image-to-image: how much of a newly set init image is redrawn
 INIT_SOURCES_LIMIT = 32  # original init pictures remembered for re-fitting (by the request text they produced)
 INIT_SOURCE_MAX_SIDE = 1024  # originals are shrunk to this (re-fitting runs at typing speed on the driving thread)

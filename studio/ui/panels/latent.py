@@ -12,7 +12,7 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QHBoxLayout, QLabel, QPushB
                                QVBoxLayout, QWidget)
 
 from studio.params import CONDITION_GROUPS, DIRECTIONS, RAW, SHAPING, Capability
-from studio.request import RenderRequest
+from studio.request import SEED_MODES, RenderRequest
 from studio.ui.panels.controls import SeedEdit, ValueSlider
 from studio.ui.panels.param_panel import MAX_RAW_SLIDERS, ParamPanel, group_order, shown_specs
 
@@ -34,8 +34,6 @@ FIRST_GROUPS = (DIRECTIONS, RAW, SHAPING)  # the app's order of the usual groups
 
 class LatentPanel(ParamPanel):
     def __init__(self, session: "Session", parent: QWidget | None = None):
-        from studio.ui.session import SEED_MODES  # (here: the session module reaches torch through the library)
-
         super().__init__(session, parent)
         self.setObjectName("latentPanel")
         self.seed_modes = SEED_MODES
