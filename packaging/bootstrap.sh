@@ -16,10 +16,10 @@ if [ "$DEV" = 1 ]; then
   .venv/bin/python -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[dev]'
   # Debian packages, only where apt exists and we are root, and only those missing (apt-get update at most once):
   # fonts: the glyph-data tests render real Debian fonts;
-  # X tools and the libraries of Qt's xcb platform: the end-to-end test (tests/test_e2e_xvfb.py) runs the real
+  # X tools and the libraries of Qt's xcb platform: the end-to-end test (tests/ui/test_e2e_xvfb.py) runs the real
   # window on Xvfb, drives it with xdotool and takes screenshots with ImageMagick's `import`; libpulse0: Qt's
   # multimedia backend loads it (sound playback; with no sound device the app says so and goes on). binutils:
-  # PyInstaller reads library headers with objdump (tests/test_bundle.py builds the one-folder bundle).
+  # PyInstaller reads library headers with objdump (tests/packaging/test_bundle.py builds the one-folder bundle).
   X_PACKAGES=(xvfb xdotool imagemagick libxcb-icccm4 libxcb-keysyms1 libxcb-cursor0 libxkbcommon-x11-0 libxcb-image0
               libxcb-render-util0 libxcb-shape0 libxcb-xinerama0 libxcb-randr0 libegl1 libgl1 libfontconfig1
               libdbus-1-3 libpulse0 binutils)  # binutils: PyInstaller's objdump (the bundle test builds it)

@@ -15,7 +15,7 @@ What a job does is the renderer's business (`Renderer`): the scheduler asks it f
 drives it on the worker thread; every yield is a cancel point. A failing job becomes an error event; the worker lives
 on. The torch renderer is `studio.engine.renderer.TorchRenderer`; the UI tests plug a fake one in.
 
-This module imports no torch (an import contract in pyproject.toml and tests/test_scheduler.py hold it to that), so
+This module imports no torch (an import contract in pyproject.toml and tests/engine/test_scheduler.py hold it to that), so
 the scheduler runs, and is tested, where torch is not loaded.
 """
 

@@ -7,7 +7,7 @@ import math
 import re
 from pathlib import Path
 
-SCRIPT = Path(__file__).resolve().parent / "benchmarks" / "bench_export.py"
+SCRIPT = Path(__file__).resolve().parent / "bench_export.py"
 
 
 def load_script():

@@ -21,9 +21,9 @@ from studio.project import load_document
 from studio.project.timeline import frames_of, sound_of
 from studio.request import RenderRequest
 
-LEGACY = Path(__file__).parent / "data" / "legacy_3b8dbe6"
+LEGACY = Path(__file__).parents[1] / "data" / "legacy_3b8dbe6"
 RECORD = json.loads((LEGACY / "renders.json").read_text(encoding="utf-8"))
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def digest(data: np.ndarray) -> str:

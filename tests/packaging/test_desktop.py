@@ -16,7 +16,7 @@ from studio.logs import log_path, setup_logging
 from studio.paths import user_data_dir, user_log_dir
 from studio.settings import load_or_reset_settings, settings_path
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")  # the thread fails on purpose

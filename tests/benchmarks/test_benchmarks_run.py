@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parent / "benchmarks" / "bench_preview.py"
+SCRIPT = Path(__file__).resolve().parent / "bench_preview.py"
 DIFFUSION_SCRIPT = SCRIPT.with_name("bench_diffusion.py")
 
 

@@ -284,7 +284,7 @@ def test_the_shipped_gan_declares_its_parameters():
 
     from studio.params import CONDITIONS, DIRECTIONS, RAW, SHAPING, Kind
 
-    entry = resolve(str(Path(__file__).resolve().parent.parent / "models" / "glyph-gan"))
+    entry = resolve(str(Path(__file__).resolve().parents[2] / "models" / "glyph-gan"))
     assert entry.manifest.family == "gan"
     assert entry.capabilities == Capability.SAMPLE | Capability.ENCODE | Capability.PROJECT  # encoding is long
     table = entry.parameters

@@ -355,7 +355,7 @@ def test_the_shipped_vae_declares_its_parameters():
 
     from studio.params import CONDITIONS, DIRECTIONS, RAW, SHAPING, Capability, Kind
 
-    entry = resolve(str(Path(__file__).resolve().parent.parent / "models" / "glyphs"))
+    entry = resolve(str(Path(__file__).resolve().parents[2] / "models" / "glyphs"))
     assert entry.manifest.family == "vae"
     assert entry.capabilities == Capability.SAMPLE | Capability.ENCODE | Capability.DECODE
     table = entry.parameters

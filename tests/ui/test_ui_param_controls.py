@@ -34,7 +34,7 @@ from studio.ui.session import Session
 
 from fake_engine import FakeEngine
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 WOBBLE = "Wobble"
 
 

@@ -13,8 +13,8 @@ from studio.library import scan
 from studio.project import load_document
 from studio.project.timeline import frames_of
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "resources" / "examples"
-MODELS = Path(__file__).resolve().parent.parent / "models"
+EXAMPLES = Path(__file__).resolve().parents[2] / "resources" / "examples"
+MODELS = Path(__file__).resolve().parents[2] / "models"
 
 
 @pytest.mark.parametrize("name", ["glyph-walk.lstudio", "beat-reactive.lstudio"])

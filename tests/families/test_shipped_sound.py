@@ -18,7 +18,7 @@ from studio.train.scoring.sounds import HELD_SEED, mrstft_distance
 from studio.train.sounds import KINDS, synthesize
 from studio.io.weights import read_tensors
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 FOLDER = ROOT / "models" / "one-shots"
 
 

@@ -16,7 +16,7 @@ from studio.errors import RecipeError
 from studio.train import registry
 from studio.train.recipe import read_recipe
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 RECIPES = sorted(ROOT.glob("recipes/*.toml")) + sorted(ROOT.glob("models/*/recipe.toml"))
 
 

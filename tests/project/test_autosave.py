@@ -17,7 +17,7 @@ from studio.project import (Autosave, Document, HistoryEntry, ModelRef, Recovera
                             autosave_dir, discard, find_recoverable, load_document)
 from studio.request import RenderRequest
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 CHILD = r"""
 import json, os, sys

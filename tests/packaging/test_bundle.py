@@ -31,7 +31,7 @@ pytest.importorskip("PyInstaller", reason="building the bundle needs PyInstaller
 if not sys.platform.startswith("linux"):
     pytest.skip("packaging/build.sh builds the Linux bundle", allow_module_level=True)
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 SHIPPED = {"glyphs", "glyph-gan", "glyph-diffusion", "one-shots"}
 # Measured here (PyInstaller 6.22, torch 2.13 CPU, PySide6 6.11, PyAV 18, soundfile 0.14): 849 MB, of which torch is
 # ~400 MB (libtorch_cpu.so alone 345 MB), Qt ~130 MB, PyAV ~105 MB; 1,401 MB without the trimming in

@@ -311,7 +311,7 @@ def test_the_shipped_sound_model_declares_its_parameters():
 
     from studio.params import CONDITIONS, DIRECTIONS, RAW, SHAPING, Capability, Kind
 
-    entry = resolve(str(Path(__file__).resolve().parent.parent / "models" / "one-shots"))
+    entry = resolve(str(Path(__file__).resolve().parents[2] / "models" / "one-shots"))
     assert entry.manifest.family == "audio-vae"
     assert entry.capabilities == Capability.SAMPLE | Capability.ENCODE | Capability.DECODE
     table = entry.parameters

@@ -338,7 +338,7 @@ def test_the_shipped_diffusion_model_declares_its_parameters():
 
     from studio.params import CONDITIONS, INIT, RAW, SAMPLER, SHAPING, Capability, Kind
 
-    entry = resolve(str(Path(__file__).resolve().parent.parent / "models" / "glyph-diffusion"))
+    entry = resolve(str(Path(__file__).resolve().parents[2] / "models" / "glyph-diffusion"))
     assert entry.manifest.family == "diffusion"
     assert entry.capabilities == Capability.SAMPLE | Capability.ITERATE | Capability.IMG2IMG
     table = entry.parameters

@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 SCREEN = (1440, 900)
 TOOLS = ("Xvfb", "xdotool", "import")
 

@@ -24,7 +24,7 @@ from studio.engine.scheduler import EXPORT, PREVIEW, Cancelled, Job, Scheduler
 from studio.errors import RequestError
 from studio.steps import Output, Preview, Progress
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 TERMINAL = ("finished", "cancelled", "error")
 TIMEOUT = 10.0
 

@@ -13,7 +13,7 @@ import pytest
 pytest.importorskip("PySide6")
 pytest.importorskip("pytestqt")
 
-SCRIPT = Path(__file__).resolve().parent / "benchmarks" / "bench_gui.py"
+SCRIPT = Path(__file__).resolve().parent / "bench_gui.py"
 QUICK = dict(seconds=0.5, moves=10, repeats=1, forwards=3)
 
 

@@ -15,7 +15,7 @@ from studio.latent.seeds import MAX_SEED, sample_prior
 from studio.library import resolve
 from studio.request import REQUEST_VERSION, Params, RenderRequest
 
-MODELS = Path(__file__).resolve().parent.parent / "models"
+MODELS = Path(__file__).resolve().parents[2] / "models"
 
 
 @pytest.fixture(scope="module")

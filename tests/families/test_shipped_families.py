@@ -14,7 +14,7 @@ from studio.library import load_model, resolve, scan
 from studio.request import CORE_FIELDS, RenderRequest
 from studio.train.recipe import read_recipe
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 GAN, DIFFUSION = ROOT / "models" / "glyph-gan", ROOT / "models" / "glyph-diffusion"
 
 

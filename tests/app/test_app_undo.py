@@ -150,7 +150,7 @@ def test_the_core_imports_no_qt_and_the_undo_stack_no_torch():
     import subprocess
     from pathlib import Path
 
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     light = ("import sys; import studio.app.undo, studio.app.listeners; "
              "assert 'PySide6' not in sys.modules and 'torch' not in sys.modules")
     core = ("import sys; import studio.app.models, studio.app.document, studio.app.timeline, studio.app.tasks; "

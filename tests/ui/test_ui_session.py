@@ -448,7 +448,7 @@ def test_no_import_cycle_in_the_ui():
     import importlib.util
     from pathlib import Path
 
-    path = Path(__file__).parent / "architecture" / "figures.py"
+    path = Path(__file__).parents[1] / "architecture" / "figures.py"
     spec = importlib.util.spec_from_file_location("figures", path)
     figures = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(figures)

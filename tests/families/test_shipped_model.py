@@ -18,7 +18,7 @@ from studio.library import DEFAULT_MODEL_ID, load_model, resolve, scan
 from studio.request import CORE_FIELDS, RenderRequest
 from studio.train.fonts import CHARSET, render_font
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "models" / DEFAULT_MODEL_ID
 REFERENCE_FONTS = sorted(glob.glob("/usr/share/fonts/truetype/dejavu/DejaVu*.ttf")
                          + glob.glob("/usr/share/fonts/truetype/liberation*/Liberation*.ttf"))
