@@ -34,7 +34,7 @@ PATTERN = ["kick", "hat", "snare", "hat", "kick", "kick", "snare", "hat"]  # eig
 def keyframes(engine: Engine, prompt: str, seeds: list[int], duration: float) -> tuple[Keyframe, ...]:
     keys = []
     for seed in seeds:
-        request = RenderRequest("glyphs", seed=seed, prompt=prompt)
+        request = RenderRequest("glyphs", seed=seed, params={"prompt": prompt})
         values = engine.latent(request).wait().data.reshape(-1)
         keys.append(Keyframe(request.with_(latent=tuple(float(v) for v in values)), duration=duration,
                              name=f"seed {seed}"))
@@ -43,7 +43,7 @@ def keyframes(engine: Engine, prompt: str, seeds: list[int], duration: float) ->
 
 def drum_loop(engine: Engine) -> tuple[np.ndarray, int]:
     """Two bars of the PATTERN, each hit rendered by the sound model (its default seed per class)."""
-    hits = {kind: engine.render(RenderRequest("one-shots", seed=2, label=kind)) for kind in set(PATTERN)}
+    hits = {kind: engine.render(RenderRequest("one-shots", seed=2, params={"label": kind})) for kind in set(PATTERN)}
     rate = int(next(iter(hits.values())).info["sample_rate"])
     step = int(rate * 60 / BPM / 2)
     loop = np.zeros(step * len(PATTERN) * 2 + rate, np.float32)
