@@ -165,7 +165,7 @@ def _init_image(path: str, entry, request) -> str:
 
     if Capability.IMG2IMG not in entry.capabilities:
         raise StudioError(f"{entry.id} ({entry.manifest.family} family) cannot start from an image", Path(path))
-    picture = read_picture(path)
+    picture = read_picture(path, colour=True)  # the family fits it (grey or not)
     return encode_init_image(entry.family.init_picture_for(entry.manifest, request, picture))
 
 

@@ -305,7 +305,7 @@ class OpenDocument:
                          f"The {entry.manifest.family} family has no image-to-image.")
             return False
         try:
-            picture = read_picture(source, INIT_SOURCE_MAX_SIDE)
+            picture = read_picture(source, INIT_SOURCE_MAX_SIDE, colour=True)  # the family fits it (grey or not)
         except StudioError as exc:
             self.message(ERROR, f"Cannot use {name} as the init image", str(exc))
             return False

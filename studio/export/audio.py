@@ -1,14 +1,8 @@
 """Audio export with the request inside, and reading sounds back (numpy + soundfile; no torch, no scipy).
 
 Every exported sound carries two texts, as the images do: an AUTOMATIC1111-like `parameters` text in the comment tag
-players show, and the full RenderRequest as JSON under the name "latent-studio", which this module writes and reads
-itself because libsndfile cannot:
-- WAV: a `LIST`/`INFO` chunk (INAM, ICMT = parameters, ISFT) and an `lsrq` chunk holding the JSON, both appended after
-  the audio data. libsndfile writes no custom chunk and silently drops *every* INFO string once one passes 2045 bytes.
-- FLAC, OGG Vorbis: Vorbis comments. TITLE, COMMENT = parameters and SOFTWARE go through libsndfile (UTF-8, any
-  length); a LATENT_STUDIO field with the JSON is added to the comment block, as libsndfile only knows fixed keys.
-- MP3: an ID3v2.4 tag in front (TIT2, COMM = parameters, TSSE, TXXX "latent-studio" = JSON), all UTF-8. libsndfile
-  (through LAME) writes ID3v2.3 that labels UTF-8 text as Latin-1, and has room for one comment only.
+players show, and the full RenderRequest as JSON; how each container (WAV, FLAC, OGG Vorbis, MP3) holds them, which
+libsndfile cannot write by itself, is `studio.io.metadata`.
 """
 
 from __future__ import annotations

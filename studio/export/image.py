@@ -103,8 +103,9 @@ def stored_request(text: str | None, path: str | Path, what: str) -> RenderReque
         raise RequestError(f"the stored request is invalid: {exc.problem}", path, exc.field) from None
 
 
-def read_picture(source: str | Path | np.ndarray, max_side: int | None = None) -> np.ndarray:
-    """A picture file (or array) → uint8 grey (H, W), transparency over white, shrunk to `max_side` if given."""
+def read_picture(source: str | Path | np.ndarray, max_side: int | None = None, colour: bool = False) -> np.ndarray:
+    """A picture file (or array) → uint8 grey (H, W), or with `colour` RGB (H, W, 3) unless the picture is grey;
+    transparency over white, shrunk to `max_side` if given. The family fits it to what it draws."""
     try:
         if isinstance(source, np.ndarray):
             image = Image.fromarray(np.ascontiguousarray(source))
@@ -120,7 +121,7 @@ def read_picture(source: str | Path | np.ndarray, max_side: int | None = None) -
     if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
         rgba = image.convert("RGBA")
         image = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
-    image = image.convert("L")
+    image = image.convert("RGB" if colour and image.mode not in ("L", "I", "I;16", "1") else "L")
     if max_side is not None:
         image.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
     return np.asarray(image)

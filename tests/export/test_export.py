@@ -169,3 +169,19 @@ def test_exported_file_gets_the_usual_permissions(tmp_path):
     path = tmp_path / "x.png"
     save_image(path, gradient(1), request())
     assert stat.S_IMODE(path.stat().st_mode) == stat.S_IMODE(reference.stat().st_mode)
+
+
+def test_read_picture_keeps_colour_when_asked_and_grey_stays_grey(tmp_path):
+    from PIL import Image
+
+    from studio.export.image import read_picture
+
+    rgba = np.zeros((4, 6, 4), np.uint8)
+    rgba[..., 0], rgba[:, :3, 3] = 200, 255  # red where opaque, transparent on the right
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "c.png")
+    Image.fromarray(np.full((4, 6), 90, np.uint8), "L").save(tmp_path / "g.png")
+    colour = read_picture(tmp_path / "c.png", colour=True)
+    assert colour.shape == (4, 6, 3) and tuple(colour[0, 0]) == (200, 0, 0) and tuple(colour[0, 5]) == (255, 255, 255)
+    assert read_picture(tmp_path / "c.png").shape == (4, 6)  # grey unless asked (the glyph models draw grey)
+    assert read_picture(tmp_path / "g.png", colour=True).shape == (4, 6)  # a grey picture stays grey
+    assert read_picture(tmp_path / "c.png", max_side=3, colour=True).shape == (2, 3, 3)

@@ -37,26 +37,10 @@ MAX_ROW = 2  # consecutive whole-number specs of one range share a row (a layer 
 def picture_param(path: str | Path, max_side: int = 1024) -> str:
     """A picture file as an IMAGE param holds it: a base64 PNG (grey or RGB, transparency over white), at most
     `max_side` px on its longer side. RequestError naming the file when it is not a readable picture."""
-    import numpy as np
-    from PIL import Image, UnidentifiedImageError
-
-    from studio.errors import RequestError
+    from studio.export.image import read_picture
     from studio.io.images import encode_init_image
 
-    try:
-        with Image.open(path) as opened:
-            opened.load()
-            image = opened.copy()
-    except FileNotFoundError:
-        raise RequestError("file not found", Path(path)) from None
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
-        raise RequestError(f"not a readable image ({exc})", Path(path)) from None
-    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
-        rgba = image.convert("RGBA")
-        image = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
-    image = image.convert("L" if image.mode in ("L", "I", "I;16", "1") else "RGB")
-    image.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
-    return encode_init_image(np.asarray(image))
+    return encode_init_image(read_picture(path, max_side, colour=True))
 
 
 def sound_param(path: str | Path, max_seconds: float = 60.0) -> str:
