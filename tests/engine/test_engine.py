@@ -31,42 +31,12 @@ from studio.params import Kind, ParamSpec
 from studio.request import RenderRequest
 from studio.io.package import write_package
 
-TERMINAL = ("finished", "cancelled", "error")
+from conftest import Recorder
+
 TIMEOUT = 10.0
 
 
 # --- helpers --------------------------------------------------------------------------------------------------------
-
-
-class Recorder:
-    """An event callback that records events and lets a test wait for one, without sleeping."""
-
-    def __init__(self):
-        self.events = []
-        self._cv = threading.Condition()
-
-    def __call__(self, event):
-        with self._cv:
-            self.events.append(event)
-            self._cv.notify_all()
-
-    def wait_for(self, predicate, timeout: float = TIMEOUT) -> None:
-        with self._cv:
-            assert self._cv.wait_for(lambda: predicate(self.events), timeout), \
-                f"timed out; events so far: {[(e.job.stamp, e.kind) for e in self.events]}"
-
-    def wait_end(self, job, timeout: float = TIMEOUT) -> str:
-        """The job's terminal event kind, once it has been delivered (Job.wait may return a moment earlier)."""
-        self.wait_for(lambda evs: any(e.job is job and e.kind in TERMINAL for e in evs), timeout)
-        return self.kinds(job)[-1]
-
-    def kinds(self, job=None) -> list[str]:
-        with self._cv:
-            return [e.kind for e in self.events if job is None or e.job is job]
-
-    def of(self, job, kind):
-        with self._cv:
-            return [e for e in self.events if e.job is job and e.kind == kind]
 
 
 class GateFamily(Family):

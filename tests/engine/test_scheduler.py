@@ -24,8 +24,9 @@ from studio.engine.scheduler import EXPORT, PREVIEW, Cancelled, Job, Scheduler
 from studio.errors import RequestError
 from studio.steps import Output, Preview, Progress
 
+from conftest import Recorder
+
 ROOT = Path(__file__).resolve().parents[2]
-TERMINAL = ("finished", "cancelled", "error")
 TIMEOUT = 10.0
 
 
@@ -83,33 +84,6 @@ class GateRenderer:
     def wait_entered(self, seed: int) -> None:
         got = self.entered.get(timeout=TIMEOUT)
         assert got == seed, f"job of seed {got} reached the gate, expected {seed}"
-
-
-class Recorder:
-    """An event callback that records events and lets a test wait for one, without sleeping."""
-
-    def __init__(self):
-        self.events = []
-        self._cv = threading.Condition()
-
-    def __call__(self, event):
-        with self._cv:
-            self.events.append(event)
-            self._cv.notify_all()
-
-    def wait_end(self, job, timeout: float = TIMEOUT) -> str:
-        """The job's terminal event kind, once it has been delivered (Job.wait may return a moment earlier)."""
-        with self._cv:
-            assert self._cv.wait_for(lambda: any(e.job is job and e.kind in TERMINAL for e in self.events), timeout)
-        return self.kinds(job)[-1]
-
-    def kinds(self, job) -> list[str]:
-        with self._cv:
-            return [e.kind for e in self.events if e.job is job]
-
-    def of(self, job, kind):
-        with self._cv:
-            return [e for e in self.events if e.job is job and e.kind == kind]
 
 
 @pytest.fixture
