@@ -1,16 +1,10 @@
-"""The render engine: the scheduler (lanes, a worker thread, events) with the torch renderer (device, model cache).
+"""The render engine: the scheduler with the torch renderer, the object the window and the CLI submit work to.
 
     engine = Engine()
     job = engine.submit(request, lane="preview", on_event=print)
     output = job.wait()
 
-Events (queued, started, progress, preview, finished, cancelled, error) reach plain callbacks, called on the worker
-thread (or on the submitting thread for `queued` and for jobs superseded before they start). The Qt bridge turns them
-into queued signals; nothing here knows about Qt.
-
-The preview lane is newest-wins: a newer preview supersedes a waiting one, so a burst of requests renders at most the
-one in flight and the newest. The export lane is a FIFO queue. Each job's render is a generator; every yield is a
-cancel point. A failing job becomes an error event; the worker lives on. The lanes and events are
+The lanes (newest-wins previews, a FIFO export queue), the worker thread and the events are
 `studio.engine.scheduler` (no torch); devices, the model cache and the out-of-memory fallback are
 `studio.engine.renderer`.
 """

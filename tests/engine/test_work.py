@@ -21,17 +21,8 @@ from studio.project.timeline import Keyframe, Timeline
 from studio.request import RenderRequest
 from studio.steps import Preview, Progress, run_steps
 
+from conftest import finish as drive
 from fake_engine import FakeFamily, FakeModel, fake_image
-
-
-def drive(steps):
-    """(what it returns, what it yielded)."""
-    seen = []
-    while True:
-        try:
-            seen.append(next(steps))
-        except StopIteration as stop:
-            return stop.value, seen
 
 
 @pytest.fixture
