@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generator
 import numpy as np
 import torch
 
-from studio.errors import ManifestError, RequestError
+from studio.errors import ManifestError, RequestError, WeightsError
 from studio.params import DIRECTIONS, RAW, SHAPING, Capability, Kind, ParamSpec, ParamTable
 from studio.steps import Progress, RenderSteps
 
@@ -98,6 +98,11 @@ class Family:
         """An in-memory manifest for a claimed foreign model (raises ManifestError/WeightsError naming the file)."""
         raise ManifestError(f"family {self.name!r} does not open foreign files", path)
 
+    def import_file(self, path: "Path", out: "Path | None" = None, force: bool = False) -> "Path":
+        """A checkpoint in this family's own foreign format (a pickled Stable Diffusion .ckpt, say) rewritten as a file
+        the app opens (read without running anything in it); the written path."""
+        raise WeightsError(f"models of family {self.name!r} are not imported from checkpoint files", path)
+
     def validate(self, manifest: "Manifest") -> None:
         """Raise ManifestError naming the field when the manifest does not suit this family."""
         if manifest.output.kind not in self.output_kinds:
@@ -109,8 +114,6 @@ class Family:
 
     def check_files(self, manifest: "Manifest") -> None:
         """Cheap checks that the model's files are there (no loading); raise WeightsError naming what is wrong."""
-        from studio.errors import WeightsError
-
         if not manifest.weights_path.exists():
             folder = manifest.folder
             pickles = sorted(p.name for p in folder.iterdir() if p.suffix.lower() in {".pt", ".pth", ".ckpt", ".pkl",
@@ -181,7 +184,6 @@ class Family:
 
 def direction_count(manifest: "Manifest") -> int:
     """How many principal directions the package ships (from the directions file's header; 0 when none)."""
-    from studio.errors import WeightsError
     from studio.io.weights import tensor_shapes
 
     path = manifest.directions_path
