@@ -142,6 +142,24 @@ def test_render_from_a_png_is_pixel_identical(capsys, models_dir, out_dir):
     assert chunks(first)["parameters"] == chunks(second)["parameters"]
 
 
+def test_seeds_up_to_2_64_stay_exact_from_the_command_line_to_the_file_and_back(capsys, models_dir, out_dir):
+    top = 2**64 - 1
+    first, second, lower = out_dir / "x.png", out_dir / "y.png", out_dir / "z.png"
+    assert render(capsys, models_dir, first, "--model", "tiny", "--seed", str(top), "--set", f"mix_seed={top - 1}",
+                  "--set", "variation_seed=18446744073709551614", "--set", "variation_strength=0.5")[0] == 0
+    stored = json.loads(chunks(first)["latent-studio"])
+    assert stored["seed"] == top and stored["params"]["mix_seed"] == top - 1  # whole numbers, not floats
+    assert stored["params"]["variation_seed"] == top - 1
+    code, _, err = run(capsys, "render", "--models-dir", models_dir, "--from", first, "--out", second)
+    assert code == 0, err
+    assert np.array_equal(pixels(first), pixels(second))
+    assert render(capsys, models_dir, lower, "--model", "tiny", "--seed", str(top), "--set", f"mix_seed={top - 2}",
+                  "--set", "variation_seed=18446744073709551614", "--set", "variation_strength=0.5")[0] == 0
+    assert not np.array_equal(pixels(first), pixels(lower))  # one apart at 2⁶⁴: a different mix (no float rounding)
+    code, _, err = render(capsys, models_dir, out_dir / "w.png", "--model", "tiny", "--seed", str(top + 1))
+    assert code == 1 and "0..18446744073709551615" in err
+
+
 def test_render_from_a_png_made_by_other_weights_fails_naming_the_hash(capsys, models_dir, out_dir):
     first = out_dir / "x.png"
     assert render(capsys, models_dir, first, "--model", "tiny", "--seed", "7")[0] == 0
