@@ -320,3 +320,66 @@ def test_the_sound_model_shows_its_waveform_and_spectrogram_and_space_is_safe_wi
         if app.poll() is None:
             app.kill()
             app.wait(10)
+
+
+@pytest.mark.slow
+def test_typing_a_prompt_into_the_generated_field_renders_it_and_ctrl_z_takes_it_back(xvfb, tmp_path):
+    """The GAN's prompt field is built from the family's parameter spec: real clicks and keys type a new prompt, the
+    preview redraws it, and Ctrl+Z (the app's Undo, with the focus back on the window) restores the exact picture."""
+    screen = Screen(xvfb)
+    report = tmp_path / "geometry.json"
+    log_err = tmp_path / "app.stderr"
+    app, app_log = _start_app(xvfb, tmp_path, report, "--model", "glyph-gan")
+    try:
+        geo = _geometry(app, report, app_log)
+        ratio = float(geo.get("ratio", 1.0))
+
+        def rect(name: str) -> tuple[int, int, int, int]:
+            assert name in geo, f"{name!r} missing from the geometry report: {sorted(geo)}"
+            x, y, w, h = (round(v * ratio) for v in geo[name])
+            return x, y, w, h
+
+        field, canvas = rect("promptEdit"), rect("previewCanvas")
+        main = screen.windows("^Latent Studio")[0]
+
+        def settled_shot() -> np.ndarray:
+            def still():
+                a = screen.shot()
+                time.sleep(0.3)
+                b = screen.shot()
+                return (b,) if mad(crop(a, canvas), crop(b, canvas)) == 0 else None
+
+            got = _wait_for(still, 20, 0)
+            assert got, "the preview never settled" + app_log()
+            return got[0]
+
+        before = settled_shot()
+        Image.fromarray(before).save(tmp_path / "gan-before.png")
+        # click into the prompt field, select its text and type over it with real key presses
+        screen.xdotool("mousemove", "--sync", field[0] + field[2] // 2, field[1] + field[3] // 2)
+        screen.xdotool("click", 1)
+        time.sleep(0.2)
+        screen.xdotool("key", "--delay", 50, "ctrl+a")
+        screen.xdotool("type", "--delay", 80, "Hi")
+        changed = _wait_for(lambda: mad(crop(screen.shot(), canvas), crop(before, canvas)) > PREVIEW_CHANGED, 20, 0.2)
+        assert changed, "typing a prompt did not change the preview" + app_log()
+        typed = settled_shot()
+        Image.fromarray(typed).save(tmp_path / "gan-typed.png")
+        assert _wait_for(lambda: "*" in screen.title(main), 5), "the title should mark the document modified"
+        # focus back on the canvas (a click), then the app's Undo from the keyboard
+        screen.xdotool("mousemove", "--sync", canvas[0] + 10, canvas[1] + 10)
+        screen.xdotool("click", 1)
+        time.sleep(0.2)
+        screen.key(main, "ctrl+z")
+        restored = _wait_for(lambda: mad(crop(screen.shot(), canvas), crop(before, canvas)) == 0, 20, 0.2)
+        Image.fromarray(screen.shot()).save(tmp_path / "gan-undone.png")
+        print(f"\nscreenshots: {tmp_path / 'gan-before.png'} {tmp_path / 'gan-typed.png'} {tmp_path / 'gan-undone.png'}")
+        assert restored, "Ctrl+Z did not bring back the exact picture of the old prompt" + app_log()
+        assert _wait_for(lambda: "*" not in screen.title(main), 5), "undone to the saved state: not modified"
+        screen.key(main, "ctrl+q")
+        assert app.wait(15) == 0, app_log()
+        assert "Traceback" not in log_err.read_text(errors="replace"), app_log()
+    finally:
+        if app.poll() is None:
+            app.kill()
+            app.wait(10)
