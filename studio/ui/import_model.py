@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 from PySide6.QtCore import QObject, Signal
 
 from studio.errors import StudioError
 from studio.library import PackageEntry
+
+if TYPE_CHECKING:  # for the annotation only: the UI reaches families through the registry
+    from studio.families.stable_diffusion.family import StableDiffusionFamily
 
 SD_CHOICE = "Stable Diffusion 1.x checkpoint"
 
@@ -24,7 +28,9 @@ def import_job(source: Path, like: PackageEntry | None, out: Path | None = None)
     from studio.importers.checkpoint import import_like
 
     if like is None:
-        return get_family("stable-diffusion").import_file(source, out)
+        # the registry types its answer as the Family base; under this name it is the SD family, which imports files
+        family = cast("StableDiffusionFamily", get_family("stable-diffusion"))
+        return family.import_file(source, out)
     return import_like(source, like, out, taken="remove it or rename the checkpoint")
 
 
