@@ -9,17 +9,20 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, cast
+from typing import Protocol, cast
 
 from PySide6.QtCore import QObject, Signal
 
 from studio.errors import StudioError
 from studio.library import PackageEntry
 
-if TYPE_CHECKING:  # for the annotation only: the UI reaches families through the registry
-    from studio.families.stable_diffusion.family import StableDiffusionFamily
-
 SD_CHOICE = "Stable Diffusion 1.x checkpoint"
+
+
+class _FileImporter(Protocol):
+    """A family that turns a checkpoint file into one the app opens (Stable Diffusion's)."""
+
+    def import_file(self, path: Path, out: Path | None = None, force: bool = False) -> Path: ...
 
 
 def import_job(source: Path, like: PackageEntry | None, out: Path | None = None) -> Path:
@@ -28,8 +31,8 @@ def import_job(source: Path, like: PackageEntry | None, out: Path | None = None)
     from studio.importers.checkpoint import import_like
 
     if like is None:
-        # the registry types its answer as the Family base; under this name it is the SD family, which imports files
-        family = cast("StableDiffusionFamily", get_family("stable-diffusion"))
+        # the registry answers with the Family base type; the family under this name also imports files
+        family = cast(_FileImporter, get_family("stable-diffusion"))
         return family.import_file(source, out)
     return import_like(source, like, out, taken="remove it or rename the checkpoint")
 
