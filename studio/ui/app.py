@@ -21,8 +21,12 @@ log = logging.getLogger(__name__)
 
 def make_application(argv: list[str] | None = None) -> QApplication:
     """The QApplication (created once), HiDPI-sharp and dark."""
-    app = QApplication.instance()
-    if app is None:
+    instance = QApplication.instance()
+    if isinstance(instance, QApplication):
+        app = instance
+    elif instance is not None:  # a QCoreApplication (no widgets) made by someone else: no window can be shown
+        raise RuntimeError("Latent Studio needs a QApplication, and a QCoreApplication exists already")
+    else:
         # Qt Multimedia lists every optional codec library it could not load (VA-API, PipeWire…) at start-up; none
         # matters for playing a sound. A rule the user sets still wins.
         os.environ.setdefault("QT_LOGGING_RULES", "qt.multimedia.symbolsresolver=false;qt.multimedia.ffmpeg=false")
@@ -146,7 +150,7 @@ def _log_message(level: str, title: str, detail: str) -> None:
 
 def _report_geometry_when_shown(window, path: str) -> None:
     """Write the screen rectangles of the window's named widgets once the first image (or sound) is shown."""
-    written = []
+    written: list[bool] = []
 
     def write(*_args) -> None:
         if not written:

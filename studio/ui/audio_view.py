@@ -10,9 +10,11 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
-from PySide6.QtCore import QIODevice, QObject, QPointF, QRect, QRectF, QSize, Qt, QTimer, Signal, Slot
+from PySide6.QtCore import (QIODevice, QObject, QPointF, QRect, QRectF, QSize, Qt, QTimer, Signal, SignalInstance,
+                            Slot)
 from PySide6.QtGui import (QColor, QFontDatabase, QHideEvent, QImage, QKeyEvent, QPainter, QPaintEvent, QPixmap,
                            QResizeEvent)
 from PySide6.QtWidgets import (QCheckBox, QHBoxLayout, QLabel, QLayout, QPushButton, QSizePolicy, QStyle, QVBoxLayout,
@@ -21,10 +23,10 @@ from PySide6.QtWidgets import (QCheckBox, QHBoxLayout, QLabel, QLayout, QPushBut
 from studio.io.colormap import MAGMA
 from studio.ui.canvas import BACKGROUND, PLACEHOLDER_TEXT, paint_progress, qimage_from_array
 
-try:  # QtMultimedia needs libpulse on Linux: without it the view still draws, it only cannot play
+try:  # QtMultimedia needs libpulse on Linux: without it the view still draws, it only cannot play (and nothing below
+    # touches the QtMultimedia names while MULTIMEDIA_ERROR is set)
     from PySide6.QtMultimedia import QAudioFormat, QAudioSink, QMediaDevices
 except ImportError as error:
-    QAudioFormat = QAudioSink = QMediaDevices = None
     MULTIMEDIA_ERROR = str(error)
 else:
     MULTIMEDIA_ERROR = ""
@@ -90,6 +92,10 @@ def waveform_envelope(mono: np.ndarray, columns: int) -> tuple[np.ndarray, np.nd
     return low, high
 
 
+def _rgb(colour: QColor) -> tuple[int, int, int]:
+    return colour.red(), colour.green(), colour.blue()
+
+
 def _waveform_rgb(mono: np.ndarray, width: int, height: int) -> np.ndarray:
     """(height, width, 3) uint8: the min/max envelope in WAVE_COLOUR over a centre line on WAVE_BACKGROUND."""
     low, high = waveform_envelope(mono, width)
@@ -98,9 +104,9 @@ def _waveform_rgb(mono: np.ndarray, width: int, height: int) -> np.ndarray:
     bottom = np.ceil(half * (1 - low))
     rows = np.arange(height)[:, None]
     image = np.empty((height, width, 3), np.uint8)
-    image[:] = WAVE_BACKGROUND.getRgb()[:3]
-    image[round(half)] = CENTRE_LINE.getRgb()[:3]
-    image[(rows >= top) & (rows <= bottom)] = WAVE_COLOUR.getRgb()[:3]
+    image[:] = _rgb(WAVE_BACKGROUND)
+    image[round(half)] = _rgb(CENTRE_LINE)
+    image[(rows >= top) & (rows <= bottom)] = _rgb(WAVE_COLOUR)
     return image
 
 
@@ -220,7 +226,7 @@ class _PcmSource(QIODevice):
             maxlen -= len(chunk)
         return b"".join(chunks)
 
-    def writeData(self, data: bytes) -> int:
+    def writeData(self, data: bytes | bytearray | memoryview, size: int, /) -> int:
         return -1
 
 
@@ -356,6 +362,25 @@ class _SoundPlot(QWidget):
 
 # -- the view ------------------------------------------------------------------------------------------------------
 
+class AudioSink(Protocol):
+    """The QAudioSink calls the view makes; a QAudioSink has them, and so does a test's stand-in QObject."""
+
+    @property
+    def stateChanged(self) -> SignalInstance: ...
+
+    def start(self, device: QIODevice, /) -> None: ...
+
+    def stop(self) -> None: ...
+
+    def state(self) -> object: ...
+
+    def error(self) -> object: ...
+
+    def processedUSecs(self) -> int: ...
+
+    def deleteLater(self) -> None: ...
+
+
 class AudioView(QWidget):
     """The central preview for sound outputs: waveform, spectrogram, Play/Stop (also Space), Loop, time and status.
 
@@ -365,7 +390,7 @@ class AudioView(QWidget):
     playing_changed = Signal(bool)
     loop_changed = Signal(bool)
 
-    def __init__(self, parent: QWidget | None = None, sink_factory: Callable[[QAudioFormat], QObject] | None = None
+    def __init__(self, parent: QWidget | None = None, sink_factory: Callable[[QAudioFormat], AudioSink] | None = None
                  ) -> None:
         super().__init__(parent)
         self.setObjectName("audioView")
@@ -374,7 +399,7 @@ class AudioView(QWidget):
         self._sound: np.ndarray | None = None  # (samples, channels) float32 in [-1, 1]
         self._sample_rate = 0
         self._spectrogram: Spectrogram | None = None
-        self._sink: QObject | None = None
+        self._sink: AudioSink | None = None
         self._sink_format: QAudioFormat | None = None
         self._source: _PcmSource | None = None
         self._playing = False
@@ -507,16 +532,17 @@ class AudioView(QWidget):
         """Play the sound from the start; any problem becomes a message in the status label."""
         if self._sound is None or not self.playback_available:
             return
-        audio_format = self._playback_format()
+        audio_format = self._playback_format(self._sound)
         if audio_format is None:
             return
         try:  # the sink is a platform backend (or a test's stand-in): show what it refuses, never raise
             sink = self._sink_for(audio_format)
             sink.stop()
-            self._replace_source(_PcmSource(pcm_bytes(self._sound, audio_format.sampleFormat()), self.loop, self))
+            source = _PcmSource(pcm_bytes(self._sound, audio_format.sampleFormat()), self.loop, self)
+            self._replace_source(source)
             self._show_status("")
             self._set_playing(True)
-            self._start_sink()
+            self._start_sink(sink, source)
         except Exception as error:  # noqa: BLE001
             self._stop_with_message(f"Playback failed: {error}")
 
@@ -525,10 +551,10 @@ class AudioView(QWidget):
             self._sink.stop()
         self._set_playing(False)
 
-    def _playback_format(self) -> QAudioFormat | None:
+    def _playback_format(self, sound: np.ndarray) -> QAudioFormat | None:
         """Float, else Int16, at the sound's rate and channel count, as the output takes it; None (with a message)
         when it takes neither."""
-        rate, channels = self._sample_rate, self._sound.shape[1]
+        rate, channels = self._sample_rate, sound.shape[1]
         device = None if self._sink_factory is not None else QMediaDevices.defaultAudioOutput()
         for sample_format in (QAudioFormat.SampleFormat.Float, QAudioFormat.SampleFormat.Int16):
             audio_format = QAudioFormat()
@@ -537,11 +563,12 @@ class AudioView(QWidget):
             audio_format.setSampleFormat(sample_format)
             if device is None or device.isFormatSupported(audio_format):
                 return audio_format
+        assert device is not None  # without a device to ask, the first format was returned
         self._show_status(f"{device.description() or 'The output device'} cannot play {rate} Hz "
                           f"{_channel_text(channels)} sound")
         return None
 
-    def _sink_for(self, audio_format: QAudioFormat) -> QObject:
+    def _sink_for(self, audio_format: QAudioFormat) -> AudioSink:
         if self._sink is None or self._sink_format != audio_format:
             self._release_sink()
             sink = (self._sink_factory or self._default_sink)(audio_format)
@@ -549,7 +576,7 @@ class AudioView(QWidget):
             self._sink, self._sink_format = sink, audio_format
         return self._sink
 
-    def _default_sink(self, audio_format: QAudioFormat) -> QObject:
+    def _default_sink(self, audio_format: QAudioFormat) -> AudioSink:
         return QAudioSink(QMediaDevices.defaultAudioOutput(), audio_format, self)
 
     def _release_sink(self) -> None:
@@ -579,13 +606,13 @@ class AudioView(QWidget):
             self._update_labels(0.0)
         self.playing_changed.emit(playing)
 
-    def _start_sink(self) -> None:
-        self._sink.start(self._source)
-        if _enum_name(self._sink.state()) == "StoppedState":  # a device that cannot open may not signal it
-            self._stop_on_sink_error()
+    def _start_sink(self, sink: AudioSink, source: _PcmSource) -> None:
+        sink.start(source)
+        if _enum_name(sink.state()) == "StoppedState":  # a device that cannot open may not signal it
+            self._stop_on_sink_error(sink)
 
-    def _stop_on_sink_error(self) -> None:
-        error = _enum_name(self._sink.error())
+    def _stop_on_sink_error(self, sink: AudioSink) -> None:
+        error = _enum_name(sink.error())
         if error != "NoError":
             self._stop_with_message(f"Playback stopped: {_SINK_ERRORS.get(error, error)}")
 
@@ -620,7 +647,7 @@ class AudioView(QWidget):
             return
         name = _enum_name(state)
         if name == "StoppedState":
-            self._stop_on_sink_error()
+            self._stop_on_sink_error(self._sink)
         elif name == "IdleState" and self._source is not None and self._source.ran_out:
             if self.loop:  # Loop ticked after the last pass was read: start over, outside the sink's signal
                 QTimer.singleShot(0, self, self._on_loop_restart)
@@ -632,7 +659,7 @@ class AudioView(QWidget):
         if self._playing and self._sink is not None and self._source is not None:
             self._sink.stop()
             self._source.rewind()
-            self._start_sink()
+            self._start_sink(self._sink, self._source)
 
     @Slot(bool)
     def _on_loop_toggled(self, loop: bool) -> None:

@@ -185,6 +185,7 @@ class EngineBridge(QObject):
         self.tasks_changed.emit()
         try:
             if event.kind == "finished" and task.on_done is not None:
+                assert event.output is not None  # the scheduler finishes a job with its output (or then's)
                 task.on_done(event.output)
             elif event.kind == "error" and task.on_error is not None:
                 task.on_error(event.message, event.detail)

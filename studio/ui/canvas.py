@@ -44,7 +44,7 @@ def qimage_from_array(array: np.ndarray) -> QImage:
                          f"got {array.shape}")
     data = np.ascontiguousarray(array)
     height, width = data.shape[:2]
-    image = QImage(data, width, height, data.strides[0], _FORMATS[channels])
+    image = QImage(data.data, width, height, data.strides[0], _FORMATS[channels])  # a view of the array's buffer
     return image.copy()  # detach from the numpy buffer, which may be freed
 
 

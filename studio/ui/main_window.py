@@ -7,6 +7,7 @@ import json
 import logging
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QSettings, Qt, QTimer, QUrl, Slot
 from PySide6.QtGui import (QAction, QActionGroup, QCloseEvent, QDesktopServices, QDragEnterEvent, QDropEvent,
@@ -33,6 +34,9 @@ from studio.ui.panels.timeline import TimelinePanel
 from studio.ui.panels.variations import VariationsPanel
 from studio.ui.session import ERROR, INFO, Session, UndoActions
 
+if TYPE_CHECKING:
+    from studio.ui.training.dialog import TrainDialog
+
 log = logging.getLogger(__name__)
 
 AUTOSAVE_MS = 15_000
@@ -48,7 +52,7 @@ class MainWindow(QMainWindow):
         self.settings = settings or QSettings()
         self.autosave = autosave
         self._autosaved_revision = -1
-        self.train_dialog = None  # File → Train on Your Own Data…, made when first opened
+        self.train_dialog: TrainDialog | None = None  # File → Train on Your Own Data…, made when first opened
         self.setObjectName("mainWindow")
         self.setAcceptDrops(True)
         self.resize(1280, 820)
@@ -448,9 +452,12 @@ class MainWindow(QMainWindow):
         self.settings.setValue("recent", json.dumps([str(path.resolve()), *recent][:RECENT_LIMIT]))
 
     def recent_documents(self) -> list[str]:
+        stored = self.settings.value("recent", "[]")
+        if not isinstance(stored, str):  # QSettings hands back whatever the file holds
+            return []
         try:
-            value = json.loads(self.settings.value("recent", "[]") or "[]")
-        except (TypeError, ValueError):
+            value = json.loads(stored or "[]")
+        except ValueError:
             return []
         return [p for p in value if isinstance(p, str)] if isinstance(value, list) else []
 
@@ -497,11 +504,16 @@ class MainWindow(QMainWindow):
         return True
 
     # --- export and clipboard ---------------------------------------------------------------------------------------
+    def _export_folder(self) -> str:
+        """Where the last export went (home at first)."""
+        folder = self.settings.value("export_folder", str(Path.home()))
+        return folder if isinstance(folder, str) else str(Path.home())  # QSettings hands back whatever the file holds
+
     def export_dialog(self) -> None:
         """Ctrl+E: export the current image or sound, asking where (and for sounds, the format)."""
         if self.session.request is None:
             return
-        folder = self.settings.value("export_folder", str(Path.home()))
+        folder = self._export_folder()
         request = self.session.request
         sound = self.session.output_kind == "audio"
         suggestion = str(Path(folder) / f"{request.model_id}-{request.seed}.{'wav' if sound else 'png'}")
@@ -584,7 +596,7 @@ class MainWindow(QMainWindow):
         request = self.session.request
         if request is None:
             return
-        folder = self.settings.value("export_folder", str(Path.home()))
+        folder = self._export_folder()
         answer = dialogs.ask_grid(self, request.seed, str(Path(folder) / f"{request.model_id}-grid.png"))
         if answer:
             path, rows, cols = answer

@@ -25,6 +25,7 @@ import sys
 import tempfile
 import time
 import traceback
+from functools import partial
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -34,6 +35,7 @@ from studio import __version__
 from studio.engine import EXPORT, Engine
 from studio.steps import Output
 from studio.library import DEFAULT_MODEL_ID, PackageEntry, scan
+from studio.manifest import Manifest
 from studio.paths import shipped_models_dir
 from studio.request import RenderRequest
 
@@ -124,24 +126,22 @@ class _SelfTest:
         self.check("window", self._window)
         with Engine(device=self.device, roots=[self.models]) as engine:
             for entry in self.entries:
-                self.check(f"render {entry.id}", lambda entry=entry: self._render(engine, entry))
+                self.check(f"render {entry.id}", partial(self._render, engine, entry))
             images = [r for r in self.rendered.values() if r[2].kind == "image"]
             sounds = [r for r in self.rendered.values() if r[2].kind == "audio"]
             for entry, request, output in images:
-                self.check(f"export PNG {entry.id}", lambda r=(entry, request, output): self._png(*r))
+                self.check(f"export PNG {entry.id}", partial(self._png, entry, request, output))
             for fmt in ("WAV", "FLAC"):
                 if not sounds:
                     self.check(f"export {fmt}", _fails("no shipped model rendered a sound to export"))
                 for entry, request, output in sounds:
-                    self.check(f"export {fmt} {entry.id}",
-                               lambda r=(entry, request, output), fmt=fmt: self._sound(fmt, *r))
+                    self.check(f"export {fmt} {entry.id}", partial(self._sound, fmt, entry, request, output))
             animated = self._animation_model()
             for fmt in ("MP4", "GIF"):
                 if animated is None:
                     self.check(f"export {fmt}", _fails("there is no valid image model to animate"))
                 else:
-                    self.check(f"export {fmt} {animated.id}",
-                               lambda fmt=fmt: self._animation(engine, animated, fmt))
+                    self.check(f"export {fmt} {animated.id}", partial(self._animation, engine, animated, fmt))
 
     # --- the checks -------------------------------------------------------------------------------------------------
     def _device(self) -> str:
@@ -189,7 +189,8 @@ class _SelfTest:
         engine = Engine(device=self.device, roots=[self.models])
         session = window = None
         errors: list[str] = []
-        outcome: dict[str, object] = {}
+        rendered: list[RenderRequest] = []  # the first preview's request, once it arrives
+        failed: list[str] = []  # or why it did not
         loop = QEventLoop()
         timer = QTimer()
         timer.setSingleShot(True)
@@ -197,10 +198,19 @@ class _SelfTest:
         try:
             session = Session(engine, roots=[self.models])
             session.message.connect(lambda level, text, detail: errors.append(text) if level == ERROR else None)
-            session.rendered.connect(lambda request, seconds, info: (outcome.setdefault("rendered", request),
-                                                                      loop.quit()))
-            session.bridge.failed.connect(lambda request, text, detail: (outcome.setdefault("failed", text),
-                                                                          loop.quit()))
+
+            def on_rendered(request: RenderRequest, seconds: float, info: dict) -> None:
+                if not rendered:  # the first one counts
+                    rendered.append(request)
+                loop.quit()
+
+            def on_failed(request: RenderRequest, text: str, detail: str) -> None:
+                if not failed:  # the first one counts
+                    failed.append(text)
+                loop.quit()
+
+            session.rendered.connect(on_rendered)
+            session.bridge.failed.connect(on_failed)
             window = MainWindow(session, settings(), None)
             t0 = time.perf_counter()
             session.start()
@@ -208,14 +218,14 @@ class _SelfTest:
             window.show()
             if session.request is None:
                 raise CheckFailed("the window opened, but no shipped model is usable to preview")
-            if not outcome:
+            if not rendered and not failed:
                 timer.start(int(WINDOW_TIMEOUT_S * 1000))
                 loop.exec()
                 timer.stop()
             first = (time.perf_counter() - t0) * 1000
-            if "failed" in outcome:
-                raise CheckFailed(f"the first preview failed: {outcome['failed']}")
-            if "rendered" not in outcome:
+            if failed:
+                raise CheckFailed(f"the first preview failed: {failed[0]}")
+            if not rendered:
                 raise CheckFailed(f"no preview within {WINDOW_TIMEOUT_S:g} s" +
                                   (f" ({'; '.join(errors)})" if errors else ""))
             if errors:
@@ -229,7 +239,7 @@ class _SelfTest:
                 raise CheckFailed("the window could not be painted")
             if not window.close():
                 raise CheckFailed("the window refused to close")
-            model = outcome["rendered"].model_id
+            model = rendered[0].model_id
             return f"{model}, first preview after {first:.0f} ms, Qt {pyside_version} {app.platformName()}"
         finally:
             if session is not None:
@@ -245,17 +255,17 @@ class _SelfTest:
     def _render(self, engine: Engine, entry: PackageEntry) -> str:
         if not entry.ok:
             raise CheckFailed(f"invalid package: {entry.error}")
+        spec = _manifest(entry).output
         engine.add_package(entry)
         request = entry.default_request()
         job = engine.submit(request, EXPORT)
         output = job.wait(RENDER_TIMEOUT_S)
-        spec = entry.manifest.output
         data = output.data
         if output.kind != spec.kind:
             raise CheckFailed(f"made {output.kind} output; the manifest says {spec.kind}")
         if spec.kind == "image":
             cells = int(output.info.get("cells", 1))
-            want = (spec["height"], spec["width"] * cells, spec["channels"])
+            want: tuple[int, ...] = (spec["height"], spec["width"] * cells, spec["channels"])
             if data.dtype != np.uint8 or data.shape != want:
                 raise CheckFailed(f"made a {data.dtype} image of shape {data.shape}; the manifest says uint8 {want}")
             shape = f"{data.shape[1]}x{data.shape[0]}x{data.shape[2]}"
@@ -276,7 +286,7 @@ class _SelfTest:
 
         from studio.export import read_request, save_output
 
-        path = save_output(self.folder_for() / f"{entry.id}.png", output, request, model_name=entry.manifest.name,
+        path = save_output(self.folder_for() / f"{entry.id}.png", output, request, model_name=_manifest(entry).name,
                            model_sha256=request.model_hash)
         _same_request(read_request(path), request)
         with Image.open(path) as image:
@@ -290,9 +300,10 @@ class _SelfTest:
 
         from studio.export import read_any_request, save_output
 
-        rate = int(output.info.get("sample_rate", entry.manifest.output["sample_rate"]))
+        manifest = _manifest(entry)
+        rate = int(output.info.get("sample_rate", manifest.output["sample_rate"]))
         path = save_output(self.folder_for() / f"{entry.id}.{fmt.lower()}", output, request,
-                           model_name=entry.manifest.name, model_sha256=request.model_hash, sample_rate=rate)
+                           model_name=manifest.name, model_sha256=request.model_hash, sample_rate=rate)
         _same_request(read_any_request(path), request)
         info = soundfile.info(str(path))
         if (info.frames, info.channels, info.samplerate) != (output.data.shape[0], output.data.shape[1], rate):
@@ -302,9 +313,10 @@ class _SelfTest:
 
     def _animation_model(self) -> PackageEntry | None:
         """The model the videos animate: the default model when it is valid, else the first valid image model."""
-        images = [e for e in self.entries if e.ok and e.manifest.output.kind == "image"]
+        images = [e for e in self.entries if e.ok and e.manifest is not None and e.manifest.output.kind == "image"]
         preferred = [e for e in images if e.id == DEFAULT_MODEL_ID]
-        return (preferred or images or [None])[0]
+        candidates = preferred or images
+        return candidates[0] if candidates else None
 
     def _animation(self, engine: Engine, entry: PackageEntry, fmt: str) -> str:
         from studio.engine.animate import export_animation
@@ -335,6 +347,13 @@ class _SelfTest:
     def folder_for(self) -> Path:
         self.folder.mkdir(parents=True, exist_ok=True)
         return self.folder
+
+
+def _manifest(entry: PackageEntry) -> Manifest:
+    """The manifest of a package the checks use (a package without one is an invalid package)."""
+    if entry.manifest is None:
+        raise CheckFailed(f"invalid package: {entry.error}")
+    return entry.manifest
 
 
 def _describe(exc: BaseException) -> str:

@@ -153,7 +153,10 @@ class ValueSlider(ParamControl):
 
     def __init__(self, spec: ParamSpec, name: str = "", parent: QWidget | None = None):
         super().__init__(spec, name, parent)
-        lo, hi = spec.slider_span
+        span = spec.slider_span
+        if span is None:  # make_control gives such a spec a NumberSpin
+            raise ValueError(f"a slider needs a span or a range, and {spec.name!r} has neither")
+        lo, hi = span
         self.lo, self.hi = float(lo), float(hi)
         width = max(self.hi - self.lo, 1e-9)
         self.scale = float(SCALE)  # units per value unit: a power of ten, so that slider values stay round decimals
@@ -161,7 +164,7 @@ class ValueSlider(ParamControl):
             self.scale /= 10
         while width * self.scale < MIN_SLIDER_UNITS:
             self.scale *= 10
-        self.default = float(spec.default) if spec.default is not None else None
+        self.default: float | None = float(spec.default) if spec.default is not None else None
         self._gesture = 0
         self.setObjectName(f"slider_{self.name}")
         self.label = self.caption
@@ -329,8 +332,9 @@ class SeedEdit(QLineEdit):
 
     def keyPressEvent(self, event) -> None:
         step = {Qt.Key.Key_Up: 1, Qt.Key.Key_Down: -1}.get(event.key())
-        if step is not None and self.seed() is not None:
-            self.stepped.emit(min(self.maximum, max(0, self.seed() + step)))
+        seed = self.seed()
+        if step is not None and seed is not None:
+            self.stepped.emit(min(self.maximum, max(0, seed + step)))
             return
         super().keyPressEvent(event)
 

@@ -75,8 +75,8 @@ def history_tooltip(entry: HistoryEntry, model_name: str = "", table: ParamTable
         if kind == "text" or (spec is None and isinstance(value, str) and len(value) <= MAX_SHOWN_TEXT):
             title = spec.title if spec is not None else name.replace("_", " ").capitalize()
             lines.append(f"{title}: “{_shown(value, spec)}”")
-        elif kind == "choice":
-            labels = dict(spec.choices)
+        elif kind == "choice" and spec is not None:  # only a spec has the choice kind
+            labels: dict[object, str] = dict(spec.choices)  # looked up with any param value
             lines.append(f"{spec.title}: {labels.get(value, value)}")
         else:
             others.append(f"{name} {_shown(value, spec)}")
@@ -198,7 +198,7 @@ class HistoryStrip(QWidget):
         row = next((i for i in range(len(self._shown) - 1, -1, -1) if self._shown[i].request == request), -1)
         if row < 0:
             self._list.clearSelection()
-            self._list.setCurrentItem(None)
+            self._list.setCurrentItem(None)  # type: ignore[call-overload]  # Qt takes nullptr; the stub forgot None
         elif row != self._list.currentRow() or not self._list.item(row).isSelected():
             self._list.setCurrentRow(row)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import html
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from PySide6.QtCore import QEvent, QObject, QRectF, QSize, Qt
 from PySide6.QtGui import QFont, QIcon, QKeyEvent, QPainter, QPalette, QPixmap
@@ -21,6 +21,7 @@ from studio.params import CONDITIONS, Capability, Kind
 
 if TYPE_CHECKING:
     from studio.library import PackageEntry
+    from studio.manifest import Manifest
 
 ICON_HEIGHT = 64
 ICON_WIDTH = 128  # wider previews are cropped (from the left) so that every item's text lines up
@@ -59,8 +60,8 @@ def quality_rows(quality: Any, prefix: str = "") -> list[tuple[str, str]]:
     return rows
 
 
-def _output_text(entry: PackageEntry) -> str:
-    output = entry.manifest.output
+def _output_text(manifest: Manifest) -> str:
+    output = manifest.output
     fields = dict(output.fields)
     if output.kind == "image":
         channels = fields.get("channels", 1)
@@ -72,8 +73,8 @@ def _output_text(entry: PackageEntry) -> str:
     return ", ".join([output.kind, *(f"{k} {v}" for k, v in fields.items())])
 
 
-def _latent_text(entry: PackageEntry) -> str:
-    latent = entry.manifest.latent
+def _latent_text(manifest: Manifest) -> str:
+    latent = manifest.latent
     shape = " × ".join(str(s) for s in latent.shape)
     size = f"{shape} values" if len(latent.shape) == 1 else f"{shape} ({latent.size} values)"
     return f"{size}, {latent.prior} prior"
@@ -122,8 +123,8 @@ def details_html(entry: PackageEntry | None, current: bool = False) -> str:
                 f"<p><b>Folder</b><br>{e(str(entry.folder))}</p>")
     m = entry.manifest
     capabilities = _capabilities_text(entry)
-    rows = [("Id", m.id), ("Version", m.version), ("Family", m.family), ("Output", _output_text(entry)),
-            ("Latent", _latent_text(entry)), ("Conditions", _conditions_text(entry)),
+    rows = [("Id", m.id), ("Version", m.version), ("Family", m.family), ("Output", _output_text(m)),
+            ("Latent", _latent_text(m)), ("Conditions", _conditions_text(entry)),
             ("Directions", str(entry.direction_count)), ("Capabilities", capabilities), ("License", m.license),
             ("Folder", str(entry.folder))]
     parts = [f"<h3>{e(m.name)}{' <small>(current)</small>' if current else ''}</h3>"]
@@ -267,7 +268,7 @@ class ModelBrowser(QWidget):
         return QFileDialog.getOpenFileName(self, "Import Checkpoint", "",
                                            "PyTorch checkpoints (*.ckpt *.pt *.pth *.pkl *.bin *.safetensors)")[0]
 
-    def choose_architecture(self, source: Path) -> PackageEntry | None | bool:
+    def choose_architecture(self, source: Path) -> PackageEntry | None | Literal[False]:
         """Which architecture the checkpoint has: None for Stable Diffusion, an installed package, or False when
         cancelled. Tests replace this."""
         from studio.ui.import_model import SD_CHOICE

@@ -67,6 +67,7 @@ class FittingScrollArea(QScrollArea):
     def __init__(self, content: QWidget, fit_height: int, parent: QWidget | None = None):
         super().__init__(parent)
         self.fit_height = fit_height
+        self._content = content  # the area's widget for good (widget() is typed as maybe None)
         self.setWidgetResizable(True)
         self.setWidget(content)
         self.setFrameShape(QScrollArea.Shape.NoFrame)
@@ -81,11 +82,11 @@ class FittingScrollArea(QScrollArea):
         return self.verticalScrollBar().sizeHint().width()
 
     def sizeHint(self) -> QSize:
-        hint = self.widget().sizeHint()
+        hint = self._content.sizeHint()
         return QSize(hint.width() + self._extra(), hint.height())
 
     def minimumSizeHint(self) -> QSize:
-        hint = self.widget().minimumSizeHint()
+        hint = self._content.minimumSizeHint()
         return QSize(hint.width() + self._extra(), min(hint.height(), self.fit_height))
 
 

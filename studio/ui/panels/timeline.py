@@ -8,7 +8,7 @@ Every edit goes through the session as an undoable step (a spin folds into one s
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable
+from typing import Callable, cast
 
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QGroupBox,
@@ -351,7 +351,9 @@ class TimelinePanel(QWidget):
                 self.mappings.selectRow(len(mappings) - 1 if row < 0 or row >= len(mappings) else row)
         offered = self.targets()
         for i, mapping in enumerate(mappings):
-            envelope, target, gain, attack, release = (self.mappings.cellWidget(i, c) for c in range(5))
+            # the cells _make_mapping_row put there: two combo boxes, then three spin boxes
+            envelope, target = (cast(QComboBox, self.mappings.cellWidget(i, c)) for c in range(2))
+            gain, attack, release = (cast(QDoubleSpinBox, self.mappings.cellWidget(i, c)) for c in range(2, 5))
             for widget in (envelope, target, gain, attack, release):
                 widget.blockSignals(True)
             if [target.itemText(k) for k in range(target.count())] != offered:  # another model's targets
@@ -383,8 +385,9 @@ class TimelinePanel(QWidget):
             self.mappings.setCellWidget(row, column, widget)
         envelope.currentTextChanged.connect(lambda text: self._edit_mapping(row, "envelope", text))
         target.activated.connect(lambda _index: self._edit_mapping(row, "target", target.currentText().strip()))
-        target.lineEdit().editingFinished.connect(
-            lambda: self._edit_mapping(row, "target", target.currentText().strip()))
+        line_edit = target.lineEdit()
+        assert line_edit is not None  # the target box is editable
+        line_edit.editingFinished.connect(lambda: self._edit_mapping(row, "target", target.currentText().strip()))
         for name, spin in (("gain", gain), ("attack", attack), ("release", release)):
             spin.valueChanged.connect(lambda value, name=name: self._edit_mapping(row, name, float(value)))
             spin.editingFinished.connect(self._new_gesture)

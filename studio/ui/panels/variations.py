@@ -77,7 +77,8 @@ class VariationsPanel(QWidget):
         session.model_changed.connect(self._on_model_changed)
         self._on_variations_changed()
 
-    def render(self) -> None:
+    # shadows QWidget.render (painting into a device), which nothing calls on this panel; tests call render()
+    def render(self) -> None:  # type: ignore[override]
         self._wanted = self.count.value()
         self.session.render_variations(self.count.value(), self.strength.value())
 

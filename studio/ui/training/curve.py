@@ -167,11 +167,11 @@ class LossCurve(QWidget):
             faint.setAlpha(70)
             for line, pen in ((yv, QPen(faint, 1)), (smooth(yv), QPen(colour, 1.8))):
                 painter.setPen(pen)
-                points = QPolygonF([QPointF(x, y) for x, y in zip(px(steps).tolist(), py(line).tolist())])
+                points = [QPointF(x, y) for x, y in zip(px(steps).tolist(), py(line).tolist())]
                 if len(points) == 1:
                     painter.drawEllipse(points[0], 1.5, 1.5)
                 else:
-                    painter.drawPolyline(points)
+                    painter.drawPolyline(QPolygonF(points))
         painter.setClipping(False)
 
         # the legend: one row per figure with its newest value, top right inside the plot

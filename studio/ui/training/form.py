@@ -8,8 +8,10 @@ import html
 import logging
 import threading
 from pathlib import Path
+from typing import cast
 
 from PySide6.QtCore import QObject, Qt, QTimer, Signal, Slot
+from PySide6.QtGui import QStandardItemModel
 from PySide6.QtWidgets import (QComboBox, QFormLayout, QHBoxLayout, QLabel, QLineEdit, QPushButton, QSizePolicy,
                                QSpinBox, QWidget)
 
@@ -118,14 +120,15 @@ class TrainForm(QWidget):
         self.family_combo = QComboBox()
         self.family_combo.setObjectName("trainFamily")
         self.family_combo.setToolTip("The kind of model to train")
-        for family, label in FAMILY_LABELS.items():
-            self.family_combo.addItem(label, family)
+        for family, family_label in FAMILY_LABELS.items():
+            self.family_combo.addItem(family_label, family)
             index = self.family_combo.count() - 1
             available = family in self.families
             tip = FAMILY_TIPS[family] + ("" if available else " (not available in this version)")
             self.family_combo.setItemData(index, tip, Qt.ItemDataRole.ToolTipRole)
             if not available:
-                self.family_combo.model().item(index).setEnabled(False)
+                # a combo box's own model is a QStandardItemModel, whose items can be disabled one by one
+                cast(QStandardItemModel, self.family_combo.model()).item(index).setEnabled(False)
         self.size_combo = QComboBox()
         self.size_combo.setObjectName("trainSize")
         self.size_combo.setToolTip("The side of the square pictures the model makes, in pixels (larger: slower)")
@@ -136,8 +139,8 @@ class TrainForm(QWidget):
         self.fit_combo.setObjectName("trainFit")
         self.fit_combo.setToolTip("How pictures that are not square are made square: crop the centre, pad the "
                                   "sides with the edge colour, or stretch")
-        for fit, label in FITS.items():
-            self.fit_combo.addItem(label, fit)
+        for fit, fit_label in FITS.items():
+            self.fit_combo.addItem(fit_label, fit)
         self.steps_spin = QSpinBox()
         self.steps_spin.setObjectName("trainSteps")
         self.steps_spin.setRange(1, 1_000_000)
@@ -188,12 +191,12 @@ class TrainForm(QWidget):
         form = self._layout = QFormLayout(self)
         form.setContentsMargins(0, 0, 0, 0)
         form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
-        for text, buddy, row in (("&Folder", self.folder_edit, folder_row), (None, None, self.summary_label),
-                                 ("F&amily", self.family_combo, options), ("&Name", self.name_edit, names)):
-            if text is None:
+        for caption, buddy, row in (("&Folder", self.folder_edit, folder_row), (None, None, self.summary_label),
+                                    ("F&amily", self.family_combo, options), ("&Name", self.name_edit, names)):
+            if caption is None or buddy is None:  # the summary row: no caption, so no buddy
                 form.addRow("", row)
                 continue
-            label = QLabel(text)
+            label = QLabel(caption)
             label.setBuddy(buddy)
             form.addRow(label, row)
         form.addRow("", self.model_hint)
@@ -274,8 +277,9 @@ class TrainForm(QWidget):
         defaults = family_defaults(self.family())
         if "size" in defaults and defaults["size"] in SIZES:
             self.size_combo.setCurrentIndex(SIZES.index(defaults["size"]))
-        if "steps" in defaults:
-            self.steps_spin.setValue(int(defaults["steps"]))
+        steps = defaults.get("steps")
+        if isinstance(steps, (int, float)):  # the trainer's keyword default, untyped here
+            self.steps_spin.setValue(int(steps))
         images = self.family() in IMAGE_FAMILIES
         for widget in (self.size_combo, self.fit_combo):
             widget.setEnabled(images and not self._running)

@@ -6,12 +6,11 @@ opens: it brings torch)."""
 from __future__ import annotations
 
 import re
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
 from studio.errors import StudioError
-from studio.manifest import package_id_from
+from studio.manifest import package_id_from, tomllib  # tomli on Python 3.10
 from studio.paths import user_data_dir
 from studio.io.safetensors import read_header
 

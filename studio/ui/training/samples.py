@@ -4,6 +4,7 @@ the earlier ones with their step, any of which can be shown large again."""
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PySide6.QtCore import QRectF, QSize, Qt
@@ -11,6 +12,9 @@ from PySide6.QtGui import QIcon, QImage, QPainter, QPaintEvent, QPixmap
 from PySide6.QtWidgets import QLabel, QListView, QListWidget, QListWidgetItem, QStackedWidget, QVBoxLayout, QWidget
 
 from studio.ui.canvas import qimage_from_array
+
+if TYPE_CHECKING:
+    from studio.ui.audio_view import AudioView
 
 MAX_STRIP = 48  # earlier samples kept in the strip
 
@@ -62,7 +66,7 @@ class SamplePanel(QWidget):
         self.view = ImageView("Samples of what the model makes appear here as it learns")
         self.view.setObjectName("trainSample")
         self.view.setToolTip("The newest sample (click an earlier one below to see it here)")
-        self.audio_view = None  # made for the first sound sample
+        self.audio_view: AudioView | None = None  # made for the first sound sample
         self.stack = QStackedWidget()
         self.stack.addWidget(self.view)
         self.caption = QLabel("No sample yet")
