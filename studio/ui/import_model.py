@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
-from typing import Protocol, cast
 
 from PySide6.QtCore import QObject, Signal
 
@@ -19,21 +18,13 @@ from studio.library import PackageEntry
 SD_CHOICE = "Stable Diffusion 1.x checkpoint"
 
 
-class _FileImporter(Protocol):
-    """A family that turns a checkpoint file into one the app opens (Stable Diffusion's)."""
-
-    def import_file(self, path: Path, out: Path | None = None, force: bool = False) -> Path: ...
-
-
 def import_job(source: Path, like: PackageEntry | None, out: Path | None = None) -> Path:
     """What the worker runs: the converted file (SD) or the new package folder. Raises StudioError."""
     from studio.families import get_family
     from studio.importers.checkpoint import import_like
 
     if like is None:
-        # the registry answers with the Family base type; the family under this name also imports files
-        family = cast(_FileImporter, get_family("stable-diffusion"))
-        return family.import_file(source, out)
+        return get_family("stable-diffusion").import_file(source, out)
     return import_like(source, like, out, taken="remove it or rename the checkpoint")
 
 

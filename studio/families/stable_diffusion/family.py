@@ -318,7 +318,7 @@ class StableDiffusionFamily(Family):
     def manifest_for(self, path):
         return source_manifest(find_source(path))
 
-    def import_file(self, path, out=None, force: bool = False):
+    def import_file(self, path: Path, out: Path | None = None, force: bool = False) -> Path:
         """A pickled SD checkpoint (.ckpt) written as the .safetensors file the app opens (weights-only reading)."""
         from studio.families.stable_diffusion.importer import import_sd_checkpoint
 
