@@ -613,7 +613,7 @@ class MainWindow(QMainWindow):
         """Ctrl+Shift+V: render a fresh set of variations and bring their grid forward."""
         self.docks["Variations"].show()
         self.docks["Variations"].raise_()
-        self.variations.render()
+        self.variations.render_variations()
 
     # --- precision ---------------------------------------------------------------------------------------------------
     def set_precision(self, dtype: str) -> None:

@@ -193,7 +193,7 @@ def test_variations_grid_auditions_and_continues(qtbot, window):
 def test_a_new_model_clears_the_variations(qtbot, window):
     panel = window.variations
     panel.count.setValue(2)
-    panel.render()
+    panel.render_variations()
     qtbot.waitUntil(lambda: panel.tiles.count() == 2, timeout=10000)
     with qtbot.waitSignal(window.session.rendered, timeout=10000):
         window.session.use_model(IMAGE)

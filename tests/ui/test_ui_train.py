@@ -143,7 +143,7 @@ def test_start_trains_to_a_package_the_studio_can_use(qtbot, dialog, session, pi
     # torch trained on the training thread, never on the GUI thread
     monitor = dialog.controller.monitor
     assert monitor.step_threads and threading.get_ident() not in monitor.step_threads
-    assert not dialog.controller.thread.is_alive()
+    assert not dialog.controller.training_thread.is_alive()
     # the model browser lists it without a restart; "Use This Model" switches to it
     entry = session.entry_for("my-sketches")
     assert entry is not None and entry.ok
@@ -282,7 +282,7 @@ def test_a_folder_that_disappears_is_reported_and_the_app_stays_usable(qtbot, di
         dialog.start_button.click()
     assert str(pictures) in failed.args[0]
     assert "Training failed" in dialog.status_label.text() and ERROR_COLOUR in dialog.status_label.text()
-    assert not dialog.controller.running and not dialog.controller.thread.is_alive()
+    assert not dialog.controller.running and not dialog.controller.training_thread.is_alive()
     # the form says what is wrong; once the folder is back, Start is available again
     qtbot.waitUntil(lambda: ERROR_COLOUR in dialog.form.summary_label.text(), timeout=10_000)
     assert not dialog.start_button.isEnabled()
@@ -313,10 +313,10 @@ def test_closing_the_dialog_while_training_asks_and_cancels(qtbot, dialog, pictu
         dialog.start_button.click()
     monkeypatch.setattr(td, "confirm", lambda parent, title, text: False)
     dialog.close_button.click()
-    assert dialog.isVisible() and dialog.controller.thread.is_alive()
+    assert dialog.isVisible() and dialog.controller.training_thread.is_alive()
     monkeypatch.setattr(td, "confirm", lambda parent, title, text: True)
     dialog.close_button.click()
-    assert not dialog.isVisible() and not dialog.controller.thread.is_alive()
+    assert not dialog.isVisible() and not dialog.controller.training_thread.is_alive()
     assert checkpoint("my-sketches").is_file()
     qtbot.waitUntil(lambda: not dialog.controller.running, timeout=10_000)  # the queued end arrives
 
@@ -335,7 +335,7 @@ def test_closing_the_main_window_stops_training(qtbot, session, pictures, tmp_pa
     ready(qtbot, dialog, pictures, steps=100_000)
     with qtbot.waitSignal(dialog.progressed, timeout=RUN):
         dialog.start_button.click()
-    thread = dialog.controller.thread
+    thread = dialog.controller.training_thread
     monkeypatch.setattr(td, "confirm", lambda parent, title, text: False)
     assert not window.close() and thread.is_alive()  # "keep training": the app stays open
     monkeypatch.setattr(td, "confirm", lambda parent, title, text: True)

@@ -69,7 +69,7 @@ class VariationsPanel(QWidget):
         layout.addWidget(self.status)
         layout.addWidget(self.tiles, 1)
 
-        self.render_button.clicked.connect(self.render)
+        self.render_button.clicked.connect(self.render_variations)
         self.use_button.clicked.connect(self.use_current)
         self.tiles.currentRowChanged.connect(self._on_current_changed)
         self.tiles.itemDoubleClicked.connect(lambda _item: self.use_current())
@@ -77,8 +77,8 @@ class VariationsPanel(QWidget):
         session.model_changed.connect(self._on_model_changed)
         self._on_variations_changed()
 
-    # shadows QWidget.render (painting into a device), which nothing calls on this panel; tests call render()
-    def render(self) -> None:  # type: ignore[override]
+    def render_variations(self) -> None:
+        """Render a new set of variations (what the panel's Render button does)."""
         self._wanted = self.count.value()
         self.session.render_variations(self.count.value(), self.strength.value())
 

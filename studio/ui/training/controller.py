@@ -167,9 +167,9 @@ class TrainingController(QObject):
     def monitor(self) -> DialogMonitor | None:
         return self._monitor
 
-    # shadows QObject.thread() for Python callers only (Qt's own calls reach the C++ method); tests read it
     @property
-    def thread(self) -> threading.Thread | None:  # type: ignore[override]
+    def training_thread(self) -> threading.Thread | None:
+        """The Python thread the run trains on (None before the first start)."""
         return self._thread
 
     def start(self, settings: dict) -> bool:
