@@ -10,7 +10,8 @@ What a new family writes (one folder under studio/families/, plus its line in `r
   build(manifest) / load_network(manifest)  its network on the CPU (weights are loaded by the library)
   parameters(manifest)                      its ParamSpecs (conditions, sampler settings, latent edits …)
   render(model, request)                    a generator of Progress/Preview returning an Output
-  and where it applies: latent, encode, init_size/init_picture_for, claims/manifest_for (foreign files).
+  and where it applies: latent, encode, init_size/init_picture_for, claims/manifest_for (foreign files),
+  import_file (checkpoints converted to what it opens).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generator
 import numpy as np
 import torch
 
-from studio.errors import ManifestError, RequestError
+from studio.errors import ManifestError, RequestError, StudioError
 from studio.params import DIRECTIONS, RAW, SHAPING, Capability, Kind, ParamSpec, ParamTable
 from studio.steps import Progress, RenderSteps
 
@@ -97,6 +98,10 @@ class Family:
     def manifest_for(self, path: "Path") -> "Manifest":
         """An in-memory manifest for a claimed foreign model (raises ManifestError/WeightsError naming the file)."""
         raise ManifestError(f"family {self.name!r} does not open foreign files", path)
+
+    def import_file(self, path: "str | Path", out: "str | Path | None" = None, force: bool = False) -> "Path":
+        """A checkpoint file converted to the file this family opens (beside it by default): the path written."""
+        raise StudioError(f"family {self.name!r} imports no checkpoint files", path)
 
     def validate(self, manifest: "Manifest") -> None:
         """Raise ManifestError naming the field when the manifest does not suit this family."""
