@@ -24,7 +24,8 @@ from studio.families.diffusion.family import DEFAULT_GUIDANCE, DEFAULT_SAMPLER, 
 from studio.latent.seeds import sample_prior
 from studio.nets.samplers import SCHEDULES, Schedule, make_sampler
 from studio.nets.unet import UNet
-from studio.train.common import RecentMean, Run, ema_update, lr_at, rand, read_schedule, set_lr
+from studio.train.common import (RecentMean, Run, ScheduleDefaults, ema_update, lr_at, rand, read_schedule,
+                                 set_lr)
 from studio.train.data.folders import (MIN_FILES, Pictures, data_folder, image_sheet, package_table,
                                        read_images)
 from studio.train.data.glyphs import Cells, glyph_data, ink_at, ink_sheet
@@ -34,11 +35,11 @@ from studio.train.recipe import Recipe
 from studio.train.scoring.glyphs import balanced_labels, score, shared_classifier, vae_reference
 
 PREVIEW_STEPS = 20  # sampler steps of the previews shown while training (the package's preview uses the default)
-TRAIN_SCHEDULES = {  # the [train] defaults of each source
+TRAIN_SCHEDULES: dict[str, ScheduleDefaults] = {  # the [train] defaults of each source
     "glyphs": dict(batch=64, lr=1e-3, warmup=200, checkpoint_every=250),
     "folder": dict(batch=16, lr=1e-3, warmup=100, checkpoint_every=100),
 }
-BFLOAT16 = {"glyphs": True, "folder": "auto"}
+BFLOAT16: dict[str, bool | str] = {"glyphs": True, "folder": "auto"}
 
 
 def denoiser_step(net: torch.nn.Module, ema: torch.nn.Module, opt: torch.optim.Optimizer, xt: torch.Tensor,
