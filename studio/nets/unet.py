@@ -4,14 +4,11 @@ resolution, timestep and class embeddings."""
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, cast
+from typing import cast
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-
-if TYPE_CHECKING:
-    from studio.nets.samplers import Schedule
 
 # --- the network -----------------------------------------------------------------------------------------------
 
@@ -69,8 +66,6 @@ class SelfAttention(nn.Module):
 class UNet(nn.Module):
     """ε-prediction UNet: levels of ResBlocks (down by stride-2 conv, up by nearest + conv), attention at the
     lowest resolution, timestep + class embedding added to every block. Class index `num_classes` is "no class"."""
-
-    schedule: Schedule  # the noise schedule to sample with: set by whoever builds it (the family, the trainer)
 
     def __init__(self, image_size: int = 32, channels: int = 1, base: int = 32, mults: tuple[int, ...] = (1, 2, 2),
                  num_classes: int = 0, emb_dim: int = 128, attention: bool = True):

@@ -173,7 +173,7 @@ def _ink(font: ImageFont.FreeTypeFont, ch: str):
     w, h = x1 - x0 + 2 * pad, y1 - y0 + 2 * pad
     if w <= 0 or h <= 0:
         return None
-    im = Image.new("L", (int(w), int(h)), 0)        # whole already (int size, no stroke); Pillow types floats
+    im = Image.new("L", (int(w), int(h)), 0)        # ints already (no stroke); Pillow types the bbox as floats
     ox, oy = pad - x0, pad - y0              # pen origin inside the canvas
     ImageDraw.Draw(im).text((ox, oy), ch, font=font, fill=255, anchor="ls")
     a = np.asarray(im)

@@ -48,6 +48,13 @@ def _schedule_of(manifest) -> Schedule:
     return Schedule.make(kind, arch_value(manifest, "train_timesteps", int, 1000, minimum=2))
 
 
+class DiffusionNet(UNet):
+    """The family's network: the UNet and the noise schedule the samplers walk it with (set by `build` from the
+    manifest, or by the trainer)."""
+
+    schedule: Schedule
+
+
 class DiffusionFamily(Family):
     name = "diffusion"
     output_kinds = ("image",)
@@ -92,9 +99,9 @@ class DiffusionFamily(Family):
                                 "architecture.base")
         _schedule_of(manifest)
 
-    def build(self, manifest) -> UNet:
+    def build(self, manifest) -> DiffusionNet:
         self.validate(manifest)
-        net = UNet(**self._config(manifest))
+        net = DiffusionNet(**self._config(manifest))
         net.schedule = _schedule_of(manifest)
         return net
 
@@ -114,7 +121,7 @@ class DiffusionFamily(Family):
         if start_strength(request) is None:
             return None
         image = decode_init_image(request.params["init_image"])
-        s = cast(UNet, model.network).image_size
+        s = cast(DiffusionNet, model.network).image_size
         want = sheet_size(rows, s)
         if (image.shape[1], image.shape[0]) != want:
             raise RequestError(f"the init image is {image.shape[1]}×{image.shape[0]} pixels; {model.id} draws this "
@@ -130,7 +137,7 @@ class DiffusionFamily(Family):
         return init_image_for(int(manifest.output["width"]), sheet_text(manifest, request), picture)
 
     def render(self, model: LoadedModel, request) -> RenderSteps:
-        net = cast(UNet, model.network)
+        net = cast(DiffusionNet, model.network)
         rows = label_rows(model, request)
         sampler_name, steps, guidance, eta = sampler_settings(model, request)
         # x₀ estimates are clamped to the pixel range: at the first step of a cosine schedule (ᾱ ≈ 2e-9) the

@@ -20,7 +20,8 @@ import numpy as np
 import torch
 
 from studio.errors import RecipeError
-from studio.families.diffusion.family import DEFAULT_GUIDANCE, DEFAULT_SAMPLER, DEFAULT_STEPS, DEFAULTS
+from studio.families.diffusion.family import (DEFAULT_GUIDANCE, DEFAULT_SAMPLER, DEFAULT_STEPS, DEFAULTS,
+                                             DiffusionNet)
 from studio.latent.seeds import sample_prior
 from studio.nets.samplers import SCHEDULES, Schedule, make_sampler
 from studio.nets.unet import UNet
@@ -87,7 +88,7 @@ def train(recipe: Recipe, out: Path, run_dir: Path, *, data: str, resume: bool =
     schedule = Schedule.make(kind, timesteps)
     ac = schedule.alphas_cumprod.float().to(device)
     run.seed_weights()
-    net = UNet(source.size, source.channels, base, mults, classes, emb_dim, attention).to(device)
+    net = DiffusionNet(source.size, source.channels, base, mults, classes, emb_dim, attention).to(device)
     ema = copy.deepcopy(net).eval().requires_grad_(False)
     ema.schedule = schedule  # how the samplers see it
     opt = torch.optim.AdamW(net.parameters(), lr=s.lr, weight_decay=0.0)
@@ -149,16 +150,16 @@ class _Glyphs:
         self.real = Cells(real.to(run.device))
         self.about = f"on {len(self.data.train)} faces"
 
-    def preview(self, ema: UNet, steps: int = DEFAULT_STEPS) -> np.ndarray:
+    def preview(self, ema: DiffusionNet, steps: int = DEFAULT_STEPS) -> np.ndarray:
         return specimen(ema, seeds=range(2), steps=steps)
 
-    def finish(self, run: Run, ema: UNet, recent: RecentMean) -> tuple[dict, np.ndarray]:
+    def finish(self, run: Run, ema: DiffusionNet, recent: RecentMean) -> tuple[dict, np.ndarray]:
         ema = ema.cpu()  # measured on the CPU
         metrics = evaluate(ema, self.data, self.recipe, self.size, run.schedule.seed, run.log)
         return {**self.data.summary(), "quality": metrics}, specimen(ema)
 
 
-def evaluate(ema: UNet, data, recipe: Recipe, size: int, seed: int, log) -> dict:
+def evaluate(ema: DiffusionNet, data, recipe: Recipe, size: int, seed: int, log) -> dict:
     """The quality figures: samples of the family's default sampler settings read by the glyph classifier (accuracy,
     Fréchet distance to held-out real glyphs), the same per sampler, without guidance, and the VAE beside them."""
     ev = recipe.evaluate
@@ -192,7 +193,7 @@ def evaluate(ema: UNet, data, recipe: Recipe, size: int, seed: int, log) -> dict
 
 
 @torch.inference_mode()
-def sample(net: UNet, seed: int, labels: torch.Tensor, sampler_name: str = DEFAULT_SAMPLER,
+def sample(net: DiffusionNet, seed: int, labels: torch.Tensor, sampler_name: str = DEFAULT_SAMPLER,
            steps: int = DEFAULT_STEPS, guidance: float = DEFAULT_GUIDANCE, batch: int = 256,
            noise: torch.Tensor | None = None, eta: float | None = None) -> torch.Tensor:
     """One sample per label with classifier-free guidance, ink in [0, 1] (N, 1, S, S), on the CPU."""
@@ -217,7 +218,7 @@ def sample(net: UNet, seed: int, labels: torch.Tensor, sampler_name: str = DEFAU
 
 
 @torch.inference_mode()
-def specimen(net: UNet, seeds=range(6), text: str = "AaBbGgQqRr3", steps: int = DEFAULT_STEPS) -> np.ndarray:
+def specimen(net: DiffusionNet, seeds=range(6), text: str = "AaBbGgQqRr3", steps: int = DEFAULT_STEPS) -> np.ndarray:
     """A preview sheet: one row per seed (the same starting noise for every character), ink on paper."""
     labels = torch.tensor([CHARSET.index(ch) for ch in text])
     rows = []
@@ -250,12 +251,12 @@ class _Folder:
         self.seed = run.schedule.seed
         self.show = sample_prior(self.seed + 1, (self.channels, self.size, self.size), batch=16).to(run.device)
 
-    def preview(self, ema: UNet, steps: int = DEFAULTS["steps"]) -> np.ndarray:
+    def preview(self, ema: DiffusionNet, steps: int = DEFAULTS["steps"]) -> np.ndarray:
         """The same 16 starting noises at every preview."""
         return image_sheet(sample_pictures(ema, ema.schedule, self.show, self.seed + 1, steps), self.channels,
                            self.size)
 
-    def finish(self, run: Run, ema: UNet, recent: RecentMean) -> tuple[dict, np.ndarray]:
+    def finish(self, run: Run, ema: DiffusionNet, recent: RecentMean) -> tuple[dict, np.ndarray]:
         ac = ema.schedule.alphas_cumprod.float().to(run.device)
         quality = {"training_images": len(self.real.images), **recent.means(),
                    **denoising_error(ema, self.real.images, ac, self.seed + 3)}
