@@ -27,9 +27,14 @@ import json
 import sys
 import traceback
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from studio import __version__
 from studio.errors import StudioError
+
+if TYPE_CHECKING:
+    from studio.library import PackageEntry
+    from studio.manifest import Manifest
 
 
 def _parse_set(items: list[str]) -> list[tuple[str, str]]:
@@ -50,6 +55,13 @@ def _setting(table, name: str, value: str, option: str):
         return table.parse_setting(name, value)
     except StudioError as exc:
         raise StudioError(f"{option} {name}: {exc.problem}") from None
+
+
+def _manifest(entry: PackageEntry) -> Manifest:
+    """The manifest of a package `resolve` found (it raises the error of a package that has none)."""
+    if entry.manifest is None:
+        raise entry.error or StudioError("the package has no manifest", entry.folder)
+    return entry.manifest
 
 
 def _roots(args) -> list[Path]:
@@ -99,7 +111,8 @@ def cmd_render(args) -> int:
         from studio.library import DEFAULT_MODEL_ID
         model = DEFAULT_MODEL_ID
     entry = resolve(model, roots)
-    kind = entry.manifest.output.kind
+    manifest = _manifest(entry)
+    kind = manifest.output.kind
     if out is None:
         out = Path(f"{entry.id}-{args.seed if args.seed is not None else 0}.{'wav' if kind == 'audio' else 'png'}")
     sounds = formats_for("audio")
@@ -115,7 +128,7 @@ def cmd_render(args) -> int:
         job = submit(engine, request, render_to_file, path=out, subtype=args.sample_format)
         output = job.wait()
     if output.kind == "audio":
-        rate = int(output.info.get("sample_rate", entry.manifest.output["sample_rate"]))
+        rate = int(output.info.get("sample_rate", manifest.output["sample_rate"]))
         shape = f"{output.data.shape[0] / rate:.2f} s at {rate} Hz"
     else:
         shape = f"{output.size[0]}x{output.size[1]}"
@@ -201,8 +214,9 @@ def cmd_grid(args) -> int:
 
     roots = _roots(args)
     entry = resolve(args.model or DEFAULT_MODEL_ID, roots)
-    if entry.manifest.output.kind != "image":
-        raise StudioError(f"{entry.id} makes {entry.manifest.output.kind}: a grid is made of images")
+    kind = _manifest(entry).output.kind
+    if kind != "image":
+        raise StudioError(f"{entry.id} makes {kind}: a grid is made of images")
     out = Path(args.out) if args.out else Path(f"{entry.id}-grid.png")
     check_writable_folder(out)
     rows, cols = (parse_grid_axis(entry.parameters, text, option)
@@ -355,7 +369,7 @@ def cmd_import(args) -> int:
     template = resolve(args.like, _roots(args))
     folder = import_like(args.file, template, args.out, args.id, args.name, args.license, args.strip_prefix,
                          force=args.force)
-    print(f"wrote {folder} ({read_manifest(folder).id}, {template.manifest.family} family, the architecture of "
+    print(f"wrote {folder} ({read_manifest(folder).id}, {_manifest(template).family} family, the architecture of "
           f"{template.id})")
     return 0
 
@@ -407,15 +421,16 @@ def cmd_encode(args) -> int:
 
     roots = _roots(args)
     entry = resolve(args.model, roots)
-    kind = entry.manifest.output.kind
+    manifest = _manifest(entry)
+    kind = manifest.output.kind
     if Capability.ENCODE not in entry.capabilities:
-        raise StudioError(f"{entry.id} ({entry.family.name} family) cannot encode {kind}")
+        raise StudioError(f"{entry.id} ({manifest.family} family) cannot encode {kind}")
     if kind == "audio":
         work, options, what, source = _encode_sound(args, entry)
     else:
         if args.sound:
             raise StudioError(f"{entry.id} makes images: encode glyphs with --font or --image")
-        images, labels, source = _encode_inputs(args, entry.manifest.output["width"])
+        images, labels, source = _encode_inputs(args, manifest.output["width"])
         work, options, what = encode_image, {"images": np.stack(images), "labels": labels}, {"chars": "".join(labels)}
     progress = _LongWork() if Capability.PROJECT in entry.capabilities else None
     if progress is not None:
@@ -598,10 +613,11 @@ def _gui_argv(argv: list[str]) -> list[str]:
 def build_parser() -> argparse.ArgumentParser:
     def common(parser: argparse.ArgumentParser, top: bool) -> None:
         # Accepted before or after the verb; on a verb the default is SUPPRESS so it never hides the top-level value.
-        extra = {} if top else {"default": argparse.SUPPRESS}
-        parser.add_argument("--debug", action="store_true", help="show tracebacks for errors", **extra)
+        parser.add_argument("--debug", action="store_true", help="show tracebacks for errors",
+                            default=False if top else argparse.SUPPRESS)
         parser.add_argument("--models-dir", action="append", metavar="DIR",
-                            help="another folder of model packages (repeatable)", **extra)
+                            help="another folder of model packages (repeatable)",
+                            default=None if top else argparse.SUPPRESS)
 
     p = argparse.ArgumentParser(prog="latent-studio", description="Offline studio for local generative models.")
     p.add_argument("--version", action="version", version=f"latent-studio {__version__}")

@@ -19,7 +19,7 @@ from studio.latent.directions import Directions
 from studio.manifest import MANIFEST_NAME, WEIGHTS_NAME, Manifest, read_manifest
 from studio.params import Capability, ParamTable
 from studio.paths import shipped_models_dir, user_models_dir
-from studio.request import RenderRequest
+from studio.request import Params, RenderRequest
 from studio.io.weights import load_into, read_tensors, read_tensors_and_hash
 
 DEFAULT_MODEL_ID = "glyphs"
@@ -77,15 +77,15 @@ class PackageEntry:
     def parameters(self) -> ParamTable:
         """What an artist can set on this model (empty when the package is invalid); computed once."""
         if self._table is None:
-            family = self.family
-            self._table = ParamTable(family.parameters(self.manifest) if family is not None else ())
+            family, manifest = self.family, self.manifest  # a family only when the manifest is valid
+            self._table = ParamTable(family.parameters(manifest) if family is not None and manifest is not None else ())
         return self._table
 
     def default_request(self, seed: int = 0) -> RenderRequest:
         """What the app opens this model with: the seed and its condition written out (the glyph text, the class),
         so the request says what it draws."""
         shown = {s.name: s.default for s in self.parameters if s.name in ("prompt", "label") and s.default}
-        return RenderRequest(model_id=self.id, seed=seed, params=shown)
+        return RenderRequest(model_id=self.id, seed=seed, params=Params(shown))
 
     @property
     def preview_path(self) -> Path | None:

@@ -15,7 +15,8 @@ from typing import Any, Callable
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - exercised on 3.10 only
-    import tomli as tomllib
+    # tomli is typed but installed only on 3.10, and mypy (python_version 3.10) may run from a newer Python
+    import tomli as tomllib  # type: ignore[import-not-found, unused-ignore]
 
 from studio.errors import ManifestError, StudioError
 

@@ -251,14 +251,15 @@ class ParamTable:
                 low = params.get(spec.name, spec.default)
                 other = self.find(spec.at_most)
                 high = params.get(spec.at_most, other.default if other is not None else None)
-                if low is not None and high is not None and low > high:
+                # at_most joins INT/FLOAT params, so both values are numbers once checked
+                if isinstance(low, (int, float)) and isinstance(high, (int, float)) and low > high:
                     raise RequestError(f"must be at most {spec.at_most} ({high}), got {low}",
                                        field=f"params.{spec.name}")
         for core in ("seed", "width", "height"):
-            spec = self._by_name.get(core)
+            core_spec = self._by_name.get(core)
             value = getattr(request, core)
-            if spec is not None and value is not None:
-                spec.check(value, core)
+            if core_spec is not None and value is not None:
+                core_spec.check(value, core)
         if params != request.params.to_dict() or any(type(params[k]) is not type(request.params[k]) for k in params):
             request = request.with_(params=params)
         return request

@@ -178,7 +178,7 @@ def _export_steps(model: LoadedModel, frames: Sequence[RenderRequest], path: Pat
     try:
         shape = None
         for start in range(0, total, batch):
-            images = []
+            images: list[np.ndarray] = []
             for request in frames[start:start + batch]:
                 image = render_frame(model, request)
                 shape = shape or image.shape

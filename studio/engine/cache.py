@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Callable, Hashable
+from typing import Callable, Generic, Hashable, TypeVar
 
 from studio.families.base import LoadedModel
 
+Key = TypeVar("Key", bound=Hashable)
 
-class ModelCache:
+
+class ModelCache(Generic[Key]):
+    """Loaded models by key (the engine's: model id, device, dtype)."""
+
     def __init__(self, budget_bytes: int):
         self.budget = int(budget_bytes)
-        self._models: OrderedDict[Hashable, LoadedModel] = OrderedDict()
+        self._models: OrderedDict[Key, LoadedModel] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._models)
@@ -19,14 +23,14 @@ class ModelCache:
     def __contains__(self, key: Hashable) -> bool:
         return key in self._models
 
-    def keys(self) -> list[Hashable]:
+    def keys(self) -> list[Key]:
         return list(self._models)
 
     @property
     def used(self) -> int:
         return sum(m.nbytes() for m in self._models.values())
 
-    def get(self, key: Hashable, load: Callable[[], LoadedModel]) -> LoadedModel:
+    def get(self, key: Key, load: Callable[[], LoadedModel]) -> LoadedModel:
         if key in self._models:
             self._models.move_to_end(key)
             return self._models[key]
@@ -35,12 +39,12 @@ class ModelCache:
         self._evict(keep=key)
         return model
 
-    def _evict(self, keep: Hashable) -> None:
+    def _evict(self, keep: Key) -> None:
         while len(self._models) > 1 and self.used > self.budget:
             oldest = next(k for k in self._models if k != keep)
             del self._models[oldest]
 
-    def drop(self, key: Hashable | None = None) -> None:
+    def drop(self, key: Key | None = None) -> None:
         """Forget one model, or all."""
         if key is None:
             self._models.clear()

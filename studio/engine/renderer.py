@@ -9,9 +9,9 @@ renders on the CPU (noted in job.info["fallback"]). `studio.engine.Engine` is th
 from __future__ import annotations
 
 import contextlib
-import inspect
 import logging
 import threading
+from collections.abc import Generator
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -50,7 +50,8 @@ class TorchRenderer:
                  cache_bytes: int | None = None, threads: int | None = None, oom_fallback: bool = True):
         self.device = pick_device(device)
         self.roots = list(roots) if roots is not None else None
-        self.cache = ModelCache(cache_bytes if cache_bytes is not None else memory_budget(self.device))
+        self.cache: ModelCache[tuple[str, torch.device, torch.dtype]] = ModelCache(
+            cache_bytes if cache_bytes is not None else memory_budget(self.device))
         self.threads = threads or default_threads()
         self.oom_fallback = oom_fallback
         self._lock = threading.Lock()
@@ -168,7 +169,7 @@ def _encode_steps(model: LoadedModel, images: np.ndarray, labels: list[str] | No
         raise StudioError(f"{model.id} ({model.family.name} family) cannot encode images")
     yield Progress(0, 1, "encoding")
     z = model.family.encode(model, images, labels)
-    if inspect.isgenerator(z):  # long encodings (projection by optimisation) yield progress and cancel points
+    if isinstance(z, Generator):  # long encodings (projection by optimisation) yield progress and cancel points
         z = yield from z
     return Output("latent", z.reshape(-1).float().cpu().numpy(), {"images": int(images.shape[0]),
                                                                   "shape": list(z.shape)})

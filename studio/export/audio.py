@@ -208,7 +208,8 @@ def read_sound(path: str | Path, sample_rate: int | None, max_seconds: float | N
     if np.abs(mono).max() < SILENCE:
         read = "" if len(wave) == frames else f" in its first {len(wave) / rate:g} s"
         raise RequestError(f"the sound is silent{read}", path)
-    resampled = sample_rate is not None and rate != sample_rate
-    if resampled:
+    resampled = False
+    if sample_rate is not None and rate != sample_rate:
         mono = resample(mono, rate, sample_rate)
+        resampled = True
     return mono, {"sample_rate": rate, "channels": channels, "seconds": frames / rate, "resampled": resampled}

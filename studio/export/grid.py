@@ -14,7 +14,7 @@ GAP = 4  # pixels between cells
 PAD = 8  # around labels
 
 
-def _font(size: int) -> ImageFont.ImageFont:
+def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
     """Pillow's own scalable face: present on every install, nothing to find on the system."""
     return ImageFont.load_default(size=size)
 
@@ -32,8 +32,8 @@ def _rgb(cell: np.ndarray) -> np.ndarray:
 
 
 def _text_size(draw: ImageDraw.ImageDraw, text: str, font) -> tuple[int, int]:
-    left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
-    return right - left, bottom - top
+    left, top, right, bottom = draw.textbbox((0, 0), text, font=font)  # whole pixels from (0, 0)
+    return int(right - left), int(bottom - top)
 
 
 def labelled_grid(cells: Sequence[Sequence[np.ndarray]], row_labels: Sequence[str], column_labels: Sequence[str],

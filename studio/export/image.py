@@ -114,7 +114,7 @@ def read_picture(source: str | Path | np.ndarray, max_side: int | None = None, c
                 opened.load()
                 image = opened.copy()
     except FileNotFoundError:
-        raise RequestError("file not found", Path(source)) from None
+        raise RequestError("file not found", None if isinstance(source, np.ndarray) else Path(source)) from None
     except (UnidentifiedImageError, OSError, ValueError, TypeError, Image.DecompressionBombError) as exc:
         raise RequestError(f"not a readable image ({exc})",
                            None if isinstance(source, np.ndarray) else Path(source)) from None

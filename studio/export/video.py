@@ -212,18 +212,19 @@ class VideoWriter:
         except av.FFmpegError as exc:
             raise ExportError(f"cannot create the {self.format} file: {exc}", self.path) from None
         if self.size is not None:
-            self._add_streams()
+            self._add_streams(self.size)
 
-    def _stream_size(self) -> tuple[int, int]:
-        width, height = self.size
+    def _stream_size(self, size: tuple[int, int]) -> tuple[int, int]:
+        """The encoded size of frames of `size` (width, height)."""
+        width, height = size
         if self.format == "MP4":  # H.264 in yuv420p: even sizes only
             return width + width % 2, height + height % 2
         return width, height
 
-    def _add_streams(self) -> None:
+    def _add_streams(self, size: tuple[int, int]) -> None:
         fmt, container = self.format, self._container
         video = container.add_stream(_VIDEO_CODECS[fmt], rate=self.fps)
-        video.width, video.height = self._stream_size()
+        video.width, video.height = self._stream_size(size)
         video.pix_fmt = "yuv420p"
         crf = str(_CRF[fmt][self.quality])
         if fmt == "MP4":
@@ -269,7 +270,7 @@ class VideoWriter:
         if self.size is None:
             self.size = (width, height)
             if self._container is not None:
-                self._add_streams()
+                self._add_streams(self.size)
         elif (width, height) != self.size:
             raise ExportError(f"frame size {width}x{height} does not match the video's {self.size[0]}x"
                               f"{self.size[1]} (frame {self.frames + 1})", self.path)
@@ -296,10 +297,10 @@ class VideoWriter:
             raise ExportError(f"cannot encode {self.format}: {exc}", self.path) from exc
 
     def _encode(self, frames: np.ndarray) -> None:
-        width, height = self._stream_size()
-        if (width, height) != self.size:  # pad an odd size by repeating the last column/row
-            frames = np.pad(frames, ((0, 0), (0, height - self.size[1]), (0, width - self.size[0]), (0, 0)),
-                            mode="edge")
+        size = (frames.shape[2], frames.shape[1])  # the video's size (_rgb checked it)
+        width, height = self._stream_size(size)
+        if (width, height) != size:  # pad an odd size by repeating the last column/row
+            frames = np.pad(frames, ((0, 0), (0, height - size[1]), (0, width - size[0]), (0, 0)), mode="edge")
         container, video = self._container, self._video
         for index, frame in enumerate(frames, start=self.frames):
             picture = av.VideoFrame.from_ndarray(frame, format="rgb24")  # the encoder converts to yuv420p
@@ -314,7 +315,7 @@ class VideoWriter:
 
     def _send_sound(self, until: int) -> None:
         """Encode the sound up to sample `until`, padding with silence past its end."""
-        if self._audio is None or until <= self._audio_pos:
+        if self._audio is None or self._sound is None or until <= self._audio_pos:
             return
         chunk = self._sound[:, self._audio_pos:until]
         if chunk.shape[1] < until - self._audio_pos:

@@ -10,7 +10,8 @@ What a new family writes (one folder under studio/families/, plus its line in `r
   build(manifest) / load_network(manifest)  its network on the CPU (weights are loaded by the library)
   parameters(manifest)                      its ParamSpecs (conditions, sampler settings, latent edits …)
   render(model, request)                    a generator of Progress/Preview returning an Output
-  and where it applies: latent, encode, init_size/init_picture_for, claims/manifest_for (foreign files).
+  and where it applies: latent, encode, init_size/init_picture_for, claims/manifest_for (foreign files),
+  import_file (checkpoints converted to what it opens).
 """
 
 from __future__ import annotations
@@ -98,9 +99,8 @@ class Family:
         """An in-memory manifest for a claimed foreign model (raises ManifestError/WeightsError naming the file)."""
         raise ManifestError(f"family {self.name!r} does not open foreign files", path)
 
-    def import_file(self, path: "Path", out: "Path | None" = None, force: bool = False) -> "Path":
-        """A checkpoint in this family's own foreign format (a pickled Stable Diffusion .ckpt, say) rewritten as a file
-        the app opens (read without running anything in it); the written path."""
+    def import_file(self, path: "str | Path", out: "str | Path | None" = None, force: bool = False) -> "Path":
+        """A checkpoint file converted to the file this family opens (beside it by default): the path written."""
         raise WeightsError(f"models of family {self.name!r} are not imported from checkpoint files", path)
 
     def validate(self, manifest: "Manifest") -> None:

@@ -44,9 +44,9 @@ def label_rows(model: "LoadedModel", request) -> list[list[int | None]]:
     if cond.kind == "class":
         return [[index[params["label"]]]]
     text = params["prompt"] or cond.default or cond.labels[0]
-    rows = []
+    rows: list[list[int | None]] = []
     for line in text.split("\n"):
-        row = []
+        row: list[int | None] = []
         for ch in line:
             if ch in index:
                 row.append(index[ch])

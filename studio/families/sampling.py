@@ -3,7 +3,7 @@ Diffusion): the sampler settings, image-to-image, and the request's values of th
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, TypedDict
 
 from studio.errors import RequestError
 from studio.nets.samplers import MAX_STEPS, SAMPLER_NAMES, SAMPLERS
@@ -15,7 +15,16 @@ if TYPE_CHECKING:
 STRENGTH_RANGE = (0.01, 1.0)
 
 
-def sampler_specs(defaults: dict[str, Any], guidance: tuple[float, float]) -> list[ParamSpec]:
+class SamplerDefaults(TypedDict):
+    """A family's sampler settings where a request leaves them unset."""
+
+    sampler: str
+    steps: int
+    guidance: float
+    eta: float
+
+
+def sampler_specs(defaults: SamplerDefaults, guidance: tuple[float, float]) -> list[ParamSpec]:
     """Sampler, steps, classifier-free guidance and DDIM's η, with the family's defaults."""
     return [
         ParamSpec("sampler", Kind.CHOICE, "Sampler", default=defaults["sampler"],

@@ -250,7 +250,7 @@ class DPMSolverPP(_SigmaSampler):
 
     name = "dpmpp"
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self._x0_prev: torch.Tensor | None = None
         self._last_index = -1

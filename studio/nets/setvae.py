@@ -17,8 +17,8 @@ from torch import nn
 # --- the network ------------------------------------------------------------------------------------------------
 
 
-class FittedPrior:
-    """For VAE networks (nn.Module): an optional Gaussian fitted to the encoded training latents after training.
+class FittedPrior(nn.Module):
+    """For VAE networks: an optional Gaussian fitted to the encoded training latents after training.
 
     The artist's latent w is N(0, I) and maps to the decoder's z = mean + (w · scale) @ axes, so prior samples land
     where real data lies instead of in the holes between it. Identity until fitted. With `classes`, one Gaussian per
@@ -28,6 +28,10 @@ class FittedPrior:
 
     latent_dim: int
     fitted_prior: bool
+    prior_classes: int
+    prior_mean: torch.Tensor  # buffers registered by _init_prior when fitted
+    prior_axes: torch.Tensor
+    prior_scale: torch.Tensor
     PRIOR_BUFFERS = ("prior_mean", "prior_axes", "prior_scale")  # fitted after training, not trained
 
     def _init_prior(self, latent_dim: int, fitted: bool, classes: int = 0) -> None:

@@ -84,6 +84,8 @@ class StyleConv(nn.Module):
 
 
 class StyleGenerator(nn.Module):
+    w_avg: torch.Tensor  # buffer: the mean w, for truncation
+
     def __init__(self, image_size: int = 32, channels: int = 1, z_dim: int = 128, w_dim: int = 128,
                  num_classes: int = 0, class_dim: int = 64, mapping_layers: int = 4,
                  widths: tuple[int, ...] = (128, 128, 64, 32)):

@@ -4,6 +4,7 @@ resolution, timestep and class embeddings."""
 from __future__ import annotations
 
 import math
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -20,6 +21,13 @@ def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -
     return torch.cat([torch.cos(args), torch.sin(args)], dim=1)
 
 
+def _zero(conv: nn.Conv2d) -> None:
+    """Weight and bias of `conv` to zero: the residual branch or the output it ends starts at nothing."""
+    nn.init.zeros_(conv.weight)
+    if conv.bias is not None:
+        nn.init.zeros_(conv.bias)
+
+
 class ResBlock(nn.Module):
     def __init__(self, cin: int, cout: int, emb_dim: int, groups: int = 8):
         super().__init__()
@@ -29,8 +37,7 @@ class ResBlock(nn.Module):
         self.norm2 = nn.GroupNorm(min(groups, cout), cout)
         self.conv2 = nn.Conv2d(cout, cout, 3, padding=1)
         self.skip = nn.Conv2d(cin, cout, 1) if cin != cout else nn.Identity()
-        nn.init.zeros_(self.conv2.weight)
-        nn.init.zeros_(self.conv2.bias)
+        _zero(self.conv2)
 
     def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
         h = self.conv1(F.silu(self.norm1(x)))
@@ -47,8 +54,7 @@ class SelfAttention(nn.Module):
         self.qkv = nn.Conv2d(ch, 3 * ch, 1)
         self.out = nn.Conv2d(ch, ch, 1)
         self.heads = heads
-        nn.init.zeros_(self.out.weight)
-        nn.init.zeros_(self.out.bias)
+        _zero(self.out)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
@@ -98,8 +104,7 @@ class UNet(nn.Module):
                 self.upsample.append(nn.Conv2d(ch, ch, 3, padding=1))
         self.out_norm = nn.GroupNorm(min(8, cin), cin)
         self.out = nn.Conv2d(cin, channels, 3, padding=1)
-        nn.init.zeros_(self.out.weight)
-        nn.init.zeros_(self.out.bias)
+        _zero(self.out)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         """x (B, C, S, S), t (B,) timesteps, labels (B,) class indices (num_classes = none) → ε (B, C, S, S)."""
@@ -119,7 +124,7 @@ class UNet(nn.Module):
                 hs.append(h)
         h = self.mid2(self.mid_attn(self.mid1(h, emb)), emb)
         for i, blocks in enumerate(self.up):
-            for block in blocks:
+            for block in cast(nn.ModuleList, blocks):  # self.up holds a ModuleList per level
                 h = block(torch.cat([h, hs.pop()], 1), emb)
             if i < len(self.upsample):
                 h = self.upsample[i](F.interpolate(h, scale_factor=2, mode="nearest"))

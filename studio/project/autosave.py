@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import sys
 import time
 import uuid
 from dataclasses import dataclass
@@ -29,7 +30,7 @@ _LOCK_TRIES = 5  # a probe by another instance holds a free lock for microsecond
 _LOCK_RETRY_S = 0.02
 _MAX_LOCK_JSON = 64 * 1024
 
-if os.name == "nt":  # pragma: no cover - exercised on Windows only
+if sys.platform == "win32":  # pragma: no cover - exercised on Windows only
     import msvcrt
 
     def _try_lock(fd: int) -> bool:

@@ -232,7 +232,11 @@ def frames_of(timeline: Timeline, folder: str | Path | None = None,
     timeline.check_playable()
     if not timeline.mappings:
         return timeline.frame_requests(defaults=defaults)
-    wave, rate = sound if sound is not None else sound_of(timeline, folder)
+    if sound is None:
+        sound = sound_of(timeline, folder)
+    if sound is None:  # not reached: Timeline refuses mappings without a sound
+        raise ProjectError("audio mappings need a sound (timeline.audio)", field="mappings")
+    wave, rate = sound
     try:
         envelopes = reactive_envelopes(wave, rate, timeline.fps)
     except ValueError as exc:

@@ -24,7 +24,7 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, TypedDict
 
 import numpy as np
 import torch
@@ -63,6 +63,19 @@ class Schedule:
     preview_every: int
 
 
+class _ScheduleDefaults(TypedDict):
+    batch: int
+    lr: float
+    warmup: int | Callable[[int], int]
+    checkpoint_every: int
+
+
+class ScheduleDefaults(_ScheduleDefaults, total=False):
+    """A loop's keywords for `read_schedule` with one source of data (`batch_key` only where it differs)."""
+
+    batch_key: str
+
+
 def read_schedule(recipe: Recipe, *, batch: int, lr: float, warmup: int | Callable[[int], int],
                   checkpoint_every: int, batch_key: str = "batch") -> Schedule:
     """The recipe's [train] figures, validated; the keywords are the defaults of the loop and its data (`warmup` may
@@ -99,15 +112,16 @@ def ema_update(ema: nn.Module, model: nn.Module, decay: float) -> None:
     with torch.no_grad():
         for e, p in zip(ema.parameters(), model.parameters()):
             e.lerp_(p, 1.0 - decay)
-        for e, b in zip(ema.buffers(), model.buffers()):
-            e.copy_(b)
+        for a, b in zip(ema.buffers(), model.buffers()):
+            a.copy_(b)
 
 
 class RecentMean:
     """The mean of the last `n` values of each figure (the final losses a package records)."""
 
     def __init__(self, n: int = 50):
-        self.n, self.values = n, {}
+        self.n = n
+        self.values: dict[str, list[float]] = {}
 
     def add(self, **figures: float) -> None:
         for key, value in figures.items():
@@ -244,13 +258,13 @@ class Checkpoint:
             except RuntimeError as exc:
                 raise RecipeError(f"the checkpoint does not fit the recipe's {name}: {exc}", self.path) from None
         for name, opt in self.optimizers.items():
-            state = opt.state_dict()
-            for idx in range(len(state["param_groups"][0]["params"])):
+            opt_state = opt.state_dict()
+            for idx in range(len(opt_state["param_groups"][0]["params"])):
                 prefix = f"opt-{name}.{idx}."
                 entry = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
                 if entry:
-                    state["state"][idx] = entry
-            opt.load_state_dict(state)
+                    opt_state["state"][idx] = entry
+            opt.load_state_dict(opt_state)
         self.gen.set_state(tensors["rng"])
         self.seconds_before = float(meta.get("seconds", 0.0))
         self.t0 = time.perf_counter()
@@ -317,6 +331,8 @@ class Run:
         train.checkpoint_every steps and at the end, and a stop when the monitor asks (a checkpoint first:
         TrainingStopped)."""
         s, ckpt = self.schedule, self.checkpoint
+        if ckpt is None:
+            raise RuntimeError("Run.steps() needs Run.begin() first (it makes the checkpoint)")
         if not getattr(self.monitor, "wants_samples", True):
             preview = None  # nobody would look at it
         for step in range(self.start, s.steps):

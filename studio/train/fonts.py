@@ -158,7 +158,7 @@ def _load_font(path_or_font, px: int) -> ImageFont.FreeTypeFont:
     basic = ImageFont.Layout.BASIC
     if isinstance(path_or_font, ImageFont.FreeTypeFont):
         src = path_or_font.path
-        if hasattr(src, "read"):            # font loaded from bytes, e.g. ImageFont.load_default()
+        if not isinstance(src, (str, bytes, os.PathLike)):  # font loaded from bytes, e.g. ImageFont.load_default()
             src.seek(0)
             src = io.BytesIO(src.read())
         return ImageFont.truetype(src, px, index=path_or_font.index, layout_engine=basic)
@@ -173,7 +173,7 @@ def _ink(font: ImageFont.FreeTypeFont, ch: str):
     w, h = x1 - x0 + 2 * pad, y1 - y0 + 2 * pad
     if w <= 0 or h <= 0:
         return None
-    im = Image.new("L", (w, h), 0)
+    im = Image.new("L", (int(w), int(h)), 0)        # ints already (no stroke); Pillow types the bbox as floats
     ox, oy = pad - x0, pad - y0              # pen origin inside the canvas
     ImageDraw.Draw(im).text((ox, oy), ch, font=font, fill=255, anchor="ls")
     a = np.asarray(im)
@@ -341,8 +341,7 @@ def _near_duplicates(x: np.ndarray, max_diff: float) -> list[tuple[int, int]]:
     for i in range(n):
         if i in dropped:
             continue
-        for j in np.flatnonzero(cand[i, i + 1:]) + i + 1:
-            j = int(j)
+        for j in (np.flatnonzero(cand[i, i + 1:]) + i + 1).tolist():
             if j not in dropped and np.abs(x[j] - x[i]).mean() < max_diff:
                 dropped[j] = i
     return sorted(dropped.items())

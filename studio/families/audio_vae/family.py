@@ -14,6 +14,8 @@ slider k its k-th principal way to vary).
 
 from __future__ import annotations
 
+from typing import cast
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -86,7 +88,7 @@ class AudioVAEFamily(Family):
     def render(self, model: LoadedModel, request) -> RenderSteps:
         z = self.latent(model, request)
         label = class_index(model, model.params(request)["label"])
-        net: SpecVAE = model.network
+        net = cast(SpecVAE, model.network)
         fmt = spec_format(model.manifest)
         iterations = arch_value(model.manifest, "griffin_lim_iterations", int, 48, minimum=1)
         total = iterations + 1
@@ -113,7 +115,7 @@ class AudioVAEFamily(Family):
         """The latent of one sound (samples,) or (1, samples) float at the model's sample rate, with its class
         (`labels`: one name; None = the default class). Leading silence is skipped; the rest is cut or padded with
         silence to the model's length."""
-        net: SpecVAE = model.network
+        net = cast(SpecVAE, model.network)
         fmt = spec_format(model.manifest)
         wave = torch.as_tensor(np.asarray(sounds, dtype=np.float32)).reshape(-1)
         if wave.numel() == 0:
@@ -127,6 +129,6 @@ class AudioVAEFamily(Family):
             raise RequestError(f"give one class for the sound, got {len(labels)}", field="labels")
         label = class_index(model, labels[0] if labels else None)
         picture = fmt.to_picture(wave[None]).to(model.device, model.dtype)
-        labels = torch.tensor([label], device=model.device)
-        mu, _ = net.encode(picture, labels)
-        return net.to_prior(mu, labels)[0].float().cpu()
+        label_t = torch.tensor([label], device=model.device)
+        mu, _ = net.encode(picture, label_t)
+        return net.to_prior(mu, label_t)[0].float().cpu()

@@ -10,6 +10,7 @@ preview of the current estimate of the finished image and is a cancel point.
 
 from __future__ import annotations
 
+from typing import cast
 
 import numpy as np
 import torch
@@ -17,7 +18,7 @@ import torch
 from studio.errors import ManifestError, RequestError
 from studio.families.base import Family, LoadedModel, arch_value, condition_specs, latent_specs
 from studio.families.cells import check_cell_manifest, compose_sheet, label_rows, sheet_size, split_sheet, to_ink
-from studio.families.sampling import init_specs, sampler_settings, sampler_specs, start_strength
+from studio.families.sampling import SamplerDefaults, init_specs, sampler_settings, sampler_specs, start_strength
 from studio.io.images import decode_init_image
 from studio.nets.samplers import SCHEDULES, Schedule, make_sampler
 from studio.nets.unet import UNet
@@ -31,7 +32,8 @@ DEFAULT_SAMPLER = "ddim"
 DEFAULT_STEPS = 25
 DEFAULT_GUIDANCE = 2.0
 DEFAULT_ETA = 1.0
-DEFAULTS = {"sampler": DEFAULT_SAMPLER, "steps": DEFAULT_STEPS, "guidance": DEFAULT_GUIDANCE, "eta": DEFAULT_ETA}
+DEFAULTS: SamplerDefaults = {"sampler": DEFAULT_SAMPLER, "steps": DEFAULT_STEPS, "guidance": DEFAULT_GUIDANCE,
+                             "eta": DEFAULT_ETA}
 GUIDANCE_RANGE = (0.0, 20.0)
 
 
@@ -44,6 +46,13 @@ def _schedule_of(manifest) -> Schedule:
         raise ManifestError(f"unknown schedule {kind!r} (known: {', '.join(SCHEDULES)})", manifest.path,
                             "architecture.schedule")
     return Schedule.make(kind, arch_value(manifest, "train_timesteps", int, 1000, minimum=2))
+
+
+class DiffusionNet(UNet):
+    """The family's network: the UNet and the noise schedule the samplers walk it with (set by `build` from the
+    manifest, or by the trainer)."""
+
+    schedule: Schedule
 
 
 class DiffusionFamily(Family):
@@ -90,9 +99,9 @@ class DiffusionFamily(Family):
                                 "architecture.base")
         _schedule_of(manifest)
 
-    def build(self, manifest) -> UNet:
+    def build(self, manifest) -> DiffusionNet:
         self.validate(manifest)
-        net = UNet(**self._config(manifest))
+        net = DiffusionNet(**self._config(manifest))
         net.schedule = _schedule_of(manifest)
         return net
 
@@ -112,7 +121,7 @@ class DiffusionFamily(Family):
         if start_strength(request) is None:
             return None
         image = decode_init_image(request.params["init_image"])
-        s = model.network.image_size
+        s = cast(DiffusionNet, model.network).image_size
         want = sheet_size(rows, s)
         if (image.shape[1], image.shape[0]) != want:
             raise RequestError(f"the init image is {image.shape[1]}×{image.shape[0]} pixels; {model.id} draws this "
@@ -128,14 +137,15 @@ class DiffusionFamily(Family):
         return init_image_for(int(manifest.output["width"]), sheet_text(manifest, request), picture)
 
     def render(self, model: LoadedModel, request) -> RenderSteps:
-        net: UNet = model.network
+        net = cast(DiffusionNet, model.network)
         rows = label_rows(model, request)
         sampler_name, steps, guidance, eta = sampler_settings(model, request)
         # x₀ estimates are clamped to the pixel range: at the first step of a cosine schedule (ᾱ ≈ 2e-9) the
         # estimate divides the network's error by √ᾱ, and unclamped it throws every later step off.
         sampler = make_sampler(sampler_name, net.schedule, steps, eta=eta, clip_sample=True)
         init = self._init_cells(model, request, rows)
-        start = sampler.start_index(start_strength(request)) if init is not None else 0
+        strength = start_strength(request)  # None exactly when init is
+        start = sampler.start_index(strength) if init is not None and strength is not None else 0
         flat = [i for row in rows for i in row if i is not None]
         n = len(flat)
         noise = self.latent(model, request)  # (C, S, S), on the CPU

@@ -19,6 +19,8 @@ What the artist edits (the request's seed or latent, and params declared by `par
 from __future__ import annotations
 
 import math
+from collections.abc import Generator
+from typing import cast
 
 import numpy as np
 import torch
@@ -121,7 +123,7 @@ class GANFamily(Family):
 
     def latent_ws(self, model: LoadedModel, request) -> torch.Tensor:
         """The request's per-layer styles (num_ws, w_dim) on CPU in float32, with every edit but noise applied."""
-        net: StyleGenerator = model.network
+        net = cast(StyleGenerator, model.network)
         request = model.checked(request)
         p, value = request.params, lambda name: model.table.value(request, name)
         n, d = net.num_ws, net.w_dim
@@ -173,7 +175,7 @@ class GANFamily(Family):
 
     # --- rendering ---
     def render(self, model: LoadedModel, request) -> RenderSteps:
-        net: StyleGenerator = model.network
+        net = cast(StyleGenerator, model.network)
         rows = label_rows(model, request)
         yield Progress(0, 1, "synthesising")
         ws = self.latent_ws(model, request)
@@ -193,11 +195,11 @@ class GANFamily(Family):
 
     # --- projection ---
     def encode(self, model: LoadedModel, images: np.ndarray, labels: list[str] | None = None,
-               steps: int = 300) -> RenderSteps:
+               steps: int = 300) -> Generator[Progress, None, torch.Tensor]:
         """Project images (one or more glyphs of one style, each with its character) into w by optimisation: the w
         (starting at the mean style) whose renderings match the images. Yields progress; every step is a cancel
         point; returns w (num_ws × w_dim, "w+", refined per layer in the last third)."""
-        net: StyleGenerator = model.network
+        net = cast(StyleGenerator, model.network)
         x, lab = prepare_cells(model, images, labels, net.image_size, net.channels, resize=False)
         target = x * 2 - 1
         with torch.inference_mode(False), torch.enable_grad():

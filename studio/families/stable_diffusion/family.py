@@ -16,6 +16,7 @@ import json
 import math
 from collections import OrderedDict
 from pathlib import Path
+from typing import TYPE_CHECKING, TypedDict, TypeVar, cast
 
 import numpy as np
 import torch
@@ -24,15 +25,20 @@ from torch import nn
 from studio.errors import ManifestError, RequestError, StudioError, WeightsError
 from studio.families.base import Family, LoadedModel, latent_specs
 from studio.steps import Output, Preview, Progress, RenderSteps
-from studio.families.sampling import init_specs, sampler_settings, sampler_specs, start_strength
+from studio.families.sampling import SamplerDefaults, init_specs, sampler_settings, sampler_specs, start_strength
 from studio.params import SAMPLER, Capability, Kind, ParamSpec
 from studio.io.images import decode_init_image
 from studio.nets.samplers import Schedule, make_sampler
 from studio.families.stable_diffusion.files import (ARCHITECTURES, PIPELINE_INDEX, Source, config_folder, find_source,
                                                     looks_like_sd, require_diffusers, source_sha256)
 
+if TYPE_CHECKING:  # the defining modules: to a type checker diffusers' top-level names are its torch-less dummies
+    from diffusers.models.autoencoders.autoencoder_kl import AutoencoderKL
+    from diffusers.models.unets.unet_2d_condition import UNet2DConditionModel
+    from transformers import CLIPTextModel
+
 FAMILY = "stable-diffusion"
-DEFAULTS = {"sampler": "dpmpp", "steps": 25, "guidance": 7.5, "eta": 0.0}
+DEFAULTS: SamplerDefaults = {"sampler": "dpmpp", "steps": 25, "guidance": 7.5, "eta": 0.0}
 GUIDANCE_RANGE = (0.0, 30.0)
 MAX_SIDE = 2048
 TEXT_CACHE = 16  # prompts whose embeddings are kept: moving a slider re-renders without re-encoding the text
@@ -41,15 +47,17 @@ TEXT_CACHE = 16  # prompts whose embeddings are kept: moving a slider re-renders
 class SDNetwork(nn.Module):
     """The parts of one Stable Diffusion model, moved and cast together (LoadedModel.to)."""
 
-    def __init__(self, unet: nn.Module, vae: nn.Module, text_encoder: nn.Module, tokenizer, schedule: Schedule,
-                 prediction: str, scaling_factor: float):
+    preview_map: torch.Tensor  # buffer: latent channels (and 1) → RGB, see fit_preview_map
+
+    def __init__(self, unet: UNet2DConditionModel, vae: AutoencoderKL, text_encoder: CLIPTextModel, tokenizer,
+                 schedule: Schedule, prediction: str, scaling_factor: float):
         super().__init__()
         self.unet, self.vae, self.text_encoder = unet, vae, text_encoder
         self.tokenizer, self.schedule, self.prediction = tokenizer, schedule, prediction
         self.scaling_factor = scaling_factor
-        self.latent_channels = int(vae.config.latent_channels)
-        self.vae_scale = 2 ** (len(vae.config.block_out_channels) - 1)
-        self.image_size = int(unet.config.sample_size) * self.vae_scale
+        self.latent_channels = int(vae.config["latent_channels"])
+        self.vae_scale = 2 ** (len(vae.config["block_out_channels"]) - 1)
+        self.image_size = int(unet.config["sample_size"]) * self.vae_scale
         self.register_buffer("preview_map", torch.zeros(self.latent_channels + 1, 3), persistent=False)
         self._texts: OrderedDict = OrderedDict()
 
@@ -121,6 +129,13 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
+class _Offline(TypedDict):
+    """What every part is loaded with: local files only, in float32."""
+
+    local_files_only: bool
+    torch_dtype: torch.dtype
+
+
 def load_parts(source: Source) -> SDNetwork:
     """The model's parts on the CPU in float32, offline; WeightsError / ManifestError naming the file that failed."""
     require_diffusers()
@@ -132,7 +147,7 @@ def load_parts(source: Source) -> SDNetwork:
     else:
         root = Path(source.config) if source.config not in ARCHITECTURES else config_folder(source.config)
         weights_file = source.path
-    common = dict(local_files_only=True, torch_dtype=torch.float32)
+    common: _Offline = {"local_files_only": True, "torch_dtype": torch.float32}
     part = "unet"
     try:
         if weights_file is None:
@@ -171,7 +186,10 @@ def load_parts(source: Source) -> SDNetwork:
 TEXT_PREFIX = "cond_stage_model.transformer."
 
 
-def _text_encoder_from_file(path: Path, model: nn.Module) -> nn.Module:
+_Text = TypeVar("_Text", bound=nn.Module)
+
+
+def _text_encoder_from_file(path: Path, model: _Text) -> _Text:
     """SD 1.x files keep CLIP's text encoder under cond_stage_model.transformer.* with transformers' own names."""
     from safetensors import safe_open
 
@@ -318,7 +336,7 @@ class StableDiffusionFamily(Family):
     def manifest_for(self, path):
         return source_manifest(find_source(path))
 
-    def import_file(self, path: Path, out: Path | None = None, force: bool = False) -> Path:
+    def import_file(self, path: str | Path, out: str | Path | None = None, force: bool = False) -> Path:
         """A pickled SD checkpoint (.ckpt) written as the .safetensors file the app opens (weights-only reading)."""
         from studio.families.stable_diffusion.importer import import_sd_checkpoint
 
@@ -352,7 +370,7 @@ class StableDiffusionFamily(Family):
         Stable Diffusion), at least 8 cells and at most MAX_SIDE."""
         native = model.manifest.output["width"]
         width, height = request.width or native, request.height or native
-        step = model.network.vae_scale
+        step = cast(SDNetwork, model.network).vae_scale
         for name, value in (("width", width), ("height", height)):
             if value % step or not step * 8 <= value <= MAX_SIDE:
                 raise RequestError(f"{name} must be a multiple of {step} from {step * 8} to {MAX_SIDE}, got {value}",
@@ -360,7 +378,7 @@ class StableDiffusionFamily(Family):
         return width, height
 
     def latent_shape(self, model: LoadedModel, request) -> tuple[int, int, int]:
-        net: SDNetwork = model.network
+        net = cast(SDNetwork, model.network)
         width, height = self.size(model, request)
         return net.latent_channels, height // net.vae_scale, width // net.vae_scale
 
@@ -399,7 +417,7 @@ class StableDiffusionFamily(Family):
         return fit_picture(picture, *self.init_size(manifest, request))
 
     def render(self, model: LoadedModel, request) -> RenderSteps:
-        net: SDNetwork = model.network
+        net = cast(SDNetwork, model.network)
         request = model.checked(request)
         sampler_name, steps, guidance, eta = sampler_settings(model, request)
         width, height = self.size(model, request)
@@ -413,7 +431,7 @@ class StableDiffusionFamily(Family):
         cond, cut = net.text_embeddings(request.param("prompt", ""))
         guided = guidance != 1.0
         uncond = net.text_embeddings(request.param("negative_prompt", ""))[0] if guided else None
-        context = torch.cat([cond, uncond]) if guided else cond
+        context = torch.cat([cond, uncond]) if uncond is not None else cond
         noise = noise[None].to(dev, dt)
         with torch.inference_mode():
             if strength is not None:

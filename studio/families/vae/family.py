@@ -11,6 +11,7 @@ Loss: ELBO = E_q[log p(x | z, y)] − KL(q(z | ·) ‖ N(0, I)), with a Bernoull
 from __future__ import annotations
 
 import math
+from typing import cast
 
 import numpy as np
 import torch
@@ -62,7 +63,7 @@ class VAEFamily(Family):
         z = self.latent(model, request)
         rows = label_rows(model, request)
         yield Progress(0, 1, "decoding")
-        net: SetVAE = model.network
+        net = cast(SetVAE, model.network)
         flat = [i for row in rows for i in row if i is not None]
         zd = z.to(model.device, model.dtype).reshape(1, -1).expand(max(len(flat), 1), -1)
         labels = torch.tensor(flat, dtype=torch.long, device=model.device) if net.num_classes else None
@@ -76,7 +77,7 @@ class VAEFamily(Family):
 
         Dark-on-light and light-on-dark images both work; each is resized to the model's cell size.
         """
-        net: SetVAE = model.network
+        net = cast(SetVAE, model.network)
         x, lab = prepare_cells(model, images, labels, net.image_size, net.channels)
         if lab is not None:
             lab = lab[None].to(model.device)

@@ -27,7 +27,7 @@ from studio.errors import RecipeError
 from studio.io.colormap import MAGMA
 from studio.latent.directions import Directions
 from studio.nets.spectrogram import SpecFormat, SpecVAE, _strides, finish_waves
-from studio.train.common import RecentMean, Run, lr_at, positive, rand, read_schedule, set_lr
+from studio.train.common import RecentMean, Run, ScheduleDefaults, lr_at, positive, rand, read_schedule, set_lr
 from studio.train.data.folders import MIN_FILES, data_folder, load_sound_folder, package_table
 from studio.train.monitor import Monitor
 from studio.train.recipe import Recipe
@@ -40,12 +40,12 @@ RATES = (8000, 96000)
 PREVIEW_ITERATIONS = 32  # Griffin-Lim iterations of the sounds heard while training
 GAP_SECONDS = 0.15  # silence between the sounds of a preview
 GAP_GREY = 0x50  # between the tiles of a picture preview (silence is black)
-SCHEDULES = {  # the [train] defaults of each source
+SCHEDULES: dict[str, ScheduleDefaults] = {  # the [train] defaults of each source
     "sounds": dict(batch=32, lr=1e-3, warmup=200, checkpoint_every=250),
     "folder": dict(batch=16, lr=1e-3, warmup=100, checkpoint_every=100),
 }
 LATENT_DIM = {"sounds": 16, "folder": 8}
-BFLOAT16 = {"sounds": True, "folder": "auto"}
+BFLOAT16: dict[str, bool | str] = {"sounds": True, "folder": "auto"}
 
 
 def train(recipe: Recipe, out: Path, run_dir: Path, *, data: str, resume: bool = False,
@@ -91,7 +91,8 @@ def train(recipe: Recipe, out: Path, run_dir: Path, *, data: str, resume: bool =
                   class_prior=source.class_prior, **cfg).to(device)
     with torch.no_grad():  # start near the mean picture (mostly silence) rather than at grey
         mean = pictures.float().mean().clamp(1e-3, 1 - 1e-3)
-        net.dec_out.bias.fill_(math.log(mean / (1 - mean)))
+        if net.dec_out.bias is not None:
+            net.dec_out.bias.fill_(math.log(mean / (1 - mean)))
     opt = torch.optim.AdamW(net.parameters(), lr=s.lr, weight_decay=0.0)
     run.begin({"net": net}, {"net": opt}, source.about, unit="sound")
     show_labels = torch.arange(min(4, len(classes))) if len(classes) > 1 else torch.zeros(3, dtype=torch.long)

@@ -20,11 +20,13 @@ import numpy as np
 import torch
 
 from studio.errors import RecipeError
-from studio.families.diffusion.family import DEFAULT_GUIDANCE, DEFAULT_SAMPLER, DEFAULT_STEPS, DEFAULTS
+from studio.families.diffusion.family import (DEFAULT_GUIDANCE, DEFAULT_SAMPLER, DEFAULT_STEPS, DEFAULTS,
+                                             DiffusionNet)
 from studio.latent.seeds import sample_prior
 from studio.nets.samplers import SCHEDULES, Schedule, make_sampler
 from studio.nets.unet import UNet
-from studio.train.common import RecentMean, Run, ema_update, lr_at, rand, read_schedule, set_lr
+from studio.train.common import (RecentMean, Run, ScheduleDefaults, ema_update, lr_at, rand, read_schedule,
+                                 set_lr)
 from studio.train.data.folders import (MIN_FILES, Pictures, data_folder, image_sheet, package_table,
                                        read_images)
 from studio.train.data.glyphs import Cells, glyph_data, ink_at, ink_sheet
@@ -34,11 +36,11 @@ from studio.train.recipe import Recipe
 from studio.train.scoring.glyphs import balanced_labels, score, shared_classifier, vae_reference
 
 PREVIEW_STEPS = 20  # sampler steps of the previews shown while training (the package's preview uses the default)
-TRAIN_SCHEDULES = {  # the [train] defaults of each source
+TRAIN_SCHEDULES: dict[str, ScheduleDefaults] = {  # the [train] defaults of each source
     "glyphs": dict(batch=64, lr=1e-3, warmup=200, checkpoint_every=250),
     "folder": dict(batch=16, lr=1e-3, warmup=100, checkpoint_every=100),
 }
-BFLOAT16 = {"glyphs": True, "folder": "auto"}
+BFLOAT16: dict[str, bool | str] = {"glyphs": True, "folder": "auto"}
 
 
 def denoiser_step(net: torch.nn.Module, ema: torch.nn.Module, opt: torch.optim.Optimizer, xt: torch.Tensor,
@@ -86,7 +88,7 @@ def train(recipe: Recipe, out: Path, run_dir: Path, *, data: str, resume: bool =
     schedule = Schedule.make(kind, timesteps)
     ac = schedule.alphas_cumprod.float().to(device)
     run.seed_weights()
-    net = UNet(source.size, source.channels, base, mults, classes, emb_dim, attention).to(device)
+    net = DiffusionNet(source.size, source.channels, base, mults, classes, emb_dim, attention).to(device)
     ema = copy.deepcopy(net).eval().requires_grad_(False)
     ema.schedule = schedule  # how the samplers see it
     opt = torch.optim.AdamW(net.parameters(), lr=s.lr, weight_decay=0.0)
@@ -148,16 +150,16 @@ class _Glyphs:
         self.real = Cells(real.to(run.device))
         self.about = f"on {len(self.data.train)} faces"
 
-    def preview(self, ema: UNet, steps: int = DEFAULT_STEPS) -> np.ndarray:
+    def preview(self, ema: DiffusionNet, steps: int = DEFAULT_STEPS) -> np.ndarray:
         return specimen(ema, seeds=range(2), steps=steps)
 
-    def finish(self, run: Run, ema: UNet, recent: RecentMean) -> tuple[dict, np.ndarray]:
+    def finish(self, run: Run, ema: DiffusionNet, recent: RecentMean) -> tuple[dict, np.ndarray]:
         ema = ema.cpu()  # measured on the CPU
         metrics = evaluate(ema, self.data, self.recipe, self.size, run.schedule.seed, run.log)
         return {**self.data.summary(), "quality": metrics}, specimen(ema)
 
 
-def evaluate(ema: UNet, data, recipe: Recipe, size: int, seed: int, log) -> dict:
+def evaluate(ema: DiffusionNet, data, recipe: Recipe, size: int, seed: int, log) -> dict:
     """The quality figures: samples of the family's default sampler settings read by the glyph classifier (accuracy,
     Fréchet distance to held-out real glyphs), the same per sampler, without guidance, and the VAE beside them."""
     ev = recipe.evaluate
@@ -191,7 +193,7 @@ def evaluate(ema: UNet, data, recipe: Recipe, size: int, seed: int, log) -> dict
 
 
 @torch.inference_mode()
-def sample(net: UNet, seed: int, labels: torch.Tensor, sampler_name: str = DEFAULT_SAMPLER,
+def sample(net: DiffusionNet, seed: int, labels: torch.Tensor, sampler_name: str = DEFAULT_SAMPLER,
            steps: int = DEFAULT_STEPS, guidance: float = DEFAULT_GUIDANCE, batch: int = 256,
            noise: torch.Tensor | None = None, eta: float | None = None) -> torch.Tensor:
     """One sample per label with classifier-free guidance, ink in [0, 1] (N, 1, S, S), on the CPU."""
@@ -216,7 +218,7 @@ def sample(net: UNet, seed: int, labels: torch.Tensor, sampler_name: str = DEFAU
 
 
 @torch.inference_mode()
-def specimen(net: UNet, seeds=range(6), text: str = "AaBbGgQqRr3", steps: int = DEFAULT_STEPS) -> np.ndarray:
+def specimen(net: DiffusionNet, seeds=range(6), text: str = "AaBbGgQqRr3", steps: int = DEFAULT_STEPS) -> np.ndarray:
     """A preview sheet: one row per seed (the same starting noise for every character), ink on paper."""
     labels = torch.tensor([CHARSET.index(ch) for ch in text])
     rows = []
@@ -249,12 +251,12 @@ class _Folder:
         self.seed = run.schedule.seed
         self.show = sample_prior(self.seed + 1, (self.channels, self.size, self.size), batch=16).to(run.device)
 
-    def preview(self, ema: UNet, steps: int = DEFAULTS["steps"]) -> np.ndarray:
+    def preview(self, ema: DiffusionNet, steps: int = DEFAULTS["steps"]) -> np.ndarray:
         """The same 16 starting noises at every preview."""
         return image_sheet(sample_pictures(ema, ema.schedule, self.show, self.seed + 1, steps), self.channels,
                            self.size)
 
-    def finish(self, run: Run, ema: UNet, recent: RecentMean) -> tuple[dict, np.ndarray]:
+    def finish(self, run: Run, ema: DiffusionNet, recent: RecentMean) -> tuple[dict, np.ndarray]:
         ac = ema.schedule.alphas_cumprod.float().to(run.device)
         quality = {"training_images": len(self.real.images), **recent.means(),
                    **denoising_error(ema, self.real.images, ac, self.seed + 3)}

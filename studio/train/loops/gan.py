@@ -18,6 +18,7 @@ from __future__ import annotations
 import copy
 import math
 from pathlib import Path
+from typing import TypedDict, cast
 
 import numpy as np
 import torch
@@ -28,7 +29,8 @@ from studio.errors import RecipeError
 from studio.latent.directions import principal_directions
 from studio.latent.seeds import sample_prior
 from studio.nets.stylegan import EqConv, EqLinear, StyleGenerator
-from studio.train.common import RecentMean, Run, ema_update, positive, rand, read_schedule, set_lr
+from studio.train.common import (RecentMean, Run, ScheduleDefaults, ema_update, positive, rand, read_schedule,
+                                 set_lr)
 from studio.train.data.folders import (MIN_FILES, Pictures, data_folder, image_sheet, package_table,
                                        read_images)
 from studio.train.data.glyphs import Cells, glyph_data, ink_at, ink_sheet
@@ -40,11 +42,19 @@ from studio.train.scoring.glyphs import balanced_labels, score, shared_classifie
 SIZES = (8, 16, 32, 64, 128, 256)
 AUGMENTS = ("color", "translation", "cutout")
 # the defaults of each source: [train] figures, then the rest
-SCHEDULES = {
+class _SourceDefaults(TypedDict):
+    ema_images: float
+    ema_rampup: float
+    augment: str
+    flip: bool
+    bfloat16: bool | str
+
+
+SCHEDULES: dict[str, ScheduleDefaults] = {
     "glyphs": dict(batch=32, lr=0.0025, warmup=lambda steps: max(1, steps // 50), checkpoint_every=250),
     "folder": dict(batch=16, lr=0.0025, warmup=100, checkpoint_every=100),
 }
-DEFAULTS = {
+DEFAULTS: dict[str, _SourceDefaults] = {
     "glyphs": dict(ema_images=10000, ema_rampup=0.0, augment="", flip=False, bfloat16=True),
     "folder": dict(ema_images=5000, ema_rampup=0.05, augment=",".join(AUGMENTS), flip=True, bfloat16="auto"),
 }
@@ -75,7 +85,8 @@ class Discriminator(nn.Module):
     def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Images (B, C, S, S) in −1 … 1 → realness logits (B,), and character logits (B, classes)."""
         h = F.leaky_relu(self.from_rgb(x), 0.2) * math.sqrt(2)
-        for conv, down, skip in self.blocks:
+        for block in self.blocks:
+            conv, down, skip = cast(nn.ModuleList, block)  # 3×3, 3×3 down, 1×1 skip down
             y = F.leaky_relu(conv(h), 0.2) * math.sqrt(2)
             y = F.leaky_relu(down(y), 0.2) * math.sqrt(2)
             h = (y + skip(h)) / math.sqrt(2)
@@ -200,7 +211,7 @@ def train(recipe: Recipe, out: Path, run_dir: Path, *, data: str, resume: bool =
             logit_r, aux_r = d(seen_real, labels)
             logit_f, _ = d(seen_fake, fake_labels)
         loss_d = F.softplus(logit_f.float()).mean() + F.softplus(-logit_r.float()).mean()
-        if aux_r is not None:
+        if aux_r is not None and labels is not None:  # both with classes
             loss_d = loss_d + aux_weight * F.cross_entropy(aux_r.float(), labels)
         opt_d.zero_grad(set_to_none=True)
         loss_d.backward()
@@ -223,7 +234,7 @@ def train(recipe: Recipe, out: Path, run_dir: Path, *, data: str, resume: bool =
         with run.autocast():
             logit_g, aux_g = d(seen_g, fake_labels)
         loss_g = F.softplus(-logit_g.float()).mean()
-        if aux_g is not None:
+        if aux_g is not None and fake_labels is not None:
             loss_g = loss_g + aux_weight * F.cross_entropy(aux_g.float(), fake_labels)
         opt_g.zero_grad(set_to_none=True)
         loss_g.backward()

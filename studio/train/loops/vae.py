@@ -24,7 +24,7 @@ from studio.errors import RecipeError
 from studio.latent.directions import Directions, principal_directions
 from studio.latent.seeds import sample_prior
 from studio.nets.setvae import SetVAE, elbo
-from studio.train.common import Run, Schedule, lr_at, rand, read_schedule, set_lr
+from studio.train.common import Run, Schedule, ScheduleDefaults, lr_at, rand, read_schedule, set_lr
 from studio.train.data.folders import (Pictures, data_folder, image_sheet, load_image_folder,
                                        package_table)
 from studio.train.data.glyphs import StyleSets, glyph_data
@@ -33,7 +33,7 @@ from studio.train.monitor import Monitor
 from studio.train.recipe import Recipe
 from studio.train.scoring.glyphs import CONFUSABLE, GlyphClassifier, classifier_for, classify, lenient_correct
 
-SCHEDULES = {  # the [train] defaults of each source
+SCHEDULES: dict[str, ScheduleDefaults] = {  # the [train] defaults of each source
     "glyphs": dict(batch_key="batch_fonts", batch=16, lr=2e-3, warmup=lambda steps: max(1, steps // 50),
                    checkpoint_every=200),
     "folder": dict(batch=64, lr=1e-3, warmup=100, checkpoint_every=100),
@@ -171,7 +171,8 @@ def decode_all(model: SetVAE, z: torch.Tensor) -> torch.Tensor:
 
 
 @torch.inference_mode()
-def evaluate(model: SetVAE, clf: GlyphClassifier, held: torch.Tensor, samples: int, seed: int) -> dict[str, float]:
+def evaluate(model: SetVAE, clf: GlyphClassifier, held: torch.Tensor, samples: int,
+             seed: int) -> dict[str, float | str]:
     held_f = held.float() / 255.0
     # Reconstruction: style from 8 glyphs of a held-out font, all 62 glyphs redrawn and compared.
     mus = encode_fonts(model, held)
@@ -270,7 +271,7 @@ class _Folder:
             mus = torch.cat([net.encode(train_set[i:i + 256, None])[0] for i in range(0, len(train_set), 256)])
             if len(mus) >= dim:  # a Gaussian needs at least as many pictures as latent dimensions
                 net.fit_prior(mus)
-            quality = {"training_images": len(train_set), "heldout_images": len(self.held)}
+            quality: dict[str, float] = {"training_images": len(train_set), "heldout_images": len(self.held)}
             if len(self.held):
                 x = self.data[self.held].to(device)
                 recon = torch.sigmoid(net.decode(net.encode(x[:, None])[0]))

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable, cast
 
 import numpy as np
 import torch
@@ -24,6 +24,9 @@ from studio.train.fonts import CHARSET
 from studio.train.progress import ProgressBar
 from studio.io.safetensors import read_header
 from studio.io.weights import read_tensors, write_tensors
+
+if TYPE_CHECKING:
+    from studio.nets.setvae import SetVAE
 
 # Characters whose shapes coincide in many typefaces: reported as a second, lenient accuracy.
 CONFUSABLE = ["Il1", "O0o", "Cc", "Ss", "Uu", "Vv", "Ww", "Xx", "Zz", "Kk", "Pp", "Yy", "Jj"]
@@ -154,9 +157,9 @@ def features(clf: GlyphClassifier, ink: torch.Tensor, batch: int = 512) -> tuple
 
 def frechet_distance(a: torch.Tensor, b: torch.Tensor) -> float:
     """‖μa − μb‖² + tr(Σa + Σb − 2 (Σa Σb)^½) between two sets of feature rows (float64, via eigh: no scipy)."""
-    a, b = a.double().numpy(), b.double().numpy()
-    mu_a, mu_b = a.mean(0), b.mean(0)
-    cov_a, cov_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    rows_a, rows_b = a.double().numpy(), b.double().numpy()
+    mu_a, mu_b = rows_a.mean(0), rows_b.mean(0)
+    cov_a, cov_b = np.cov(rows_a, rowvar=False), np.cov(rows_b, rowvar=False)
     vals, vecs = np.linalg.eigh(cov_a)
     root_a = (vecs * np.sqrt(np.clip(vals, 0, None))) @ vecs.T
     middle = root_a @ cov_b @ root_a
@@ -193,7 +196,7 @@ def vae_reference(folder: Path, clf: GlyphClassifier, held_ink: torch.Tensor, sa
     from studio.library import load_model, resolve
 
     model = load_model(resolve(str(folder)), "cpu", torch.float32)
-    net = model.network
+    net = cast("SetVAE", model.network)  # the glyph VAE's network
     want = balanced_labels(samples, seed)
     w = sample_prior(seed, (net.latent_dim,), batch=samples)
     ink = torch.cat([torch.sigmoid(net.decode(net.from_prior(w[i:i + 256]), want[i:i + 256]))

@@ -49,6 +49,9 @@ def mel_matrix(n_fft: int, sample_rate: int, bands: int = 64, low: float = 30.0)
 class SoundClassifier(nn.Module):
     """A small CNN over 64-band log-mel spectrograms (its own front end, not the VAE's picture)."""
 
+    mel: torch.Tensor  # buffers: the mel filter bank and the STFT window
+    window: torch.Tensor
+
     def __init__(self, classes: int = len(KINDS), sample_rate: int = SAMPLE_RATE, n_fft: int = 1024, hop: int = 256):
         super().__init__()
         self.n_fft, self.hop = n_fft, hop
