@@ -5,7 +5,7 @@
 - the largest module under studio/ui (lines);
 - imports of a specific family module from outside studio/families and studio/train;
 - import cycles: the strongly connected groups of studio's module graph (each a cycle of two or more modules), with
-  imports inside functions counted too (they are real dependencies, only delayed);
+  imports inside functions counted too (they are real dependencies, only delayed) and type-checking imports not;
 - which modules import torch (directly or not) among request, project, export and ui.panels.
 """
 
@@ -47,7 +47,13 @@ def imports_of(path: Path, name: str, known: set[str]) -> set[str]:
         if target:
             found.add(target)
 
+    skipped = set()  # imports under `if TYPE_CHECKING:` are annotations, not dependencies (as import-linter is set)
     for node in ast.walk(tree):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            skipped.update(id(n) for child in node.body for n in ast.walk(child))
+    for node in ast.walk(tree):
+        if id(node) in skipped:
+            continue
         if isinstance(node, ast.Import):
             for alias in node.names:
                 add(alias.name)
