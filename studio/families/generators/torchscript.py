@@ -1,15 +1,35 @@
-"""TorchScript generators (`torch.jit.save`): see `studio.families.generators` for the package layout. A TorchScript
-module is TorchScript code and constants, not a Python pickle: loading it runs no Python.
+"""TorchScript generators (`torch.jit.save`): see `studio.families.generators` for the package layout.
+
+A TorchScript file is a program, so it is checked before any of it runs:
+
+1. Before loading: the file must be a zip archive (the format torch.jit.save writes; the other, flatbuffer, is
+   refused), with no duplicate member names, whose code defines no `__setstate__` (TorchScript runs an object's
+   `__setstate__` while *loading*, before anything could be checked) and whose pickles hold no custom C++ class
+   (`torch.classes`, whose own state-restoring code would also run while loading).
+2. Loading compiles the code; every compiled function in the file (every method of the module, of each submodule and
+   of each TorchScript class, the hooks, exported methods and any function none of them calls) is inlined and its
+   graph walked, nested If/Loop blocks included; an operator not on the reviewed allowlist (`allowlist.py`) refuses
+   the model, naming the operator and the method. Values of custom C++ class types are refused too.
+
+The bytes checked are the bytes loaded (the file is read once), so the file cannot change between the two.
 """
 
 from __future__ import annotations
 
+import io
 import warnings
+import zipfile
+from pathlib import Path
+from typing import Iterator
 
 import torch
 
 from studio.errors import WeightsError
+from studio.families.generators import allowlist
 from studio.families.generators.common import GeneratorFile
+from studio.files import read_bytes
+
+MAX_CODE_BYTES = 64 << 20  # one code or pickle member of the archive, read whole to be screened
 
 
 class TorchScriptFamily(GeneratorFile):
@@ -19,13 +39,86 @@ class TorchScriptFamily(GeneratorFile):
 
     def load_network(self, manifest) -> torch.nn.Module:
         self.validate(manifest)
-        path = manifest.weights_path
+        return load_checked(manifest.weights_path)
+
+
+def load_checked(path: Path) -> torch.jit.ScriptModule:
+    """The TorchScript module in `path`, loaded on the CPU once it passed both checks (module docstring); else
+    WeightsError naming the file and what was refused."""
+    data = read_bytes(path, WeightsError, what="TorchScript module file")
+    screen_archive(data, path)
+    unit = torch._C.CompilationUnit()
+    try:
+        with warnings.catch_warnings():  # torch 2.13 marks TorchScript deprecated in favour of torch.export
+            warnings.simplefilter("ignore", DeprecationWarning)
+            cpp_module = torch._C.import_ir_module_from_buffer(unit, data, torch.device("cpu"), {}, False)
+    except (RuntimeError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise WeightsError(f"not a TorchScript module (save it with torch.jit.save): {first}", path) from None
+    check_functions(unit, path)
+    return torch.jit._recursive.wrap_cpp_module(cpp_module)
+
+
+def screen_archive(data: bytes, path: Path) -> None:
+    """Refuse, before torch parses it, a file whose loading alone would run its code (module docstring, 1)."""
+    if not data.startswith(b"PK"):
+        raise WeightsError("not a TorchScript module (save it with torch.jit.save): not a zip archive", path)
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(data))
+        members = archive.infolist()
+    except (zipfile.BadZipFile, ValueError, OSError) as exc:
+        raise WeightsError(f"not a TorchScript module (save it with torch.jit.save): {exc}", path) from None
+    names = [info.filename for info in members]
+    if len(set(names)) != len(names):
+        raise WeightsError("the TorchScript archive holds two members of the same name: refused", path)
+    for info in members:
+        name = info.filename
+        code = name.endswith(".py") or "/code/" in name
+        if not (code or name.endswith(".pkl")):
+            continue  # tensor data, version, byte order
+        if info.file_size > MAX_CODE_BYTES:
+            raise WeightsError(f"the archive member {name!r} is {info.file_size:,} bytes, over the limit of "
+                               f"{MAX_CODE_BYTES:,} for TorchScript code", path)
         try:
-            with warnings.catch_warnings():  # torch 2.13 marks TorchScript deprecated in favour of torch.export
-                warnings.simplefilter("ignore", DeprecationWarning)
-                return torch.jit.load(str(path), map_location="cpu")
-        except FileNotFoundError:
-            raise WeightsError("the TorchScript module file is missing", path) from None
-        except (RuntimeError, ValueError) as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise WeightsError(f"not a TorchScript module (save it with torch.jit.save): {first}", path) from None
+            content = archive.read(info)
+        except (zipfile.BadZipFile, ValueError, OSError, RuntimeError) as exc:
+            raise WeightsError(f"the archive member {name!r} cannot be read: {exc}", path) from None
+        if code and b"__setstate__" in content:
+            raise WeightsError(f"the TorchScript code {name!r} defines __setstate__, which would run while the file "
+                               "loads: refused", path)
+        if b"torch.classes" in content:
+            raise WeightsError(f"the TorchScript archive member {name!r} uses a custom C++ class (torch.classes), "
+                               "whose code is not checked: refused", path)
+
+
+def check_functions(unit: torch._C.CompilationUnit, path: Path) -> None:
+    """Walk every compiled function of the file, inlined, against the allowlist (module docstring, 2)."""
+    for function in unit.get_functions():
+        graph = function.graph.copy()
+        torch._C._jit_pass_inline(graph)
+        name = _method_name(function.qualified_name)
+        for node in _nodes(graph.block()):
+            kind = node.kind()
+            reason = allowlist.refusal(kind)
+            if reason is not None:
+                raise WeightsError(f"the TorchScript module's method {name} calls {kind}, which {reason}: refused "
+                                   "(see studio/families/generators/allowlist.py)", path)
+            for value in node.outputs():
+                if "torch.classes" in value.type().str():
+                    raise WeightsError(f"the TorchScript module's method {name} uses a custom C++ class "
+                                       f"({value.type().str()}), whose code is not checked: refused", path)
+
+
+def _nodes(block) -> Iterator:
+    for node in block.nodes():
+        yield node
+        for inner in node.blocks():
+            yield from _nodes(inner)
+
+
+def _method_name(qualified: str) -> str:
+    """'__torch__.Generator.forward' → 'Generator.forward' (the names the model's author wrote)."""
+    parts = qualified.split(".")
+    if parts and parts[0].startswith("__torch__"):
+        parts = parts[1:]
+    return ".".join(parts) or qualified
