@@ -20,7 +20,7 @@ import io
 import warnings
 import zipfile
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 import torch
 
@@ -93,10 +93,15 @@ def screen_archive(data: bytes, path: Path) -> None:
 
 def check_functions(unit: torch._C.CompilationUnit, path: Path) -> None:
     """Walk every compiled function of the file, inlined, against the allowlist (module docstring, 2)."""
-    for function in unit.get_functions():
-        graph = function.graph.copy()
+    check_graphs(((function.qualified_name, function.graph) for function in unit.get_functions()), path)
+
+
+def check_graphs(graphs: Iterable[tuple[str, torch._C.Graph]], path: Path) -> None:
+    """Refuse the first node of the (qualified name, graph) pairs, inlined, whose operator is not allowed."""
+    for qualified, original in graphs:
+        graph = original.copy()
         torch._C._jit_pass_inline(graph)
-        name = _method_name(function.qualified_name)
+        name = _method_name(qualified)
         for node in _nodes(graph.block()):
             kind = node.kind()
             reason = allowlist.refusal(kind)
