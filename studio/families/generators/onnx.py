@@ -136,7 +136,10 @@ def _check_external(name: str, inside: str, entries: dict[str, str], folder: Pat
     target = (folder / location).resolve()
     if target == folder or folder not in target.parents:
         raise WeightsError(f"{what}, outside the model's folder (links followed): refused", path)
-    size = check_regular(target, WeightsError, what=f"external data file of tensor {name!r}").st_size
+    try:
+        size = check_regular(target, WeightsError, what="file").st_size
+    except WeightsError as exc:  # missing, a FIFO, a device, a link loop
+        raise WeightsError(f"{what}: {exc.problem}", path) from None
     try:
         offset, length = int(entries.get("offset", "0")), int(entries.get("length", "-1"))
     except ValueError:
