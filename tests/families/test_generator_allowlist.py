@@ -54,7 +54,7 @@ def refused(folder: Path, match: str) -> WeightsError:
     return info.value
 
 
-# --- payloads -----------------------------------------------------------------------------------------------------------
+# --- payloads ---------------------------------------------------------------------------------------------------------
 
 class Base(nn.Module):
     def __init__(self):
@@ -245,7 +245,8 @@ def test_the_check_refuses_before_the_engine_renders(tmp_path, marker):
 
 
 def test_save_is_refused(tmp_path, marker):
-    refused(save(Saves(str(marker)), tmp_path / "saves"), r"Saves\.forward calls aten::save, which reads or writes files")
+    refused(save(Saves(str(marker)), tmp_path / "saves"),
+            r"Saves\.forward calls aten::save, which reads or writes files")
 
 
 def test_a_call_hidden_in_nested_if_and_loop_blocks_is_found(tmp_path, marker):
@@ -342,7 +343,7 @@ def test_a_file_that_is_not_a_zip_is_refused(tmp_path):
     refused(folder, "not a zip archive")
 
 
-# --- generators that must pass ------------------------------------------------------------------------------------------
+# --- generators that must pass ----------------------------------------------------------------------------------------
 
 class _Clean(Base):
     def forward(self, z: torch.Tensor) -> torch.Tensor:
@@ -445,7 +446,7 @@ def test_with_no_grad_in_a_scripted_forward_passes(tmp_path):
         load_model(resolve(str(save(NoGrad(), tmp_path / "nograd"))))
 
 
-# --- the list itself ----------------------------------------------------------------------------------------------------
+# --- the list itself --------------------------------------------------------------------------------------------------
 
 SCHEMAS = torch._C._jit_get_all_schemas()
 STRUCTURAL = {"prim::Constant", "prim::If", "prim::Loop", "prim::GetAttr", "prim::SetAttr", "prim::CreateObject",

@@ -29,7 +29,8 @@ def weights(location: str | None = None, offset: int = 0, length: int | None = N
     if location is not None:
         tensor.ClearField("raw_data")
         tensor.data_location = TensorProto.EXTERNAL
-        entries = {"location": location, "offset": str(offset), "length": str(WEIGHTS.nbytes if length is None else length)}
+        size = WEIGHTS.nbytes if length is None else length
+        entries = {"location": location, "offset": str(offset), "length": str(size)}
         for key, value in entries.items():
             entry = tensor.external_data.add()
             entry.key, entry.value = key, value

@@ -41,7 +41,7 @@ PRIM = frozenset({
     "prim::EnumName", "prim::EnumValue",
 })
 
-# --- aten: the TorchScript language's helpers on ints, floats, bools, strings, lists and dicts -------------------------
+# --- aten: the TorchScript language's helpers on ints, floats, bools, strings, lists and dicts ------------------------
 # (`x.shape[2] // 2`, `for layer in self.layers`, `assert ..., f"..."`): pure values in, values out. `aten::warn` only
 # issues a warning (F.interpolate and MultiheadAttention use it); `set_grad_enabled` is what a scripted
 # `with torch.no_grad()` calls (thread-local, and renders already run without gradients).
@@ -97,7 +97,7 @@ SHAPE = frozenset({
     "aten::topk", "aten::kthvalue",
 })
 
-# --- aten: arithmetic, math, comparisons, reductions, linear algebra ---------------------------------------------------
+# --- aten: arithmetic, math, comparisons, reductions, linear algebra --------------------------------------------------
 MATH = frozenset({
     "aten::add", "aten::add_", "aten::sub", "aten::sub_", "aten::rsub", "aten::mul", "aten::mul_", "aten::div",
     "aten::div_", "aten::true_divide", "aten::neg", "aten::neg_", "aten::pow", "aten::pow_", "aten::float_power",
@@ -126,9 +126,10 @@ MATH = frozenset({
     "aten::trace",
 })
 
-# --- aten: network layers, activations, norms, pools, resampling, attention, spectra ------------------------------------
+# --- aten: network layers, activations, norms, pools, resampling, attention, spectra ----------------------------------
 # `_convolution` is what a traced convolution records; `_native_multi_head_attention` what nn.MultiheadAttention's
-# fast path calls; `_upsample_*` are F.interpolate's anti-aliased and exact-nearest modes (all plain kernels).
+# fast path calls; `_upsample_*` are F.interpolate's anti-aliased and exact-nearest modes (all plain kernels); the
+# recurrent layers take their weights as a list of tensors.
 NN = frozenset({
     "aten::linear", "aten::bilinear", "aten::conv1d", "aten::conv2d", "aten::conv3d", "aten::conv_transpose1d",
     "aten::conv_transpose2d", "aten::conv_transpose3d", "aten::convolution", "aten::_convolution",
@@ -150,7 +151,8 @@ NN = frozenset({
     "aten::_upsample_nearest_exact1d", "aten::_upsample_nearest_exact2d", "aten::_upsample_nearest_exact3d",
     "aten::_upsample_bilinear2d_aa", "aten::_upsample_bicubic2d_aa", "aten::_upsample_lanczos2d_aa",
     "aten::grid_sampler", "aten::affine_grid_generator", "aten::scaled_dot_product_attention",
-    "aten::_native_multi_head_attention", "aten::stft", "aten::istft", "aten::fft_fft", "aten::fft_ifft",
+    "aten::_native_multi_head_attention", "aten::lstm", "aten::gru", "aten::rnn_tanh", "aten::rnn_relu",
+    "aten::lstm_cell", "aten::gru_cell", "aten::stft", "aten::istft", "aten::fft_fft", "aten::fft_ifft",
     "aten::fft_rfft", "aten::fft_irfft", "aten::fft_fft2", "aten::fft_ifft2", "aten::fft_rfft2",
     "aten::fft_irfft2", "aten::fft_fftn", "aten::fft_ifftn", "aten::fft_rfftn", "aten::fft_irfftn",
     "aten::fft_fftshift", "aten::fft_ifftshift", "aten::fft_fftfreq", "aten::fft_rfftfreq",

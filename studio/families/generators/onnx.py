@@ -117,8 +117,8 @@ def check_graph(model: Any, path: Path) -> None:
     for where, graph in graphs:
         for node, inside in _nodes(graph, where):
             if node.domain not in STANDARD_DOMAINS and (node.domain, node.op_type) not in functions:
-                raise WeightsError(f"node {node.name or '(unnamed)'!r} ({node.op_type}) in {inside} is from the operator "
-                                   f"domain {node.domain!r}: custom operators are refused", path)
+                raise WeightsError(f"node {node.name or '(unnamed)'!r} ({node.op_type}) in {inside} is from the "
+                                   f"operator domain {node.domain!r}: custom operators are refused", path)
         for tensor, inside in _tensors(graph, where):
             if tensor.data_location != TensorProto.EXTERNAL:
                 continue

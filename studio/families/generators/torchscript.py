@@ -32,7 +32,7 @@ from studio.files import open_regular
 
 MAX_CODE_BYTES = 64 << 20  # one code or pickle member of the archive, read whole to be screened
 NESTING = frozenset({"prim::If", "prim::Loop"})  # the allowed nodes that hold blocks (others with blocks are refused)
-OBJECTS = frozenset({"prim::GetAttr", "prim::CreateObject"})  # nodes whose value may be an object (constants are screened)
+OBJECTS = frozenset({"prim::GetAttr", "prim::CreateObject"})  # values that may be objects (constants: screened)
 
 
 class TorchScriptFamily(GeneratorFile):
