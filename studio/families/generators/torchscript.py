@@ -104,8 +104,14 @@ def screen_archive(file: BinaryIO, path: Path) -> None:
 
 def check_functions(unit: torch._C.CompilationUnit, path: Path) -> None:
     """Walk every compiled function of the file, inlined, against the allowlist (module docstring, 2)."""
-    functions: list = unit.get_functions()  # type: ignore[func-returns-value, assignment]  # (stub: None)
-    check_graphs(((function.qualified_name, function.graph) for function in functions), path)
+    checked: set[str] = set()
+    while True:  # compiling one function can import a class its body names, adding that class's methods: repeat
+        functions: list = unit.get_functions()  # type: ignore[func-returns-value, assignment]  # (stub: None)
+        new = [function for function in functions if function.qualified_name not in checked]
+        if not new:
+            return
+        checked.update(function.qualified_name for function in new)
+        check_graphs(((function.qualified_name, function.graph) for function in new), path)
 
 
 def check_graphs(graphs: Iterable[tuple[str, torch._C.Graph]], path: Path) -> None:
