@@ -16,6 +16,8 @@ import numpy as np
 import soundfile as sf
 
 from studio.errors import ExportError, RequestError
+from studio.files import open_regular
+from studio.limits import QUOTE_CHARS
 from studio.io.atomic import atomic_path
 from studio.export.image import parameters_text, stored_request
 from studio.io.metadata import software_name, stored_audio_request_text, tag_sound
@@ -152,17 +154,17 @@ def resample(wave: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
 
 
 def _decoded(path: Path, read: Callable[[sf.SoundFile], _T]) -> _T:
-    """`read(f)` on the open sound file; RequestError naming it when it is missing or libsndfile cannot decode it."""
-    if not path.is_file():
-        raise RequestError("not a file" if path.exists() else "file not found", path)
-    try:
-        with sf.SoundFile(str(path)) as f:
-            return read(f)
-    except RuntimeError as exc:  # libsndfile's errors
-        problem = getattr(exc, "error_string", None) or str(exc)
-        raise RequestError(f"cannot be decoded as sound (libsndfile: {problem})", path) from None
-    except OSError as exc:
-        raise RequestError(f"cannot read: {exc.strerror or exc}", path) from None
+    """`read(f)` on the open sound file; RequestError naming it when it is missing, not a regular file (a FIFO, a
+    device: refused before anything is read) or libsndfile cannot decode it."""
+    with open_regular(path, RequestError, what="sound file") as stream:
+        try:
+            with sf.SoundFile(stream) as f:
+                return read(f)
+        except RuntimeError as exc:  # libsndfile's errors
+            problem = getattr(exc, "error_string", None) or str(exc)
+            raise RequestError(f"cannot be decoded as sound (libsndfile: {problem[:QUOTE_CHARS]})", path) from None
+        except OSError as exc:
+            raise RequestError(f"cannot read: {exc.strerror or exc}", path) from None
 
 
 def check_sound(path: str | Path, block_seconds: float = 1.0) -> dict:
