@@ -6,6 +6,7 @@ files only, their size checked before any pixel is decoded."""
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from typing import Any, Sequence
@@ -57,11 +58,19 @@ def parameters_text(request: RenderRequest, size: tuple[int, int] | None, model_
         settings.append(("Init image", "yes"))
     edits = [(k, v) for k, v in params.items() if k not in _OWN_PLACES]
     if edits:
-        shown = " ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in edits)
-        settings.append(("Edits", '"' + shown.replace('"', "'") + '"'))
+        settings.append(("Edits", " ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in edits)))
     settings.append(("Version", f"latent-studio {__version__}"))
-    lines.append(", ".join(f"{k}: {v}" for k, v in settings))
+    lines.append(", ".join(f"{k}: {_setting_value(k, v)}" for k, v in settings))
     return "\n".join(lines)
+
+
+def _setting_value(key: str, value: Any) -> str:
+    """A value on the settings line as A1111 writes one: as it is, or as a JSON string (quoted, escaped) when it holds
+    a comma, a colon, a quote or a line break, so that its parser reads it whole. Edits are always quoted."""
+    text = str(value)
+    if key == "Edits" or any(c in text for c in ',:"\n'):
+        return json.dumps(text, ensure_ascii=False)
+    return text
 
 
 def _to_image(data: np.ndarray) -> Image.Image:

@@ -80,12 +80,18 @@ def read_user_comment(value: bytes) -> str:
 
 
 def exif_texts(params: str) -> bytes:
-    """The Exif block (JPEG, WebP) that carries `params` as the Exif sub-IFD's UserComment."""
-    from PIL import Image
-
-    exif = Image.Exif()
-    exif.get_ifd(EXIF_IFD_POINTER)[USER_COMMENT_TAG] = user_comment(params)
-    return exif.tobytes()
+    """The Exif block (JPEG, WebP) that carries `params` as the UserComment of the Exif sub-IFD, typed UNDEFINED as
+    the Exif standard (and piexif, which A1111 uses) has it; Pillow would write it as BYTE. Big-endian TIFF: IFD0
+    holds only the Exif IFD pointer; the Exif IFD holds ExifVersion and UserComment."""
+    comment = user_comment(params)
+    exif_at = 8 + 2 + 12 + 4  # after the TIFF header and IFD0 (one entry and the next-IFD offset)
+    data_at = exif_at + 2 + 2 * 12 + 4
+    tiff = (b"MM\0*" + struct.pack(">I", 8)
+            + struct.pack(">HHHII", 1, EXIF_IFD_POINTER, 4, 1, exif_at) + struct.pack(">I", 0)
+            + struct.pack(">HHHI", 2, 0x9000, 7, 4) + b"0230"  # ExifVersion 2.3, UNDEFINED[4]
+            + struct.pack(">HHII", USER_COMMENT_TAG, 7, len(comment), data_at) + struct.pack(">I", 0)
+            + comment)
+    return b"Exif\0\0" + tiff
 
 
 def fit_parameters(params: str, max_exif_bytes: int) -> tuple[str, bool]:
