@@ -79,9 +79,10 @@ def _pil_problem(exc: BaseException, head: bytes) -> str:
         found = re.search(r"\((\d+) pixels\)", str(exc))
         return _too_big(_png_header_size(head), int(found.group(1)) if found else None)
     text = str(exc)
-    if "MAX_TEXT_CHUNK" in text or "MAX_TEXT_MEMORY" in text:
-        return (f"metadata text too large: a text chunk unpacks to over {MAX_TEXT_CHUNK_BYTES:,} bytes "
-                f"(or all of them to over {MAX_TEXT_MEMORY_BYTES:,})")
+    if "MAX_TEXT_CHUNK" in text:
+        return f"metadata text too large: a compressed text chunk unpacks to over {MAX_TEXT_CHUNK_BYTES:,} bytes"
+    if "MAX_TEXT_MEMORY" in text:
+        return f"metadata text too large: the text chunks hold over {MAX_TEXT_MEMORY_BYTES:,} bytes"
     if isinstance(exc, UnidentifiedImageError):
         return "not an image file"
     return f"not a readable image ({text[:limits.QUOTE_CHARS]})"

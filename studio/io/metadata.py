@@ -273,9 +273,9 @@ def _jpeg_request(f: BinaryIO, path: Path) -> str | None:
             exif = payload
     if xmp is not None:
         text = _xmp_request(xmp)
-        guid = _xmp_guid(xmp)
-        if text is None and guid is not None and guid in extended:
-            full, portions = extended[guid]
+        named = _xmp_guid(xmp)
+        if text is None and named is not None and named in extended:
+            full, portions = extended[named]
             whole = bytearray(full)
             for offset, portion in portions.items():
                 whole[offset:offset + len(portion)] = portion[:max(0, full - offset)]
