@@ -293,3 +293,25 @@ def test_legacy_jpeg_and_webp_still_read(name):
     """3b8dbe6 wrote the request as the Exif ImageDescription (IFD0)."""
     request = read_any_request(LEGACY / name)
     assert request.model_id and request.seed is not None
+
+
+def test_the_cli_writes_the_file_and_prints_one_note_when_the_request_does_not_fit(
+        tmp_path, models_dir, capsys, monkeypatch):
+    """The limit lowered so that a tiny model's request is over it: the JPEG is written all the same, with its
+    parameters text, and `render` says what was left out in one line."""
+    import studio.io.metadata
+    from studio.cli import main
+
+    monkeypatch.setenv("LATENT_STUDIO_SHIPPED_MODELS", str(tmp_path / "no-shipped"))
+    monkeypatch.setattr(studio.io.metadata, "MAX_METADATA_TEXT", 50)
+    out = tmp_path / "x.jpg"
+    code = main(["render", "--models-dir", str(models_dir), "--model", "tiny", "--seed", "7", "--prompt", "Ab",
+                 "--out", str(out)])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert f"wrote {out}" in captured.out
+    notes = [line for line in captured.err.splitlines() if "note:" in line]
+    assert len(notes) == 1 and "over the limit of 50" in notes[0], captured.err
+    got = a1111_parse(a1111_read_info(out))
+    assert (got["Prompt"], got["Seed"]) == ("Ab", "7")
+    assert stored_image_request_text(out) is None
