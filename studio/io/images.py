@@ -35,8 +35,9 @@ _configured = False
 
 
 def pillow_limits() -> None:
-    """Pillow's own guards set from `studio.limits` (once; idempotent): its decompression-bomb check at
-    MAX_IMAGE_PIXELS (our check below refuses first, with the size), and its PNG text-chunk caps."""
+    """Pillow's own guards set from `studio.limits` (once, when this module is imported; idempotent): its
+    decompression-bomb check at MAX_IMAGE_PIXELS (`open_picture` refuses first, naming the size), and its PNG
+    text-chunk caps."""
     global _configured
     if _configured:
         return
@@ -46,6 +47,9 @@ def pillow_limits() -> None:
     PngImagePlugin.MAX_TEXT_CHUNK = MAX_TEXT_CHUNK_BYTES
     PngImagePlugin.MAX_TEXT_MEMORY = MAX_TEXT_MEMORY_BYTES
     _configured = True
+
+
+pillow_limits()  # at import: every Pillow read in the process (datasets, videos, the window) gets the same caps
 
 
 def _png_header_size(data: bytes) -> tuple[int, int] | None:
