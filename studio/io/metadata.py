@@ -1,8 +1,17 @@
 """The request inside exported files: how the exact RenderRequest (JSON) and AUTOMATIC1111's `parameters` text are
-written into, and read back from, each container the app exports, reading metadata only.
+written into, and read back from, each container the app exports, reading metadata only: from regular files, each
+stored text capped (MAX_METADATA_TEXT) and depth-checked (MAX_JSON_DEPTH) before any JSON parser sees it.
 
-- PNG: text chunks `parameters` and `latent-studio`. JPEG, WebP: EXIF UserComment (parameters, as A1111 writes it)
-  and ImageDescription (the request).
+- PNG: text chunks `parameters` and `latent-studio`.
+- JPEG, WebP: `parameters` as the Exif UserComment (tag 0x9286) in the Exif sub-IFD (IFD0's pointer 0x8769), with the
+  8-byte "UNICODE\\0" character code and UTF-16 big-endian text, as AUTOMATIC1111 writes it through piexif, typed
+  UNDEFINED; the request as the XMP property `lstudio:request`. A JPEG segment holds at most 65533 bytes: a bigger
+  request goes in extended XMP (Adobe's XMP specification, part 3), split over as many APP1 segments as it needs and
+  reassembled on reading (exiftool does the same); a `parameters` text over one Exif segment is cut in a JPEG's
+  UserComment only. WebP chunks have no such limit. Files made up to 3b8dbe6 hold the request as the Exif
+  ImageDescription (IFD0): still read.
+- Never failing on size: a request over MAX_METADATA_TEXT is left out of any picture (the `parameters` text stays) and
+  the writer returns a one-line note saying so.
 - WAV: a `LIST`/`INFO` chunk (INAM, ICMT = parameters, ISFT) and an `lsrq` chunk holding the JSON, both appended after
   the audio data. libsndfile writes no custom chunk and silently drops *every* INFO string once one passes 2045 bytes.
 - FLAC, OGG Vorbis: Vorbis comments. TITLE, COMMENT = parameters and SOFTWARE go through libsndfile (UTF-8, any

@@ -232,8 +232,9 @@ def test_exiftool_reads_the_user_comment_and_the_request(tmp_path, suffix, kind)
     request = sd_request() if kind == "small" else BIG[kind]()
     path = tmp_path / f"out{suffix}"
     save_image(path, picture(), request, model_name="SD 1.5")
-    [tags] = json.loads(exiftool("-j", "-UserComment", "-ExifVersion", str(path)))
-    assert tags["UserComment"] == parameters_text(request, (512, 512), "SD 1.5")
+    [tags] = json.loads(exiftool("-j", "-G1", "-UserComment", str(path)))
+    assert tags["ExifIFD:UserComment"] == parameters_text(request, (512, 512), "SD 1.5")  # not IFD0's, as on main
+    assert "IFD0:UserComment" not in tags
     assert json.loads(exiftool("-b", "-XMP-lstudio:Request", str(path))) == json.loads(request.to_json())
     warnings = exiftool("-validate", "-warning", "-a", str(path))
     assert "UserComment" not in warnings and "XMP" not in warnings, warnings
