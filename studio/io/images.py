@@ -82,7 +82,7 @@ def _pil_problem(exc: BaseException, head: bytes) -> str:
     if isinstance(exc, Image.DecompressionBombError):
         found = re.search(r"\((\d+) pixels\)", str(exc))
         return _too_big(_png_header_size(head), int(found.group(1)) if found else None)
-    text = str(exc)
+    text = str(exc) or type(exc).__name__
     if "MAX_TEXT_CHUNK" in text:
         return f"metadata text too large: a compressed text chunk unpacks to over {MAX_TEXT_CHUNK_BYTES:,} bytes"
     if "MAX_TEXT_MEMORY" in text:
@@ -126,15 +126,6 @@ def open_picture(source: str | Path | bytes, error: type[StudioError] = RequestE
                 if isinstance(exc, StudioError):
                     raise
                 raise error(_pil_problem(exc, head), where, field) from None
-
-
-def read_picture_file(source: str | Path | bytes, mode: str | None = None, error: type[StudioError] = RequestError,
-                      field: str | None = None, name: str | Path | None = None):
-    """The decoded picture (a Pillow image, loaded, detached from the file) from `open_picture`, converted to `mode`
-    when given."""
-    with open_picture(source, error, field, name) as image:
-        image.load()
-        return image.convert(mode) if mode else image.copy()
 
 
 def encode_init_image(image: np.ndarray) -> str:
