@@ -37,7 +37,7 @@ def save_output(path: str | Path, output: Output, request: RenderRequest, model_
         if rate is None:
             raise ExportError("the sound carries no sample rate", path)
         return save_audio(path, output.data, int(rate), request, model_name=model_name, model_sha256=model_sha256,
-                          subtype=subtype)
+                          subtype=subtype, notes=notes)
     return save_image(path, output.data, request, model_name=model_name, model_sha256=model_sha256, notes=notes)
 
 

@@ -67,9 +67,10 @@ def _check_rate(sample_rate: int, fmt: str, path: Path) -> None:
 
 
 def save_audio(path: str | Path, data: np.ndarray, sample_rate: int, request: RenderRequest, model_name: str = "",
-               model_sha256: str = "", subtype: str | None = None) -> Path:
+               model_sha256: str = "", subtype: str | None = None, notes: list[str] | None = None) -> Path:
     """Write `data` ((samples,) or (samples, channels) float, clipped to [-1, 1]) with the request in its tags,
-    atomically. Format from the suffix; `subtype` from SUBTYPES (default: the first, PCM_16 for WAV and FLAC)."""
+    atomically. Format from the suffix; `subtype` from SUBTYPES (default: the first, PCM_16 for WAV and FLAC). A
+    request too large to store is left out (the parameters text stays), said in one-line notes added to `notes`."""
     path = Path(path)
     fmt = AUDIO_FORMATS.get(path.suffix.lower())
     if fmt is None:
@@ -98,7 +99,9 @@ def save_audio(path: str | Path, data: np.ndarray, sample_rate: int, request: Re
                 out.write(samples)
         except RuntimeError as exc:  # libsndfile's errors
             raise ExportError(f"cannot encode {fmt}: {exc}", path) from None
-        tag_sound(fmt, tmp, request.to_json(), params, title, path)
+        said = tag_sound(fmt, tmp, request.to_json(), params, title, path)  # logs its notes too
+    if notes is not None:
+        notes.extend(said)
     return path
 
 

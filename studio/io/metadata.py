@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import html
+import logging
 import re
 import struct
 import zlib
@@ -365,23 +366,32 @@ def software_name() -> str:
 # --- writing ----------------------------------------------------------------------------------------------------
 
 
-def tag_sound(fmt: str, tmp: Path, request_json: str, params: str, title: str, path: Path) -> None:
+def tag_sound(fmt: str, tmp: Path, request_json: str, params: str, title: str, path: Path) -> list[str]:
     """Write the request and `params` into the sound file `tmp` (format `fmt`: WAV, FLAC, OGG or MP3) that will
-    become `path`."""
+    become `path`. A request over MAX_METADATA_TEXT (which no reader would take) is left out, never failing the
+    export: the one-line notes returned say so."""
+    if len(request_json) > MAX_METADATA_TEXT:
+        if fmt in ("WAV", "MP3"):  # FLAC and Ogg keep the parameters text libsndfile wrote
+            {"WAV": _tag_wav, "MP3": _tag_mp3}[fmt](tmp, None, params, title, path)
+        note = (f"the request is {len(request_json):,} characters, over the limit of {MAX_METADATA_TEXT:,} for "
+                "stored metadata: the file carries only the parameters text")
+        logging.getLogger(__name__).warning("%s: %s", path, note)
+        return [note]
     {"WAV": _tag_wav, "FLAC": _tag_flac, "OGG": _tag_ogg, "MP3": _tag_mp3}[fmt](tmp, request_json, params, title, path)
+    return []
 
 
 def _riff_chunk(chunk_id: bytes, payload: bytes) -> bytes:
     return chunk_id + struct.pack("<I", len(payload)) + payload + b"\0" * (len(payload) & 1)
 
 
-def _tag_wav(tmp: Path, request_json: str, params: str, title: str, path: Path) -> None:
+def _tag_wav(tmp: Path, request_json: str | None, params: str, title: str, path: Path) -> None:
     info = b"".join(_riff_chunk(key, text.encode() + b"\0")
                     for key, text in ((b"INAM", title), (b"ICMT", params), (b"ISFT", software_name())) if text)
     with open(tmp, "r+b") as f:
         end = f.seek(0, 2)
         f.write(b"\0" * (end & 1) + _riff_chunk(b"LIST", b"INFO" + info)
-                + _riff_chunk(WAV_CHUNK, request_json.encode()))
+                + (_riff_chunk(WAV_CHUNK, request_json.encode()) if request_json is not None else b""))
         size = f.tell() - 8
         if size > 0xFFFFFFFF:
             raise ExportError("the sound is too long for a WAV file (over 4 GB); use FLAC", path)
@@ -502,11 +512,12 @@ def _synchsafe(n: int) -> bytes:
     return bytes([(n >> 21) & 0x7F, (n >> 14) & 0x7F, (n >> 7) & 0x7F, n & 0x7F])
 
 
-def _tag_mp3(tmp: Path, request_json: str, params: str, title: str, path: Path) -> None:
+def _tag_mp3(tmp: Path, request_json: str | None, params: str, title: str, path: Path) -> None:
     frames = [("TIT2", b"\x03" + title.encode()) if title else None,
               ("COMM", b"\x03eng\0" + params.encode()),
               ("TSSE", b"\x03" + software_name().encode()),
-              ("TXXX", b"\x03" + REQUEST_CHUNK.encode() + b"\0" + request_json.encode())]
+              ("TXXX", b"\x03" + REQUEST_CHUNK.encode() + b"\0" + request_json.encode()) if request_json is not None
+              else None]
     tag = b"".join(name.encode() + _synchsafe(len(payload)) + b"\0\0" + payload
                    for name, payload in filter(None, frames))
     if len(tag) >= 1 << 28:

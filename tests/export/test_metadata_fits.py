@@ -316,3 +316,23 @@ def test_the_cli_writes_the_file_and_prints_one_note_when_the_request_does_not_f
     got = a1111_parse(a1111_read_info(out))
     assert (got["Prompt"], got["Seed"]) == ("Ab", "7")
     assert stored_image_request_text(out) is None
+
+
+@pytest.mark.parametrize("suffix", [".wav", ".flac", ".ogg", ".mp3"])
+def test_a_sound_whose_request_is_over_the_limit_still_exports_with_its_parameters_and_a_note(tmp_path, suffix):
+    import soundfile as sf
+
+    from studio.export import save_audio
+
+    values = np.random.default_rng(3).standard_normal(MAX_METADATA_TEXT // 12)
+    request = sd_request().with_(latent=tuple(float(v) for v in values))
+    path = tmp_path / f"out{suffix}"
+    notes: list[str] = []
+    wave = (0.3 * np.sin(np.arange(4410) / 5)).astype(np.float32)
+    save_audio(path, wave, 44100, request, notes=notes)
+    assert len(notes) == 1 and "over the limit" in notes[0]
+    with sf.SoundFile(path) as f:
+        assert f.frames > 0 and f.comment.startswith(PROMPT.split("\n")[0])
+    with pytest.raises(RequestError, match="carries no Latent Studio request") as info:
+        read_any_request(path)
+    assert info.value.path == str(path)
