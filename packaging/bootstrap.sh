@@ -20,6 +20,7 @@ if [ "$DEV" = 1 ]; then
   # window on Xvfb, drives it with xdotool and takes screenshots with ImageMagick's `import`; libpulse0: Qt's
   # multimedia backend loads it (sound playback; with no sound device the app says so and goes on). binutils:
   # PyInstaller reads library headers with objdump (tests/packaging/test_bundle.py builds the one-folder bundle).
+  # libimage-exiftool-perl: tests/export/test_metadata_fits.py proves with exiftool that JPEG/WebP metadata reads back.
   X_PACKAGES=(xvfb xdotool imagemagick libxcb-icccm4 libxcb-keysyms1 libxcb-cursor0 libxkbcommon-x11-0 libxcb-image0
               libxcb-render-util0 libxcb-shape0 libxcb-xinerama0 libxcb-randr0 libegl1 libgl1 libfontconfig1
               libdbus-1-3 libpulse0 binutils)  # binutils: PyInstaller's objdump (the bundle test builds it)
@@ -28,6 +29,7 @@ if [ "$DEV" = 1 ]; then
     MISSING=()
     installed fonts-dejavu-core || MISSING+=(fonts-dejavu)
     installed fonts-liberation || MISSING+=(fonts-liberation)
+    installed libimage-exiftool-perl || MISSING+=(libimage-exiftool-perl)
     for pkg in "${X_PACKAGES[@]}"; do
       installed "$pkg" || MISSING+=("$pkg")
     done

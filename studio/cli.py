@@ -135,6 +135,8 @@ def cmd_render(args) -> int:
     note = job.info.get("fallback") or job.info.get("dtype_note")
     print(f"wrote {out} ({shape}, {entry.id}, seed {request.seed}, "
           f"{job.seconds * 1000:.0f} ms on {job.info.get('device')})" + (f"; {note}" if note else ""))
+    for line in output.info.get("notes", ()):  # metadata that did not fit in the file (it is written all the same)
+        print(f"latent-studio: note: {line}", file=sys.stderr)
     return 0
 
 

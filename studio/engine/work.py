@@ -58,9 +58,10 @@ def render_to_file(model: "LoadedModel", request: RenderRequest, *, path: str | 
     image (PNG, JPEG, WebP) or a sound (WAV, FLAC, OGG, MP3; `subtype` is WAV's or FLAC's sample format)."""
     output = yield from model.family.render(model, request)
     rate = output.info.get("sample_rate") or (model.manifest.output["sample_rate"] if output.kind == "audio" else None)
+    notes: list[str] = []  # metadata that did not fit (the file is written all the same)
     save_output(path, output, request, model_name=model.manifest.name, model_sha256=model.sha256, subtype=subtype,
-                sample_rate=rate)
-    return Output(output.kind, output.data, {**output.info, "path": str(path)})
+                sample_rate=rate, notes=notes)
+    return Output(output.kind, output.data, {**output.info, "path": str(path), **({"notes": notes} if notes else {})})
 
 
 def _render_within(model: "LoadedModel", request: RenderRequest, done: int, total: int, what: str) -> RenderSteps:

@@ -23,10 +23,11 @@ def formats_for(kind: str) -> dict[str, str]:
 
 
 def save_output(path: str | Path, output: Output, request: RenderRequest, model_name: str = "",
-                model_sha256: str = "", subtype: str | None = None, sample_rate: int | None = None) -> Path:
+                model_sha256: str = "", subtype: str | None = None, sample_rate: int | None = None,
+                notes: list[str] | None = None) -> Path:
     """Write a finished render with `request` inside: an image by `save_image`, a sound by `save_audio` (at the rate
     the output says, else `sample_rate`; `subtype` is WAV's or FLAC's sample format). ExportError when the output
-    cannot be written under this name (a sound as .png, say)."""
+    cannot be written under this name (a sound as .png, say). `notes` gets a line for metadata that did not fit."""
     path = Path(path)
     if path.suffix.lower() not in formats_for(output.kind):
         suffix = path.suffix or "a name without a suffix"
@@ -36,8 +37,8 @@ def save_output(path: str | Path, output: Output, request: RenderRequest, model_
         if rate is None:
             raise ExportError("the sound carries no sample rate", path)
         return save_audio(path, output.data, int(rate), request, model_name=model_name, model_sha256=model_sha256,
-                          subtype=subtype)
-    return save_image(path, output.data, request, model_name=model_name, model_sha256=model_sha256)
+                          subtype=subtype, notes=notes)
+    return save_image(path, output.data, request, model_name=model_name, model_sha256=model_sha256, notes=notes)
 
 
 def _is_sound(path: str | Path) -> bool:

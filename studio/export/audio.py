@@ -16,6 +16,8 @@ import numpy as np
 import soundfile as sf
 
 from studio.errors import ExportError, RequestError
+from studio.files import open_regular
+from studio.limits import QUOTE_CHARS
 from studio.io.atomic import atomic_path
 from studio.export.image import parameters_text, stored_request
 from studio.io.metadata import software_name, stored_audio_request_text, tag_sound
@@ -65,9 +67,10 @@ def _check_rate(sample_rate: int, fmt: str, path: Path) -> None:
 
 
 def save_audio(path: str | Path, data: np.ndarray, sample_rate: int, request: RenderRequest, model_name: str = "",
-               model_sha256: str = "", subtype: str | None = None) -> Path:
+               model_sha256: str = "", subtype: str | None = None, notes: list[str] | None = None) -> Path:
     """Write `data` ((samples,) or (samples, channels) float, clipped to [-1, 1]) with the request in its tags,
-    atomically. Format from the suffix; `subtype` from SUBTYPES (default: the first, PCM_16 for WAV and FLAC)."""
+    atomically. Format from the suffix; `subtype` from SUBTYPES (default: the first, PCM_16 for WAV and FLAC). A
+    request too large to store is left out (the parameters text stays), said in one-line notes added to `notes`."""
     path = Path(path)
     fmt = AUDIO_FORMATS.get(path.suffix.lower())
     if fmt is None:
@@ -96,7 +99,9 @@ def save_audio(path: str | Path, data: np.ndarray, sample_rate: int, request: Re
                 out.write(samples)
         except RuntimeError as exc:  # libsndfile's errors
             raise ExportError(f"cannot encode {fmt}: {exc}", path) from None
-        tag_sound(fmt, tmp, request.to_json(), params, title, path)
+        said = tag_sound(fmt, tmp, request.to_json(), params, title, path)  # logs its notes too
+    if notes is not None:
+        notes.extend(said)
     return path
 
 
@@ -152,17 +157,17 @@ def resample(wave: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
 
 
 def _decoded(path: Path, read: Callable[[sf.SoundFile], _T]) -> _T:
-    """`read(f)` on the open sound file; RequestError naming it when it is missing or libsndfile cannot decode it."""
-    if not path.is_file():
-        raise RequestError("not a file" if path.exists() else "file not found", path)
-    try:
-        with sf.SoundFile(str(path)) as f:
-            return read(f)
-    except RuntimeError as exc:  # libsndfile's errors
-        problem = getattr(exc, "error_string", None) or str(exc)
-        raise RequestError(f"cannot be decoded as sound (libsndfile: {problem})", path) from None
-    except OSError as exc:
-        raise RequestError(f"cannot read: {exc.strerror or exc}", path) from None
+    """`read(f)` on the open sound file; RequestError naming it when it is missing, not a regular file (a FIFO, a
+    device: refused before anything is read) or libsndfile cannot decode it."""
+    with open_regular(path, RequestError, what="sound file") as stream:
+        try:
+            with sf.SoundFile(stream) as f:
+                return read(f)
+        except RuntimeError as exc:  # libsndfile's errors
+            problem = getattr(exc, "error_string", None) or str(exc)
+            raise RequestError(f"cannot be decoded as sound (libsndfile: {problem[:QUOTE_CHARS]})", path) from None
+        except OSError as exc:
+            raise RequestError(f"cannot read: {exc.strerror or exc}", path) from None
 
 
 def check_sound(path: str | Path, block_seconds: float = 1.0) -> dict:

@@ -1,25 +1,34 @@
-"""Image export with the request inside. PNG: text chunks `parameters` (AUTOMATIC1111's format) and `latent-studio`
-(the full RenderRequest as JSON). JPEG and WebP: the same two texts in EXIF UserComment and ImageDescription."""
+"""Image export with the request inside, and reading pictures. PNG: text chunks `parameters` (AUTOMATIC1111's format)
+and `latent-studio` (the full RenderRequest as JSON). JPEG and WebP: `parameters` as the Exif UserComment (in the Exif
+sub-IFD, as AUTOMATIC1111 writes it) and the request as XMP (a JPEG's split over extended-XMP segments when it is over
+one); how each is laid out is `studio.io.metadata`. Pictures are read through `studio.io.images.open_picture`: regular
+files only, their size checked before any pixel is decoded."""
 
 from __future__ import annotations
 
+import json
+import logging
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from studio import __version__
 from studio.errors import ExportError, RequestError
 from studio.io.atomic import atomic_path
-from studio.io.metadata import exif_texts, png_texts, stored_image_request_text
+from studio.io.images import open_picture
+from studio.limits import QUOTE_CHARS
+from studio.io.metadata import checked_request_text, image_save_options, stored_image_request_text
 from studio.request import RenderRequest
+
+log = logging.getLogger(__name__)
 
 FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}
 
 
 # Params the A1111 text shows in their own places (the rest go under "Edits")
-_OWN_PLACES = ("prompt", "negative_prompt", "steps", "guidance", "label", "init_image")
+_OWN_PLACES = ("prompt", "negative_prompt", "steps", "sampler", "guidance", "label", "init_image")
 
 
 def parameters_text(request: RenderRequest, size: tuple[int, int] | None, model_name: str = "",
@@ -31,6 +40,8 @@ def parameters_text(request: RenderRequest, size: tuple[int, int] | None, model_
     if params.get("negative_prompt"):
         lines.append(f"Negative prompt: {params['negative_prompt']}")
     settings: list[tuple[str, Any]] = [("Steps", params.get("steps") or 1)]
+    if "sampler" in params:
+        settings.append(("Sampler", params["sampler"]))
     if "guidance" in params:
         settings.append(("CFG scale", params["guidance"]))
     settings.append(("Seed", request.seed))
@@ -47,11 +58,19 @@ def parameters_text(request: RenderRequest, size: tuple[int, int] | None, model_
         settings.append(("Init image", "yes"))
     edits = [(k, v) for k, v in params.items() if k not in _OWN_PLACES]
     if edits:
-        shown = " ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in edits)
-        settings.append(("Edits", '"' + shown.replace('"', "'") + '"'))
+        settings.append(("Edits", " ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in edits)))
     settings.append(("Version", f"latent-studio {__version__}"))
-    lines.append(", ".join(f"{k}: {v}" for k, v in settings))
+    lines.append(", ".join(f"{k}: {_setting_value(k, v)}" for k, v in settings))
     return "\n".join(lines)
+
+
+def _setting_value(key: str, value: Any) -> str:
+    """A value on the settings line as A1111 writes one: as it is, or as a JSON string (quoted, escaped) when it holds
+    a comma, a colon, a quote or a line break, so that its parser reads it whole. Edits are always quoted."""
+    text = str(value)
+    if key == "Edits" or any(c in text for c in ',:"\n'):
+        return json.dumps(text, ensure_ascii=False)
+    return text
 
 
 def _to_image(data: np.ndarray) -> Image.Image:
@@ -63,8 +82,10 @@ def _to_image(data: np.ndarray) -> Image.Image:
 
 
 def save_image(path: str | Path, data: np.ndarray, request: RenderRequest, model_name: str = "",
-               model_sha256: str = "", quality: int = 95) -> Path:
-    """Write `data` (H, W[, C] uint8) with the request in its metadata, atomically. Format from the suffix."""
+               model_sha256: str = "", quality: int = 95, notes: list[str] | None = None) -> Path:
+    """Write `data` (H, W[, C] uint8) with the request in its metadata, atomically. Format from the suffix. Never fails
+    on the metadata's size: what could not be stored whole is said in one-line notes, added to `notes` when given
+    and logged."""
     path = Path(path)
     fmt = FORMATS.get(path.suffix.lower())
     if fmt is None:
@@ -77,13 +98,18 @@ def save_image(path: str | Path, data: np.ndarray, request: RenderRequest, model
     label = request.param("label")
     params = parameters_text(request, image.size, model_name, model_sha256,
                              [("Class", label)] if label is not None else [])
+    options, said = image_save_options(fmt, request.to_json(), params)
     with atomic_path(path) as tmp:
         if fmt == "PNG":
-            image.save(tmp, format="PNG", pnginfo=png_texts(request.to_json(), params))
+            image.save(tmp, format="PNG", **options)
         else:
             if image.mode not in ("RGB", "L"):
                 image = image.convert("RGB")
-            image.save(tmp, format=fmt, quality=quality, exif=exif_texts(request.to_json(), params))
+            image.save(tmp, format=fmt, quality=quality, **options)
+    for note in said:
+        log.warning("%s: %s", path, note)
+    if notes is not None:
+        notes.extend(said)
     return path
 
 
@@ -97,27 +123,27 @@ def stored_request(text: str | None, path: str | Path, what: str) -> RenderReque
     when there is none or it is invalid."""
     if not text:
         raise RequestError(f"this {what} carries no Latent Studio request (no 'latent-studio' metadata)", path)
+    checked_request_text(text, path)  # the readers check too: this guards text that came another way
     try:
         return RenderRequest.from_json(text)
     except RequestError as exc:
-        raise RequestError(f"the stored request is invalid: {exc.problem}", path, exc.field) from None
+        problem = exc.problem if len(exc.problem) <= 2 * QUOTE_CHARS else exc.problem[:2 * QUOTE_CHARS] + "… (cut)"
+        raise RequestError(f"the stored request is invalid: {problem}", path, exc.field) from None
 
 
 def read_picture(source: str | Path | np.ndarray, max_side: int | None = None, colour: bool = False) -> np.ndarray:
     """A picture file (or array) → uint8 grey (H, W), or with `colour` RGB (H, W, 3) unless the picture is grey;
-    transparency over white, shrunk to `max_side` if given. The family fits it to what it draws."""
-    try:
-        if isinstance(source, np.ndarray):
+    transparency over white, shrunk to `max_side` if given. The family fits it to what it draws. A file is read by
+    `open_picture` (a regular file, at most MAX_IMAGE_PIXELS, checked before decoding)."""
+    if isinstance(source, np.ndarray):
+        try:
             image = Image.fromarray(np.ascontiguousarray(source))
-        else:
-            with Image.open(source) as opened:
-                opened.load()
-                image = opened.copy()
-    except FileNotFoundError:
-        raise RequestError("file not found", None if isinstance(source, np.ndarray) else Path(source)) from None
-    except (UnidentifiedImageError, OSError, ValueError, TypeError, Image.DecompressionBombError) as exc:
-        raise RequestError(f"not a readable image ({exc})",
-                           None if isinstance(source, np.ndarray) else Path(source)) from None
+        except (ValueError, TypeError) as exc:
+            raise RequestError(f"not a readable image ({str(exc)[:QUOTE_CHARS]})") from None
+    else:
+        with open_picture(source) as opened:
+            opened.load()
+            image = opened.copy()
     if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
         rgba = image.convert("RGBA")
         image = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
@@ -130,13 +156,8 @@ def read_picture(source: str | Path | np.ndarray, max_side: int | None = None, c
 def read_glyph_strip(path: str | Path, chars: str, cell: int) -> tuple[np.ndarray, list[str]]:
     """Split an image strip into one equal-width cell per character of `chars` (spaces mark cells to skip), each
     resized to `cell`², as (N, cell, cell) uint8 grey images and their characters."""
-    try:
-        with Image.open(path) as im:
-            strip = np.asarray(im.convert("L"))
-    except FileNotFoundError:
-        raise RequestError("file not found", path) from None
-    except (UnidentifiedImageError, OSError) as exc:
-        raise RequestError(f"not a readable image ({exc})", path) from None
+    with open_picture(path) as im:
+        strip = np.asarray(im.convert("L"))
     if not chars.strip():
         raise RequestError("say which characters the image shows, one per cell from left to right", path)
     if strip.shape[1] < len(chars):

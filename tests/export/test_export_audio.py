@@ -465,7 +465,7 @@ def test_read_sound_errors_name_the_file(tmp_path):
 
     with pytest.raises(RequestError, match="not found"):
         read_sound(tmp_path / "gone.wav", RATE)
-    with pytest.raises(RequestError, match="not a file"):
+    with pytest.raises(RequestError, match="is a folder, not a regular sound file"):
         read_sound(tmp_path, RATE)
 
     zero = tmp_path / "zero.wav"
