@@ -23,6 +23,7 @@ Verbs:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import traceback
@@ -769,43 +770,98 @@ def cmd_gui(args) -> int:
                threads=args.threads, exit_after_ms=args.exit_after_ms, report=args.report_geometry)
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP during a verb: raised in the main thread, like Ctrl-C, so that every `with` and `finally` on
+    the way out runs (the engine cancels and joins its export, atomic writes remove their temporaries)."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def _signals_end_cleanly(enabled: bool = True):
+    """While a verb runs, SIGTERM and SIGHUP raise Terminated in the main thread (once: a second signal while the
+    first is being handled is ignored, so the cleanup is not cut short). The old handlers come back after."""
+    import signal
+    import threading
+
+    if not enabled or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    raised = []
+
+    def terminate(signum, _frame) -> None:
+        if not raised:
+            raised.append(signum)
+            raise Terminated(signum)
+
+    previous = {}
+    for name in ("SIGTERM", "SIGHUP"):
+        signum = getattr(signal, name, None)
+        if signum is not None:
+            try:
+                previous[signum] = signal.signal(signum, terminate)
+            except (OSError, ValueError):
+                pass
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def _dispatch(args) -> int:
+    if args.self_test:
+        from studio.ui.selftest import run_self_test
+        return run_self_test(debug=args.debug)
+    if args.verb == "models":
+        return cmd_models(args)
+    if args.verb == "train":
+        return cmd_train(args)
+    if args.verb == "encode":
+        if args.model is None:
+            from studio.library import DEFAULT_MODEL_ID
+            args.model = DEFAULT_MODEL_ID
+        return cmd_encode(args)
+    if args.verb == "gui":
+        return cmd_gui(args)
+    if args.verb == "import":
+        return cmd_import(args)
+    if args.verb == "wrap":
+        return cmd_wrap(args)
+    if args.verb == "grid":
+        return cmd_grid(args)
+    if args.verb == "animate":
+        return cmd_animate(args)
+    if args.verb == "sheet":
+        return cmd_sheet(args)
+    return cmd_render(args)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not any(a in VERBS for a in argv) and not any(a in ("-h", "--help", "--version") for a in argv):
         argv = _gui_argv(argv)  # no verb: the desktop app
     args = build_parser().parse_args(argv)
     try:
-        if args.self_test:
-            from studio.ui.selftest import run_self_test
-            return run_self_test(debug=args.debug)
-        if args.verb == "models":
-            return cmd_models(args)
-        if args.verb == "train":
-            return cmd_train(args)
-        if args.verb == "encode":
-            if args.model is None:
-                from studio.library import DEFAULT_MODEL_ID
-                args.model = DEFAULT_MODEL_ID
-            return cmd_encode(args)
-        if args.verb == "gui":
-            return cmd_gui(args)
-        if args.verb == "import":
-            return cmd_import(args)
-        if args.verb == "wrap":
-            return cmd_wrap(args)
-        if args.verb == "grid":
-            return cmd_grid(args)
-        if args.verb == "animate":
-            return cmd_animate(args)
-        if args.verb == "sheet":
-            return cmd_sheet(args)
-        return cmd_render(args)
+        with _signals_end_cleanly(enabled=not args.self_test and args.verb != "gui"):  # the window has its own
+            return _dispatch(args)
     except StudioError as exc:
         if args.debug:
             traceback.print_exc()
         print(f"latent-studio: error: {exc}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
+        from studio.io.atomic import remove_live
+
+        remove_live()  # a temporary whose writer did not get to clean up (the engine's join timed out)
+        if isinstance(exc, Terminated):
+            import signal
+
+            name = signal.Signals(exc.signum).name
+            print(f"latent-studio: stopped by {name}; nothing partial was written", file=sys.stderr)
+            return 128 + exc.signum
         print("latent-studio: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:
