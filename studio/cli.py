@@ -23,13 +23,12 @@ Verbs:
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import sys
 import traceback
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Callable
 
 from studio import __version__
 from studio.errors import StudioError
@@ -802,16 +801,20 @@ class Terminated(KeyboardInterrupt):
         self.signum = signum
 
 
-@contextlib.contextmanager
-def _signals_end_cleanly(enabled: bool = True):
-    """While a verb runs, SIGTERM and SIGHUP raise Terminated in the main thread (once: a second signal while the
-    first is being handled is ignored, so the cleanup is not cut short). The old handlers come back after."""
+def _end_cleanly_on_signals(enabled: bool = True) -> Callable[[], None]:
+    """From now on SIGTERM and SIGHUP raise Terminated in the main thread (once: a second signal while the first is
+    being handled is ignored, so the cleanup is not cut short). Returns what puts the old handlers back."""
     import signal
     import threading
 
+    previous: dict[int, Any] = {}
+
+    def restore() -> None:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
     if not enabled or threading.current_thread() is not threading.main_thread():
-        yield
-        return
+        return restore
     raised: list[int] = []
 
     def terminate(signum, _frame) -> None:
@@ -819,7 +822,6 @@ def _signals_end_cleanly(enabled: bool = True):
             raised.append(signum)
             raise Terminated(signum)
 
-    previous = {}
     for name in ("SIGTERM", "SIGHUP"):
         signum = getattr(signal, name, None)
         if signum is not None:
@@ -827,39 +829,7 @@ def _signals_end_cleanly(enabled: bool = True):
                 previous[signum] = signal.signal(signum, terminate)
             except (OSError, ValueError):
                 pass
-    try:
-        yield
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-
-
-def _dispatch(args) -> int:
-    if args.self_test:
-        from studio.ui.selftest import run_self_test
-        return run_self_test(debug=args.debug)
-    if args.verb == "models":
-        return cmd_models(args)
-    if args.verb == "train":
-        return cmd_train(args)
-    if args.verb == "encode":
-        if args.model is None:
-            from studio.library import DEFAULT_MODEL_ID
-            args.model = DEFAULT_MODEL_ID
-        return cmd_encode(args)
-    if args.verb == "gui":
-        return cmd_gui(args)
-    if args.verb == "import":
-        return cmd_import(args)
-    if args.verb == "wrap":
-        return cmd_wrap(args)
-    if args.verb == "grid":
-        return cmd_grid(args)
-    if args.verb == "animate":
-        return cmd_animate(args)
-    if args.verb == "sheet":
-        return cmd_sheet(args)
-    return cmd_render(args)
+    return restore
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -867,9 +837,33 @@ def main(argv: list[str] | None = None) -> int:
     if not any(a in VERBS for a in argv) and not any(a in ("-h", "--help", "--version") for a in argv):
         argv = _gui_argv(argv)  # no verb: the desktop app
     args = build_parser().parse_args(argv)
+    restore_signals = _end_cleanly_on_signals(enabled=not args.self_test and args.verb != "gui")  # a window: its own
     try:
-        with _signals_end_cleanly(enabled=not args.self_test and args.verb != "gui"):  # the window has its own
-            return _dispatch(args)
+        if args.self_test:
+            from studio.ui.selftest import run_self_test
+            return run_self_test(debug=args.debug)
+        if args.verb == "models":
+            return cmd_models(args)
+        if args.verb == "train":
+            return cmd_train(args)
+        if args.verb == "encode":
+            if args.model is None:
+                from studio.library import DEFAULT_MODEL_ID
+                args.model = DEFAULT_MODEL_ID
+            return cmd_encode(args)
+        if args.verb == "gui":
+            return cmd_gui(args)
+        if args.verb == "import":
+            return cmd_import(args)
+        if args.verb == "wrap":
+            return cmd_wrap(args)
+        if args.verb == "grid":
+            return cmd_grid(args)
+        if args.verb == "animate":
+            return cmd_animate(args)
+        if args.verb == "sheet":
+            return cmd_sheet(args)
+        return cmd_render(args)
     except StudioError as exc:
         if args.debug:
             traceback.print_exc()
@@ -888,9 +882,14 @@ def main(argv: list[str] | None = None) -> int:
         print("latent-studio: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:
+        from studio.io.atomic import remove_live
+
+        remove_live()  # a bug must not leave a half-written file or package folder behind either
         if args.debug:
             traceback.print_exc()
         else:
             print(f"latent-studio: unexpected error: {type(exc).__name__}: {exc} (run with --debug for details)",
                   file=sys.stderr)
         return 1
+    finally:
+        restore_signals()
