@@ -24,10 +24,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import traceback
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Callable
 
 from studio import __version__
 from studio.errors import StudioError
@@ -277,6 +278,15 @@ def cmd_animate(args) -> int:
     return 0
 
 
+def _out_folder(text: str, field: str) -> Path:
+    """The folder a package is written to, from an option: its last part must be a plain name (not `..`, not empty)."""
+    from studio.files import check_name
+
+    out = Path(text)
+    check_name(out.name, "folder name", field=field)
+    return out
+
+
 def cmd_wrap(args) -> int:
     """A TorchScript or ONNX generator file made into a package: the module copied beside a model.toml that says
     its latent, conditions and output (the sidecar the torchscript / onnx families read), checked by loading it."""
@@ -284,6 +294,9 @@ def cmd_wrap(args) -> int:
 
     import tomli_w
 
+    from studio.files import check_name
+    from studio.io.atomic import temporary_beside
+    from studio.io.package import check_replaceable, swap_into_place
     from studio.library import load_model, resolve
     from studio.manifest import package_id_from
     from studio.paths import user_models_dir
@@ -318,10 +331,13 @@ def cmd_wrap(args) -> int:
             raise StudioError(f"--audio takes RATE:SAMPLES[:CHANNELS], got {args.audio!r}") from None
         output = {"kind": "audio", "sample_rate": rate, "length": length, "channels": rest[0] if rest else 1}
     labels = [c.strip() for c in args.classes.split(",") if c.strip()] if args.classes else []
-    model_id = args.id or package_id_from(source.stem, "generator")
-    out = Path(args.out) if args.out else user_models_dir() / model_id
-    if out.exists() and not args.force:
-        raise StudioError("a package is already there (use --force to replace it, or --out/--id)", out)
+    model_id = check_name(args.id, "package id", field="--id") if args.id is not None else \
+        package_id_from(source.stem, "generator")  # checked before it is part of any path
+    out = _out_folder(args.out, "--out") if args.out else user_models_dir() / model_id
+    if os.path.lexists(out):
+        if not args.force:
+            raise StudioError("a package is already there (use --force to replace it, or --out/--id)", out)
+        check_replaceable(out)  # --force replaces a model package, never a folder of the user's
     manifest = {
         "format": 1, "id": model_id, "name": args.name or source.stem, "family": family, "version": "1.0.0",
         "license": args.license or "unknown (check the generator's own licence)",
@@ -330,9 +346,8 @@ def cmd_wrap(args) -> int:
         "conditions": {"kind": "class", "labels": labels, "default": labels[0]} if labels else {"kind": "none"},
         "architecture": {"range": args.range},
     }
-    tmp = out.with_name(out.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temporary_beside(out, out.parent, folder=True)  # a unique name of ours: no sibling of the user's is touched
     shutil.copyfile(source, tmp / f"generator{suffix}")
     (tmp / "model.toml").write_text(tomli_w.dumps(manifest), encoding="utf-8")
     try:  # a wrong latent or output shape is found now, not when the artist first opens it
@@ -344,9 +359,11 @@ def cmd_wrap(args) -> int:
     except StudioError:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    if out.exists():
-        shutil.rmtree(out)
-    tmp.rename(out)
+    try:
+        swap_into_place(tmp, out)  # refuses (again) anything at `out` that is not a model package
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     print(f"wrote {out} ({model_id}, {family}: latent {'x'.join(map(str, latent))}, {output['kind']})")
     return 0
 
@@ -355,6 +372,7 @@ def cmd_import(args) -> int:
     """A checkpoint (pickle or safetensors) mapped onto the architecture of an installed package, written as a new
     safetensors package. Pickles are read only with torch's weights-only loader: nothing in them is executed."""
     from studio.families import get_family
+    from studio.files import check_name
     from studio.importers.checkpoint import import_like
     from studio.library import resolve
     from studio.manifest import read_manifest
@@ -368,8 +386,11 @@ def cmd_import(args) -> int:
     if not args.like:
         raise StudioError("import needs --like MODEL (the installed package whose architecture the checkpoint fits), "
                           "or --sd for a Stable Diffusion checkpoint")
+    if args.id is not None:
+        check_name(args.id, "package id", field="--id")  # before anything: it becomes a folder's name
+    out_folder = _out_folder(args.out, "--out") if args.out else None
     template = resolve(args.like, _roots(args))
-    folder = import_like(args.file, template, args.out, args.id, args.name, args.license, args.strip_prefix,
+    folder = import_like(args.file, template, out_folder, args.id, args.name, args.license, args.strip_prefix,
                          force=args.force)
     print(f"wrote {folder} ({read_manifest(folder).id}, {_manifest(template).family} family, the architecture of "
           f"{template.id})")
@@ -551,8 +572,8 @@ def cmd_train(args) -> int:
     if not args.recipe:
         raise StudioError("train needs a RECIPE.toml, or --family vae|gan|diffusion|audio --data FOLDER to train on "
                           "your own pictures or sounds")
-    recipe = read_recipe(args.recipe)
-    out = Path(args.out) if args.out else Path("models") / recipe.package["id"]
+    recipe = read_recipe(args.recipe)  # its [package.id] is checked there, before it names any folder
+    out = _out_folder(args.out, "--out") if args.out else Path("models") / recipe.package["id"]
     run_dir = Path(args.run_dir) if args.run_dir else Path("runs") / recipe.package["id"]
     registry.run(recipe, out, run_dir, resume=args.resume)
     return 0
@@ -573,6 +594,7 @@ def _folder_options(args) -> dict[str, object]:
 def _train_on_folder(args) -> int:
     """`train --family vae|gan|diffusion|audio --data FOLDER`: a recipe for the folder, run; the package lands in the
     user models folder."""
+    from studio.files import check_name
     from studio.manifest import package_id_from
     from studio.paths import user_data_dir, user_models_dir
     from studio.train.folder import train_folder
@@ -591,8 +613,9 @@ def _train_on_folder(args) -> int:
         kind = "pictures (--family vae, gan or diffusion)" if sounds else "sounds (--family audio)"
         raise StudioError(f"{', '.join(wrong)} {'is' if len(wrong) == 1 else 'are'} for training on {kind}")
     folder = Path(args.data)
-    model_id = args.id or package_id_from(folder.resolve().name, "mine")
-    out = Path(args.out) if args.out else user_models_dir() / model_id
+    model_id = check_name(args.id, "package id", field="--id") if args.id is not None else \
+        package_id_from(folder.resolve().name, "mine")  # checked before it is part of any path
+    out = _out_folder(args.out, "--out") if args.out else user_models_dir() / model_id
     run_dir = Path(args.run_dir) if args.run_dir else user_data_dir() / "runs" / model_id
     settings = {"steps": args.steps, "batch": args.batch, "device": args.device, "name": args.name}
     options = _SOUND_OPTIONS if sounds else _PICTURE_OPTIONS
@@ -771,11 +794,52 @@ def cmd_gui(args) -> int:
                threads=args.threads, exit_after_ms=args.exit_after_ms, report=args.report_geometry)
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP during a verb: raised in the main thread, like Ctrl-C, so that every `with` and `finally` on
+    the way out runs (the engine cancels and joins its export, atomic writes remove their temporaries)."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _end_cleanly_on_signals(enabled: bool = True) -> Callable[[], None]:
+    """From now on SIGTERM and SIGHUP raise Terminated in the main thread (once: a second signal while the first is
+    being handled is ignored, so the cleanup is not cut short). Returns what puts the old handlers back."""
+    import signal
+    import threading
+
+    previous: dict[int, Any] = {}
+
+    def restore() -> None:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+    if not enabled or threading.current_thread() is not threading.main_thread():
+        return restore
+    raised: list[int] = []
+
+    def terminate(signum, _frame) -> None:
+        if not raised:
+            raised.append(signum)
+            raise Terminated(signum)
+
+    for name in ("SIGTERM", "SIGHUP"):
+        signum = getattr(signal, name, None)
+        if signum is not None:
+            try:
+                previous[signum] = signal.signal(signum, terminate)
+            except (OSError, ValueError):
+                pass
+    return restore
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not any(a in VERBS for a in argv) and not any(a in ("-h", "--help", "--version") for a in argv):
         argv = _gui_argv(argv)  # no verb: the desktop app
     args = build_parser().parse_args(argv)
+    restore_signals = _end_cleanly_on_signals(enabled=not args.self_test and args.verb != "gui")  # a window: its own
     try:
         if args.self_test:
             from studio.ui.selftest import run_self_test
@@ -807,13 +871,27 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
         print(f"latent-studio: error: {exc}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
+        from studio.io.atomic import remove_live
+
+        remove_live()  # a temporary whose writer did not get to clean up (the engine's join timed out)
+        if isinstance(exc, Terminated):
+            import signal
+
+            name = signal.Signals(exc.signum).name
+            print(f"latent-studio: stopped by {name}; nothing partial was written", file=sys.stderr)
+            return 128 + exc.signum
         print("latent-studio: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:
+        from studio.io.atomic import remove_live
+
+        remove_live()  # a bug must not leave a half-written file or package folder behind either
         if args.debug:
             traceback.print_exc()
         else:
             print(f"latent-studio: unexpected error: {type(exc).__name__}: {exc} (run with --debug for details)",
                   file=sys.stderr)
         return 1
+    finally:
+        restore_signals()

@@ -51,6 +51,7 @@ MAX_TENSORS = 100_000  # tensors in one weights file
 MAX_PICKLE_OPCODES = 20_000_000  # opcodes in one checkpoint's data.pkl
 MAX_PICKLE_MEMO = 5_000_000  # memo entries: objects the pickle may refer back to
 MAX_PICKLE_OBJECTS = 1_000_000  # containers and tensors visited when flattening what it holds (stops "billion laughs")
+MAX_PICKLE_BYTES = 1 << 30  # one checkpoint's data.pkl (the pickle alone: SD 1.x's is under 1 MB, tensors lie beside)
 
 # --- messages ------------------------------------------------------------------------------------------------------
 QUOTE_CHARS = 200  # at most this many characters of a bad value appear in a message

@@ -29,7 +29,6 @@ import math
 import os
 import re
 import shutil
-import tempfile
 import weakref
 from fractions import Fraction
 from pathlib import Path
@@ -40,7 +39,7 @@ import numpy as np
 from PIL import Image, PngImagePlugin, UnidentifiedImageError
 
 from studio.errors import ExportError, RequestError
-from studio.io.atomic import check_parent_folder, check_writable_folder, temporary_beside
+from studio.io.atomic import check_parent_folder, check_writable_folder, forget, temporary_beside
 from studio.export.audio import resample
 from studio.io.metadata import REQUEST_CHUNK
 
@@ -126,6 +125,7 @@ def _remove(path: Path | None) -> None:
             path.unlink()
     except OSError:
         pass
+    forget(path)
 
 
 class VideoWriter:
@@ -387,11 +387,13 @@ class VideoWriter:
     def _move_into_place(self) -> None:
         if self.format != "PNG":
             os.replace(self._tmp, self.path)
+            forget(self._tmp)
             return
         old = None
         if self.path.is_dir():  # an earlier export of frames (checked at the start): swap it out, then remove it
             _check_frame_folder(self.path)
-            old = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.", suffix=".old", dir=self.path.parent))
+            old = temporary_beside(self.path, self.path.parent, folder=True, suffix=".old")
+            forget(old)  # it holds the earlier frames for a moment: never one to remove on a signal
             os.replace(self.path, old)
         try:
             os.replace(self._tmp, self.path)
@@ -399,6 +401,7 @@ class VideoWriter:
             if old is not None:
                 os.replace(old, self.path)
             raise
+        forget(self._tmp)
         _remove(old)
 
     def abort(self) -> None:

@@ -7,6 +7,7 @@ to an arbitrary callable) before calling it. Anything it refuses is reported as 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -79,10 +80,14 @@ def import_like(source: str | Path, template, out: str | Path | None = None, mod
     `template`'s architecture (its model.toml with a new id, name and description) and written as a new package,
     by default in the user models folder (a package already there is refused, `taken` saying what to do). The
     package folder."""
+    from studio.files import check_name
+    from studio.io.package import check_replaceable
     from studio.manifest import package_id_from, read_toml
     from studio.paths import user_models_dir
 
     source = Path(source)
+    if model_id is not None:  # before it names any folder
+        model_id = check_name(model_id, "package id", WeightsError, field="--id")
     model_id = model_id or package_id_from(source.stem, "imported")
     manifest = read_toml(template.manifest.path)
     manifest.update(id=model_id, name=name or source.stem, version="1.0.0",
@@ -90,6 +95,8 @@ def import_like(source: str | Path, template, out: str | Path | None = None, mod
                     license=license_ or "unknown (imported: check the checkpoint's own licence)")
     manifest["training"] = {"imported_from": source.name, "architecture_of": template.id}
     target = Path(out) if out else user_models_dir() / model_id
-    if target.exists() and not force:
-        raise WeightsError(f"a package is already there ({taken})", target)
+    if os.path.lexists(target):
+        if not force:
+            raise WeightsError(f"a package is already there ({taken})", target)
+        check_replaceable(target, WeightsError)  # --force replaces a model package, never a folder of the user's
     return import_checkpoint(source, manifest, target, strip_prefix=strip_prefix)

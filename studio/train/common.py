@@ -34,6 +34,7 @@ from studio import __version__
 from studio.errors import RecipeError, StudioError, WeightsError
 from studio.io.safetensors import read_header
 from studio.train.monitor import Monitor, check_stop
+from studio.io.atomic import atomic_path
 from studio.io.package import write_package
 from studio.train.recipe import Recipe
 from studio.io.weights import read_tensors, write_tensors
@@ -228,9 +229,8 @@ class Checkpoint:
         tensors["rng"] = self.gen.get_state()
         meta = {"step": str(step), "recipe": self.recipe.text, "format": CHECKPOINT_FORMAT,
                 "seconds": f"{self.seconds:.1f}"}
-        tmp = self.path.with_suffix(".tmp")
-        write_tensors(tensors, tmp, metadata=meta)
-        tmp.replace(self.path)
+        with atomic_path(self.path) as tmp:  # a unique temporary of ours; a killed run's is swept by the next save
+            write_tensors(tensors, tmp, metadata=meta)
 
     def load(self) -> int:
         """Restore the run; the step it had reached."""

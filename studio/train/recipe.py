@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from studio.errors import RecipeError
+from studio.files import check_name
 from studio.manifest import TomlReader, read_toml
 
 
@@ -33,6 +34,7 @@ def read_recipe(path: str | Path) -> Recipe:
     package = r.get(data, "package", dict)
     for key in ("id", "name", "version", "license"):
         r.get(package, key, str, "package.")
+    check_name(package["id"], "package id", RecipeError, path, "package.id")  # it names the run and package folders
     return Recipe(path=path, trainer=trainer, package=package, data=r.get(data, "data", dict),
                   model=r.get(data, "model", dict, required=False, default={}),
                   train=r.get(data, "train", dict), evaluate=r.get(data, "evaluate", dict, required=False, default={}),

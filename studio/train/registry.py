@@ -79,8 +79,12 @@ def run(recipe, out: str | Path, run_dir: str | Path, resume: bool = False, log:
     go to `run_dir`; with `resume` the run continues from the checkpoint there. A `monitor`
     (studio.train.monitor.Monitor) sees every step and a sample now and then, and can pause or cancel the run
     (TrainingStopped); without one, progress is printed and `log` gets the messages."""
+    from studio.files import check_name
+    from studio.io.package import check_replaceable
     from studio.train.monitor import Monitor
 
     trainer = get(recipe.trainer, recipe.path)
+    check_name(recipe.package["id"], "package id", RecipeError, recipe.path, "package.id")
+    check_replaceable(out, RecipeError)  # refused now, not after the run: only a model package is replaced
     return trainer.load().train(recipe, Path(out), Path(run_dir), data=trainer.data, resume=resume,
                                 monitor=monitor or Monitor(log))
