@@ -7,6 +7,7 @@ from pathlib import Path
 from PySide6.QtWidgets import (QDialog, QDialogButtonBox, QFileDialog, QFormLayout, QInputDialog, QLineEdit,
                                QMessageBox, QWidget)
 
+from studio.app.models import FolderQuestion
 from studio.project import SUFFIX, Recoverable
 
 IMAGE_FILTER = "Images (*.png *.jpg *.jpeg *.webp *.bmp)"
@@ -113,6 +114,17 @@ def ask_grid(parent: QWidget, seed: int, suggestion: str) -> tuple[str, str, str
 
 def ask_model_folder(parent: QWidget) -> str:
     return QFileDialog.getExistingDirectory(parent, "Open Model Folder")
+
+
+def ask_add_model_folder(parent: QWidget, question: FolderQuestion) -> bool:
+    """Whether to add the model folder a file asks for (the decision is the app's FolderQuestion; this only shows
+    it). No is the default button: Enter or Escape loads nothing."""
+    box = QMessageBox(QMessageBox.Icon.Warning, question.title, question.text,
+                      QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No, parent)
+    box.setInformativeText(question.detail)
+    box.setDefaultButton(QMessageBox.StandardButton.No)
+    box.setEscapeButton(QMessageBox.StandardButton.No)
+    return QMessageBox.StandardButton(box.exec()) == QMessageBox.StandardButton.Yes
 
 
 def ask_chars(parent: QWidget, image: str, default: str) -> str | None:
