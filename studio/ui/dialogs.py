@@ -116,14 +116,20 @@ def ask_model_folder(parent: QWidget) -> str:
     return QFileDialog.getExistingDirectory(parent, "Open Model Folder")
 
 
-def ask_add_model_folder(parent: QWidget, question: FolderQuestion) -> bool:
-    """Whether to add the model folder a file asks for (the decision is the app's FolderQuestion; this only shows
-    it). No is the default button: Enter or Escape loads nothing."""
+def folder_question_box(parent: QWidget, question: FolderQuestion) -> QMessageBox:
+    """The dialog that shows a FolderQuestion (the decision is the app's): Yes or No, with No the default and the
+    escape button, so Enter or Escape loads nothing."""
     box = QMessageBox(QMessageBox.Icon.Warning, question.title, question.text,
                       QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No, parent)
     box.setInformativeText(question.detail)
     box.setDefaultButton(QMessageBox.StandardButton.No)
     box.setEscapeButton(QMessageBox.StandardButton.No)
+    return box
+
+
+def ask_add_model_folder(parent: QWidget, question: FolderQuestion) -> bool:
+    """Whether to add the model folder a file asks for (True: Yes)."""
+    box = folder_question_box(parent, question)
     return QMessageBox.StandardButton(box.exec()) == QMessageBox.StandardButton.Yes
 
 
