@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from PySide6.QtWidgets import (QDialog, QDialogButtonBox, QFileDialog, QFormLayout, QInputDialog, QLineEdit,
                                QMessageBox, QWidget)
 
-from studio.app.models import FolderQuestion
 from studio.project import SUFFIX, Recoverable
+
+if TYPE_CHECKING:
+    from studio.app.models import FolderQuestion  # the panels import this module: no torch through the app layer
 
 IMAGE_FILTER = "Images (*.png *.jpg *.jpeg *.webp *.bmp)"
 PROJECT_FILTER = f"Latent Studio projects (*{SUFFIX})"
