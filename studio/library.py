@@ -248,11 +248,12 @@ def find_installed(model_id: str, sha256: str, folder: str, installed: Iterable[
     """The installed package that a file's model is, without reading anything in `folder`: the package found in
     that very folder; else one with the same id (the folder's name when `model_id` is a path) and the same weights
     hash; else one with the same weights hash; else one with the same id (a changed model: loading it reports the
-    hashes). None when no installed package fits."""
+    hashes). None when no installed package fits. Only the folder match may return a broken package."""
+    installed = list(installed)
     usable = [e for e in installed if e.ok]
     if folder:
         key = _folder_key(Path(folder))
-        for entry in usable:
+        for entry in installed:  # an installed package, even a broken one (its own error then says what is wrong)
             if key is not None and _folder_key(entry.folder) == key:
                 return entry
     ids = {model_id}
@@ -290,6 +291,8 @@ def resolve_stored(model_id: str, model_hash: str = "", roots: Iterable[str | Pa
     match = find_installed(model_id, model_hash, model_id, installed)
     if match is None:
         raise UninstalledModelFolder(model_id, model_hash, source, field)
+    if match.error:
+        raise match.error
     return match
 
 

@@ -104,3 +104,10 @@ def test_the_renderer_never_loads_a_path_it_was_not_handed(installed, evil, monk
             engine.submit(RenderRequest(str(evil), params={"prompt": "Ab"}), EXPORT).wait(60)
         assert engine.submit(RenderRequest("tiny", params={"prompt": "Ab"}), EXPORT).wait(60).kind == "image"
     assert loaded == [installed / "tiny"]
+
+
+def test_a_path_to_a_broken_installed_package_reports_the_package_error(installed):
+    (installed / "tiny" / "model.toml").write_text("format = 1\nid = 'tiny'\n")  # no family, no output …
+    with pytest.raises(ManifestError) as caught:
+        resolve_stored(str(installed / "tiny"), "", [installed], "photo.png")
+    assert not isinstance(caught.value, UninstalledModelFolder) and "model.toml" in str(caught.value)
