@@ -97,7 +97,7 @@ def cmd_render(args) -> int:
     from studio.engine import Engine
     from studio.engine.work import render_to_file, submit
     from studio.export import check_writable_folder, formats_for, read_any_request
-    from studio.library import resolve
+    from studio.library import resolve, resolve_stored
 
     out = Path(args.out) if args.out else None
     roots = _roots(args)
@@ -107,11 +107,13 @@ def cmd_render(args) -> int:
             raise StudioError("--from needs --out (the file to write)")
     else:
         request = None
-    model = args.model or (request.model_id if request else None)
-    if model is None:
+    if request is not None and not args.model:
+        # the file names its model: an installed package by id and weights hash, never a folder of its choosing
+        entry = resolve_stored(request.model_id, request.model_hash, roots, args.from_file)
+        request = request.with_(model_id=entry.id)
+    else:
         from studio.library import DEFAULT_MODEL_ID
-        model = DEFAULT_MODEL_ID
-    entry = resolve(model, roots)
+        entry = resolve(args.model or DEFAULT_MODEL_ID, roots)  # what the user typed: an id or a folder
     manifest = _manifest(entry)
     kind = manifest.output.kind
     if out is None:
@@ -240,27 +242,27 @@ def cmd_animate(args) -> int:
     from studio.engine import Engine
     from studio.engine.work import export_video, video_plan
     from studio.export import check_writable_folder
-    from studio.library import resolve
+    from studio.library import project_models
     from studio.project import load_document
     from studio.train.progress import ProgressBar
 
     project = Path(args.project)
     document = load_document(project)
-    timeline = document.timeline
     if args.fps is not None:
         try:
-            timeline = dataclasses.replace(timeline, fps=args.fps)
+            document.timeline = dataclasses.replace(document.timeline, fps=args.fps)
         except StudioError as exc:
             raise StudioError(f"--fps: {exc.problem}") from None
     out = Path(args.out)
     check_writable_folder(out)
     size = _parse_size(args.size) if args.size else None
-    folders = [Path(ref.folder) for ref in document.models if ref.folder]
-    roots = _roots(args) + [f for f in folders if f.is_dir()]
+    roots = _roots(args)
     try:
-        timeline.check_playable()
-        entry = resolve(timeline.keyframes[0].request.model_id, roots)
-        plan = video_plan(timeline, out, project.parent, entry.parameters.default)
+        document.timeline.check_playable()
+        # the project's models among the installed packages: a folder it names is never loaded on its own
+        document, entries = project_models(document, roots, project)
+        timeline = document.timeline
+        plan = video_plan(timeline, out, project.parent, entries[0].parameters.default)
     except StudioError as exc:
         raise StudioError(exc.problem, exc.path or project, exc.field) from None
     bar = ProgressBar(len(plan.frames), unit="frame")
@@ -270,6 +272,8 @@ def cmd_animate(args) -> int:
             bar.update(event.step, 1)
 
     with Engine(device=args.device, roots=roots) as engine:
+        for entry in entries:
+            engine.add_package(entry)
         job = export_video(engine, plan, out, metadata=document.to_json(), size=size, on_event=on_event)
         job.wait()
     bar.close()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 
 import torch
 
@@ -21,6 +21,9 @@ from studio.params import Capability, ParamTable
 from studio.paths import shipped_models_dir, user_models_dir
 from studio.request import Params, RenderRequest
 from studio.io.weights import load_into, read_tensors, read_tensors_and_hash
+
+if TYPE_CHECKING:
+    from studio.project import Document
 
 DEFAULT_MODEL_ID = "glyphs"
 
@@ -199,6 +202,154 @@ def resolve(model: str, roots: Iterable[str | Path] | None = None) -> PackageEnt
         raise entry.error
     return entry
 
+
+# --- what a file asks for --------------------------------------------------------------------------------------------
+# An image, a sound or a project names its model by id (and weights hash); it never chooses a folder to load. A model
+# id that is a path, or a project's models[].folder, is matched against the installed packages (the shipped and user
+# models, settings.toml's folders, --models-dir); a folder that is not installed is refused (CLI) or asked about
+# (window), never loaded on its own. What the user types (--model PATH, File → Open Model Folder) stays allowed.
+
+ADD_FOLDER_HINT = "File → Open Model Folder"
+
+
+def names_a_path(model_id: str) -> bool:
+    """Whether a model id read from a file names a folder (or file) path rather than a package id: it has a
+    separator, is absolute, starts with '.' or '~', or names an existing folder."""
+    if "/" in model_id or "\\" in model_id or model_id.startswith((".", "~")) or Path(model_id).is_absolute():
+        return True
+    try:
+        return Path(model_id).is_dir()
+    except (OSError, ValueError):  # a name the file system refuses (too long, a NUL) is no folder
+        return False
+
+
+class UninstalledModelFolder(ManifestError):
+    """A file asks for a model folder that is not installed. `folder` and `sha256` (the weights hash the file
+    claims, "" when none) are what a window shows when it asks whether to add it."""
+
+    def __init__(self, folder: str, sha256: str, source: str | Path | None = None, field: str | None = None):
+        from studio.limits import quote
+
+        self.folder, self.sha256 = folder, sha256
+        weights = f"weights sha256 {sha256[:12]}…" if sha256 else "no weights hash"
+        shown = quote(folder)
+        super().__init__(f"the file asks for the model folder {shown} ({weights}), which is not installed; if you "
+                         f"trust it, add it with --models-dir {shown} or {ADD_FOLDER_HINT}", source, field)
+
+
+def _folder_key(path: Path) -> Path | None:
+    try:
+        return path.expanduser().resolve()
+    except (OSError, RuntimeError, ValueError):
+        return None
+
+
+def find_installed(model_id: str, sha256: str, folder: str, installed: Iterable[PackageEntry]) -> PackageEntry | None:
+    """The installed package that a file's model is, without reading anything in `folder`: the package found in
+    that very folder; else one with the same id (the folder's name when `model_id` is a path) and the same weights
+    hash; else one with the same weights hash; else one with the same id (a changed model: loading it reports the
+    hashes). None when no installed package fits. Only the folder match may return a broken package."""
+    installed = list(installed)
+    usable = [e for e in installed if e.ok]
+    if folder:
+        key = _folder_key(Path(folder))
+        for entry in installed:  # an installed package, even a broken one (its own error then says what is wrong)
+            if key is not None and _folder_key(entry.folder) == key:
+                return entry
+    ids = {model_id}
+    if names_a_path(model_id):
+        name = Path(model_id.rstrip("/\\")).name
+        ids = {name, Path(name).stem} - {""}
+    named = [e for e in usable if e.id in ids]
+    if sha256:
+        for entry in named:
+            if entry.sha256 == sha256:
+                return entry
+        for entry in usable:
+            if entry.id not in ids and entry.sha256 == sha256:
+                return entry
+    return named[0] if named else None
+
+
+def resolve_stored(model_id: str, model_hash: str = "", roots: Iterable[str | Path] | None = None,
+                   source: str | Path | None = None, field: str = "model_id",
+                   installed: list[PackageEntry] | None = None) -> PackageEntry:
+    """The installed package a stored request (an image's, a sound's, a project's) names by `model_id` and
+    `model_hash`. An id resolves as `resolve` does among the installed packages; a path is never loaded: an installed
+    package that is that folder, or has its name and weights hash, or the hash, or the name, is used instead, else
+    UninstalledModelFolder names the path and the hash (`source` and `field`: the file and field that asked)."""
+    installed = scan(roots) if installed is None else installed
+    if not names_a_path(model_id) or any(e.id == model_id and e.ok for e in installed):
+        found = [e for e in installed if e.id == model_id]
+        if not found:
+            known = sorted({e.id for e in installed if e.ok})
+            raise StudioError(f"no model with id {model_id!r} is installed (installed: {', '.join(known) or 'none'})")
+        entry = next((e for e in found if e.ok), found[0])
+        if entry.error:
+            raise entry.error
+        return entry
+    match = find_installed(model_id, model_hash, model_id, installed)
+    if match is None:
+        raise UninstalledModelFolder(model_id, model_hash, source, field)
+    if match.error:
+        raise match.error
+    return match
+
+
+def resolve_installed(model_id: str, roots: Iterable[str | Path] | None = None) -> PackageEntry:
+    """A package by id among the installed ones (the renderer's fallback for a request it was not handed a package
+    for): a path is refused, never loaded."""
+    installed = scan(roots)
+    if names_a_path(model_id) and not any(e.id == model_id and e.ok for e in installed):
+        raise UninstalledModelFolder(model_id, "", None, "model_id")
+    return resolve_stored(model_id, roots=roots, installed=installed)
+
+
+def document_models(document: Document, installed: list[PackageEntry], source: str | Path | None = None
+                    ) -> tuple[dict[str, PackageEntry], list[UninstalledModelFolder]]:
+    """What a project's models are among the `installed` packages, reading nothing in the folders it names:
+    (model id as the document names it → the installed package, for every id that is a path or whose folder is
+    installed; the folders it names that are not installed, each once, as the error that refuses them). A folder
+    that does not exist is no claim (nothing could load from it); plain ids are left to `resolve_stored`."""
+    found: dict[str, PackageEntry] = {}
+    refused: dict[str, UninstalledModelFolder] = {}
+    for model_id, sha256, folder, field in document.model_claims():
+        claimed = folder or (model_id if names_a_path(model_id) else "")
+        if not claimed:
+            continue
+        entry = find_installed(model_id, sha256, claimed, installed)
+        if entry is not None:
+            if names_a_path(model_id):
+                found[model_id] = entry
+        elif _exists(claimed) and claimed not in refused:
+            refused[claimed] = UninstalledModelFolder(claimed, sha256, source, field)
+    return found, list(refused.values())
+
+
+def _exists(path: str) -> bool:
+    try:
+        return Path(path).expanduser().exists()
+    except (OSError, ValueError):
+        return False
+
+
+def project_models(document: Document, roots: Iterable[str | Path] | None = None,
+                   source: str | Path | None = None) -> tuple[Document, list[PackageEntry]]:
+    """A project's document with every model id that is a path replaced by its installed package's id, and the
+    packages its keyframes render with (the first keyframe's first); UninstalledModelFolder for a folder the
+    project names that is not installed, the resolving error for a keyframe model that is not installed."""
+    installed = scan(roots)
+    found, refused = document_models(document, installed, source)
+    if refused:
+        raise refused[0]
+    document = document.with_model_ids({name: e.id for name, e in found.items() if name != e.id})
+    entries: dict[str, PackageEntry] = {}
+    for i, key in enumerate(document.timeline.keyframes):
+        request = key.request
+        entry = resolve_stored(request.model_id, request.model_hash, source=source, installed=installed,
+                               field=f"timeline.keyframes[{i}].request.model_id")
+        entries.setdefault(entry.id, entry)
+    return document, list(entries.values())
 
 def load_model(entry: PackageEntry, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32,
                expected_sha256: str | None = None) -> LoadedModel:

@@ -19,14 +19,15 @@ from typing import Any, Iterable
 import numpy as np
 
 from studio.app.listeners import Listeners
-from studio.app.models import ERROR, INFO, WARNING, ModelLibrary
+from studio.app.models import ERROR, INFO, WARNING, FolderAsker, FolderQuestion, ModelLibrary, never
 from studio.app.undo import Edit, SetValue, UndoStack
 from studio.errors import StudioError
 from studio.export import read_any_request
 from studio.export.image import read_picture
 from studio.io.images import decode_init_image, encode_init_image
 from studio.latent.interp import interpolate
-from studio.library import DEFAULT_MODEL_ID, PackageEntry
+from studio.library import DEFAULT_MODEL_ID, PackageEntry, document_models, find_installed, names_a_path
+from studio.limits import quote
 from studio.params import Capability
 from studio.project import Document, HistoryEntry, ModelRef, SavedLatent, load_document, save_document, utc_now
 from studio.request import MAX_SEED, SEED_MODES, RenderRequest
@@ -49,6 +50,8 @@ class OpenDocument:
         self.seed_mode = "fixed"
         self.revision = 0  # counts every change of the document, saved or not (autosave writes when it moves)
         self._rng = rng or random.Random()
+        # asked when a file names a model folder that is not installed (a window shows a dialog); default: No
+        self.ask_folder: FolderAsker = never
         self._history_index = -1  # undo index of the newest history entry (one entry per undo step)
         # init image (base64 PNG in a request) → the original picture it was fitted from, so that a new prompt
         # re-fits the original rather than a resized copy (pictures stay here: the request holds only the fitted one)
@@ -355,19 +358,72 @@ class OpenDocument:
 
     # --- files ----------------------------------------------------------------------------------------------------
     def restore_from_file(self, path: str | Path) -> bool:
-        """Restore the exact request stored in an image or a sound this app exported."""
+        """Restore the exact request stored in an image or a sound this app exported. Its model is an installed
+        package (by id, or for a folder path by that folder, its name and weights hash); a folder that is not
+        installed is added only when the user says so (`ask_folder`), else the document stays as it was."""
+        name = Path(path).name
         try:
             request = read_any_request(path)
         except StudioError as exc:
-            self.message(ERROR, f"Cannot restore from {Path(path).name}", str(exc))
+            self.message(ERROR, f"Cannot restore from {name}", str(exc))
             return False
-        if self.models.entry_for(request.model_id) is None:
-            self.message(ERROR, f"{Path(path).name} was made with model {request.model_id!r}, which is not "
-                                "installed", "Open its model folder first, then drop the file again.")
+        entry = self._installed_model(request.model_id, request.model_hash, path)
+        if entry is None:
+            if names_a_path(request.model_id):
+                self.message(WARNING, f"{name} asks for the model folder {quote(request.model_id)}, which is not "
+                                      "installed", "Nothing was loaded and the document is unchanged. If you trust "
+                                      "that folder, open it with File → Open Model Folder, then drop the file again.")
+            else:
+                self.message(ERROR, f"{name} was made with model {request.model_id!r}, which is not "
+                                    "installed", "Open its model folder first, then drop the file again.")
             return False
-        self.set_request(request, f"Restore {Path(path).name}")
-        self.message(INFO, f"Restored the request from {Path(path).name}", "")
+        if entry.id != request.model_id:
+            request = request.with_(model_id=entry.id)
+        self.set_request(request, f"Restore {name}")
+        self.message(INFO, f"Restored the request from {name}", "")
         return True
+
+    def _installed_model(self, model_id: str, sha256: str, source: str | Path) -> PackageEntry | None:
+        """The installed package a file's `model_id` names: by id; for a path, the installed package that is that
+        folder (or has its name and weights hash), else the folder once the user agreed to add it. None: not
+        installed (nothing was read from the folder)."""
+        if not self.models.entries:
+            self.models.refresh()
+        entry = self.models.entry_for(model_id)
+        if entry is not None or not names_a_path(model_id):
+            return entry
+        entry = find_installed(model_id, sha256, model_id, self.models.entries)
+        if entry is None and self._admit_folder(model_id, sha256, source):
+            entry = find_installed(model_id, sha256, model_id, self.models.entries)
+        return entry
+
+    def _admit_folder(self, folder: str, sha256: str, source: str | Path) -> bool:
+        """Ask whether to add `folder` (named by the file `source`) to the model folders; True when the user said
+        yes and it holds a usable package, now installed."""
+        try:
+            exists = Path(folder).expanduser().exists()
+        except (OSError, ValueError):
+            exists = False
+        if not exists or not self.ask_folder(FolderQuestion(str(source), folder, sha256)):
+            return False
+        return any(e.ok for e in self.models.add_model_folder(Path(folder).expanduser()))
+
+    def _admit_document(self, document: Document, path: str | Path) -> Document | None:
+        """`document` with its models among the installed packages (model ids that are paths renamed to the
+        installed ids), each folder it names that is not installed added if the user agrees; None when the user
+        refused one (nothing was read from it; the message says so)."""
+        if not self.models.entries:
+            self.models.refresh()
+        _, refused = document_models(document, self.models.entries, path)
+        for error in refused:
+            if not self._admit_folder(error.folder, error.sha256, path):
+                self.message(WARNING, f"Did not open {Path(path).name}: it asks for the model folder "
+                                      f"{quote(error.folder)}, which is not installed",
+                             "Nothing was loaded and the open document is unchanged. If you trust that folder, "
+                             "open it with File → Open Model Folder, then open the project again.")
+                return None
+        found, _ = document_models(document, self.models.entries, path)
+        return document.with_model_ids({name: e.id for name, e in found.items() if name != e.id})
 
     @property
     def modified(self) -> bool:
@@ -391,12 +447,17 @@ class OpenDocument:
         except StudioError as exc:
             self.message(ERROR, f"Cannot open {Path(path).name}", str(exc))
             return False
-        self.adopt(document, Path(path))
+        admitted = self._admit_document(document, path)
+        if admitted is None:
+            return False
+        self.adopt(admitted, Path(path))
         return True
 
     def adopt(self, document: Document, path: Path | None, modified: bool = False) -> None:
-        """Make `document` the open one (opened from `path`, or recovered from an autosave when `modified`)."""
-        self.models.add_folders(ref.folder for ref in document.models if ref.folder)
+        """Make `document` the open one (opened from `path`, its models admitted by `open`; or recovered from this
+        app's own autosave when `modified`, whose model folders are scanned again while it is open)."""
+        if modified:
+            self.models.add_folders(ref.folder for ref in document.models if ref.folder)
         self.models.refresh()
         request = document.request
         self._reset(document.copy(), path)

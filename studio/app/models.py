@@ -7,8 +7,9 @@ models came from are scanned while it is open, and not remembered.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable
 
 from studio.app.listeners import Listeners
 from studio.errors import StudioError
@@ -16,6 +17,9 @@ from studio.library import PackageEntry, default_roots, is_foreign, scan
 from studio.settings import load_settings, remember_model_folders
 
 INFO, WARNING, ERROR = "info", "warning", "error"
+FOLDER_TRUST = ("A model folder can hold a program (a TorchScript or ONNX generator) that runs when it renders. Add it "
+                "only if you trust where it came from; it is then one of your model folders, as if you had opened "
+                "it with File → Open Model Folder.")
 NO_MODEL_HELP = ("A model package is a folder with model.toml and weights.safetensors; Stable Diffusion opens as a "
                  "diffusers pipeline folder or an SD 1.x .safetensors file.")
 
@@ -115,3 +119,39 @@ class ModelLibrary:
             remember_model_folders([folder], self.settings_file)
         except StudioError as exc:
             self.message(WARNING, f"{folder.name} is open now, but the next start will not find it", str(exc))
+
+
+# --- a file that names a model folder ----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class FolderQuestion:
+    """A file (`source`: a picture, a sound or a project) asks for the model in `folder`, which is not installed:
+    the user decides whether to add it to the model folders. `sha256` is the weights hash the file claims."""
+
+    source: str
+    folder: str
+    sha256: str = ""
+
+    @property
+    def title(self) -> str:
+        return "Load the model in this folder?"
+
+    @property
+    def text(self) -> str:
+        from studio.limits import quote
+
+        weights = f"weights sha256 {self.sha256[:16]}…" if self.sha256 else "no weights hash"
+        return (f"{Path(self.source).name} asks for the model in {quote(self.folder)} ({weights}), which is not one "
+                "of your model folders. Add it to your model folders?")
+
+    @property
+    def detail(self) -> str:
+        return FOLDER_TRUST
+
+
+# The user's answer to a FolderQuestion: True adds the folder. A window shows a dialog; the default says No.
+FolderAsker = Callable[[FolderQuestion], bool]
+
+
+def never(question: FolderQuestion) -> bool:
+    """The answer when nobody can be asked: No (a file never adds a folder on its own)."""
+    return False

@@ -25,7 +25,7 @@ from studio.engine.scheduler import Job, JobSteps
 from studio.errors import StudioError
 from studio.families.base import LoadedModel
 from studio.params import Capability
-from studio.library import PackageEntry, load_model, resolve
+from studio.library import PackageEntry, load_model, resolve, resolve_installed
 from studio.request import RenderRequest
 from studio.steps import Output, Progress, RenderSteps
 
@@ -150,8 +150,8 @@ class TorchRenderer:
     def _load(self, request: RenderRequest, device: torch.device, dtype: torch.dtype,
               reread: bool = False) -> LoadedModel:
         entry = self._entries.get(request.model_id)
-        if entry is None:
-            entry = resolve(request.model_id, self.roots)
+        if entry is None:  # by id among the installed packages: a request never picks a folder to load
+            entry = resolve_installed(request.model_id, self.roots)
         elif reread:
             entry = resolve(str(entry.folder))
         self._entries[request.model_id] = entry

@@ -14,7 +14,7 @@ import json
 import math
 import numbers
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, TypeVar
@@ -207,6 +207,36 @@ class Document:
     def copy(self) -> "Document":
         """A copy whose lists can be changed without touching this one (the entries are immutable)."""
         return Document(self.request, list(self.latents), list(self.history), list(self.models), self.timeline)
+
+    def model_claims(self) -> list[tuple[str, str, str, str]]:
+        """Every model the document names, as (model id, weights hash, folder, field): the models list (whose folder
+        says where the model was opened from), then the ids of the current request and the keyframes. A reader
+        resolves each among the installed packages: a file never chooses a folder to load (studio.library)."""
+        claims = [(ref.id, ref.sha256, ref.folder, f"models[{i}].folder" if ref.folder else f"models[{i}].id")
+                  for i, ref in enumerate(self.models)]
+        if self.request is not None:
+            claims.append((self.request.model_id, self.request.model_hash, "", "request.model_id"))
+        for i, key in enumerate(self.timeline.keyframes):
+            claims.append((key.request.model_id, key.request.model_hash, "",
+                           f"timeline.keyframes[{i}].request.model_id"))
+        return claims
+
+    def with_model_ids(self, renamed: dict[str, str]) -> "Document":
+        """A copy whose model ids `renamed` maps to others (a path a file named → the installed package's id), in
+        the request, the history, the latent library, the models list and the keyframes."""
+        if not renamed:
+            return self.copy()
+
+        def request(r: RenderRequest) -> RenderRequest:
+            return r.with_(model_id=renamed[r.model_id]) if r.model_id in renamed else r
+
+        latents = [replace(e, model_id=renamed[e.model_id]) if e.model_id in renamed else e for e in self.latents]
+        history = [replace(h, request=request(h.request)) for h in self.history]
+        models = [replace(m, id=renamed[m.id]) if m.id in renamed else m for m in self.models]
+        keyframes = tuple(replace(k, request=request(k.request)) for k in self.timeline.keyframes)
+        timeline = replace(self.timeline, keyframes=keyframes) if self.timeline.keyframes else self.timeline
+        return Document(request(self.request) if self.request is not None else None, latents, history, models,
+                        timeline)
 
     def to_dict(self) -> dict[str, Any]:
         return {

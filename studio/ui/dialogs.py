@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from PySide6.QtWidgets import (QDialog, QDialogButtonBox, QFileDialog, QFormLayout, QInputDialog, QLineEdit,
                                QMessageBox, QWidget)
 
 from studio.project import SUFFIX, Recoverable
+
+if TYPE_CHECKING:
+    from studio.app.models import FolderQuestion  # the panels import this module: no torch through the app layer
 
 IMAGE_FILTER = "Images (*.png *.jpg *.jpeg *.webp *.bmp)"
 PROJECT_FILTER = f"Latent Studio projects (*{SUFFIX})"
@@ -113,6 +117,23 @@ def ask_grid(parent: QWidget, seed: int, suggestion: str) -> tuple[str, str, str
 
 def ask_model_folder(parent: QWidget) -> str:
     return QFileDialog.getExistingDirectory(parent, "Open Model Folder")
+
+
+def folder_question_box(parent: QWidget, question: FolderQuestion) -> QMessageBox:
+    """The dialog that shows a FolderQuestion (the decision is the app's): Yes or No, with No the default and the
+    escape button, so Enter or Escape loads nothing."""
+    box = QMessageBox(QMessageBox.Icon.Warning, question.title, question.text,
+                      QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No, parent)
+    box.setInformativeText(question.detail)
+    box.setDefaultButton(QMessageBox.StandardButton.No)
+    box.setEscapeButton(QMessageBox.StandardButton.No)
+    return box
+
+
+def ask_add_model_folder(parent: QWidget, question: FolderQuestion) -> bool:
+    """Whether to add the model folder a file asks for (True: Yes)."""
+    box = folder_question_box(parent, question)
+    return QMessageBox.StandardButton(box.exec()) == QMessageBox.StandardButton.Yes
 
 
 def ask_chars(parent: QWidget, image: str, default: str) -> str | None:

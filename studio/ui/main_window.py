@@ -49,6 +49,8 @@ class MainWindow(QMainWindow):
                  parent: QWidget | None = None):
         super().__init__(parent)
         self.session = session
+        # a file that names a model folder that is not installed: the user decides (the dialog defaults to No)
+        session.set_folder_asker(lambda question: dialogs.ask_add_model_folder(self, question))
         self.settings = settings or QSettings()
         self.autosave = autosave
         self._autosaved_revision = -1

@@ -24,7 +24,7 @@ from PySide6.QtCore import QObject, Signal
 
 from studio.app.document import DEFAULT_STRENGTH, SEED_MODES, OpenDocument
 from studio.app.listeners import Listeners
-from studio.app.models import ERROR, INFO, WARNING, ModelLibrary
+from studio.app.models import ERROR, INFO, WARNING, FolderAsker, ModelLibrary
 from studio.app.tasks import Tasks
 from studio.app.timeline import TimelineEditor
 from studio.library import PackageEntry
@@ -217,6 +217,11 @@ class Session(QObject):
     def restore_from_file(self, path: str | Path) -> bool:
         """Restore the exact request stored in an image or a sound this app exported."""
         return self.core.restore_from_file(path)
+
+    def set_folder_asker(self, ask: FolderAsker) -> None:
+        """Who answers when a picture, a sound or a project names a model folder that is not installed (the window:
+        a dialog; until set, the answer is No and the file is not restored)."""
+        self.core.ask_folder = ask
 
     def new_document(self, model_id: str | None = None) -> None:
         self.core.new(model_id)
