@@ -48,7 +48,7 @@ def encode(header: dict[str, Any], arrays: Sequence[np.ndarray] = ()) -> list[by
             raise FrameError(f"arrays of {a.dtype.name} are not sent (only {', '.join(DTYPES)})")
     body = dict(header, arrays=[{"dtype": a.dtype.name, "shape": list(a.shape)} for a in arrays])
     text = json.dumps(body, separators=(",", ":"), allow_nan=False).encode("utf-8")
-    return [len(text).to_bytes(4, "big"), text, *(memoryview(a).cast("B") for a in arrays if a.nbytes)]
+    return [len(text).to_bytes(4, "big"), text, *(a.data.cast("B") for a in arrays if a.nbytes)]
 
 
 def write_frame(fd: int, header: dict[str, Any], arrays: Sequence[np.ndarray] = ()) -> None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import os
 import queue
+import select
 import shutil
 import subprocess
 import sys
@@ -45,9 +46,11 @@ POLL = 0.03  # s between cancel points while the worker computes
 STOP_GRACE = 0.3  # s between SIGTERM and SIGKILL when a worker is ended
 START_TIMEOUT = 120.0  # s for a worker to import torch and answer (our code, not the model's)
 MAX_REPLY_HEADER = MAX_MANIFEST_BYTES  # a reply's JSON header (progress, an error message)
-QUEUED_CHUNKS = 16  # chunks of the worker's output read ahead of the frame reader
+QUEUED_CHUNKS = 16  # chunks of the worker's output read ahead of the frame reader (Windows)
+READ_AHEAD = 1 << 16  # bytes read at once past what the frame being checked needs (POSIX)
 _ROOT = str(Path(__file__).resolve().parents[2])  # the folder that holds the `studio` package
 _BOOT = "import sys; sys.path.insert(0, sys.argv[1]); from studio.engine.child import main; sys.exit(main())"
+WORKER_FLAG = "--latent-studio-worker"  # the frozen app's launcher runs the worker when given this alone
 _ERRORS: dict[str, type[StudioError]] = {cls.__name__: cls for cls in (
     StudioError, ManifestError, WeightsError, RequestError, ExportError, RecipeError)}
 # environment variables the worker keeps (the rest are dropped; HOME and the temporary folders point at its own)
@@ -70,6 +73,24 @@ def _worker_env(folder: str) -> dict[str, str]:
         env[name] = folder
     env["PYTHONDONTWRITEBYTECODE"] = "1"
     return env
+
+
+def _widen(pipe: Any) -> None:
+    """Make a pipe hold a megabyte (Linux; elsewhere, and when refused, it stays as it is)."""
+    try:
+        import fcntl
+
+        fcntl.fcntl(pipe.fileno(), getattr(fcntl, "F_SETPIPE_SZ", 1031), CHUNK)
+    except (ImportError, OSError, ValueError):
+        pass
+
+
+def _command() -> list[str]:
+    """How to start a worker: this Python, isolated (no user site, no PYTHON* variables), importing this `studio`; in
+    the frozen app, the app's own executable (packaging/launcher.py runs the worker when given WORKER_FLAG)."""
+    if getattr(sys, "frozen", False):
+        return [sys.executable, WORKER_FLAG]
+    return [sys.executable, "-I", "-B", "-c", _BOOT, _ROOT]
 
 
 def _end(proc: subprocess.Popen, folder: str, stopped: threading.Event) -> None:
@@ -97,15 +118,20 @@ class WorkerProcess:
     def __init__(self) -> None:
         self.folder = tempfile.mkdtemp(prefix="latent-studio-worker-")
         stderr = None if os.environ.get("LATENT_STUDIO_WORKER_STDERR") else subprocess.DEVNULL
-        self.proc = subprocess.Popen([sys.executable, "-I", "-B", "-c", _BOOT, _ROOT], stdin=subprocess.PIPE,
+        self.proc = subprocess.Popen(_command(), stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, stderr=stderr, cwd=self.folder,
                                      env=_worker_env(self.folder), close_fds=True, bufsize=0)
+        _widen(self.proc.stdout)  # a 256² picture in one write
+        self._fd = self.proc.stdout.fileno()  # type: ignore[union-attr]
+        self._io = threading.Lock()  # held while this process's output is read (POSIX): it is closed outside
         self._stopped = threading.Event()
         # ended when dropped, and at exit: no worker outlives the app
         self._finalizer = weakref.finalize(self, _end, self.proc, self.folder, self._stopped)
-        self._chunks: queue.Queue[bytes] = queue.Queue(QUEUED_CHUNKS)
-        threading.Thread(target=self._pump, args=(self.proc.stdout, self._chunks, self._stopped), daemon=True,
-                         name=f"worker-{self.proc.pid}-reader").start()
+        self._chunks: queue.Queue[bytes] | None = None
+        if os.name == "nt":  # no select() on pipes: a thread reads ahead (at most QUEUED_CHUNKS chunks)
+            self._chunks = queue.Queue(QUEUED_CHUNKS)
+            threading.Thread(target=self._pump, args=(self.proc.stdout, self._chunks, self._stopped), daemon=True,
+                             name=f"worker-{self.proc.pid}-reader").start()
 
     @property
     def pid(self) -> int:
@@ -140,18 +166,37 @@ class WorkerProcess:
             pass
 
     def receive(self, reader: FrameReader, timeout: float) -> Frame | None:
-        """The next whole frame within `timeout` seconds, or None; WorkerEnded when the process ended."""
+        """The next whole frame within `timeout` seconds, or None; WorkerEnded when the process ended. What is read
+        ahead of the frame being checked is at most READ_AHEAD bytes."""
         deadline = time.monotonic() + timeout
         while True:
             frame = reader.next()
             if frame is not None:
                 return frame
-            try:
-                data = self._chunks.get(timeout=max(0.0, deadline - time.monotonic()))
-            except queue.Empty:
-                return None
+            remaining = max(0.0, deadline - time.monotonic())
+            if self._chunks is None:
+                with self._io:
+                    if self.proc.stdout is None or self.proc.stdout.closed:
+                        data = b""
+                    else:
+                        try:
+                            ready = select.select([self._fd], [], [], remaining)[0]
+                        except (OSError, ValueError):  # closed: the read says so
+                            ready = [self._fd]
+                        if not ready:
+                            return None
+                        try:
+                            data = os.read(self._fd, max(reader.want(), READ_AHEAD))
+                        except OSError:
+                            data = b""
+            else:
+                try:
+                    data = self._chunks.get(timeout=remaining)
+                except queue.Empty:
+                    return None
+                if not data:
+                    self._chunks.put(b"")  # it stays ended for whoever asks next
             if not data:
-                self._chunks.put(b"")  # it stays ended for whoever asks next
                 try:
                     code = self.proc.wait(2.0)
                 except subprocess.TimeoutExpired:  # it closed its pipe but lives on: end it
@@ -162,6 +207,12 @@ class WorkerProcess:
 
     def stop(self) -> None:
         self._finalizer()
+        if self._chunks is None and self._io.acquire(timeout=2.0):  # not while a read is under way
+            try:
+                if self.proc.stdout is not None:
+                    self.proc.stdout.close()
+            finally:
+                self._io.release()
 
     @property
     def alive(self) -> bool:
