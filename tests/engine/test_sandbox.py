@@ -135,6 +135,49 @@ def test_the_worker_renders_the_same_pixels_and_events_as_in_process(engine, mod
     assert np.allclose(latent.data, model.family.latent(model, RenderRequest("scripted", seed=3)).numpy())
 
 
+def test_an_onnx_generator_renders_in_the_worker_too(tmp_path):
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    folder = tmp_path / "models" / "onnx-gen"
+    folder.mkdir(parents=True)
+    torch.manual_seed(0)
+    torch.onnx.export(Generator().eval(), (torch.zeros(1, 4),), str(folder / "generator.onnx"),
+                      input_names=["latent"], output_names=["image"], dynamo=False)
+    manifest = {"format": 1, "id": "onnx-gen", "name": "ONNX", "family": "onnx", "version": "1.0", "license": "MIT",
+                "weights": "generator.onnx", "output": {"kind": "image", "width": 8, "height": 8, "channels": 3},
+                "latent": {"shape": [4], "prior": "normal"}, "conditions": {"kind": "none"},
+                "architecture": {"range": "-1..1"}}
+    (folder / "model.toml").write_text(tomli_w.dumps(manifest))
+    with Engine(device="cpu", roots=[tmp_path / "models"], threads=1) as engine:
+        output = engine.submit(RenderRequest("onnx-gen", seed=5)).wait(WAIT)
+        assert engine.renderer.sandbox.pid is not None
+    model = load_model(resolve(str(folder)))
+    assert np.array_equal(output.data, run_steps(model.family.render(model, RenderRequest("onnx-gen", seed=5))).data)
+
+
+def test_work_runs_here_and_only_the_render_in_the_worker(engine, tmp_path):
+    """An export's work (writing the file) is the app's; the worker, which may write nothing, only renders."""
+    from studio.engine.work import render_to_file, submit
+
+    target = tmp_path / "out.png"
+    output = submit(engine, RenderRequest("scripted", seed=3), render_to_file, path=target).wait(WAIT)
+    assert target.is_file() and output.info["path"] == str(target) and output.data.shape == (8, 8, 3)
+
+
+def test_out_of_memory_in_the_worker_is_what_the_fallback_recognises():
+    from studio.engine.device import is_out_of_memory
+    from studio.engine.frames import Frame
+    from studio.engine.sandbox import _error
+
+    error = _error(Frame({"type": "error", "oom": True, "message": "CUDA out of memory"}), "g.pt", "TorchScript module")
+    assert isinstance(error, RuntimeError) and is_out_of_memory(error)
+    plain = _error(Frame({"type": "error", "oom": False, "message": "ValueError: bad\nmore"}), "g.pt", "module")
+    assert isinstance(plain, StudioError) and str(plain) == "g.pt: the module failed: ValueError: bad"
+    forged = _error(Frame({"type": "error", "oom": False, "class": "SystemExit", "problem": "x", "message": "m"}),
+                    "g.pt", "module")
+    assert type(forged) is StudioError and "g.pt" in str(forged)  # only StudioError classes are rebuilt
+
+
 def test_cancel_ends_a_stuck_torchscript_forward_and_the_next_render_works(engine):
     job, pid = _started(engine, "stuck")
     job.cancel()
