@@ -123,6 +123,7 @@ class WorkerProcess:
                                      env=_worker_env(self.folder), close_fds=True, bufsize=0)
         _widen(self.proc.stdout)  # a 256² picture in one write
         self._fd = self.proc.stdout.fileno()  # type: ignore[union-attr]
+        self.closed = False  # ended by Sandbox.close (the engine's shutdown), not by what it ran
         self._io = threading.Lock()  # held while this process's output is read (POSIX): it is closed outside
         self._stopped = threading.Event()
         # ended when dropped, and at exit: no worker outlives the app
@@ -239,6 +240,7 @@ class Sandbox:
         with self._lock:
             worker, self._worker = self._worker, None
         if worker is not None:
+            worker.closed = True  # a render waiting on it says so, instead of blaming the model
             worker.stop()
 
     def _current(self) -> WorkerProcess:
@@ -257,16 +259,20 @@ class Sandbox:
 
     def start(self, timeout: float = START_TIMEOUT) -> dict[str, Any]:
         """Start the worker (when none runs) and wait until it answers: where it runs and under which limits."""
-        steps = self.exchange({"type": "about"}, (), Path(_ROOT), "worker")
+        steps = self.exchange({"type": "about"}, (), Path(_ROOT), "worker process")
         deadline = time.monotonic() + timeout
         try:
             while True:
                 if time.monotonic() > deadline:
-                    raise StudioError(f"the worker process did not start within {timeout:g} s")
+                    raise StudioError(f"the worker process that runs model files did not start within {timeout:g} s")
                 try:
                     next(steps)
                 except StopIteration as stop:
                     return dict(stop.value.header)
+        except StudioError as exc:
+            if "did not start" in exc.problem:
+                raise
+            raise StudioError(f"the worker process that runs model files did not start: {exc.problem}") from None
         finally:
             steps.close()
 
@@ -306,6 +312,9 @@ class Sandbox:
         except FrameError as exc:
             raise StudioError(f"the {what}'s worker process sent a malformed reply: {exc}", path) from None
         except WorkerEnded as exc:
+            if worker.closed:
+                raise StudioError(f"the worker process running the {what} was closed (the engine shut down)",
+                                  path) from None
             raise StudioError(f"the {what} stopped the worker process ({_ended(exc.code)})", path) from None
         finally:
             if not keep:

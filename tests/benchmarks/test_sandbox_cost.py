@@ -1,9 +1,12 @@
 """What the worker process costs per preview: a 256×256×3 TorchScript generator rendered on the engine's preview lane
 in the worker process (as the app runs it) against the same engine path with the module loaded in-process, in the
-same run, on the same requests, in alternating blocks; the ratio worker/in-process is printed against the design
-budget (≤ 1.15: at most 15 % extra). Like the other benchmarks it reports and never fails on a timing.
+same run, on the same requests, in alternating blocks; the ratio worker/in-process of the medians is printed against
+the design budget (≤ 1.15: at most 15 % extra), with the ratio of the fastest renders. The worker adds two process
+wake-ups per preview (the request, the reply) and a copy of the picture through a pipe (≈ 0.2 ms for 196 KB): on a
+loaded machine the wake-ups wait for a core, so the median ratio there says more about the load than the worker.
+Like the other benchmarks it reports and never fails on a timing.
 
-    python tests/benchmarks/test_sandbox_cost.py [--n 60] [--block 5] [--warmup 5] [--threads 1]
+    python tests/benchmarks/test_sandbox_cost.py [--n 60] [--block 1] [--warmup 5] [--threads 1]
 
 (pytest runs it briefly: it checks that the figures are measured and printed.)
 """
@@ -65,7 +68,7 @@ def make_generator_package(folder: Path, size: int = SIZE, latent: int = LATENT)
     return folder
 
 
-def measure(n: int = 60, block: int = 5, warmup: int = 5, threads: int = 1, root: Path | None = None) -> dict:
+def measure(n: int = 60, block: int = 1, warmup: int = 5, threads: int = 1, root: Path | None = None) -> dict:
     """Median seconds per preview in-process and in the worker process, on the same requests; and their ratio."""
     from studio.engine import PREVIEW, Engine
     from studio.families import get_family
@@ -106,8 +109,10 @@ def measure(n: int = 60, block: int = 5, warmup: int = 5, threads: int = 1, root
             inproc.shutdown()
             worker.shutdown()
     inproc_s, worker_s = statistics.median(times["inproc"]), statistics.median(times["worker"])
+    best_inproc, best_worker = min(times["inproc"]), min(times["worker"])
     return {"inproc_ms": inproc_s * 1000, "worker_ms": worker_s * 1000, "ratio": worker_s / inproc_s, "n": len(requests),
-            "threads": threads, "same_pixels": bool(same)}
+            "best_inproc_ms": best_inproc * 1000, "best_worker_ms": best_worker * 1000,
+            "best_ratio": best_worker / best_inproc, "threads": threads, "same_pixels": bool(same)}
 
 
 def report(result: dict) -> str:
@@ -115,6 +120,8 @@ def report(result: dict) -> str:
         f"TorchScript generator {SIZE}x{SIZE}x3, {result['n']} previews each, {result['threads']} torch thread(s)",
         f"in-process preview lane    : {result['inproc_ms']:.2f} ms/preview (median)",
         f"worker-process preview lane: {result['worker_ms']:.2f} ms/preview (median)",
+        f"fastest of each            : {result['best_inproc_ms']:.2f} / {result['best_worker_ms']:.2f} ms "
+        f"(ratio {result['best_ratio']:.3f}: the cost without the machine's other load)",
         f"same pixels                : {result['same_pixels']}",
         f"ratio worker/in-process    : {result['ratio']:.3f} (budget <= {BUDGET:.2f}: "
         f"{'PASS' if result['ratio'] <= BUDGET else 'OVER'})",
@@ -124,7 +131,7 @@ def report(result: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=60)
-    parser.add_argument("--block", type=int, default=5)
+    parser.add_argument("--block", type=int, default=1)
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)

@@ -208,6 +208,12 @@ def test_a_worker_killed_mid_render_is_a_clear_error_and_the_next_render_works(e
     assert str(models / "stuck" / "generator.pt") in message and "TorchScript" in message
     assert job.state == "error"
     assert engine.submit(RenderRequest("scripted", seed=2)).wait(WAIT).data.shape == (8, 8, 3)
+    idle = engine.renderer.sandbox.pid  # a worker killed between requests is replaced too
+    os.kill(idle, signal.SIGKILL)
+    while _alive(idle) and engine.renderer.sandbox.pid == idle:
+        time.sleep(0.05)
+    assert engine.submit(RenderRequest("scripted", seed=2)).wait(WAIT).data.shape == (8, 8, 3)
+    assert engine.renderer.sandbox.pid not in (None, idle)
 
 
 def test_the_worker_is_closed_in(engine, models, tmp_path, monkeypatch):
