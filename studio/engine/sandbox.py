@@ -95,7 +95,8 @@ def _command() -> list[str]:
 
 def _end(proc: subprocess.Popen, folder: str, stopped: threading.Event) -> None:
     """End a worker process (SIGTERM, then SIGKILL) and remove its folder; safe to call twice. Its output pipe is
-    closed by the thread that reads it (closing it under a blocked read could hand its number to another file)."""
+    closed by `WorkerProcess.stop` once no read is under way (closing it under a read could hand its number to
+    another file)."""
     stopped.set()
     if proc.poll() is None:
         proc.terminate()
@@ -113,7 +114,8 @@ def _end(proc: subprocess.Popen, folder: str, stopped: threading.Event) -> None:
 
 
 class WorkerProcess:
-    """One worker process: its pipes, a thread that reads its output, and its own empty folder."""
+    """One worker process: its pipes (its output read with select, or by a thread on Windows) and its own empty
+    folder."""
 
     def __init__(self) -> None:
         self.folder = tempfile.mkdtemp(prefix="latent-studio-worker-")
@@ -255,6 +257,8 @@ class Sandbox:
         with self._lock:
             if self._worker is worker:
                 self._worker = None
+        if worker.alive:
+            log.info("ending worker process %d (a request was cancelled or failed)", worker.pid)
         worker.stop()
 
     def start(self, timeout: float = START_TIMEOUT) -> dict[str, Any]:
@@ -315,6 +319,8 @@ class Sandbox:
             if worker.closed:
                 raise StudioError(f"the worker process running the {what} was closed (the engine shut down)",
                                   path) from None
+            if header["type"] == "about":
+                raise StudioError(f"the worker process ended ({_ended(exc.code)})", path) from None
             raise StudioError(f"the {what} stopped the worker process ({_ended(exc.code)})", path) from None
         finally:
             if not keep:

@@ -340,3 +340,19 @@ def test_the_frames_and_the_scheduler_import_no_torch():
             "sys.exit('torch' in sys.modules)")
     env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2]))
     assert subprocess.run([sys.executable, "-c", code], env=env, timeout=WAIT).returncode == 0
+
+
+def test_a_worker_that_cannot_start_is_an_error_not_a_hang(monkeypatch, models):
+    import studio.engine.sandbox as sandbox_module
+
+    monkeypatch.setattr(sandbox_module, "_command", lambda: [sys.executable, "-c", "import sys; sys.exit(3)"])
+    sandbox = Sandbox()
+    try:
+        with pytest.raises(StudioError, match=r"did not start: .*exit code 3"):
+            sandbox.start(timeout=WAIT)
+        model = sandbox.model(resolve(str(models / "scripted")), torch.device("cpu"), torch.float32)
+        with pytest.raises(StudioError, match=r"generator.pt: the TorchScript module stopped the worker process "
+                                              r"\(exit code 3\)"):
+            run_steps(model.family.render(model, RenderRequest("scripted")))
+    finally:
+        sandbox.close()
