@@ -92,7 +92,7 @@ class Worker:
     def model(self, spec: dict):
         from studio.library import load_model, resolve
 
-        key = (spec["folder"], spec["device"], spec["dtype"], spec["sha256"])
+        key = tuple(sorted((str(k), str(v)) for k, v in spec.items()))  # the folder, its files' stamps, device…
         if key in self.models:
             self.models.move_to_end(key)
             return self.models[key]

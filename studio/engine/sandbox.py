@@ -341,8 +341,13 @@ class Sandbox:
         if expected_sha256 and sha != expected_sha256:
             raise WeightsError(f"weights hash {sha[:12]}… differs from the requested {expected_sha256[:12]}…; the "
                                "installed model is not the one that made this request", manifest.weights_path)
+        try:  # a changed model.toml is read again by the worker, as a changed weights file is
+            st = manifest.path.stat()
+            stamp = f"{st.st_size}:{st.st_mtime_ns}"
+        except (OSError, TypeError, AttributeError):
+            stamp = ""
         spec = {"folder": str(Path(entry.folder).resolve()), "device": str(device),
-                "dtype": str(dtype).replace("torch.", ""), "sha256": sha}
+                "dtype": str(dtype).replace("torch.", ""), "sha256": sha, "manifest": stamp}
         proxy = WorkerFamily(family, self, spec)
         return LoadedModel(manifest, cast(Family, proxy), InWorker(proxy.what, manifest.weights_path), sha,
                            torch.device(device), dtype, _directions(manifest))

@@ -356,3 +356,19 @@ def test_a_worker_that_cannot_start_is_an_error_not_a_hang(monkeypatch, models):
             run_steps(model.family.render(model, RenderRequest("scripted")))
     finally:
         sandbox.close()
+
+
+def test_a_changed_model_toml_is_read_again_by_the_worker(tmp_path):
+    folder = make_package(tmp_path / "changing", Generator())
+    sandbox = Sandbox()
+    try:
+        model = sandbox.model(resolve(str(folder)), torch.device("cpu"), torch.float32)
+        assert run_steps(model.family.render(model, RenderRequest("changing"))).data.shape == (8, 8, 3)
+        toml = folder / "model.toml"
+        toml.write_text(toml.read_text().replace("width = 8", "width = 4").replace("height = 8", "height = 4"))
+        os.utime(toml, ns=(time.time_ns() + 10**9, time.time_ns() + 10**9))
+        model = sandbox.model(resolve(str(folder)), torch.device("cpu"), torch.float32)
+        with pytest.raises(ManifestError, match=r"returned shape \(1, 3, 8, 8\) but model.toml says \(1, 3, 4, 4\)"):
+            run_steps(model.family.render(model, RenderRequest("changing")))
+    finally:
+        sandbox.close()
