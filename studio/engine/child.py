@@ -64,6 +64,8 @@ def _end_with_parent(parent: int) -> None:
 
 
 class Worker:
+    """Serves requests one at a time on the pipe `out_fd`, keeping the last MODELS_KEPT models loaded."""
+
     def __init__(self, out_fd: int):
         import torch
 
