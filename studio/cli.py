@@ -301,7 +301,7 @@ def cmd_wrap(args) -> int:
     from studio.files import check_name
     from studio.io.atomic import temporary_beside
     from studio.io.package import check_replaceable, swap_into_place
-    from studio.library import load_model, resolve
+    from studio.library import resolve
     from studio.manifest import package_id_from
     from studio.paths import user_models_dir
 
@@ -355,12 +355,14 @@ def cmd_wrap(args) -> int:
     shutil.copyfile(source, tmp / f"generator{suffix}")
     (tmp / "model.toml").write_text(tomli_w.dumps(manifest), encoding="utf-8")
     try:  # a wrong latent or output shape is found now, not when the artist first opens it
-        from studio.steps import run_steps
+        from studio import limits
+        from studio.engine.sandbox import trial_render
         from studio.request import RenderRequest
 
-        model = load_model(resolve(str(tmp)))
-        run_steps(model.family.render(model, RenderRequest(model_id)))
-    except StudioError:
+        # in a worker process, as the engine runs it: the module's code never runs here, and an endless forward
+        # is ended after the limit
+        trial_render(resolve(str(tmp)), RenderRequest(model_id), limits.MAX_TRIAL_SECONDS)
+    except BaseException:  # a refusal, Ctrl+C: nothing is left behind
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     try:

@@ -4,6 +4,10 @@ It owns the device, the dtype choice, a memory-bounded model cache and the table
 loads models through `studio.library` and turns a job into the family's render (or an encoding, a latent, or the
 job's own `work`) on the loaded model. Out of memory on an accelerator, it frees the cache and retries once, then
 renders on the CPU (noted in job.info["fallback"]). `studio.engine.Engine` is the scheduler with this renderer.
+
+Models whose family runs code (TorchScript, ONNX: `Family.runs_code`) are never loaded here: `studio.engine.sandbox`
+runs them in a worker process the renderer owns (one at a time), with the same steps, events and job.info; `close`
+ends it.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import torch
 from studio.engine.cache import ModelCache
 from studio.engine.device import (default_threads, is_out_of_memory, memory_budget, pick_device, release_memory,
                                   resolve_dtype)
+from studio.engine.sandbox import Sandbox
 from studio.engine.scheduler import Job, JobSteps
 from studio.errors import StudioError
 from studio.families.base import LoadedModel
@@ -58,6 +63,11 @@ class TorchRenderer:
         self._entries: dict[str, PackageEntry] = {}
         self._stamps_by_id: dict[str, tuple] = {}  # where each added package is and its weights file's size/time
         self._stale: set[str] = set()  # ids whose cached networks are out of date
+        self.sandbox = Sandbox(self.threads)  # the worker process for models that run code (started when needed)
+
+    def close(self) -> None:
+        """End the worker process, if one runs (the engine's shutdown; a later job starts a fresh one)."""
+        self.sandbox.close()
 
     def add_package(self, entry: PackageEntry) -> None:
         """Make a package (e.g. a folder opened by the user) renderable by its id. When the id's package has moved
@@ -105,6 +115,7 @@ class TorchRenderer:
         dtype, note = resolve_dtype(request.dtype, device)
         if note:
             job.info["dtype_note"] = note
+        self.sandbox.threads = self.threads
         model = self._model(request, device, dtype)
         job.info.update(device=str(device), dtype=str(dtype).replace("torch.", ""), model_sha256=model.sha256,
                         model_name=model.manifest.name, model_version=model.manifest.version)
@@ -155,6 +166,9 @@ class TorchRenderer:
         elif reread:
             entry = resolve(str(entry.folder))
         self._entries[request.model_id] = entry
+        family = entry.family
+        if family is not None and family.runs_code:  # its network runs in the worker process, never here
+            return self.sandbox.model(entry, device, dtype, expected_sha256=request.model_hash or None)
         return load_model(entry, device, dtype, expected_sha256=request.model_hash or None)
 
 

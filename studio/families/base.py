@@ -86,6 +86,9 @@ class Family:
     name: ClassVar[str] = ""
     output_kinds: ClassVar[tuple[str, ...]] = ("image",)
     capabilities: ClassVar[Capability] = Capability.SAMPLE
+    # Its network is a program from the model file (TorchScript, ONNX): the engine runs it in a worker process
+    # (studio.engine.sandbox), never in the app's.
+    runs_code: ClassVar[bool] = False
 
     # --- foreign files: families that open models without a model.toml (diffusers folders, checkpoint files) ---
     opens_files: ClassVar[bool] = False

@@ -25,6 +25,7 @@ class GeneratorFile(Family):
 
     output_kinds = ("image", "audio")
     capabilities = Capability.SAMPLE
+    runs_code = True
 
     def parameters(self, manifest) -> tuple[ParamSpec, ...]:
         classes = condition_specs(manifest) if manifest.conditions.kind == "class" else []
