@@ -89,8 +89,9 @@ def read_header(path: str | Path) -> Header:
         raise WeightsError("not a safetensors file (its header is not JSON)", path) from None
     if not isinstance(raw, dict):
         raise WeightsError("not a safetensors file (its header is not a table)", path)
-    if len(raw) > MAX_TENSORS + 1:
-        raise WeightsError(f"{len(raw) - 1:,} tensors is over the limit of {MAX_TENSORS:,}", path)
+    count = len(raw) - ("__metadata__" in raw)
+    if count > MAX_TENSORS:
+        raise WeightsError(f"{count:,} tensors is over the limit of {MAX_TENSORS:,}", path)
     meta = raw.get("__metadata__") or {}
     metadata = {str(k): str(v) for k, v in meta.items()} if isinstance(meta, dict) else {}
     data_start, data_size = 8 + size, file_size - 8 - size
