@@ -64,8 +64,6 @@ class TasksAdapter(QObject):
     def _on_failed(self, request: RenderRequest, text: str, detail: str) -> None:
         if self.failure_handler is not None and self.failure_handler(request, text):
             return  # (the first render of a model just chosen: the session puts the previous one back)
-        if detail.startswith("Traceback") and not text.startswith("render failed:"):
-            detail = text  # a StudioError names the file and the field; its traceback is for the log, not the user
         self.document.message(ERROR, f"Render failed: {text}", detail or text)
 
     def _commit_history(self) -> None:
