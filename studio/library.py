@@ -24,7 +24,7 @@ from studio.manifest import MANIFEST_NAME, WEIGHTS_NAME, Manifest, read_manifest
 from studio.params import Capability, ParamTable
 from studio.paths import shipped_models_dir, user_models_dir
 from studio.request import Params, RenderRequest
-from studio.files import is_regular
+from studio.files import check_regular, is_regular
 from studio.io.weights import (check_finite, check_weights_file, load_into, nonfinite_tensors, read_tensors,
                                read_tensors_and_hash)
 
@@ -120,6 +120,9 @@ def _check(entry: PackageEntry) -> None:
     Stable Diffusion pipeline folder or .safetensors file (no model.toml) gets a manifest made from its configs."""
     try:
         foreign = foreign_manifest(entry.folder)
+        if foreign is None and _present(entry.folder / MANIFEST_NAME):
+            # a model.toml that is a FIFO, a device or a link loop is named, never waited on
+            check_regular(entry.folder / MANIFEST_NAME, ManifestError, what="manifest file")
         entry.manifest = foreign if foreign is not None else read_manifest(entry.folder)
         family = get_family(entry.manifest.family)
         family.validate(entry.manifest)

@@ -131,6 +131,16 @@ def test_hostile_directions_name_the_file(places, kind):
 
 
 @pytest.mark.parametrize("kind", list(KINDS))
+def test_a_hostile_manifest_names_the_file(places, kind):
+    folder = places["hostile"] / "also-good"
+    _hostile(kind, folder / MANIFEST_NAME)
+    entry = in_thread(lambda: scan([places["hostile"]]))
+    broken = [e for e in entry if e.folder == folder]
+    assert len(broken) == 1 and not broken[0].ok
+    assert str(folder / MANIFEST_NAME) in str(broken[0].error) and KINDS[kind] in str(broken[0].error)
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
 def test_a_hostile_preview_is_no_preview(places, kind):
     folder = places["hostile"] / "also-good"
     _hostile(kind, folder / "preview.png")
