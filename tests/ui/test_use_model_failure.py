@@ -82,8 +82,11 @@ def test_a_truncated_model_is_invalid_at_add_and_use_model_keeps_the_current_one
     assert "truncated" in details_html(entry)
     assert session.use_model("cut") is False  # (a double-click or Enter goes the same way)
     assert session.request.model_id == "tiny"
-    browser._activate(entry)
+    messages.clear()
+    browser._activate(entry)  # a double-click on it: one line says why, nothing changes
     assert session.request.model_id == "tiny" and session.entry.id == "tiny"
+    assert len(messages) == 1 and messages[0][0] == "error" and messages[0][1].startswith("Cannot use model cut: ")
+    assert "truncated" in messages[0][1] and "\n" not in messages[0][1] and "Traceback" not in messages[0][2]
 
 
 def test_a_good_model_still_becomes_current(qtbot, real, tmp_path):
