@@ -24,6 +24,7 @@ average 7–8 from other work, so reads are slow), best of the repeats:
 | glyph-diffusion, 1.2 M float32 | 10.9 ms | 1.08 ms | 1.7 ms (0.156) | 6.1 ms (0.562) |
 | glyph-gan, 0.9 M | 16.2 ms | 0.57 ms | 0.9 ms (0.054) | 2.6 ms (0.158) |
 | glyphs, 2.8 M | 15.9 ms | 0.48 ms | 1.2 ms (0.074) | 7.5 ms (0.472) |
+| one-shots, 7.0 M | 40.9 ms | 0.49 ms | 1.3 ms (0.032) | 35.0 ms (0.857) |
 | synthetic UNet-like, 864 M float16 (1.6 GiB) | 6805 ms | 2.4 ms | 206 ms (0.030) | 6494 ms (0.954) |
 | synthetic UNet-like, 864 M float32 (3.2 GiB) | 20053 ms | 1.6 ms | 345 ms (0.017) | 9705 ms (0.484) |
 
