@@ -6,6 +6,10 @@ command line or in settings. A folder may be a package itself or hold packages o
 
 from __future__ import annotations
 
+import errno
+import logging
+import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable
@@ -20,12 +24,15 @@ from studio.manifest import MANIFEST_NAME, WEIGHTS_NAME, Manifest, read_manifest
 from studio.params import Capability, ParamTable
 from studio.paths import shipped_models_dir, user_models_dir
 from studio.request import Params, RenderRequest
-from studio.io.weights import load_into, read_tensors, read_tensors_and_hash
+from studio.files import check_regular, is_regular
+from studio.io.weights import (check_finite, check_weights_file, load_into, nonfinite_tensors, read_tensors,
+                               read_tensors_and_hash)
 
 if TYPE_CHECKING:
     from studio.project import Document
 
 DEFAULT_MODEL_ID = "glyphs"
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -93,7 +100,7 @@ class PackageEntry:
     @property
     def preview_path(self) -> Path | None:
         path = self.folder / "preview.png"
-        return path if path.is_file() else None
+        return path if is_regular(path) else None  # (a FIFO or a link to a device is no preview)
 
     def to_dict(self) -> dict:
         m = self.manifest
@@ -116,9 +123,18 @@ def _check(entry: PackageEntry) -> None:
     Stable Diffusion pipeline folder or .safetensors file (no model.toml) gets a manifest made from its configs."""
     try:
         foreign = foreign_manifest(entry.folder)
+        if foreign is None and _present(entry.folder / MANIFEST_NAME):
+            # a model.toml that is a FIFO, a device or a link loop is named, never waited on
+            check_regular(entry.folder / MANIFEST_NAME, ManifestError, what="manifest file")
         entry.manifest = foreign if foreign is not None else read_manifest(entry.folder)
         family = get_family(entry.manifest.family)
         family.validate(entry.manifest)
+        if foreign is None and type(family).load_network is Family.load_network:
+            # safetensors weights: a regular file (not a FIFO, a device, a link loop) whose header fits the file
+            # (a truncated copy is named now, when the folder is added, not at the first render); directions too
+            for path in (entry.manifest.weights_path, entry.manifest.directions_path):
+                if _present(path):
+                    check_weights_file(path)
         family.check_files(entry.manifest)
     except StudioError as exc:
         if exc.path is None:  # e.g. an unknown family: say which manifest named it
@@ -132,15 +148,51 @@ def is_foreign(path: Path) -> bool:
     return claim_path(Path(path)) is not None
 
 
+def _present(path: Path) -> bool:
+    """Whether anything is at `path`: a file of any kind, a dangling link or a link loop (never blocks)."""
+    try:
+        os.lstat(path)
+        return True
+    except (OSError, ValueError):
+        return False
+
+
+def root_problem(root: str | Path) -> str | None:
+    """Why a model root cannot be scanned ("" when it is absent, and skipped without a word; None when usable):
+    a FIFO, a device, a link loop, a file that is not a model. Never blocks."""
+    root = Path(root)
+    try:
+        mode = os.stat(root).st_mode
+    except FileNotFoundError:
+        return "" if not _present(root) else "is a link to nothing"
+    except OSError as exc:
+        return "is a symbolic link loop" if exc.errno == errno.ELOOP else f"cannot be read: {exc.strerror or exc}"
+    except ValueError as exc:
+        return f"is not a usable path: {exc}"
+    if stat.S_ISDIR(mode) or (stat.S_ISREG(mode) and is_foreign(root)):
+        return None
+    if stat.S_ISREG(mode):
+        return ("is a file, not a model folder (a model folder holds packages: folders with model.toml and "
+                "weights.safetensors; a file must be a Stable Diffusion .safetensors checkpoint)")
+    kind = ("a FIFO (named pipe)" if stat.S_ISFIFO(mode) else "a character device" if stat.S_ISCHR(mode)
+            else "a block device" if stat.S_ISBLK(mode) else "a socket" if stat.S_ISSOCK(mode) else "not a folder")
+    return f"is {kind}, not a model folder"
+
+
 def _candidates(root: Path) -> list[Path]:
     """The packages a root holds: itself (a package, a pipeline folder or a checkpoint file), else its subfolders
-    that are packages or pipeline folders."""
-    if root.is_file():
+    that are packages or pipeline folders. A subfolder is listed when it holds anything named like a package's
+    files (a FIFO or a broken link included: the package is then listed with what is wrong with it)."""
+    if is_regular(root):
         return [root] if is_foreign(root) else []
-    if (root / MANIFEST_NAME).exists() or is_foreign(root):
+    if _present(root / MANIFEST_NAME) or is_foreign(root):
         return [root]
-    return sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".") and (
-        (p / MANIFEST_NAME).exists() or (p / WEIGHTS_NAME).exists() or is_foreign(p)))
+    try:
+        children = sorted(root.iterdir())
+    except OSError as exc:
+        raise ManifestError(f"cannot list the model folder: {exc.strerror or exc}", root) from None
+    return [p for p in children if p.is_dir() and not p.name.startswith(".") and (
+        _present(p / MANIFEST_NAME) or _present(p / WEIGHTS_NAME) or is_foreign(p))]
 
 
 def scan(roots: Iterable[str | Path] | None = None) -> list[PackageEntry]:
@@ -151,10 +203,21 @@ def scan(roots: Iterable[str | Path] | None = None) -> list[PackageEntry]:
     entries: list[PackageEntry] = []
     seen_folders: set[Path] = set()
     for root in (default_roots() if roots is None else [Path(r) for r in roots]):
-        if not root.exists():
+        problem = root_problem(root)
+        if problem is not None:
+            # a model folder that is not one (/dev/null, a FIFO, a link loop) is listed once with what it is, and
+            # skipped: the other folders' models still work
+            if problem and _resolved(root) not in seen_folders:
+                seen_folders.add(_resolved(root))
+                entries.append(PackageEntry(root, error=ManifestError(problem, root, "model folder")))
             continue
-        for folder in _candidates(root):
-            key = folder.resolve()
+        try:
+            candidates = _candidates(root)
+        except StudioError as exc:
+            entries.append(PackageEntry(root, error=exc))
+            continue
+        for folder in candidates:
+            key = _resolved(folder)
             if key in seen_folders:
                 continue
             seen_folders.add(key)
@@ -170,6 +233,13 @@ def scan(roots: Iterable[str | Path] | None = None) -> list[PackageEntry]:
             else:
                 ids[entry.id] = entry.folder
     return entries
+
+
+def _resolved(path: Path) -> Path:
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError):  # a link loop
+        return path.absolute()
 
 
 def resolve(model: str, roots: Iterable[str | Path] | None = None) -> PackageEntry:
@@ -353,13 +423,19 @@ def project_models(document: Document, roots: Iterable[str | Path] | None = None
 
 def load_model(entry: PackageEntry, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32,
                expected_sha256: str | None = None) -> LoadedModel:
-    """Build the family's network on CPU in float32, load safetensors weights, then move it."""
+    """Build the family's network on CPU in float32, load safetensors weights, then move it.
+
+    The weights are checked as they load: every tensor the architecture holds as floating point stored as one, and
+    every value finite (WeightsError naming the tensor otherwise; a network a family loads from its own files is
+    checked for finite values the same way). Principal directions holding a NaN or an infinity are optional: they
+    are dropped with a warning naming the file, and the model renders without its direction sliders' effect."""
     manifest = entry.manifest
     assert manifest is not None
     family = get_family(manifest.family)
     network = family.load_network(manifest)
     if network is not None:
         sha = family.weights_sha256(manifest)
+        check_finite(network.state_dict(), manifest.weights_path)
     else:
         tensors, sha = read_tensors_and_hash(manifest.weights_path)
     entry._sha256 = sha
@@ -373,14 +449,31 @@ def load_model(entry: PackageEntry, device: torch.device | str = "cpu", dtype: t
             raise ManifestError(f"cannot build the network: {exc}", manifest.path, "architecture") from None
         load_into(network, tensors, manifest.weights_path)
     network.eval()
-    directions = None
-    if manifest.directions_path.exists():
-        try:
-            directions = Directions.from_tensors(read_tensors(manifest.directions_path))
-        except (KeyError, ValueError) as exc:
-            raise WeightsError(f"not a valid directions file: {exc}", manifest.directions_path) from None
-        if directions.vectors.shape[1] != manifest.latent.size:
-            raise WeightsError(f"directions have {directions.vectors.shape[1]} dimensions but the latent has "
-                               f"{manifest.latent.size}", manifest.directions_path)
+    directions = _load_directions(manifest)
     model = LoadedModel(manifest, family, network, sha, torch.device("cpu"), torch.float32, directions)
     return model.to(device, dtype)
+
+
+def _load_directions(manifest: Manifest) -> Directions | None:
+    """The package's principal directions (None when it ships none, or when they hold NaN/Inf: warned, dropped)."""
+    path = manifest.directions_path
+    if not _present(path):
+        return None
+    tensors = read_tensors(path)
+    bad = nonfinite_tensors(tensors)
+    if bad:
+        log.warning("%s: tensor %r holds NaN or infinite values; the principal directions are not used (the "
+                    "model renders without them)", path, bad[0])
+        return None
+    ints = [name for name, t in tensors.items() if not t.is_floating_point()]
+    if ints:
+        raise WeightsError(f"tensor {ints[0]!r} is stored as {str(tensors[ints[0]].dtype).replace('torch.', '')} "
+                           "but directions are floating point", path)
+    try:
+        directions = Directions.from_tensors(tensors)
+    except (KeyError, ValueError) as exc:
+        raise WeightsError(f"not a valid directions file: {exc}", path) from None
+    if directions.vectors.shape[1] != manifest.latent.size:
+        raise WeightsError(f"directions have {directions.vectors.shape[1]} dimensions but the latent has "
+                           f"{manifest.latent.size}", path)
+    return directions

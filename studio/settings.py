@@ -2,11 +2,16 @@
 
 It is the one store of the model folders a user added (`model_folders`): the window saves a folder there when it is
 opened, so the CLI sees it too (the window's own `window.ini` keeps only its layout and recent files).
+
+The file is read through studio.files: a settings.toml that is a FIFO, a device, a folder or a symbolic link loop, or
+one too big or too deeply nested, is refused with an error naming it (never waited on, never read whole), and
+`load_or_reset_settings` turns that into a warning and the defaults: settings are never silently ignored.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
@@ -14,8 +19,16 @@ from typing import Iterable
 import tomli_w
 
 from studio.errors import StudioError
-from studio.manifest import TomlReader, read_toml
+from studio.files import is_regular, read_toml_text
+from studio.limits import MAX_MANIFEST_BYTES
+from studio.manifest import TomlReader
 from studio.paths import user_data_dir
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    # tomli is typed but installed only on 3.10, and mypy (python_version 3.10) may run from a newer Python
+    import tomli as tomllib  # type: ignore[import-not-found, unused-ignore]
 
 SETTINGS_NAME = "settings.toml"
 
@@ -33,9 +46,9 @@ def settings_path() -> Path:
 def load_settings(path: Path | None = None) -> Settings:
     """Read settings; a missing file gives defaults, a broken one an error naming the file and field."""
     path = path or settings_path()
-    if not path.exists():
+    if not _present(path):
         return Settings()
-    data = read_toml(path, StudioError)
+    data = _read(path)
     r = TomlReader(path, StudioError)
     folders = r.get(data, "model_folders", list, required=False, default=[])
     if not all(isinstance(f, str) for f in folders):
@@ -49,8 +62,8 @@ def remember_model_folders(folders: Iterable[str | Path], path: Path | None = No
     every other setting; the file is written atomically (created when missing). Returns the folders now listed.
     A settings file that cannot be read raises its StudioError and is left as it is."""
     path = path or settings_path()
-    data = read_toml(path, StudioError) if path.exists() else {}
-    listed = load_settings(path).model_folders if path.exists() else []
+    data = _read(path) if _present(path) else {}
+    listed = load_settings(path).model_folders if _present(path) else []
     known = {_key(f) for f in listed}
     added = False
     for folder in folders:
@@ -63,6 +76,27 @@ def remember_model_folders(folders: Iterable[str | Path], path: Path | None = No
         data["model_folders"] = [str(f) for f in listed]
         _write_atomically(path, tomli_w.dumps(data))
     return listed
+
+
+def _present(path: Path) -> bool:
+    """Whether anything is at `path` (a dangling link or a link loop too: those are named, not taken for absent)."""
+    try:
+        os.lstat(path)
+        return True
+    except (OSError, ValueError):
+        return False
+
+
+def _read(path: Path) -> dict:
+    """The settings file's table: a regular file of at most MAX_MANIFEST_BYTES, nested at most MAX_TOML_DEPTH deep
+    (studio.files.read_toml_text), valid TOML; StudioError naming the file otherwise."""
+    text = read_toml_text(path, StudioError, max_bytes=MAX_MANIFEST_BYTES, what="settings file")
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise StudioError(f"not valid TOML: {exc}", path) from None
+    except RecursionError:
+        raise StudioError("not usable TOML: nested too deeply", path) from None
 
 
 def _write_atomically(path: Path, text: str) -> None:
@@ -93,6 +127,8 @@ def load_or_reset_settings(path: Path | None = None) -> tuple[Settings, str]:
     try:
         return load_settings(path), ""
     except StudioError as exc:
+        if not is_regular(path):  # a FIFO, a device, a folder, a link loop: not a file of ours to move
+            return Settings(), f"{exc}. The defaults are used; the settings file was left as it is."
         kept = path.with_name(path.name + ".broken")
         try:
             path.replace(kept)

@@ -13,7 +13,7 @@ from typing import Callable, Iterable
 
 from studio.app.listeners import Listeners
 from studio.errors import StudioError
-from studio.library import PackageEntry, default_roots, is_foreign, scan
+from studio.library import PackageEntry, default_roots, is_foreign, root_problem, scan
 from studio.settings import load_settings, remember_model_folders
 
 INFO, WARNING, ERROR = "info", "warning", "error"
@@ -41,6 +41,7 @@ class ModelLibrary:
         self.remember = remember
         self.changed = Listeners()
         self.message = message if message is not None else Listeners()
+        self._settings_problem = ""  # the settings.toml error last reported (said once, not on every scan)
 
     # --- scanning ------------------------------------------------------------------------------------------------
     def root_folders(self) -> list[Path]:
@@ -49,8 +50,12 @@ class ModelLibrary:
             return list(self.roots)
         try:
             remembered = load_settings(self.settings_file).model_folders
-        except StudioError:
-            remembered = []  # the app resets a broken settings file on start; a scan never fails over it
+            self._settings_problem = ""
+        except StudioError as exc:
+            remembered = []  # a scan never fails over the settings file, but it says it was not used (once)
+            if str(exc) != self._settings_problem:
+                self._settings_problem = str(exc)
+                self.message(WARNING, "The model folders in your settings could not be read", str(exc))
         return default_roots(remembered)
 
     def refresh(self) -> list[PackageEntry]:
@@ -82,14 +87,18 @@ class ModelLibrary:
         Diffusion .safetensors file), remember it in settings.toml, and report what was found. Returns the packages
         found there (none: the folder is not kept)."""
         folder = Path(folder)
+        problem = root_problem(folder)
+        if problem:  # /dev/null, a FIFO, a link loop, a file that is no model: said at once, never scanned
+            self.message(ERROR, f"No model in {folder}", f"{folder}: {problem}")
+            return []
         usable = folder.is_dir() or (folder.is_file() and is_foreign(folder))
         new = usable and folder not in self.extra_folders
         if new:
             self.extra_folders.append(folder)
         if usable:
             self.refresh()  # also picks up packages added to a folder opened before
-        key = folder.resolve()
-        added = [e for e in self.entries if key in (e.folder.resolve(), e.folder.resolve().parent)]
+        key = _resolved(folder)
+        added = [e for e in self.entries if key in (_resolved(e.folder), _resolved(e.folder).parent)]
         if not added:
             if new:
                 self.extra_folders.remove(folder)
@@ -99,10 +108,20 @@ class ModelLibrary:
         if good:
             self.message(INFO, f"Added {', '.join(e.id for e in good)} from {folder}", "")
             self._remember(folder)
-        for entry in added:
+        for entry in added:  # checked in full already (weights header against the file's size): named at once
             if not entry.ok:
-                self.message(ERROR, f"Model {entry.id} cannot be used", str(entry.error))
+                self.message(ERROR, f"Model {entry.id} cannot be used: {_one_line(entry.error)}", str(entry.error))
         return added
+
+    def mark_broken(self, model_id: str, problem: str) -> PackageEntry | None:
+        """Mark the package of `model_id` unusable (its weights failed to load: `problem` says why) until the next
+        scan, so the list shows it as invalid with its error; returns it (None: not installed)."""
+        entry = self.entry_for(model_id)
+        if entry is None:
+            return None
+        entry.error = StudioError(problem)
+        self.changed()
+        return entry
 
     def add_folders(self, folders: Iterable[str | Path]) -> None:
         """Scan these folders too while the app runs (a project's model folders), without remembering them; call
@@ -155,3 +174,15 @@ FolderAsker = Callable[[FolderQuestion], bool]
 def never(question: FolderQuestion) -> bool:
     """The answer when nobody can be asked: No (a file never adds a folder on its own)."""
     return False
+
+
+def _resolved(path: Path) -> Path:
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError):  # a link loop
+        return path.absolute()
+
+
+def _one_line(error: object, limit: int = 300) -> str:
+    text = " ".join(str(error).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -400,7 +400,11 @@ class ModelBrowser(QWidget):
         self._use.setEnabled(entry is not None and entry.ok and not self._is_current(entry))
 
     def _activate(self, entry: PackageEntry | None) -> None:
-        if entry is None or not entry.ok or entry.manifest is None or self._is_current(entry):
+        if entry is None or self._is_current(entry):
+            return
+        if not entry.ok or entry.manifest is None:  # (a double-click or Enter on an invalid package): say why, once
+            error = str(entry.error) if entry.error is not None else "the package could not be read"
+            self.session.message.emit("error", f"Cannot use model {entry.id}: {' '.join(error.split())}", error)
             return
         self.session.use_model(entry.id)
 

@@ -79,6 +79,10 @@ class Session(QObject):
         self.results = TasksAdapter(self.tasks, self.core, self.bridge, self)
         self.timelines = TimelineAdapter(self.timeline_editor, self)
         messages.connect(self.message.emit)
+        # a model chosen with use_model whose first render has not come back yet: (id, undo index, previous request)
+        self._trying: tuple[str, int, RenderRequest] | None = None
+        self.results.failure_handler = self._on_preview_failed
+        self.bridge.rendered.connect(self._on_preview_rendered)
         for source, target in ((self.installed.changed, self.models_changed),
                                (self.documents.request_changed, self.request_changed),
                                (self.documents.model_changed, self.model_changed),
@@ -167,7 +171,39 @@ class Session(QObject):
         return self.core.default_request(entry, seed)
 
     def use_model(self, model_id: str) -> bool:
-        return self.core.use_model(model_id)
+        """Make `model_id` current (one undoable step). Its weights are loaded by the first render: when that fails
+        (damaged weights: NaN values, a tensor of the wrong type …), the previous model is put back, the package is
+        shown as invalid with the error, and one line says so."""
+        previous = self.core.request
+        ok = self.core.use_model(model_id)
+        current = self.core.request
+        if ok and previous is not None and current is not None and current is not previous \
+                and current.model_id == model_id and previous.model_id != model_id:
+            self._trying = (model_id, self.core.undo.index, previous)
+        return ok
+
+    def _on_preview_rendered(self, request: RenderRequest, *_: Any) -> None:
+        if self._trying is not None and request.model_id == self._trying[0]:
+            self._trying = None  # it loads: nothing to put back
+
+    def _on_preview_failed(self, request: RenderRequest, text: str) -> bool:
+        """The first render of a model just chosen failed: the model cannot be used. Put the previous request back
+        (undoing the step when nothing was done since), mark the package invalid, say so in one line."""
+        trying = self._trying
+        if trying is None or request.model_id != trying[0]:
+            return False
+        self._trying = None
+        model_id, index, previous = trying
+        entry = self.library.entry_for(model_id)
+        name = entry.manifest.name if entry is not None and entry.manifest is not None else model_id
+        if self.core.request is not None and self.core.request.model_id == model_id:
+            if self.core.undo.index == index and self.core.undo.can_undo:
+                self.core.undo.undo()
+            else:
+                self.core.set_request(previous, f"Back from model {name}")
+        self.library.mark_broken(model_id, text)
+        self.message.emit(ERROR, f"Cannot use model {name}: {' '.join(text.split())}", text)
+        return True
 
     def start(self, model_id: str | None = None) -> None:
         """Open a fresh document on `model_id` (default: the shipped default model, else the first usable one)."""

@@ -4,6 +4,8 @@ Tasks (studio.app.tasks) submit through the bridge and say when the variations g
 
 from __future__ import annotations
 
+from typing import Callable
+
 from PySide6.QtCore import QObject, QTimer, Signal, Slot
 
 from studio.app.document import OpenDocument
@@ -38,6 +40,8 @@ class TasksAdapter(QObject):
         bridge.frame.connect(self._on_frame)
         bridge.rendered.connect(self._on_rendered)
         bridge.failed.connect(self._on_failed)
+        # called first with a failed preview's request and message; True: it was dealt with (no message here)
+        self.failure_handler: Callable[[RenderRequest, str], bool] | None = None
 
     @Slot(object, object)
     def _on_frame(self, request: RenderRequest, output: Output) -> None:
@@ -58,6 +62,8 @@ class TasksAdapter(QObject):
 
     @Slot(object, str, str)
     def _on_failed(self, request: RenderRequest, text: str, detail: str) -> None:
+        if self.failure_handler is not None and self.failure_handler(request, text):
+            return  # (the first render of a model just chosen: the session puts the previous one back)
         self.document.message(ERROR, f"Render failed: {text}", detail or text)
 
     def _commit_history(self) -> None:
