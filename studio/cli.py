@@ -65,25 +65,33 @@ def _manifest(entry: PackageEntry) -> Manifest:
     return entry.manifest
 
 
-def _roots(args) -> list[Path]:
-    from studio.library import default_roots
+def _roots(args, warn: bool = True) -> list[Path]:
+    from studio.library import default_roots, root_problem
+    from studio.limits import quote
     from studio.settings import load_or_reset_settings
 
     settings, notice = load_or_reset_settings()  # a broken settings file never stops a command
-    if notice:
+    if notice and warn:
         print(f"latent-studio: warning: {notice}", file=sys.stderr)
-    return default_roots([*settings.model_folders, *(args.models_dir or [])])
+    extra = [*settings.model_folders, *(args.models_dir or [])]
+    if warn:  # a model folder that cannot be one is skipped, and said (`models` lists it as invalid instead)
+        for root in extra:
+            problem = root_problem(root)
+            if problem:
+                print(f"latent-studio: warning: model folder {quote(str(root))} {problem}; skipped", file=sys.stderr)
+    return default_roots(extra)
 
 
 def cmd_models(args) -> int:
     from studio.library import scan
 
-    entries = scan(_roots(args))
+    roots = _roots(args, warn=False)
+    entries = scan(roots)
     if args.json:
         print(json.dumps([e.to_dict() for e in entries], indent=2))
     else:
         if not entries:
-            print("no model packages found in: " + ", ".join(str(r) for r in _roots(args)))
+            print("no model packages found in: " + ", ".join(str(r) for r in roots))
         for e in entries:
             d = e.to_dict()
             if e.ok:

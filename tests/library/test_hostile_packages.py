@@ -193,6 +193,8 @@ def test_a_good_model_renders_beside_hostile_ones_and_a_dev_null_folder(places):
                "also-good", "--out", str(out))
     assert done.returncode == 0, done.stderr
     assert out.is_file() and out.stat().st_size > 0
+    # the folder that cannot be one is skipped, and said in one line
+    assert "model folder '/dev/null' is a character device, not a model folder; skipped" in done.stderr
 
 
 @pytest.mark.parametrize("kind", ["fifo", "loop", "folder"])
