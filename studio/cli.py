@@ -71,7 +71,7 @@ def _roots(args, warn: bool = True) -> list[Path]:
     from studio.settings import load_or_reset_settings
 
     settings, notice = load_or_reset_settings()  # a broken settings file never stops a command
-    if notice and warn:
+    if notice:
         print(f"latent-studio: warning: {notice}", file=sys.stderr)
     extra = [*settings.model_folders, *(args.models_dir or [])]
     if warn:  # a model folder that cannot be one is skipped, and said (`models` lists it as invalid instead)
