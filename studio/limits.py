@@ -29,6 +29,7 @@ MAX_WIDTH = 16384  # any one channel count, hidden size, latent dimension or lay
 MAX_LATENT_SIZE = 1 << 24  # numbers in one latent (SD's 4×128×128 at 1024² is 65 536)
 MAX_PARAMETERS = 4_000_000_000  # parameters of one built network (SDXL's UNet is 2.6 G)
 MAX_LABELS = 100_000  # class labels of one model
+MAX_TRAIN_TIMESTEPS = 100_000  # steps of a noise schedule (model.toml train_timesteps, SD's num_train_timesteps)
 
 # --- timelines and videos ------------------------------------------------------------------------------------------
 MAX_KEYFRAMES = 10_000  # keyframes in one timeline
