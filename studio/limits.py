@@ -47,6 +47,7 @@ MAX_METADATA_TEXT = 4 << 20  # characters of one text stored in a picture or sou
 MAX_PROMPT_CHARS = 100_000  # characters of one prompt
 MAX_HEADER_BYTES = 100 << 20  # a safetensors header (JSON; the format's own reader stops at 100 MB)
 MAX_TENSORS = 100_000  # tensors in one weights file
+MAX_VOCABULARY = 1_000_000  # tokens in a tokenizer's vocab.json, and lines of its merges.txt (CLIP has 49 408)
 
 # --- pickled checkpoints (read by torch's weights-only unpickler, never by pickle itself) -------------------------
 MAX_PICKLE_OPCODES = 20_000_000  # opcodes in one checkpoint's data.pkl
