@@ -30,6 +30,7 @@ MAX_LATENT_SIZE = 1 << 24  # numbers in one latent (SD's 4×128×128 at 1024² i
 MAX_PARAMETERS = 4_000_000_000  # parameters of one built network (SDXL's UNet is 2.6 G)
 MAX_LABELS = 100_000  # class labels of one model
 MAX_TRIAL_SECONDS = 60.0  # s: the longest a module's trial render in `wrap` may take (then its worker process is ended)
+MAX_TRAIN_TIMESTEPS = 100_000  # steps of a noise schedule (model.toml train_timesteps, SD's num_train_timesteps)
 
 # --- timelines and videos ------------------------------------------------------------------------------------------
 MAX_KEYFRAMES = 10_000  # keyframes in one timeline
@@ -47,6 +48,7 @@ MAX_METADATA_TEXT = 4 << 20  # characters of one text stored in a picture or sou
 MAX_PROMPT_CHARS = 100_000  # characters of one prompt
 MAX_HEADER_BYTES = 100 << 20  # a safetensors header (JSON; the format's own reader stops at 100 MB)
 MAX_TENSORS = 100_000  # tensors in one weights file
+MAX_VOCABULARY = 1_000_000  # tokens in a tokenizer's vocab.json, and lines of its merges.txt (CLIP has 49 408)
 
 # --- pickled checkpoints (read by torch's weights-only unpickler, never by pickle itself) -------------------------
 MAX_PICKLE_OPCODES = 20_000_000  # opcodes in one checkpoint's data.pkl

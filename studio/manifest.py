@@ -19,6 +19,9 @@ else:  # pragma: no cover - exercised on 3.10 only
     import tomli as tomllib  # type: ignore[import-not-found, unused-ignore]
 
 from studio.errors import ManifestError, StudioError
+from studio.files import read_toml_text
+from studio.limits import (MAX_LABELS, MAX_LATENT_SIZE, MAX_PIXELS, MAX_SAMPLE_RATE, MAX_SIDE, MAX_SOUND_SECONDS,
+                           MAX_WIDTH, check, quote)
 
 FORMAT_VERSION = 1
 MANIFEST_NAME = "model.toml"
@@ -134,7 +137,7 @@ class TomlReader:
         ok = isinstance(value, kinds) and not (isinstance(value, bool) and bool not in kinds)
         if not ok:
             names = " or ".join(_type_name(k) for k in kinds)
-            raise self.fail(dotted, f"expected {names}, got {_type_name(type(value))} {value!r}")
+            raise self.fail(dotted, f"expected {names}, got {_type_name(type(value))} {quote(value)}")
         if check is not None:
             problem = check(value)
             if problem:
@@ -173,12 +176,19 @@ def parse_manifest(data: dict, path: Path) -> Manifest:
     kind = r.get(out, "kind", str, "output.", check=lambda v: None if v in OUTPUT_KINDS else
                  f"unknown output kind {v!r} (known: {', '.join(sorted(OUTPUT_KINDS))})")
     out_fields = {k: r.get(out, k, int, "output.", check=_positive) for k in OUTPUT_KINDS[kind]}
+    _check_output(out_fields, path)
     output = OutputSpec(kind, out_fields)
 
     lat = r.table(data, "latent")
     shape = r.get(lat, "shape", list, "latent.")
-    if not shape or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in shape):
-        raise r.fail("latent.shape", f"must be a non-empty array of positive integers, got {shape!r}")
+    if not shape or len(shape) > 8 or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0
+                                             for s in shape):
+        raise r.fail("latent.shape", f"must be an array of 1 to 8 positive integers, got {quote(shape)}")
+    size = 1
+    for s in shape:
+        size *= min(s, MAX_LATENT_SIZE + 1)  # a product of huge numbers stays small enough to compare
+    check(size, MAX_LATENT_SIZE, f"a latent of {'×'.join(str(s)[:20] for s in shape)} =", path, "latent.shape",
+          ManifestError, " numbers")
     prior = r.get(lat, "prior", str, "latent.", required=False, default="normal",
                   check=lambda v: None if v in PRIORS else f"unknown prior {v!r} (known: {', '.join(PRIORS)})")
     latent = LatentSpec(tuple(shape), prior)
@@ -192,9 +202,11 @@ def parse_manifest(data: dict, path: Path) -> Manifest:
         raw = r.get(cond, "labels", list, "conditions.")
         if not raw or not all(isinstance(x, str) for x in raw):
             raise r.fail("conditions.labels", "must be a non-empty array of strings")
+        check(len(raw), MAX_LABELS, "the number of labels", path, "conditions.labels", ManifestError)
         labels = tuple(raw)
     elif ckind == "text":
         alphabet = r.get(cond, "alphabet", str, "conditions.", required=False, default="")
+        check(len(alphabet), MAX_LABELS, "the number of characters", path, "conditions.alphabet", ManifestError)
         labels = tuple(alphabet)
     default = r.get(cond, "default", str, "conditions.", required=False, default="")
     conditions = ConditionSpec(ckind, labels, default)
@@ -210,18 +222,37 @@ def parse_manifest(data: dict, path: Path) -> Manifest:
                     weights_file=weights_file)
 
 
+def _check_output(fields: dict[str, int], path: Path) -> None:
+    """Refuse an output no desktop can hold: a side over MAX_SIDE, more than MAX_PIXELS pixels, a sound longer than
+    MAX_SOUND_SECONDS or faster than MAX_SAMPLE_RATE, more channels than MAX_WIDTH."""
+    for name in ("width", "height"):
+        if name in fields:
+            check(fields[name], MAX_SIDE, f"the {name}", path, f"output.{name}", ManifestError, " px")
+    if "width" in fields and "height" in fields:
+        check(fields["width"] * fields["height"], MAX_PIXELS, f"{fields['width']}×{fields['height']} =", path,
+              "output.height", ManifestError, " pixels")
+    if "channels" in fields:
+        check(fields["channels"], MAX_WIDTH, "the channel count", path, "output.channels", ManifestError)
+    if "sample_rate" in fields:
+        check(fields["sample_rate"], MAX_SAMPLE_RATE, "the sample rate", path, "output.sample_rate", ManifestError,
+              " Hz")
+        if "length" in fields:
+            check(fields["length"], MAX_SOUND_SECONDS * fields["sample_rate"], "the length", path, "output.length",
+                  ManifestError, " samples")
+    for name, value in fields.items():  # a kind registered by a plugin: no field may ask for more than a picture
+        check(value, MAX_PIXELS, f"the {name}", path, f"output.{name}", ManifestError)
+
+
 def read_toml(path: Path, error: type[StudioError] = ManifestError) -> dict:
-    """Parse a TOML file; every failure is an `error` naming the file."""
+    """Parse a TOML file: a regular file of at most MAX_MANIFEST_BYTES, nested at most MAX_TOML_DEPTH deep (checked
+    before tomllib, which recurses); every failure is an `error` naming the file."""
+    text = read_toml_text(path, error)
     try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise error("file not found", path) from None
-    except UnicodeDecodeError as exc:
-        raise error(f"not UTF-8 text ({exc.reason})", path) from None
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise error(f"not valid TOML: {exc}", path) from None
-    except OSError as exc:
-        raise error(f"cannot read: {exc.strerror or exc}", path) from None
+        raise error(f"not valid TOML: {quote(str(exc))}", path) from None
+    except (RecursionError, MemoryError, ValueError) as exc:  # the depth scan is an upper bound, but never crash
+        raise error(f"not usable TOML: {type(exc).__name__}", path) from None
 
 
 def read_manifest(folder_or_file: str | Path) -> Manifest:
@@ -229,7 +260,7 @@ def read_manifest(folder_or_file: str | Path) -> Manifest:
     path = Path(folder_or_file)
     if path.is_dir():
         path = path / MANIFEST_NAME
-    if not path.exists():
+    if not path.exists() and not path.is_symlink():
         raise ManifestError(f"no {MANIFEST_NAME} here: a model package is a folder with {MANIFEST_NAME} and "
                             f"{WEIGHTS_NAME}", path)
     return parse_manifest(read_toml(path), path)

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from studio.errors import RequestError
+from studio.limits import MAX_PROMPT_CHARS, MAX_SIDE
 from studio.request import CORE_FIELDS, MAX_SEED, ParamValue, RenderRequest, check_seed
 
 
@@ -61,7 +62,7 @@ RAW = "Raw dimensions"
 SHAPING = "Truncation, mixing, variation"
 
 _INDEXED = re.compile(r"^([a-z_]+?)(\d+)$")
-MAX_TEXT = 100_000  # characters of a text param (a prompt); pictures may be longer
+MAX_TEXT = MAX_PROMPT_CHARS  # characters of a text param (a prompt); pictures may be longer
 MAX_PICTURE_TEXT = 64 * 1024 * 1024
 
 
@@ -295,7 +296,7 @@ class ParamTable:
             except ValueError:
                 raise RequestError(f"needs a whole number, got {text!r}", field="seed") from None
         if name in ("width", "height"):
-            spec = self._by_name.get(name) or ParamSpec(name, Kind.INT, range=(1, 1 << 20))
+            spec = self._by_name.get(name) or ParamSpec(name, Kind.INT, range=(1, MAX_SIDE))
             return name, spec.parse(text, name)
         if name == "dtype":
             return name, text.strip()

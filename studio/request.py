@@ -9,7 +9,7 @@ size, dtype) and `params`: the family's own settings by name (a prompt, a class,
 declared by its family (`Family.parameters`, `studio.params`); a request is checked against them before it renders.
 Seeds, the core one and seed params alike, are Python ints in 0 … 2⁶⁴−1 end to end (JSON keeps them exact).
 
-This module depends on nothing but `studio.errors`: the file formats, the project and the panels read requests
+This module depends on nothing but `studio.errors` and `studio.limits`: the file formats, the project and the panels read requests
 without importing torch.
 """
 
@@ -23,6 +23,7 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Any, Union
 
 from studio.errors import RequestError
+from studio.limits import MAX_LATENT_SIZE, MAX_METADATA_TEXT, MAX_PIXELS, MAX_SIDE, check_json_depth, quote
 
 REQUEST_VERSION = 2
 MAX_SEED = 2**64 - 1
@@ -124,6 +125,9 @@ class RenderRequest:
             try:
                 if isinstance(self.latent, (str, bytes)):
                     raise TypeError
+                if hasattr(self.latent, "__len__") and len(self.latent) > MAX_LATENT_SIZE:
+                    raise RequestError(f"{len(self.latent):,} values is over the limit of {MAX_LATENT_SIZE:,}",
+                                       field="latent")
                 values = tuple(float(v) for v in self.latent)
             except (TypeError, ValueError, OverflowError):
                 raise RequestError("latent must be a list of numbers", field="latent") from None
@@ -133,7 +137,12 @@ class RenderRequest:
         for name in ("width", "height"):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
-                raise RequestError(f"{name} must be a positive whole number, got {value!r}", field=name)
+                raise RequestError(f"{name} must be a positive whole number, got {quote(value)}", field=name)
+            if value is not None and value > MAX_SIDE:
+                raise RequestError(f"{name} {quote(value)} is over the limit of {MAX_SIDE:,} pixels", field=name)
+        if self.width is not None and self.height is not None and self.width * self.height > MAX_PIXELS:
+            raise RequestError(f"{self.width}×{self.height} = {self.width * self.height:,} pixels is over the limit "
+                               f"of {MAX_PIXELS:,}", field="height")
         if self.dtype not in DTYPES:
             raise RequestError(f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}", field="dtype")
         if not isinstance(self.params, Params):
@@ -200,11 +209,19 @@ class RenderRequest:
             raise RequestError(str(exc)) from None
 
     @classmethod
-    def from_json(cls, text: str) -> "RenderRequest":
+    def from_json(cls, text: str | bytes) -> "RenderRequest":
+        """A request from its JSON text (as stored in a picture or a sound): at most MAX_METADATA_TEXT characters,
+        nested at most MAX_JSON_DEPTH deep (checked before json.loads, which recurses)."""
+        if len(text) > MAX_METADATA_TEXT:
+            raise RequestError(f"the request is {len(text):,} characters long, over the limit of "
+                               f"{MAX_METADATA_TEXT:,}")
+        check_json_depth(text, error=RequestError)
         try:
             data = json.loads(text)
-        except (json.JSONDecodeError, RecursionError) as exc:
-            raise RequestError(f"not valid JSON: {exc}") from None
+        except json.JSONDecodeError as exc:
+            raise RequestError(f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+        except (ValueError, RecursionError) as exc:  # a number too long to convert, a depth the scan missed
+            raise RequestError(f"not usable JSON: {quote(str(exc))}") from None
         return cls.from_dict(data)
 
 

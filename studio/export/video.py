@@ -42,6 +42,7 @@ from studio.errors import ExportError, RequestError
 from studio.io.atomic import check_parent_folder, check_writable_folder, forget, temporary_beside
 from studio.export.audio import resample
 from studio.io.metadata import REQUEST_CHUNK
+from studio.limits import MAX_FRAMES
 
 VIDEO_FORMATS = {".mp4": "MP4", ".webm": "WEBM", ".gif": "GIF", "": "PNG"}  # "": a folder name, PNG frames in it
 QUALITIES = ("high", "medium", "low")
@@ -283,6 +284,9 @@ class VideoWriter:
         self._check_open()
         try:
             frames = self._rgb(frames)
+            if self.frames + len(frames) > MAX_FRAMES:  # counted before the batch is encoded or buffered
+                raise ExportError(f"{self.frames + len(frames):,} frames is over the limit of {MAX_FRAMES:,} for one "
+                                  "video", self.path)
             if self.format == "GIF":
                 self._gif.extend(np.array(frame) for frame in frames)  # copies: the caller may reuse its buffer
             elif self.format == "PNG":

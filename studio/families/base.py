@@ -17,12 +17,13 @@ What a new family writes (one folder under studio/families/, plus its line in `r
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Generator
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Generator
 
 import numpy as np
 import torch
 
 from studio.errors import ManifestError, RequestError, WeightsError
+from studio.limits import MAX_PARAMETERS, MAX_WIDTH, quote
 from studio.params import DIRECTIONS, RAW, SHAPING, Capability, Kind, ParamSpec, ParamTable
 from studio.steps import Progress, RenderSteps
 
@@ -242,8 +243,10 @@ def latent_specs(manifest: "Manifest", *, truncation: tuple[float, float] | None
     return specs
 
 
-def arch_value(manifest: "Manifest", key: str, kind: type, default: Any = None, minimum: Any = None) -> Any:
-    """Read architecture.<key> with a ManifestError naming the field on a wrong type or range."""
+def arch_value(manifest: "Manifest", key: str, kind: type, default: Any = None, minimum: Any = None,
+               maximum: Any = None) -> Any:
+    """Read architecture.<key> with a ManifestError naming the field on a wrong type or range. A whole number (a
+    width, a layer count, a size) is at most MAX_WIDTH unless `maximum` says otherwise."""
     arch = manifest.architecture
     if key not in arch:
         if default is None:
@@ -251,8 +254,46 @@ def arch_value(manifest: "Manifest", key: str, kind: type, default: Any = None, 
         return default
     value = arch[key]
     if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
-        raise ManifestError(f"expected {kind.__name__}, got {type(value).__name__} {value!r}", manifest.path,
+        raise ManifestError(f"expected {kind.__name__}, got {type(value).__name__} {quote(value)}", manifest.path,
                             f"architecture.{key}")
     if minimum is not None and value < minimum:
-        raise ManifestError(f"must be at least {minimum}, got {value}", manifest.path, f"architecture.{key}")
+        raise ManifestError(f"must be at least {minimum}, got {quote(value)}", manifest.path, f"architecture.{key}")
+    if maximum is None and kind is int:
+        maximum = MAX_WIDTH
+    if maximum is not None and value > maximum:
+        raise ManifestError(f"{quote(value)} is over the limit of {maximum:,}", manifest.path, f"architecture.{key}")
     return value
+
+
+def arch_widths(manifest: "Manifest", key: str, default: list[int], max_count: int = 64) -> tuple[int, ...]:
+    """architecture.<key>: a non-empty list of at most `max_count` positive whole numbers, each at most MAX_WIDTH
+    (channel counts per level, multipliers); ManifestError naming the field otherwise."""
+    values = manifest.architecture.get(key, default)
+    if not isinstance(values, list) or not values or not all(
+            isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in values):
+        raise ManifestError(f"expected a list of positive whole numbers, got {quote(values)}", manifest.path,
+                            f"architecture.{key}")
+    if len(values) > max_count:
+        raise ManifestError(f"{len(values)} entries is over the limit of {max_count}", manifest.path,
+                            f"architecture.{key}")
+    for i, v in enumerate(values):
+        if v > MAX_WIDTH:
+            raise ManifestError(f"{quote(v)} is over the limit of {MAX_WIDTH:,}", manifest.path,
+                                f"architecture.{key}[{i}]")
+    return tuple(values)
+
+
+def check_parameter_count(manifest: "Manifest", make: "Callable[[], torch.nn.Module]") -> int:
+    """The parameter count of the network `make()` builds, counted on the meta device (no memory is allocated);
+    ManifestError naming the architecture when it is over MAX_PARAMETERS. Families call it in build() before they
+    build for real."""
+    try:
+        with torch.device("meta"):
+            net = make()
+        count = sum(p.numel() for p in net.parameters()) + sum(b.numel() for b in net.buffers())
+    except (ValueError, TypeError, RuntimeError, OverflowError, MemoryError) as exc:
+        raise ManifestError(f"cannot build the network: {quote(str(exc))}", manifest.path, "architecture") from None
+    if count > MAX_PARAMETERS:
+        raise ManifestError(f"the network would have {count:,} parameters, over the limit of {MAX_PARAMETERS:,}",
+                            manifest.path, "architecture")
+    return count

@@ -23,12 +23,12 @@ import numpy as np
 import torch
 
 from studio.errors import RequestError
+from studio.limits import MAX_STEPS, MAX_TRAIN_TIMESTEPS  # sampler steps of one render; schedule length
 
 SCHEDULES = ("cosine", "linear", "scaled_linear")
 SPACINGS = ("leading", "trailing", "linspace")
 SAMPLERS = ("ddpm", "ddim", "euler", "dpmpp")
 SAMPLER_NAMES = {"ddpm": "DDPM", "ddim": "DDIM", "euler": "Euler", "dpmpp": "DPM-Solver++ (2M)"}
-MAX_STEPS = 1000
 
 
 @dataclass(frozen=True)
@@ -45,6 +45,8 @@ class Schedule:
     def make(cls, kind: str = "cosine", num_train_timesteps: int = 1000, beta_start: float = 1e-4,
              beta_end: float = 0.02) -> "Schedule":
         n = num_train_timesteps
+        if isinstance(n, bool) or not isinstance(n, int) or not 2 <= n <= MAX_TRAIN_TIMESTEPS:
+            raise ValueError(f"a noise schedule has 2..{MAX_TRAIN_TIMESTEPS:,} steps, got {str(n)[:40]}")
         if kind == "cosine":  # Nichol & Dhariwal 2021; β capped at 0.999
             def alpha_bar(t: float) -> float:
                 return math.cos((t + 0.008) / 1.008 * math.pi / 2) ** 2

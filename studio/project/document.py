@@ -21,7 +21,9 @@ from typing import Any, Callable, TypeVar
 
 import studio
 from studio.errors import ExportError, ProjectError, RequestError
+from studio.files import read_bytes
 from studio.io.atomic import atomic_path
+from studio.limits import MAX_JSON_DEPTH, MAX_PROJECT_BYTES, json_depth
 from studio.project.timeline import Timeline
 from studio.request import RenderRequest
 
@@ -404,12 +406,8 @@ def _read_text(path: Path) -> str:
         raise ProjectError("no such file", path)
     if path.is_dir():
         raise ProjectError("is a folder, not a project file", path)
-    try:
-        raw = path.read_bytes()
-    except PermissionError:
-        raise ProjectError("cannot read the file: permission denied", path) from None
-    except OSError as exc:
-        raise ProjectError(f"cannot read the file: {exc.strerror or exc}", path) from None
+    # a regular file only (a FIFO would block, a device never end), at most MAX_PROJECT_BYTES
+    raw = read_bytes(path, ProjectError, max_bytes=MAX_PROJECT_BYTES, what="project file")
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -419,6 +417,10 @@ def _read_text(path: Path) -> str:
 def _parse(text: str, path: Path) -> Any:
     if not text.strip():
         raise ProjectError("not a project file: the file is empty", path)
+    depth = json_depth(text)  # json.loads recurses: the depth is checked first
+    if depth > MAX_JSON_DEPTH:
+        raise ProjectError(f"not a project file: invalid JSON (nested {depth:,} levels deep, over the limit of "
+                           f"{MAX_JSON_DEPTH})", path)
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:

@@ -18,9 +18,11 @@ from studio.latent.interp import MODES
 from studio.latent.paths import EASINGS, blend_requests, frame_count, locate
 from studio.latent.reactive import ENVELOPES, shape
 from studio.latent.reactive import envelopes as reactive_envelopes
+from studio.limits import MAX_DURATION, MAX_FRAMES, MAX_KEYFRAMES, quote
+from studio.limits import MAX_FPS as _MAX_FPS
 from studio.request import RenderRequest
 
-MAX_FPS = 120.0
+MAX_FPS = min(120.0, _MAX_FPS)  # a timeline's frame rate (videos may be written faster, see studio.export.video)
 TARGETS = ("speed",)  # besides a number param of the model (d0, truncation, noise …)
 _PARAM_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,63}$")
 Defaults = Callable[[str], Any]  # a param's default for the timeline's model (ParamTable.default)
@@ -44,7 +46,9 @@ class Keyframe:
                                field="request.latent")
         if isinstance(self.duration, bool) or not isinstance(self.duration, (int, float)) \
                 or not math.isfinite(self.duration) or self.duration <= 0:
-            raise ProjectError(f"must be a positive number of seconds, got {self.duration!r}", field="duration")
+            raise ProjectError(f"must be a positive number of seconds, got {quote(self.duration)}", field="duration")
+        if self.duration > MAX_DURATION:
+            raise ProjectError(f"{self.duration:g} s is over the limit of {MAX_DURATION:g} s", field="duration")
         object.__setattr__(self, "duration", float(self.duration))
         if self.interpolation not in MODES:
             raise ProjectError(f"must be one of {', '.join(MODES)}, got {self.interpolation!r}", field="interpolation")
@@ -99,8 +103,16 @@ class Timeline:
         object.__setattr__(self, "keyframes", tuple(self.keyframes))
         object.__setattr__(self, "mappings", tuple(self.mappings))
         if isinstance(self.fps, bool) or not isinstance(self.fps, (int, float)) or not 0 < self.fps <= MAX_FPS:
-            raise ProjectError(f"must be a number above 0 and at most {MAX_FPS:g}, got {self.fps!r}", field="fps")
+            raise ProjectError(f"must be a number above 0 and at most {MAX_FPS:g}, got {quote(self.fps)}",
+                               field="fps")
         object.__setattr__(self, "fps", float(self.fps))
+        if len(self.keyframes) > MAX_KEYFRAMES:
+            raise ProjectError(f"{len(self.keyframes):,} keyframes is over the limit of {MAX_KEYFRAMES:,}",
+                               field="keyframes")
+        if len(self.mappings) > MAX_KEYFRAMES:
+            raise ProjectError(f"{len(self.mappings):,} audio mappings is over the limit of {MAX_KEYFRAMES:,}",
+                               field="mappings")
+        self.check_length()
         if not isinstance(self.loop, bool):
             raise ProjectError("must be true or false", field="loop")
         models = {k.request.model_id for k in self.keyframes}
@@ -121,10 +133,24 @@ class Timeline:
             raise ProjectError(f"an animation needs at least two keyframes, this timeline has {len(self.keyframes)}",
                                field="keyframes")
 
+    def check_length(self) -> None:
+        """Refuse a timeline longer than MAX_DURATION seconds or MAX_FRAMES frames (before any frame is computed)."""
+        total = math.fsum(k.duration for k in self.keyframes)  # the longest it can be: looping or not
+        if total > MAX_DURATION:
+            raise ProjectError(f"the keyframes last {total:,.6g} s in all, over the limit of {MAX_DURATION:g} s",
+                               field="keyframes")
+        if total * self.fps > MAX_FRAMES:
+            raise ProjectError(f"{total:,.6g} s at {self.fps:g} fps is {total * self.fps:,.0f} frames, over the limit "
+                               f"of {MAX_FRAMES:,}", field="fps")
+
     @property
     def frames(self) -> int:
         self.check_playable()
-        return frame_count(self.durations, self.fps)
+        self.check_length()
+        n = frame_count(self.durations, self.fps)
+        if n > MAX_FRAMES:  # not reached: check_length bounds every duration and the rate
+            raise ProjectError(f"{n:,} frames is over the limit of {MAX_FRAMES:,}", field="keyframes")
+        return n
 
     def request_at(self, time: float, defaults: Defaults | None = None) -> RenderRequest:
         """The request shown `time` seconds into the animation (`defaults(name)`: the model's default of a param,
@@ -179,8 +205,19 @@ class Timeline:
         """A checked timeline; ProjectError with a dotted field such as `keyframes[1].easing`."""
         if not isinstance(data, dict):
             raise ProjectError("must be an object", field="timeline")
+        items = data.get("keyframes", [])
+        if not isinstance(items, list):
+            raise ProjectError(f"must be a list, got {type(items).__name__}", field="keyframes")
+        if len(items) > MAX_KEYFRAMES:  # before any keyframe is read
+            raise ProjectError(f"{len(items):,} keyframes is over the limit of {MAX_KEYFRAMES:,}", field="keyframes")
+        raw_mappings = data.get("mappings", [])
+        if not isinstance(raw_mappings, list):
+            raise ProjectError(f"must be a list, got {type(raw_mappings).__name__}", field="mappings")
+        if len(raw_mappings) > MAX_KEYFRAMES:
+            raise ProjectError(f"{len(raw_mappings):,} audio mappings is over the limit of {MAX_KEYFRAMES:,}",
+                               field="mappings")
         keyframes = []
-        for i, item in enumerate(data.get("keyframes", [])):
+        for i, item in enumerate(items):
             where = f"keyframes[{i}]"
             if not isinstance(item, dict):
                 raise ProjectError("must be an object", field=where)
@@ -191,7 +228,7 @@ class Timeline:
             fields = {k: item[k] for k in ("duration", "interpolation", "easing", "name") if k in item}
             keyframes.append(_built(Keyframe, where, request=request, **fields))
         mappings = [_built(AudioMapping, f"mappings[{i}]", **(m if isinstance(m, dict) else {"envelope": m}))
-                    for i, m in enumerate(data.get("mappings", []))]
+                    for i, m in enumerate(raw_mappings)]
         rest = {k: data[k] for k in ("fps", "loop", "audio") if k in data}
         return _built(cls, "", keyframes=tuple(keyframes), mappings=tuple(mappings), **rest)
 

@@ -371,10 +371,14 @@ def test_unreadable_file_as_root_is_reported(tmp_path, monkeypatch):
     """Root can read anything, so simulate the failure of the read itself."""
     path = save_document(Document(), tmp_path / "secret")
 
-    def refuse(self: Path) -> bytes:
-        raise PermissionError(13, "Permission denied", str(self))
+    real_open = os.open
 
-    monkeypatch.setattr(Path, "read_bytes", refuse)
+    def refuse(name, *args, **kwargs):  # the project is read through studio.files, which opens with os.open
+        if str(name) == str(path):
+            raise PermissionError(13, "Permission denied", str(name))
+        return real_open(name, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", refuse)
     with pytest.raises(ProjectError, match="permission denied") as info:
         load_document(path)
     assert info.value.path == str(path)

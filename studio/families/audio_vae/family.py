@@ -21,7 +21,8 @@ import torch
 import torch.nn.functional as F
 
 from studio.errors import ManifestError, RequestError
-from studio.families.base import Family, LoadedModel, arch_value
+from studio.families.base import Family, LoadedModel, arch_value, check_parameter_count
+from studio.limits import MAX_PIXELS
 from studio.steps import Output, Progress, RenderSteps
 from studio.params import Capability
 from studio.nets.spectrogram import ONSET_LEAD, SpecFormat, SpecVAE, _strides, finish_waves
@@ -76,6 +77,13 @@ class AudioVAEFamily(Family):
                                 manifest.path, "output.channels")
         try:
             fmt = spec_format(manifest)
+        except ValueError as exc:
+            raise ManifestError(str(exc), manifest.path, "architecture") from None
+        if fmt.bins * fmt.frames > MAX_PIXELS:  # the spectrogram is a picture the networks read and draw
+            raise ManifestError(f"a spectrogram of {fmt.bins:,} bins × {fmt.frames:,} frames is over the limit of "
+                                f"{MAX_PIXELS:,} (raise architecture.hop or shorten output.length)", manifest.path,
+                                "architecture.hop")
+        try:
             _strides(fmt.bins, fmt.frames, self._config(manifest)["levels"])
         except ValueError as exc:
             raise ManifestError(str(exc), manifest.path, "architecture") from None
@@ -83,7 +91,9 @@ class AudioVAEFamily(Family):
 
     def build(self, manifest) -> SpecVAE:
         self.validate(manifest)
-        return SpecVAE(**self._config(manifest))
+        config = self._config(manifest)
+        check_parameter_count(manifest, lambda: SpecVAE(**config))  # on the meta device, before any allocation
+        return SpecVAE(**config)
 
     def render(self, model: LoadedModel, request) -> RenderSteps:
         z = self.latent(model, request)

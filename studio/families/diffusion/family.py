@@ -16,7 +16,8 @@ import numpy as np
 import torch
 
 from studio.errors import ManifestError, RequestError
-from studio.families.base import Family, LoadedModel, arch_value, condition_specs, latent_specs
+from studio.families.base import (Family, LoadedModel, arch_value, arch_widths, check_parameter_count,
+                                  condition_specs, latent_specs)
 from studio.families.cells import check_cell_manifest, compose_sheet, label_rows, sheet_size, split_sheet, to_ink
 from studio.families.sampling import SamplerDefaults, init_specs, sampler_settings, sampler_specs, start_strength
 from studio.io.images import decode_init_image
@@ -68,10 +69,7 @@ class DiffusionFamily(Family):
 
     def _config(self, manifest) -> dict:
         out = manifest.output
-        mults = manifest.architecture.get("mults", [1, 2, 2])
-        if not isinstance(mults, list) or not mults or not all(isinstance(v, int) and v > 0 for v in mults):
-            raise ManifestError(f"expected a list of positive whole numbers, got {mults!r}", manifest.path,
-                                "architecture.mults")
+        mults = arch_widths(manifest, "mults", [1, 2, 2], max_count=16)
         return {
             "image_size": out["width"],
             "channels": out["channels"],
@@ -101,7 +99,9 @@ class DiffusionFamily(Family):
 
     def build(self, manifest) -> DiffusionNet:
         self.validate(manifest)
-        net = DiffusionNet(**self._config(manifest))
+        config = self._config(manifest)
+        check_parameter_count(manifest, lambda: DiffusionNet(**config))  # on the meta device, before any allocation
+        net = DiffusionNet(**config)
         net.schedule = _schedule_of(manifest)
         return net
 

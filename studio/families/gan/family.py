@@ -27,7 +27,8 @@ import torch
 import torch.nn.functional as F
 
 from studio.errors import ManifestError, RequestError
-from studio.families.base import Family, LoadedModel, arch_value, condition_specs, latent_specs
+from studio.families.base import (Family, LoadedModel, arch_value, arch_widths, check_parameter_count,
+                                  condition_specs, latent_specs)
 from studio.families.cells import check_cell_manifest, compose_sheet, label_rows, prepare_cells
 from studio.nets.stylegan import StyleGenerator
 from studio.params import DIRECTIONS, SHAPING, Capability, Kind, ParamSpec
@@ -78,10 +79,7 @@ class GANFamily(Family):
 
     def _config(self, manifest) -> dict:
         out = manifest.output
-        widths = manifest.architecture.get("widths", [128, 128, 64, 32])
-        if not isinstance(widths, list) or not all(isinstance(v, int) and v > 0 for v in widths):
-            raise ManifestError(f"expected a list of positive whole numbers, got {widths!r}", manifest.path,
-                                "architecture.widths")
+        widths = arch_widths(manifest, "widths", [128, 128, 64, 32])
         return {
             "image_size": arch_value(manifest, "image_size", int, out["width"], minimum=8),
             "channels": out["channels"],
@@ -109,7 +107,9 @@ class GANFamily(Family):
 
     def build(self, manifest) -> StyleGenerator:
         self.validate(manifest)
-        return StyleGenerator(**self._config(manifest))
+        config = self._config(manifest)
+        check_parameter_count(manifest, lambda: StyleGenerator(**config))  # on the meta device, before any allocation
+        return StyleGenerator(**config)
 
     # --- latents ---
     def _w_of_seed(self, net: StyleGenerator, seed: int, varied: tuple[int, float] | None, device,

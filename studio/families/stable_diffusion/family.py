@@ -12,7 +12,6 @@ full VAE decode runs once, at the end).
 
 from __future__ import annotations
 
-import json
 import math
 from collections import OrderedDict
 from pathlib import Path
@@ -29,8 +28,10 @@ from studio.families.sampling import SamplerDefaults, init_specs, sampler_settin
 from studio.params import SAMPLER, Capability, Kind, ParamSpec
 from studio.io.images import decode_init_image
 from studio.nets.samplers import Schedule, make_sampler
-from studio.families.stable_diffusion.files import (ARCHITECTURES, PIPELINE_INDEX, Source, config_folder, find_source,
-                                                    looks_like_sd, require_diffusers, source_sha256)
+from studio.families.stable_diffusion.files import (ARCHITECTURES, PIPELINE_INDEX, Source, check_parts, check_side,
+                                                    config_folder, find_source, looks_like_sd, read_config,
+                                                    require_diffusers, source_sha256)
+from studio.limits import MAX_TRAIN_TIMESTEPS, quote
 
 if TYPE_CHECKING:  # the defining modules: to a type checker diffusers' top-level names are its torch-less dummies
     from diffusers.models.autoencoders.autoencoder_kl import AutoencoderKL
@@ -100,21 +101,21 @@ def _scheduler_settings(config: dict, where: Path) -> tuple[Schedule, str]:
     if prediction not in ("epsilon", "v_prediction"):
         raise ManifestError(f"unsupported prediction_type {prediction!r} (epsilon or v_prediction)", where,
                             "prediction_type")
-    schedule = Schedule.make(kind, int(config.get("num_train_timesteps", 1000)),
-                             float(config.get("beta_start", 0.00085)), float(config.get("beta_end", 0.012)))
+    steps = config.get("num_train_timesteps", 1000)
+    if isinstance(steps, bool) or not isinstance(steps, int) or not 2 <= steps <= MAX_TRAIN_TIMESTEPS:
+        raise ManifestError(f"must be a whole number from 2 to {MAX_TRAIN_TIMESTEPS:,}, got {quote(steps)}", where,
+                            "num_train_timesteps")
+    try:
+        schedule = Schedule.make(kind, steps, float(config.get("beta_start", 0.00085)),
+                                 float(config.get("beta_end", 0.012)))
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise ManifestError(f"not a usable noise schedule: {quote(str(exc))}", where, "beta_start") from None
     return schedule, prediction
 
 
 def _read_json(path: Path) -> dict:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ManifestError("missing", path) from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ManifestError(f"not readable JSON: {exc}", path) from None
-    if not isinstance(data, dict):
-        raise ManifestError("not a JSON object", path)
-    return data
+    """A pipeline's JSON part through studio.files: a regular file, size- and depth-checked, holding an object."""
+    return read_config(path)
 
 
 def _variant(folder: Path, stem: str) -> str | None:
@@ -147,6 +148,8 @@ def load_parts(source: Source) -> SDNetwork:
     else:
         root = Path(source.config) if source.config not in ARCHITECTURES else config_folder(source.config)
         weights_file = source.path
+    if source.kind == "folder" or source.config not in ARCHITECTURES:  # the shipped configs are known good
+        check_parts(root)  # every part file read safely, the networks counted on the meta device, before loading
     common: _Offline = {"local_files_only": True, "torch_dtype": torch.float32}
     part = "unet"
     try:
@@ -282,12 +285,7 @@ def source_manifest(source: Source, model_id: str | None = None, name: str | Non
         unet = cfg["unet"] if cfg else _read_json(root / "unet" / "config.json")
         vae = cfg["vae"] if cfg else _read_json(root / "vae" / "config.json")
         manifest_path = source.path
-    try:
-        scale = 2 ** (len(vae["block_out_channels"]) - 1)
-        side = int(unet["sample_size"]) * scale
-        channels = int(vae.get("latent_channels", 4))
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ManifestError(f"the UNet / VAE configs lack what sizes the model: {exc}", manifest_path) from None
+    side, scale, channels = check_side(unet, vae, manifest_path)
     slug = package_id_from(source.title, "stable-diffusion")
     title = source.config if source.kind == "file" and source.config in ARCHITECTURES else "diffusers folder"
     return Manifest(

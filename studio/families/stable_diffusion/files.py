@@ -25,7 +25,9 @@ from importlib import resources
 from pathlib import Path
 
 from studio.errors import ManifestError, StudioError, WeightsError
+from studio.files import check_regular, is_regular, read_json, read_text
 from studio.io.safetensors import read_header
+from studio.limits import MAX_JSON_BYTES, MAX_PARAMETERS, MAX_SIDE, MAX_VOCABULARY, MAX_WIDTH, quote
 
 PIPELINE_INDEX = "model_index.json"
 BPE_FILE = "bpe_simple_vocab_16e6.txt.gz"
@@ -271,17 +273,15 @@ def find_source(path: str | Path, config: str = "") -> Source:
                                 f"config folder with {PIPELINE_INDEX}", path, "architecture.config")
         return Source(path, "file", arch, (path,))
     index = path / PIPELINE_INDEX
-    if not index.is_file():
+    if not index.exists() and not index.is_symlink():
         raise ManifestError(f"not a diffusers pipeline folder: {PIPELINE_INDEX} is missing", path)
     try:
-        data = json.loads(index.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ManifestError(f"{PIPELINE_INDEX} is not readable JSON: {exc}", index) from None
-    if not isinstance(data, dict):
-        raise ManifestError(f"{PIPELINE_INDEX} is not a JSON object", index)
+        data = read_config(index)
+    except ManifestError as exc:
+        raise ManifestError(f"{PIPELINE_INDEX} is not readable JSON: {exc.problem}", index, exc.field) from None
     if data.get("_class_name") not in ("StableDiffusionPipeline", "StableDiffusionImg2ImgPipeline", None):
-        raise ManifestError(f"a {data.get('_class_name')} folder: the app opens Stable Diffusion (1.x, 2.x) "
-                            "pipelines", index, "_class_name")
+        raise ManifestError(f"a {str(data.get('_class_name'))[:80]} folder: the app opens Stable Diffusion (1.x, "
+                            "2.x) pipelines", index, "_class_name")
     problems, weights = [], []
     for part in PARTS:
         folder = path / part
@@ -299,6 +299,8 @@ def find_source(path: str | Path, config: str = "") -> Source:
             continue
         found = sorted(folder.glob("*.safetensors"))
         plain = [p for p in found if ".fp16." not in p.name] or found
+        for weights_path in plain:  # a FIFO or a link to /dev/zero named *.safetensors is refused here
+            check_regular(weights_path, WeightsError, what="weights file")
         if plain:
             weights.extend(plain)
         else:
@@ -309,6 +311,110 @@ def find_source(path: str | Path, config: str = "") -> Source:
     if problems:
         raise ManifestError("incomplete diffusers pipeline folder: " + "; ".join(problems), path)
     return Source(path, "folder", "", tuple(weights))
+
+
+def read_config(path: Path, error: type[StudioError] = ManifestError) -> dict:
+    """A pipeline's JSON part (model_index.json, a config): a regular file of at most MAX_JSON_BYTES, nested at most
+    MAX_JSON_DEPTH deep, holding an object; `error` naming the file otherwise."""
+    data = read_json(path, error, what="JSON file")
+    if not isinstance(data, dict):
+        raise error(f"not a JSON object (it holds {type(data).__name__})", path)
+    return data
+
+
+def check_tokenizer(folder: Path) -> None:
+    """A CLIP tokenizer folder as transformers will read it: vocab.json an object of at most MAX_VOCABULARY tokens,
+    each text → a whole number id; merges.txt at most MAX_VOCABULARY lines of two symbols after its `#version`
+    header; every other JSON part a readable object. WeightsError naming the file otherwise."""
+    vocab_path = folder / "vocab.json"
+    vocab = read_config(vocab_path, WeightsError)
+    if len(vocab) > MAX_VOCABULARY:
+        raise WeightsError(f"{len(vocab):,} tokens is over the limit of {MAX_VOCABULARY:,}", vocab_path)
+    for token, index in vocab.items():
+        if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < MAX_VOCABULARY:
+            raise WeightsError(f"the id of token {quote(token, 60)} must be a whole number in 0..{MAX_VOCABULARY - 1},"
+                               f" got {quote(index, 60)}", vocab_path)
+    merges_path = folder / "merges.txt"
+    lines = read_text(merges_path, WeightsError, max_bytes=MAX_JSON_BYTES, what="merges file").split("\n")
+    if len(lines) > MAX_VOCABULARY + 2:
+        raise WeightsError(f"{len(lines):,} lines is over the limit of {MAX_VOCABULARY:,} merges", merges_path)
+    for number, line in enumerate(lines, 1):
+        if line.strip() and not (number == 1 and line.startswith("#")) and len(line.split()) != 2:
+            raise WeightsError(f"line {number} is not a merge of two symbols: {quote(line, 80)}", merges_path)
+    for extra in sorted(folder.glob("*.json")):
+        if extra.name != "vocab.json":
+            read_config(extra, WeightsError)
+
+
+def _count(make) -> int:
+    import torch
+
+    with torch.device("meta"):
+        net = make()
+    return sum(p.numel() for p in net.parameters())
+
+
+def check_parts(root: Path, with_weights_configs: bool = True) -> None:
+    """Every part file of a pipeline or config folder read through studio.files before diffusers or transformers
+    opens it: configs (regular files, size- and depth-checked objects), the tokenizer (`check_tokenizer`), and the
+    networks the configs describe counted on the meta device (no memory allocated): at most MAX_PARAMETERS in all,
+    no channel count over MAX_WIDTH. ManifestError / WeightsError naming the file."""
+    require_diffusers()
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    read_config(root / PIPELINE_INDEX)
+    configs = {part: read_config(root / part / "config.json") for part in ("unet", "vae", "text_encoder")}
+    read_config(root / "scheduler" / "scheduler_config.json")
+    check_tokenizer(root / "tokenizer")
+    for part in ("unet", "vae"):
+        channels = configs[part].get("block_out_channels", [])
+        if not isinstance(channels, list) or len(channels) > 16 or not all(
+                isinstance(c, int) and not isinstance(c, bool) and 0 < c <= MAX_WIDTH for c in channels):
+            raise ManifestError(f"must be at most 16 whole numbers from 1 to {MAX_WIDTH:,}, got {quote(channels)}",
+                                root / part / "config.json", "block_out_channels")
+    makers = {"unet": lambda: UNet2DConditionModel.from_config(configs["unet"]),
+              "vae": lambda: AutoencoderKL.from_config(configs["vae"]),
+              "text_encoder": lambda: CLIPTextModel(CLIPTextConfig(**configs["text_encoder"]))}
+    total = 0
+    for part, make in makers.items():
+        where = root / part / "config.json"
+        try:
+            total += _count(make)
+        except StudioError:
+            raise
+        except Exception as exc:  # a config diffusers/transformers cannot build: name the file, never crash
+            raise ManifestError(f"cannot build the {part.replace('_', ' ')} it describes: "
+                                f"{quote(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)}",
+                                where) from None
+        if total > MAX_PARAMETERS:
+            raise ManifestError(f"the model would have over {total:,} parameters, over the limit of "
+                                f"{MAX_PARAMETERS:,}", where)
+
+
+def check_side(unet: dict, vae: dict, where: Path) -> tuple[int, int, int]:
+    """(native side in pixels, the VAE's scale, latent channels) from the UNet and VAE configs, each checked: the
+    side at most MAX_SIDE, the channels at most MAX_WIDTH. ManifestError naming the file otherwise."""
+    try:
+        blocks = vae["block_out_channels"]
+        sample = unet["sample_size"]
+        channels = vae.get("latent_channels", 4)
+        if not isinstance(blocks, list) or not 1 <= len(blocks) <= 16:
+            raise ValueError(f"vae block_out_channels must be a list of 1 to 16 numbers, got {quote(blocks, 80)}")
+        for name, value in (("sample_size", sample), ("latent_channels", channels)):
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ValueError(f"{name} must be a positive whole number, got {quote(value, 80)}")
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise ManifestError(f"the UNet / VAE configs lack what sizes the model: {exc}", where) from None
+    scale = 2 ** (len(blocks) - 1)
+    side = min(sample, MAX_SIDE + 1) * scale
+    if side > MAX_SIDE:
+        raise ManifestError(f"a native side of {quote(sample)} × {scale} pixels is over the limit of {MAX_SIDE:,}",
+                            where, "unet.sample_size")
+    if channels > MAX_WIDTH:
+        raise ManifestError(f"{quote(channels)} latent channels is over the limit of {MAX_WIDTH:,}", where,
+                            "vae.latent_channels")
+    return side, scale, channels
 
 
 def looks_like_sd(path: str | Path) -> bool:

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from studio.errors import ManifestError
-from studio.families.base import Family, LoadedModel, arch_value
+from studio.families.base import Family, LoadedModel, arch_value, check_parameter_count
 from studio.steps import Output, Progress, RenderSteps
 from studio.params import Capability
 from studio.families.cells import check_cell_manifest, compose_sheet, label_rows, prepare_cells
@@ -56,7 +56,9 @@ class VAEFamily(Family):
 
     def build(self, manifest) -> SetVAE:
         self.validate(manifest)
-        return SetVAE(**self._config(manifest))
+        config = self._config(manifest)
+        check_parameter_count(manifest, lambda: SetVAE(**config))  # on the meta device, before any allocation
+        return SetVAE(**config)
 
     # --- rendering ---
     def render(self, model: LoadedModel, request) -> RenderSteps:
