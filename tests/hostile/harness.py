@@ -327,8 +327,40 @@ def _matches(rel: str, globs) -> bool:
     return any(fnmatch.fnmatch(rel, g) or rel == g.rstrip("/") for g in globs)
 
 
+def _holds_secret(path: Path) -> bool:
+    """Whether an output holds the secret file's bytes: as they are, or as the pixels of a picture."""
+    if not path.is_file() or path.is_symlink() or path.stat().st_size > 50 << 20:
+        return False
+    if SECRET_TOKEN[:24] in path.read_bytes():
+        return True
+    try:
+        import numpy as np
+        from PIL import Image
+
+        with Image.open(path) as image:
+            pixels = np.asarray(image.convert("L"), dtype=np.int16).ravel()
+    except Exception:
+        return False
+    token = np.frombuffer(SECRET_TOKEN, dtype=np.uint8).astype(np.int16)
+    n = min(len(pixels), len(token))
+    return n >= 16 and float(np.abs(pixels[:n] - token[:n]).mean()) < 3
+
+
 def check_case(name: str, spec: Spec, ctx: Ctx, before: dict, result: Result) -> None:
     assert result.rc is not None, f"{name}: HUNG (killed after {spec.timeout:.0f} s)\nstderr: {result.err[-2000:]}"
+    # payloads
+    markers = [str(p) for p in ctx.root.rglob(f"*{MARKER}*")]
+    assert not markers, f"{name}: a payload ran: {markers}"
+    for o in spec.outputs:
+        assert not _holds_secret(Path(o)), f"{name}: a payload read the user's file: {o} holds its bytes"
+    # the user's files
+    after = snapshot(ctx.root)
+    outputs = {str(Path(o).relative_to(ctx.root)) for o in spec.outputs}
+    gone = [rel for rel, what in before.items()
+            if (rel not in after or after[rel] != what) and not _matches(rel, spec.allow_gone)]
+    assert not gone, f"{name}: the user's files were deleted or changed: {gone[:10]}"
+    for folder in (ctx.home, ctx.work, ctx.victim, ctx.root):
+        assert (folder / "precious.txt").read_bytes() == SENTINEL, f"{name}: a sentinel changed in {folder}"
     both = result.out + result.err
     assert "Traceback" not in both, f"{name}: traceback\n{result.err[-3000:]}"
     assert "unexpected error" not in both, f"{name}: 'unexpected error'\n{result.err[-1500:]}"
@@ -347,17 +379,6 @@ def check_case(name: str, spec: Spec, ctx: Ctx, before: dict, result: Result) ->
             assert str(text) in where, f"{name}: the message does not name {str(text)!r}\n{where[-1500:]}"
     for text in spec.says:
         assert str(text) in result.err, f"{name}: stderr does not say {str(text)!r}\n{result.err[-1500:]}"
-    # payloads
-    markers = [str(p) for p in ctx.root.rglob(f"*{MARKER}*")]
-    assert not markers, f"{name}: a payload ran: {markers}"
-    # the user's files
-    after = snapshot(ctx.root)
-    outputs = {str(Path(o).relative_to(ctx.root)) for o in spec.outputs}
-    gone = [rel for rel, what in before.items()
-            if (rel not in after or after[rel] != what) and not _matches(rel, spec.allow_gone)]
-    assert not gone, f"{name}: the user's files were deleted or changed: {gone[:10]}"
-    for folder in (ctx.home, ctx.work, ctx.victim, ctx.root):
-        assert (folder / "precious.txt").read_bytes() == SENTINEL, f"{name}: a sentinel changed in {folder}"
     new = [rel for rel in after if rel not in before and not _matches(rel, ALWAYS_ALLOWED)
            and not _matches(rel, spec.allow_new)
            and not (result.rc == 0 and any(rel == o or rel.startswith(o + "/") for o in outputs))]
@@ -366,10 +387,6 @@ def check_case(name: str, spec: Spec, ctx: Ctx, before: dict, result: Result) ->
     if result.rc == 0:
         for o in spec.outputs:
             assert Path(o).exists(), f"{name}: exit 0 but no {o}"
-    for o in spec.outputs:
-        o = Path(o)
-        if o.is_file() and not o.is_symlink() and o.stat().st_size < 50 << 20:
-            assert SECRET_TOKEN[:24] not in o.read_bytes(), f"{name}: the output holds the secret file's bytes"
     if spec.check:
         spec.check(ctx, result)
 
