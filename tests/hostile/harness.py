@@ -36,7 +36,7 @@ import builders
 from builders import MARKER, SECRET_TOKEN
 
 REPO = Path(__file__).resolve().parents[2]
-TIMEOUT = 60.0
+TIMEOUT = float(os.environ.get("HOSTILE_TIMEOUT", "60"))  # s per case; a lower value finds hangs faster
 MAX_LINE = 500
 SENTINEL = b"the user's own file: must survive every case\n"
 ALWAYS_ALLOWED = ("home/data/logs/*", "home/cache/*", "home/data/logs", "home/cache", "tmp/*")

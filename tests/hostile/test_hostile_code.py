@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 import builders
-from harness import Cases, Spec, corpus, run_case, runner  # noqa: F401 (fixtures)
+from harness import TIMEOUT, Cases, Spec, corpus, run_case, runner  # noqa: F401 (fixtures)
 
 cases = Cases()
 
@@ -60,7 +60,7 @@ def _(ctx):
     module = builders.torchscript("loop", ctx.root / "loop.pt")
     out = ctx.work / "pkg"
     return Spec(["wrap", module, "--latent", "8", "--image", "8x8x1", "--out", out], names=(module,), outputs=(out,),
-                timeout=60)
+                timeout=TIMEOUT)
 
 
 @cases.add("models-lists-torchscript-payload-without-running-it")
