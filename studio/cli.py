@@ -501,13 +501,13 @@ class _LongWork:
 
 
 def _read_latent(path: str) -> list[float]:
+    from studio.files import read_json
+
+    data = read_json(path, StudioError, what="latent file")  # a regular file only, size- and depth-checked
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
         values = data["latent"] if isinstance(data, dict) else data
         return [float(v) for v in values]
-    except FileNotFoundError:
-        raise StudioError("file not found", path) from None
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError, UnicodeDecodeError):
+    except (KeyError, TypeError, ValueError):
         raise StudioError("not a latent file (JSON with a 'latent' list of numbers, as `encode` writes)",
                           path) from None
 

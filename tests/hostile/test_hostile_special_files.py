@@ -70,8 +70,8 @@ def directions_render(kind):
         pkg = ctx.pkg()
         builders.special(pkg / "directions.safetensors", kind)
         out = ctx.out()
-        return Spec(["render", "--models-dir", ctx.models, "--model", "tiny", "--set", "d0=1", "--out", out],
-                    names=(pkg / "directions.safetensors",), outputs=(out,))
+        return Spec(["render", "--models-dir", ctx.models, "--model", "tiny", "--out", out], rc=(0, 1),
+                    names=(pkg / "directions.safetensors",), says=(pkg / "directions.safetensors",), outputs=(out,))
     return build
 
 
