@@ -58,8 +58,11 @@ def _(ctx):
 
 @cases.add("import-sd-force-over-a-user-folder")
 def _(ctx):
+    from studio.families.stable_diffusion.files import SD1_TEXT_KEY, UNET_KEY
+
     _victim_files(ctx.victim)
-    ckpt = _fitting_checkpoint(ctx)
+    ckpt = ctx.work / "sd.ckpt"
+    torch.save({"state_dict": {UNET_KEY: torch.zeros(4, 4), SD1_TEXT_KEY: torch.zeros(4, 4)}}, ckpt)
     return Spec(["import", ckpt, "--sd", "--out", ctx.victim, "--force"], names=(ctx.victim,))
 
 
@@ -88,14 +91,21 @@ def _(ctx):
 
 
 BAD_IDS = {"dotdot-victim": "../../../victim", "dotdot": "..", "absolute": "/tmp/hostile-absolute-id",
-           "slash": "a/b", "backslash": "a\\..\\b", "dot": ".", "empty": "", "nul": "a\0b", "newline": "a\nb",
+           "slash": "a/b", "backslash": "a\\..\\b", "dot": ".", "nul": "a\0b", "newline": "a\nb",
            "very-long": "x" * 5000}
+
+
+def _no_path_from_id(ctx, result):
+    """The id is checked before it becomes a path: the message names the option, not a folder built from it."""
+    models = str(ctx.data / "models")
+    assert models not in result.err and ".partial" not in result.err, \
+        f"the bad id was joined to a folder before it was checked:\n{result.err}"
 
 
 def _wrap_id(bad):
     def build(ctx):
         _victim_files(ctx.victim)
-        return Spec(_wrap(ctx, "--id", bad), names=("--id",))
+        return Spec(_wrap(ctx, "--id", bad), names=("id",), check=_no_path_from_id)
     return build
 
 
@@ -104,7 +114,8 @@ def _import_id(bad):
         ctx.pkg()
         _victim_files(ctx.victim)
         ckpt = _fitting_checkpoint(ctx)
-        return Spec(["import", ckpt, "--like", "tiny", "--models-dir", ctx.models, "--id", bad], names=("--id",))
+        return Spec(["import", ckpt, "--like", "tiny", "--models-dir", ctx.models, "--id", bad], names=("id",),
+                    check=_no_path_from_id)
     return build
 
 
@@ -133,9 +144,14 @@ cases.add("recipe-package-id-absolute", _recipe("/tmp/hostile-recipe-id"))
 @cases.add("train-data-id-dotdot-victim")
 def _(ctx):
     _victim_files(ctx.victim)
+    from PIL import Image
+
     data = ctx.work / "pictures"
     data.mkdir()
-    return Spec(["train", "--data", data, "--id", "../../../victim", "--steps", "1"], names=("--id",))
+    for i in range(4):
+        Image.new("L", (16, 16), 40 * i).save(data / f"p{i}.png")
+    return Spec(["train", "--data", data, "--id", "../../../victim", "--steps", "1"], names=("id",),
+                check=_no_path_from_id)
 
 
 @cases.add("manifest-id-dotdot-render-default-out")
