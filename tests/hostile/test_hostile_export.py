@@ -44,22 +44,10 @@ def _small_request(suffix):
     return build
 
 
-def _long_prompt(suffix):
-    def build(ctx):
-        ctx.pkg(ctx.corpus.tiny_diffusion)
-        out = ctx.out(f"out{suffix}")
-        prompt = "AbAb" * 20_000  # 80 000 characters: within the prompt limit, past EXIF's 64 kB
-        return Spec(["render", "--models-dir", ctx.models, "--model", "tiny-diffusion", "--set", "steps=2",
-                     "--prompt", prompt, "--out", out], rc=(0, 1), outputs=(out,),
-                    check=lambda ctx, result: result.rc == 1 or _user_comment(ctx, result, out))
-    return build
-
-
 for _suffix in (".jpg", ".jpeg", ".webp"):
     cases.add(f"big-request-as-{_suffix[1:]}", _big_request(_suffix))
 for _suffix in (".jpg", ".webp"):
     cases.add(f"small-request-as-{_suffix[1:]}-parameters-in-exif-ifd", _small_request(_suffix))
-    cases.add(f"long-prompt-as-{_suffix[1:]}", _long_prompt(_suffix))
 
 
 @pytest.mark.parametrize("name, build", cases.params)
