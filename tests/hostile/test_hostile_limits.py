@@ -192,7 +192,7 @@ def _set(table, key, value):
     return change
 
 
-cases.add("manifest-output-width-1e6", _manifest_size(_set("output", "width", 1_000_000), "width"))
+cases.add("manifest-output-width-1e6", _manifest_size(_set("output", "width", 1_000_000), "output."))
 cases.add("manifest-image-size-1e6", _manifest_size(
     lambda d: (d["output"].update(width=1_000_000, height=1_000_000), d["architecture"].update(image_size=1_000_000)),
     "image_size"))
