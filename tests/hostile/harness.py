@@ -1,7 +1,7 @@
 """The hostile-input suite's harness (not a conftest.py: tests/conftest.py is imported as `conftest` by other test
-folders, and a second one would shadow it): every case runs the real command line (`main()` as `python -m studio` runs it)
-in its own process, with its own HOME, data, cache and working folders, under a timeout that ends the case's whole
-process group, and the outcome is checked from the outside:
+folders, and a second one would shadow it): every case runs the real command line (`main()` as `python -m studio`
+runs it) in its own process, with its own HOME, data, cache and working folders, under a timeout that ends the
+case's whole process group, and the outcome is checked from the outside:
 
 - no hang (a timeout fails with the case's name), the expected exit code (1 for a refusal);
 - stderr has no traceback and no "unexpected error", every line is short, the error names the file (and field);

@@ -46,7 +46,7 @@ def _render(ctx, model="tiny", out="out.png", *extra):
     return ["render", "--models-dir", ctx.models, "--model", model, *extra, "--out", path], path
 
 
-# --- nesting -----------------------------------------------------------------------------------------------------------
+# --- nesting ----------------------------------------------------------------------------------------------------------
 
 
 def _deep_manifest(text):
@@ -149,7 +149,7 @@ def _(ctx):
     return Spec(["render", "--model", folder, "--out", out], names=(index,), outputs=(out,))
 
 
-# --- a tokenizer that is not one ----------------------------------------------------------------------------------------
+# --- a tokenizer that is not one --------------------------------------------------------------------------------------
 
 
 def _vocab(text):
@@ -174,7 +174,7 @@ cases.add("sd-vocab-json-not-json", _vocab("{not json"))
 cases.add("sd-vocab-json-deep", _vocab(builders.deep_json(100_000, "object")))
 
 
-# --- sizes in manifests -------------------------------------------------------------------------------------------------
+# --- sizes in manifests -----------------------------------------------------------------------------------------------
 
 
 def _manifest_size(change, field):
@@ -219,7 +219,7 @@ def _(ctx):
     return Spec(argv, names=(manifest,), outputs=(out,))
 
 
-# --- sizes in stored requests and options ------------------------------------------------------------------------------
+# --- sizes in stored requests and options -----------------------------------------------------------------------------
 
 
 def _stored(model_source, model_id, change, field, out_name="again.png"):
@@ -288,7 +288,7 @@ def _(ctx):
                 names=("--image",), outputs=(out,))
 
 
-# --- pictures past any memory ------------------------------------------------------------------------------------------
+# --- pictures past any memory -----------------------------------------------------------------------------------------
 
 
 def _init(make, name="init.png"):
@@ -326,7 +326,8 @@ def _(ctx):
 @cases.add("from-png-header-100000-square")
 def _(ctx):
     ctx.pkg()
-    picture = builders.png(ctx.work / "shared.png", 100_000, 100_000, texts={"latent-studio": ctx.corpus.request_json()})
+    picture = builders.png(ctx.work / "shared.png", 100_000, 100_000,
+                           texts={"latent-studio": ctx.corpus.request_json()})
     out = ctx.out("again.png")
     return Spec(["render", "--models-dir", ctx.models, "--from", picture, "--out", out], rc=(0, 1),
                 names=(picture,), outputs=(out,))
@@ -368,7 +369,7 @@ def _(ctx):
                 outputs=(out,))
 
 
-# --- timelines ----------------------------------------------------------------------------------------------------------
+# --- timelines --------------------------------------------------------------------------------------------------------
 
 
 def _project_json(ctx, keyframes=3, duration=0.25, **timeline):
