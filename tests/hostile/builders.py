@@ -224,9 +224,10 @@ def png(out: Path, width: int = 8, height: int = 8, texts: dict[str, str] | None
         ztexts: dict[str, bytes] | None = None, itxts: dict[str, bytes] | None = None, idat: bytes | None = None,
         ) -> Path:
     """A greyscale PNG written chunk by chunk: any header size, with tEXt / zTXt (data given compressed) / iTXt
-    (compressed) chunks; `idat` the compressed pixel stream (default: zeros for width × height)."""
-    if idat is None:
-        idat = zlib.compress(b"\0" * ((width + 1) * height), 9)
+    (compressed) chunks; `idat` the compressed pixel stream (default: zeros, at most 64 kB of them: a huge header
+    comes with almost no data, as a decompression bomb's does)."""
+    if idat is None:  # every row for a small picture; a header that lies (a few rows) for a huge one
+        idat = zlib.compress(b"\0" * min((width + 1) * height, 1 << 16), 9)
     chunks = [_png_chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))]
     for key, text in (texts or {}).items():
         chunks.append(_png_chunk(b"tEXt", key.encode("latin-1") + b"\0" + text.encode("latin-1")))
