@@ -45,7 +45,7 @@ class _FromFileWrite(_Benign):
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         t = torch.from_file(self.path, shared=True, size=64, dtype=torch.uint8)
         t.fill_(66)
-        return torch.tanh(self.w * z.sum())
+        return torch.tanh(self.w * z.sum()) + t[0].float() * 0.0  # used: TorchScript drops dead code
 
 
 class _FromFileRead(_Benign):
@@ -81,8 +81,9 @@ class _Helper(_Benign):
         return torch.from_file(self.path, shared=True, size=64, dtype=torch.uint8)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        self.stash(z)
-        return torch.tanh(self.w * z.sum())
+        t = self.stash(z)
+        t.fill_(66)
+        return torch.tanh(self.w * z.sum()) + t[0].float() * 0.0
 
 
 class _Dormant(_Benign):
