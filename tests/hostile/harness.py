@@ -39,7 +39,9 @@ REPO = Path(__file__).resolve().parents[2]
 TIMEOUT = float(os.environ.get("HOSTILE_TIMEOUT", "60"))  # s per case; a lower value finds hangs faster
 MAX_LINE = 500
 SENTINEL = b"the user's own file: must survive every case\n"
-ALWAYS_ALLOWED = ("home/data/logs/*", "home/cache/*", "home/data/logs", "home/cache", "tmp/*")
+# the log and cache folders, temporaries, and the (empty) user models and runs folders themselves, never their contents
+ALWAYS_ALLOWED = ("home/data/logs/*", "home/cache/*", "home/data/logs", "home/cache", "tmp/*", "home/data/models",
+                  "home/data/runs")
 
 
 # --- the shared corpus: valid packages each case copies and breaks -------------------------------------------------

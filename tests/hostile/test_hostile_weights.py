@@ -174,18 +174,10 @@ def _header_many_tensors(path):
     builders.raw_header(path, header)
 
 
-def _header_metadata_bomb(path):
-    header, start = builders.safetensors_header(path)
-    data = path.read_bytes()[start:]
-    header["__metadata__"] = {"note": "A" * (50 << 20)}
-    builders.raw_header(path, header, data)
-
-
 FILES = {"truncated-half": _truncate(0.5), "truncated-one-byte-short": _truncate(0.999),
          "offsets-past-end": _offsets_past_end, "shape-2e60": _huge_shape, "header-length-2e62": _header_length_huge,
          "header-deep-json": _header_deep, "header-not-json": _header_not_json,
-         "overlapping-tensors": _header_overlapping, "header-300000-tensors": _header_many_tensors,
-         "header-50mb-metadata": _header_metadata_bomb}
+         "overlapping-tensors": _header_overlapping, "header-300000-tensors": _header_many_tensors}
 for _name, _make in FILES.items():
     cases.add(f"weights-{_name}-models", _file_case(_make, "models"))
     cases.add(f"weights-{_name}-render", _file_case(_make, "render"))
