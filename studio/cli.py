@@ -537,13 +537,13 @@ class _LongWork:
 
 
 def _read_latent(path: str) -> list[float]:
+    from studio.files import read_json
+
+    data = read_json(path, StudioError, what="latent file")  # a regular file only, size- and depth-checked
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
         values = data["latent"] if isinstance(data, dict) else data
         return [float(v) for v in values]
-    except FileNotFoundError:
-        raise StudioError("file not found", path) from None
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError, UnicodeDecodeError):
+    except (KeyError, TypeError, ValueError):
         raise StudioError("not a latent file (JSON with a 'latent' list of numbers, as `encode` writes)",
                           path) from None
 
@@ -881,10 +881,7 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_sheet(args)
         return cmd_render(args)
     except StudioError as exc:
-        if args.debug:
-            traceback.print_exc()
-        print(f"latent-studio: error: {exc}", file=sys.stderr)
-        return 1
+        return _fail(args, one_line(str(exc)))
     except KeyboardInterrupt as exc:
         from studio.io.atomic import remove_live
 
@@ -897,15 +894,52 @@ def main(argv: list[str] | None = None) -> int:
             return 128 + exc.signum
         print("latent-studio: interrupted", file=sys.stderr)
         return 130
-    except Exception as exc:
+    except OSError as exc:  # the file system said no: a file the user can act on, not a bug
+        from studio.io.atomic import remove_live
+
+        remove_live()
+        return _fail(args, _os_error_message(exc, args))
+    except Exception as exc:  # a bug: no check caught this (the hostile-input suite proves bad input never gets here)
         from studio.io.atomic import remove_live
 
         remove_live()  # a bug must not leave a half-written file or package folder behind either
-        if args.debug:
-            traceback.print_exc()
-        else:
-            print(f"latent-studio: unexpected error: {type(exc).__name__}: {exc} (run with --debug for details)",
-                  file=sys.stderr)
-        return 1
+        text = one_line(f"{type(exc).__name__}: {exc}")
+        return _fail(args, f"unexpected error: {text} (run with --debug for details)", label="")
     finally:
         restore_signals()
+
+
+MAX_MESSAGE = 1000  # characters of one error line: a message that quotes a huge value is cut, never echoed whole
+
+# errno values of a write that failed for want of room or rights: the command's output is the file to name
+_WRITE_ERRNOS = {"ENOSPC", "EDQUOT", "EFBIG", "EROFS", "EACCES", "EPERM", "EIO"}
+
+
+def one_line(text: str, limit: int = MAX_MESSAGE) -> str:
+    """A message as one line (a parser's multi-line report joined) of at most `limit` characters."""
+    text = " ".join(part.strip() for part in str(text).splitlines() if part.strip())
+    return text if len(text) <= limit else text[:limit] + f"… ({len(text)} characters)"
+
+
+def _os_error_message(exc: OSError, args) -> str:
+    """An OSError as the user's problem: the file it names (or the command's output, for a failed write) and why."""
+    import errno
+
+    why = exc.strerror or str(exc) or type(exc).__name__
+    name = exc.filename if exc.filename is not None else None
+    if name is None and errno.errorcode.get(exc.errno or -1) in _WRITE_ERRNOS and getattr(args, "out", None):
+        return one_line(f"{args.out}: cannot write: {why}")
+    if name is None:
+        return one_line(f"{why} ({type(exc).__name__})")
+    where = os.fsdecode(name) if isinstance(name, (str, bytes)) else str(name)
+    if exc.filename2 is not None:
+        where += f" → {os.fsdecode(exc.filename2)}"
+    return one_line(f"{where}: {why}")
+
+
+def _fail(args, message: str, label: str = "error: ") -> int:
+    """Print one line (and with --debug the traceback first); the exit code of a refusal."""
+    if getattr(args, "debug", False):
+        traceback.print_exc()
+    print(f"latent-studio: {label}{message}", file=sys.stderr)
+    return 1
