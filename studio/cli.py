@@ -98,7 +98,9 @@ def cmd_models(args) -> int:
                 print(f"{d['id']:<20} {d['family']:<10} {d['output']:<6} {d['sha256'][:12]}  {d['path']}")
             else:
                 print(f"{d['id']:<20} INVALID  {d['error']}")
-    return 0 if all(e.ok for e in entries) or args.json else 1
+    # a model folder that cannot be one is listed and skipped: it does not make the listing fail
+    return 0 if all(e.ok or (e.error is not None and e.error.field == "model folder") for e in entries) \
+        or args.json else 1
 
 
 def cmd_render(args) -> int:
@@ -117,7 +119,12 @@ def cmd_render(args) -> int:
         request = None
     if request is not None and not args.model:
         # the file names its model: an installed package by id and weights hash, never a folder of its choosing
-        entry = resolve_stored(request.model_id, request.model_hash, roots, args.from_file)
+        try:
+            entry = resolve_stored(request.model_id, request.model_hash, roots, args.from_file)
+        except StudioError as exc:
+            if exc.path is None:  # the model the file stored is not here: name the file
+                raise type(exc)(exc.problem, args.from_file, exc.field or "model_id") from None
+            raise
         request = request.with_(model_id=entry.id)
     else:
         from studio.library import DEFAULT_MODEL_ID
@@ -133,11 +140,16 @@ def cmd_render(args) -> int:
     if args.sample_format and kind != "audio":
         raise StudioError(f"--sample-format is for sounds; {entry.id} makes {kind}")
     check_writable_folder(out)
-    request = _request_from_args(args, entry, request)
-    with Engine(device=args.device, roots=roots) as engine:
-        engine.add_package(entry)
-        job = submit(engine, request, render_to_file, path=out, subtype=args.sample_format)
-        output = job.wait()
+    try:
+        request = _request_from_args(args, entry, request)
+        with Engine(device=args.device, roots=roots) as engine:
+            engine.add_package(entry)
+            job = submit(engine, request, render_to_file, path=out, subtype=args.sample_format)
+            output = job.wait()
+    except StudioError as exc:
+        if args.from_file and exc.path is None:  # a value the file stored: name the file it came from
+            raise type(exc)(exc.problem, args.from_file, exc.field) from None
+        raise
     if output.kind == "audio":
         rate = int(output.info.get("sample_rate", manifest.output["sample_rate"]))
         shape = f"{output.data.shape[0] / rate:.2f} s at {rate} Hz"
@@ -208,6 +220,8 @@ def cmd_sheet(args) -> int:
     check_writable_folder(out)
     if args.rows < 1:
         raise StudioError(f"--rows must be at least 1, got {args.rows}")
+    from studio import limits
+    limits.check(args.rows, limits.MAX_GRID_CELLS, "a sheet of", field="--rows", unit=" rows")
     first = args.seed if args.seed is not None else 0
     args.seed = None
     base = _request_from_args(args, entry).with_(seed=first)
@@ -235,6 +249,9 @@ def cmd_grid(args) -> int:
     rows, cols = (parse_grid_axis(entry.parameters, text, option)
                   for option, text in (("--rows", args.rows), ("--cols", args.cols)))
     base = _request_from_args(args, entry)
+    from studio import limits
+    limits.check(len(rows[1]) * len(cols[1]), limits.MAX_GRID_CELLS, "a grid of", field="--rows × --cols",
+                 unit=" cells")
     grid_cells(entry.parameters.check, base, rows, cols)  # a value the model does not take: before any render
     with Engine(device=args.device, roots=roots) as engine:
         engine.add_package(entry)
@@ -370,7 +387,10 @@ def cmd_wrap(args) -> int:
         # in a worker process, as the engine runs it: the module's code never runs here, and an endless forward
         # is ended after the limit
         trial_render(resolve(str(tmp)), RenderRequest(model_id), limits.MAX_TRIAL_SECONDS)
-    except BaseException:  # a refusal, Ctrl+C: nothing is left behind
+    except StudioError as exc:  # the module or the options did not fit: name what the user gave, not our copy
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise _wrap_error(exc, tmp, source, "--image" if args.image else "--audio") from None
+    except BaseException:  # Ctrl+C: nothing is left behind
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     try:
@@ -380,6 +400,19 @@ def cmd_wrap(args) -> int:
         raise
     print(f"wrote {out} ({model_id}, {family}: latent {'x'.join(map(str, latent))}, {output['kind']})")
     return 0
+
+
+def _wrap_error(exc: StudioError, tmp: Path, source: Path, output_option: str) -> StudioError:
+    """An error about wrap's temporary package as the user sees it: the module file they gave, and for the
+    model.toml wrap wrote from their options, the option (--latent, --image/--audio, --classes) that set the field."""
+    if exc.path is None or not Path(exc.path).is_relative_to(tmp):
+        return exc
+    field = exc.field
+    if Path(exc.path).name == "model.toml":
+        top = (field or "").split(".")[0].split("[")[0]
+        field = {"latent": "--latent", "output": output_option, "conditions": "--classes",
+                 "architecture": "--range", "id": "--id", "name": "--name"}.get(top, field)
+    return type(exc)(exc.problem, source, field)
 
 
 def cmd_import(args) -> int:
@@ -418,7 +451,12 @@ def _parse_size(text: str) -> tuple[int, int]:
     except ValueError:
         size = (0, 0)
     if not sep or min(size) < 1:
-        raise StudioError(f"--size takes WIDTHxHEIGHT in pixels (e.g. 512x256), got {text!r}")
+        from studio.limits import quote
+        raise StudioError(f"--size takes WIDTHxHEIGHT in pixels (e.g. 512x256), got {quote(text)}")
+    from studio import limits
+    for side in size:
+        limits.check(side, limits.MAX_SIDE, "a side of", field="--size", unit=" px")
+    limits.check(size[0] * size[1], limits.MAX_PIXELS, "a picture of", field="--size", unit=" px")
     return size
 
 
@@ -427,6 +465,8 @@ def _encode_inputs(args, cell: int) -> tuple[list, list[str], str]:
     if args.font:
         from studio.train.fonts import CHARSET, render_font
 
+        from studio.files import check_regular
+        check_regular(args.font, StudioError, "--font", "font file")  # a FIFO would block the font reader
         chars = args.chars or "AaBbGgRr"
         bad = [c for c in chars if c not in CHARSET]
         if bad:

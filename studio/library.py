@@ -25,6 +25,7 @@ from studio.params import Capability, ParamTable
 from studio.paths import shipped_models_dir, user_models_dir
 from studio.request import Params, RenderRequest
 from studio.files import check_regular, is_regular
+from studio.limits import quote
 from studio.io.weights import (check_finite, check_weights_file, load_into, nonfinite_tensors, read_tensors,
                                read_tensors_and_hash)
 
@@ -266,7 +267,8 @@ def resolve(model: str, roots: Iterable[str | Path] | None = None) -> PackageEnt
         ok = [e for e in found if e.ok]
         if not found:
             known = sorted({e.id for e in installed if e.ok})
-            raise StudioError(f"no model with id {model!r} is installed (installed: {', '.join(known) or 'none'})")
+            raise StudioError(f"no model with id {quote(model)} is installed "
+                              f"(installed: {', '.join(known) or 'none'})")
         entry = ok[0] if ok else found[0]
     if entry.error:
         raise entry.error
@@ -353,7 +355,8 @@ def resolve_stored(model_id: str, model_hash: str = "", roots: Iterable[str | Pa
         found = [e for e in installed if e.id == model_id]
         if not found:
             known = sorted({e.id for e in installed if e.ok})
-            raise StudioError(f"no model with id {model_id!r} is installed (installed: {', '.join(known) or 'none'})")
+            raise StudioError(f"no model with id {quote(model_id)} is installed "
+                              f"(installed: {', '.join(known) or 'none'})")
         entry = next((e for e in found if e.ok), found[0])
         if entry.error:
             raise entry.error

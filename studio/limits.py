@@ -37,6 +37,7 @@ MAX_KEYFRAMES = 10_000  # keyframes in one timeline
 MAX_DURATION = 3600.0  # s: the longest timeline (and the longest span of one keyframe)
 MAX_FPS = 240
 MAX_FRAMES = 3600 * 60  # frames of one video: an hour at 60 fps
+MAX_GRID_CELLS = 1024  # cells of one contact sheet or X/Y grid (32 × 32)
 
 # --- files and text ------------------------------------------------------------------------------------------------
 MAX_JSON_DEPTH = 64  # nesting of JSON in a request, project, model_index.json or stored metadata

@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 
 import builders
+from studio.limits import MAX_TRIAL_SECONDS
 from harness import TIMEOUT, Cases, Spec, corpus, run_case, runner  # noqa: F401 (fixtures)
 
 cases = Cases()
@@ -59,8 +60,9 @@ cases.add("render-torchscript-from-file-write-by-folder", _render_ts_by_folder("
 def _(ctx):
     module = builders.torchscript("loop", ctx.root / "loop.pt")
     out = ctx.work / "pkg"
+    # wrap ends the trial render after limits.MAX_TRIAL_SECONDS: a hang is a run well past that
     return Spec(["wrap", module, "--latent", "8", "--image", "8x8x1", "--out", out], names=(module,), outputs=(out,),
-                timeout=TIMEOUT)
+                timeout=max(TIMEOUT, MAX_TRIAL_SECONDS + 30))
 
 
 @cases.add("models-lists-torchscript-payload-without-running-it")

@@ -244,12 +244,13 @@ cases.add("png-request-steps-1e9", _stored(
 cases.add("png-request-latent-1e6-values", _stored("tiny", "tiny", lambda d: d.update(latent=[0.5] * 1_000_000),
                                                    "latent"))
 cases.add("png-request-seed-2e80", _stored("tiny", "tiny", lambda d: d.update(seed=2**80), "seed"))
+# a stored request over limits.MAX_METADATA_TEXT is refused whole, before it is parsed: the text chunk is the field
 cases.add("png-request-5mb-prompt", _stored("tiny", "tiny", lambda d: d["params"].update(prompt="A" * 5_000_000),
-                                            "prompt"))
+                                            "latent-studio"))
 cases.add("png-request-1mb-model-id", _stored("tiny", "tiny", lambda d: d.update(model_id="x" * 1_000_000),
                                               "model_id"))
 cases.add("png-request-1e6-params", _stored(
-    "tiny", "tiny", lambda d: d["params"].update({f"p{i}": i for i in range(300_000)}), "params"))
+    "tiny", "tiny", lambda d: d["params"].update({f"p{i}": i for i in range(300_000)}), "latent-studio"))
 
 
 @cases.add("cli-set-size-60000-diffusion")

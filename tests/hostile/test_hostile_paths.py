@@ -117,8 +117,8 @@ def _(ctx):
     picture = builders.png(ctx.work / "shared.png",
                            texts={"latent-studio": ctx.corpus.request_json(model_id="../../Downloads/evil")})
     out = ctx.out("again.png")
-    return Spec(["render", "--from", picture, "--models-dir", ctx.models, "--out", out],
-                names=(picture.name, "../../Downloads/evil"), outputs=(out,))
+    # the path is never followed: the installed package with the weights the file names renders instead
+    return Spec(["render", "--from", picture, "--models-dir", ctx.models, "--out", out], rc=0, outputs=(out,))
 
 
 def _rename_id(folder, new_id):
