@@ -6,7 +6,7 @@ wake-ups per preview (the request, the reply) and a copy of the picture through 
 loaded machine the wake-ups wait for a core, so the median ratio there says more about the load than the worker.
 Like the other benchmarks it reports and never fails on a timing.
 
-    python tests/benchmarks/test_sandbox_cost.py [--n 60] [--block 1] [--warmup 5] [--threads 1]
+    python tests/benchmarks/test_sandbox_cost.py [--n 60] [--block 1] [--warmup 5] [--threads 1] [--wide 1]
 
 (pytest runs it briefly: it checks that the figures are measured and printed.)
 """
@@ -31,9 +31,10 @@ SIZE = 256
 LATENT = 128
 
 
-def make_generator_package(folder: Path, size: int = SIZE, latent: int = LATENT) -> Path:
+def make_generator_package(folder: Path, size: int = SIZE, latent: int = LATENT, wide: int = 1) -> Path:
     """A seeded TorchScript generator of (1, latent) → (1, 3, size, size): a linear layer to 16×16, then four
-    upsample-and-convolve stages (about 60 M multiply-adds: a small real decoder)."""
+    upsample-and-convolve stages (about 60 M multiply-adds: a small real decoder; `wide` multiplies every channel
+    count, so `wide=4` is about 16× the work, nearer a real 256² GAN)."""
     import tomli_w
     import torch
     from torch import nn
@@ -42,12 +43,13 @@ def make_generator_package(folder: Path, size: int = SIZE, latent: int = LATENT)
         def __init__(self) -> None:
             super().__init__()
             self.base = size // 16
-            self.fc = nn.Linear(latent, 64 * self.base * self.base)
-            chans = [64, 32, 16, 8, 3]
+            self.channels = 64 * wide
+            self.fc = nn.Linear(latent, 64 * wide * self.base * self.base)
+            chans = [64 * wide, 32 * wide, 16 * wide, 8 * wide, 3]
             self.convs = nn.ModuleList([nn.Conv2d(a, b, 3, padding=1) for a, b in zip(chans, chans[1:])])
 
         def forward(self, z: torch.Tensor) -> torch.Tensor:
-            x = self.fc(z).reshape(-1, 64, self.base, self.base)
+            x = self.fc(z).reshape(-1, self.channels, self.base, self.base)
             for i, conv in enumerate(self.convs):
                 x = conv(nn.functional.interpolate(x, scale_factor=2.0, mode="nearest"))
                 if i < len(self.convs) - 1:
@@ -68,7 +70,8 @@ def make_generator_package(folder: Path, size: int = SIZE, latent: int = LATENT)
     return folder
 
 
-def measure(n: int = 60, block: int = 1, warmup: int = 5, threads: int = 1, root: Path | None = None) -> dict:
+def measure(n: int = 60, block: int = 1, warmup: int = 5, threads: int = 1, root: Path | None = None,
+            wide: int = 1) -> dict:
     """Median seconds per preview in-process and in the worker process, on the same requests; and their ratio."""
     from studio.engine import PREVIEW, Engine
     from studio.families import get_family
@@ -76,7 +79,7 @@ def measure(n: int = 60, block: int = 1, warmup: int = 5, threads: int = 1, root
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(root or tmp)
-        make_generator_package(root / "decoder")
+        make_generator_package(root / "decoder", wide=wide)
         family_class = type(get_family("torchscript"))
         inproc = Engine(device="cpu", roots=[root], threads=threads)
         worker = Engine(device="cpu", roots=[root], threads=threads)
@@ -112,12 +115,13 @@ def measure(n: int = 60, block: int = 1, warmup: int = 5, threads: int = 1, root
     best_inproc, best_worker = min(times["inproc"]), min(times["worker"])
     return {"inproc_ms": inproc_s * 1000, "worker_ms": worker_s * 1000, "ratio": worker_s / inproc_s, "n": len(requests),
             "best_inproc_ms": best_inproc * 1000, "best_worker_ms": best_worker * 1000,
-            "best_ratio": best_worker / best_inproc, "threads": threads, "same_pixels": bool(same)}
+            "best_ratio": best_worker / best_inproc, "threads": threads, "same_pixels": bool(same), "wide": wide}
 
 
 def report(result: dict) -> str:
     return "\n".join([
-        f"TorchScript generator {SIZE}x{SIZE}x3, {result['n']} previews each, {result['threads']} torch thread(s)",
+        f"TorchScript generator {SIZE}x{SIZE}x3 (channels x{result.get('wide', 1)}), {result['n']} previews each, "
+        f"{result['threads']} torch thread(s)",
         f"in-process preview lane    : {result['inproc_ms']:.2f} ms/preview (median)",
         f"worker-process preview lane: {result['worker_ms']:.2f} ms/preview (median)",
         f"fastest of each            : {result['best_inproc_ms']:.2f} / {result['best_worker_ms']:.2f} ms "
@@ -134,8 +138,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--block", type=int, default=1)
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--wide", type=int, default=1, help="multiply the decoder's channels (4: ≈16× the work)")
     args = parser.parse_args(argv)
-    print(report(measure(args.n, args.block, args.warmup, args.threads)))
+    print(report(measure(args.n, args.block, args.warmup, args.threads, wide=args.wide)))
     return 0
 
 
