@@ -56,6 +56,16 @@ def check_regular(path: str | Path, error: type[StudioError] = StudioError, fiel
     return st
 
 
+def exists_at(path: str | Path) -> bool:
+    """Whether anything is at `path`: a file of any kind, a dangling link or a link loop (those are then refused by
+    name, not taken for absent); never blocks, never raises."""
+    try:
+        os.lstat(path)
+        return True
+    except (OSError, ValueError):
+        return False
+
+
 def is_regular(path: str | Path) -> bool:
     """Whether `path` is a regular file (links followed); never blocks, never raises."""
     try:

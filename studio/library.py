@@ -24,7 +24,7 @@ from studio.manifest import MANIFEST_NAME, WEIGHTS_NAME, Manifest, read_manifest
 from studio.params import Capability, ParamTable
 from studio.paths import shipped_models_dir, user_models_dir
 from studio.request import Params, RenderRequest
-from studio.files import check_regular, is_regular
+from studio.files import check_regular, exists_at, is_regular
 from studio.limits import quote
 from studio.io.weights import (check_finite, check_weights_file, load_into, nonfinite_tensors, read_tensors,
                                read_tensors_and_hash)
@@ -124,7 +124,7 @@ def _check(entry: PackageEntry) -> None:
     Stable Diffusion pipeline folder or .safetensors file (no model.toml) gets a manifest made from its configs."""
     try:
         foreign = foreign_manifest(entry.folder)
-        if foreign is None and _present(entry.folder / MANIFEST_NAME):
+        if foreign is None and exists_at(entry.folder / MANIFEST_NAME):
             # a model.toml that is a FIFO, a device or a link loop is named, never waited on
             check_regular(entry.folder / MANIFEST_NAME, ManifestError, what="manifest file")
         entry.manifest = foreign if foreign is not None else read_manifest(entry.folder)
@@ -134,7 +134,7 @@ def _check(entry: PackageEntry) -> None:
             # safetensors weights: a regular file (not a FIFO, a device, a link loop) whose header fits the file
             # (a truncated copy is named now, when the folder is added, not at the first render); directions too
             for path in (entry.manifest.weights_path, entry.manifest.directions_path):
-                if _present(path):
+                if exists_at(path):
                     check_weights_file(path)
         family.check_files(entry.manifest)
     except StudioError as exc:
@@ -149,14 +149,6 @@ def is_foreign(path: Path) -> bool:
     return claim_path(Path(path)) is not None
 
 
-def _present(path: Path) -> bool:
-    """Whether anything is at `path`: a file of any kind, a dangling link or a link loop (never blocks)."""
-    try:
-        os.lstat(path)
-        return True
-    except (OSError, ValueError):
-        return False
-
 
 def root_problem(root: str | Path) -> str | None:
     """Why a model root cannot be scanned ("" when it is absent, and skipped without a word; None when usable):
@@ -165,7 +157,7 @@ def root_problem(root: str | Path) -> str | None:
     try:
         mode = os.stat(root).st_mode
     except FileNotFoundError:
-        return "" if not _present(root) else "is a link to nothing"
+        return "" if not exists_at(root) else "is a link to nothing"
     except OSError as exc:
         return "is a symbolic link loop" if exc.errno == errno.ELOOP else f"cannot be read: {exc.strerror or exc}"
     except ValueError as exc:
@@ -186,14 +178,14 @@ def _candidates(root: Path) -> list[Path]:
     files (a FIFO or a broken link included: the package is then listed with what is wrong with it)."""
     if is_regular(root):
         return [root] if is_foreign(root) else []
-    if _present(root / MANIFEST_NAME) or is_foreign(root):
+    if exists_at(root / MANIFEST_NAME) or is_foreign(root):
         return [root]
     try:
         children = sorted(root.iterdir())
     except OSError as exc:
         raise ManifestError(f"cannot list the model folder: {exc.strerror or exc}", root) from None
     return [p for p in children if p.is_dir() and not p.name.startswith(".") and (
-        _present(p / MANIFEST_NAME) or _present(p / WEIGHTS_NAME) or is_foreign(p))]
+        exists_at(p / MANIFEST_NAME) or exists_at(p / WEIGHTS_NAME) or is_foreign(p))]
 
 
 def scan(roots: Iterable[str | Path] | None = None) -> list[PackageEntry]:
@@ -460,7 +452,7 @@ def load_model(entry: PackageEntry, device: torch.device | str = "cpu", dtype: t
 def _load_directions(manifest: Manifest) -> Directions | None:
     """The package's principal directions (None when it ships none, or when they hold NaN/Inf: warned, dropped)."""
     path = manifest.directions_path
-    if not _present(path):
+    if not exists_at(path):
         return None
     tensors = read_tensors(path)
     bad = nonfinite_tensors(tensors)

@@ -19,7 +19,7 @@ from typing import Iterable
 import tomli_w
 
 from studio.errors import StudioError
-from studio.files import is_regular, read_toml_text
+from studio.files import exists_at, is_regular, read_toml_text
 from studio.limits import MAX_MANIFEST_BYTES
 from studio.manifest import TomlReader
 from studio.paths import user_data_dir
@@ -46,7 +46,7 @@ def settings_path() -> Path:
 def load_settings(path: Path | None = None) -> Settings:
     """Read settings; a missing file gives defaults, a broken one an error naming the file and field."""
     path = path or settings_path()
-    if not _present(path):
+    if not exists_at(path):
         return Settings()
     data = _read(path)
     r = TomlReader(path, StudioError)
@@ -62,8 +62,8 @@ def remember_model_folders(folders: Iterable[str | Path], path: Path | None = No
     every other setting; the file is written atomically (created when missing). Returns the folders now listed.
     A settings file that cannot be read raises its StudioError and is left as it is."""
     path = path or settings_path()
-    data = _read(path) if _present(path) else {}
-    listed = load_settings(path).model_folders if _present(path) else []
+    data = _read(path) if exists_at(path) else {}
+    listed = load_settings(path).model_folders if exists_at(path) else []
     known = {_key(f) for f in listed}
     added = False
     for folder in folders:
@@ -77,14 +77,6 @@ def remember_model_folders(folders: Iterable[str | Path], path: Path | None = No
         _write_atomically(path, tomli_w.dumps(data))
     return listed
 
-
-def _present(path: Path) -> bool:
-    """Whether anything is at `path` (a dangling link or a link loop too: those are named, not taken for absent)."""
-    try:
-        os.lstat(path)
-        return True
-    except (OSError, ValueError):
-        return False
 
 
 def _read(path: Path) -> dict:

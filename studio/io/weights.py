@@ -21,7 +21,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load, load_file, save_file
 
 from studio.errors import WeightsError
-from studio.files import check_regular, open_regular, read_bytes
+from studio.files import check_regular, exists_at, open_regular, read_bytes
 from studio.io.safetensors import read_header
 
 PICKLE_SUFFIXES = {".pt", ".pth", ".ckpt", ".pkl", ".pickle", ".bin"}
@@ -60,19 +60,9 @@ def read_tensors(path: str | Path) -> dict[str, torch.Tensor]:
 def read_tensors_and_hash(path: str | Path, want_hash: bool = True) -> tuple[dict[str, torch.Tensor], str]:
     """Load a safetensors file on CPU and its sha256 from one read of the file ("" when not wanted)."""
     path = Path(path)
-    if path.suffix.lower() in PICKLE_SUFFIXES:
-        raise WeightsError(f"'{path.suffix}' files are Python pickles, which can run arbitrary code and are never "
-                           "loaded; convert the weights to .safetensors", path)
-    if not _present(path):
+    if not exists_at(path) and path.suffix.lower() not in PICKLE_SUFFIXES:
         raise WeightsError("weights file is missing", path)
-    check_regular(path, WeightsError, what="weights file")  # before any open: a FIFO would block it
-    try:
-        kind = _sniff(path)
-    except OSError as exc:
-        raise WeightsError(f"cannot read: {exc.strerror or exc}", path) from None
-    if kind:
-        raise WeightsError(f"this is {kind}, not safetensors; pickles are never loaded", path)
-    read_header(path)  # every byte range inside the file: a truncated file is named as such
+    check_weights_file(path)  # before any open: a FIFO would block it; a truncated file is named as such
     try:
         if not want_hash:
             check_regular(path, WeightsError, what="weights file")
@@ -83,15 +73,6 @@ def read_tensors_and_hash(path: str | Path, want_hash: bool = True) -> tuple[dic
         raise WeightsError(f"not a readable safetensors file (truncated or corrupt: {exc})", path) from None
     except OSError as exc:
         raise WeightsError(f"cannot read: {exc.strerror or exc}", path) from None
-
-
-def _present(path: Path) -> bool:
-    """Whether anything is at `path`, a dangling or looping link included (those are refused by name later)."""
-    try:
-        os.lstat(path)
-        return True
-    except (OSError, ValueError):
-        return False
 
 
 def check_weights_file(path: str | Path) -> None:
