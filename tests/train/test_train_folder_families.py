@@ -65,7 +65,7 @@ def test_scan_folder_says_what_a_folder_of_pictures_holds(tmp_path):
     (folder / "broken.png").write_bytes(b"not a png")
     (folder / "notes.txt").write_text("not a picture")
     summary = scan_folder(folder, "diffusion")
-    assert summary.usable == 12 and summary.skipped == ("broken.png (UnidentifiedImageError)",)
+    assert summary.usable == 12 and summary.skipped == ("broken.png (not an image file)",)
     assert summary.summary == "12 pictures (12 sizes, colour); 1 unreadable skipped"
     few = scan_folder(pictures(tmp_path / "few", n=3), "gan")
     assert not few.enough and few.minimum == 4 and "too few: needs at least 4" in few.summary

@@ -18,6 +18,7 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from studio.errors import RecipeError, StudioError
+from studio.io.images import open_picture
 from studio.train.common import rand
 from studio.train.recipe import Recipe
 
@@ -61,6 +62,14 @@ def _check_folder(folder: Path) -> None:
         raise RecipeError("not a folder" if folder.exists() else "no such folder", folder, "data.folder")
 
 
+def _why(exc: BaseException) -> str:
+    """Why a file of the folder was skipped, short: the check's own words (a FIFO, too many pixels) or the kind of
+    decoding error."""
+    if isinstance(exc, StudioError):
+        return exc.problem if len(exc.problem) <= 80 else exc.problem[:79] + "…"
+    return type(exc).__name__
+
+
 def _said(skipped: list[str], what: str) -> str:
     return f"skipped {len(skipped)} {what}: {', '.join(skipped[:5])}{' …' if len(skipped) > 5 else ''}"
 
@@ -77,13 +86,13 @@ def load_image_folder(folder: str | Path, size: int, fit: str = "crop",
     images, skipped = [], []
     for path in files:
         try:
-            with Image.open(path) as opened:
+            with open_picture(path, StudioError) as opened:  # a regular file, its size checked from the header
                 opened.load()
                 image = ImageOps.exif_transpose(opened)
                 grey = image.mode in GREY_MODES
                 image = image.convert("L" if grey else "RGB")
-        except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
-            skipped.append(f"{path.name} ({type(exc).__name__})")
+        except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError, StudioError) as exc:
+            skipped.append(f"{path.name} ({_why(exc)})")
             continue
         images.append(fit_image(image, size, fit))
     if skipped:
@@ -257,7 +266,7 @@ def scan_images(folder: Path, family: str, minimum: int) -> FolderSummary:
     sizes, colour, skipped, looked = set(), False, [], 0
     for path in files:
         try:
-            with Image.open(path) as image:  # the header only: no pixels are decoded …
+            with open_picture(path, StudioError) as image:  # the header only: no pixels are decoded …
                 size = image.size
                 if not colour and image.mode not in GREY_MODES and looked < COLOUR_LOOKS:
                     # … except, until one shows colour, a small copy of the first few colour-mode files: grey
@@ -267,8 +276,8 @@ def scan_images(folder: Path, family: str, minimum: int) -> FolderSummary:
                     small = image.convert("RGB")
                     small.thumbnail((64, 64))
                     colour = not _is_grey(small)
-        except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
-            skipped.append(f"{path.name} ({type(exc).__name__})")
+        except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError, StudioError) as exc:
+            skipped.append(f"{path.name} ({_why(exc)})")
             continue
         sizes.add(size)
     usable = len(files) - len(skipped)
