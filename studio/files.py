@@ -18,7 +18,8 @@ from studio.errors import StudioError
 from studio.limits import check_json_depth, check_toml_depth
 
 
-def _kind(mode: int) -> str:
+def file_kind(mode: int) -> str:
+    """What a stat mode says the thing is, for messages: "a folder", "a FIFO (named pipe)", "a character device"…"""
     if stat.S_ISDIR(mode):
         return "a folder"
     if stat.S_ISFIFO(mode):
@@ -52,7 +53,7 @@ def check_regular(path: str | Path, error: type[StudioError] = StudioError, fiel
     except ValueError as exc:  # an embedded NUL
         raise error(f"not a usable path: {exc}", repr(str(path))[:200], field) from None
     if not stat.S_ISREG(st.st_mode):
-        raise error(f"is {_kind(st.st_mode)}, not a regular {what}", path, field)
+        raise error(f"is {file_kind(st.st_mode)}, not a regular {what}", path, field)
     return st
 
 
@@ -85,7 +86,7 @@ def open_regular(path: str | Path, error: type[StudioError] = StudioError, field
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):  # swapped between the check and the open
-            raise error(f"is {_kind(st.st_mode)}, not a regular {what}", path, field)
+            raise error(f"is {file_kind(st.st_mode)}, not a regular {what}", path, field)
         if max_bytes is not None and st.st_size > max_bytes:
             raise error(f"is {st.st_size:,} bytes, over the limit of {max_bytes:,} for a {what}", path, field)
         if hasattr(os, "set_blocking"):

@@ -24,7 +24,7 @@ from studio.manifest import MANIFEST_NAME, WEIGHTS_NAME, Manifest, read_manifest
 from studio.params import Capability, ParamTable
 from studio.paths import shipped_models_dir, user_models_dir
 from studio.request import Params, RenderRequest
-from studio.files import check_regular, exists_at, is_regular
+from studio.files import check_regular, exists_at, file_kind, is_regular
 from studio.limits import quote
 from studio.io.weights import (check_finite, check_weights_file, load_into, nonfinite_tensors, read_tensors,
                                read_tensors_and_hash)
@@ -167,9 +167,7 @@ def root_problem(root: str | Path) -> str | None:
     if stat.S_ISREG(mode):
         return ("is a file, not a model folder (a model folder holds packages: folders with model.toml and "
                 "weights.safetensors; a file must be a Stable Diffusion .safetensors checkpoint)")
-    kind = ("a FIFO (named pipe)" if stat.S_ISFIFO(mode) else "a character device" if stat.S_ISCHR(mode)
-            else "a block device" if stat.S_ISBLK(mode) else "a socket" if stat.S_ISSOCK(mode) else "not a folder")
-    return f"is {kind}, not a model folder"
+    return f"is {file_kind(mode)}, not a model folder"
 
 
 def _candidates(root: Path) -> list[Path]:
