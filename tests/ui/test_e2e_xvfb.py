@@ -12,8 +12,6 @@ with the reason when one is missing.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 import sys
 import time
@@ -23,131 +21,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-REPO = Path(__file__).resolve().parents[2]
-SCREEN = (1440, 900)
-TOOLS = ("Xvfb", "xdotool", "import")
+from xharness import (CONTROL_UNCHANGED, HANDLE_MOVED, PREVIEW_CHANGED, REPO, SCREEN, Screen, app_env, crop,  # noqa: F401
+                      grey, mad, wait_for, xvfb)
 
-# Thresholds, in grey levels (0–255), mean absolute difference over a region.
-# Rendering is deterministic on the CPU and nothing animates in these regions, so an unchanged region differs by
-# exactly 0. Dragging "Dir 1" by ~40 % of the slider (about +2.7 standard deviations) redraws every glyph of the
-# preview with other stroke weights and shapes: measured ≈ 20 here. 5 is far above the noise floor (0) and far
-# below the effect. The control regions (menu bar, Models dock) measure exactly 0 and must stay under 0.5: a
-# window that moved, re-themed or redrew everything would fail that.
-PREVIEW_CHANGED = 5.0
-CONTROL_UNCHANGED = 0.5
-HANDLE_MOVED = 1.0
-
-
-def _missing_tools() -> list[str]:
-    return [tool for tool in TOOLS if shutil.which(tool) is None]
-
-
-@pytest.fixture
-def xvfb():
-    """A fresh Xvfb on a free display number; yields the DISPLAY string (":N"), killed at the end."""
-    missing = _missing_tools()
-    if missing:
-        pytest.skip(f"needs {', '.join(missing)} on PATH (Debian: apt-get install xvfb xdotool imagemagick; "
-                    "bash packaging/bootstrap.sh --dev does it)")
-    for number in range(91, 200):
-        socket = Path(f"/tmp/.X11-unix/X{number}")
-        if socket.exists() or Path(f"/tmp/.X{number}-lock").exists():
-            continue
-        proc = subprocess.Popen(["Xvfb", f":{number}", "-screen", "0", f"{SCREEN[0]}x{SCREEN[1]}x24",
-                                 "-nolisten", "tcp"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and proc.poll() is None and not socket.exists():
-            time.sleep(0.05)
-        if proc.poll() is None and socket.exists():
-            break
-        _stop(proc)  # lost a race for this number (or it failed): try the next one
-    else:
-        pytest.skip("no free X display number in :91…:199 for Xvfb")
-    try:
-        yield f":{number}"
-    finally:
-        _stop(proc)
-
-
-def _stop(proc: subprocess.Popen, grace: float = 5.0) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(grace)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-class Screen:
-    """xdotool and ImageMagick on one display."""
-
-    def __init__(self, display: str):
-        self.env = {**os.environ, "DISPLAY": display}
-
-    def xdotool(self, *args: str | int) -> str:
-        done = subprocess.run(["xdotool", *map(str, args)], env=self.env, capture_output=True, text=True, timeout=20)
-        return done.stdout.strip()
-
-    def windows(self, name: str) -> list[int]:
-        """Visible windows whose title matches `name` (a regular expression); none → []."""
-        out = self.xdotool("search", "--onlyvisible", "--name", name)
-        return [int(w) for w in out.split()]
-
-    def title(self, window: int) -> str:
-        return self.xdotool("getwindowname", window)
-
-    def focus(self) -> int:
-        return int(self.xdotool("getwindowfocus") or 0)
-
-    def key(self, window: int, *keys: str) -> None:
-        """Real key presses (XTEST, typed at the focused window), after making sure `window` has the focus.
-
-        Not `key --window`: that sends synthetic events (XSendEvent), which many apps ignore.
-        """
-        if self.focus() != window:
-            self.xdotool("windowfocus", "--sync", window)
-        assert self.focus() == window, f"cannot focus window {window} ({self.title(window)!r})"
-        self.xdotool("key", "--delay", 50, *keys)
-
-    def shot(self, path: Path | None = None) -> np.ndarray:
-        """The whole screen as an RGB array (saved at `path` too when given)."""
-        target = path or Path(os.environ.get("TMPDIR", "/tmp")) / f"lstudio-shot-{os.getpid()}.png"
-        subprocess.run(["import", "-window", "root", str(target)], env=self.env, check=True, timeout=20,
-                       capture_output=True)
-        with Image.open(target) as image:
-            pixels = np.asarray(image.convert("RGB"))
-        if path is None:
-            target.unlink(missing_ok=True)
-        return pixels
-
-
-def crop(pixels: np.ndarray, rect) -> np.ndarray:
-    x, y, w, h = rect
-    return pixels[y:y + h, x:x + w]
-
-
-def grey(pixels: np.ndarray) -> np.ndarray:
-    return pixels.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
-
-
-def mad(a: np.ndarray, b: np.ndarray) -> float:
-    """Mean absolute difference of the grey levels of two same-sized RGB regions."""
-    assert a.shape == b.shape and a.size, (a.shape, b.shape)
-    return float(np.abs(grey(a) - grey(b)).mean())
-
-
-def _app_env(display: str, tmp: Path) -> dict:
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("WAYLAND_DISPLAY", "QT_QPA_PLATFORMTHEME", "XDG_CURRENT_DESKTOP", "DESKTOP_SESSION",
-                        "QT_SCALE_FACTOR", "QT_SCREEN_SCALE_FACTORS", "QT_AUTO_SCREEN_SCALE_FACTOR",
-                        "QT_ENABLE_HIGHDPI_SCALING", "XAUTHORITY", "LATENT_STUDIO_DEVICE")}
-    runtime = tmp / "runtime"
-    runtime.mkdir(mode=0o700, exist_ok=True)
-    env.update(DISPLAY=display, QT_QPA_PLATFORM="xcb", XDG_RUNTIME_DIR=str(runtime),
-               LATENT_STUDIO_DATA=str(tmp / "data"), LATENT_STUDIO_CACHE=str(tmp / "cache"),
-               PYTHONUNBUFFERED="1")
-    return env
+_wait_for = wait_for
 
 
 def _start_app(display: str, tmp: Path, report: Path, *args: str):
@@ -156,7 +33,7 @@ def _start_app(display: str, tmp: Path, report: Path, *args: str):
     stdout, stderr = tmp / "app.stdout", tmp / "app.stderr"
     with open(stdout, "wb") as out, open(stderr, "wb") as err:
         app = subprocess.Popen([sys.executable, "-m", "studio", "gui", "--report-geometry", str(report),
-                                "--threads", "1", *args], cwd=REPO, env=_app_env(display, tmp), stdout=out,
+                                "--threads", "1", *args], cwd=REPO, env=app_env(display, tmp), stdout=out,
                                stderr=err)
 
     def output() -> str:
@@ -171,15 +48,6 @@ def _geometry(app: subprocess.Popen, report: Path, app_log) -> dict:
     assert _wait_for(lambda: report.exists() or app.poll() is not None, 90), "no geometry report in 90 s"
     assert app.poll() is None, f"the app exited early with code {app.returncode}" + app_log()
     return json.loads(report.read_text(encoding="utf-8"))
-
-
-def _wait_for(predicate, timeout: float, step: float = 0.1):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(step)
 
 
 @pytest.mark.slow
