@@ -16,9 +16,11 @@ from PySide6.QtWidgets import (QDockWidget, QLabel, QMainWindow, QMessageBox, QP
                                QStackedWidget, QToolButton, QWidget)
 
 from studio import __version__
+from studio.app.opening import is_video
 from studio.errors import StudioError
-from studio.export import AUDIO_SUFFIXES, stored_any_request_text
+from studio.export import AUDIO_SUFFIXES
 from studio.export.image import FORMATS
+from studio.io.foreign import read_foreign_settings
 from studio.params import Capability
 from studio.project import SUFFIX, Autosave, Recoverable, adopt, discard, find_recoverable
 from studio.ui import dialogs
@@ -33,6 +35,7 @@ from studio.ui.panels.prompt import PromptPanel
 from studio.ui.panels.timeline import TimelinePanel
 from studio.ui.panels.variations import VariationsPanel
 from studio.ui.session import ERROR, INFO, Session, UndoActions
+from studio.ui.open_files import apply_image_settings, has_own_request
 
 if TYPE_CHECKING:
     from studio.ui.training.dialog import TrainDialog
@@ -190,7 +193,12 @@ class MainWindow(QMainWindow):
         s = self.session
         K = QKeySequence.StandardKey
         self.act_new = self._action("&New", self.new_document, K.New, "Start a new project")
-        self.act_open = self._action("&Open…", self.open_document_dialog, K.Open, "Open a project (.lstudio)")
+        self.act_open = self._action("&Open…", self.open_document_dialog, K.Open,
+                                     "Open a project, or an image, sound or video this app exported (its request or "
+                                     "project comes back)")
+        self.act_image_settings = self._action("Open Image Se&ttings…", self.image_settings_dialog, None,
+                                               "Take the settings of a picture from this app, AUTOMATIC1111, "
+                                               "ComfyUI or InvokeAI onto the current model")
         self.act_save = self._action("&Save", self.save_document, K.Save, "Save the project")
         self.act_save_as = self._action("Save &As…", self.save_document_as, K.SaveAs, "Save the project under a new name")
         # the folder / file / import actions run the browser's whole step (ask, add, select), not only its dialog
@@ -251,6 +259,7 @@ class MainWindow(QMainWindow):
         file.addActions([self.act_new, self.act_open])
         self.recent_menu = file.addMenu("Open &Recent")
         self.recent_menu.aboutToShow.connect(self._fill_recent_menu)
+        file.addAction(self.act_image_settings)
         file.addActions([self.act_save, self.act_save_as])
         file.addSeparator()
         file.addActions([self.act_open_models, self.act_open_model_file, self.act_import, self.act_train,
@@ -415,16 +424,37 @@ class MainWindow(QMainWindow):
             self.audio_view.clear()
 
     def open_document_dialog(self) -> None:
-        if not self.confirm_discard():
+        """Ctrl+O: a project, or an exported image, sound or video (the same as dropping it on the window; a
+        picture from another tool gives its settings)."""
+        folder = str(self.session.path.parent) if self.session.path else self._export_folder("image")
+        path = dialogs.ask_open_any(self, folder)
+        if not path:
             return
-        path = dialogs.ask_open_project(self, str(self.session.path.parent) if self.session.path else "")
+        chosen = Path(path)
+        if chosen.suffix.lower() in IMAGE_SUFFIXES and not has_own_request(chosen) and self._foreign(chosen):
+            apply_image_settings(self.session, chosen)
+        else:
+            self.open_path(chosen)
+
+    def _foreign(self, path: Path) -> bool:
+        """Whether a picture carries another tool's settings (a damaged chunk counts: applying says what is wrong)."""
+        try:
+            return read_foreign_settings(path) is not None
+        except StudioError:
+            return True
+
+    def image_settings_dialog(self) -> None:
+        """File → Open Image Settings: a picture's settings (ours, AUTOMATIC1111's, ComfyUI's, InvokeAI's) onto the
+        current model as one undoable step; what the model does not use is listed in the message."""
+        path = dialogs.ask_image_settings(self, self._export_folder("image"))
         if path:
-            self.open_document(path)
+            apply_image_settings(self.session, path)
 
     def open_document(self, path: str | Path) -> bool:
         ok = self.session.open_document(path)
-        if ok:
+        if ok and not is_video(path):
             self._add_recent(Path(path))
+        if ok:
             if self.session.timeline.keyframes:  # a project with an animation: show it
                 self.docks["Timeline"].show()
                 self.docks["Timeline"].raise_()
@@ -552,11 +582,11 @@ class MainWindow(QMainWindow):
         an image instead (diffusion), becomes the init image."""
         if path.is_dir():
             self.session.add_model_folder(path)
-        elif path.suffix.lower() == SUFFIX:
+        elif path.suffix.lower() == SUFFIX or is_video(path):  # a video this app exported carries its project
             if self.confirm_discard():
                 self.open_document(path)
         elif path.suffix.lower() in AUDIO_SUFFIXES:
-            if _has_request(path):
+            if has_own_request(path):
                 self.session.restore_from_file(path)
             elif self.session.output_kind == "audio":
                 self.session.encode_sound(path)
@@ -564,7 +594,7 @@ class MainWindow(QMainWindow):
                 self.session.message.emit(ERROR, f"{path.name} carries no Latent Studio request",
                                           "Switch to a sound model to encode it into the latent.")
         elif path.suffix.lower() in IMAGE_SUFFIXES:
-            if path.suffix.lower() in FORMATS and _has_request(path):
+            if path.suffix.lower() in FORMATS and has_own_request(path):
                 self.session.restore_from_file(path)
             elif self._takes_init_image():
                 self.session.set_init_image(path)
@@ -574,7 +604,8 @@ class MainWindow(QMainWindow):
                     self.session.encode_image(*choice)
         else:
             self.session.message.emit(ERROR, f"Cannot open {path.name}",
-                                      "Drop a model folder, a .lstudio project, an image or a sound.")
+                                      "Open a model folder, a .lstudio project, an image, a sound or a video this "
+                                      "app exported.")
 
     def image_dialog(self) -> None:
         """Ctrl+I: take the latent from an image (encode / project) or a sound, or the init image of image-to-image."""
@@ -740,11 +771,3 @@ def _clock(seconds: float) -> str:
     seconds = int(round(seconds))
     return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}" if seconds >= 3600 else \
         f"{seconds // 60}:{seconds % 60:02d}"
-
-
-def _has_request(path: Path) -> bool:
-    """Whether an image or a sound carries a Latent Studio request (valid or not: restoring says what is wrong)."""
-    try:
-        return stored_any_request_text(path) is not None
-    except StudioError:
-        return False
