@@ -433,7 +433,7 @@ def parse_invoke_legacy(text: str, path: str | Path | None = None) -> ForeignSet
     collect = _Collector("InvokeAI")
     prompt = image.get("prompt")
     if isinstance(prompt, list):  # [{"prompt": …, "weight": …}, …]
-        parts = [p.get("prompt") for p in prompt[:64] if isinstance(p, dict) and isinstance(p.get("prompt"), str)]
+        parts = [str(p["prompt"]) for p in prompt[:64] if isinstance(p, dict) and isinstance(p.get("prompt"), str)]
         prompt = " ".join(parts) if parts else prompt
     if isinstance(prompt, str) and (neg := re.search(r"\[([^\]]*)\]", prompt)):  # 2.x: [negative words]
         collect.text("negative_prompt", "Negative prompt", neg.group(1).strip())

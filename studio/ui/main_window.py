@@ -23,7 +23,7 @@ from studio.export.image import FORMATS
 from studio.io.foreign import read_foreign_settings
 from studio.params import Capability
 from studio.project import SUFFIX, Autosave, Recoverable, adopt, discard, find_recoverable
-from studio.ui import dialogs
+from studio.ui import dialogs, export_dialogs
 from studio.ui.audio_view import AudioView
 from studio.ui.canvas import PreviewCanvas
 from studio.ui.panels.history import HistoryStrip
@@ -35,7 +35,9 @@ from studio.ui.panels.prompt import PromptPanel
 from studio.ui.panels.timeline import TimelinePanel
 from studio.ui.panels.variations import VariationsPanel
 from studio.ui.session import ERROR, INFO, Session, UndoActions
+from studio.ui.export_dialogs import export_folder, remember_folder
 from studio.ui.open_files import apply_image_settings, has_own_request
+from studio.ui.toast import ExportToast
 
 if TYPE_CHECKING:
     from studio.ui.training.dialog import TrainDialog
@@ -105,6 +107,8 @@ class MainWindow(QMainWindow):
         self.resizeDocks([self.docks["Models"], self.docks["Latent"]], [250, 360], Qt.Orientation.Horizontal)
         self.resizeDocks([self.docks["History"]], [120], Qt.Orientation.Vertical)
 
+        self.toast = ExportToast(self, lambda folder: self.open_folder(folder))  # tests replace open_folder
+        self.timeline.exported.connect(self.show_export_toast)
         self._build_status_bar()
         self._build_actions()
         self._build_menus()
@@ -536,26 +540,38 @@ class MainWindow(QMainWindow):
         return True
 
     # --- export and clipboard ---------------------------------------------------------------------------------------
-    def _export_folder(self) -> str:
-        """Where the last export went (home at first)."""
-        folder = self.settings.value("export_folder", str(Path.home()))
-        return folder if isinstance(folder, str) else str(Path.home())  # QSettings hands back whatever the file holds
+    def _export_folder(self, kind: str) -> str:
+        """Where an export of `kind` ("image", "sound", "video") starts: the last folder used for it, else the
+        platform's Pictures / Music / Videos folder (never the app's own)."""
+        return export_folder(self.settings, kind)
 
     def export_dialog(self) -> None:
-        """Ctrl+E: export the current image or sound, asking where (and for sounds, the format)."""
+        """Ctrl+E: export the current image (where, and its output size) or sound (where, and the format); a toast
+        with Show in Folder says when it is written."""
         if self.session.request is None:
             return
-        folder = self._export_folder()
         request = self.session.request
         sound = self.session.output_kind == "audio"
-        suggestion = str(Path(folder) / f"{request.model_id}-{request.seed}.{'wav' if sound else 'png'}")
+        kind = "sound" if sound else "image"
+        suggestion = str(Path(self._export_folder(kind)) / f"{request.model_id}-{request.seed}."
+                                                            f"{'wav' if sound else 'png'}")
+        output_size = None
         if sound:
             path, subtype = dialogs.ask_export_sound(self, suggestion)
         else:
-            path, subtype = dialogs.ask_export_image(self, suggestion), None
+            last = self.session.last_output
+            source = (int(last.data.shape[1]), int(last.data.shape[0])) \
+                if last is not None and last.kind == "image" else None
+            choice = export_dialogs.ask_image_export(self, suggestion, source)
+            path, subtype = (choice.path, None) if choice is not None else ("", None)
+            output_size = choice.output_size if choice is not None else None
         if path:
-            self.settings.setValue("export_folder", str(Path(path).parent))
-            self.session.export(path, subtype)
+            remember_folder(self.settings, kind, path)
+            self.session.export(path, subtype, self.show_export_toast, output_size)
+
+    def show_export_toast(self, path: Path) -> None:
+        """The bottom-right note that an export is written, with Show in Folder."""
+        self.toast.show_export(path)
 
     def copy_image(self) -> None:
         image = self.canvas.image()
@@ -629,12 +645,12 @@ class MainWindow(QMainWindow):
         request = self.session.request
         if request is None:
             return
-        folder = self._export_folder()
+        folder = self._export_folder("image")
         answer = dialogs.ask_grid(self, request.seed, str(Path(folder) / f"{request.model_id}-grid.png"))
         if answer:
             path, rows, cols = answer
-            self.settings.setValue("export_folder", str(Path(path).parent))
-            self.session.export_grid(path, rows, cols)
+            remember_folder(self.settings, "image", path)
+            self.session.export_grid(path, rows, cols, self.show_export_toast)
 
     def export_video_dialog(self) -> None:
         """Ctrl+Shift+E: render the timeline to a video (asks where)."""
