@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
-from PySide6.QtCore import QEvent, QObject, QTimer, QUrl
+from PySide6.QtCore import QEvent, QObject, QRect, QTimer, QUrl
 from PySide6.QtGui import QDesktopServices
 from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QToolButton, QWidget
 
@@ -75,9 +75,16 @@ class ExportToast(QFrame):
         if parent is None:
             return
         area = parent.rect()
+        screen = parent.screen()
+        if screen is not None:  # a window taller or wider than its screen: the part the user sees
+            shown = screen.availableGeometry()
+            area = area.intersected(QRect(parent.mapFromGlobal(shown.topLeft()), shown.size()))
+        bottom = area.bottom()
         bar = getattr(parent, "statusBar", None)
-        bottom = area.bottom() - (bar().height() if callable(bar) and bar().isVisible() else 0)
-        self.move(max(0, area.right() - self.width() - MARGIN), max(0, bottom - self.height() - MARGIN))
+        if callable(bar) and bar().isVisible() and bar().geometry().bottom() <= bottom + 1:
+            bottom -= bar().height()
+        self.move(max(area.left(), area.right() - self.width() - MARGIN),
+                  max(area.top(), bottom - self.height() - MARGIN))
 
     def eventFilter(self, watched: QObject, event: QEvent) -> bool:
         if watched is self.parentWidget() and event.type() == QEvent.Type.Resize and self.isVisible():
