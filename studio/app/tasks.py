@@ -133,9 +133,8 @@ class Tasks:
                          f"{', '.join(sorted(formats))} name.")
             return
 
-        def done(output: Output) -> None:
-            size = output.info.get("size")
-            self.message(INFO, f"Exported {path.name}" + (f" ({size[0]}x{size[1]})" if size else ""), str(path))
+        def done(_output: Output) -> None:
+            self.message(INFO, f"Exported {path.name}", str(path))
             self.document.next_seed()
             if on_done is not None:
                 on_done(path)
