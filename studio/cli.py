@@ -142,6 +142,8 @@ def cmd_render(args) -> int:
         raise StudioError(f"--sample-format is for sounds; {entry.id} makes {kind}")
     check_writable_folder(out)
     output_size = _output_size(args)
+    if output_size is None and args.from_file and kind == "image":
+        output_size = _stored_output_size(args.from_file)  # `--from` writes the file again at its scale
     if output_size is not None and kind != "image":
         raise StudioError(f"--scale and --filter are for pictures; {entry.id} makes {kind}")
     try:
@@ -457,6 +459,20 @@ def _scale_options(parser: argparse.ArgumentParser, what: str) -> None:
                         "stored in the file stays the model's, the file's parameters note the scale)")
     parser.add_argument("--filter", choices=("nearest", "smooth"),
                         help="how to scale: nearest keeps pixels crisp (the default), smooth is Lanczos")
+
+
+def _stored_output_size(path: str):
+    """The output size a picture's `parameters` record ("Export size: 1024x256 (×4 nearest)"), or None."""
+    from studio.export.image import EXPORT_SIZE
+    from studio.export.scale import OutputSize
+    from studio.io.foreign import parse_parameters, picture_texts
+
+    try:
+        text = picture_texts(path).get("parameters", "")
+        stored = dict(parse_parameters(text, path).other).get(EXPORT_SIZE) if text else None
+        return OutputSize.from_description(stored) if stored else None
+    except StudioError:  # a damaged or odd note: the model's own size
+        return None
 
 
 def _output_size(args, size: str | None = None):

@@ -8,6 +8,7 @@ text records the scale ("Export size: 1024x256 (×4 nearest)").
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,6 +19,8 @@ from studio.limits import MAX_PIXELS, MAX_SIDE
 
 MAX_SCALE = 16
 FILTERS = ("nearest", "smooth")
+_SCALED = re.compile(r"(\d{1,5})x(\d{1,5}) \(×(\d{1,2}) (nearest|smooth)\)")
+_SIZED = re.compile(r"(\d{1,5})x(\d{1,5}) \((nearest|smooth)\)")
 _RESAMPLE = {"nearest": Image.Resampling.NEAREST, "smooth": Image.Resampling.LANCZOS}
 
 
@@ -61,6 +64,20 @@ class OutputSize:
                 raise ExportError(f"--size takes WIDTHxHEIGHT in pixels (e.g. 1024x256), got {size!r}")
             return cls(1 if scale in (None, "", 1, "1") else _whole(scale), chosen, pair)
         return cls(1 if scale is None else _whole(scale), chosen)
+
+    @classmethod
+    def from_description(cls, text: str) -> "OutputSize | None":
+        """The OutputSize `describe` wrote ("1024x256 (×4 nearest)", "500x100 (smooth)"), or None for other (or
+        out of range) text."""
+        scaled, sized = _SCALED.fullmatch(text.strip()), _SIZED.fullmatch(text.strip())
+        try:
+            if scaled:
+                return cls(int(scaled.group(3)), scaled.group(4))
+            if sized:
+                return cls(size=(int(sized.group(1)), int(sized.group(2))), filter=sized.group(3))
+        except ExportError:  # a note out of range: no scale
+            return None
+        return None
 
     @property
     def identity(self) -> bool:

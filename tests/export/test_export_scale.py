@@ -56,6 +56,12 @@ def test_bad_output_sizes_are_refused(make, problem):
         make()
 
 
+def test_the_note_reads_back():
+    for size in (OutputSize(4, "nearest"), OutputSize(2, "smooth"), OutputSize(size=(500, 100), filter="smooth")):
+        assert OutputSize.from_description(size.describe(256, 64)) == size
+    assert OutputSize.from_description("big") is None and OutputSize.from_description("9x9 (×99 nearest)") is None
+
+
 def test_scaled_image_keeps_the_models_request_and_notes_the_scale(tmp_path):
     request = RenderRequest("glyphs", seed=5, params={"prompt": "Ab"})
     path = save_image(tmp_path / "x.png", np.repeat(strip(), 3, axis=2), request, model_name="Glyphs",
@@ -84,6 +90,14 @@ def test_cli_render_scale(capsys, models_dir, tmp_path):
         small, large = np.asarray(a), np.asarray(b)
     assert np.array_equal(large[::4, ::4], small)
     assert read_request(big) == read_request(plain)
+    again, native = tmp_path / "again.png", tmp_path / "native.png"
+    code, out, err = run(capsys, "render", "--models-dir", models_dir, "--from", big, "--out", again)
+    assert code == 0, err  # `--from` writes the file again at the scale its parameters record
+    with Image.open(again) as c:
+        assert np.array_equal(np.asarray(c), large)
+    assert run(capsys, "render", "--models-dir", models_dir, "--from", big, "--scale", "1", "--out", native)[0] == 0
+    with Image.open(native) as d:
+        assert np.array_equal(np.asarray(d), small)
     code, _, err = run(capsys, "render", "--models-dir", models_dir, "--model", "tiny", "--scale", "40",
                        "--out", tmp_path / "no.png")
     assert code == 1 and "1 to 16" in err and not (tmp_path / "no.png").exists()
