@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import re
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -90,7 +91,9 @@ def picture_texts(path: str | Path) -> dict[str, str]:
                 texts[key] = value
         if PARAMETERS_CHUNK not in texts:
             try:
-                comment = image.getexif().get_ifd(EXIF_IFD_POINTER).get(USER_COMMENT_TAG)
+                with warnings.catch_warnings():  # Pillow warns of a damaged block as it skips it: it holds nothing
+                    warnings.simplefilter("ignore")
+                    comment = image.getexif().get_ifd(EXIF_IFD_POINTER).get(USER_COMMENT_TAG)
             except Exception:  # Pillow's TIFF reader raises many kinds on a damaged block: there is no comment
                 comment = None
             if isinstance(comment, bytes) and comment:

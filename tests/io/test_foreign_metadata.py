@@ -235,3 +235,25 @@ def test_map_out_of_range_is_listed(diffusion):
     mapped = map_settings(s, RenderRequest(model_id=diffusion.id, seed=5), diffusion.parameters, False, "GD")
     assert "steps" not in mapped.request.params and "guidance" not in mapped.request.params
     assert any(u.startswith("Steps: 5000 (") for u in mapped.unused)
+
+
+@pytest.mark.parametrize("chunk", ["parameters", "prompt", "invokeai_metadata"])
+def test_huge_compressed_chunk_is_refused_naming_the_file(tmp_path, chunk):
+    info = PngImagePlugin.PngInfo()
+    info.add_text(chunk, "x" * (5 << 20), zip=True)  # 5 MB that packs into a few kB
+    path = tmp_path / "bomb.png"
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(path, pnginfo=info)
+    with pytest.raises(RequestError) as err:
+        read_foreign_settings(path)
+    assert "bomb.png" in str(err.value) and "too large" in str(err.value)
+
+
+def test_jpeg_with_a_damaged_exif_block_holds_no_settings(tmp_path):
+    path = tmp_path / "odd.jpg"
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(path, exif=b"Exif\0\0MM\0*\0\0\0\x08\xff\xff")
+    assert read_foreign_settings(path) is None
+
+
+def test_a_long_settings_line_is_bounded():
+    text = "p\n" + ", ".join(f"Key{i}: {i}" for i in range(5000))
+    assert len(parse_parameters(text).other) <= 201
