@@ -85,15 +85,15 @@ def picture_texts(path: str | Path) -> dict[str, str]:
     from studio.io.images import open_picture
 
     texts: dict[str, str] = {}
-    with open_picture(path) as image:
+    # Pillow warns of a damaged Exif block as it skips it (on opening a JPEG, and again reading it): it holds nothing
+    with warnings.catch_warnings(), open_picture(path) as image:
+        warnings.simplefilter("ignore")
         for key, value in {**image.info, **getattr(image, "text", {})}.items():
             if isinstance(key, str) and isinstance(value, str):
                 texts[key] = value
         if PARAMETERS_CHUNK not in texts:
             try:
-                with warnings.catch_warnings():  # Pillow warns of a damaged block as it skips it: it holds nothing
-                    warnings.simplefilter("ignore")
-                    comment = image.getexif().get_ifd(EXIF_IFD_POINTER).get(USER_COMMENT_TAG)
+                comment = image.getexif().get_ifd(EXIF_IFD_POINTER).get(USER_COMMENT_TAG)
             except Exception:  # Pillow's TIFF reader raises many kinds on a damaged block: there is no comment
                 comment = None
             if isinstance(comment, bytes) and comment:
