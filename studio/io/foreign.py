@@ -86,20 +86,21 @@ def picture_texts(path: str | Path) -> dict[str, str]:
 
     texts: dict[str, str] = {}
     # Pillow warns of a damaged Exif block as it skips it (on opening a JPEG, and again reading it): it holds nothing
-    with warnings.catch_warnings(), open_picture(path) as image:
+    with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        for key, value in {**image.info, **getattr(image, "text", {})}.items():
-            if isinstance(key, str) and isinstance(value, str):
-                texts[key] = value
-        if PARAMETERS_CHUNK not in texts:
-            try:
-                comment = image.getexif().get_ifd(EXIF_IFD_POINTER).get(USER_COMMENT_TAG)
-            except Exception:  # Pillow's TIFF reader raises many kinds on a damaged block: there is no comment
-                comment = None
-            if isinstance(comment, bytes) and comment:
-                texts[PARAMETERS_CHUNK] = read_user_comment(comment)
-            elif isinstance(comment, str) and comment:
-                texts[PARAMETERS_CHUNK] = comment
+        with open_picture(path) as image:
+            for key, value in {**image.info, **getattr(image, "text", {})}.items():
+                if isinstance(key, str) and isinstance(value, str):
+                    texts[key] = value
+            if PARAMETERS_CHUNK not in texts:
+                try:
+                    comment = image.getexif().get_ifd(EXIF_IFD_POINTER).get(USER_COMMENT_TAG)
+                except Exception:  # Pillow's TIFF reader raises many kinds on a damaged block: there is no comment
+                    comment = None
+                if isinstance(comment, bytes) and comment:
+                    texts[PARAMETERS_CHUNK] = read_user_comment(comment)
+                elif isinstance(comment, str) and comment:
+                    texts[PARAMETERS_CHUNK] = comment
     for key, value in texts.items():
         if len(value) > MAX_METADATA_TEXT:
             raise RequestError(f"the {key!r} metadata is {len(value):,} characters, over the limit of "
