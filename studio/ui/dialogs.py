@@ -44,10 +44,6 @@ VIDEO_EXPORTS = {
 SAVE, DISCARD, CANCEL = "save", "discard", "cancel"
 
 
-def ask_open_project(parent: QWidget, folder: str = "") -> str:
-    return QFileDialog.getOpenFileName(parent, "Open Project", folder, PROJECT_FILTER)[0]
-
-
 def ask_open_any(parent: QWidget, folder: str = "") -> str:
     """File → Open: a project, or an image, sound or video this app exported ("" when cancelled)."""
     return QFileDialog.getOpenFileName(parent, "Open", folder, OPEN_FILTER, options=_file_dialog_options())[0]

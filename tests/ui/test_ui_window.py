@@ -32,7 +32,7 @@ def engine():
 def _no_blocking_dialogs(monkeypatch):
     """A modal dialog would wait forever offscreen: tests answer every question (and say so when unexpected)."""
     monkeypatch.setattr(dialogs, "ask_save_changes", lambda parent, name: dialogs.DISCARD)
-    for name in ("ask_open_project", "ask_save_project", "ask_export_image", "ask_model_folder", "ask_chars",
+    for name in ("ask_open_any", "ask_save_project", "ask_export_image", "ask_model_folder", "ask_chars",
                  "ask_recover"):
         monkeypatch.setattr(dialogs, name, lambda *args, _n=name: pytest.fail(f"unexpected dialog {_n}"))
 
