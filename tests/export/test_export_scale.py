@@ -118,3 +118,15 @@ def test_cli_animate_scale(capsys, models_dir, tmp_path):
     with av.open(str(out)) as container:
         stream = container.streams.video[0]
         assert (stream.codec_context.width, stream.codec_context.height) == (128, 64)
+
+
+def test_a_frame_range_cuts_the_sound_to_start_with_its_first_frame():
+    from studio.engine.work import VideoPlan, frame_range
+
+    frames = tuple(RenderRequest("tiny", seed=i) for i in range(10))
+    wave = np.arange(1000, dtype=np.float32)  # 100 samples per frame at 10 fps, 1000 Hz
+    part = frame_range(VideoPlan(frames, 10.0, (wave, 1000)), 3, 6)
+    assert [r.seed for r in part.frames] == [2, 3, 4, 5] and part.fps == 10.0
+    assert part.audio is not None and part.audio[0][0] == 200 and part.audio[1] == 1000
+    with pytest.raises(Exception, match="outside the timeline's frames 1..10"):
+        frame_range(VideoPlan(frames, 10.0, None), 0, 4)
