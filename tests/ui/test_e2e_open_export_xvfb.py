@@ -30,7 +30,6 @@ def preview_difference(screen: Screen, app: App, picture: np.ndarray) -> float:
 
 @pytest.mark.slow
 def test_file_open_of_an_exported_png_then_export_shows_a_toast(xdisplay, tmp_path):
-    started = time.monotonic()
     made = tmp_path / "made.png"
     done = subprocess.run([sys.executable, "-m", "studio", "render", "--model", "glyphs", "--seed", "4242",
                            "--prompt", "Open", "--out", str(made)], cwd=REPO, capture_output=True, text=True,
@@ -89,4 +88,3 @@ def test_file_open_of_an_exported_png_then_export_shows_a_toast(xdisplay, tmp_pa
         app.quit(screen)
     finally:
         app.kill()
-    assert time.monotonic() - started < 120
