@@ -17,8 +17,8 @@ if TYPE_CHECKING:
 
 IMAGE_FILTER = "Images (*.png *.jpg *.jpeg *.webp *.bmp)"
 PROJECT_FILTER = f"Latent Studio projects (*{SUFFIX})"
-OPEN_FILTER = (f"Projects and exported files (*{SUFFIX} *.png *.jpg *.jpeg *.webp *.wav *.flac *.ogg *.mp3 *.mp4 *.webm "
-               f"*.gif);;{PROJECT_FILTER};;Images (*.png *.jpg *.jpeg *.webp);;Sounds (*.wav *.flac *.ogg *.mp3);;"
+OPEN_FILTER = (f"Projects and exported files (*{SUFFIX} *.png *.jpg *.jpeg *.webp *.wav *.flac *.ogg *.mp3 *.mp4 "
+               f"*.webm *.gif);;{PROJECT_FILTER};;Images (*.png *.jpg *.jpeg *.webp);;Sounds (*.wav *.flac *.ogg *.mp3);;"
                "Videos (*.mp4 *.webm *.gif)")
 EXPORT_FILTER = "PNG image (*.png);;JPEG image (*.jpg *.jpeg);;WebP image (*.webp)"
 SOUND_FILTER = "Sounds (*.wav *.flac *.ogg *.oga *.mp3 *.aif *.aiff)"

@@ -1,6 +1,6 @@
 """Export output size (studio.export.scale): ×1–×16 nearest or smooth, or a width × height, in the export path
-only — the file's request stays the model's and its `parameters` note the scale; on the command line as render / animate
---scale and --filter."""
+only — the file's request stays the model's and its `parameters` note the scale; on the command line as render /
+animate --scale and --filter."""
 
 from __future__ import annotations
 
