@@ -6,13 +6,14 @@ Verbs:
   models [--json]                 list installed model packages, with errors for invalid ones
   render --model ID|FOLDER ...    render to an image with the request in its metadata (alone: the default model)
   render --model one-shots --label snare --out hit.wav     a sound (WAV, FLAC, OGG or MP3)
-  render --from FILE.png|FILE.wav ...   re-render exactly what made FILE
+  render --from FILE.png|FILE.wav ...   re-render exactly what made FILE (at the model's size: add --scale)
+  render ... --scale 4 [--filter nearest|smooth]   write the picture 4 times larger (the request stays the model's)
   render --latent A.json [--toward B.json --t 0.3]   render an encoded latent, or a point between two
   encode --font FILE | --image FILE --chars TEXT     a style latent from glyphs
   encode --model one-shots --sound FILE --label kick  a timbre latent from a sound
   sheet --model ID --rows N       a contact sheet: one row per seed
   grid --rows seed=1,2,3 --cols d0=-2,0,2 ...         an X/Y plot of one request over two parameters, labelled
-  animate PROJECT.lstudio --out FILE.mp4 [--fps N] [--size WxH]   render a project's timeline to a video
+  animate PROJECT.lstudio --out FILE.mp4 [--fps N] [--size WxH | --scale N] [--filter nearest|smooth]   a video
   import FILE.ckpt --like MODEL [--id ID]             a checkpoint onto a package's architecture (never executed)
   import FILE.ckpt --sd                               a pickled SD 1.x checkpoint as a .safetensors file
   wrap FILE.pt|FILE.onnx --latent 128 --image 64x64x3 a TorchScript / ONNX generator as a package (writes model.toml)
@@ -140,11 +141,17 @@ def cmd_render(args) -> int:
     if args.sample_format and kind != "audio":
         raise StudioError(f"--sample-format is for sounds; {entry.id} makes {kind}")
     check_writable_folder(out)
+    output_size = _output_size(args)
+    if output_size is None and args.from_file and kind == "image":
+        output_size = _stored_output_size(args.from_file)  # `--from` writes the file again at its scale
+    if output_size is not None and kind != "image":
+        raise StudioError(f"--scale and --filter are for pictures; {entry.id} makes {kind}")
     try:
         request = _request_from_args(args, entry, request)
         with Engine(device=args.device, roots=roots) as engine:
             engine.add_package(entry)
-            job = submit(engine, request, render_to_file, path=out, subtype=args.sample_format)
+            job = submit(engine, request, render_to_file, path=out, subtype=args.sample_format,
+                         output_size=output_size)
             output = job.wait()
     except StudioError as exc:
         if args.from_file and exc.path is None:  # a value the file stored: name the file it came from
@@ -154,7 +161,8 @@ def cmd_render(args) -> int:
         rate = int(output.info.get("sample_rate", manifest.output["sample_rate"]))
         shape = f"{output.data.shape[0] / rate:.2f} s at {rate} Hz"
     else:
-        shape = f"{output.size[0]}x{output.size[1]}"
+        width, height = output.info.get("size", output.size)
+        shape = f"{width}x{height}"
     note = job.info.get("fallback") or job.info.get("dtype_note")
     print(f"wrote {out} ({shape}, {entry.id}, seed {request.seed}, "
           f"{job.seconds * 1000:.0f} ms on {job.info.get('device')})" + (f"; {note}" if note else ""))
@@ -280,7 +288,8 @@ def cmd_animate(args) -> int:
             raise StudioError(f"--fps: {exc.problem}") from None
     out = Path(args.out)
     check_writable_folder(out)
-    size = _parse_size(args.size) if args.size else None
+    output_size = _output_size(args, args.size)  # a whole factor or a filter: the frames' output size
+    size = _parse_size(args.size) if args.size and output_size is None else None
     roots = _roots(args)
     try:
         document.timeline.check_playable()
@@ -299,7 +308,8 @@ def cmd_animate(args) -> int:
     with Engine(device=args.device, roots=roots) as engine:
         for entry in entries:
             engine.add_package(entry)
-        job = export_video(engine, plan, out, metadata=document.to_json(), size=size, on_event=on_event)
+        job = export_video(engine, plan, out, metadata=document.to_json(), size=size, on_event=on_event,
+                           output_size=output_size)
         job.wait()
     bar.close()
     print(f"wrote {out} ({len(plan.frames)} frames at {timeline.fps:g} fps, {job.seconds:.1f} s on "
@@ -442,6 +452,36 @@ def cmd_import(args) -> int:
     print(f"wrote {folder} ({read_manifest(folder).id}, {_manifest(template).family} family, the architecture of "
           f"{template.id})")
     return 0
+
+
+def _scale_options(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument("--scale", type=int, metavar="N", help=f"write {what} N times larger (1..16; the request "
+                        "stored in the file stays the model's, the file's parameters note the scale)")
+    parser.add_argument("--filter", choices=("nearest", "smooth"),
+                        help="how to scale: nearest keeps pixels crisp (the default), smooth is Lanczos")
+
+
+def _stored_output_size(path: str):
+    """The output size a picture's `parameters` record ("Export size: 1024x256 (×4 nearest)"), or None."""
+    from studio.export.image import EXPORT_SIZE
+    from studio.export.scale import OutputSize
+    from studio.io.foreign import parse_parameters, picture_texts
+
+    try:
+        text = picture_texts(path).get("parameters", "")
+        stored = dict(parse_parameters(text, path).other).get(EXPORT_SIZE) if text else None
+        return OutputSize.from_description(stored) if stored else None
+    except StudioError:  # a damaged or odd note: the model's own size
+        return None
+
+
+def _output_size(args, size: str | None = None):
+    """The export's OutputSize from --scale / --filter (and --size for videos), or None when neither is given."""
+    if args.scale is None and args.filter is None:
+        return None
+    from studio.export.scale import OutputSize
+
+    return OutputSize.parse(args.scale, args.filter, size)
 
 
 def _parse_size(text: str) -> tuple[int, int]:
@@ -731,6 +771,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--sample-format", choices=("PCM_16", "PCM_24", "FLOAT"),
                    help="sample format of a WAV or FLAC sound (default PCM_16; FLAC takes PCM_16 or PCM_24)")
     r.add_argument("--out", help="output image (.png, .jpg, .webp) or sound (.wav, .flac, .ogg, .mp3)")
+    _scale_options(r, "the picture")
 
     c = sub.add_parser("sheet", parents=[shared], help="a contact sheet: one row per seed")
     c.add_argument("--model", help="package id or package folder (default: the shipped default model)")
@@ -761,7 +802,8 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--out", required=True, help="video file: .mp4 (H.264 + AAC), .webm (VP9 + Opus), .gif, or a "
                    "folder name without a suffix for PNG frames")
     a.add_argument("--fps", type=float, help="frames per second (default: the timeline's)")
-    a.add_argument("--size", help="scale the frames to WIDTHxHEIGHT")
+    a.add_argument("--size", help="scale the frames to WIDTHxHEIGHT (smooth, or as --filter says)")
+    _scale_options(a, "every frame")
     a.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
 
     i = sub.add_parser("import", parents=[shared], help="import a checkpoint (.ckpt/.pt/.pth/.pkl, never executed) "

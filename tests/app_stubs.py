@@ -67,7 +67,7 @@ class StubRunner:
                                       on_cancelled=on_cancelled))
 
     def run_animation(self, frames, path, fps, label, audio=None, metadata="", size=None, on_done=None, on_error=None,
-                      on_cancelled=None) -> StubHandle:
+                      on_cancelled=None, output_size=None) -> StubHandle:
         handle = StubHandle(frames[0], label, "animation", on_done=on_done, on_error=on_error,
                             on_cancelled=on_cancelled)
         handle.run = lambda: Output("video", np.zeros(0), {"path": str(path), "frames": len(frames), "fps": fps,

@@ -20,6 +20,7 @@ import numpy as np
 
 from studio.app.listeners import Listeners
 from studio.app.models import ERROR, INFO, WARNING, FolderAsker, FolderQuestion, ModelLibrary, never
+from studio.app.opening import document_in_video, is_video
 from studio.app.undo import Edit, SetValue, UndoStack
 from studio.errors import StudioError
 from studio.export import read_any_request
@@ -441,16 +442,21 @@ class OpenDocument:
         self.opened()
 
     def open(self, path: str | Path) -> bool:
-        """Open a project file (the open document stays when it cannot be read, and the message says why)."""
+        """Open a project file, or the project inside a video this app exported (then untitled: saving never writes
+        over the video). The open document stays when it cannot be read, and the message says why."""
+        video = is_video(path)
         try:
-            document = load_document(path)
+            document = document_in_video(path) if video else load_document(path)
         except StudioError as exc:
             self.message(ERROR, f"Cannot open {Path(path).name}", str(exc))
             return False
         admitted = self._admit_document(document, path)
         if admitted is None:
             return False
-        self.adopt(admitted, Path(path))
+        self.adopt(admitted, None if video else Path(path))
+        if video:
+            self.message(INFO, f"Opened the project inside {Path(path).name}",
+                         "It is untitled: save it as a project (File → Save As) to keep your changes.")
         return True
 
     def adopt(self, document: Document, path: Path | None, modified: bool = False) -> None:

@@ -18,7 +18,7 @@ from studio.app.models import ERROR, INFO
 from studio.app.timeline import TimelineEditor
 from studio.engine import work
 from studio.errors import StudioError
-from studio.export import check_writable_folder, formats_for
+from studio.export import OutputSize, check_writable_folder, formats_for
 from studio.params import Capability
 from studio.request import RenderRequest
 from studio.steps import Output
@@ -58,8 +58,10 @@ class Runner(Protocol):
 
     def run_animation(self, frames: list[RenderRequest], path: Any, fps: float, label: str, audio: Any = None,
                       metadata: str = "", size: tuple[int, int] | None = None, on_done: Done | None = None,
-                      on_error: Failed | None = None, on_cancelled: Cancelled | None = None) -> Handle:
-        """A video export (studio.engine.animate.export_animation) on the export lane."""
+                      on_error: Failed | None = None, on_cancelled: Cancelled | None = None,
+                      output_size: OutputSize | None = None) -> Handle:
+        """A video export (studio.engine.animate.export_animation) on the export lane; `output_size` scales the
+        frames."""
         ...
 
 
@@ -115,9 +117,10 @@ class Tasks:
 
     # --- export ---------------------------------------------------------------------------------------------------
     def export(self, path: str | Path, subtype: str | None = None,
-               on_done: Callable[[Path], None] | None = None) -> None:
+               on_done: Callable[[Path], None] | None = None, output_size: OutputSize | None = None) -> None:
         """Render the current request on the export lane and write it with the request inside: an image (PNG, JPEG,
-        WebP) or a sound (WAV, FLAC, OGG, MP3; `subtype` picks WAV's or FLAC's sample format); then the next seed."""
+        WebP; `output_size` scales its pixels) or a sound (WAV, FLAC, OGG, MP3; `subtype` picks WAV's or FLAC's
+        sample format); then the next seed."""
         request = self.document.request
         if request is None:
             return
@@ -136,10 +139,12 @@ class Tasks:
             if on_done is not None:
                 on_done(path)
 
-        self.runner.run_work(request, f"Export {path.name}", partial(work.render_to_file, path=path, subtype=subtype),
+        self.runner.run_work(request, f"Export {path.name}", partial(work.render_to_file, path=path, subtype=subtype,
+                                                                     output_size=output_size),
                              on_done=done, on_error=self._reporter("Export failed"))
 
-    def export_grid(self, path: str | Path, rows: str, cols: str) -> None:
+    def export_grid(self, path: str | Path, rows: str, cols: str,
+                    on_done: Callable[[Path], None] | None = None) -> None:
         """An X/Y plot of the current request over two parameters ("seed=1,2,3", "d0=-2,0,2"): every cell rendered
         on the export lane, laid out with labels and written as an image with the request inside."""
         request, entry = self.document.request, self.document.entry
@@ -163,6 +168,8 @@ class Tasks:
 
         def done(_output: Output) -> None:
             self.message(INFO, f"Exported the grid {path.name} ({shape})", str(path))
+            if on_done is not None:
+                on_done(path)
 
         self.runner.run_work(request, f"Grid {path.name}", partial(work.grid, rows=axes[0], cols=axes[1], path=path),
                              on_done=done, on_error=self._reporter("Grid export failed"))
@@ -288,14 +295,22 @@ class Tasks:
         return self.timeline.keep_sound(self.last_sound)
 
     def export_video(self, path: str | Path, size: tuple[int, int] | None = None,
-                     on_done: Callable[[Path], None] | None = None) -> None:
+                     on_done: Callable[[Path], None] | None = None, output_size: OutputSize | None = None,
+                     fps: float | None = None, frames: tuple[int, int] | None = None) -> None:
         """Render every frame of the timeline on the export lane and encode it as it goes (MP4, WebM, GIF, or a
         folder of PNGs), with the timeline's sound and the document inside; nothing partial is left on cancel or
-        error."""
+        error. `output_size` scales the frames, `fps` replaces the timeline's, `frames` (first, last; 1-based)
+        exports a part."""
         path = Path(path)
-        plan = self.timeline.video_plan(path)
+        plan = self.timeline.video_plan(path, fps)
         if plan is None:
             return
+        if frames is not None:
+            try:
+                plan = work.frame_range(plan, *frames)
+            except StudioError as exc:
+                self.message(ERROR, f"Cannot export {path.name}", str(exc))
+                return
 
         def done(_output: Output) -> None:
             self.message(INFO, f"Exported {path.name} ({len(plan.frames)} frames)", str(path))
@@ -308,6 +323,7 @@ class Tasks:
         try:  # the target is checked before anything renders
             self.runner.run_animation(list(plan.frames), path, plan.fps, f"Export {path.name}", audio=plan.audio,
                                       metadata=self.document.document.to_json(), size=size, on_done=done,
+                                      output_size=output_size,
                                       on_error=self._reporter("Video export failed"), on_cancelled=cancelled)
         except (StudioError, ValueError) as exc:
             self.message(ERROR, f"Cannot export {path.name}", str(exc))

@@ -172,10 +172,12 @@ class TimelineEditor:
             self.message(WARNING, "Nothing to scrub", exc.problem)
             return None
 
-    def video_plan(self, path: str | Path) -> VideoPlan | None:
-        """Every frame of the video `path` (None, with the reason, when it cannot be made)."""
+    def video_plan(self, path: str | Path, fps: float | None = None) -> VideoPlan | None:
+        """Every frame of the video `path` (at `fps`, default the timeline's; None, with the reason, when it cannot
+        be made)."""
         try:
-            return video_plan(self.timeline, path, self.folder, self.defaults())
+            timeline = self.timeline if fps is None else dataclasses.replace(self.timeline, fps=fps)
+            return video_plan(timeline, path, self.folder, self.defaults())
         except StudioError as exc:
             self.message(ERROR, f"Cannot export {Path(path).name}", str(exc))
             return None

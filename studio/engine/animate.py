@@ -23,6 +23,7 @@ from PIL import Image
 from studio.engine.api import EngineAPI
 from studio.engine.scheduler import EXPORT, EventCallback, Job
 from studio.errors import ExportError, RequestError
+from studio.export.scale import OutputSize
 from studio.export.video import VideoWriter
 from studio.families.base import LoadedModel
 from studio.steps import Output, Progress, RenderSteps, run_steps
@@ -35,10 +36,11 @@ _END = object()  # the worker's last word to the encoder thread
 def export_animation(engine: EngineAPI, frames: Sequence[RenderRequest], path: str | Path, fps: float,
                      audio: tuple[np.ndarray, int] | None = None, metadata: str = "",
                      size: tuple[int, int] | None = None, batch: int = 8,
-                     on_event: EventCallback | None = None) -> Job:
+                     on_event: EventCallback | None = None, output_size: OutputSize | None = None) -> Job:
     """Submit one job on the export lane that renders `frames` (all of one model) into the video `path`.
 
-    `size` (width, height) rescales the frames (Lanczos); `audio`, `metadata` and the format (by suffix) are as for
+    `size` (width, height) rescales the frames (Lanczos), `output_size` by a whole factor or to a size with its
+    filter (nearest keeps pixels crisp; give one of the two); `audio`, `metadata` and the format (by suffix) are as for
     VideoWriter. Raises ValueError for frames of several models or an empty sequence, and ExportError (naming the
     file) for a bad target, frame rate, size or sound, before anything is rendered.
     """
@@ -51,11 +53,13 @@ def export_animation(engine: EngineAPI, frames: Sequence[RenderRequest], path: s
     if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
         raise ValueError(f"batch must be a whole number of frames, at least 1, got {batch!r}")
     path = Path(path)
+    if output_size is not None and size is not None:
+        raise ValueError("give a size or an output size, not both")
     # Check the target and the arguments exactly as the worker's writer will (this leaves nothing behind).
     VideoWriter(path, fps, size=size, audio=audio, metadata=metadata).abort()
 
     def work(model: LoadedModel, _: RenderRequest) -> RenderSteps:
-        return _export_steps(model, frames, path, fps, audio, metadata, size, batch)
+        return _export_steps(model, frames, path, fps, audio, metadata, size, batch, output_size)
 
     return engine.submit(frames[0], EXPORT, on_event, work=work, kind="animation")
 
@@ -169,7 +173,7 @@ class _Encoder:
 
 def _export_steps(model: LoadedModel, frames: Sequence[RenderRequest], path: Path, fps: float,
                   audio: tuple[np.ndarray, int] | None, metadata: str, size: tuple[int, int] | None,
-                  batch: int) -> RenderSteps:
+                  batch: int, output_size: OutputSize | None = None) -> RenderSteps:
     """The job's work on the engine's worker: render in batches, feed the encoder, close (or abort) the file."""
     _require_images(model)
     total = len(frames)
@@ -190,7 +194,7 @@ def _export_steps(model: LoadedModel, frames: Sequence[RenderRequest], path: Pat
                     image = resize_frames(image[None], (shape[1], shape[0]))[0]
                 images.append(image)
                 yield Progress(start + len(images), total, f"frame {start + len(images)}/{total}")
-            encoder.put(np.stack(images))
+            encoder.put(output_size.frames(np.stack(images)) if output_size is not None else np.stack(images))
         encoder.finish()
         writer.close()
     finally:  # cancelled (GeneratorExit), failed or done: the encoder thread is joined, a partial file removed

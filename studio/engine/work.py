@@ -24,7 +24,7 @@ import numpy as np
 
 from studio.engine import EXPORT
 from studio.errors import StudioError
-from studio.export import read_sound, save_output
+from studio.export import OutputSize, read_sound, save_output
 from studio.export.grid import axis_labels, grid_request, grid_title, labelled_grid, parse_axis
 from studio.export.image import read_glyph_strip
 from studio.params import Capability
@@ -53,15 +53,22 @@ def submit(engine: "EngineAPI", request: RenderRequest, work: Callable[..., Rend
 
 
 def render_to_file(model: "LoadedModel", request: RenderRequest, *, path: str | Path,
-                   subtype: str | None = None) -> RenderSteps:
+                   subtype: str | None = None, output_size: OutputSize | None = None) -> RenderSteps:
     """Render `request` (its steps and previews are the job's) and write it to `path` with the request inside: an
-    image (PNG, JPEG, WebP) or a sound (WAV, FLAC, OGG, MP3; `subtype` is WAV's or FLAC's sample format)."""
+    image (PNG, JPEG, WebP) or a sound (WAV, FLAC, OGG, MP3; `subtype` is WAV's or FLAC's sample format).
+    `output_size` scales an image as it is written (the request stays the model's; the Output's info has "size")."""
+    if output_size is not None and not output_size.identity and model.manifest.output.kind != "image":
+        raise StudioError(f"{model.id} makes {model.manifest.output.kind}: only pictures have an output size")
     output = yield from model.family.render(model, request)
     rate = output.info.get("sample_rate") or (model.manifest.output["sample_rate"] if output.kind == "audio" else None)
     notes: list[str] = []  # metadata that did not fit (the file is written all the same)
     save_output(path, output, request, model_name=model.manifest.name, model_sha256=model.sha256, subtype=subtype,
-                sample_rate=rate, notes=notes)
-    return Output(output.kind, output.data, {**output.info, "path": str(path), **({"notes": notes} if notes else {})})
+                sample_rate=rate, notes=notes, output_size=output_size)
+    info = {**output.info, "path": str(path), **({"notes": notes} if notes else {})}
+    if output.kind == "image":
+        height, width = output.data.shape[:2]
+        info["size"] = output_size.target(width, height) if output_size is not None else (width, height)
+    return Output(output.kind, output.data, info)
 
 
 def _render_within(model: "LoadedModel", request: RenderRequest, done: int, total: int, what: str) -> RenderSteps:
@@ -251,10 +258,25 @@ def video_plan(timeline: Timeline, path: str | Path, folder: str | Path | None =
 
 
 def export_video(engine: "EngineAPI", plan: VideoPlan, path: str | Path, metadata: str = "",
-                 size: tuple[int, int] | None = None, on_event: Callable[["Event"], None] | None = None) -> "Job":
+                 size: tuple[int, int] | None = None, on_event: Callable[["Event"], None] | None = None,
+                 output_size: OutputSize | None = None) -> "Job":
     """Render the plan's frames into the video `path` on the export lane (`export_animation`: batched renders, an
-    encoder thread, every frame a cancel point, nothing partial left); `size` (width, height) scales the frames."""
+    encoder thread, every frame a cancel point, nothing partial left); `size` (width, height) scales the frames
+    (Lanczos), `output_size` by a whole factor or to a size with a chosen filter."""
     from studio.engine.animate import export_animation  # its frame batches are torch: only when a video is made
 
     return export_animation(engine, plan.frames, path, plan.fps, audio=plan.audio, metadata=metadata, size=size,
-                            on_event=on_event)
+                            on_event=on_event, output_size=output_size)
+
+
+def frame_range(plan: VideoPlan, first: int, last: int) -> VideoPlan:
+    """The plan's frames `first`..`last` (1-based, inclusive), its sound cut to start with the first of them.
+    StudioError for a range outside the timeline's frames."""
+    total = len(plan.frames)
+    if not 1 <= first <= last <= total:
+        raise StudioError(f"the frame range {first}..{last} is outside the timeline's frames 1..{total}")
+    audio = plan.audio
+    if audio is not None:
+        wave, rate = audio
+        audio = (wave[int(round((first - 1) / plan.fps * rate)):], rate)
+    return VideoPlan(plan.frames[first - 1:last], plan.fps, audio)

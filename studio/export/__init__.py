@@ -9,6 +9,7 @@ from pathlib import Path
 from studio.errors import ExportError
 from studio.io.atomic import atomic_path, check_writable_folder
 from studio.export.audio import AUDIO_FORMATS, AUDIO_SUFFIXES, read_audio_request, read_sound, save_audio
+from studio.export.scale import OutputSize
 from studio.export.image import FORMATS, parameters_text, read_glyph_strip, read_request, save_image, stored_request
 from studio.io.metadata import stored_audio_request_text, stored_image_request_text
 from studio.request import RenderRequest
@@ -24,10 +25,11 @@ def formats_for(kind: str) -> dict[str, str]:
 
 def save_output(path: str | Path, output: Output, request: RenderRequest, model_name: str = "",
                 model_sha256: str = "", subtype: str | None = None, sample_rate: int | None = None,
-                notes: list[str] | None = None) -> Path:
+                notes: list[str] | None = None, output_size: OutputSize | None = None) -> Path:
     """Write a finished render with `request` inside: an image by `save_image`, a sound by `save_audio` (at the rate
     the output says, else `sample_rate`; `subtype` is WAV's or FLAC's sample format). ExportError when the output
-    cannot be written under this name (a sound as .png, say). `notes` gets a line for metadata that did not fit."""
+    cannot be written under this name (a sound as .png, say). `notes` gets a line for metadata that did not fit;
+    `output_size` scales an image's pixels (the request stays the model's)."""
     path = Path(path)
     if path.suffix.lower() not in formats_for(output.kind):
         suffix = path.suffix or "a name without a suffix"
@@ -38,7 +40,8 @@ def save_output(path: str | Path, output: Output, request: RenderRequest, model_
             raise ExportError("the sound carries no sample rate", path)
         return save_audio(path, output.data, int(rate), request, model_name=model_name, model_sha256=model_sha256,
                           subtype=subtype, notes=notes)
-    return save_image(path, output.data, request, model_name=model_name, model_sha256=model_sha256, notes=notes)
+    return save_image(path, output.data, request, model_name=model_name, model_sha256=model_sha256, notes=notes,
+                      output_size=output_size)
 
 
 def _is_sound(path: str | Path) -> bool:
@@ -56,5 +59,5 @@ def read_any_request(path: str | Path) -> RenderRequest:
 
 
 __all__ = ["AUDIO_FORMATS", "AUDIO_SUFFIXES", "FORMATS", "OUTPUT_FORMATS", "atomic_path", "check_writable_folder",
-           "formats_for", "parameters_text", "read_any_request", "read_audio_request", "read_glyph_strip",
+           "formats_for", "OutputSize", "parameters_text", "read_any_request", "read_audio_request", "read_glyph_strip",
            "read_request", "read_sound", "save_audio", "save_image", "save_output", "stored_any_request_text"]

@@ -19,12 +19,14 @@ from studio.errors import ExportError, RequestError
 from studio.io.atomic import atomic_path
 from studio.io.images import open_picture
 from studio.limits import QUOTE_CHARS
+from studio.export.scale import OutputSize
 from studio.io.metadata import checked_request_text, image_save_options, stored_image_request_text
 from studio.request import RenderRequest
 
 log = logging.getLogger(__name__)
 
 FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}
+EXPORT_SIZE = "Export size"  # the `parameters` setting that records an export's scale (not part of the request)
 
 
 # Params the A1111 text shows in their own places (the rest go under "Edits")
@@ -82,10 +84,12 @@ def _to_image(data: np.ndarray) -> Image.Image:
 
 
 def save_image(path: str | Path, data: np.ndarray, request: RenderRequest, model_name: str = "",
-               model_sha256: str = "", quality: int = 95, notes: list[str] | None = None) -> Path:
+               model_sha256: str = "", quality: int = 95, notes: list[str] | None = None,
+               output_size: OutputSize | None = None) -> Path:
     """Write `data` (H, W[, C] uint8) with the request in its metadata, atomically. Format from the suffix. Never fails
     on the metadata's size: what could not be stored whole is said in one-line notes, added to `notes` when given
-    and logged."""
+    and logged. `output_size` scales the pixels written; the request and the `parameters` Size stay the model's,
+    and the `parameters` text adds "Export size: 1024x256 (×4 nearest)"."""
     path = Path(path)
     fmt = FORMATS.get(path.suffix.lower())
     if fmt is None:
@@ -96,8 +100,13 @@ def save_image(path: str | Path, data: np.ndarray, request: RenderRequest, model
         request = request.with_(model_hash=model_sha256)
     image = _to_image(data)
     label = request.param("label")
-    params = parameters_text(request, image.size, model_name, model_sha256,
-                             [("Class", label)] if label is not None else [])
+    extra: list[tuple[str, Any]] = [("Class", label)] if label is not None else []
+    if output_size is not None and not output_size.identity:
+        extra.append((EXPORT_SIZE, output_size.describe(*image.size)))
+        image = _to_image(output_size.apply(data))
+        params = parameters_text(request, (data.shape[1], data.shape[0]), model_name, model_sha256, extra)
+    else:
+        params = parameters_text(request, image.size, model_name, model_sha256, extra)
     options, said = image_save_options(fmt, request.to_json(), params)
     with atomic_path(path) as tmp:
         if fmt == "PNG":

@@ -107,13 +107,14 @@ class EngineBridge(QObject):
     def run_animation(self, frames: list[RenderRequest], path, fps: float, label: str, audio=None, metadata: str = "",
                       size: tuple[int, int] | None = None, on_done: Callable[[Output], None] | None = None,
                       on_error: Callable[[str, str], None] | None = None,
-                      on_cancelled: Callable[[], None] | None = None) -> Task:
+                      on_cancelled: Callable[[], None] | None = None, output_size=None) -> Task:
         """A video export on the export lane: the frames rendered in batches on the worker while an encoder thread
-        writes them (`studio.engine.animate`); progress per frame, cancellable."""
+        writes them (`studio.engine.animate`); progress per frame, cancellable. `output_size` (an
+        studio.export.OutputSize) scales every frame."""
         from studio.engine.animate import export_animation
 
         job = export_animation(self.engine, frames, path, fps, audio=audio, metadata=metadata, size=size,
-                               on_event=self._forward)
+                               on_event=self._forward, output_size=output_size)
         return self._track(Task(label, on_done, on_error, on_cancelled, job))
 
     def cancel(self) -> None:

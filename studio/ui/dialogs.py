@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -15,6 +17,9 @@ if TYPE_CHECKING:
 
 IMAGE_FILTER = "Images (*.png *.jpg *.jpeg *.webp *.bmp)"
 PROJECT_FILTER = f"Latent Studio projects (*{SUFFIX})"
+OPEN_FILTER = (f"Projects and exported files (*{SUFFIX} *.png *.jpg *.jpeg *.webp *.wav *.flac *.ogg *.mp3 *.mp4 "
+               f"*.webm *.gif);;{PROJECT_FILTER};;Images (*.png *.jpg *.jpeg *.webp);;Sounds (*.wav *.flac *.ogg *.mp3);;"
+               "Videos (*.mp4 *.webm *.gif)")
 EXPORT_FILTER = "PNG image (*.png);;JPEG image (*.jpg *.jpeg);;WebP image (*.webp)"
 SOUND_FILTER = "Sounds (*.wav *.flac *.ogg *.oga *.mp3 *.aif *.aiff)"
 # the sound export choices: a file-dialog filter each, with its suffix and sample format (None: the format's own)
@@ -39,8 +44,24 @@ VIDEO_EXPORTS = {
 SAVE, DISCARD, CANCEL = "save", "discard", "cancel"
 
 
-def ask_open_project(parent: QWidget, folder: str = "") -> str:
-    return QFileDialog.getOpenFileName(parent, "Open Project", folder, PROJECT_FILTER)[0]
+def ask_open_any(parent: QWidget, folder: str = "") -> str:
+    """File → Open: a project, or an image, sound or video this app exported ("" when cancelled)."""
+    return QFileDialog.getOpenFileName(parent, "Open", folder, OPEN_FILTER, options=_file_dialog_options())[0]
+
+
+def ask_image_settings(parent: QWidget, folder: str = "") -> str:
+    """File → Open Image Settings: a picture from this app or another tool ("" when cancelled)."""
+    return QFileDialog.getOpenFileName(parent, "Open Image Settings", folder, IMAGE_FILTER,
+                                       options=_file_dialog_options())[0]
+
+
+def _file_dialog_options() -> QFileDialog.Option:
+    """Qt's own dialog where no desktop one is reachable (offscreen, a bare X server): it works with the keyboard."""
+    from PySide6.QtGui import QGuiApplication
+
+    bare = QGuiApplication.platformName() in ("offscreen", "minimal") or not os.environ.get("XDG_CURRENT_DESKTOP")
+    return QFileDialog.Option.DontUseNativeDialog if bare and sys.platform.startswith("linux") else \
+        QFileDialog.Option(0)
 
 
 def ask_save_project(parent: QWidget, suggestion: str) -> str:

@@ -16,12 +16,14 @@ from PySide6.QtWidgets import (QDockWidget, QLabel, QMainWindow, QMessageBox, QP
                                QStackedWidget, QToolButton, QWidget)
 
 from studio import __version__
+from studio.app.opening import is_video
 from studio.errors import StudioError
-from studio.export import AUDIO_SUFFIXES, stored_any_request_text
+from studio.export import AUDIO_SUFFIXES
 from studio.export.image import FORMATS
+from studio.io.foreign import read_foreign_settings
 from studio.params import Capability
 from studio.project import SUFFIX, Autosave, Recoverable, adopt, discard, find_recoverable
-from studio.ui import dialogs
+from studio.ui import dialogs, export_dialogs
 from studio.ui.audio_view import AudioView
 from studio.ui.canvas import PreviewCanvas
 from studio.ui.panels.history import HistoryStrip
@@ -33,6 +35,9 @@ from studio.ui.panels.prompt import PromptPanel
 from studio.ui.panels.timeline import TimelinePanel
 from studio.ui.panels.variations import VariationsPanel
 from studio.ui.session import ERROR, INFO, Session, UndoActions
+from studio.ui.export_dialogs import export_folder, remember_folder
+from studio.ui.open_files import apply_image_settings, has_own_request
+from studio.ui.toast import ExportToast
 
 if TYPE_CHECKING:
     from studio.ui.training.dialog import TrainDialog
@@ -102,6 +107,8 @@ class MainWindow(QMainWindow):
         self.resizeDocks([self.docks["Models"], self.docks["Latent"]], [250, 360], Qt.Orientation.Horizontal)
         self.resizeDocks([self.docks["History"]], [120], Qt.Orientation.Vertical)
 
+        self.toast = ExportToast(self, lambda folder: self.open_folder(folder))  # tests replace open_folder
+        self.timeline.exported.connect(self.show_export_toast)
         self._build_status_bar()
         self._build_actions()
         self._build_menus()
@@ -190,7 +197,12 @@ class MainWindow(QMainWindow):
         s = self.session
         K = QKeySequence.StandardKey
         self.act_new = self._action("&New", self.new_document, K.New, "Start a new project")
-        self.act_open = self._action("&Open…", self.open_document_dialog, K.Open, "Open a project (.lstudio)")
+        self.act_open = self._action("&Open…", self.open_document_dialog, K.Open,
+                                     "Open a project, or an image, sound or video this app exported (its request or "
+                                     "project comes back)")
+        self.act_image_settings = self._action("Open Image Se&ttings…", self.image_settings_dialog, None,
+                                               "Take the settings of a picture from this app, AUTOMATIC1111, "
+                                               "ComfyUI or InvokeAI onto the current model")
         self.act_save = self._action("&Save", self.save_document, K.Save, "Save the project")
         self.act_save_as = self._action("Save &As…", self.save_document_as, K.SaveAs, "Save the project under a new name")
         # the folder / file / import actions run the browser's whole step (ask, add, select), not only its dialog
@@ -251,6 +263,7 @@ class MainWindow(QMainWindow):
         file.addActions([self.act_new, self.act_open])
         self.recent_menu = file.addMenu("Open &Recent")
         self.recent_menu.aboutToShow.connect(self._fill_recent_menu)
+        file.addAction(self.act_image_settings)
         file.addActions([self.act_save, self.act_save_as])
         file.addSeparator()
         file.addActions([self.act_open_models, self.act_open_model_file, self.act_import, self.act_train,
@@ -415,16 +428,37 @@ class MainWindow(QMainWindow):
             self.audio_view.clear()
 
     def open_document_dialog(self) -> None:
-        if not self.confirm_discard():
+        """Ctrl+O: a project, or an exported image, sound or video (the same as dropping it on the window; a
+        picture from another tool gives its settings)."""
+        folder = str(self.session.path.parent) if self.session.path else self._export_folder("image")
+        path = dialogs.ask_open_any(self, folder)
+        if not path:
             return
-        path = dialogs.ask_open_project(self, str(self.session.path.parent) if self.session.path else "")
+        chosen = Path(path)
+        if chosen.suffix.lower() in IMAGE_SUFFIXES and not has_own_request(chosen) and self._foreign(chosen):
+            apply_image_settings(self.session, chosen)
+        else:
+            self.open_path(chosen)
+
+    def _foreign(self, path: Path) -> bool:
+        """Whether a picture carries another tool's settings (a damaged chunk counts: applying says what is wrong)."""
+        try:
+            return read_foreign_settings(path) is not None
+        except StudioError:
+            return True
+
+    def image_settings_dialog(self) -> None:
+        """File → Open Image Settings: a picture's settings (ours, AUTOMATIC1111's, ComfyUI's, InvokeAI's) onto the
+        current model as one undoable step; what the model does not use is listed in the message."""
+        path = dialogs.ask_image_settings(self, self._export_folder("image"))
         if path:
-            self.open_document(path)
+            apply_image_settings(self.session, path)
 
     def open_document(self, path: str | Path) -> bool:
         ok = self.session.open_document(path)
-        if ok:
+        if ok and not is_video(path):
             self._add_recent(Path(path))
+        if ok:
             if self.session.timeline.keyframes:  # a project with an animation: show it
                 self.docks["Timeline"].show()
                 self.docks["Timeline"].raise_()
@@ -506,26 +540,38 @@ class MainWindow(QMainWindow):
         return True
 
     # --- export and clipboard ---------------------------------------------------------------------------------------
-    def _export_folder(self) -> str:
-        """Where the last export went (home at first)."""
-        folder = self.settings.value("export_folder", str(Path.home()))
-        return folder if isinstance(folder, str) else str(Path.home())  # QSettings hands back whatever the file holds
+    def _export_folder(self, kind: str) -> str:
+        """Where an export of `kind` ("image", "sound", "video") starts: the last folder used for it, else the
+        platform's Pictures / Music / Videos folder (never the app's own)."""
+        return export_folder(self.settings, kind)
 
     def export_dialog(self) -> None:
-        """Ctrl+E: export the current image or sound, asking where (and for sounds, the format)."""
+        """Ctrl+E: export the current image (where, and its output size) or sound (where, and the format); a toast
+        with Show in Folder says when it is written."""
         if self.session.request is None:
             return
-        folder = self._export_folder()
         request = self.session.request
         sound = self.session.output_kind == "audio"
-        suggestion = str(Path(folder) / f"{request.model_id}-{request.seed}.{'wav' if sound else 'png'}")
+        kind = "sound" if sound else "image"
+        suggestion = str(Path(self._export_folder(kind)) / f"{request.model_id}-{request.seed}."
+                                                            f"{'wav' if sound else 'png'}")
+        output_size = None
         if sound:
             path, subtype = dialogs.ask_export_sound(self, suggestion)
         else:
-            path, subtype = dialogs.ask_export_image(self, suggestion), None
+            last = self.session.last_output
+            source = (int(last.data.shape[1]), int(last.data.shape[0])) \
+                if last is not None and last.kind == "image" else None
+            choice = export_dialogs.ask_image_export(self, suggestion, source)
+            path, subtype = (choice.path, None) if choice is not None else ("", None)
+            output_size = choice.output_size if choice is not None else None
         if path:
-            self.settings.setValue("export_folder", str(Path(path).parent))
-            self.session.export(path, subtype)
+            remember_folder(self.settings, kind, path)
+            self.session.export(path, subtype, self.show_export_toast, output_size)
+
+    def show_export_toast(self, path: Path) -> None:
+        """The bottom-right note that an export is written, with Show in Folder."""
+        self.toast.show_export(path)
 
     def copy_image(self) -> None:
         image = self.canvas.image()
@@ -552,11 +598,11 @@ class MainWindow(QMainWindow):
         an image instead (diffusion), becomes the init image."""
         if path.is_dir():
             self.session.add_model_folder(path)
-        elif path.suffix.lower() == SUFFIX:
+        elif path.suffix.lower() == SUFFIX or is_video(path):  # a video this app exported carries its project
             if self.confirm_discard():
                 self.open_document(path)
         elif path.suffix.lower() in AUDIO_SUFFIXES:
-            if _has_request(path):
+            if has_own_request(path):
                 self.session.restore_from_file(path)
             elif self.session.output_kind == "audio":
                 self.session.encode_sound(path)
@@ -564,7 +610,7 @@ class MainWindow(QMainWindow):
                 self.session.message.emit(ERROR, f"{path.name} carries no Latent Studio request",
                                           "Switch to a sound model to encode it into the latent.")
         elif path.suffix.lower() in IMAGE_SUFFIXES:
-            if path.suffix.lower() in FORMATS and _has_request(path):
+            if path.suffix.lower() in FORMATS and has_own_request(path):
                 self.session.restore_from_file(path)
             elif self._takes_init_image():
                 self.session.set_init_image(path)
@@ -574,7 +620,8 @@ class MainWindow(QMainWindow):
                     self.session.encode_image(*choice)
         else:
             self.session.message.emit(ERROR, f"Cannot open {path.name}",
-                                      "Drop a model folder, a .lstudio project, an image or a sound.")
+                                      "Open a model folder, a .lstudio project, an image, a sound or a video this "
+                                      "app exported.")
 
     def image_dialog(self) -> None:
         """Ctrl+I: take the latent from an image (encode / project) or a sound, or the init image of image-to-image."""
@@ -598,12 +645,12 @@ class MainWindow(QMainWindow):
         request = self.session.request
         if request is None:
             return
-        folder = self._export_folder()
+        folder = self._export_folder("image")
         answer = dialogs.ask_grid(self, request.seed, str(Path(folder) / f"{request.model_id}-grid.png"))
         if answer:
             path, rows, cols = answer
-            self.settings.setValue("export_folder", str(Path(path).parent))
-            self.session.export_grid(path, rows, cols)
+            remember_folder(self.settings, "image", path)
+            self.session.export_grid(path, rows, cols, self.show_export_toast)
 
     def export_video_dialog(self) -> None:
         """Ctrl+Shift+E: render the timeline to a video (asks where)."""
@@ -740,11 +787,3 @@ def _clock(seconds: float) -> str:
     seconds = int(round(seconds))
     return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}" if seconds >= 3600 else \
         f"{seconds // 60}:{seconds % 60:02d}"
-
-
-def _has_request(path: Path) -> bool:
-    """Whether an image or a sound carries a Latent Studio request (valid or not: restoring says what is wrong)."""
-    try:
-        return stored_any_request_text(path) is not None
-    except StudioError:
-        return False

@@ -195,3 +195,18 @@ def test_a_new_document_forgets_the_last_render_and_the_variations(app):
     runner.settle()
     doc.new()
     assert tasks.last_output is None and tasks.variations == []
+
+
+def test_a_video_export_takes_a_frame_rate_a_frame_range_and_an_output_size(app, tmp_path):
+    from studio.export import OutputSize
+
+    doc, timeline, tasks, runner, heard = app
+    for seed in (1, 2):
+        timeline.add_keyframe(doc.request.with_(seed=seed), np.arange(8) + seed)
+    timeline.edit_timeline(fps=4)  # 8 frames at 4 fps; 16 at 8 fps
+    tasks.export_video(tmp_path / "v.mp4", output_size=OutputSize(4, "nearest"), fps=8, frames=(3, 12))
+    runner.settle()
+    assert heard[-1][:2] == ("info", "Exported v.mp4 (10 frames)")
+    assert timeline.timeline.fps == 4  # the project keeps its own rate
+    tasks.export_video(tmp_path / "w.mp4", frames=(5, 20))
+    assert heard[-1][:2] == ("error", "Cannot export w.mp4") and "outside the timeline's frames 1..8" in heard[-1][2]

@@ -58,7 +58,7 @@ def family_models(tmp_path):
 @pytest.fixture(autouse=True)
 def _no_blocking_dialogs(monkeypatch):
     monkeypatch.setattr(dialogs, "ask_save_changes", lambda parent, name: dialogs.DISCARD)
-    for name in ("ask_open_project", "ask_save_project", "ask_export_image", "ask_model_folder", "ask_chars",
+    for name in ("ask_open_any", "ask_save_project", "ask_export_image", "ask_model_folder", "ask_chars",
                  "ask_recover", "ask_encode_image", "ask_init_image"):
         monkeypatch.setattr(dialogs, name, lambda *args, _n=name: pytest.fail(f"unexpected dialog {_n}"))
 

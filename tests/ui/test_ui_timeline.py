@@ -3,11 +3,14 @@ timeline's settings, the scrubber's preview, the sound and its mappings, and the
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import soundfile as sf
 
-from studio.ui import dialogs
+from studio.export.scale import OutputSize
+from studio.ui import dialogs, export_dialogs
 from studio.ui.panels.timeline import TimelinePanel
 from studio.ui.session import ERROR
 
@@ -272,14 +275,22 @@ def test_export_video_asks_for_a_path_and_exports(session, two_keys, tmp_path, m
     assert panel.findChild(type(panel.export), "exportVideo") is panel.export
     asked, calls = [], []
     out = tmp_path / "clip.webm"
-    monkeypatch.setattr(dialogs, "ask_video_path",
-                        lambda parent, suggestion: (asked.append(suggestion) or (str(out), (32, 32))))
-    monkeypatch.setattr(session, "export_video", lambda path, size=None, **kw: calls.append((path, size)))
-    panel.export.click()
-    assert asked == ["animation.mp4"]
-    assert calls == [(str(out), (32, 32))]
+    chosen = export_dialogs.VideoExport(str(out), OutputSize(4, "nearest"), 12.0, (2, 5))
 
-    monkeypatch.setattr(dialogs, "ask_video_path", lambda parent, suggestion: ("", None))
+    def ask(parent, suggestion, source, fps, count):
+        asked.append((suggestion, fps, count(fps), count(2 * fps)))
+        return chosen
+
+    monkeypatch.setattr(export_dialogs, "ask_video_export", ask)
+    monkeypatch.setattr(session, "export_video", lambda *args: calls.append(args))
+    panel.export.click()
+    (suggestion, fps, frames, doubled), = asked
+    assert Path(suggestion).name == "animation.mp4" and fps == session.timeline.fps
+    assert not Path(suggestion).is_relative_to(Path(__file__).resolve().parents[2])  # never the app's own folder
+    assert frames == session.timeline.frames and doubled >= 2 * frames - 1  # the count follows the chosen rate
+    assert calls[0][0] == str(out) and calls[0][3:] == (OutputSize(4, "nearest"), 12.0, (2, 5))
+
+    monkeypatch.setattr(export_dialogs, "ask_video_export", lambda *args: None)
     panel.export.click()
     assert len(calls) == 1  # cancelled: nothing exported
 

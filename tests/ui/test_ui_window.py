@@ -12,7 +12,7 @@ from PySide6.QtWidgets import QApplication, QListWidget
 
 from studio.export.image import save_image
 from studio.project import Autosave, Document, find_recoverable
-from studio.ui import dialogs
+from studio.ui import dialogs, export_dialogs
 from studio.ui.main_window import MainWindow
 from studio.ui.session import Session
 
@@ -32,7 +32,7 @@ def engine():
 def _no_blocking_dialogs(monkeypatch):
     """A modal dialog would wait forever offscreen: tests answer every question (and say so when unexpected)."""
     monkeypatch.setattr(dialogs, "ask_save_changes", lambda parent, name: dialogs.DISCARD)
-    for name in ("ask_open_project", "ask_save_project", "ask_export_image", "ask_model_folder", "ask_chars",
+    for name in ("ask_open_any", "ask_save_project", "ask_export_image", "ask_model_folder", "ask_chars",
                  "ask_recover"):
         monkeypatch.setattr(dialogs, name, lambda *args, _n=name: pytest.fail(f"unexpected dialog {_n}"))
 
@@ -290,7 +290,8 @@ def test_escape_cancels_and_copy_puts_the_image_on_the_clipboard(qtbot, window):
 
 def test_export_action_writes_the_chosen_file(qtbot, window, tmp_path, monkeypatch):
     out = tmp_path / "exported.webp"
-    monkeypatch.setattr(dialogs, "ask_export_image", lambda parent, suggestion: str(out))
+    monkeypatch.setattr(export_dialogs, "ask_image_export",
+                        lambda parent, suggestion, source: export_dialogs.ImageExport(str(out), None))
     with qtbot.waitSignal(window.session.message, timeout=5000, check_params_cb=lambda lv, text, d: "Exported" in text):
         window.act_export.trigger()
     from studio.export.image import read_request

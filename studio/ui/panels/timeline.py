@@ -7,10 +7,11 @@ Every edit goes through the session as an undoable step (a spin folds into one s
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Callable, cast
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QSettings, Qt, Signal
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QGroupBox,
                                QHBoxLayout, QHeaderView, QLabel, QListWidget, QPushButton, QSlider, QTableWidget,
                                QVBoxLayout, QWidget)
@@ -20,7 +21,7 @@ from studio.latent.paths import EASINGS
 from studio.latent.reactive import ENVELOPES
 from studio.params import RAW, Kind, ParamTable
 from studio.project.timeline import MAX_FPS, TARGETS
-from studio.ui import dialogs
+from studio.ui import dialogs, export_dialogs
 
 MIN_DURATION, MAX_DURATION = 0.1, 600.0
 MAX_OFFERED_INDEXED = 32  # an indexed number param (d0 …) is offered as mapping targets up to this many values
@@ -57,6 +58,8 @@ def _button(text: str, name: str, tip: str) -> QPushButton:
 
 
 class TimelinePanel(QWidget):
+    exported = Signal(object)  # Path: a video export finished
+
     def __init__(self, session, parent: QWidget | None = None):
         super().__init__(parent)
         self.session = session
@@ -521,9 +524,23 @@ class TimelinePanel(QWidget):
             self.session.remove_mapping(row)
 
     def export_video(self) -> None:
+        """Export the timeline: where, the output size (a small model's frames start at ×N nearest), the frame rate
+        and the frames (studio.ui.export_dialogs); `exported(path)` when the file is written."""
         if not self._playable():
             return
+        settings = getattr(self.window(), "settings", None)
+        settings = settings if isinstance(settings, QSettings) else QSettings()
         project = self.session.path
-        path, size = dialogs.ask_video_path(self, str(project.with_suffix(".mp4")) if project is not None else "animation.mp4")
-        if path:
-            self.session.export_video(path, size)
+        name = project.with_suffix(".mp4").name if project is not None else "animation.mp4"
+        suggestion = str(Path(export_dialogs.export_folder(settings, "video")) / name)
+        last = self.session.last_output
+        source = (int(last.data.shape[1]), int(last.data.shape[0])) if last is not None and last.kind == "image" \
+            else None
+        timeline = self.timeline
+        choice = export_dialogs.ask_video_export(self, suggestion, source, timeline.fps,
+                                                 lambda fps: dataclasses.replace(timeline, fps=fps).frames)
+        if choice is None or not choice.path:
+            return
+        export_dialogs.remember_folder(settings, "video", choice.path)
+        self.session.export_video(choice.path, None, self.exported.emit, choice.output_size, choice.fps,
+                                  choice.frames)

@@ -27,6 +27,7 @@ from studio.app.listeners import Listeners
 from studio.app.models import ERROR, INFO, WARNING, FolderAsker, ModelLibrary
 from studio.app.tasks import Tasks
 from studio.app.timeline import TimelineEditor
+from studio.export import OutputSize
 from studio.library import PackageEntry
 from studio.project import Document
 from studio.project.timeline import Timeline
@@ -318,14 +319,15 @@ class Session(QObject):
         self.tasks.encode_sound(path)
 
     def export(self, path: str | Path, subtype: str | None = None,
-               on_done: Callable[[Path], None] | None = None) -> None:
-        """Render the current request on the export lane and write it with the request inside (an image or a
-        sound; `subtype` picks WAV's or FLAC's sample format)."""
-        self.tasks.export(path, subtype, on_done)
+               on_done: Callable[[Path], None] | None = None, output_size: OutputSize | None = None) -> None:
+        """Render the current request on the export lane and write it with the request inside (an image, scaled by
+        `output_size`, or a sound; `subtype` picks WAV's or FLAC's sample format)."""
+        self.tasks.export(path, subtype, on_done, output_size)
 
-    def export_grid(self, path: str | Path, rows: str, cols: str) -> None:
+    def export_grid(self, path: str | Path, rows: str, cols: str,
+                    on_done: Callable[[Path], None] | None = None) -> None:
         """An X/Y plot of the current request over two parameters ("seed=1,2,3", "d0=-2,0,2")."""
-        self.tasks.export_grid(path, rows, cols)
+        self.tasks.export_grid(path, rows, cols, on_done)
 
     def render_variations(self, count: int = 6, strength: float = 0.35) -> None:
         self.tasks.render_variations(count, strength)
@@ -383,9 +385,11 @@ class Session(QObject):
         self.tasks.preview_frame(time)
 
     def export_video(self, path: str | Path, size: tuple[int, int] | None = None,
-                     on_done: Callable[[Path], None] | None = None) -> None:
-        """Render the timeline to a video (MP4, WebM, GIF or PNG frames) on the export lane."""
-        self.tasks.export_video(path, size, on_done)
+                     on_done: Callable[[Path], None] | None = None, output_size: OutputSize | None = None,
+                     fps: float | None = None, frames: tuple[int, int] | None = None) -> None:
+        """Render the timeline to a video (MP4, WebM, GIF or PNG frames) on the export lane (`output_size` scales
+        the frames, `fps` replaces the timeline's, `frames` (first, last) exports a part)."""
+        self.tasks.export_video(path, size, on_done, output_size, fps, frames)
 
     def shutdown(self) -> None:
         self.bridge.shutdown()
