@@ -4,6 +4,8 @@ t renders without a message, and the characters offered for a strip are its own 
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pytest
 
@@ -93,3 +95,9 @@ def test_the_encode_dialog_offers_the_strips_own_cells(qtbot, session, tmp_path,
     save_image(exported, np.full((16, 16 * 4), 255, np.uint8), session.request.with_params({"prompt": "A bc"}))
     dialogs.chars_for(None, session, str(exported))
     assert asked[-1] == ("A bc", 4)  # the prompt the picture was drawn from
+
+
+def test_every_message_shown_goes_to_the_log_too(qtbot, gan_session, caplog):
+    with caplog.at_level(logging.INFO, logger="studio.messages"):
+        gan_session.use_model("tiny")
+    assert "message: Switched to Tiny tiny: kept seed, prompt" in caplog.text
