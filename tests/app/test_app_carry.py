@@ -200,3 +200,24 @@ def test_a_strip_offers_its_own_cells(tmp_path):
     guess = guess_strip_chars(exported, "Latent", charset)
     assert (guess.chars, guess.cells, guess.source) == ("Hi yo", 5, "the picture's request")
     assert guess_strip_chars(tmp_path / "missing.png", "Latent\nStudio").chars == "Latent"
+
+
+def test_timeline_keyframes_of_a_w_and_a_w_plus_become_one_kind(doc):
+    from studio.app.timeline import TimelineEditor
+
+    timeline = TimelineEditor(doc)
+    doc.use_model("tiny-gan")
+    w, w_plus = tuple(np.linspace(-1, 1, 8)), tuple(np.linspace(1, -1, 32))
+    doc.document.latents.extend([SavedLatent("seed 43", "tiny-gan", "", w),
+                                 SavedLatent("projected from x.png", "tiny-gan", "", w_plus)])
+    timeline.add_keyframe_from_latent(0)
+    timeline.add_keyframe_from_latent(1)  # the w keyframe already there is repeated per layer, in the same step
+    keys = doc.document.timeline.keyframes
+    assert [k.name for k in keys] == ["seed 43", "projected from x.png"]
+    assert keys[0].request.latent == pytest.approx(w * 4) and keys[1].request.latent == pytest.approx(w_plus)
+    doc.undo.undo()
+    assert [len(k.request.latent) for k in doc.document.timeline.keyframes] == [8]
+    seen = Recorder(doc)
+    doc.document.latents.append(SavedLatent("odd", "tiny-gan", "", (0.0,) * 5))
+    timeline.add_keyframe_from_latent(2)
+    assert len(doc.document.timeline.keyframes) == 1 and seen.of("message")[-1][0] == "error"
