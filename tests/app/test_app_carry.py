@@ -15,7 +15,6 @@ from studio.app.document import OpenDocument
 from studio.app.models import ModelLibrary
 from studio.app.strips import guess_strip_chars
 from studio.export import save_image
-from studio.latent.kinds import LatentKind, common_kind, convert, pair
 from studio.project import SavedLatent
 from studio.request import RenderRequest
 
@@ -80,7 +79,8 @@ def test_a_model_without_text_drops_the_prompt_and_opens_with_its_own_class(doc)
     doc.use_model("tiny-audio")
     assert doc.request.seed == 5 and "prompt" not in doc.request.params
     assert doc.request.param("label") == doc.entry.parameters.find("label").default
-    assert seen.of("message")[-1][1] == "Switched to Tiny tiny-audio: kept seed; dropped prompt (not used by this model)"
+    assert seen.of("message")[-1][1] == ("Switched to Tiny tiny-audio: kept seed; dropped prompt (not used by this "
+                                         "model)")
 
 
 def test_latent_values_and_edits_survive_only_within_one_latent_space(doc):
@@ -118,19 +118,7 @@ def test_an_encoding_keeps_mixing_and_directions_and_drops_seed_only_variation(d
     assert dict(doc.request.params) == {"prompt": "Ab", "mix_seed": 9, "mix_layer": 2, "d0": 1.0, "noise": 0.0}
 
 
-# --- latent kinds ------------------------------------------------------------------------------------------------------
-
-
-def test_kinds_pair_by_widening():
-    kinds = (LatentKind("w", 4), LatentKind("w+", 12, widens="w"))
-    assert common_kind(kinds, 4, 12) == kinds[1] and common_kind(kinds, 4, 4) == kinds[0]
-    assert common_kind(kinds, 4, 5) is None
-    assert convert((1, 2, 3, 4), kinds, kinds[1]) == (1.0, 2.0, 3.0, 4.0) * 3
-    a, b = pair(kinds, (1, 2, 3, 4), range(12))
-    assert len(a) == len(b) == 12
-    with pytest.raises(ValueError, match="do not pair"):
-        pair((LatentKind("z", 4), LatentKind("y", 8)), (0,) * 4, (0,) * 8)
-    assert kinds[1].describe(kinds) == "w+ (3 × 4 values)"
+# --- the latent library ---------------------------------------------------------------------------------------------
 
 
 def test_a_gan_interpolates_a_seed_w_with_a_projected_w_plus_without_a_message(doc):
@@ -182,7 +170,7 @@ def test_saved_latents_are_named_after_their_origin(doc):
     assert doc.request.latent == (1.0,) * 32 and doc.latent_name("") == "projected from my-letters.png (2)"
 
 
-# --- the characters of a strip --------------------------------------------------------------------------------------------
+# --- the characters of a strip ----------------------------------------------------------------------------------------
 
 
 def test_a_strip_offers_its_own_cells(tmp_path):
