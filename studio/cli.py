@@ -184,7 +184,7 @@ def _request_from_args(args, entry, request=None):
         request = request.with_(model_id=entry.id)
     if args.seed is not None:
         request = request.with_(seed=args.seed)
-    latent = _latent_from_args(args)
+    latent = _latent_from_args(args, entry)
     if latent is not None:
         request = request.with_(latent=latent)
     settings = []
@@ -628,8 +628,9 @@ def _read_latent(path: str) -> list[float]:
                           path) from None
 
 
-def _latent_from_args(args) -> tuple[float, ...] | None:
-    """--latent A.json [--toward B.json --t T --path slerp|lerp] → explicit latent values."""
+def _latent_from_args(args, entry=None) -> tuple[float, ...] | None:
+    """--latent A.json [--toward B.json --t T --path slerp|lerp] → explicit latent values (of `entry`'s model: a
+    GAN's w and w+ walk as w+, the w repeated per layer)."""
     if not getattr(args, "latent", None):
         if getattr(args, "toward", None):
             raise StudioError("--toward needs --latent (the start of the walk)")
@@ -643,7 +644,14 @@ def _latent_from_args(args) -> tuple[float, ...] | None:
 
     b = _read_latent(args.toward)
     if len(a) != len(b):
-        raise StudioError(f"--latent has {len(a)} numbers but --toward has {len(b)}")
+        from studio.latent.kinds import pair
+
+        family = entry.family if entry is not None else None
+        kinds = family.latent_kinds(entry.manifest) if family is not None and entry.manifest is not None else ()
+        try:
+            a, b = (list(values) for values in pair(kinds, a, b))
+        except ValueError as exc:
+            raise StudioError(f"--latent has {len(a)} numbers but --toward has {len(b)} ({exc})") from None
     ta, tb = torch.tensor(a), torch.tensor(b)
     z = (slerp if args.path == "slerp" else lerp)(ta, tb, args.t)
     return tuple(float(v) for v in z)

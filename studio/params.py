@@ -74,6 +74,8 @@ class ParamSpec:
     `count` > 0 makes an indexed family of params `name0` … `name{count-1}` (direction offsets, raw dimensions).
     `render_only`: the param acts while rendering, not on the latent; when a computed latent (saved, encoded,
     interpolated) replaces the seed, these are kept and the others, already inside that latent, are dropped.
+    `seeded_only`: the param acts only on a latent the seed draws (ignored under explicit values): dropped, and said
+    so, when an encoded latent replaces the seed.
     `when` = (other, values): the param matters only while param `other` has one of `values` (() = any value set).
     `at_most` = other: the param may not exceed param `other` (both with their defaults when unset).
     """
@@ -89,6 +91,7 @@ class ParamSpec:
     charset: str = ""  # TEXT: the characters it can draw, besides spaces ("" = any text)
     group: str = CONDITIONS
     render_only: bool = False
+    seeded_only: bool = False
     count: int = 0
     when: tuple[str, tuple[ParamValue, ...]] | None = None
     at_most: str = ""  # INT/FLOAT: the name of a param this one may not exceed (a layer range's start and end)

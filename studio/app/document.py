@@ -18,24 +18,28 @@ from typing import Any, Iterable
 
 import numpy as np
 
+from studio.app.carry import Carried, encoded_params, switch_request
 from studio.app.listeners import Listeners
 from studio.app.models import ERROR, INFO, WARNING, FolderAsker, FolderQuestion, ModelLibrary, never
 from studio.app.opening import document_in_video, is_video
+from studio.app.strips import StripGuess, guess_strip_chars
 from studio.app.undo import Edit, SetValue, UndoStack
 from studio.errors import StudioError
 from studio.export import read_any_request
 from studio.export.image import read_picture
 from studio.io.images import decode_init_image, encode_init_image
 from studio.latent.interp import interpolate
+from studio.latent.kinds import LatentKind, common_kind, find_kind, pair
 from studio.library import DEFAULT_MODEL_ID, PackageEntry, document_models, find_installed, names_a_path
 from studio.limits import quote
-from studio.params import Capability
+from studio.params import Capability, ParamTable
 from studio.project import Document, HistoryEntry, ModelRef, SavedLatent, load_document, save_document, utc_now
 from studio.request import MAX_SEED, SEED_MODES, RenderRequest
 
 DEFAULT_STRENGTH = 0.6  # image-to-image: how much of a newly set init image is redrawn
 INIT_SOURCES_LIMIT = 32  # original init pictures remembered for re-fitting (by the request text they produced)
 INIT_SOURCE_MAX_SIDE = 1024  # originals are shrunk to this (re-fitting runs at typing speed on the driving thread)
+ORIGINS_LIMIT = 64  # explicit latents whose origin ("projected from x.png") is remembered for naming saved latents
 
 
 class OpenDocument:
@@ -57,6 +61,10 @@ class OpenDocument:
         # init image (base64 PNG in a request) → the original picture it was fitted from, so that a new prompt
         # re-fits the original rather than a resized copy (pictures stay here: the request holds only the fitted one)
         self._init_sources: dict[str, np.ndarray] = {}
+        # explicit latent values → where they came from ("projected from x.png", "interpolated 30 % A→B"): a latent
+        # saved from them is named so; kept across undo (the values are the key), forgotten oldest first
+        self._origins: dict[tuple[float, ...], str] = {}
+        self._complained: str | None = None  # the gesture (merge key) that already said what went wrong
         self.request_changed = Listeners()
         self.model_changed = Listeners()
         self.render_wanted = Listeners()
@@ -143,7 +151,14 @@ class OpenDocument:
         if self.document.request is not None and self.document.request.model_id == model_id:
             return True
         name = entry.manifest.name if entry.manifest is not None else model_id
-        self.set_request(self.default_request(entry), f"Use model {name}")
+        old = self.document.request
+        if old is None:
+            self.set_request(self.default_request(entry), f"Use model {name}")
+            return True
+        carried = switch_request(old, self.models.entry_for(old.model_id), entry, self.default_request(entry))
+        self.set_request(carried.request, f"Use model {name}")
+        self.message(WARNING if carried.dropped else INFO, f"Switched to {name}: {carried.summary()}",
+                     carried.detail())
         return True
 
     def start(self, model_id: str | None = None) -> None:
@@ -222,10 +237,38 @@ class OpenDocument:
                                                 info.get("model_name", ""), folder)]
 
     # --- latent library -------------------------------------------------------------------------------------------
-    def latent_name(self, name: str, request: RenderRequest | None = None) -> str:
-        """The name a latent is saved under: `name`, or "seed N" when it is blank."""
+    def latent_origin(self, request: RenderRequest | None = None) -> str:
+        """Where the request's latent came from: "seed 43", "projected from my-letters.png", "interpolated 30 %
+        A→B", a saved latent's name … ("" for explicit values of unknown origin: a project opened from a file)."""
         request = request or self.request
-        return name.strip() or (f"seed {request.seed}" if request is not None else "latent")
+        if request is None:
+            return ""
+        if request.latent is None:
+            return f"seed {request.seed}"
+        return self._origins.get(request.latent, "")
+
+    def latent_name(self, name: str, request: RenderRequest | None = None) -> str:
+        """The name a latent is saved under: `name`, else its origin ("seed 43", "projected from x.png" …), made
+        unique in the library with " (2)", " (3)" …"""
+        request = request or self.request
+        name = name.strip()
+        if name:
+            return name
+        base = self.latent_origin(request) or "latent"
+        taken = {entry.name for entry in self.document.latents}
+        count = 1
+        name = base
+        while name in taken:
+            count += 1
+            name = f"{base} ({count})"
+        return name
+
+    def _note_origin(self, values: tuple[float, ...], origin: str) -> None:
+        if origin:
+            self._origins.pop(values, None)
+            self._origins[values] = origin
+            while len(self._origins) > ORIGINS_LIMIT:
+                del self._origins[next(iter(self._origins))]
 
     def save_latent(self, name: str, request: RenderRequest, values: Iterable[float], model_hash: str = "",
                     thumbnail_png: bytes = b"") -> None:
@@ -256,14 +299,30 @@ class OpenDocument:
     def use_latent(self, index: int) -> None:
         entry = self.document.latents[index]
         if self.latent_fits(entry):
-            self.use_latent_values(f"Use latent {entry.name!r}", entry.latent)
+            self.use_latent_values(f"Use latent {entry.name!r}", entry.latent, origin=entry.name)
 
     def use_latent_values(self, text: str, values: Iterable[float], source: RenderRequest | None = None,
-                          merge: str | None = None) -> None:
-        """Make explicit latent `values` current (an encoding, a saved latent, a variation), keeping the params a
-        latent does not hold (those of `source`, default the current request) as one step."""
-        self.change(text, merge=merge, latent=tuple(float(v) for v in values),
-                    params=self.render_only_params(source))
+                          merge: str | None = None, origin: str = "") -> None:
+        """Make explicit latent `values` current (a saved latent, an interpolation, a variation: computed latents
+        that hold every edit), keeping the params a latent does not hold (those of `source`, default the current
+        request) as one step; `origin` names where they came from (what a latent saved from them is called)."""
+        latent = tuple(float(v) for v in values)
+        self._note_origin(latent, origin)
+        self.change(text, merge=merge, latent=latent, params=self.render_only_params(source))
+
+    def use_encoded_latent(self, text: str, values: Iterable[float], origin: str = "") -> Carried | None:
+        """Make an encoded (or projected) latent current as one step: it holds no edits, so every edit that still
+        acts on explicit values is kept (mixing, directions, truncation …) and those that act only on a seed's draw
+        are dropped. What was kept and dropped (None when there is no request)."""
+        request = self.request
+        if request is None:
+            return None
+        latent = tuple(float(v) for v in values)
+        self._note_origin(latent, origin)
+        entry = self.models.entry_for(request.model_id)
+        carried = encoded_params(request, entry.parameters if entry is not None else ParamTable(()))
+        self.change(text, latent=latent, params=carried.request.params)
+        return carried
 
     def render_only_params(self, request: RenderRequest | None = None) -> dict:
         """The request's params that a computed latent does not hold (kept when such a latent is used): the
@@ -274,27 +333,81 @@ class OpenDocument:
         entry = self.models.entry_for(request.model_id)
         return entry.parameters.render_only(request) if entry is not None else dict(request.params)
 
+    # --- interpolation in the library -------------------------------------------------------------------------------
+    def latent_kinds(self, model_id: str | None = None) -> tuple[LatentKind, ...]:
+        """The forms a latent of `model_id` (default: the current model) takes (studio.latent.kinds); () when that
+        model is not installed."""
+        entry = self.entry if model_id is None else self.models.entry_for(model_id)
+        family = entry.family if entry is not None else None
+        if family is None or entry is None or entry.manifest is None:
+            return ()
+        return family.latent_kinds(entry.manifest)
+
+    def usable_latents(self) -> list[int]:
+        """The library entries the current model can use (its own, of a kind it takes), in library order."""
+        request = self.request
+        if request is None:
+            return []
+        kinds = self.latent_kinds()
+        return [i for i, e in enumerate(self.document.latents)
+                if e.model_id == request.model_id and find_kind(kinds, size=len(e.latent)) is not None]
+
+    def interpolation_partners(self, index: int) -> list[int]:
+        """The usable library entries that interpolate with entry `index` (the same kind, or one converting to the
+        other: a w and a w+ both become w+), itself included."""
+        usable = self.usable_latents()
+        if index not in usable:
+            return []
+        kinds = self.latent_kinds()
+        size = len(self.document.latents[index].latent)
+        return [i for i in usable if common_kind(kinds, size, len(self.document.latents[i].latent)) is not None]
+
+    def describe_latent(self, entry: SavedLatent) -> str:
+        """"w+ (8 × 128 values)": the kind of a saved latent, for tooltips ("N values" for an unknown kind)."""
+        kinds = self.latent_kinds(entry.model_id)
+        kind = find_kind(kinds, size=len(entry.latent))
+        return kind.describe(kinds) if kind is not None else f"{len(entry.latent)} values"
+
     def interpolate_latents(self, a: int, b: int, t: float, mode: str = "slerp", merge: str | None = None) -> None:
+        """Make the latent at `t` between saved latents `a` and `b` current (a w and a w+ interpolate as w+). One
+        gesture (one `merge` key) says what went wrong at most once."""
         first, second = self.document.latents[a], self.document.latents[b]
-        if not (self.latent_fits(first) and self.latent_fits(second)):
+        quiet = merge is not None and merge == self._complained
+        if not (self.latent_fits(first, quiet) and self.latent_fits(second, quiet)):
+            self._complained = merge
             return
         try:
-            values = interpolate(first.latent, second.latent, t, mode)
+            pa, pb = pair(self.latent_kinds(), first.latent, second.latent) if self.latent_kinds() \
+                else (first.latent, second.latent)
+            values = interpolate(pa, pb, t, mode)
         except ValueError as exc:
-            self.message(ERROR, f"Cannot interpolate {first.name!r} and {second.name!r}", str(exc))
+            if not quiet:
+                self.message(ERROR, f"Cannot interpolate {first.name!r} and {second.name!r}", str(exc))
+            self._complained = merge
             return
-        self.use_latent_values(f"Interpolate {first.name!r} → {second.name!r}", values, merge=merge)
+        origin = f"interpolated {round(t * 100)} % {first.name}→{second.name}"
+        self.use_latent_values(f"Interpolate {first.name!r} → {second.name!r}", values, merge=merge, origin=origin)
 
-    def latent_fits(self, entry: SavedLatent) -> bool:
-        """Whether a saved latent belongs to the current model (a warning says so when not)."""
+    def latent_fits(self, entry: SavedLatent, quiet: bool = False) -> bool:
+        """Whether a saved latent belongs to the current model (a warning says so when not, unless `quiet`)."""
         request = self.request
         if request is None:
             return False
         if entry.model_id != request.model_id:
-            self.message(WARNING, f"Latent {entry.name!r} belongs to model {entry.model_id}",
-                         f"The current model is {request.model_id}; switch to {entry.model_id} to use it.")
+            if not quiet:
+                self.message(WARNING, f"Latent {entry.name!r} belongs to model {entry.model_id}",
+                             f"The current model is {request.model_id}; switch to {entry.model_id} to use it.")
             return False
         return True
+
+    def strip_chars(self, path: str | Path) -> StripGuess:
+        """What the Encode / Project Image dialog offers for the strip at `path`: the prompt stored in the picture,
+        else the current prompt fitted to the picture's cells (characters the model cannot draw skip their cell)."""
+        request, entry = self.request, self.entry
+        prompt = request.param("prompt") if request is not None else None
+        spec = entry.parameters.find("prompt") if entry is not None else None
+        return guess_strip_chars(path, prompt if isinstance(prompt, str) else None,
+                                 spec.charset if spec is not None else "")
 
     # --- image to image -------------------------------------------------------------------------------------------
     def set_init_image(self, source: str | Path | np.ndarray, name: str = "") -> bool:

@@ -12,9 +12,10 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Protocol
 
+from studio.app.carry import Carried
 from studio.app.document import OpenDocument
 from studio.app.listeners import Listeners
-from studio.app.models import ERROR, INFO
+from studio.app.models import ERROR, INFO, WARNING
 from studio.app.timeline import TimelineEditor
 from studio.engine import work
 from studio.errors import StudioError
@@ -204,8 +205,11 @@ class Tasks:
     def use_variation(self, index: int) -> None:
         """Continue from variation `index`: its latent (computed on the worker) becomes the current one."""
         varied, _ = self.variations[index]
+        origin = f"variation {varied.param('variation_seed')} of seed {varied.seed}" \
+            if varied.param("variation_seed") is not None else f"variation of seed {varied.seed}"
         self.runner.run(varied, "Use variation", kind="latent",
-                        on_done=lambda output: self.document.use_latent_values("Use variation", output.data, varied),
+                        on_done=lambda output: self.document.use_latent_values("Use variation", output.data, varied,
+                                                                               origin=origin),
                         on_error=self._reporter("Cannot use the variation"))
 
     # --- encoding -------------------------------------------------------------------------------------------------
@@ -228,8 +232,9 @@ class Tasks:
         verb, done_verb = ("Project", "Projected") if self.document.projects else ("Encode", "Encoded")
 
         def done(output: Output) -> None:
-            self.document.use_latent_values(f"{verb} {name}", output.data)
-            self.message(INFO, f"{done_verb} {name}: its style is now the latent", "")
+            carried = self.document.use_encoded_latent(f"{verb} {name}", output.data,
+                                                       origin=f"{done_verb.lower()} from {name}")
+            self._say_encoded(f"{done_verb} {name}: its style is now the latent", carried)
 
         def cancelled() -> None:
             self.message(INFO, f"{verb} {name} was cancelled: the latent is unchanged", "")
@@ -237,6 +242,12 @@ class Tasks:
         self.runner.run_work(request, f"{verb} {name}", partial(work.encode_image, images=images, labels=labels),
                              on_done=done, on_error=self._reporter(f"Cannot {verb.lower()} {name}"),
                              on_cancelled=cancelled)
+
+    def _say_encoded(self, text: str, carried: Carried | None) -> None:
+        """One line for a finished encoding, with the edits it kept and those it dropped (a warning then)."""
+        summary = carried.summary() if carried is not None else ""
+        self.message(WARNING if carried is not None and carried.dropped else INFO,
+                     f"{text}; {summary}" if summary else text, carried.detail() if carried is not None else "")
 
     def encode_sound(self, path: str | Path) -> None:
         """Encode a sound file (any rate: resampled to the model's) as the current class into the latent; reading
@@ -257,8 +268,8 @@ class Tasks:
         def done(output: Output) -> None:
             rate = output.info.get("resampled_from")
             note = f" (resampled from {rate} Hz)" if rate else ""
-            self.document.use_latent_values(f"Encode {name}", output.data)
-            self.message(INFO, f"Encoded {name} as a {label}{note}: its timbre is now the latent", "")
+            carried = self.document.use_encoded_latent(f"Encode {name}", output.data, origin=f"encoded from {name}")
+            self._say_encoded(f"Encoded {name} as a {label}{note}: its timbre is now the latent", carried)
 
         self.runner.run_work(request, f"Encode {name}", partial(work.encode_sound, path=Path(path), label=label),
                              on_done=done, on_error=self._reporter(f"Cannot encode {name}"))

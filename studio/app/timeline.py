@@ -19,6 +19,7 @@ from studio.engine.work import VideoPlan, video_plan
 from studio.errors import StudioError
 from studio.export import save_output
 from studio.export.audio import check_sound
+from studio.latent.kinds import common_kind, convert, find_kind
 from studio.paths import user_data_dir
 from studio.project.timeline import AudioMapping, Defaults, Keyframe, Timeline
 from studio.request import RenderRequest
@@ -84,15 +85,13 @@ class TimelineEditor:
 
     def add_keyframe(self, request: RenderRequest, values: Iterable[float], index: int | None = None) -> None:
         """Add `request` as a keyframe holding its exact latent `values` (computed by its model), at `index`
-        (default: the end)."""
+        (default: the end), named after where its latent came from ("seed 43", "projected from x.png" …)."""
         if not self.can_add_keyframe(request):
             return
         key = Keyframe(request.with_(latent=tuple(float(v) for v in values),
                                      params=self.document.render_only_params(request)),
-                       name=f"seed {request.seed}" if request.latent is None else "")
-        keyframes = list(self.timeline.keyframes)
-        keyframes.insert(len(keyframes) if index is None else index, key)
-        self.edit_timeline("Add keyframe", keyframes=tuple(keyframes))
+                       name=self.document.latent_origin(request))
+        self._insert_keyframe(key, index, "Add keyframe")
 
     def add_keyframe_from_latent(self, latent_index: int) -> None:
         """Add a saved latent of the library as a keyframe (with the current request's other settings)."""
@@ -100,7 +99,35 @@ class TimelineEditor:
         if request is None or not self.document.latent_fits(entry) or not self.can_add_keyframe(request):
             return
         key = Keyframe(request.with_(latent=entry.latent, params=self.document.render_only_params()), name=entry.name)
-        self.edit_timeline(f"Add keyframe {entry.name!r}", keyframes=(*self.timeline.keyframes, key))
+        self._insert_keyframe(key, None, f"Add keyframe {entry.name!r}")
+
+    def _insert_keyframe(self, key: Keyframe, index: int | None, text: str) -> None:
+        """Insert `key` as one step, every keyframe's latent of one kind so that they blend: a GAN's w among w+
+        keyframes is repeated per layer (or the others are, when the new one is a w+); kinds that do not convert
+        are refused with a message."""
+        keyframes = list(self.timeline.keyframes)
+        sizes = {len(k.request.latent or ()) for k in keyframes} | {len(key.request.latent or ())}
+        if len(sizes) > 1:
+            kinds = self.document.latent_kinds(key.request.model_id)
+            wanted = find_kind(kinds, size=max(sizes))
+            if wanted is None or any(common_kind(kinds, size, wanted.size) != wanted for size in sizes):
+                size = len(key.request.latent or ())
+                self.message(ERROR, f"Cannot add {key.name or 'the keyframe'}: its latent does not blend with the "
+                                    "timeline's",
+                             f"Its latent has {size} values, the timeline's keyframes "
+                             f"{', '.join(str(n) for n in sorted(sizes - {size}))}; neither converts to the other.")
+                return
+            keyframes = [self._as_kind(k, kinds, wanted) for k in keyframes]
+            key = self._as_kind(key, kinds, wanted)
+        keyframes.insert(len(keyframes) if index is None else index, key)
+        self.edit_timeline(text, keyframes=tuple(keyframes))
+
+    @staticmethod
+    def _as_kind(key: Keyframe, kinds, kind) -> Keyframe:
+        latent = key.request.latent
+        if latent is None or len(latent) == kind.size:
+            return key
+        return dataclasses.replace(key, request=key.request.with_(latent=convert(latent, kinds, kind)))
 
     def remove_keyframe(self, index: int) -> None:
         keyframes = list(self.timeline.keyframes)

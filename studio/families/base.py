@@ -24,6 +24,7 @@ import torch
 
 from studio.errors import ManifestError, RequestError, WeightsError
 from studio.limits import MAX_PARAMETERS, MAX_WIDTH, quote
+from studio.latent.kinds import LatentKind
 from studio.params import DIRECTIONS, RAW, SHAPING, Capability, Kind, ParamSpec, ParamTable
 from studio.steps import Progress, RenderSteps
 
@@ -141,6 +142,11 @@ class Family:
         """What an artist can set on this manifest's model: its conditions and the latent edits every family with a
         normal-prior latent takes (mix, variation, truncation, directions, raw dimensions)."""
         return (*condition_specs(manifest), *latent_specs(manifest))
+
+    def latent_kinds(self, manifest: "Manifest") -> tuple[LatentKind, ...]:
+        """The forms this model's latent takes as flat values (what its saved latents hold): by default one, the
+        manifest's latent. A family with more (a GAN's w and w+) says which convert into which (studio.latent.kinds)."""
+        return (LatentKind("z", manifest.latent.size, help="the latent the seed draws"),)
 
     def size_step(self, manifest: "Manifest") -> int:
         """ANY_SIZE families: the pixels a width or height snaps to."""

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from PySide6.QtCore import QSettings, QSize, Qt, QTimer
 from PySide6.QtGui import QGuiApplication, QIcon
-from PySide6.QtWidgets import QApplication
+from PySide6.QtWidgets import QApplication, QTabBar
 
 from studio import __version__
 from studio.errors import StudioError
@@ -165,6 +165,12 @@ def _report_geometry_when_shown(window, path: str) -> None:
                 continue
             top_left = widget.mapToGlobal(widget.rect().topLeft())
             data[name] = [top_left.x(), top_left.y(), widget.width(), widget.height()]
+        for bar in window.findChildren(QTabBar):  # the tabs of tabified docks ("dockTab:Library"): a test raises one
+            if bar.parent() is window and bar.isVisible():
+                for i in range(bar.count()):
+                    tab = bar.tabRect(i)
+                    corner = bar.mapToGlobal(tab.topLeft())
+                    data[f"dockTab:{bar.tabText(i)}"] = [corner.x(), corner.y(), tab.width(), tab.height()]
         canvas = window.canvas
         r = canvas.image_rect()
         origin = canvas.mapToGlobal(canvas.rect().topLeft())

@@ -157,10 +157,12 @@ def ask_add_model_folder(parent: QWidget, question: FolderQuestion) -> bool:
     return QMessageBox.StandardButton(box.exec()) == QMessageBox.StandardButton.Yes
 
 
-def ask_chars(parent: QWidget, image: str, default: str) -> str | None:
+def ask_chars(parent: QWidget, image: str, default: str, cells: int = 0) -> str | None:
+    """The characters the strip `image` shows ("" or Cancel: None); `cells`: how many it looks like (0: unknown)."""
+    looks = f"it looks like {cells} cell{'s' if cells != 1 else ''}: " if cells else ""
     text, ok = QInputDialog.getText(parent, "Encode Image",
                                     f"Which characters does {Path(image).name} show, left to right?\n"
-                                    "(one per equal-width cell; a space skips a cell)", text=default)
+                                    f"({looks}one per equal-width cell; a space skips a cell)", text=default)
     return text if ok and text.strip() else None
 
 
@@ -183,10 +185,8 @@ def chars_for(parent: QWidget, session, path: str) -> tuple[str, str] | None:
     if entry is None or entry.manifest is None:
         return None
     if entry.manifest.conditions.kind in ("text", "class"):
-        request = session.request
-        prompt = request.param("prompt") if request is not None else None
-        default = prompt.replace(" ", "") if isinstance(prompt, str) else ""
-        chars = ask_chars(parent, path, default)
+        guess = session.strip_chars(path)  # the strip's own cells: its stored prompt, or the prompt fitted to them
+        chars = ask_chars(parent, path, guess.chars, guess.cells)
         return (path, chars) if chars else None
     return path, ""
 

@@ -131,7 +131,10 @@ def test_encode_an_image_strip_into_the_latent(app, family, tmp_path):
     images, labels = family.encoded[0]
     assert images.shape == (2, 16, 16) and labels == ["A", "b"]
     assert doc.request.latent == pytest.approx([1.0] * 8) and doc.undo.undo_text == "Encode strip.png"
-    assert "d0" not in doc.request.params and heard[-1][1] == "Encoded strip.png: its style is now the latent"
+    # the encoding holds no edits: the direction set before still acts on it, is kept, and the line says so
+    assert doc.request.param("d0") == 1.0 and heard[-1][:2] == ("info", "Encoded strip.png: its style is now the "
+                                                                        "latent; kept d0")
+    assert doc.latent_name("") == "encoded from strip.png"
     (tmp_path / "bad.png").write_text("hello")
     tasks.encode_image(tmp_path / "bad.png", "Ab")
     assert heard[-1][0] == "error" and "bad.png" in heard[-1][2]

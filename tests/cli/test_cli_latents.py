@@ -114,3 +114,19 @@ def test_from_with_a_latent_still_takes_the_other_overrides(models_dir, tmp_path
     assert run(models_dir, "render", "--from", str(first), "--seed", "9", "--latent", str(z), "--out", str(second)) == 0
     request = read_request(second)
     assert request.seed == 9 and request.latent == (0.5,) * 8
+
+
+def test_a_gan_walks_from_a_w_to_a_w_plus(tmp_path):
+    from conftest import make_tiny_gan_package
+
+    root = tmp_path / "models"
+    make_tiny_gan_package(root / "tiny-gan")  # w: 8 values, w+: 4 layers × 8
+    w, w_plus = tmp_path / "w.json", tmp_path / "w_plus.json"
+    w.write_text(json.dumps({"latent": np.linspace(-1, 1, 8).tolist()}))
+    w_plus.write_text(json.dumps({"latent": np.linspace(1, -1, 32).tolist()}))
+    start, plain = tmp_path / "start.png", tmp_path / "plain.png"
+    assert run(root, "render", "--model", "tiny-gan", "--latent", str(w), "--toward", str(w_plus), "--t", "0",
+               "--out", str(start)) == 0
+    assert run(root, "render", "--model", "tiny-gan", "--latent", str(w), "--out", str(plain)) == 0
+    assert np.array_equal(pixels(start), pixels(plain))  # the w repeated on every layer is the same picture
+    assert len(read_request(start).latent) == 32

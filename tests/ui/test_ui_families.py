@@ -278,8 +278,10 @@ def test_use_latent_interpolation_and_encode_keep_noise(qtbot, make_window, tmp_
     s.interpolate_latents(0, 1, 0.5, "lerp")
     assert latent_params(w) == {"noise": 2.0} and s.request.latent == pytest.approx([0.0] * 16)
     set_params({"noise": 0.5, "truncation": 0.7})
+    # an encoding holds no edits: those that still act on it (ψ here) are kept with the noise
     with qtbot.waitSignal(s.request_changed, timeout=5000,
-                          check_params_cb=lambda r: dict(r.params) == {"prompt": "Ab", "noise": 0.5}):
+                          check_params_cb=lambda r: dict(r.params) == {"prompt": "Ab", "noise": 0.5,
+                                                                       "truncation": 0.7}):
         s.encode_image(strip_png(tmp_path / "ab.png"), "Ab")
     # a VAE request has no noise: the latent replaces every latent param there as before
     s.use_model(VAE)

@@ -193,7 +193,7 @@ def test_dropping_a_plain_image_encodes_it(qtbot, window, tmp_path, monkeypatch)
 
     plain = tmp_path / "glyphs.png"
     Image.fromarray(np.zeros((16, 32), dtype=np.uint8)).save(plain)
-    monkeypatch.setattr(dialogs, "ask_chars", lambda parent, image, default: "Ab")
+    monkeypatch.setattr(dialogs, "ask_chars", lambda parent, image, default, cells=0: "Ab")
     with qtbot.waitSignal(window.session.request_changed, timeout=5000, check_params_cb=lambda r: r.latent is not None):
         drop(window, plain)
     assert window.session.request.latent == pytest.approx([0.0] * 8)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Generator
+from dataclasses import replace
 from typing import cast
 
 import numpy as np
@@ -30,6 +31,7 @@ from studio.errors import ManifestError, RequestError
 from studio.families.base import (Family, LoadedModel, arch_value, arch_widths, check_parameter_count,
                                   condition_specs, latent_specs)
 from studio.families.cells import check_cell_manifest, compose_sheet, label_rows, prepare_cells
+from studio.latent.kinds import LatentKind
 from studio.nets.stylegan import StyleGenerator
 from studio.params import DIRECTIONS, SHAPING, Capability, Kind, ParamSpec
 from studio.steps import Output, Progress, RenderSteps
@@ -75,7 +77,16 @@ class GANFamily(Family):
                       help="Strength of the generator's per-pixel noise (texture and small irregularities): 1 as "
                            "trained, 0 none (clean strokes), above 1 exaggerated"),
         ]
+        # a variation slerps the seed's z: an explicit latent (a projection, a saved w) is not varied
+        specs = [replace(s, seeded_only=True) if s.name.startswith("variation_") else s for s in specs]
         return tuple(specs)
+
+    def latent_kinds(self, manifest) -> tuple[LatentKind, ...]:
+        """One w (the same style for every layer: what a seed gives) and w+ (one w per layer: what a projection or a
+        layer edit gives). A w is the w+ that repeats it on every layer (`latent_ws` reads it so), so w → w+."""
+        d, n = manifest.latent.size, num_style_layers(manifest)
+        return (LatentKind("w", d, help="one style for every layer"),
+                LatentKind("w+", n * d, widens="w", help=f"one style per layer ({n} layers)"))
 
     def _config(self, manifest) -> dict:
         out = manifest.output

@@ -1,4 +1,7 @@
-"""The latent library: latents saved in the document (name, thumbnail), and interpolation between two of them."""
+"""The latent library: latents saved in the document (named after their origin: "seed 43", "projected from
+x.png" …, with a thumbnail and their kind), and interpolation between two of them. The Interpolate combos offer only
+latents the current model can use, and only pairs that interpolate (a w and a w+ do: the w is repeated per layer), so
+a drag of t never fails; should it, one drag says so once."""
 
 from __future__ import annotations
 
@@ -24,6 +27,8 @@ class LibraryPanel(QWidget):
         self.session = session
         self.setObjectName("libraryPanel")
         self._gesture = 0
+        self._count = 0  # library entries shown (a new one becomes the interpolation target)
+        self._model: str | None = None  # the model whose latents the Interpolate combos offer
 
         self.name_edit = QLineEdit()
         self.name_edit.setObjectName("latentName")
@@ -96,6 +101,7 @@ class LibraryPanel(QWidget):
         self.t_slider.sliderReleased.connect(self._new_gesture)
         self.t_slider.valueChanged.connect(self._on_t_changed)
         self.mode.currentIndexChanged.connect(lambda _: self._on_t_changed(self.t_slider.value()))
+        self.first.currentIndexChanged.connect(lambda _: self._on_first_changed())
         self._on_latents_changed()
         self._on_request_changed(session.request)
 
@@ -108,29 +114,66 @@ class LibraryPanel(QWidget):
         self.list.clear()
         for entry in latents:
             item = QListWidgetItem(QIcon(pixmap_from_png(entry.thumbnail_png)), entry.name)
-            item.setToolTip(f"{entry.name}\nmodel {entry.model_id}, {len(entry.latent)} values")
+            item.setToolTip(f"{entry.name}\nmodel {entry.model_id}, {self.session.describe_latent(entry)}")
             self.list.addItem(item)
         self.list.setCurrentRow(min(row, len(latents) - 1) if row >= 0 else len(latents) - 1)
-        added = len(latents) > self.second.count()
-        for combo, default in ((self.first, 0), (self.second, len(latents) - 1)):
-            keep = combo.currentIndex()
-            blocked = combo.blockSignals(True)
-            combo.clear()
-            combo.addItems([entry.name for entry in latents])
-            # a newly saved latent becomes the interpolation target; otherwise keep the artist's choice
-            combo.setCurrentIndex(default if (combo is self.second and added) or not 0 <= keep < len(latents)
-                                  else keep)
-            combo.blockSignals(blocked)
+        added = len(latents) > self._count
+        self._count = len(latents)
+        self._fill_pair(newest=len(latents) - 1 if added else None)
         self._update_buttons()
+
+    def _fill_pair(self, newest: int | None = None) -> None:
+        """The Interpolate combos: the first lists the library's latents the current model can use, the second
+        those that pair with the first's (a w and a w+ do: the w is repeated per layer), so that no choice can fail.
+        Each item holds its library index; the artist's choice is kept, and a newly saved latent (`newest`) becomes
+        the target."""
+        usable = self.session.usable_latents()
+        first = self._fill(self.first, usable, self._chosen(self.first, usable, 0))
+        partners = [i for i in self.session.interpolation_partners(first) if i != first] if first >= 0 else []
+        keep = newest if newest in partners else self._chosen(self.second, partners, -1)
+        self._fill(self.second, partners, keep)
+
+    @staticmethod
+    def _chosen(combo: QComboBox, indices: list[int], fallback: int) -> int:
+        """The library index `combo` shows now when it is still among `indices`, else `indices[fallback]`."""
+        current = combo.currentData()
+        if current in indices:
+            return current
+        return indices[fallback] if indices else -1
+
+    def _fill(self, combo: QComboBox, indices: list[int], chosen: int) -> int:
+        """Fill `combo` with the library entries `indices` (their names; kind in the tooltip), `chosen` current;
+        the library index it shows (-1: none)."""
+        latents = self.session.document.latents
+        blocked = combo.blockSignals(True)
+        combo.clear()
+        for index in indices:
+            entry = latents[index]
+            combo.addItem(entry.name, index)
+            combo.setItemData(combo.count() - 1, f"{entry.name}\n{self.session.describe_latent(entry)}",
+                              Qt.ItemDataRole.ToolTipRole)
+        if chosen in indices:
+            combo.setCurrentIndex(indices.index(chosen))
+        combo.blockSignals(blocked)
+        return combo.currentData() if combo.count() else -1
 
     def _on_request_changed(self, request) -> None:
         self.save_button.setEnabled(request is not None)
+        model = request.model_id if request is not None else None
+        if model != self._model:  # another model: other latents of the library are usable
+            self._model = model
+            self._fill_pair()
+            self._update_buttons()
+
+    def _on_first_changed(self) -> None:
+        self._fill_pair()
+        self._update_buttons()
 
     def _update_buttons(self) -> None:
         selected = self.list.currentRow() >= 0
         self.use_button.setEnabled(selected)
         self.remove_button.setEnabled(selected)
-        can_interpolate = len(self.session.document.latents) >= 2
+        can_interpolate = self.first.count() > 0 and self.second.count() > 0
         for widget in (self.first, self.second, self.mode, self.t_slider):
             widget.setEnabled(can_interpolate)
 
@@ -149,7 +192,7 @@ class LibraryPanel(QWidget):
     def _on_t_changed(self, value: int) -> None:
         t = value / STEPS
         self.t_label.setText(f"{t:.2f}")
-        a, b = self.first.currentIndex(), self.second.currentIndex()
-        if a < 0 or b < 0 or len(self.session.document.latents) < 2:
+        a, b = self.first.currentData(), self.second.currentData()
+        if a is None or b is None:
             return
         self.session.interpolate_latents(a, b, t, self.mode.currentText(), merge=f"interp:{self._gesture}")

@@ -15,6 +15,7 @@ torch: the engine does, on its worker thread.
 
 from __future__ import annotations
 
+import logging
 import random
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable
@@ -25,11 +26,12 @@ from PySide6.QtCore import QObject, Signal
 from studio.app.document import DEFAULT_STRENGTH, SEED_MODES, OpenDocument
 from studio.app.listeners import Listeners
 from studio.app.models import ERROR, INFO, WARNING, FolderAsker, ModelLibrary
+from studio.app.strips import StripGuess
 from studio.app.tasks import Tasks
 from studio.app.timeline import TimelineEditor
 from studio.export import OutputSize
 from studio.library import PackageEntry
-from studio.project import Document
+from studio.project import Document, SavedLatent
 from studio.project.timeline import Timeline
 from studio.request import RenderRequest
 from studio.steps import Output
@@ -43,6 +45,9 @@ from studio.ui.session.undo import UndoActions, UndoAdapter
 
 if TYPE_CHECKING:
     from studio.engine.api import EngineAPI
+
+log = logging.getLogger("studio.messages")  # every message shown also goes to the log file (Help → Show Log File)
+_LOG_LEVELS = {INFO: logging.INFO, WARNING: logging.WARNING, ERROR: logging.ERROR}
 
 __all__ = ["DEFAULT_STRENGTH", "ERROR", "HISTORY_SETTLE_MS", "INFO", "SEED_MODES", "Session", "UndoActions",
            "UndoAdapter", "WARNING"]
@@ -80,6 +85,7 @@ class Session(QObject):
         self.results = TasksAdapter(self.tasks, self.core, self.bridge, self)
         self.timelines = TimelineAdapter(self.timeline_editor, self)
         messages.connect(self.message.emit)
+        self.message.connect(self._log_message)
         # a model chosen with use_model whose first render has not come back yet: (id, undo index, previous request)
         self._trying: tuple[str, int, RenderRequest] | None = None
         self.results.failure_handler = self._on_preview_failed
@@ -98,6 +104,9 @@ class Session(QObject):
                                (self.results.rendered, self.rendered),
                                (self.timelines.changed, self.timeline_changed)):
             source.connect(target)
+
+    def _log_message(self, level: str, text: str, detail: str) -> None:
+        log.log(_LOG_LEVELS.get(level, logging.INFO), "message: %s", text)
 
     # --- models ---------------------------------------------------------------------------------------------------
     @property
@@ -244,6 +253,18 @@ class Session(QObject):
     def interpolate_latents(self, a: int, b: int, t: float, mode: str = "slerp", merge: str | None = None) -> None:
         self.core.interpolate_latents(a, b, t, mode, merge)
 
+    def usable_latents(self) -> list[int]:
+        """The library entries the current model can use (its own, of a kind it takes)."""
+        return self.core.usable_latents()
+
+    def interpolation_partners(self, index: int) -> list[int]:
+        """The usable library entries that interpolate with entry `index` (a w pairs with a w+), itself included."""
+        return self.core.interpolation_partners(index)
+
+    def describe_latent(self, entry: SavedLatent) -> str:
+        """The kind of a saved latent: "w+ (8 × 128 values)", "z (32 values)"."""
+        return self.core.describe_latent(entry)
+
     def set_init_image(self, source: str | Path | np.ndarray, name: str = "") -> bool:
         """Start image-to-image from a picture, fitted to the sheet the prompt draws (one undoable step)."""
         return self.core.set_init_image(source, name)
@@ -313,6 +334,11 @@ class Session(QObject):
         """Encode an image (for text models: a strip with one cell per character of `chars`) into the latent; a
         projection runs for a while on the worker, reports progress and can be cancelled."""
         self.tasks.encode_image(path, chars)
+
+    def strip_chars(self, path: str | Path) -> StripGuess:
+        """The characters to offer for encoding the strip at `path` (studio.app.strips): the prompt stored in it,
+        else the current prompt fitted to its cells."""
+        return self.core.strip_chars(path)
 
     def encode_sound(self, path: str | Path) -> None:
         """Encode a sound file (any rate) as the current class into the latent, on the worker."""
