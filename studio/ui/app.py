@@ -95,7 +95,6 @@ def run(model: str | None = None, open_paths: list[str] | None = None, device: s
     session = Session(engine, roots=roots)
     autosave = Autosave()
     window = MainWindow(session, store, autosave)
-    session.message.connect(_log_message)
     if settings_problem:
         session.message.emit("warning", "Your settings could not be read and were reset", settings_problem)
     try:
@@ -140,12 +139,6 @@ def move_window_folders(store: QSettings) -> list[Path]:
     store.remove("model_folders")
     store.sync()
     return folders
-
-
-def _log_message(level: str, title: str, detail: str) -> None:
-    """What the message area shows goes to the log file too (errors with their details)."""
-    log.log({"error": logging.ERROR, "warning": logging.WARNING}.get(level, logging.INFO), "%s%s", title,
-            f": {detail}" if detail else "")
 
 
 def _report_geometry_when_shown(window, path: str) -> None:

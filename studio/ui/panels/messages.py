@@ -4,7 +4,6 @@ for warnings and errors it emits `attention` so the main window can raise its do
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -13,10 +12,7 @@ from PySide6.QtGui import QFontDatabase, QGuiApplication, QIcon
 from PySide6.QtWidgets import (QAbstractItemView, QHBoxLayout, QListWidget, QListWidgetItem, QPlainTextEdit,
                                QPushButton, QSplitter, QStyle, QVBoxLayout, QWidget)
 
-log = logging.getLogger(__name__)
-
 INFO, WARNING, ERROR = "info", "warning", "error"
-_LOG_LEVELS = {"info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
 LEVELS = (INFO, WARNING, ERROR)
 MAX_MESSAGES = 200
 _ICONS = {INFO: QStyle.StandardPixmap.SP_MessageBoxInformation,
@@ -105,7 +101,6 @@ class MessageArea(QWidget):
         """Show a message (what the session's `message` signal does)."""
         level = level if level in LEVELS else INFO
         message = Message(level, text, detail)
-        log.log(_LOG_LEVELS[level], "%s%s", text, f" — {detail}" if detail else "")  # the log has what was said
         follow = self._list.currentRow() <= 0  # nothing selected, or the newest: keep showing the newest
         self._messages.insert(0, message)
         self._list.insertItem(0, self._make_item(message))

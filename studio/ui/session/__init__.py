@@ -106,7 +106,8 @@ class Session(QObject):
             source.connect(target)
 
     def _log_message(self, level: str, text: str, detail: str) -> None:
-        log.log(_LOG_LEVELS.get(level, logging.INFO), "message: %s", text)
+        """What the window says goes to the log file too, once per message (errors with their details)."""
+        log.log(_LOG_LEVELS.get(level, logging.INFO), "message: %s%s", text, f" — {detail}" if detail else "")
 
     # --- models ---------------------------------------------------------------------------------------------------
     @property
