@@ -148,6 +148,33 @@ def _log_message(level: str, title: str, detail: str) -> None:
             f": {detail}" if detail else "")
 
 
+def _layout_report(window) -> dict:
+    """What the layout tests check beyond rectangles: the window's minimum and its screen's available area, each
+    dock's minimum height and whether the bottom docks are collapsed, how each parameter control is reached."""
+    from studio.ui.layout import reach_report
+
+    from PySide6.QtWidgets import QTabBar
+
+    screen = window.screen().availableGeometry()
+    tabs = {}
+    for bar in window.findChildren(QTabBar):
+        for i in range(bar.count()):
+            if bar.isVisible() and bar.tabText(i) in window.docks:
+                r = bar.tabRect(i)
+                at = bar.mapToGlobal(r.topLeft())
+                tabs[bar.tabText(i)] = [at.x(), at.y(), r.width(), r.height()]
+    entry = window.session.entry
+    minimum = window.minimumSizeHint().expandedTo(window.minimumSize())
+    return {"windowMinimum": [minimum.width(), minimum.height()],
+            "screenArea": [screen.x(), screen.y(), screen.width(), screen.height()],
+            "dockMinimumHeights": {title: dock.minimumSizeHint().height() for title, dock in window.docks.items()
+                                   if dock.isVisible()},
+            "bottomCollapsed": window.bottom_docks.collapsed,
+            "dockTabs": tabs,
+            "model": entry.manifest.id if entry is not None and entry.manifest is not None else "",
+            "controls": reach_report(window, [window.prompt, window.latent])}
+
+
 def _report_geometry_when_shown(window, path: str) -> None:
     """Write the screen rectangles of the window's named widgets once the first image (or sound) is shown."""
     written: list[bool] = []
@@ -170,6 +197,7 @@ def _report_geometry_when_shown(window, path: str) -> None:
         origin = canvas.mapToGlobal(canvas.rect().topLeft())
         data["previewImage"] = [origin.x() + int(r.x()), origin.y() + int(r.y()), int(r.width()), int(r.height())]
         data["ratio"] = window.devicePixelRatioF()
+        data.update(_layout_report(window))
         tmp = path + ".part"
         with open(tmp, "w", encoding="utf-8") as f:
             json.dump(data, f)

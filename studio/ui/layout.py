@@ -1,0 +1,228 @@
+"""The main window's layout: the preview gets the room, docks size to their content, the window fits the screen.
+
+- At first start the window takes 1280 × 820 or 85 % of a bigger screen's available area, never more than that area
+  (a 1280 × 720 laptop gets a window that fits, never one whose bottom is off the screen).
+- The bottom docks (History, Messages, Variations, Timeline) start collapsed to their title and tabs: clicking a tab
+  (or a window action that raises one: an error, Ctrl+Shift+V, Ctrl+K) opens it with room; clicking the open tab
+  again collapses it. Whether they are collapsed is remembered.
+- On every model switch the right column is split by content: Conditions as tall as its controls (up to what leaves
+  the Latent panel its share), the rest to Latent. Both scroll when their controls do not fit, so no dock asks for
+  more height than a 720-px screen has.
+- A layout saved by an earlier version (before LAYOUT_VERSION) is not restored, once: those states hold the old
+  200-px History dock and a right column split for other panels, and nothing tells them apart from a user's choice.
+  The window's size and place are kept (fitted to the screen).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from PySide6.QtCore import QCoreApplication, QEvent, QObject, QSettings, QSize, Qt, QTimer, Signal
+from PySide6.QtGui import QMouseEvent
+from PySide6.QtWidgets import QDockWidget, QMainWindow, QTabBar, QWidget
+
+LAYOUT_VERSION = 2  # 2: collapsible bottom docks, right column split by content (issue 17)
+VERSION_KEY = "layoutVersion"
+COLLAPSED_KEY = "bottomDocksCollapsed"
+DEFAULT_SIZE = QSize(1280, 820)
+SCREEN_SHARE = 0.85  # a first start on a big screen takes this much of it
+OPEN_HEIGHT = 170  # a bottom dock opened from its tab: room for the history strip, a few messages, a row of tiles
+OPEN_SHARE = 0.35  # … but never more than this share of the window's height
+LATENT_SHARE = 0.4  # Conditions leaves the Latent panel at least this share of the right column when both overflow
+
+
+def fit_to_screen(window: QWidget, wanted: QSize | None = None) -> None:
+    """Size the window to `wanted` (None: the first-start size), bounded by its screen's available area (and moved
+    inside it)."""
+    screen = window.screen()
+    if screen is None:
+        window.resize(wanted or DEFAULT_SIZE)
+        return
+    area = screen.availableGeometry()
+    if wanted is None:
+        wanted = DEFAULT_SIZE.expandedTo(QSize(int(area.width() * SCREEN_SHARE), int(area.height() * SCREEN_SHARE)))
+    size = wanted.boundedTo(area.size()).expandedTo(window.minimumSizeHint().boundedTo(area.size()))
+    window.resize(size)
+    x = min(max(window.x(), area.left()), area.right() + 1 - size.width())
+    y = min(max(window.y(), area.top()), area.bottom() + 1 - size.height())
+    window.move(x, y)
+
+
+def saved_layout_usable(settings: QSettings) -> bool:
+    """Whether the window state in `settings` was saved by this layout version (an older one is not restored)."""
+    try:
+        return int(str(settings.value(VERSION_KEY, 0))) >= LAYOUT_VERSION
+    except ValueError:
+        return False
+
+
+def mark_layout_version(settings: QSettings) -> None:
+    settings.setValue(VERSION_KEY, LAYOUT_VERSION)
+
+
+class BottomDocks(QObject):
+    """The bottom docks collapse to their title and tabs together, and open (with room) when one is asked for.
+    `shown`: the window was first shown and laid out (the time to size docks by what they hold)."""
+
+    shown = Signal()
+
+    def __init__(self, window: QMainWindow, docks: Sequence[QDockWidget]):
+        super().__init__(window)
+        self.window = window
+        self.docks = list(docks)
+        self.collapsed = False
+        self._armed = False  # visibility changes of the window's own first show open nothing
+        for dock in self.docks:
+            dock.visibilityChanged.connect(lambda visible, d=dock: self._on_visibility(d, visible))
+        window.installEventFilter(self)
+        for bar in window.findChildren(QTabBar):
+            bar.installEventFilter(self)
+
+    # --- public -----------------------------------------------------------------------------------------------------
+    def collapse(self) -> None:
+        self.collapsed = True
+        for dock in self.docks:
+            if dock.widget() is not None:
+                dock.widget().hide()
+            if dock.titleBarWidget() is None:
+                dock.setTitleBarWidget(_bare_title())  # collapsed to its tab alone
+        shown = [d for d in self.docks if d.isVisibleTo(self.window) and not d.isFloating()]
+        if shown:
+            self.window.resizeDocks(shown, [1] * len(shown), Qt.Orientation.Vertical)  # down to the title
+
+    def expand(self, dock: QDockWidget | None = None) -> None:
+        """Open the bottom docks, `dock` in front, with room for its content."""
+        was = self.collapsed
+        self.collapsed = False
+        for each in self.docks:
+            if each.widget() is not None:
+                each.widget().show()
+            if was and isinstance(each.titleBarWidget(), _BareTitle):
+                old = each.titleBarWidget()
+                each.setTitleBarWidget(None)  # Qt's own title again (float, close)
+                old.deleteLater()
+        if dock is None:
+            dock = next((d for d in self.docks if not d.visibleRegion().isEmpty()), self.docks[0])
+        if was and not dock.isFloating():
+            height = min(max(OPEN_HEIGHT, dock.widget().sizeHint().height() if dock.widget() else 0),
+                         int(self.window.height() * OPEN_SHARE))
+            self.window.resizeDocks([dock], [height], Qt.Orientation.Vertical)
+
+    def toggle(self, dock: QDockWidget) -> None:
+        if self.collapsed:
+            self.expand(dock)
+        else:
+            self.collapse()
+
+    def arm(self) -> None:
+        """From now on a bottom dock that comes forward (its tab clicked, raised by an action) opens them."""
+        self._armed = True
+
+    def _first_shown(self) -> None:
+        if self.collapsed:
+            self.collapse()  # again: sizes set before the first show are only a request
+        self.arm()
+        self.shown.emit()
+
+    # --- events -----------------------------------------------------------------------------------------------------
+    def _on_visibility(self, dock: QDockWidget, visible: bool) -> None:
+        if visible and self.collapsed and self._armed:
+            QTimer.singleShot(0, self, lambda: self.expand(dock))
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        kind = event.type()
+        if watched is self.window and kind == QEvent.Type.Show and not self._armed:
+            QTimer.singleShot(0, self, self._first_shown)
+        elif watched is self.window and kind == QEvent.Type.ChildAdded:
+            child = event.child()  # type: ignore[attr-defined]  # a QChildEvent
+            if isinstance(child, QTabBar):  # the tabs of tabified docks (made by the window's layout)
+                child.installEventFilter(self)
+        elif (isinstance(watched, QTabBar) and kind == QEvent.Type.MouseButtonPress and isinstance(event, QMouseEvent)
+              and event.button() == Qt.MouseButton.LeftButton):
+            index = watched.tabAt(event.position().toPoint())
+            dock = self._dock_of_tab(watched, index)
+            if dock is not None and index == watched.currentIndex():  # the tab in front: open or collapse
+                self.toggle(dock)
+            # another tab comes forward: its visibility change opens the docks
+        return False
+
+    def _dock_of_tab(self, bar: QTabBar, index: int) -> QDockWidget | None:
+        if index < 0:
+            return None
+        title = bar.tabText(index)
+        return next((d for d in self.docks if d.windowTitle() == title), None)
+
+
+class _BareTitle(QWidget):
+    """The title bar of a collapsed bottom dock: nothing (the dock's tab names it)."""
+
+
+def _bare_title() -> QWidget:
+    title = _BareTitle()
+    title.setFixedHeight(0)
+    return title
+
+
+def fit_right_column(window: QMainWindow, conditions: QDockWidget, latent: QDockWidget) -> None:
+    """Split the right column by content: Conditions as tall as its controls (leaving Latent its share when both
+    overflow), the rest to Latent (or whichever of its tab group is in front)."""
+    partner = latent if latent.isVisibleTo(window) else None
+    if partner is None:
+        partner = next((d for d in window.tabifiedDockWidgets(latent) if d.isVisibleTo(window)), None)
+    if not conditions.isVisibleTo(window) or partner is None or conditions.isFloating() or partner.isFloating():
+        return
+    # New controls show, and their size reaches the dock, through a chain of posted events (a queued show, then a
+    # layout request per level): deliver them now, so the hints below are those of the new model's controls.
+    for _ in range(4):
+        QCoreApplication.sendPostedEvents()
+    total = conditions.height() + partner.height()
+    if total <= 0:
+        return
+    want = conditions.sizeHint().height()
+    room_for_latent = partner.sizeHint().height()
+    cap = max(int(total * (1 - LATENT_SHARE)), total - room_for_latent)
+    height = max(min(want, cap), conditions.minimumSizeHint().height())
+    window.resizeDocks([conditions, partner], [height, total - height], Qt.Orientation.Vertical)
+
+
+def reach_report(window: QMainWindow, panels: Sequence[QWidget]) -> dict:
+    """For the geometry report: where each control of `panels` is and how a user reaches it — "screen" (shown
+    whole inside the window), "scroll" (inside a scroll area whose range reaches it), or "no"."""
+    from PySide6.QtWidgets import QScrollArea
+
+    found: dict[str, dict] = {}
+    inside = window.rect()
+    for panel in panels:
+        for name, control in getattr(panel, "controls", {}).items():
+            editor = getattr(control, "editor", None) or control
+            if not editor.isVisibleTo(panel):
+                continue  # hidden by the panel (raw dimensions not asked for)
+            top_left = editor.mapTo(window, editor.rect().topLeft())
+            rect = editor.rect().translated(top_left)
+            area = _scroll_area_of(editor)
+            how = "no"
+            if area is not None and area.widget() is not None:
+                viewport = area.viewport().rect().translated(area.viewport().mapTo(window, area.viewport().rect()
+                                                                                   .topLeft()))
+                content = area.widget()
+                at = editor.mapTo(content, editor.rect().topLeft())
+                shown = viewport.contains(rect) and inside.contains(rect)
+                bar = area.verticalScrollBar()
+                reachable = (at.y() + editor.height() <= content.height()
+                             and at.y() - bar.value() >= -bar.maximum()
+                             and viewport.height() >= min(editor.height(), 16) and inside.contains(viewport))
+                how = "screen" if shown else "scroll" if reachable and isinstance(area, QScrollArea) else "no"
+            elif inside.contains(rect) and editor.isVisible():
+                how = "screen"
+            found[f"{panel.objectName()}/{name}"] = {"rect": [rect.x(), rect.y(), rect.width(), rect.height()],
+                                                     "reach": how}
+    return found
+
+
+def _scroll_area_of(widget: QWidget):
+    from PySide6.QtWidgets import QScrollArea
+
+    parent = widget.parentWidget()
+    while parent is not None and not isinstance(parent, QScrollArea):
+        parent = parent.parentWidget()
+    return parent
