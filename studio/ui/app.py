@@ -159,8 +159,9 @@ def _layout_report(window) -> dict:
     tabs = {}
     for bar in window.findChildren(QTabBar):
         for i in range(bar.count()):
-            if bar.isVisible() and bar.tabText(i) in window.docks:
-                r = bar.tabRect(i)
+            r = bar.tabRect(i)
+            if (bar.isVisible() and bar.tabText(i) in window.docks  # and not a stale bar under other widgets
+                    and window.childAt(bar.mapTo(window, r.center())) is bar):
                 at = bar.mapToGlobal(r.topLeft())
                 tabs[bar.tabText(i)] = [at.x(), at.y(), r.width(), r.height()]
     entry = window.session.entry

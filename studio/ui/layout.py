@@ -26,7 +26,7 @@ VERSION_KEY = "layoutVersion"
 COLLAPSED_KEY = "bottomDocksCollapsed"
 DEFAULT_SIZE = QSize(1280, 820)
 SCREEN_SHARE = 0.85  # a first start on a big screen takes this much of it
-OPEN_HEIGHT = 170  # a bottom dock opened from its tab: room for the history strip, a few messages, a row of tiles
+OPEN_HEIGHT = 110  # a bottom dock opened from its tab gets at least this, or what its content asks for
 OPEN_SHARE = 0.35  # … but never more than this share of the window's height
 LATENT_SHARE = 0.4  # Conditions leaves the Latent panel at least this share of the right column when both overflow
 
@@ -72,11 +72,12 @@ class BottomDocks(QObject):
         self.docks = list(docks)
         self.collapsed = False
         self._armed = False  # visibility changes of the window's own first show open nothing
+        self._bars: list[QTabBar] = []
+        self._front = self.docks[0]  # the bottom dock in front (the window raises the first)
         for dock in self.docks:
             dock.visibilityChanged.connect(lambda visible, d=dock: self._on_visibility(d, visible))
         window.installEventFilter(self)
-        for bar in window.findChildren(QTabBar):
-            bar.installEventFilter(self)
+        self._watch_tab_bars()
 
     # --- public -----------------------------------------------------------------------------------------------------
     def collapse(self) -> None:
@@ -118,6 +119,14 @@ class BottomDocks(QObject):
         """From now on a bottom dock that comes forward (its tab clicked, raised by an action) opens them."""
         self._armed = True
 
+    def _watch_tab_bars(self) -> None:
+        # kept: events name a bar by the wrapper PySide made here (Qt's private QMainWindowTabBar is no QTabBar to
+        # PySide when it wraps it afresh)
+        self._bars = self.window.findChildren(QTabBar)
+        for bar in self._bars:
+            bar.removeEventFilter(self)  # (installed once)
+            bar.installEventFilter(self)
+
     def _first_shown(self) -> None:
         if self.collapsed:
             self.collapse()  # again: sizes set before the first show are only a request
@@ -126,24 +135,29 @@ class BottomDocks(QObject):
 
     # --- events -----------------------------------------------------------------------------------------------------
     def _on_visibility(self, dock: QDockWidget, visible: bool) -> None:
-        if visible and self.collapsed and self._armed:
+        """Another bottom dock came forward (its tab clicked, or raised): open them. Collapsing re-lays the docks out
+        and reports the one in front visible again: that opens nothing."""
+        if not visible:
+            return
+        before, self._front = self._front, dock
+        if dock is not before and self.collapsed and self._armed:
             QTimer.singleShot(0, self, lambda: self.expand(dock))
 
     def eventFilter(self, watched: QObject, event: QEvent) -> bool:
         kind = event.type()
         if watched is self.window and kind == QEvent.Type.Show and not self._armed:
             QTimer.singleShot(0, self, self._first_shown)
-        elif watched is self.window and kind == QEvent.Type.ChildAdded:
-            child = event.child()  # type: ignore[attr-defined]  # a QChildEvent
-            if isinstance(child, QTabBar):  # the tabs of tabified docks (made by the window's layout)
-                child.installEventFilter(self)
-        elif (isinstance(watched, QTabBar) and kind == QEvent.Type.MouseButtonPress and isinstance(event, QMouseEvent)
-              and event.button() == Qt.MouseButton.LeftButton):
-            index = watched.tabAt(event.position().toPoint())
-            dock = self._dock_of_tab(watched, index)
-            if dock is not None and index == watched.currentIndex():  # the tab in front: open or collapse
+        elif watched is self.window and kind == QEvent.Type.ChildAdded:  # maybe the tabs of tabified docks, made
+            QTimer.singleShot(0, self, self._watch_tab_bars)  # by the window's layout (a QTabBar once constructed)
+        elif (kind in (QEvent.Type.MouseButtonPress, QEvent.Type.MouseButtonDblClick)
+              and isinstance(event, QMouseEvent) and event.button() == Qt.MouseButton.LeftButton
+              and (bar := next((b for b in self._bars if b is watched), None)) is not None):
+            index = bar.tabAt(event.position().toPoint())
+            dock = self._dock_of_tab(bar, index)
+            if dock is not None and index == bar.currentIndex():  # the tab in front: open or collapse
                 self.toggle(dock)
-            # another tab comes forward: its visibility change opens the docks
+            elif dock is not None and self.collapsed:  # another tab comes forward (once the bar has switched)
+                QTimer.singleShot(0, self, lambda: self.expand(dock))
         return False
 
     def _dock_of_tab(self, bar: QTabBar, index: int) -> QDockWidget | None:
@@ -156,11 +170,12 @@ class BottomDocks(QObject):
 class _BareTitle(QWidget):
     """The title bar of a collapsed bottom dock: nothing (the dock's tab names it)."""
 
+    def sizeHint(self) -> QSize:
+        return QSize(0, 0)  # a plain QWidget's (−1, −1) would make the dock's minimum height −1 (and Qt warn)
+
 
 def _bare_title() -> QWidget:
-    title = _BareTitle()
-    title.setFixedHeight(0)
-    return title
+    return _BareTitle()
 
 
 def fit_right_column(window: QMainWindow, conditions: QDockWidget, latent: QDockWidget) -> None:

@@ -694,6 +694,10 @@ class MainWindow(QMainWindow):
         if geometry is not None and self.restoreGeometry(geometry):
             fit_to_screen(self, self.size())
         restored = state is not None and saved_layout_usable(self.settings) and self.restoreState(state)
+        if restored and geometry is not None:  # again: the restored docks may allow a smaller window than before
+            self.layout().activate()  # (the window's minimum is the layout's, once it has seen the restored docks)
+            if self.restoreGeometry(geometry):
+                fit_to_screen(self, self.size())
         collapsed = self.settings.value(COLLAPSED_KEY, True) if restored else True
         if collapsed in (True, "true", 1, "1"):  # QSettings INI hands back "true"
             self.bottom_docks.collapse()
