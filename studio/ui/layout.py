@@ -241,3 +241,14 @@ def _scroll_area_of(widget: QWidget):
     while parent is not None and not isinstance(parent, QScrollArea):
         parent = parent.parentWidget()
     return parent
+
+
+def remember_thumb_sizes(settings: QSettings, panels: dict[str, QWidget]) -> None:
+    """Each panel's thumbnail size (history strip, variation tiles) from `settings`, and kept there when the user
+    picks another (panels with `set_thumb_size` and a `thumb_menu`, studio.ui.panels.thumbsize)."""
+    for key, panel in panels.items():
+        stored = settings.value(f"thumbnails/{key}")
+        if isinstance(stored, str):  # QSettings hands back whatever the file holds; unknown names are ignored
+            panel.set_thumb_size(stored)  # type: ignore[attr-defined]
+        panel.thumb_menu.chosen.connect(  # type: ignore[attr-defined]
+            lambda name, k=key: settings.setValue(f"thumbnails/{k}", name))

@@ -25,7 +25,7 @@ from studio.ui import dialogs
 from studio.ui.audio_view import AudioView
 from studio.ui.canvas import PreviewCanvas
 from studio.ui.layout import (COLLAPSED_KEY, BottomDocks, fit_right_column, fit_to_screen, mark_layout_version,
-                              saved_layout_usable)
+                              remember_thumb_sizes, saved_layout_usable)
 from studio.ui.panels.history import HistoryStrip
 from studio.ui.panels.latent import LatentPanel
 from studio.ui.panels.library import LibraryPanel
@@ -129,6 +129,7 @@ class MainWindow(QMainWindow):
         if autosave is not None:
             self.autosave_timer.start()
         self._restore_layout()
+        remember_thumb_sizes(self.settings, {"history": self.history, "variations": self.variations})
         self._on_document_changed()
         self._on_model_changed(session.entry)
 

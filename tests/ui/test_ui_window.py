@@ -413,6 +413,31 @@ def test_a_layout_saved_by_an_older_version_is_not_restored(qtbot, engine, model
     QApplication.processEvents()
 
 
+def test_thumbnail_sizes_of_variations_and_history_are_picked_and_remembered(qtbot, window, engine, models_dir):
+    panel = window.variations
+    panel.count.setValue(2)
+    window.show_variations()
+    qtbot.waitUntil(lambda: panel.tiles.count() == 2, timeout=10000)
+
+    def tile_height() -> int:
+        return max(s.height() for s in panel.tiles.item(0).icon().availableSizes())
+
+    assert tile_height() <= 48
+    large = next(a for a in panel.tiles.actions() if a.objectName() == "thumbSize_large")
+    large.trigger()  # the tiles' right-click menu
+    qtbot.waitUntil(lambda: panel.tiles.count() == 2)
+    assert tile_height() > 48 and panel.tiles.iconSize().height() == 96  # made anew at that size, not stretched
+    small = next(a for a in window.history.list_widget().actions() if a.objectName() == "thumbSize_small")
+    small.trigger()
+    assert window.settings.value("thumbnails/variations") == "large"
+    assert window.settings.value("thumbnails/history") == "small"
+    again = MainWindow(window.session, window.settings)
+    qtbot.addWidget(again)
+    assert again.variations.thumb_menu.size == "large" and again.history.thumb_menu.size == "small"
+    assert again.variations.tiles.iconSize().height() == 96
+    again.close()
+
+
 def test_the_edit_menu_undoes_and_redoes_by_name_and_by_key(qtbot, window):
     from PySide6.QtGui import QKeySequence
 
