@@ -100,7 +100,7 @@ class BottomDocks(QObject):
                 each.widget().show()
             if was and isinstance(each.titleBarWidget(), _BareTitle):
                 old = each.titleBarWidget()
-                each.setTitleBarWidget(None)  # Qt's own title again (float, close)
+                each.setTitleBarWidget(None)  # type: ignore[arg-type]  # Qt's own title again (Qt takes nullptr)
                 old.deleteLater()
         if dock is None:
             dock = next((d for d in self.docks if not d.visibleRegion().isEmpty()), self.docks[0])

@@ -696,7 +696,9 @@ class MainWindow(QMainWindow):
             fit_to_screen(self, self.size())
         restored = state is not None and saved_layout_usable(self.settings) and self.restoreState(state)
         if restored and geometry is not None:  # again: the restored docks may allow a smaller window than before
-            self.layout().activate()  # (the window's minimum is the layout's, once it has seen the restored docks)
+            layout = self.layout()  # (the window's minimum is the layout's, once it has seen the restored docks)
+            if layout is not None:
+                layout.activate()
             if self.restoreGeometry(geometry):
                 fit_to_screen(self, self.size())
         collapsed = self.settings.value(COLLAPSED_KEY, True) if restored else True
