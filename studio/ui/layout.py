@@ -2,10 +2,10 @@
 
 - At first start the window takes 1280 × 820 or 85 % of a bigger screen's available area, never more than that area
   (a 1280 × 720 laptop gets a window that fits, never one whose bottom is off the screen).
-- The bottom docks (History, Messages, Variations, Timeline) start collapsed to their title and tabs: clicking a tab
-  (or a window action that raises one: an error, Ctrl+Shift+V, Ctrl+K) opens it with room; clicking the open tab
-  again collapses it. Whether they are collapsed is remembered.
-- On every model switch the right column is split by content: Conditions as tall as its controls (up to what leaves
+- The bottom docks (History, Messages, Variations, Timeline) start collapsed to their tabs (no title, no content):
+  clicking a tab (or a window action that raises one: an error, Ctrl+Shift+V, Ctrl+K) opens them with room for the
+  one in front; clicking the open tab again collapses them. Whether they are collapsed is remembered.
+- On every model switch (and at the first show) the right column is split by content: Conditions as tall as its controls (up to what leaves
   the Latent panel its share), the rest to Latent. Both scroll when their controls do not fit, so no dock asks for
   more height than a 720-px screen has.
 - A layout saved by an earlier version (before LAYOUT_VERSION) is not restored, once: those states hold the old
@@ -61,7 +61,7 @@ def mark_layout_version(settings: QSettings) -> None:
 
 
 class BottomDocks(QObject):
-    """The bottom docks collapse to their title and tabs together, and open (with room) when one is asked for.
+    """The bottom docks collapse to their tabs together, and open (with room) when one is asked for.
     `shown`: the window was first shown and laid out (the time to size docks by what they hold)."""
 
     shown = Signal()
@@ -89,7 +89,7 @@ class BottomDocks(QObject):
                 dock.setTitleBarWidget(_bare_title())  # collapsed to its tab alone
         shown = [d for d in self.docks if d.isVisibleTo(self.window) and not d.isFloating()]
         if shown:
-            self.window.resizeDocks(shown, [1] * len(shown), Qt.Orientation.Vertical)  # down to the title
+            self.window.resizeDocks(shown, [1] * len(shown), Qt.Orientation.Vertical)  # down to the tab bar
 
     def expand(self, dock: QDockWidget | None = None) -> None:
         """Open the bottom docks, `dock` in front, with room for its content."""
@@ -201,8 +201,9 @@ def fit_right_column(window: QMainWindow, conditions: QDockWidget, latent: QDock
 
 
 def reach_report(window: QMainWindow, panels: Sequence[QWidget]) -> dict:
-    """For the geometry report: where each control of `panels` is and how a user reaches it — "screen" (shown
-    whole inside the window), "scroll" (inside a scroll area whose range reaches it), or "no"."""
+    """For the geometry report: where each control of `panels` is (its editor's rectangle in window coordinates) and
+    how a user reaches it — "screen" (shown whole inside the window), "scroll" (inside a scroll area on screen whose
+    range reaches it), or "no"."""
     from PySide6.QtWidgets import QScrollArea
 
     found: dict[str, dict] = {}
@@ -223,9 +224,10 @@ def reach_report(window: QMainWindow, panels: Sequence[QWidget]) -> dict:
                 at = editor.mapTo(content, editor.rect().topLeft())
                 shown = viewport.contains(rect) and inside.contains(rect)
                 bar = area.verticalScrollBar()
-                reachable = (at.y() + editor.height() <= content.height()
-                             and at.y() - bar.value() >= -bar.maximum()
-                             and viewport.height() >= min(editor.height(), 16) and inside.contains(viewport))
+                reachable = (inside.contains(viewport)  # the scroll area itself is on screen, not cut off
+                             and viewport.left() <= rect.left() and rect.right() <= viewport.right()  # its width
+                             and editor.height() <= viewport.height()  # scrolled to, it shows whole
+                             and 0 <= at.y() and at.y() + editor.height() <= viewport.height() + bar.maximum())
                 how = "screen" if shown else "scroll" if reachable and isinstance(area, QScrollArea) else "no"
             elif inside.contains(rect) and editor.isVisible():
                 how = "screen"
