@@ -69,8 +69,10 @@ def _check(geo: dict, model: str, screen_size: tuple[int, int], min_share: float
     assert not lost, f"{model}: controls no user can reach: {lost} of {geo['controls']}"
     assert reach, f"{model}: no parameter controls in the report"
     scrolled = [name for name, how in reach.items() if how == "scroll"]
+    picture = "" if model.startswith("one-shots") else \
+        f" (the picture itself, fitted to the preview: {_area(geo['previewImage']) / (w * h):.1%})"
     print(f"{width}×{height} {model}: preview {preview[2]}×{preview[3]} = {share:.1%} of the window "
-          f"{w}×{h}; {len(reach) - len(scrolled)} controls shown, {len(scrolled)} by scrolling "
+          f"{w}×{h}{picture}; {len(reach) - len(scrolled)} controls shown, {len(scrolled)} by scrolling "
           f"({', '.join(scrolled) or 'none'})")
     return share
 
