@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from PySide6.QtCore import QCoreApplication, QEvent, QObject, QSettings, QSize, Qt, QTimer, Signal
-from PySide6.QtGui import QMouseEvent
+from PySide6.QtGui import QGuiApplication, QMouseEvent
 from PySide6.QtWidgets import QDockWidget, QMainWindow, QTabBar, QWidget
 
 LAYOUT_VERSION = 2  # 2: collapsible bottom docks, right column split by content (issue 17)
@@ -34,7 +34,8 @@ LATENT_SHARE = 0.4  # Conditions leaves the Latent panel at least this share of 
 def fit_to_screen(window: QWidget, wanted: QSize | None = None) -> None:
     """Size the window to `wanted` (None: the first-start size), bounded by its screen's available area (and moved
     inside it)."""
-    screen = window.screen()
+    # the screen the (restored) window is on, not only the primary one: a window kept on a second monitor stays there
+    screen = QGuiApplication.screenAt(window.geometry().center()) or window.screen()
     if screen is None:
         window.resize(wanted or DEFAULT_SIZE)
         return
