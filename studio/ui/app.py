@@ -10,7 +10,7 @@ from pathlib import Path
 
 from PySide6.QtCore import QSettings, QSize, Qt, QTimer
 from PySide6.QtGui import QGuiApplication, QIcon
-from PySide6.QtWidgets import QApplication, QTabBar
+from PySide6.QtWidgets import QApplication
 
 from studio import __version__
 from studio.errors import StudioError
@@ -141,6 +141,34 @@ def move_window_folders(store: QSettings) -> list[Path]:
     return folders
 
 
+def _layout_report(window) -> dict:
+    """What the layout tests check beyond rectangles: the window's minimum and its screen's available area, each
+    dock's minimum height and whether the bottom docks are collapsed, how each parameter control is reached."""
+    from studio.ui.layout import reach_report
+
+    from PySide6.QtWidgets import QTabBar
+
+    screen = window.screen().availableGeometry()
+    tabs = {}
+    for bar in window.findChildren(QTabBar):
+        for i in range(bar.count()):
+            r = bar.tabRect(i)
+            if (bar.isVisible() and bar.tabText(i) in window.docks  # and not a stale bar under other widgets
+                    and window.childAt(bar.mapTo(window, r.center())) is bar):
+                at = bar.mapToGlobal(r.topLeft())
+                tabs[bar.tabText(i)] = [at.x(), at.y(), r.width(), r.height()]
+    entry = window.session.entry
+    minimum = window.minimumSizeHint().expandedTo(window.minimumSize())
+    return {"windowMinimum": [minimum.width(), minimum.height()],
+            "screenArea": [screen.x(), screen.y(), screen.width(), screen.height()],
+            "dockMinimumHeights": {title: dock.minimumSizeHint().height() for title, dock in window.docks.items()
+                                   if dock.isVisible()},
+            "bottomCollapsed": window.bottom_docks.collapsed,
+            "dockTabs": tabs,
+            "model": entry.manifest.id if entry is not None and entry.manifest is not None else "",
+            "controls": reach_report(window, [window.prompt, window.latent])}
+
+
 def _report_geometry_when_shown(window, path: str) -> None:
     """Write the screen rectangles of the window's named widgets once the first image (or sound) is shown."""
     written: list[bool] = []
@@ -158,17 +186,12 @@ def _report_geometry_when_shown(window, path: str) -> None:
                 continue
             top_left = widget.mapToGlobal(widget.rect().topLeft())
             data[name] = [top_left.x(), top_left.y(), widget.width(), widget.height()]
-        for bar in window.findChildren(QTabBar):  # the tabs of tabified docks ("dockTab:Library"): a test raises one
-            if bar.parent() is window and bar.isVisible():
-                for i in range(bar.count()):
-                    tab = bar.tabRect(i)
-                    corner = bar.mapToGlobal(tab.topLeft())
-                    data[f"dockTab:{bar.tabText(i)}"] = [corner.x(), corner.y(), tab.width(), tab.height()]
         canvas = window.canvas
         r = canvas.image_rect()
         origin = canvas.mapToGlobal(canvas.rect().topLeft())
         data["previewImage"] = [origin.x() + int(r.x()), origin.y() + int(r.y()), int(r.width()), int(r.height())]
         data["ratio"] = window.devicePixelRatioF()
+        data.update(_layout_report(window))
         tmp = path + ".part"
         with open(tmp, "w", encoding="utf-8") as f:
             json.dump(data, f)

@@ -28,14 +28,15 @@ def thumbnail_png(array: np.ndarray, height: int = 48, max_width: int = 192) -> 
     return png_bytes(scaled)
 
 
-def output_thumbnail(output) -> bytes:
-    """A small PNG of any output: the picture of an image, the waveform of a sound; b"" for other kinds."""
+def output_thumbnail(output, height: int = 48) -> bytes:
+    """A small PNG of any output, `height` px tall: the picture of an image, the waveform of a sound; b"" for other
+    kinds."""
     if output.kind == "image":
-        return thumbnail_png(output.data)
+        return thumbnail_png(output.data, height, 4 * height)
     if output.kind == "audio":
         from studio.ui.audio_view import waveform_image
 
-        return png_bytes(waveform_image(output.data, 144, 48))
+        return png_bytes(waveform_image(output.data, 3 * height, height))
     return b""
 
 

@@ -26,6 +26,8 @@ from studio.project import SUFFIX, Autosave, Recoverable, adopt, discard, find_r
 from studio.ui import dialogs, export_dialogs
 from studio.ui.audio_view import AudioView
 from studio.ui.canvas import PreviewCanvas
+from studio.ui.layout import (COLLAPSED_KEY, BottomDocks, fit_right_column, fit_to_screen, mark_layout_version,
+                              remember_thumb_sizes, saved_layout_usable)
 from studio.ui.panels.history import HistoryStrip
 from studio.ui.panels.latent import LatentPanel
 from studio.ui.panels.library import LibraryPanel
@@ -62,7 +64,6 @@ class MainWindow(QMainWindow):
         self.train_dialog: TrainDialog | None = None  # File → Train on Your Own Data…, made when first opened
         self.setObjectName("mainWindow")
         self.setAcceptDrops(True)
-        self.resize(1280, 820)
 
         # the preview: the canvas for images, the waveform / spectrogram view with playback for sounds
         self.canvas = PreviewCanvas()
@@ -105,7 +106,10 @@ class MainWindow(QMainWindow):
         self.tabifyDockWidget(self.docks["History"], self.docks["Timeline"])
         self.docks["History"].raise_()
         self.resizeDocks([self.docks["Models"], self.docks["Latent"]], [250, 360], Qt.Orientation.Horizontal)
-        self.resizeDocks([self.docks["History"]], [120], Qt.Orientation.Vertical)
+        # the bottom docks collapse to their tabs (the preview gets the room) and open when one is asked for
+        self.bottom_docks = BottomDocks(self, [self.docks[t] for t in ("History", "Messages", "Variations",
+                                                                       "Timeline")])
+        self.bottom_docks.shown.connect(self._fit_docks)
 
         self.toast = ExportToast(self, lambda folder: self.open_folder(folder))  # tests replace open_folder
         self.timeline.exported.connect(self.show_export_toast)
@@ -132,6 +136,7 @@ class MainWindow(QMainWindow):
         if autosave is not None:
             self.autosave_timer.start()
         self._restore_layout()
+        remember_thumb_sizes(self.settings, {"history": self.history, "variations": self.variations})
         self._on_document_changed()
         self._on_model_changed(session.entry)
 
@@ -342,6 +347,7 @@ class MainWindow(QMainWindow):
             self.device_label.setText(f"Device: {info['device']} ({info.get('dtype', '')})")
 
     def _on_model_changed(self, entry) -> None:
+        QTimer.singleShot(0, self, self._fit_docks)  # once the panels' new controls are laid out
         name = entry.manifest.name if entry is not None and entry.manifest is not None else "no model"
         self.model_label.setText(f"Model: {name}")
         sound = self.session.output_kind == "audio"
@@ -410,6 +416,7 @@ class MainWindow(QMainWindow):
         if level == ERROR:
             self.docks["Messages"].show()
             self.docks["Messages"].raise_()
+            self.bottom_docks.expand(self.docks["Messages"])
 
     # --- documents ------------------------------------------------------------------------------------------------
     def confirm_discard(self) -> bool:
@@ -462,6 +469,7 @@ class MainWindow(QMainWindow):
             if self.session.timeline.keyframes:  # a project with an animation: show it
                 self.docks["Timeline"].show()
                 self.docks["Timeline"].raise_()
+                self.bottom_docks.expand(self.docks["Timeline"])
         return ok
 
     def save_document(self) -> bool:
@@ -638,6 +646,7 @@ class MainWindow(QMainWindow):
         """Ctrl+K: the current state becomes a keyframe; the Timeline comes forward."""
         self.docks["Timeline"].show()
         self.docks["Timeline"].raise_()
+        self.bottom_docks.expand(self.docks["Timeline"])
         self.session.add_keyframe()
 
     def export_grid_dialog(self) -> None:
@@ -656,12 +665,14 @@ class MainWindow(QMainWindow):
         """Ctrl+Shift+E: render the timeline to a video (asks where)."""
         self.docks["Timeline"].show()
         self.docks["Timeline"].raise_()
+        self.bottom_docks.expand(self.docks["Timeline"])
         self.timeline.export_video()
 
     def show_variations(self) -> None:
         """Ctrl+Shift+V: render a fresh set of variations and bring their grid forward."""
         self.docks["Variations"].show()
         self.docks["Variations"].raise_()
+        self.bottom_docks.expand(self.docks["Variations"])
         self.variations.render_variations()
 
     # --- precision ---------------------------------------------------------------------------------------------------
@@ -724,11 +735,32 @@ class MainWindow(QMainWindow):
 
     # --- layout and closing ---------------------------------------------------------------------------------------
     def _restore_layout(self) -> None:
+        """The remembered size, place and docks (studio.ui.layout: fitted to the screen; a state saved by an older
+        layout version is not restored); a fresh start fits 1280 × 820 to the screen, bottom docks collapsed."""
         geometry, state = self.settings.value("geometry"), self.settings.value("windowState")
-        if geometry is not None:
-            self.restoreGeometry(geometry)
-        if state is not None:
-            self.restoreState(state)
+        fit_to_screen(self)
+        if geometry is not None and self.restoreGeometry(geometry):
+            fit_to_screen(self, self.size())
+        restored = state is not None and saved_layout_usable(self.settings) and self.restoreState(state)
+        if restored and geometry is not None:  # again: the restored docks may allow a smaller window than before
+            layout = self.layout()  # (the window's minimum is the layout's, once it has seen the restored docks)
+            if layout is not None:
+                layout.activate()
+            if self.restoreGeometry(geometry):
+                fit_to_screen(self, self.size())
+        collapsed = self.settings.value(COLLAPSED_KEY, True) if restored else True
+        if collapsed in (True, "true", 1, "1"):  # QSettings INI hands back "true"
+            self.bottom_docks.collapse()
+
+    def save_layout(self) -> None:
+        self.settings.setValue("geometry", self.saveGeometry())
+        self.settings.setValue("windowState", self.saveState())
+        self.settings.setValue(COLLAPSED_KEY, self.bottom_docks.collapsed)
+        mark_layout_version(self.settings)
+
+    def _fit_docks(self) -> None:
+        """The right column split by content for the model in use (Conditions as tall as its controls)."""
+        fit_right_column(self, self.docks["Conditions"], self.docks["Latent"])
 
     def closeEvent(self, event: QCloseEvent) -> None:
         if not self.confirm_discard():
@@ -737,8 +769,7 @@ class MainWindow(QMainWindow):
         if self.train_dialog is not None and not self.train_dialog.stop_for_quit():  # never quit with training running
             event.ignore()
             return
-        self.settings.setValue("geometry", self.saveGeometry())
-        self.settings.setValue("windowState", self.saveState())
+        self.save_layout()
         self.autosave_timer.stop()
         if self.autosave is not None:
             self.autosave.finish()

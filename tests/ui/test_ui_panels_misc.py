@@ -451,3 +451,41 @@ def test_session_errors_reach_the_message_area(area, session):
     session.use_model("broken")
     level, text, detail = area.messages()[0]
     assert level == "error" and "broken" in text and "nope" in detail
+
+
+def _size_action(widget, name: str):
+    return next(a for a in widget.actions() if a.objectName() == f"thumbSize_{name}")
+
+
+def test_the_history_thumbnail_size_is_picked_from_the_right_click_menu(qtbot, strip, session):
+    listing = strip.findChild(QListWidget, "historyList")
+    add_history(session, 3)
+    assert listing.contextMenuPolicy() == Qt.ContextMenuPolicy.ActionsContextMenu
+    assert "right-click" in listing.toolTip()
+    assert _size_action(listing, "medium").isChecked()
+    chosen = []
+    strip.thumb_menu.chosen.connect(chosen.append)
+
+    def shown() -> tuple[int, int]:
+        listing.doItemsLayout()
+        return listing.visualItemRect(listing.item(1)).height(), strip.sizeHint().height()
+
+    medium = shown()
+    _size_action(listing, "large").trigger()
+    large = shown()
+    _size_action(listing, "small").trigger()
+    small = shown()
+    assert chosen == ["large", "small"]
+    assert small[0] < medium[0] < large[0] and small[1] < medium[1] < large[1]
+    assert large[0] >= 96 > medium[0] >= 48 > small[0] >= 32
+    # the thumbnail is drawn at that size: a large one fills its tile's height with the picture (thumb(): grey)
+    _size_action(listing, "large").trigger()
+    strip.resize(400, strip.sizeHint().height())
+    listing.doItemsLayout()
+    rect = listing.visualItemRect(listing.item(0))
+    image = listing.viewport().grab(rect).toImage()
+    column = [image.pixelColor(image.width() // 2, y) for y in range(image.height())]
+    grey_rows = sum(1 for c in column if c.red() == c.green() == c.blue() == 0)  # thumb(0): a black picture
+    assert grey_rows >= 90 * image.devicePixelRatio(), grey_rows
+    strip.set_thumb_size("enormous")  # what a hand-edited settings file may hold: ignored
+    assert strip.thumb_menu.size == "large"

@@ -299,25 +299,144 @@ def test_export_action_writes_the_chosen_file(qtbot, window, tmp_path, monkeypat
     assert read_request(out).seed == window.session.request.seed
 
 
-def test_layout_is_remembered(qtbot, engine, models_dir, tmp_path):
-    ini = str(tmp_path / "layout.ini")
+def _layout_window(qtbot, engine, models_dir, ini: str) -> MainWindow:
     session = Session(engine, roots=[models_dir])
     session.refresh_models()
-    first = MainWindow(session, QSettings(ini, QSettings.Format.IniFormat))
-    qtbot.addWidget(first)
+    window = MainWindow(session, QSettings(ini, QSettings.Format.IniFormat))
+    qtbot.addWidget(window)
+    return window
+
+
+def _minimum(window) -> tuple[int, int]:
+    """The least size this machine's fonts allow the window (it depends on them: never a number in a test)."""
+    hint = window.minimumSizeHint().expandedTo(window.minimumSize())
+    return hint.width(), hint.height()
+
+
+def test_layout_is_remembered(qtbot, engine, models_dir, tmp_path):
+    ini = str(tmp_path / "layout.ini")
+    first = _layout_window(qtbot, engine, models_dir, ini)
     first.show()
-    # a size this machine's fonts allow (the window's minimum depends on them), and not the default one
-    width = max(first.minimumSizeHint().width(), first.minimumWidth()) + 60
-    height = max(first.minimumSizeHint().height(), first.minimumHeight()) + 40
-    first.resize(width, height)
-    assert first.size().width() == width
+    qtbot.waitExposed(first)
+    first.docks["Models"].hide()
+    first.show_variations()  # opens the bottom docks
+    assert not first.bottom_docks.collapsed
+    # a size from the window's own minimum (so any fonts allow it), and not the one it started with
+    width, height = _minimum(first)
+    first.resize(width + 7, height + 5)
+    qtbot.waitUntil(lambda: first.size().width() == width + 7)
+    saved = first.size()
+    first.close()
+    second = _layout_window(qtbot, engine, models_dir, ini)
+    assert second.size() == saved, (second.size(), saved)
+    assert not second.docks["Models"].isVisibleTo(second)
+    assert not second.bottom_docks.collapsed, "the open bottom docks were not remembered"
+    second.bottom_docks.collapse()
+    second.close()
+    third = _layout_window(qtbot, engine, models_dir, ini)
+    assert third.bottom_docks.collapsed, "the collapsed bottom docks were not remembered"
+    third.close()
+    QApplication.processEvents()
+
+
+def test_a_fresh_window_fits_its_screen_with_the_bottom_docks_collapsed(qtbot, engine, models_dir, tmp_path):
+    window = _layout_window(qtbot, engine, models_dir, str(tmp_path / "fresh.ini"))
+    window.show()
+    qtbot.waitExposed(window)
+    area = window.screen().availableGeometry()
+    least = _minimum(window)
+    # as large as the screen allows up to the first-start size, never larger than the screen (unless the window
+    # cannot be that small at all)
+    assert window.width() <= max(area.width(), least[0]) and window.height() <= max(area.height(), least[1])
+    assert window.bottom_docks.collapsed
+    for title in ("History", "Messages", "Variations", "Timeline"):
+        dock = window.docks[title]
+        assert dock.isVisibleTo(window) and not dock.widget().isVisibleTo(dock), f"{title} is not collapsed"
+    qtbot.waitUntil(lambda: window.bottom_docks._armed)
+    # what the user asks for opens them: Ctrl+Shift+V brings the variations forward with room
+    window.show_variations()
+    assert not window.bottom_docks.collapsed and window.variations.isVisibleTo(window.docks["Variations"])
+    qtbot.waitUntil(lambda: window.docks["Variations"].height() > window.variations.tiles.minimumSizeHint().height())
+    window.close()
+
+
+def _front_tab(window, title: str):
+    """The tab bar showing the bottom dock `title` on top (Qt keeps stale bars under other widgets) and its centre."""
+    from PySide6.QtWidgets import QTabBar
+
+    for bar in window.findChildren(QTabBar):
+        for i in range(bar.count()):
+            centre = bar.tabRect(i).center()
+            if bar.tabText(i) == title and window.childAt(bar.mapTo(window, centre)) is bar:
+                return bar, centre
+    pytest.fail(f"no tab {title!r} on top")
+
+
+def test_a_click_on_the_front_bottom_tab_opens_the_docks_and_another_collapses_them(qtbot, window):
+    from PySide6.QtTest import QTest
+
+    docks = window.bottom_docks
+    qtbot.waitUntil(lambda: docks._armed)
+    assert docks.collapsed
+    preview = window.views.height()
+    bar, centre = _front_tab(window, "History")
+    QTest.mouseClick(bar, Qt.MouseButton.LeftButton, pos=centre)
+    qtbot.waitUntil(lambda: not docks.collapsed and window.views.height() < preview)
+    assert window.history.isVisibleTo(window)
+    QTest.qWait(QApplication.doubleClickInterval() + 50)
+    bar, centre = _front_tab(window, "History")
+    QTest.mouseClick(bar, Qt.MouseButton.LeftButton, pos=centre)
+    qtbot.waitUntil(lambda: docks.collapsed and window.views.height() >= preview)
+    QTest.qWait(50)
+    assert docks.collapsed, "collapsing opened the docks again"
+    # another tab (Messages) comes forward: that opens them too, with Messages in front
+    bar, centre = _front_tab(window, "Messages")
+    QTest.mouseClick(bar, Qt.MouseButton.LeftButton, pos=centre)
+    qtbot.waitUntil(lambda: not docks.collapsed and window.messages.isVisible())
+
+
+def test_a_layout_saved_by_an_older_version_is_not_restored(qtbot, engine, models_dir, tmp_path):
+    """Earlier versions saved the 200-px History dock as state; the new layout starts fresh once (the size stays)."""
+    ini = str(tmp_path / "old.ini")
+    first = _layout_window(qtbot, engine, models_dir, ini)
+    first.show()
+    first.show_variations()
     first.docks["Models"].hide()
     first.close()
-    second = MainWindow(session, QSettings(ini, QSettings.Format.IniFormat))
-    qtbot.addWidget(second)
-    assert second.size().width() == width and not second.docks["Models"].isVisibleTo(second)
+    old = QSettings(ini, QSettings.Format.IniFormat)
+    old.remove("layoutVersion")  # as an earlier version left it
+    old.remove("bottomDocksCollapsed")
+    old.sync()
+    second = _layout_window(qtbot, engine, models_dir, ini)
+    assert second.bottom_docks.collapsed and second.docks["Models"].isVisibleTo(second), "the old state was restored"
     second.close()
+    assert QSettings(ini, QSettings.Format.IniFormat).value("layoutVersion") is not None
     QApplication.processEvents()
+
+
+def test_thumbnail_sizes_of_variations_and_history_are_picked_and_remembered(qtbot, window, engine, models_dir):
+    panel = window.variations
+    panel.count.setValue(2)
+    window.show_variations()
+    qtbot.waitUntil(lambda: panel.tiles.count() == 2, timeout=10000)
+
+    def tile_height() -> int:
+        return max(s.height() for s in panel.tiles.item(0).icon().availableSizes())
+
+    assert tile_height() <= 48
+    large = next(a for a in panel.tiles.actions() if a.objectName() == "thumbSize_large")
+    large.trigger()  # the tiles' right-click menu
+    qtbot.waitUntil(lambda: panel.tiles.count() == 2)
+    assert tile_height() > 48 and panel.tiles.iconSize().height() == 96  # made anew at that size, not stretched
+    small = next(a for a in window.history.list_widget().actions() if a.objectName() == "thumbSize_small")
+    small.trigger()
+    assert window.settings.value("thumbnails/variations") == "large"
+    assert window.settings.value("thumbnails/history") == "small"
+    again = MainWindow(window.session, window.settings)
+    qtbot.addWidget(again)
+    assert again.variations.thumb_menu.size == "large" and again.history.thumb_menu.size == "small"
+    assert again.variations.tiles.iconSize().height() == 96
+    again.close()
 
 
 def test_the_edit_menu_undoes_and_redoes_by_name_and_by_key(qtbot, window):

@@ -17,11 +17,14 @@ from studio.params import ParamTable
 from studio.project import HistoryEntry
 from studio.request import RenderRequest
 from studio.ui.images import pixmap_from_png
+from studio.ui.panels.thumbsize import MENU_HINT, ThumbSizeMenu
 
-THUMB_HEIGHT = 48  # what studio.ui.images.thumbnail_png makes
+THUMB_HEIGHT = 48  # what studio.ui.images.thumbnail_png makes (the strip scales it to the size the user picks)
 THUMB_MAX_WIDTH = 192
+WIDTH_PER_HEIGHT = THUMB_MAX_WIDTH // THUMB_HEIGHT  # a thumbnail is at most this many times as wide as tall
 PADDING = 3  # around a thumbnail, where the selection shows
-TOOLTIP = "Render history, newest at the right — click a render to restore its request (undoable)"
+TOOLTIP = f"Render history, newest at the right — click a render to restore its request (undoable); {MENU_HINT}"
+PIXMAP_ROLE = Qt.ItemDataRole.UserRole + 1  # the thumbnail as decoded, drawn at the chosen height
 
 
 def _seconds_text(seconds: float) -> str:
@@ -92,13 +95,29 @@ def history_tooltip(entry: HistoryEntry, model_name: str = "", table: ParamTable
     return "\n".join(lines)
 
 
+def thumb_size(pixmap: QPixmap | None, height: int) -> QSize:
+    """A thumbnail's size drawn `height` px tall (its aspect kept, at most WIDTH_PER_HEIGHT × as wide)."""
+    if pixmap is None or pixmap.isNull() or pixmap.height() <= 0:
+        return QSize(height, height)
+    ratio = pixmap.width() / pixmap.height()
+    width = round(height * min(ratio, WIDTH_PER_HEIGHT))
+    if ratio > WIDTH_PER_HEIGHT:  # a very wide one is fitted into the widest tile, less tall
+        return QSize(width, max(1, round(width / ratio)))
+    return QSize(max(1, width), height)
+
+
 class _ThumbnailDelegate(QStyledItemDelegate):
-    """Just the thumbnail on the item background (which shows hover and selection): no caption row."""
+    """Just the thumbnail, at the chosen height, on the item background (which shows hover and selection): no
+    caption row."""
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        self.height = THUMB_HEIGHT
 
     def sizeHint(self, option: QStyleOptionViewItem, index: QModelIndex | QPersistentModelIndex) -> QSize:
-        icon = index.data(Qt.ItemDataRole.DecorationRole)
-        size = icon.actualSize(option.decorationSize) if isinstance(icon, QIcon) else QSize(THUMB_HEIGHT, THUMB_HEIGHT)
-        return size + QSize(2 * PADDING, 2 * PADDING)
+        pixmap = index.data(PIXMAP_ROLE)
+        size = thumb_size(pixmap if isinstance(pixmap, QPixmap) else None, self.height)
+        return QSize(size.width(), self.height) + QSize(2 * PADDING, 2 * PADDING)
 
     def paint(self, painter: QPainter, option: QStyleOptionViewItem,
               index: QModelIndex | QPersistentModelIndex) -> None:
@@ -110,9 +129,19 @@ class _ThumbnailDelegate(QStyledItemDelegate):
         style = widget.style() if widget is not None else None
         if style is not None:
             style.drawPrimitive(QStyle.PrimitiveElement.PE_PanelItemViewItem, opt, painter, widget)
+        inner = QRect(opt.rect).adjusted(PADDING, PADDING, -PADDING, -PADDING)
+        pixmap = index.data(PIXMAP_ROLE)
+        if isinstance(pixmap, QPixmap) and not pixmap.isNull():
+            size = thumb_size(pixmap, self.height)
+            target = QRect(0, 0, size.width(), size.height())
+            target.moveCenter(inner.center())
+            painter.save()
+            painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, True)
+            painter.drawPixmap(target, pixmap)
+            painter.restore()
+            return
         icon = index.data(Qt.ItemDataRole.DecorationRole)
         if isinstance(icon, QIcon):
-            inner = QRect(opt.rect).adjusted(PADDING, PADDING, -PADDING, -PADDING)
             icon.paint(painter, inner, Qt.AlignmentFlag.AlignCenter)
 
 
@@ -135,7 +164,8 @@ class HistoryStrip(QWidget):
         self._list.setResizeMode(QListView.ResizeMode.Adjust)
         self._list.setIconSize(QSize(THUMB_MAX_WIDTH, THUMB_HEIGHT))
         self._list.setSpacing(2)
-        self._list.setItemDelegate(_ThumbnailDelegate(self._list))
+        self._delegate = _ThumbnailDelegate(self._list)
+        self._list.setItemDelegate(self._delegate)
         self._list.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self._list.setHorizontalScrollMode(QAbstractItemView.ScrollMode.ScrollPerPixel)
         self._list.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded)
@@ -144,6 +174,8 @@ class HistoryStrip(QWidget):
         self._list.setToolTip(TOOLTIP)
         self._list.installEventFilter(self)
         self.setToolTip(TOOLTIP)
+        self.thumb_menu = ThumbSizeMenu(self._list, "thumbnails")
+        self.thumb_menu.chosen.connect(self.set_thumb_size)
 
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
@@ -160,8 +192,20 @@ class HistoryStrip(QWidget):
     def list_widget(self) -> QListWidget:
         return self._list
 
+    def set_thumb_size(self, name: str) -> None:
+        """Show the thumbnails at size `name` (small, medium, large)."""
+        self.thumb_menu.set_size(name)
+        height = self.thumb_menu.height
+        if height == self._delegate.height:
+            return
+        self._delegate.height = height
+        self._list.setIconSize(QSize(height * WIDTH_PER_HEIGHT, height))
+        self._list.doItemsLayout()
+        self.updateGeometry()  # the strip asks for the height of its thumbnails
+        self._scroll_to_newest()
+
     def sizeHint(self) -> QSize:
-        return QSize(480, THUMB_HEIGHT + 2 * PADDING + 2 * self._list.spacing() + 2 * self._list.frameWidth()
+        return QSize(480, self._delegate.height + 2 * PADDING + 2 * self._list.spacing() + 2 * self._list.frameWidth()
                      + self._list.horizontalScrollBar().sizeHint().height() + 2)
 
     def minimumSizeHint(self) -> QSize:
@@ -204,7 +248,10 @@ class HistoryStrip(QWidget):
 
     # --- items ------------------------------------------------------------------------------------------------------
     def _make_item(self, entry: HistoryEntry) -> QListWidgetItem:
-        item = QListWidgetItem(self._icon(entry.thumbnail_png), "")
+        icon = self._icon(entry.thumbnail_png)
+        item = QListWidgetItem(icon, "")
+        if entry.thumbnail_png:
+            item.setData(PIXMAP_ROLE, icon.pixmap(icon.availableSizes()[0]) if icon.availableSizes() else None)
         model = self.session.entry_for(entry.request.model_id)
         ok = model is not None and model.ok and model.manifest is not None
         name = model.manifest.name if ok else ""

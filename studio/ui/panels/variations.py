@@ -10,6 +10,7 @@ from PySide6.QtWidgets import (QDoubleSpinBox, QHBoxLayout, QLabel, QListView, Q
                                QPushButton, QSizePolicy, QSpinBox, QVBoxLayout, QWidget)
 
 from studio.ui.images import output_thumbnail, pixmap_from_png
+from studio.ui.panels.thumbsize import MENU_HINT, ThumbSizeMenu
 
 DEFAULT_COUNT = 6
 DEFAULT_STRENGTH = 0.35
@@ -47,11 +48,13 @@ class VariationsPanel(QWidget):
         self.tiles = QListWidget()
         self.tiles.setObjectName("variationTiles")
         self.tiles.setViewMode(QListView.ViewMode.IconMode)
-        self.tiles.setIconSize(QSize(144, 48))
+        self.thumb_menu = ThumbSizeMenu(self.tiles, "tiles")
+        self.thumb_menu.chosen.connect(self.set_thumb_size)
+        self._set_icon_size()
         self.tiles.setResizeMode(QListView.ResizeMode.Adjust)
         self.tiles.setMovement(QListView.Movement.Static)
         self.tiles.setWrapping(True)
-        self.tiles.setToolTip("Click a variation to audition it; double-click to continue from it")
+        self.tiles.setToolTip(f"Click a variation to audition it; double-click to continue from it; {MENU_HINT}")
 
         controls = QHBoxLayout()
         controls.addWidget(QLabel("Count"))
@@ -76,6 +79,18 @@ class VariationsPanel(QWidget):
         session.variations_changed.connect(self._on_variations_changed)
         session.model_changed.connect(self._on_model_changed)
         self._on_variations_changed()
+
+    def set_thumb_size(self, name: str) -> None:
+        """Show the tiles at size `name` (small, medium, large): thumbnails made anew at that height."""
+        if not self.thumb_menu.set_size(name) and self.tiles.iconSize().height() == self.thumb_menu.height:
+            return
+        self._set_icon_size()
+        self.tiles.clear()
+        self._on_variations_changed()
+
+    def _set_icon_size(self) -> None:
+        height = self.thumb_menu.height
+        self.tiles.setIconSize(QSize(4 * height, height))
 
     def render_variations(self) -> None:
         """Render a new set of variations (what the panel's Render button does)."""
@@ -102,7 +117,8 @@ class VariationsPanel(QWidget):
             self.tiles.clear()
         for index in range(self.tiles.count(), len(tiles)):
             request, output = tiles[index]
-            item = QListWidgetItem(QIcon(pixmap_from_png(output_thumbnail(output))), f"{index + 1}")
+            thumbnail = output_thumbnail(output, self.thumb_menu.height)
+            item = QListWidgetItem(QIcon(pixmap_from_png(thumbnail)), f"{index + 1}")
             item.setToolTip(f"variation seed {request.param('variation_seed')}")
             item.setTextAlignment(Qt.AlignmentFlag.AlignHCenter)
             self.tiles.addItem(item)
