@@ -864,10 +864,24 @@ def cmd_gui(args) -> int:
     if problem:
         print(f"latent-studio: {problem}", file=sys.stderr)
         return 1
+    model, models_dirs = _gui_model(args)
     from studio.ui.app import run
 
-    return run(model=args.model, open_paths=args.paths, device=args.device, models_dirs=args.models_dir,
+    return run(model=model, open_paths=args.paths, device=args.device, models_dirs=models_dirs,
                threads=args.threads, exit_after_ms=args.exit_after_ms, report=args.report_geometry)
+
+
+def _gui_model(args) -> tuple[str | None, list[str] | None]:
+    """--model for the window, read as the other verbs read it and checked before the window opens (an unknown id or
+    a bad path is said on the terminal): a path (a package, pipeline folder or .safetensors file) becomes one more
+    model folder and the id of what is in it; an installed id stays that id."""
+    model = args.model
+    if not model:
+        return model, args.models_dir
+    entry = _resolve(model, _roots(args))
+    if entry.folder != Path(model).expanduser().absolute():  # the installed package of that id
+        return entry.id, args.models_dir
+    return entry.id, [*(args.models_dir or []), str(entry.folder)]
 
 
 class Terminated(KeyboardInterrupt):

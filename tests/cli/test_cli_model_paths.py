@@ -136,3 +136,23 @@ def test_the_window_adds_a_relative_pipeline_folder_too(tiny_sd, no_shipped, mon
     added = library.add_model_folder("tiny-sd")
     assert [e.ok for e in added] == [True], heard
     assert added[0].folder == tiny_sd / "tiny-sd"
+
+
+def test_the_window_opens_on_a_relative_model_path_too(tiny_sd, no_shipped, monkeypatch, tmp_path):
+    """`latent-studio --model tiny-sd` (the window): the folder becomes one more model folder and the window starts
+    on the model in it; a bad path is said on the terminal before any window opens."""
+    import studio.ui.app
+
+    monkeypatch.setenv("QT_QPA_PLATFORM", "offscreen")
+    monkeypatch.setenv("LATENT_STUDIO_DATA", str(tmp_path / "data"))
+    seen: list[dict] = []
+    monkeypatch.setattr(studio.ui.app, "run", lambda **kw: seen.append(kw) or 0)
+    monkeypatch.chdir(tiny_sd)
+    assert main(["--model", "tiny-sd"]) == 0
+    assert seen[-1]["model"] == "tiny-sd" and seen[-1]["models_dirs"] == [str(tiny_sd / "tiny-sd")]
+    installed = tmp_path / "installed"
+    make_tiny_package(installed / "tiny", "tiny", seed=0)
+    assert main(["gui", "--models-dir", str(installed), "--model", "tiny"]) == 0  # an installed id stays an id
+    assert seen[-1]["model"] == "tiny" and seen[-1]["models_dirs"] == [str(installed)]
+    assert main(["--model", "./nothing-here"]) == 1 and len(seen) == 2  # said here, no window
+    assert main(["--model", "glyphs-nope"]) == 1 and len(seen) == 2  # was: the window silently took another
