@@ -135,7 +135,8 @@ say "      ${TORCH_CMD[*]}"
 "${TORCH_CMD[@]}"
 # what was installed, and its size on disk (torch, its nvidia-* and triton packages)
 "$VPY" - "$BUILD" <<'EOF' >&2
-import importlib.metadata as md, os, sys, sysconfig
+import importlib.metadata as md, os, sys, sysconfig, warnings
+warnings.filterwarnings("ignore")  # torch's note that numpy is not installed yet
 import torch
 site = sysconfig.get_paths()["purelib"]
 def size(path):
