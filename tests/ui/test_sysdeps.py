@@ -105,3 +105,38 @@ def test_the_window_refuses_with_the_message_before_qt_loads_no_abort(tmp_path):
     assert "sudo apt-get install libxcb-cursor0" in err
     assert "qt.qpa.plugin" not in err and "Aborted" not in err and "core dumped" not in err
     assert err.count("\n") == 1  # one line
+
+
+def _library_path(soname: str) -> str | None:
+    try:
+        listing = subprocess.run(["ldconfig", "-p"], capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    for line in listing.splitlines():  # "\tlibxcb-cursor.so.0 (libc6,x86-64) => /usr/lib/…/libxcb-cursor.so.0"
+        if line.strip().startswith(soname + " ") and "=>" in line:
+            return os.path.realpath(line.rsplit("=>", 1)[-1].strip())
+    return None
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux") or os.geteuid() != 0 or shutil.which("unshare") is None,
+                    reason="hides a real library in a private mount namespace: Linux, root and unshare")
+def test_a_really_missing_library_is_named_instead_of_qts_abort(tmp_path):
+    """libxcb-cursor.so.0 really unloadable: a bind mount of /dev/null over it in a mount namespace of this command
+    alone (nothing else on the machine sees it). The app says which library and the apt-get line, status 1; without
+    the check Qt aborts ("no Qt platform plugin could be initialized", SIGABRT, status 134)."""
+    real = _library_path("libxcb-cursor.so.0")
+    if real is None:
+        pytest.skip("libxcb-cursor.so.0 is not installed here")
+    probe = subprocess.run(["unshare", "-m", "true"], capture_output=True)
+    if probe.returncode != 0:
+        pytest.skip("unshare -m is not allowed here")
+    env = {k: v for k, v in os.environ.items() if k not in ("QT_QPA_PLATFORM", "WAYLAND_DISPLAY")}
+    env.update(DISPLAY=":96", PYTHONPATH=str(ROOT), LATENT_STUDIO_DATA=str(tmp_path / "data"))
+    script = f'mount --bind /dev/null "{real}" && exec "{sys.executable}" -m studio --exit-after-ms 100'
+    done = subprocess.run(["unshare", "-m", "sh", "-c", script], env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 1, (done.returncode, done.stderr[-2000:])
+    assert done.stderr.startswith("latent-studio: cannot open the window: Qt's xcb platform plugin (X11) needs "
+                                  "system libraries that are not installed: libxcb-cursor.so.0."), done.stderr
+    assert "sudo apt-get install libxcb-cursor0" in done.stderr and "platform plugin could be" not in done.stderr
