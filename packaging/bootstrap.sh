@@ -17,7 +17,8 @@ while [ $# -gt 0 ]; do
     --dev) DEV=1; shift ;;
     --torch) [ $# -ge 2 ] || { echo "bootstrap: --torch needs auto, cpu or cuda" >&2; exit 2; }; TORCH=$2; shift 2 ;;
     --torch=*) TORCH=${1#--torch=}; shift ;;
-    --torch-index) [ $# -ge 2 ] || { echo "bootstrap: --torch-index needs a URL" >&2; exit 2; }; TORCH_INDEX=$2; shift 2 ;;
+    --torch-index) [ $# -ge 2 ] || { echo "bootstrap: --torch-index needs a URL" >&2; exit 2; }
+                   TORCH_INDEX=$2; shift 2 ;;
     --torch-index=*) TORCH_INDEX=${1#--torch-index=}; shift ;;
     --with) [ $# -ge 2 ] || { echo "bootstrap: --with needs an extra (diffusers, onnx)" >&2; exit 2; }
             IFS=, read -r -a more <<< "$2"; EXTRAS+=("${more[@]}"); shift 2 ;;
@@ -31,7 +32,7 @@ case "$TORCH" in auto|cpu|cuda) ;; *) echo "bootstrap: --torch takes auto, cpu o
 [ "$DEV" = 1 ] && EXTRAS=(dev ${EXTRAS[@]+"${EXTRAS[@]}"})
 for extra in ${EXTRAS[@]+"${EXTRAS[@]}"}; do
   grep -q "^$extra = \[" pyproject.toml \
-    || { echo "bootstrap: no extra '$extra' in pyproject.toml (there are: dev, diffusers, onnx, bundle)" >&2; exit 2; }
+    || { echo "bootstrap: no extra '$extra' in pyproject.toml (it has: dev, diffusers, onnx, bundle)" >&2; exit 2; }
 done
 
 PY=${PYTHON:-python3}
@@ -76,10 +77,12 @@ elif [ "$BUILD" = cpu ]; then
   if reachable "$CPU_INDEX"; then
     INDEX_ARGS=(--index-url "$CPU_INDEX") WHERE="the CPU build from the PyTorch CPU index $CPU_INDEX"
   else
-    WHERE="the PyTorch CPU index $CPU_INDEX cannot be reached: what pip resolves from its configured index (on Linux the package index's torch is the CUDA build unless pip is set up with a CPU wheel)"
+    WHERE="the PyTorch CPU index $CPU_INDEX cannot be reached: what pip resolves from its configured index"
+    WHERE+=" (on Linux the package index's torch is the CUDA build unless pip is set up with a CPU wheel)"
   fi
 elif [ "$BUILD" = cuda ]; then
-  WHERE="the package index's build (on Linux x86-64 and aarch64: CUDA, with its nvidia-* packages, several GB); for another CUDA version use --torch-index https://download.pytorch.org/whl/cu128 (nvidia-smi shows what the driver supports)"
+  WHERE="the package index's build (on Linux: CUDA, with its nvidia-* packages, several GB); for another CUDA"
+  WHERE+=" version use --torch-index https://download.pytorch.org/whl/cu128 (nvidia-smi shows what the driver supports)"
 else
   WHERE="the package index's build"
 fi
@@ -148,7 +151,8 @@ def size(path):
             except OSError:
                 pass
     return total
-nvidia = sorted({d.metadata["Name"] for d in md.distributions() if (d.metadata["Name"] or "").lower().startswith("nvidia-")})
+names = {d.metadata["Name"] or "" for d in md.distributions()}
+nvidia = sorted(name for name in names if name.lower().startswith("nvidia-"))
 folders = [os.path.join(site, name) for name in ("torch", "nvidia", "triton", "functorch", "torchgen")]
 mb = sum(size(f) for f in folders if os.path.isdir(f)) / 1e6
 build = f"CUDA {torch.version.cuda} build" if torch.version.cuda else "CPU build"

@@ -153,3 +153,27 @@ def test_the_readmes_apt_line_names_packages_the_window_check_knows():
     named = line.group(1).split()
     assert set(named) <= set(sysdeps.PACKAGES.values())
     assert {"libxcb-cursor0", "libxcb-icccm4", "libxcb-keysyms1", "libxkbcommon-x11-0"} <= set(named)
+
+
+def test_the_summary_says_which_torch_is_installed_and_its_size(tmp_path):
+    """bootstrap's torch summary (its Python part, run on this interpreter): version, CPU or CUDA build, and the
+    size on disk; a note when the build is not the one asked for."""
+    import re
+
+    import torch
+
+    text = SCRIPT.read_text()
+    start = text.index('"$VPY" - "$BUILD" <<\'EOF\' >&2\n') + len('"$VPY" - "$BUILD" <<\'EOF\' >&2\n')
+    script = tmp_path / "summary.py"
+    script.write_text(text[start:text.index("\nEOF\n", start)] + "\n")
+    wrong = "cpu" if torch.version.cuda else "cuda"
+    for asked in ("auto", wrong):
+        done = subprocess.run([sys.executable, str(script), asked], capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        build = f"the CUDA {torch.version.cuda} build" if torch.version.cuda else "the CPU build"
+        first = done.stdout.splitlines()[0]
+        assert first.startswith(f"bootstrap:       installed torch {torch.__version__}: {build}, CUDA available: ")
+        size = re.search(r"; ([\d,]+) MB on disk \(torch", first)
+        assert size is not None and int(size.group(1).replace(",", "")) > 50
+        notes = done.stdout.splitlines()[1:]
+        assert (len(notes) == 1 and "note: this is not" in notes[0]) if asked == wrong else notes == []
