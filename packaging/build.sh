@@ -25,8 +25,16 @@ if [ ! -x "$PY" ]; then
   exit 1
 fi
 if ! "$PY" -c "import PyInstaller" 2>/dev/null; then
-  echo "build.sh: installing PyInstaller into .venv" >&2
-  "$PY" -m pip install -q --disable-pip-version-check -c constraints.txt 'pyinstaller>=6.10' \
+  # pyproject's `bundle` extra (the one place that names it), without reinstalling the app into that interpreter
+  mapfile -t BUNDLE_REQS < <("$PY" -c 'import sys
+try:
+    import tomllib
+except ImportError:  # Python 3.10: the app depends on tomli there
+    import tomli as tomllib
+with open("pyproject.toml", "rb") as f:
+    print("\n".join(tomllib.load(f)["project"]["optional-dependencies"]["bundle"]))')
+  echo "build.sh: installing the bundle extra (${BUNDLE_REQS[*]}) into $PY" >&2
+  "$PY" -m pip install --disable-pip-version-check -c constraints.txt "${BUNDLE_REQS[@]}" \
     || { echo "build.sh: could not install PyInstaller (pip's error is above)" >&2; exit 1; }
 fi
 # PyInstaller reads shared-library headers with binutils' objdump on Linux.

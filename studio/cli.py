@@ -66,6 +66,20 @@ def _manifest(entry: PackageEntry) -> Manifest:
     return entry.manifest
 
 
+def _resolve(model: str, roots: list[Path]) -> PackageEntry:
+    """The package a --model value names: a file or folder path (a bare name too, when it is in the current folder
+    and no installed package has that id) or an installed id; a name that is both is the installed package, and
+    the command says so."""
+    from studio.library import ambiguous_model, resolve
+    from studio.limits import quote
+
+    entry = resolve(model, roots)
+    if ambiguous_model(model, roots):
+        print(f"latent-studio: note: {quote(model)} is an installed model and a file or folder in the current "
+              f"folder: using the installed model (write ./{model} for the folder)", file=sys.stderr)
+    return entry
+
+
 def _roots(args, warn: bool = True) -> list[Path]:
     from studio.library import default_roots, root_problem
     from studio.limits import quote
@@ -108,7 +122,7 @@ def cmd_render(args) -> int:
     from studio.engine import Engine
     from studio.engine.work import render_to_file, submit
     from studio.export import check_writable_folder, formats_for, read_any_request
-    from studio.library import resolve, resolve_stored
+    from studio.library import resolve_stored
 
     out = Path(args.out) if args.out else None
     roots = _roots(args)
@@ -129,7 +143,7 @@ def cmd_render(args) -> int:
         request = request.with_(model_id=entry.id)
     else:
         from studio.library import DEFAULT_MODEL_ID
-        entry = resolve(args.model or DEFAULT_MODEL_ID, roots)  # what the user typed: an id or a folder
+        entry = _resolve(args.model or DEFAULT_MODEL_ID, roots)  # what the user typed: an id or a path
     manifest = _manifest(entry)
     kind = manifest.output.kind
     if out is None:
@@ -220,10 +234,10 @@ def cmd_sheet(args) -> int:
     from studio.engine import Engine
     from studio.engine.work import sheet, submit
     from studio.export import check_writable_folder
-    from studio.library import DEFAULT_MODEL_ID, resolve
+    from studio.library import DEFAULT_MODEL_ID
 
     roots = _roots(args)
-    entry = resolve(args.model or DEFAULT_MODEL_ID, roots)
+    entry = _resolve(args.model or DEFAULT_MODEL_ID, roots)
     out = Path(args.out) if args.out else Path(f"{entry.id}-sheet.png")
     check_writable_folder(out)
     if args.rows < 1:
@@ -245,10 +259,10 @@ def cmd_grid(args) -> int:
     from studio.engine import Engine
     from studio.engine.work import grid, grid_cells, parse_grid_axis, submit
     from studio.export import check_writable_folder
-    from studio.library import DEFAULT_MODEL_ID, resolve
+    from studio.library import DEFAULT_MODEL_ID
 
     roots = _roots(args)
-    entry = resolve(args.model or DEFAULT_MODEL_ID, roots)
+    entry = _resolve(args.model or DEFAULT_MODEL_ID, roots)
     kind = _manifest(entry).output.kind
     if kind != "image":
         raise StudioError(f"{entry.id} makes {kind}: a grid is made of images")
@@ -431,7 +445,6 @@ def cmd_import(args) -> int:
     from studio.families import get_family
     from studio.files import check_name
     from studio.importers.checkpoint import import_like
-    from studio.library import resolve
     from studio.manifest import read_manifest
 
     if args.sd:
@@ -446,7 +459,7 @@ def cmd_import(args) -> int:
     if args.id is not None:
         check_name(args.id, "package id", field="--id")  # before anything: it becomes a folder's name
     out_folder = _out_folder(args.out, "--out") if args.out else None
-    template = resolve(args.like, _roots(args))
+    template = _resolve(args.like, _roots(args))
     folder = import_like(args.file, template, out_folder, args.id, args.name, args.license, args.strip_prefix,
                          force=args.force)
     print(f"wrote {folder} ({read_manifest(folder).id}, {_manifest(template).family} family, the architecture of "
@@ -532,12 +545,11 @@ def cmd_encode(args) -> int:
 
     from studio.engine import Engine
     from studio.engine.work import encode_image, submit
-    from studio.library import resolve
     from studio.params import Capability
     from studio.request import RenderRequest
 
     roots = _roots(args)
-    entry = resolve(args.model, roots)
+    entry = _resolve(args.model, roots)
     manifest = _manifest(entry)
     kind = manifest.output.kind
     if Capability.ENCODE not in entry.capabilities:
@@ -551,7 +563,8 @@ def cmd_encode(args) -> int:
         work, options, what = encode_image, {"images": np.stack(images), "labels": labels}, {"chars": "".join(labels)}
     progress = _LongWork() if Capability.PROJECT in entry.capabilities else None
     if progress is not None:
-        print(f"latent-studio: projecting {source} onto {entry.id}: a long optimisation", file=sys.stderr)
+        print(f"latent-studio: projecting {source} onto {entry.id}: a long optimisation (Ctrl+C stops it)",
+              file=sys.stderr)
     with Engine(device=args.device, roots=roots) as engine:
         engine.add_package(entry)
         job = submit(engine, RenderRequest(entry.id), work, on_event=progress.on_event if progress else None,
@@ -595,20 +608,23 @@ def _encode_sound(args, entry) -> tuple:
 
 
 class _LongWork:
-    """A progress bar on stderr for long work whose length its steps say (a projection)."""
+    """A progress bar on stderr for long work whose length its steps say (a projection): redrawn in place on a
+    terminal, a line every few seconds into a log (step/total, time left). Ctrl+C stops the work: the engine cancels
+    at the next step and nothing is written."""
 
-    def __init__(self, unit: str = "step"):
+    def __init__(self, unit: str = "step", log_interval: float = 5.0):
         from studio.train.progress import ProgressBar
 
         self.unit = unit
         self.bar: ProgressBar | None = None
+        self.interval = 0.5 if sys.stderr.isatty() else log_interval
 
     def on_event(self, event) -> None:  # on the engine's worker
         from studio.train.progress import ProgressBar
 
         if event.kind in ("progress", "preview") and event.total > 1:
             if self.bar is None or self.bar.total != event.total:
-                self.bar = ProgressBar(event.total, unit=self.unit)
+                self.bar = ProgressBar(event.total, unit=self.unit, min_interval=self.interval)
             self.bar.update(event.step, 1)
 
     def close(self) -> None:
@@ -892,10 +908,30 @@ VERBS = ("models", "render", "sheet", "grid", "animate", "encode", "import", "wr
 
 
 def cmd_gui(args) -> int:
+    from studio.sysdeps import qt_start_problem
+
+    problem = qt_start_problem()  # before Qt loads: a missing library is named, not Qt's abort and core dump
+    if problem:
+        print(f"latent-studio: {problem}", file=sys.stderr)
+        return 1
+    model, models_dirs = _gui_model(args)
     from studio.ui.app import run
 
-    return run(model=args.model, open_paths=args.paths, device=args.device, models_dirs=args.models_dir,
+    return run(model=model, open_paths=args.paths, device=args.device, models_dirs=models_dirs,
                threads=args.threads, exit_after_ms=args.exit_after_ms, report=args.report_geometry)
+
+
+def _gui_model(args) -> tuple[str | None, list[str] | None]:
+    """--model for the window, read as the other verbs read it and checked before the window opens (an unknown id or
+    a bad path is said on the terminal): a path (a package, pipeline folder or .safetensors file) becomes one more
+    model folder and the id of what is in it; an installed id stays that id."""
+    model = args.model
+    if not model:
+        return model, args.models_dir
+    entry = _resolve(model, _roots(args))
+    if entry.folder != Path(model).expanduser().absolute():  # the installed package of that id
+        return entry.id, args.models_dir
+    return entry.id, [*(args.models_dir or []), str(entry.folder)]
 
 
 class Terminated(KeyboardInterrupt):

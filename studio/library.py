@@ -233,18 +233,37 @@ def _resolved(path: Path) -> Path:
         return path.absolute()
 
 
+def typed_as_path(model: str) -> bool:
+    """Whether a model the user typed is written as a path (a separator, or a start of '.', '~' or '/'), so it is
+    never taken for an id."""
+    return "/" in model or "\\" in model or model.startswith((".", "~")) or Path(model).is_absolute()
+
+
+def ambiguous_model(model: str, roots: Iterable[str | Path] | None = None) -> bool:
+    """Whether a bare name the user typed is both an installed package's id and a file or folder in the current
+    directory (`resolve` takes the installed package; ./NAME is the folder). Scans only when there is such a file."""
+    if typed_as_path(model) or not exists_at(Path(model)):
+        return False
+    return any(e.id == model and e.ok for e in scan(roots))
+
+
 def resolve(model: str, roots: Iterable[str | Path] | None = None) -> PackageEntry:
-    """A package by id, or by the path of its folder. Raises the package's own error if it is invalid."""
-    path = Path(model)
+    """A package by id, or by the path of its folder (or of a model file a family opens, such as a Stable Diffusion
+    .safetensors). A bare name is a path when a file or folder of that name is in the current directory and no
+    installed package has that id; with both, the installed package wins (./NAME is the folder). A relative path is
+    made absolute here, so that what a family reads relative to the folder is not joined twice. Raises the
+    package's own error if it is invalid."""
+    path = Path(model).expanduser()
     installed: list[PackageEntry] | None = None
-    looks_like_path = "/" in model or "\\" in model or model.startswith(".")
-    if not looks_like_path and path.is_dir():
+    looks_like_path = typed_as_path(model)
+    if not looks_like_path and exists_at(path):
         installed = scan(roots)
-        # a folder name in the current directory that is not also an installed id
+        # a file or folder name in the current directory that is not also an installed id
         looks_like_path = not any(e.id == model and e.ok for e in installed)
     if looks_like_path:
-        if not path.exists():
+        if not exists_at(path):
             raise ManifestError("no such model folder", path)
+        path = path.absolute()
         if path.is_file() and not is_foreign(path):
             raise ManifestError("expected a model package folder (with model.toml and weights.safetensors), a "
                                 "diffusers pipeline folder or a Stable Diffusion .safetensors file, got another "
@@ -258,7 +277,8 @@ def resolve(model: str, roots: Iterable[str | Path] | None = None) -> PackageEnt
         if not found:
             known = sorted({e.id for e in installed if e.ok})
             raise StudioError(f"no model with id {quote(model)} is installed "
-                              f"(installed: {', '.join(known) or 'none'})")
+                              f"(installed: {', '.join(known) or 'none'}), and there is no file or folder of that "
+                              f"name in the current folder ({_resolved(Path.cwd())})")
         entry = ok[0] if ok else found[0]
     if entry.error:
         raise entry.error

@@ -85,8 +85,9 @@ class ModelLibrary:
     def add_model_folder(self, folder: str | Path) -> list[PackageEntry]:
         """Add the packages in `folder` (a package, a folder of packages, a diffusers pipeline folder or a Stable
         Diffusion .safetensors file), remember it in settings.toml, and report what was found. Returns the packages
-        found there (none: the folder is not kept)."""
-        folder = Path(folder)
+        found there (none: the folder is not kept). A relative path is taken from the current folder, once: what a
+        family reads relative to the package (a pipeline's own files) is then not joined to it twice."""
+        folder = Path(folder).expanduser().absolute()
         problem = root_problem(folder)
         if problem:  # /dev/null, a FIFO, a link loop, a file that is no model: said at once, never scanned
             self.message(ERROR, f"No model in {folder}", f"{folder}: {problem}")

@@ -455,15 +455,24 @@ def test_render_alone_finds_the_shipped_default(capsys, tmp_path, monkeypatch):
     (["--debug", "--models-dir", "M", "a.png", "--model", "tiny"], {"open_paths": ["a.png"], "model": "tiny"}),
     (["gui", "--device", "cpu"], {"open_paths": [], "device": "cpu"}),
 ])
-def test_no_verb_opens_the_desktop_app(monkeypatch, argv, expected):
+def test_no_verb_opens_the_desktop_app(monkeypatch, models_dir, argv, expected):
     import studio.ui.app
 
     seen = {}
     monkeypatch.setattr(studio.ui.app, "run", lambda **kw: seen.update(kw) or 0)
+    argv = [str(models_dir) if a == "M" else a for a in argv]  # --model is checked before the window opens
     assert studio.cli.main(argv) == 0
     assert {k: seen[k] for k in expected} == expected
     if "--models-dir" in argv:
-        assert seen["models_dirs"] == ["M"]
+        assert seen["models_dirs"] == [str(models_dir)]
+
+
+def test_the_window_is_not_opened_on_a_model_that_is_not_installed(monkeypatch, models_dir, capsys):
+    import studio.ui.app
+
+    monkeypatch.setattr(studio.ui.app, "run", lambda **kw: pytest.fail("the window opened"))
+    assert studio.cli.main(["--models-dir", str(models_dir), "--model", "tiny-nope"]) == 1
+    assert "no model with id 'tiny-nope' is installed (installed: tiny, tiny-plain)" in capsys.readouterr().err
 
 
 # --- the entry point ------------------------------------------------------------------------------------------------
