@@ -38,8 +38,10 @@ def make_application(argv: list[str] | None = None) -> QApplication:
     app.setOrganizationName(APP_NAME)
     app.setApplicationVersion(__version__)
     from studio.ui.theme import apply_dark_theme
+    from studio.ui.wheel import install_wheel_guard
 
     apply_dark_theme(app)
+    install_wheel_guard(app)  # the wheel scrolls panels; it edits only a value widget the user focused
     return app
 
 
@@ -95,6 +97,9 @@ def run(model: str | None = None, open_paths: list[str] | None = None, device: s
     session = Session(engine, roots=roots)
     autosave = Autosave()
     window = MainWindow(session, store, autosave)
+    from studio.ui.signals import SignalQuit
+
+    quitter = SignalQuit(window.quit_for_signal, window)  # Ctrl+C / SIGTERM: quit cleanly, edits kept in the autosave
     session.message.connect(_log_message)
     if settings_problem:
         session.message.emit("warning", "Your settings could not be read and were reset", settings_problem)
@@ -117,8 +122,9 @@ def run(model: str | None = None, open_paths: list[str] | None = None, device: s
     if exit_after_ms:
         QTimer.singleShot(exit_after_ms, window.close)
     code = app.exec()
+    quitter.restore()
     session.shutdown()
-    return code
+    return quitter.exit_code if quitter.exit_code is not None else code
 
 
 def move_window_folders(store: QSettings) -> list[Path]:

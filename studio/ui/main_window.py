@@ -53,7 +53,8 @@ class MainWindow(QMainWindow):
         session.set_folder_asker(lambda question: dialogs.ask_add_model_folder(self, question))
         self.settings = settings or QSettings()
         self.autosave = autosave
-        self._autosaved_revision = -1
+        self._autosaved_revision = -1  # the revision in the autosave slot; -1: the slot holds none
+        self._quit_signal: int | None = None  # the signal a quit_for_signal closes for
         self.train_dialog: TrainDialog | None = None  # File → Train on Your Own Data…, made when first opened
         self.setObjectName("mainWindow")
         self.setAcceptDrops(True)
@@ -475,9 +476,16 @@ class MainWindow(QMainWindow):
 
     # --- autosave and recovery ------------------------------------------------------------------------------------
     def autosave_now(self) -> None:
+        """Write the autosave slot when the document has unsaved edits; with none (a fresh or a saved document) the
+        slot is removed: a later start never offers to restore a document nobody edited."""
         if self.autosave is None:
             return
         self.session.flush_history()
+        if not self.session.modified:
+            if self._autosaved_revision != -1:
+                self.autosave.clear()
+                self._autosaved_revision = -1
+            return
         if self.session.revision == self._autosaved_revision:
             return
         try:
@@ -683,18 +691,32 @@ class MainWindow(QMainWindow):
         if state is not None:
             self.restoreState(state)
 
+    def quit_for_signal(self, signum: int) -> None:
+        """Ctrl+C in the terminal or SIGTERM (studio.ui.signals): close without asking; unsaved edits stay in the
+        autosave slot, which the next start offers to restore."""
+        self._quit_signal = signum
+        self.close()
+
     def closeEvent(self, event: QCloseEvent) -> None:
-        if not self.confirm_discard():
+        by_signal = self._quit_signal is not None
+        if not by_signal and not self.confirm_discard():
             event.ignore()
             return
-        if self.train_dialog is not None and not self.train_dialog.stop_for_quit():  # never quit with training running
-            event.ignore()
-            return
+        if self.train_dialog is not None:  # never quit with training running: ask, or (a signal) stop it
+            if by_signal:
+                self.train_dialog.stop_and_wait()
+            elif not self.train_dialog.stop_for_quit():
+                event.ignore()
+                return
         self.settings.setValue("geometry", self.saveGeometry())
         self.settings.setValue("windowState", self.saveState())
         self.autosave_timer.stop()
         if self.autosave is not None:
-            self.autosave.finish()
+            if by_signal and self.session.modified:
+                self.autosave_now()
+                self.autosave.release()  # kept for the next start
+            else:
+                self.autosave.finish()
         event.accept()
 
 
