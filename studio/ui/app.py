@@ -7,6 +7,7 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from PySide6.QtCore import QSettings, QSize, Qt, QTimer
 from PySide6.QtGui import QGuiApplication, QIcon
@@ -164,7 +165,7 @@ def _report_geometry_when_shown(window, path: str) -> None:
             QTimer.singleShot(300, dump)
 
     def dump() -> None:
-        data = {}
+        data: dict[str, Any] = {}
         for widget in [window, *window.findChildren(object)]:
             name = getattr(widget, "objectName", lambda: "")()
             if not name or not hasattr(widget, "mapToGlobal") or not widget.isVisible():
@@ -176,6 +177,14 @@ def _report_geometry_when_shown(window, path: str) -> None:
         origin = canvas.mapToGlobal(canvas.rect().topLeft())
         data["previewImage"] = [origin.x() + int(r.x()), origin.y() + int(r.y()), int(r.width()), int(r.height())]
         data["ratio"] = window.devicePixelRatioF()
+        # what a screenshot cannot tell a test without reading text: the status bar's message, the canvas's
+        # cancelled note, how many progress bars show
+        from PySide6.QtWidgets import QProgressBar
+
+        data["state"] = {"status": window.statusBar().currentMessage(), "canvas_note": canvas.cancelled_note,
+                         "progress_bars": sum(1 for bar in window.findChildren(QProgressBar) if bar.isVisible()),
+                         "modified": window.isWindowModified(), "undo_index": window.session.undo.index(),
+                         "focus": getattr(QApplication.focusWidget(), "objectName", lambda: "")()}
         tmp = path + ".part"
         with open(tmp, "w", encoding="utf-8") as f:
             json.dump(data, f)
