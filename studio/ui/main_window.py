@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING
 from PySide6.QtCore import QSettings, Qt, QTimer, QUrl, Slot
 from PySide6.QtGui import (QAction, QActionGroup, QCloseEvent, QDesktopServices, QDragEnterEvent, QDropEvent,
                            QGuiApplication, QKeySequence)
-from PySide6.QtWidgets import (QDockWidget, QLabel, QMainWindow, QMessageBox, QProgressBar, QScrollArea,
-                               QStackedWidget, QToolButton, QWidget)
+from PySide6.QtWidgets import (QApplication, QDockWidget, QLabel, QMainWindow, QMessageBox, QProgressBar,
+                               QScrollArea, QStackedWidget, QToolButton, QWidget)
 
 from studio import __version__
 from studio.errors import StudioError
@@ -772,6 +772,11 @@ class MainWindow(QMainWindow):
         """Ctrl+C in the terminal or SIGTERM (studio.ui.signals): close without asking; unsaved edits stay in the
         autosave slot, which the next start offers to restore."""
         self._quit_signal = signum
+        for _ in range(8):  # a question or file dialog open: answer it "no" (Esc) first, or it keeps the app alive
+            modal = QApplication.activeModalWidget()
+            if modal is None or modal is self:
+                break
+            modal.close()
         self.close()
 
     def closeEvent(self, event: QCloseEvent) -> None:
