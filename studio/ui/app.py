@@ -112,6 +112,12 @@ def run(model: str | None = None, open_paths: list[str] | None = None, device: s
         session.message.emit("warning", "Autosave is off for this session", str(exc))
         recovered = False
         window.autosave = None
+    if quitter.exit_code is not None:  # Ctrl+C / SIGTERM while the restore question was open: that autosave stays
+        quitter.restore()
+        if window.autosave is not None:
+            window.autosave.finish()
+        session.shutdown()
+        return quitter.exit_code
     if not recovered:
         session.start(model)
         session.undo.setClean()

@@ -565,7 +565,8 @@ class MainWindow(QMainWindow):
             return False
         newest = items[0]
         if not dialogs.ask_recover(self, items):
-            discard(newest)
+            if self._quit_signal is None:  # (a Ctrl+C that closed the question is no answer: the autosave stays)
+                discard(newest)
             return False
         try:
             document = adopt(newest)

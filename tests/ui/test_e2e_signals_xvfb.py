@@ -1,6 +1,7 @@
 """Ctrl+C in the terminal (SIGINT) and SIGTERM quit the real app cleanly (studio.ui.signals): no traceback, exit code
 128 + the signal, no "Unsaved Changes" question; unsaved edits stay in the autosave slot and the next start offers
-them; an unedited document leaves nothing, so the next start offers no restore.
+them (a Ctrl+C at that question keeps them too); an unedited document leaves nothing, so the next start offers no
+restore.
 
 Real processes on a real X server (tests/ui/xharness.py)."""
 
@@ -71,7 +72,19 @@ def test_sigint_and_sigterm_quit_cleanly_keeping_only_edited_work(xdisplay, tmp_
         app.kill()
     assert len(_slots(tmp_path)) == 1, f"the edit was not autosaved: {_slots(tmp_path)}"
 
-    # 3. The next start offers it; Yes restores it (an edited, unsaved document).
+    # 3. The next start offers it; Ctrl+C while the question is open is no answer: the autosave stays.
+    asking = tmp_path / "asking"
+    asking.mkdir()
+    app = App.start(display, asking, env=env)
+    try:
+        asked = wait_for(lambda: screen.windows("^Restore Unsaved Work$") or app.proc.poll() is not None, 60)
+        assert isinstance(asked, list) and asked, "no restore offered after SIGTERM with edits" + app.log()
+        _stop_by(app, signal.SIGINT)
+    finally:
+        app.kill()
+    assert len(_slots(tmp_path)) == 1, f"Ctrl+C at the restore question lost the autosave: {_slots(tmp_path)}"
+
+    # 4. So the next start offers it again; Yes restores it (an edited, unsaved document).
     app = App.start(display, run3, env=env)
     try:
         asked = wait_for(lambda: screen.windows("^Restore Unsaved Work$") or app.proc.poll() is not None, 60)
