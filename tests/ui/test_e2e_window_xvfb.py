@@ -56,7 +56,7 @@ def _scroll_into_view(app: App, screen: Screen, name: str, dock_name: str, over:
 def test_undo_redo_keys_and_the_wheel_in_the_real_window(xdisplay, tmp_path):
     display = xdisplay(*SIZE)
     screen = Screen(display)
-    app = App.start(display, tmp_path)  # the shipped default model: the glyph GAN and its direction sliders
+    app = App.start(display, tmp_path)  # the shipped default model (Glyph Styles) and its direction sliders
     try:
         app.geometry()
         window = app.main_window(screen)
