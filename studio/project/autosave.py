@@ -101,7 +101,8 @@ class Recoverable:
 
 
 class Autosave:
-    """This instance's autosave slot. start() once, write() as often as wanted, finish() on a clean exit."""
+    """This instance's autosave slot. start() once, write() as often as wanted (clear() when the document has no
+    unsaved edits any more), finish() on a clean exit, release() on an exit that keeps the slot for recovery."""
 
     def __init__(self, folder: Path | None = None, session_id: str | None = None):
         self.folder = Path(folder) if folder is not None else autosave_dir()
@@ -156,6 +157,21 @@ class Autosave:
             self._source = new_source
             self._write_lock_info()
         return saved
+
+    def clear(self) -> None:
+        """Remove the slot's autosave (the document is unedited or saved again: nothing to recover); the lock stays
+        held. Safe when there is none."""
+        if self._fd is not None:
+            _remove_slot_files(self.path, strict=False)
+
+    def release(self) -> None:
+        """Exit keeping the autosave for the next start (a quit by a signal with unsaved edits): release the lock and
+        leave the slot and its lock file, so find_recoverable offers it. Safe to call twice."""
+        fd, self._fd = self._fd, None
+        if fd is None:
+            return
+        _unlock(fd)
+        os.close(fd)
 
     def finish(self) -> None:
         """Clean exit: delete the autosave and the lock file and release the lock. Safe to call twice."""

@@ -7,6 +7,7 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from PySide6.QtCore import QSettings, QSize, Qt, QTimer
 from PySide6.QtGui import QGuiApplication, QIcon
@@ -38,8 +39,10 @@ def make_application(argv: list[str] | None = None) -> QApplication:
     app.setOrganizationName(APP_NAME)
     app.setApplicationVersion(__version__)
     from studio.ui.theme import apply_dark_theme
+    from studio.ui.wheel import install_wheel_guard
 
     apply_dark_theme(app)
+    install_wheel_guard(app)  # the wheel scrolls panels; it edits only a value widget the user focused
     return app
 
 
@@ -95,6 +98,9 @@ def run(model: str | None = None, open_paths: list[str] | None = None, device: s
     session = Session(engine, roots=roots)
     autosave = Autosave()
     window = MainWindow(session, store, autosave)
+    from studio.ui.signals import SignalQuit
+
+    quitter = SignalQuit(window.quit_for_signal, window)  # Ctrl+C / SIGTERM: quit cleanly, edits kept in the autosave
     if settings_problem:
         session.message.emit("warning", "Your settings could not be read and were reset", settings_problem)
     try:
@@ -105,6 +111,12 @@ def run(model: str | None = None, open_paths: list[str] | None = None, device: s
         session.message.emit("warning", "Autosave is off for this session", str(exc))
         recovered = False
         window.autosave = None
+    if quitter.exit_code is not None:  # Ctrl+C / SIGTERM while the restore question was open: that autosave stays
+        quitter.restore()
+        if window.autosave is not None:
+            window.autosave.finish()
+        session.shutdown()
+        return quitter.exit_code
     if not recovered:
         session.start(model)
         session.undo.setClean()
@@ -116,8 +128,9 @@ def run(model: str | None = None, open_paths: list[str] | None = None, device: s
     if exit_after_ms:
         QTimer.singleShot(exit_after_ms, window.close)
     code = app.exec()
+    quitter.restore()
     session.shutdown()
-    return code
+    return quitter.exit_code if quitter.exit_code is not None else code
 
 
 def move_window_folders(store: QSettings) -> list[Path]:
@@ -179,7 +192,7 @@ def _report_geometry_when_shown(window, path: str) -> None:
             QTimer.singleShot(300, dump)
 
     def dump() -> None:
-        data = {}
+        data: dict[str, Any] = {}
         for widget in [window, *window.findChildren(object)]:
             name = getattr(widget, "objectName", lambda: "")()
             if not name or not hasattr(widget, "mapToGlobal") or not widget.isVisible():
@@ -192,6 +205,14 @@ def _report_geometry_when_shown(window, path: str) -> None:
         data["previewImage"] = [origin.x() + int(r.x()), origin.y() + int(r.y()), int(r.width()), int(r.height())]
         data["ratio"] = window.devicePixelRatioF()
         data.update(_layout_report(window))
+        # what a screenshot cannot tell a test without reading text: the status bar's message, the canvas's
+        # cancelled note, how many progress bars show
+        from PySide6.QtWidgets import QProgressBar
+
+        data["state"] = {"status": window.statusBar().currentMessage(), "canvas_note": canvas.cancelled_note,
+                         "progress_bars": sum(1 for bar in window.findChildren(QProgressBar) if bar.isVisible()),
+                         "modified": window.isWindowModified(), "undo_index": window.session.undo.index(),
+                         "focus": getattr(QApplication.focusWidget(), "objectName", lambda: "")()}
         tmp = path + ".part"
         with open(tmp, "w", encoding="utf-8") as f:
             json.dump(data, f)

@@ -51,6 +51,7 @@ class EngineBridge(QObject):
     progress = Signal(int, int, str)  # step, total, message of the newest preview
     failed = Signal(object, str, str)  # request, message, detail: the newest preview failed
     started = Signal(object)  # request: the newest preview started rendering
+    cancelled = Signal(object)  # request: the newest preview was cancelled (Esc) before it finished
     busy_changed = Signal(bool)
     task_progress = Signal(str, int, int)  # task label, step, total
     tasks_changed = Signal()  # a task started or ended (`tasks` lists those in flight)
@@ -173,6 +174,8 @@ class EngineBridge(QObject):
             self._update_busy()
             if event.kind == "error":
                 self.failed.emit(job.request, event.message, event.detail)
+            else:
+                self.cancelled.emit(job.request)
 
     def _on_task_event(self, task: Task, event: Event) -> None:
         if event.kind in ("progress", "preview"):

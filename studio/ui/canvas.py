@@ -22,6 +22,7 @@ CHECKER_DARK = QColor(0x2C, 0x2C, 0x2C)
 PROGRESS_FILL = QColor(0x3D, 0x8E, 0xE6)
 PROGRESS_TRACK = QColor(0x3A, 0x3A, 0x3A)
 PROGRESS_BAR_HEIGHT = 3
+CANCELLED_DIM = QColor(0x1E, 0x1E, 0x1E, 165)  # over a cancelled render's half-made picture
 CHECKER_CELL = 8
 MIN_ZOOM = 1 / 16
 MAX_ZOOM = 64.0
@@ -66,6 +67,7 @@ class PreviewCanvas(QWidget):
         self._progress: tuple[int, int, str] | None = None
         self._placeholder = "No preview yet"
         self._checker: QBrush | None = None
+        self._cancelled: str = ""  # the note over a half-made picture whose render was cancelled ("" = none)
 
     # -- image -------------------------------------------------------------------------------------------------
     def set_image(self, image: np.ndarray | QImage | None) -> None:
@@ -75,6 +77,7 @@ class PreviewCanvas(QWidget):
             image = None
         old_size = self._image.size() if self._image is not None else None
         self._image = image
+        self._cancelled = ""  # a new picture is no cancelled one
         self._pixmap = QPixmap.fromImage(image) if image is not None else None
         if image is not None and image.size() != old_size:
             if self._fit_mode:
@@ -91,6 +94,16 @@ class PreviewCanvas(QWidget):
         self._placeholder = text
         if self._image is None:
             self.update()
+
+    def set_cancelled(self, note: str) -> None:
+        """Mark the picture shown as unfinished: dimmed, with `note` ("Cancelled at step 7/25") over it, until the
+        next picture arrives."""
+        self._cancelled = note if self._image is not None else ""
+        self.update()
+
+    @property
+    def cancelled_note(self) -> str:
+        return self._cancelled
 
     # -- progress ----------------------------------------------------------------------------------------------
     def set_progress(self, step: int, total: int, message: str = "") -> None:
@@ -261,6 +274,8 @@ class PreviewCanvas(QWidget):
                                  self._placeholder)
         else:
             self._paint_image(painter)
+            if self._cancelled:
+                self._paint_cancelled(painter)
         if self._progress is not None:
             self._paint_progress(painter)
         painter.end()
@@ -293,6 +308,20 @@ class PreviewCanvas(QWidget):
         target = QRectF(rect.left() + left * z, rect.top() + top * z, source.width() * z, source.height() * z)
         painter.drawPixmap(target, self._pixmap, QRectF(source))
 
+    def _paint_cancelled(self, painter: QPainter) -> None:
+        rect = self.image_rect().intersected(QRectF(self.rect()))
+        painter.fillRect(rect, CANCELLED_DIM)
+        metrics = painter.fontMetrics()
+        width, height = metrics.horizontalAdvance(self._cancelled) + 20, metrics.height() + 10
+        centre = QRectF(self.rect()).center()
+        box = QRectF(centre.x() - width / 2, centre.y() - height / 2, width, height)
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing, True)
+        painter.setPen(Qt.PenStyle.NoPen)
+        painter.setBrush(QColor(0, 0, 0, 190))
+        painter.drawRoundedRect(box, 4, 4)
+        painter.setPen(QColor(0xF0, 0xF0, 0xF0))
+        painter.drawText(box, Qt.AlignmentFlag.AlignCenter, self._cancelled)
+
     def _checker_brush(self) -> QBrush:
         if self._checker is None:
             tile = QPixmap(2 * CHECKER_CELL, 2 * CHECKER_CELL)
@@ -309,6 +338,13 @@ class PreviewCanvas(QWidget):
         paint_progress(painter, self.rect(), self._progress)
 
 
+def progress_label(step: int, total: int, message: str = "") -> str:
+    """"step 7/25" once: a message that already ends with the count ("step 7/25") is not followed by it again."""
+    count = f"{step}/{total}"
+    message = message.strip()
+    return message if message.endswith(count) else f"{message} {count}".strip()
+
+
 def paint_progress(painter: QPainter, rect: QRect, progress: tuple[int, int, str]) -> None:
     """The thin progress bar along the bottom of `rect` with its "message step/total" label (the previews share it)."""
     step, total, message = progress
@@ -316,7 +352,7 @@ def paint_progress(painter: QPainter, rect: QRect, progress: tuple[int, int, str
     bar = QRectF(rect.left(), rect.bottom() + 1 - PROGRESS_BAR_HEIGHT, rect.width(), PROGRESS_BAR_HEIGHT)
     painter.fillRect(bar, PROGRESS_TRACK)
     painter.fillRect(QRectF(bar.topLeft(), QSizeF(bar.width() * fraction, bar.height())), PROGRESS_FILL)
-    label = f"{message} {step}/{total}".strip()
+    label = progress_label(step, total, message)
     metrics = painter.fontMetrics()
     box = QRectF(rect.left() + 4, bar.top() - metrics.height() - 6, metrics.horizontalAdvance(label) + 12,
                  metrics.height() + 4)

@@ -5,15 +5,17 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QSettings, Qt, QTimer, QUrl, Slot
 from PySide6.QtGui import (QAction, QActionGroup, QCloseEvent, QDesktopServices, QDragEnterEvent, QDropEvent,
                            QGuiApplication, QKeySequence)
-from PySide6.QtWidgets import (QDockWidget, QLabel, QMainWindow, QMessageBox, QProgressBar, QScrollArea,
-                               QStackedWidget, QToolButton, QWidget)
+from PySide6.QtWidgets import (QApplication, QDockWidget, QLabel, QMainWindow, QMessageBox, QProgressBar,
+                               QScrollArea, QStackedWidget, QToolButton, QWidget)
 
 from studio import __version__
 from studio.app.opening import is_video
@@ -49,6 +51,8 @@ log = logging.getLogger(__name__)
 AUTOSAVE_MS = 15_000
 RECENT_LIMIT = 8
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp"}
+PROGRESS_DELAY_S = 0.5  # work that ends sooner shows no progress (no flash of "1/1")
+CANCELLED_PREFIX = "Cancelled"
 
 
 class MainWindow(QMainWindow):
@@ -60,7 +64,8 @@ class MainWindow(QMainWindow):
         session.set_folder_asker(lambda question: dialogs.ask_add_model_folder(self, question))
         self.settings = settings or QSettings()
         self.autosave = autosave
-        self._autosaved_revision = -1
+        self._autosaved_revision = -1  # the revision in the autosave slot; -1: the slot holds none
+        self._quit_signal: int | None = None  # the signal a quit_for_signal closes for
         self.train_dialog: TrainDialog | None = None  # File → Train on Your Own Data…, made when first opened
         self.setObjectName("mainWindow")
         self.setAcceptDrops(True)
@@ -124,6 +129,11 @@ class MainWindow(QMainWindow):
         session.model_changed.connect(self._on_model_changed)
         session.document_changed.connect(self._on_document_changed)
         session.bridge.progress.connect(self._on_progress)
+        session.bridge.started.connect(self._on_render_started)
+        session.bridge.frame.connect(self._on_frame)
+        session.bridge.rendered.connect(self._on_render_finished)
+        session.bridge.failed.connect(self._on_render_finished)
+        session.bridge.cancelled.connect(self._on_render_cancelled)
         session.bridge.busy_changed.connect(self._on_busy_changed)
         session.bridge.task_progress.connect(self._on_task_progress)
         session.bridge.tasks_changed.connect(self._on_tasks_changed)
@@ -160,33 +170,34 @@ class MainWindow(QMainWindow):
         self.time_label.setToolTip("Time of the last render")
         self.zoom_label = QLabel()
         self.zoom_label.setToolTip("Preview zoom (Ctrl+0 fit, Ctrl+1 actual size)")
-        self.progress = QProgressBar()
-        self.progress.setObjectName("renderProgress")
-        self.progress.setMaximumWidth(160)
-        self.progress.setMaximumHeight(14)
-        self.progress.setTextVisible(False)
-        self.progress.setToolTip("Rendering… (Esc cancels)")
-        self.progress.setVisible(False)
-        # long tasks on the export lane (a GAN projection, an export): their own progress and a Cancel
+        # ONE progress display: the task's (a projection, an export) while one runs, else the preview render's; shown
+        # only for work still running after PROGRESS_DELAY_S, so instant work never flashes a bar
         self.task_label = QLabel()
-        self.task_label.setObjectName("taskLabel")
-        self.task_label.setToolTip("The task in progress")
+        self.task_label.setObjectName("progressLabel")
+        self.task_label.setToolTip("The work in progress")
         self.task_progress = QProgressBar()
-        self.task_progress.setObjectName("taskProgress")
+        self.task_progress.setObjectName("progressBar")
         self.task_progress.setMaximumWidth(160)
         self.task_progress.setMaximumHeight(14)
-        self.task_progress.setToolTip("Progress of the task (Cancel or Esc stops it)")
+        self.task_progress.setTextVisible(False)
+        self.task_progress.setToolTip("Progress (Cancel or Esc stops it)")
         self.task_cancel = QToolButton()
-        self.task_cancel.setObjectName("taskCancel")
+        self.task_cancel.setObjectName("progressCancel")
         self.task_cancel.setText("Cancel")
-        self.task_cancel.setToolTip("Stop the task (the preview keeps rendering); Esc stops everything")
-        self.task_cancel.clicked.connect(self.session.bridge.cancel_tasks)
+        self.task_cancel.setToolTip("Stop the work in progress (Esc stops everything)")
+        self.task_cancel.clicked.connect(self._cancel_shown_work)
         self._task_widgets = (self.task_label, self.task_progress, self.task_cancel)
         for widget in self._task_widgets:
             widget.setVisible(False)
-        for widget in (*self._task_widgets, self.progress, self.time_label, self.model_label, self.zoom_label,
-                       self.device_label):
+        for widget in (*self._task_widgets, self.time_label, self.model_label, self.zoom_label, self.device_label):
             bar.addPermanentWidget(widget)
+        self._render_started: float | None = None  # when the newest preview started rendering (None: none runs)
+        self._render_step = (0, 0)  # its newest step, total
+        self._showing_partial = False  # the canvas shows a per-step frame of an unfinished render
+        self._shown_work = ""  # "task" or "render": what the progress display shows and its Cancel stops
+        self._progress_timer = QTimer(self)  # reveals the display once work has run PROGRESS_DELAY_S; updates "left"
+        self._progress_timer.setInterval(100)
+        self._progress_timer.timeout.connect(self._update_progress)
 
     def _action(self, text: str, slot, shortcut=None, tip: str = "") -> QAction:
         action = QAction(text, self)
@@ -384,32 +395,86 @@ class MainWindow(QMainWindow):
     def _on_progress(self, step: int, total: int, message: str) -> None:
         if total > 1:
             self.preview.set_progress(step, total, message)
-        self.progress.setRange(0, max(total, 1))
-        self.progress.setValue(step)
+        self._render_step = (step, total)
+        self._update_progress()
+
+    def _on_render_started(self, _request) -> None:
+        self._render_started = time.monotonic()
+        self._render_step = (0, 0)
+        if self.statusBar().currentMessage().startswith(CANCELLED_PREFIX):
+            self.statusBar().clearMessage()
+        self._update_progress()
+
+    def _on_frame(self, _request, _output) -> None:
+        self._showing_partial = True
+
+    def _on_render_finished(self, *_args) -> None:
+        self._showing_partial = False
+        self._render_started = None
+        self._update_progress()
+
+    def _on_render_cancelled(self, _request) -> None:
+        """Esc during a render: a half-made picture is marked as such (dimmed, "Cancelled at step 7/25") rather
+        than left looking like a result; the status bar says what is shown."""
+        step, total = self._render_step
+        self._render_started = None
+        if self._showing_partial and self.preview is self.canvas and total > 1:
+            note = f"{CANCELLED_PREFIX} at step {step}/{total}"
+            self.canvas.set_cancelled(note)
+            self.statusBar().showMessage(f"{note}: the picture is unfinished (Ctrl+Shift+F5 renders it again)")
+        else:
+            what = "sound" if self.preview is self.audio_view else "picture"
+            self.statusBar().showMessage(f"{CANCELLED_PREFIX}: the {what} shown is the last finished one")
+        self._update_progress()
 
     def _on_task_progress(self, label: str, step: int, total: int) -> None:
-        task = next((t for t in self.session.bridge.tasks if t.label == label), None)
-        left = task.seconds_left() if task is not None else None
-        text = f"{label}: {step}/{total}" + (f", {_clock(left)} left" if left is not None else "")
-        self.statusBar().showMessage(text, 2000)
-        if total > 1:  # a long task: show where it is, how long it has to go, and offer to stop it
-            self.task_label.setText(text)
-            self.task_progress.setRange(0, total)
-            self.task_progress.setValue(step)
-            for widget in self._task_widgets:
-                widget.setVisible(True)
+        self._update_progress()
 
     def _on_tasks_changed(self) -> None:
-        if not self.session.bridge.tasks:
-            for widget in self._task_widgets:
-                widget.setVisible(False)
+        self._update_progress()
 
     def _on_busy_changed(self, busy: bool) -> None:
-        self.progress.setVisible(busy)
         if busy:
-            self.progress.setRange(0, 0)  # indeterminate until the first progress event
+            self._progress_timer.start()
         else:
+            self._progress_timer.stop()
+            self._render_started = None
             self.preview.clear_progress()
+        self._update_progress()
+
+    def _update_progress(self) -> None:
+        """The one progress display: the oldest running task with steps, else the preview render, each once it has
+        run for PROGRESS_DELAY_S; hidden otherwise."""
+        now = time.monotonic()
+        text, step, total, work = "", 0, 0, ""
+        task = next((t for t in self.session.bridge.tasks if t.total > 1), None)
+        if task is not None and now - task.started >= PROGRESS_DELAY_S:
+            left = task.seconds_left()
+            text = f"{task.label}: {task.step}/{task.total}" + (f", {_clock(left)} left" if left is not None else "")
+            step, total, work = task.step, task.total, "task"
+            tip = "Stop the task (the preview keeps rendering); Esc stops everything"
+        elif self._render_started is not None and self._render_step[1] > 1 \
+                and now - self._render_started >= PROGRESS_DELAY_S:
+            step, total = self._render_step
+            text, work = f"Rendering: step {step}/{total}", "render"
+            tip = "Stop the render (Esc)"
+        self._shown_work = work
+        if not work:
+            for widget in self._task_widgets:
+                widget.setVisible(False)
+            return
+        self.task_label.setText(text)
+        self.task_progress.setRange(0, total)
+        self.task_progress.setValue(step)
+        self.task_cancel.setToolTip(tip)
+        for widget in self._task_widgets:
+            widget.setVisible(True)
+
+    def _cancel_shown_work(self) -> None:
+        if self._shown_work == "task":
+            self.session.bridge.cancel_tasks()
+        else:
+            self.session.bridge.cancel()
 
     def _on_attention(self, level: str, text: str) -> None:
         self.statusBar().showMessage(text, 8000)
@@ -517,9 +582,16 @@ class MainWindow(QMainWindow):
 
     # --- autosave and recovery ------------------------------------------------------------------------------------
     def autosave_now(self) -> None:
+        """Write the autosave slot when the document has unsaved edits; with none (a fresh or a saved document) the
+        slot is removed: a later start never offers to restore a document nobody edited."""
         if self.autosave is None:
             return
         self.session.flush_history()
+        if not self.session.modified:
+            if self._autosaved_revision != -1:
+                self.autosave.clear()
+                self._autosaved_revision = -1
+            return
         if self.session.revision == self._autosaved_revision:
             return
         try:
@@ -535,7 +607,8 @@ class MainWindow(QMainWindow):
             return False
         newest = items[0]
         if not dialogs.ask_recover(self, items):
-            discard(newest)
+            if self._quit_signal is None:  # (a Ctrl+C that closed the question is no answer: the autosave stays)
+                discard(newest)
             return False
         try:
             document = adopt(newest)
@@ -727,10 +800,23 @@ class MainWindow(QMainWindow):
         self.session.message.emit(INFO, f"Your data folder is {folder}",
                                   "" if opened else "No file manager could open it; copy the path above.")
 
+    def shortcut_rows(self) -> list[tuple[str, str]]:
+        """The F1 sheet: each action with every key that triggers it (Redo: Ctrl+Shift+Z and Ctrl+Y …), then the
+        preview's own keys."""
+        native = QKeySequence.SequenceFormat.NativeText
+        plain = {self.act_undo: "Undo", self.act_redo: "Redo"}  # not "Undo Seed 5"
+        rows = [(plain.get(a, re.sub("&(.)", r"\1", a.text())),
+                 ", ".join(k.toString(native) for k in a.shortcuts()))
+                for a in self.actions() if a.shortcuts()]
+        rows += [("Preview (when it has the focus): fit, actual size, zoom", "F, 1, +, −"),
+                 ("Preview: zoom about the pointer", "Wheel")]
+        return rows
+
     def show_shortcuts(self) -> None:
-        rows = [(a.text().replace("&", ""), a.shortcut().toString(QKeySequence.SequenceFormat.NativeText))
-                for a in self.actions() if not a.shortcut().isEmpty()]
-        table = "".join(f"<tr><td>{name}</td><td>&nbsp;&nbsp;<b>{keys}</b></td></tr>" for name, keys in rows)
+        import html
+
+        table = "".join(f"<tr><td>{html.escape(name)}</td><td>&nbsp;&nbsp;<b>{html.escape(keys)}</b></td></tr>"
+                        for name, keys in self.shortcut_rows())
         QMessageBox.information(self, "Keyboard Shortcuts", f"<table>{table}</table>")
 
     # --- layout and closing ---------------------------------------------------------------------------------------
@@ -762,17 +848,36 @@ class MainWindow(QMainWindow):
         """The right column split by content for the model in use (Conditions as tall as its controls)."""
         fit_right_column(self, self.docks["Conditions"], self.docks["Latent"])
 
+    def quit_for_signal(self, signum: int) -> None:
+        """Ctrl+C in the terminal or SIGTERM (studio.ui.signals): close without asking; unsaved edits stay in the
+        autosave slot, which the next start offers to restore."""
+        self._quit_signal = signum
+        for _ in range(8):  # a question or file dialog open: answer it "no" (Esc) first, or it keeps the app alive
+            modal = QApplication.activeModalWidget()
+            if modal is None or modal is self:
+                break
+            modal.close()
+        self.close()
+
     def closeEvent(self, event: QCloseEvent) -> None:
-        if not self.confirm_discard():
+        by_signal = self._quit_signal is not None
+        if not by_signal and not self.confirm_discard():
             event.ignore()
             return
-        if self.train_dialog is not None and not self.train_dialog.stop_for_quit():  # never quit with training running
-            event.ignore()
-            return
+        if self.train_dialog is not None:  # never quit with training running: ask, or (a signal) stop it
+            if by_signal:
+                self.train_dialog.stop_and_wait()
+            elif not self.train_dialog.stop_for_quit():
+                event.ignore()
+                return
         self.save_layout()
         self.autosave_timer.stop()
         if self.autosave is not None:
-            self.autosave.finish()
+            if by_signal and self.session.modified:
+                self.autosave_now()
+                self.autosave.release()  # kept for the next start
+            else:
+                self.autosave.finish()
         event.accept()
 
 

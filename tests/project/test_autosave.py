@@ -96,6 +96,22 @@ def test_own_slot_is_never_offered_and_finish_cleans_up(tmp_path):
     assert find_recoverable(tmp_path) == []
 
 
+def test_clear_drops_the_autosave_and_release_keeps_it_for_the_next_start(tmp_path):
+    slot = Autosave(tmp_path, "mine")
+    slot.start()
+    slot.write(sample_document(), source=tmp_path / "poster.lstudio")
+    slot.clear()  # back to unedited: nothing to recover, the slot still held
+    assert slot.active and names(tmp_path) == ["mine.lock"] and find_recoverable(tmp_path) == []
+    slot.write(sample_document(), source=tmp_path / "poster.lstudio")
+    slot.release()  # a quit by signal with edits
+    assert not slot.active and names(tmp_path) == ["mine.lock", "mine.lstudio"]
+    found = find_recoverable(tmp_path)
+    assert [item.path for item in found] == [slot.path] and found[0].source == str(tmp_path / "poster.lstudio")
+    slot.release()  # idempotent
+    slot.clear()  # a released slot is not ours any more: clear leaves it
+    assert names(tmp_path) == ["mine.lock", "mine.lstudio"]
+
+
 def test_a_second_instance_cannot_take_a_held_slot(tmp_path):
     first = Autosave(tmp_path, "same")
     first.start()

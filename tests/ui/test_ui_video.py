@@ -44,7 +44,10 @@ def add_keyframes(qtbot, window, seeds) -> None:
     assert len(session.timeline.keyframes) == len(seeds)
 
 
-def test_keyframes_from_the_screen_export_to_a_video_with_progress(qtbot, window, tmp_path):
+def test_keyframes_from_the_screen_export_to_a_video_with_progress(qtbot, window, tmp_path, monkeypatch):
+    from studio.ui import main_window
+
+    monkeypatch.setattr(main_window, "PROGRESS_DELAY_S", 0.0)  # (a short export shows its progress too)
     session = window.session
     add_keyframes(qtbot, window, [1, 2, 3])
     key = session.timeline.keyframes[1]
@@ -54,11 +57,16 @@ def test_keyframes_from_the_screen_export_to_a_video_with_progress(qtbot, window
     steps, shown = [], []
     session.bridge.task_progress.connect(lambda label, step, total: steps.append((step, total)))
     window.statusBar().messageChanged.connect(shown.append)
+    labels: list[str] = []
+    set_text = window.task_label.setText
+    window.task_label.setText = lambda text: (labels.append(text), set_text(text))
     with qtbot.waitSignal(session.message, timeout=20000,
                           check_params_cb=lambda level, text, detail: "Exported walk.mp4" in text):
         session.export_video(out)
     assert steps and steps[-1] == (32, 32)  # 2 segments of 2 s at 8 fps
-    assert any(text.startswith("Export walk.mp4: ") and " left" in text for text in shown)  # with the time left
+    # the one progress display says where the export is and the time left; the status message does not repeat it
+    assert any(text.startswith("Export walk.mp4: ") and " left" in text for text in labels), labels
+    assert not any(text.startswith("Export walk.mp4: ") for text in shown), shown
     with av.open(str(out)) as container:
         assert sum(1 for _ in container.decode(video=0)) == 32
 
