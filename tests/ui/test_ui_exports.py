@@ -20,6 +20,7 @@ from studio.ui.main_window import MainWindow
 from studio.ui.session import INFO, WARNING, Session
 
 from fake_engine import FakeEngine
+from dialog_guard import block_dialogs
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -33,10 +34,7 @@ def engine():
 
 @pytest.fixture(autouse=True)
 def _no_blocking_dialogs(monkeypatch):
-    monkeypatch.setattr(dialogs, "ask_save_changes", lambda parent, name: dialogs.DISCARD)
-    for name in ("ask_open_any", "ask_image_settings", "ask_save_project", "ask_export_image",
-                 "ask_model_folder", "ask_chars", "ask_recover"):
-        monkeypatch.setattr(dialogs, name, lambda *args, _n=name: pytest.fail(f"unexpected dialog {_n}"))
+    block_dialogs(monkeypatch)
     monkeypatch.setattr(export_dialogs, "ask_image_export", lambda *a: pytest.fail("unexpected export dialog"))
 
 

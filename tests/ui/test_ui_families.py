@@ -25,6 +25,7 @@ from studio.ui.session import DEFAULT_STRENGTH, Session
 
 from conftest import TINY_ALPHABET, make_tiny_package
 from fake_engine import FakeEngine
+from dialog_guard import block_dialogs
 
 GAN, DIFFUSION, VAE = "tiny-gan", "tiny-diffusion", "tiny"
 CELL = 32  # both test packages draw 32-px cells
@@ -57,10 +58,7 @@ def family_models(tmp_path):
 
 @pytest.fixture(autouse=True)
 def _no_blocking_dialogs(monkeypatch):
-    monkeypatch.setattr(dialogs, "ask_save_changes", lambda parent, name: dialogs.DISCARD)
-    for name in ("ask_open_any", "ask_save_project", "ask_export_image", "ask_model_folder", "ask_chars",
-                 "ask_recover", "ask_encode_image", "ask_init_image"):
-        monkeypatch.setattr(dialogs, name, lambda *args, _n=name: pytest.fail(f"unexpected dialog {_n}"))
+    block_dialogs(monkeypatch, "ask_encode_image", "ask_init_image")
 
 
 def open_window(qtbot, engine, models, tmp_path, model_id):

@@ -17,16 +17,14 @@ from studio.train.sounds import synthesize
 from studio.ui import dialogs
 from studio.ui.main_window import MainWindow
 from studio.ui.session import Session
+from dialog_guard import block_dialogs
 
 AUDIO, IMAGE = "tiny-audio", "tiny"
 
 
 @pytest.fixture(autouse=True)
 def _no_blocking_dialogs(monkeypatch):
-    monkeypatch.setattr(dialogs, "ask_save_changes", lambda parent, name: dialogs.DISCARD)
-    for name in ("ask_open_any", "ask_save_project", "ask_export_image", "ask_export_sound", "ask_sound",
-                 "ask_model_folder", "ask_chars", "ask_recover"):
-        monkeypatch.setattr(dialogs, name, lambda *args, _n=name: pytest.fail(f"unexpected dialog {_n}"))
+    block_dialogs(monkeypatch, "ask_export_sound", "ask_sound")
 
 
 @pytest.fixture(scope="module")

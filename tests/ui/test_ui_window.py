@@ -18,6 +18,7 @@ from studio.ui.session import Session
 
 from conftest import make_tiny_package
 from fake_engine import FakeEngine, request_value
+from dialog_guard import block_dialogs
 
 
 @pytest.fixture
@@ -30,11 +31,7 @@ def engine():
 
 @pytest.fixture(autouse=True)
 def _no_blocking_dialogs(monkeypatch):
-    """A modal dialog would wait forever offscreen: tests answer every question (and say so when unexpected)."""
-    monkeypatch.setattr(dialogs, "ask_save_changes", lambda parent, name: dialogs.DISCARD)
-    for name in ("ask_open_any", "ask_save_project", "ask_export_image", "ask_model_folder", "ask_chars",
-                 "ask_recover"):
-        monkeypatch.setattr(dialogs, name, lambda *args, _n=name: pytest.fail(f"unexpected dialog {_n}"))
+    block_dialogs(monkeypatch)
 
 
 @pytest.fixture

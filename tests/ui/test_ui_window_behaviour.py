@@ -20,14 +20,12 @@ from studio.ui.session import Session
 from studio.ui.wheel import install_wheel_guard
 
 from fake_engine import FakeEngine
+from dialog_guard import block_dialogs
 
 
 @pytest.fixture(autouse=True)
 def _no_blocking_dialogs(monkeypatch):
-    monkeypatch.setattr(dialogs, "ask_save_changes", lambda parent, name: dialogs.DISCARD)
-    for name in ("ask_open_project", "ask_save_project", "ask_export_image", "ask_model_folder", "ask_chars",
-                 "ask_recover"):
-        monkeypatch.setattr(dialogs, name, lambda *args, _n=name: pytest.fail(f"unexpected dialog {_n}"))
+    block_dialogs(monkeypatch)
 
 
 def open_window(qtbot, engine, models_dir, tmp_path, autosave: Autosave | None = None) -> MainWindow:
