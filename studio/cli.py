@@ -52,7 +52,19 @@ def _parse_set(items: list[str]) -> list[tuple[str, str]]:
 
 
 def _setting(table, name: str, value: str, option: str):
-    """One typed setting for the model, or a StudioError that names the option and what the model takes."""
+    """One typed setting for the model, or a StudioError that names the option and what the model takes. A picture
+    param (an inpainting mask) names a picture file: it is read and stored as the request holds pictures."""
+    from studio.params import Kind
+
+    spec = table.find(name)
+    if spec is not None and spec.kind is Kind.IMAGE:
+        from studio.export.image import read_picture
+        from studio.io.images import encode_init_image
+
+        try:
+            value = encode_init_image(read_picture(value, colour=True))
+        except StudioError as exc:
+            raise StudioError(f"{option} {name}: {exc.problem}", exc.path or Path(value)) from None
     try:
         return table.parse_setting(name, value)
     except StudioError as exc:
