@@ -787,8 +787,8 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--json", action="store_true", help="machine-readable output")
 
     r = sub.add_parser("render", parents=[shared], help="render an image or a sound")
-    r.add_argument("--model", help="package id or package folder, a diffusers Stable Diffusion folder or an SD 1.x / 2.x "
-                   ".safetensors file (default: the shipped default model)")
+    r.add_argument("--model", help="package id or package folder, a diffusers Stable Diffusion folder or an SD "
+                   "1.x / 2.x .safetensors file (default: the shipped default model)")
     r.add_argument("--from", dest="from_file", metavar="FILE", help="re-render the request stored in FILE")
     r.add_argument("--seed", type=int)
     r.add_argument("--prompt", help="text condition (for the glyph model: the text to draw)")

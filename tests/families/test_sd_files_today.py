@@ -305,3 +305,29 @@ def test_inpainting_from_the_command_line_with_a_mask_file(inpainting, tmp_path,
                  str(tmp_path / "photo.png"), "--set", f"mask={tmp_path / 'missing.png'}", "--out",
                  str(tmp_path / "x.png")]) != 0
     assert "missing.png" in capsys.readouterr().err
+
+
+def test_a_model_toml_naming_an_inpainting_file_offers_the_mask_too(inpainting, tmp_path):
+    from studio.manifest import read_manifest
+
+    package = tmp_path / "my-inpainting"
+    package.mkdir()
+    (package / "model.toml").write_text(
+        'format = 1\nid = "my-inpainting"\nname = "My inpainting"\nversion = "1"\nfamily = "stable-diffusion"\n'
+        'license = "see source"\n\n[output]\nkind = "image"\nwidth = 512\nheight = 512\nchannels = 3\n\n'
+        '[latent]\nshape = [4, 64, 64]\n\n[conditions]\nkind = "text"\n\n'
+        f'[architecture]\nsource = "{inpainting["file"].as_posix()}"\nconfig = "sd-v1-inpainting"\n',
+        encoding="utf-8")
+    manifest = read_manifest(package)
+    names = {spec.name for spec in get_family("stable-diffusion").parameters(manifest)}
+    assert "mask" in names and "init_image" in names
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_inpainting_on_cuda_in_float16(inpainting):
+    picture, mask = _picture_and_mask()
+    changes = {"init_image": encode_init_image(picture), "mask": encode_init_image(mask), "strength": 1.0}
+    model = load_model(resolve(str(inpainting["folder"])), "cuda", torch.float16)
+    out = draw(model, **changes)
+    assert out.shape == (16, 16, 3) and np.abs(out.astype(int) - draw(inpainting["model"], **changes)).mean() < 8

@@ -313,7 +313,8 @@ def test_incomplete_folders_say_what_is_missing(tiny, tmp_path):
     (broken / "tokenizer" / "merges.txt").unlink()
     with pytest.raises(ManifestError) as info:
         resolve(str(broken))
-    assert "unet/ is missing" in str(info.value) and "tokenizer/ has neither tokenizer.json nor vocab.json with merges.txt" in str(info.value)
+    assert "unet/ is missing" in str(info.value)
+    assert "tokenizer/ has neither tokenizer.json nor vocab.json with merges.txt" in str(info.value)
     assert str(broken) in str(info.value)
 
 

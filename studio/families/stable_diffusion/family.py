@@ -298,6 +298,24 @@ def source_manifest(source: Source, model_id: str | None = None, name: str | Non
     )
 
 
+def _unet_in_channels(manifest) -> int:
+    """The UNet's input channels (9 for an inpainting model): recorded by `source_manifest`, else (a model.toml
+    naming a file or folder) read from its configs; 4 when they cannot be read (loading then says why)."""
+    known = manifest.architecture.get("unet_in_channels")
+    if isinstance(known, int) and not isinstance(known, bool):
+        return known
+    try:
+        source = source_of(manifest)
+        if source.kind == "file" and source.config in ARCHITECTURES:
+            value = ARCHITECTURES[source.config].configs["unet"].get("in_channels", 4)
+        else:
+            root = source.path if source.kind == "folder" else Path(source.config)
+            value = _read_json(root / "unet" / "config.json").get("in_channels", 4)
+    except StudioError:
+        return 4
+    return value if isinstance(value, int) and not isinstance(value, bool) else 4
+
+
 class StableDiffusionFamily(Family):
     name = FAMILY
     output_kinds = ("image",)
@@ -321,7 +339,7 @@ class StableDiffusionFamily(Family):
                 *sampler_specs(DEFAULTS, GUIDANCE_RANGE), *size,
                 *init_specs("The picture to start from (its centre cropped to the picture's shape): the model "
                             "redraws it as the prompt says"),
-                *([inpaint.mask_spec()] if inpaint.takes_mask(manifest.architecture.get("unet_in_channels", 4),
+                *([inpaint.mask_spec()] if inpaint.takes_mask(_unet_in_channels(manifest),
                                                               manifest.latent.shape[0]) else []),
                 *latent_specs(manifest, strengths=(0.0, 1.0), directions=0))
 
