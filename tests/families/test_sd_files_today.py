@@ -331,3 +331,19 @@ def test_inpainting_on_cuda_in_float16(inpainting):
     model = load_model(resolve(str(inpainting["folder"])), "cuda", torch.float16)
     out = draw(model, **changes)
     assert out.shape == (16, 16, 3) and np.abs(out.astype(int) - draw(inpainting["model"], **changes)).mean() < 8
+
+
+def test_a_side_config_too_big_is_named_and_a_fifo_is_not_read(sd2, tmp_path):
+    import os
+
+    path = shutil.copy(sd2["file"], tmp_path / "model.safetensors")
+    beside = tmp_path / "model.yaml"
+    with open(beside, "wb") as f:
+        f.truncate(64 << 20)  # sparse
+    with pytest.raises(ManifestError) as info:
+        find_source(path)
+    assert "model.yaml" in str(info.value) and "over the limit" in str(info.value)
+    if hasattr(os, "mkfifo"):
+        beside.unlink()
+        os.mkfifo(beside)
+        assert checkpoint_architecture(path) == "sd-v2-v"  # not a regular file: not opened, never blocks
