@@ -15,7 +15,7 @@ Verbs:
   grid --rows seed=1,2,3 --cols d0=-2,0,2 ...         an X/Y plot of one request over two parameters, labelled
   animate PROJECT.lstudio --out FILE.mp4 [--fps N] [--size WxH | --scale N] [--filter nearest|smooth]   a video
   import FILE.ckpt --like MODEL [--id ID]             a checkpoint onto a package's architecture (never executed)
-  import FILE.ckpt --sd                               a pickled SD 1.x checkpoint as a .safetensors file
+  import FILE.ckpt --sd                               a pickled SD 1.x / 2.x checkpoint as .safetensors
   wrap FILE.pt|FILE.onnx --latent 128 --image 64x64x3 a TorchScript / ONNX generator as a package (writes model.toml)
   train RECIPE.toml               train a model package from a recipe
   train --family vae|gan|diffusion|audio --data FOLDER   train on your own pictures or sounds
@@ -52,7 +52,19 @@ def _parse_set(items: list[str]) -> list[tuple[str, str]]:
 
 
 def _setting(table, name: str, value: str, option: str):
-    """One typed setting for the model, or a StudioError that names the option and what the model takes."""
+    """One typed setting for the model, or a StudioError that names the option and what the model takes. A picture
+    param (an inpainting mask) names a picture file: it is read and stored as the request holds pictures."""
+    from studio.params import Kind
+
+    spec = table.find(name)
+    if spec is not None and spec.kind is Kind.IMAGE:
+        from studio.export.image import read_picture
+        from studio.io.images import encode_init_image
+
+        try:
+            value = encode_init_image(read_picture(value, colour=True))
+        except StudioError as exc:
+            raise StudioError(f"{option} {name}: {exc.problem}", exc.path or Path(value)) from None
     try:
         return table.parse_setting(name, value)
     except StudioError as exc:
@@ -775,8 +787,8 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--json", action="store_true", help="machine-readable output")
 
     r = sub.add_parser("render", parents=[shared], help="render an image or a sound")
-    r.add_argument("--model", help="package id or package folder, a diffusers Stable Diffusion folder or an SD 1.x "
-                   ".safetensors file (default: the shipped default model)")
+    r.add_argument("--model", help="package id or package folder, a diffusers Stable Diffusion folder or an SD "
+                   "1.x / 2.x .safetensors file (default: the shipped default model)")
     r.add_argument("--from", dest="from_file", metavar="FILE", help="re-render the request stored in FILE")
     r.add_argument("--seed", type=int)
     r.add_argument("--prompt", help="text condition (for the glyph model: the text to draw)")

@@ -156,3 +156,114 @@ def write_single_file(path: Path, parts) -> Path:
                   for k, v in text.state_dict().items()}}  # the names SD 1.x files use, whatever transformers calls them
     save_file({k: v.contiguous() for k, v in tensors.items()}, str(path))
     return path
+
+
+# --- the layouts today's tools write (issue 18) ----------------------------------------------------------------------
+
+TINY_SD2_UNET = {**TINY_UNET, "use_linear_projection": True, "attention_head_dim": [4, 8]}
+TINY_SD2_TEXT = {**TINY_TEXT, "hidden_act": "gelu"}
+
+
+def make_variant_parts(seed: int = 0, unet: dict | None = None, text: dict | None = None):
+    """Tiny parts like `make_parts` with some config values changed: an SD 2.x-shaped UNet and text encoder
+    (TINY_SD2_UNET, TINY_SD2_TEXT), or an inpainting UNet ({"in_channels": 9})."""
+    require_diffusers()
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    torch.manual_seed(seed)
+    parts = (UNet2DConditionModel(**{**TINY_UNET, **(unet or {})}), AutoencoderKL(**TINY_VAE),
+             CLIPTextModel(CLIPTextConfig(**{**TINY_TEXT, **(text or {})})))
+    for i, m in enumerate(parts):
+        _randomise(m, seed * 10 + i)
+    return tuple(m.eval() for m in parts)
+
+
+def save_tokenizer_as_today(folder: Path) -> Path:
+    """Replace a pipeline's tokenizer/ with what transformers 5's save_pretrained writes: tokenizer.json and
+    tokenizer_config.json only (the fast tokenizer's own file; no vocab.json, no merges.txt)."""
+    import shutil
+
+    import transformers
+
+    old = folder / "tokenizer"
+    fast = getattr(transformers, "CLIPTokenizerFast", transformers.CLIPTokenizer)
+    tokenizer = fast.from_pretrained(str(old), local_files_only=True)
+    shutil.rmtree(old)
+    tokenizer.save_pretrained(str(old))
+    for name in ("vocab.json", "merges.txt", "special_tokens_map.json"):
+        (old / name).unlink(missing_ok=True)
+    return folder
+
+
+def save_fp16_variant(folder: Path) -> Path:
+    """Every weighted part of a pipeline folder as its fp16 variant only (`*.fp16.safetensors`, what
+    save_pretrained(variant="fp16") writes after `.half()`), the float32 files removed."""
+    from safetensors.torch import load_file, save_file
+
+    for part, stem in (("unet", "diffusion_pytorch_model"), ("vae", "diffusion_pytorch_model"),
+                       ("text_encoder", "model")):
+        plain = folder / part / f"{stem}.safetensors"
+        tensors = {k: v.half() if v.is_floating_point() else v for k, v in load_file(str(plain)).items()}
+        save_file(tensors, str(folder / part / f"{stem}.fp16.safetensors"), metadata={"format": "pt"})
+        plain.unlink()
+    return folder
+
+
+def write_converter_file(path: Path, parts, text_model_prefix: bool) -> Path:
+    """The file diffusers' scripts/convert_diffusers_to_original_stable_diffusion.py writes for an SD 1.x pipeline:
+    the UNet and VAE renamed to the original layout (its maps, as `_unet_original` / `_vae_original` follow them),
+    the text encoder's state dict as transformers saved it under `cond_stage_model.transformer.`: with
+    `text_model.` under transformers 4 (`text_model_prefix`), without it under transformers 5."""
+    from safetensors.torch import save_file
+
+    unet, vae, text = parts
+    names = {k.removeprefix("text_model."): v for k, v in text.state_dict().items() if not k.endswith("position_ids")}
+    prefix = "cond_stage_model.transformer." + ("text_model." if text_model_prefix else "")
+    tensors = {**_unet_original(unet.state_dict()), **_vae_original(vae.state_dict()),
+               **{prefix + k: v for k, v in names.items()}}
+    save_file({k: v.contiguous() for k, v in tensors.items()}, str(path))
+    return path
+
+
+def openclip_text(text, extra_block_seed: int | None = 7) -> dict:
+    """A CLIPTextModel's weights in OpenCLIP's layout, as SD 2.x files hold them under cond_stage_model.model.*:
+    q, k and v joined into in_proj, `resblocks`, `ln_final`, plus what SD does not use (a last block, drawn from
+    `extra_block_seed`, standing for the one SD 2.x skips; text_projection; logit_scale)."""
+    state = {k.removeprefix("text_model."): v for k, v in text.state_dict().items() if not k.endswith("position_ids")}
+    out = {"token_embedding.weight": state.pop("embeddings.token_embedding.weight"),
+           "positional_embedding": state.pop("embeddings.position_embedding.weight"),
+           "ln_final.weight": state.pop("final_layer_norm.weight"), "ln_final.bias": state.pop("final_layer_norm.bias")}
+    layers = text.config.num_hidden_layers
+    names = [("layer_norm1.", "ln_1."), ("layer_norm2.", "ln_2."), ("mlp.fc1.", "mlp.c_fc."),
+             ("mlp.fc2.", "mlp.c_proj."), ("self_attn.out_proj.", "attn.out_proj.")]
+    for i in range(layers):
+        pre = f"encoder.layers.{i}."
+        for kind in ("weight", "bias"):
+            out[f"transformer.resblocks.{i}.attn.in_proj_{kind}"] = torch.cat(
+                [state.pop(f"{pre}self_attn.{n}_proj.{kind}") for n in "qkv"])
+        for key in [k for k in state if k.startswith(pre)]:
+            rest = key[len(pre):]
+            for a, b in names:
+                if rest.startswith(a):
+                    out[f"transformer.resblocks.{i}.{b}{rest[len(a):]}"] = state.pop(key)
+    assert not state, sorted(state)
+    width = text.config.hidden_size
+    if extra_block_seed is not None:
+        gen = torch.Generator().manual_seed(extra_block_seed)
+        for key in [k for k in out if k.startswith("transformer.resblocks.0.")]:
+            out[key.replace("resblocks.0.", f"resblocks.{layers}.")] = torch.randn(out[key].shape, generator=gen)
+    out["text_projection"] = torch.randn(width, width)
+    out["logit_scale"] = torch.tensor(4.6)
+    return out
+
+
+def write_sd2_file(path: Path, parts) -> Path:
+    """The parts' weights as one original-layout Stable Diffusion 2.x checkpoint (OpenCLIP text encoder)."""
+    from safetensors.torch import save_file
+
+    unet, vae, text = parts
+    tensors = {**_unet_original(unet.state_dict()), **_vae_original(vae.state_dict()),
+               **{"cond_stage_model.model." + k: v for k, v in openclip_text(text).items()}}
+    save_file({k: v.contiguous() for k, v in tensors.items()}, str(path))
+    return path

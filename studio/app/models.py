@@ -21,7 +21,7 @@ FOLDER_TRUST = ("A model folder can hold a program (a TorchScript or ONNX genera
                 "only if you trust where it came from; it is then one of your model folders, as if you had opened "
                 "it with File → Open Model Folder.")
 NO_MODEL_HELP = ("A model package is a folder with model.toml and weights.safetensors; Stable Diffusion opens as a "
-                 "diffusers pipeline folder or an SD 1.x .safetensors file.")
+                 "diffusers pipeline folder or an SD 1.x / 2.x .safetensors file.")
 
 
 class ModelLibrary:

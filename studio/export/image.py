@@ -30,7 +30,8 @@ EXPORT_SIZE = "Export size"  # the `parameters` setting that records an export's
 
 
 # Params the A1111 text shows in their own places (the rest go under "Edits")
-_OWN_PLACES = ("prompt", "negative_prompt", "steps", "sampler", "guidance", "label", "init_image")
+_OWN_PLACES = ("prompt", "negative_prompt", "steps", "sampler", "guidance", "label", "init_image",
+               "mask")  # pictures (base64 PNGs) stay in the stored request, out of the text
 
 
 def parameters_text(request: RenderRequest, size: tuple[int, int] | None, model_name: str = "",

@@ -313,7 +313,8 @@ def test_incomplete_folders_say_what_is_missing(tiny, tmp_path):
     (broken / "tokenizer" / "merges.txt").unlink()
     with pytest.raises(ManifestError) as info:
         resolve(str(broken))
-    assert "unet/ is missing" in str(info.value) and "tokenizer/ lacks vocab.json or merges.txt" in str(info.value)
+    assert "unet/ is missing" in str(info.value)
+    assert "tokenizer/ has neither tokenizer.json nor vocab.json with merges.txt" in str(info.value)
     assert str(broken) in str(info.value)
 
 
@@ -357,8 +358,7 @@ def test_files_that_are_not_sd1_checkpoints_are_named(tmp_path):
     v2 = tmp_path / "v2.safetensors"
     save_file({"model.diffusion_model.input_blocks.0.0.weight": torch.ones(1),
                "cond_stage_model.model.token_embedding.weight": torch.ones(1)}, str(v2))
-    with pytest.raises(WeightsError, match="2.x"):
-        find_source(v2)
+    assert find_source(v2).config == "sd-v2-v"  # opened since issue 18 (tests/families/test_sd_files_today.py)
     junk = tmp_path / "junk.safetensors"
     junk.write_bytes(b"\xff" * 5)
     with pytest.raises(WeightsError, match="not a safetensors file"):

@@ -30,7 +30,9 @@ from studio.io.images import decode_init_image
 from studio.nets.samplers import Schedule, make_sampler
 from studio.families.stable_diffusion.files import (ARCHITECTURES, PIPELINE_INDEX, Source, check_parts, check_side,
                                                     config_folder, find_source, looks_like_sd, read_config,
-                                                    require_diffusers, source_sha256)
+                                                    require_diffusers, source_sha256, text_encoder_state)
+from studio.families.stable_diffusion import inpaint
+from studio.families.stable_diffusion.tokenizers import load_tokenizer
 from studio.limits import MAX_TRAIN_TIMESTEPS, quote
 
 if TYPE_CHECKING:  # the defining modules: to a type checker diffusers' top-level names are its torch-less dummies
@@ -141,7 +143,7 @@ def load_parts(source: Source) -> SDNetwork:
     """The model's parts on the CPU in float32, offline; WeightsError / ManifestError naming the file that failed."""
     require_diffusers()
     from diffusers import AutoencoderKL, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+    from transformers import CLIPTextConfig, CLIPTextModel
 
     if source.kind == "folder":
         root, weights_file = source.path, None
@@ -172,7 +174,7 @@ def load_parts(source: Source) -> SDNetwork:
             text = _text_encoder_from_file(weights_file, CLIPTextModel(
                 CLIPTextConfig.from_pretrained(str(root / "text_encoder"), local_files_only=True)))
         part = "tokenizer"
-        tokenizer = CLIPTokenizer.from_pretrained(str(root / "tokenizer"), local_files_only=True)
+        tokenizer = load_tokenizer(root / "tokenizer")  # vocab.json + merges.txt, or transformers 5's tokenizer.json
     except StudioError:
         raise
     except (OSError, ValueError, RuntimeError, KeyError, TypeError, AttributeError, EnvironmentError) as exc:
@@ -186,22 +188,16 @@ def load_parts(source: Source) -> SDNetwork:
     return net
 
 
-TEXT_PREFIX = "cond_stage_model.transformer."
-
-
 _Text = TypeVar("_Text", bound=nn.Module)
 
 
 def _text_encoder_from_file(path: Path, model: _Text) -> _Text:
-    """SD 1.x files keep CLIP's text encoder under cond_stage_model.transformer.* with transformers' own names."""
-    from safetensors import safe_open
-
-    state = {}
-    with safe_open(str(path), framework="pt") as f:
-        for key in f.keys():
-            if key.startswith(TEXT_PREFIX):
-                state[key[len(TEXT_PREFIX):]] = f.get_tensor(key).float()
-    # files say text_model.*; transformers 4 names the parameters the same way, transformers 5 drops the prefix
+    """The text encoder of a single file: CLIP under cond_stage_model.transformer.* (SD 1.x; with or without
+    `text_model.`, as diffusers' converter writes it under transformers 4 or 5), or OpenCLIP under
+    cond_stage_model.model.* (SD 2.x), named as transformers names CLIPTextModel (files.text_encoder_state)."""
+    layers = int(getattr(getattr(model, "config", None), "num_hidden_layers", 0) or 0)
+    state = text_encoder_state(path, layers)
+    # transformers 4 names the parameters text_model.*, transformers 5 drops the prefix
     wants_prefix = any(k.startswith("text_model.") for k in model.state_dict())
     state = {(f"text_model.{k.removeprefix('text_model.')}" if wants_prefix else k.removeprefix("text_model.")): v
              for k, v in state.items() if not k.endswith("position_ids")}  # a buffer older files carry
@@ -296,9 +292,28 @@ def source_manifest(source: Source, model_id: str | None = None, name: str | Non
         output=OutputSpec("image", {"width": side, "height": side, "channels": 3}),
         latent=LatentSpec((channels, side // scale, side // scale)),
         conditions=ConditionSpec("text", (), ""),
-        architecture={"source": str(source.path), "config": source.config if source.kind == "file" else ""},
+        architecture={"source": str(source.path), "config": source.config if source.kind == "file" else "",
+                      "unet_in_channels": unet.get("in_channels", 4)},
         weights_file=source.path.name if source.kind == "file" else PIPELINE_INDEX,
     )
+
+
+def _unet_in_channels(manifest) -> int:
+    """The UNet's input channels (9 for an inpainting model): recorded by `source_manifest`, else (a model.toml
+    naming a file or folder) read from its configs; 4 when they cannot be read (loading then says why)."""
+    known = manifest.architecture.get("unet_in_channels")
+    if isinstance(known, int) and not isinstance(known, bool):
+        return known
+    try:
+        source = source_of(manifest)
+        if source.kind == "file" and source.config in ARCHITECTURES:
+            value = ARCHITECTURES[source.config].configs["unet"].get("in_channels", 4)
+        else:
+            root = source.path if source.kind == "folder" else Path(source.config)
+            value = _read_json(root / "unet" / "config.json").get("in_channels", 4)
+    except StudioError:
+        return 4
+    return value if isinstance(value, int) and not isinstance(value, bool) else 4
 
 
 class StableDiffusionFamily(Family):
@@ -324,6 +339,8 @@ class StableDiffusionFamily(Family):
                 *sampler_specs(DEFAULTS, GUIDANCE_RANGE), *size,
                 *init_specs("The picture to start from (its centre cropped to the picture's shape): the model "
                             "redraws it as the prompt says"),
+                *([inpaint.mask_spec()] if inpaint.takes_mask(_unet_in_channels(manifest),
+                                                              manifest.latent.shape[0]) else []),
                 *latent_specs(manifest, strengths=(0.0, 1.0), directions=0))
 
     opens_files = True
@@ -432,7 +449,10 @@ class StableDiffusionFamily(Family):
         context = torch.cat([cond, uncond]) if uncond is not None else cond
         noise = noise[None].to(dev, dt)
         with torch.inference_mode():
-            if strength is not None:
+            # inpainting UNets (9 channels) also take the mask and the masked picture's latent (inpaint.py)
+            extra = inpaint.conditioning(net, request, width, height, dev, dt) if inpaint.network_takes_mask(net) \
+                else None
+            if strength is not None and not (extra is not None and strength >= 1.0):
                 picture = decode_init_image(request.params["init_image"], "RGB")
                 if picture.shape[:2] != (height, width):
                     raise RequestError(f"the init image is {picture.shape[1]}×{picture.shape[0]} pixels; this request "
@@ -446,7 +466,8 @@ class StableDiffusionFamily(Family):
             for k, i in enumerate(range(start, len(sampler.timesteps))):
                 inp = sampler.scale_input(x, i)
                 t = torch.full((2 if guided else 1,), sampler.model_timestep(i), device=dev)
-                out = net.unet(torch.cat([inp, inp]) if guided else inp, t, encoder_hidden_states=context).sample
+                out = net.unet(inpaint.unet_input(torch.cat([inp, inp]) if guided else inp, extra), t,
+                               encoder_hidden_states=context).sample
                 if guided:
                     out_c, out_u = out.chunk(2)
                     out = out_u + guidance * (out_c - out_u)

@@ -27,6 +27,8 @@ from pathlib import Path
 from studio.errors import ManifestError, StudioError, WeightsError
 from studio.files import check_regular, is_regular, read_json, read_text
 from studio.io.safetensors import read_header
+from studio.families.stable_diffusion.tokenizers import (TOKENIZER_JSON, check_tokenizer_json, has_bpe_files,
+                                                         has_tokenizer_json, layout_problem)
 from studio.limits import MAX_JSON_BYTES, MAX_PARAMETERS, MAX_SIDE, MAX_VOCABULARY, MAX_WIDTH, quote
 
 PIPELINE_INDEX = "model_index.json"
@@ -36,7 +38,13 @@ WEIGHT_NAMES = {"unet": "diffusion_pytorch_model", "vae": "diffusion_pytorch_mod
 PICKLE_SUFFIXES = (".bin", ".ckpt", ".pt", ".pth", ".pkl")
 UNET_KEY = "model.diffusion_model.input_blocks.0.0.weight"  # every original-layout SD checkpoint has it
 SD1_TEXT_KEY = "cond_stage_model.transformer.text_model.embeddings.token_embedding.weight"
-SD2_TEXT_KEY = "cond_stage_model.model.token_embedding.weight"
+# diffusers' convert_diffusers_to_original_stable_diffusion.py writes the text encoder's own parameter names under
+# cond_stage_model.transformer.; transformers 5 names them without `text_model.`
+HF5_TEXT_KEY = "cond_stage_model.transformer.embeddings.token_embedding.weight"
+SD2_TEXT_KEY = "cond_stage_model.model.token_embedding.weight"  # OpenCLIP ViT-H (SD 2.x's original layout)
+OPENCLIP_PREFIX = "cond_stage_model.model."
+TEXT_PREFIX = "cond_stage_model.transformer."
+SD2_WIDTH = 1024  # OpenCLIP ViT-H's text width; CLIP ViT-L/14's is 768
 SDXL_KEY = "conditioner.embedders.1.model.ln_final.weight"
 
 
@@ -103,6 +111,23 @@ SD1_INDEX = {
 }
 
 
+def _inpainting(arch: dict) -> dict:
+    """The configs of an architecture's inpainting checkpoints: a UNet with 9 input channels (the noisy latent, the
+    mask and the masked picture's latent), as runwayml's and Stability's inpainting releases have."""
+    index = {**arch["index"], "_class_name": "StableDiffusionInpaintPipeline"}
+    return {**arch, "index": index, "unet": {**arch["unet"], "in_channels": 9}}
+
+
+# Stable Diffusion 2.x: the same VAE; a UNet with linear projections and per-level head widths, conditioned on
+# OpenCLIP ViT-H/14's penultimate layer (23 of its 24 blocks, as diffusers' stable-diffusion-2 folders hold it)
+SD2_UNET = {**SD1_UNET, "attention_head_dim": [5, 10, 20, 20], "cross_attention_dim": SD2_WIDTH,
+            "use_linear_projection": True, "upcast_attention": False}
+SD2_TEXT_ENCODER = {**SD1_TEXT_ENCODER, "hidden_act": "gelu", "hidden_size": SD2_WIDTH, "intermediate_size": 4096,
+                    "num_attention_heads": 16, "num_hidden_layers": 23, "projection_dim": 512}
+SD2_SCHEDULER = {**SD1_SCHEDULER, "prediction_type": "epsilon"}
+SD2V_SCHEDULER = {**SD1_SCHEDULER, "_class_name": "DDIMScheduler", "prediction_type": "v_prediction"}
+
+
 @dataclass(frozen=True)
 class Architecture:
     name: str
@@ -115,10 +140,20 @@ class Architecture:
         return int(self.configs["unet"]["sample_size"]) * 2 ** (len(self.configs["vae"]["block_out_channels"]) - 1)
 
 
+_SD1 = {"index": SD1_INDEX, "unet": SD1_UNET, "vae": SD1_VAE, "text_encoder": SD1_TEXT_ENCODER,
+        "scheduler": SD1_SCHEDULER}
+_SD2 = {**_SD1, "unet": SD2_UNET, "text_encoder": SD2_TEXT_ENCODER, "scheduler": SD2_SCHEDULER}
+_SD2V = {**_SD2, "unet": {**SD2_UNET, "sample_size": 96, "upcast_attention": True}, "scheduler": SD2V_SCHEDULER}
 ARCHITECTURES = {
-    "sd-v1": Architecture("sd-v1", "Stable Diffusion 1.x (512 px, CLIP ViT-L/14 text encoder)",
-                          {"index": SD1_INDEX, "unet": SD1_UNET, "vae": SD1_VAE, "text_encoder": SD1_TEXT_ENCODER,
-                           "scheduler": SD1_SCHEDULER}),
+    "sd-v1": Architecture("sd-v1", "Stable Diffusion 1.x (512 px, CLIP ViT-L/14 text encoder)", _SD1),
+    "sd-v1-inpainting": Architecture("sd-v1-inpainting", "Stable Diffusion 1.x inpainting (512 px, 9-channel UNet)",
+                                     _inpainting(_SD1)),
+    "sd-v2": Architecture("sd-v2", "Stable Diffusion 2.x base (512 px, ε prediction, OpenCLIP ViT-H text encoder)",
+                          _SD2, pad_token="!"),
+    "sd-v2-v": Architecture("sd-v2-v", "Stable Diffusion 2.x (768 px, v prediction, OpenCLIP ViT-H text encoder)",
+                            _SD2V, pad_token="!"),
+    "sd-v2-inpainting": Architecture("sd-v2-inpainting", "Stable Diffusion 2.x inpainting (512 px, 9-channel UNet)",
+                                     _inpainting(_SD2), pad_token="!"),
 }
 
 
@@ -236,22 +271,114 @@ def safetensors_keys(path: Path) -> set[str]:
 
 
 def checkpoint_architecture(path: Path) -> str:
-    """The shipped architecture a single-file checkpoint has, from its tensor names; WeightsError naming what it is
-    when the app cannot open it."""
-    keys = safetensors_keys(path)
+    """The shipped architecture a single-file checkpoint has, from its tensor names and shapes (the header alone);
+    WeightsError naming what it is when the app cannot open it.
+
+    SD 1.x and 2.x are told apart by their text encoder: CLIP ViT-L/14 (768 wide) under cond_stage_model.transformer.
+    (the original release layout, and diffusers' converter under transformers 4 and 5), OpenCLIP ViT-H (1024 wide)
+    under cond_stage_model.model. (and under cond_stage_model.transformer. where diffusers' converter ran under
+    transformers 5, which hides the 2.x test it makes). A UNet taking 9 channels is an inpainting checkpoint. SD 2.x
+    files do not say whether they predict ε (the 512-px base) or v (the 768-px models): v, as diffusers assumes,
+    unless a config beside the file says otherwise (`sd2_prediction`)."""
+    tensors = read_header(path).tensors
+    keys = set(tensors)
     if UNET_KEY not in keys:
         raise WeightsError("not a Stable Diffusion checkpoint (no model.diffusion_model.* weights); the app opens "
-                           "full SD 1.x checkpoints, not LoRAs, VAEs or text encoders alone", path)
+                           "full SD 1.x / 2.x checkpoints, not LoRAs, VAEs or text encoders alone", path)
     if SDXL_KEY in keys or any(k.startswith("conditioner.embedders.") for k in keys):
-        raise WeightsError("an SDXL checkpoint: this version opens Stable Diffusion 1.x single files (SDXL as a "
-                           "diffusers folder is not supported either)", path)
+        raise WeightsError("an SDXL checkpoint: this version opens Stable Diffusion 1.x and 2.x single files (SDXL "
+                           "as a diffusers folder is not supported either)", path)
+    unet_in = tensors[UNET_KEY][1]
+    inpainting = len(unet_in) == 4 and unet_in[1] == 9
     if SD2_TEXT_KEY in keys:
-        raise WeightsError("a Stable Diffusion 2.x checkpoint: this version opens SD 1.x single files; open SD 2.x "
-                           "as a diffusers pipeline folder", path)
-    if SD1_TEXT_KEY not in keys:
-        raise WeightsError("the checkpoint has no CLIP text encoder (cond_stage_model.transformer.*); the app needs "
-                           "a full SD 1.x checkpoint", path)
-    return "sd-v1"
+        version = "sd-v2"
+    else:
+        text = next((k for k in (SD1_TEXT_KEY, HF5_TEXT_KEY) if k in keys), None)
+        if text is None:
+            raise WeightsError("the checkpoint has no text encoder (neither CLIP's cond_stage_model.transformer.* "
+                               "nor OpenCLIP's cond_stage_model.model.*); the app needs a full SD 1.x / 2.x "
+                               "checkpoint", path)
+        shape = tensors[text][1]
+        version = "sd-v2" if len(shape) == 2 and shape[1] == SD2_WIDTH else "sd-v1"
+    if inpainting:
+        return f"{version}-inpainting"
+    if version == "sd-v2" and sd2_prediction(path) == "v_prediction":
+        return "sd-v2-v"
+    return version
+
+
+SIDE_CONFIG_SUFFIXES = (".yaml", ".yml")
+MAX_SIDE_CONFIG_BYTES = 1 << 20
+
+
+def side_config(path: Path) -> Path | None:
+    """The original-repo config beside a checkpoint (`<name>.yaml`, as AUTOMATIC1111 and ComfyUI read it), if any."""
+    for suffix in SIDE_CONFIG_SUFFIXES:
+        beside = path.with_suffix(suffix)
+        if beside.is_file():
+            return beside
+    return None
+
+
+def sd2_prediction(path: Path) -> str:
+    """What an SD 2.x single file predicts: "v_prediction" unless `<name>.yaml` beside it is an original-repo config
+    without `parameterization: "v"` (v2-inference.yaml, the 512-px base's), then "epsilon". Only that one key is
+    read (a bounded text file; nothing else in it is interpreted)."""
+    beside = side_config(path)
+    if beside is None:
+        return "v_prediction"
+    text = read_text(beside, ManifestError, max_bytes=MAX_SIDE_CONFIG_BYTES, what="config file")
+    found = re.search(r"""^\s*parameterization\s*:\s*["']?([A-Za-z_]+)["']?\s*(#.*)?$""", text, re.MULTILINE)
+    return "v_prediction" if found and found.group(1) == "v" else "epsilon"
+
+
+def text_encoder_state(path: Path, layers: int) -> dict:
+    """The text encoder of a single file as transformers' CLIPTextModel names it (with `text_model.`), in float32:
+    CLIP from cond_stage_model.transformer.* (with or without `text_model.`), or OpenCLIP from
+    cond_stage_model.model.* converted (q, k, v split out of in_proj; blocks past `layers` dropped: SD 2.x uses the
+    penultimate layer). Position-id buffers older files carry are left out."""
+    from safetensors import safe_open
+
+    state = {}
+    with safe_open(str(path), framework="pt") as f:
+        names = list(f.keys())
+        if any(k.startswith(OPENCLIP_PREFIX) for k in names):
+            for key in names:
+                if key.startswith(OPENCLIP_PREFIX):
+                    state.update(_openclip_to_clip(key[len(OPENCLIP_PREFIX):], f.get_tensor(key).float(), layers))
+            return state
+        for key in names:
+            if key.startswith(TEXT_PREFIX) and not key.endswith("position_ids"):
+                state["text_model." + key[len(TEXT_PREFIX):].removeprefix("text_model.")] = f.get_tensor(key).float()
+    return state
+
+
+_OPENCLIP_NAMES = (("ln_1.", "layer_norm1."), ("ln_2.", "layer_norm2."), ("mlp.c_fc.", "mlp.fc1."),
+                   ("mlp.c_proj.", "mlp.fc2."), ("attn.out_proj.", "self_attn.out_proj."))
+
+
+def _openclip_to_clip(key: str, value, layers: int) -> dict:
+    """One OpenCLIP text tensor → the CLIPTextModel tensors it becomes ({} for those SD does not use)."""
+    if key == "token_embedding.weight":
+        return {"text_model.embeddings.token_embedding.weight": value}
+    if key == "positional_embedding":
+        return {"text_model.embeddings.position_embedding.weight": value}
+    if key.startswith("ln_final."):
+        return {"text_model.final_layer_norm." + key[len("ln_final."):]: value}
+    found = re.fullmatch(r"transformer\.resblocks\.(\d+)\.(.+)", key)
+    if not found or int(found.group(1)) >= layers:
+        return {}  # text_projection, logit_scale, the last block (SD 2.x conditions on the penultimate one)
+    block, rest = f"text_model.encoder.layers.{found.group(1)}.", found.group(2)
+    if rest in ("attn.in_proj_weight", "attn.in_proj_bias"):
+        kind = rest.rsplit("_", 1)[1]
+        if value.shape[0] % 3:
+            return {block + rest: value}  # left for load_state_dict to name as unexpected
+        q, k, v = value.chunk(3, dim=0)
+        return {f"{block}self_attn.{n}_proj.{kind}": t for n, t in (("q", q), ("k", k), ("v", v))}
+    for a, b in _OPENCLIP_NAMES:
+        if rest.startswith(a):
+            return {block + b + rest[len(a):]: value}
+    return {block + rest: value}
 
 
 def find_source(path: str | Path, config: str = "") -> Source:
@@ -289,8 +416,8 @@ def find_source(path: str | Path, config: str = "") -> Source:
             problems.append(f"{part}/ is missing")
             continue
         if part == "tokenizer":
-            if not ((folder / "vocab.json").is_file() and (folder / "merges.txt").is_file()):
-                problems.append("tokenizer/ lacks vocab.json or merges.txt")
+            if layout_problem(folder):  # transformers 5 saves tokenizer.json alone, 4 vocab.json + merges.txt
+                problems.append(layout_problem(folder))
             continue
         configs = ["scheduler_config.json"] if part == "scheduler" else ["config.json"]
         if not any((folder / c).is_file() for c in configs):
@@ -323,9 +450,18 @@ def read_config(path: Path, error: type[StudioError] = ManifestError) -> dict:
 
 
 def check_tokenizer(folder: Path) -> None:
-    """A CLIP tokenizer folder as transformers will read it: vocab.json an object of at most MAX_VOCABULARY tokens,
-    each text → a whole number id; merges.txt at most MAX_VOCABULARY lines of two symbols after its `#version`
-    header; every other JSON part a readable object. WeightsError naming the file otherwise."""
+    """A CLIP tokenizer folder as transformers will read it: tokenizer.json, where there is one, a bounded BPE
+    model (`tokenizers.check_tokenizer_json`); vocab.json, where there is one or no tokenizer.json, an object of at
+    most MAX_VOCABULARY tokens, each text → a whole number id, and merges.txt at most MAX_VOCABULARY lines of two
+    symbols after its `#version` header; every other JSON part a readable object. WeightsError naming the file
+    otherwise."""
+    if has_tokenizer_json(folder):
+        check_tokenizer_json(folder / TOKENIZER_JSON)
+    if has_tokenizer_json(folder) and not has_bpe_files(folder):
+        for extra in sorted(folder.glob("*.json")):
+            if extra.name != TOKENIZER_JSON:
+                read_config(extra, WeightsError)
+        return
     vocab_path = folder / "vocab.json"
     vocab = read_config(vocab_path, WeightsError)
     if len(vocab) > MAX_VOCABULARY:
@@ -342,7 +478,7 @@ def check_tokenizer(folder: Path) -> None:
         if line.strip() and not (number == 1 and line.startswith("#")) and len(line.split()) != 2:
             raise WeightsError(f"line {number} is not a merge of two symbols: {quote(line, 80)}", merges_path)
     for extra in sorted(folder.glob("*.json")):
-        if extra.name != "vocab.json":
+        if extra.name not in ("vocab.json", TOKENIZER_JSON):
             read_config(extra, WeightsError)
 
 
