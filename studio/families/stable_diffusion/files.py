@@ -25,6 +25,7 @@ from importlib import resources
 from pathlib import Path
 
 from studio.errors import ManifestError, StudioError, WeightsError
+from studio.families.stable_diffusion import sdxl
 from studio.files import check_regular, is_regular, read_json, read_text
 from studio.io.safetensors import read_header
 from studio.limits import MAX_JSON_BYTES, MAX_PARAMETERS, MAX_SIDE, MAX_VOCABULARY, MAX_WIDTH, quote
@@ -119,6 +120,8 @@ ARCHITECTURES = {
     "sd-v1": Architecture("sd-v1", "Stable Diffusion 1.x (512 px, CLIP ViT-L/14 text encoder)",
                           {"index": SD1_INDEX, "unet": SD1_UNET, "vae": SD1_VAE, "text_encoder": SD1_TEXT_ENCODER,
                            "scheduler": SD1_SCHEDULER}),
+    "sdxl": Architecture("sdxl", "Stable Diffusion XL base (1024 px, CLIP ViT-L and OpenCLIP ViT-bigG text encoders)",
+                         sdxl.CONFIGS),
 }
 
 
@@ -201,12 +204,14 @@ def config_folder(name: str, root: Path | None = None) -> Path:
     try:
         folder.mkdir(parents=True, exist_ok=True)
         _write_json(folder / PIPELINE_INDEX, arch.configs["index"])
-        for part in ("unet", "vae", "text_encoder"):
+        for part in ("unet", "vae", "text_encoder", *(["text_encoder_2"] if "text_encoder_2" in arch.configs else [])):
             (folder / part).mkdir(exist_ok=True)
             _write_json(folder / part / "config.json", arch.configs[part])
         (folder / "scheduler").mkdir(exist_ok=True)
         _write_json(folder / "scheduler" / "scheduler_config.json", arch.configs["scheduler"])
         write_tokenizer(folder / "tokenizer", arch.pad_token)
+        if "text_encoder_2" in arch.configs:  # SDXL's second tokenizer pads with "!" (sdxl.py)
+            write_tokenizer(folder / "tokenizer_2", sdxl.TOKENIZER_2_PAD)
         _write_text(folder / ".complete", f"written by latent-studio {__version__}\n")
     except OSError as exc:
         raise StudioError(f"cannot write the {arch.title} config folder: {exc.strerror or exc}", folder) from None
@@ -242,9 +247,12 @@ def checkpoint_architecture(path: Path) -> str:
     if UNET_KEY not in keys:
         raise WeightsError("not a Stable Diffusion checkpoint (no model.diffusion_model.* weights); the app opens "
                            "full SD 1.x checkpoints, not LoRAs, VAEs or text encoders alone", path)
+    if sdxl.is_xl_checkpoint(keys):
+        return "sdxl"
     if SDXL_KEY in keys or any(k.startswith("conditioner.embedders.") for k in keys):
-        raise WeightsError("an SDXL checkpoint: this version opens Stable Diffusion 1.x single files (SDXL as a "
-                           "diffusers folder is not supported either)", path)
+        raise WeightsError("an SDXL checkpoint without both text encoders (conditioner.embedders.0.transformer.* "
+                           "and conditioner.embedders.1.model.*): the app opens SDXL base checkpoints, not the "
+                           "refiner or UNet-only files", path)
     if SD2_TEXT_KEY in keys:
         raise WeightsError("a Stable Diffusion 2.x checkpoint: this version opens SD 1.x single files; open SD 2.x "
                            "as a diffusers pipeline folder", path)
@@ -279,18 +287,19 @@ def find_source(path: str | Path, config: str = "") -> Source:
         data = read_config(index)
     except ManifestError as exc:
         raise ManifestError(f"{PIPELINE_INDEX} is not readable JSON: {exc.problem}", index, exc.field) from None
-    if data.get("_class_name") not in ("StableDiffusionPipeline", "StableDiffusionImg2ImgPipeline", None):
+    if data.get("_class_name") not in ("StableDiffusionPipeline", "StableDiffusionImg2ImgPipeline", None,
+                                       *sdxl.PIPELINES):
         raise ManifestError(f"a {str(data.get('_class_name'))[:80]} folder: the app opens Stable Diffusion (1.x, "
-                            "2.x) pipelines", index, "_class_name")
+                            "2.x, XL base) pipelines", index, "_class_name")
     problems, weights = [], []
-    for part in PARTS:
+    for part in PARTS + (sdxl.EXTRA_PARTS if sdxl.is_xl_index(data) else ()):
         folder = path / part
         if not folder.is_dir():
             problems.append(f"{part}/ is missing")
             continue
-        if part == "tokenizer":
+        if part in ("tokenizer", "tokenizer_2"):
             if not ((folder / "vocab.json").is_file() and (folder / "merges.txt").is_file()):
-                problems.append("tokenizer/ lacks vocab.json or merges.txt")
+                problems.append(f"{part}/ lacks vocab.json or merges.txt")
             continue
         configs = ["scheduler_config.json"] if part == "scheduler" else ["config.json"]
         if not any((folder / c).is_file() for c in configs):
@@ -361,12 +370,15 @@ def check_parts(root: Path, with_weights_configs: bool = True) -> None:
     no channel count over MAX_WIDTH. ManifestError / WeightsError naming the file."""
     require_diffusers()
     from diffusers import AutoencoderKL, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
-    read_config(root / PIPELINE_INDEX)
-    configs = {part: read_config(root / part / "config.json") for part in ("unet", "vae", "text_encoder")}
+    xl = sdxl.is_xl_index(read_config(root / PIPELINE_INDEX))
+    configs = {part: read_config(root / part / "config.json")
+               for part in ("unet", "vae", "text_encoder", *(["text_encoder_2"] if xl else []))}
     read_config(root / "scheduler" / "scheduler_config.json")
     check_tokenizer(root / "tokenizer")
+    if xl:
+        check_tokenizer(root / "tokenizer_2")
     for part in ("unet", "vae"):
         channels = configs[part].get("block_out_channels", [])
         if not isinstance(channels, list) or len(channels) > 16 or not all(
@@ -376,6 +388,8 @@ def check_parts(root: Path, with_weights_configs: bool = True) -> None:
     makers = {"unet": lambda: UNet2DConditionModel.from_config(configs["unet"]),
               "vae": lambda: AutoencoderKL.from_config(configs["vae"]),
               "text_encoder": lambda: CLIPTextModel(CLIPTextConfig(**configs["text_encoder"]))}
+    if xl:
+        makers["text_encoder_2"] = lambda: CLIPTextModelWithProjection(CLIPTextConfig(**configs["text_encoder_2"]))
     total = 0
     for part, make in makers.items():
         where = root / part / "config.json"
