@@ -223,8 +223,8 @@ def make_xl_pipeline_folder(folder: Path, parts, force_zeros: bool = True) -> Pa
 
 
 def _open_clip_original(state: dict) -> dict:
-    """CLIPTextModelWithProjection's weights in OpenCLIP's names (the reverse of diffusers' convert_open_clip_checkpoint):
-    q/k/v fused into attn.in_proj_*, the projection stored transposed."""
+    """CLIPTextModelWithProjection's weights in OpenCLIP's names (the reverse of diffusers'
+    convert_open_clip_checkpoint): q/k/v fused into attn.in_proj_*, the projection stored transposed."""
     out, fused = {}, {}
     rename = (("layer_norm1.", "ln_1."), ("layer_norm2.", "ln_2."), ("mlp.fc1.", "mlp.c_fc."),
               ("mlp.fc2.", "mlp.c_proj."), ("self_attn.out_proj.", "attn.out_proj."))

@@ -181,7 +181,7 @@ def load_parts(source: Source) -> SDNetwork:
         tokenizer = CLIPTokenizer.from_pretrained(str(root / "tokenizer"), local_files_only=True)
         if xl:
             part = "text_encoder_2"
-            second = sdxl.load_second_encoder(root, weights_file, torch.float32)
+            second = sdxl.load_second_encoder(root, weights_file)
             sdxl.check_added_embedding(unet, second.text_encoder_2, weights_file or root / "unet")
     except StudioError:
         raise

@@ -259,9 +259,10 @@ def check_added_embedding(unet, text_encoder_2, where: Path) -> None:
                            f"{time_dim} give {passed}", where)
 
 
-def load_second_encoder(root: Path, weights_file: Path | None, dtype: torch.dtype) -> SDXLText:
-    """SDXL's second text encoder and tokenizer: from a pipeline folder's text_encoder_2/ and tokenizer_2/, or from a
-    single file's conditioner.embedders.1.model.* with the config folder's text_encoder_2/config.json."""
+def load_second_encoder(root: Path, weights_file: Path | None) -> SDXLText:
+    """SDXL's second text encoder (on the CPU in float32, like the other parts) and tokenizer: from a pipeline
+    folder's text_encoder_2/ and tokenizer_2/, or from a single file's conditioner.embedders.1.model.* with the config
+    folder's text_encoder_2/config.json."""
     from transformers import CLIPTextConfig, CLIPTextModelWithProjection, CLIPTokenizer
 
     from studio.families.stable_diffusion.files import PIPELINE_INDEX, read_config
@@ -271,7 +272,7 @@ def load_second_encoder(root: Path, weights_file: Path | None, dtype: torch.dtyp
         from studio.families.stable_diffusion.family import _variant
 
         text = CLIPTextModelWithProjection.from_pretrained(str(folder), use_safetensors=True, local_files_only=True,
-                                                           variant=_variant(folder, "model"), torch_dtype=dtype)
+                                                           variant=_variant(folder, "model"), torch_dtype=torch.float32)
     else:
         text = CLIPTextModelWithProjection(CLIPTextConfig.from_pretrained(str(folder), local_files_only=True))
         tensors = read_prefixed(weights_file, TEXT_2_PREFIX)
@@ -279,7 +280,6 @@ def load_second_encoder(root: Path, weights_file: Path | None, dtype: torch.dtyp
             raise WeightsError(f"an SDXL checkpoint needs its second text encoder ({TEXT_2_PREFIX}*)", weights_file)
         fit_state(text, open_clip_state(tensors, int(text.config.hidden_size), weights_file), weights_file,
                   "second text encoder (OpenCLIP ViT-bigG)")
-        text = text.to(dtype)
     tokenizer = CLIPTokenizer.from_pretrained(str(root / "tokenizer_2"), local_files_only=True)
     force = read_config(root / PIPELINE_INDEX).get("force_zeros_for_empty_prompt", True)
     return SDXLText(text.eval(), tokenizer, force is not False)
