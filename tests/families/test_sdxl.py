@@ -171,6 +171,29 @@ def test_the_added_conditions_follow_diffusers_layout(model):
     assert uncond is None and added["time_ids"].tolist() == [[16, 16, 0, 0, 16, 16]]
 
 
+def test_size_and_crop_conditions_are_parameters_and_render_as_in_diffusers(tiny, model):
+    """original_width/height and crop_left/top: SDXL models only; diffusers' original_size and crops_coords_top_left."""
+    from pathlib import Path
+
+    from studio.families.stable_diffusion.files import Source
+
+    table = model.table
+    assert table.default("original_width") == 0 and table.get("crop_top").range == (0, 2048)
+    sd1 = source_manifest(Source(Path("/nowhere/sd1.safetensors"), "file", "sd-v1", ()))
+    assert not sdxl.size_specs(sd1) and len(sdxl.size_specs(resolve(str(tiny["file"])).manifest)) == 4
+    req = request(model, sampler="euler", guidance=5.0, negative_prompt="blurry", original_width=48,
+                  original_height=32, crop_left=4, crop_top=2)
+    noise = model.family.latent(model, req)[None]
+    ref = diffusers_pipeline(tiny, model, "euler")(
+        PROMPT, negative_prompt="blurry", num_inference_steps=4, guidance_scale=5.0, latents=noise.clone(),
+        output_type="np", height=16, width=16, original_size=(32, 48), crops_coords_top_left=(2, 4)).images[0]
+    ours = finish(model.family.render(model, req))[0].data
+    assert_close(ours, ref)
+    plain = finish(model.family.render(model, request(model, sampler="euler", guidance=5.0,
+                                                      negative_prompt="blurry")))[0].data
+    assert np.abs(ours.astype(int) - plain).max() > 0
+
+
 def test_moving_the_model_drops_cached_prompts(model):
     net = model.network
     net.text_embeddings("cached xl")
@@ -181,6 +204,21 @@ def test_moving_the_model_drops_cached_prompts(model):
         assert net.text_embeddings("cached xl")[0].dtype == torch.float64
         _, added = net.xl.conditions(net, PROMPT, "", True, (16, 16))
         assert added["time_ids"].dtype == added["text_embeds"].dtype == torch.float64
+    finally:
+        model.to("cpu", torch.float32)
+
+
+@pytest.mark.gpu
+def test_an_sdxl_model_renders_on_the_gpu_in_float32_and_float16(model):
+    """Every SDXL tensor (both encoders, pooled text, time ids) follows the model to the device and dtype."""
+    device = "cuda" if torch.cuda.is_available() else "mps"
+    req = request(model, sampler="euler", guidance=5.0, negative_prompt="blurry", width=24, height=16)
+    expected = finish(model.family.render(model, req))[0].data.astype(int)
+    try:
+        for dtype, tolerance in ((torch.float32, 2), (torch.float16, 8)):
+            model.to(device, dtype)
+            got = finish(model.family.render(model, req))[0].data
+            assert got.shape == expected.shape and np.abs(got.astype(int) - expected).mean() <= tolerance, dtype
     finally:
         model.to("cpu", torch.float32)
 

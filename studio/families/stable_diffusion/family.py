@@ -336,7 +336,8 @@ class StableDiffusionFamily(Family):
                 *sampler_specs(DEFAULTS, GUIDANCE_RANGE), *size,
                 *init_specs("The picture to start from (its centre cropped to the picture's shape): the model "
                             "redraws it as the prompt says"),
-                *latent_specs(manifest, strengths=(0.0, 1.0), directions=0))
+                *latent_specs(manifest, strengths=(0.0, 1.0), directions=0),
+                *sdxl.size_specs(manifest))  # SDXL's size and crop conditioning
 
     opens_files = True
 
@@ -443,8 +444,7 @@ class StableDiffusionFamily(Family):
         uncond = net.text_embeddings(request.param("negative_prompt", ""))[0] if guided else None
         added = None  # SDXL's pooled text and size conditions (sdxl.py); an empty negative is zeros there
         if net.xl is not None:
-            uncond, added = net.xl.conditions(net, request.param("prompt", ""), request.param("negative_prompt", ""),
-                                              guided, (height, width))
+            uncond, added = net.xl.request_conditions(net, request, guided, (height, width))
         context = torch.cat([cond, uncond]) if uncond is not None else cond
         noise = noise[None].to(dev, dt)
         with torch.inference_mode():

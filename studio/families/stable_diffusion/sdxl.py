@@ -109,6 +109,48 @@ def is_xl_checkpoint(keys: set[str]) -> bool:
     return any(k.startswith(TEXT_1_PREFIX) for k in keys) and any(k.startswith(TEXT_2_PREFIX) for k in keys)
 
 
+def manifest_is_xl(manifest) -> bool:
+    """Whether a stable-diffusion manifest names an SDXL model: a single file of the shipped "sdxl" architecture, or a
+    pipeline / config folder whose model_index.json names an SDXL pipeline. False when that cannot be read (the
+    checks that load the model say why)."""
+    from studio.errors import StudioError
+
+    arch = manifest.architecture
+    config, source = arch.get("config", ""), arch.get("source", "")
+    if config == "sdxl":
+        return True
+    folder = Path(config) if config else Path(str(source)).expanduser()
+    if not folder.is_absolute():
+        folder = manifest.folder / folder
+    try:
+        return folder.is_dir() and is_xl_folder(folder)
+    except (StudioError, OSError):
+        return False
+
+
+def size_specs(manifest) -> list:
+    """SDXL's micro-conditioning as parameters: the original size the picture claims to come from (0 = its own
+    size) and the top-left corner of the crop it claims to be (0, 0 = uncropped), as diffusers' original_size and
+    crops_coords_top_left. No parameters for other models."""
+    if not manifest_is_xl(manifest):
+        return []
+    from studio.families.stable_diffusion.family import MAX_SIDE
+    from studio.params import SAMPLER, Kind, ParamSpec
+
+    side = ("SDXL's size conditioning: the {} the model is told the picture had before it was resized (0: the "
+            "picture's own). Small values look like upscaled low-resolution pictures")
+    crop = ("SDXL's crop conditioning: how far from the {} edge the model is told the picture was cropped (0: "
+            "uncropped, centred subjects; larger values cut them off)")
+    return [ParamSpec("original_width", Kind.INT, "Original width", default=0, range=(0, MAX_SIDE), step=8,
+                      group=SAMPLER, render_only=True, help=side.format("width")),
+            ParamSpec("original_height", Kind.INT, "Original height", default=0, range=(0, MAX_SIDE), step=8,
+                      group=SAMPLER, render_only=True, help=side.format("height")),
+            ParamSpec("crop_left", Kind.INT, "Crop left", default=0, range=(0, MAX_SIDE), step=8, group=SAMPLER,
+                      render_only=True, help=crop.format("left")),
+            ParamSpec("crop_top", Kind.INT, "Crop top", default=0, range=(0, MAX_SIDE), step=8, group=SAMPLER,
+                      render_only=True, help=crop.format("top"))]
+
+
 # --- the second text encoder from a single file ---------------------------------------------------------------------
 
 _OPEN_CLIP_LAYERS = {  # OpenCLIP name → transformers' name (diffusers' "openclip" layers mapping)
@@ -243,6 +285,15 @@ class SDXLText(nn.Module):
             pooled = torch.cat([pooled, pooled_neg])
         ids = torch.tensor([[*(original or size), *crop, *size]], dtype=cond.dtype, device=cond.device)
         return uncond, {"text_embeds": pooled, "time_ids": ids.repeat(len(pooled), 1)}
+
+    def request_conditions(self, net, request, guided: bool, size: tuple[int, int]):
+        """`conditions` for a request: its prompt, negative prompt, and the size and crop it claims (`size_specs`)."""
+        height, width = size
+        original = (int(request.param("original_height", 0) or height),
+                    int(request.param("original_width", 0) or width))
+        crop = (int(request.param("crop_top", 0)), int(request.param("crop_left", 0)))
+        return self.conditions(net, request.param("prompt", ""), request.param("negative_prompt", ""), guided, size,
+                               original, crop)
 
 
 def check_added_embedding(unet, text_encoder_2, where: Path) -> None:
