@@ -261,6 +261,10 @@ def test_the_second_encoder_must_fit(tiny, tmp_path):
     with pytest.raises(WeightsError, match="in_proj_weight has shape") as info:
         load_parts(find_source(bad, str(tiny["config"])))
     assert str(bad) in str(info.value)
+    flat = tmp_path / "flat-projection.safetensors"
+    save_file({**tensors, "conditioner.embedders.1.model.text_projection": torch.ones(3, 4, 5)}, str(flat))
+    with pytest.raises(WeightsError, match="text_projection has shape \\[3, 4, 5\\], expected a matrix"):
+        load_parts(find_source(flat, str(tiny["config"])))
     missing = tmp_path / "no-ln-final.safetensors"
     save_file({k: v for k, v in tensors.items() if "ln_final" not in k}, str(missing))
     with pytest.raises(WeightsError, match="second text encoder .* does not fit: 2 missing"):

@@ -246,7 +246,7 @@ def checkpoint_architecture(path: Path) -> str:
     keys = safetensors_keys(path)
     if UNET_KEY not in keys:
         raise WeightsError("not a Stable Diffusion checkpoint (no model.diffusion_model.* weights); the app opens "
-                           "full SD 1.x checkpoints, not LoRAs, VAEs or text encoders alone", path)
+                           "full SD 1.x and SDXL base checkpoints, not LoRAs, VAEs or text encoders alone", path)
     if sdxl.is_xl_checkpoint(keys):
         return "sdxl"
     if SDXL_KEY in keys or any(k.startswith("conditioner.embedders.") for k in keys):

@@ -171,12 +171,14 @@ def open_clip_state(tensors: dict[str, torch.Tensor], hidden: int, where: Path) 
         if name in _OPEN_CLIP_LAYERS:
             state[_OPEN_CLIP_LAYERS[name]] = value
         elif name == "text_projection":
+            if value.ndim != 2:
+                raise WeightsError(f"{TEXT_2_PREFIX}{name} has shape {list(value.shape)}, expected a matrix", where)
             state["text_projection.weight"] = value.T.contiguous()
         elif name.startswith("transformer.resblocks."):
             number, _, rest = name.removeprefix("transformer.resblocks.").partition(".")
             block = f"text_model.encoder.layers.{number}."
             if rest in ("attn.in_proj_weight", "attn.in_proj_bias"):
-                if value.shape[0] != 3 * hidden:
+                if value.ndim == 0 or value.shape[0] != 3 * hidden:
                     raise WeightsError(f"{TEXT_2_PREFIX}{name} has shape {list(value.shape)}, expected {3 * hidden} "
                                        "rows (q, k, v)", where)
                 kind = "weight" if rest.endswith("weight") else "bias"
