@@ -300,6 +300,23 @@ def test_files_and_folders_that_are_not_sdxl_base_are_named(tiny, tmp_path):
     assert str(wrong / "unet") in str(info.value)
 
 
+def test_a_pickled_sdxl_checkpoint_is_converted_and_renders_the_same(tiny, model, tmp_path, capsys):
+    from safetensors.torch import load_file
+
+    tensors = load_file(str(tiny["file"]))
+    ckpt = tmp_path / "tiny-xl.ckpt"
+    torch.save({"state_dict": tensors}, ckpt)
+    assert main(["import", str(ckpt), "--sd"]) == 0, capsys.readouterr().err
+    converted = tmp_path / "tiny-xl.safetensors"
+    assert checkpoint_architecture(converted) == "sdxl" and set(load_file(str(converted))) == set(tensors)
+    source = find_source(converted, str(tiny["config"]))
+    single = LoadedModel(source_manifest(source), model.family, load_parts(source), "x", torch.device("cpu"),
+                         torch.float32)
+    req = request(model, sampler="ddim")
+    assert np.array_equal(finish(model.family.render(single, req))[0].data,
+                          finish(model.family.render(model, req))[0].data)
+
+
 # --- the command line -----------------------------------------------------------------------------------------------
 
 
