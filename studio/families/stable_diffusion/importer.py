@@ -26,9 +26,9 @@ def _check_replaceable(out: Path) -> None:
 
 
 def import_sd_checkpoint(path: str | Path, out: str | Path | None = None, force: bool = False) -> Path:
-    """A pickled Stable Diffusion 1.x or SDXL base checkpoint (.ckpt) rewritten as the .safetensors file the app opens (beside it
-    by default), read with the weights-only loader: nothing in it is executed, and checkpoints whose pickle needs
-    code (training callbacks, say) are refused. With `force` a Stable Diffusion .safetensors file already at `out`
+    """A pickled Stable Diffusion 1.x or SDXL base checkpoint (.ckpt) rewritten as the .safetensors file the app
+    opens (beside it by default), read with the weights-only loader: nothing in it is executed, and checkpoints whose
+    pickle needs code (training callbacks, say) are refused. With `force` a Stable Diffusion .safetensors file already at `out`
     is replaced; nothing else ever is. The file is written to a unique temporary beside it and renamed into place."""
     from safetensors.torch import save_file
 
