@@ -141,13 +141,13 @@ def size_specs(manifest) -> list:
             "picture's own). Small values look like upscaled low-resolution pictures")
     crop = ("SDXL's crop conditioning: how far from the {} edge the model is told the picture was cropped (0: "
             "uncropped, centred subjects; larger values cut them off)")
-    return [ParamSpec("original_width", Kind.INT, "Original width", default=0, range=(0, MAX_SIDE), step=8,
+    return [ParamSpec("original_width", Kind.INT, "Original width", default=0, range=(0, MAX_SIDE),
                       group=SAMPLER, render_only=True, help=side.format("width")),
-            ParamSpec("original_height", Kind.INT, "Original height", default=0, range=(0, MAX_SIDE), step=8,
+            ParamSpec("original_height", Kind.INT, "Original height", default=0, range=(0, MAX_SIDE),
                       group=SAMPLER, render_only=True, help=side.format("height")),
-            ParamSpec("crop_left", Kind.INT, "Crop left", default=0, range=(0, MAX_SIDE), step=8, group=SAMPLER,
+            ParamSpec("crop_left", Kind.INT, "Crop left", default=0, range=(0, MAX_SIDE), group=SAMPLER,
                       render_only=True, help=crop.format("left")),
-            ParamSpec("crop_top", Kind.INT, "Crop top", default=0, range=(0, MAX_SIDE), step=8, group=SAMPLER,
+            ParamSpec("crop_top", Kind.INT, "Crop top", default=0, range=(0, MAX_SIDE), group=SAMPLER,
                       render_only=True, help=crop.format("top"))]
 
 
