@@ -178,7 +178,7 @@ def test_size_and_crop_conditions_are_parameters_and_render_as_in_diffusers(tiny
     from studio.families.stable_diffusion.files import Source
 
     table = model.table
-    assert table.default("original_width") == 0 and table.get("crop_top").range == (0, 2048)
+    assert table.default("original_width") == 0 and table.get("original_width").range == (0, 8192)
     sd1 = source_manifest(Source(Path("/nowhere/sd1.safetensors"), "file", "sd-v1", ()))
     assert not sdxl.size_specs(sd1) and len(sdxl.size_specs(resolve(str(tiny["file"])).manifest)) == 4
     req = request(model, sampler="euler", guidance=5.0, negative_prompt="blurry", original_width=48,

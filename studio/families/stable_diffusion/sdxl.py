@@ -134,7 +134,7 @@ def size_specs(manifest) -> list:
     crops_coords_top_left. No parameters for other models."""
     if not manifest_is_xl(manifest):
         return []
-    from studio.families.stable_diffusion.family import MAX_SIDE
+    from studio.limits import MAX_SIDE  # an original size may be larger than any picture the model draws (4096²)
     from studio.params import SAMPLER, Kind, ParamSpec
 
     side = ("SDXL's size conditioning: the {} the model is told the picture had before it was resized (0: the "
