@@ -265,5 +265,115 @@ def write_sd2_file(path: Path, parts) -> Path:
     unet, vae, text = parts
     tensors = {**_unet_original(unet.state_dict()), **_vae_original(vae.state_dict()),
                **{"cond_stage_model.model." + k: v for k, v in openclip_text(text).items()}}
+# --- SDXL -------------------------------------------------------------------------------------------------------------
+
+TINY_XL_TEXT_2 = dict(vocab_size=49408, hidden_size=48, intermediate_size=40, num_hidden_layers=2,
+                      num_attention_heads=4, max_position_embeddings=77, projection_dim=40, hidden_act="gelu",
+                      bos_token_id=0, eos_token_id=2, pad_token_id=1)
+TIME_DIM = 8
+TINY_XL_UNET = {  # the same blocks as TINY_UNET (so `_unet_original` names them), with SDXL's added embedding
+    **TINY_UNET, "cross_attention_dim": TINY_TEXT["hidden_size"] + TINY_XL_TEXT_2["hidden_size"],
+    "addition_embed_type": "text_time", "addition_time_embed_dim": TIME_DIM,
+    "projection_class_embeddings_input_dim": 6 * TIME_DIM + TINY_XL_TEXT_2["projection_dim"],
+    "transformer_layers_per_block": [2, 1], "use_linear_projection": True,
+}
+TINY_XL_VAE = {**TINY_VAE, "scaling_factor": 0.13025}
+# the app samples with trailing timesteps and a final ᾱ of 1 today; a folder that says so means the same schedule
+# whether or not the scheduler config is honoured, and diffusers' schedulers built from it take the same walk
+TINY_XL_SCHEDULER = {"_class_name": "EulerDiscreteScheduler", "beta_start": 0.00085, "beta_end": 0.012,
+                     "beta_schedule": "scaled_linear", "num_train_timesteps": 1000, "prediction_type": "epsilon",
+                     "set_alpha_to_one": True, "steps_offset": 0, "timestep_spacing": "trailing",
+                     "clip_sample": False}
+
+
+def make_xl_parts(seed: int = 0):
+    """(unet, vae, text_encoder, text_encoder_2) of a tiny SDXL pipeline, seeded."""
+    require_diffusers()
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+
+    torch.manual_seed(seed)
+    unet = UNet2DConditionModel(**TINY_XL_UNET)
+    vae = AutoencoderKL(**TINY_XL_VAE)
+    text = CLIPTextModel(CLIPTextConfig(**TINY_TEXT))
+    text_2 = CLIPTextModelWithProjection(CLIPTextConfig(**TINY_XL_TEXT_2))
+    for i, m in enumerate((unet, vae, text, text_2)):
+        _randomise(m, seed * 10 + i)
+    return unet.eval(), vae.eval(), text.eval(), text_2.eval()
+
+
+def write_xl_configs(folder: Path, parts, force_zeros: bool = True) -> Path:
+    """An SDXL config folder: model_index.json, each part's config, both tokenizers and the scheduler."""
+    from studio.families.stable_diffusion.sdxl import SDXL_INDEX, TOKENIZER_2_PAD
+
+    unet, vae, text, text_2 = parts
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "model_index.json").write_text(json.dumps({**SDXL_INDEX, "force_zeros_for_empty_prompt": force_zeros}))
+    for name, model in (("unet", unet), ("vae", vae)):
+        (folder / name).mkdir(exist_ok=True)
+        model.save_config(str(folder / name))
+    text.config.save_pretrained(str(folder / "text_encoder"))
+    text_2.config.save_pretrained(str(folder / "text_encoder_2"))
+    (folder / "scheduler").mkdir(exist_ok=True)
+    (folder / "scheduler" / "scheduler_config.json").write_text(json.dumps(TINY_XL_SCHEDULER))
+    write_tokenizer(folder / "tokenizer")
+    write_tokenizer(folder / "tokenizer_2", TOKENIZER_2_PAD)
+    return folder
+
+
+def make_xl_pipeline_folder(folder: Path, parts, force_zeros: bool = True) -> Path:
+    """A complete SDXL diffusers pipeline folder with safetensors weights."""
+    write_xl_configs(folder, parts, force_zeros)
+    for name, model in zip(("unet", "vae", "text_encoder", "text_encoder_2"), parts):
+        model.save_pretrained(str(folder / name), safe_serialization=True)
+    return folder
+
+
+def _open_clip_original(state: dict) -> dict:
+    """CLIPTextModelWithProjection's weights in OpenCLIP's names (the reverse of diffusers'
+    convert_open_clip_checkpoint): q/k/v fused into attn.in_proj_*, the projection stored transposed."""
+    out, fused = {}, {}
+    rename = (("layer_norm1.", "ln_1."), ("layer_norm2.", "ln_2."), ("mlp.fc1.", "mlp.c_fc."),
+              ("mlp.fc2.", "mlp.c_proj."), ("self_attn.out_proj.", "attn.out_proj."))
+    top = {"embeddings.position_embedding.weight": "positional_embedding",
+           "embeddings.token_embedding.weight": "token_embedding.weight",
+           "final_layer_norm.weight": "ln_final.weight", "final_layer_norm.bias": "ln_final.bias"}
+    for name, value in state.items():
+        bare = name.removeprefix("text_model.")
+        if bare.endswith("position_ids"):
+            continue
+        if bare == "text_projection.weight":
+            out["text_projection"] = value.T.contiguous()
+        elif bare in top:
+            out[top[bare]] = value
+        else:
+            number, _, rest = bare.removeprefix("encoder.layers.").partition(".")
+            block = f"transformer.resblocks.{number}."
+            if rest.startswith("self_attn.") and rest.split(".")[1] in ("q_proj", "k_proj", "v_proj"):
+                proj, kind = rest.split(".")[1], rest.split(".")[2]
+                fused.setdefault(block + f"attn.in_proj_{kind}", {})[proj] = value
+                continue
+            for a, b in rename:
+                if rest.startswith(a):
+                    rest = b + rest[len(a):]
+            out[block + rest] = value
+    for name, parts in fused.items():
+        out[name] = torch.cat([parts["q_proj"], parts["k_proj"], parts["v_proj"]])
+    out["logit_scale"] = torch.tensor(4.6052)  # OpenCLIP files carry it; it is not part of the text encoder
+    return out
+
+
+def write_xl_single_file(path: Path, parts) -> Path:
+    """The parts' weights as one SDXL base checkpoint in the original (generative-models) layout."""
+    from safetensors.torch import save_file
+
+    unet, vae, text, text_2 = parts
+    unet_state = {name.replace("add_embedding.linear_1.", "label_emb.0.0.").replace("add_embedding.linear_2.",
+                                                                                      "label_emb.0.2."): value
+                  for name, value in unet.state_dict().items()}
+    tensors = {**_unet_original(unet_state), **_vae_original(vae.state_dict()),
+               **{"conditioner.embedders.0.transformer.text_model." + k.removeprefix("text_model."): v
+                  for k, v in text.state_dict().items()},
+               **{"conditioner.embedders.1.model." + k: v for k, v in _open_clip_original(text_2.state_dict()).items()}}
     save_file({k: v.contiguous() for k, v in tensors.items()}, str(path))
     return path

@@ -33,6 +33,7 @@ from studio.families.stable_diffusion.files import (ARCHITECTURES, PIPELINE_INDE
                                                     require_diffusers, source_sha256, text_encoder_state)
 from studio.families.stable_diffusion import inpaint
 from studio.families.stable_diffusion.tokenizers import load_tokenizer
+from studio.families.stable_diffusion import sdxl
 from studio.limits import MAX_TRAIN_TIMESTEPS, quote
 
 if TYPE_CHECKING:  # the defining modules: to a type checker diffusers' top-level names are its torch-less dummies
@@ -63,6 +64,7 @@ class SDNetwork(nn.Module):
         self.image_size = int(unet.config["sample_size"]) * self.vae_scale
         self.register_buffer("preview_map", torch.zeros(self.latent_channels + 1, 3), persistent=False)
         self._texts: OrderedDict = OrderedDict()
+        self.xl: sdxl.SDXLText | None = None  # SDXL's second text encoder and added conditions (sdxl.py)
 
     def forward(self, *args, **kwargs):  # pragma: no cover - the family drives the parts
         raise RuntimeError("SDNetwork is driven by the stable-diffusion family, not called")
@@ -74,6 +76,9 @@ class SDNetwork(nn.Module):
     def text_embeddings(self, prompt: str) -> tuple[torch.Tensor, bool]:
         """CLIP's last hidden states for `prompt` (1, 77, D) on the model's device, and whether the prompt was cut
         at CLIP's 77 tokens."""
+        if self.xl is not None:  # SDXL: both encoders' penultimate states side by side (sdxl.py)
+            hidden, _pooled, cut = self.xl.encode(self.tokenizer, self.text_encoder, prompt)
+            return hidden, cut
         if prompt in self._texts:
             self._texts.move_to_end(prompt)
             return self._texts[prompt]
@@ -152,6 +157,7 @@ def load_parts(source: Source) -> SDNetwork:
         weights_file = source.path
     if source.kind == "folder" or source.config not in ARCHITECTURES:  # the shipped configs are known good
         check_parts(root)  # every part file read safely, the networks counted on the meta device, before loading
+    xl = sdxl.is_xl_folder(root)
     common: _Offline = {"local_files_only": True, "torch_dtype": torch.float32}
     part = "unet"
     try:
@@ -171,10 +177,14 @@ def load_parts(source: Source) -> SDNetwork:
             part = "vae"
             vae = AutoencoderKL.from_single_file(str(weights_file), config=str(root), subfolder="vae", **common)
             part = "text_encoder"
-            text = _text_encoder_from_file(weights_file, CLIPTextModel(
+            text = (sdxl.first_encoder_from_file if xl else _text_encoder_from_file)(weights_file, CLIPTextModel(
                 CLIPTextConfig.from_pretrained(str(root / "text_encoder"), local_files_only=True)))
         part = "tokenizer"
         tokenizer = load_tokenizer(root / "tokenizer")  # vocab.json + merges.txt, or transformers 5's tokenizer.json
+        if xl:
+            part = "text_encoder_2"
+            second = sdxl.load_second_encoder(root, weights_file)
+            sdxl.check_added_embedding(unet, second.text_encoder_2, weights_file or root / "unet")
     except StudioError:
         raise
     except (OSError, ValueError, RuntimeError, KeyError, TypeError, AttributeError, EnvironmentError) as exc:
@@ -184,6 +194,8 @@ def load_parts(source: Source) -> SDNetwork:
                                                root / "scheduler" / "scheduler_config.json")
     scaling = float(getattr(vae.config, "scaling_factor", 0.18215) or 0.18215)
     net = SDNetwork(unet.eval(), vae.eval(), text.eval(), tokenizer, schedule, prediction, scaling)
+    if xl:
+        net.xl = second
     net.preview_map.copy_(fit_preview_map(net))
     return net
 
@@ -341,7 +353,8 @@ class StableDiffusionFamily(Family):
                             "redraws it as the prompt says"),
                 *([inpaint.mask_spec()] if inpaint.takes_mask(_unet_in_channels(manifest),
                                                               manifest.latent.shape[0]) else []),
-                *latent_specs(manifest, strengths=(0.0, 1.0), directions=0))
+                *latent_specs(manifest, strengths=(0.0, 1.0), directions=0),
+                *sdxl.size_specs(manifest))  # SDXL's size and crop conditioning
 
     opens_files = True
 
@@ -446,6 +459,9 @@ class StableDiffusionFamily(Family):
         cond, cut = net.text_embeddings(request.param("prompt", ""))
         guided = guidance != 1.0
         uncond = net.text_embeddings(request.param("negative_prompt", ""))[0] if guided else None
+        added = None  # SDXL's pooled text and size conditions (sdxl.py); an empty negative is zeros there
+        if net.xl is not None:
+            uncond, added = net.xl.request_conditions(net, request, guided, (height, width))
         context = torch.cat([cond, uncond]) if uncond is not None else cond
         noise = noise[None].to(dev, dt)
         with torch.inference_mode():
@@ -467,7 +483,7 @@ class StableDiffusionFamily(Family):
                 inp = sampler.scale_input(x, i)
                 t = torch.full((2 if guided else 1,), sampler.model_timestep(i), device=dev)
                 out = net.unet(inpaint.unet_input(torch.cat([inp, inp]) if guided else inp, extra), t,
-                               encoder_hidden_states=context).sample
+                               encoder_hidden_states=context, added_cond_kwargs=added).sample
                 if guided:
                     out_c, out_u = out.chunk(2)
                     out = out_u + guidance * (out_c - out_u)

@@ -25,6 +25,7 @@ from importlib import resources
 from pathlib import Path
 
 from studio.errors import ManifestError, StudioError, WeightsError
+from studio.families.stable_diffusion import sdxl
 from studio.files import check_regular, is_regular, read_json, read_text
 from studio.io.safetensors import read_header
 from studio.families.stable_diffusion.tokenizers import (TOKENIZER_JSON, check_tokenizer_json, has_bpe_files,
@@ -154,6 +155,8 @@ ARCHITECTURES = {
                             _SD2V, pad_token="!"),
     "sd-v2-inpainting": Architecture("sd-v2-inpainting", "Stable Diffusion 2.x inpainting (512 px, 9-channel UNet)",
                                      _inpainting(_SD2), pad_token="!"),
+    "sdxl": Architecture("sdxl", "Stable Diffusion XL base (1024 px, CLIP ViT-L and OpenCLIP ViT-bigG text encoders)",
+                         sdxl.CONFIGS),
 }
 
 
@@ -236,12 +239,14 @@ def config_folder(name: str, root: Path | None = None) -> Path:
     try:
         folder.mkdir(parents=True, exist_ok=True)
         _write_json(folder / PIPELINE_INDEX, arch.configs["index"])
-        for part in ("unet", "vae", "text_encoder"):
+        for part in ("unet", "vae", "text_encoder", *(["text_encoder_2"] if "text_encoder_2" in arch.configs else [])):
             (folder / part).mkdir(exist_ok=True)
             _write_json(folder / part / "config.json", arch.configs[part])
         (folder / "scheduler").mkdir(exist_ok=True)
         _write_json(folder / "scheduler" / "scheduler_config.json", arch.configs["scheduler"])
         write_tokenizer(folder / "tokenizer", arch.pad_token)
+        if "text_encoder_2" in arch.configs:  # SDXL's second tokenizer pads with "!" (sdxl.py)
+            write_tokenizer(folder / "tokenizer_2", sdxl.TOKENIZER_2_PAD)
         _write_text(folder / ".complete", f"written by latent-studio {__version__}\n")
     except OSError as exc:
         raise StudioError(f"cannot write the {arch.title} config folder: {exc.strerror or exc}", folder) from None
@@ -284,10 +289,13 @@ def checkpoint_architecture(path: Path) -> str:
     keys = set(tensors)
     if UNET_KEY not in keys:
         raise WeightsError("not a Stable Diffusion checkpoint (no model.diffusion_model.* weights); the app opens "
-                           "full SD 1.x / 2.x checkpoints, not LoRAs, VAEs or text encoders alone", path)
+                           "full SD 1.x / 2.x and SDXL base checkpoints, not LoRAs, VAEs or text encoders alone", path)
+    if sdxl.is_xl_checkpoint(keys):
+        return "sdxl"
     if SDXL_KEY in keys or any(k.startswith("conditioner.embedders.") for k in keys):
-        raise WeightsError("an SDXL checkpoint: this version opens Stable Diffusion 1.x and 2.x single files (SDXL "
-                           "as a diffusers folder is not supported either)", path)
+        raise WeightsError("an SDXL checkpoint without both text encoders (conditioner.embedders.0.transformer.* "
+                           "and conditioner.embedders.1.model.*): the app opens SDXL base checkpoints, not the "
+                           "refiner or UNet-only files", path)
     unet_in = tensors[UNET_KEY][1]
     inpainting = len(unet_in) == 4 and unet_in[1] == 9
     if SD2_TEXT_KEY in keys:
@@ -406,18 +414,19 @@ def find_source(path: str | Path, config: str = "") -> Source:
         data = read_config(index)
     except ManifestError as exc:
         raise ManifestError(f"{PIPELINE_INDEX} is not readable JSON: {exc.problem}", index, exc.field) from None
-    if data.get("_class_name") not in ("StableDiffusionPipeline", "StableDiffusionImg2ImgPipeline", None):
+    if data.get("_class_name") not in ("StableDiffusionPipeline", "StableDiffusionImg2ImgPipeline", None,
+                                       *sdxl.PIPELINES):
         raise ManifestError(f"a {str(data.get('_class_name'))[:80]} folder: the app opens Stable Diffusion (1.x, "
-                            "2.x) pipelines", index, "_class_name")
+                            "2.x, XL base) pipelines", index, "_class_name")
     problems, weights = [], []
-    for part in PARTS:
+    for part in PARTS + (sdxl.EXTRA_PARTS if sdxl.is_xl_index(data) else ()):
         folder = path / part
         if not folder.is_dir():
             problems.append(f"{part}/ is missing")
             continue
-        if part == "tokenizer":
-            if layout_problem(folder):  # transformers 5 saves tokenizer.json alone, 4 vocab.json + merges.txt
-                problems.append(layout_problem(folder))
+        if part in ("tokenizer", "tokenizer_2"):
+            if layout_problem(folder, part):  # transformers 5 saves tokenizer.json alone, 4 vocab.json + merges.txt
+                problems.append(layout_problem(folder, part))
             continue
         configs = ["scheduler_config.json"] if part == "scheduler" else ["config.json"]
         if not any((folder / c).is_file() for c in configs):
@@ -497,12 +506,15 @@ def check_parts(root: Path, with_weights_configs: bool = True) -> None:
     no channel count over MAX_WIDTH. ManifestError / WeightsError naming the file."""
     require_diffusers()
     from diffusers import AutoencoderKL, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
-    read_config(root / PIPELINE_INDEX)
-    configs = {part: read_config(root / part / "config.json") for part in ("unet", "vae", "text_encoder")}
+    xl = sdxl.is_xl_index(read_config(root / PIPELINE_INDEX))
+    configs = {part: read_config(root / part / "config.json")
+               for part in ("unet", "vae", "text_encoder", *(["text_encoder_2"] if xl else []))}
     read_config(root / "scheduler" / "scheduler_config.json")
     check_tokenizer(root / "tokenizer")
+    if xl:
+        check_tokenizer(root / "tokenizer_2")
     for part in ("unet", "vae"):
         channels = configs[part].get("block_out_channels", [])
         if not isinstance(channels, list) or len(channels) > 16 or not all(
@@ -512,6 +524,8 @@ def check_parts(root: Path, with_weights_configs: bool = True) -> None:
     makers = {"unet": lambda: UNet2DConditionModel.from_config(configs["unet"]),
               "vae": lambda: AutoencoderKL.from_config(configs["vae"]),
               "text_encoder": lambda: CLIPTextModel(CLIPTextConfig(**configs["text_encoder"]))}
+    if xl:
+        makers["text_encoder_2"] = lambda: CLIPTextModelWithProjection(CLIPTextConfig(**configs["text_encoder_2"]))
     total = 0
     for part, make in makers.items():
         where = root / part / "config.json"

@@ -8,6 +8,7 @@ import stat
 from pathlib import Path
 
 from studio.errors import WeightsError
+from studio.families.stable_diffusion import sdxl
 from studio.families.stable_diffusion.files import (HF5_TEXT_KEY, SD1_TEXT_KEY, SD2_TEXT_KEY, UNET_KEY,
                                                     checkpoint_architecture, safetensors_keys)
 from studio.io.checkpoints import read_checkpoint
@@ -26,8 +27,8 @@ def _check_replaceable(out: Path) -> None:
 
 
 def import_sd_checkpoint(path: str | Path, out: str | Path | None = None, force: bool = False) -> Path:
-    """A pickled Stable Diffusion 1.x / 2.x checkpoint (.ckpt) rewritten as the .safetensors file the app opens
-    (beside it by default), read with the weights-only loader: nothing in it is executed, and checkpoints whose
+    """A pickled Stable Diffusion 1.x / 2.x or SDXL base checkpoint (.ckpt) rewritten as the .safetensors file the app
+    opens (beside it by default), read with the weights-only loader: nothing in it is executed, and checkpoints whose
     pickle needs code (training callbacks, say) are refused. With `force` a Stable Diffusion .safetensors file already at `out`
     is replaced; nothing else ever is. The file is written to a unique temporary beside it and renamed into place."""
     from safetensors.torch import save_file
@@ -45,9 +46,9 @@ def import_sd_checkpoint(path: str | Path, out: str | Path | None = None, force:
     tensors = read_checkpoint(path)
     if UNET_KEY not in tensors:
         raise WeightsError("not a Stable Diffusion checkpoint (no model.diffusion_model.* weights)", path)
-    if not any(key in tensors for key in (SD1_TEXT_KEY, HF5_TEXT_KEY, SD2_TEXT_KEY)):
-        raise WeightsError("not a full SD 1.x / 2.x checkpoint (no cond_stage_model.transformer.* or "
-                           "cond_stage_model.model.* text encoder)", path)
+    if not any(key in tensors for key in (SD1_TEXT_KEY, HF5_TEXT_KEY, SD2_TEXT_KEY)) and not sdxl.is_xl_checkpoint(set(tensors)):
+        raise WeightsError("not a full SD 1.x / 2.x or SDXL base checkpoint (no cond_stage_model.transformer.*, "
+                           "cond_stage_model.model.* or conditioner.embedders.* text encoder)", path)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

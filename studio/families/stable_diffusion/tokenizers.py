@@ -32,11 +32,11 @@ def has_tokenizer_json(folder: Path) -> bool:
     return (folder / TOKENIZER_JSON).is_file()
 
 
-def layout_problem(folder: Path) -> str:
+def layout_problem(folder: Path, part: str = "tokenizer") -> str:
     """'' when `folder` holds a tokenizer in either layout, else what is missing (for find_source's list)."""
     if has_bpe_files(folder) or has_tokenizer_json(folder):
         return ""
-    return "tokenizer/ has neither tokenizer.json nor vocab.json with merges.txt"
+    return f"{part}/ has neither tokenizer.json nor vocab.json with merges.txt"
 
 
 def _whole(value) -> bool:
