@@ -472,6 +472,8 @@ class StableDiffusionFamily(Family):
         info = {"sampler": sampler_name, "steps": steps, "guidance": guidance, "start_step": start}
         if cut:
             info["note"] = "the prompt was cut at CLIP's 77 tokens"
+        if sampler.karras:  # the σs A1111 calls "Schedule type: Karras" (the request's choice or the model's config)
+            info["schedule"] = "karras"
         if sampler_note:
             info["note"] = "; ".join(filter(None, [cast(str, info.get("note", "")), sampler_note]))
         return Output("image", np.ascontiguousarray(image), info)

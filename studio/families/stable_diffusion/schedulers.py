@@ -38,7 +38,7 @@ from studio.limits import quote
 from studio.nets.samplers import SIGMA_SAMPLERS, SPACINGS, Sampler, Schedule, make_sampler
 from studio.params import SAMPLER, Kind, ParamSpec
 
-SD_SAMPLERS = ("dpmpp", "euler", "euler_a", "ddim", "ddpm")
+SD_SAMPLERS = ("ddpm", "ddim", "euler", "euler_a", "dpmpp")  # the app's order, Euler a next to Euler
 SCHEDULE_TYPES = (("auto", "Model's own"), ("karras", "Karras"), ("uniform", "Uniform"))
 
 # The diffusers class defaults of the keys the app follows, per sampler.
