@@ -24,11 +24,12 @@ class SamplerDefaults(TypedDict):
     eta: float
 
 
-def sampler_specs(defaults: SamplerDefaults, guidance: tuple[float, float]) -> list[ParamSpec]:
-    """Sampler, steps, classifier-free guidance and DDIM's η, with the family's defaults."""
+def sampler_specs(defaults: SamplerDefaults, guidance: tuple[float, float],
+                  names: tuple[str, ...] = SAMPLERS) -> list[ParamSpec]:
+    """Sampler (one of `names`), steps, classifier-free guidance and DDIM's η, with the family's defaults."""
     return [
         ParamSpec("sampler", Kind.CHOICE, "Sampler", default=defaults["sampler"],
-                  choices=tuple((name, SAMPLER_NAMES[name]) for name in SAMPLERS), group=SAMPLER, render_only=True,
+                  choices=tuple((name, SAMPLER_NAMES[name]) for name in names), group=SAMPLER, render_only=True,
                   help="The sampler that walks from noise to the picture: DPM-Solver++ and Euler are good in few "
                        "steps, DDIM is deterministic (or noisy with η), DDPM needs many steps"),
         ParamSpec("steps", Kind.INT, "Steps", default=defaults["steps"], range=(1, MAX_STEPS), group=SAMPLER,

@@ -27,8 +27,10 @@ from studio.limits import MAX_STEPS, MAX_TRAIN_TIMESTEPS  # sampler steps of one
 
 SCHEDULES = ("cosine", "linear", "scaled_linear")
 SPACINGS = ("leading", "trailing", "linspace")
-SAMPLERS = ("ddpm", "ddim", "euler", "dpmpp")
-SAMPLER_NAMES = {"ddpm": "DDPM", "ddim": "DDIM", "euler": "Euler", "dpmpp": "DPM-Solver++ (2M)"}
+SAMPLERS = ("ddpm", "ddim", "euler", "dpmpp")  # the app's own diffusion family offers these
+SIGMA_SAMPLERS = ("euler", "euler_a", "dpmpp")  # the samplers that walk in σ: Karras σs apply to them
+SAMPLER_NAMES = {"ddpm": "DDPM", "ddim": "DDIM", "euler": "Euler", "euler_a": "Euler ancestral",
+                 "dpmpp": "DPM-Solver++ (2M)"}
 
 
 @dataclass(frozen=True)
@@ -67,12 +69,13 @@ class Schedule:
         return a.sqrt() * x0 + (1 - a).sqrt() * noise
 
 
-def spaced_timesteps(num_train: int, steps: int, spacing: str, whole: bool = True) -> np.ndarray:
+def spaced_timesteps(num_train: int, steps: int, spacing: str, whole: bool = True, offset: int = 0) -> np.ndarray:
     """The sampler's timesteps, descending (float64). Whole numbers unless `whole` is False, which only changes the
-    linspace spacing (Euler's, which diffusers leaves fractional; DDPM and DDIM round it)."""
+    linspace spacing (Euler's, which diffusers leaves fractional; DDPM and DDIM round it). `offset` (a scheduler
+    config's steps_offset) is added to the leading spacing only, as diffusers does."""
     if spacing == "leading":
         ratio = num_train // steps
-        return (np.arange(0, steps) * ratio).round()[::-1].astype(np.float64)
+        return (np.arange(0, steps) * ratio).round()[::-1].astype(np.float64) + offset
     if spacing == "trailing":
         # arange's float stride leaves a 62nd point ≈ 0 (→ timestep −1) for 61 steps, and so for 61 other counts
         # up to 1000: keep exactly `steps` points (diffusers keeps the extra one)
@@ -97,7 +100,8 @@ class Sampler:
         return False
 
     def __init__(self, schedule: Schedule, steps: int, spacing: str = "trailing", eta: float = 0.0,
-                 clip_sample: bool = False):
+                 clip_sample: bool = False, steps_offset: int = 0, final_alpha_one: bool = True,
+                 karras: bool = False):
         if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= MAX_STEPS:
             raise RequestError(f"steps must be a whole number in 1..{min(MAX_STEPS, schedule.num_train_timesteps)}, "
                                f"got {steps!r}", field="steps")
@@ -106,15 +110,27 @@ class Sampler:
                                f"{steps}", field="steps")
         if not 0.0 <= eta <= 1.0:
             raise RequestError(f"eta must be between 0 and 1, got {eta:g}", field="eta")
+        if isinstance(steps_offset, bool) or not isinstance(steps_offset, int) or steps_offset < 0:
+            raise RequestError(f"steps_offset must be a whole number from 0, got {steps_offset!r}", field="sampler")
+        if karras and self.name not in SIGMA_SAMPLERS:
+            raise RequestError(f"Karras σs apply to the σ samplers ({', '.join(SIGMA_SAMPLERS)}), not {self.name}",
+                               field="sampler")
         self.schedule, self.steps, self.spacing, self.eta, self.clip_sample = schedule, steps, spacing, eta, clip_sample
+        # diffusers' steps_offset (leading spacing only), set_alpha_to_one (DDIM's ᾱ after the last step: 1, or ᾱ_0),
+        # use_karras_sigmas (σ samplers)
+        self.steps_offset, self.final_alpha_one, self.karras = steps_offset, final_alpha_one, karras
         self.ac = schedule.alphas_cumprod
         self.timesteps = self._timesteps()
-        if np.any(np.diff(self.timesteps) >= 0):
+        if self.timesteps[0] > schedule.num_train_timesteps - 1:
+            raise RequestError(f"{steps} steps with the model's steps offset {steps_offset} go past its "
+                               f"{schedule.num_train_timesteps} training timesteps; use fewer steps", field="steps")
+        if not karras and np.any(np.diff(self.timesteps) >= 0):
             raise RequestError(f"{steps} steps are too many for the {spacing} spacing of {self.name}: timesteps "
                                "would repeat; use fewer steps", field="steps")
 
     def _timesteps(self) -> np.ndarray:
-        return spaced_timesteps(self.schedule.num_train_timesteps, self.steps, self.spacing)
+        return spaced_timesteps(self.schedule.num_train_timesteps, self.steps, self.spacing,
+                                offset=self.steps_offset)
 
     def model_timestep(self, i: int) -> float:
         return float(self.timesteps[i])
@@ -152,7 +168,9 @@ class Sampler:
         raise NotImplementedError
 
     def _prev_alpha(self, i: int) -> float:
-        return float(self.ac[int(self.timesteps[i + 1])]) if i + 1 < len(self.timesteps) else 1.0
+        if i + 1 < len(self.timesteps):
+            return float(self.ac[int(self.timesteps[i + 1])])
+        return 1.0 if self.final_alpha_one else float(self.ac[0])
 
 
 class DDIM(Sampler):
@@ -194,7 +212,8 @@ class DDPM(Sampler):
     stochastic = True
 
     def step(self, eps, i, x, generator=None, noise=None):
-        a_t, a_prev = float(self.ac[int(self.timesteps[i])]), self._prev_alpha(i)
+        a_t = float(self.ac[int(self.timesteps[i])])
+        a_prev = float(self.ac[int(self.timesteps[i + 1])]) if i + 1 < len(self.timesteps) else 1.0  # as diffusers'
         alpha, beta = a_t / a_prev, 1 - a_t / a_prev
         x0 = (x - math.sqrt(1 - a_t) * eps) / math.sqrt(a_t)
         if self.clip_sample:
@@ -211,9 +230,36 @@ class _SigmaSampler(Sampler):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        if self.karras:
+            self.sigmas = self._karras_sigmas
+            if np.any(np.diff(self.sigmas[:-1]) >= 0):
+                raise RequestError(f"{self.steps} steps are too many for Karras σs on this schedule: σ would "
+                                   "repeat; use fewer steps", field="steps")
+            return
         all_sigmas = ((1 - self.ac) / self.ac).sqrt().numpy()
         sig = np.interp(self.timesteps, np.arange(len(all_sigmas)), all_sigmas)
         self.sigmas = np.concatenate([sig, [0.0]])
+
+    def _timesteps(self) -> np.ndarray:
+        if not self.karras:
+            return self._spaced()
+        # Karras et al. 2022 (ρ = 7) between the σs at the ends of `_karras_range`, each timestep the fractional one
+        # of its σ (log-σ interpolated), as diffusers' use_karras_sigmas lays them out
+        all_sigmas = ((1 - self.ac) / self.ac).sqrt().numpy()
+        lo, hi = self._karras_range(all_sigmas)
+        rho = 7.0
+        ramp = np.linspace(0, 1, self.steps)
+        sig = (hi ** (1 / rho) + ramp * (lo ** (1 / rho) - hi ** (1 / rho))) ** rho
+        self._karras_sigmas = np.concatenate([sig, [0.0]])
+        return sigma_to_timestep(sig, np.log(all_sigmas))
+
+    def _spaced(self) -> np.ndarray:
+        return super()._timesteps()
+
+    def _karras_range(self, all_sigmas: np.ndarray) -> tuple[float, float]:
+        """(σ_min, σ_max) of the Karras σs: diffusers' Euler takes the σs at its spaced timesteps' ends."""
+        spaced = np.interp(self._spaced(), np.arange(len(all_sigmas)), all_sigmas)
+        return float(spaced[-1]), float(spaced[0])
 
     def alpha_bar(self, i: int) -> float:
         return 1.0 / (1.0 + float(self.sigmas[i]) ** 2)
@@ -224,8 +270,9 @@ class Euler(_SigmaSampler):
 
     name = "euler"
 
-    def _timesteps(self) -> np.ndarray:  # linspace stays fractional; σ is interpolated between timesteps
-        return spaced_timesteps(self.schedule.num_train_timesteps, self.steps, self.spacing, whole=False)
+    def _spaced(self) -> np.ndarray:  # linspace stays fractional; σ is interpolated between timesteps
+        return spaced_timesteps(self.schedule.num_train_timesteps, self.steps, self.spacing, whole=False,
+                                offset=self.steps_offset)
 
     def initial(self, noise):
         s = float(self.sigmas[0])
@@ -247,6 +294,27 @@ class Euler(_SigmaSampler):
         return x + eps * (s_next - s), x0
 
 
+class EulerAncestral(Euler):
+    """Euler ancestral (k-diffusion's sample_euler_ancestral, diffusers' EulerAncestralDiscreteScheduler, A1111's
+    "Euler a"): an Euler step down to σ_down, then fresh noise of σ_up, so that σ_down² + σ_up² = σ_next²."""
+
+    name = "euler_a"
+    stochastic = True
+
+    def step(self, eps, i, x, generator=None, noise=None):
+        s, s_next = float(self.sigmas[i]), float(self.sigmas[i + 1])
+        x0 = x - s * eps
+        if self.clip_sample:
+            x0 = x0.clamp(-1, 1)
+            eps = (x - x0) / s
+        s_up = math.sqrt(s_next**2 * (s**2 - s_next**2) / s**2)
+        s_down = math.sqrt(s_next**2 - s_up**2)
+        out = x + eps * (s_down - s)
+        if s_up > 0:
+            out = out + s_up * (noise if noise is not None else _noise_like(x, generator))
+        return out, x0
+
+
 class DPMSolverPP(_SigmaSampler):
     """DPM-Solver++ (2M), multistep, data prediction; first order on the first and the last step."""
 
@@ -257,14 +325,23 @@ class DPMSolverPP(_SigmaSampler):
         self._x0_prev: torch.Tensor | None = None
         self._last_index = -1
 
-    def _timesteps(self) -> np.ndarray:
+    def _spaced(self) -> np.ndarray:
         # diffusers' DPM-Solver spacings: linspace and leading lay out N+1 points and drop the last (0)
         n = self.schedule.num_train_timesteps
         if self.spacing == "linspace":
             return np.linspace(0, n - 1, self.steps + 1).round()[::-1][:-1].copy()
         if self.spacing == "leading":
-            return (np.arange(0, self.steps + 1) * (n // (self.steps + 1))).round()[::-1][:-1].astype(np.float64)
-        return super()._timesteps()
+            return ((np.arange(0, self.steps + 1) * (n // (self.steps + 1))).round()[::-1][:-1].astype(np.float64)
+                    + self.steps_offset)
+        return super()._spaced()
+
+    def _karras_range(self, all_sigmas):
+        """diffusers' DPM-Solver spans the whole table with its Karras σs, and rounds their timesteps."""
+        return float(all_sigmas[0]), float(all_sigmas[-1])
+
+    def _timesteps(self) -> np.ndarray:
+        t = super()._timesteps()
+        return t.round() if self.karras else t
 
     @staticmethod
     def _alpha_sigma(s: float) -> tuple[float, float]:
@@ -302,14 +379,31 @@ class DPMSolverPP(_SigmaSampler):
         return out, x0
 
 
-_CLASSES = {"ddpm": DDPM, "ddim": DDIM, "euler": Euler, "dpmpp": DPMSolverPP}
+def sigma_to_timestep(sigmas: np.ndarray, log_sigmas: np.ndarray) -> np.ndarray:
+    """The fractional timesteps of σs, interpolating linearly in log σ between the table's neighbours (diffusers'
+    `_sigma_to_t`; k-diffusion's `sigma_to_t`)."""
+    log_sigma = np.log(np.maximum(sigmas, 1e-10))
+    dists = log_sigma - log_sigmas[:, None]
+    low = np.cumsum(dists >= 0, axis=0).argmax(axis=0).clip(max=len(log_sigmas) - 2)
+    w = np.clip((log_sigmas[low] - log_sigma) / (log_sigmas[low] - log_sigmas[low + 1]), 0, 1)
+    return ((1 - w) * low + w * (low + 1)).astype(np.float64)
+
+
+_CLASSES = {"ddpm": DDPM, "ddim": DDIM, "euler": Euler, "euler_a": EulerAncestral, "dpmpp": DPMSolverPP}
 DEFAULT_SPACING = "trailing"  # every sampler: it starts at the last training step, where the noise is pure
 
 
 def make_sampler(name: str, schedule: Schedule, steps: int, eta: float = 0.0, spacing: str | None = None,
-                 clip_sample: bool = False) -> Sampler:
+                 clip_sample: bool = False, steps_offset: int = 0, final_alpha_one: bool = True,
+                 karras: bool = False) -> Sampler:
+    """A sampler by name. The defaults are the app's own walk (trailing spacing, no offset, ᾱ = 1 after the last
+    step); `spacing`, `steps_offset`, `final_alpha_one` and `karras` follow a diffusers scheduler config's
+    timestep_spacing, steps_offset, set_alpha_to_one and use_karras_sigmas."""
     try:
         cls = _CLASSES[name]
     except KeyError:
-        raise RequestError(f"unknown sampler {name!r} (known: {', '.join(SAMPLERS)})", field="sampler") from None
-    return cls(schedule, steps, spacing=spacing or DEFAULT_SPACING, eta=eta, clip_sample=clip_sample)
+        raise RequestError(f"unknown sampler {name!r} (known: {', '.join(_CLASSES)})", field="sampler") from None
+    if spacing is not None and spacing not in SPACINGS:
+        raise RequestError(f"unknown timestep spacing {spacing!r} (known: {', '.join(SPACINGS)})", field="sampler")
+    return cls(schedule, steps, spacing=spacing or DEFAULT_SPACING, eta=eta, clip_sample=clip_sample,
+               steps_offset=steps_offset, final_alpha_one=final_alpha_one, karras=karras)

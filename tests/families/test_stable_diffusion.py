@@ -27,6 +27,7 @@ from studio.nets.samplers import SAMPLERS, Schedule, make_sampler  # noqa: E402
 from studio.families.stable_diffusion.files import (ARCHITECTURES, byte_symbols, checkpoint_architecture, clip_vocabulary,  # noqa: E402
                                       config_folder, find_source, require_diffusers)
 from studio.families.stable_diffusion.family import load_parts, source_manifest  # noqa: E402
+from studio.families.stable_diffusion.schedulers import SD_SAMPLERS  # noqa: E402
 from studio.library import load_model, resolve, scan  # noqa: E402
 from studio.params import Capability, Kind  # noqa: E402
 from studio.request import CORE_FIELDS, RenderRequest  # noqa: E402
@@ -109,7 +110,7 @@ def test_a_pipeline_folder_opens_directly_and_is_found_in_a_models_folder(tiny):
     assert Capability.IMG2IMG | Capability.ANY_SIZE | Capability.ITERATE in entry.capabilities
     table = entry.parameters  # a negative prompt, a choice of samplers, free text (no alphabet)
     assert table.get("negative_prompt").kind is Kind.TEXT and table.get("sampler").kind is Kind.CHOICE
-    assert set(table.get("sampler").choice_values()) == set(SAMPLERS)
+    assert set(table.get("sampler").choice_values()) == set(SD_SAMPLERS) > set(SAMPLERS)  # and Euler ancestral
     assert table.get("prompt").kind is Kind.TEXT and table.get("prompt").charset == ""
     assert table.get("width").step == table.get("height").step == 2  # the tiny VAE's scale (8 for SD 1.x)
     assert table.default("width") == 16 and table.get("width").range == (16, 2048)
@@ -118,7 +119,7 @@ def test_a_pipeline_folder_opens_directly_and_is_found_in_a_models_folder(tiny):
     assert not found["tiny-config"].ok and "no safetensors weights" in str(found["tiny-config"].error)
 
 
-@pytest.mark.parametrize("sampler", SAMPLERS)
+@pytest.mark.parametrize("sampler", SD_SAMPLERS)
 def test_every_sampler_renders_with_previews_and_is_reproducible(model, sampler):
     req = request(model, sampler=sampler, eta=1.0 if sampler == "ddim" else None)
     out, seen = finish(model.family.render(model, req))
@@ -167,16 +168,16 @@ def test_other_sizes_and_their_limits(model):
     assert table.check(request(model, width=24, height=16)).width == 24
 
 
-@pytest.mark.filterwarnings("ignore:The configuration file of this scheduler")  # steps_offset 0 is on purpose
 def test_the_walk_matches_diffusers_own_pipeline(tiny, model):
-    """The same parts, noise and settings through diffusers' StableDiffusionPipeline with a DDIM scheduler set up
-    like the app's (trailing spacing, final ᾱ = 1): the same picture to within rounding."""
-    from diffusers import DDIMScheduler, StableDiffusionPipeline
+    """The same parts, noise and settings through diffusers' StableDiffusionPipeline with a DDIM scheduler made from
+    the model's own scheduler config (leading spacing from 1, final ᾱ = ᾱ_0): the same picture to within rounding
+    (every sampler: tests/families/test_sd_schedulers.py)."""
+    from diffusers import DDIMScheduler, PNDMScheduler, StableDiffusionPipeline
 
     unet, vae, text = tiny["parts"]
     tokenizer = model.network.tokenizer
-    sched = DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False,
-                          set_alpha_to_one=True, steps_offset=0, timestep_spacing="trailing")
+    sched = DDIMScheduler.from_config(PNDMScheduler.from_config(
+        json.loads((tiny["folder"] / "scheduler" / "scheduler_config.json").read_text())).config)
     pipe = StableDiffusionPipeline(vae=vae, text_encoder=text, tokenizer=tokenizer, unet=unet, scheduler=sched,
                                    safety_checker=None, feature_extractor=None, requires_safety_checker=False)
     pipe.set_progress_bar_config(disable=True)
@@ -245,7 +246,7 @@ def test_v_prediction_is_turned_into_noise_for_every_sampler():
     schedule = Schedule.make("scaled_linear", 1000, 0.00085, 0.012)
     gen = torch.Generator().manual_seed(0)
     x0, eps = torch.randn(1, 4, 2, 2, generator=gen), torch.randn(1, 4, 2, 2, generator=gen)
-    for name in SAMPLERS:
+    for name in SD_SAMPLERS:
         s = make_sampler(name, schedule, 10)
         for i in (0, 4, 9):
             inp = s.scale_input(s.add_noise(x0, eps, i), i)

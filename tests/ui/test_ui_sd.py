@@ -57,7 +57,7 @@ def test_a_pipeline_folder_renders_in_the_app_with_free_text_prompts(qtbot, app)
     prompt = window.findChild(QLineEdit, "promptEdit")
     assert negative.isVisibleTo(window) and prompt.isVisibleTo(window)
     combo = window.findChild(QComboBox, "samplerCombo")
-    assert [combo.itemData(i) for i in range(combo.count())] == ["ddpm", "ddim", "euler", "dpmpp"]
+    assert [combo.itemData(i) for i in range(combo.count())] == ["ddpm", "ddim", "euler", "euler_a", "dpmpp"]
     assert combo.currentData() == "dpmpp"  # the family's default
     first = session.last_output.data.copy()
     assert first.shape == (16, 16, 3)

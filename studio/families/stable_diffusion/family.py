@@ -27,7 +27,9 @@ from studio.steps import Output, Preview, Progress, RenderSteps
 from studio.families.sampling import SamplerDefaults, init_specs, sampler_settings, sampler_specs, start_strength
 from studio.params import SAMPLER, Capability, Kind, ParamSpec
 from studio.io.images import decode_init_image
-from studio.nets.samplers import Schedule, make_sampler
+from studio.nets.samplers import Schedule
+from studio.families.stable_diffusion.schedulers import (SD_SAMPLERS, SamplerConfig, read_sampler_config,
+                                                         schedule_spec, sd_sampler, step_generator)
 from studio.families.stable_diffusion.files import (ARCHITECTURES, PIPELINE_INDEX, Source, check_parts, check_side,
                                                     config_folder, find_source, looks_like_sd, read_config,
                                                     require_diffusers, source_sha256, text_encoder_state)
@@ -52,6 +54,7 @@ class SDNetwork(nn.Module):
     """The parts of one Stable Diffusion model, moved and cast together (LoadedModel.to)."""
 
     preview_map: torch.Tensor  # buffer: latent channels (and 1) → RGB, see fit_preview_map
+    sampler_config = SamplerConfig()  # the scheduler config's walk settings (schedulers.py), set by load_parts
 
     def __init__(self, unet: UNet2DConditionModel, vae: AutoencoderKL, text_encoder: CLIPTextModel, tokenizer,
                  schedule: Schedule, prediction: str, scaling_factor: float):
@@ -197,6 +200,8 @@ def load_parts(source: Source) -> SDNetwork:
     if xl:
         net.xl = second
     net.preview_map.copy_(fit_preview_map(net))
+    net.sampler_config = read_sampler_config(_read_json(root / "scheduler" / "scheduler_config.json"),
+                                             root / "scheduler" / "scheduler_config.json")
     return net
 
 
@@ -348,7 +353,7 @@ class StableDiffusionFamily(Family):
         return (ParamSpec("prompt", Kind.TEXT, "Prompt", default="", render_only=True, help="Describe the picture"),
                 ParamSpec("negative_prompt", Kind.TEXT, "Negative", default="", render_only=True,
                           help="What to steer away from (negative prompt)"),
-                *sampler_specs(DEFAULTS, GUIDANCE_RANGE), *size,
+                *sampler_specs(DEFAULTS, GUIDANCE_RANGE, SD_SAMPLERS), schedule_spec(), *size,
                 *init_specs("The picture to start from (its centre cropped to the picture's shape): the model "
                             "redraws it as the prompt says"),
                 *([inpaint.mask_spec()] if inpaint.takes_mask(_unet_in_channels(manifest),
@@ -449,7 +454,8 @@ class StableDiffusionFamily(Family):
         request = model.checked(request)
         sampler_name, steps, guidance, eta = sampler_settings(model, request)
         width, height = self.size(model, request)
-        sampler = make_sampler(sampler_name, net.schedule, steps, eta=eta)
+        sampler, sampler_note = sd_sampler(net.schedule, net.sampler_config, sampler_name, steps, eta,
+                                           model.params(request).get("schedule") or "auto")  # schedulers.py
         strength = start_strength(request)
         start = sampler.start_index(strength) if strength is not None else 0
         noise = self.latent(model, request)
@@ -478,7 +484,7 @@ class StableDiffusionFamily(Family):
                 x = sampler.add_noise(x0, noise, start)
             else:
                 x = sampler.initial(noise)
-            gen = torch.Generator().manual_seed(request.seed ^ 0x5DEECE66D)  # stochastic samplers' own noise
+            gen = step_generator(request.seed, tuple(noise.shape))  # stochastic samplers' noise, as diffusers'
             for k, i in enumerate(range(start, len(sampler.timesteps))):
                 inp = sampler.scale_input(x, i)
                 t = torch.full((2 if guided else 1,), sampler.model_timestep(i), device=dev)
@@ -503,4 +509,8 @@ class StableDiffusionFamily(Family):
         info = {"sampler": sampler_name, "steps": steps, "guidance": guidance, "start_step": start}
         if cut:
             info["note"] = "the prompt was cut at CLIP's 77 tokens"
+        if sampler.karras:  # the σs A1111 calls "Schedule type: Karras" (the request's choice or the model's config)
+            info["schedule"] = "karras"
+        if sampler_note:
+            info["note"] = "; ".join(filter(None, [cast(str, info.get("note", "")), sampler_note]))
         return Output("image", np.ascontiguousarray(image), info)
