@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Protocol, Sequence
 
 from studio.errors import RequestError
@@ -133,9 +134,13 @@ def parse_attention(text: str) -> list[tuple[str, float]]:
 
 
 class Embedding(Protocol):
-    """A textual-inversion embedding as the chunker needs it: a name and its number of vectors."""
+    """A textual-inversion embedding as the chunker needs it: its name, file and number of vectors."""
 
-    name: str
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def path(self) -> Path: ...
 
     @property
     def vectors(self) -> int: ...
