@@ -203,3 +203,26 @@ def test_the_book_matches_the_longest_name(tiny, tmp_path):
     hits = [book.find(tokens, i) for i in range(len(tokens))]
     found = [(i, h[0].name, h[1]) for i, h in enumerate(hits) if h is not None]
     assert found == [(1, "ink wash", 2), (4, "ink", 1)]
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_weighted_long_prompts_with_embeddings_on_cuda_in_float16(tiny):
+    """The embedding's vectors, the emphasis and the chunks follow the model to the GPU and its dtype."""
+    beside = tiny["root"] / "embeddings"
+    beside.mkdir(exist_ok=True)
+    path = beside / "gpuink.safetensors"
+    save_file({"emb_params": vectors(2, 30) * 0.5}, str(path))
+    try:
+        prompt = "a (gpuink:1.2) cat, " + ", ".join(f"word{i}" for i in range(40))
+        gpu = load_model(resolve(str(tiny["folder"])), "cuda", torch.float16)
+        states, parsed = gpu.network.text_embeddings(prompt, 2)
+        cpu, _ = load_model(resolve(str(tiny["folder"]))).network.text_embeddings(prompt, 2)
+        assert states.device.type == "cuda" and states.dtype == torch.float16 and states.shape == (1, 154, WIDTH)
+        assert [e.name for _, e in parsed.chunks[0].fixes] == ["gpuink"]
+        assert torch.allclose(states.float().cpu(), cpu, atol=2e-2)
+        out = finish(gpu.family.render(gpu, request(gpu.id, prompt=prompt, negative_prompt="blurry",
+                                                    clip_skip=2)))[0]
+        assert out.data.shape == (16, 16, 3)
+    finally:
+        path.unlink()
