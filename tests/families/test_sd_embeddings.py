@@ -187,6 +187,9 @@ def test_the_same_states_and_picture_as_diffusers_load_textual_inversion(tiny):
         out = finish(model.family.render(model, req))[0]
         assert np.abs(out.data.astype(float) - ref * 255).max() <= 2.0
         assert out.info["embeddings"] == {"mystyle": str(path)}
+        import hashlib
+
+        assert out.info["ti_hashes"] == {"mystyle": hashlib.sha256(path.read_bytes()).hexdigest()[:12]}
     finally:
         path.unlink()
 
@@ -226,3 +229,13 @@ def test_weighted_long_prompts_with_embeddings_on_cuda_in_float16(tiny):
         assert out.data.shape == (16, 16, 3)
     finally:
         path.unlink()
+
+
+def test_a_huge_folder_listed_by_mistake_is_scanned_only_so_far(tmp_path, monkeypatch):
+    from studio.families.stable_diffusion import embeddings
+
+    for i in range(6):
+        (tmp_path / f"e{i}.safetensors").touch()
+    assert len(embedding_files([tmp_path])) == 6
+    monkeypatch.setattr(embeddings, "MAX_SCANNED", 4)
+    assert embedding_files([tmp_path]) == {}

@@ -26,6 +26,7 @@ SUFFIXES = (".safetensors", ".pt", ".bin")
 MAX_FILE_BYTES = 64 << 20  # 75 vectors × 1280 × 4 bytes is 0.4 MB; anything near this is not an embedding
 MAX_VECTORS = 75  # one chunk
 FOLDER_NAME = "embeddings"
+MAX_SCANNED = 20_000  # files looked at per scan: a folder listed by mistake (a home folder) does not stall renders
 
 
 @dataclass(frozen=True)
@@ -99,11 +100,15 @@ def read_vectors(path: Path, width: int) -> torch.Tensor:
 def embedding_files(folders: Iterable[Path]) -> dict[str, Path]:
     """Embedding files by name (file stem) in `folders` and their subfolders, the first of a name kept."""
     found: dict[str, Path] = {}
+    scanned = 0
     for folder in folders:
         if not folder.is_dir():
             continue
         for root, dirs, files in os.walk(folder):
             dirs.sort()
+            scanned += len(files)
+            if scanned > MAX_SCANNED:
+                return found
             for name in sorted(files):
                 path = Path(root) / name
                 if path.suffix.lower() in SUFFIXES and path.stem and not name.startswith("."):
@@ -138,6 +143,7 @@ class EmbeddingBook:
         self.tokenizer, self.width = tokenizer, width
         self._by_first: dict[int, list[Embedding]] = {}
         self._vectors: dict[tuple[Path, int, int], torch.Tensor] = {}
+        self._hashes: dict[tuple[Path, int, int], str] = {}
         self.used: dict[str, Embedding] = {}
         self.signature: tuple = ()
 
@@ -166,8 +172,24 @@ class EmbeddingBook:
         return None
 
     def vectors(self, emb) -> torch.Tensor:
-        stat = emb.path.stat()
-        key = (emb.path, stat.st_mtime_ns, stat.st_size)
+        key = _stamp(emb.path)
         if key not in self._vectors:
             self._vectors[key] = read_vectors(emb.path, self.width)
         return self._vectors[key]
+
+    def short_hash(self, emb) -> str:
+        """The first 12 hex digits of the file's SHA-256: what A1111 writes as `TI hashes: name: hash`."""
+        from studio.io.weights import sha256_file
+
+        key = _stamp(emb.path)
+        if key not in self._hashes:
+            self._hashes[key] = sha256_file(emb.path)[:12]
+        return self._hashes[key]
+
+
+def _stamp(path: Path) -> tuple[Path, int, int]:
+    try:
+        stat = path.stat()
+    except OSError as exc:
+        raise WeightsError(f"cannot read the embedding: {exc.strerror or exc}", path) from None
+    return path, stat.st_mtime_ns, stat.st_size

@@ -479,8 +479,8 @@ class StableDiffusionFamily(Family):
         image = ((image[0].float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
         yield Progress(total + 1, total + 1, "done")
         info = {"sampler": sampler_name, "steps": steps, "guidance": guidance, "start_step": start}
-        used = {e.name: str(e.path) for p in (parsed, parsed_negative) if p is not None for c in p.chunks
-                for _, e in c.fixes}
-        if used:
-            info["embeddings"] = used  # name → file, for the TI hashes A1111 writes
+        used = {e.name: e for p in (parsed, parsed_negative) if p is not None for c in p.chunks for _, e in c.fixes}
+        if used and net.embeddings is not None:  # name → file, and A1111's `TI hashes` (name → short SHA-256)
+            info["embeddings"] = {name: str(e.path) for name, e in used.items()}
+            info["ti_hashes"] = {name: net.embeddings.short_hash(e) for name, e in used.items()}
         return Output("image", np.ascontiguousarray(image), info)
