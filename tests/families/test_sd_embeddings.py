@@ -39,7 +39,7 @@ def test_the_a1111_diffusers_and_sdxl_layouts_are_read(tmp_path):
     save_file({"emb_params": a1111}, str(tmp_path / "a.safetensors"))
     save_file({"<cat-toy>": one}, str(tmp_path / "b.safetensors"))  # diffusers: (D,) under its token
     save_file({"clip_l": sdxl, "clip_g": vectors(2, 4, 64)}, str(tmp_path / "c.safetensors"))
-    torch.save({"string_to_token": {"*": torch.tensor(265)}, "string_to_param": {"*": a1111.half()},
+    torch.save({"string_to_token": {"*": torch.tensor(265)}, "string_to_param": {"*": torch.nn.Parameter(a1111.half())},
                 "name": "old", "step": 3000}, tmp_path / "d.pt")  # A1111's own training output, pickled
     torch.save({"<tok>": vectors(2, 5)}, tmp_path / "e.bin")  # diffusers' learned_embeds.bin
     assert torch.equal(read_vectors(tmp_path / "a.safetensors", WIDTH), a1111)
