@@ -36,6 +36,9 @@ from studio.families.stable_diffusion.files import (ARCHITECTURES, PIPELINE_INDE
 from studio.families.stable_diffusion import inpaint
 from studio.families.stable_diffusion.tokenizers import load_tokenizer
 from studio.families.stable_diffusion import sdxl
+from studio.families.stable_diffusion.embeddings import EmbeddingBook, model_folders, settings_folders
+from studio.families.stable_diffusion.prompts import (MAX_CLIP_SKIP, Parsed, check_clip_skip, encode_prompt, pair,
+                                                      parse_prompt)
 from studio.limits import MAX_TRAIN_TIMESTEPS, quote
 
 if TYPE_CHECKING:  # the defining modules: to a type checker diffusers' top-level names are its torch-less dummies
@@ -68,6 +71,7 @@ class SDNetwork(nn.Module):
         self.register_buffer("preview_map", torch.zeros(self.latent_channels + 1, 3), persistent=False)
         self._texts: OrderedDict = OrderedDict()
         self.xl: sdxl.SDXLText | None = None  # SDXL's second text encoder and added conditions (sdxl.py)
+        self.embeddings: EmbeddingBook | None = None  # textual inversions (load_parts finds their folders)
 
     def forward(self, *args, **kwargs):  # pragma: no cover - the family drives the parts
         raise RuntimeError("SDNetwork is driven by the stable-diffusion family, not called")
@@ -76,26 +80,27 @@ class SDNetwork(nn.Module):
         self._texts.clear()  # embeddings live on the old device / dtype
         return super()._apply(fn, *args, **kwargs)
 
-    def text_embeddings(self, prompt: str) -> tuple[torch.Tensor, bool]:
-        """CLIP's last hidden states for `prompt` (1, 77, D) on the model's device, and whether the prompt was cut
-        at CLIP's 77 tokens."""
-        if self.xl is not None:  # SDXL: both encoders' penultimate states side by side (sdxl.py)
-            hidden, _pooled, cut = self.xl.encode(self.tokenizer, self.text_encoder, prompt)
-            return hidden, cut
-        if prompt in self._texts:
-            self._texts.move_to_end(prompt)
-            return self._texts[prompt]
-        tok = self.tokenizer
-        length = int(getattr(tok, "model_max_length", 77) or 77)
-        ids = tok(prompt, padding="max_length", max_length=length, truncation=True, return_tensors="pt").input_ids
-        cut = len(tok(prompt, truncation=False).input_ids) > length
-        device = next(self.text_encoder.parameters()).device
+    def text_embeddings(self, prompt: str, clip_skip: int = 1) -> tuple[torch.Tensor, Parsed]:
+        """CLIP's hidden states for `prompt` read the AUTOMATIC1111 way (prompts.py: brackets, BREAK, 77 per chunk of
+        75 tokens, clip skip, embeddings), (1, 77·chunks, D) on the model's device, and the parsed prompt (its
+        `<lora:…>` tags, the embeddings it used)."""
+        if self.xl is not None:  # SDXL: both encoders' penultimate states side by side (sdxl.py), cut at 77 tokens
+            hidden, _pooled, _cut = self.xl.encode(self.tokenizer, self.text_encoder, prompt)
+            return hidden, parse_prompt(prompt, self.tokenizer, None)
+        book = self.embeddings
+        key = (prompt, clip_skip, book.refresh() if book is not None else ())
+        if key in self._texts:
+            self._texts.move_to_end(key)
+            return self._texts[key]
+        layers = int(self.text_encoder.config.num_hidden_layers)
+        parsed = parse_prompt(prompt, self.tokenizer, book.find if book is not None else None)
         with torch.inference_mode():
-            hidden = self.text_encoder(ids.to(device))[0]
-        self._texts[prompt] = (hidden, cut)
+            hidden = encode_prompt(self.text_encoder, self.tokenizer, parsed, check_clip_skip(clip_skip, layers),
+                                   book.vectors if book is not None else None)
+        self._texts[key] = (hidden, parsed)
         while len(self._texts) > TEXT_CACHE:
             self._texts.popitem(last=False)
-        return hidden, cut
+        return hidden, parsed
 
 
 # --- loading -----------------------------------------------------------------------------------------------------
@@ -202,6 +207,8 @@ def load_parts(source: Source) -> SDNetwork:
     net.preview_map.copy_(fit_preview_map(net))
     net.sampler_config = read_sampler_config(_read_json(root / "scheduler" / "scheduler_config.json"),
                                              root / "scheduler" / "scheduler_config.json")
+    net.embeddings = EmbeddingBook(settings_folders() + model_folders(source.path, source.kind == "folder"),
+                                   tokenizer, int(text.config.hidden_size))
     return net
 
 
@@ -354,6 +361,10 @@ class StableDiffusionFamily(Family):
                 ParamSpec("negative_prompt", Kind.TEXT, "Negative", default="", render_only=True,
                           help="What to steer away from (negative prompt)"),
                 *sampler_specs(DEFAULTS, GUIDANCE_RANGE, SD_SAMPLERS), schedule_spec(), *size,
+                ParamSpec("clip_skip", Kind.INT, "Clip skip", default=1, range=(1, MAX_CLIP_SKIP), step=1,
+                          group=SAMPLER, render_only=True,
+                          help="Read the prompt from CLIP's layer this many from the end (1: the last; many anime "
+                               "models want 2)"),
                 *init_specs("The picture to start from (its centre cropped to the picture's shape): the model "
                             "redraws it as the prompt says"),
                 *([inpaint.mask_spec()] if inpaint.takes_mask(_unet_in_channels(manifest),
@@ -462,13 +473,18 @@ class StableDiffusionFamily(Family):
         total = len(sampler.timesteps) - start
         yield Progress(0, total + 1, "reading the prompt")
         dev, dt = model.device, model.dtype
-        cond, cut = net.text_embeddings(request.param("prompt", ""))
+        clip_skip = request.param("clip_skip", 1)
+        cond, parsed = net.text_embeddings(request.param("prompt", ""), clip_skip)
         guided = guidance != 1.0
-        uncond = net.text_embeddings(request.param("negative_prompt", ""))[0] if guided else None
         added = None  # SDXL's pooled text and size conditions (sdxl.py); an empty negative is zeros there
         if net.xl is not None:
             uncond, added = net.xl.request_conditions(net, request, guided, (height, width))
-        context = torch.cat([cond, uncond]) if uncond is not None else cond
+            context, parsed_negative = (torch.cat([cond, uncond]) if uncond is not None else cond), None
+        elif guided:  # a long prompt and a short negative (or the reverse) padded to the same number of chunks
+            uncond, parsed_negative = net.text_embeddings(request.param("negative_prompt", ""), clip_skip)
+            context = torch.cat(pair(cond, uncond, net.text_embeddings("", clip_skip)[0]))
+        else:
+            context, parsed_negative = cond, None
         noise = noise[None].to(dev, dt)
         with torch.inference_mode():
             # inpainting UNets (9 channels) also take the mask and the masked picture's latent (inpaint.py)
@@ -507,10 +523,12 @@ class StableDiffusionFamily(Family):
         image = ((image[0].float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
         yield Progress(total + 1, total + 1, "done")
         info = {"sampler": sampler_name, "steps": steps, "guidance": guidance, "start_step": start}
-        if cut:
-            info["note"] = "the prompt was cut at CLIP's 77 tokens"
         if sampler.karras:  # the σs A1111 calls "Schedule type: Karras" (the request's choice or the model's config)
             info["schedule"] = "karras"
         if sampler_note:
             info["note"] = "; ".join(filter(None, [cast(str, info.get("note", "")), sampler_note]))
+        used = {e.name: e for p in (parsed, parsed_negative) if p is not None for c in p.chunks for _, e in c.fixes}
+        if used and net.embeddings is not None:  # name → file, and A1111's `TI hashes` (name → short SHA-256)
+            info["embeddings"] = {name: str(e.path) for name, e in used.items()}
+            info["ti_hashes"] = {name: net.embeddings.short_hash(e) for name, e in used.items()}
         return Output("image", np.ascontiguousarray(image), info)
