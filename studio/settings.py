@@ -37,6 +37,7 @@ SETTINGS_NAME = "settings.toml"
 class Settings:
     model_folders: list[Path] = field(default_factory=list)
     device: str = "auto"
+    lora_folders: list[Path] = field(default_factory=list)  # where Stable Diffusion LoRAs are found by name
 
 
 def settings_path() -> Path:
@@ -54,7 +55,10 @@ def load_settings(path: Path | None = None) -> Settings:
     if not all(isinstance(f, str) for f in folders):
         raise r.fail("model_folders", "must be an array of folder paths")
     device = r.get(data, "device", str, required=False, default="auto")
-    return Settings([Path(f).expanduser() for f in folders], device)
+    loras = r.get(data, "lora_folders", list, required=False, default=[])
+    if not all(isinstance(f, str) for f in loras):
+        raise r.fail("lora_folders", "must be an array of folder paths")
+    return Settings([Path(f).expanduser() for f in folders], device, [Path(f).expanduser() for f in loras])
 
 
 def remember_model_folders(folders: Iterable[str | Path], path: Path | None = None) -> list[Path]:

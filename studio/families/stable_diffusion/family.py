@@ -32,6 +32,7 @@ from studio.families.stable_diffusion.files import (ARCHITECTURES, PIPELINE_INDE
                                                     config_folder, find_source, looks_like_sd, read_config,
                                                     require_diffusers, source_sha256)
 from studio.limits import MAX_TRAIN_TIMESTEPS, quote
+from studio.families.stable_diffusion import lora
 
 if TYPE_CHECKING:  # the defining modules: to a type checker diffusers' top-level names are its torch-less dummies
     from diffusers.models.autoencoders.autoencoder_kl import AutoencoderKL
@@ -322,6 +323,7 @@ class StableDiffusionFamily(Family):
                 ParamSpec("negative_prompt", Kind.TEXT, "Negative", default="", render_only=True,
                           help="What to steer away from (negative prompt)"),
                 *sampler_specs(DEFAULTS, GUIDANCE_RANGE), *size,
+                *lora.lora_specs(),
                 *init_specs("The picture to start from (its centre cropped to the picture's shape): the model "
                             "redraws it as the prompt says"),
                 *latent_specs(manifest, strengths=(0.0, 1.0), directions=0))
@@ -426,7 +428,8 @@ class StableDiffusionFamily(Family):
         total = len(sampler.timesteps) - start
         yield Progress(0, total + 1, "reading the prompt")
         dev, dt = model.device, model.dtype
-        cond, cut = net.text_embeddings(request.param("prompt", ""))
+        prompt, lora_info = lora.prepare(model, request)  # the request's LoRAs hooked in (none: the base network)
+        cond, cut = net.text_embeddings(prompt)
         guided = guidance != 1.0
         uncond = net.text_embeddings(request.param("negative_prompt", ""))[0] if guided else None
         context = torch.cat([cond, uncond]) if uncond is not None else cond
@@ -463,7 +466,7 @@ class StableDiffusionFamily(Family):
             image = net.vae.decode(x / net.scaling_factor).sample
         image = ((image[0].float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
         yield Progress(total + 1, total + 1, "done")
-        info = {"sampler": sampler_name, "steps": steps, "guidance": guidance, "start_step": start}
+        info = {"sampler": sampler_name, "steps": steps, "guidance": guidance, "start_step": start, **lora_info}
         if cut:
             info["note"] = "the prompt was cut at CLIP's 77 tokens"
         return Output("image", np.ascontiguousarray(image), info)
