@@ -55,7 +55,7 @@ def lora_layers(parts, seed: int, rank: int = 4, unet: bool = True, text: bool =
 
 
 def kohya_tensors(layers):
-    """kohya/A1111 names (lora_unet_… / lora_te_text_model_… with underscores, as diffusers' converter reads them)."""
+    """kohya/A1111 names (lora_unet_… / lora_te_text_model_… in underscores, as diffusers' converter reads them)."""
     tensors = {}
     for (part, name), (down, up, alpha) in layers.items():
         stem = ("lora_unet_" + name if part == "unet" else "lora_te_text_model_" + name.removeprefix("text_model."))
@@ -86,7 +86,7 @@ def save(path, tensors, metadata=None):
     from safetensors.torch import save_file
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.contiguous() for k, v in tensors.items()}, str(path), metadata=metadata)
+    save_file({k: v.clone().contiguous() for k, v in tensors.items()}, str(path), metadata=metadata)
     return path
 
 
@@ -288,8 +288,8 @@ def test_loras_are_found_in_settings_folders_and_missing_ones_are_named(tiny, mo
         render(model, loras="elsewhere")
     assert str(tiny["loras"]) in str(info.value) and "lora_folders" in str(info.value)
     other = tmp_path / "my loras"
-    shutil.copy(tiny["loras"] / "ink.safetensors", save(other / "elsewhere.safetensors", {}).parent /
-                "elsewhere.safetensors")
+    other.mkdir()
+    shutil.copy(tiny["loras"] / "ink.safetensors", other / "elsewhere.safetensors")
     settings_path().parent.mkdir(parents=True, exist_ok=True)
     settings_path().write_text(f"lora_folders = [{json.dumps(str(other))}]\n")
     assert load_settings().lora_folders == [other]
@@ -324,13 +324,17 @@ def bad_lora(tmp_path, model, tensors, metadata=None):
 
 
 def test_hostile_and_foreign_loras_are_refused_naming_file_and_key(tiny, model, tmp_path, monkeypatch):
+    with pytest.raises(RequestError, match="no LoRA named"):  # a failed request leaves the base network
+        render(model, loras="ink:1, nowhere:1")
+    assert not any(m._forward_hooks for m in model.network.modules())
     good = kohya_tensors(tiny["a"])
     key = next(k for k in good if k.endswith("to_q.lora_down.weight"))
     cases = [
         ({**good, key: torch.full_like(good[key], float("nan"))}, "NaN"),
         ({**good, key: torch.zeros(4, 7)}, "does not fit this model's"),
         ({**good, key.replace("to_q", "to_zz"): good[key],
-          key.replace("to_q", "to_zz").replace("down", "up"): good[key.replace("down", "up")]}, "names no layer"),
+          key.replace("to_q", "to_zz").replace("lora_down", "lora_up"): good[key.replace("lora_down", "lora_up")]},
+         "names no layer"),
         ({"lora_te2_text_model_encoder_layers_0_self_attn_q_proj.lora_down.weight": torch.zeros(4, 32),
           "lora_te2_text_model_encoder_layers_0_self_attn_q_proj.lora_up.weight": torch.zeros(32, 4)},
          "text encoder 2 this model does not have"),

@@ -1,7 +1,7 @@
 """LoRAs for Stable Diffusion: `.safetensors` files in kohya/AUTOMATIC1111 layout (`lora_unet_…`, `lora_te_…`,
 `lora_te1_…`, `lora_te2_…` with `.lora_down.weight` / `.lora_up.weight` / `.alpha`) and in diffusers' layouts (PEFT:
-`unet.….lora_A.weight` / `lora_B`, `text_encoder.…`; and diffusers' older `…processor.to_q_lora.down.weight`), for the
-UNet and the text encoder(s), several at once, each with its weight.
+`unet.….lora_A.weight` / `lora_B`, `text_encoder.…`; and diffusers' older `…processor.to_q_lora.down.weight`), for
+the UNet and the text encoder(s), several at once, each with its weight.
 
 How they act: a LoRA never changes the base weights, in memory or on disk. Each patched layer gets one forward hook
 that adds Σ weightᵢ · scaleᵢ · up_i(down_i(x)) to the layer's own output (scale = alpha / rank, as kohya and PEFT
@@ -44,7 +44,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from studio.errors import RequestError, WeightsError
+from studio.errors import RequestError, StudioError, WeightsError
 from studio.params import CONDITIONS, Kind, ParamSpec
 from studio.limits import (MAX_LORA_FOLDER_FILES, MAX_LORA_LAYERS, MAX_LORA_RANK, MAX_LORA_WEIGHT, MAX_LORAS,
                            MAX_TENSORS, quote)
@@ -62,7 +62,8 @@ FILE_CACHE = 8  # LoRA files kept read (switching back and forth between a few c
 _TAG = re.compile(r"<lora:([^:>]*)(?::([^:>]*))?((?::[^>]*)?)>", re.IGNORECASE)
 _KOHYA_PREFIX = {"lora_unet_": "unet", "lora_te_": "text_encoder", "lora_te1_": "text_encoder",
                  "lora_te2_": "text_encoder_2"}
-_VARIANT = re.compile(r"\.(hada_|lokr_|lora_mid\.|dora_scale|oft_|boft_|w_norm|b_norm|lora_magnitude_vector)|\.diff(_b)?$")
+_VARIANT = re.compile(r"\.(hada_|lokr_|lora_mid\.|dora_scale|oft_|boft_|w_norm|b_norm|lora_magnitude_vector)"
+                      r"|\.diff(_b)?$")
 
 
 # --- names and weights -----------------------------------------------------------------------------------------
@@ -84,8 +85,11 @@ def check_name(name: str, field_name: str = "params.loras") -> str:
     name = name.strip()
     if not name:
         raise RequestError("a LoRA needs a name (the file name without .safetensors)", field=field_name)
-    if len(name) > 255 or any(c in name for c in "/\\\0") or name.startswith(".") or ":" in name:
+    if len(name) > 255 or any(c in name for c in "/\\\0") or name.startswith("."):
         raise RequestError(f"LoRA name {quote(name)} is not a file name (no folders, no leading dot)",
+                           field=field_name)
+    if any(c in name for c in ":,<>"):  # the separators of the list, the tags and A1111's "Lora hashes"
+        raise RequestError(f"LoRA name {quote(name)} holds one of : , < >; rename the file without them",
                            field=field_name)
     return name
 
@@ -189,8 +193,8 @@ def with_lora_hashes(request: RenderRequest, info: dict) -> RenderRequest:
 
 def lora_folders(model: LoadedModel) -> list[Path]:
     """Where LoRAs are looked for, in order: `loras/` beside the model's file or pipeline folder, `loras/` in its
-    manifest's folder, then settings.toml's `lora_folders`."""
-    from studio.settings import load_or_reset_settings
+    manifest's folder, then settings.toml's `lora_folders` (an unreadable settings file adds none)."""
+    from studio.settings import load_settings
 
     manifest = model.manifest
     out: list[Path] = []
@@ -200,7 +204,10 @@ def lora_folders(model: LoadedModel) -> list[Path]:
         path = path if path.is_absolute() else manifest.folder / path
         out.append(path.parent / "loras")
     out.append(manifest.folder / "loras")
-    out += load_or_reset_settings()[0].lora_folders
+    try:
+        out += load_settings().lora_folders
+    except StudioError:  # a broken settings file is reported (and set aside) when the app starts, not per render
+        pass
     seen: set[Path] = set()
     unique = []
     for folder in out:
@@ -248,7 +255,7 @@ def find_lora(name: str, folders: list[Path], digest: str = "") -> Path:
                        "its folder to lora_folders in settings.toml", field="params.loras")
 
 
-_hashes: dict[tuple[str, int, int], str] = {}
+_hashes: dict[tuple[str, int, int, int, int], str] = {}
 
 
 def lora_hash(path: Path) -> str:
@@ -257,7 +264,7 @@ def lora_hash(path: Path) -> str:
     from studio.files import open_regular
 
     stat = path.stat()
-    key = (str(path.absolute()), stat.st_size, stat.st_mtime_ns)
+    key = (str(path.absolute()), stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino)
     if key in _hashes:
         return _hashes[key]
     digest = hashlib.sha256()
@@ -431,14 +438,14 @@ def parse_lora(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str,
     return out
 
 
-_files: OrderedDict[tuple[str, int, int], LoraFile] = OrderedDict()
+_files: OrderedDict[tuple[str, int, int, int, int], LoraFile] = OrderedDict()
 _files_lock = threading.Lock()
 
 
 def read_lora(path: Path) -> LoraFile:
     """A LoRA file read and checked (not yet matched to a model); the last FILE_CACHE files are kept."""
     stat = path.stat()
-    key = (str(path.absolute()), stat.st_size, stat.st_mtime_ns)
+    key = (str(path.absolute()), stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino)
     with _files_lock:
         if key in _files:
             _files.move_to_end(key)
@@ -596,12 +603,12 @@ def prepare(model: LoadedModel, request: RenderRequest) -> tuple[str, dict[str, 
     """The render hook: apply the LoRAs `request` asks for (its `loras` list and its prompt's tags) to the model's
     network, and return (the prompt without LoRA tags, what to add to the output's info: `loras` and
     `lora_hashes` when any were used)."""
-    prompt, asked = requested_loras(request)
-    recorded = parse_lora_hashes(str(request.params.get("lora_hashes", "")))
     used: list[tuple[LoraFile, float]] = []
     names: list[tuple[str, str]] = []
-    if asked:
-        folders = lora_folders(model)
+    try:
+        prompt, asked = requested_loras(request)
+        recorded = parse_lora_hashes(str(request.params.get("lora_hashes", "")))
+        folders = lora_folders(model) if asked else []
         for name, weight in asked:
             digest = recorded.get(name, "")
             path = find_lora(name, folders, digest)
@@ -612,7 +619,10 @@ def prepare(model: LoadedModel, request: RenderRequest) -> tuple[str, dict[str, 
                                    field="params.lora_hashes")
             used.append((lora, weight))
             names.append((name, lora.sha256))
-    apply_loras(model.network, used, model.device, model.dtype)
+        apply_loras(model.network, used, model.device, model.dtype)
+    except BaseException:
+        remove_loras(model.network)  # a failed request leaves the base network, not the previous request's LoRAs
+        raise
     info: dict[str, Any] = {}
     if used:
         info["loras"] = format_lora_list(asked)
