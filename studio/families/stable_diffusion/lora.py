@@ -247,8 +247,11 @@ def find_lora(name: str, folders: list[Path], digest: str = "") -> Path:
                     return path
     if digest:
         for path in files:
-            if path.name.lower().endswith(SAFE_SUFFIX) and lora_hash(path).startswith(digest):
-                return path
+            try:
+                if path.name.lower().endswith(SAFE_SUFFIX) and lora_hash(path).startswith(digest):
+                    return path
+            except (OSError, StudioError):
+                continue  # an unreadable file in the folder is not this LoRA
     where = ", ".join(str(f) for f in folders) or "(no folders)"
     hashed = f" nor with hash {digest}" if digest else ""
     raise RequestError(f"no LoRA named {name!r}{hashed} in {where}: put {name}.safetensors in one of them, or add "
@@ -274,6 +277,8 @@ def lora_hash(path: Path) -> str:
             f.seek(8 + size)
         while block := f.read(1 << 20):
             digest.update(block)
+    if len(_hashes) > 4096:
+        _hashes.clear()
     _hashes[key] = digest.hexdigest()
     return _hashes[key]
 
@@ -444,7 +449,10 @@ _files_lock = threading.Lock()
 
 def read_lora(path: Path) -> LoraFile:
     """A LoRA file read and checked (not yet matched to a model); the last FILE_CACHE files are kept."""
-    stat = path.stat()
+    try:
+        stat = path.stat()
+    except OSError as exc:
+        raise WeightsError(f"cannot read the LoRA: {exc.strerror or exc}", path) from None
     key = (str(path.absolute()), stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino)
     with _files_lock:
         if key in _files:
