@@ -32,6 +32,13 @@ MAX_LABELS = 100_000  # class labels of one model
 MAX_TRIAL_SECONDS = 60.0  # s: the longest a module's trial render in `wrap` may take (then its worker process is ended)
 MAX_TRAIN_TIMESTEPS = 100_000  # steps of a noise schedule (model.toml train_timesteps, SD's num_train_timesteps)
 
+# --- Stable Diffusion LoRAs ----------------------------------------------------------------------------------------
+MAX_LORAS = 16  # LoRAs applied to one render (prompt tags and the `loras` list together)
+MAX_LORA_RANK = 1024  # rank of one LoRA layer (shared LoRAs use 4 … 256; a full-rank extract of SD 1.x's widest layer is 1280)
+MAX_LORA_LAYERS = 4096  # patched layers in one LoRA file (an SD 1.x UNet + text encoder LoRA patches about 260; SDXL about 800)
+MAX_LORA_WEIGHT = 100.0  # |weight| of one LoRA in a request (artists use −2 … 2)
+MAX_LORA_FOLDER_FILES = 20_000  # files looked at while searching the LoRA folders for a name
+
 # --- timelines and videos ------------------------------------------------------------------------------------------
 MAX_KEYFRAMES = 10_000  # keyframes in one timeline
 MAX_DURATION = 3600.0  # s: the longest timeline (and the longest span of one keyframe)

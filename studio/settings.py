@@ -38,6 +38,7 @@ class Settings:
     model_folders: list[Path] = field(default_factory=list)
     device: str = "auto"
     embeddings_folders: list[Path] = field(default_factory=list)  # Stable Diffusion textual inversions
+    lora_folders: list[Path] = field(default_factory=list)  # where Stable Diffusion LoRAs are found by name
 
 
 def settings_path() -> Path:
@@ -58,7 +59,11 @@ def load_settings(path: Path | None = None) -> Settings:
     embeddings = r.get(data, "embeddings_folders", list, required=False, default=[])
     if not all(isinstance(f, str) for f in embeddings):
         raise r.fail("embeddings_folders", "must be an array of folder paths")
-    return Settings([Path(f).expanduser() for f in folders], device, [Path(f).expanduser() for f in embeddings])
+    loras = r.get(data, "lora_folders", list, required=False, default=[])
+    if not all(isinstance(f, str) for f in loras):
+        raise r.fail("lora_folders", "must be an array of folder paths")
+    return Settings([Path(f).expanduser() for f in folders], device, [Path(f).expanduser() for f in embeddings],
+                    [Path(f).expanduser() for f in loras])
 
 
 def remember_model_folders(folders: Iterable[str | Path], path: Path | None = None) -> list[Path]:

@@ -40,6 +40,7 @@ from studio.families.stable_diffusion.embeddings import EmbeddingBook, model_fol
 from studio.families.stable_diffusion.prompts import (MAX_CLIP_SKIP, Parsed, check_clip_skip, encode_prompt, pair,
                                                       parse_prompt)
 from studio.limits import MAX_TRAIN_TIMESTEPS, quote
+from studio.families.stable_diffusion import lora
 
 if TYPE_CHECKING:  # the defining modules: to a type checker diffusers' top-level names are its torch-less dummies
     from diffusers.models.autoencoders.autoencoder_kl import AutoencoderKL
@@ -365,6 +366,7 @@ class StableDiffusionFamily(Family):
                           group=SAMPLER, render_only=True,
                           help="Read the prompt from CLIP's layer this many from the end (1: the last; many anime "
                                "models want 2)"),
+                *lora.lora_specs(),
                 *init_specs("The picture to start from (its centre cropped to the picture's shape): the model "
                             "redraws it as the prompt says"),
                 *([inpaint.mask_spec()] if inpaint.takes_mask(_unet_in_channels(manifest),
@@ -473,8 +475,9 @@ class StableDiffusionFamily(Family):
         total = len(sampler.timesteps) - start
         yield Progress(0, total + 1, "reading the prompt")
         dev, dt = model.device, model.dtype
+        prompt, lora_info = lora.prepare(model, request)  # the request's LoRAs hooked in (none: the base network)
         clip_skip = request.param("clip_skip", 1)
-        cond, parsed = net.text_embeddings(request.param("prompt", ""), clip_skip)
+        cond, parsed = net.text_embeddings(prompt, clip_skip)
         guided = guidance != 1.0
         added = None  # SDXL's pooled text and size conditions (sdxl.py); an empty negative is zeros there
         if net.xl is not None:
@@ -522,7 +525,7 @@ class StableDiffusionFamily(Family):
             image = net.vae.decode(x / net.scaling_factor).sample
         image = ((image[0].float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
         yield Progress(total + 1, total + 1, "done")
-        info = {"sampler": sampler_name, "steps": steps, "guidance": guidance, "start_step": start}
+        info = {"sampler": sampler_name, "steps": steps, "guidance": guidance, "start_step": start, **lora_info}
         if sampler.karras:  # the σs A1111 calls "Schedule type: Karras" (the request's choice or the model's config)
             info["schedule"] = "karras"
         if sampler_note:
