@@ -638,7 +638,7 @@ def _map_loras(settings: ForeignSettings, prompt: str, find_lora: Callable[[str,
     hashes = {name: short for name, _, short in settings.loras}
     tags = lora_tags(prompt)
     extra = [(n, w, f"<lora:{n}:{w:g}>") for n, w, _ in settings.loras if n not in {t[0] for t in tags}]
-    rest = LORA_TAG.sub("", prompt)
+    rest = re.sub(r"[ \t]*" + LORA_TAG.pattern, "", prompt)
     kept = []
     for name, weight, tag in tags + extra:
         local = find_lora(name, hashes.get(name)) if find_lora is not None else None
