@@ -94,6 +94,10 @@ class FakeModel:
     def checked(self, request: RenderRequest) -> RenderRequest:
         return self.entry.parameters.check(request) if self.entry is not None else request
 
+    def params(self, request: RenderRequest) -> dict:
+        """As LoadedModel.params: the request's params with the defaults of those it leaves unset."""
+        return self.entry.parameters.values(self.checked(request)) if self.entry is not None else dict(request.params)
+
 
 class FakeRenderer:
     """Renders on the scheduler's worker: `delay` seconds per job (split into `steps`, each a cancel point, with a

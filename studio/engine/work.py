@@ -63,7 +63,7 @@ def render_to_file(model: "LoadedModel", request: RenderRequest, *, path: str | 
     rate = output.info.get("sample_rate") or (model.manifest.output["sample_rate"] if output.kind == "audio" else None)
     notes: list[str] = []  # metadata that did not fit (the file is written all the same)
     save_output(path, output, request, model_name=model.manifest.name, model_sha256=model.sha256, subtype=subtype,
-                sample_rate=rate, notes=notes, output_size=output_size)
+                sample_rate=rate, notes=notes, output_size=output_size, used=model.params(request))
     info = {**output.info, "path": str(path), **({"notes": notes} if notes else {})}
     if output.kind == "image":
         height, width = output.data.shape[:2]
@@ -99,7 +99,8 @@ def sheet(model: "LoadedModel", request: RenderRequest, *, rows: int, path: str 
         yield Progress(row + 1, rows, f"row {row + 1}/{rows}")
     gap = np.full((max(1, images[0].shape[0] // 16), *images[0].shape[1:]), 255, np.uint8)
     picture = np.concatenate([part for image in images for part in (image, gap)][:-1])
-    save_output(path, Output("image", picture), request, model_name=model.manifest.name, model_sha256=model.sha256)
+    save_output(path, Output("image", picture), request, model_name=model.manifest.name, model_sha256=model.sha256,
+                used=model.params(request))
     return Output("image", picture, {"path": str(path), "seeds": (request.seed, request.seed + rows - 1)})
 
 

@@ -5,6 +5,7 @@ a sound: WAV, FLAC, OGG, MP3); the CLI, the window and the engine's work functio
 """
 
 from pathlib import Path
+from typing import Any, Mapping
 
 from studio.errors import ExportError
 from studio.io.atomic import atomic_path, check_writable_folder
@@ -25,11 +26,13 @@ def formats_for(kind: str) -> dict[str, str]:
 
 def save_output(path: str | Path, output: Output, request: RenderRequest, model_name: str = "",
                 model_sha256: str = "", subtype: str | None = None, sample_rate: int | None = None,
-                notes: list[str] | None = None, output_size: OutputSize | None = None) -> Path:
+                notes: list[str] | None = None, output_size: OutputSize | None = None,
+                used: Mapping[str, Any] | None = None) -> Path:
     """Write a finished render with `request` inside: an image by `save_image`, a sound by `save_audio` (at the rate
     the output says, else `sample_rate`; `subtype` is WAV's or FLAC's sample format). ExportError when the output
     cannot be written under this name (a sound as .png, say). `notes` gets a line for metadata that did not fit;
-    `output_size` scales an image's pixels (the request stays the model's)."""
+    `output_size` scales an image's pixels (the request stays the model's); `used`: every param's value as the render
+    used it (the model's `params(request)`), so that the `parameters` text says the steps, sampler… really used."""
     path = Path(path)
     if path.suffix.lower() not in formats_for(output.kind):
         suffix = path.suffix or "a name without a suffix"
@@ -39,9 +42,9 @@ def save_output(path: str | Path, output: Output, request: RenderRequest, model_
         if rate is None:
             raise ExportError("the sound carries no sample rate", path)
         return save_audio(path, output.data, int(rate), request, model_name=model_name, model_sha256=model_sha256,
-                          subtype=subtype, notes=notes)
+                          subtype=subtype, notes=notes, used=used)
     return save_image(path, output.data, request, model_name=model_name, model_sha256=model_sha256, notes=notes,
-                      output_size=output_size)
+                      output_size=output_size, used=used, info=output.info)
 
 
 def _is_sound(path: str | Path) -> bool:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from fractions import Fraction
 from pathlib import Path
-from typing import Callable, TypeVar
+from typing import Any, Callable, Mapping, TypeVar
 
 import numpy as np
 import soundfile as sf
@@ -67,10 +67,12 @@ def _check_rate(sample_rate: int, fmt: str, path: Path) -> None:
 
 
 def save_audio(path: str | Path, data: np.ndarray, sample_rate: int, request: RenderRequest, model_name: str = "",
-               model_sha256: str = "", subtype: str | None = None, notes: list[str] | None = None) -> Path:
+               model_sha256: str = "", subtype: str | None = None, notes: list[str] | None = None,
+               used: Mapping[str, Any] | None = None) -> Path:
     """Write `data` ((samples,) or (samples, channels) float, clipped to [-1, 1]) with the request in its tags,
     atomically. Format from the suffix; `subtype` from SUBTYPES (default: the first, PCM_16 for WAV and FLAC). A
-    request too large to store is left out (the parameters text stays), said in one-line notes added to `notes`."""
+    request too large to store is left out (the parameters text stays), said in one-line notes added to `notes`.
+    `used`: the values the render used (defaults resolved), for the parameters text."""
     path = Path(path)
     fmt = AUDIO_FORMATS.get(path.suffix.lower())
     if fmt is None:
@@ -86,7 +88,7 @@ def save_audio(path: str | Path, data: np.ndarray, sample_rate: int, request: Re
     label = request.param("label")
     extra = ([("Class", label)] if label is not None else []) + [
         ("Sample rate", f"{sample_rate} Hz"), ("Length", f"{len(samples) / sample_rate:.2f} s")]
-    params = parameters_text(request, None, model_name, model_sha256, extra)
+    params = parameters_text(request, None, model_name, model_sha256, extra, used)
     title = str(request.param("prompt") or label or "")
     with atomic_path(path) as tmp:
         try:

@@ -9,13 +9,14 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 from PIL import Image
 
 from studio import __version__
 from studio.errors import ExportError, RequestError
+from studio.io.a1111_names import a1111_sampler
 from studio.io.atomic import atomic_path
 from studio.io.images import open_picture
 from studio.limits import QUOTE_CHARS
@@ -30,31 +31,66 @@ EXPORT_SIZE = "Export size"  # the `parameters` setting that records an export's
 
 
 # Params the A1111 text shows in their own places (the rest go under "Edits")
-_OWN_PLACES = ("prompt", "negative_prompt", "steps", "sampler", "guidance", "label", "init_image",
-               "mask")  # pictures (base64 PNGs) stay in the stored request, out of the text
+_OWN_PLACES = ("prompt", "negative_prompt", "steps", "sampler", "guidance", "label", "init_image", "strength", "eta",
+               "variation_seed", "variation_strength", "rng", "clip_skip", "vae", "karras", "schedule", "loras",
+               "lora_hashes", "mask")  # pictures (base64 PNGs) stay in the stored request, out of the text
+# our noise sources → A1111's "RNG" (our own draw is torch's CPU generator seeded with the seed: A1111's "CPU")
+_RNG_NAMES = {"ours": "CPU", "cpu": "CPU", "nv": "NV", "gpu": "GPU"}
 
 
 def parameters_text(request: RenderRequest, size: tuple[int, int] | None, model_name: str = "",
-                    model_sha256: str = "", extra: Sequence[tuple[str, Any]] = ()) -> str:
-    """AUTOMATIC1111's `parameters` text: the prompt line, an optional negative line, then the settings line.
-    After the seed come the `size` (images; None leaves it out) and any `extra` settings (e.g. a sound's length)."""
+                    model_sha256: str = "", extra: Sequence[tuple[str, Any]] = (),
+                    used: Mapping[str, Any] | None = None, info: Mapping[str, Any] | None = None) -> str:
+    """AUTOMATIC1111's `parameters` text: the prompt line (left out when there is no prompt), an optional negative
+    line, then the settings line in A1111's order and names (Steps, Sampler, Schedule type, CFG scale, Seed, Size,
+    Model hash, Model, VAE, Variation seed, Variation seed strength, Denoising strength, Clip skip, Lora hashes,
+    TI hashes, RNG, Eta DDIM), then ours (`extra`: a sound's length, an export's scale…; Latent, Init image, Edits)
+    and Version last. `used`: every param's value as the render used it (the model's `params(request)`, defaults
+    resolved), else the request's own; `info`: the render's Output info ("lora_hashes", "ti_hashes": [(name,
+    short hash)])."""
     params = request.params
-    lines = [str(params.get("prompt", ""))]
+    values = {**(used or {}), **params}
+    lines = []
+    if params.get("prompt"):
+        lines.append(str(params["prompt"]))
     if params.get("negative_prompt"):
         lines.append(f"Negative prompt: {params['negative_prompt']}")
-    settings: list[tuple[str, Any]] = [("Steps", params.get("steps") or 1)]
-    if "sampler" in params:
-        settings.append(("Sampler", params["sampler"]))
-    if "guidance" in params:
-        settings.append(("CFG scale", params["guidance"]))
+    settings: list[tuple[str, Any]] = []
+    if "steps" in values:
+        settings.append(("Steps", values["steps"]))
+    sampler = values.get("sampler")
+    if sampler is not None:
+        name, schedule = a1111_sampler(str(sampler), bool(values.get("karras")) or values.get("schedule") == "karras")
+        settings.append(("Sampler", name))
+        if schedule is not None:
+            settings.append(("Schedule type", schedule))
+    if "guidance" in values:
+        settings.append(("CFG scale", values["guidance"]))
     settings.append(("Seed", request.seed))
     if size is not None:
         settings.append(("Size", f"{size[0]}x{size[1]}"))
-    settings += extra
     sha = model_sha256 or request.model_hash
     if sha:
         settings.append(("Model hash", sha[:10]))
     settings.append(("Model", model_name or request.model_id))
+    if values.get("vae"):
+        settings.append(("VAE", values["vae"]))
+    if params.get("variation_seed") is not None and values.get("variation_strength"):
+        settings += [("Variation seed", params["variation_seed"]),
+                     ("Variation seed strength", values["variation_strength"])]
+    if "init_image" in params and "strength" in values:
+        settings.append(("Denoising strength", values["strength"]))
+    if isinstance(values.get("clip_skip"), int) and values["clip_skip"] > 1:
+        settings.append(("Clip skip", values["clip_skip"]))
+    for key, name in (("lora_hashes", "Lora hashes"), ("ti_hashes", "TI hashes")):
+        pairs = (info or {}).get(key)
+        if pairs:
+            settings.append((name, ", ".join(f"{n}: {h}" for n, h in pairs)))
+    if values.get("rng") in _RNG_NAMES and values["rng"] != "gpu":  # A1111 leaves out its default, GPU
+        settings.append(("RNG", _RNG_NAMES[values["rng"]]))
+    if sampler == "ddim" and values.get("eta"):  # A1111's DDIM η (0 by default)
+        settings.append(("Eta DDIM", values["eta"]))
+    settings += extra
     if request.latent is not None:
         settings.append(("Latent", "explicit"))
     if "init_image" in params:
@@ -86,10 +122,11 @@ def _to_image(data: np.ndarray) -> Image.Image:
 
 def save_image(path: str | Path, data: np.ndarray, request: RenderRequest, model_name: str = "",
                model_sha256: str = "", quality: int = 95, notes: list[str] | None = None,
-               output_size: OutputSize | None = None) -> Path:
+               output_size: OutputSize | None = None, used: Mapping[str, Any] | None = None,
+               info: Mapping[str, Any] | None = None) -> Path:
     """Write `data` (H, W[, C] uint8) with the request in its metadata, atomically. Format from the suffix. Never fails
     on the metadata's size: what could not be stored whole is said in one-line notes, added to `notes` when given
-    and logged. `output_size` scales the pixels written; the request and the `parameters` Size stay the model's,
+    and logged. `used` and `info` go to `parameters_text` (the values the render used, its Output info). `output_size` scales the pixels written; the request and the `parameters` Size stay the model's,
     and the `parameters` text adds "Export size: 1024x256 (×4 nearest)"."""
     path = Path(path)
     fmt = FORMATS.get(path.suffix.lower())
@@ -105,9 +142,10 @@ def save_image(path: str | Path, data: np.ndarray, request: RenderRequest, model
     if output_size is not None and not output_size.identity:
         extra.append((EXPORT_SIZE, output_size.describe(*image.size)))
         image = _to_image(output_size.apply(data))
-        params = parameters_text(request, (data.shape[1], data.shape[0]), model_name, model_sha256, extra)
+        params = parameters_text(request, (data.shape[1], data.shape[0]), model_name, model_sha256, extra, used,
+                                 info)
     else:
-        params = parameters_text(request, image.size, model_name, model_sha256, extra)
+        params = parameters_text(request, image.size, model_name, model_sha256, extra, used, info)
     options, said = image_save_options(fmt, request.to_json(), params)
     with atomic_path(path) as tmp:
         if fmt == "PNG":

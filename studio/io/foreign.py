@@ -16,7 +16,12 @@
 Everything is bounded before it is parsed: each text at most MAX_METADATA_TEXT characters, JSON at most
 MAX_JSON_DEPTH deep, a graph at most MAX_GRAPH_NODES nodes, a prompt at most MAX_PROMPT_CHARS; a value of the wrong
 type is listed as not used, never trusted. A damaged chunk is a RequestError naming the file and the chunk.
-`map_settings` puts what a model understands onto a request and lists the rest.
+`map_settings` puts what a model understands onto a request and lists the rest: the sampler and schedule by
+A1111's and ComfyUI's names (`studio.io.a1111_names`), the variation seed, the noise source (A1111's "RNG": an
+A1111 text without one means its default, GPU; ComfyUI draws its noise on the CPU) where the model offers
+`rng`, clip skip, DDIM's η, and the LoRAs (`<lora:name:weight>` in the prompt, ComfyUI's LoraLoader nodes), each
+matched by the caller's `find_lora` (name, short hash → the local name) or reported as "not matched: <lora:…>" and
+taken out of the prompt.
 """
 
 from __future__ import annotations
@@ -26,9 +31,10 @@ import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from studio.errors import RequestError, StudioError
+from studio.io.a1111_names import known_schedule, our_sampler
 from studio.io.metadata import PARAMETERS_CHUNK, USER_COMMENT_TAG, EXIF_IFD_POINTER, read_user_comment
 from studio.limits import MAX_JSON_DEPTH, MAX_METADATA_TEXT, MAX_PROMPT_CHARS, MAX_SIDE, json_depth
 from studio.params import ParamTable
@@ -41,13 +47,10 @@ SHOWN_CHARS = 80  # at most this many characters of one unused value are listed
 COMFY_PROMPT, COMFY_WORKFLOW = "prompt", "workflow"
 INVOKE_CHUNK, INVOKE_LEGACY_CHUNK = "invokeai_metadata", "sd-metadata"
 
-# Samplers of the other tools that are the same method as one of ours (ancestral and SDE variants are not)
-SAMPLER_MATCHES = {
-    "euler": "euler", "k_euler": "euler",
-    "ddim": "ddim",
-    "ddpm": "ddpm",
-    "dpm++ 2m": "dpmpp", "dpmpp_2m": "dpmpp", "k_dpmpp_2m": "dpmpp", "dpm++ 2m karras": "dpmpp",
-}
+MAX_LORAS = 64  # LoRAs read from one picture
+# A1111's extra-network tag: <lora:name>, <lora:name:0.8>, <lora:name:0.8:0.5> (text encoder, UNet), <lora:n:unet=1>
+LORA_TAG = re.compile(r"<lora:([^:>]+)(?::([^:>]*))?(?::[^>]*)?>")
+RNG_NAMES = {"cpu": "cpu", "gpu": "gpu", "nv": "nv"}  # A1111's "RNG" values, lower-cased → our `rng` choices
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,13 @@ class ForeignSettings:
     width: int | None = None
     height: int | None = None
     model: str | None = None
+    schedule: str | None = None  # A1111's "Schedule type", ComfyUI's scheduler
+    variation_seed: int | None = None
+    variation_strength: float | None = None
+    clip_skip: int | None = None
+    eta: float | None = None  # DDIM's η ("Eta DDIM")
+    rng: str | None = None  # the noise source: "cpu", "gpu", "nv" (A1111's RNG)
+    loras: tuple[tuple[str, float, str | None], ...] = ()  # (name, weight, short hash or None)
     other: tuple[tuple[str, str], ...] = ()
 
 
@@ -186,6 +196,30 @@ class _Collector:
         return ForeignSettings(self.tool, other=tuple(self.other), **self.values)
 
 
+def lora_tags(prompt: str | None) -> list[tuple[str, float, str]]:
+    """The `<lora:name:weight>` tags of a prompt: (name, weight, the tag as written); weight 1 when not a number."""
+    found = []
+    for match in LORA_TAG.finditer(prompt or ""):
+        try:
+            weight = float(match.group(2)) if match.group(2) not in (None, "") else 1.0
+        except ValueError:
+            weight = 1.0
+        found.append((match.group(1).strip(), weight, match.group(0)))
+        if len(found) >= MAX_LORAS:
+            break
+    return found
+
+
+def _hash_list(text: str) -> dict[str, str]:
+    """A1111's "Lora hashes" / "TI hashes": "name: hash, name2: hash2" → {name: hash}."""
+    out = {}
+    for part in text.split(",")[:MAX_LORAS]:
+        name, _, short = part.rpartition(":")
+        if name.strip() and short.strip():
+            out[name.strip()] = short.strip()
+    return out
+
+
 def _size(collect: _Collector, width: Any, height: Any) -> None:
     collect.number("width", "Width", width, True, 1, MAX_SIDE)
     collect.number("height", "Height", height, True, 1, MAX_SIDE)
@@ -236,6 +270,7 @@ def parse_parameters(text: str, path: str | Path | None = None) -> ForeignSettin
         else:
             prompt.append(line)
     collect = _Collector("AUTOMATIC1111")
+    hashes: dict[str, str] = {}
     collect.text("prompt", "Prompt", "\n".join(prompt))
     if negative:
         collect.text("negative_prompt", "Negative prompt", "\n".join(negative))
@@ -253,10 +288,30 @@ def parse_parameters(text: str, path: str | Path | None = None) -> ForeignSettin
             _size(collect, size.group(1), size.group(2))
         elif key == "model":
             collect.text("model", name, value)
+        elif key == "schedule type":
+            collect.text("schedule", name, value)
+        elif key == "variation seed":
+            collect.number("variation_seed", name, value, True, 0, MAX_SEED)
+        elif key == "variation seed strength":
+            collect.number("variation_strength", name, value, False, 0, 1)
+        elif key == "clip skip":
+            collect.number("clip_skip", name, value, True, 1, 12)
+        elif key == "eta ddim":
+            collect.number("eta", name, value, False, 0, 1)
+        elif key == "rng" and value.strip().lower() in RNG_NAMES:
+            collect.values.setdefault("rng", RNG_NAMES[value.strip().lower()])
+        elif key == "lora hashes":
+            hashes.update(_hash_list(value))
         elif key == "version" and value.startswith("latent-studio"):
             continue
         else:
             collect.add(name, value)
+    if pairs:  # a settings line without "RNG" means A1111's default, its GPU noise
+        collect.values.setdefault("rng", "gpu")
+    tags = lora_tags(collect.values.get("prompt"))
+    collect.values["loras"] = tuple((n, w, hashes.get(n)) for n, w, _ in tags)
+    if set(hashes) - {n for n, _, _ in tags}:  # hashes of LoRAs the prompt does not name: shown as they are
+        collect.add("Lora hashes", ", ".join(f"{n}: {h}" for n, h in hashes.items()))
     return collect.settings()
 
 
@@ -337,7 +392,8 @@ def _comfy_api(graph: dict, path: str | Path | None) -> ForeignSettings:
     collect.number("steps", "Steps", own.get("steps"), True, 1, 10_000)
     collect.number("guidance", "CFG", own.get("cfg"), False, 0, 1000)
     collect.text("sampler", "Sampler", own.get("sampler_name"))
-    collect.add("Scheduler", own.get("scheduler"))
+    collect.text("schedule", "Scheduler", own.get("scheduler"))
+    collect.values.setdefault("rng", "cpu")  # ComfyUI draws the initial noise with a CPU generator from the seed
     if own.get("denoise") not in (None, 1, 1.0):
         collect.add("Denoise", own.get("denoise"))
     for name in ("start_at_step", "end_at_step"):
@@ -348,11 +404,18 @@ def _comfy_api(graph: dict, path: str | Path | None) -> ForeignSettings:
         _size(collect, inputs(latent).get("width"), inputs(latent).get("height"))
     elif latent is not None:
         collect.add("Latent image", kind(latent))
+    loras: list[tuple[str, float, str | None]] = []
     for node in nodes.values():
         if kind(node) in ("CheckpointLoaderSimple", "CheckpointLoader", "UNETLoader"):
             collect.text("model", "Model", inputs(node).get("ckpt_name", inputs(node).get("unet_name")))
         elif kind(node) in ("LoraLoader", "LoraLoaderModelOnly"):
-            collect.add("LoRA", inputs(node).get("lora_name"))
+            file, weight = inputs(node).get("lora_name"), inputs(node).get("strength_model", 1.0)
+            if isinstance(file, str) and len(loras) < MAX_LORAS and isinstance(weight, (int, float)) \
+                    and not isinstance(weight, bool):
+                loras.append((Path(file.replace("\\", "/")).stem, float(weight), None))
+            else:
+                collect.add("LoRA", file)
+    collect.values["loras"] = tuple(loras)
     return collect.settings()
 
 
@@ -363,6 +426,8 @@ def _order(key: str) -> tuple[int, str]:
 # the widgets of the editor's nodes, in order (KSampler's second is "control after generate")
 _WIDGETS = {
     "KSampler": ("seed", None, "steps", "cfg", "sampler_name", "scheduler", "denoise"),
+    "LoraLoader": ("lora_name", "strength_model", "strength_clip"),
+    "LoraLoaderModelOnly": ("lora_name", "strength_model"),
     "KSamplerAdvanced": ("add_noise", "noise_seed", None, "steps", "cfg", "sampler_name", "scheduler",
                          "start_at_step", "end_at_step", "return_with_leftover_noise"),
     "CLIPTextEncode": ("text",),
@@ -458,22 +523,34 @@ def parse_invoke_legacy(text: str, path: str | Path | None = None) -> ForeignSet
 # --- mapping onto a model ------------------------------------------------------------------------------------------
 
 
-def match_sampler(name: str, table: ParamTable) -> str | None:
-    """Our sampler that is the same method as another tool's `name` (ancestral / SDE ones have none), if the model
+def match_sampler(name: str, table: ParamTable, schedule: str | None = None) -> str | None:
+    """Our sampler that is the same method as another tool's `name` (with its schedule type, if any), if the model
     offers it."""
     spec = table.find("sampler")
     if spec is None:
         return None
-    ours = SAMPLER_MATCHES.get(name.strip().lower())
-    if ours is None and name.strip().lower() in spec.choice_values():
-        ours = name.strip().lower()
+    found = our_sampler(name, schedule)
+    ours = found[0] if found is not None else name.strip().lower()
     return ours if ours in spec.choice_values() else None
 
 
+def _karras_param(table: ParamTable) -> tuple[str, Any, Any] | None:
+    """How a model says "Karras schedule": (param, value for Karras, value for not), or None if it cannot."""
+    spec = table.find("karras")
+    if spec is not None:
+        return "karras", True, False
+    spec = table.find("schedule")
+    if spec is not None and "karras" in spec.choice_values():
+        return "schedule", "karras", spec.default
+    return None
+
+
 def map_settings(settings: ForeignSettings, request: RenderRequest, table: ParamTable, any_size: bool,
-                 model_name: str) -> Mapped:
+                 model_name: str, find_lora: Callable[[str, str | None], str | None] | None = None) -> Mapped:
     """`request` with every setting the model (`table`: its params; `any_size`: it draws at any size) takes, each
-    checked by the model's own spec; the rest listed in `unused` ("Model: sd15.safetensors")."""
+    checked by the model's own spec; the rest listed in `unused` ("Model: sd15.safetensors"). `find_lora(name,
+    short hash)` gives the name of the LoRA file here that is that one (by hash first), or None; without it no LoRA
+    is matched."""
     mapped = Mapped(request)
     params: dict[str, Any] = {}
 
@@ -496,11 +573,25 @@ def map_settings(settings: ForeignSettings, request: RenderRequest, table: Param
     param("steps", "Steps", settings.steps)
     param("guidance", "CFG scale", settings.guidance)
     if settings.sampler is not None:
-        ours = match_sampler(settings.sampler, table)
+        ours = match_sampler(settings.sampler, table, settings.schedule)
         if ours is None:
             mapped.unused.append(f"Sampler: {_shown(settings.sampler)} (no matching sampler)")
         else:
             param("sampler", "Sampler", ours)
+    _map_schedule(settings, table, param, mapped)
+    if settings.variation_seed is not None and settings.variation_strength:
+        param("variation_seed", "Variation seed", settings.variation_seed)
+        param("variation_strength", "Variation seed strength", settings.variation_strength)
+    if settings.clip_skip is not None and (settings.clip_skip > 1 or table.find("clip_skip") is not None):
+        param("clip_skip", "Clip skip", settings.clip_skip)
+    if settings.eta is not None:
+        param("eta", "Eta DDIM", settings.eta)
+    if settings.rng is not None and table.find("rng") is not None:
+        param("rng", "RNG", settings.rng)
+    if params.get("prompt") is not None and (settings.loras or LORA_TAG.search(params["prompt"])):
+        params["prompt"] = _map_loras(settings, params["prompt"], find_lora, mapped)
+    else:  # no prompt here to carry them
+        mapped.unused.extend(f"not matched: <lora:{n}:{w:g}>" for n, w, _ in settings.loras)
     core: dict[str, Any] = {}
     if settings.seed is not None:
         core.update(seed=settings.seed, latent=None)  # the seed decides the start again
@@ -524,6 +615,41 @@ def map_settings(settings: ForeignSettings, request: RenderRequest, table: Param
         result = result.with_params(params)
     mapped.request = table.check(result)
     return mapped
+
+
+def _map_schedule(settings: ForeignSettings, table: ParamTable, param: Callable[[str, str, Any], None],
+                  mapped: Mapped) -> None:
+    schedule = settings.schedule
+    if schedule is None or schedule.strip().lower() in ("automatic", ""):
+        return
+    how = _karras_param(table)
+    if not known_schedule(schedule) or (how is None and schedule.strip().lower() == "karras"):
+        mapped.unused.append(f"Schedule type: {_shown(schedule)} (not a schedule this model offers)")
+    elif how is not None:
+        name, karras, plain = how
+        param(name, "Schedule type", karras if schedule.strip().lower() == "karras" else plain)
+    # Uniform / Normal on a model without a schedule choice: its own schedule, nothing to set
+
+
+def _map_loras(settings: ForeignSettings, prompt: str, find_lora: Callable[[str, str | None], str | None] | None,
+               mapped: Mapped) -> str:
+    """The prompt with each `<lora:…>` tag matched to a LoRA here (renamed to its local name) or taken out and
+    reported as "not matched"; ComfyUI's LoRA nodes become tags."""
+    hashes = {name: short for name, _, short in settings.loras}
+    tags = lora_tags(prompt)
+    extra = [(n, w, f"<lora:{n}:{w:g}>") for n, w, _ in settings.loras if n not in {t[0] for t in tags}]
+    rest = re.sub(r"[ \t]*" + LORA_TAG.pattern, "", prompt)
+    kept = []
+    for name, weight, tag in tags + extra:
+        local = find_lora(name, hashes.get(name)) if find_lora is not None else None
+        if local is None:
+            short = f" [{hashes[name]}]" if hashes.get(name) else ""
+            mapped.unused.append(f"not matched: {tag}{short}")
+        else:
+            kept.append(f"<lora:{local}:{weight:g}>")
+            mapped.used.append(f"LoRA: {local} ({weight:g})" + (f" for {name}" if local != name else ""))
+    rest = re.sub(r"[ \t]{2,}", " ", rest).strip().strip(",").strip()
+    return " ".join([rest, *kept]) if kept else rest
 
 
 def summary(settings: ForeignSettings, mapped: Mapped, model_name: str, name: str) -> tuple[str, str]:

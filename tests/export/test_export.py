@@ -52,7 +52,8 @@ def test_png_parameters_text(tmp_path):
         text = image.text["parameters"]
     lines = text.split("\n")
     assert lines[0] == "Hé lo" and lines[1] == "Negative prompt: blur"
-    assert lines[2].startswith("Steps: 1, CFG scale: 3.5, Seed: 42, Size: 32x16, Model hash: abababab")
+    # no steps in the request and none said to be used: no "Steps" (A1111 keeps its own rather than a wrong one)
+    assert lines[2].startswith("CFG scale: 3.5, Seed: 42, Size: 32x16, Model hash: abababab")
     assert "Model: Tiny" in lines[2] and 'Edits: "d0=1.5 truncation=0.7"' in lines[2]
     assert lines[2].endswith(f"Version: latent-studio {__version__}")
     assert text == parameters_text(request(), (32, 16), "Tiny", SHA)
@@ -64,7 +65,7 @@ def test_jpeg_carries_a1111_user_comment(tmp_path):
     with Image.open(path) as image:
         comment = image.getexif().get_ifd(0x8769).get(0x9286) or image.getexif().get(0x9286)
     assert comment is not None and comment.startswith(b"UNICODE\0")
-    assert comment[8:].decode("utf-16-be").startswith("Hé lo\nNegative prompt: blur\nSteps: ")
+    assert comment[8:].decode("utf-16-be").startswith("Hé lo\nNegative prompt: blur\nCFG scale: ")
 
 
 def test_existing_request_hash_is_kept(tmp_path):

@@ -119,8 +119,8 @@ def test_parameters_are_in_the_comment_players_show(tmp_path, suffix, subtype):
         comment, title, software = f.comment, f.title, f.software
     lines = comment.split("\n")
     assert lines[0] == "a dog barking in the rain, Hé 音"
-    assert lines[1].startswith("Steps: 20, CFG scale: 3.0, Seed: 7, Class: dog, Sample rate: 22050 Hz, "
-                               "Length: 0.20 s, Model hash: abababab")
+    assert lines[1].startswith("Steps: 20, CFG scale: 3.0, Seed: 7, Model hash: abababab")
+    assert ", Class: dog, Sample rate: 22050 Hz, Length: 0.20 s, " in lines[1]  # ours after A1111's
     assert "Model: Tiny" in lines[1] and "Latent: explicit" in lines[1]
     assert lines[1].endswith(f"Version: latent-studio {__version__}")
     assert comment == parameters_text(request.with_(model_hash=SHA), None, "Tiny", SHA, [
@@ -137,7 +137,7 @@ def test_existing_request_hash_is_kept(tmp_path):
 def test_parameters_text_without_a_size():
     request = RenderRequest(model_id="m", seed=3, params={"prompt": "p"})
     assert parameters_text(request, None, extra=[("Length", "1.00 s")]) == (
-        f"p\nSteps: 1, Seed: 3, Length: 1.00 s, Model: m, Version: latent-studio {__version__}")
+        f"p\nSeed: 3, Model: m, Length: 1.00 s, Version: latent-studio {__version__}")
     assert "Seed: 3, Size: 4x2, Model: m" in parameters_text(request, (4, 2))
 
 

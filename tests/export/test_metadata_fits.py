@@ -196,7 +196,7 @@ def test_a1111_rules_read_prompt_negative_steps_sampler_cfg_seed_and_size(tmp_pa
     assert text == parameters_text(request, (512, 512), "SD 1.5")
     got = a1111_parse(text)
     assert got["Prompt"] == PROMPT and got["Negative prompt"] == NEGATIVE
-    assert (got["Steps"], got["Sampler"], got["CFG scale"], got["Seed"]) == ("25", "dpmpp", "7.5", "12345")
+    assert (got["Steps"], got["Sampler"], got["CFG scale"], got["Seed"]) == ("25", "DPM++ 2M", "7.5", "12345")
     assert (got["Size-1"], got["Size-2"]) == ("512", "512")
     assert got["Model"] == "SD 1.5"
 
@@ -269,7 +269,7 @@ def test_a_parameters_text_too_long_for_a_jpeg_segment_is_cut_there_only(tmp_pat
     assert len(notes) == 1 and "cut" in notes[0]
     got = a1111_parse(a1111_read_info(jpeg))
     assert got["Prompt"].endswith("…") and prompt.startswith(got["Prompt"][:-1]) and len(got["Prompt"]) > 10_000
-    assert (got["Steps"], got["Sampler"], got["Seed"], got["Size-1"]) == ("25", "dpmpp", "12345", "64")
+    assert (got["Steps"], got["Sampler"], got["Seed"], got["Size-1"]) == ("25", "DPM++ 2M", "12345", "64")
     assert read_request(jpeg) == request  # the XMP keeps the whole request
     webp = tmp_path / "out.webp"
     save_image(webp, picture()[:64, :64], request, notes=notes)

@@ -101,7 +101,7 @@ def test_a1111_png(tmp_path):
     assert (s.seed, s.steps, s.guidance, s.sampler, s.width, s.height) == (123, 20, 7.0, "Euler", 512, 768)
     assert s.model == "v1-5-pruned-emaonly"
     other = dict(s.other)
-    assert other["Clip skip"] == "2" and other["Model hash"] == "6ce0161689"
+    assert s.clip_skip == 2 and other["Model hash"] == "6ce0161689" and s.rng == "gpu"  # no RNG: A1111's GPU
     assert other["Lora hashes"] == "fox: 1a2b3c, snow: 4d5e6f"  # a quoted value with commas stays whole
 
 
@@ -125,14 +125,14 @@ def test_comfy_prompt_graph(tmp_path):
     assert s.prompt.startswith("beautiful scenery") and s.negative_prompt == "text, watermark"
     assert (s.seed, s.steps, s.guidance, s.sampler, s.width, s.height) == (156680208700286, 20, 8.0, "euler", 512,
                                                                            512)
-    assert s.model == "v1-5-pruned-emaonly.safetensors" and dict(s.other)["Scheduler"] == "normal"
+    assert s.model == "v1-5-pruned-emaonly.safetensors" and s.schedule == "normal" and s.rng == "cpu"
 
 
 def test_comfy_workflow_only(tmp_path):
     s = read_foreign_settings(png(tmp_path, "w.png", workflow=json.dumps(COMFY_WORKFLOW)))
     assert s.prompt == "a lighthouse at dusk" and s.negative_prompt == "text, watermark"
     assert (s.seed, s.steps, s.guidance, s.sampler, s.width, s.height) == (42, 12, 6.5, "ddim", 640, 384)
-    assert s.model == "dreamshaper_8.safetensors" and dict(s.other)["Scheduler"] == "karras"
+    assert s.model == "dreamshaper_8.safetensors" and s.schedule == "karras"
 
 
 def test_comfy_ksampler_advanced_noise_seed(tmp_path):

@@ -24,6 +24,7 @@ from torch import nn
 from studio.errors import ManifestError, RequestError, StudioError, WeightsError
 from studio.families.base import Family, LoadedModel, latent_specs
 from studio.steps import Output, Preview, Progress, RenderSteps
+from studio.families.stable_diffusion.noise import A1111_VARIATION, a1111_first_noise, rng_spec
 from studio.families.sampling import SamplerDefaults, init_specs, sampler_settings, sampler_specs, start_strength
 from studio.params import SAMPLER, Capability, Kind, ParamSpec
 from studio.io.images import decode_init_image
@@ -361,7 +362,7 @@ class StableDiffusionFamily(Family):
         return (ParamSpec("prompt", Kind.TEXT, "Prompt", default="", render_only=True, help="Describe the picture"),
                 ParamSpec("negative_prompt", Kind.TEXT, "Negative", default="", render_only=True,
                           help="What to steer away from (negative prompt)"),
-                *sampler_specs(DEFAULTS, GUIDANCE_RANGE, SD_SAMPLERS), schedule_spec(), *size,
+                *sampler_specs(DEFAULTS, GUIDANCE_RANGE, SD_SAMPLERS), schedule_spec(), rng_spec(), *size,
                 ParamSpec("clip_skip", Kind.INT, "Clip skip", default=1, range=(1, MAX_CLIP_SKIP), step=1,
                           group=SAMPLER, render_only=True,
                           help="Read the prompt from CLIP's layer this many from the end (1: the last; many anime "
@@ -444,6 +445,8 @@ class StableDiffusionFamily(Family):
                 raise RequestError(f"the latent has {len(request.latent)} values but {model.id} at this size needs "
                                    f"{size} ({'×'.join(map(str, shape))})", field="latent")
             z = torch.tensor(request.latent, dtype=torch.float32).reshape(shape)
+        elif (a1111 := a1111_first_noise(model, request, shape)) is not None:  # A1111's noise (`rng`), its variation
+            z, params = a1111, {k: v for k, v in params.items() if k not in A1111_VARIATION}
         else:
             z = sample_prior(request.seed, shape, "normal")
         if "mix_seed" in params:
