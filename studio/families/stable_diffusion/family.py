@@ -32,6 +32,7 @@ from studio.families.stable_diffusion.files import (ARCHITECTURES, PIPELINE_INDE
                                                     config_folder, find_source, looks_like_sd, read_config,
                                                     require_diffusers, source_sha256)
 from studio.limits import MAX_TRAIN_TIMESTEPS, quote
+from studio.families.stable_diffusion.previews import known_preview_map
 
 if TYPE_CHECKING:  # the defining modules: to a type checker diffusers' top-level names are its torch-less dummies
     from diffusers.models.autoencoders.autoencoder_kl import AutoencoderKL
@@ -182,7 +183,8 @@ def load_parts(source: Source) -> SDNetwork:
                                                root / "scheduler" / "scheduler_config.json")
     scaling = float(getattr(vae.config, "scaling_factor", 0.18215) or 0.18215)
     net = SDNetwork(unet.eval(), vae.eval(), text.eval(), tokenizer, schedule, prediction, scaling)
-    net.preview_map.copy_(fit_preview_map(net))
+    known = known_preview_map(vae.config)  # published latent → RGB factors: no VAE encode at load (previews.py)
+    net.preview_map.copy_(known if known is not None else fit_preview_map(net))
     return net
 
 
