@@ -33,6 +33,7 @@ from studio.families.stable_diffusion.files import (ARCHITECTURES, PIPELINE_INDE
                                                     require_diffusers, source_sha256)
 from studio.limits import MAX_TRAIN_TIMESTEPS, quote
 from studio.families.stable_diffusion.previews import known_preview_map
+from studio.families.stable_diffusion.vae import VAE_PARAM, chosen_vae, decode_latents, vae_spec
 
 if TYPE_CHECKING:  # the defining modules: to a type checker diffusers' top-level names are its torch-less dummies
     from diffusers.models.autoencoders.autoencoder_kl import AutoencoderKL
@@ -326,6 +327,7 @@ class StableDiffusionFamily(Family):
                 *sampler_specs(DEFAULTS, GUIDANCE_RANGE), *size,
                 *init_specs("The picture to start from (its centre cropped to the picture's shape): the model "
                             "redraws it as the prompt says"),
+                vae_spec(),
                 *latent_specs(manifest, strengths=(0.0, 1.0), directions=0))
 
     opens_files = True
@@ -419,6 +421,7 @@ class StableDiffusionFamily(Family):
     def render(self, model: LoadedModel, request) -> RenderSteps:
         net = cast(SDNetwork, model.network)
         request = model.checked(request)
+        vae, vae_info = chosen_vae(net, request.param(VAE_PARAM, ""), model.device, model.dtype)  # vae.py
         sampler_name, steps, guidance, eta = sampler_settings(model, request)
         width, height = self.size(model, request)
         sampler = make_sampler(sampler_name, net.schedule, steps, eta=eta)
@@ -440,7 +443,7 @@ class StableDiffusionFamily(Family):
                     raise RequestError(f"the init image is {picture.shape[1]}×{picture.shape[0]} pixels; this request "
                                        f"renders {width}×{height}: fit it first", field="params.init_image")
                 pixels = torch.from_numpy(picture.astype(np.float32) / 127.5 - 1).permute(2, 0, 1)[None]
-                x0 = net.vae.encode(pixels.to(dev, dt)).latent_dist.mean * net.scaling_factor
+                x0 = vae.encode(pixels.to(dev, dt)).latent_dist.mean * net.scaling_factor
                 x = sampler.add_noise(x0, noise, start)
             else:
                 x = sampler.initial(noise)
@@ -462,10 +465,10 @@ class StableDiffusionFamily(Family):
                                        "float32, or lower the guidance", field="dtype")
                 yield Preview(k + 1, total + 1, f"step {k + 1}/{total}",
                               Output("image", preview_image(net, x0), {"step": k + 1, "preview": True}))
-            image = net.vae.decode(x / net.scaling_factor).sample
+            image = decode_latents(vae, x / net.scaling_factor)  # in tiles at large sizes (vae.py)
         image = ((image[0].float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
         yield Progress(total + 1, total + 1, "done")
-        info = {"sampler": sampler_name, "steps": steps, "guidance": guidance, "start_step": start}
+        info = {"sampler": sampler_name, "steps": steps, "guidance": guidance, "start_step": start, **vae_info}
         if cut:
             info["note"] = "the prompt was cut at CLIP's 77 tokens"
         return Output("image", np.ascontiguousarray(image), info)
