@@ -33,6 +33,7 @@ from studio.families.stable_diffusion.files import (ARCHITECTURES, PIPELINE_INDE
                                                     require_diffusers, source_sha256)
 from studio.limits import MAX_TRAIN_TIMESTEPS, quote
 from studio.families.stable_diffusion.previews import known_preview_map
+from studio.families.stable_diffusion.gpu import place
 from studio.families.stable_diffusion.vae import VAE_PARAM, chosen_vae, decode_latents, vae_spec
 
 if TYPE_CHECKING:  # the defining modules: to a type checker diffusers' top-level names are its torch-less dummies
@@ -66,6 +67,9 @@ class SDNetwork(nn.Module):
 
     def forward(self, *args, **kwargs):  # pragma: no cover - the family drives the parts
         raise RuntimeError("SDNetwork is driven by the stable-diffusion family, not called")
+
+    def to(self, *args, **kwargs):  # on a GPU: SDPA, channels-last, compile, low-VRAM offload (gpu.py)
+        return place(self, super().to, args, kwargs)
 
     def _apply(self, fn, *args, **kwargs):
         self._texts.clear()  # embeddings live on the old device / dtype
