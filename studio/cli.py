@@ -130,6 +130,15 @@ def cmd_models(args) -> int:
         or args.json else 1
 
 
+def _threads(args) -> int:
+    """Torch threads for a headless verb: --threads, else every usable core (studio.engine.device.headless_threads)."""
+    from studio.engine.device import headless_threads
+
+    if args.threads is not None and args.threads < 1:
+        raise StudioError(f"--threads must be 1 or more, got {args.threads}")
+    return args.threads or headless_threads()
+
+
 def cmd_render(args) -> int:
     from studio.engine import Engine
     from studio.engine.work import render_to_file, submit
@@ -174,7 +183,7 @@ def cmd_render(args) -> int:
         raise StudioError(f"--scale and --filter are for pictures; {entry.id} makes {kind}")
     try:
         request = _request_from_args(args, entry, request)
-        with Engine(device=args.device, roots=roots) as engine:
+        with Engine(device=args.device, roots=roots, threads=_threads(args)) as engine:
             engine.add_package(entry)
             job = submit(engine, request, render_to_file, path=out, subtype=args.sample_format,
                          output_size=output_size)
@@ -259,7 +268,7 @@ def cmd_sheet(args) -> int:
     first = args.seed if args.seed is not None else 0
     args.seed = None
     base = _request_from_args(args, entry).with_(seed=first)
-    with Engine(device=args.device, roots=roots) as engine:
+    with Engine(device=args.device, roots=roots, threads=_threads(args)) as engine:
         engine.add_package(entry)
         picture = submit(engine, base, sheet, rows=args.rows, path=out).wait().data
     print(f"wrote {out} ({picture.shape[1]}x{picture.shape[0]}, {entry.id}, seeds {first}..{first + args.rows - 1})")
@@ -287,7 +296,7 @@ def cmd_grid(args) -> int:
     limits.check(len(rows[1]) * len(cols[1]), limits.MAX_GRID_CELLS, "a grid of", field="--rows × --cols",
                  unit=" cells")
     grid_cells(entry.parameters.check, base, rows, cols)  # a value the model does not take: before any render
-    with Engine(device=args.device, roots=roots) as engine:
+    with Engine(device=args.device, roots=roots, threads=_threads(args)) as engine:
         engine.add_package(entry)
         picture = submit(engine, base, grid, rows=rows, cols=cols, path=out, title=args.title).wait().data
     print(f"wrote {out} ({picture.shape[1]}x{picture.shape[0]}, {len(rows[1])} × {len(cols[1])} cells, {entry.id})")
@@ -577,7 +586,7 @@ def cmd_encode(args) -> int:
     if progress is not None:
         print(f"latent-studio: projecting {source} onto {entry.id}: a long optimisation (Ctrl+C stops it)",
               file=sys.stderr)
-    with Engine(device=args.device, roots=roots) as engine:
+    with Engine(device=args.device, roots=roots, threads=_threads(args)) as engine:
         engine.add_package(entry)
         job = submit(engine, RenderRequest(entry.id), work, on_event=progress.on_event if progress else None,
                      **options)
@@ -797,6 +806,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--set", action="append", metavar="NAME=VALUE",
                    help="a request field (steps, guidance, width, …) or a latent edit (d0, z3, truncation, …)")
     r.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
+    r.add_argument("--threads", type=int, help="torch threads (default: torch's own, one per core)")
     r.add_argument("--dtype", choices=("float32", "float16", "bfloat16"))
     r.add_argument("--latent", metavar="FILE.json", help="start from this latent (as `encode` writes) instead of a seed")
     r.add_argument("--toward", metavar="FILE.json", help="interpolate from --latent toward this latent")
@@ -816,6 +826,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--prompt", help="text condition (for glyph models: the text to draw)")
     c.add_argument("--set", action="append", metavar="NAME=VALUE", help="a request field or latent edit, as for render")
     c.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
+    c.add_argument("--threads", type=int, help="torch threads (default: torch's own, one per core)")
     c.add_argument("--dtype", choices=("float32", "float16", "bfloat16"))
     c.add_argument("--out", help="output image (default <model>-sheet.png)")
 
@@ -830,6 +841,7 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--set", action="append", metavar="NAME=VALUE", help="a request field or latent edit, as for render")
     x.add_argument("--title", help="the grid's title (default: model and parameters)")
     x.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
+    x.add_argument("--threads", type=int, help="torch threads (default: torch's own, one per core)")
     x.add_argument("--dtype", choices=("float32", "float16", "bfloat16"))
     x.add_argument("--out", help="output image (default <model>-grid.png)")
 
@@ -877,6 +889,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--sound", help="a sound file (WAV, FLAC, OGG, MP3 …; resampled to the model's rate)")
     e.add_argument("--label", help="the class of --sound (default: the model's default class)")
     e.add_argument("--device", default="auto")
+    e.add_argument("--threads", type=int, help="torch threads (default: torch's own, one per core)")
     e.add_argument("--out", help="write the latent here as JSON (default: print it)")
 
     g = sub.add_parser("gui", parents=[shared], help="open the desktop app (the default with no verb)")

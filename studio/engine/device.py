@@ -8,6 +8,7 @@ import torch
 
 from studio.errors import StudioError
 
+_TORCH_THREADS = torch.get_num_threads()  # torch's own default, before the app changes it
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
@@ -94,6 +95,22 @@ def release_memory(device: torch.device) -> None:
             pass
 
 
+def usable_cores() -> int:
+    """The CPUs this process may run on: its affinity mask where the OS keeps one (a container's or `taskset`'s
+    share), else every core."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except (AttributeError, OSError):  # macOS and Windows have no affinity call
+        return os.cpu_count() or 1
+
+
 def default_threads() -> int:
     """Torch threads for the worker: every core but one, which stays with the GUI."""
-    return max(1, (os.cpu_count() or 2) - 1)
+    return max(1, usable_cores() - 1)
+
+
+def headless_threads() -> int:
+    """Torch threads for a command-line render: what torch itself (and so diffusers) takes by default, one per
+    physical core this process may use; no core is kept back, as there is no GUI (the main thread only waits for the
+    picture). On a two-core machine: 2, where `default_threads` gives 1."""
+    return max(1, min(usable_cores(), _TORCH_THREADS))

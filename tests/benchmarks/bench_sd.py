@@ -2,6 +2,9 @@
 
     python tests/benchmarks/bench_sd.py [--steps 20] [--repeats 5] [--warmup 1] [--device cpu] [--size 16]
                                         [--width 32] [--threads 1] [--seed 0]
+    python tests/benchmarks/bench_sd.py --full [--sdxl] [--steps 2] [--size 512] [--threads 1]   (real size: an
+        SD 1.5-shaped pipeline with random weights, each side in its own process, time and peak memory; see
+        bench_sd_full.py)
 
 A tiny Stable Diffusion pipeline folder (tests/sd_tiny.py: seeded random UNet, VAE and CLIP text encoder, made from
 configs, never downloaded; the UNet's block_out_channels are (`--width`, 2·`--width`), 32 by default as in
@@ -195,6 +198,11 @@ def report(r: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if "--full" in argv or "--sdxl" in argv:  # real size, each side in its own process: bench_sd_full.py
+        from bench_sd_full import main as full
+
+        return full([a for a in argv if a != "--full"])
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sampling_arguments(parser, steps=20, repeats=5)
     parser.add_argument("--size", type=int, default=0,

@@ -74,13 +74,13 @@ def test_render_from_a_sound_file_is_exact(capsys, models, tmp_path):
     model = load_model(resolve(str(models / MODEL)))
     from conftest import finish
 
-    from studio.engine.device import default_threads
+    from studio.engine.device import headless_threads
 
     # on the engine's thread count, as `render` draws it: CPU sums may round differently on another count
-    # (on a 2-core machine the worker takes 1 thread and this thread 2; the spectrogram inversion then differs in
-    # the last bit, with or without params)
+    # (on a 2-core machine a worker on 1 thread and this thread on 2 differ in the spectrogram inversion's last
+    # bit, with or without params)
     threads = torch.get_num_threads()
-    torch.set_num_threads(default_threads())
+    torch.set_num_threads(headless_threads())
     try:
         direct = finish(model.family.render(model, RenderRequest(MODEL, seed=3, params={"label": "kick"})))[0]
     finally:

@@ -42,6 +42,9 @@ from studio.families.stable_diffusion.prompts import (MAX_CLIP_SKIP, Parsed, che
                                                       parse_prompt)
 from studio.limits import MAX_TRAIN_TIMESTEPS, quote
 from studio.families.stable_diffusion import lora
+from studio.families.stable_diffusion.previews import known_preview_map
+from studio.families.stable_diffusion.gpu import place
+from studio.families.stable_diffusion.vae import VAE_PARAM, chosen_vae, decode_latents, vae_spec
 
 if TYPE_CHECKING:  # the defining modules: to a type checker diffusers' top-level names are its torch-less dummies
     from diffusers.models.autoencoders.autoencoder_kl import AutoencoderKL
@@ -77,6 +80,9 @@ class SDNetwork(nn.Module):
 
     def forward(self, *args, **kwargs):  # pragma: no cover - the family drives the parts
         raise RuntimeError("SDNetwork is driven by the stable-diffusion family, not called")
+
+    def to(self, *args, **kwargs):  # on a GPU: SDPA, channels-last, compile, low-VRAM offload (gpu.py)
+        return place(self, super().to, args, kwargs)
 
     def _apply(self, fn, *args, **kwargs):
         self._texts.clear()  # embeddings live on the old device / dtype
@@ -206,7 +212,8 @@ def load_parts(source: Source) -> SDNetwork:
     net = SDNetwork(unet.eval(), vae.eval(), text.eval(), tokenizer, schedule, prediction, scaling)
     if xl:
         net.xl = second
-    net.preview_map.copy_(fit_preview_map(net))
+    known = known_preview_map(vae.config)  # published latent → RGB factors: no VAE encode at load (previews.py)
+    net.preview_map.copy_(known if known is not None else fit_preview_map(net))
     net.sampler_config = read_sampler_config(_read_json(root / "scheduler" / "scheduler_config.json"),
                                              root / "scheduler" / "scheduler_config.json")
     net.embeddings = EmbeddingBook(settings_folders() + model_folders(source.path, source.kind == "folder"),
@@ -372,6 +379,7 @@ class StableDiffusionFamily(Family):
                             "redraws it as the prompt says"),
                 *([inpaint.mask_spec()] if inpaint.takes_mask(_unet_in_channels(manifest),
                                                               manifest.latent.shape[0]) else []),
+                vae_spec(),
                 *latent_specs(manifest, strengths=(0.0, 1.0), directions=0),
                 *sdxl.size_specs(manifest))  # SDXL's size and crop conditioning
 
@@ -468,6 +476,7 @@ class StableDiffusionFamily(Family):
     def render(self, model: LoadedModel, request) -> RenderSteps:
         net = cast(SDNetwork, model.network)
         request = model.checked(request)
+        vae, vae_info = chosen_vae(net, request.param(VAE_PARAM, ""), model.device, model.dtype)  # vae.py
         sampler_name, steps, guidance, eta = sampler_settings(model, request)
         width, height = self.size(model, request)
         sampler, sampler_note = sd_sampler(net.schedule, net.sampler_config, sampler_name, steps, eta,
@@ -502,7 +511,7 @@ class StableDiffusionFamily(Family):
                     raise RequestError(f"the init image is {picture.shape[1]}×{picture.shape[0]} pixels; this request "
                                        f"renders {width}×{height}: fit it first", field="params.init_image")
                 pixels = torch.from_numpy(picture.astype(np.float32) / 127.5 - 1).permute(2, 0, 1)[None]
-                x0 = net.vae.encode(pixels.to(dev, dt)).latent_dist.mean * net.scaling_factor
+                x0 = vae.encode(pixels.to(dev, dt)).latent_dist.mean * net.scaling_factor
                 x = sampler.add_noise(x0, noise, start)
             else:
                 x = sampler.initial(noise)
@@ -525,10 +534,11 @@ class StableDiffusionFamily(Family):
                                        "float32, or lower the guidance", field="dtype")
                 yield Preview(k + 1, total + 1, f"step {k + 1}/{total}",
                               Output("image", preview_image(net, x0), {"step": k + 1, "preview": True}))
-            image = net.vae.decode(x / net.scaling_factor).sample
+            image = decode_latents(vae, x / net.scaling_factor)  # in tiles at large sizes (vae.py)
         image = ((image[0].float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
         yield Progress(total + 1, total + 1, "done")
-        info = {"sampler": sampler_name, "steps": steps, "guidance": guidance, "start_step": start, **lora_info}
+        info = {"sampler": sampler_name, "steps": steps, "guidance": guidance, "start_step": start, **lora_info,
+                **vae_info}
         if sampler.karras:  # the σs A1111 calls "Schedule type: Karras" (the request's choice or the model's config)
             info["schedule"] = "karras"
         if sampler_note:
