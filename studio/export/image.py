@@ -60,7 +60,9 @@ def parameters_text(request: RenderRequest, size: tuple[int, int] | None, model_
         settings.append(("Steps", values["steps"]))
     sampler = values.get("sampler")
     if sampler is not None:
-        name, schedule = a1111_sampler(str(sampler), bool(values.get("karras")) or values.get("schedule") == "karras")
+        karras = (bool(values.get("karras")) or values.get("schedule") == "karras"
+                  or (info or {}).get("schedule") == "karras")  # the σs the render used (a model's own config too)
+        name, schedule = a1111_sampler(str(sampler), karras)
         settings.append(("Sampler", name))
         if schedule is not None:
             settings.append(("Schedule type", schedule))
@@ -83,7 +85,7 @@ def parameters_text(request: RenderRequest, size: tuple[int, int] | None, model_
     if isinstance(values.get("clip_skip"), int) and values["clip_skip"] > 1:
         settings.append(("Clip skip", values["clip_skip"]))
     for key, name in (("lora_hashes", "Lora hashes"), ("ti_hashes", "TI hashes")):
-        pairs = (info or {}).get(key)
+        pairs = _hash_pairs((info or {}).get(key))
         if pairs:
             settings.append((name, ", ".join(f"{n}: {h}" for n, h in pairs)))
     if values.get("rng") in _RNG_NAMES and values["rng"] != "gpu":  # A1111 leaves out its default, GPU
@@ -101,6 +103,19 @@ def parameters_text(request: RenderRequest, size: tuple[int, int] | None, model_
     settings.append(("Version", f"latent-studio {__version__}"))
     lines.append(", ".join(f"{k}: {_setting_value(k, v)}" for k, v in settings))
     return "\n".join(lines)
+
+
+def _hash_pairs(value: Any) -> list[tuple[str, str]]:
+    """A render's hashes as (name, short hash) pairs, whichever way the family gave them: pairs, a {name: hash}
+    mapping (textual inversions) or A1111's own "name: hash, other: hash" text (LoRAs)."""
+    if not value:
+        return []
+    if isinstance(value, str):
+        pairs = [item.split(":", 1) for item in value.split(",") if ":" in item]
+        return [(n.strip(), h.strip()) for n, h in pairs if n.strip() and h.strip()]
+    if isinstance(value, dict):
+        return [(str(n), str(h)) for n, h in value.items()]
+    return [(str(n), str(h)) for n, h in value]
 
 
 def _setting_value(key: str, value: Any) -> str:

@@ -578,7 +578,7 @@ def map_settings(settings: ForeignSettings, request: RenderRequest, table: Param
             mapped.unused.append(f"Sampler: {_shown(settings.sampler)} (no matching sampler)")
         else:
             param("sampler", "Sampler", ours)
-    _map_schedule(settings, table, param, mapped)
+    _map_schedule(settings, table, param, mapped, request)
     if settings.variation_seed is not None and settings.variation_strength:
         param("variation_seed", "Variation seed", settings.variation_seed)
         param("variation_strength", "Variation seed strength", settings.variation_strength)
@@ -618,7 +618,7 @@ def map_settings(settings: ForeignSettings, request: RenderRequest, table: Param
 
 
 def _map_schedule(settings: ForeignSettings, table: ParamTable, param: Callable[[str, str, Any], None],
-                  mapped: Mapped) -> None:
+                  mapped: Mapped, request: RenderRequest) -> None:
     schedule = settings.schedule
     if schedule is None or schedule.strip().lower() in ("automatic", ""):
         return
@@ -627,7 +627,9 @@ def _map_schedule(settings: ForeignSettings, table: ParamTable, param: Callable[
         mapped.unused.append(f"Schedule type: {_shown(schedule)} (not a schedule this model offers)")
     elif how is not None:
         name, karras, plain = how
-        param(name, "Schedule type", karras if schedule.strip().lower() == "karras" else plain)
+        value = karras if schedule.strip().lower() == "karras" else plain
+        if value != plain or name in request.params:  # the model's default needs no setting
+            param(name, "Schedule type", value)
     # Uniform / Normal on a model without a schedule choice: its own schedule, nothing to set
 
 

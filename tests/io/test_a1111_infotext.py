@@ -187,7 +187,7 @@ def test_an_a1111_picture_restores_its_settings_and_its_noise(sd, tmp_path):
     assert r.params["prompt"] == "a red fox, snow" and r.params["negative_prompt"] == "blurry"
     unused = " | ".join(mapped.unused)
     assert "not matched: <lora:fox_style:0.8> [1a2b3c4d5e6f]" in unused and "Model: v1-5" in unused
-    assert "Schedule type: Karras (not a schedule this model offers)" in unused
+    assert r.params["schedule"] == "karras" and not any("Schedule type" in u for u in unused)
     # a LoRA found here by its hash, under another name, is kept under that name
     found = map_settings(settings, base, entry.parameters, True, "tiny",
                          find_lora=lambda name, short: "my_fox" if short == "1a2b3c4d5e6f" else None)
@@ -244,3 +244,14 @@ def test_comfy_loras_and_scheduler():
     s = parse_comfy(json.dumps(graph), None)
     assert (s.sampler, s.schedule, s.rng) == ("dpmpp_2m", "karras", "cpu")
     assert s.loras == (("ink", 0.7, None),)
+
+
+def test_hashes_are_written_whichever_way_the_family_gives_them():
+    """LoRAs report A1111's text, textual inversions a {name: hash} mapping, tests pairs: all write the same line."""
+    from studio.export.image import _hash_pairs
+
+    want = [("ink", "0123456789ab"), ("wash", "ba9876543210")]
+    assert _hash_pairs("ink: 0123456789ab, wash: ba9876543210") == want
+    assert _hash_pairs({"ink": "0123456789ab", "wash": "ba9876543210"}) == want
+    assert _hash_pairs(want) == want
+    assert _hash_pairs(None) == [] and _hash_pairs("") == []
