@@ -265,6 +265,10 @@ def write_sd2_file(path: Path, parts) -> Path:
     unet, vae, text = parts
     tensors = {**_unet_original(unet.state_dict()), **_vae_original(vae.state_dict()),
                **{"cond_stage_model.model." + k: v for k, v in openclip_text(text).items()}}
+    save_file({k: v.contiguous() for k, v in tensors.items()}, str(path))
+    return path
+
+
 # --- SDXL -------------------------------------------------------------------------------------------------------------
 
 TINY_XL_TEXT_2 = dict(vocab_size=49408, hidden_size=48, intermediate_size=40, num_hidden_layers=2,

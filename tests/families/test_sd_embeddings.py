@@ -168,8 +168,12 @@ def test_the_same_states_and_picture_as_diffusers_load_textual_inversion(tiny):
         from transformers import CLIPTokenizer
 
         tokenizer = CLIPTokenizer.from_pretrained(str(tiny["folder"] / "tokenizer"), local_files_only=True)
-        sched = DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False,
-                              set_alpha_to_one=True, steps_offset=0, timestep_spacing="trailing")
+        # DDIM made from the folder's own scheduler config (SD 1.x's PNDM settings), which the app follows
+        from diffusers import PNDMScheduler
+
+        from studio.families.stable_diffusion.files import SD1_SCHEDULER
+
+        sched = DDIMScheduler.from_config(PNDMScheduler.from_config(SD1_SCHEDULER).config)
         pipe = StableDiffusionPipeline(vae=vae, text_encoder=text, tokenizer=tokenizer, unet=unet, scheduler=sched,
                                        safety_checker=None, feature_extractor=None, requires_safety_checker=False)
         pipe.set_progress_bar_config(disable=True)

@@ -249,8 +249,12 @@ def test_masked_image_to_image_matches_diffusers_inpainting_pipeline(inpainting,
 
     model = inpainting["model"]
     unet, vae, text = inpainting["parts"]
-    sched = DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False,
-                          set_alpha_to_one=True, steps_offset=0, timestep_spacing="trailing")
+    # DDIM made from the folder's own scheduler config (SD 1.x's PNDM settings), which the app follows
+    from diffusers import PNDMScheduler
+
+    from studio.families.stable_diffusion.files import SD1_SCHEDULER
+
+    sched = DDIMScheduler.from_config(PNDMScheduler.from_config(SD1_SCHEDULER).config)
     pipe = StableDiffusionInpaintPipeline(vae=vae, text_encoder=text, tokenizer=model.network.tokenizer, unet=unet,
                                           scheduler=sched, safety_checker=None, feature_extractor=None,
                                           requires_safety_checker=False)

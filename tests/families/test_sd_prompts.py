@@ -212,7 +212,7 @@ def test_a_long_prompt_is_read_whole_and_the_unet_takes_both_lengths(model):
 
 def test_brackets_and_clip_skip_change_the_render_and_tags_do_not(model):
     base = finish(model.family.render(model, request(model, prompt="a red cat")))[0].data
-    tagged = finish(model.family.render(model, request(model, prompt="a red <lora:none:0.5>cat")))[0].data
+    tagged = finish(model.family.render(model, request(model, prompt="a red <hypernet:none:0.5>cat")))[0].data
     weighted = finish(model.family.render(model, request(model, prompt="a (red:1.8) cat")))[0].data
     skipped = finish(model.family.render(model, request(model, prompt="a red cat", clip_skip=2)))[0].data
     assert np.array_equal(base, tagged)  # the tag is gone from the text (its network is the LoRA code's job)

@@ -141,11 +141,7 @@ def _read_json(path: Path) -> dict:
     return read_config(path)
 
 
-def _variant(folder: Path, stem: str) -> str | None:
-    """diffusers' weights variant to ask for: None for `stem.safetensors`, "fp16" when only `stem.fp16.safetensors`
-    is there."""
-    return None if (folder / f"{stem}.safetensors").is_file() or not (folder / f"{stem}.fp16.safetensors").is_file() \
-        else "fp16"
+_variant = sdxl._variant  # diffusers' weights variant to ask for (one definition, in sdxl.py)
 
 
 def _first_line(exc: BaseException) -> str:

@@ -96,11 +96,28 @@ def is_xl_index(index: dict) -> bool:
     return str(index.get("_class_name", "")) in PIPELINES
 
 
+def _index(root: Path) -> dict:
+    """A pipeline's model_index.json, read as files.read_config reads it (sdxl.py sits below files.py: no import of
+    it here)."""
+    from studio.errors import ManifestError
+    from studio.files import read_json
+
+    path = root / "model_index.json"
+    data = read_json(path, ManifestError, what="JSON file")
+    if not isinstance(data, dict):
+        raise ManifestError(f"not a JSON object (it holds {type(data).__name__})", path)
+    return data
+
+
+def _variant(folder: Path, stem: str) -> str | None:
+    """diffusers' weights variant: None for `stem.safetensors`, "fp16" when only `stem.fp16.safetensors` is there."""
+    return None if (folder / f"{stem}.safetensors").is_file() or not (folder / f"{stem}.fp16.safetensors").is_file() \
+        else "fp16"
+
+
 def is_xl_folder(root: Path) -> bool:
     """Whether a pipeline or config folder is SDXL (its model_index.json says so)."""
-    from studio.families.stable_diffusion.files import PIPELINE_INDEX, read_config
-
-    return is_xl_index(read_config(root / PIPELINE_INDEX))
+    return is_xl_index(_index(root))
 
 
 def is_xl_checkpoint(keys: set[str]) -> bool:
@@ -318,12 +335,8 @@ def load_second_encoder(root: Path, weights_file: Path | None) -> SDXLText:
     folder's text_encoder_2/config.json."""
     from transformers import CLIPTextConfig, CLIPTextModelWithProjection, CLIPTokenizer
 
-    from studio.families.stable_diffusion.files import PIPELINE_INDEX, read_config
-
     folder = root / "text_encoder_2"
     if weights_file is None:
-        from studio.families.stable_diffusion.family import _variant
-
         text = CLIPTextModelWithProjection.from_pretrained(str(folder), use_safetensors=True, local_files_only=True,
                                                            variant=_variant(folder, "model"), torch_dtype=torch.float32)
     else:
@@ -336,7 +349,7 @@ def load_second_encoder(root: Path, weights_file: Path | None) -> SDXLText:
     from studio.families.stable_diffusion.tokenizers import load_tokenizer
 
     tokenizer = load_tokenizer(root / "tokenizer_2")
-    force = read_config(root / PIPELINE_INDEX).get("force_zeros_for_empty_prompt", True)
+    force = _index(root).get("force_zeros_for_empty_prompt", True)
     return SDXLText(text.eval(), tokenizer, force is not False)
 
 
