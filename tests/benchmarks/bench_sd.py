@@ -20,8 +20,9 @@ wait for each other and the figures swing by a factor of ten):
     slider re-renders without re-encoding the text), so after the first render ours does not run CLIP again; the
     script prints what encoding both prompts costs once, for information;
 (b) diffusers: `StableDiffusionPipeline` built on the very same loaded parts (UNet, VAE, text encoder, tokenizer; no
-    safety checker) with a `DDIMScheduler` set up as the render sets up our DDIM sampler (scaled_linear 0.00085 –
-    0.012 over 1000 steps, clip_sample=False, set_alpha_to_one=True, steps_offset=0, timestep_spacing="trailing"),
+    safety checker) with a `DDIMScheduler` made from the folder's own `scheduler/scheduler_config.json`, which is what
+    the app's DDIM sampler follows (SD 1.x's: scaled_linear 0.00085 – 0.012 over 1000 steps, leading spacing,
+    steps_offset 1, set_alpha_to_one False),
     called with the same prompt, negative prompt, guidance, steps and `latents=` our initial noise (the request's
     seed's draw), `output_type="np"`, its progress bar disabled. It encodes both prompts on every call.
 
@@ -76,15 +77,16 @@ def make_bench_parts(width: int, seed: int = 0):
     return unet, vae, text
 
 
-def diffusers_pipeline(net):
-    """StableDiffusionPipeline on the loaded model's own parts, its DDIM scheduler set up as our DDIM sampler."""
-    from diffusers import DDIMScheduler, StableDiffusionPipeline
+def diffusers_pipeline(net, folder: Path):
+    """StableDiffusionPipeline on the loaded model's own parts, with diffusers' DDIM made from the folder's own
+    scheduler config: the app's DDIM follows that config (SD 1.x ships PNDM settings: leading spacing, offset 1)."""
+    import json
 
-    scheduler = DDIMScheduler(num_train_timesteps=net.schedule.num_train_timesteps,
-                              beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False,
-                              set_alpha_to_one=True, steps_offset=0, timestep_spacing="trailing",
-                              prediction_type=net.prediction)
-    with warnings.catch_warnings():  # "steps_offset should be 1": 0 is what trailing spacing and our sampler use
+    from diffusers import DDIMScheduler, PNDMScheduler, StableDiffusionPipeline
+
+    config = json.loads((folder / "scheduler" / "scheduler_config.json").read_text())
+    scheduler = DDIMScheduler.from_config(PNDMScheduler.from_config(config).config)
+    with warnings.catch_warnings():  # a folder with steps_offset 0 makes diffusers warn; the config is the truth
         warnings.filterwarnings("ignore", message=r"(?s).*`steps_offset` should be set to 1", category=FutureWarning)
         pipe = StableDiffusionPipeline(vae=net.vae, text_encoder=net.text_encoder, tokenizer=net.tokenizer,
                                        unet=net.unet, scheduler=scheduler, safety_checker=None,
@@ -135,7 +137,7 @@ def _measure(tmp: Path, dev, steps: int, repeats: int, warmup: int, size: int, w
                              params={"prompt": PROMPT, "negative_prompt": NEGATIVE, "sampler": "ddim", "steps": steps,
                                      "guidance": float(GUIDANCE), "eta": 0.0})
 
-    pipe = diffusers_pipeline(net)
+    pipe = diffusers_pipeline(net, folder)
 
     def ours(k: int):
         with torch.inference_mode():

@@ -17,8 +17,8 @@ Each side runs in a fresh child process (`--child ours|diffusers`), `--threads` 
     `StableDiffusionFamily.render` driven to its end (DDIM, η 0, guidance 7.5, prompt and negative prompt, a preview
     per step, one VAE decode), `--repeats` renders with seeds seed … seed + repeats − 1;
 (b) diffusers: `DiffusionPipeline.from_pretrained(folder, torch_dtype=float32, local_files_only=True)` (the class
-    model_index.json names, no safety checker) with its scheduler replaced by a DDIMScheduler set up as our DDIM
-    sampler (bench_sd.diffusers_pipeline's settings), called with the same prompts, guidance and steps and
+    model_index.json names, no safety checker) with its scheduler replaced by a DDIMScheduler made from the folder's
+    own scheduler config (what the app's DDIM sampler follows), called with the same prompts, guidance and steps and
     `latents=` the same seed's noise (studio.latent.seeds.sample_prior), output_type "np".
 The parent measures each child's peak resident memory and CPU time (os.wait4's rusage: the child alone) and reads
 back its timings (load, then each render; wall and CPU time, the latter fairer on a machine others share) and its
@@ -148,10 +148,7 @@ def _child(args) -> int:
             warnings.simplefilter("ignore")
             pipe = DiffusionPipeline.from_pretrained(str(args.folder), torch_dtype=torch.float32,
                                                      local_files_only=True)
-            pipe.scheduler = DDIMScheduler(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012,
-                                           beta_schedule="scaled_linear", clip_sample=False, set_alpha_to_one=True,
-                                           steps_offset=0, timestep_spacing="trailing",
-                                           prediction_type=pipe.scheduler.config.get("prediction_type", "epsilon"))
+            pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)  # the folder's own, as the app's DDIM
         pipe.set_progress_bar_config(disable=True)
         result["load_s"], result["load_cpu"] = time.perf_counter() - t0, time.process_time() - c0
         channels = int(pipe.vae.config.latent_channels)
