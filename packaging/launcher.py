@@ -10,6 +10,6 @@ if __name__ == "__main__":
 
         raise SystemExit(worker())
 
-    from studio.cli import main
+    from studio.cli import entry
 
-    raise SystemExit(main())
+    entry()  # main(), then exit (at once when an engine worker is still inside torch)

@@ -1,5 +1,3 @@
-import sys
+from studio.cli import entry
 
-from studio.cli import main
-
-sys.exit(main())
+entry()

@@ -29,7 +29,7 @@ import os
 import sys
 import traceback
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, NoReturn
 
 from studio import __version__
 from studio.errors import StudioError
@@ -1094,3 +1094,37 @@ def _fail(args, message: str, label: str = "error: ") -> int:
         traceback.print_exc()
     print(f"latent-studio: {label}{message}", file=sys.stderr)
     return 1
+
+
+def entry() -> NoReturn:
+    """The `latent-studio` command, `python -m studio` and the frozen app: main(), then end the process."""
+    end_process(main())
+
+
+def end_process(code: int) -> NoReturn:
+    """Exit with `code`. Normally through sys.exit; but when an engine worker is still inside a job after its
+    shutdown gave up waiting (the window closed or Ctrl+C while a large model was loading), Python's finalization
+    would kill that thread in the middle of a torch call and the C++ runtime would abort the process (status 134,
+    "terminate called without an active exception"). Then the process ends at once instead, with `code`, after
+    removing unfinished temporaries and flushing the logs: every file the app owns is written by then (atomic
+    writes, the window's settings and autosave are saved on close)."""
+    from studio.engine.scheduler import busy_workers
+
+    busy = busy_workers()
+    if not busy:
+        sys.exit(code)
+    import logging
+
+    from studio.io.atomic import remove_live
+
+    remove_live()
+    logging.getLogger(__name__).info("ending at once: %s still busy after shutdown",
+                                     ", ".join(t.name for t in busy))
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError, AttributeError):
+            pass
+    os._exit(code)
+

@@ -59,8 +59,8 @@ class EngineAPI(Protocol):
         """Cancel every waiting job and stop the running one at its next cancel point."""
         ...
 
-    def shutdown(self, wait: bool = True, timeout: float = 10.0) -> None:
-        """Refuse new work, cancel what is there and (with `wait`) join the worker."""
+    def shutdown(self, wait: bool = True, timeout: float = 10.0) -> bool:
+        """Refuse new work, cancel what is there and (with `wait`) join the worker; whether the worker has ended."""
         ...
 
     def add_package(self, entry: Package) -> None:

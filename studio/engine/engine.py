@@ -44,11 +44,12 @@ class Engine(Scheduler):
     threads = _renderer_setting("threads", "Torch threads on the worker.")
     oom_fallback = _renderer_setting("oom_fallback", "Out of memory: drop the cache and retry, then the CPU.")
 
-    def shutdown(self, wait: bool = True, timeout: float = 10.0) -> None:
+    def shutdown(self, wait: bool = True, timeout: float = 10.0) -> bool:
         """Refuse new work, cancel what is there, (with `wait`) join the worker, and end the worker process of
-        code-bearing models."""
-        super().shutdown(wait, timeout)
+        code-bearing models. Returns whether the worker thread has ended (Scheduler.shutdown)."""
+        ended = super().shutdown(wait, timeout)
         self.renderer.close()
+        return ended
 
     def add_package(self, entry: PackageEntry) -> None:
         """Make a package (e.g. a folder opened by the user) renderable by its id; when the id's package moved or its

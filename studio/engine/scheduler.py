@@ -43,6 +43,20 @@ EXPORT = "export"
 LANES = (PREVIEW, EXPORT)
 
 
+_BUSY: set[threading.Thread] = set()  # workers of shut-down schedulers that had not ended when shutdown returned
+_BUSY_LOCK = threading.Lock()
+
+
+def busy_workers() -> list[threading.Thread]:
+    """Worker threads of shut-down schedulers that are still running a job. Ending the process normally while one is
+    inside torch aborts it: at interpreter finalization the thread is killed when it next takes the GIL, from a C++
+    frame that may not unwind, and the C++ runtime calls terminate() (exit status 134). The entry points hard-exit
+    instead (`studio.cli.entry`)."""
+    with _BUSY_LOCK:
+        _BUSY.difference_update([t for t in _BUSY if not t.is_alive()])
+        return sorted(_BUSY, key=lambda t: t.name)
+
+
 class Cancelled(Exception):
     """Raised by Job.wait() when the job was cancelled or superseded."""
 
@@ -234,15 +248,24 @@ class Scheduler:
         """The thread that runs the jobs and sends their events (None until the first job is submitted)."""
         return self._thread
 
-    def shutdown(self, wait: bool = True, timeout: float = 10.0) -> None:
-        """Refuse new work, cancel what is there, and (with `wait`) join the worker."""
+    def shutdown(self, wait: bool = True, timeout: float = 10.0) -> bool:
+        """Refuse new work, cancel what is there, and (with `wait`) join the worker. Returns whether the worker has
+        ended (True when there never was one). A worker still busy after `timeout` (a job between two cancel points,
+        such as loading a large model) is listed by `busy_workers()` until it ends."""
         with self._lock:  # refuse new work first, then cancel what is there
             self._stop = True
             self._lock.notify_all()
             thread = self._thread
         self.cancel_all()
-        if wait and thread is not None and thread is not threading.current_thread():
+        if thread is None or thread is threading.current_thread():
+            return True
+        if wait:
             thread.join(timeout)
+        if thread.is_alive():
+            with _BUSY_LOCK:
+                _BUSY.add(thread)
+            return False
+        return True
 
     def __enter__(self) -> "Scheduler":
         return self

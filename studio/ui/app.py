@@ -129,6 +129,7 @@ def run(model: str | None = None, open_paths: list[str] | None = None, device: s
         QTimer.singleShot(exit_after_ms, window.close)
     code = app.exec()
     quitter.restore()
+    store.sync()  # the layout and recent files on disk now: the process may end without destructors (cli.end_process)
     session.shutdown()
     return quitter.exit_code if quitter.exit_code is not None else code
 

@@ -206,5 +206,6 @@ class EngineBridge(QObject):
             self._busy = busy
             self.busy_changed.emit(busy)
 
-    def shutdown(self) -> None:
-        self.engine.shutdown(wait=True, timeout=5.0)
+    def shutdown(self) -> bool:
+        """Cancel, and join the engine's worker for at most 5 s; whether it has ended."""
+        return bool(self.engine.shutdown(wait=True, timeout=5.0))

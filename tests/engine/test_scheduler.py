@@ -311,7 +311,27 @@ def test_shutdown_cancels_the_running_job_joins_and_refuses_new_work(gated):
     assert renderer.calls == [1] and not scheduler.worker_thread.is_alive()
     with pytest.raises(RuntimeError, match="shut down"):
         scheduler.submit(Req(3))
-    scheduler.shutdown()  # twice is harmless
+    assert scheduler.shutdown() is True  # twice is harmless
+
+
+def test_a_worker_busy_past_the_timeout_is_reported_until_it_ends(gated):
+    """A job between two cancel points (a large model loading) outlives shutdown's join: shutdown says so and
+    busy_workers lists the thread, so the entry point can end the process without finalizing under it."""
+    from studio.engine.scheduler import busy_workers
+
+    renderer, scheduler = gated
+    scheduler.submit(Req(1), EXPORT)
+    renderer.wait_entered(1)  # blocked on the gate: cancel cannot reach it
+    assert scheduler.shutdown(timeout=0.05) is False
+    assert scheduler.worker_thread in busy_workers()
+    renderer.gate.set()
+    scheduler.worker_thread.join(TIMEOUT)
+    assert scheduler.worker_thread not in busy_workers()
+    assert scheduler.shutdown() is True
+
+
+def test_a_scheduler_that_never_ran_a_job_shuts_down_ended():
+    assert Scheduler(GateRenderer()).shutdown(timeout=0) is True
 
 
 # --- the UI tests' fake engine is this scheduler ----------------------------------------------------------------------

@@ -418,5 +418,6 @@ class Session(QObject):
         the frames, `fps` replaces the timeline's, `frames` (first, last) exports a part)."""
         self.tasks.export_video(path, size, on_done, output_size, fps, frames)
 
-    def shutdown(self) -> None:
-        self.bridge.shutdown()
+    def shutdown(self) -> bool:
+        """Cancel the engine's work and join its worker (5 s at most); whether the worker has ended."""
+        return self.bridge.shutdown()
