@@ -223,12 +223,15 @@ def test_removing_and_switching_loras_keeps_the_base_exact(tiny, model):
 def test_matches_diffusers_load_lora_weights(tiny, model):
     """diffusers' own loading (PEFT) of the same files, two adapters with weights, and fused: within 2/255."""
     pytest.importorskip("peft")
-    from diffusers import DDIMScheduler, StableDiffusionPipeline
+    import json
+
+    from diffusers import DDIMScheduler, PNDMScheduler, StableDiffusionPipeline
+
+    config = json.loads((tiny["folder"] / "scheduler" / "scheduler_config.json").read_text())
 
     def pipeline():
         unet, vae, text = make_parts(0)
-        sched = DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False,
-                              set_alpha_to_one=True, steps_offset=0, timestep_spacing="trailing")
+        sched = DDIMScheduler.from_config(PNDMScheduler.from_config(config).config)  # the folder's, as the app's DDIM
         pipe = StableDiffusionPipeline(vae=vae, text_encoder=text, tokenizer=model.network.tokenizer, unet=unet,
                                        scheduler=sched, safety_checker=None, feature_extractor=None,
                                        requires_safety_checker=False)
