@@ -57,11 +57,12 @@ def request(model, **changes):
 
 def diffusers_pipeline(tiny, model, sampler: str, folder_key: str = "folder"):
     """diffusers' own SDXL pipeline over the same parts, its scheduler built from the folder's scheduler config."""
-    from diffusers import (DDIMScheduler, DPMSolverMultistepScheduler, EulerDiscreteScheduler,
-                           StableDiffusionXLPipeline)
+    from diffusers import (DDIMScheduler, DPMSolverMultistepScheduler, EulerAncestralDiscreteScheduler,
+                           EulerDiscreteScheduler, StableDiffusionXLPipeline)
 
     config = json.loads((tiny[folder_key] / "scheduler" / "scheduler_config.json").read_text())
-    cls = {"ddim": DDIMScheduler, "euler": EulerDiscreteScheduler, "dpmpp": DPMSolverMultistepScheduler}[sampler]
+    cls = {"ddim": DDIMScheduler, "euler": EulerDiscreteScheduler, "dpmpp": DPMSolverMultistepScheduler,
+           "euler_a": EulerAncestralDiscreteScheduler}[sampler]
     unet, vae, text, text_2 = tiny["parts"]
     net = model.network
     force = json.loads((tiny[folder_key] / "model_index.json").read_text())["force_zeros_for_empty_prompt"]
@@ -128,6 +129,23 @@ def test_an_sdxl_folder_renders_what_diffusers_renders(tiny, model, sampler):
     out = finish(model.family.render(model, req))[0]
     assert out.data.shape == (16, 24, 3)
     assert_close(out.data, ref)
+
+
+@pytest.mark.parametrize("sampler, schedule", [("euler_a", "auto"), ("dpmpp", "karras")])
+def test_euler_a_and_dpmpp_2m_karras_render_what_diffusers_renders_on_sdxl(tiny, model, sampler, schedule):
+    """A1111's most used samplers on SDXL: Euler a's step noise from the seed's generator after the initial noise (as
+    diffusers' pipeline draws both from `generator`), DPM++ 2M with Karras σs."""
+    req = request(model, sampler=sampler, schedule=schedule, negative_prompt="blurry", guidance=5.0)
+    pipe = diffusers_pipeline(tiny, model, sampler)
+    if schedule == "karras":
+        pipe.scheduler = type(pipe.scheduler).from_config(pipe.scheduler.config, use_karras_sigmas=True)
+    ref = pipe(PROMPT, negative_prompt="blurry", num_inference_steps=4, guidance_scale=5.0, output_type="np",
+               generator=torch.Generator().manual_seed(req.seed), height=16, width=16).images[0]
+    out = finish(model.family.render(model, req))[0]
+    assert_close(out.data, ref)
+    other = finish(model.family.render(model, request(model, sampler=sampler, schedule=schedule, seed=req.seed + 1,
+                                                      negative_prompt="blurry", guidance=5.0)))[0]
+    assert np.abs(other.data.astype(np.float64) - ref * 255).max() > 2.0  # the comparison can fail
 
 
 def test_an_empty_negative_prompt_is_zeros_as_in_diffusers(tiny, model):
