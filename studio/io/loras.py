@@ -240,15 +240,16 @@ class LoraLibrary:
     def __init__(self, folders: Sequence[Path]):
         self.folders = list(folders)
         self.files = list(_candidates(self.folders))
-        by_name: dict[str, LoraEntry] = {}
-        for path in self.files:
-            name = path.stem
-            if name in by_name or not usable_name(name):
-                continue
-            chosen = _by_name(name, self.files)  # a .pt before a .safetensors of that name in the walk: the latter
-            if chosen is not None:
-                by_name[name] = LoraEntry(name, chosen, self._folder_of(chosen))
-        self.entries = sorted(by_name.values(), key=lambda e: (e.name.lower(), e.name))
+        # _by_name's order as two look-ups: exact stems, then lower-cased ones, each safetensors before pickles
+        self._exact: dict[str, Path] = {}
+        self._folded: dict[str, Path] = {}
+        for safe in (True, False):
+            for path in self.files:
+                if path.name.lower().endswith(SAFE_SUFFIX) is safe:
+                    self._exact.setdefault(path.stem, path)
+                    self._folded.setdefault(path.stem.lower(), path)
+        self.entries = sorted((LoraEntry(name, path, self._folder_of(path)) for name, path in self._exact.items()
+                               if usable_name(name)), key=lambda e: (e.name.lower(), e.name))
 
     def _folder_of(self, path: Path) -> Path:
         for folder in self.folders:
@@ -265,7 +266,7 @@ class LoraLibrary:
 
     def entry(self, name: str) -> LoraEntry | None:
         """The LoRA a request naming `name` gets (exact name first, then one differing in case only), or None."""
-        path = _by_name(name, self.files)
+        path = self._exact.get(name) or self._folded.get(name.lower())
         if path is None or not usable_name(path.stem):
             return None
         return LoraEntry(path.stem, path, self._folder_of(path))

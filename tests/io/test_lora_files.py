@@ -74,7 +74,11 @@ def test_the_loras_of_a_model_each_name_once_first_folder_and_safetensors_first(
     assert zebra.folder == two
     assert library.entry("ink").path == one / "Ink.safetensors"  # a name differing in case only, as renders find it
     assert library.entry("bad,name") is None and library.entry("nothing") is None
-    assert LF.find_lora("ink", [one, two]) == library.entry("ink").path
+    (two / "INK.safetensors").write_bytes(b"")  # an exact name elsewhere wins over a name differing in case
+    (two / "Old.safetensors").write_bytes(b"")
+    library = LF.LoraLibrary([one, two])
+    for asked in ("ink", "Ink", "INK", "iNK", "old", "OLD", "Old", "paper", "PAPER", "zebra", "Zebra"):
+        assert library.entry(asked).path == LF.find_lora(asked, [one, two]), asked  # the file a render takes
     with pytest.raises(RequestError, match="no LoRA named 'nothing'") as info:
         LF.find_lora("nothing", [one, two])
     assert str(one) in str(info.value) and str(two) in str(info.value)
