@@ -288,3 +288,50 @@ def test_a_picture_lora_found_by_name_is_taken_without_reading_files(qtbot, wind
     window.session.message.connect(lambda level, text, detail: seen.append((level, text, detail)))
     assert apply_image_settings(window.session, other) is True
     assert window.session.request.param("prompt") == "a dog" and "not matched: <lora:nowhere:0.5>" in seen[-1][2]
+
+
+def test_on_a_stable_diffusion_pipeline_a_renamed_lora_is_restored_and_renders(qtbot, tmp_path, monkeypatch):
+    """The same with the real engine on a tiny SD pipeline folder and a kohya LoRA in loras/ beside it: the LoRA
+    list offers it, and a picture naming it otherwise (same hash) gets its local name and renders with it."""
+    pytest.importorskip("diffusers")
+    pytest.importorskip("transformers")
+    from sd_tiny import make_parts, make_pipeline_folder
+    from test_e2e_loras_xvfb import write_kohya_lora
+
+    from studio.engine import Engine
+
+    monkeypatch.setattr(dialogs, "ask_save_changes", lambda parent, name: dialogs.DISCARD)
+    monkeypatch.setattr(LF, "_hashes", {})
+    parts = make_parts(0)
+    root = tmp_path / "sd"
+    make_pipeline_folder(root / "tiny-pipe", parts=parts)
+    mine = root / "loras" / "my ink.safetensors"
+    write_kohya_lora(mine, parts[0])
+    engine = Engine(device="cpu", roots=[root], threads=1)
+    session = Session(engine, roots=[root])
+    session.refresh_models()
+    window = MainWindow(session, QSettings(str(tmp_path / "window.ini"), QSettings.Format.IniFormat))
+    qtbot.addWidget(window)
+    try:
+        with qtbot.waitSignal(session.rendered, timeout=60000):
+            session.start("tiny-pipe")
+        assert lora_list(window).library.names == ["my ink"]
+        assert lora_list(window).folders[0] == root / "loras"  # beside the pipeline folder
+        picture = a1111_png(tmp_path / "sd.png", "a fox <lora:ink-v3:0.8>\nSteps: 3, Sampler: DDIM, Seed: 11, "
+                                                 f"Lora hashes: \"ink-v3: {a1111_hash(mine)[:12]}\"")
+        rendered: list[tuple] = []
+        session.rendered.connect(lambda req, seconds, info: rendered.append((req, info)))
+        seen: list[tuple[str, str, str]] = []
+        session.message.connect(lambda level, text, detail: seen.append((level, text, detail)))
+        assert apply_image_settings(session, picture) is False
+        qtbot.waitUntil(lambda: not LoraHashJob.running, timeout=30000)
+        request = session.request
+        assert request.param("prompt") == "a fox <lora:my ink:0.8>" and request.seed == 11
+        qtbot.waitUntil(lambda: any(req == request for req, _ in rendered), timeout=60000)
+        # it rendered with the LoRA found under its local name (a name not found fails the render with a message)
+        assert not [m for m in seen if m[0] != INFO], seen
+        assert "LoRA: my ink (0.8) for ink-v3" in seen[-1][2]
+    finally:
+        session.undo.setClean()
+        window.close()
+        engine.shutdown()
