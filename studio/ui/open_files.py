@@ -100,6 +100,7 @@ class LoraHashJob(QObject):
         super().__init__(session)
         self.session, self.path, self.library, self.shorts = session, path, library, list(dict.fromkeys(shorts))
         self._stop = threading.Event()
+        self.error = ""  # what went wrong on the worker, said when it is done
         self.finished.connect(self._on_finished)
         self.destroyed.connect(self._stop.set)
 
@@ -108,16 +109,16 @@ class LoraHashJob(QObject):
         size = sum(_size(p) for p in files)
         where = ", ".join(str(f) for f in self.library.folders)
         self.session.message.emit(INFO, f"Matching the LoRAs of {self.path.name} by their hashes",
-                                  f"Reading {len(files)} LoRA file{'s' if len(files) != 1 else ''} "
+                                  f"Reading up to {len(files)} LoRA file{'s' if len(files) != 1 else ''} "
                                   f"({size / 1e6:,.0f} MB) in {where}; the settings are applied when that is done.")
         LoraHashJob.running.add(self)
         threading.Thread(target=self._run, name="latent-studio-lora-hashes", daemon=True).start()
 
     def _run(self) -> None:
-        try:
+        try:  # files that cannot be read are not matched (hash_until_found skips them)
             self.library.hash_until_found(self.shorts, self._stop.is_set)
-        except Exception:  # noqa: BLE001 - files that cannot be read are simply not matched; the GUI goes on
-            pass
+        except Exception as exc:  # noqa: BLE001 - a bug on the worker is said on the GUI thread, never dropped
+            self.error = f"{type(exc).__name__}: {exc}"
         try:
             self.finished.emit()
         except RuntimeError:  # the session (and this job) was deleted meanwhile: nothing to apply to
@@ -127,8 +128,12 @@ class LoraHashJob(QObject):
     def _on_finished(self) -> None:
         LoraHashJob.running.discard(self)
         self.deleteLater()
-        if not self._stop.is_set():
-            apply_image_settings(self.session, self.path, hashed=True)
+        if self._stop.is_set():
+            return
+        if self.error:
+            self.session.message.emit(WARNING, f"Could not read all LoRA hashes for {self.path.name}",
+                                      f"{self.error} (in {', '.join(str(f) for f in self.library.folders)})")
+        apply_image_settings(self.session, self.path, hashed=True)
 
 
 def _size(path: Path) -> int:

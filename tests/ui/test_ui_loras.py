@@ -257,7 +257,7 @@ def test_a_picture_lora_renamed_here_is_matched_by_hash_off_the_gui_thread(qtbot
     assert window.session.request == before
     level, title, detail = seen[-1]
     assert level == INFO and title == "Matching the LoRAs of a1111.png by their hashes"
-    assert "Reading 3 LoRA files" in detail and str(folder) in detail
+    assert "Reading up to 3 LoRA files" in detail and str(folder) in detail
     qtbot.waitUntil(lambda: not LoraHashJob.running, timeout=30000)
     qtbot.waitUntil(lambda: window.session.request != before, timeout=5000)
     request = window.session.request
@@ -288,6 +288,24 @@ def test_a_picture_lora_found_by_name_is_taken_without_reading_files(qtbot, wind
     window.session.message.connect(lambda level, text, detail: seen.append((level, text, detail)))
     assert apply_image_settings(window.session, other) is True
     assert window.session.request.param("prompt") == "a dog" and "not matched: <lora:nowhere:0.5>" in seen[-1][2]
+
+
+def test_a_failure_while_reading_hashes_is_said_and_the_rest_applied(qtbot, window, tmp_path, monkeypatch):
+    def broken(self, shorts, cancelled=None):
+        raise ValueError("disk on fire")
+
+    monkeypatch.setattr(LF.LoraLibrary, "hash_until_found", broken)
+    seen: list[tuple[str, str, str]] = []
+    window.session.message.connect(lambda level, text, detail: seen.append((level, text, detail)))
+    picture = a1111_png(tmp_path / "hot.png", "a cat <lora:ink_v2:0.7>\nSteps: 20, Sampler: Euler, Seed: 8, "
+                                              "Lora hashes: \"ink_v2: 0123456789ab\"")
+    assert apply_image_settings(window.session, picture) is False
+    qtbot.waitUntil(lambda: not LoraHashJob.running and window.session.request.seed == 8, timeout=30000)
+    levels = [(level, title) for level, title, _ in seen]
+    assert ("warning", "Could not read all LoRA hashes for hot.png") in levels
+    assert "ValueError: disk on fire" in next(d for _, t, d in seen if t.startswith("Could not read"))
+    assert window.session.request.param("prompt") == "a cat"
+    assert "not matched: <lora:ink_v2:0.7> [0123456789ab]" in seen[-1][2]
 
 
 def test_on_a_stable_diffusion_pipeline_a_renamed_lora_is_restored_and_renders(qtbot, tmp_path, monkeypatch):
