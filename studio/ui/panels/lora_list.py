@@ -15,6 +15,7 @@ MAX_LORA_FOLDER_FILES.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QEvent, QObject, Qt
@@ -144,7 +145,7 @@ class LoraListControl(ParamControl):
 
     # --- what is shown ----------------------------------------------------------------------------------------------
     @property
-    def folders(self) -> list:
+    def folders(self) -> list[Path]:
         return self.library.folders
 
     def refresh(self) -> None:
