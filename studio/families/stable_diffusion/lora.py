@@ -29,34 +29,31 @@ the file and the key.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
-import os
 import re
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from studio.errors import RequestError, StudioError, WeightsError
+from studio.errors import RequestError, WeightsError
+# names, folders, files and hashes: torch-free, so the window lists and matches LoRAs without this module
+from studio.io.loras import (SAFE_SUFFIX, SHORT_HASH, _weight, check_name, find_lora,  # noqa: F401 (also here)
+                             format_lora_list, lora_folders, lora_hash, parse_lora_list)
 from studio.params import CONDITIONS, Kind, ParamSpec
-from studio.limits import (MAX_LORA_FOLDER_FILES, MAX_LORA_LAYERS, MAX_LORA_RANK, MAX_LORA_WEIGHT, MAX_LORAS,
-                           MAX_TENSORS, quote)
+from studio.limits import MAX_LORA_LAYERS, MAX_LORA_RANK, MAX_LORAS, MAX_TENSORS, quote
 
 if TYPE_CHECKING:
     from studio.families.base import LoadedModel
     from studio.request import RenderRequest
 
-SAFE_SUFFIX = ".safetensors"
-PICKLE_SUFFIXES = (".pt", ".bin", ".ckpt", ".pth")
 PARTS = ("unet", "text_encoder", "text_encoder_2")
-SHORT_HASH = 12  # characters of the hash A1111 writes in "Lora hashes"
 FILE_CACHE = 8  # LoRA files kept read (switching back and forth between a few costs no reading)
 
 _TAG = re.compile(r"<lora:([^:>]*)(?::([^:>]*))?((?::[^>]*)?)>", re.IGNORECASE)
@@ -67,31 +64,6 @@ _VARIANT = re.compile(r"\.(hada_|lokr_|lora_mid\.|dora_scale|oft_|boft_|w_norm|b
 
 
 # --- names and weights -----------------------------------------------------------------------------------------
-
-
-def _weight(text: str, where: str, field_name: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise RequestError(f"{where}: the weight must be a number, got {quote(text)}", field=field_name) from None
-    if not math.isfinite(value) or abs(value) > MAX_LORA_WEIGHT:
-        raise RequestError(f"{where}: the weight must be between −{MAX_LORA_WEIGHT:g} and {MAX_LORA_WEIGHT:g}, "
-                           f"got {quote(text)}", field=field_name)
-    return value
-
-
-def check_name(name: str, field_name: str = "params.loras") -> str:
-    """A LoRA name as typed: a file name without its suffix, never a path (a prompt is untrusted text)."""
-    name = name.strip()
-    if not name:
-        raise RequestError("a LoRA needs a name (the file name without .safetensors)", field=field_name)
-    if len(name) > 255 or any(c in name for c in "/\\\0") or name.startswith("."):
-        raise RequestError(f"LoRA name {quote(name)} is not a file name (no folders, no leading dot)",
-                           field=field_name)
-    if any(c in name for c in ":,<>"):  # the separators of the list, the tags and A1111's "Lora hashes"
-        raise RequestError(f"LoRA name {quote(name)} holds one of : , < >; rename the file without them",
-                           field=field_name)
-    return name
 
 
 def split_lora_tags(prompt: str) -> tuple[str, list[tuple[str, float]]]:
@@ -111,24 +83,6 @@ def split_lora_tags(prompt: str) -> tuple[str, list[tuple[str, float]]]:
         return ""
 
     return _TAG.sub(take, prompt), found
-
-
-def parse_lora_list(text: str) -> list[tuple[str, float]]:
-    """The `loras` param: "name:0.8, other:0.5" (a missing weight is 1) → [(name, weight)]."""
-    out: list[tuple[str, float]] = []
-    for item in text.split(","):
-        item = item.strip()
-        if not item:
-            continue
-        name, sep, weight = item.rpartition(":")
-        if not sep:
-            name, weight = item, "1"
-        out.append((check_name(name), _weight(weight.strip(), f"LoRA {name.strip()!r}", "params.loras")))
-    return out
-
-
-def format_lora_list(loras: Iterable[tuple[str, float]]) -> str:
-    return ", ".join(f"{name}:{weight:g}" for name, weight in loras)
 
 
 def parse_lora_hashes(text: str) -> dict[str, str]:
@@ -189,98 +143,6 @@ def with_lora_hashes(request: RenderRequest, info: dict) -> RenderRequest:
 
 
 # --- files -----------------------------------------------------------------------------------------------------
-
-
-def lora_folders(model: LoadedModel) -> list[Path]:
-    """Where LoRAs are looked for, in order: `loras/` beside the model's file or pipeline folder, `loras/` in its
-    manifest's folder, then settings.toml's `lora_folders` (an unreadable settings file adds none)."""
-    from studio.settings import load_settings
-
-    manifest = model.manifest
-    out: list[Path] = []
-    source = manifest.architecture.get("source") if isinstance(manifest.architecture, dict) else None
-    if isinstance(source, str) and source:
-        path = Path(source).expanduser()
-        path = path if path.is_absolute() else manifest.folder / path
-        out.append(path.parent / "loras")
-    out.append(manifest.folder / "loras")
-    try:
-        out += load_settings().lora_folders
-    except StudioError:  # a broken settings file is reported (and set aside) when the app starts, not per render
-        pass
-    seen: set[Path] = set()
-    unique = []
-    for folder in out:
-        key = folder.absolute()
-        if key not in seen:
-            seen.add(key)
-            unique.append(folder)
-    return unique
-
-
-def _candidates(folders: Iterable[Path]) -> Iterable[Path]:
-    """LoRA-like files under `folders` (subfolders included, links to folders not followed), at most
-    MAX_LORA_FOLDER_FILES looked at in all."""
-    looked = 0
-    for folder in folders:
-        if not folder.is_dir():
-            continue
-        for root, dirs, files in os.walk(folder):
-            dirs.sort()
-            for name in sorted(files):
-                looked += 1
-                if looked > MAX_LORA_FOLDER_FILES:
-                    return
-                if name.lower().endswith((SAFE_SUFFIX, *PICKLE_SUFFIXES)):
-                    yield Path(root) / name
-
-
-def find_lora(name: str, folders: list[Path], digest: str = "") -> Path:
-    """The file of LoRA `name` (its stem, compared case-insensitively after an exact match), safetensors first; else
-    the file whose A1111 hash starts with `digest`; RequestError naming the folders otherwise."""
-    files = list(_candidates(folders))
-    for exact in (True, False):
-        for suffixes in ((SAFE_SUFFIX,), PICKLE_SUFFIXES):
-            for path in files:
-                if path.name.lower().endswith(suffixes) and (path.stem == name if exact
-                                                              else path.stem.lower() == name.lower()):
-                    return path
-    if digest:
-        for path in files:
-            try:
-                if path.name.lower().endswith(SAFE_SUFFIX) and lora_hash(path).startswith(digest):
-                    return path
-            except (OSError, StudioError):
-                continue  # an unreadable file in the folder is not this LoRA
-    where = ", ".join(str(f) for f in folders) or "(no folders)"
-    hashed = f" nor with hash {digest}" if digest else ""
-    raise RequestError(f"no LoRA named {name!r}{hashed} in {where}: put {name}.safetensors in one of them, or add "
-                       "its folder to lora_folders in settings.toml", field="params.loras")
-
-
-_hashes: dict[tuple[str, int, int, int, int], str] = {}
-
-
-def lora_hash(path: Path) -> str:
-    """AUTOMATIC1111's (and kohya's) hash of a LoRA: sha256 of a safetensors file's tensor data (after the header),
-    of the whole file otherwise. Kept per (path, size, modification time)."""
-    from studio.files import open_regular
-
-    stat = path.stat()
-    key = (str(path.absolute()), stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino)
-    if key in _hashes:
-        return _hashes[key]
-    digest = hashlib.sha256()
-    with open_regular(path, WeightsError, what="LoRA file") as f:
-        if path.name.lower().endswith(SAFE_SUFFIX):
-            size = int.from_bytes(f.read(8), "little")
-            f.seek(8 + size)
-        while block := f.read(1 << 20):
-            digest.update(block)
-    if len(_hashes) > 4096:
-        _hashes.clear()
-    _hashes[key] = digest.hexdigest()
-    return _hashes[key]
 
 
 @dataclass

@@ -22,6 +22,7 @@ from studio.params import Capability, Kind, ParamSpec, ParamTable
 from studio.request import CORE_FIELDS, RenderRequest
 from studio.ui.panels.controls import (SIZE_FIELDS, FileControl, IntSpin, ParamControl, ValueSlider, holds,
                                        make_control, object_name)
+from studio.ui.panels.lora_list import LoraListControl, is_lora_list
 
 if TYPE_CHECKING:
     from studio.ui.session import Session
@@ -115,6 +116,7 @@ class ParamPanel(QWidget):
         self.boxes: dict[str, QWidget] = {}  # group name → its box
         self.table = ParamTable(())
         self._written: set[str] = set()  # params the model's default request writes out (kept when at the default)
+        self.entry: Any = None  # the model's library entry (a LoRA list lists the files beside it)
 
     # --- building -------------------------------------------------------------------------------------------------
     @property
@@ -142,6 +144,7 @@ class ParamPanel(QWidget):
     def _adopt(self, entry) -> None:
         ok = entry is not None and getattr(entry, "ok", False) and entry.manifest is not None
         self.table = entry.parameters if ok else ParamTable(())
+        self.entry = entry if ok else None
         try:
             self._written = set(entry.default_request().params) if ok else set()
         except Exception:  # noqa: BLE001 - a broken package shows no controls rather than breaking the panel
@@ -205,7 +208,7 @@ class ParamPanel(QWidget):
         return box
 
     def _add_control(self, spec: ParamSpec, name: str) -> ParamControl:
-        control = make_control(spec, name)
+        control = LoraListControl(spec, name, self.entry) if is_lora_list(spec) else make_control(spec, name)
         control.keep_default = name in self._written
         control.edited.connect(self._on_control_edited)
         if isinstance(control, FileControl):
