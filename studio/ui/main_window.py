@@ -512,6 +512,11 @@ class MainWindow(QMainWindow):
         else:
             self.open_path(chosen)
 
+    def _takes_prompt(self) -> bool:
+        """Whether the current model draws from a text prompt (what another tool's picture settings are about)."""
+        entry = self.session.entry
+        return entry is not None and any(spec.name == "prompt" for spec in entry.parameters)
+
     def _foreign(self, path: Path) -> bool:
         """Whether a picture carries another tool's settings (a damaged chunk counts: applying says what is wrong)."""
         try:
@@ -675,8 +680,9 @@ class MainWindow(QMainWindow):
 
     def open_path(self, path: Path) -> None:
         """What a dropped (or command-line) path does: a model folder adds models, a project opens, an image we
-        exported restores its request, any other image is encoded into the latent — or, for models that start from
-        an image instead (diffusion), becomes the init image."""
+        exported restores its request, a picture from AUTOMATIC1111 / ComfyUI / InvokeAI gives its settings to a
+        model that takes a prompt (Ctrl+I still makes it the init image), any other image is encoded into the
+        latent — or, for models that start from an image instead (diffusion), becomes the init image."""
         if path.is_dir():
             self.session.add_model_folder(path)
         elif path.suffix.lower() == SUFFIX or is_video(path):  # a video this app exported carries its project
@@ -693,6 +699,8 @@ class MainWindow(QMainWindow):
         elif path.suffix.lower() in IMAGE_SUFFIXES:
             if path.suffix.lower() in FORMATS and has_own_request(path):
                 self.session.restore_from_file(path)
+            elif self._takes_prompt() and self._foreign(path):  # an A1111 / ComfyUI / InvokeAI picture on a
+                apply_image_settings(self.session, path)  # prompted model: its settings, as Ctrl+O gives them
             elif self._takes_init_image():
                 self.session.set_init_image(path)
             else:

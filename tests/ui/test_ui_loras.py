@@ -290,6 +290,20 @@ def test_a_picture_lora_found_by_name_is_taken_without_reading_files(qtbot, wind
     assert window.session.request.param("prompt") == "a dog" and "not matched: <lora:nowhere:0.5>" in seen[-1][2]
 
 
+def test_dropping_an_a1111_picture_on_a_prompted_model_applies_its_settings(qtbot, window, tmp_path, monkeypatch):
+    """A drop (open_path) does what Ctrl+O does: the picture's settings, its LoRA matched, as one undo step; not an
+    init image or an encode."""
+    monkeypatch.setattr(LF, "lora_hash", lambda path: pytest.fail(f"read {path}"))
+    before = window.session.request
+    picture = a1111_png(tmp_path / "dropped.png", "a cat <lora:ink:0.7>\nSteps: 20, Seed: 41, "
+                                                  "Lora hashes: \"ink: 0123456789ab\"")
+    window.open_path(picture)
+    after = window.session.request
+    assert after.seed == 41 and after.param("prompt") == "a cat <lora:ink:0.7>"
+    window.session.undo.undo()
+    assert window.session.request == before
+
+
 def test_a_failure_while_reading_hashes_is_said_and_the_rest_applied(qtbot, window, tmp_path, monkeypatch):
     def broken(self, shorts, cancelled=None):
         raise ValueError("disk on fire")
