@@ -55,6 +55,17 @@ def _skip_without_tools() -> None:
                     "bash packaging/bootstrap.sh --dev does it)")
 
 
+def _owns(number: int, proc: subprocess.Popen) -> bool:
+    """Whether display `number` is up and is `proc`'s: its socket exists and its lock file names proc's PID. (Two
+    test processes may pick the same free number at once; the socket alone would let the loser use, and later kill,
+    the winner's server.)"""
+    try:
+        pid = int(Path(f"/tmp/.X{number}-lock").read_text().strip())
+    except (OSError, ValueError):
+        return False
+    return pid == proc.pid and Path(f"/tmp/.X11-unix/X{number}").exists()
+
+
 def start_xvfb(width: int, height: int) -> tuple[str, subprocess.Popen]:
     """A fresh Xvfb of width × height on a free display number: (":N", its process)."""
     _skip_without_tools()
@@ -65,9 +76,9 @@ def start_xvfb(width: int, height: int) -> tuple[str, subprocess.Popen]:
         proc = subprocess.Popen(["Xvfb", f":{number}", "-screen", "0", f"{width}x{height}x24", "-nolisten", "tcp"],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and proc.poll() is None and not socket.exists():
+        while time.monotonic() < deadline and proc.poll() is None and not _owns(number, proc):
             time.sleep(0.05)
-        if proc.poll() is None and socket.exists():
+        if proc.poll() is None and _owns(number, proc):
             return f":{number}", proc
         stop(proc)  # lost a race for this number (or it failed): try the next one
     pytest.skip("no free X display number in :91…:299 for Xvfb")
