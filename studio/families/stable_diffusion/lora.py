@@ -45,6 +45,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from studio.errors import RequestError, StudioError, WeightsError
+from studio.families.stable_diffusion.lora_xl import original_unet_names
 from studio.params import CONDITIONS, Kind, ParamSpec
 from studio.limits import (MAX_LORA_FOLDER_FILES, MAX_LORA_LAYERS, MAX_LORA_RANK, MAX_LORA_WEIGHT, MAX_LORAS,
                            MAX_TENSORS, quote)
@@ -475,10 +476,11 @@ def _index(part: nn.Module, name: str) -> dict[str, tuple[str, nn.Module]]:
     """The part's patchable layers (Linear, Conv2d) by every spelling a LoRA file uses: dotted, kohya's underscored,
     and for a text encoder with and without transformers 4's `text_model.` prefix."""
     out: dict[str, tuple[str, nn.Module]] = {}
+    original = original_unet_names(part) if name == "unet" else {}  # kohya's SDXL names (lora_xl.py)
     for module_name, module in part.named_modules():
         if not isinstance(module, (nn.Linear, nn.Conv2d)):
             continue
-        spellings = {module_name}
+        spellings = {module_name} | ({original[module_name]} if module_name in original else set())
         if name != "unet":
             bare = module_name.removeprefix("text_model.")
             spellings |= {bare, f"text_model.{bare}"}
@@ -560,6 +562,9 @@ def apply_loras(net: nn.Module, loras: list[tuple[LoraFile, float]], device: tor
     if not loras:
         return 0
     parts = {name: getattr(net, name, None) for name in PARTS}
+    xl = getattr(net, "xl", None)
+    if parts["text_encoder_2"] is None and xl is not None:  # SDXL's second encoder (sdxl.py)
+        parts["text_encoder_2"] = getattr(xl, "text_encoder_2", None)
     indexes: dict[str, dict[str, tuple[str, nn.Module]]] = {}
     terms: dict[int, tuple[nn.Module, list]] = {}
     for lora, weight in loras:
@@ -572,8 +577,8 @@ def apply_loras(net: nn.Module, loras: list[tuple[LoraFile, float]], device: tor
             index = indexes.setdefault(layer.part, _index(part, layer.part))
             found = index.get(layer.module)
             if found is None:
-                hint = " (its names are the original layout's, input_blocks…/output_blocks…, which is not " \
-                       "supported yet)" if re.match(r"(input|output|middle)_blocks?", layer.module) else \
+                hint = " (an original-layout name, input_blocks…/middle_block…/output_blocks…, that this UNet " \
+                       "does not have)" if re.match(r"(input|output|middle)_blocks?", layer.module) else \
                     ": the LoRA is for another model type"
                 raise WeightsError(f"key {quote(layer.key)} names no layer of this model's "
                                    f"{layer.part.replace('_', ' ')}{hint}", lora.path)
