@@ -369,7 +369,7 @@ class StableDiffusionFamily(Family):
                 ParamSpec("clip_skip", Kind.INT, "Clip skip", default=1, range=(1, MAX_CLIP_SKIP), step=1,
                           group=SAMPLER, render_only=True,
                           help="Read the prompt from CLIP's layer this many from the end (1: the last; many anime "
-                               "models want 2)"),
+                               "models want 2). SDXL reads its layers before last whatever this says, as A1111 does"),
                 *lora.lora_specs(),
                 *init_specs("The picture to start from (its centre cropped to the picture's shape): the model "
                             "redraws it as the prompt says"),

@@ -1,7 +1,8 @@
 """LoRAs for Stable Diffusion: `.safetensors` files in kohya/AUTOMATIC1111 layout (`lora_unet_…`, `lora_te_…`,
 `lora_te1_…`, `lora_te2_…` with `.lora_down.weight` / `.lora_up.weight` / `.alpha`) and in diffusers' layouts (PEFT:
 `unet.….lora_A.weight` / `lora_B`, `text_encoder.…`; and diffusers' older `…processor.to_q_lora.down.weight`), for
-the UNet and the text encoder(s), several at once, each with its weight.
+the UNet and the text encoder(s), several at once, each with its weight. kohya's SDXL LoRAs name the UNet's layers by
+the original (SGM) layout, `lora_unet_input_blocks_4_1_…`: those names are read too (lora_xl.py).
 
 How they act: a LoRA never changes the base weights, in memory or on disk. Each patched layer gets one forward hook
 that adds Σ weightᵢ · scaleᵢ · up_i(down_i(x)) to the layer's own output (scale = alpha / rank, as kohya and PEFT

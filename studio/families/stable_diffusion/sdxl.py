@@ -7,6 +7,9 @@
   embedding of encoder 2, and the micro-conditioning `add_time_ids` = original size (h, w), crop top-left (top,
   left), target size (h, w). The original size defaults to the picture's size and the crop to (0, 0), as diffusers'
   StableDiffusionXLPipeline does.
+- **Prompts read the AUTOMATIC1111 way** through both encoders (xl_prompts.py): weights, BREAK, chunks of 75 tokens
+  side by side on the channel axis and one after another on the token axis, the pooled embedding from the first
+  chunk; prompt and negative padded to the same number of chunks.
 - **An empty negative prompt is zeros** (context and pooled) when the pipeline says `force_zeros_for_empty_prompt`
   (SDXL base does; so does AUTOMATIC1111 for SDXL), as diffusers does when no negative prompt is given.
 - **Files.** A diffusers pipeline folder (`model_index.json` class StableDiffusionXLPipeline, with `text_encoder_2/`

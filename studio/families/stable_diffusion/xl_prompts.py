@@ -36,8 +36,8 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class XLText:
-    """A prompt's SDXL conditioning: the UNet's context (1, 77·chunks, D₁ + D₂), encoder 2's pooled projection of the
-    first chunk (1, P), and the prompt as the first tokenizer read it (its tags, chunks and embeddings used)."""
+    """A prompt's SDXL conditioning: the UNet's context (1, 77·chunks, D₁ + D₂), encoder 2's pooled projection of
+    the first chunk (1, P), and the prompt as the first tokenizer read it (its tags, chunks and embeddings used)."""
 
     context: torch.Tensor
     pooled: torch.Tensor
