@@ -181,6 +181,14 @@ def test_the_negative_is_paired_to_the_prompts_chunks(model):
     assert context.shape == (2, 154, D1 + D2) and not context[1].any() and not added["text_embeds"][1].any()
     context, _ = net.xl.conditions(net, PROMPT, LONG, True, (16, 16))
     assert context.shape == (2, 154, D1 + D2) and torch.equal(context[:1, 77:], empty)
+    # zeros padded with zeros draw what A1111's separate 77-token pass for the negative draws: a zero context gives
+    # zero keys and values (SDXL's attention has no key/value bias), whatever its length
+    unet, x, t = net.unet, torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(1)), torch.tensor([500])
+    zero_added = {"text_embeds": torch.zeros_like(added["text_embeds"][:1]), "time_ids": added["time_ids"][:1]}
+    with torch.inference_mode():
+        short, long = (unet(x, t, encoder_hidden_states=torch.zeros(1, n, D1 + D2), added_cond_kwargs=zero_added).sample
+                       for n in (77, 154))
+    assert torch.allclose(short, long, atol=1e-6)
     assert render(model, prompt=LONG, negative_prompt="").shape == (16, 16, 3)  # the UNet takes the pair
     assert render(model, prompt=PROMPT, negative_prompt=LONG).shape == (16, 16, 3)
 
@@ -232,6 +240,27 @@ def test_clip_skip_leaves_sdxl_as_a1111_does(model):
 def test_a_prompt_too_long_is_refused_by_name(model):
     with pytest.raises(RequestError, match="at most 32 chunks"):
         encode(model, "cat, " * 1300)
+
+
+@pytest.mark.gpu
+def test_long_weighted_prompts_and_an_embedding_render_on_the_gpu(tiny, model):
+    """Both encoders' chunks, the emphasis, the pooled embedding and an SDXL embedding follow the model to the device
+    and dtype (float32 and float16), drawing the CPU's picture."""
+    beside = tiny["root"] / "embeddings"
+    beside.mkdir(exist_ok=True)
+    gen = torch.Generator().manual_seed(7)
+    save_file({"clip_l": torch.randn(1, D1, generator=gen), "clip_g": torch.randn(1, D2, generator=gen)},
+              str(beside / "gpustyle.safetensors"))
+    device = "cuda" if torch.cuda.is_available() else "mps"
+    req = request(model, prompt=f"(gpustyle:1.2) {LONG} BREAK a [dog]", negative_prompt="blurry, (ugly:1.3)")
+    expected = finish(model.family.render(model, req))[0].data.astype(int)
+    try:
+        for dtype, tolerance in ((torch.float32, 2), (torch.float16, 8)):
+            model.to(device, dtype)
+            got = finish(model.family.render(model, req))[0].data
+            assert got.shape == expected.shape and np.abs(got.astype(int) - expected).mean() <= tolerance, dtype
+    finally:
+        model.to("cpu", torch.float32)
 
 
 # --- kohya's original-layout names ----------------------------------------------------------------------------------

@@ -76,5 +76,5 @@ def encode_xl_prompt(prompt: str, tokenizer, text_encoder, tokenizer_2, text_enc
                              select=_penultimate)
             z_2 = encode_chunk(text_encoder_2, chunk_2, ids_2,
                                vectors=book_2.vectors if book_2 is not None else None, select=penultimate_and_pooled)
-            states.append(torch.cat([z, z_2.to(z.dtype)], dim=-1))
+            states.append(torch.cat([z, z_2.to(z.device, z.dtype)], dim=-1))
     return XLText(torch.cat(states, dim=1), pooled[0], parsed)
