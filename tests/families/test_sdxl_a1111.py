@@ -229,6 +229,11 @@ def test_textual_inversion_goes_into_both_encoders_as_diffusers_does(tiny, model
     with pytest.raises(WeightsError, match="width") as info:
         encode(model, "a sd15only cat")
     assert str(sd15) in str(info.value)
+    uneven = beside / "uneven.safetensors"  # 2 vectors for CLIP ViT-L, 3 for OpenCLIP: the chunks would not line up
+    save_file({"clip_l": torch.randn(2, D1, generator=gen), "clip_g": torch.randn(3, D2, generator=gen)}, str(uneven))
+    with pytest.raises(WeightsError, match="2 for the first .clip_l. and 3 for the second") as info:
+        encode(model, "an uneven cat")
+    assert str(uneven) in str(info.value)
 
 
 def test_clip_skip_leaves_sdxl_as_a1111_does(model):

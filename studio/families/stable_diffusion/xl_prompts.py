@@ -25,7 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from studio.errors import RequestError
+from studio.errors import RequestError, WeightsError
 from studio.families.stable_diffusion.prompts import Parsed, encode_chunk, parse_prompt, specials_of
 
 if TYPE_CHECKING:
@@ -57,6 +57,12 @@ def encode_xl_prompt(prompt: str, tokenizer, text_encoder, tokenizer_2, text_enc
 
     parsed = parse_prompt(prompt, tokenizer, book.find if book is not None else None)
     parsed_2 = parse_prompt(prompt, tokenizer_2, book_2.find if book_2 is not None else None)
+    for chunk, chunk_2 in zip(parsed.chunks, parsed_2.chunks):
+        for (_, emb), (_, emb_2) in zip(chunk.fixes, chunk_2.fixes):
+            if emb.vectors != emb_2.vectors:
+                raise WeightsError(f"an SDXL embedding needs as many vectors for each text encoder; this one has "
+                                   f"{emb.vectors} for the first (clip_l) and {emb_2.vectors} for the second (clip_g)",
+                                   emb.path)
     if [len(c.tokens) for c in parsed.chunks] != [len(c.tokens) for c in parsed_2.chunks] or \
             [[at for at, _ in c.fixes] for c in parsed.chunks] != [[at for at, _ in c.fixes] for c in parsed_2.chunks]:
         raise RequestError(f"SDXL's two tokenizers read the prompt differently ({len(parsed.chunks)} and "
