@@ -92,9 +92,9 @@ class SDNetwork(nn.Module):
         """CLIP's hidden states for `prompt` read the AUTOMATIC1111 way (prompts.py: brackets, BREAK, 77 per chunk of
         75 tokens, clip skip, embeddings), (1, 77·chunks, D) on the model's device, and the parsed prompt (its
         `<lora:…>` tags, the embeddings it used)."""
-        if self.xl is not None:  # SDXL: both encoders' penultimate states side by side (sdxl.py), cut at 77 tokens
-            hidden, _pooled, _cut = self.xl.encode(self.tokenizer, self.text_encoder, prompt)
-            return hidden, parse_prompt(prompt, self.tokenizer, None)
+        if self.xl is not None:  # SDXL: both encoders read the A1111 way, side by side (sdxl.py, xl_prompts.py)
+            hidden, _pooled, parsed = self.xl.encode(self, prompt)
+            return hidden, parsed
         book = self.embeddings
         key = (prompt, clip_skip, book.refresh() if book is not None else ())
         if key in self._texts:
@@ -369,7 +369,7 @@ class StableDiffusionFamily(Family):
                 ParamSpec("clip_skip", Kind.INT, "Clip skip", default=1, range=(1, MAX_CLIP_SKIP), step=1,
                           group=SAMPLER, render_only=True,
                           help="Read the prompt from CLIP's layer this many from the end (1: the last; many anime "
-                               "models want 2)"),
+                               "models want 2). SDXL reads its layers before last whatever this says, as A1111 does"),
                 *lora.lora_specs(),
                 *init_specs("The picture to start from (its centre cropped to the picture's shape): the model "
                             "redraws it as the prompt says"),
@@ -488,9 +488,9 @@ class StableDiffusionFamily(Family):
         cond, parsed = net.text_embeddings(prompt, clip_skip)
         guided = guidance != 1.0
         added = None  # SDXL's pooled text and size conditions (sdxl.py); an empty negative is zeros there
-        if net.xl is not None:
-            uncond, added = net.xl.request_conditions(net, request, guided, (height, width))
-            context, parsed_negative = (torch.cat([cond, uncond]) if uncond is not None else cond), None
+        if net.xl is not None:  # prompt and negative paired, pooled text, size conditions (sdxl.py)
+            context, added = net.xl.request_conditions(net, request, guided, (height, width), prompt)
+            parsed_negative = net.text_embeddings(request.param("negative_prompt", ""))[1] if guided else None
         elif guided:  # a long prompt and a short negative (or the reverse) padded to the same number of chunks
             uncond, parsed_negative = net.text_embeddings(request.param("negative_prompt", ""), clip_skip)
             context = torch.cat(pair(cond, uncond, net.text_embeddings("", clip_skip)[0]))

@@ -1,7 +1,8 @@
 """LoRAs for Stable Diffusion: `.safetensors` files in kohya/AUTOMATIC1111 layout (`lora_unet_…`, `lora_te_…`,
 `lora_te1_…`, `lora_te2_…` with `.lora_down.weight` / `.lora_up.weight` / `.alpha`) and in diffusers' layouts (PEFT:
 `unet.….lora_A.weight` / `lora_B`, `text_encoder.…`; and diffusers' older `…processor.to_q_lora.down.weight`), for
-the UNet and the text encoder(s), several at once, each with its weight.
+the UNet and the text encoder(s), several at once, each with its weight. kohya's SDXL LoRAs name the UNet's layers by
+the original (SGM) layout, `lora_unet_input_blocks_4_1_…`: those names are read too (lora_xl.py).
 
 How they act: a LoRA never changes the base weights, in memory or on disk. Each patched layer gets one forward hook
 that adds Σ weightᵢ · scaleᵢ · up_i(down_i(x)) to the layer's own output (scale = alpha / rank, as kohya and PEFT
@@ -43,6 +44,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from studio.errors import RequestError, WeightsError
+from studio.families.stable_diffusion.lora_xl import original_unet_names
 # names, folders, files and hashes: torch-free, so the window lists and matches LoRAs without this module
 from studio.io.loras import (SAFE_SUFFIX, SHORT_HASH, _weight, check_name, find_lora,  # noqa: F401 (also here)
                              format_lora_list, lora_folders, lora_hash, parse_lora_list)
@@ -337,10 +339,11 @@ def _index(part: nn.Module, name: str) -> dict[str, tuple[str, nn.Module]]:
     """The part's patchable layers (Linear, Conv2d) by every spelling a LoRA file uses: dotted, kohya's underscored,
     and for a text encoder with and without transformers 4's `text_model.` prefix."""
     out: dict[str, tuple[str, nn.Module]] = {}
+    original = original_unet_names(part) if name == "unet" else {}  # kohya's SDXL names (lora_xl.py)
     for module_name, module in part.named_modules():
         if not isinstance(module, (nn.Linear, nn.Conv2d)):
             continue
-        spellings = {module_name}
+        spellings = {module_name} | ({original[module_name]} if module_name in original else set())
         if name != "unet":
             bare = module_name.removeprefix("text_model.")
             spellings |= {bare, f"text_model.{bare}"}
@@ -422,6 +425,9 @@ def apply_loras(net: nn.Module, loras: list[tuple[LoraFile, float]], device: tor
     if not loras:
         return 0
     parts = {name: getattr(net, name, None) for name in PARTS}
+    xl = getattr(net, "xl", None)
+    if parts["text_encoder_2"] is None and xl is not None:  # SDXL's second encoder (sdxl.py)
+        parts["text_encoder_2"] = getattr(xl, "text_encoder_2", None)
     indexes: dict[str, dict[str, tuple[str, nn.Module]]] = {}
     terms: dict[int, tuple[nn.Module, list]] = {}
     for lora, weight in loras:
@@ -434,8 +440,8 @@ def apply_loras(net: nn.Module, loras: list[tuple[LoraFile, float]], device: tor
             index = indexes.setdefault(layer.part, _index(part, layer.part))
             found = index.get(layer.module)
             if found is None:
-                hint = " (its names are the original layout's, input_blocks…/output_blocks…, which is not " \
-                       "supported yet)" if re.match(r"(input|output|middle)_blocks?", layer.module) else \
+                hint = " (an original-layout name, input_blocks…/middle_block…/output_blocks…, that this UNet " \
+                       "does not have)" if re.match(r"(input|output|middle)_blocks?", layer.module) else \
                     ": the LoRA is for another model type"
                 raise WeightsError(f"key {quote(layer.key)} names no layer of this model's "
                                    f"{layer.part.replace('_', ' ')}{hint}", lora.path)

@@ -24,7 +24,7 @@ import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Protocol, Sequence
 
 from studio.errors import RequestError
 
@@ -279,8 +279,11 @@ def _final_norm(text_encoder) -> torch.nn.Module:
 
 
 def encode_chunk(text_encoder, chunk: Chunk, ids: Specials, clip_skip: int = 1,
-                 vectors: Callable[[Embedding], torch.Tensor] | None = None) -> torch.Tensor:
-    """One chunk through CLIP: (1, 77, D) with embeddings put in, clip skip and the mean-restoring emphasis."""
+                 vectors: Callable[[Embedding], torch.Tensor] | None = None,
+                 select: Callable[[Any], torch.Tensor] | None = None) -> torch.Tensor:
+    """One chunk through CLIP: (1, 77, D) with embeddings put in, clip skip and the mean-restoring emphasis.
+    `select`, when given, picks the states from the encoder's output (called with `output_hidden_states`) instead of
+    clip skip (SDXL's penultimate layer, sdxl_prompts.py)."""
     import torch
 
     device = next(text_encoder.parameters()).device
@@ -303,7 +306,9 @@ def encode_chunk(text_encoder, chunk: Chunk, ids: Specials, clip_skip: int = 1,
 
         hook = _token_embedding(text_encoder).register_forward_hook(put_in)
     try:
-        if clip_skip > 1:
+        if select is not None:
+            z = select(text_encoder(input_ids, output_hidden_states=True))
+        elif clip_skip > 1:
             out = text_encoder(input_ids, output_hidden_states=True)
             z = _final_norm(text_encoder)(out.hidden_states[-clip_skip])
         else:

@@ -7,6 +7,9 @@
   embedding of encoder 2, and the micro-conditioning `add_time_ids` = original size (h, w), crop top-left (top,
   left), target size (h, w). The original size defaults to the picture's size and the crop to (0, 0), as diffusers'
   StableDiffusionXLPipeline does.
+- **Prompts read the AUTOMATIC1111 way** through both encoders (xl_prompts.py): weights, BREAK, chunks of 75 tokens
+  side by side on the channel axis and one after another on the token axis, the pooled embedding from the first
+  chunk; prompt and negative padded to the same number of chunks.
 - **An empty negative prompt is zeros** (context and pooled) when the pipeline says `force_zeros_for_empty_prompt`
   (SDXL base does; so does AUTOMATIC1111 for SDXL), as diffusers does when no negative prompt is given.
 - **Files.** A diffusers pipeline folder (`model_index.json` class StableDiffusionXLPipeline, with `text_encoder_2/`
@@ -257,6 +260,7 @@ class SDXLText(nn.Module):
         self.tokenizer_2 = tokenizer_2
         self.force_zeros = force_zeros
         self._texts: OrderedDict = OrderedDict()
+        self._book_2 = None  # textual inversions for the second encoder (book_2)
 
     def forward(self, *args, **kwargs):  # pragma: no cover - the family drives the parts
         raise RuntimeError("SDXLText is driven by the stable-diffusion family, not called")
@@ -265,54 +269,73 @@ class SDXLText(nn.Module):
         self._texts.clear()  # embeddings live on the old device / dtype
         return super()._apply(fn, *args, **kwargs)
 
-    def encode(self, tokenizer, text_encoder: CLIPTextModel, prompt: str) -> tuple[torch.Tensor, torch.Tensor, bool]:
-        """(context (1, 77, D₁ + D₂), pooled (1, P), whether the prompt was cut at 77 tokens), kept for the last
-        TEXT_CACHE prompts."""
-        if prompt in self._texts:
-            self._texts.move_to_end(prompt)
-            return self._texts[prompt]
-        states, pooled, cut = [], None, False
-        for tok, encoder in ((tokenizer, text_encoder), (self.tokenizer_2, self.text_encoder_2)):
-            length = int(getattr(tok, "model_max_length", 77) or 77)
-            ids = tok(prompt, padding="max_length", max_length=length, truncation=True, return_tensors="pt").input_ids
-            cut = cut or len(tok(prompt, truncation=False).input_ids) > length
-            device = next(encoder.parameters()).device
-            with torch.inference_mode():
-                out = encoder(ids.to(device), output_hidden_states=True)
-            states.append(out.hidden_states[-2])  # SDXL uses the penultimate layer of both, without the final norm
-            pooled = out[0]  # encoder 2's projected, pooled embedding (text_embeds)
-        assert pooled is not None
-        entry = (torch.cat(states, -1), pooled, cut)
-        self._texts[prompt] = entry
+    def book_2(self, net):
+        """The textual-inversion embeddings for the second encoder (their `clip_g` vectors): the same folders as the
+        first encoder's book (net.embeddings), made when first needed; None when the model has no book."""
+        first = getattr(net, "embeddings", None)
+        if first is None:
+            return None
+        if self._book_2 is None or self._book_2.folders != first.folders:
+            from studio.families.stable_diffusion.embeddings import EmbeddingBook
+
+            self._book_2 = EmbeddingBook(first.folders, self.tokenizer_2,
+                                         int(self.text_encoder_2.config.hidden_size))
+        return self._book_2
+
+    def encode(self, net, prompt: str):
+        """`prompt` read the AUTOMATIC1111 way through both encoders (xl_prompts.py): (context (1, 77·chunks,
+        D₁ + D₂), pooled (1, P) from the first chunk, the parsed prompt), kept for the last TEXT_CACHE prompts."""
+        from studio.families.stable_diffusion.xl_prompts import encode_xl_prompt
+
+        book, book_2 = getattr(net, "embeddings", None), self.book_2(net)
+        key = (prompt, book.refresh() if book is not None else (), book_2.refresh() if book_2 is not None else ())
+        if key in self._texts:
+            self._texts.move_to_end(key)
+            return self._texts[key]
+        text = encode_xl_prompt(prompt, net.tokenizer, net.text_encoder, self.tokenizer_2, self.text_encoder_2,
+                                book, book_2)
+        entry = (text.context, text.pooled, text.parsed)
+        self._texts[key] = entry
         while len(self._texts) > TEXT_CACHE:
             self._texts.popitem(last=False)
         return entry
 
     def conditions(self, net, prompt: str, negative: str, guided: bool, size: tuple[int, int],
                    original: tuple[int, int] | None = None, crop: tuple[int, int] = (0, 0)
-                   ) -> tuple[torch.Tensor | None, dict]:
-        """(the negative context, or zeros for an empty negative prompt when the model says so; the UNet's
-        `added_cond_kwargs` for [prompt, negative] when guided, else [prompt]). `size` and `original` are
-        (height, width), `crop` is (top, left)."""
-        cond, pooled, _ = self.encode(net.tokenizer, net.text_encoder, prompt)
-        uncond = None
+                   ) -> tuple[torch.Tensor, dict]:
+        """(the UNet's context: [prompt, negative] when guided, else [prompt]; its `added_cond_kwargs` in the same
+        order). `size` and `original` are (height, width), `crop` is (top, left).
+
+        An empty negative prompt is zeros (context and pooled) when the model says so, as diffusers does and as
+        A1111 always does for SDXL; a prompt longer than one chunk then gets zeros as long as itself, which draws what
+        A1111 draws (it runs the shorter negative in a pass of its own, and a zero context attends to nothing: SDXL's
+        attention keys and values have no bias). Otherwise the shorter of prompt and negative is padded with the empty
+        prompt's states per missing chunk (A1111's "pad prompt/negative prompt to be same length", prompts.pair)."""
+        from studio.families.stable_diffusion.prompts import pair
+
+        cond, pooled, _ = self.encode(net, prompt)
+        context = cond
         if guided:
             if not negative and self.force_zeros:
                 uncond, pooled_neg = torch.zeros_like(cond), torch.zeros_like(pooled)
             else:
-                uncond, pooled_neg, _ = self.encode(net.tokenizer, net.text_encoder, negative)
+                uncond, pooled_neg, _ = self.encode(net, negative)
+                if uncond.shape[1] != cond.shape[1]:
+                    cond, uncond = pair(cond, uncond, self.encode(net, "")[0])
+            context = torch.cat([cond, uncond])
             pooled = torch.cat([pooled, pooled_neg])
         ids = torch.tensor([[*(original or size), *crop, *size]], dtype=cond.dtype, device=cond.device)
-        return uncond, {"text_embeds": pooled, "time_ids": ids.repeat(len(pooled), 1)}
+        return context, {"text_embeds": pooled, "time_ids": ids.repeat(len(pooled), 1)}
 
-    def request_conditions(self, net, request, guided: bool, size: tuple[int, int]):
-        """`conditions` for a request: its prompt, negative prompt, and the size and crop it claims (`size_specs`)."""
+    def request_conditions(self, net, request, guided: bool, size: tuple[int, int], prompt: str | None = None):
+        """`conditions` for a request: its prompt (or `prompt`, the request's without its LoRA tags), negative
+        prompt, and the size and crop it claims (`size_specs`)."""
         height, width = size
         original = (int(request.param("original_height", 0) or height),
                     int(request.param("original_width", 0) or width))
         crop = (int(request.param("crop_top", 0)), int(request.param("crop_left", 0)))
-        return self.conditions(net, request.param("prompt", ""), request.param("negative_prompt", ""), guided, size,
-                               original, crop)
+        return self.conditions(net, request.param("prompt", "") if prompt is None else prompt,
+                               request.param("negative_prompt", ""), guided, size, original, crop)
 
 
 def check_added_embedding(unet, text_encoder_2, where: Path) -> None:
