@@ -11,7 +11,7 @@ pytest.importorskip("diffusers")
 pytest.importorskip("transformers")
 
 from conftest import finish  # noqa: E402
-from sd_tiny import make_pipeline_folder  # noqa: E402
+from sd_tiny import make_pipeline_folder, make_xl_parts, make_xl_pipeline_folder  # noqa: E402
 from studio.families.stable_diffusion import gpu  # noqa: E402
 from studio.library import load_model, resolve  # noqa: E402
 from studio.request import RenderRequest  # noqa: E402
@@ -62,6 +62,30 @@ def test_offload_moves_one_part_at_a_time_in_render_order(folder):
     assert moves == [("text_encoder", "cpu"), ("text_encoder", "meta"), ("unet", "cpu"), ("unet", "meta"),
                      ("vae", "cpu"), ("vae", "meta")]  # the last: remove() sends the VAE home
     assert "decode" not in net.vae.__dict__ and not net.unet._forward_pre_hooks  # hooks gone
+
+
+def test_offload_on_sdxl_moves_the_second_text_encoder_too(tmp_path):
+    """SDXL's second encoder lives in net.xl: low VRAM moves it after the first, before the UNet, and the picture
+    is the one rendered without offload."""
+    model = load_model(resolve(str(make_xl_pipeline_folder(tmp_path / "tiny-xl", make_xl_parts(0)))))
+    plain = render(model, steps=2)
+    net = model.network
+    parts = gpu.offload_parts(net)
+    assert parts[1] is net.xl.text_encoder_2 and len(parts) == 4
+    names = {id(net.text_encoder): "text_encoder", id(net.xl.text_encoder_2): "text_encoder_2",
+             id(net.unet): "unet", id(net.vae): "vae"}
+    moves: list[str] = []
+    offload = gpu.Offload(parts, torch.device("cpu"), home="meta",
+                          move=lambda module, where: moves.append(names[id(module)]) if str(where) == "cpu" else None)
+    net.xl._texts.clear()  # both prompt caches: the encoders must run again
+    net._texts.clear()
+    try:
+        assert np.array_equal(render(model, steps=2), plain)
+    finally:
+        offload.remove()
+    # the two encoders take turns (each prompt chunk goes through both), then the UNet once, then the VAE
+    assert moves[:2] == ["text_encoder", "text_encoder_2"] and moves[-2:] == ["unet", "vae"]
+    assert set(moves[:-2]) == {"text_encoder", "text_encoder_2"}
 
 
 def test_offload_really_moves_the_part_and_its_arguments():

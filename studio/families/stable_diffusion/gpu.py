@@ -60,7 +60,7 @@ def place(net: Any, move: Callable[..., Any], args: tuple, kwargs: dict, options
         return move(*args, **kwargs)
     if options.low_vram:
         move(device="cpu", dtype=dtype)
-        net._offload = Offload([getattr(net, p) for p in PARTS], device)
+        net._offload = Offload(offload_parts(net), device)
         return net
     move(*args, **kwargs)
     sdpa_attention(net)
@@ -70,6 +70,16 @@ def place(net: Any, move: Callable[..., Any], args: tuple, kwargs: dict, options
     if options.compile:
         compile_unet(net)
     return net
+
+
+def offload_parts(net: Any) -> list[torch.nn.Module]:
+    """The parts the low-VRAM mode moves one at a time, in render order: the text encoder, SDXL's second one, the
+    UNet, the VAE."""
+    parts = [getattr(net, p) for p in PARTS]
+    second = getattr(getattr(net, "xl", None), "text_encoder_2", None)
+    if isinstance(second, torch.nn.Module):
+        parts.insert(1, second)
+    return parts
 
 
 def sdpa_attention(net: Any) -> int:
