@@ -400,6 +400,7 @@ def _comfy_api(graph: dict, path: str | Path | None) -> ForeignSettings:
     collect.text("sampler", "Sampler", own.get("sampler_name"))
     collect.text("schedule", "Scheduler", own.get("scheduler"))
     collect.values.setdefault("rng", "cpu")  # ComfyUI draws the initial noise with a CPU generator from the seed
+    collect.values.setdefault("ensd", 0)  # and knows no eta noise seed delta
     if own.get("denoise") not in (None, 1, 1.0):
         collect.add("Denoise", own.get("denoise"))
     for name in ("start_at_step", "end_at_step"):

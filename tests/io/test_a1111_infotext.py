@@ -257,7 +257,7 @@ def test_comfy_loras_and_scheduler():
                                                       "strength_clip": 1, "model": ["4", 0], "clip": ["4", 1]}},
     }
     s = parse_comfy(json.dumps(graph), None)
-    assert (s.sampler, s.schedule, s.rng) == ("dpmpp_2m", "karras", "cpu")
+    assert (s.sampler, s.schedule, s.rng, s.ensd) == ("dpmpp_2m", "karras", "cpu", 0)
     assert s.loras == (("ink", 0.7, None),)
 
 

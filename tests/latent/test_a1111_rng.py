@@ -102,3 +102,17 @@ def test_nv_equals_cuda_randn():
             torch.testing.assert_close(nv.randn(shape), want, rtol=0, atol=1e-5)
         noise = A1111Noise("gpu", seed, shape, device="cuda")
         assert torch.equal(noise.first(), cuda[0])
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_gpu_step_noise_and_delta_on_cuda_equal_nv():
+    """On CUDA, A1111's "GPU" source draws with CUDA's generator: its later draws (and those after an ENSD re-seed)
+    are the Philox stream the app computes on the CPU for "GPU" elsewhere."""
+    shape = (4, 64, 64)
+    for ensd in (0, 31337):
+        cuda = A1111Noise("gpu", 4242, shape, device="cuda", ensd=ensd)
+        cpu = A1111Noise("gpu", 4242, shape, device="cpu", ensd=ensd)
+        torch.testing.assert_close(cuda.first(), cpu.first(), rtol=0, atol=1e-5)
+        for _ in range(3):
+            torch.testing.assert_close(cuda.next(), cpu.next(), rtol=0, atol=1e-5)
