@@ -16,8 +16,8 @@ counts the denoiser's calls from 0 and takes the first pair whose last step is a
 "a [fantasy:cyberpunk:16] landscape" at 30 steps draws "fantasy" for the calls 0 … 16 (17 steps) and "cyberpunk"
 for the other 13 — reproduced as it is (`Timeline.at`). The negative prompt has its own schedule.
 
-A render encodes each distinct (prompt, negative) pair once (`StepConditions`), SDXL's included (its pooled text
-and size conditions follow the step's prompt too). No torch at import.
+A render encodes each distinct (prompt, negative) pair once, before it samples (`step_conditions`), SDXL's
+included (its pooled text and size conditions follow the step's prompt too). No torch at import.
 """
 
 from __future__ import annotations
@@ -248,6 +248,10 @@ class Timeline:
         """Whether any step uses another text than the first."""
         return len({t for _, t in self.prompt}) > 1 or len({t for _, t in self.negative}) > 1
 
+    @property
+    def steps(self) -> int:
+        return max(self.prompt[-1][0], self.negative[-1][0])
+
     def at(self, count: int) -> tuple[str, str]:
         """(prompt, negative) for the walk's step `count` (from 0)."""
         return _at(self.prompt, count), _at(self.negative, count)
@@ -299,8 +303,9 @@ def step_conditions(timeline: Timeline, net, request, clip_skip: int, guided: bo
                     size: tuple[int, int]) -> SDStepConditions | None:
     """The conditioning of every step of a render whose prompt or negative changes while it samples, built as the
     render builds its single one (family.py): CLIP's states of both texts, padded to the same number of chunks; on
-    SDXL, its own conditions of the step's texts (sdxl.py). None when nothing changes (the render's own single
-    conditioning holds)."""
+    SDXL, its own conditions of the step's texts (sdxl.py). Every pair is encoded here, before the walk, so that a
+    low-VRAM offload (gpu.py) moves the text encoders in once, not between UNet steps. None when nothing changes
+    (the render's own single conditioning holds)."""
     if not timeline.changes:
         return None
     from studio.families.stable_diffusion.prompts import pair
@@ -319,4 +324,7 @@ def step_conditions(timeline: Timeline, net, request, clip_skip: int, guided: bo
         return Conditioning(torch.cat(pair(cond, uncond, net.text_embeddings("", clip_skip)[0])), None,
                             (parsed, parsed_negative))
 
-    return SDStepConditions(timeline, build)
+    conditions = SDStepConditions(timeline, build)
+    for count in range(timeline.steps):
+        conditions.at(count)
+    return conditions
