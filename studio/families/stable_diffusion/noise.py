@@ -72,8 +72,16 @@ def step_noise(model: "LoadedModel", request, shape: Sequence[int]) -> Callable[
     if source is None:
         gen = step_generator(request.seed, shape)
         return lambda: torch.randn(shape, generator=gen)
-    source.first()  # the generator as the initial noise left it (re-seeded with seed + ENSD when set)
-    return lambda: source.next().reshape(shape)
+    started = False
+
+    def draw() -> torch.Tensor:
+        nonlocal started
+        if not started:  # the generator as the initial noise left it (re-seeded with seed + ENSD when set)
+            source.first()
+            started = True
+        return source.next().reshape(shape)
+
+    return draw
 
 
 def a1111_first_noise(model: "LoadedModel", request, shape: Sequence[int]) -> torch.Tensor | None:
