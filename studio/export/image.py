@@ -32,10 +32,11 @@ EXPORT_SIZE = "Export size"  # the `parameters` setting that records an export's
 
 # Params the A1111 text shows in their own places (the rest go under "Edits")
 _OWN_PLACES = ("prompt", "negative_prompt", "steps", "sampler", "guidance", "label", "init_image", "strength", "eta",
-               "variation_seed", "variation_strength", "rng", "clip_skip", "vae", "karras", "schedule", "loras",
+               "variation_seed", "variation_strength", "rng", "ensd", "clip_skip", "vae", "karras", "schedule", "loras",
                "lora_hashes", "mask")  # pictures (base64 PNGs) stay in the stored request, out of the text
 # our noise sources → A1111's "RNG" (our own draw is torch's CPU generator seeded with the seed: A1111's "CPU")
 _RNG_NAMES = {"ours": "CPU", "cpu": "CPU", "nv": "NV", "gpu": "GPU"}
+_A1111_NOISE = ("cpu", "gpu", "nv")  # the sources that take "ENSD" (A1111 writes it for Euler a; we whenever set)
 
 
 def parameters_text(request: RenderRequest, size: tuple[int, int] | None, model_name: str = "",
@@ -43,9 +44,9 @@ def parameters_text(request: RenderRequest, size: tuple[int, int] | None, model_
                     used: Mapping[str, Any] | None = None, info: Mapping[str, Any] | None = None) -> str:
     """AUTOMATIC1111's `parameters` text: the prompt line (left out when there is no prompt), an optional negative
     line, then the settings line in A1111's order and names (Steps, Sampler, Schedule type, CFG scale, Seed, Size,
-    Model hash, Model, VAE, Variation seed, Variation seed strength, Denoising strength, Clip skip, Lora hashes,
-    TI hashes, RNG, Eta DDIM), then ours (`extra`: a sound's length, an export's scale…; Latent, Init image, Edits)
-    and Version last. `used`: every param's value as the render used it (the model's `params(request)`, defaults
+    Model hash, Model, VAE, Variation seed, Variation seed strength, Denoising strength, Clip skip, ENSD, Lora
+    hashes, TI hashes, RNG, Eta DDIM), then ours (`extra`: a sound's length, an export's scale…; Latent, Init image,
+    Edits) and Version last. `used`: every param's value as the render used it (the model's `params(request)`, defaults
     resolved), else the request's own; `info`: the render's Output info ("lora_hashes", "ti_hashes": [(name,
     short hash)])."""
     params = request.params
@@ -84,6 +85,8 @@ def parameters_text(request: RenderRequest, size: tuple[int, int] | None, model_
         settings.append(("Denoising strength", values["strength"]))
     if isinstance(values.get("clip_skip"), int) and values["clip_skip"] > 1:
         settings.append(("Clip skip", values["clip_skip"]))
+    if values.get("ensd") and values.get("rng") in _A1111_NOISE:  # A1111's eta noise seed delta, with its noise
+        settings.append(("ENSD", values["ensd"]))
     for key, name in (("lora_hashes", "Lora hashes"), ("ti_hashes", "TI hashes")):
         pairs = _hash_pairs((info or {}).get(key))
         if pairs:

@@ -19,9 +19,10 @@ type is listed as not used, never trusted. A damaged chunk is a RequestError nam
 `map_settings` puts what a model understands onto a request and lists the rest: the sampler and schedule by
 A1111's and ComfyUI's names (`studio.io.a1111_names`), the variation seed, the noise source (A1111's "RNG": an
 A1111 text without one means its default, GPU; ComfyUI draws its noise on the CPU) where the model offers
-`rng`, clip skip, DDIM's η, and the LoRAs (`<lora:name:weight>` in the prompt, ComfyUI's LoraLoader nodes), each
-matched by the caller's `find_lora` (name, short hash → the local name) or reported as "not matched: <lora:…>" and
-taken out of the prompt.
+`rng`, A1111's eta noise seed delta ("ENSD", which moves the seed of its samplers' per-step noise; an A1111 text
+without one means 0) where it offers `ensd`, clip skip, DDIM's η, and the LoRAs (`<lora:name:weight>` in the
+prompt, ComfyUI's LoraLoader nodes), each matched by the caller's `find_lora` (name, short hash → the local name)
+or reported as "not matched: <lora:…>" and taken out of the prompt.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from studio.request import MAX_SEED, RenderRequest
 
 MAX_GRAPH_NODES = 10_000  # nodes of one ComfyUI graph (big shared workflows have a few hundred)
 MAX_SETTINGS = 200  # settings on one A1111 settings line
+MAX_ENSD = 2**31 - 1  # an eta noise seed delta read from a picture (the `ensd` param's own range)
 SHOWN_CHARS = 80  # at most this many characters of one unused value are listed
 
 COMFY_PROMPT, COMFY_WORKFLOW = "prompt", "workflow"
@@ -73,6 +75,7 @@ class ForeignSettings:
     clip_skip: int | None = None
     eta: float | None = None  # DDIM's η ("Eta DDIM")
     rng: str | None = None  # the noise source: "cpu", "gpu", "nv" (A1111's RNG)
+    ensd: int | None = None  # A1111's eta noise seed delta ("ENSD"); 0 for an A1111 text without it
     loras: tuple[tuple[str, float, str | None], ...] = ()  # (name, weight, short hash or None)
     other: tuple[tuple[str, str], ...] = ()
 
@@ -298,6 +301,8 @@ def parse_parameters(text: str, path: str | Path | None = None) -> ForeignSettin
             collect.number("clip_skip", name, value, True, 1, 12)
         elif key == "eta ddim":
             collect.number("eta", name, value, False, 0, 1)
+        elif key == "ensd":
+            collect.number("ensd", name, value, True, 0, MAX_ENSD)
         elif key == "rng" and value.strip().lower() in RNG_NAMES:
             collect.values.setdefault("rng", RNG_NAMES[value.strip().lower()])
         elif key == "lora hashes":
@@ -306,8 +311,9 @@ def parse_parameters(text: str, path: str | Path | None = None) -> ForeignSettin
             continue
         else:
             collect.add(name, value)
-    if pairs:  # a settings line without "RNG" means A1111's default, its GPU noise
+    if pairs:  # a settings line without "RNG" means A1111's default, its GPU noise; without "ENSD", a delta of 0
         collect.values.setdefault("rng", "gpu")
+        collect.values.setdefault("ensd", 0)
     tags = lora_tags(collect.values.get("prompt"))
     collect.values["loras"] = tuple((n, w, hashes.get(n)) for n, w, _ in tags)
     if set(hashes) - {n for n, _, _ in tags}:  # hashes of LoRAs the prompt does not name: shown as they are
@@ -394,6 +400,7 @@ def _comfy_api(graph: dict, path: str | Path | None) -> ForeignSettings:
     collect.text("sampler", "Sampler", own.get("sampler_name"))
     collect.text("schedule", "Scheduler", own.get("scheduler"))
     collect.values.setdefault("rng", "cpu")  # ComfyUI draws the initial noise with a CPU generator from the seed
+    collect.values.setdefault("ensd", 0)  # and knows no eta noise seed delta
     if own.get("denoise") not in (None, 1, 1.0):
         collect.add("Denoise", own.get("denoise"))
     for name in ("start_at_step", "end_at_step"):
@@ -588,6 +595,8 @@ def map_settings(settings: ForeignSettings, request: RenderRequest, table: Param
         param("eta", "Eta DDIM", settings.eta)
     if settings.rng is not None and table.find("rng") is not None:
         param("rng", "RNG", settings.rng)
+    if settings.ensd is not None and table.find("ensd") is not None and (settings.ensd or request.params.get("ensd")):
+        param("ensd", "ENSD", settings.ensd)  # 0 only to clear the request's own
     if params.get("prompt") is not None and (settings.loras or LORA_TAG.search(params["prompt"])):
         params["prompt"] = _map_loras(settings, params["prompt"], find_lora, mapped)
     else:  # no prompt here to carry them

@@ -12,6 +12,11 @@
 A variation seed ("Variation seed" / "Variation seed strength") is A1111's `slerp(strength, noise, subnoise)`, which
 normalises along dimension 1 (the latent's rows) and falls back to a reversed linear blend when the two are almost
 parallel — reproduced here as it is, so that a variation re-renders as A1111 drew it.
+
+After the initial noise, A1111's ImageRNG (modules/rng.py) gives every `randn_like` of its samplers (Euler a's and
+DDIM η's fresh noise) as `next()`: the next draw of the same generator. Its "Eta noise seed delta" (ENSD, infotext
+"ENSD: N"), when not 0, replaces the generator right after the initial draw by a new one seeded with seed + ENSD,
+so the initial noise stays the seed's and only the samplers' noise moves.
 """
 
 from __future__ import annotations
@@ -77,13 +82,19 @@ class PhiloxGenerator:
 class A1111Noise:
     """The noise A1111 draws for one picture from `seed` with the source `source` ("cpu", "gpu", "nv"): `first()`
     is the initial noise (shape (C, H/8, W/8), float32 on the CPU), `next()` each further draw (its ancestral
-    samplers' noise, from the same generator, as A1111's ImageRNG gives them). "gpu" draws on `device` when it is a
-    CUDA device, else through Philox (the same numbers)."""
+    samplers' noise, from the same generator, as A1111's ImageRNG gives them; with `ensd` not 0, from a generator
+    seeded with seed + ensd after the first draw). "gpu" draws on `device` when it is a CUDA device, else through
+    Philox (the same numbers)."""
 
-    def __init__(self, source: str, seed: int, shape: Sequence[int], device: torch.device | str | None = None):
+    def __init__(self, source: str, seed: int, shape: Sequence[int], device: torch.device | str | None = None,
+                 ensd: int = 0):
         if source not in SOURCES:
             raise ValueError(f"unknown A1111 noise source {source!r} (known: {', '.join(SOURCES)})")
+        if ensd and not 0 <= int(seed) + int(ensd) <= MAX_SEED:
+            raise ValueError(f"the seed plus the eta noise seed delta must be in 0..{MAX_SEED}, got "
+                             f"{int(seed)} + {int(ensd)}")
         self.source, self.seed, self.shape = source, int(seed), tuple(int(s) for s in shape)
+        self.ensd = int(ensd)
         device = torch.device(device) if device is not None else torch.device("cpu")
         self.cuda = device if source == "gpu" and device.type == "cuda" else None
         self._gen = self._generator(self.seed)
@@ -107,9 +118,12 @@ class A1111Noise:
         if subseed is not None and subseed_strength != 0:
             subnoise = self._draw(self._generator(int(subseed)))
             noise = a1111_slerp(subseed_strength, noise, subnoise)
+        if self.ensd:  # A1111: the samplers' noise comes from seed + ENSD from here on
+            self._gen = self._generator(self.seed + self.ensd)
         return noise
 
     def next(self) -> torch.Tensor:
+        """The next draw (call `first()` once before, as A1111 does)."""
         return self._draw(self._gen)
 
 

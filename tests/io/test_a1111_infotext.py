@@ -64,7 +64,7 @@ def full_request() -> RenderRequest:
         "prompt": "a fox, (snow:1.2), \"winter\": dusk <lora:fox_style:0.8>", "negative_prompt": "blurry, lowres",
         "steps": 30, "sampler": "ddim", "guidance": 6.5, "eta": 0.3, "variation_seed": 77,
         "variation_strength": 0.25, "init_image": "data:image/png;base64,AAAA", "strength": 0.6, "clip_skip": 2,
-        "vae": "vae-ft-mse-840000.safetensors", "rng": "nv"})
+        "vae": "vae-ft-mse-840000.safetensors", "rng": "nv", "ensd": 31337})
 
 
 def test_every_a1111_field_round_trips_by_a1111s_rules(capsys):
@@ -76,7 +76,7 @@ def test_every_a1111_field_round_trips_by_a1111s_rules(capsys):
         "Prompt": request.params["prompt"], "Negative prompt": "blurry, lowres", "Steps": "30", "Sampler": "DDIM",
         "CFG scale": "6.5", "Seed": "3141592653", "Size-1": "640", "Size-2": "448", "Model hash": SHA[:10],
         "Model": "SD 1.5", "VAE": "vae-ft-mse-840000.safetensors", "Variation seed": "77",
-        "Variation seed strength": "0.25", "Denoising strength": "0.6", "Clip skip": "2",
+        "Variation seed strength": "0.25", "Denoising strength": "0.6", "Clip skip": "2", "ENSD": "31337",
         "Lora hashes": "fox_style: a1b2c3d4e5f6", "TI hashes": "bad-hands: 0f0f0f0f0f0f", "RNG": "NV",
         "Eta DDIM": "0.3", "Version": f"latent-studio {__version__}",
     }
@@ -86,7 +86,7 @@ def test_every_a1111_field_round_trips_by_a1111s_rules(capsys):
     # A1111's order of its own keys, ours after them, Version last
     keys = [k for k, _ in _PAIR.findall(text.split("\n")[-1])]
     order = ["Steps", "Sampler", "CFG scale", "Seed", "Size", "Model hash", "Model", "VAE", "Variation seed",
-             "Variation seed strength", "Denoising strength", "Clip skip", "Lora hashes", "TI hashes", "RNG",
+             "Variation seed strength", "Denoising strength", "Clip skip", "ENSD", "Lora hashes", "TI hashes", "RNG",
              "Eta DDIM", "Init image", "Version"]
     assert keys == order
 
@@ -103,6 +103,10 @@ def test_defaults_are_written_as_used_and_names_are_a1111s():
     assert (karras["Sampler"], karras["Schedule type"]) == ("DPM++ 2M", "Karras")
     gpu = parameters_text(request, (512, 512), "SD", used={**used, "rng": "gpu"})
     assert "RNG" not in gpu and a1111_parse(gpu)["RNG"] == "GPU"  # A1111 leaves its default out, as we do
+    assert "ENSD" not in got  # 0, A1111's default, is left out; so is a delta our own noise does not use
+    assert "ENSD" not in parameters_text(request, (512, 512), "SD", used={**used, "ensd": 31337})
+    assert a1111_parse(parameters_text(request, (512, 512), "SD", used={**used, "rng": "gpu", "ensd": 31337}))[
+        "ENSD"] == "31337"
 
 
 def test_no_empty_first_line_without_a_prompt():
@@ -133,6 +137,10 @@ def test_lora_tags_and_hashes_are_read():
                          "RNG: NV, Variation seed: 9, Variation seed strength: 0.1")
     assert s.loras == (("fox_style", 0.8, "abc123"), ("snow", 1.0, "def456"), ("both", 0.5, None))
     assert (s.rng, s.variation_seed, s.variation_strength) == ("nv", 9, 0.1)
+    assert s.ensd == 0  # an A1111 text without ENSD: a delta of 0
+    assert parse_parameters("x\nSteps: 20, Sampler: Euler a, Seed: 1, ENSD: 31337").ensd == 31337
+    bad = parse_parameters("x\nSteps: 20, Sampler: Euler a, Seed: 1, ENSD: -5")
+    assert bad.ensd == 0 and [v for k, v in bad.other if k == "ENSD"][0].startswith("-5 (not a number")
     assert [t[2] for t in lora_tags("x <lora:a:1> y")] == ["<lora:a:1>"]
 
 
@@ -188,6 +196,12 @@ def test_an_a1111_picture_restores_its_settings_and_its_noise(sd, tmp_path):
     unused = " | ".join(mapped.unused)
     assert "not matched: <lora:fox_style:0.8> [1a2b3c4d5e6f]" in unused and "Model: v1-5" in unused
     assert r.params["schedule"] == "karras" and not any("Schedule type" in u for u in unused)
+    assert "ensd" not in r.params  # no ENSD in the text: a delta of 0, the default
+    moved = map_settings(parse_parameters(text.replace("Seed: 4242,", "Seed: 4242, ENSD: 31337,")), base,
+                         entry.parameters, True, "tiny")
+    assert moved.request.params["ensd"] == 31337 and "ENSD: 31337" in moved.used
+    cleared = map_settings(settings, moved.request, entry.parameters, True, "tiny")  # onto a request that had one
+    assert cleared.request.params["ensd"] == 0
     # a LoRA found here by its hash, under another name, is kept under that name
     found = map_settings(settings, base, entry.parameters, True, "tiny",
                          find_lora=lambda name, short: "my_fox" if short == "1a2b3c4d5e6f" else None)
@@ -221,8 +235,9 @@ def test_our_own_text_maps_back_onto_the_model(sd):
     _, entry, model = sd
     request = RenderRequest(model_id=model.id, seed=31, width=72, height=64, params={
         "prompt": "a lighthouse, dusk", "negative_prompt": "fog", "steps": 9, "sampler": "euler", "guidance": 5.5,
-        "variation_seed": 3, "variation_strength": 0.4, "rng": "nv"})
+        "variation_seed": 3, "variation_strength": 0.4, "rng": "nv", "ensd": 31337})
     text = parameters_text(request, (72, 64), "tiny", used=model.params(request))
+    assert "ENSD: 31337" in text
     mapped = map_settings(parse_parameters(text), RenderRequest(model_id=model.id, seed=0), entry.parameters, True,
                           "tiny")
     assert mapped.request == model.checked(request)
@@ -242,7 +257,7 @@ def test_comfy_loras_and_scheduler():
                                                       "strength_clip": 1, "model": ["4", 0], "clip": ["4", 1]}},
     }
     s = parse_comfy(json.dumps(graph), None)
-    assert (s.sampler, s.schedule, s.rng) == ("dpmpp_2m", "karras", "cpu")
+    assert (s.sampler, s.schedule, s.rng, s.ensd) == ("dpmpp_2m", "karras", "cpu", 0)
     assert s.loras == (("ink", 0.7, None),)
 
 

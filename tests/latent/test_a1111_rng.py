@@ -49,6 +49,25 @@ def test_cpu_source_is_our_seed_draw_and_continues_the_stream():
     assert torch.equal(noise.next(), torch.randn((4, 8, 8), generator=gen))
 
 
+def test_ensd_reseeds_the_sampler_noise_after_the_first_draw():
+    """A1111's ImageRNG: first() is the seed's draw (a variation slerped in as usual); with an eta noise seed delta
+    every later draw comes from a generator seeded with seed + delta, in order; without one from the seed's."""
+    shape = (4, 6, 5)
+    noise = A1111Noise("cpu", 1234, shape, ensd=31337)
+    assert torch.equal(noise.first(), torch.randn(shape, generator=torch.Generator().manual_seed(1234)))
+    moved = torch.Generator().manual_seed(1234 + 31337)
+    assert [torch.equal(noise.next(), torch.randn(shape, generator=moved)) for _ in range(3)] == [True] * 3
+    varied = A1111Noise("nv", 5, shape, ensd=7)
+    first = varied.first(subseed=9, subseed_strength=0.4)
+    assert torch.equal(first, a1111_slerp(0.4, PhiloxGenerator(5).randn(shape), PhiloxGenerator(9).randn(shape)))
+    philox = PhiloxGenerator(12)  # seed + delta, from its first draw (offset 0) on
+    assert torch.equal(varied.next(), philox.randn(shape)) and torch.equal(varied.next(), philox.randn(shape))
+    plain, same = A1111Noise("nv", 5, shape), PhiloxGenerator(5)
+    assert torch.equal(plain.first(), same.randn(shape)) and torch.equal(plain.next(), same.randn(shape))
+    with pytest.raises(ValueError, match="seed plus the eta noise seed delta"):
+        A1111Noise("cpu", 2**64 - 2, shape, ensd=5)
+
+
 def test_gpu_source_without_cuda_is_philox():
     noise = A1111Noise("gpu", 99, (4, 8, 8), device="cpu")
     assert torch.equal(noise.first(), PhiloxGenerator(99).randn((4, 8, 8)))
@@ -83,3 +102,17 @@ def test_nv_equals_cuda_randn():
             torch.testing.assert_close(nv.randn(shape), want, rtol=0, atol=1e-5)
         noise = A1111Noise("gpu", seed, shape, device="cuda")
         assert torch.equal(noise.first(), cuda[0])
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_gpu_step_noise_and_delta_on_cuda_equal_nv():
+    """On CUDA, A1111's "GPU" source draws with CUDA's generator: its later draws (and those after an ENSD re-seed)
+    are the Philox stream the app computes on the CPU for "GPU" elsewhere."""
+    shape = (4, 64, 64)
+    for ensd in (0, 31337):
+        cuda = A1111Noise("gpu", 4242, shape, device="cuda", ensd=ensd)
+        cpu = A1111Noise("gpu", 4242, shape, device="cpu", ensd=ensd)
+        torch.testing.assert_close(cuda.first(), cpu.first(), rtol=0, atol=1e-5)
+        for _ in range(3):
+            torch.testing.assert_close(cuda.next(), cpu.next(), rtol=0, atol=1e-5)

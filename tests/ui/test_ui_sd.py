@@ -82,6 +82,22 @@ def test_a_pipeline_folder_renders_in_the_app_with_free_text_prompts(qtbot, app)
     assert session.request.width is None and width.value() == 16
 
 
+def test_ensd_is_set_only_with_an_a1111_noise_source(qtbot, app):
+    window, session = app
+    with qtbot.waitSignal(session.rendered, timeout=60000):
+        session.start("tiny-pipe")
+    noise, ensd = window.findChild(QComboBox, "rngCombo"), window.findChild(QSpinBox, "ensdSpin")
+    assert noise is not None and ensd is not None and ensd.isVisibleTo(window)
+    assert not ensd.isEnabled() and ensd.value() == 0  # our own noise: no delta
+    with qtbot.waitSignal(session.rendered, timeout=60000):
+        noise.setCurrentIndex(noise.findData("cpu"))
+        noise.activated.emit(noise.findData("cpu"))  # as a person's choice
+    assert ensd.isEnabled()
+    with qtbot.waitSignal(session.rendered, timeout=60000):
+        ensd.setValue(31337)
+    assert session.request.param("ensd") == 31337 and session.request.param("rng") == "cpu"
+
+
 def test_the_menu_opens_model_folders_and_files(qtbot, app, tmp_path, monkeypatch):
     window, session = app
     other = tmp_path / "elsewhere"

@@ -24,13 +24,13 @@ from torch import nn
 from studio.errors import ManifestError, RequestError, StudioError, WeightsError
 from studio.families.base import Family, LoadedModel, latent_specs
 from studio.steps import Output, Preview, Progress, RenderSteps
-from studio.families.stable_diffusion.noise import A1111_VARIATION, a1111_first_noise, rng_spec
+from studio.families.stable_diffusion.noise import A1111_VARIATION, a1111_first_noise, ensd_spec, rng_spec, step_noise
 from studio.families.sampling import SamplerDefaults, init_specs, sampler_settings, sampler_specs, start_strength
 from studio.params import SAMPLER, Capability, Kind, ParamSpec
 from studio.io.images import decode_init_image
 from studio.nets.samplers import Schedule
 from studio.families.stable_diffusion.schedulers import (SD_SAMPLERS, SamplerConfig, read_sampler_config,
-                                                         schedule_spec, sd_sampler, step_generator)
+                                                         schedule_spec, sd_sampler)
 from studio.families.stable_diffusion.files import (ARCHITECTURES, PIPELINE_INDEX, Source, check_parts, check_side,
                                                     config_folder, find_source, looks_like_sd, read_config,
                                                     require_diffusers, source_sha256, text_encoder_state)
@@ -42,6 +42,7 @@ from studio.families.stable_diffusion.prompts import (MAX_CLIP_SKIP, Parsed, che
                                                       parse_prompt)
 from studio.limits import MAX_TRAIN_TIMESTEPS, quote
 from studio.families.stable_diffusion import lora
+from studio.families.stable_diffusion.prompt_schedule import prompt_timeline, step_conditions
 from studio.families.stable_diffusion.previews import known_preview_map
 from studio.families.stable_diffusion.gpu import place
 from studio.families.stable_diffusion.vae import VAE_PARAM, chosen_vae, decode_latents, vae_spec
@@ -365,7 +366,7 @@ class StableDiffusionFamily(Family):
         return (ParamSpec("prompt", Kind.TEXT, "Prompt", default="", render_only=True, help="Describe the picture"),
                 ParamSpec("negative_prompt", Kind.TEXT, "Negative", default="", render_only=True,
                           help="What to steer away from (negative prompt)"),
-                *sampler_specs(DEFAULTS, GUIDANCE_RANGE, SD_SAMPLERS), schedule_spec(), rng_spec(), *size,
+                *sampler_specs(DEFAULTS, GUIDANCE_RANGE, SD_SAMPLERS), schedule_spec(), rng_spec(), ensd_spec(), *size,
                 ParamSpec("clip_skip", Kind.INT, "Clip skip", default=1, range=(1, MAX_CLIP_SKIP), step=1,
                           group=SAMPLER, render_only=True,
                           help="Read the prompt from CLIP's layer this many from the end (1: the last; many anime "
@@ -485,6 +486,9 @@ class StableDiffusionFamily(Family):
         dev, dt = model.device, model.dtype
         prompt, lora_info = lora.prepare(model, request)  # the request's LoRAs hooked in (none: the base network)
         clip_skip = request.param("clip_skip", 1)
+        # A1111's prompt editing [a:b:n] and alternation [a|b]: each step's prompt and negative (prompt_schedule.py)
+        timeline = prompt_timeline(prompt, request.param("negative_prompt", ""), steps)
+        prompt, negative = timeline.at(0)
         cond, parsed = net.text_embeddings(prompt, clip_skip)
         guided = guidance != 1.0
         added = None  # SDXL's pooled text and size conditions (sdxl.py); an empty negative is zeros there
@@ -492,11 +496,12 @@ class StableDiffusionFamily(Family):
             context, added = net.xl.request_conditions(net, request, guided, (height, width), prompt)
             parsed_negative = net.text_embeddings(request.param("negative_prompt", ""))[1] if guided else None
         elif guided:  # a long prompt and a short negative (or the reverse) padded to the same number of chunks
-            uncond, parsed_negative = net.text_embeddings(request.param("negative_prompt", ""), clip_skip)
+            uncond, parsed_negative = net.text_embeddings(negative, clip_skip)
             context = torch.cat(pair(cond, uncond, net.text_embeddings("", clip_skip)[0]))
         else:
             context, parsed_negative = cond, None
         noise = noise[None].to(dev, dt)
+        scheduled = step_conditions(timeline, net, request, clip_skip, guided, (height, width))  # None: one prompt
         with torch.inference_mode():
             # inpainting UNets (9 channels) also take the mask and the masked picture's latent (inpaint.py)
             extra = inpaint.conditioning(net, request, width, height, dev, dt) if inpaint.network_takes_mask(net) \
@@ -511,8 +516,10 @@ class StableDiffusionFamily(Family):
                 x = sampler.add_noise(x0, noise, start)
             else:
                 x = sampler.initial(noise)
-            gen = step_generator(request.seed, tuple(noise.shape))  # stochastic samplers' noise, as diffusers'
+            fresh_noise = step_noise(model, request, tuple(noise.shape))  # diffusers' way or A1111's (noise.py)
             for k, i in enumerate(range(start, len(sampler.timesteps))):
+                if scheduled is not None:  # this step's prompt and negative
+                    context, added = scheduled.unet_inputs(k)
                 inp = sampler.scale_input(x, i)
                 t = torch.full((2 if guided else 1,), sampler.model_timestep(i), device=dev)
                 out = net.unet(inpaint.unet_input(torch.cat([inp, inp]) if guided else inp, extra), t,
@@ -523,8 +530,8 @@ class StableDiffusionFamily(Family):
                 if net.prediction == "v_prediction":  # v = √ᾱ·ε − √(1−ᾱ)·x₀  ⇒  ε = √ᾱ·v + √(1−ᾱ)·x_t
                     a = sampler.alpha_bar(i)
                     out = math.sqrt(a) * out + math.sqrt(1 - a) * inp
-                fresh = torch.randn(x.shape, generator=gen).to(dev, dt) if sampler.stochastic else None
-                x, x0 = sampler.step(out, i, x, gen, noise=fresh)
+                fresh = fresh_noise().to(dev, dt) if sampler.stochastic else None
+                x, x0 = sampler.step(out, i, x, None, noise=fresh)
                 if not torch.isfinite(x0).all():
                     raise RequestError(f"the walk diverged at step {k + 1} (not-a-number values); in float16 try "
                                        "float32, or lower the guidance", field="dtype")
@@ -539,7 +546,8 @@ class StableDiffusionFamily(Family):
             info["schedule"] = "karras"
         if sampler_note:
             info["note"] = "; ".join(filter(None, [cast(str, info.get("note", "")), sampler_note]))
-        used = {e.name: e for p in (parsed, parsed_negative) if p is not None for c in p.chunks for _, e in c.fixes}
+        every = (parsed, parsed_negative, *(scheduled.parsed() if scheduled is not None else ()))
+        used = {e.name: e for p in every if p is not None for c in p.chunks for _, e in c.fixes}
         if used and net.embeddings is not None:  # name → file, and A1111's `TI hashes` (name → short SHA-256)
             info["embeddings"] = {name: str(e.path) for name, e in used.items()}
             info["ti_hashes"] = {name: net.embeddings.short_hash(e) for name, e in used.items()}
