@@ -189,7 +189,7 @@ def test_sdxl_switches_its_pooled_text_too(tmp_path):
     _, calls = watched(model, request)
     _, cats = watched(model, request.with_params({"prompt": "cat", "steps": 1}))
     xl = model.network.xl
-    dog = xl.encode(model.network.tokenizer, model.network.text_encoder, "dog")
+    dog = xl.encode(model.network, "dog")  # (context, pooled, parsed)
     assert torch.equal(calls[0][0], cats[0][0]) and torch.equal(calls[0][1], cats[0][1])  # calls 0, 1: cat
     assert torch.equal(calls[1][0], cats[0][0]) and torch.equal(calls[1][1], cats[0][1])
     assert torch.equal(calls[2][0], dog[0]) and torch.equal(calls[2][1], dog[1])  # call 2: dog

@@ -494,7 +494,7 @@ class StableDiffusionFamily(Family):
         added = None  # SDXL's pooled text and size conditions (sdxl.py); an empty negative is zeros there
         if net.xl is not None:  # prompt and negative paired, pooled text, size conditions (sdxl.py)
             context, added = net.xl.request_conditions(net, request, guided, (height, width), prompt)
-            parsed_negative = net.text_embeddings(request.param("negative_prompt", ""))[1] if guided else None
+            parsed_negative = net.text_embeddings(negative)[1] if guided else None
         elif guided:  # a long prompt and a short negative (or the reverse) padded to the same number of chunks
             uncond, parsed_negative = net.text_embeddings(negative, clip_skip)
             context = torch.cat(pair(cond, uncond, net.text_embeddings("", clip_skip)[0]))

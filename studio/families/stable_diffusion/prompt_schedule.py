@@ -314,10 +314,11 @@ def step_conditions(timeline: Timeline, net, request, clip_skip: int, guided: bo
         import torch
 
         cond, parsed = net.text_embeddings(prompt, clip_skip)
-        if net.xl is not None:
+        if net.xl is not None:  # the prompt and negative already paired, with the pooled text and size conditions
             texts = request.with_params({"prompt": prompt, "negative_prompt": negative})
-            uncond, added = net.xl.request_conditions(net, texts, guided, size)
-            return Conditioning(torch.cat([cond, uncond]) if uncond is not None else cond, added, (parsed,))
+            context, added = net.xl.request_conditions(net, texts, guided, size, prompt)
+            parsed_negative = net.text_embeddings(negative)[1] if guided else None
+            return Conditioning(context, added, (parsed, parsed_negative))
         if not guided:
             return Conditioning(cond, None, (parsed,))
         uncond, parsed_negative = net.text_embeddings(negative, clip_skip)
