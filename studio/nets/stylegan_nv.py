@@ -716,3 +716,52 @@ class StyleGAN3Generator(nn.Module):
                 generator: torch.Generator | None = None) -> Tensor:
         ws = self.mapping(z, c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff)
         return self.synthesis(ws, noise_mode=noise_mode, generator=generator)
+
+
+# ---------------------------------------------------------------------------------------------------
+# From a network pickle's data (studio.io.nv_pickle) to a module
+
+_POSITIONAL = ("z_dim", "c_dim", "w_dim", "img_resolution", "img_channels")
+
+
+def build_nvidia_generator(class_name: str, init_args: tuple[Any, ...], init_kwargs: dict[str, Any],
+                           tensors: dict[str, Tensor]) -> nn.Module:
+    """Rebuild an NVIDIA ``Generator`` from its pickled constructor arguments and tensors (eval mode).
+
+    StyleGAN3 (T or R) when the tensors hold ``synthesis.input.freqs``, StyleGAN2 when they hold
+    ``synthesis.b4.const``; stylegan2-ada-pytorch's nested ``synthesis_kwargs`` (and its defaults: no
+    conv clamp) are understood. Raises WeightsError naming the problem."""
+    from studio.errors import WeightsError
+
+    if class_name != "Generator":
+        raise WeightsError(f"the network is a {class_name!r}, not a StyleGAN Generator")
+    if len(init_args) > len(_POSITIONAL):
+        raise WeightsError(f"the Generator was built with {len(init_args)} positional arguments")
+    kwargs = dict(zip(_POSITIONAL, init_args))
+    kwargs.update(init_kwargs)
+    cls: type[nn.Module]
+    if "synthesis.input.freqs" in tensors:
+        cls = StyleGAN3Generator
+    elif "synthesis.b4.const" in tensors:
+        cls = StyleGAN2Generator
+        nested = kwargs.pop("synthesis_kwargs", None)
+        if isinstance(nested, dict):  # stylegan2-ada-pytorch: Generator(..., synthesis_kwargs={...})
+            merged = {"conv_clamp": None, "num_fp16_res": 0}
+            merged.update(nested)
+            for k, v in merged.items():
+                kwargs.setdefault(k, v)
+    else:
+        raise WeightsError("the Generator's tensors are neither StyleGAN2's (synthesis.b4.const) nor "
+                           "StyleGAN3's (synthesis.input.freqs)")
+    missing = [k for k in _POSITIONAL if k not in kwargs]
+    if missing:
+        raise WeightsError(f"the Generator's constructor arguments lack {', '.join(missing)}")
+    try:
+        g = cls(**kwargs)
+    except (TypeError, ValueError, KeyError) as exc:
+        raise WeightsError(f"the Generator's constructor arguments do not fit {cls.__name__}: {exc}") from exc
+    try:
+        g.load_state_dict(tensors, strict=True)
+    except RuntimeError as exc:
+        raise WeightsError(f"the Generator's tensors do not fit its constructor arguments: {exc}") from exc
+    return g.eval()
