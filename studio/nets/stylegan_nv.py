@@ -15,6 +15,7 @@ Seeds follow NVIDIA's ``gen_images.py``: ``z = np.random.RandomState(seed).randn
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -760,8 +761,28 @@ def build_nvidia_generator(class_name: str, init_args: tuple[Any, ...], init_kwa
         g = cls(**kwargs)
     except (TypeError, ValueError, KeyError) as exc:
         raise WeightsError(f"the Generator's constructor arguments do not fit {cls.__name__}: {exc}") from exc
-    try:
-        g.load_state_dict(tensors, strict=True)
-    except RuntimeError as exc:
-        raise WeightsError(f"the Generator's tensors do not fit its constructor arguments: {exc}") from exc
+    own = g.state_dict()
+    problems = [f"{k} is missing" for k in own if k not in tensors]
+    problems += [f"{k} is not part of {cls.__name__}" for k in tensors if k not in own]
+    problems += [f"{k} is {list(tensors[k].shape)}, the arguments give {list(v.shape)}"
+                 for k, v in own.items() if k in tensors and tensors[k].shape != v.shape]
+    if problems:
+        more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
+        raise WeightsError("the Generator's tensors do not fit its constructor arguments: "
+                           + "; ".join(problems[:3]) + more)
+    g.load_state_dict(tensors, strict=True)
     return g.eval()
+
+
+def load_nvidia_generator(path: str | Path, key: str = "G_ema") -> nn.Module:
+    """Read an NVIDIA network pickle without running it and rebuild ``key`` (eval mode, CPU).
+
+    Raises WeightsError naming the file and the problem."""
+    from studio.errors import WeightsError
+    from studio.io.nv_pickle import extract_network
+
+    net = extract_network(path, key=key)
+    try:
+        return build_nvidia_generator(net.class_name, net.init_args, net.init_kwargs, net.tensors)
+    except WeightsError as exc:
+        raise WeightsError(f"{key}: {exc.problem}", path) from exc

@@ -20,7 +20,7 @@ from safetensors.torch import load_file
 
 from studio.errors import WeightsError
 from studio.io.nv_pickle import EasyDictRecord, PersistentRecord, extract_network, read_network_pickle
-from studio.nets.stylegan_nv import build_nvidia_generator, z_from_seed
+from studio.nets.stylegan_nv import build_nvidia_generator, load_nvidia_generator, z_from_seed
 
 FIX = Path(__file__).resolve().parents[1] / "fixtures" / "stylegan"
 BUFFERS = {"w_avg", "noise_const", "resample_filter", "magnitude_ema", "up_filter", "down_filter", "freqs",
@@ -222,3 +222,15 @@ def test_tensors_that_do_not_fit_the_kwargs_are_refused(nv_modules, tmp_path: Pa
     net = extract_network(path)
     with pytest.raises(WeightsError, match="do not fit"):
         build_nvidia_generator(net.class_name, net.init_args, net.init_kwargs, net.tensors)
+    with pytest.raises(WeightsError, match=r"mismatch\.pkl: G_ema: the Generator's tensors do not fit .*"
+                       r"synthesis\.b4\.const is \[64, 4, 4\], the arguments give \[32, 4, 4\].*more\)$"):
+        load_nvidia_generator(path)
+
+
+def test_load_nvidia_generator_in_one_call(nv_modules, tmp_path: Path) -> None:
+    path = snapshot(nv_modules, "sg2_uncond", tmp_path / "snap.pkl", 4)
+    g = load_nvidia_generator(path)
+    ref = np.load(FIX / "sg2_uncond.reference.npz")
+    with torch.no_grad():
+        img = g(z_from_seed(2, 64), None, truncation_psi=0.7, noise_mode="const")
+    assert np.abs(img.numpy() - ref["img_seed2_psi0.7"]).max() <= 1e-4 * np.abs(ref["img_seed2_psi0.7"]).max()
