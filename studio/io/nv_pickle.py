@@ -30,7 +30,7 @@ import warnings
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -59,6 +59,9 @@ class PersistentRecord:
     module_src: str
     version: int
     state: dict[str, Any]
+
+    def __setstate__(self, state: Any) -> None:
+        raise pickle.UnpicklingError("a pickle instruction tried to overwrite a network record's fields")
 
     @property
     def init_args(self) -> tuple[Any, ...]:
@@ -174,8 +177,20 @@ def _rebuild_parameter(data: Any, requires_grad: Any = False, hooks: Any = None,
     return data
 
 
+class _TypeMarker:
+    """Stands for torch.Tensor / Parameter as an argument of _rebuild_from_type_v2; not a class, so a
+    pickle cannot instantiate it."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+
+_TENSOR_TYPE = _TypeMarker("torch.Tensor")
+_PARAMETER_TYPE = _TypeMarker("torch.nn.Parameter")
+
+
 def _rebuild_from_type_v2(func: Any, new_type: Any, args: Any, state: Any) -> torch.Tensor:
-    if func not in (_rebuild_tensor, _rebuild_parameter) or new_type not in (torch.Tensor, torch.nn.Parameter):
+    if func not in (_rebuild_tensor, _rebuild_parameter) or new_type not in (_TENSOR_TYPE, _PARAMETER_TYPE):
         raise pickle.UnpicklingError("tensor subclass reconstruction that is not a plain tensor")
     if state:
         raise pickle.UnpicklingError("tensor with extra Python attributes")
@@ -244,7 +259,7 @@ def _copyreg_reconstructor(cls: Any, base: Any, state: Any) -> Any:
 _TORCH_DTYPES = {name for name in ("float64", "float32", "float16", "bfloat16", "int64", "int32", "int16",
                                    "int8", "uint8", "bool", "complex64", "complex128")}
 
-_ALLOWED: dict[tuple[str, str], Callable[..., Any] | type] = {
+_ALLOWED: dict[tuple[str, str], Any] = {
     ("torch_utils.persistence", "_reconstruct_persistent_obj"): _reconstruct_persistent,
     ("dnnlib", "EasyDict"): EasyDictRecord,
     ("dnnlib.util", "EasyDict"): EasyDictRecord,
@@ -254,8 +269,8 @@ _ALLOWED: dict[tuple[str, str], Callable[..., Any] | type] = {
     ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
     ("torch._utils", "_rebuild_parameter_with_state"): _rebuild_parameter,
     ("torch._tensor", "_rebuild_from_type_v2"): _rebuild_from_type_v2,
-    ("torch", "Tensor"): torch.Tensor,
-    ("torch.nn.parameter", "Parameter"): torch.nn.Parameter,
+    ("torch", "Tensor"): _TENSOR_TYPE,
+    ("torch.nn.parameter", "Parameter"): _PARAMETER_TYPE,
     ("torch", "device"): torch.device,
     ("collections", "OrderedDict"): collections.OrderedDict,
     ("builtins", "set"): set,

@@ -258,7 +258,8 @@ class MappingNetwork(nn.Module):
     def __init__(self, z_dim: int, c_dim: int, w_dim: int, num_ws: int, num_layers: int = 8,
                  embed_features: int | None = None, layer_features: int | None = None,
                  activation: str = "lrelu", lr_multiplier: float = 0.01, w_avg_beta: float | None = 0.998,
-                 **_ignored: Any) -> None:
+                 freeze_layers: int = 0, freeze_embed: bool = False) -> None:
+        # freeze_*: training-only options of some forks (which layers train); no effect on the output
         super().__init__()
         self.z_dim, self.c_dim, self.w_dim, self.num_ws = z_dim, c_dim, w_dim, num_ws
         self.num_layers = num_layers

@@ -234,3 +234,16 @@ def test_load_nvidia_generator_in_one_call(nv_modules, tmp_path: Path) -> None:
     with torch.no_grad():
         img = g(z_from_seed(2, 64), None, truncation_psi=0.7, noise_mode="const")
     assert np.abs(img.numpy() - ref["img_seed2_psi0.7"]).max() <= 1e-4 * np.abs(ref["img_seed2_psi0.7"]).max()
+
+
+def test_records_cannot_be_rewritten_and_tensor_types_are_not_instantiable(nv_modules, tmp_path: Path) -> None:
+    rec = nv_modules.Persistent("Generator", {})
+    body = pickle.dumps(rec, protocol=2)[:-1]  # drop STOP
+    path = tmp_path / "build.pkl"
+    # BUILD with a dict state on the record just made: must not overwrite its fields
+    path.write_bytes(body + b"}q\x99(X\n\x00\x00\x00class_nameq\x9aX\x03\x00\x00\x00Badq\x9bub.")
+    with pytest.raises(WeightsError, match="overwrite a network record"):
+        read_network_pickle(path)
+    path.write_bytes(b"\x80\x02ctorch\nTensor\nq\x00)\x81q\x01.")  # NEWOBJ torch.Tensor
+    with pytest.raises(WeightsError, match="not a readable"):
+        read_network_pickle(path)
