@@ -247,3 +247,43 @@ def test_records_cannot_be_rewritten_and_tensor_types_are_not_instantiable(nv_mo
     path.write_bytes(b"\x80\x02ctorch\nTensor\nq\x00)\x81q\x01.")  # NEWOBJ torch.Tensor
     with pytest.raises(WeightsError, match="not a readable"):
         read_network_pickle(path)
+
+
+def test_real_module_state_pickled_the_persistence_way(nv_modules, tmp_path: Path) -> None:
+    """A real torch Module tree (ours, with NVIDIA's names) pickled as persistence does, so the state
+    carries everything torch keeps in a Module's __dict__ (hook dicts, None buffers, numpy arrays)."""
+    from studio.nets.stylegan_nv import StyleGAN3Generator
+
+    reconstruct = sys.modules["torch_utils.persistence"]._reconstruct_persistent_obj
+    src = "raise SystemExit('module_src must never run')\n"
+    made: dict[type, type] = {}
+
+    def persistent(cls: type) -> type:
+        if cls not in made:
+            def __reduce__(self: Any) -> Any:
+                state = object.__reduce__(self)[2]
+                meta = dict(type="class", version=6, module_src=src, class_name=cls.__name__, state=state)
+                return (reconstruct, (meta,))
+            made[cls] = type(cls.__name__, (cls,), {"__reduce__": __reduce__})
+        return made[cls]
+
+    kwargs = json.loads((FIX / "sg3t.init_kwargs.json").read_text())["init_kwargs"]
+    g = StyleGAN3Generator(**kwargs)
+    g.load_state_dict(load_file(FIX / "sg3t.G_ema.safetensors"))
+    for m in g.modules():
+        m.__class__ = persistent(type(m))
+    g._init_args, g._init_kwargs = (), kwargs
+    path = tmp_path / "real.pkl"
+    with open(path, "wb") as f:
+        pickle.dump({"G_ema": g}, f)
+    for mod in ("torch_utils", "torch_utils.persistence", "dnnlib", "dnnlib.util"):
+        del sys.modules[mod]
+    net = extract_network(path)
+    assert net.class_name == "StyleGAN3Generator" and net.init_kwargs == kwargs
+    assert isinstance(read_network_pickle(path)["G_ema"].state["_modules"]["synthesis"]
+                      .state["_modules"]["L0_36_64"].state["in_size"], np.ndarray)
+    rebuilt = build_nvidia_generator("Generator", net.init_args, net.init_kwargs, net.tensors)
+    ref = np.load(FIX / "sg3t.reference.npz")
+    with torch.no_grad():
+        img = rebuilt(z_from_seed(0, 64), None, truncation_psi=0.7)
+    assert np.abs(img.numpy() - ref["img_seed0_psi0.7"]).max() <= 1e-4 * np.abs(ref["img_seed0_psi0.7"]).max()
