@@ -1,0 +1,289 @@
+"""NVIDIA network pickles read without running anything: test pickles are built here with stand-ins
+that pickle the way NVIDIA's torch_utils.persistence does (a metadata dict with type, version,
+module_src, class_name and state handed to torch_utils.persistence._reconstruct_persistent_obj), from
+the fixtures' G_ema state dicts; the rebuilt generators must give NVIDIA's reference outputs."""
+
+from __future__ import annotations
+
+import collections
+import json
+import pickle
+import sys
+import types
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from studio.errors import WeightsError
+from studio.io.nv_pickle import EasyDictRecord, PersistentRecord, extract_network, read_network_pickle
+from studio.nets.stylegan_nv import build_nvidia_generator, load_nvidia_generator, z_from_seed
+
+FIX = Path(__file__).resolve().parents[1] / "fixtures" / "stylegan"
+BUFFERS = {"w_avg", "noise_const", "resample_filter", "magnitude_ema", "up_filter", "down_filter", "freqs",
+           "phases", "transform"}
+
+
+@pytest.fixture()
+def nv_modules(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> types.SimpleNamespace:
+    """Stand-ins for torch_utils.persistence and dnnlib, registered so pickle writes their names."""
+    marker = tmp_path / "SOURCE_WAS_EXECUTED"
+    tu = types.ModuleType("torch_utils")
+    pers = types.ModuleType("torch_utils.persistence")
+    dn = types.ModuleType("dnnlib")
+    du = types.ModuleType("dnnlib.util")
+
+    def _reconstruct_persistent_obj(meta: dict[str, Any]) -> Any:  # never called by the reader
+        raise AssertionError("the reader must not call the pickle's own reconstructor")
+
+    _reconstruct_persistent_obj.__module__ = "torch_utils.persistence"
+    _reconstruct_persistent_obj.__qualname__ = "_reconstruct_persistent_obj"
+    pers._reconstruct_persistent_obj = _reconstruct_persistent_obj  # type: ignore[attr-defined]
+
+    class EasyDict(dict):  # type: ignore[type-arg]
+        def __getattr__(self, name: str) -> Any:
+            return self[name]
+
+    EasyDict.__module__ = "dnnlib.util"
+    EasyDict.__qualname__ = "EasyDict"
+    du.EasyDict = EasyDict  # type: ignore[attr-defined]
+    dn.util = du  # type: ignore[attr-defined]
+    tu.persistence = pers  # type: ignore[attr-defined]
+    for name, mod in [("torch_utils", tu), ("torch_utils.persistence", pers), ("dnnlib", dn), ("dnnlib.util", du)]:
+        monkeypatch.setitem(sys.modules, name, mod)
+
+    # module_src that would leave a marker file if anything ever ran it
+    src = f"open({str(marker)!r}, 'w').write('ran')\nclass Generator: pass\n"
+
+    class Persistent:
+        """Pickles exactly as a persistent_class instance: reduce → (_reconstruct_persistent_obj, (meta,))."""
+
+        def __init__(self, class_name: str, state: dict[str, Any]) -> None:
+            self.meta = dict(type="class", version=6, module_src=src, class_name=class_name, state=state)
+
+        def __reduce__(self) -> Any:
+            return (_reconstruct_persistent_obj, (self.meta,))
+
+    def module_state(init_kwargs: dict[str, Any], params: dict[str, Any], buffers: dict[str, Any],
+                     modules: dict[str, Any]) -> dict[str, Any]:
+        return {"training": False, "_parameters": collections.OrderedDict(params),
+                "_buffers": collections.OrderedDict(buffers), "_non_persistent_buffers_set": set(),
+                "_backward_hooks": collections.OrderedDict(), "_forward_hooks": collections.OrderedDict(),
+                "_modules": collections.OrderedDict(modules), "_init_args": (), "_init_kwargs": init_kwargs,
+                "weight_gain": np.float64(0.125), "size": np.broadcast_to(np.asarray(36), [2]).copy()}
+
+    def tree(state_dict: dict[str, torch.Tensor], init_kwargs: dict[str, Any]) -> Persistent:
+        nested: dict[str, Any] = {}
+        for key, value in state_dict.items():
+            node = nested
+            *path, leaf = key.split(".")
+            for part in path:
+                node = node.setdefault(part, {})
+            node[leaf] = value
+
+        def build(node: dict[str, Any], name: str, kwargs: dict[str, Any]) -> Persistent:
+            params = {k: torch.nn.Parameter(v) for k, v in node.items()
+                      if isinstance(v, torch.Tensor) and k not in BUFFERS}
+            buffers = {k: v for k, v in node.items() if isinstance(v, torch.Tensor) and k in BUFFERS}
+            subs = {k: build(v, k, {}) for k, v in node.items() if isinstance(v, dict)}
+            return Persistent(name, module_state(kwargs, params, buffers, subs))
+
+        return build(nested, "Generator", init_kwargs)
+
+    return types.SimpleNamespace(Persistent=Persistent, EasyDict=EasyDict, tree=tree, marker=marker,
+                                 module_state=module_state)
+
+
+def snapshot(ns: types.SimpleNamespace, name: str, path: Path, protocol: int) -> Path:
+    meta = json.loads((FIX / f"{name}.init_kwargs.json").read_text())
+    kwargs = dict(meta["init_kwargs"])
+    kwargs["mapping_kwargs"] = ns.EasyDict(kwargs["mapping_kwargs"])  # train.py passes EasyDicts
+    g_ema = ns.tree(load_file(FIX / f"{name}.G_ema.safetensors"), kwargs)
+    data = {"G": g_ema, "D": ns.Persistent("Discriminator", ns.module_state({}, {}, {}, {})), "G_ema": g_ema,
+            "augment_pipe": None, "training_set_kwargs": ns.EasyDict(resolution=32, use_labels=False)}
+    with open(path, "wb") as f:
+        pickle.dump(data, f, protocol=protocol)
+    return path
+
+
+@pytest.mark.parametrize("name", ["sg2_uncond", "sg3t"])
+@pytest.mark.parametrize("protocol", [2, pickle.DEFAULT_PROTOCOL])
+def test_snapshot_rebuilds_and_matches_nvidia(nv_modules, tmp_path: Path, name: str, protocol: int) -> None:
+    path = snapshot(nv_modules, name, tmp_path / "network-snapshot-000000.pkl", protocol)
+    for mod in ("torch_utils", "torch_utils.persistence", "dnnlib", "dnnlib.util"):
+        del sys.modules[mod]  # the reader must not need (or import) NVIDIA's modules
+    top = read_network_pickle(path)
+    assert isinstance(top["G_ema"], PersistentRecord) and top["G_ema"].class_name == "Generator"
+    assert isinstance(top["training_set_kwargs"], EasyDictRecord) and top["training_set_kwargs"]["resolution"] == 32
+    assert top["D"].class_name == "Discriminator"
+    assert "class Generator" in top["G_ema"].module_src
+    assert isinstance(top["G_ema"].state["weight_gain"], np.floating)
+    np.testing.assert_array_equal(top["G_ema"].state["size"], [36, 36])
+    net = extract_network(path, obj=top)
+    expected = json.loads((FIX / f"{name}.init_kwargs.json").read_text())["init_kwargs"]
+    assert net.init_kwargs == expected and type(net.init_kwargs["mapping_kwargs"]) is dict
+    state = load_file(FIX / f"{name}.G_ema.safetensors")
+    assert net.tensors.keys() == state.keys()
+    assert all(torch.equal(net.tensors[k], state[k]) for k in state)
+    g = build_nvidia_generator(net.class_name, net.init_args, net.init_kwargs, net.tensors)
+    ref = np.load(FIX / f"{name}.reference.npz")
+    for seed in (0, 1, 2):
+        for psi in (1.0, 0.7):
+            with torch.no_grad():
+                w = g.mapping(z_from_seed(seed, g.z_dim), None, truncation_psi=psi)
+                img = g.synthesis(w, noise_mode="const")
+            for ours, key in ((w, f"w_seed{seed}_psi{psi:.1f}"), (img, f"img_seed{seed}_psi{psi:.1f}")):
+                assert np.abs(ours.numpy() - ref[key]).max() <= 1e-4 * np.abs(ref[key]).max(), key
+    assert not nv_modules.marker.exists(), "module_src was executed"
+    assert "torch_utils" not in sys.modules and "dnnlib" not in sys.modules
+
+
+class _Reduce:
+    def __init__(self, func: Any, args: tuple[Any, ...]) -> None:
+        self.func, self.args = func, args
+
+    def __reduce__(self) -> Any:
+        return (self.func, self.args)
+
+
+def _hostile(tmp_path: Path, payload: Any) -> Path:
+    path = tmp_path / "evil.pkl"
+    path.write_bytes(pickle.dumps({"G_ema": payload}, protocol=2))
+    return path
+
+
+@pytest.mark.parametrize("make,named", [
+    (lambda m: _Reduce(__import__("os").system, (f"touch {m}",)), ("os.system", "posix.system")),
+    (lambda m: _Reduce(eval, (f"open({str(m)!r}, 'w')",)), ("builtins.eval",)),
+    (lambda m: _Reduce(__import__("subprocess").Popen, (["touch", str(m)],)), ("subprocess.Popen",)),
+    (lambda m: _Reduce(getattr, ("text", "upper")), ("builtins.getattr",)),
+])
+def test_hostile_globals_are_refused_by_name(tmp_path: Path, make: Any, named: tuple[str, ...]) -> None:
+    marker = tmp_path / "pwned"
+    path = _hostile(tmp_path, make(marker))
+    with pytest.raises(WeightsError) as err:
+        read_network_pickle(path)
+    msg = str(err.value)
+    assert str(path) in msg and "refused" in msg and any(n in msg for n in named), msg
+    assert not marker.exists()
+
+
+def test_hand_written_os_system_opcodes_are_refused(tmp_path: Path) -> None:
+    path = tmp_path / "raw.pkl"
+    path.write_bytes(b"cos\nsystem\n(S'touch " + str(tmp_path / "pwned").encode() + b"'\ntR.")
+    with pytest.raises(WeightsError, match=r"os\.system"):
+        read_network_pickle(path)
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_object_arrays_nested_classes_and_bad_versions_are_refused(nv_modules, tmp_path: Path) -> None:
+    path = tmp_path / "obj.pkl"
+    path.write_bytes(pickle.dumps({"x": np.array([1, "a"], dtype=object)}, protocol=2))
+    with pytest.raises(WeightsError, match="object dtype"):
+        read_network_pickle(path)
+    rec = nv_modules.Persistent("Generator", {})
+    rec.meta["version"] = 99
+    path.write_bytes(pickle.dumps({"G_ema": rec}, protocol=2))
+    with pytest.raises(WeightsError, match="version 99"):
+        read_network_pickle(path)
+    rec = nv_modules.Persistent("Generator", {"_modules": {"m": torch.nn.Linear(2, 2)}})
+    path.write_bytes(pickle.dumps({"G_ema": rec}, protocol=2))
+    with pytest.raises(WeightsError, match=r"torch\.nn\.modules\.linear\.Linear"):
+        read_network_pickle(path)
+
+
+def test_not_a_snapshot_missing_network_and_wrong_class(nv_modules, tmp_path: Path) -> None:
+    junk = tmp_path / "junk.pkl"
+    junk.write_bytes(b"\x80\x04not a pickle at all")
+    with pytest.raises(WeightsError, match="junk.pkl.*not a readable"):
+        read_network_pickle(junk)
+    archive = tmp_path / "saved.pt"
+    torch.save({"w": torch.zeros(2)}, archive)
+    with pytest.raises(WeightsError, match="torch.save archive"):
+        read_network_pickle(archive)
+    path = tmp_path / "d_only.pkl"
+    path.write_bytes(pickle.dumps({"D": nv_modules.Persistent("Discriminator", {})}, protocol=4))
+    with pytest.raises(WeightsError, match="no network 'G_ema' \\(networks: D\\)"):
+        extract_network(path)
+    net = extract_network(path, key="D")
+    with pytest.raises(WeightsError, match="Discriminator"):
+        build_nvidia_generator(net.class_name, net.init_args, net.init_kwargs, net.tensors)
+
+
+def test_tensors_that_do_not_fit_the_kwargs_are_refused(nv_modules, tmp_path: Path) -> None:
+    kwargs = json.loads((FIX / "sg2_uncond.init_kwargs.json").read_text())["init_kwargs"]
+    kwargs["channel_max"] = 32
+    path = tmp_path / "mismatch.pkl"
+    path.write_bytes(pickle.dumps({"G_ema": nv_modules.tree(load_file(FIX / "sg2_uncond.G_ema.safetensors"),
+                                                            kwargs)}))
+    net = extract_network(path)
+    with pytest.raises(WeightsError, match="do not fit"):
+        build_nvidia_generator(net.class_name, net.init_args, net.init_kwargs, net.tensors)
+    with pytest.raises(WeightsError, match=r"mismatch\.pkl: G_ema: the Generator's tensors do not fit .*"
+                       r"synthesis\.b4\.const is \[64, 4, 4\], the arguments give \[32, 4, 4\].*more\)$"):
+        load_nvidia_generator(path)
+
+
+def test_load_nvidia_generator_in_one_call(nv_modules, tmp_path: Path) -> None:
+    path = snapshot(nv_modules, "sg2_uncond", tmp_path / "snap.pkl", 4)
+    g = load_nvidia_generator(path)
+    ref = np.load(FIX / "sg2_uncond.reference.npz")
+    with torch.no_grad():
+        img = g(z_from_seed(2, 64), None, truncation_psi=0.7, noise_mode="const")
+    assert np.abs(img.numpy() - ref["img_seed2_psi0.7"]).max() <= 1e-4 * np.abs(ref["img_seed2_psi0.7"]).max()
+
+
+def test_records_cannot_be_rewritten_and_tensor_types_are_not_instantiable(nv_modules, tmp_path: Path) -> None:
+    rec = nv_modules.Persistent("Generator", {})
+    body = pickle.dumps(rec, protocol=2)[:-1]  # drop STOP
+    path = tmp_path / "build.pkl"
+    # BUILD with a dict state on the record just made: must not overwrite its fields
+    path.write_bytes(body + b"}q\x99(X\n\x00\x00\x00class_nameq\x9aX\x03\x00\x00\x00Badq\x9bub.")
+    with pytest.raises(WeightsError, match="overwrite a network record"):
+        read_network_pickle(path)
+    path.write_bytes(b"\x80\x02ctorch\nTensor\nq\x00)\x81q\x01.")  # NEWOBJ torch.Tensor
+    with pytest.raises(WeightsError, match="not a readable"):
+        read_network_pickle(path)
+
+
+def test_real_module_state_pickled_the_persistence_way(nv_modules, tmp_path: Path) -> None:
+    """A real torch Module tree (ours, with NVIDIA's names) pickled as persistence does, so the state
+    carries everything torch keeps in a Module's __dict__ (hook dicts, None buffers, numpy arrays)."""
+    from studio.nets.stylegan_nv import StyleGAN3Generator
+
+    reconstruct = sys.modules["torch_utils.persistence"]._reconstruct_persistent_obj
+    src = "raise SystemExit('module_src must never run')\n"
+    made: dict[type, type] = {}
+
+    def persistent(cls: type) -> type:
+        if cls not in made:
+            def __reduce__(self: Any) -> Any:
+                state = object.__reduce__(self)[2]
+                meta = dict(type="class", version=6, module_src=src, class_name=cls.__name__, state=state)
+                return (reconstruct, (meta,))
+            made[cls] = type(cls.__name__, (cls,), {"__reduce__": __reduce__})
+        return made[cls]
+
+    kwargs = json.loads((FIX / "sg3t.init_kwargs.json").read_text())["init_kwargs"]
+    g = StyleGAN3Generator(**kwargs)
+    g.load_state_dict(load_file(FIX / "sg3t.G_ema.safetensors"))
+    for m in g.modules():
+        m.__class__ = persistent(type(m))
+    g._init_args, g._init_kwargs = (), kwargs
+    path = tmp_path / "real.pkl"
+    with open(path, "wb") as f:
+        pickle.dump({"G_ema": g}, f)
+    for mod in ("torch_utils", "torch_utils.persistence", "dnnlib", "dnnlib.util"):
+        del sys.modules[mod]
+    net = extract_network(path)
+    assert net.class_name == "StyleGAN3Generator" and net.init_kwargs == kwargs
+    assert isinstance(read_network_pickle(path)["G_ema"].state["_modules"]["synthesis"]
+                      .state["_modules"]["L0_36_64"].state["in_size"], np.ndarray)
+    rebuilt = build_nvidia_generator("Generator", net.init_args, net.init_kwargs, net.tensors)
+    ref = np.load(FIX / "sg3t.reference.npz")
+    with torch.no_grad():
+        img = rebuilt(z_from_seed(0, 64), None, truncation_psi=0.7)
+    assert np.abs(img.numpy() - ref["img_seed0_psi0.7"]).max() <= 1e-4 * np.abs(ref["img_seed0_psi0.7"]).max()
