@@ -137,8 +137,14 @@ def random_snapshot(path: Path, generation: str, init_kwargs: dict[str, Any], se
 
     torch.manual_seed(seed)
     g = make_nvidia_generator(generation, (), init_kwargs)
-    state = {k: (torch.randn_like(v) * 0.5 if k.endswith(("weight", "const")) else v.clone())
-             for k, v in g.state_dict().items()}
+    state = {}
+    for k, v in g.state_dict().items():
+        if k.startswith("mapping.") and k.endswith("weight"):
+            state[k] = torch.randn_like(v) / 0.01  # NVIDIA's init: randn / lr_multiplier
+        elif k.endswith(("weight", "const")):
+            state[k] = torch.randn_like(v) * 0.5
+        else:
+            state[k] = v.clone()
     return write_snapshot(path, state, init_kwargs, **kw)
 
 
