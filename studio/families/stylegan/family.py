@@ -100,7 +100,8 @@ def _check_numbers(kwargs: dict[str, Any], manifest, prefix: str) -> None:
         if key not in _NUMBERS or value is None:
             continue
         kinds, least = _NUMBERS[key]
-        if isinstance(value, bool) or not isinstance(value, kinds) or not math.isfinite(value):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not isinstance(value, kinds) \
+                or not math.isfinite(value):
             names = "a whole number" if kinds is int else "a number"
             raise ManifestError(f"expected {names}, got {quote(value)}", manifest.path, field)
         if value < least:
@@ -166,7 +167,7 @@ def style_config(manifest) -> StyleConfig:
     return StyleConfig(generation, kwargs)
 
 
-def _unknown_argument(exc: Exception) -> str | None:
+def _unknown_argument(exc: BaseException) -> str | None:
     found = re.search(r"unexpected keyword argument '(\w+)'|unknown StyleGAN3 mapping arguments: \['(\w+)'",
                       str(exc))
     return next((g for g in found.groups() if g), None) if found else None
