@@ -141,14 +141,14 @@ def test_seeds_follow_numpy_randomstate_and_large_seeds_are_deterministic(models
 def test_the_controls_are_declared_from_the_manifest(models):
     sg2, sg3 = models["sg2_uncond"].table, models["sg3t"].table
     for table, n in ((sg2, 8), (sg3, 16)):
-        assert {"truncation", "truncation_cutoff", "mix_seed", "mix_layer", "layer_start", "layer_end"} <= \
-            {s.name for s in table}
+        assert {"truncation", "truncation_cutoff", "mix_seed", "mix_layer"} <= {s.name for s in table}
         assert table.get("truncation_cutoff").range == (0, n) and table.default("truncation_cutoff") == n
         assert table.get("mix_layer").range == (0, n)
     assert sg2.get("noise_mode").choices == (("const", "Const"), ("random", "Random"), ("none", "None"))
     assert sg2.default("noise_mode") == "const" and sg2.get("translate_x") is None
     assert {"translate_x", "translate_y", "rotate"} <= {s.name for s in sg3} and sg3.get("noise_mode") is None
-    assert sg2.get("d") is None  # no directions.safetensors: no direction sliders
+    # no directions.safetensors: no direction sliders, and no layer range for them
+    assert sg2.get("d") is None and sg2.get("layer_start") is None and sg3.get("layer_end") is None
     assert [k.name for k in models["sg3t"].family.latent_kinds(models["sg3t"].manifest)] == ["w", "w+"]
 
 
@@ -224,6 +224,7 @@ def test_directions_apply_over_the_layer_range_when_the_package_has_them(package
     write_tensors(d.to_tensors(), folder / "directions.safetensors")
     model = load_model(resolve(str(folder)))
     assert model.table.get("d").count == 4
+    assert model.table.get("layer_start").range == model.table.get("layer_end").range == (0, 16)
     base, edited = ws(model, seed=0), ws(model, seed=0, d1=2.0, layer_start=3, layer_end=7)
     assert torch.equal(edited[:3], base[:3]) and torch.equal(edited[7:], base[7:])
     torch.testing.assert_close(edited[3:7] - base[3:7], d.offset(1, 2.0).expand(4, -1))

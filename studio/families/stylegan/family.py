@@ -235,12 +235,13 @@ class StyleGANFamily(Family):
             "mix_layer", Kind.INT, "From layer", default=n // 2, range=(0, n), group=SHAPING, when=("mix_seed", ()),
             help="Style mixing: layers from this one on take the mix seed's style (low = its shapes too, high = only "
                  "its fine details)"))
-        specs += [
-            ParamSpec("layer_start", Kind.INT, "Layers", default=0, range=(0, n), group=DIRECTIONS,
-                      at_most="layer_end", help="First layer the direction sliders act on (0 = the coarsest)"),
-            ParamSpec("layer_end", Kind.INT, "to", default=n, range=(0, n), group=DIRECTIONS,
-                      help="The direction sliders act on layers before this one (the last = every layer)"),
-        ]
+        if any(s.name == "d" for s in specs):  # a layer range for the direction sliders, when the package has them
+            specs += [
+                ParamSpec("layer_start", Kind.INT, "Layers", default=0, range=(0, n), group=DIRECTIONS,
+                          at_most="layer_end", help="First layer the direction sliders act on (0 = the coarsest)"),
+                ParamSpec("layer_end", Kind.INT, "to", default=n, range=(0, n), group=DIRECTIONS,
+                          help="The direction sliders act on layers before this one (the last = every layer)"),
+            ]
         if config.generation == "stylegan2":
             specs.append(ParamSpec(
                 "noise_mode", Kind.CHOICE, "Noise", default="const", choices=NOISE_MODES, group=SHAPING,
@@ -327,12 +328,12 @@ class StyleGANFamily(Family):
             w_b = truncate(self._w_of_seed(model, p["mix_seed"], c))
             start = value("mix_layer")
             ws[start:] = torch.lerp(ws[start:], w_b[start:], value("mix_strength"))
-        start, end = value("layer_start"), value("layer_end")
         for name, amount in sorted(p.items()):
             if name.startswith("d") and name[1:].isdigit():
                 if model.directions is None:
                     raise RequestError(f"edit {name!r} needs principal directions, and {model.id} ships none",
                                        field=f"params.{name}")
+                start, end = value("layer_start"), value("layer_end")  # declared with the directions
                 try:
                     ws[start:end] += model.directions.offset(int(name[1:]), amount)
                 except IndexError as exc:
