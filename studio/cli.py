@@ -474,6 +474,11 @@ def cmd_import(args) -> int:
 
         family = importing_family(Path(args.file))  # by content: an NVIDIA network pickle, say
         if family is not None:
+            given = [flag for flag, value in (("--id", args.id), ("--name", args.name), ("--license", args.license),
+                                               ("--strip-prefix", args.strip_prefix)) if value is not None]
+            if given:
+                raise StudioError(f"{', '.join(given)} apply to --like imports; a network pickle's package is named "
+                                  "after the file (rename it, or choose the folder with --out)")
             folder = family.import_file(args.file, _out_folder(args.out, "--out") if args.out else None,
                                         force=args.force)
             converted = read_manifest(folder)

@@ -42,6 +42,8 @@ def test_import_a_network_pickle_then_render_nvidias_picture(capsys, tmp_path):
     assert main(["import", str(pkl), "--force"]) == 0
     assert main(["import", str(pkl), "--out", str(tmp_path / "elsewhere")]) == 0
     assert read_manifest(tmp_path / "elsewhere").id == "network-snapshot-000120"
+    assert main(["import", str(pkl), "--id", "faces", "--out", str(tmp_path / "named")]) == 1
+    assert "--id apply to --like imports" in capsys.readouterr().err and not (tmp_path / "named").exists()
 
 
 def test_a_hostile_network_pickle_is_refused_naming_the_global(capsys, tmp_path):
