@@ -107,3 +107,17 @@ def test_a_hostile_network_pickle_is_refused_in_the_message_area(qtbot, app, tmp
     assert level == "error" and "evil.pkl" in title and f"{os.system.__module__}.system" in detail
     assert not marker.exists() and not (user_models_dir() / "evil").exists()
     assert session.entry.id == "tiny"  # still on the model it had
+
+
+def test_a_snapshot_without_g_ema_is_imported_with_a_warning(qtbot, app, tmp_path, monkeypatch):
+    window, session = app
+    pkl = fixture_snapshot("sg2_uncond", tmp_path / "early.pkl", g_ema=False)
+    messages = []
+    session.message.connect(lambda level, title, detail: messages.append((level, title, detail)))
+    monkeypatch.setattr(window.models, "import_file_dialog", lambda: str(pkl))
+    monkeypatch.setattr(window.models, "choose_architecture", _never)
+    with qtbot.waitSignal(window.models.importer.finished, timeout=120000):
+        window.act_import.trigger()
+    qtbot.waitUntil(lambda: any(level == "warning" for level, *_ in messages), timeout=10000)
+    assert any(level == "warning" and "no G_ema" in detail for level, _title, detail in messages), messages
+    assert window.models.selected_entry().id == "early"

@@ -331,6 +331,10 @@ class ModelBrowser(QWidget):
                 or self.session.add_model_folder(path)
             if added:
                 self.session.message.emit("info", f"Imported {Path(source).name} as {added[0].id}", str(path))
+                manifest = added[0].manifest
+                note = manifest.training.get("import_note") if manifest is not None else None
+                if isinstance(note, str) and note:  # what the import chose for you (G for a missing G_ema, say)
+                    self.session.message.emit("warning", f"{Path(source).name}: {note.split(';')[0]}", note)
         if added:
             self.select(added[0].folder)
             if self._open_after_import:  # File → Open Model File on a network pickle: use what it became
