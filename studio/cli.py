@@ -16,6 +16,7 @@ Verbs:
   animate PROJECT.lstudio --out FILE.mp4 [--fps N] [--size WxH | --scale N] [--filter nearest|smooth]   a video
   import FILE.ckpt --like MODEL [--id ID]             a checkpoint onto a package's architecture (never executed)
   import FILE.ckpt --sd                               a pickled SD 1.x / 2.x checkpoint as .safetensors
+  import network-snapshot.pkl                         an NVIDIA StyleGAN2/3 network pickle as a package (never run)
   wrap FILE.pt|FILE.onnx --latent 128 --image 64x64x3 a TorchScript / ONNX generator as a package (writes model.toml)
   train RECIPE.toml               train a model package from a recipe
   train --family vae|gan|diffusion|audio --data FOLDER   train on your own pictures or sounds
@@ -468,6 +469,24 @@ def cmd_import(args) -> int:
     from studio.importers.checkpoint import import_like
     from studio.manifest import read_manifest
 
+    if not args.sd and not args.like:
+        from studio.families.registry import importing_family
+
+        family = importing_family(Path(args.file))  # by content: an NVIDIA network pickle, say
+        if family is not None:
+            given = [flag for flag, value in (("--id", args.id), ("--name", args.name), ("--license", args.license),
+                                               ("--strip-prefix", args.strip_prefix)) if value is not None]
+            if given:
+                raise StudioError(f"{', '.join(given)} apply to --like imports; a network pickle's package is named "
+                                  "after the file (rename it, or choose the folder with --out)")
+            folder = family.import_file(args.file, _out_folder(args.out, "--out") if args.out else None,
+                                        force=args.force)
+            converted = read_manifest(folder)
+            print(f"wrote {folder} ({converted.id}, {converted.family} family, converted from "
+                  f"{Path(args.file).name}; nothing in it was run)")
+            if converted.training.get("import_note"):
+                print(f"note: {converted.training['import_note']}")
+            return 0
     if args.sd:
         if args.like:
             raise StudioError("give --sd (a Stable Diffusion checkpoint) or --like MODEL, not both")
@@ -476,7 +495,8 @@ def cmd_import(args) -> int:
         return 0
     if not args.like:
         raise StudioError("import needs --like MODEL (the installed package whose architecture the checkpoint fits), "
-                          "or --sd for a Stable Diffusion checkpoint")
+                          "or --sd for a Stable Diffusion checkpoint (an NVIDIA network pickle is recognised on its "
+                          "own)")
     if args.id is not None:
         check_name(args.id, "package id", field="--id")  # before anything: it becomes a folder's name
     out_folder = _out_folder(args.out, "--out") if args.out else None
@@ -856,7 +876,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     i = sub.add_parser("import", parents=[shared], help="import a checkpoint (.ckpt/.pt/.pth/.pkl, never executed) "
                        "onto an installed package's architecture")
-    i.add_argument("file", help="the checkpoint: a PyTorch pickle (read weights-only) or a .safetensors file")
+    i.add_argument("file", help="the checkpoint: a PyTorch pickle (read weights-only) or a .safetensors file; an "
+                   "NVIDIA StyleGAN network pickle (network-snapshot-*.pkl) is recognised and converted on its own")
     i.add_argument("--like", metavar="MODEL", help="the installed package whose architecture it fits")
     i.add_argument("--sd", action="store_true",
                    help="a Stable Diffusion 1.x .ckpt: write it as a .safetensors file beside it (or at --out)")

@@ -104,6 +104,14 @@ class Family:
         """An in-memory manifest for a claimed foreign model (raises ManifestError/WeightsError naming the file)."""
         raise ManifestError(f"family {self.name!r} does not open foreign files", path)
 
+    # --- files converted by content: families whose import_file recognises its files without being told ---
+    imports_by_content: ClassVar[bool] = False
+
+    def imports(self, path: "Path") -> bool:
+        """Whether `import_file` converts `path`, judged cheaply from its content (no weights read). What lets
+        `latent-studio import FILE` and the window's import take a file without being told its family."""
+        return False
+
     def import_file(self, path: "str | Path", out: "str | Path | None" = None, force: bool = False) -> "Path":
         """A checkpoint file converted to the file this family opens (beside it by default): the path written."""
         raise WeightsError(f"models of family {self.name!r} are not imported from checkpoint files", path)

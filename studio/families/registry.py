@@ -30,6 +30,7 @@ BUILTIN: dict[str, str] = {
     "stable-diffusion": "studio.families.stable_diffusion:StableDiffusionFamily",
     "torchscript": "studio.families.generators.torchscript:TorchScriptFamily",
     "onnx": "studio.families.generators.onnx:OnnxFamily",
+    "stylegan": "studio.families.stylegan:StyleGANFamily",
 }
 
 _targets: dict[str, str] = dict(BUILTIN)
@@ -103,6 +104,19 @@ def claim_path(path: Path) -> "Family | None":
         except FamilyError:
             continue
         if family.opens_files and family.claims(path):
+            return family
+    return None
+
+
+def importing_family(path: Path) -> "Family | None":
+    """The family whose `import_file` converts `path`, recognised by its content (an NVIDIA network pickle, say), if
+    any. Only families that say they import files by content (`Family.imports_by_content`) are asked, cheaply."""
+    for name in family_names():
+        try:
+            family = get_family(name)
+        except FamilyError:
+            continue
+        if family.imports_by_content and family.imports(path):
             return family
     return None
 

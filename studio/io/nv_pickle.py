@@ -39,6 +39,8 @@ from studio.errors import WeightsError
 
 #: the newest torch_utils.persistence format we know (NVIDIA's ``_version``)
 PERSISTENCE_VERSION = 6
+#: how deep network records may nest (NVIDIA's generators nest 4 deep)
+MAX_MODULE_DEPTH = 64
 
 
 class EasyDictRecord(dict):
@@ -74,12 +76,18 @@ class PersistentRecord:
         return _plain(kwargs) if isinstance(kwargs, dict) else {}
 
     def tensors(self) -> dict[str, torch.Tensor]:
-        """The module's parameters and persistent buffers by state-dict name, walking submodules."""
+        """The module's parameters and persistent buffers by state-dict name, walking submodules (a submodule that
+        holds one of its parents, or nesting deeper than MAX_MODULE_DEPTH, is a WeightsError)."""
         out: dict[str, torch.Tensor] = {}
-        self._collect("", out)
+        self._collect("", out, ())
         return out
 
-    def _collect(self, prefix: str, out: dict[str, torch.Tensor]) -> None:
+    def _collect(self, prefix: str, out: dict[str, torch.Tensor], parents: tuple[int, ...]) -> None:
+        if id(self) in parents:
+            raise WeightsError(f"submodule {prefix.rstrip('.')} holds one of its own parents (a loop)")
+        if len(parents) >= MAX_MODULE_DEPTH:
+            raise WeightsError(f"submodules nest more than {MAX_MODULE_DEPTH} deep")
+        parents = (*parents, id(self))
         skip = self.state.get("_non_persistent_buffers_set") or set()
         for group in ("_parameters", "_buffers"):
             items = self.state.get(group) or {}
@@ -96,7 +104,7 @@ class PersistentRecord:
                 continue
             if not isinstance(child, PersistentRecord):
                 raise WeightsError(f"submodule {prefix}{name} is not a network record")
-            child._collect(f"{prefix}{name}.", out)
+            child._collect(f"{prefix}{name}.", out, parents)
 
 
 @dataclass

@@ -27,8 +27,16 @@ SQRT2 = math.sqrt(2.0)
 
 
 def z_from_seed(seed: int, z_dim: int) -> Tensor:
-    """The latent NVIDIA's gen_images.py draws for ``seed`` (float64 numpy → float32 tensor [1, z_dim])."""
-    z = np.random.RandomState(seed).randn(1, z_dim)
+    """The latent NVIDIA's gen_images.py draws for ``seed`` (float64 numpy → float32 tensor [1, z_dim]).
+
+    Seeds 0 … 2³²−1 are NVIDIA's exactly (``RandomState(seed)``). NumPy's RandomState takes no larger integer, so a
+    seed from 2³² to 2⁶⁴−1 (the app's seed range) seeds it with its two 32-bit words, low first
+    (``RandomState([seed & 0xffffffff, seed >> 32])``): deterministic, and never the stream of a small seed (an
+    array seeds MT19937 by init_by_array, a single number by init_genrand)."""
+    if not 0 <= seed < 2**64:
+        raise ValueError(f"a seed is a whole number in 0..2**64-1, not {seed}")
+    state = np.random.RandomState(seed if seed < 2**32 else [seed & 0xFFFFFFFF, seed >> 32])
+    z = state.randn(1, z_dim)
     return torch.from_numpy(z).to(torch.float32)
 
 
@@ -212,7 +220,8 @@ def design_lowpass_filter(numtaps: int, cutoff: float, width: float, fs: float,
         return torch.as_tensor(h, dtype=torch.float32)
     x = (np.arange(numtaps) - (numtaps - 1) / 2) / fs
     r = np.hypot(*np.meshgrid(x, x))
-    rt = torch.as_tensor(2 * cutoff * np.pi * r, dtype=torch.float64)
+    # on the CPU explicitly: a build under torch.device("meta") (counting parameters) still designs the filter
+    rt = torch.as_tensor(2 * cutoff * np.pi * r, dtype=torch.float64, device="cpu")
     f = torch.special.bessel_j1(rt).numpy() / (np.pi * r)
     f = f * np.outer(window, window)
     f = f / f.sum()
@@ -370,8 +379,10 @@ class SynthesisLayer(nn.Module):
         styles = self.affine(w)
         noise = None
         if self.use_noise and noise_mode == "random":
-            noise = torch.randn([x.shape[0], 1, self.resolution, self.resolution], device=x.device,
-                                generator=generator) * self.noise_strength
+            # drawn where the generator lives (a CPU generator gives the same noise on every device), then moved
+            noise = torch.randn([x.shape[0], 1, self.resolution, self.resolution],
+                                device=generator.device if generator is not None else x.device,
+                                generator=generator).to(x.device) * self.noise_strength
         elif self.use_noise and noise_mode == "const":
             noise = self.noise_const * self.noise_strength
         x = _modulated_conv2d_sg2(x, self.weight, styles, noise=noise, up=self.up, padding=self.padding,
@@ -726,6 +737,49 @@ class StyleGAN3Generator(nn.Module):
 _POSITIONAL = ("z_dim", "c_dim", "w_dim", "img_resolution", "img_channels")
 
 
+def nvidia_generator_kwargs(generation: str, init_args: tuple[Any, ...] | list[Any],
+                            init_kwargs: dict[str, Any]) -> tuple[type[nn.Module], dict[str, Any]]:
+    """The class and keyword arguments that rebuild an NVIDIA ``Generator`` of ``generation`` ("stylegan2" or
+    "stylegan3") from its pickled constructor arguments: positional arguments named, stylegan2-ada-pytorch's
+    nested ``synthesis_kwargs`` (and its defaults: no conv clamp, no fp16 layers) merged. Raises WeightsError."""
+    from studio.errors import WeightsError
+
+    if len(init_args) > len(_POSITIONAL):
+        raise WeightsError(f"the Generator was built with {len(init_args)} positional arguments")
+    kwargs = dict(zip(_POSITIONAL, init_args))
+    kwargs.update(init_kwargs)
+    cls: type[nn.Module]
+    if generation == "stylegan3":
+        cls = StyleGAN3Generator
+    elif generation == "stylegan2":
+        cls = StyleGAN2Generator
+        nested = kwargs.pop("synthesis_kwargs", None)
+        if isinstance(nested, dict):  # stylegan2-ada-pytorch: Generator(..., synthesis_kwargs={...})
+            merged = {"conv_clamp": None, "num_fp16_res": 0}
+            merged.update(nested)
+            for k, v in merged.items():
+                kwargs.setdefault(k, v)
+    else:
+        raise WeightsError(f"unknown StyleGAN generation {generation!r} (stylegan2 or stylegan3)")
+    missing = [k for k in _POSITIONAL if k not in kwargs]
+    if missing:
+        raise WeightsError(f"the Generator's constructor arguments lack {', '.join(missing)}")
+    return cls, kwargs
+
+
+def make_nvidia_generator(generation: str, init_args: tuple[Any, ...] | list[Any],
+                          init_kwargs: dict[str, Any]) -> nn.Module:
+    """An NVIDIA ``Generator`` of ``generation`` built from its constructor arguments, weights not loaded (works
+    under ``torch.device("meta")`` to count parameters). Raises WeightsError naming what does not fit."""
+    from studio.errors import WeightsError
+
+    cls, kwargs = nvidia_generator_kwargs(generation, init_args, init_kwargs)
+    try:
+        return cls(**kwargs)
+    except (TypeError, ValueError, KeyError) as exc:
+        raise WeightsError(f"the Generator's constructor arguments do not fit {cls.__name__}: {exc}") from exc
+
+
 def build_nvidia_generator(class_name: str, init_args: tuple[Any, ...], init_kwargs: dict[str, Any],
                            tensors: dict[str, Tensor]) -> nn.Module:
     """Rebuild an NVIDIA ``Generator`` from its pickled constructor arguments and tensors (eval mode).
@@ -737,31 +791,15 @@ def build_nvidia_generator(class_name: str, init_args: tuple[Any, ...], init_kwa
 
     if class_name != "Generator":
         raise WeightsError(f"the network is a {class_name!r}, not a StyleGAN Generator")
-    if len(init_args) > len(_POSITIONAL):
-        raise WeightsError(f"the Generator was built with {len(init_args)} positional arguments")
-    kwargs = dict(zip(_POSITIONAL, init_args))
-    kwargs.update(init_kwargs)
-    cls: type[nn.Module]
     if "synthesis.input.freqs" in tensors:
-        cls = StyleGAN3Generator
+        generation = "stylegan3"
     elif "synthesis.b4.const" in tensors:
-        cls = StyleGAN2Generator
-        nested = kwargs.pop("synthesis_kwargs", None)
-        if isinstance(nested, dict):  # stylegan2-ada-pytorch: Generator(..., synthesis_kwargs={...})
-            merged = {"conv_clamp": None, "num_fp16_res": 0}
-            merged.update(nested)
-            for k, v in merged.items():
-                kwargs.setdefault(k, v)
+        generation = "stylegan2"
     else:
         raise WeightsError("the Generator's tensors are neither StyleGAN2's (synthesis.b4.const) nor "
                            "StyleGAN3's (synthesis.input.freqs)")
-    missing = [k for k in _POSITIONAL if k not in kwargs]
-    if missing:
-        raise WeightsError(f"the Generator's constructor arguments lack {', '.join(missing)}")
-    try:
-        g = cls(**kwargs)
-    except (TypeError, ValueError, KeyError) as exc:
-        raise WeightsError(f"the Generator's constructor arguments do not fit {cls.__name__}: {exc}") from exc
+    g = make_nvidia_generator(generation, init_args, init_kwargs)
+    cls = type(g)
     own = g.state_dict()
     problems = [f"{k} is missing" for k in own if k not in tensors]
     problems += [f"{k} is not part of {cls.__name__}" for k in tensors if k not in own]

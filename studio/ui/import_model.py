@@ -1,6 +1,7 @@
-"""Import a checkpoint in the app: a pickled Stable Diffusion .ckpt becomes a .safetensors file the app opens, and any
+"""Import a checkpoint in the app: a pickled Stable Diffusion .ckpt becomes a .safetensors file the app opens, an NVIDIA
+StyleGAN network pickle becomes a package (recognised by its content, read by the restricted reader), and any
 other PyTorch checkpoint is mapped onto an installed package's architecture and written as a new package in the user
-models folder. Both read pickles with the weights-only loader (nothing in them runs) on a worker thread: a 4 GB
+models folder. Pickles are read without running anything in them, on a worker thread: a 4 GB
 checkpoint takes a while, and the window stays live. The result, or the error naming the file, comes back as a
 signal on the GUI thread.
 """
@@ -18,12 +19,24 @@ from studio.library import PackageEntry
 SD_CHOICE = "Stable Diffusion 1.x checkpoint"
 
 
+def converts_on_its_own(source: Path) -> bool:
+    """Whether a family recognises `source` by its content (an NVIDIA network pickle): no architecture to ask for."""
+    from studio.families.registry import importing_family
+
+    return importing_family(source) is not None
+
+
 def import_job(source: Path, like: PackageEntry | None, out: Path | None = None) -> Path:
-    """What the worker runs: the converted file (SD) or the new package folder. Raises StudioError."""
+    """What the worker runs: the converted file (SD) or the new package folder (a checkpoint onto `like`'s
+    architecture, or a file a family recognises by content, such as an NVIDIA network pickle). Raises StudioError."""
     from studio.families import get_family
+    from studio.families.registry import importing_family
     from studio.importers.checkpoint import import_like
 
     if like is None:
+        family = importing_family(source)
+        if family is not None:
+            return family.import_file(source, out)
         return get_family("stable-diffusion").import_file(source, out)
     return import_like(source, like, out, taken="remove it or rename the checkpoint")
 

@@ -225,7 +225,8 @@ class MainWindow(QMainWindow):
         self.act_open_models = self._action("Open &Model Folder…", self.models.open_model_folder, "Ctrl+Shift+O",
                                             "Add the model packages in a folder, or a diffusers pipeline folder")
         self.act_open_model_file = self._action("Open Model &File…", self.models.open_model_file, None,
-                                                "Add a Stable Diffusion 1.x .safetensors checkpoint")
+                                                "Add a Stable Diffusion 1.x .safetensors checkpoint, or open an "
+                                                "NVIDIA StyleGAN network pickle (converted once, never run)")
         self.act_import = self._action("&Import Checkpoint…", self.models.import_checkpoint, None,
                                        "Convert a PyTorch checkpoint, read without running any of its code")
         self.act_export = self._action("&Export Image…", self.export_dialog, "Ctrl+E",

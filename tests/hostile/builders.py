@@ -201,6 +201,50 @@ def raw_reduce_trap(out: Path, marker: Path) -> Path:
     return out
 
 
+# --- NVIDIA network pickles (torch_utils.persistence records, read by studio.io.nv_pickle) -----------------------
+
+
+def _u(text: str) -> bytes:
+    data = text.encode()
+    return b"X" + struct.pack("<I", len(data)) + data  # BINUNICODE
+
+
+_RECORD = b"ctorch_utils.persistence\n_reconstruct_persistent_obj\n"  # GLOBAL (protocol 2)
+
+
+def _record_ops(modules: bytes) -> list[bytes]:
+    """Opcodes pushing one persistence record whose state's _modules dict is built by `modules` (left on the stack)."""
+    return [_RECORD, b"}", b"(", _u("type"), _u("class"), _u("version"), b"K\x06", _u("module_src"),
+            _u("class Generator: pass\n"), _u("class_name"), _u("Generator"), _u("state"), b"}", b"(",
+            _u("_modules"), modules, b"u", b"u", b"\x85", b"R"]
+
+
+def network_pickle_loop(out: Path) -> Path:
+    """A network snapshot whose G_ema holds itself as a submodule (a SETITEM into its memoised _modules dict after
+    the record is built): walking its modules as a tree never ends."""
+    ops = [b"\x80\x02", *_record_ops(b"}q\x01"), b"q\x02", b"h\x01", _u("loop"), b"h\x02", b"s", b"0", b"0",
+           b"}", _u("G_ema"), b"h\x02", b"s", b"."]
+    out.write_bytes(b"".join(ops))
+    return out
+
+
+def network_pickle_deep(out: Path, levels: int = 200) -> Path:
+    """A network snapshot whose G_ema nests `levels` submodules, one in another."""
+    ops = [b"\x80\x02", *_record_ops(b"}")]
+    for _ in range(levels):
+        ops = [b"\x80\x02", *_record_ops(b"}" + _u("m") + b"".join(ops[1:]) + b"s")]
+    out.write_bytes(b"".join([ops[0], b"}", _u("G_ema"), *ops[1:], b"s", b"."]))
+    return out
+
+
+def network_pickle_trap(out: Path, marker: Path) -> Path:
+    """A real-looking network snapshot (the fixture generator, pickled the persistence way) with an os.mkdir call in
+    it: the reader must refuse the global, naming it, and run nothing."""
+    from sg_pickles import fixture_snapshot
+
+    return fixture_snapshot("sg2_uncond", out, extra={"trap": _Trap(str(marker))})
+
+
 # --- nesting --------------------------------------------------------------------------------------------------------
 
 

@@ -1,6 +1,8 @@
 """Checkpoints that are pickles built to hurt: a tiny "billion laughs" (shared children walked as a tree), a state
 dict that holds itself, lists that share children, and pickles whose __reduce__ runs code. `import --like` and
-`import --sd` refuse each quickly with one line naming the file, run nothing, and write nothing."""
+`import --sd` refuse each quickly with one line naming the file, run nothing, and write nothing. So does a bare
+`import FILE.pkl` of NVIDIA network pickles built to hurt: a module that holds itself, modules nested 200 deep, and
+an os.mkdir call beside a real generator."""
 
 from __future__ import annotations
 
@@ -60,6 +62,29 @@ for _name, _make in PICKLES.items():
     cases.add(f"import-sd-{_name}", _sd(_make))
 cases.add("import-like-into-user-models-billion-laughs", _like_default_folder(PICKLES["billion-laughs-dicts"]))
 cases.add("import-sd-beside-self-referencing", _sd_beside(PICKLES["self-referencing-state-dict"]))
+
+
+# `import FILE.pkl` alone: a file naming NVIDIA's persistence reconstructor goes to the network-pickle reader
+NETWORK_PICKLES = {
+    "module-loop": (lambda ctx, path: builders.network_pickle_loop(path), "holds one of its own parents"),
+    "modules-200-deep": (lambda ctx, path: builders.network_pickle_deep(path), "nest more than"),
+    "mkdir-trap": (lambda ctx, path: builders.network_pickle_trap(path, ctx.marker("unpickled")), "mkdir"),
+}
+
+
+def _network(make, says, into_user_models=False):
+    def build(ctx):
+        pkl = make(ctx, ctx.work / "network-snapshot-000000.pkl")
+        if into_user_models:
+            return Spec(["import", pkl], names=(pkl, says), outputs=(ctx.data / "models" / pkl.stem,))
+        out = ctx.work / "imported"
+        return Spec(["import", pkl, "--out", out], names=(pkl, says), outputs=(out,))
+    return build
+
+
+for _name, (_make, _says) in NETWORK_PICKLES.items():
+    cases.add(f"import-network-pickle-{_name}", _network(_make, _says))
+cases.add("import-network-pickle-into-user-models-mkdir-trap", _network(*NETWORK_PICKLES["mkdir-trap"], True))
 
 
 @pytest.mark.parametrize("name, build", cases.params)

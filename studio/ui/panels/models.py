@@ -183,13 +183,16 @@ class ModelBrowser(QWidget):
                               "Stable Diffusion pipeline folder)")
         self._open_file = QPushButton("Open Model File…", self)
         self._open_file.setObjectName("openModelFileButton")
-        self._open_file.setToolTip("Add a Stable Diffusion 1.x .safetensors checkpoint")
+        self._open_file.setToolTip("Add a Stable Diffusion 1.x .safetensors checkpoint, or open an NVIDIA StyleGAN "
+                                   "network pickle (.pkl, converted once, never run)")
         self._import = QPushButton("Import Checkpoint…", self)
         self._import.setObjectName("importCheckpointButton")
-        self._import.setToolTip("Convert a PyTorch checkpoint (.ckpt, .pt, .pth, .pkl), read without running it")
+        self._import.setToolTip("Convert a PyTorch checkpoint (.ckpt, .pt, .pth, .pkl) or an NVIDIA StyleGAN network "
+                                "pickle, read without running it")
         from studio.ui.import_model import Importer  # (here: importing reaches torch)
 
         self.importer = Importer(self)
+        self._open_after_import = False  # the import running was asked for by Open Model File: use the result
         self.importer.finished.connect(self._on_imported)
         self.importer.failed.connect(self._on_import_failed)
 
@@ -253,11 +256,17 @@ class ModelBrowser(QWidget):
     def open_file_dialog(self) -> str:
         """Ask for a checkpoint file ("" when cancelled). Tests replace this."""
         return QFileDialog.getOpenFileName(self, "Open Model File", "",
-                                           "Stable Diffusion checkpoints (*.safetensors)")[0]
+                                           "Model files (*.safetensors *.pkl);;Stable Diffusion checkpoints "
+                                           "(*.safetensors);;NVIDIA StyleGAN network pickles (*.pkl)")[0]
 
     def open_model_file(self) -> None:
         path = self.open_file_dialog()
         if not path:
+            return
+        from studio.ui.import_model import converts_on_its_own
+
+        if converts_on_its_own(Path(path)):  # an NVIDIA network pickle: converted once, then opened as a package
+            self._start_import(Path(path), None, open_after=True)
             return
         added = self.session.add_model_folder(path)
         if added:
@@ -290,12 +299,22 @@ class ModelBrowser(QWidget):
         path = self.import_file_dialog()
         if not path:
             return
-        like = self.choose_architecture(Path(path))
+        from studio.ui.import_model import converts_on_its_own
+
+        # a file recognised by its content (an NVIDIA network pickle) brings its own architecture
+        like = None if converts_on_its_own(Path(path)) else self.choose_architecture(Path(path))
         if like is False:
             return
+        self._start_import(Path(path), like)
+
+    def _start_import(self, source: Path, like: PackageEntry | None, open_after: bool = False) -> None:
+        if self.importer.busy:
+            self.session.message.emit("warning", "An import is already running", "")
+            return
+        self._open_after_import = open_after
         self._import.setEnabled(False)
         self._import.setText("Importing…")
-        self.importer.start(Path(path), like)
+        self.importer.start(source, like)
 
     def _import_done(self) -> None:
         self._import.setEnabled(True)
@@ -312,11 +331,19 @@ class ModelBrowser(QWidget):
                 or self.session.add_model_folder(path)
             if added:
                 self.session.message.emit("info", f"Imported {Path(source).name} as {added[0].id}", str(path))
+                manifest = added[0].manifest
+                note = manifest.training.get("import_note") if manifest is not None else None
+                if isinstance(note, str) and note:  # what the import chose for you (G for a missing G_ema, say)
+                    self.session.message.emit("warning", f"{Path(source).name}: {note.split(';')[0]}", note)
         if added:
             self.select(added[0].folder)
+            if self._open_after_import:  # File → Open Model File on a network pickle: use what it became
+                self._activate(added[0])
+        self._open_after_import = False
 
     def _on_import_failed(self, source: str, message: str) -> None:
         self._import_done()
+        self._open_after_import = False
         self.session.message.emit("error", f"Cannot import {Path(source).name}", message)
 
     # --- session signals --------------------------------------------------------------------------------------------
