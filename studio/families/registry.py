@@ -30,6 +30,7 @@ BUILTIN: dict[str, str] = {
     "stable-diffusion": "studio.families.stable_diffusion:StableDiffusionFamily",
     "torchscript": "studio.families.generators.torchscript:TorchScriptFamily",
     "onnx": "studio.families.generators.onnx:OnnxFamily",
+    "nn-tilde": "studio.families.nn_tilde:NnTildeFamily",
 }
 
 _targets: dict[str, str] = dict(BUILTIN)
