@@ -475,7 +475,7 @@ def sound_from_param(text: str, sample_rate: int) -> np.ndarray:
         wave, rate = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
     except (binascii.Error, ValueError, UnicodeEncodeError) as exc:
         raise RequestError(f"is not a base64 sound: {exc}", field="params.sound") from None
-    except (RuntimeError, sf.LibsndfileError) as exc:  # type: ignore[attr-defined]
+    except (RuntimeError, sf.LibsndfileError) as exc:
         raise RequestError(f"is not a readable sound: {exc}", field="params.sound") from None
     if wave.size == 0:
         raise RequestError("is an empty sound", field="params.sound")
