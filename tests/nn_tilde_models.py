@@ -64,6 +64,24 @@ class TinyCodec(nn.Module):
         return self.decode(self.encode(x))
 
 
+def package_of(source: Path, folder: Path, seconds: float = 0.5, arch: dict | None = None) -> Path:
+    """A package for the nn~ file `source`, made as `studio.importers.nn_tilde` makes it (the same model.toml) but
+    reading the file in this process (no worker to start: fast for tests); `arch` overrides architecture fields."""
+    import tomli_w
+
+    from studio.families import get_family
+
+    family = get_family("nn-tilde")
+    info = family.inspect_file(source)  # type: ignore[attr-defined]
+    manifest = family.package_manifest(info, seconds, folder.name, folder.name, "MIT", "model.ts",  # type: ignore
+                                       source)
+    manifest["architecture"].update(arch or {})
+    folder.mkdir(parents=True)
+    (folder / "model.ts").write_bytes(Path(source).read_bytes())
+    (folder / "model.toml").write_text(tomli_w.dumps(manifest))
+    return folder
+
+
 def tiny(path: Path, seed: int = 0, **kwargs) -> Path:
     """A TinyCodec (kwargs as its constructor takes them) scripted and saved at `path`."""
     torch.manual_seed(seed)

@@ -32,26 +32,11 @@ for _path in (REPO, REPO / "tests", REPO / "tests" / "benchmarks"):
 from bench_common import drive  # noqa: E402
 
 
-def make_package(source: Path, folder: Path, seconds: float) -> Path:
-    import tomli_w
-
-    from studio.families import get_family
-
-    family = get_family("nn-tilde")
-    info = family.inspect_file(source)  # type: ignore[attr-defined]
-    manifest = family.package_manifest(info, seconds, folder.name, folder.name, "MIT", "model.ts",  # type: ignore
-                                       source)
-    folder.mkdir(parents=True)
-    (folder / "model.ts").write_bytes(source.read_bytes())
-    (folder / "model.toml").write_text(tomli_w.dumps(manifest))
-    return folder
-
-
 def measure(seconds: float = 120.0, preview_seconds: float = 4.0, threads: int = 2, repeats: int = 5,
             tiny: bool = False) -> dict:
     import torch
 
-    from nn_tilde_models import RaveV2Like, rave_v2_like
+    from nn_tilde_models import RaveV2Like, package_of, rave_v2_like
     from nn_tilde_models import tiny as tiny_model
     from studio.engine import PREVIEW, Engine
     from studio.library import load_model, resolve
@@ -67,12 +52,12 @@ def measure(seconds: float = 120.0, preview_seconds: float = 4.0, threads: int =
         else:
             source = rave_v2_like(root / "model.ts")
             result["parameters"] = sum(p.numel() for p in RaveV2Like().parameters())
-        long = load_model(resolve(str(make_package(source, root / "models" / "long", seconds))))
+        long = load_model(resolve(str(package_of(source, root / "models" / "long", seconds))))
         frames = long.manifest.latent.shape[1]
         rate = long.manifest.output["sample_rate"]
         result.update(frames=frames, sample_rate=rate, ratio=long.manifest.architecture["ratio"])
         with torch.inference_mode():
-            drive(long, RenderRequest("long", seed=0, params={"source": "noise"}))  # warm-up (allocations, kernels)
+            drive(long, RenderRequest("long", seed=0))  # warm-up (allocations, kernels)
             start = time.perf_counter()
             out, _ = drive(long, RenderRequest("long", seed=1))
             result["render_s"] = time.perf_counter() - start
@@ -85,7 +70,7 @@ def measure(seconds: float = 120.0, preview_seconds: float = 4.0, threads: int =
         result["rtf"] = audio_seconds / result["render_s"]
         result["rtf_plain"] = audio_seconds / result["plain_decode_s"]
         del long
-        short = make_package(source, root / "models" / "short", preview_seconds)
+        short = package_of(source, root / "models" / "short", preview_seconds)
         here = load_model(resolve(str(short)))
         local = []
         with torch.inference_mode():

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from conftest import finish
-from nn_tilde_models import TinyCodec, tiny
+from nn_tilde_models import TinyCodec, package_of, tiny
 from studio.engine.engine import Engine
 from studio.errors import RequestError, StudioError, WeightsError
 from studio.families import get_family
@@ -34,16 +34,8 @@ FAMILY = get_family("nn-tilde")
 
 def package(tmp_path: Path, name: str = "tiny", seconds: float = 0.5, arch: dict | None = None, **kwargs) -> Path:
     """A package for a TinyCodec made the way the importer makes it, but reading the file in this process (fast;
-    test_the_importer_reads_the_file_in_a_worker covers the worker)."""
-    source = tiny(tmp_path / f"{name}.ts", **kwargs)
-    info = FAMILY.inspect_file(source)  # type: ignore[attr-defined]
-    manifest = FAMILY.package_manifest(info, seconds, name, name, "MIT", "model.ts", source)  # type: ignore
-    manifest["architecture"].update(arch or {})
-    folder = tmp_path / "models" / name
-    folder.mkdir(parents=True)
-    (folder / "model.ts").write_bytes(source.read_bytes())
-    (folder / "model.toml").write_text(tomli_w.dumps(manifest))
-    return folder
+    test_the_importer_reads_the_file_in_a_worker_and_writes_a_package covers the worker)."""
+    return package_of(tiny(tmp_path / f"{name}.ts", **kwargs), tmp_path / "models" / name, seconds, arch)
 
 
 def render(model, **fields):
