@@ -468,6 +468,16 @@ def cmd_import(args) -> int:
     from studio.importers.checkpoint import import_like
     from studio.manifest import read_manifest
 
+    if args.nn_tilde:  # an nn~ TorchScript file (RAVE): read in a worker process, written as a package
+        from studio.importers.nn_tilde import import_nn_tilde
+
+        if args.like or args.sd:
+            raise StudioError("give --nn-tilde alone (an nn~ / RAVE .ts file), not with --like or --sd")
+        folder = import_nn_tilde(args.file, _out_folder(args.out, "--out") if args.out else None,
+                                 args.seconds if args.seconds is not None else 4.0, args.id, args.name, args.license,
+                                 force=args.force)
+        print(f"wrote {folder} ({read_manifest(folder).id}, nn-tilde family: {read_manifest(folder).description})")
+        return 0
     if args.sd:
         if args.like:
             raise StudioError("give --sd (a Stable Diffusion checkpoint) or --like MODEL, not both")
@@ -860,6 +870,10 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--like", metavar="MODEL", help="the installed package whose architecture it fits")
     i.add_argument("--sd", action="store_true",
                    help="a Stable Diffusion 1.x .ckpt: write it as a .safetensors file beside it (or at --out)")
+    i.add_argument("--nn-tilde", action="store_true",
+                   help="an nn~ TorchScript file (RAVE v1/v2, nn_tilde modules, .ts): read in a worker process and "
+                   "written as a sound model package")
+    i.add_argument("--seconds", type=float, help="with --nn-tilde: how long its sounds are (default 4)")
     i.add_argument("--id", help="the new package's id (default: from the file name)")
     i.add_argument("--name", help="the new package's name")
     i.add_argument("--license", help="the checkpoint's licence, recorded in model.toml")

@@ -6,12 +6,13 @@ It builds a RAVE-v2-sized TorchScript model with random weights (tests/nn_tilde_
 latent channels, 2048 samples per latent frame, 44.1 kHz; `--tiny` for the smoke test) in a temporary folder, makes
 packages of it (the importer's model.toml, the file read in this process), and measures on the CPU:
 
-(a) the family's render of a `--seconds` sound (the seed's noise trajectory, decoded in chunks with margins), once
+(a) the preview latency after a slider move on a `--preview-seconds` package (measured first, on a fresh process):
+    through the engine (the worker process, warm), the time from submitting the request with one more offset slider
+    moved to its output, median of `--repeats` moves; and the same render in this process;
+(b) the family's render of a `--seconds` sound (the seed's noise trajectory, decoded in chunks with margins), once
     after a warm-up: seconds of sound per second of compute (the real-time factor), beside one plain decode of the
-    whole trajectory by the module (what the chunk margins cost);
-(b) the preview latency after a slider move on a `--preview-seconds` package: through the engine (the worker process,
-    warm), the time from submitting the request with one more offset slider moved to its output, median of
-    `--repeats` moves; and the same render in this process.
+    whole trajectory by the module (what the chunk margins cost, or save: one decode of two minutes at once holds
+    gigabytes of activations and runs slower than chunks that stay in cache).
 It reports and exits 0; it never fails on a timing.
 """
 
@@ -52,24 +53,6 @@ def measure(seconds: float = 120.0, preview_seconds: float = 4.0, threads: int =
         else:
             source = rave_v2_like(root / "model.ts")
             result["parameters"] = sum(p.numel() for p in RaveV2Like().parameters())
-        long = load_model(resolve(str(package_of(source, root / "models" / "long", seconds))))
-        frames = long.manifest.latent.shape[1]
-        rate = long.manifest.output["sample_rate"]
-        result.update(frames=frames, sample_rate=rate, ratio=long.manifest.architecture["ratio"])
-        with torch.inference_mode():
-            drive(long, RenderRequest("long", seed=0))  # warm-up (allocations, kernels)
-            start = time.perf_counter()
-            out, _ = drive(long, RenderRequest("long", seed=1))
-            result["render_s"] = time.perf_counter() - start
-            z = long.family.latent(long, RenderRequest("long", seed=1))
-            start = time.perf_counter()
-            long.network.decode(z[None])
-            result["plain_decode_s"] = time.perf_counter() - start
-        audio_seconds = out.data.shape[0] / rate
-        result["audio_seconds"] = audio_seconds
-        result["rtf"] = audio_seconds / result["render_s"]
-        result["rtf_plain"] = audio_seconds / result["plain_decode_s"]
-        del long
         short = package_of(source, root / "models" / "short", preview_seconds)
         here = load_model(resolve(str(short)))
         local = []
@@ -89,6 +72,24 @@ def measure(seconds: float = 120.0, preview_seconds: float = 4.0, threads: int =
                 moves.append(time.perf_counter() - start)
         result["preview_engine_ms"] = 1000 * statistics.median(moves)
         result["preview_engine_max_ms"] = 1000 * max(moves)
+        long = load_model(resolve(str(package_of(source, root / "models" / "long", seconds))))
+        frames = long.manifest.latent.shape[1]
+        rate = long.manifest.output["sample_rate"]
+        result.update(frames=frames, sample_rate=rate, ratio=long.manifest.architecture["ratio"])
+        with torch.inference_mode():
+            drive(long, RenderRequest("long", seed=0))  # warm-up (allocations, kernels)
+            start = time.perf_counter()
+            out, _ = drive(long, RenderRequest("long", seed=1))
+            result["render_s"] = time.perf_counter() - start
+            z = long.family.latent(long, RenderRequest("long", seed=1))
+            start = time.perf_counter()
+            long.network.decode(z[None])
+            result["plain_decode_s"] = time.perf_counter() - start
+        audio_seconds = out.data.shape[0] / rate
+        result["audio_seconds"] = audio_seconds
+        result["rtf"] = audio_seconds / result["render_s"]
+        result["rtf_plain"] = audio_seconds / result["plain_decode_s"]
+        del long
     return result
 
 

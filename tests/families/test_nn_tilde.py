@@ -305,3 +305,18 @@ def test_load_checked_is_what_reads_it(tmp_path):
         load_checked(path)
     with pytest.raises(WeightsError, match="aten::from_file"):
         FAMILY.inspect_file(path)  # type: ignore[attr-defined]
+
+
+def test_the_command_line_imports_and_renders_it(tmp_path, capsys):
+    from studio.cli import main
+
+    source = tiny(tmp_path / "voice.ts")
+    folder = tmp_path / "models" / "voice"
+    assert main(["import", str(source), "--nn-tilde", "--seconds", "0.25", "--out", str(folder)]) == 0
+    assert "nn-tilde family" in capsys.readouterr().out
+    out = tmp_path / "voice.wav"
+    assert main(["render", "--model", str(folder), "--seed", "2", "--set", "glide1=1.5", "--out", str(out)]) == 0
+    data, rate = sf.read(str(out), dtype="float32", always_2d=True)
+    assert rate == 16000 and data.shape == (62 * 64, 1) and np.abs(data).max() > 0.01
+    assert main(["import", str(source), "--nn-tilde", "--like", "x"]) != 0
+    assert "--nn-tilde alone" in capsys.readouterr().err

@@ -35,7 +35,7 @@ from studio.errors import ManifestError, RequestError, WeightsError
 from studio.families.base import Family, LoadedModel, arch_value
 from studio.families.generators.torchscript import load_checked
 from studio.limits import MAX_SAMPLE_RATE
-from studio.params import SHAPING, Capability, Kind, ParamSpec
+from studio.params import Capability, Kind, ParamSpec
 from studio.steps import Output, Progress, RenderSteps
 
 METHODS = ("encode", "decode", "forward", "prior")  # the methods this family reads (others a file has are listed)
@@ -44,7 +44,7 @@ MAX_RATIO = 1 << 16  # samples per latent frame
 MAX_SOUND_SECONDS = 600.0  # a sound param longer than the package's duration is cut to it anyway
 CHUNK_SECONDS = 8.0  # decoded at once (one progress step)
 MARGIN_SECONDS = 0.5  # latent context decoded on each side of a chunk and dropped (the model's receptive field)
-SOUND_GROUP = "Audio to audio"
+TRAJECTORY, SOUND_GROUP = "Trajectory", "Audio to audio"
 OFFSETS, SCALES, GLIDES = "Offsets", "Scales", "Glides"
 
 
@@ -253,15 +253,15 @@ class NnTildeFamily(Family):
         specs: list[ParamSpec] = []
         if prior:
             specs.append(ParamSpec("source", Kind.CHOICE, "Draw from", default="prior", seeded_only=True,
-                                   choices=(("prior", "Prior"), ("noise", "Noise")), group=SHAPING,
+                                   choices=(("prior", "Prior"), ("noise", "Noise")), group=TRAJECTORY,
                                    help="Where the seed's latent trajectory comes from: the model's own prior, or "
                                         "Gaussian noise smoothed over time"))
         specs += [
             ParamSpec("temperature", Kind.FLOAT, "Temperature", default=1.0, range=(0.0, 10.0), span=(0.0, 2.0),
-                      seeded_only=True, group=SHAPING,
+                      seeded_only=True, group=TRAJECTORY,
                       help="How far the seed's trajectory strays (the prior's temperature, or the noise's scale)"),
             ParamSpec("smooth", Kind.FLOAT, "Smooth (s)", default=0.25, range=(0.0, 60.0), span=(0.0, 2.0),
-                      seeded_only=True, group=SHAPING, when=("source", ("noise",)) if prior else None,
+                      seeded_only=True, group=TRAJECTORY, when=("source", ("noise",)) if prior else None,
                       help="Noise trajectory: how slowly it moves (the width of its smoothing, in seconds)"),
         ]
         if manifest.architecture.get("encode", False):
