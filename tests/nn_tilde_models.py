@@ -57,7 +57,8 @@ class TinyCodec(nn.Module):
 
     @torch.jit.export
     def prior(self, temperature: torch.Tensor) -> torch.Tensor:
-        noise = torch.randn(temperature.shape[0], self.latent_size, temperature.shape[-1])
+        noise = torch.randn(temperature.shape[0], self.latent_size, temperature.shape[-1], device=temperature.device,
+                            dtype=temperature.dtype)
         return self.prior_net(noise * temperature) * 0.5
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

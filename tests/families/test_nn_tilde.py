@@ -240,6 +240,7 @@ def bad(**changes):
     ({"decode_params": None}, "decode_params", "no decode_params"),
     ({"encode_params": torch.tensor([1, 1, 4, 32])}, "encode_params", "does not fit"),
     ({"prior_params": torch.tensor([1, 64, 3, 64])}, "prior_params", "does not fit"),
+    ({"prior_params": torch.tensor([1, 1, 4, 64])}, "prior_params", "does not fit"),
     ({"sr": None}, "sr", "sample rate"),
     ({"sr": 12}, "sr", "1000.."),
     ({"_methods": ["decode", "missing"]}, "_methods", "'missing'"),
@@ -320,3 +321,18 @@ def test_the_command_line_imports_and_renders_it(tmp_path, capsys):
     assert rate == 16000 and data.shape == (62 * 64, 1) and np.abs(data).max() > 0.01
     assert main(["import", str(source), "--nn-tilde", "--like", "x"]) != 0
     assert "--nn-tilde alone" in capsys.readouterr().err
+
+
+@pytest.mark.gpu
+def test_it_renders_on_cuda_like_on_the_cpu(tmp_path):
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    folder = package(tmp_path)
+    cpu = load_model(resolve(str(folder)))
+    cuda = load_model(resolve(str(folder)), "cuda")
+    sound = flac(0.5 * np.sin(2 * np.pi * 220 * np.arange(4000) / 8000), 8000)
+    for params in ({"source": "noise", "glide0": 1.0}, {"sound": sound, "scale1": 0.5}):
+        a, b = render(cpu, seed=4, **params)[0].data, render(cuda, seed=4, **params)[0].data
+        assert a.shape == b.shape and np.abs(a - b).max() < 1e-3
+    z = cuda.family.latent(cuda, RenderRequest("tiny", seed=4))  # the prior, drawn on the device
+    assert z.shape == (4, 125) and z.device.type == "cpu" and torch.isfinite(z).all()

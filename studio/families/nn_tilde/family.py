@@ -126,10 +126,10 @@ def read_info(module: torch.jit.ScriptModule, path: Path) -> dict[str, Any]:
                                f"channels decode takes, at its ratio {ratio})", path, "encode_params")
     if "prior" in params:
         in_ch, in_ratio, out_ch, prior_ratio = params["prior"]
-        if in_ch != 1 or out_ch != latent or prior_ratio != ratio:
+        if in_ch != 1 or in_ratio != ratio or out_ch != latent or prior_ratio != ratio:
             raise WeightsError(f"prior_params = {list(params['prior'])} does not fit decode_params = "
                                f"{list(params['decode'])} (the prior takes one temperature channel and makes the "
-                               f"{latent} latent channels decode takes, at its ratio {ratio})", path, "prior_params")
+                               f"{latent} latent channels decode takes, both at its ratio {ratio})", path, "prior_params")
     rate = None
     for attr in ("sr", "sampling_rate", "sample_rate"):
         value = _attr(module, attr)
@@ -312,9 +312,8 @@ class NnTildeFamily(Family):
 
     def _prior(self, model: LoadedModel, seed: int, temperature: float) -> torch.Tensor:
         channels, frames = model.manifest.latent.shape
-        in_ratio = model.manifest.architecture["ratio"]  # checked: the prior's in_ratio divides into the same frames
-        length = model.manifest.output["length"]
-        temp = torch.full((1, 1, max(1, length // in_ratio)), temperature, device=model.device, dtype=model.dtype)
+        # one temperature step per latent frame (read_info checked the prior's in_ratio is the decoder's ratio)
+        temp = torch.full((1, 1, frames), temperature, device=model.device, dtype=model.dtype)
         with _seeded(model, seed):
             z = _call(model, "prior", temp)
         return _fitted(z, channels, frames, model, "prior")[0].float().cpu()
