@@ -1,7 +1,7 @@
 """The app with an nn~ (RAVE-style) model, offscreen, with the real engine (the model runs in the worker process): the
 audio view shows its sound, the per-channel sliders and the sound picker are in the latent panel, a slider move
 renders a new sound, a sound param makes a timbre transfer, a dropped sound file is encoded into the trajectory,
-export writes the sound with its request, and the last sound drives the timeline."""
+export writes the sound with its request, saved trajectories interpolate, and the last sound drives the timeline."""
 
 from __future__ import annotations
 
@@ -95,6 +95,21 @@ def test_an_nn_tilde_model_renders_edits_transfers_exports_and_feeds_the_timelin
     data, rate = sf.read(str(out), dtype="float32", always_2d=True)
     assert rate == 16000 and np.array_equal(data, session.last_output.data)
     assert read_any_request(out).with_(model_hash="") == session.request.with_(model_hash="")
+
+    for seed in (1, 2):  # saved trajectories (their latents come from the worker) interpolate, as one-shots' do
+        with qtbot.waitSignal(session.sound_changed, timeout=30000):
+            session.change("Seed", seed=seed, latent=None)
+        settle(qtbot, window)
+        with qtbot.waitSignal(session.latents_changed, timeout=30000):
+            session.save_latent(f"s{seed}")
+    ends = [np.array(entry.latent) for entry in session.document.latents]
+    assert len(ends) == 2 and ends[0].size == 500 and not np.allclose(ends[0], ends[1])
+    with qtbot.waitSignal(session.sound_changed, timeout=30000) as halfway:
+        session.interpolate_latents(0, 1, 0.5)
+    middle = np.array(session.request.latent)
+    assert not np.allclose(middle, ends[0]) and not np.allclose(middle, ends[1])
+    assert halfway.args[0].data.shape == (8000, 1)
+    settle(qtbot, window)
 
     assert session.use_last_sound()  # the timeline's sound, as the shipped sound model's
     kept, kept_rate = sf.read(session.timeline.audio, dtype="float32", always_2d=True)
