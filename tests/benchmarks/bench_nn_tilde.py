@@ -1,6 +1,6 @@
 """nn~ (RAVE-style) models: real-time factor of decode for a long render, and the preview latency after a slider move.
 
-    python tests/benchmarks/bench_nn_tilde.py [--seconds 120] [--preview-seconds 4] [--threads 2] [--repeats 5]
+    python tests/benchmarks/bench_nn_tilde.py [--seconds 120] [--preview-seconds 4] [--threads 1] [--repeats 5]
 
 It builds a RAVE-v2-sized TorchScript model with random weights (tests/nn_tilde_models.py: 18.2 M parameters, 16
 latent channels, 2048 samples per latent frame, 44.1 kHz; `--tiny` for the smoke test) in a temporary folder, makes
@@ -33,7 +33,7 @@ for _path in (REPO, REPO / "tests", REPO / "tests" / "benchmarks"):
 from bench_common import drive  # noqa: E402
 
 
-def measure(seconds: float = 120.0, preview_seconds: float = 4.0, threads: int = 2, repeats: int = 5,
+def measure(seconds: float = 120.0, preview_seconds: float = 4.0, threads: int = 1, repeats: int = 5,
             tiny: bool = False) -> dict:
     import torch
 
@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=120.0, help="length of the long render (default 120)")
     parser.add_argument("--preview-seconds", type=float, default=4.0, help="length of the preview package")
-    parser.add_argument("--threads", type=int, default=2, help="torch threads (here and in the worker)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (here and in the worker; default 1: steadier on a shared machine)")
     parser.add_argument("--repeats", type=int, default=5, help="slider moves timed")
     parser.add_argument("--tiny", action="store_true", help="a tiny model instead of the RAVE-v2-sized one (smoke)")
     args = parser.parse_args(argv)
