@@ -114,3 +114,30 @@ def test_an_nn_tilde_model_renders_edits_transfers_exports_and_feeds_the_timelin
     assert session.use_last_sound()  # the timeline's sound, as the shipped sound model's
     kept, kept_rate = sf.read(session.timeline.audio, dtype="float32", always_2d=True)
     assert kept_rate == 16000 and np.abs(kept - session.last_sound[1].data).max() < 1e-3
+
+
+def test_import_checkpoint_offers_nn_tilde_and_opens_the_new_package(qtbot, window, tmp_path, monkeypatch):
+    from PySide6.QtWidgets import QInputDialog
+
+    from studio.ui.import_model import NN_TILDE_CHOICE
+
+    session, browser = window.session, window.models
+    source = tiny(tmp_path / "drone.ts", seed=7, latent=3)
+    asked = []
+
+    def pick(parent, title, label, items, current, editable):
+        asked.append((list(items), current))
+        return NN_TILDE_CHOICE, True
+
+    monkeypatch.setattr(QInputDialog, "getItem", pick)
+    monkeypatch.setattr(browser, "import_file_dialog", lambda: str(source))
+    with qtbot.waitSignal(session.message, timeout=60000,
+                          check_params_cb=lambda level, text, d: "drone.ts" in text) as done:
+        window.act_import.trigger()
+    assert done.args[0] == "info" and "Imported drone.ts as drone" in done.args[1]
+    items, current = asked[0]
+    assert items[current] == NN_TILDE_CHOICE  # a .ts file: the nn~ choice is offered first
+    assert not any("(rave, nn-tilde)" in item for item in items)  # a module file is no checkpoint's template
+    entry = session.entry_for("drone")
+    assert entry is not None and entry.ok and entry.manifest.latent.shape[0] == 3
+    assert browser.selected_entry().id == "drone"
