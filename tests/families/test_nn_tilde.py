@@ -135,6 +135,18 @@ def test_offset_scale_and_glide_edit_one_channel(model):
     assert not np.array_equal(render(model, seed=2)[0].data, render(model, seed=2, offset1=1.0)[0].data)
 
 
+def test_a_curve_drawn_over_time_moves_the_chosen_channel(model):
+    base = model.family.latent(model, RenderRequest(model.id, seed=2))
+    points = {f"curve{i}": (1.0 if i == 8 else 0.0) for i in range(16)}  # one bump in the middle
+    drawn = model.family.latent(model, RenderRequest(model.id, seed=2, params={"curve_channel": "3", **points}))
+    added = drawn - base
+    assert torch.allclose(added[:3], torch.zeros(3, 125)) and float(added[3].max()) == pytest.approx(1.0, abs=0.05)
+    middle = int(torch.argmax(added[3]))
+    assert abs(middle - 8 / 15 * 124) <= 1 and float(added[3, 0]) == 0 and float(added[3, -1]) == 0
+    off = model.family.latent(model, RenderRequest(model.id, seed=2, params=points))  # no channel chosen
+    assert torch.equal(off, base)
+
+
 def test_explicit_values_render_the_same_sound(model):
     request = RenderRequest(model.id, seed=8, params={"offset0": 0.7})
     z = model.family.latent(model, request)

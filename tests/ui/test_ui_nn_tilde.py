@@ -64,7 +64,7 @@ def test_an_nn_tilde_model_renders_edits_transfers_exports_and_feeds_the_timelin
     first = window.audio_view.sound()
     assert first is not None and first.shape == (8000, 1) and np.abs(first).max() > 0.01
     latent = window.latent
-    for name in ("offset0", "offset3", "scale2", "glide1", "sound", "temperature"):
+    for name in ("offset0", "offset3", "scale2", "glide1", "sound", "temperature", "curve_channel", "curve15"):
         assert latent.control(name) is not None, name
 
     with qtbot.waitSignal(session.sound_changed, timeout=30000) as moved:  # a slider move: a new sound

@@ -14,7 +14,8 @@ The latent is a trajectory: latent channels × frames for the package's duration
 per `architecture.ratio` samples). A seed draws it from the model's prior (when it has one, at a temperature) or
 from Gaussian noise smoothed over time; a sound (the `sound` param, or Encode Sound / a dropped file) is encoded
 into it instead (timbre transfer: the sound's trajectory played by the model). Each latent channel then has an
-offset, a scale and a glide (an offset that grows from 0 at the start to its value at the end). The sound is decoded
+offset, a scale and a glide (an offset that grows from 0 at the start to its value at the end), and one channel
+at a time can follow a curve drawn with 16 points over the sound. The sound is decoded
 in chunks with overlapping margins (each chunk a progress step; the margins hide the seams), and the output is
 (samples, channels) float32 in [-1, 1].
 """
@@ -44,7 +45,8 @@ MAX_RATIO = 1 << 16  # samples per latent frame
 MAX_SOUND_SECONDS = 600.0  # a sound param longer than the package's duration is cut to it anyway
 CHUNK_SECONDS = 8.0  # decoded at once (one progress step)
 MARGIN_SECONDS = 0.5  # latent context decoded on each side of a chunk and dropped (the model's receptive field)
-TRAJECTORY, SOUND_GROUP = "Trajectory", "Audio to audio"
+TRAJECTORY, SOUND_GROUP, CURVE = "Trajectory", "Audio to audio", "Draw over time"
+CURVE_POINTS = 16  # points of the drawn curve, evenly spread over the sound
 OFFSETS, SCALES, GLIDES = "Offsets", "Scales", "Glides"
 
 
@@ -275,6 +277,13 @@ class NnTildeFamily(Family):
                       help="Multiply this latent channel (before its offset)"),
             ParamSpec("glide", Kind.FLOAT, "Glide", default=0.0, span=(-3.0, 3.0), count=channels, group=GLIDES,
                       help="Move this latent channel over time: an offset from 0 at the start to this at the end"),
+            ParamSpec("curve_channel", Kind.CHOICE, "Draw on", default="none", group=CURVE,
+                      choices=(("none", "No channel"), *((str(k), f"Channel {k + 1}") for k in range(channels))),
+                      help="The latent channel the curve below moves over time"),
+            ParamSpec("curve", Kind.FLOAT, "Point", default=0.0, span=(-3.0, 3.0), count=CURVE_POINTS, group=CURVE,
+                      when=("curve_channel", tuple(str(k) for k in range(channels))),
+                      help=f"A curve over the sound, {CURVE_POINTS} points from start to end (straight lines "
+                           "between them), added to the chosen channel"),
         ]
         return tuple(specs)
 
@@ -449,7 +458,8 @@ def noise_trajectory(seed: int, channels: int, frames: int, temperature: float, 
 
 
 def edit(z: torch.Tensor, params: Any) -> torch.Tensor:
-    """The per-channel edits: channel k × scale_k + offset_k + glide_k · (0 … 1 over the frames)."""
+    """The per-channel edits: channel k × scale_k + offset_k + glide_k · (0 … 1 over the frames), and the drawn
+    curve (points curve0 … evenly over the frames, straight lines between them) added to channel `curve_channel`."""
     channels, frames = z.shape
     ramp = torch.linspace(0.0, 1.0, frames) if frames > 1 else torch.ones(1)
     out = z.clone()
@@ -459,6 +469,11 @@ def edit(z: torch.Tensor, params: Any) -> torch.Tensor:
         glide = float(params.get(f"glide{k}", 0.0))
         if scale != 1.0 or offset != 0.0 or glide != 0.0:
             out[k] = out[k] * scale + offset + glide * ramp
+    target = params.get("curve_channel", "none")
+    if target not in (None, "none"):
+        points = np.array([float(params.get(f"curve{i}", 0.0)) for i in range(CURVE_POINTS)])
+        curve = np.interp(np.linspace(0.0, 1.0, frames), np.linspace(0.0, 1.0, CURVE_POINTS), points)
+        out[int(target)] += torch.from_numpy(curve.astype(np.float32))
     return out
 
 
