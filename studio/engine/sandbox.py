@@ -397,22 +397,19 @@ class WorkerFamily:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._family, name)
 
-    def latent(self, model: LoadedModel, request: RenderRequest) -> torch.Tensor:
+    def latent(self, model: LoadedModel, request: RenderRequest) -> Any:
+        """The request's latent: computed here, or for a family whose latent needs its network (`latent_runs_code`:
+        an nn~ model's prior, an encoded sound) a generator that asks the worker (with cancel points) and returns it."""
         if not getattr(self._family, "latent_runs_code", False):
             return self._family.latent(model, request)
-        # the seed's latent comes from the network (an nn~ model's prior, an encoded sound): asked of the worker
+        return self._latent(model, request)
+
+    def _latent(self, model: LoadedModel, request: RenderRequest) -> Any:
         header = {"type": "latent", "model": self._spec, "request": request.to_json(),
                   "threads": self._sandbox.threads}
-        steps = self._sandbox.exchange(header, (), model.manifest.weights_path, self.what,
-                                       model.manifest.latent.size * 4)
-        try:
-            while True:
-                try:
-                    next(steps)
-                except StopIteration as stop:
-                    return _latent_of(stop.value, model, self.what)
-        finally:
-            steps.close()
+        frame = yield from self._sandbox.exchange(header, (), model.manifest.weights_path, self.what,
+                                                  model.manifest.latent.size * 4)
+        return _latent_of(frame, model, self.what)
 
     def render(self, model: LoadedModel, request: RenderRequest) -> RenderSteps:
         out = model.manifest.output
