@@ -469,6 +469,16 @@ def cmd_import(args) -> int:
     from studio.importers.checkpoint import import_like
     from studio.manifest import read_manifest
 
+    if args.nn_tilde:  # an nn~ TorchScript file (RAVE): read in a worker process, written as a package
+        from studio.importers.nn_tilde import import_nn_tilde
+
+        if args.like or args.sd:
+            raise StudioError("give --nn-tilde alone (an nn~ / RAVE .ts file), not with --like or --sd")
+        folder = import_nn_tilde(args.file, _out_folder(args.out, "--out") if args.out else None,
+                                 args.seconds if args.seconds is not None else 4.0, args.id, args.name, args.license,
+                                 force=args.force)
+        print(f"wrote {folder} ({read_manifest(folder).id}, nn-tilde family: {read_manifest(folder).description})")
+        return 0
     if not args.sd and not args.like:
         from studio.families.registry import importing_family
 
@@ -495,8 +505,8 @@ def cmd_import(args) -> int:
         return 0
     if not args.like:
         raise StudioError("import needs --like MODEL (the installed package whose architecture the checkpoint fits), "
-                          "or --sd for a Stable Diffusion checkpoint (an NVIDIA network pickle is recognised on its "
-                          "own)")
+                          "--sd for a Stable Diffusion checkpoint, or --nn-tilde for an nn~ / RAVE .ts file (an NVIDIA "
+                          "network pickle is recognised on its own)")
     if args.id is not None:
         check_name(args.id, "package id", field="--id")  # before anything: it becomes a folder's name
     out_folder = _out_folder(args.out, "--out") if args.out else None
@@ -881,6 +891,10 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--like", metavar="MODEL", help="the installed package whose architecture it fits")
     i.add_argument("--sd", action="store_true",
                    help="a Stable Diffusion 1.x .ckpt: write it as a .safetensors file beside it (or at --out)")
+    i.add_argument("--nn-tilde", action="store_true",
+                   help="an nn~ TorchScript file (RAVE v1/v2, nn_tilde modules, .ts): read in a worker process and "
+                   "written as a sound model package")
+    i.add_argument("--seconds", type=float, help="with --nn-tilde: how long its sounds are (default 4)")
     i.add_argument("--id", help="the new package's id (default: from the file name)")
     i.add_argument("--name", help="the new package's name")
     i.add_argument("--license", help="the checkpoint's licence, recorded in model.toml")

@@ -6,8 +6,10 @@ Before it reads a request it closes itself in: it runs in a fresh empty folder (
 no file may grow (RLIMIT_FSIZE 0, SIGXFSZ ignored: every write to a file fails), few files may be open, no core file is
 written, and it ends with its parent (PR_SET_PDEATHSIG on Linux, a watchdog thread elsewhere).
 
-Requests: {"type": "render" | "encode", "model": {...}, "request": JSON} (an "encode" carries the images as its
-array), "about" (where it runs and under which limits, for tests), "exit". Replies: "progress" and "preview" frames,
+Requests: {"type": "render" | "encode" | "latent", "model": {...}, "request": JSON} (an "encode" carries the images as
+its array; "latent" is the seed's latent of a family that needs its network for it), {"type": "inspect", "family",
+"path"} (what a family reads from a model file it is importing), "about" (where it runs and under which limits, for
+tests), "exit". Replies: "progress" and "preview" frames,
 then one "output" (with the result's array) or one "error".
 """
 
@@ -114,8 +116,10 @@ class Worker:
             try:
                 if frame.type == "about":
                     self.send(self.about())
-                elif frame.type in ("render", "encode"):
+                elif frame.type in ("render", "encode", "latent"):
                     self.run(frame)
+                elif frame.type == "inspect":
+                    self.send(self.inspect(frame))
                 else:
                     raise ValueError(f"unknown request {frame.type!r}")
             except BaseException as exc:  # the job's failure, not the worker's
@@ -134,10 +138,13 @@ class Worker:
         model = self.model(frame.header["model"])
         request = RenderRequest.from_json(frame.header["request"])
         with self.torch.inference_mode():
-            if frame.type == "encode":
-                images = frame.arrays[0]
-                labels = frame.header.get("labels")
-                steps = model.family.encode(model, images, labels)
+            if frame.type in ("encode", "latent"):
+                if frame.type == "latent":  # the seed's latent, when the family needs the network for it (a prior)
+                    steps = model.family.latent(model, request)
+                else:
+                    images = frame.arrays[0]
+                    labels = frame.header.get("labels")
+                    steps = model.family.encode(model, images, labels)
                 if not inspect.isgenerator(steps):
                     z = steps
                 else:
@@ -151,6 +158,22 @@ class Worker:
         if not hasattr(output, "kind"):
             raise TypeError(f"the render returned {type(output).__name__}, not an output")
         self.send({"type": "output", "kind": output.kind, "info": _plain(output.info)}, [np.asarray(output.data)])
+
+    def inspect(self, frame) -> dict:
+        """What a family reads from a model file before it has a model.toml (`Family.inspect_file`: an nn~ module's
+        methods and attributes), loading the file here, where its code may run."""
+        from pathlib import Path
+
+        from studio.families import get_family
+
+        family = get_family(str(frame.header["family"]))
+        reader = getattr(family, "inspect_file", None)
+        if reader is None:
+            raise ValueError(f"family {family.name!r} does not inspect files")
+        self.torch.set_num_threads(int(frame.header.get("threads") or 1))
+        with self.torch.inference_mode():
+            info = reader(Path(str(frame.header["path"])))
+        return {"type": "output", "kind": "inspect", "info": info}
 
     def about(self) -> dict:
         info: dict[str, Any] = {"type": "about", "pid": os.getpid(), "cwd": os.getcwd(),

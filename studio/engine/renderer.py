@@ -174,6 +174,8 @@ class TorchRenderer:
 
 def _latent_steps(model: LoadedModel, request: RenderRequest) -> RenderSteps:
     z = model.family.latent(model, request)
+    if isinstance(z, Generator):  # computed in the worker process (a family whose latent needs its network)
+        z = yield from z
     yield Progress(1, 1, "latent")
     return Output("latent", z.reshape(-1).float().numpy(), {"shape": list(z.shape)})
 

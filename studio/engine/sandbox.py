@@ -326,6 +326,28 @@ class Sandbox:
             if not keep:
                 self._drop(worker)
 
+    def inspect(self, family: str, path: str | Path, timeout: float) -> dict[str, Any]:
+        """What family `family` reads from the model file at `path` (`inspect_file`), read in the worker process
+        within `timeout` seconds (then the worker is ended and a StudioError names the file)."""
+        what = f"{family} module"
+        steps = self.exchange({"type": "inspect", "family": family, "path": str(Path(path).resolve()),
+                               "threads": self.threads}, (), path, what)
+        deadline = time.monotonic() + timeout
+        try:
+            while True:
+                if time.monotonic() > deadline:
+                    raise StudioError(f"reading the {what} took over {timeout:g} s; its worker process was ended",
+                                      path)
+                try:
+                    next(steps)
+                except StopIteration as stop:
+                    info = stop.value.header.get("info")
+                    if stop.value.header.get("kind") != "inspect" or not isinstance(info, dict):
+                        raise StudioError(f"the {what}'s worker process sent a malformed reply", path) from None
+                    return info
+        finally:
+            steps.close()
+
     # --- models -----------------------------------------------------------------------------------------------------
     def model(self, entry: Any, device: torch.device, dtype: torch.dtype,
               expected_sha256: str | None = None) -> LoadedModel:
@@ -375,8 +397,19 @@ class WorkerFamily:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._family, name)
 
-    def latent(self, model: LoadedModel, request: RenderRequest) -> torch.Tensor:
-        return self._family.latent(model, request)
+    def latent(self, model: LoadedModel, request: RenderRequest) -> Any:
+        """The request's latent: computed here, or for a family whose latent needs its network (`latent_runs_code`:
+        an nn~ model's prior, an encoded sound) a generator that asks the worker (with cancel points) and returns it."""
+        if not getattr(self._family, "latent_runs_code", False):
+            return self._family.latent(model, request)
+        return self._latent(model, request)
+
+    def _latent(self, model: LoadedModel, request: RenderRequest) -> Any:
+        header = {"type": "latent", "model": self._spec, "request": request.to_json(),
+                  "threads": self._sandbox.threads}
+        frame = yield from self._sandbox.exchange(header, (), model.manifest.weights_path, self.what,
+                                                  model.manifest.latent.size * 4)
+        return _latent_of(frame, model, self.what)
 
     def render(self, model: LoadedModel, request: RenderRequest) -> RenderSteps:
         out = model.manifest.output
@@ -402,12 +435,17 @@ class WorkerFamily:
         header = {"type": "encode", "model": self._spec, "request": RenderRequest(model.id).to_json(),
                   "labels": labels, "threads": self._sandbox.threads}
         frame = yield from self._sandbox.exchange(header, (images,), model.manifest.weights_path, self.what, size * 4)
-        shape = frame.header.get("shape")
-        values = frame.arrays[0] if len(frame.arrays) == 1 else None
-        if (values is None or values.dtype != np.float32 or values.ndim != 1 or not isinstance(shape, list)
-                or any(type(n) is not int or n < 0 for n in shape) or int(np.prod(shape)) != values.size):
-            raise StudioError(f"the {self.what} returned a malformed latent", model.manifest.weights_path)
-        return torch.from_numpy(values.copy()).reshape(shape)
+        return _latent_of(frame, model, self.what)
+
+
+def _latent_of(frame: Frame, model: LoadedModel, what: str) -> torch.Tensor:
+    """The latent in a worker's reply (checked to be a float32 array of the shape it says)."""
+    shape = frame.header.get("shape")
+    values = frame.arrays[0] if len(frame.arrays) == 1 else None
+    if (values is None or values.dtype != np.float32 or values.ndim != 1 or not isinstance(shape, list)
+            or any(type(n) is not int or n < 0 for n in shape) or int(np.prod(shape)) != values.size):
+        raise StudioError(f"the {what} returned a malformed latent", model.manifest.weights_path)
+    return torch.from_numpy(values.copy()).reshape(shape)
 
 
 def _checked(model: LoadedModel, kind: str, data: np.ndarray, exact: bool = False) -> np.ndarray:

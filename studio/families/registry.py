@@ -31,6 +31,7 @@ BUILTIN: dict[str, str] = {
     "torchscript": "studio.families.generators.torchscript:TorchScriptFamily",
     "onnx": "studio.families.generators.onnx:OnnxFamily",
     "stylegan": "studio.families.stylegan:StyleGANFamily",
+    "nn-tilde": "studio.families.nn_tilde:NnTildeFamily",
 }
 
 _targets: dict[str, str] = dict(BUILTIN)

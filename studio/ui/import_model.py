@@ -17,6 +17,7 @@ from studio.errors import StudioError
 from studio.library import PackageEntry
 
 SD_CHOICE = "Stable Diffusion 1.x checkpoint"
+NN_TILDE_CHOICE = "nn~ / RAVE sound model (TorchScript .ts, read in a worker process)"
 
 
 def converts_on_its_own(source: Path) -> bool:
@@ -26,17 +27,23 @@ def converts_on_its_own(source: Path) -> bool:
     return importing_family(source) is not None
 
 
-def import_job(source: Path, like: PackageEntry | None, out: Path | None = None) -> Path:
+def import_job(source: Path, like: PackageEntry | str | None, out: Path | None = None) -> Path:
     """What the worker runs: the converted file (SD) or the new package folder (a checkpoint onto `like`'s
-    architecture, or a file a family recognises by content, such as an NVIDIA network pickle). Raises StudioError."""
+    architecture, an nn~ module (`like` is NN_TILDE_CHOICE), or a file a family recognises by content, such as an
+    NVIDIA network pickle). Raises StudioError."""
     from studio.families import get_family
     from studio.families.registry import importing_family
     from studio.importers.checkpoint import import_like
 
+    if like == NN_TILDE_CHOICE:  # a program: its attributes are read in the engine's worker process, never here
+        from studio.importers.nn_tilde import import_nn_tilde
+
+        return import_nn_tilde(source, out)
     if like is None:
         family = importing_family(source)
         if family is not None:
             return family.import_file(source, out)
+    if like is None or isinstance(like, str):
         return get_family("stable-diffusion").import_file(source, out)
     return import_like(source, like, out, taken="remove it or rename the checkpoint")
 
@@ -55,7 +62,7 @@ class Importer(QObject):
     def busy(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
-    def start(self, source: Path, like: PackageEntry | None, out: Path | None = None) -> bool:
+    def start(self, source: Path, like: PackageEntry | str | None, out: Path | None = None) -> bool:
         if self.busy:
             return False
 

@@ -275,22 +275,26 @@ class ModelBrowser(QWidget):
     def import_file_dialog(self) -> str:
         """Ask for a checkpoint to import ("" when cancelled). Tests replace this."""
         return QFileDialog.getOpenFileName(self, "Import Checkpoint", "",
-                                           "PyTorch checkpoints (*.ckpt *.pt *.pth *.pkl *.bin *.safetensors)")[0]
+                                           "PyTorch checkpoints and nn~ models (*.ckpt *.pt *.pth *.pkl *.bin "
+                                           "*.safetensors *.ts)")[0]
 
-    def choose_architecture(self, source: Path) -> PackageEntry | None | Literal[False]:
-        """Which architecture the checkpoint has: None for Stable Diffusion, an installed package, or False when
-        cancelled. Tests replace this."""
-        from studio.ui.import_model import SD_CHOICE
+    def choose_architecture(self, source: Path) -> PackageEntry | str | None | Literal[False]:
+        """Which architecture the checkpoint has: None for Stable Diffusion, NN_TILDE_CHOICE for an nn~ model, an
+        installed package, or False when cancelled. Tests replace this."""
+        from studio.ui.import_model import NN_TILDE_CHOICE, SD_CHOICE
 
         usable = [e for e in self.session.entries if e.ok and e.manifest is not None
-                  and not (e.family is not None and e.family.opens_files)]  # (foreign models: the SD choice)
-        names = [SD_CHOICE] + [f"{e.manifest.name} ({e.id}, {e.manifest.family})" for e in usable]
+                  and not (e.family is not None and (e.family.opens_files or e.family.runs_code))]
+        names = [SD_CHOICE, NN_TILDE_CHOICE] + [f"{e.manifest.name} ({e.id}, {e.manifest.family})" for e in usable]
         choice, ok = QInputDialog.getItem(self, "Import Checkpoint",
-                                          f"What is {source.name}? Its tensors are read without running any of its "
-                                          "code, and must fit the architecture you choose.", names, 0, False)
+                                          f"What is {source.name}? A checkpoint's tensors are read without running "
+                                          "any of its code, and must fit the architecture you choose.", names,
+                                          1 if source.suffix.lower() == ".ts" else 0, False)
         if not ok:
             return False
-        return None if choice == SD_CHOICE else usable[names.index(choice) - 1]
+        if choice == NN_TILDE_CHOICE:
+            return NN_TILDE_CHOICE
+        return None if choice == SD_CHOICE else usable[names.index(choice) - 2]
 
     def import_checkpoint(self) -> None:
         if self.importer.busy:
@@ -307,7 +311,7 @@ class ModelBrowser(QWidget):
             return
         self._start_import(Path(path), like)
 
-    def _start_import(self, source: Path, like: PackageEntry | None, open_after: bool = False) -> None:
+    def _start_import(self, source: Path, like: PackageEntry | str | None, open_after: bool = False) -> None:
         if self.importer.busy:
             self.session.message.emit("warning", "An import is already running", "")
             return
