@@ -42,7 +42,7 @@ _MEMO_OPS = frozenset(("PUT", "BINPUT", "LONG_BINPUT", "MEMOIZE"))
 _LEGACY_PICKLES = 5  # torch's legacy format: magic number, protocol, system info, the object, storage keys
 
 
-def _scan_pickle(stream, path: Path, opcodes: int = 0, memo: int = 0) -> tuple[int, int]:
+def scan_pickle(stream, path: Path, opcodes: int = 0, memo: int = 0) -> tuple[int, int]:
     """Walk one pickle in `stream` opcode by opcode (nothing is executed or built) up to its STOP, counting opcodes
     and memo entries against the limits; the running counts."""
     for op, _arg, _pos in pickletools.genops(stream):
@@ -74,7 +74,7 @@ def check_pickle(path: str | Path) -> None:
                     raise WeightsError(f"the checkpoint's pickle ({names[0]}) is {info.file_size:,} bytes, over "
                                        f"the limit of {limits.MAX_PICKLE_BYTES:,}", path)
                 with archive.open(info) as stream:
-                    _scan_pickle(stream, path)
+                    scan_pickle(stream, path)
         except (ValueError, EOFError, zipfile.BadZipFile, NotImplementedError, OSError, RuntimeError):
             return  # not a well-formed pickle or zip: torch.load says what is wrong
         return
@@ -82,7 +82,7 @@ def check_pickle(path: str | Path) -> None:
     with open(path, "rb") as stream:
         for _ in range(_LEGACY_PICKLES):
             try:
-                opcodes, memo = _scan_pickle(stream, path, opcodes, memo)
+                opcodes, memo = scan_pickle(stream, path, opcodes, memo)
             except (ValueError, EOFError):
                 return  # the end of the pickles (tensor data follows), or not a pickle at all
 

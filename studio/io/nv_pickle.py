@@ -36,11 +36,14 @@ import numpy as np
 import torch
 
 from studio.errors import WeightsError
+from studio.io.checkpoints import scan_pickle
 
 #: the newest torch_utils.persistence format we know (NVIDIA's ``_version``)
 PERSISTENCE_VERSION = 6
 #: how deep network records may nest (NVIDIA's generators nest 4 deep)
 MAX_MODULE_DEPTH = 64
+#: how many submodules a network may have, counted along every path (NVIDIA's 1024² generator has under 200)
+MAX_MODULES = 10_000
 
 
 class EasyDictRecord(dict):
@@ -79,10 +82,16 @@ class PersistentRecord:
         """The module's parameters and persistent buffers by state-dict name, walking submodules (a submodule that
         holds one of its parents, or nesting deeper than MAX_MODULE_DEPTH, is a WeightsError)."""
         out: dict[str, torch.Tensor] = {}
-        self._collect("", out, ())
+        self._collect("", out, (), [0])
         return out
 
-    def _collect(self, prefix: str, out: dict[str, torch.Tensor], parents: tuple[int, ...]) -> None:
+    def _collect(self, prefix: str, out: dict[str, torch.Tensor], parents: tuple[int, ...],
+                 visited: list[int]) -> None:
+        # a submodule shared by two parents is walked once per path: a few records that each hold the next twice
+        # would be walked 2^depth times, so the walk itself is bounded
+        visited[0] += 1
+        if visited[0] > MAX_MODULES:
+            raise WeightsError(f"the network has more than {MAX_MODULES:,} submodules (counted along every path)")
         if id(self) in parents:
             raise WeightsError(f"submodule {prefix.rstrip('.')} holds one of its own parents (a loop)")
         if len(parents) >= MAX_MODULE_DEPTH:
@@ -104,7 +113,7 @@ class PersistentRecord:
                 continue
             if not isinstance(child, PersistentRecord):
                 raise WeightsError(f"submodule {prefix}{name} is not a network record")
-            child._collect(f"{prefix}{name}.", out, parents)
+            child._collect(f"{prefix}{name}.", out, parents, visited)
 
 
 @dataclass
@@ -342,8 +351,9 @@ def _resolve(obj: Any, memo: dict[int, Any] | None = None) -> Any:
         memo[id(obj)] = obj
         obj[:] = [_resolve(v, memo) for v in obj]
         return obj
-    if isinstance(obj, tuple):
-        return tuple(_resolve(v, memo) for v in obj)
+    if isinstance(obj, tuple):  # memoised too: tuples sharing one another through the memo would be walked 2^depth
+        memo[id(obj)] = resolved = tuple(_resolve(v, memo) for v in obj)  # times (a bomb of a few hundred bytes)
+        return resolved
     return obj
 
 
@@ -359,6 +369,8 @@ def read_network_pickle(path: str | Path) -> Any:
             if head[:2] == b"PK" and zipfile.is_zipfile(f):
                 raise WeightsError("this is a torch.save archive, not an NVIDIA network pickle "
                                    "(use the checkpoint importer)", p)
+            f.seek(0)
+            scan_pickle(f, p)  # opcode and memo limits, before anything is built (nothing is executed by the scan)
             f.seek(0)
             obj = NetworkUnpickler(f).load()
     except WeightsError:

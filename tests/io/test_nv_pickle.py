@@ -287,3 +287,60 @@ def test_real_module_state_pickled_the_persistence_way(nv_modules, tmp_path: Pat
     with torch.no_grad():
         img = rebuilt(z_from_seed(0, 64), None, truncation_psi=0.7)
     assert np.abs(img.numpy() - ref["img_seed0_psi0.7"]).max() <= 1e-4 * np.abs(ref["img_seed0_psi0.7"]).max()
+
+
+# --- bombs: a network pickle needs no code to exhaust time or memory -------------------------------------------------
+
+def _shared_tuples_bomb(levels: int) -> bytes:
+    """A pickle of a few hundred bytes whose top tuple holds the one below twice, `levels` deep, through the memo:
+    walked naively it is 2^levels visits."""
+    out = bytearray(b"\x80\x02")
+    out += b")"  # EMPTY_TUPLE
+    out += b"q\x00"  # BINPUT 0
+    for level in range(1, levels + 1):
+        out += b"h" + bytes([level - 1]) + b"h" + bytes([level - 1]) + b"\x86"  # BINGET, BINGET, TUPLE2
+        out += b"q" + bytes([level])  # BINPUT level
+    out += b"."
+    return bytes(out)
+
+
+def test_tuples_shared_through_the_memo_are_read_once(tmp_path: Path) -> None:
+    # 2^60 visits if each shared tuple were walked per path; read once per object it is instant. Run in a child
+    # process so that a regression fails on the generous time limit instead of hanging the suite.
+    import subprocess
+
+    path = tmp_path / "tuples.pkl"
+    path.write_bytes(_shared_tuples_bomb(60))
+    code = ("import sys; from studio.io.nv_pickle import read_network_pickle; t = read_network_pickle(sys.argv[1]); "
+            "depth = 0\nwhile t: t = t[0]; depth += 1\nprint(depth)")
+    proc = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=300,
+                          cwd=Path(__file__).resolve().parents[2])
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "60"
+
+
+def test_submodules_shared_along_many_paths_are_refused(nv_modules, tmp_path: Path) -> None:
+    from sg_pickles import Persistent, module_state, nvidia_modules
+
+    with nvidia_modules():
+        node = Persistent("Leaf", module_state({}, {"w": torch.nn.Parameter(torch.zeros(1))}, {}, {}), "")
+        for level in range(40):  # each level holds the one below twice: 2^40 paths, 40 records
+            node = Persistent(f"L{level}", module_state({}, {}, {}, {"a": node, "b": node}), "")
+        path = tmp_path / "shared.pkl"
+        with open(path, "wb") as f:
+            pickle.dump({"G_ema": node}, f)
+    with pytest.raises(WeightsError, match="more than 10,000 submodules"):
+        extract_network(path)
+
+
+def test_the_opcode_limit_applies_before_anything_is_built(nv_modules, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    from sg_pickles import fixture_snapshot
+    from studio import limits
+
+    path = fixture_snapshot("sg2_uncond", tmp_path / "snap.pkl")
+    assert extract_network(path).tensors  # within the limits as they are
+    monkeypatch.setattr(limits, "MAX_PICKLE_OPCODES", 100)
+    with pytest.raises(WeightsError, match="more than 100 opcodes") as info:
+        read_network_pickle(path)
+    assert str(info.value.path) == str(path)
