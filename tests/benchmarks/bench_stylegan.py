@@ -130,13 +130,14 @@ def measure(arch: str = "sg2", size: int = 1024, repeats: int = 5, warmup: int =
 
 
 def precision_note(g, dev) -> str:
-    """Which precision the synthesis ran in on `dev`."""
-    flagged = sum(bool(getattr(b, "use_fp16", False)) for b in g.synthesis.children())
-    runs_fp16 = bool(getattr(g.synthesis, "runs_fp16", None) and g.synthesis.runs_fp16(dev))
-    if runs_fp16:
-        return f"float16 in the {flagged} blocks NVIDIA runs in float16, float32 elsewhere"
-    if dev.type == "cuda" and flagged:
-        return (f"float32 throughout (NVIDIA runs {flagged} blocks in float16 on CUDA; this module does not yet)")
+    """Which precision the synthesis ran in on `dev` (studio.nets.stylegan_nv.compute_dtype: NVIDIA's rule)."""
+    import torch
+
+    from studio.nets.stylegan_nv import compute_dtype
+
+    flagged = [m for m in g.synthesis.modules() if getattr(m, "use_fp16", False)]
+    if flagged and compute_dtype(True, dev) == torch.float16:
+        return f"float16 in the {len(flagged)} layers/blocks NVIDIA runs in float16, float32 elsewhere"
     return "float32 throughout (as NVIDIA's code on this device)"
 
 
