@@ -25,8 +25,11 @@ import torch
 
 from studio.latent.directions import Directions
 
-DEFAULT_COUNT = 10_000  # latents sampled (GANSpace's own default is 1e6 for BigGAN but ~1e4 suffices for StyleGAN's w)
-DEFAULT_K = 80  # directions kept (GANSpace's default number of components)
+# latents sampled. Measured on the tiny StyleGAN2 fixture: the top ten directions from 10 000 samples lie within
+# |cos| 0.977 of those from 100 000 (stds within 2 %), except pairs of near-equal variance, which mix with each other
+# at any count; from 1 000 samples only a few do.
+DEFAULT_COUNT = 10_000
+DEFAULT_K = 80  # directions kept (GANSpace's usual number of components)
 DEFAULT_BATCH = 256
 
 Progress = Callable[[int, int], None]
