@@ -8,8 +8,8 @@ One generator of studio.nets.stylegan_nv is built from NVIDIA's configuration of
 random weights (no download, no pickle): `--arch sg2` (default) is StyleGAN2's config ("stylegan2" of the stylegan3
 repository's train.py: z/w 512, channel_base 32768, channel_max 512, 8 mapping layers, num_fp16_res 4, conv_clamp
 256); `--arch sg3t` is StyleGAN3-T's (the same, 2 mapping layers, conv_kernel 3, magnitude_ema_beta 0.5^(32/20000)).
-Every weight ~ N(0, 1) (NVIDIA's init: the equalised learning rate scales them at run time), biases 0 (the style
-affines' 1), noise strengths 0.1 and noise maps ~ N(0, 1), so activations have realistic ranges (the zero-initialised
+Every weight ~ N(0, 1) (NVIDIA's init: the equalised learning rate scales them at run time; divided by the
+mapping's lr_multiplier 0.01 there, as NVIDIA's FullyConnectedLayer starts), biases 0 (the style affines' 1), noise strengths 0.1 and noise maps ~ N(0, 1), so activations have realistic ranges (the zero-initialised
 weights of a fresh module would render a constant).
 
 Timed per frame, batch 1, interleaved repeats (a b, b a, …) after `--warmup` untimed frames of each, medians:
@@ -65,14 +65,20 @@ def build_generator(arch: str, size: int, channel_base: int, channel_max: int, s
     """The generator with seeded random weights (see the module docstring), in eval mode on the CPU."""
     import torch
 
+    from studio.nets.stylegan_nv import FullyConnectedLayer
+
     cls, kwargs = nvidia_1024_config(arch, size, channel_base, channel_max)
     g = cls(**kwargs).eval()
     gen = torch.Generator().manual_seed(seed)
+    # NVIDIA's fully connected layers start at N(0, 1) / lr_multiplier (0.01 in the mapping: its equalised learning
+    # rate scales them back at run time); N(0, 1) alone would shrink w 100-fold per mapping layer to nothing
+    lr_multiplier = {f"{name}.weight": m.bias_gain for name, m in g.named_modules()
+                     if isinstance(m, FullyConnectedLayer)}
     with torch.no_grad():
         for name, p in g.named_parameters():
             leaf = name.rsplit(".", 1)[-1]
             if leaf in ("weight", "const"):
-                p.copy_(torch.randn(p.shape, generator=gen))
+                p.copy_(torch.randn(p.shape, generator=gen) / lr_multiplier.get(name, 1.0))
             elif leaf == "noise_strength":
                 p.fill_(0.1)
         for name, b in g.named_buffers():

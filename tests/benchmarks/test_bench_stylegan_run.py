@@ -34,6 +34,14 @@ def test_bench_stylegan_config_is_nvidias_1024_ffhq():
     g = bench.build_generator("sg2", 32, 256, 16)
     assert float(g.synthesis.b4.const.detach().std()) > 0.5  # random weights, not the module's zeros
     assert not g.training
+    # the generator varies like a trained one: w spreads across seeds and the pictures differ
+    import torch
+
+    first, second = bench.app_frame(g, 1, torch.device("cpu")), bench.app_frame(g, 2, torch.device("cpu"))
+    with torch.no_grad():
+        ws = g.mapping(torch.randn(64, 512, generator=torch.Generator().manual_seed(0)), None)[:, 0]
+    assert float(ws.std(0).mean()) > 0.1 * float(ws.mean(0).abs().mean() + ws.std(0).mean())
+    assert (first.astype(int) - second.astype(int)).std() > 5
 
 
 def test_bench_stylegan_without_cuda_skips_cleanly(capsys):

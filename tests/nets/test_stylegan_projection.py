@@ -164,3 +164,14 @@ def test_prepare_target_sizes_and_channels() -> None:
         prepare_target(np.full((4, 4, 3), np.nan, np.float32), 8, 3)
     with pytest.raises(ValueError, match="mode"):
         run_steps(project(StyleGAN2Generator(8, 0, 8, 8, 3, channel_base=32, channel_max=8), rgb, mode="z"))
+
+
+def test_half_precision_inference_generator_projects_in_float32() -> None:
+    """The engine's copy may be float16 and made of inference tensors: the projection works on its own float32
+    copy and leaves that one as it was."""
+    with torch.inference_mode():
+        g = build("sg2_uncond", inference=True).half()
+    assert next(g.parameters()).dtype == torch.float16 and next(g.parameters()).is_inference()
+    latent = run_steps(project(g, np.zeros((32, 32, 3), np.uint8), steps=3, mode="w+", w_avg_samples=100))
+    assert latent.dtype == torch.float32 and latent.shape == (g.num_ws, g.w_dim) and torch.isfinite(latent).all()
+    assert next(g.parameters()).dtype == torch.float16
