@@ -6,7 +6,8 @@ code (the stylegan3 repository), so that a network pickle's ``G_ema`` (its ``ini
 read by :mod:`studio.io.nv_pickle` without running anything) rebuilds here and gives NVIDIA's pictures.
 No custom CUDA ops: ``bias_act``, ``upfirdn2d`` and ``filtered_lrelu`` below compute what NVIDIA's
 reference (non-CUDA) paths compute, written with ordinary torch operations, so every path runs on CPU,
-CUDA and MPS. Layers NVIDIA runs in float16 on CUDA run in float32 here (as NVIDIA's code does on the CPU).
+CUDA and MPS. As in NVIDIA's code, the layers of the last ``num_fp16_res`` resolutions (``use_fp16``) run in
+float16 on CUDA (and in float32 elsewhere, as NVIDIA's code does on the CPU): see :data:`FP16_DEVICE_TYPES`.
 
 Seeds follow NVIDIA's ``gen_images.py``: ``z = np.random.RandomState(seed).randn(1, z_dim)`` (see
 :func:`z_from_seed`).
@@ -24,6 +25,15 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 SQRT2 = math.sqrt(2.0)
+
+# Where the ``use_fp16`` layers compute in float16, as NVIDIA's code does (its networks force float32 off CUDA).
+# Tests add "cpu" to check that path's numerics without a GPU.
+FP16_DEVICE_TYPES: frozenset[str] = frozenset({"cuda"})
+
+
+def compute_dtype(use_fp16: bool, device: torch.device) -> torch.dtype:
+    """The dtype a layer flagged ``use_fp16`` computes in on ``device`` (float16 only where NVIDIA uses it)."""
+    return torch.float16 if use_fp16 and device.type in FP16_DEVICE_TYPES else torch.float32
 
 
 def z_from_seed(seed: int, z_dim: int) -> Tensor:
@@ -315,6 +325,10 @@ def _modulated_conv2d_sg2(x: Tensor, weight: Tensor, styles: Tensor, noise: Tens
     """NVIDIA's fused modulated convolution (one grouped conv per batch)."""
     n = x.shape[0]
     out_ch, in_ch, kh, kw = weight.shape
+    if x.dtype == torch.float16 and demodulate:  # NVIDIA's pre-normalisation against float16 overflow (a no-op in
+        # exact arithmetic: demodulation divides the scale out again)
+        weight = weight * (1 / math.sqrt(in_ch * kh * kw) / weight.norm(float("inf"), dim=[1, 2, 3], keepdim=True))
+        styles = styles / styles.norm(float("inf"), dim=1, keepdim=True)
     w = weight.unsqueeze(0) * styles.reshape(n, 1, -1, 1, 1)
     if demodulate:
         d = (w.square().sum(dim=[2, 3, 4]) + 1e-8).rsqrt()
@@ -325,7 +339,7 @@ def _modulated_conv2d_sg2(x: Tensor, weight: Tensor, styles: Tensor, noise: Tens
                         flip_weight=flip_weight)
     x = x.reshape(n, -1, *x.shape[2:])
     if noise is not None:
-        x = x + noise
+        x = (x + noise).to(x.dtype)  # NVIDIA's in-place add_: computed at the wider type, stored at x's
     return x
 
 
@@ -443,17 +457,20 @@ class SynthesisBlock(nn.Module):
                 generator: torch.Generator | None = None) -> tuple[Tensor, Tensor | None]:
         w_iter = iter(ws.unbind(dim=1))
         kw = {"noise_mode": noise_mode, "generator": generator}
+        dtype = compute_dtype(self.use_fp16, ws.device)
         if self.in_channels == 0:
-            x = self.const.to(torch.float32).unsqueeze(0).repeat([ws.shape[0], 1, 1, 1])
+            x = self.const.to(dtype).unsqueeze(0).repeat([ws.shape[0], 1, 1, 1])
             x = self.conv1(x, next(w_iter), **kw)
         elif self.architecture == "resnet":
             assert x is not None
+            x = x.to(dtype)
             y = self.skip(x, gain=math.sqrt(0.5))
             x = self.conv0(x, next(w_iter), **kw)
             x = self.conv1(x, next(w_iter), gain=math.sqrt(0.5), **kw)
             x = y + x
         else:
             assert x is not None
+            x = x.to(dtype)
             x = self.conv0(x, next(w_iter), **kw)
             x = self.conv1(x, next(w_iter), **kw)
         if img is not None:
@@ -638,13 +655,16 @@ class SynthesisLayer3(nn.Module):
         styles = self.affine(w)
         if self.is_torgb:
             styles = styles * (1 / math.sqrt(self.in_channels * self.conv_kernel ** 2))
-        x = _modulated_conv2d_sg3(x.to(torch.float32), self.weight, styles, demodulate=not self.is_torgb,
+        dtype = compute_dtype(self.use_fp16, x.device)
+        x = _modulated_conv2d_sg3(x.to(dtype), self.weight, styles, demodulate=not self.is_torgb,
                                   padding=self.conv_kernel - 1, input_gain=self.magnitude_ema.rsqrt())
         gain = 1.0 if self.is_torgb else SQRT2
         slope = 1.0 if self.is_torgb else 0.2
-        return filtered_lrelu(x, self.up_filter, self.down_filter, self.bias.to(x.dtype), up=self.up_factor,
-                              down=self.down_factor, padding=self.padding, gain=gain, slope=slope,
-                              clamp=self.conv_clamp)
+        # in float32 even for a float16 layer: NVIDIA's CUDA kernel reads and writes float16 but computes in float32
+        x = filtered_lrelu(x.to(torch.float32), self.up_filter, self.down_filter, self.bias.to(torch.float32),
+                           up=self.up_factor, down=self.down_factor, padding=self.padding, gain=gain, slope=slope,
+                           clamp=self.conv_clamp)
+        return x.to(dtype)
 
 
 class SynthesisNetwork3(nn.Module):
