@@ -610,8 +610,18 @@ def cmd_encode(args) -> int:
     else:
         if args.sound:
             raise StudioError(f"{entry.id} makes images: encode glyphs with --font or --image")
-        images, labels, source = _encode_inputs(args, manifest.output["width"])
-        work, options, what = encode_image, {"images": np.stack(images), "labels": labels}, {"chars": "".join(labels)}
+        if getattr(entry.family, "encodes_pictures", False):  # a StyleGAN network: one picture, any size, in colour
+            from studio.engine.work import glyph_strip
+
+            if not args.image or args.font:
+                raise StudioError(f"{entry.id} projects a picture: give --image FILE (no --font)")
+            pictures, _ = glyph_strip(manifest, args.image, "")
+            work, options, what = encode_image, {"images": pictures, "labels": None}, {}
+            source = f"image {args.image}"
+        else:
+            images, labels, source = _encode_inputs(args, manifest.output["width"])
+            work, options, what = encode_image, {"images": np.stack(images), "labels": labels}, \
+                {"chars": "".join(labels)}
     progress = _LongWork() if Capability.PROJECT in entry.capabilities else None
     if progress is not None:
         print(f"latent-studio: projecting {source} onto {entry.id}: a long optimisation (Ctrl+C stops it)",
@@ -919,7 +929,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="encode glyphs (a font file or an image strip) or a sound file to a latent")
     e.add_argument("--model", default=None, help="package id or folder (default: the shipped default model)")
     e.add_argument("--font", help="a font file: its glyphs are rendered the way the model was trained")
-    e.add_argument("--image", help="an image strip of glyphs, one equal-width cell per character of --chars")
+    e.add_argument("--image", help="an image strip of glyphs, one equal-width cell per character of --chars; for a "
+                   "StyleGAN network, any picture (projected into w+)")
     e.add_argument("--chars", help="the characters shown (with --image), or to take from --font (default AaBbGgRr)")
     e.add_argument("--sound", help="a sound file (WAV, FLAC, OGG, MP3 …; resampled to the model's rate)")
     e.add_argument("--label", help="the class of --sound (default: the model's default class)")

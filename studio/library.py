@@ -462,7 +462,7 @@ def load_model(entry: PackageEntry, device: torch.device | str = "cpu", dtype: t
             raise ManifestError(f"cannot build the network: {exc}", manifest.path, "architecture") from None
         load_into(network, tensors, manifest.weights_path)
     network.eval()
-    directions = _load_directions(manifest)
+    directions = family.directions(manifest, network, sha) if family.own_directions else _load_directions(manifest)
     model = LoadedModel(manifest, family, network, sha, torch.device("cpu"), torch.float32, directions)
     return model.to(device, dtype)
 

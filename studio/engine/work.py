@@ -26,7 +26,7 @@ from studio.engine import EXPORT
 from studio.errors import StudioError
 from studio.export import OutputSize, read_sound, save_output
 from studio.export.grid import axis_labels, grid_request, grid_title, labelled_grid, parse_axis
-from studio.export.image import read_glyph_strip
+from studio.export.image import read_glyph_strip, read_picture
 from studio.params import Capability
 from studio.project.timeline import Defaults, Timeline, frames_of, sound_of
 from studio.request import RenderRequest
@@ -190,6 +190,9 @@ def encode_image(model: "LoadedModel", request: RenderRequest, *, images: np.nda
     if Capability.ENCODE not in model.family.capabilities:
         raise StudioError(f"{model.id} ({model.family.name} family) cannot encode images")
     images = np.ascontiguousarray(images)
+    if labels is None and getattr(model.family, "encodes_pictures", False) \
+            and model.manifest.conditions.kind == "class":
+        labels = [model.params(request)["label"]]  # a conditional picture model projects as the current class
     yield Progress(0, 1, "encoding")
     z: Any = model.family.encode(model, images, list(labels) if labels is not None else None)
     if inspect.isgenerator(z):
@@ -215,7 +218,12 @@ def encode_sound(model: "LoadedModel", request: RenderRequest, *, path: str | Pa
 
 def glyph_strip(manifest: "Manifest", path: str | Path, chars: str) -> tuple[np.ndarray, list[str] | None]:
     """The images to encode from a strip of glyph cells (the model's width each): one per character of `chars` with
-    those characters as labels for conditional models, else the first cell alone."""
+    those characters as labels for conditional models, else the first cell alone. A family that encodes whole
+    pictures (`encodes_pictures`: a StyleGAN network) gets the picture as it is, (1, H, W[, 3]), and no labels."""
+    from studio.families import get_family
+
+    if getattr(get_family(manifest.family), "encodes_pictures", False):  # a whole colour picture: the family fits it
+        return read_picture(path, colour=manifest.output["channels"] == 3)[None], None
     width = manifest.output["width"]
     if manifest.conditions.kind in ("text", "class"):
         images, labels = read_glyph_strip(path, chars, width)

@@ -141,6 +141,16 @@ class Family:
 
         return sha256_file(manifest.weights_path)
 
+    # Its principal directions come from `directions(...)` rather than the package's directions.safetensors as the
+    # library reads it (a family that computes and caches them itself: GANSpace at load).
+    own_directions: ClassVar[bool] = False
+    # Its encoder takes a whole picture in colour, at any size (it fits it itself), not a strip of glyph cells.
+    encodes_pictures: ClassVar[bool] = False
+
+    def directions(self, manifest: "Manifest", network: torch.nn.Module, sha256: str) -> "Directions | None":
+        """The model's principal directions, for a family with `own_directions` (its network on the CPU)."""
+        return None
+
     def load_network(self, manifest: "Manifest") -> torch.nn.Module | None:
         """A family whose weights file is not safetensors (a TorchScript module, say) loads its network here, on
         the CPU; None (the default) means build() and load the safetensors weights."""

@@ -56,6 +56,11 @@ def _read(path: Path, want: dict[str, str], w_dim: int) -> Directions | None:
     meta = read_header(path).metadata  # WeightsError when the header is damaged
     if meta.get("format") != FORMAT or meta != want:
         return None
+    return _load(path, w_dim)
+
+
+def _load(path: Path, w_dim: int) -> Directions:
+    """The directions in `path`, checked (WeightsError naming the file: unreadable, NaN/Inf, wrong size)."""
     tensors = read_tensors(path)
     bad = nonfinite_tensors(tensors)
     if bad:
@@ -103,6 +108,11 @@ def cached_directions(folder: str | Path, sha256: str, G: Any, count: int = DEFA
             continue
         if found is not None:
             return found
+    if not _ours_or_absent(beside):  # directions the package ships (made some other way): those are the model's
+        try:
+            return _load(beside, w_dim)
+        except WeightsError as exc:
+            log.warning("%s; GANSpace directions are used instead", exc)
     directions = compute_directions(G, count=count, seed=seed, c=c, device=device, k=k, batch=batch,
                                     progress=progress)
     targets = [beside] if _ours_or_absent(beside) else []

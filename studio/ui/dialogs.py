@@ -184,7 +184,8 @@ def chars_for(parent: QWidget, session, path: str) -> tuple[str, str] | None:
     entry = session.entry
     if entry is None or entry.manifest is None:
         return None
-    if entry.manifest.conditions.kind in ("text", "class"):
+    if entry.manifest.conditions.kind in ("text", "class") \
+            and not getattr(entry.family, "encodes_pictures", False):  # a picture model: no cells
         guess = session.strip_chars(path)  # the strip's own cells: its stored prompt, or the prompt fitted to them
         chars = ask_chars(parent, path, guess.chars, guess.cells)
         return (path, chars) if chars else None

@@ -46,6 +46,33 @@ def test_import_a_network_pickle_then_render_nvidias_picture(capsys, tmp_path):
     assert "--id apply to --like imports" in capsys.readouterr().err and not (tmp_path / "named").exists()
 
 
+def test_encode_projects_a_picture_and_render_takes_the_latent(capsys, tmp_path):
+    pkl = fixture_snapshot("sg2_uncond", tmp_path / "net.pkl")
+    assert main(["import", str(pkl), "--out", str(tmp_path / "net")]) == 0
+    seed = tmp_path / "seed3.png"
+    assert main(["render", "--model", str(tmp_path / "net"), "--seed", "3", "--device", "cpu", "--out", str(seed)]) == 0
+    big = tmp_path / "big.png"
+    Image.open(seed).resize((80, 80)).save(big)  # any size: fitted to the model's 32²
+    latent = tmp_path / "w.json"
+    capsys.readouterr()
+    assert main(["encode", "--model", str(tmp_path / "net"), "--image", str(big), "--device", "cpu",
+                 "--out", str(latent)]) == 0, capsys.readouterr().err
+    assert "projecting" in capsys.readouterr().err
+    import json
+
+    assert len(json.loads(latent.read_text())["latent"]) == 8 * 64
+    again = tmp_path / "again.png"
+    assert main(["render", "--model", str(tmp_path / "net"), "--latent", str(latent), "--device", "cpu",
+                 "--out", str(again)]) == 0, capsys.readouterr().err
+    mean = tmp_path / "mean.png"
+    assert main(["render", "--model", str(tmp_path / "net"), "--seed", "3", "--set", "truncation=0", "--device",
+                 "cpu", "--out", str(mean)]) == 0
+    a, b, m = (np.asarray(Image.open(p).convert("RGB")).astype(int) for p in (seed, again, mean))
+    assert np.abs(a - b).mean() < 0.5 * np.abs(a - m).mean()  # the projection draws the picture back
+    assert main(["encode", "--model", str(tmp_path / "net"), "--font", str(big), "--device", "cpu"]) == 1
+    assert "give --image FILE" in capsys.readouterr().err
+
+
 def test_a_hostile_network_pickle_is_refused_naming_the_global(capsys, tmp_path):
     marker = tmp_path / "PWNED"
     pkl = fixture_snapshot("sg3t", tmp_path / "evil.pkl", extra={"x": SystemCall(f"touch {marker}")})

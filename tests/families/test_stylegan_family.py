@@ -147,8 +147,9 @@ def test_the_controls_are_declared_from_the_manifest(models):
     assert sg2.get("noise_mode").choices == (("const", "Const"), ("random", "Random"), ("none", "None"))
     assert sg2.default("noise_mode") == "const" and sg2.get("translate_x") is None
     assert {"translate_x", "translate_y", "rotate"} <= {s.name for s in sg3} and sg3.get("noise_mode") is None
-    # no directions.safetensors: no direction sliders, and no layer range for them
-    assert sg2.get("d") is None and sg2.get("layer_start") is None and sg3.get("layer_end") is None
+    # the import wrote GANSpace's directions: their sliders and the layer range they act on
+    for table, n in ((sg2, 8), (sg3, 16)):
+        assert table.get("d").count > 0 and table.get("layer_end").range == (0, n)
     assert [k.name for k in models["sg3t"].family.latent_kinds(models["sg3t"].manifest)] == ["w", "w+"]
 
 
@@ -358,3 +359,72 @@ def test_the_accelerator_renders_nvidias_images_too(packages, name):
         assert np.abs(a.astype(int) - b.astype(int)).max() <= 2
     half = load_model(resolve(str(packages[name])), device, torch.float16)
     assert render(half, seed=1).shape == (32, 32, 3)
+
+
+# --- GANSpace directions and projection ------------------------------------------------------------------------------
+
+
+def test_the_import_writes_ganspace_directions_for_these_weights(packages, models):
+    from studio.io.safetensors import read_header
+    from studio.io.weights import sha256_file
+    from studio.latent.ganspace import compute_directions
+
+    model, folder = models["sg2_uncond"], packages["sg2_uncond"]
+    meta = read_header(folder / "directions.safetensors").metadata
+    assert meta["weights_sha256"] == sha256_file(folder / "weights.safetensors") == model.sha256
+    fresh = compute_directions(model.network, count=int(meta["count"]), seed=int(meta["seed"]), k=int(meta["k"]))
+    torch.testing.assert_close(model.directions.vectors, fresh.vectors)
+    # a direction moves the picture, along the principal axis of the mapped w's
+    assert not np.array_equal(render(model, seed=4, d0=3.0), render(model, seed=4))
+
+
+def test_directions_missing_or_damaged_at_load_are_computed_again(packages, tmp_path, caplog):
+    folder = tmp_path / "pkg"
+    shutil.copytree(packages["sg2_uncond"], folder)
+    reference = load_model(resolve(str(folder))).directions
+    (folder / "directions.safetensors").unlink()
+    again = load_model(resolve(str(folder)))
+    torch.testing.assert_close(again.directions.vectors, reference.vectors)
+    assert (folder / "directions.safetensors").is_file()  # cached again beside the package
+    data = bytearray((folder / "directions.safetensors").read_bytes())
+    data[-64:] = b"\xff" * 64  # NaN-like garbage in the tensor data
+    (folder / "directions.safetensors").write_bytes(bytes(data))
+    damaged = load_model(resolve(str(folder)))  # the model still opens
+    torch.testing.assert_close(damaged.directions.vectors, reference.vectors)
+
+
+def test_a_picture_projects_into_w_plus_through_the_engine_work(models):
+    """Encode = projection: a picture the model drew from a known seed comes back as a w+ whose rendering is much
+    closer to it than the mean style's; the work reports progress on every step."""
+    from studio.engine import work
+
+    model = models["sg2_uncond"]
+    target = render(model, seed=7)
+    out, seen = finish(work.encode_image(model, RenderRequest(model.id, seed=0), images=target[None]))
+    assert out.kind == "latent" and out.data.shape == (model.family.latent_kinds(model.manifest)[1].size,)
+    assert len([p for p in seen if p.total == 300]) >= 300
+    projected = render(model, latent=out.data.tolist())
+    mean = render(model, seed=7, truncation=0.0)
+    err = lambda a: float(np.abs(a.astype(np.float32) - target.astype(np.float32)).mean())  # noqa: E731
+    assert err(projected) < 0.5 * err(mean), (err(projected), err(mean))
+
+
+def test_a_conditional_model_projects_as_the_chosen_class(models, tmp_path):
+    from PIL import Image
+
+    from studio.engine import work
+
+    model = models["ada"]
+    target = render(model, seed=2, label="1")
+    w_plus, seen = finish(model.family.encode(model, target[None], ["1"], steps=5))
+    assert w_plus.shape == (model.family.latent_kinds(model.manifest)[1].size // 16, 16) and len(seen) == 6
+    with pytest.raises(RequestError, match="not '7'"):
+        finish(model.family.encode(model, target[None], ["7"], steps=5))
+    # the work takes the request's class when the caller names none
+    out, _ = finish(work.encode_image(model, RenderRequest(model.id, seed=0, params={"label": "2"}),
+                                      images=target[None]))
+    assert out.data.size == w_plus.numel()
+    # a picture model encodes the whole picture in colour: no cells, no characters asked
+    Image.fromarray(target).save(tmp_path / "picture.png")
+    images, labels = work.glyph_strip(model.manifest, tmp_path / "picture.png", "")
+    assert images.shape == (1, *target.shape) and labels is None

@@ -162,8 +162,23 @@ def test_shipped_directions_of_another_kind_are_kept(g2, tmp_path) -> None:
     save_file({"vectors": torch.eye(64)[:2], "stds": torch.ones(2), "mean": torch.zeros(64)}, str(path))
     before = path.read_bytes()
     d = sd.cached_directions(tmp_path, SHA, g2, count=64, seed=1, k=6)
-    assert path.read_bytes() == before and len(d) == 6
+    # the package's own directions are the model's: used as they are, never overwritten, nothing computed
+    assert path.read_bytes() == before and len(d) == 2
+    torch.testing.assert_close(d.vectors, torch.eye(64)[:2])
+    assert not sd.user_cache_path(SHA, 64, 1, 6).exists()
+
+
+def test_shipped_directions_that_are_damaged_give_way_to_ganspace(g2, tmp_path, caplog) -> None:
+    from safetensors.torch import save_file
+
+    path = tmp_path / "directions.safetensors"
+    save_file({"vectors": torch.full((2, 64), float("nan")), "stds": torch.ones(2), "mean": torch.zeros(64)},
+              str(path))
+    before = path.read_bytes()
+    d = sd.cached_directions(tmp_path, SHA, g2, count=64, seed=1, k=6)
+    assert len(d) == 6 and path.read_bytes() == before  # not the shipper's file: left alone, cached elsewhere
     assert sd.user_cache_path(SHA, 64, 1, 6).exists()
+    assert str(path) in caplog.text and "GANSpace directions are used instead" in caplog.text
 
 
 def _refuse_writes_in(folder: Path, monkeypatch) -> None:

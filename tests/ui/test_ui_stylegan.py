@@ -69,6 +69,22 @@ def test_open_model_file_on_a_network_pickle_converts_and_uses_it(qtbot, app, tm
     with qtbot.waitSignal(session.rendered, timeout=60000):
         truncation.slider.setValue(truncation.slider.minimum())
     assert session.request.param("truncation") is not None and session.request.param("truncation") < 1
+    # GANSpace directions were computed at import: their sliders are there
+    assert latent.editor("d0") is not None and latent.editor("d0").isVisibleTo(window)
+    # a picture dropped on the window is projected into w+ (no characters asked), with progress, as one undo step
+    from PIL import Image
+
+    from studio.ui import dialogs
+
+    monkeypatch.setattr(dialogs, "ask_chars", _never)
+    picture = tmp_path / "photo.png"
+    Image.fromarray(session.last_output.data).resize((96, 96)).save(picture)  # any size: fitted by the family
+    undo_before = session.undo.index()
+    with qtbot.waitSignal(session.rendered, timeout=300000,
+                          check_params_cb=lambda request, *_: request.latent is not None):
+        window.open_path(picture)
+    assert len(session.request.latent) == 8 * 64  # w+: one w per layer
+    assert session.undo.index() == undo_before + 1
 
 
 def test_import_checkpoint_takes_a_stylegan3_pickle_and_shows_its_transform(qtbot, app, tmp_path, monkeypatch):

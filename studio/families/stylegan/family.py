@@ -23,6 +23,9 @@ What the artist edits (the request's seed or latent, and the params `parameters`
   z<k>                    add to dimension k of w
   noise_mode              StyleGAN2: const (the trained noise), random (drawn from the request's seed) or none
   translate_x/y, rotate   StyleGAN3: the visualizer's input transform
+Encoding a picture is a projection into w+ (studio.nets.stylegan_projection); the principal directions are GANSpace's
+(studio.nets.stylegan_directions), written into the package when a pickle is imported and recomputed at load when
+missing or made for other weights.
 Everything gives NVIDIA's picture for NVIDIA's settings: the image is converted as gen_images.py does,
 (img · 127.5 + 128).clamp(0, 255) as uint8.
 """
@@ -33,6 +36,7 @@ import json
 import math
 import re
 from dataclasses import dataclass, replace
+from collections.abc import Generator
 from typing import Any, cast
 
 import numpy as np
@@ -177,11 +181,17 @@ def _generator(model: LoadedModel) -> Any:
     return cast(Any, model.network)
 
 
+PROJECTION_STEPS = 300  # as the glyph GAN's projection: NVIDIA's projector takes 1000
+
+
 class StyleGANFamily(Family):
     name = "stylegan"
     output_kinds = ("image",)
-    capabilities = Capability.SAMPLE | Capability.DECODE
+    # encode = projection of a picture into w+ by optimisation (long: progress and cancel)
+    capabilities = Capability.SAMPLE | Capability.DECODE | Capability.ENCODE | Capability.PROJECT
     imports_by_content = True
+    own_directions = True  # GANSpace, computed from the network and cached beside the package
+    encodes_pictures = True
 
     # --- files -------------------------------------------------------------------------------------------------------
     def imports(self, path) -> bool:
@@ -376,3 +386,33 @@ class StyleGANFamily(Family):
         pixels = (img * 127.5 + 128).clamp(0, 255).to(torch.uint8)[0].permute(1, 2, 0)  # as NVIDIA's gen_images.py
         yield Progress(1, 1, "done")
         return Output("image", np.ascontiguousarray(pixels.numpy()), {"num_ws": int(ws.shape[0])})
+
+    # --- principal directions (GANSpace) and projection -------------------------------------------------------------
+    def directions(self, manifest, network: torch.nn.Module, sha256: str):
+        """GANSpace: the principal components of w over NVIDIA-seeded z (classes in turn for a conditional model),
+        computed once and cached beside the package (or in the user cache when the folder is read-only)."""
+        from studio.nets.stylegan_directions import cached_directions
+
+        return cached_directions(manifest.folder, sha256, network)
+
+    def encode(self, model: LoadedModel, images: np.ndarray, labels: list[str] | None = None,
+               steps: int = PROJECTION_STEPS) -> Generator[Progress, None, torch.Tensor]:
+        """Project the first picture of `images` (H, W[, C] uint8, any size: fitted to the model's resolution) into
+        w+ (num_ws × w_dim) by optimisation, as the current class for a conditional model (`labels[0]`). Yields
+        progress; every step is a cancel point."""
+        from studio.nets.stylegan_projection import project
+
+        g = _generator(model)
+        c = None
+        if g.c_dim:
+            names = model.manifest.conditions.labels
+            label = labels[0] if labels else (model.manifest.conditions.default or names[0])
+            if label not in names:
+                raise RequestError(f"{model.id} knows the classes {', '.join(names)}, not {label!r}", field="label")
+            c = torch.zeros([1, g.c_dim], dtype=torch.float32)
+            c[0, names.index(label)] = 1
+        try:
+            ws = yield from project(g, images[0], steps=steps, mode="w+", c=c, device=model.device)
+        except ValueError as exc:
+            raise RequestError(f"cannot project this picture: {exc}", field="image") from None
+        return ws

@@ -135,6 +135,14 @@ def import_network_pickle(path: str | Path, out: str | Path | None = None, force
     if os.path.lexists(target):
         check_replaceable(target, WeightsError)  # still a package, just before it is replaced
     try:
-        return write_package(target, manifest, weights)
+        folder = write_package(target, manifest, weights)
     except OSError as exc:
         raise WeightsError(f"cannot write: {exc.strerror or exc}", target) from None
+    # GANSpace now, so the package's direction sliders are there from its first opening (cheap: the mapping only)
+    from studio.io.weights import sha256_file
+    from studio.manifest import read_manifest
+    from studio.nets.stylegan_directions import cached_directions
+
+    network = build_nvidia_generator(net.class_name, net.init_args, net.init_kwargs, weights)
+    cached_directions(folder, sha256_file(read_manifest(folder).weights_path), network)
+    return folder
