@@ -53,9 +53,11 @@ def test_encode_projects_a_picture_and_render_takes_the_latent(capsys, tmp_path)
     assert main(["render", "--model", str(tmp_path / "net"), "--seed", "3", "--device", "cpu", "--out", str(seed)]) == 0
     big = tmp_path / "big.png"
     Image.open(seed).resize((80, 80)).save(big)  # any size: fitted to the model's 32²
+    assert main(["encode", "--model", str(tmp_path / "net"), "--image", str(big), "--device", "cpu",
+                 "--out", str(tmp_path / "big.json")]) == 0, capsys.readouterr().err
     latent = tmp_path / "w.json"
     capsys.readouterr()
-    assert main(["encode", "--model", str(tmp_path / "net"), "--image", str(big), "--device", "cpu",
+    assert main(["encode", "--model", str(tmp_path / "net"), "--image", str(seed), "--device", "cpu",
                  "--out", str(latent)]) == 0, capsys.readouterr().err
     assert "projecting" in capsys.readouterr().err
     import json
