@@ -18,8 +18,8 @@ Timed per frame, batch 1, interleaved repeats (a b, b a, …) after `--warmup` u
     (`z_from_seed`, on the CPU), moved to the device, `G.mapping(z, c, truncation_psi=0.7)`, `G.synthesis(ws,
     noise_mode="const")`, inside torch.inference_mode(), the picture converted as gen_images.py converts it
     (`(img * 127.5 + 128).clamp(0, 255)` to uint8, H × W × C) and copied to the CPU as a NumPy array (the Output the
-    engine hands the window). Until the stylegan family is merged this function is the family's render path written
-    out; once merged, swap it for `bench_common.drive(model, request)` on a LoadedModel of the same generator.
+    engine hands the window): the `stylegan` family's render of a request on a LoadedModel of the same generator,
+    whose manifest is the one the importer writes for these constructor arguments.
 (b) plain: `G(z, None, truncation_psi=0.7, noise_mode="const")` inside torch.no_grad() with z already on the device,
     the output left where it is (a script calling NVIDIA's module).
 
@@ -87,17 +87,33 @@ def build_generator(arch: str, size: int, channel_base: int, channel_max: int, s
     return g
 
 
-def app_frame(g, seed: int, device):
-    """A frame as the app renders it (see (a) in the module docstring): uint8 H × W × C NumPy on the CPU."""
+def loaded_model(arch: str, g, kwargs: dict, device):
+    """The generator as the app holds it: a `stylegan` package's manifest (as the importer writes it) around `g`."""
     import torch
 
-    from studio.nets.stylegan_nv import z_from_seed
+    from studio.families import get_family
+    from studio.families.base import LoadedModel
+    from studio.families.stylegan.importer import package_manifest
+    from studio.manifest import parse_manifest
+
+    generation = "stylegan3" if arch == "sg3t" else "stylegan2"
+    data = package_manifest(Path(f"bench-{arch}.pkl"), f"bench-{arch}", f"bench {arch}", generation, kwargs,
+                            "G_ema", [])
+    manifest = parse_manifest(data, Path("/nonexistent/bench") / "model.toml")
+    return LoadedModel(manifest, get_family("stylegan"), g, "0" * 64, torch.device(device), torch.float32)
+
+
+def app_frame(model, seed: int):
+    """A frame as the app renders it (see (a) in the module docstring): the family's render of a request, under
+    inference mode as the engine runs it; its Output's uint8 H × W × C NumPy picture."""
+    import torch
+
+    from bench_common import drive
+    from studio.request import RenderRequest
 
     with torch.inference_mode():
-        z = z_from_seed(seed, g.z_dim).to(device)
-        ws = g.mapping(z, None, truncation_psi=PSI)
-        img = g.synthesis(ws, noise_mode="const")
-        return (img * 127.5 + 128).clamp(0, 255).to(torch.uint8)[0].permute(1, 2, 0).cpu().numpy()
+        output, _ = drive(model, RenderRequest(model.id, seed=seed, params={"truncation": PSI}))
+    return output.data
 
 
 def plain_forward(g, z):
@@ -120,13 +136,14 @@ def measure(arch: str = "sg2", size: int = 1024, repeats: int = 5, warmup: int =
         t0 = time.perf_counter()
         g = build_generator(arch, size, channel_base, channel_max).to(dev)
         build_s = time.perf_counter() - t0
+        model = loaded_model(arch, g, nvidia_1024_config(arch, size, channel_base, channel_max)[1], dev)
         sync = (lambda: torch.cuda.synchronize(dev)) if dev.type == "cuda" else (lambda: None)
         zs = {s: z_from_seed(s, g.z_dim).to(dev) for s in (*range(1, 1 + warmup), *range(100, 100 + repeats))}
-        same = app_frame(g, 7, dev)
+        same = app_frame(model, 7)
         plain = plain_forward(g, z_from_seed(7, g.z_dim).to(dev))
         plain_u8 = (plain * 127.5 + 128).clamp(0, 255).to(torch.uint8)[0].permute(1, 2, 0).cpu().numpy()
         max_diff = int(np.abs(same.astype(np.int16) - plain_u8.astype(np.int16)).max())
-        medians = interleaved_medians({"app": lambda s: app_frame(g, s, dev), "plain": lambda s: plain_forward(g, zs[s])},
+        medians = interleaved_medians({"app": lambda s: app_frame(model, s), "plain": lambda s: plain_forward(g, zs[s])},
                                       warmup, repeats, sync)
         return {"arch": arch, "size": size, "device": str(dev), "threads": torch.get_num_threads(),
                 "parameters": sum(p.numel() for p in g.parameters()), "num_ws": g.num_ws, "build_s": build_s,
