@@ -47,3 +47,11 @@ def test_score_reports_spread_beside_the_frechet_distance():
     assert set(flat) == {"s_accuracy", "s_accuracy_lenient", "s_frechet_distance", "s_style_spread"}
     assert flat["s_style_spread"] == pytest.approx(0.0, abs=1e-3)
     assert score(clf, varied, want, held)["style_spread"] > 0.01
+
+
+def test_score_leaves_the_spread_out_when_no_character_is_drawn_twice():
+    torch.manual_seed(0)
+    clf = GlyphClassifier().eval()
+    want = torch.arange(10)
+    ink = torch.rand(10, 1, 32, 32, generator=torch.Generator().manual_seed(2))
+    assert "style_spread" not in score(clf, ink, want, ink)

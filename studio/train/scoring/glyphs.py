@@ -201,15 +201,18 @@ def balanced_labels(samples: int, seed: int) -> torch.Tensor:
 def score(clf: GlyphClassifier, samples_ink: torch.Tensor, want: torch.Tensor, held_ink: torch.Tensor,
           prefix: str = "") -> dict[str, float]:
     """Accuracy (strict and lenient) of samples against the characters they were asked for, the Fréchet distance of
-    their features to the held-out real glyphs', and their per-character style spread (style_spread)."""
+    their features to the held-out real glyphs', and their per-character style spread (style_spread; left out when no
+    character was drawn twice)."""
     f_s, pred = features(clf, samples_ink)
     f_r, _ = features(clf, held_ink)
-    return {
+    out = {
         f"{prefix}accuracy": round((pred == want).float().mean().item(), 4),
         f"{prefix}accuracy_lenient": round(lenient_correct(pred, want).float().mean().item(), 4),
         f"{prefix}frechet_distance": round(frechet_distance(f_s, f_r), 3),
-        f"{prefix}style_spread": round(style_spread(f_s, want), 3),
     }
+    if len(want) > len(torch.unique(want)):  # some character drawn twice: a spread to measure
+        out[f"{prefix}style_spread"] = round(style_spread(f_s, want), 3)
+    return out
 
 
 @torch.inference_mode()
