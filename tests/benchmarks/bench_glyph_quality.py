@@ -18,6 +18,7 @@ import argparse
 import sys
 import time
 from pathlib import Path
+from typing import cast
 
 import torch
 
@@ -30,13 +31,16 @@ from studio.train.scoring.glyphs import balanced_labels, score, shared_classifie
 
 
 def gan_ink(folder: Path, want: torch.Tensor, seed: int, psi: float = 1.0) -> torch.Tensor:
+    from studio.nets.stylegan import StyleGenerator
     from studio.train.loops.gan import sample
-    return sample(load_model(resolve(str(folder)), "cpu", torch.float32).network, seed, want, psi)
+    return sample(cast(StyleGenerator, load_model(resolve(str(folder)), "cpu", torch.float32).network), seed, want,
+                  psi)
 
 
 def diffusion_ink(folder: Path, want: torch.Tensor, seed: int) -> torch.Tensor:
+    from studio.families.diffusion.family import DiffusionNet
     from studio.train.loops.diffusion import sample  # the family's default sampler, steps and guidance
-    return sample(load_model(resolve(str(folder)), "cpu", torch.float32).network, seed, want)
+    return sample(cast(DiffusionNet, load_model(resolve(str(folder)), "cpu", torch.float32).network), seed, want)
 
 
 def main(argv: list[str] | None = None) -> int:
