@@ -391,6 +391,8 @@ class _Glyphs:
                             ink_at(data.train[:len(data.held)], native), prefix="heldout_real_")
         metrics["classifier_accuracy_heldout_real"] = real_scores["heldout_real_accuracy"]
         metrics["frechet_distance_heldout_vs_training_real"] = real_scores["heldout_real_frechet_distance"]
+        if "heldout_real_style_spread" in real_scores:  # how differently real typefaces draw a character
+            metrics["style_spread_heldout_real"] = real_scores["heldout_real_style_spread"]
         vae = Path(str(ev.get("compare_vae", "models/glyphs")))
         if not vae.is_absolute():
             vae = (recipe.path.parent.parent / vae) if not vae.exists() else vae
