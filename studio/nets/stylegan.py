@@ -9,12 +9,14 @@ noise. Because the class enters every layer beside w instead of through it, w ho
 from __future__ import annotations
 
 import math
+from typing import cast
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 SQRT2 = math.sqrt(2.0)
+MAPPING_LR_MUL = 0.01  # the mapping network's learning-rate multiplier in packages (StyleGAN's)
 
 
 # --- layers with equalised learning rate --------------------------------------------------------------------------
@@ -88,7 +90,7 @@ class StyleGenerator(nn.Module):
 
     def __init__(self, image_size: int = 32, channels: int = 1, z_dim: int = 128, w_dim: int = 128,
                  num_classes: int = 0, class_dim: int = 64, mapping_layers: int = 4,
-                 widths: tuple[int, ...] = (128, 128, 64, 32)):
+                 widths: tuple[int, ...] = (128, 128, 64, 32), mapping_lr_mul: float = MAPPING_LR_MUL):
         super().__init__()
         levels = int(math.log2(image_size // 4))
         if 4 * 2**levels != image_size:
@@ -101,7 +103,7 @@ class StyleGenerator(nn.Module):
         self.class_dim = class_dim if num_classes else 0
         if num_classes:
             self.embed = nn.Embedding(num_classes, class_dim)
-        self.mapping = nn.ModuleList(EqLinear(z_dim if i == 0 else w_dim, w_dim, lr_mul=0.01)
+        self.mapping = nn.ModuleList(EqLinear(z_dim if i == 0 else w_dim, w_dim, lr_mul=mapping_lr_mul)
                                      for i in range(mapping_layers))
         self.register_buffer("w_avg", torch.zeros(w_dim))
         style = w_dim + self.class_dim
@@ -116,6 +118,16 @@ class StyleGenerator(nn.Module):
             self.torgbs.append(StyleConv(widths[i], channels, style, k=1, demodulate=False, activate=False))
         self.num_ws = len(self.convs) + 1
         self.noise_shapes = [4] + [4 * 2**i for i in range(1, levels + 1) for _ in range(2)]
+
+    def packaged_state(self) -> dict[str, torch.Tensor]:
+        """The state dict as a package stores it: the mapping layers at MAPPING_LR_MUL, whatever multiplier this
+        generator trained with (same effective weights, so a generator built with the defaults draws the same)."""
+        state = {k: v.detach().clone() for k, v in self.state_dict().items()}
+        for i, layer in enumerate(self.mapping):
+            ratio = cast(EqLinear, layer).lr_mul / MAPPING_LR_MUL
+            state[f"mapping.{i}.weight"] *= ratio
+            state[f"mapping.{i}.bias"] *= ratio
+        return state
 
     # --- mapping ---
     def map(self, z: torch.Tensor) -> torch.Tensor:

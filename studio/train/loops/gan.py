@@ -3,10 +3,18 @@ discriminator with a minibatch-deviation channel. Loss: non-saturating logistic 
 reals; style-mixing regularisation; the package holds an exponential moving average of the generator. Adam with a
 warm-up, then a cosine fall to a tenth over the second half. bfloat16 autocast where asked (R1 in full precision).
 
+Options that bring it to StyleGAN2's faithful recipe (their defaults keep the loop as it trained the shipped
+glyph-gan, so older recipes reproduce their packages): train.conditioning = "projection" drops the auxiliary
+classifier (see below) and conditions the discriminator by projection alone; train.pl_weight > 0 adds lazy
+path-length regularisation every train.pl_every steps (half a batch, full precision, G's Adam adjusted like D's for
+R1); train.mapping_lr_mul sets the mapping network's learning-rate multiplier (StyleGAN's 0.01 barely moves it in a
+few thousand steps; packages always store it at 0.01, so the app reads any run the same way).
+
 Two sources feed it:
 - `glyph-gan`, the recipe's fonts (studio.train.data.glyphs): conditioned on the character, through a projection head
-  (Miyato & Koyama 2018) and an auxiliary classifier head trained on real glyphs only, whose loss on fakes keeps the
-  generator drawing the asked-for character (AC-GAN). Scored by the glyph classifier against held-out families.
+  (Miyato & Koyama 2018) and, with train.conditioning = "aux" (the default), an auxiliary classifier head trained on
+  real glyphs only, whose loss on fakes keeps the generator drawing the asked-for character (AC-GAN; it also pulls
+  every seed toward the most recognisable drawing of the character, which narrows the styles). Scored by the glyph classifier against held-out families.
 - `folder-gan`, a folder of the user's pictures (studio.train.data.folders): unconditional, grey or colour. A folder
   holds tens or hundreds of pictures, not the tens of thousands a GAN usually sees, so the discriminator looks at
   every picture (real or made) through the same random, differentiable changes — colour, translation and cutout
@@ -41,6 +49,11 @@ from studio.train.scoring.glyphs import balanced_labels, score, shared_classifie
 
 SIZES = (8, 16, 32, 64, 128, 256)
 AUGMENTS = ("color", "translation", "cutout")
+# how the discriminator hears the character: "aux" = projection head + auxiliary classifier whose loss on fakes
+# steers the generator (AC-GAN; narrows each character's styles), "projection" = projection head only (StyleGAN2-ADA)
+CONDITIONINGS = ("aux", "projection")
+PL_DECAY = 0.01  # the path-length target follows the running mean of the lengths (StyleGAN2)
+PL_BATCH_SHRINK = 2  # the path-length step draws half a batch
 # the defaults of each source: [train] figures, then the rest
 class _SourceDefaults(TypedDict):
     ema_images: float
@@ -62,7 +75,7 @@ DEFAULTS: dict[str, _SourceDefaults] = {
 
 class Discriminator(nn.Module):
     def __init__(self, image_size: int = 32, channels: int = 1, num_classes: int = 0,
-                 widths: tuple[int, ...] = (32, 64, 128, 128)):
+                 widths: tuple[int, ...] = (32, 64, 128, 128), aux: bool = True):
         super().__init__()
         levels = int(math.log2(image_size // 4))
         if len(widths) != levels + 1:
@@ -78,12 +91,15 @@ class Discriminator(nn.Module):
         self.fc = EqLinear(top * 16, top)
         self.out = EqLinear(top, 1)
         self.num_classes = num_classes
+        self.has_aux = bool(num_classes) and aux
         if num_classes:
             self.embed = nn.Embedding(num_classes, top)
+        if self.has_aux:
             self.aux = EqLinear(top, num_classes)
 
     def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Images (B, C, S, S) in −1 … 1 → realness logits (B,), and character logits (B, classes)."""
+        """Images (B, C, S, S) in −1 … 1 → realness logits (B,), and character logits (B, classes) when the
+        discriminator has the auxiliary classifier (else None)."""
         h = F.leaky_relu(self.from_rgb(x), 0.2) * math.sqrt(2)
         for block in self.blocks:
             conv, down, skip = cast(nn.ModuleList, block)  # 3×3, 3×3 down, 1×1 skip down
@@ -101,8 +117,34 @@ class Discriminator(nn.Module):
         aux = None
         if self.num_classes:
             logit = logit + (self.embed(labels) * f).sum(1) / math.sqrt(f.shape[1])
+        if self.has_aux:
             aux = self.aux(f)
         return logit, aux
+
+
+class PathLengthMean(nn.Module):
+    """The running mean of the path lengths (a buffer, so the checkpoint keeps it and a resumed run goes on alike)."""
+
+    mean: torch.Tensor
+
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(()))
+
+
+def path_length_penalty(g: StyleGenerator, ws: torch.Tensor, labels: torch.Tensor | None, gen: torch.Generator,
+                        state: PathLengthMean) -> torch.Tensor:
+    """StyleGAN2's path-length regularisation: ‖J_wᵀ y‖ for random images y (unit variance per pixel, scaled by
+    1/√pixels) should be the same for every w — a fixed step in w changes the image by a fixed amount — so the
+    penalty is the squared deviation of each sample's length from their running mean (updated here). `ws` must be
+    part of the graph that makes the images (B, num_ws, w_dim)."""
+    img = g.synthesis(ws, labels, g.make_noise(ws.shape[0], gen, ws.device))
+    y = rand(tuple(img.shape), gen, img.device) / math.sqrt(img.shape[2] * img.shape[3])
+    (grad,) = torch.autograd.grad((img.float() * y).sum(), ws, create_graph=True)
+    lengths = grad.float().square().sum(2).mean(1).sqrt()
+    with torch.no_grad():
+        state.mean.copy_(state.mean.lerp(lengths.mean(), PL_DECAY))
+    return (lengths - state.mean).square().mean()
 
 
 def mixed_ws(g: StyleGenerator, z: torch.Tensor, gen: torch.Generator, prob: float) -> torch.Tensor:
@@ -164,6 +206,14 @@ def train(recipe: Recipe, out: Path, run_dir: Path, *, data: str, resume: bool =
     r1_gamma = float(r.get(t, "r1_gamma", (int, float), "train.", required=False, default=0.1))
     r1_every = r.get(t, "r1_every", int, "train.", required=False, default=16, check=positive)
     aux_weight = float(r.get(t, "aux_weight", (int, float), "train.", required=False, default=1.0))
+    conditioning = r.get(t, "conditioning", str, "train.", required=False, default="aux",
+                         check=lambda v: None if v in CONDITIONINGS else
+                         f"must be {' or '.join(repr(c) for c in CONDITIONINGS)}, got {v!r}")
+    pl_weight = float(r.get(t, "pl_weight", (int, float), "train.", required=False, default=0.0,
+                            check=lambda v: None if v >= 0 else f"must not be negative, got {v}"))
+    pl_every = r.get(t, "pl_every", int, "train.", required=False, default=4, check=positive)
+    mapping_lr_mul = float(r.get(t, "mapping_lr_mul", (int, float), "train.", required=False, default=0.01,
+                                 check=lambda v: None if 0 < v <= 1 else f"must be above 0 and at most 1, got {v}"))
     mixing = float(r.get(t, "style_mixing", (int, float), "train.", required=False, default=0.5))
     ema_images = float(r.get(t, "ema_images", (int, float), "train.", required=False,
                              default=defaults["ema_images"]))
@@ -178,14 +228,21 @@ def train(recipe: Recipe, out: Path, run_dir: Path, *, data: str, resume: bool =
     device, gen, batch, latent_dim, classes = run.device, run.gen, s.batch, source.latent_dim, source.real.classes
     run.seed_weights()
     g = StyleGenerator(source.size, source.channels, latent_dim, latent_dim, classes, source.class_dim,
-                       source.mapping_layers, tuple(source.g_widths)).to(device)
-    d = Discriminator(source.size, source.channels, classes, tuple(source.d_widths)).to(device)
+                       source.mapping_layers, tuple(source.g_widths), mapping_lr_mul=mapping_lr_mul).to(device)
+    d = Discriminator(source.size, source.channels, classes, tuple(source.d_widths),
+                      aux=conditioning == "aux").to(device)
     g_ema = copy.deepcopy(g).eval().requires_grad_(False)
-    opt_g = torch.optim.Adam(g.parameters(), lr=s.lr, betas=(0.0, 0.99), eps=1e-8)
+    # lazy path-length steps: G's Adam adjusted as D's is for R1 (none when there are none: today's recipes)
+    cg = pl_every / (pl_every + 1) if pl_weight > 0 else 1.0
+    opt_g = torch.optim.Adam(g.parameters(), lr=s.lr * cg, betas=(0.0, 0.99 ** cg), eps=1e-8)
+    pl_state = PathLengthMean().to(device)
     c = r1_every / (r1_every + 1)  # lazy regularisation: adjust D's Adam for the extra R1 steps
     opt_d = torch.optim.Adam(d.parameters(), lr=s.lr * c, betas=(0.0, 0.99 ** c), eps=1e-8)
     augments = f"; augment: {', '.join(policy) or 'none'}" if data == "folder" else ""
-    run.begin({"g": g, "d": d, "g_ema": g_ema}, {"g": opt_g, "d": opt_d}, source.about + augments)
+    modules: dict[str, nn.Module] = {"g": g, "d": d, "g_ema": g_ema}
+    if pl_weight > 0:
+        modules["pl"] = pl_state
+    run.begin(modules, {"g": opt_g, "d": opt_d}, source.about + augments)
     source.start_preview(g, run)
     recent = RecentMean()
 
@@ -196,7 +253,7 @@ def train(recipe: Recipe, out: Path, run_dir: Path, *, data: str, resume: bool =
         # warm-up, constant, then a cosine fall to a tenth over the second half
         fall = max(0, step - s.steps // 2) / max(1, s.steps - s.steps // 2)
         scale = min(1.0, (step + 1) / max(1, s.warmup)) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * fall)))
-        set_lr(opt_g, s.lr * scale)
+        set_lr(opt_g, s.lr * cg * scale)
         set_lr(opt_d, s.lr * c * scale)
         x_real, labels = source.real.draw(batch, gen, device)
         z = rand((batch, latent_dim), gen, device)
@@ -239,6 +296,13 @@ def train(recipe: Recipe, out: Path, run_dir: Path, *, data: str, resume: bool =
         opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
         opt_g.step()
+        if pl_weight > 0 and step % pl_every == 0:  # in full precision, like R1
+            n = max(1, batch // PL_BATCH_SHRINK)
+            ws_pl = mixed_ws(g, rand((n, latent_dim), gen, device), gen, mixing)
+            pl = path_length_penalty(g, ws_pl, fake_labels[:n] if fake_labels is not None else None, gen, pl_state)
+            opt_g.zero_grad(set_to_none=True)
+            (pl * pl_weight * pl_every).backward()
+            opt_g.step()
         with torch.no_grad():
             g.w_avg.lerp_(ws[:, 0].float().mean(0), 1 - 0.995)
         # EMA half-life: ema_images, at first at most ema_rampup of the pictures seen so far (it follows closely)
@@ -261,7 +325,7 @@ def train(recipe: Recipe, out: Path, run_dir: Path, *, data: str, resume: bool =
                          "mapping_layers": source.mapping_layers, "ink_on_paper": data == "glyphs"},
     }
     training, preview = source.finish(run, g_ema, recent, policy)
-    weights = {k: v.detach().float().cpu() for k, v in g_ema.state_dict().items()}
+    weights = {k: v.float().cpu() for k, v in g_ema.packaged_state().items()}
     return run.write(out, "gan", sections, training, weights, directions, preview)
 
 
@@ -327,6 +391,8 @@ class _Glyphs:
                             ink_at(data.train[:len(data.held)], native), prefix="heldout_real_")
         metrics["classifier_accuracy_heldout_real"] = real_scores["heldout_real_accuracy"]
         metrics["frechet_distance_heldout_vs_training_real"] = real_scores["heldout_real_frechet_distance"]
+        if "heldout_real_style_spread" in real_scores:  # how differently real typefaces draw a character
+            metrics["style_spread_heldout_real"] = real_scores["heldout_real_style_spread"]
         vae = Path(str(ev.get("compare_vae", "models/glyphs")))
         if not vae.is_absolute():
             vae = (recipe.path.parent.parent / vae) if not vae.exists() else vae

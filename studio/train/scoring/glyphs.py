@@ -6,6 +6,10 @@ Inception).
 All figures compare at 32×32: the classifier's first layer averages 64×64 input down to 32×32, and 32×32 samples are
 enlarged by pixel repetition, which that layer undoes exactly. So a 64-pixel model, a 32-pixel model and the real
 glyphs are all seen at the same resolution.
+
+Style spread (style_spread): how differently the samples of one character are drawn across seeds — the mean
+pairwise feature distance within a character, averaged over characters. A model can read right and still draw one
+typeface for every seed (a collapse the accuracy misses and the Fréchet distance only hints at); this names it.
 """
 
 from __future__ import annotations
@@ -167,6 +171,26 @@ def frechet_distance(a: torch.Tensor, b: torch.Tensor) -> float:
     return float(((mu_a - mu_b) ** 2).sum() + np.trace(cov_a) + np.trace(cov_b) - 2 * trace_root)
 
 
+def style_spread(feats: torch.Tensor, labels: torch.Tensor) -> float:
+    """Per-character style spread: the mean Euclidean distance between the features (N, D) of two different samples
+    of the same character, averaged over the characters that have at least two samples (each character counts the
+    same). 0 when every character is drawn the same way whatever the seed; larger when the seeds give more varied
+    styles. Measured in the scoring classifier's feature space (the one the Fréchet distance uses), so it is the
+    within-character part of what the Fréchet distance sees, and real glyphs of many typefaces give the yardstick."""
+    rows = feats.double()
+    spreads = []
+    for c in torch.unique(labels):
+        group = rows[labels == c]
+        n = len(group)
+        if n < 2:
+            continue
+        dist = torch.cdist(group, group)  # (n, n), zero diagonal
+        spreads.append(dist.sum().item() / (n * (n - 1)))
+    if not spreads:
+        raise ValueError("style spread needs at least two samples of some character")
+    return float(np.mean(spreads))
+
+
 def balanced_labels(samples: int, seed: int) -> torch.Tensor:
     """`samples` class indices, every character equally often (±1), in a seeded random order."""
     reps = -(-samples // len(CHARSET))
@@ -176,15 +200,19 @@ def balanced_labels(samples: int, seed: int) -> torch.Tensor:
 
 def score(clf: GlyphClassifier, samples_ink: torch.Tensor, want: torch.Tensor, held_ink: torch.Tensor,
           prefix: str = "") -> dict[str, float]:
-    """Accuracy (strict and lenient) of samples against the characters they were asked for, and the Fréchet
-    distance of their features to the held-out real glyphs'."""
+    """Accuracy (strict and lenient) of samples against the characters they were asked for, the Fréchet distance of
+    their features to the held-out real glyphs', and their per-character style spread (style_spread; left out when no
+    character was drawn twice)."""
     f_s, pred = features(clf, samples_ink)
     f_r, _ = features(clf, held_ink)
-    return {
+    out = {
         f"{prefix}accuracy": round((pred == want).float().mean().item(), 4),
         f"{prefix}accuracy_lenient": round(lenient_correct(pred, want).float().mean().item(), 4),
         f"{prefix}frechet_distance": round(frechet_distance(f_s, f_r), 3),
     }
+    if len(want) > len(torch.unique(want)):  # some character drawn twice: a spread to measure
+        out[f"{prefix}style_spread"] = round(style_spread(f_s, want), 3)
+    return out
 
 
 @torch.inference_mode()

@@ -1,0 +1,168 @@
+"""The GAN loop's StyleGAN2 options on tiny glyph recipes (real fonts, a few seeded steps): projection-only
+conditioning, lazy path-length regularisation, the mapping network's learning-rate multiplier. Each test fails when
+its option is ignored; the defaults train exactly as recipes without the options (the shipped glyph-gan's)."""
+
+from __future__ import annotations
+
+import glob
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+
+from studio.cli import main
+from studio.errors import RecipeError
+from studio.io.weights import read_tensors
+from studio.nets.stylegan import StyleGenerator
+from studio.train import registry
+from studio.train.recipe import read_recipe
+
+FONTS = sorted(glob.glob("/usr/share/fonts/truetype/dejavu/*.ttf")
+               + glob.glob("/usr/share/fonts/truetype/liberation*/*.ttf"))
+pytestmark = pytest.mark.skipif(len(FONTS) < 6, reason="needs fonts-dejavu and fonts-liberation")
+
+
+def write_recipe(folder: Path, extra: str = "", steps: int = 4) -> Path:
+    text = textwrap.dedent(f"""\
+        trainer = "glyph-gan"
+        [package]
+        id = "tiny-gan-options"
+        name = "Tiny GAN"
+        version = "0.0.1"
+        license = "CC0-1.0"
+        default_prompt = "Ab"
+        [data]
+        size = 16
+        heldout_fraction = 0.3
+        font_files = ["/usr/share/fonts/truetype/dejavu/*.ttf", "/usr/share/fonts/truetype/liberation*/*.ttf"]
+        [model]
+        image_size = 8
+        latent_dim = 8
+        class_dim = 4
+        mapping_layers = 2
+        widths = [8, 8]
+        d_widths = [8, 8]
+        [train]
+        seed = 0
+        steps = {steps}
+        lr = 0.002
+        batch = 4
+        r1_every = 2
+        checkpoint_every = 2
+        bfloat16 = false
+        """) + extra + textwrap.dedent("""\
+        [evaluate]
+        classifier_steps = 3
+        samples = 124
+        compare_vae = "no-such-package"
+        """)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "recipe.toml"
+    path.write_text(text)
+    return path
+
+
+def train(tmp: Path, name: str, extra: str = "") -> tuple[Path, Path]:
+    out, run = tmp / f"out-{name}", tmp / f"run-{name}"
+    assert main(["train", str(write_recipe(tmp / name, extra)), "--out", str(out), "--run-dir", str(run)]) == 0
+    return out, run
+
+
+def weights(out: Path) -> dict[str, torch.Tensor]:
+    return read_tensors(out / "weights.safetensors")
+
+
+def differ(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
+    return any(not torch.equal(a[k], b[k]) for k in a)
+
+
+def test_the_defaults_train_as_a_recipe_without_the_options(tmp_path):
+    plain, _ = train(tmp_path, "plain")
+    spelled, _ = train(tmp_path, "spelled", 'conditioning = "aux"\npl_weight = 0\npl_every = 4\n'
+                                            "mapping_lr_mul = 0.01\n")
+    assert (plain / "weights.safetensors").read_bytes() == (spelled / "weights.safetensors").read_bytes()
+
+
+def test_projection_conditioning_drops_the_auxiliary_classifier(tmp_path):
+    aux_out, aux_run = train(tmp_path, "aux")
+    proj_out, proj_run = train(tmp_path, "proj", 'conditioning = "projection"\n')
+    aux_ckpt, proj_ckpt = (read_tensors(r / "checkpoint.safetensors") for r in (aux_run, proj_run))
+    assert "d.aux.weight" in aux_ckpt and "d.embed.weight" in aux_ckpt
+    assert "d.aux.weight" not in proj_ckpt and "d.embed.weight" in proj_ckpt  # projection stays
+    assert differ(weights(aux_out), weights(proj_out))
+
+
+def test_path_length_regularisation_changes_training_and_resumes_alike(tmp_path):
+    base_out, _ = train(tmp_path, "base")
+    pl_out, pl_run = train(tmp_path, "pl", "pl_weight = 2.0\npl_every = 2\n")
+    assert differ(weights(base_out), weights(pl_out))
+    ckpt = read_tensors(pl_run / "checkpoint.safetensors")
+    assert float(ckpt["pl.mean"]) > 0  # the running mean of the path lengths moved and is kept
+    # stopped after step 2 and resumed, the run ends where the uninterrupted one ended (the mean is restored)
+    from studio.train import common
+
+    class Stop(Exception):
+        pass
+
+    original = common.Checkpoint.save
+
+    def stop_at_two(self, step):
+        original(self, step)
+        if step == 2:
+            raise Stop
+
+    half = write_recipe(tmp_path / "half", "pl_weight = 2.0\npl_every = 2\n")
+    common.Checkpoint.save = stop_at_two
+    try:
+        with pytest.raises(Stop):
+            registry.run(read_recipe(half), tmp_path / "o2", tmp_path / "r2", log=lambda s: None)
+    finally:
+        common.Checkpoint.save = original
+    assert main(["train", str(half), "--out", str(tmp_path / "o2"), "--run-dir", str(tmp_path / "r2"),
+                 "--resume"]) == 0
+    assert (tmp_path / "o2" / "weights.safetensors").read_bytes() == (pl_out / "weights.safetensors").read_bytes()
+
+
+def test_a_mapping_multiplier_trains_differently_and_packages_at_the_apps_multiplier(tmp_path):
+    base_out, _ = train(tmp_path, "base")
+    fast_out, fast_run = train(tmp_path, "fast", "mapping_lr_mul = 1.0\n")
+    assert differ(weights(base_out), weights(fast_out))
+    # the package stores the mapping at 0.01: the app's generator draws what the trained one drew
+    ckpt = read_tensors(fast_run / "checkpoint.safetensors")
+    trained = StyleGenerator(8, 1, 8, 8, 62, 4, 2, (8, 8), mapping_lr_mul=1.0)
+    trained.load_state_dict({k[len("g_ema."):]: v for k, v in ckpt.items() if k.startswith("g_ema.")})
+    shipped = StyleGenerator(8, 1, 8, 8, 62, 4, 2, (8, 8))
+    shipped.load_state_dict(weights(fast_out))
+    z, labels = torch.randn(5, 8, generator=torch.Generator().manual_seed(3)), torch.arange(5)
+    with torch.no_grad():
+        assert torch.allclose(shipped.map(z), trained.map(z), rtol=1e-5, atol=1e-6)
+        assert torch.allclose(shipped(z, labels), trained(z, labels), rtol=1e-5, atol=1e-5)
+        assert not torch.allclose(StyleGenerator(8, 1, 8, 8, 62, 4, 2, (8, 8)).map(z), trained.map(z))
+
+
+def test_packaged_state_keeps_the_effective_mapping():
+    torch.manual_seed(0)
+    g = StyleGenerator(8, 1, 8, 8, 3, 4, 3, (8, 8), mapping_lr_mul=0.25)
+    with torch.no_grad():
+        for p in g.parameters():
+            p.add_(torch.randn_like(p))
+    other = StyleGenerator(8, 1, 8, 8, 3, 4, 3, (8, 8))
+    other.load_state_dict(g.packaged_state())
+    z = torch.randn(4, 8)
+    with torch.no_grad():
+        assert torch.allclose(other.map(z), g.map(z), rtol=1e-5, atol=1e-6)
+    assert not torch.equal(other.mapping[0].weight, g.mapping[0].weight)  # rescaled, not copied
+
+
+@pytest.mark.parametrize("line, key, problem", [
+    ('conditioning = "cgan"', "train.conditioning", "must be 'aux' or 'projection'"),
+    ("pl_weight = -1", "train.pl_weight", "must not be negative"),
+    ("pl_every = 0", "train.pl_every", "pl_every"),
+    ("mapping_lr_mul = 0", "train.mapping_lr_mul", "must be above 0"),
+])
+def test_wrong_options_are_refused_naming_the_field(tmp_path, line, key, problem):
+    recipe = write_recipe(tmp_path, line + "\n")
+    with pytest.raises(RecipeError, match=problem) as err:
+        registry.run(read_recipe(recipe), tmp_path / "out", tmp_path / "run", log=lambda s: None)
+    assert key in str(err.value)
