@@ -56,7 +56,19 @@ def test_open_model_file_on_a_network_pickle_in_the_real_window(xdisplay, tmp_pa
             "the preview still shows the glyph model" + app.log()
         screen.shot(tmp_path / "imported.png")
 
-        # noise mode: const → none through the combo box (keyboard in its popup)
+        # noise mode: const → none through the combo box (keyboard in its popup). It sits below the direction
+        # sliders: scroll the panel with the wheel (over a slider without focus, the wheel scrolls) until it shows
+        def reach(name: str) -> str:
+            controls = app.geometry(again=True)["controls"]
+            return next(info["reach"] for key, info in controls.items() if key.endswith("/" + name))
+
+        for _ in range(20):
+            if reach("noise_mode") == "screen":
+                break
+            assert reach("noise_mode") == "scroll", "the noise mode cannot be reached" + app.log()
+            screen.wheel(*app.centre("dockLatent"), 3)
+            time.sleep(0.3)
+        assert reach("noise_mode") == "screen", "the wheel did not bring the noise mode on screen" + app.log()
         x, y = app.centre("noiseModeCombo")
         first = preview(screen, app)
         screen.click(x, y)

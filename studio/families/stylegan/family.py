@@ -182,6 +182,7 @@ def _generator(model: LoadedModel) -> Any:
 
 
 PROJECTION_STEPS = 300  # as the glyph GAN's projection: NVIDIA's projector takes 1000
+DIRECTION_SLIDERS = 16  # GANSpace components kept: the first few carry most of the variance, and each is a slider
 
 
 class StyleGANFamily(Family):
@@ -393,7 +394,7 @@ class StyleGANFamily(Family):
         computed once and cached beside the package (or in the user cache when the folder is read-only)."""
         from studio.nets.stylegan_directions import cached_directions
 
-        return cached_directions(manifest.folder, sha256, network)
+        return cached_directions(manifest.folder, sha256, network, k=DIRECTION_SLIDERS)
 
     def encode(self, model: LoadedModel, images: np.ndarray, labels: list[str] | None = None,
                steps: int = PROJECTION_STEPS) -> Generator[Progress, None, torch.Tensor]:

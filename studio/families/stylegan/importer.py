@@ -144,5 +144,7 @@ def import_network_pickle(path: str | Path, out: str | Path | None = None, force
     from studio.nets.stylegan_directions import cached_directions
 
     network = build_nvidia_generator(net.class_name, net.init_args, net.init_kwargs, weights)
-    cached_directions(folder, sha256_file(read_manifest(folder).weights_path), network)
+    from studio.families.stylegan.family import DIRECTION_SLIDERS
+
+    cached_directions(folder, sha256_file(read_manifest(folder).weights_path), network, k=DIRECTION_SLIDERS)
     return folder
