@@ -182,7 +182,6 @@ def _generator(model: LoadedModel) -> Any:
 
 
 PROJECTION_STEPS = 300  # as the glyph GAN's projection: NVIDIA's projector takes 1000
-DIRECTION_SLIDERS = 16  # GANSpace components kept: the first few carry most of the variance, and each is a slider
 
 
 class StyleGANFamily(Family):
@@ -392,6 +391,7 @@ class StyleGANFamily(Family):
     def directions(self, manifest, network: torch.nn.Module, sha256: str):
         """GANSpace: the principal components of w over NVIDIA-seeded z (classes in turn for a conditional model),
         computed once and cached beside the package (or in the user cache when the folder is read-only)."""
+        from studio.families.stylegan.importer import DIRECTION_SLIDERS
         from studio.nets.stylegan_directions import cached_directions
 
         return cached_directions(manifest.folder, sha256, network, k=DIRECTION_SLIDERS)

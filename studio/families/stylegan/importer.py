@@ -30,6 +30,7 @@ CLASS_NAMES = {"stylegan2": "training.networks_stylegan2.Generator",
                "stylegan3": "training.networks_stylegan3.Generator"}
 POSITIONAL = ("z_dim", "c_dim", "w_dim", "img_resolution", "img_channels")
 NO_G_EMA = "the pickle has no G_ema (the averaged generator NVIDIA's tools render); its G was imported instead"
+DIRECTION_SLIDERS = 16  # GANSpace components kept: the first few carry most of the variance, each is a slider
 
 
 def looks_like_network_pickle(path: str | Path) -> bool:
@@ -144,7 +145,5 @@ def import_network_pickle(path: str | Path, out: str | Path | None = None, force
     from studio.nets.stylegan_directions import cached_directions
 
     network = build_nvidia_generator(net.class_name, net.init_args, net.init_kwargs, weights)
-    from studio.families.stylegan.family import DIRECTION_SLIDERS
-
     cached_directions(folder, sha256_file(read_manifest(folder).weights_path), network, k=DIRECTION_SLIDERS)
     return folder
