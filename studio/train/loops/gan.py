@@ -41,7 +41,7 @@ from studio.train.common import (RecentMean, Run, ScheduleDefaults, ema_update, 
                                  set_lr)
 from studio.train.data.folders import (MIN_FILES, Pictures, data_folder, image_sheet, package_table,
                                        read_images)
-from studio.train.data.glyphs import Cells, glyph_data, ink_at, ink_sheet
+from studio.train.data.glyphs import Cells, glyph_data, grouped_labels, ink_at, ink_sheet
 from studio.train.fonts import CHARSET
 from studio.train.monitor import Monitor
 from studio.train.recipe import Recipe
@@ -108,7 +108,7 @@ class Discriminator(nn.Module):
             h = (y + skip(h)) / math.sqrt(2)
         # minibatch standard deviation over groups of 4
         b = h.shape[0]
-        g = math.gcd(4, b)
+        g = deviation_group(b)
         std = h.float().reshape(g, -1, *h.shape[1:]).std(0, unbiased=False).mean((1, 2, 3))  # (b/g,)
         std = std.to(h.dtype).repeat(g)[:, None, None, None].expand(-1, 1, *h.shape[2:])
         h = F.leaky_relu(self.final_conv(torch.cat([h, std], 1)), 0.2) * math.sqrt(2)
@@ -120,6 +120,12 @@ class Discriminator(nn.Module):
         if self.has_aux:
             aux = self.aux(f)
         return logit, aux
+
+
+def deviation_group(batch: int) -> int:
+    """How many pictures the discriminator's minibatch standard deviation pools (StyleGAN's 4, or fewer to divide
+    the batch): pictures i, i + batch / group, … form one group."""
+    return math.gcd(4, batch)
 
 
 class PathLengthMean(nn.Module):
@@ -214,6 +220,11 @@ def train(recipe: Recipe, out: Path, run_dir: Path, *, data: str, resume: bool =
     pl_every = r.get(t, "pl_every", int, "train.", required=False, default=4, check=positive)
     mapping_lr_mul = float(r.get(t, "mapping_lr_mul", (int, float), "train.", required=False, default=0.01,
                                  check=lambda v: None if 0 < v <= 1 else f"must be above 0 and at most 1, got {v}"))
+    # group_characters: each minibatch-deviation group holds one character (real: from different faces; made: from
+    # different seeds), so the deviation the discriminator sees is the spread of styles within a character — with
+    # characters mixed in a group it is the spread between characters, and a generator that draws every character
+    # in one style goes unseen (the collapse of glyph-gan 1.0.0)
+    group_characters = r.get(t, "group_characters", bool, "train.", required=False, default=False)
     mixing = float(r.get(t, "style_mixing", (int, float), "train.", required=False, default=0.5))
     ema_images = float(r.get(t, "ema_images", (int, float), "train.", required=False,
                              default=defaults["ema_images"]))
@@ -226,6 +237,10 @@ def train(recipe: Recipe, out: Path, run_dir: Path, *, data: str, resume: bool =
     run.precision(defaults["bfloat16"])
     source.load(run, flip)
     device, gen, batch, latent_dim, classes = run.device, run.gen, s.batch, source.latent_dim, source.real.classes
+    if group_characters and not classes:
+        raise RecipeError("train.group_characters needs characters to group: this source has none", recipe.path,
+                          "train.group_characters")
+    group = deviation_group(batch) if group_characters else 1
     run.seed_weights()
     g = StyleGenerator(source.size, source.channels, latent_dim, latent_dim, classes, source.class_dim,
                        source.mapping_layers, tuple(source.g_widths), mapping_lr_mul=mapping_lr_mul).to(device)
@@ -255,9 +270,10 @@ def train(recipe: Recipe, out: Path, run_dir: Path, *, data: str, resume: bool =
         scale = min(1.0, (step + 1) / max(1, s.warmup)) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * fall)))
         set_lr(opt_g, s.lr * cg * scale)
         set_lr(opt_d, s.lr * c * scale)
-        x_real, labels = source.real.draw(batch, gen, device)
+        x_real, labels = (cast(Cells, source.real).draw(batch, gen, device, group) if group > 1  # glyphs only
+                          else source.real.draw(batch, gen, device))
         z = rand((batch, latent_dim), gen, device)
-        fake_labels = torch.randint(0, classes, (batch,), generator=gen).to(device) if classes else None
+        fake_labels = grouped_labels(classes, batch, group, gen).to(device) if classes else None
         noise = g.make_noise(batch, gen, device)
 
         # --- discriminator ---
