@@ -43,7 +43,8 @@ import numpy as np
 import torch
 
 from studio.errors import ManifestError, RequestError, WeightsError
-from studio.families.base import Family, LoadedModel, check_parameter_count, condition_specs, latent_specs
+from studio.families.base import (Family, LoadedModel, check_parameter_count, condition_specs, edit_ws,
+                                  explicit_ws, latent_specs)
 from studio.latent.kinds import LatentKind
 from studio.limits import MAX_WIDTH, quote
 from studio.params import DIRECTIONS, SHAPING, Capability, Kind, ParamSpec
@@ -312,14 +313,7 @@ class StyleGANFamily(Family):
         n, d = int(g.num_ws), int(g.w_dim)
         c = self._c(model, request)
         if request.latent is not None:
-            values = torch.tensor(request.latent, dtype=torch.float32)
-            if values.numel() == d:
-                ws = values[None].expand(n, -1).clone()
-            elif values.numel() == n * d:
-                ws = values.reshape(n, d).clone()
-            else:
-                raise RequestError(f"the latent has {values.numel()} values but {model.id} takes a w of {d} values "
-                                   f"or one w per layer ({n} × {d} = {n * d})", field="latent")
+            ws = explicit_ws(model.id, request.latent, n, d)
         else:
             varied = (p["variation_seed"], value("variation_strength")) \
                 if "variation_seed" in p and value("variation_strength") else None
@@ -338,22 +332,8 @@ class StyleGANFamily(Family):
             w_b = truncate(self._w_of_seed(model, p["mix_seed"], c))
             start = value("mix_layer")
             ws[start:] = torch.lerp(ws[start:], w_b[start:], value("mix_strength"))
-        for name, amount in sorted(p.items()):
-            if name.startswith("d") and name[1:].isdigit():
-                if model.directions is None:
-                    raise RequestError(f"edit {name!r} needs principal directions, and {model.id} ships none",
-                                       field=f"params.{name}")
-                start, end = value("layer_start"), value("layer_end")  # declared with the directions
-                try:
-                    ws[start:end] += model.directions.offset(int(name[1:]), amount)
-                except IndexError as exc:
-                    raise RequestError(str(exc), field=f"params.{name}") from None
-            elif name.startswith("z") and name[1:].isdigit():
-                k = int(name[1:])
-                if k >= d:
-                    raise RequestError(f"edit {name!r}: w has {d} dimensions (z0..z{d - 1})", field=f"params.{name}")
-                ws[:, k] += float(amount)
-        return ws
+        # the layer range is declared with the directions
+        return edit_ws(model, p, ws, lambda: (value("layer_start"), value("layer_end")))
 
     def latent(self, model: LoadedModel, request) -> torch.Tensor:
         """One w when every layer has the same style, else w+ (num_ws × w_dim): what renders the same picture as an
