@@ -5,8 +5,6 @@ its option is ignored; the defaults train exactly as recipes without the options
 
 from __future__ import annotations
 
-import glob
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -21,51 +19,16 @@ from studio.train.data.folders import dump_recipe
 from studio.train.data.glyphs import Cells, grouped_labels
 from studio.train.loops.gan import Discriminator, deviation_group, folder_recipe
 from studio.train.recipe import read_recipe
+from test_train_families import FONTS, write_recipe as write_family_recipe
 from test_train_folder import pictures
 
-FONTS = sorted(glob.glob("/usr/share/fonts/truetype/dejavu/*.ttf")
-               + glob.glob("/usr/share/fonts/truetype/liberation*/*.ttf"))
 pytestmark = pytest.mark.skipif(len(FONTS) < 6, reason="needs fonts-dejavu and fonts-liberation")
 
 
 def write_recipe(folder: Path, extra: str = "", steps: int = 4) -> Path:
-    text = textwrap.dedent(f"""\
-        trainer = "glyph-gan"
-        [package]
-        id = "tiny-gan-options"
-        name = "Tiny GAN"
-        version = "0.0.1"
-        license = "CC0-1.0"
-        default_prompt = "Ab"
-        [data]
-        size = 16
-        heldout_fraction = 0.3
-        font_files = ["/usr/share/fonts/truetype/dejavu/*.ttf", "/usr/share/fonts/truetype/liberation*/*.ttf"]
-        [model]
-        image_size = 8
-        latent_dim = 8
-        class_dim = 4
-        mapping_layers = 2
-        widths = [8, 8]
-        d_widths = [8, 8]
-        [train]
-        seed = 0
-        steps = {steps}
-        lr = 0.002
-        batch = 4
-        r1_every = 2
-        checkpoint_every = 2
-        bfloat16 = false
-        """) + extra + textwrap.dedent("""\
-        [evaluate]
-        classifier_steps = 3
-        samples = 124
-        compare_vae = "no-such-package"
-        """)
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / "recipe.toml"
-    path.write_text(text)
-    return path
+    """test_train_families' tiny glyph-gan recipe with `extra` lines in [train]."""
+    return write_family_recipe(folder, "glyph-gan", steps, evaluate="classifier_steps = 3\nsamples = 124\n",
+                               train=extra)
 
 
 def train(tmp: Path, name: str, extra: str = "") -> tuple[Path, Path]:
