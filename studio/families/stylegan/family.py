@@ -19,7 +19,7 @@ What the artist edits (the request's seed or latent, and the params `parameters`
   truncation, truncation_cutoff   ψ toward w̄ (the pickle's mapping.w_avg) on the layers before the cutoff
   mix_seed, mix_layer, mix_strength   style mixing: layers from mix_layer on take the mix seed's w
   variation_seed/strength slerp of z toward another seed's z
-  d<k>, layer_start/end   principal directions (directions.safetensors, when the package has one) on a layer range
+  d<k>, layer_start/end   principal directions (GANSpace's, or the package's own directions.safetensors) on a layer range
   z<k>                    add to dimension k of w
   noise_mode              StyleGAN2: const (the trained noise), random (drawn from the request's seed) or none
   translate_x/y, rotate   StyleGAN3: the visualizer's input transform
@@ -43,8 +43,8 @@ import numpy as np
 import torch
 
 from studio.errors import ManifestError, RequestError, WeightsError
-from studio.families.base import (Family, LoadedModel, check_parameter_count, condition_specs, edit_ws,
-                                  explicit_ws, latent_specs)
+from studio.families.base import (Family, LoadedModel, check_parameter_count, condition_specs, direction_count,
+                                  edit_ws, explicit_ws, latent_specs)
 from studio.latent.kinds import LatentKind
 from studio.limits import MAX_WIDTH, quote
 from studio.params import DIRECTIONS, SHAPING, Capability, Kind, ParamSpec
@@ -234,8 +234,14 @@ class StyleGANFamily(Family):
     def parameters(self, manifest) -> tuple[ParamSpec, ...]:
         config = style_config(manifest)
         n = config.num_ws
+        from studio.families.stylegan.importer import DIRECTION_SLIDERS
+
+        # the package's own directions, else the GANSpace ones every load provides (computed, or from the user
+        # cache when the package folder cannot be written): sliders either way
+        count = direction_count(manifest) or min(DIRECTION_SLIDERS, manifest.latent.size)
         specs = [*condition_specs(manifest),
-                 *latent_specs(manifest, truncation=PSI_RANGE, mix_strength=1.0, strengths=(0.0, 1.0))]
+                 *latent_specs(manifest, truncation=PSI_RANGE, mix_strength=1.0, strengths=(0.0, 1.0),
+                               directions=count)]
         at = [s.name for s in specs].index("truncation") + 1
         specs.insert(at, ParamSpec(
             "truncation_cutoff", Kind.INT, "Cutoff", default=n, range=(0, n), group=SHAPING,
