@@ -122,6 +122,18 @@ class Discriminator(nn.Module):
         return logit, aux
 
 
+def pair_diversity(x: torch.Tensor, z: torch.Tensor, groups: int) -> torch.Tensor:
+    """For pictures laid out in `groups` interleaved groups (elements i, i + B / groups, … in one group; see
+    deviation_group), pair group 0 with 1, 2 with 3, …: each pair's mean absolute picture difference over its mean
+    absolute latent difference (DSGAN's ratio), one value a pair."""
+    xs = x.float().reshape(groups, -1, *x.shape[1:])
+    zs = z.float().reshape(groups, -1, z.shape[-1])
+    pairs = groups // 2 * 2
+    dx = (xs[0:pairs:2] - xs[1:pairs:2]).abs().flatten(2).mean(2)
+    dz = (zs[0:pairs:2] - zs[1:pairs:2]).abs().mean(2)
+    return (dx / dz.clamp(min=1e-8)).flatten()
+
+
 def deviation_group(batch: int) -> int:
     """How many pictures the discriminator's minibatch standard deviation pools (StyleGAN's 4, or fewer to divide
     the batch): pictures i, i + batch / group, … form one group."""
@@ -225,6 +237,14 @@ def train(recipe: Recipe, out: Path, run_dir: Path, *, data: str, resume: bool =
     # characters mixed in a group it is the spread between characters, and a generator that draws every character
     # in one style goes unseen (the collapse of glyph-gan 1.0.0)
     group_characters = r.get(t, "group_characters", bool, "train.", required=False, default=False)
+    # diversity_weight > 0: diversity-sensitive regularisation (Yang et al. 2019, "DSGAN"): the generator is
+    # rewarded for making pictures of one character differ as much as their latents do, up to diversity_cap (the
+    # mean absolute pixel difference, −1 … 1 scale, per unit of mean absolute z difference); pairs are made of
+    # the same character's seeds within a deviation group, so it needs group_characters on a source with characters
+    diversity_weight = float(r.get(t, "diversity_weight", (int, float), "train.", required=False, default=0.0,
+                                   check=lambda v: None if v >= 0 else f"must not be negative, got {v}"))
+    diversity_cap = float(r.get(t, "diversity_cap", (int, float), "train.", required=False, default=0.2,
+                                check=lambda v: None if v > 0 else f"must be above 0, got {v}"))
     mixing = float(r.get(t, "style_mixing", (int, float), "train.", required=False, default=0.5))
     ema_images = float(r.get(t, "ema_images", (int, float), "train.", required=False,
                              default=defaults["ema_images"]))
@@ -241,6 +261,12 @@ def train(recipe: Recipe, out: Path, run_dir: Path, *, data: str, resume: bool =
         raise RecipeError("train.group_characters needs characters to group: this source has none", recipe.path,
                           "train.group_characters")
     group = deviation_group(batch) if group_characters else 1
+    if diversity_weight > 0 and classes and group < 2:
+        raise RecipeError("train.diversity_weight compares seeds of one character: it needs group_characters = "
+                          "true (and a batch of at least 2)", recipe.path, "train.diversity_weight")
+    if diversity_weight > 0 and batch % 2:
+        raise RecipeError(f"train.diversity_weight compares pictures in pairs: the batch must be even, got {batch}",
+                          recipe.path, "train.batch")
     run.seed_weights()
     g = StyleGenerator(source.size, source.channels, latent_dim, latent_dim, classes, source.class_dim,
                        source.mapping_layers, tuple(source.g_widths), mapping_lr_mul=mapping_lr_mul).to(device)
@@ -307,6 +333,9 @@ def train(recipe: Recipe, out: Path, run_dir: Path, *, data: str, resume: bool =
         with run.autocast():
             logit_g, aux_g = d(seen_g, fake_labels)
         loss_g = F.softplus(-logit_g.float()).mean()
+        if diversity_weight > 0:
+            diversity = pair_diversity(x_fake, z, max(group, 2)).clamp(max=diversity_cap)
+            loss_g = loss_g - diversity_weight * diversity.mean()
         if aux_g is not None and fake_labels is not None:
             loss_g = loss_g + aux_weight * F.cross_entropy(aux_g.float(), fake_labels)
         opt_g.zero_grad(set_to_none=True)
