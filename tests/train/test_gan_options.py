@@ -17,7 +17,7 @@ from studio.nets.stylegan import StyleGenerator
 from studio.train import registry
 from studio.train.data.folders import dump_recipe
 from studio.train.data.glyphs import Cells, grouped_labels
-from studio.train.loops.gan import Discriminator, deviation_group, folder_recipe
+from studio.train.loops.gan import Discriminator, deviation_group, folder_recipe, pair_diversity
 from studio.train.recipe import read_recipe
 from test_train_families import FONTS, write_recipe as write_family_recipe
 from test_train_folder import pictures
@@ -129,6 +129,9 @@ def test_packaged_state_keeps_the_effective_mapping():
     ("pl_every = 0", "train.pl_every", "pl_every"),
     ("mapping_lr_mul = 0", "train.mapping_lr_mul", "must be above 0"),
     ('group_characters = "yes"', "train.group_characters", "group_characters"),
+    ("diversity_weight = -1", "train.diversity_weight", "must not be negative"),
+    ("diversity_weight = 1", "train.diversity_weight", "needs group_characters = true"),
+    ("group_characters = true\ndiversity_weight = 1\ndiversity_cap = 0", "train.diversity_cap", "must be above 0"),
 ])
 def test_wrong_options_are_refused_naming_the_field(tmp_path, line, key, problem):
     recipe = write_recipe(tmp_path, line + "\n")
@@ -195,3 +198,29 @@ def test_group_characters_is_refused_for_pictures_without_characters(tmp_path):
     with pytest.raises(RecipeError, match="needs characters to group") as err:
         registry.run(read_recipe(path), tmp_path / "out", tmp_path / "run", log=lambda s: None)
     assert "train.group_characters" in str(err.value)
+
+
+# --- diversity-sensitive regularisation ---------------------------------------------------------------------------
+
+
+def test_pair_diversity_pairs_one_characters_seeds_and_divides_by_their_latents():
+    labels = grouped_labels(62, 8, 4, torch.Generator().manual_seed(0))
+    z = torch.randn(8, 16)
+    x = torch.zeros(8, 1, 4, 4)
+    x[2:4] = 0.5  # group 1 (elements 2, 3 of the 4 × 2 layout) is lighter than group 0 (elements 0, 1)
+    x[6:8] = 0.3  # group 3 against group 2 (elements 4, 5)
+    ratio = pair_diversity(x, z, 4)
+    pairs = [(0, 2), (1, 3), (4, 6), (5, 7)]  # i with i + B / groups: the same character
+    assert all(labels[i] == labels[j] for i, j in pairs)
+    want = torch.tensor([abs(float(x[i].mean() - x[j].mean())) / float((z[i] - z[j]).abs().mean()) for i, j in pairs])
+    torch.testing.assert_close(ratio, want)
+    assert torch.all(pair_diversity(torch.ones(8, 1, 4, 4), z, 4) == 0)  # one drawing for every seed: nothing
+
+
+def test_diversity_regularisation_trains_differently(tmp_path):
+    grouped, _ = train(tmp_path, "grouped", "group_characters = true\n")
+    # a cap above any ratio these pictures reach: the reward acts from the first step (under the cap it is flat)
+    diverse, _ = train(tmp_path, "diverse", "group_characters = true\ndiversity_weight = 2.0\ndiversity_cap = 100\n")
+    assert differ(weights(grouped), weights(diverse))
+    capped, _ = train(tmp_path, "capped", "group_characters = true\ndiversity_weight = 2.0\ndiversity_cap = 1e-6\n")
+    assert not differ(weights(grouped), weights(capped))  # every pair past the cap: no gradient, the same run
