@@ -8,7 +8,11 @@ glyph-gan, so older recipes reproduce their packages): train.conditioning = "pro
 classifier (see below) and conditions the discriminator by projection alone; train.pl_weight > 0 adds lazy
 path-length regularisation every train.pl_every steps (half a batch, full precision, G's Adam adjusted like D's for
 R1); train.mapping_lr_mul sets the mapping network's learning-rate multiplier (StyleGAN's 0.01 barely moves it in a
-few thousand steps; packages always store it at 0.01, so the app reads any run the same way).
+few thousand steps; packages always store it at 0.01, so the app reads any run the same way). Two more against
+the collapse of a character-conditioned GAN onto one style per character: train.group_characters puts one character
+in each minibatch-deviation group (so the discriminator's deviation channel measures the spread of styles within a
+character, as it does for an unconditional GAN), and train.diversity_weight adds diversity-sensitive regularisation
+(DSGAN) over pairs of one character's seeds.
 
 Two sources feed it:
 - `glyph-gan`, the recipe's fonts (studio.train.data.glyphs): conditioned on the character, through a projection head
