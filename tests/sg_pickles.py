@@ -79,7 +79,14 @@ def module_state(init_kwargs: dict[str, Any], params: dict[str, Any], buffers: d
             "_buffers": collections.OrderedDict(buffers), "_non_persistent_buffers_set": set(),
             "_backward_hooks": collections.OrderedDict(), "_forward_hooks": collections.OrderedDict(),
             "_modules": collections.OrderedDict(modules), "_init_args": (), "_init_kwargs": init_kwargs,
-            "weight_gain": np.float64(0.125)}
+            "weight_gain": np.float64(0.125),
+            # as StyleGAN3's layers keep sizes: a numpy array that does not own its data (broadcast, then copied)
+            "size": np.broadcast_to(np.asarray(36), [2]).copy()}
+
+
+def marking_source(marker: Path) -> str:
+    """module_src that leaves `marker` if anything ever runs it."""
+    return f"open({str(marker)!r}, 'w').write('ran')\nclass Generator: pass\n"
 
 
 def tree(state_dict: dict[str, torch.Tensor], init_kwargs: dict[str, Any], src: str) -> Persistent:
@@ -109,7 +116,7 @@ def write_snapshot(path: Path, state_dict: dict[str, torch.Tensor], init_kwargs:
                    protocol: int = pickle.DEFAULT_PROTOCOL) -> Path:
     """A network-snapshot pickle holding G (and G_ema) with these tensors and constructor arguments."""
     marker = marker or path.with_name(path.name + ".SOURCE_WAS_EXECUTED")
-    src = f"open({str(marker)!r}, 'w').write('ran')\nclass Generator: pass\n"
+    src = marking_source(marker)
     kwargs = dict(init_kwargs)
     for key in ("mapping_kwargs", "synthesis_kwargs"):
         if isinstance(kwargs.get(key), dict):

@@ -207,6 +207,44 @@ class Family:
             raise RequestError(str(exc), field="params") from None
 
 
+# --- style-based generators' w and w+ (the gan and stylegan families) -----------------------------------------------
+
+
+def explicit_ws(model_id: str, latent, num_ws: int, w_dim: int) -> torch.Tensor:
+    """A request's explicit latent as per-layer styles (num_ws, w_dim) in float32: one w for every layer, or w+."""
+    values = torch.tensor(latent, dtype=torch.float32)
+    if values.numel() == w_dim:
+        return values[None].expand(num_ws, -1).clone()
+    if values.numel() == num_ws * w_dim:
+        return values.reshape(num_ws, w_dim).clone()
+    raise RequestError(f"the latent has {values.numel()} values but {model_id} takes a w of {w_dim} values "
+                       f"or one w per layer ({num_ws} × {w_dim} = {num_ws * w_dim})", field="latent")
+
+
+def edit_ws(model: LoadedModel, params: dict, ws: torch.Tensor, layers: Callable[[], tuple[int, int]]) -> torch.Tensor:
+    """Apply a request's latent edits to per-layer styles `ws` (num_ws, w_dim), in place: `d<k>` moves along
+    principal direction k over the layers `layers()` gives (asked only when there is such an edit), `z<k>` adds to
+    dimension k of every layer's w."""
+    w_dim = ws.shape[1]
+    for name, amount in sorted(params.items()):
+        if name.startswith("d") and name[1:].isdigit():
+            if model.directions is None:
+                raise RequestError(f"edit {name!r} needs principal directions, and {model.id} ships none",
+                                   field=f"params.{name}")
+            start, end = layers()
+            try:
+                ws[start:end] += model.directions.offset(int(name[1:]), amount)
+            except IndexError as exc:
+                raise RequestError(str(exc), field=f"params.{name}") from None
+        elif name.startswith("z") and name[1:].isdigit():
+            k = int(name[1:])
+            if k >= w_dim:
+                raise RequestError(f"edit {name!r}: w has {w_dim} dimensions (z0..z{w_dim - 1})",
+                                   field=f"params.{name}")
+            ws[:, k] += float(amount)
+    return ws
+
+
 # --- the parameters most families share ------------------------------------------------------------------------------
 
 

@@ -183,6 +183,12 @@ def _layout_report(window) -> dict:
             "controls": reach_report(window, [window.prompt, window.latent])}
 
 
+def _samples_shown(window) -> int:
+    """How many samples the sound view holds (0 when it shows no sound)."""
+    sound = window.audio_view.sound()
+    return 0 if sound is None else int(len(sound))
+
+
 def _report_geometry_when_shown(window, path: str) -> None:
     """Write the screen rectangles of the window's named widgets once the first image (or sound) is shown."""
     written: list[bool] = []
@@ -213,7 +219,8 @@ def _report_geometry_when_shown(window, path: str) -> None:
         data["state"] = {"status": window.statusBar().currentMessage(), "canvas_note": canvas.cancelled_note,
                          "progress_bars": sum(1 for bar in window.findChildren(QProgressBar) if bar.isVisible()),
                          "modified": window.isWindowModified(), "undo_index": window.session.undo.index(),
-                         "focus": getattr(QApplication.focusWidget(), "objectName", lambda: "")()}
+                         "focus": getattr(QApplication.focusWidget(), "objectName", lambda: "")(),
+                         "sound_samples": _samples_shown(window)}
         tmp = path + ".part"
         with open(tmp, "w", encoding="utf-8") as f:
             json.dump(data, f)

@@ -393,6 +393,22 @@ def test_directions_missing_or_damaged_at_load_are_computed_again(packages, tmp_
     torch.testing.assert_close(damaged.directions.vectors, reference.vectors)
 
 
+def test_direction_sliders_are_offered_before_the_directions_are_cached(packages, tmp_path, monkeypatch):
+    """A package without its directions file (removed, or a read-only folder whose directions live in the user
+    cache) still declares the 16 sliders the load provides, and they act."""
+    from studio.families.stylegan.importer import DIRECTION_SLIDERS
+
+    monkeypatch.setenv("LATENT_STUDIO_CACHE", str(tmp_path / "cache"))
+    folder = tmp_path / "pkg"
+    shutil.copytree(packages["sg2_uncond"], folder)
+    (folder / "directions.safetensors").unlink()
+    entry = resolve(str(folder))
+    assert entry.parameters.get("d").count == DIRECTION_SLIDERS
+    model = load_model(entry)
+    assert model.directions is not None and len(model.directions) == DIRECTION_SLIDERS
+    assert not np.array_equal(render(model, seed=4, d15=3.0), render(model, seed=4))
+
+
 def test_a_picture_projects_into_w_plus_through_the_engine_work(models):
     """Encode = projection: a picture the model drew from a known seed comes back as a w+ whose rendering is much
     closer to it than the mean style's; the work reports progress on every step."""

@@ -1,112 +1,43 @@
-"""NVIDIA network pickles read without running anything: test pickles are built here with stand-ins
-that pickle the way NVIDIA's torch_utils.persistence does (a metadata dict with type, version,
+"""NVIDIA network pickles read without running anything: test pickles are built with the stand-ins of
+tests/sg_pickles.py, which pickle the way NVIDIA's torch_utils.persistence does (a metadata dict with type, version,
 module_src, class_name and state handed to torch_utils.persistence._reconstruct_persistent_obj), from
 the fixtures' G_ema state dicts; the rebuilt generators must give NVIDIA's reference outputs."""
 
 from __future__ import annotations
 
-import collections
 import json
 import pickle
 import sys
 import types
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
 
+from sg_pickles import FIX, Persistent, fixture_snapshot, marking_source, nvidia_modules, tree
 from studio.errors import WeightsError
 from studio.io.nv_pickle import EasyDictRecord, PersistentRecord, extract_network, read_network_pickle
 from studio.nets.stylegan_nv import build_nvidia_generator, load_nvidia_generator, z_from_seed
 
-FIX = Path(__file__).resolve().parents[1] / "fixtures" / "stylegan"
-BUFFERS = {"w_avg", "noise_const", "resample_filter", "magnitude_ema", "up_filter", "down_filter", "freqs",
-           "phases", "transform"}
 
 
 @pytest.fixture()
-def nv_modules(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> types.SimpleNamespace:
-    """Stand-ins for torch_utils.persistence and dnnlib, registered so pickle writes their names."""
+def nv_modules(tmp_path: Path) -> Iterator[types.SimpleNamespace]:
+    """Stand-ins for torch_utils.persistence and dnnlib (tests/sg_pickles.py), registered so pickle writes their
+    names; records built through it carry module_src that would leave `marker` if anything ever ran it."""
     marker = tmp_path / "SOURCE_WAS_EXECUTED"
-    tu = types.ModuleType("torch_utils")
-    pers = types.ModuleType("torch_utils.persistence")
-    dn = types.ModuleType("dnnlib")
-    du = types.ModuleType("dnnlib.util")
-
-    def _reconstruct_persistent_obj(meta: dict[str, Any]) -> Any:  # never called by the reader
-        raise AssertionError("the reader must not call the pickle's own reconstructor")
-
-    _reconstruct_persistent_obj.__module__ = "torch_utils.persistence"
-    _reconstruct_persistent_obj.__qualname__ = "_reconstruct_persistent_obj"
-    pers._reconstruct_persistent_obj = _reconstruct_persistent_obj  # type: ignore[attr-defined]
-
-    class EasyDict(dict):  # type: ignore[type-arg]
-        def __getattr__(self, name: str) -> Any:
-            return self[name]
-
-    EasyDict.__module__ = "dnnlib.util"
-    EasyDict.__qualname__ = "EasyDict"
-    du.EasyDict = EasyDict  # type: ignore[attr-defined]
-    dn.util = du  # type: ignore[attr-defined]
-    tu.persistence = pers  # type: ignore[attr-defined]
-    for name, mod in [("torch_utils", tu), ("torch_utils.persistence", pers), ("dnnlib", dn), ("dnnlib.util", du)]:
-        monkeypatch.setitem(sys.modules, name, mod)
-
-    # module_src that would leave a marker file if anything ever ran it
-    src = f"open({str(marker)!r}, 'w').write('ran')\nclass Generator: pass\n"
-
-    class Persistent:
-        """Pickles exactly as a persistent_class instance: reduce → (_reconstruct_persistent_obj, (meta,))."""
-
-        def __init__(self, class_name: str, state: dict[str, Any]) -> None:
-            self.meta = dict(type="class", version=6, module_src=src, class_name=class_name, state=state)
-
-        def __reduce__(self) -> Any:
-            return (_reconstruct_persistent_obj, (self.meta,))
-
-    def module_state(init_kwargs: dict[str, Any], params: dict[str, Any], buffers: dict[str, Any],
-                     modules: dict[str, Any]) -> dict[str, Any]:
-        return {"training": False, "_parameters": collections.OrderedDict(params),
-                "_buffers": collections.OrderedDict(buffers), "_non_persistent_buffers_set": set(),
-                "_backward_hooks": collections.OrderedDict(), "_forward_hooks": collections.OrderedDict(),
-                "_modules": collections.OrderedDict(modules), "_init_args": (), "_init_kwargs": init_kwargs,
-                "weight_gain": np.float64(0.125), "size": np.broadcast_to(np.asarray(36), [2]).copy()}
-
-    def tree(state_dict: dict[str, torch.Tensor], init_kwargs: dict[str, Any]) -> Persistent:
-        nested: dict[str, Any] = {}
-        for key, value in state_dict.items():
-            node = nested
-            *path, leaf = key.split(".")
-            for part in path:
-                node = node.setdefault(part, {})
-            node[leaf] = value
-
-        def build(node: dict[str, Any], name: str, kwargs: dict[str, Any]) -> Persistent:
-            params = {k: torch.nn.Parameter(v) for k, v in node.items()
-                      if isinstance(v, torch.Tensor) and k not in BUFFERS}
-            buffers = {k: v for k, v in node.items() if isinstance(v, torch.Tensor) and k in BUFFERS}
-            subs = {k: build(v, k, {}) for k, v in node.items() if isinstance(v, dict)}
-            return Persistent(name, module_state(kwargs, params, buffers, subs))
-
-        return build(nested, "Generator", init_kwargs)
-
-    return types.SimpleNamespace(Persistent=Persistent, EasyDict=EasyDict, tree=tree, marker=marker,
-                                 module_state=module_state)
+    src = marking_source(marker)
+    with nvidia_modules():
+        yield types.SimpleNamespace(
+            Persistent=lambda class_name, state: Persistent(class_name, state, src),
+            tree=lambda state_dict, init_kwargs: tree(state_dict, init_kwargs, src), marker=marker)
 
 
 def snapshot(ns: types.SimpleNamespace, name: str, path: Path, protocol: int) -> Path:
-    meta = json.loads((FIX / f"{name}.init_kwargs.json").read_text())
-    kwargs = dict(meta["init_kwargs"])
-    kwargs["mapping_kwargs"] = ns.EasyDict(kwargs["mapping_kwargs"])  # train.py passes EasyDicts
-    g_ema = ns.tree(load_file(FIX / f"{name}.G_ema.safetensors"), kwargs)
-    data = {"G": g_ema, "D": ns.Persistent("Discriminator", ns.module_state({}, {}, {}, {})), "G_ema": g_ema,
-            "augment_pipe": None, "training_set_kwargs": ns.EasyDict(resolution=32, use_labels=False)}
-    with open(path, "wb") as f:
-        pickle.dump(data, f, protocol=protocol)
-    return path
+    return fixture_snapshot(name, path, marker=ns.marker, protocol=protocol)
 
 
 @pytest.mark.parametrize("name", ["sg2_uncond", "sg3t"])
@@ -320,7 +251,7 @@ def test_tuples_shared_through_the_memo_are_read_once(tmp_path: Path) -> None:
 
 
 def test_submodules_shared_along_many_paths_are_refused(nv_modules, tmp_path: Path) -> None:
-    from sg_pickles import Persistent, module_state, nvidia_modules
+    from sg_pickles import module_state
 
     with nvidia_modules():
         node = Persistent("Leaf", module_state({}, {"w": torch.nn.Parameter(torch.zeros(1))}, {}, {}), "")

@@ -27,7 +27,7 @@ def build(name: str) -> torch.nn.Module:
 
 
 def rel_err(ours: torch.Tensor, ref: np.ndarray) -> float:
-    return float(np.abs(ours.detach().numpy() - ref).max() / np.abs(ref).max())
+    return float(np.abs(ours.detach().float().cpu().numpy() - ref).max() / np.abs(ref).max())
 
 
 @pytest.fixture(scope="module", params=sorted(CLASSES))

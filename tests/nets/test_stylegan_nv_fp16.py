@@ -8,31 +8,14 @@ float32 path stays within 1e-4, tests/nets/test_stylegan_nv.py)."""
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
-from safetensors.torch import load_file
 
 import studio.nets.stylegan_nv as nv
+from test_stylegan_nv import CASES, CLASSES, FIX, build, rel_err  # the fixtures, loaded as the float32 tests do
 
-FIX = Path(__file__).resolve().parents[1] / "fixtures" / "stylegan"
-CLASSES = {"sg2_uncond": nv.StyleGAN2Generator, "sg3t": nv.StyleGAN3Generator}
-CASES = [(s, p) for s in (0, 1, 2) for p in (1.0, 0.7)]
 FP16_TOLERANCE = 1e-2
-
-
-def build(name: str) -> torch.nn.Module:
-    kwargs = json.loads((FIX / f"{name}.init_kwargs.json").read_text())["init_kwargs"]
-    g = CLASSES[name](**kwargs).eval()
-    g.load_state_dict(load_file(FIX / f"{name}.G_ema.safetensors"), strict=True)
-    return g
-
-
-def rel_err(ours: torch.Tensor, ref: np.ndarray) -> float:
-    return float(np.abs(ours.detach().float().cpu().numpy() - ref).max() / np.abs(ref).max())
 
 
 def half_layers(g: torch.nn.Module) -> list[torch.nn.Module]:

@@ -39,7 +39,9 @@ EVALUATE = {
 }
 
 
-def write_recipe(folder: Path, trainer: str, steps: int = 4, lr: float = 0.002, evaluate: str = "") -> Path:
+def write_recipe(folder: Path, trainer: str, steps: int = 4, lr: float = 0.002, evaluate: str = "",
+                 train: str = "") -> Path:
+    """A tiny recipe for `trainer` on DejaVu and Liberation; `train` adds lines to its [train] table."""
     text = textwrap.dedent(f"""\
         trainer = "{trainer}"
         [package]
@@ -53,7 +55,7 @@ def write_recipe(folder: Path, trainer: str, steps: int = 4, lr: float = 0.002, 
         heldout_fraction = 0.3
         font_files = ["/usr/share/fonts/truetype/dejavu/*.ttf", "/usr/share/fonts/truetype/liberation*/*.ttf"]
         [model]
-        """) + MODEL[trainer] + f"[train]\nseed = 0\nsteps = {steps}\nlr = {lr}\n" + TRAIN[trainer] \
+        """) + MODEL[trainer] + f"[train]\nseed = 0\nsteps = {steps}\nlr = {lr}\n" + TRAIN[trainer] + train \
         + "[evaluate]\n" + (evaluate or EVALUATE[trainer]) + 'compare_vae = "no-such-package"\n'
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "recipe.toml"

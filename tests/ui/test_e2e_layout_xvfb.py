@@ -31,7 +31,7 @@ def _keys(text: str) -> list[str]:
     return ["space" if c == " " else "minus" if c == "-" else c for c in text]
 
 
-def _use_model(screen: Screen, app: App, main: int, model: str) -> dict:
+def _use_model(screen: Screen, app: App, main: int, model: str, name: str = "") -> dict:
     """Switch to `model` through the Models list; the geometry report once the window shows it. Typed again once if
     the list's keyboard search lost the name (keys more than its 400 ms apart on a loaded machine start a new
     search)."""
@@ -40,7 +40,7 @@ def _use_model(screen: Screen, app: App, main: int, model: str) -> dict:
         x, y, w, h = app.rect("modelList")
         screen.click(x + w // 2, y + min(h // 2, 20))
         time.sleep(0.3)
-        screen.key(main, *_keys(SHIPPED[model]))
+        screen.key(main, *_keys(name or SHIPPED[model]))
         time.sleep(0.2)
         screen.key(main, "Return")
         geo = wait_for(lambda: (g := app.geometry(again=True)) and g.get("model") == model and g, 60, 0.5)
@@ -75,7 +75,7 @@ def _check(geo: dict, model: str, screen_size: tuple[int, int], min_share: float
     assert not lost, f"{model}: controls no user can reach: {lost} of {geo['controls']}"
     assert reach, f"{model}: no parameter controls in the report"
     scrolled = [name for name, how in reach.items() if how == "scroll"]
-    picture = "" if model.startswith("one-shots") else \
+    picture = "" if model.startswith(("one-shots", "nn~")) else \
         f" (the picture itself, fitted to the preview: {_area(geo['previewImage']) / (w * h):.1%})"
     print(f"{width}×{height} {model}: preview {preview[2]}×{preview[3]} = {share:.1%} of the window "
           f"{w}×{h}{picture}; {len(reach) - len(scrolled)} controls shown, {len(scrolled)} by scrolling "
@@ -148,3 +148,43 @@ def test_at_1920x1080_every_shipped_model_fits_and_the_preview_leads(xdisplay, t
     finally:
         app.kill()
     print("preview share at 1920×1080:", {m: f"{s:.1%}" for m, s in shares.items()})
+
+
+@pytest.mark.slow
+def test_at_1280x720_an_imported_stylegan_and_an_nn_tilde_model_fit_with_every_control_reachable(xdisplay, tmp_path):
+    """The models artists bring (issue 19): a StyleGAN pickle converted by the importer (its 16 GANSpace direction
+    sliders with the truncation, mixing, noise and layer controls) and an nn~ TorchScript model, at 1280 × 720."""
+    from nn_tilde_models import package_of, tiny
+    from sg_pickles import fixture_snapshot
+    from studio.families.stylegan.importer import import_network_pickle
+
+    models = tmp_path / "data" / "models"
+    pkl = fixture_snapshot("sg2_uncond", tmp_path / "network-snapshot-000080.pkl")
+    import_network_pickle(pkl, models / "sg2", model_id="sg2", name="Imported StyleGAN")
+    package_of(tiny(tmp_path / "rave.ts", seed=1), models / "rave", seconds=0.5)
+    display = xdisplay(1280, 720)
+    screen = Screen(display)
+    app = App.start(display, tmp_path, "--model", "sg2")
+    try:
+        app.geometry()
+        main = app.main_window(screen)
+        geo = wait_for(lambda: (g := app.geometry(again=True)).get("model") == "sg2" and g, 60, 0.3)
+        assert geo, "the app did not open the imported StyleGAN package" + app.log()
+        time.sleep(0.5)
+        geo = app.geometry(again=True)
+        for name in ("slider_truncation", "truncationCutoffSpin", "mixSeedEdit"):
+            assert name in geo, f"{name} is not shown" + app.log()
+        directions = [k for k in geo["controls"] if k.rsplit("/", 1)[-1].startswith("d") and
+                      k.rsplit("/", 1)[-1][1:].isdigit()]
+        assert len(directions) == 16, f"expected 16 direction sliders, found {directions}"
+        screen.shot(tmp_path / "stylegan-1280x720.png")
+        _check(geo, "stylegan", (1280, 720))
+        geo = _use_model(screen, app, main, "rave", name="rave")
+        heard = wait_for(lambda: (g := app.geometry(again=True))["state"]["sound_samples"] and g, 60, 0.5)
+        assert heard and heard["state"]["sound_samples"] == 8000, "the nn~ model's sound never showed" + app.log()
+        screen.shot(tmp_path / "nn~-1280x720.png")
+        _check(geo, "nn~ rave", (1280, 720))
+        print("screenshots:", *sorted(tmp_path.glob("*.png")))
+        app.quit(screen)
+    finally:
+        app.kill()

@@ -8,16 +8,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import soundfile as sf
-from PySide6.QtCore import QSettings
 
 from nn_tilde_models import package_of, tiny
-from studio.engine.engine import Engine
 from studio.export import read_any_request
 from studio.ui.panels.param_panel import sound_param
 from studio.ui import dialogs
-from studio.ui.main_window import MainWindow
-from studio.ui.session import Session
 from dialog_guard import block_dialogs
+from test_ui_sound import settle as sound_settle, sound_window
 
 MODEL = "rave"
 
@@ -36,24 +33,12 @@ def models(tmp_path_factory):
 
 @pytest.fixture
 def window(qtbot, models, tmp_path):
-    engine = Engine(device="cpu", roots=[models])
-    session = Session(engine, roots=[models])
-    session.refresh_models()
-    w = MainWindow(session, QSettings(str(tmp_path / "window.ini"), QSettings.Format.IniFormat), None)
-    qtbot.addWidget(w)
-    with qtbot.waitSignal(session.sound_changed, timeout=60000):
-        session.start(MODEL)
-    session.undo.setClean()
-    w.show()
-    yield w
-    session.undo.setClean()
-    w.close()
-    session.shutdown()
+    with sound_window(qtbot, models, MODEL, tmp_path / "window.ini", timeout=60000) as w:  # the sandbox starts
+        yield w
 
 
 def settle(qtbot, window):
-    qtbot.waitUntil(lambda: not window.session.bridge.busy, timeout=30000)
-    window.session.flush_history()
+    sound_settle(qtbot, window, timeout=30000)
 
 
 def test_an_nn_tilde_model_renders_edits_transfers_exports_and_feeds_the_timeline(qtbot, window, tmp_path,

@@ -5,6 +5,10 @@ audio device everything but playback works."""
 
 from __future__ import annotations
 
+import contextlib
+from pathlib import Path
+from typing import Iterator
+
 import numpy as np
 import pytest
 import soundfile as sf
@@ -35,25 +39,34 @@ def models(tmp_path_factory):
     return root
 
 
-@pytest.fixture
-def window(qtbot, models, tmp_path):
-    engine = Engine(device="cpu", roots=[models])
-    session = Session(engine, roots=[models])
+@contextlib.contextmanager
+def sound_window(qtbot, root: Path, model: str, settings: Path, timeout: int = 10000) -> Iterator[MainWindow]:
+    """The main window on the real engine with the models in `root`, sound model `model` open and rendered."""
+    engine = Engine(device="cpu", roots=[root])
+    session = Session(engine, roots=[root])
     session.refresh_models()
-    w = MainWindow(session, QSettings(str(tmp_path / "window.ini"), QSettings.Format.IniFormat), None)
+    w = MainWindow(session, QSettings(str(settings), QSettings.Format.IniFormat), None)
     qtbot.addWidget(w)
-    with qtbot.waitSignal(session.sound_changed, timeout=10000):
-        session.start(AUDIO)
+    with qtbot.waitSignal(session.sound_changed, timeout=timeout):
+        session.start(model)
     session.undo.setClean()
     w.show()
-    yield w
-    session.undo.setClean()
-    w.close()
-    session.shutdown()
+    try:
+        yield w
+    finally:
+        session.undo.setClean()
+        w.close()
+        session.shutdown()
 
 
-def settle(qtbot, window):
-    qtbot.waitUntil(lambda: not window.session.bridge.busy, timeout=10000)
+@pytest.fixture
+def window(qtbot, models, tmp_path):
+    with sound_window(qtbot, models, AUDIO, tmp_path / "window.ini") as w:
+        yield w
+
+
+def settle(qtbot, window, timeout: int = 10000):
+    qtbot.waitUntil(lambda: not window.session.bridge.busy, timeout=timeout)
     window.session.flush_history()
 
 

@@ -27,9 +27,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from studio.errors import ManifestError, RequestError
+from studio.errors import ManifestError
 from studio.families.base import (Family, LoadedModel, arch_value, arch_widths, check_parameter_count,
-                                  condition_specs, latent_specs)
+                                  condition_specs, edit_ws, explicit_ws, latent_specs)
 from studio.families.cells import check_cell_manifest, compose_sheet, label_rows, prepare_cells
 from studio.latent.kinds import LatentKind
 from studio.nets.stylegan import StyleGenerator
@@ -139,14 +139,7 @@ class GANFamily(Family):
         p, value = request.params, lambda name: model.table.value(request, name)
         n, d = net.num_ws, net.w_dim
         if request.latent is not None:
-            values = torch.tensor(request.latent, dtype=torch.float32)
-            if values.numel() == d:
-                ws = values[None].expand(n, -1).clone()
-            elif values.numel() == n * d:
-                ws = values.reshape(n, d).clone()
-            else:
-                raise RequestError(f"the latent has {values.numel()} values but {model.id} takes a w of {d} values "
-                                   f"or one w per layer ({n} × {d} = {n * d})", field="latent")
+            ws = explicit_ws(model.id, request.latent, n, d)
         else:
             varied = (p["variation_seed"], value("variation_strength")) \
                 if "variation_seed" in p and value("variation_strength") else None
@@ -161,22 +154,8 @@ class GANFamily(Family):
                 w_b = w_avg + psi * (w_b - w_avg)
             start = value("mix_layer")
             ws[start:] = torch.lerp(ws[start:], w_b.expand(n - start, -1), value("mix_strength"))
-        start, end = value("layer_start"), value("layer_end")  # start ≤ end: the spec's at_most, checked above
-        for name, amount in sorted(p.items()):
-            if name.startswith("d") and name[1:].isdigit():
-                if model.directions is None:
-                    raise RequestError(f"edit {name!r} needs principal directions, and {model.id} ships none",
-                                       field=f"params.{name}")
-                try:
-                    ws[start:end] += model.directions.offset(int(name[1:]), amount)
-                except IndexError as exc:
-                    raise RequestError(str(exc), field=f"params.{name}") from None
-            elif name.startswith("z") and name[1:].isdigit():
-                k = int(name[1:])
-                if k >= d:
-                    raise RequestError(f"edit {name!r}: w has {d} dimensions (z0..z{d - 1})", field=f"params.{name}")
-                ws[:, k] += float(amount)
-        return ws
+        # layer_start ≤ layer_end: the spec's at_most, checked above
+        return edit_ws(model, p, ws, lambda: (value("layer_start"), value("layer_end")))
 
     def latent(self, model: LoadedModel, request) -> torch.Tensor:
         """One w when every layer has the same style, else w+ (num_ws × w_dim): what renders the same picture as an

@@ -19,7 +19,7 @@ What the artist edits (the request's seed or latent, and the params `parameters`
   truncation, truncation_cutoff   ψ toward w̄ (the pickle's mapping.w_avg) on the layers before the cutoff
   mix_seed, mix_layer, mix_strength   style mixing: layers from mix_layer on take the mix seed's w
   variation_seed/strength slerp of z toward another seed's z
-  d<k>, layer_start/end   principal directions (directions.safetensors, when the package has one) on a layer range
+  d<k>, layer_start/end   principal directions (GANSpace's, or the package's own directions.safetensors) on a layer range
   z<k>                    add to dimension k of w
   noise_mode              StyleGAN2: const (the trained noise), random (drawn from the request's seed) or none
   translate_x/y, rotate   StyleGAN3: the visualizer's input transform
@@ -43,7 +43,8 @@ import numpy as np
 import torch
 
 from studio.errors import ManifestError, RequestError, WeightsError
-from studio.families.base import Family, LoadedModel, check_parameter_count, condition_specs, latent_specs
+from studio.families.base import (Family, LoadedModel, check_parameter_count, condition_specs, direction_count,
+                                  edit_ws, explicit_ws, latent_specs)
 from studio.latent.kinds import LatentKind
 from studio.limits import MAX_WIDTH, quote
 from studio.params import DIRECTIONS, SHAPING, Capability, Kind, ParamSpec
@@ -233,8 +234,14 @@ class StyleGANFamily(Family):
     def parameters(self, manifest) -> tuple[ParamSpec, ...]:
         config = style_config(manifest)
         n = config.num_ws
+        from studio.families.stylegan.importer import DIRECTION_SLIDERS
+
+        # the package's own directions, else the GANSpace ones every load provides (computed, or from the user
+        # cache when the package folder cannot be written): sliders either way
+        count = direction_count(manifest) or min(DIRECTION_SLIDERS, manifest.latent.size)
         specs = [*condition_specs(manifest),
-                 *latent_specs(manifest, truncation=PSI_RANGE, mix_strength=1.0, strengths=(0.0, 1.0))]
+                 *latent_specs(manifest, truncation=PSI_RANGE, mix_strength=1.0, strengths=(0.0, 1.0),
+                               directions=count)]
         at = [s.name for s in specs].index("truncation") + 1
         specs.insert(at, ParamSpec(
             "truncation_cutoff", Kind.INT, "Cutoff", default=n, range=(0, n), group=SHAPING,
@@ -312,14 +319,7 @@ class StyleGANFamily(Family):
         n, d = int(g.num_ws), int(g.w_dim)
         c = self._c(model, request)
         if request.latent is not None:
-            values = torch.tensor(request.latent, dtype=torch.float32)
-            if values.numel() == d:
-                ws = values[None].expand(n, -1).clone()
-            elif values.numel() == n * d:
-                ws = values.reshape(n, d).clone()
-            else:
-                raise RequestError(f"the latent has {values.numel()} values but {model.id} takes a w of {d} values "
-                                   f"or one w per layer ({n} × {d} = {n * d})", field="latent")
+            ws = explicit_ws(model.id, request.latent, n, d)
         else:
             varied = (p["variation_seed"], value("variation_strength")) \
                 if "variation_seed" in p and value("variation_strength") else None
@@ -338,22 +338,8 @@ class StyleGANFamily(Family):
             w_b = truncate(self._w_of_seed(model, p["mix_seed"], c))
             start = value("mix_layer")
             ws[start:] = torch.lerp(ws[start:], w_b[start:], value("mix_strength"))
-        for name, amount in sorted(p.items()):
-            if name.startswith("d") and name[1:].isdigit():
-                if model.directions is None:
-                    raise RequestError(f"edit {name!r} needs principal directions, and {model.id} ships none",
-                                       field=f"params.{name}")
-                start, end = value("layer_start"), value("layer_end")  # declared with the directions
-                try:
-                    ws[start:end] += model.directions.offset(int(name[1:]), amount)
-                except IndexError as exc:
-                    raise RequestError(str(exc), field=f"params.{name}") from None
-            elif name.startswith("z") and name[1:].isdigit():
-                k = int(name[1:])
-                if k >= d:
-                    raise RequestError(f"edit {name!r}: w has {d} dimensions (z0..z{d - 1})", field=f"params.{name}")
-                ws[:, k] += float(amount)
-        return ws
+        # the layer range is declared with the directions
+        return edit_ws(model, p, ws, lambda: (value("layer_start"), value("layer_end")))
 
     def latent(self, model: LoadedModel, request) -> torch.Tensor:
         """One w when every layer has the same style, else w+ (num_ws × w_dim): what renders the same picture as an

@@ -130,10 +130,23 @@ class Cells:
         self.real = real
         self.classes = real.shape[1]
 
-    def draw(self, batch: int, gen: torch.Generator, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    def draw(self, batch: int, gen: torch.Generator, device: torch.device,
+             group: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+        """`group` > 1: the batch holds batch / group characters, each drawn from `group` random faces, laid out as
+        the discriminator's minibatch-deviation groups take them (element i is character i mod batch / group)."""
         f = torch.randint(0, len(self.real), (batch,), generator=gen).to(device)
-        labels = torch.randint(0, self.classes, (batch,), generator=gen).to(device)
+        labels = grouped_labels(self.classes, batch, group, gen).to(device)
         return self.real[f, labels], labels
+
+
+def grouped_labels(classes: int, batch: int, group: int, gen: torch.Generator) -> torch.Tensor:
+    """Random characters for a batch; with `group` > 1, batch / group of them, each repeated `group` times so that
+    elements i, i + batch / group, … share one (the layout of the minibatch-deviation groups)."""
+    if group <= 1:
+        return torch.randint(0, classes, (batch,), generator=gen)
+    if batch % group:
+        raise ValueError(f"a batch of {batch} does not split into groups of {group}")
+    return torch.randint(0, classes, (batch // group,), generator=gen).repeat(group)
 
 
 class StyleSets:

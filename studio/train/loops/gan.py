@@ -8,7 +8,11 @@ glyph-gan, so older recipes reproduce their packages): train.conditioning = "pro
 classifier (see below) and conditions the discriminator by projection alone; train.pl_weight > 0 adds lazy
 path-length regularisation every train.pl_every steps (half a batch, full precision, G's Adam adjusted like D's for
 R1); train.mapping_lr_mul sets the mapping network's learning-rate multiplier (StyleGAN's 0.01 barely moves it in a
-few thousand steps; packages always store it at 0.01, so the app reads any run the same way).
+few thousand steps; packages always store it at 0.01, so the app reads any run the same way). Two more against
+the collapse of a character-conditioned GAN onto one style per character: train.group_characters puts one character
+in each minibatch-deviation group (so the discriminator's deviation channel measures the spread of styles within a
+character, as it does for an unconditional GAN), and train.diversity_weight adds diversity-sensitive regularisation
+(DSGAN) over pairs of one character's seeds.
 
 Two sources feed it:
 - `glyph-gan`, the recipe's fonts (studio.train.data.glyphs): conditioned on the character, through a projection head
@@ -41,7 +45,7 @@ from studio.train.common import (RecentMean, Run, ScheduleDefaults, ema_update, 
                                  set_lr)
 from studio.train.data.folders import (MIN_FILES, Pictures, data_folder, image_sheet, package_table,
                                        read_images)
-from studio.train.data.glyphs import Cells, glyph_data, ink_at, ink_sheet
+from studio.train.data.glyphs import Cells, glyph_data, grouped_labels, ink_at, ink_sheet
 from studio.train.fonts import CHARSET
 from studio.train.monitor import Monitor
 from studio.train.recipe import Recipe
@@ -108,7 +112,7 @@ class Discriminator(nn.Module):
             h = (y + skip(h)) / math.sqrt(2)
         # minibatch standard deviation over groups of 4
         b = h.shape[0]
-        g = math.gcd(4, b)
+        g = deviation_group(b)
         std = h.float().reshape(g, -1, *h.shape[1:]).std(0, unbiased=False).mean((1, 2, 3))  # (b/g,)
         std = std.to(h.dtype).repeat(g)[:, None, None, None].expand(-1, 1, *h.shape[2:])
         h = F.leaky_relu(self.final_conv(torch.cat([h, std], 1)), 0.2) * math.sqrt(2)
@@ -120,6 +124,24 @@ class Discriminator(nn.Module):
         if self.has_aux:
             aux = self.aux(f)
         return logit, aux
+
+
+def pair_diversity(x: torch.Tensor, z: torch.Tensor, groups: int) -> torch.Tensor:
+    """For pictures laid out in `groups` interleaved groups (elements i, i + B / groups, … in one group; see
+    deviation_group), pair group 0 with 1, 2 with 3, …: each pair's mean absolute picture difference over its mean
+    absolute latent difference (DSGAN's ratio), one value a pair."""
+    xs = x.float().reshape(groups, -1, *x.shape[1:])
+    zs = z.float().reshape(groups, -1, z.shape[-1])
+    pairs = groups // 2 * 2
+    dx = (xs[0:pairs:2] - xs[1:pairs:2]).abs().flatten(2).mean(2)
+    dz = (zs[0:pairs:2] - zs[1:pairs:2]).abs().mean(2)
+    return (dx / dz.clamp(min=1e-8)).flatten()
+
+
+def deviation_group(batch: int) -> int:
+    """How many pictures the discriminator's minibatch standard deviation pools (StyleGAN's 4, or fewer to divide
+    the batch): pictures i, i + batch / group, … form one group."""
+    return math.gcd(4, batch)
 
 
 class PathLengthMean(nn.Module):
@@ -214,6 +236,19 @@ def train(recipe: Recipe, out: Path, run_dir: Path, *, data: str, resume: bool =
     pl_every = r.get(t, "pl_every", int, "train.", required=False, default=4, check=positive)
     mapping_lr_mul = float(r.get(t, "mapping_lr_mul", (int, float), "train.", required=False, default=0.01,
                                  check=lambda v: None if 0 < v <= 1 else f"must be above 0 and at most 1, got {v}"))
+    # group_characters: each minibatch-deviation group holds one character (real: from different faces; made: from
+    # different seeds), so the deviation the discriminator sees is the spread of styles within a character — with
+    # characters mixed in a group it is the spread between characters, and a generator that draws every character
+    # in one style goes unseen (the collapse of glyph-gan 1.0.0)
+    group_characters = r.get(t, "group_characters", bool, "train.", required=False, default=False)
+    # diversity_weight > 0: diversity-sensitive regularisation (Yang et al. 2019, "DSGAN"): the generator is
+    # rewarded for making pictures of one character differ as much as their latents do, up to diversity_cap (the
+    # mean absolute pixel difference, −1 … 1 scale, per unit of mean absolute z difference); pairs are made of
+    # the same character's seeds within a deviation group, so it needs group_characters on a source with characters
+    diversity_weight = float(r.get(t, "diversity_weight", (int, float), "train.", required=False, default=0.0,
+                                   check=lambda v: None if v >= 0 else f"must not be negative, got {v}"))
+    diversity_cap = float(r.get(t, "diversity_cap", (int, float), "train.", required=False, default=0.2,
+                                check=lambda v: None if v > 0 else f"must be above 0, got {v}"))
     mixing = float(r.get(t, "style_mixing", (int, float), "train.", required=False, default=0.5))
     ema_images = float(r.get(t, "ema_images", (int, float), "train.", required=False,
                              default=defaults["ema_images"]))
@@ -226,6 +261,16 @@ def train(recipe: Recipe, out: Path, run_dir: Path, *, data: str, resume: bool =
     run.precision(defaults["bfloat16"])
     source.load(run, flip)
     device, gen, batch, latent_dim, classes = run.device, run.gen, s.batch, source.latent_dim, source.real.classes
+    if group_characters and not classes:
+        raise RecipeError("train.group_characters needs characters to group: this source has none", recipe.path,
+                          "train.group_characters")
+    group = deviation_group(batch) if group_characters else 1
+    if diversity_weight > 0 and classes and group < 2:
+        raise RecipeError("train.diversity_weight compares seeds of one character: it needs group_characters = "
+                          "true (and a batch of at least 2)", recipe.path, "train.diversity_weight")
+    if diversity_weight > 0 and batch % 2:
+        raise RecipeError(f"train.diversity_weight compares pictures in pairs: the batch must be even, got {batch}",
+                          recipe.path, "train.batch")
     run.seed_weights()
     g = StyleGenerator(source.size, source.channels, latent_dim, latent_dim, classes, source.class_dim,
                        source.mapping_layers, tuple(source.g_widths), mapping_lr_mul=mapping_lr_mul).to(device)
@@ -255,9 +300,10 @@ def train(recipe: Recipe, out: Path, run_dir: Path, *, data: str, resume: bool =
         scale = min(1.0, (step + 1) / max(1, s.warmup)) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * fall)))
         set_lr(opt_g, s.lr * cg * scale)
         set_lr(opt_d, s.lr * c * scale)
-        x_real, labels = source.real.draw(batch, gen, device)
+        x_real, labels = (cast(Cells, source.real).draw(batch, gen, device, group) if group > 1  # glyphs only
+                          else source.real.draw(batch, gen, device))
         z = rand((batch, latent_dim), gen, device)
-        fake_labels = torch.randint(0, classes, (batch,), generator=gen).to(device) if classes else None
+        fake_labels = grouped_labels(classes, batch, group, gen).to(device) if classes else None
         noise = g.make_noise(batch, gen, device)
 
         # --- discriminator ---
@@ -291,6 +337,9 @@ def train(recipe: Recipe, out: Path, run_dir: Path, *, data: str, resume: bool =
         with run.autocast():
             logit_g, aux_g = d(seen_g, fake_labels)
         loss_g = F.softplus(-logit_g.float()).mean()
+        if diversity_weight > 0:
+            diversity = pair_diversity(x_fake, z, max(group, 2)).clamp(max=diversity_cap)
+            loss_g = loss_g - diversity_weight * diversity.mean()
         if aux_g is not None and fake_labels is not None:
             loss_g = loss_g + aux_weight * F.cross_entropy(aux_g.float(), fake_labels)
         opt_g.zero_grad(set_to_none=True)
