@@ -31,6 +31,11 @@ def _keys(text: str) -> list[str]:
     return ["space" if c == " " else "minus" if c == "-" else c for c in text]
 
 
+def _showing(app: App, model: str, timeout: float = 30, every: float = 0.3) -> dict | None:
+    """The geometry report once the window shows `model` (None when it does not within `timeout` seconds)."""
+    return wait_for(lambda: (g := app.geometry(again=True)).get("model") == model and g, timeout, every)
+
+
 def _use_model(screen: Screen, app: App, main: int, model: str, name: str = "") -> dict:
     """Switch to `model` through the Models list; the geometry report once the window shows it. Typed again once if
     the list's keyboard search lost the name (keys more than its 400 ms apart on a loaded machine start a new
@@ -43,7 +48,7 @@ def _use_model(screen: Screen, app: App, main: int, model: str, name: str = "") 
         screen.key(main, *_keys(name or SHIPPED[model]))
         time.sleep(0.2)
         screen.key(main, "Return")
-        geo = wait_for(lambda: (g := app.geometry(again=True)) and g.get("model") == model and g, 60, 0.5)
+        geo = _showing(app, model, 60, 0.5)
         if geo:
             break
     assert geo, f"the window did not switch to {model}" + app.log()
@@ -92,7 +97,7 @@ def test_at_1280x720_every_shipped_model_fits_the_preview_leads_and_bottom_docks
     try:
         geo = app.geometry()
         main = app.main_window(screen)
-        geo = wait_for(lambda: (g := app.geometry(again=True)).get("model") == "glyphs" and g, 30, 0.3)
+        geo = _showing(app, "glyphs")
         # a fresh start: the bottom docks are collapsed to their title and tabs
         assert geo["bottomCollapsed"], "the bottom docks start open" + app.log()
         assert "dockHistory" in geo and geo["dockHistory"][3] <= 40, f"History is open: {geo['dockHistory']}"
@@ -140,7 +145,7 @@ def test_at_1920x1080_every_shipped_model_fits_and_the_preview_leads(xdisplay, t
     try:
         app.geometry()
         main = app.main_window(screen)
-        geo = wait_for(lambda: (g := app.geometry(again=True)).get("model") == "glyphs" and g, 30, 0.3)
+        geo = _showing(app, "glyphs")
         shares = {"glyphs": _check(geo, "glyphs", (1920, 1080))}
         for model in ("glyph-gan", "glyph-diffusion", "one-shots"):
             shares[model] = _check(_use_model(screen, app, main, model), model, (1920, 1080))
@@ -168,7 +173,7 @@ def test_at_1280x720_an_imported_stylegan_and_an_nn_tilde_model_fit_with_every_c
     try:
         app.geometry()
         main = app.main_window(screen)
-        geo = wait_for(lambda: (g := app.geometry(again=True)).get("model") == "sg2" and g, 60, 0.3)
+        geo = _showing(app, "sg2", 60)
         assert geo, "the app did not open the imported StyleGAN package" + app.log()
         time.sleep(0.5)
         geo = app.geometry(again=True)

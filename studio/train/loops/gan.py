@@ -127,9 +127,10 @@ class Discriminator(nn.Module):
 
 
 def pair_diversity(x: torch.Tensor, z: torch.Tensor, groups: int) -> torch.Tensor:
-    """For pictures laid out in `groups` interleaved groups (elements i, i + B / groups, … in one group; see
-    deviation_group), pair group 0 with 1, 2 with 3, …: each pair's mean absolute picture difference over its mean
-    absolute latent difference (DSGAN's ratio), one value a pair."""
+    """Pictures `x` (B, …) and their latents `z` (B, D) as `groups` blocks of B / groups: block 0 is paired with
+    block 1 element by element, block 2 with 3, …, so each pair is i and i + B / groups, two members of one
+    minibatch-deviation group (one character when the labels are grouped; see deviation_group). Each pair's mean
+    absolute picture difference over its mean absolute latent difference (DSGAN's ratio), one value a pair."""
     xs = x.float().reshape(groups, -1, *x.shape[1:])
     zs = z.float().reshape(groups, -1, z.shape[-1])
     pairs = groups // 2 * 2
