@@ -84,10 +84,12 @@ def seed_spread(model, seeds: int = 8) -> float:
 
 def test_the_shipped_gan_draws_each_seed_in_its_own_style(gan):
     """glyph-gan 1.0.0 drew one glyph per character whatever the seed (its seeds differed half as much as the VAE's,
-    0.035 against 0.068 here); 2.0.0 varies at least as much as the VAE, by the recorded measure and by pixels."""
+    0.035 against 0.068 here); 2.0.0 varies at least as much as the VAE, by the recorded measure and by pixels, and
+    2.1.0 also comes as close to the held-out fonts as the VAE does (issue 19's bar, on the same 2,480 samples)."""
     q = resolve(str(GAN)).manifest.training["quality"]
-    assert q["sample_accuracy"] >= 0.95, q
+    assert q["samples"] >= 2480 and q["sample_accuracy"] >= 0.95, q
     assert q["sample_style_spread"] >= q["vae_style_spread"], q
+    assert q["sample_frechet_distance"] <= q["vae_frechet_distance"], q
     assert seed_spread(gan) >= seed_spread(load_model(resolve(str(ROOT / "models" / "glyphs"))))
 
 
