@@ -36,6 +36,7 @@ from studio.ui.panels.library import LibraryPanel
 from studio.ui.panels.messages import MessageArea
 from studio.ui.panels.models import ModelBrowser
 from studio.ui.panels.prompt import PromptPanel
+from studio.ui.panels.queue import QueuePanel
 from studio.ui.panels.timeline import TimelinePanel
 from studio.ui.panels.variations import VariationsPanel
 from studio.ui.session import ERROR, INFO, Session, UndoActions
@@ -89,6 +90,7 @@ class MainWindow(QMainWindow):
         self.messages = MessageArea(session)
         self.variations = VariationsPanel(session)
         self.timeline = TimelinePanel(session)
+        self.queue = QueuePanel(session)
         self.docks: dict[str, QDockWidget] = {}
         left, right, bottom = (Qt.DockWidgetArea.LeftDockWidgetArea, Qt.DockWidgetArea.RightDockWidgetArea,
                                Qt.DockWidgetArea.BottomDockWidgetArea)
@@ -106,18 +108,21 @@ class MainWindow(QMainWindow):
         timeline_scroll.setFrameShape(QScrollArea.Shape.NoFrame)
         timeline_scroll.setWidget(self.timeline)
         self._dock("Timeline", timeline_scroll, bottom)
+        self._dock("Queue", self.queue, bottom)
         self.tabifyDockWidget(self.docks["History"], self.docks["Messages"])
         self.tabifyDockWidget(self.docks["History"], self.docks["Variations"])
         self.tabifyDockWidget(self.docks["History"], self.docks["Timeline"])
+        self.tabifyDockWidget(self.docks["History"], self.docks["Queue"])
         self.docks["History"].raise_()
         self.resizeDocks([self.docks["Models"], self.docks["Latent"]], [250, 360], Qt.Orientation.Horizontal)
         # the bottom docks collapse to their tabs (the preview gets the room) and open when one is asked for
         self.bottom_docks = BottomDocks(self, [self.docks[t] for t in ("History", "Messages", "Variations",
-                                                                       "Timeline")])
+                                                                       "Timeline", "Queue")])
         self.bottom_docks.shown.connect(self._fit_docks)
 
         self.toast = ExportToast(self, lambda folder: self.open_folder(folder))  # tests replace open_folder
         self.timeline.exported.connect(self.show_export_toast)
+        self.queue.open_folder.connect(lambda folder: self.open_folder(Path(folder)))
         self._build_status_bar()
         self._build_actions()
         self._build_menus()
@@ -251,6 +256,10 @@ class MainWindow(QMainWindow):
                                        "Stop the render in flight and any task (a projection, an export)")
         self.act_random = self._action("&Random Seed", s.random_seed, "Ctrl+R", "Draw a new random seed")
         self.act_next = self._action("&Next Seed", s.next_seed, "F5", "Next seed by the seed mode")
+        self.act_generate = self._action("&Generate", self.generate, "Ctrl+Return",
+                                         "Queue the current request: batch count × batch size renders over seeds by "
+                                         "the seed mode (the Queue panel sets them)")
+        self.act_generate.setShortcuts(_shortcuts("Ctrl+Return", "Ctrl+Enter"))
         self.act_variations = self._action("&Variations", self.show_variations, "Ctrl+Shift+V",
                                            "Render variations of the current output to audition and pick from")
         self.act_keyframe = self._action("Add &Keyframe", self.add_keyframe, "Ctrl+K",
@@ -294,7 +303,7 @@ class MainWindow(QMainWindow):
         edit.addSeparator()
         edit.addActions([self.act_reset, self.act_save_latent])
         render = bar.addMenu("&Render")
-        render.addActions([self.act_random, self.act_next, self.act_variations, self.act_keyframe, self.act_rerender,
+        render.addActions([self.act_generate, self.act_random, self.act_next, self.act_variations, self.act_keyframe, self.act_rerender,
                            self.act_cancel])
         render.addSeparator()
         render.addAction(self.act_play)
@@ -749,6 +758,16 @@ class MainWindow(QMainWindow):
         self.docks["Timeline"].raise_()
         self.bottom_docks.expand(self.docks["Timeline"])
         self.timeline.export_video()
+
+    def generate(self) -> None:
+        """Ctrl+Enter: queue the current request with the Queue panel's batch count, size and mode; the Queue comes
+        forward."""
+        if self.queue.session.request is None:
+            return
+        self.queue.generate()
+        self.docks["Queue"].show()
+        self.docks["Queue"].raise_()
+        self.bottom_docks.expand(self.docks["Queue"])
 
     def show_variations(self) -> None:
         """Ctrl+Shift+V: render a fresh set of variations and bring their grid forward."""

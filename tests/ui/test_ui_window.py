@@ -82,7 +82,8 @@ def test_every_control_has_a_tooltip(window):
     from PySide6.QtWidgets import QAbstractButton, QAbstractSlider, QComboBox, QLineEdit, QListWidget, QScrollBar
 
     missing = [w.objectName() or type(w).__name__
-               for panel in (window.latent, window.prompt, window.library, window.models, window.history)
+               for panel in (window.latent, window.prompt, window.library, window.models, window.history,
+                             window.queue)
                for kind in (QAbstractButton, QAbstractSlider, QComboBox, QLineEdit, QListWidget)
                for w in panel.findChildren(kind)
                if not w.toolTip() and w.isVisibleTo(window) and not w.objectName().startswith("qt_")

@@ -26,6 +26,7 @@ from PySide6.QtCore import QObject, Signal
 from studio.app.document import DEFAULT_STRENGTH, SEED_MODES, OpenDocument
 from studio.app.listeners import Listeners
 from studio.app.models import ERROR, INFO, WARNING, FolderAsker, ModelLibrary
+from studio.app.queue import QueuedJob, RenderQueue, generate
 from studio.app.strips import StripGuess
 from studio.app.tasks import Tasks
 from studio.app.timeline import TimelineEditor
@@ -39,6 +40,7 @@ from studio.ui.bridge import EngineBridge
 from studio.ui.images import output_thumbnail
 from studio.ui.session.document import DocumentAdapter
 from studio.ui.session.models import ModelsAdapter
+from studio.ui.session.queue import QueueAdapter
 from studio.ui.session.tasks import HISTORY_SETTLE_MS, TasksAdapter
 from studio.ui.session.timeline import TimelineAdapter
 from studio.ui.session.undo import UndoActions, UndoAdapter
@@ -78,12 +80,14 @@ class Session(QObject):
         self.core = OpenDocument(self.library, rng)
         self.timeline_editor = TimelineEditor(self.core)
         self.tasks = Tasks(self.core, self.timeline_editor, self.bridge, thumbnail=output_thumbnail)
+        self.render_queue = RenderQueue(self.bridge, message=messages)
         # its Qt adapters
         self.undo = UndoAdapter(self.core.undo, self)
         self.installed = ModelsAdapter(self.library, engine, self)
         self.documents = DocumentAdapter(self.core, self)
         self.results = TasksAdapter(self.tasks, self.core, self.bridge, self)
         self.timelines = TimelineAdapter(self.timeline_editor, self)
+        self.queue = QueueAdapter(self.render_queue, self)
         messages.connect(self.message.emit)
         self.message.connect(self._log_message)
         # a model chosen with use_model whose first render has not come back yet: (id, undo index, previous request)
@@ -133,6 +137,11 @@ class Session(QObject):
         """Add the packages in `folder` (a package, a folder of packages, a diffusers pipeline folder or a Stable
         Diffusion .safetensors file), remembered in settings.toml for the next start and the CLI."""
         return self.library.add_model_folder(folder)
+
+    # --- the render queue -----------------------------------------------------------------------------------------
+    def generate(self, count: int = 1, batch_size: int = 1, mode: str = "back") -> QueuedJob | None:
+        """Queue the current request: `count` batches of `batch_size` over the seed mode's seeds (studio.app.queue)."""
+        return generate(self.render_queue, self.core, count, batch_size, mode)
 
     # --- the document ---------------------------------------------------------------------------------------------
     @property
@@ -419,5 +428,6 @@ class Session(QObject):
         self.tasks.export_video(path, size, on_done, output_size, fps, frames)
 
     def shutdown(self) -> bool:
-        """Cancel the engine's work and join its worker (5 s at most); whether the worker has ended."""
+        """Cancel the queue and the engine's work and join its worker (5 s at most); whether the worker has ended."""
+        self.render_queue.cancel_all()
         return self.bridge.shutdown()
