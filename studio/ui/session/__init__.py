@@ -26,10 +26,12 @@ from PySide6.QtCore import QObject, Signal
 from studio.app.document import DEFAULT_STRENGTH, SEED_MODES, OpenDocument
 from studio.app.listeners import Listeners
 from studio.app.models import ERROR, INFO, WARNING, FolderAsker, ModelLibrary
+from studio.app.gallery import Gallery
 from studio.app.queue import QueuedJob, RenderQueue, generate
 from studio.app.strips import StripGuess
 from studio.app.tasks import Tasks
 from studio.app.timeline import TimelineEditor
+from studio.errors import StudioError
 from studio.export import OutputSize
 from studio.library import PackageEntry
 from studio.project import Document, SavedLatent
@@ -88,6 +90,9 @@ class Session(QObject):
         self.results = TasksAdapter(self.tasks, self.core, self.bridge, self)
         self.timelines = TimelineAdapter(self.timeline_editor, self)
         self.queue = QueueAdapter(self.render_queue, self)
+        self._gallery_failed = False
+        self.gallery: Gallery | None = None  # the index of finished renders (studio.app.gallery), opened on first use
+        self.render_queue.batch_done.connect(self._index_batch)
         messages.connect(self.message.emit)
         self.message.connect(self._log_message)
         # a model chosen with use_model whose first render has not come back yet: (id, undo index, previous request)
@@ -142,6 +147,26 @@ class Session(QObject):
     def generate(self, count: int = 1, batch_size: int = 1, mode: str = "back") -> QueuedJob | None:
         """Queue the current request: `count` batches of `batch_size` over the seed mode's seeds (studio.app.queue)."""
         return generate(self.render_queue, self.core, count, batch_size, mode)
+
+    def open_gallery(self) -> Gallery | None:
+        """The gallery index in the user data folder; None (said once in the messages) when it cannot be opened."""
+        if self.gallery is None and not self._gallery_failed:
+            try:
+                self.gallery = Gallery.open()
+            except StudioError as exc:
+                self._gallery_failed = True
+                self.message.emit(ERROR, f"The gallery is off: {exc.problem}", str(exc))
+            else:
+                if self.gallery.set_aside is not None:
+                    self.message.emit(WARNING, "The gallery index was damaged: a new one was started",
+                                      f"The old one is kept as {self.gallery.set_aside}.")
+        return self.gallery
+
+    def _index_batch(self, job: QueuedJob, items: list) -> None:
+        gallery = self.open_gallery()
+        if gallery is not None:
+            gallery.add_many([(path, request) for request, path in items], "queue",
+                             kind="audio" if job.suffix == ".wav" else "image")
 
     # --- the document ---------------------------------------------------------------------------------------------
     @property
@@ -430,4 +455,8 @@ class Session(QObject):
     def shutdown(self) -> bool:
         """Cancel the queue and the engine's work and join its worker (5 s at most); whether the worker has ended."""
         self.render_queue.cancel_all()
-        return self.bridge.shutdown()
+        ended = self.bridge.shutdown()
+        if self.gallery is not None:
+            self.gallery.close()
+            self.gallery = None
+        return ended
