@@ -98,3 +98,14 @@ def test_rating_keys_filters_restore_and_trash(qtbot, window, tmp_path, monkeypa
     trashed = list((tmp_path / "xdg").rglob("s5*.png"))
     assert trashed, "the file is not in the trash"
     assert gallery.item(ids[2]) is None and panel.model.rowCount() == 1
+
+
+def test_exports_and_grids_land_in_the_gallery(qtbot, window, tmp_path):
+    session = window.session
+    seed = session.request.seed
+    session.tasks.export(tmp_path / "one.png")
+    session.tasks.export_grid(tmp_path / "grid.png", "seed=1,2", "seed=3")
+    qtbot.waitUntil(lambda: (tmp_path / "grid.png").exists() and session.open_gallery().count() == 2, timeout=5000)
+    items = {i.source: i for i in session.open_gallery().items()}
+    assert items["export"].path == (tmp_path / "one.png").resolve() and items["export"].seed == str(seed)
+    assert items["grid"].path == (tmp_path / "grid.png").resolve()

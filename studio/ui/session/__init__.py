@@ -93,6 +93,7 @@ class Session(QObject):
         self._gallery_failed = False
         self.gallery: Gallery | None = None  # the index of finished renders (studio.app.gallery), opened on first use
         self.render_queue.batch_done.connect(self._index_batch)
+        self.tasks.files_written.connect(self._index_files)
         messages.connect(self.message.emit)
         self.message.connect(self._log_message)
         # a model chosen with use_model whose first render has not come back yet: (id, undo index, previous request)
@@ -163,10 +164,14 @@ class Session(QObject):
         return self.gallery
 
     def _index_batch(self, job: QueuedJob, items: list) -> None:
+        self._index_files("queue", [(path, request) for request, path in items],
+                          "audio" if job.suffix == ".wav" else "image")
+
+    def _index_files(self, source: str, files: list, kind: str) -> None:
+        """Files a render wrote (queue, export, grid) go into the gallery index."""
         gallery = self.open_gallery()
         if gallery is not None:
-            gallery.add_many([(path, request) for request, path in items], "queue",
-                             kind="audio" if job.suffix == ".wav" else "image")
+            gallery.add_many(files, source, kind=kind)
 
     # --- the document ---------------------------------------------------------------------------------------------
     @property
