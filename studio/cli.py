@@ -28,6 +28,7 @@ import argparse
 import json
 import os
 import sys
+import time
 import traceback
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, NoReturn
@@ -182,10 +183,14 @@ def cmd_render(args) -> int:
         output_size = _stored_output_size(args.from_file)  # `--from` writes the file again at its scale
     if output_size is not None and kind != "image":
         raise StudioError(f"--scale and --filter are for pictures; {entry.id} makes {kind}")
+    if args.count < 1 or args.batch_size < 1:
+        raise StudioError(f"--count and --batch-size must be 1 or more, got {args.count} and {args.batch_size}")
     try:
         request = _request_from_args(args, entry, request)
         with Engine(device=args.device, roots=roots, threads=_threads(args)) as engine:
             engine.add_package(entry)
+            if args.count * args.batch_size > 1:
+                return _render_many(engine, request, entry.id, out, args, output_size)
             job = submit(engine, request, render_to_file, path=out, subtype=args.sample_format,
                          output_size=output_size)
             output = job.wait()
@@ -204,6 +209,31 @@ def cmd_render(args) -> int:
           f"{job.seconds * 1000:.0f} ms on {job.info.get('device')})" + (f"; {note}" if note else ""))
     for line in output.info.get("notes", ()):  # metadata that did not fit in the file (it is written all the same)
         print(f"latent-studio: note: {line}", file=sys.stderr)
+    return 0
+
+
+def _render_many(engine, request, model_id: str, out: Path, args, output_size) -> int:
+    """`render --count N --batch-size B`: N batches of B renders (one engine job each) over the seeds the seed mode
+    gives, each written beside `out` as STEM-0001-sSEED.png and so on; one line per file."""
+    from studio.app.queue import job_seeds
+    from studio.engine.work import render_batch, submit
+
+    total = args.count * args.batch_size
+    seeds = job_seeds(request.seed, total, args.seed_mode)
+    paths = [out.with_name(f"{out.stem}-{k + 1:04d}-s{seed}{out.suffix}") for k, seed in enumerate(seeds)]
+    started = time.perf_counter()
+    device = None
+    for first in range(0, total, args.batch_size):
+        part = slice(first, first + args.batch_size)
+        job = submit(engine, request, render_batch, seeds=seeds[part], paths=paths[part], subtype=args.sample_format,
+                     output_size=output_size, done=first, total=total)
+        output = job.wait()
+        device = job.info.get("device")
+        for one, path in output.info["items"]:
+            print(f"wrote {path} ({model_id}, seed {one.seed})", flush=True)
+    seconds = time.perf_counter() - started
+    print(f"{total} renders in {args.count} batch{'es' if args.count > 1 else ''} of {args.batch_size}, "
+          f"{seconds:.1f} s ({seconds / total * 1000:.0f} ms each) on {device}")
     return 0
 
 
@@ -815,6 +845,8 @@ def _gui_argv(argv: list[str]) -> list[str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from studio.request import SEED_MODES
+
     def common(parser: argparse.ArgumentParser, top: bool) -> None:
         # Accepted before or after the verb; on a verb the default is SUPPRESS so it never hides the top-level value.
         parser.add_argument("--debug", action="store_true", help="show tracebacks for errors",
@@ -856,7 +888,13 @@ def build_parser() -> argparse.ArgumentParser:
                    "sheet; --set strength=0.6 by default)")
     r.add_argument("--sample-format", choices=("PCM_16", "PCM_24", "FLOAT"),
                    help="sample format of a WAV or FLAC sound (default PCM_16; FLAC takes PCM_16 or PCM_24)")
-    r.add_argument("--out", help="output image (.png, .jpg, .webp) or sound (.wav, .flac, .ogg, .mp3)")
+    r.add_argument("--out", help="output image (.png, .jpg, .webp) or sound (.wav, .flac, .ogg, .mp3); with --count or "
+                   "--batch-size, the files are named after it: OUT-0001-sSEED.png, …")
+    r.add_argument("--count", type=int, default=1, metavar="N", help="render N batches (default 1)")
+    r.add_argument("--batch-size", type=int, default=1, metavar="B", help="renders per batch (default 1)")
+    r.add_argument("--seed-mode", choices=SEED_MODES, default="increment",
+                   help="seeds of --count × --batch-size renders: one after another from --seed (increment, the "
+                   "default, and fixed), or each drawn at random (random; every file's name and metadata say it)")
     _scale_options(r, "the picture")
 
     c = sub.add_parser("sheet", parents=[shared], help="a contact sheet: one row per seed")

@@ -77,18 +77,23 @@ class StubRunner:
     def settle(self) -> None:
         """Run every queued task (and those they queue), oldest first, with their callbacks."""
         while self.pending:
-            handle = self.pending.pop(0)
-            if handle.cancelled:
-                if handle.on_cancelled is not None:
-                    handle.on_cancelled()
-                elif handle.on_error is not None:
-                    handle.on_error(f"{handle.label} was cancelled", "")
-                continue
-            try:
-                output = handle.run()
-            except Exception as exc:  # what the bridge reports as the job's error
-                if handle.on_error is not None:
-                    handle.on_error(str(exc), f"Traceback (stub)\n{exc}")
-                continue
-            if handle.on_done is not None:
-                handle.on_done(output)
+            self.step()
+
+    def step(self) -> StubHandle:
+        """Run the oldest queued task with its callbacks; the handle."""
+        handle = self.pending.pop(0)
+        if handle.cancelled:
+            if handle.on_cancelled is not None:
+                handle.on_cancelled()
+            elif handle.on_error is not None:
+                handle.on_error(f"{handle.label} was cancelled", "")
+            return handle
+        try:
+            output = handle.run()
+        except Exception as exc:  # what the bridge reports as the job's error
+            if handle.on_error is not None:
+                handle.on_error(str(exc), f"Traceback (stub)\n{exc}")
+            return handle
+        if handle.on_done is not None:
+            handle.on_done(output)
+        return handle

@@ -3,7 +3,8 @@ lane (export, grid, variations, encoding, saving a latent, keyframes, video), ea
 studio.engine.work that the CLI runs too, with what its result does to the document.
 
 Tasks run through a `Runner`: the window's Qt bridge (studio.ui.bridge.EngineBridge) is one; it calls the callbacks
-on the thread that drives the core. Listeners: variations_changed() and the document's message(level, text, detail).
+on the thread that drives the core. Listeners: variations_changed(), files_written(source, [(path, request)], kind)
+(for the gallery) and the document's message(level, text, detail).
 """
 
 from __future__ import annotations
@@ -82,6 +83,7 @@ class Tasks:
         self.variations: list[tuple[RenderRequest, Output]] = []  # the variations grid: each tile's request, output
         self._variation_tasks: list[Handle] = []
         self.variations_changed = Listeners()
+        self.files_written = Listeners()  # (source, [(path, request)], kind): an export or grid wrote files
         document.render_wanted.connect(self.preview)
         document.opened.connect(self._on_opened)
 
@@ -136,6 +138,7 @@ class Tasks:
 
         def done(_output: Output) -> None:
             self.message(INFO, f"Exported {path.name}", str(path))
+            self.files_written("export", [(path, request)], kind)
             self.document.next_seed()
             if on_done is not None:
                 on_done(path)
@@ -169,6 +172,7 @@ class Tasks:
 
         def done(_output: Output) -> None:
             self.message(INFO, f"Exported the grid {path.name} ({shape})", str(path))
+            self.files_written("grid", [(path, request)], "image")
             if on_done is not None:
                 on_done(path)
 

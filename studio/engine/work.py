@@ -60,6 +60,13 @@ def render_to_file(model: "LoadedModel", request: RenderRequest, *, path: str | 
     if output_size is not None and not output_size.identity and model.manifest.output.kind != "image":
         raise StudioError(f"{model.id} makes {model.manifest.output.kind}: only pictures have an output size")
     output = yield from model.family.render(model, request)
+    return _write(model, request, output, Path(path), subtype, output_size)
+
+
+def _write(model: "LoadedModel", request: RenderRequest, output: Output, path: Path, subtype: str | None,
+           output_size: OutputSize | None) -> Output:
+    """Write a finished render to `path` with the request inside; the Output again, its info with "path" (and
+    "size" for a picture, "notes" for metadata that did not fit)."""
     rate = output.info.get("sample_rate") or (model.manifest.output["sample_rate"] if output.kind == "audio" else None)
     notes: list[str] = []  # metadata that did not fit (the file is written all the same)
     save_output(path, output, request, model_name=model.manifest.name, model_sha256=model.sha256, subtype=subtype,
@@ -69,6 +76,31 @@ def render_to_file(model: "LoadedModel", request: RenderRequest, *, path: str | 
         height, width = output.data.shape[:2]
         info["size"] = output_size.target(width, height) if output_size is not None else (width, height)
     return Output(output.kind, output.data, info)
+
+
+def render_batch(model: "LoadedModel", request: RenderRequest, *, seeds: Sequence[int], paths: Sequence[str | Path],
+                 subtype: str | None = None, output_size: OutputSize | None = None,
+                 done: int = 0, total: int | None = None) -> RenderSteps:
+    """One batch of a queued render: `request` at each of `seeds`, each written to its path (as `render_to_file`
+    writes). Progress counts pictures (`done` of `total` of the whole job before this batch); every render step is
+    a cancel point, and what was written before a cancel stays. The Output is the last render's, its info with
+    "items": the (request, path) of each file."""
+    if len(seeds) != len(paths) or not seeds:
+        raise StudioError(f"a batch needs one path per seed, got {len(seeds)} seeds and {len(paths)} paths")
+    if output_size is not None and not output_size.identity and model.manifest.output.kind != "image":
+        raise StudioError(f"{model.id} makes {model.manifest.output.kind}: only pictures have an output size")
+    total = total if total is not None else len(seeds)
+    items: list[tuple[RenderRequest, str]] = []
+    last: Output | None = None
+    for k, (seed, path) in enumerate(zip(seeds, paths)):
+        one = request.with_(seed=int(seed))
+        what = "sound" if model.manifest.output.kind == "audio" else "picture"
+        output = yield from _render_within(model, one, done + k, total, what)
+        last = _write(model, one, output, Path(path), subtype, output_size)
+        items.append((one, str(path)))
+        yield Progress(done + k + 1, total, f"{what} {done + k + 1}/{total}")
+    assert last is not None
+    return Output(last.kind, last.data, {**last.info, "items": items})
 
 
 def _render_within(model: "LoadedModel", request: RenderRequest, done: int, total: int, what: str) -> RenderSteps:

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from PySide6.QtCore import QSettings, Qt, QTimer, QUrl, Slot
+from PySide6.QtCore import QFile, QSettings, QStandardPaths, Qt, QTimer, QUrl, Slot
 from PySide6.QtGui import (QAction, QActionGroup, QCloseEvent, QDesktopServices, QDragEnterEvent, QDropEvent,
                            QGuiApplication, QKeySequence)
 from PySide6.QtWidgets import (QApplication, QDockWidget, QLabel, QMainWindow, QMessageBox, QProgressBar,
@@ -36,6 +36,8 @@ from studio.ui.panels.library import LibraryPanel
 from studio.ui.panels.messages import MessageArea
 from studio.ui.panels.models import ModelBrowser
 from studio.ui.panels.prompt import PromptPanel
+from studio.ui.panels.gallery import GalleryPanel
+from studio.ui.panels.queue import QueuePanel
 from studio.ui.panels.timeline import TimelinePanel
 from studio.ui.panels.variations import VariationsPanel
 from studio.ui.session import ERROR, INFO, Session, UndoActions
@@ -89,6 +91,8 @@ class MainWindow(QMainWindow):
         self.messages = MessageArea(session)
         self.variations = VariationsPanel(session)
         self.timeline = TimelinePanel(session)
+        self.queue = QueuePanel(session)
+        self.gallery = GalleryPanel(session)
         self.docks: dict[str, QDockWidget] = {}
         left, right, bottom = (Qt.DockWidgetArea.LeftDockWidgetArea, Qt.DockWidgetArea.RightDockWidgetArea,
                                Qt.DockWidgetArea.BottomDockWidgetArea)
@@ -98,26 +102,28 @@ class MainWindow(QMainWindow):
         self._dock("Library", self.library, right)
         self.tabifyDockWidget(self.docks["Latent"], self.docks["Library"])
         self.docks["Latent"].raise_()
-        self._dock("History", self.history, bottom)
-        self._dock("Messages", self.messages, bottom)
-        self._dock("Variations", self.variations, bottom)
         timeline_scroll = QScrollArea()  # a narrow window scrolls the timeline's controls instead of refusing to shrink
         timeline_scroll.setWidgetResizable(True)
         timeline_scroll.setFrameShape(QScrollArea.Shape.NoFrame)
         timeline_scroll.setWidget(self.timeline)
-        self._dock("Timeline", timeline_scroll, bottom)
-        self.tabifyDockWidget(self.docks["History"], self.docks["Messages"])
-        self.tabifyDockWidget(self.docks["History"], self.docks["Variations"])
-        self.tabifyDockWidget(self.docks["History"], self.docks["Timeline"])
+        # each bottom dock joins the History's tabs as it is added: side by side for a moment, their widths would add
+        # up and stretch the window past a small screen
+        self._dock("History", self.history, bottom)
+        for title, widget in (("Messages", self.messages), ("Variations", self.variations),
+                              ("Timeline", timeline_scroll), ("Queue", self.queue), ("Gallery", self.gallery)):
+            self.tabifyDockWidget(self.docks["History"], self._dock(title, widget, bottom))
         self.docks["History"].raise_()
         self.resizeDocks([self.docks["Models"], self.docks["Latent"]], [250, 360], Qt.Orientation.Horizontal)
         # the bottom docks collapse to their tabs (the preview gets the room) and open when one is asked for
         self.bottom_docks = BottomDocks(self, [self.docks[t] for t in ("History", "Messages", "Variations",
-                                                                       "Timeline")])
+                                                                       "Timeline", "Queue", "Gallery")])
         self.bottom_docks.shown.connect(self._fit_docks)
 
         self.toast = ExportToast(self, lambda folder: self.open_folder(folder))  # tests replace open_folder
         self.timeline.exported.connect(self.show_export_toast)
+        self.queue.open_folder.connect(lambda folder: self.open_folder(Path(folder)))
+        self.gallery.open_folder.connect(lambda folder: self.open_folder(Path(folder)))
+        self.gallery.trash_files.connect(self.move_to_trash)
         self._build_status_bar()
         self._build_actions()
         self._build_menus()
@@ -251,6 +257,10 @@ class MainWindow(QMainWindow):
                                        "Stop the render in flight and any task (a projection, an export)")
         self.act_random = self._action("&Random Seed", s.random_seed, "Ctrl+R", "Draw a new random seed")
         self.act_next = self._action("&Next Seed", s.next_seed, "F5", "Next seed by the seed mode")
+        self.act_generate = self._action("&Generate", self.generate, "Ctrl+Return",
+                                         "Queue the current request: batch count × batch size renders over seeds by "
+                                         "the seed mode (the Queue panel sets them)")
+        self.act_generate.setShortcuts(_shortcuts("Ctrl+Return", "Ctrl+Enter"))
         self.act_variations = self._action("&Variations", self.show_variations, "Ctrl+Shift+V",
                                            "Render variations of the current output to audition and pick from")
         self.act_keyframe = self._action("Add &Keyframe", self.add_keyframe, "Ctrl+K",
@@ -294,7 +304,7 @@ class MainWindow(QMainWindow):
         edit.addSeparator()
         edit.addActions([self.act_reset, self.act_save_latent])
         render = bar.addMenu("&Render")
-        render.addActions([self.act_random, self.act_next, self.act_variations, self.act_keyframe, self.act_rerender,
+        render.addActions([self.act_generate, self.act_random, self.act_next, self.act_variations, self.act_keyframe, self.act_rerender,
                            self.act_cancel])
         render.addSeparator()
         render.addAction(self.act_play)
@@ -750,6 +760,16 @@ class MainWindow(QMainWindow):
         self.bottom_docks.expand(self.docks["Timeline"])
         self.timeline.export_video()
 
+    def generate(self) -> None:
+        """Ctrl+Enter: queue the current request with the Queue panel's batch count, size and mode; the Queue comes
+        forward."""
+        if self.queue.session.request is None:
+            return
+        self.queue.generate()
+        self.docks["Queue"].show()
+        self.docks["Queue"].raise_()
+        self.bottom_docks.expand(self.docks["Queue"])
+
     def show_variations(self) -> None:
         """Ctrl+Shift+V: render a fresh set of variations and bring their grid forward."""
         self.docks["Variations"].show()
@@ -784,6 +804,26 @@ class MainWindow(QMainWindow):
         shown = self.device_label.text().removeprefix("Device: ")  # with the precision once a render has run
         QMessageBox.about(self, "About Latent Studio",
                           about_text(shown or self.session.bridge.engine.device))
+
+    def move_to_trash(self, picked: list) -> None:
+        """Move gallery items' files to the system trash (never unlink them); the index forgets those that went, and
+        those already gone; any that would not move are named."""
+        gone: list[int] = []
+        stuck: list[str] = []
+        # Qt's trash on Linux lives in the XDG data folder and fails ("Bad file descriptor") when that folder does not
+        # exist yet, as on a fresh account
+        data_home = QStandardPaths.writableLocation(QStandardPaths.StandardLocation.GenericDataLocation)
+        if data_home:
+            Path(data_home).mkdir(parents=True, exist_ok=True, mode=0o700)
+        for item_id, path in picked:
+            if not Path(path).exists() or QFile.moveToTrash(str(path)):
+                gone.append(item_id)
+            else:
+                stuck.append(Path(path).name)
+        self.gallery.forget(gone)
+        if stuck:
+            self.session.message.emit(ERROR, f"Could not move {len(stuck)} file(s) to the trash",
+                                      "The system trash refused: " + ", ".join(stuck[:20]))
 
     def open_folder(self, folder: Path) -> bool:
         """Show a folder in the desktop's file manager (tests replace this); False when none could open it."""

@@ -82,7 +82,8 @@ def test_every_control_has_a_tooltip(window):
     from PySide6.QtWidgets import QAbstractButton, QAbstractSlider, QComboBox, QLineEdit, QListWidget, QScrollBar
 
     missing = [w.objectName() or type(w).__name__
-               for panel in (window.latent, window.prompt, window.library, window.models, window.history)
+               for panel in (window.latent, window.prompt, window.library, window.models, window.history,
+                             window.queue, window.gallery)
                for kind in (QAbstractButton, QAbstractSlider, QComboBox, QLineEdit, QListWidget)
                for w in panel.findChildren(kind)
                if not w.toolTip() and w.isVisibleTo(window) and not w.objectName().startswith("qt_")
@@ -344,7 +345,7 @@ def test_a_fresh_window_fits_its_screen_with_the_bottom_docks_collapsed(qtbot, e
     least = _minimum(window)
     # as large as the screen allows up to the first-start size, never larger than the screen (unless the window
     # cannot be that small at all)
-    assert window.width() <= max(area.width(), least[0]) and window.height() <= max(area.height(), least[1])
+    assert window.width() <= max(area.width(), least[0]) and window.height() <= max(area.height(), least[1]), (window.size(), area, least, [(t, d.minimumSizeHint()) for t, d in window.docks.items()])
     assert window.bottom_docks.collapsed
     for title in ("History", "Messages", "Variations", "Timeline"):
         dock = window.docks[title]

@@ -26,9 +26,12 @@ from PySide6.QtCore import QObject, Signal
 from studio.app.document import DEFAULT_STRENGTH, SEED_MODES, OpenDocument
 from studio.app.listeners import Listeners
 from studio.app.models import ERROR, INFO, WARNING, FolderAsker, ModelLibrary
+from studio.app.gallery import Gallery
+from studio.app.queue import QueuedJob, RenderQueue, generate
 from studio.app.strips import StripGuess
 from studio.app.tasks import Tasks
 from studio.app.timeline import TimelineEditor
+from studio.errors import StudioError
 from studio.export import OutputSize
 from studio.library import PackageEntry
 from studio.project import Document, SavedLatent
@@ -39,6 +42,7 @@ from studio.ui.bridge import EngineBridge
 from studio.ui.images import output_thumbnail
 from studio.ui.session.document import DocumentAdapter
 from studio.ui.session.models import ModelsAdapter
+from studio.ui.session.queue import QueueAdapter
 from studio.ui.session.tasks import HISTORY_SETTLE_MS, TasksAdapter
 from studio.ui.session.timeline import TimelineAdapter
 from studio.ui.session.undo import UndoActions, UndoAdapter
@@ -78,12 +82,18 @@ class Session(QObject):
         self.core = OpenDocument(self.library, rng)
         self.timeline_editor = TimelineEditor(self.core)
         self.tasks = Tasks(self.core, self.timeline_editor, self.bridge, thumbnail=output_thumbnail)
+        self.render_queue = RenderQueue(self.bridge, message=messages)
         # its Qt adapters
         self.undo = UndoAdapter(self.core.undo, self)
         self.installed = ModelsAdapter(self.library, engine, self)
         self.documents = DocumentAdapter(self.core, self)
         self.results = TasksAdapter(self.tasks, self.core, self.bridge, self)
         self.timelines = TimelineAdapter(self.timeline_editor, self)
+        self.queue = QueueAdapter(self.render_queue, self)
+        self._gallery_failed = False
+        self.gallery: Gallery | None = None  # the index of finished renders (studio.app.gallery), opened on first use
+        self.render_queue.batch_done.connect(self._index_batch)
+        self.tasks.files_written.connect(self._index_files)
         messages.connect(self.message.emit)
         self.message.connect(self._log_message)
         # a model chosen with use_model whose first render has not come back yet: (id, undo index, previous request)
@@ -133,6 +143,35 @@ class Session(QObject):
         """Add the packages in `folder` (a package, a folder of packages, a diffusers pipeline folder or a Stable
         Diffusion .safetensors file), remembered in settings.toml for the next start and the CLI."""
         return self.library.add_model_folder(folder)
+
+    # --- the render queue -----------------------------------------------------------------------------------------
+    def generate(self, count: int = 1, batch_size: int = 1, mode: str = "back") -> QueuedJob | None:
+        """Queue the current request: `count` batches of `batch_size` over the seed mode's seeds (studio.app.queue)."""
+        return generate(self.render_queue, self.core, count, batch_size, mode)
+
+    def open_gallery(self) -> Gallery | None:
+        """The gallery index in the user data folder; None (said once in the messages) when it cannot be opened."""
+        if self.gallery is None and not self._gallery_failed:
+            try:
+                self.gallery = Gallery.open()
+            except StudioError as exc:
+                self._gallery_failed = True
+                self.message.emit(ERROR, f"The gallery is off: {exc.problem}", str(exc))
+            else:
+                if self.gallery.set_aside is not None:
+                    self.message.emit(WARNING, "The gallery index was damaged: a new one was started",
+                                      f"The old one is kept as {self.gallery.set_aside}.")
+        return self.gallery
+
+    def _index_batch(self, job: QueuedJob, items: list) -> None:
+        self._index_files("queue", [(path, request) for request, path in items],
+                          "audio" if job.suffix == ".wav" else "image")
+
+    def _index_files(self, source: str, files: list, kind: str) -> None:
+        """Files a render wrote (queue, export, grid) go into the gallery index."""
+        gallery = self.open_gallery()
+        if gallery is not None:
+            gallery.add_many(files, source, kind=kind)
 
     # --- the document ---------------------------------------------------------------------------------------------
     @property
@@ -419,5 +458,10 @@ class Session(QObject):
         self.tasks.export_video(path, size, on_done, output_size, fps, frames)
 
     def shutdown(self) -> bool:
-        """Cancel the engine's work and join its worker (5 s at most); whether the worker has ended."""
-        return self.bridge.shutdown()
+        """Cancel the queue and the engine's work and join its worker (5 s at most); whether the worker has ended."""
+        self.render_queue.cancel_all()
+        ended = self.bridge.shutdown()
+        if self.gallery is not None:
+            self.gallery.close()
+            self.gallery = None
+        return ended

@@ -1,0 +1,270 @@
+"""The Gallery dock: every finished render the gallery index holds (studio.app.gallery), newest first, as thumbnails
+that load as they scroll into view: rows come from the index a page at a time, and each picture is read and scaled
+on a thread pool (QImageReader with a scaled size), never on the GUI thread. Filter by model, text (prompt and tags)
+and rating; 1–5 star the picked items, 0 clears, X rejects; *Restore* makes an item's exact request the current one
+(one undo step); *Show in Folder*; *Move to Trash* (Delete) moves the files to the system trash, never unlinks."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from pathlib import Path
+
+from PySide6.QtCore import (QAbstractListModel, QModelIndex, QObject, QPersistentModelIndex, QRunnable, QSize, Qt,
+                            QThreadPool, Signal)
+from PySide6.QtGui import QImage, QImageReader, QKeyEvent, QPixmap
+from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QHBoxLayout, QLabel, QLineEdit, QListView, QPushButton,
+                               QVBoxLayout, QWidget)
+
+PAGE = 200  # rows asked of the index at a time
+THUMB = 96  # thumbnail side, in pixels
+CACHE = 3000  # thumbnails kept in memory
+RATINGS = (("All", 0, False), ("★ 1+", 1, False), ("★ 3+", 3, False), ("★ 5", 5, False), ("Rejected", 0, True))
+
+
+class _Signals(QObject):
+    loaded = Signal(int, QImage)  # item id, scaled picture (a null image: could not be read)
+
+
+class _ThumbJob(QRunnable):
+    def __init__(self, item_id: int, path: Path, signals: _Signals):
+        super().__init__()
+        self.item_id, self.path, self.signals = item_id, path, signals
+
+    def run(self) -> None:  # on the pool's thread: read only as many pixels as the thumbnail needs
+        reader = QImageReader(str(self.path))
+        size = reader.size()
+        if size.isValid() and (size.width() > THUMB or size.height() > THUMB):
+            reader.setScaledSize(size.scaled(THUMB, THUMB, Qt.AspectRatioMode.KeepAspectRatio))
+        image = reader.read()
+        self.signals.loaded.emit(self.item_id, image)
+
+
+class GalleryModel(QAbstractListModel):
+    """The index's items for a view, fetched a page at a time as the view scrolls (canFetchMore / fetchMore)."""
+
+    def __init__(self, gallery, parent: QObject | None = None):
+        super().__init__(parent)
+        self.gallery = gallery
+        self.where = None
+        self.items: list = []
+        self.total = 0
+        self._rows: dict[int, int] = {}  # item id → row
+        self._thumbs: OrderedDict[int, QPixmap] = OrderedDict()
+        self._asked: set[int] = set()
+        self.pool = QThreadPool(self)
+        self.pool.setMaxThreadCount(2)
+        self._signals = _Signals()
+        self._signals.loaded.connect(self._on_loaded)
+        self.reads = 0  # thumbnails read so far (tests see that only the shown ones are)
+
+    def set_filter(self, where) -> None:
+        self.beginResetModel()
+        self.where = where
+        self.items, self._rows, self._asked = [], {}, set()
+        self.total = self.gallery.count(where) if self.gallery is not None else 0
+        self.endResetModel()
+        if self.total:
+            self.fetchMore()  # the first page at once; the view asks for the rest as it scrolls
+
+    def rowCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:
+        return 0 if parent.isValid() else len(self.items)
+
+    def canFetchMore(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> bool:
+        return not parent.isValid() and len(self.items) < self.total
+
+    def fetchMore(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> None:
+        page = self.gallery.items(self.where, offset=len(self.items), limit=PAGE)
+        if not page:
+            self.total = len(self.items)
+            return
+        first = len(self.items)
+        self.beginInsertRows(QModelIndex(), first, first + len(page) - 1)
+        for k, item in enumerate(page):
+            self._rows[item.id] = first + k
+        self.items.extend(page)
+        self.endInsertRows()
+
+    def data(self, index: QModelIndex | QPersistentModelIndex, role: int = Qt.ItemDataRole.DisplayRole):
+        if not index.isValid() or index.row() >= len(self.items):
+            return None
+        item = self.items[index.row()]
+        if role == Qt.ItemDataRole.DisplayRole:
+            stars = "✗" if item.rejected else "★" * item.rating
+            return f"{item.seed} {stars}".strip()
+        if role == Qt.ItemDataRole.ToolTipRole:
+            return (f"{item.model_id}, seed {item.seed}" + (f", “{item.prompt}”" if item.prompt else "")
+                    + f"\n{item.path}" + (f"\ntags: {', '.join(item.tags)}" if item.tags else ""))
+        if role == Qt.ItemDataRole.DecorationRole:
+            thumb = self._thumbs.get(item.id)
+            if thumb is not None:
+                self._thumbs.move_to_end(item.id)
+                return thumb
+            if item.kind == "image" and item.id not in self._asked:
+                self._asked.add(item.id)
+                self.reads += 1
+                self.pool.start(_ThumbJob(item.id, item.path, self._signals))
+            return None
+        if role == Qt.ItemDataRole.UserRole:
+            return item.id
+        return None
+
+    def _on_loaded(self, item_id: int, image: QImage) -> None:
+        if image.isNull():
+            return
+        self._thumbs[item_id] = QPixmap.fromImage(image)
+        while len(self._thumbs) > CACHE:
+            old, _ = self._thumbs.popitem(last=False)
+            self._asked.discard(old)
+        row = self._rows.get(item_id)
+        if row is not None:
+            index = self.index(row)
+            self.dataChanged.emit(index, index, [Qt.ItemDataRole.DecorationRole])
+
+    def refresh_item(self, item_id: int) -> None:
+        row = self._rows.get(item_id)
+        if row is not None:
+            self.items[row] = self.gallery.item(item_id) or self.items[row]
+            self.dataChanged.emit(self.index(row), self.index(row))
+
+
+class _GalleryView(QListView):
+    rate = Signal(int)  # 1–5, 0 to clear, -1 to reject
+    trash = Signal()
+
+    def keyPressEvent(self, event: QKeyEvent) -> None:
+        keys = {Qt.Key.Key_0: 0, Qt.Key.Key_1: 1, Qt.Key.Key_2: 2, Qt.Key.Key_3: 3, Qt.Key.Key_4: 4,
+                Qt.Key.Key_5: 5, Qt.Key.Key_X: -1}
+        if event.modifiers() == Qt.KeyboardModifier.NoModifier and event.key() in keys and self.selectedIndexes():
+            self.rate.emit(keys[Qt.Key(event.key())])
+            return
+        if event.key() == Qt.Key.Key_Delete and self.selectedIndexes():
+            self.trash.emit()
+            return
+        super().keyPressEvent(event)
+
+
+class GalleryPanel(QWidget):
+    open_folder = Signal(str)
+    trash_files = Signal(list)  # [(item id, Path)]: the window moves them to the trash, then calls forget()
+
+    def __init__(self, session, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.session = session
+        self.model = GalleryModel(None, self)
+        self.models = QComboBox()
+        self.models.setObjectName("galleryModel")
+        self.models.setToolTip("Show one model's renders")
+        self.text = QLineEdit()
+        self.text.setObjectName("galleryText")
+        self.text.setPlaceholderText("Prompt or tag")
+        self.text.setToolTip("Show the renders whose prompt or tags hold this text")
+        self.rating = QComboBox()
+        self.rating.setObjectName("galleryRating")
+        self.rating.setToolTip("Show the renders with at least this rating, or the rejected ones")
+        for text, _, _ in RATINGS:
+            self.rating.addItem(text)
+        self.count = QLabel()
+        self.count.setObjectName("galleryCount")
+        self.view = _GalleryView()
+        self.view.setObjectName("galleryView")
+        self.view.setViewMode(QListView.ViewMode.IconMode)
+        self.view.setIconSize(QSize(THUMB, THUMB))
+        self.view.setGridSize(QSize(THUMB + 16, THUMB + 24))
+        self.view.setUniformItemSizes(True)
+        self.view.setResizeMode(QListView.ResizeMode.Adjust)
+        self.view.setMovement(QListView.Movement.Static)
+        self.view.setLayoutMode(QListView.LayoutMode.Batched)
+        self.view.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
+        self.view.setToolTip("Every finished render, newest first: 1–5 star, 0 clear, X reject, Delete moves to "
+                             "the trash, double-click restores")
+        self.view.setModel(self.model)
+        self.restore_button = QPushButton("Restore")
+        self.restore_button.setObjectName("galleryRestore")
+        self.restore_button.setToolTip("Make the picked render's exact request the current one (one undo step)")
+        self.folder_button = QPushButton("Show in Folder")
+        self.folder_button.setObjectName("galleryFolder")
+        self.folder_button.setToolTip("Open the folder that holds the picked render")
+        self.trash_button = QPushButton("Move to Trash")
+        self.trash_button.setObjectName("galleryTrash")
+        self.trash_button.setToolTip("Move the picked renders' files to the system trash (Delete)")
+        filters = QHBoxLayout()
+        for widget in (self.models, self.text, self.rating, self.count):
+            filters.addWidget(widget)
+        buttons = QHBoxLayout()
+        for button in (self.restore_button, self.folder_button, self.trash_button):
+            buttons.addWidget(button)
+        buttons.addStretch(1)
+        layout = QVBoxLayout(self)
+        layout.addLayout(filters)
+        layout.addWidget(self.view, 1)
+        layout.addLayout(buttons)
+        self.models.currentIndexChanged.connect(lambda _i: self.reload())
+        self.rating.currentIndexChanged.connect(lambda _i: self.reload())
+        self.text.textChanged.connect(lambda _t: self.reload())
+        self.view.rate.connect(self.rate_selected)
+        self.view.trash.connect(self.trash_selected)
+        self.view.doubleClicked.connect(lambda _index: self.restore_selected())
+        self.restore_button.clicked.connect(self.restore_selected)
+        self.folder_button.clicked.connect(self._show_folder)
+        self.trash_button.clicked.connect(self.trash_selected)
+        session.queue.batch_done.connect(lambda *_: self.reload() if self.isVisible() else None)
+
+    def showEvent(self, event) -> None:
+        super().showEvent(event)
+        self.reload()
+
+    def reload(self) -> None:
+        """The view again from the index, with the filters shown (the newest first; thumbnails as they show)."""
+        from studio.app.gallery import GalleryFilter  # (torch-free: the index module imports no torch)
+
+        gallery = self.session.open_gallery()
+        if gallery is None:
+            return
+        self.model.gallery = gallery
+        known = [self.models.itemData(i) for i in range(self.models.count())]
+        wanted = [""] + gallery.models()
+        if known != wanted:
+            current = self.models.currentData() or ""
+            blocked = self.models.blockSignals(True)
+            self.models.clear()
+            for model_id in wanted:
+                self.models.addItem(model_id or "All models", model_id)
+            self.models.setCurrentIndex(max(0, wanted.index(current) if current in wanted else 0))
+            self.models.blockSignals(blocked)
+        _, least, rejected = RATINGS[self.rating.currentIndex()]
+        self.model.set_filter(GalleryFilter(self.models.currentData() or "", self.text.text(), least, rejected))
+        self.count.setText(f"{self.model.total:,} render{'s' if self.model.total != 1 else ''}")
+
+    def selected_ids(self) -> list[int]:
+        return [index.data(Qt.ItemDataRole.UserRole) for index in self.view.selectedIndexes()]
+
+    def rate_selected(self, rating: int) -> None:
+        gallery = self.model.gallery
+        for item_id in self.selected_ids():
+            gallery.set_rating(item_id, rating)
+            self.model.refresh_item(item_id)
+
+    def restore_selected(self) -> None:
+        ids = self.selected_ids()
+        item = self.model.gallery.item(ids[0]) if ids and self.model.gallery is not None else None
+        if item is not None:
+            self.session.restore_from_file(item.path)
+
+    def trash_selected(self) -> None:
+        gallery = self.model.gallery
+        items = [gallery.item(i) for i in self.selected_ids()] if gallery is not None else []
+        picked = [(item.id, item.path) for item in items if item is not None]
+        if picked:
+            self.trash_files.emit(picked)
+
+    def forget(self, item_ids: list[int]) -> None:
+        """Drop items whose files went to the trash from the index and the view."""
+        if item_ids and self.model.gallery is not None:
+            self.model.gallery.forget(item_ids)
+            self.reload()
+
+    def _show_folder(self) -> None:
+        ids = self.selected_ids()
+        item = self.model.gallery.item(ids[0]) if ids and self.model.gallery is not None else None
+        if item is not None:
+            self.open_folder.emit(str(item.path.parent))

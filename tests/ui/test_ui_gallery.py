@@ -1,0 +1,111 @@
+"""The Gallery dock (fake engine): 10,000 indexed renders open with one page of rows and only the thumbnails in
+view read; scrolling fetches more; keys rate and reject; filters; double-click restores the exact request; Delete
+moves files to the system trash (never unlinks) and the index forgets them."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from PySide6.QtCore import Qt
+from PySide6.QtTest import QTest
+
+from studio.app.gallery import Gallery
+from studio.export.image import save_image
+from studio.request import RenderRequest
+
+from fake_engine import fake_image
+from test_ui_window import _no_blocking_dialogs, engine, window  # noqa: F401  (fixtures)
+
+
+def show_gallery(qtbot, window):
+    dock = window.docks["Gallery"]
+    dock.show()
+    dock.raise_()
+    window.bottom_docks.expand(dock)
+    qtbot.waitUntil(lambda: window.gallery.isVisible(), timeout=3000)
+    return window.gallery
+
+
+def test_ten_thousand_renders_open_a_page_at_a_time_and_read_only_the_shown_thumbnails(qtbot, window, tmp_path):
+    folder = tmp_path / "many"
+    folder.mkdir()
+    one = folder / "one.png"
+    request = RenderRequest("tiny", seed=0, params={"prompt": "Ab"})
+    save_image(one, fake_image(request), request)
+    files = []
+    for k in range(10_000):
+        path = folder / f"r{k:05d}.png"
+        os.link(one, path)  # 10,000 files, one picture
+        files.append((path, request.with_(seed=k)))
+    gallery = window.session.open_gallery()
+    gallery.add_many(files, "queue", created=1.0)
+    panel = show_gallery(qtbot, window)
+    assert panel.count.text() == "10,000 renders"
+    model = panel.model
+    assert 0 < model.rowCount() <= 400 and model.total == 10_000
+    qtbot.waitUntil(lambda: len(model._thumbs) > 0, timeout=5000)  # the shown ones load
+    assert 0 < model.reads < 200
+    for _ in range(5):
+        panel.view.scrollToBottom()
+        QTest.qWait(20)
+    assert model.rowCount() > 400  # scrolling fetched more pages
+    assert model.reads < model.rowCount()
+
+
+def test_rating_keys_filters_restore_and_trash(qtbot, window, tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    session = window.session
+    made = []
+    for seed in (3, 4, 5):
+        request = session.request.with_(seed=seed)
+        path = tmp_path / f"s{seed}.png"
+        save_image(path, fake_image(request), request)
+        made.append((path, request))
+    gallery = session.open_gallery()
+    ids = gallery.add_many(made, "export")
+    panel = show_gallery(qtbot, window)
+    assert panel.model.rowCount() == 3, (panel.model.rowCount(), gallery.count(), panel.model.total)
+    first = panel.model.index(0)  # newest first: the last added
+    panel.view.setCurrentIndex(first)
+    panel.view.setFocus()
+    QTest.keyClick(panel.view, Qt.Key.Key_3)
+    assert gallery.item(ids[2]).rating == 3 and "★★★" in first.data()
+    panel.rating.setCurrentIndex(2)  # ★ 3+
+    assert panel.model.rowCount() == 1
+    panel.rating.setCurrentIndex(0)
+    panel.view.setCurrentIndex(panel.model.index(1))
+    QTest.keyClick(panel.view, Qt.Key.Key_X)
+    assert gallery.item(ids[1]).rejected
+    panel.reload()
+    assert panel.model.rowCount() == 2  # rejected ones hide unless asked for
+    panel.text.setText("Ab")
+    assert panel.model.rowCount() == 2
+    panel.text.setText("nothing like it")
+    assert panel.model.rowCount() == 0
+    panel.text.setText("")
+    # restore: the exact request, one undo step
+    panel.view.setCurrentIndex(panel.model.index(1))
+    before = session.request
+    panel.restore_button.click()
+    assert session.request.seed == 3 and session.request != before
+    session.undo.undo()
+    assert session.request == before
+    # Delete: to the trash, not unlinked
+    panel.view.setCurrentIndex(panel.model.index(0))
+    QTest.keyClick(panel.view, Qt.Key.Key_Delete)
+    assert not made[2][0].exists()
+    trashed = list((tmp_path / "xdg").rglob("s5*.png"))
+    assert trashed, "the file is not in the trash"
+    assert gallery.item(ids[2]) is None and panel.model.rowCount() == 1
+
+
+def test_exports_and_grids_land_in_the_gallery(qtbot, window, tmp_path):
+    session = window.session
+    seed = session.request.seed
+    session.tasks.export(tmp_path / "one.png")
+    session.tasks.export_grid(tmp_path / "grid.png", "seed=1,2", "seed=3")
+    qtbot.waitUntil(lambda: (tmp_path / "grid.png").exists() and session.open_gallery().count() == 2, timeout=5000)
+    items = {i.source: i for i in session.open_gallery().items()}
+    assert items["export"].path == (tmp_path / "one.png").resolve() and items["export"].seed == str(seed)
+    assert items["grid"].path == (tmp_path / "grid.png").resolve()
