@@ -12,11 +12,12 @@ index is set aside (renamed, named in the error) and a new one started: the file
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Iterator
 
 from studio.errors import StudioError
 from studio.paths import user_data_dir
@@ -207,17 +208,16 @@ class Gallery:
         with self._transaction():
             self._db.executemany("DELETE FROM items WHERE id = ?", [(int(i),) for i in item_ids])
 
-    def _transaction(self):
-        db = self._db
-
-        class _Tx:
-            def __enter__(self):
-                db.execute("BEGIN")
-
-            def __exit__(self, kind, *_):
-                db.execute("ROLLBACK" if kind is not None else "COMMIT")
-
-        return _Tx()
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """One transaction (the connection runs in autocommit otherwise): committed, or rolled back on an error."""
+        self._db.execute("BEGIN")
+        try:
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
 
     # --- reading --------------------------------------------------------------------------------------------------
     def count(self, where: GalleryFilter = GalleryFilter()) -> int:

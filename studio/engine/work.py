@@ -57,10 +57,14 @@ def render_to_file(model: "LoadedModel", request: RenderRequest, *, path: str | 
     """Render `request` (its steps and previews are the job's) and write it to `path` with the request inside: an
     image (PNG, JPEG, WebP) or a sound (WAV, FLAC, OGG, MP3; `subtype` is WAV's or FLAC's sample format).
     `output_size` scales an image as it is written (the request stays the model's; the Output's info has "size")."""
-    if output_size is not None and not output_size.identity and model.manifest.output.kind != "image":
-        raise StudioError(f"{model.id} makes {model.manifest.output.kind}: only pictures have an output size")
+    _check_output_size(model, output_size)
     output = yield from model.family.render(model, request)
     return _write(model, request, output, Path(path), subtype, output_size)
+
+
+def _check_output_size(model: "LoadedModel", output_size: OutputSize | None) -> None:
+    if output_size is not None and not output_size.identity and model.manifest.output.kind != "image":
+        raise StudioError(f"{model.id} makes {model.manifest.output.kind}: only pictures have an output size")
 
 
 def _write(model: "LoadedModel", request: RenderRequest, output: Output, path: Path, subtype: str | None,
@@ -87,8 +91,7 @@ def render_batch(model: "LoadedModel", request: RenderRequest, *, seeds: Sequenc
     "items": the (request, path) of each file."""
     if len(seeds) != len(paths) or not seeds:
         raise StudioError(f"a batch needs one path per seed, got {len(seeds)} seeds and {len(paths)} paths")
-    if output_size is not None and not output_size.identity and model.manifest.output.kind != "image":
-        raise StudioError(f"{model.id} makes {model.manifest.output.kind}: only pictures have an output size")
+    _check_output_size(model, output_size)
     total = total if total is not None else len(seeds)
     items: list[tuple[RenderRequest, str]] = []
     last: Output | None = None
