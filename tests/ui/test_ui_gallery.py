@@ -109,3 +109,11 @@ def test_exports_and_grids_land_in_the_gallery(qtbot, window, tmp_path):
     items = {i.source: i for i in session.open_gallery().items()}
     assert items["export"].path == (tmp_path / "one.png").resolve() and items["export"].seed == str(seed)
     assert items["grid"].path == (tmp_path / "grid.png").resolve()
+
+
+def test_an_open_gallery_shows_a_render_the_queue_just_wrote(qtbot, window):
+    panel = show_gallery(qtbot, window)
+    assert panel.count.text() == "0 renders"
+    window.act_generate.trigger()  # the Queue comes forward; the Gallery stays open behind it
+    qtbot.waitUntil(lambda: window.session.render_queue.jobs[0].finished, timeout=5000)
+    assert panel.count.text() == "1 render" and panel.model.rowCount() == 1

@@ -207,7 +207,8 @@ class GalleryPanel(QWidget):
         self.restore_button.clicked.connect(self.restore_selected)
         self.folder_button.clicked.connect(self._show_folder)
         self.trash_button.clicked.connect(self.trash_selected)
-        session.queue.batch_done.connect(lambda *_: self.reload() if self.isVisible() else None)
+        # after the session indexed them (the queue's own batch_done may reach this panel first)
+        session.gallery_changed.connect(lambda: self.reload() if self.isVisible() else None)
 
     def showEvent(self, event) -> None:
         super().showEvent(event)

@@ -71,6 +71,7 @@ class Session(QObject):
     rendered = Signal(object, float, object)  # request, seconds, info of a finished preview
     message = Signal(str, str, str)  # level, text, detail
     seed_mode_changed = Signal(str)
+    gallery_changed = Signal()  # renders were added to the gallery index
 
     def __init__(self, engine: "EngineAPI", roots: Iterable[str | Path] | None = None, parent: QObject | None = None,
                  rng: random.Random | None = None):
@@ -172,6 +173,7 @@ class Session(QObject):
         gallery = self.open_gallery()
         if gallery is not None:
             gallery.add_many(files, source, kind=kind)
+            self.gallery_changed.emit()
 
     # --- the document ---------------------------------------------------------------------------------------------
     @property
