@@ -2,7 +2,7 @@
 cleanly (exit 128 + the signal, one line, no hidden `.part` file beside the target), and the temporary a kill -9
 leaves behind is swept by the next export into that folder.
 
-The command runs in a subprocess on a tiny model and a long timeline; the signal is sent once its temporary file is
+The command runs in a subprocess on a tiny model and a long timeline; the signal is sent once its temporary file holds frames
 there (the export is under way). Nothing here measures time: the waits only bound a hang."""
 
 from __future__ import annotations
@@ -51,16 +51,30 @@ def hidden(folder: Path) -> list[str]:
 
 
 def wait_for_temporary(proc: subprocess.Popen, target: Path, limit: float = 120.0) -> None:
-    """Until the export's temporary file is beside `target` (and a moment more: frames are being written)."""
+    """Until the export's temporary file beside `target` holds frames, and is still there a moment later.
+
+    An empty temporary is not enough: the export first opens and aborts a writer to check the target (before the
+    model loads), so a temporary can appear and go again; a kill between the two would find nothing to leave."""
     end = time.monotonic() + limit
-    while not any(name.startswith(f".{target.name}.pid") for name in hidden(target.parent)):
+    while True:
         if proc.poll() is not None:
             pytest.fail(f"the export ended before its temporary appeared: {proc.returncode} {proc.stderr.read()}")
         if time.monotonic() > end:
             proc.kill()
-            pytest.fail("no temporary file appeared")
+            pytest.fail("no temporary file with frames in it appeared")
+        writing = [p for p in target.parent.glob(f".{target.name}.pid*") if _size(p) > 0]
+        if writing:
+            time.sleep(0.5)
+            if all(p.exists() for p in writing):
+                return
         time.sleep(0.05)
-    time.sleep(0.5)
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
 
 
 def finish(proc: subprocess.Popen, limit: float = 120.0) -> tuple[int, str]:
