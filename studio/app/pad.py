@@ -9,18 +9,20 @@ waits for torch.
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 
-from studio.app.models import ERROR
-from studio.app.tasks import Handle, Runner
 from studio.latent.kinds import LatentKind, find_kind
 from studio.latent.pad import CORNERS, PadAxis, blend_corners, clamp_point
 from studio.params import CONDITION_GROUPS, DIRECTIONS, RAW, Kind, ParamTable
 from studio.request import RenderRequest
-from studio.steps import Output
 
+if TYPE_CHECKING:  # the panels use this module and never import torch: the engine's side is named only for typing
+    from studio.app.tasks import Handle, Runner
+    from studio.steps import Output
+
+ERROR = "error"  # studio.app.models.ERROR (a message level), not imported for the same reason
 DIRECTIONS_MODE, SEEDS_MODE = "directions", "seeds"
 PAD_MODES = (DIRECTIONS_MODE, SEEDS_MODE)
 DEFAULT_REACH = 1.0  # a param without a slider span or range
@@ -112,13 +114,13 @@ class SeedCorners:
     window's EngineBridge). `fetch` asks for a set; `on_ready()` is called (on the core's thread) once all four are in
     and they are still the set asked for last; failures go to `message`."""
 
-    def __init__(self, runner: Runner, message: Message, on_ready: Callable[[], None] | None = None):
+    def __init__(self, runner: "Runner", message: Message, on_ready: Callable[[], None] | None = None):
         self.runner, self.message = runner, message
         self.on_ready = on_ready or (lambda: None)
         self.key: tuple[RenderRequest, ...] | None = None  # the corner requests asked for last
         self.latents: list[tuple[float, ...]] | None = None  # their latents, once all four are in
         self._got: dict[int, tuple[float, ...]] = {}
-        self._tasks: list[Handle] = []
+        self._tasks: list["Handle"] = []
 
     @property
     def ready(self) -> bool:
@@ -156,7 +158,7 @@ class SeedCorners:
         self.cancel()
         self.key, self.latents, self._got = None, None, {}
 
-    def _done(self, key: tuple, index: int, output: Output) -> None:
+    def _done(self, key: tuple, index: int, output: "Output") -> None:
         if key != self.key:
             return
         self._got[index] = tuple(float(v) for v in np.asarray(output.data, dtype=np.float64).reshape(-1))

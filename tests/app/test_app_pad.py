@@ -147,3 +147,9 @@ def test_a_failing_corner_says_which_and_cancels_the_others():
     runner.tasks[1].on_error("out of memory", "CUDA out of memory")
     assert messages == [("error", "Cannot compute the pad corner of seed 2: out of memory", "CUDA out of memory")]
     assert all(t.job.cancelled for t in runner.tasks) and not corners.ready and not corners.pending
+
+
+def test_the_error_level_is_the_apps():
+    from studio.app import models, pad
+
+    assert pad.ERROR == models.ERROR
