@@ -92,6 +92,7 @@ class Session(QObject):
         self.timelines = TimelineAdapter(self.timeline_editor, self)
         self.queue = QueueAdapter(self.render_queue, self)
         self._gallery_failed = False
+        self.projection_target: Path | None = None  # the newest image encoded or projected (compare can pin it)
         self.gallery: Gallery | None = None  # the index of finished renders (studio.app.gallery), opened on first use
         self.render_queue.batch_done.connect(self._index_batch)
         self.tasks.files_written.connect(self._index_files)
@@ -375,6 +376,7 @@ class Session(QObject):
     def encode_image(self, path: str | Path, chars: str = "") -> None:
         """Encode an image (for text models: a strip with one cell per character of `chars`) into the latent; a
         projection runs for a while on the worker, reports progress and can be cancelled."""
+        self.projection_target = Path(path)
         self.tasks.encode_image(path, chars)
 
     def strip_chars(self, path: str | Path) -> StripGuess:
