@@ -9,6 +9,7 @@ waits for torch.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
@@ -141,9 +142,8 @@ class SeedCorners:
         for index, corner in enumerate(key):
             self._tasks.append(self.runner.run(
                 corner, f"Pad corner {CORNERS[index]} (seed {corner.seed})", kind="latent",
-                on_done=lambda output, i=index, k=key: self._done(k, i, output),
-                on_error=lambda text, detail, k=key, s=corner.seed: self._failed(k, s, text, detail),
-                on_cancelled=lambda: None))
+                on_done=partial(self._done, key, index), on_error=partial(self._failed, key, corner.seed),
+                on_cancelled=_nothing))
         return False
 
     def cancel(self) -> None:
@@ -179,3 +179,7 @@ class SeedCorners:
         self.cancel()
         self.key = None
         self.message(ERROR, f"Cannot compute the pad corner of seed {seed}: {text}", detail or text)
+
+
+def _nothing() -> None:
+    """A corner job cancelled (a newer set asked for): nothing to say."""

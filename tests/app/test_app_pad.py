@@ -4,6 +4,7 @@ point, the seed corners' requests and blend, and fetching corner latents through
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 import pytest
@@ -13,7 +14,7 @@ from studio.app.pad import (SeedCorners, axes_request, axis_for, corner_requests
 from studio.latent.kinds import LatentKind
 from studio.latent.pad import blend_corners
 from studio.params import CONDITIONS, DIRECTIONS, RAW, SHAPING, Kind, ParamSpec, ParamTable
-from studio.request import RenderRequest
+from studio.request import Params, RenderRequest
 from studio.steps import Output
 
 TABLE = ParamTable([
@@ -26,8 +27,8 @@ TABLE = ParamTable([
     ParamSpec("noise", Kind.FLOAT, default=1.0, range=(0.0, 4.0), group=SHAPING, render_only=True),
     ParamSpec("z", Kind.FLOAT, default=0.0, span=(-3.0, 3.0), count=4, group=RAW),
 ])
-REQUEST = RenderRequest("m", seed=7, params={"prompt": "Hi", "d1": 0.5, "variation_seed": 3,
-                                             "variation_strength": 0.4, "noise": 0.5})
+REQUEST = RenderRequest("m", seed=7, params=Params({"prompt": "Hi", "d1": 0.5, "variation_seed": 3,
+                                                    "variation_strength": 0.4, "noise": 0.5}))
 
 
 def test_pad_params_are_the_latent_side_numbers_directions_first():
@@ -96,8 +97,8 @@ class Job:
 @dataclass
 class Task:
     request: RenderRequest
-    on_done: object
-    on_error: object
+    on_done: Callable[[Output], None]
+    on_error: Callable[[str, str], None]
     job: Job = field(default_factory=Job)
 
 
