@@ -1,0 +1,102 @@
+"""The Pad and Compare in the real window (tests/ui/xharness.py), 1280 × 720, on the shipped Glyph GAN (it has
+principal directions): the Pad's tab raised with a real click, a real mouse drag on the pad moves d0 and d1 as one
+undoable step and changes the preview; then Ctrl+Shift+P pins that render, Ctrl+R draws another seed, C (in the
+preview) opens Compare, and the divider dragged with the real mouse shows the pinned picture left of it and the
+current one right of it. Screenshots land in the test's folder (their paths are printed: pytest -s)."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from xharness import PREVIEW_CHANGED, App, Screen, crop, mad, wait_for, xdisplay  # noqa: F401 (a fixture)
+
+SIZE = (1280, 720)
+MARGIN = 22  # studio.ui.panels.pad.MARGIN: the pad's square sits inside it
+EQUAL = 0.5  # grey levels: painting is deterministic, so one picture painted twice differs by 0
+
+
+def drag(screen: Screen, points) -> None:
+    """A real drag with the left button (XTEST): press at the first point, move through the others, release."""
+    screen.move(*points[0])
+    screen.xdotool("mousedown", 1)
+    for x, y in points[1:]:
+        time.sleep(0.05)
+        screen.move(x, y)
+    time.sleep(0.1)
+    screen.xdotool("mouseup", 1)
+
+
+@pytest.mark.slow
+def test_drag_the_pad_then_compare_with_the_pinned_render(xdisplay, tmp_path):
+    display = xdisplay(*SIZE)
+    screen = Screen(display)
+    app = App.start(display, tmp_path, "--model", "glyph-gan")
+    try:
+        geo = app.geometry()
+        window = app.main_window(screen)
+        assert geo["model"] == "glyph-gan", geo["model"]
+        assert "Pad" in geo["dockTabs"], f"no Pad tab: {sorted(geo['dockTabs'])}"
+        tx, ty, tw, th = geo["dockTabs"]["Pad"]
+        screen.click(tx + tw // 2, ty + th // 2)
+        geo = app.geometry(again=True)
+        assert "latentPad" in geo, "the Pad did not come forward" + app.log()
+        start_index, start_params = geo["state"]["undo_index"], geo["state"]["params"]
+        assert "d0" not in start_params and "d1" not in start_params, start_params
+        preview = app.rect("previewImage")
+        before = crop(screen.settled(preview), preview)
+
+        # --- a real drag on the pad: centre → up and right, half way to the edges -------------------------------
+        x, y, w, h = app.rect("latentPad")
+        side = min(w, h) - 2 * MARGIN
+        cx, cy = x + w // 2, y + h // 2
+        path = [(cx + round(f * side / 4), cy - round(f * side / 4)) for f in (0, 0.25, 0.5, 0.75, 1.0)]
+        drag(screen, path)
+        changed = wait_for(lambda: mad(crop(screen.shot(), preview), before) > PREVIEW_CHANGED, 30)
+        assert changed, "the preview did not change while dragging the pad" + app.log()
+        geo = app.geometry(again=True)
+        params = geo["state"]["params"]
+        assert params.get("d0") == pytest.approx(1.5, abs=0.1), params  # x 0.5 of the slider's ±3
+        assert params.get("d1") == pytest.approx(1.5, abs=0.1), params  # y 0.5 (up)
+        assert geo["state"]["undo_index"] == start_index + 1, "the drag was not one undoable step"
+        screen.settled(preview)
+        pad_shot = tmp_path / "pad.png"
+        screen.shot(pad_shot)
+        print("screenshot:", pad_shot)
+
+        # --- pin, another seed, compare -----------------------------------------------------------------------
+        seed = geo["state"]["seed"]
+        pinned = crop(screen.shot(), preview)
+        screen.key(window, "ctrl+shift+p")
+        screen.key(window, "ctrl+r")
+        assert wait_for(lambda: mad(crop(screen.shot(), preview), pinned) > PREVIEW_CHANGED, 30), \
+            "Ctrl+R did not change the preview" + app.log()
+        screen.click(*app.centre("previewCanvas"))
+        screen.key(window, "c")
+        geo = app.geometry(again=True)
+        assert "compareArea" in geo and geo["state"]["seed"] != seed, "C did not open Compare" + app.log()
+        ax, ay, aw, ah = app.rect("compareArea")
+        band = (ax, ay + ah * 2 // 5, aw, ah // 5)  # the middle rows: the picture, not the labels above it
+
+        def settled_band():
+            return crop(screen.settled(band), band)
+
+        drag(screen, [(ax + aw // 2, ay + ah // 2), (ax + aw - 3, ay + ah // 2)])  # divider to the right edge
+        all_pinned = settled_band()
+        drag(screen, [(ax + aw // 2, ay + ah // 2), (ax + 3, ay + ah // 2)])  # … and to the left edge
+        all_current = settled_band()
+        divider = aw * 2 // 5
+        drag(screen, [(ax + aw // 2, ay + ah // 2), (ax + aw // 3, ay + ah // 2), (ax + divider, ay + ah // 2)])
+        split = settled_band()
+        left, right = (slice(0, divider - 8), slice(divider + 8, aw))
+        assert mad(all_pinned[:, left], all_current[:, left]) > PREVIEW_CHANGED  # the two renders differ there
+        assert mad(all_pinned[:, right], all_current[:, right]) > PREVIEW_CHANGED
+        assert mad(split[:, left], all_pinned[:, left]) < EQUAL, "left of the divider is not the pinned render"
+        assert mad(split[:, right], all_current[:, right]) < EQUAL, "right of the divider is not the current render"
+        compare_shot = tmp_path / "compare.png"
+        screen.shot(compare_shot)
+        print("screenshot:", compare_shot)
+        app.quit(screen)
+    finally:
+        app.kill()
