@@ -253,6 +253,7 @@ class CompareView(QWidget):
         self.slider.valueChanged.connect(lambda v: self.area.set_fraction(v / SLIDER_STEPS))
         self.area.fraction_changed.connect(self._on_fraction_changed)
         session.tasks.files_written.connect(self._on_files_written)
+        session.rendered.connect(self._on_rendered)
         self._show_note()
 
     # --- what is shown ----------------------------------------------------------------------------------------------
@@ -302,6 +303,10 @@ class CompareView(QWidget):
             self.area.progress = None
             self.area.update()
 
+    def _on_rendered(self, request, _seconds: float, _info: dict) -> None:
+        self.area.current_label = f"Current: {describe(request)}"
+        self.area.update()
+
     def _on_mode_changed(self) -> None:
         self.area.mode = str(self.mode.currentData())
         self.slider.setEnabled(self.area.mode == SPLIT)
@@ -333,8 +338,7 @@ class CompareView(QWidget):
             self.session.message.emit("warning", "Nothing to pin yet", "Wait for the first render.")
             return False
         request = self.session.last_request
-        self.pin(self._current, f"seed {request.seed}" if request is not None and request.latent is None
-                 else "the render pinned")
+        self.pin(self._current, describe(request) if request is not None else "the render pinned")
         return True
 
     def _on_files_written(self, source: str, files: list, kind: str) -> None:
@@ -366,6 +370,15 @@ class CompareView(QWidget):
             return False
         self.pin(picture, f"{path.name} ({what})" if what else path.name)
         return True
+
+
+def describe(request, most: int = 3) -> str:
+    """A request in a few words for a compare label: "seed 5 · d0 1.50 · d1 -0.75" (its latent's origin and its
+    first `most` number params), "explicit latent · …" when its latent is not the seed's."""
+    words = [f"seed {request.seed}" if request.latent is None else "explicit latent"]
+    numbers = [(k, v) for k, v in request.params.items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    words += [f"{k} {v:.2f}" if isinstance(v, float) else f"{k} {v}" for k, v in numbers[:most]]
+    return " · ".join(words) + (" …" if len(numbers) > most else "")
 
 
 def _qimage(image: np.ndarray | QImage | None) -> QImage | None:

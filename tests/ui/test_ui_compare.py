@@ -127,6 +127,10 @@ def test_pin_sources(qtbot, session, view, tmp_path):
     assert view.pin_current() is False  # nothing rendered into the view yet
     view.set_current(grey(90))
     assert view.pin_current() and view.pinned_label == f"seed {session.last_request.seed}"
+    assert view.area.current_label == "Current"
+    with qtbot.waitSignal(session.rendered, timeout=5000):
+        session.change("Dir", params={**session.request.params, "d0": 1.5, "d2": -0.25})
+    assert view.area.current_label == f"Current: seed {session.request.seed} · d0 1.50 · d2 -0.25"
     view._update_menu()
     assert not view.act_pin_export.isEnabled() and not view.act_pin_target.isEnabled()
     picture = tmp_path / "target.png"
@@ -191,3 +195,13 @@ def test_c_typed_in_a_text_field_is_a_c(qtbot, window):
     field.setFocus()
     qtbot.keyClick(field, Qt.Key.Key_C)
     assert not window.act_compare.isChecked()
+
+
+def test_describe_names_the_seed_or_explicit_latent_and_a_few_numbers():
+    from studio.request import Params, RenderRequest
+    from studio.ui.compare import describe
+
+    assert describe(RenderRequest("m", seed=4, params=Params({"prompt": "Ab", "d0": 1.0, "mix_seed": 9}))) == \
+        "seed 4 · d0 1.00 · mix_seed 9"
+    many = RenderRequest("m", latent=(0.1, 0.2), params=Params({f"d{k}": 0.5 for k in range(5)}))
+    assert describe(many) == "explicit latent · d0 0.50 · d1 0.50 · d2 0.50 …"
