@@ -48,7 +48,7 @@ class PadSquare(QWidget):
         super().__init__(parent)
         self.setObjectName("latentPad")
         self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
-        self.setMinimumSize(120, 120)
+        self.setMinimumSize(64, 64)  # the right column must still fit a 720-pixel screen with a bottom dock open
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
         self.setToolTip("Drag to move through the latent (the preview follows); arrow keys nudge (Shift: further); "
                         "double-click centres")
