@@ -55,10 +55,13 @@ def test_drag_the_pad_then_compare_with_the_pinned_render(xdisplay, tmp_path):
         drag(screen, path)
         changed = wait_for(lambda: mad(crop(screen.shot(), preview), before) > PREVIEW_CHANGED, 30)
         assert changed, "the preview did not change while dragging the pad" + app.log()
-        geo = app.geometry(again=True)
-        params = geo["state"]["params"]
-        assert params.get("d0") == pytest.approx(1.5, abs=0.1), params  # x 0.5 of the slider's ±3
-        assert params.get("d1") == pytest.approx(1.5, abs=0.1), params  # y 0.5 (up)
+
+        def moved():  # the report of a request at x 0.5 (d0: half of the slider's ±3) and y 0.5 (up), once there
+            params = app.geometry(again=True)["state"]["params"]
+            return all(abs(float(params.get(name, 0.0)) - 1.5) < 0.1 for name in ("d0", "d1"))
+
+        assert wait_for(moved, 20, 0.2), f"the pad did not set d0, d1: {app.geo['state']['params']}" + app.log()
+        geo = app.geo
         assert geo["state"]["undo_index"] == start_index + 1, "the drag was not one undoable step"
         screen.settled(preview)
         pad_shot = tmp_path / "pad.png"
