@@ -222,7 +222,8 @@ def _report_geometry_when_shown(window, path: str) -> None:
                          "focus": getattr(QApplication.focusWidget(), "objectName", lambda: "")(),
                          "sound_samples": _samples_shown(window),
                          "params": dict(session.request.params) if session.request is not None else {},
-                         "seed": session.request.seed if session.request is not None else None}
+                         "seed": session.request.seed if session.request is not None else None,
+                         "latent_values": len(session.request.latent or ()) if session.request is not None else 0}
         tmp = path + ".part"
         with open(tmp, "w", encoding="utf-8") as f:
             json.dump(data, f)

@@ -1,6 +1,7 @@
 """The Pad and Compare in the real window (tests/ui/xharness.py), 1280 × 720, on the shipped Glyph GAN (it has
 principal directions): the Pad's tab raised with a real click, a real mouse drag on the pad moves d0 and d1 as one
-undoable step and changes the preview; then Ctrl+Shift+P pins that render, Ctrl+R draws another seed, C (in the
+undoable step and changes the preview; Seed corners, picked with real keys, blend the corner seeds' w on a click;
+then Ctrl+Shift+P pins that render, Ctrl+R draws another seed, C (in the
 preview) opens Compare, and the divider dragged with the real mouse shows the pinned picture left of it and the
 current one right of it. Screenshots land in the test's folder (their paths are printed: pytest -s)."""
 
@@ -67,6 +68,27 @@ def test_drag_the_pad_then_compare_with_the_pinned_render(xdisplay, tmp_path):
         pad_shot = tmp_path / "pad.png"
         screen.shot(pad_shot)
         print("screenshot:", pad_shot)
+
+        # --- seed corners: the mode picked with real keys, a click on the top-right corner (seed s11) -------------
+        directions = crop(screen.shot(), preview)
+        screen.click(*app.centre("padMode"))
+        time.sleep(0.5)  # the drop-down opens
+        screen.key(window, "Down", "Return")
+        corner = (cx + side // 2 - 2, cy - side // 2 + 2)
+
+        def blended():  # the corners are computed on the worker first: the click lands once they are in
+            state = app.geometry(again=True)["state"]
+            return state["latent_values"] == 128  # the Glyph GAN's w: the blend of the corners' w
+        screen.click(*corner)
+        assert wait_for(blended, 30, 0.3), f"no blended latent: {app.geo['state']}" + app.log()
+        assert wait_for(lambda: mad(crop(screen.shot(), preview), directions) > PREVIEW_CHANGED, 30), \
+            "the seed pad did not change the preview" + app.log()
+        geo = app.geo
+        assert geo["state"]["undo_index"] == start_index + 2, "the click was not one more step"
+        corners_shot = tmp_path / "pad-seeds.png"
+        screen.settled(preview)
+        screen.shot(corners_shot)
+        print("screenshot:", corners_shot)
 
         # --- pin, another seed, compare -----------------------------------------------------------------------
         seed = geo["state"]["seed"]

@@ -149,14 +149,16 @@ class PadSquare(QWidget):
         text = self.palette().windowText().color()
         painter.setPen(text)
         metrics = painter.fontMetrics()
-        painter.drawText(QRectF(r.left(), r.bottom() + 2, r.width(), MARGIN - 2),
-                         Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignTop, f"{self.x_label} →")
-        painter.save()
-        painter.translate(r.left() - 4, r.center().y())
-        painter.rotate(-90)
-        painter.drawText(QRectF(-r.height() / 2, -MARGIN + 2, r.height(), MARGIN - 2),
-                         Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignBottom, f"{self.y_label} →")
-        painter.restore()
+        if self.x_label:
+            painter.drawText(QRectF(r.left(), r.bottom() + 2, r.width(), MARGIN - 2),
+                             Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignTop, f"{self.x_label} →")
+        if self.y_label:
+            painter.save()
+            painter.translate(r.left() - 4, r.center().y())
+            painter.rotate(-90)
+            painter.drawText(QRectF(-r.height() / 2, -MARGIN + 2, r.height(), MARGIN - 2),
+                             Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignBottom, f"{self.y_label} →")
+            painter.restore()
         if self.corner_labels is not None:
             s00, s10, s01, s11 = self.corner_labels
             h = metrics.height()
@@ -220,7 +222,7 @@ class PadPanel(QWidget):
             grid.addWidget(reach, row, 2)
         grid.setColumnStretch(1, 1)
         self.seeds = [SeedEdit(f"padSeed{name[1:]}", f"Seed of the pad's {where} corner ({name}); Enter applies",
-                               maximum=MAX_SEED)
+                               f"{where} seed", maximum=MAX_SEED)
                       for name, where in zip(CORNERS, ("bottom-left", "bottom-right", "top-left", "top-right"))]
         corners = QWidget()
         cgrid = QGridLayout(corners)
@@ -352,7 +354,7 @@ class PadPanel(QWidget):
             self.square.show_point(*pad_position(request, self.table, x_axis, y_axis))
         else:
             seeds = self.corner_seeds()
-            self.square.x_label = self.square.y_label = "blend"
+            self.square.x_label = self.square.y_label = ""  # the corners carry their seeds
             self.square.corner_labels = tuple(str(s) for s in seeds) if seeds is not None else None  # type: ignore
             live = self._mine is not None and request.latent == self._mine.latent
             self.square.show_point(*self.square.point, live=live)
