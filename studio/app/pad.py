@@ -107,7 +107,7 @@ def seed_blend_request(request: RenderRequest, table: ParamTable, kinds: Sequenc
     the blend) except those that act only on a seed's draw (a variation), which an explicit latent ignores."""
     values = blend_corners(corners, x, y, renormalises(kinds, len(corners[0])))
     params = {k: v for k, v in request.params.items() if (spec := table.find(k)) is None or not spec.seeded_only}
-    return request.with_(latent=tuple(float(v) for v in values.astype(np.float32)), params=params)
+    return request.with_(latent=tuple(values.astype(np.float32).tolist()), params=params)
 
 
 class SeedCorners:
