@@ -225,8 +225,9 @@ class CompareView(QWidget):
         self.slider.setToolTip("Where the divider is: left of it the pinned picture, right of it the current one")
         self.pin_button = QToolButton()
         self.pin_button.setObjectName("comparePin")
-        self.pin_button.setText("Pin")
+        self.pin_button.setText("Pin ▾")
         self.pin_button.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
+        self.pin_button.setStyleSheet("QToolButton::menu-indicator { image: none; }")  # the ▾ says it: no overlap
         self.pin_button.setToolTip("What to compare the current render with")
         menu = QMenu(self.pin_button)
         self.act_pin_current = menu.addAction("Pin Current", self.pin_current)

@@ -11,11 +11,14 @@ import time
 
 import pytest
 
+from studio.ui.compare import LABEL_BAND, fit_box
+
 from xharness import PREVIEW_CHANGED, App, Screen, crop, mad, wait_for, xdisplay  # noqa: F401 (a fixture)
 
 SIZE = (1280, 720)
 MARGIN = 22  # studio.ui.panels.pad.MARGIN: the pad's square sits inside it
 EQUAL = 0.5  # grey levels: painting is deterministic, so one picture painted twice differs by 0
+DIFFERENT = 1.0  # two glyph styles (another random seed) over the picture's rows differ by far more
 
 
 def drag(screen: Screen, points) -> None:
@@ -102,7 +105,9 @@ def test_drag_the_pad_then_compare_with_the_pinned_render(xdisplay, tmp_path):
         geo = app.geometry(again=True)
         assert "compareArea" in geo and geo["state"]["seed"] != seed, "C did not open Compare" + app.log()
         ax, ay, aw, ah = app.rect("compareArea")
-        band = (ax, ay + ah * 2 // 5, aw, ah // 5)  # the middle rows: the picture, not the labels above it
+        # the picture fitted in the compare area below its labels, at the preview's proportions
+        _, by, _, bh = fit_box((ax, ay + LABEL_BAND, aw, ah - LABEL_BAND), (preview[2], preview[3]))
+        band = (ax, round(by + bh / 5), aw, round(bh * 3 / 5))  # the picture's middle rows
 
         def settled_band():
             return crop(screen.settled(band), band)
@@ -115,8 +120,8 @@ def test_drag_the_pad_then_compare_with_the_pinned_render(xdisplay, tmp_path):
         drag(screen, [(ax + aw // 2, ay + ah // 2), (ax + aw // 3, ay + ah // 2), (ax + divider, ay + ah // 2)])
         split = settled_band()
         left, right = (slice(0, divider - 8), slice(divider + 8, aw))
-        assert mad(all_pinned[:, left], all_current[:, left]) > PREVIEW_CHANGED  # the two renders differ there
-        assert mad(all_pinned[:, right], all_current[:, right]) > PREVIEW_CHANGED
+        assert mad(all_pinned[:, left], all_current[:, left]) > DIFFERENT  # the two renders differ on both sides
+        assert mad(all_pinned[:, right], all_current[:, right]) > DIFFERENT
         assert mad(split[:, left], all_pinned[:, left]) < EQUAL, "left of the divider is not the pinned render"
         assert mad(split[:, right], all_current[:, right]) < EQUAL, "right of the divider is not the current render"
         compare_shot = tmp_path / "compare.png"

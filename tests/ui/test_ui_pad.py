@@ -111,6 +111,11 @@ def test_seed_corners_blend_the_corner_latents(qtbot, session, engine, pad):
     assert session.undo.index() == start + 1
     drag(pad.square, [(-1.0, 1.0)])  # a click on the top-left corner: seed 30's latent exactly
     np.testing.assert_allclose(session.request.latent, latents[2], rtol=1e-6)
+    pad.seeds[2].setFocus()
+    qtbot.keyClick(pad.seeds[2], Qt.Key.Key_Up)  # ↑ in a seed field: the next seed, fetched at once
+    assert pad.seeds[2].text() == "31" and pad.corners.pending
+    qtbot.waitUntil(lambda: pad.corners.ready, timeout=5000)
+    assert pad.corners.latents[2][0] == 31.0
 
 
 def test_a_drag_before_the_corners_arrive_lands_when_they_do(qtbot, session, pad):

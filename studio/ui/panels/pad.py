@@ -13,6 +13,7 @@ Two modes (studio.app.pad does the mapping; nothing here runs torch):
 
 from __future__ import annotations
 
+from functools import partial
 from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QPointF, QRectF, QSize, Qt, Signal
@@ -265,6 +266,7 @@ class PadPanel(QWidget):
         for edit in self.seeds:
             edit.returnPressed.connect(self._on_seeds_changed)
             edit.editingFinished.connect(self._on_seeds_changed)
+            edit.stepped.connect(partial(self._step_seed, edit))
         self.square.moved.connect(self.move_to)
         self.keyframe.clicked.connect(session.add_keyframe)
         self._on_model_changed(session.entry)
@@ -403,6 +405,11 @@ class PadPanel(QWidget):
         moved = seed_blend_request(request, self.table, kinds, self.corners.latents, x, y)
         self._mine = moved
         self.session.set_request(moved, "Pad seed blend", merge)
+
+    def _step_seed(self, edit: SeedEdit, seed: int) -> None:
+        """↑/↓ in a corner's seed field: the next or previous seed, applied at once."""
+        edit.setText(str(seed))
+        self._on_seeds_changed()
 
     def _on_seeds_changed(self) -> None:
         if self.current_mode == SEEDS_MODE:
