@@ -38,7 +38,7 @@ DIVIDER = QColor(0xF0, 0xF0, 0xF0)
 IMAGE_FILTER = "Images (*.png *.jpg *.jpeg *.webp *.bmp)"
 
 
-# --- geometry ----------------------------------------------------------------------------------------------------------
+# --- geometry ---------------------------------------------------------------------------------------------------------
 
 
 def fit_box(area: Box, image: tuple[int, int], zoom: float | None = None) -> Box:
@@ -77,7 +77,7 @@ def side_by_side(area: Box, pinned: tuple[int, int], current: tuple[int, int], z
     return inside(mirror, pinned), shared
 
 
-# --- the view ----------------------------------------------------------------------------------------------------------
+# --- the view ---------------------------------------------------------------------------------------------------------
 
 
 class CompareArea(QWidget):

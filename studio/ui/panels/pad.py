@@ -164,7 +164,8 @@ class PadSquare(QWidget):
             s00, s10, s01, s11 = self.corner_labels
             h = metrics.height()
             painter.setPen(DIM)
-            painter.drawText(QRectF(r.left() + 3, r.bottom() - h - 2, r.width() / 2, h), Qt.AlignmentFlag.AlignLeft, s00)
+            painter.drawText(QRectF(r.left() + 3, r.bottom() - h - 2, r.width() / 2, h), Qt.AlignmentFlag.AlignLeft,
+                             s00)
             painter.drawText(QRectF(r.center().x(), r.bottom() - h - 2, r.width() / 2 - 3, h),
                              Qt.AlignmentFlag.AlignRight, s10)
             painter.drawText(QRectF(r.left() + 3, r.top() + 2, r.width() / 2, h), Qt.AlignmentFlag.AlignLeft, s01)
