@@ -116,4 +116,16 @@ def test_an_open_gallery_shows_a_render_the_queue_just_wrote(qtbot, window):
     assert panel.count.text() == "0 renders"
     window.act_generate.trigger()  # the Queue comes forward; the Gallery stays open behind it
     qtbot.waitUntil(lambda: window.session.render_queue.jobs[0].finished, timeout=5000)
-    assert panel.count.text() == "1 render" and panel.model.rowCount() == 1
+    # the index is written on the gallery's thread; the panel reloads once it is in (not before, not never)
+    qtbot.waitUntil(lambda: panel.count.text() == "1 render", timeout=5000)
+    assert panel.model.rowCount() == 1
+
+
+def test_variations_land_in_the_gallery(qtbot, window):
+    session = window.session
+    session.render_variations(count=2)
+    qtbot.waitUntil(lambda: session.open_gallery().count() == 2, timeout=10000)
+    items = session.open_gallery().items()
+    assert {i.source for i in items} == {"variation"} and all(i.path.exists() for i in items)
+    assert {i.request().param("variation_seed") for i in items} == \
+        {r.param("variation_seed") for r, _ in session.variations}
