@@ -119,8 +119,8 @@ class GalleryViewer(QWidget):
         self.next_button.clicked.connect(lambda: self.step(1))
         self.restore_button.clicked.connect(self._restore)
         self.fit_button.clicked.connect(self._fit)
-        for button in (self.prev_button, self.next_button, self.fit_button):
-            button.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        for button in (self.prev_button, self.next_button, self.fit_button, self.restore_button):
+            button.setFocusPolicy(Qt.FocusPolicy.NoFocus)  # a focused button would take ←/→ to move the focus
         self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
         self.resize(900, 640)
 
@@ -221,6 +221,7 @@ class GalleryViewer(QWidget):
         self.show()
         self.raise_()
         self.activateWindow()
+        self.setFocus()  # the viewer's keys are its own
 
     def keyPressEvent(self, event: QKeyEvent) -> None:
         key = event.key()
