@@ -210,3 +210,20 @@ def test_a_grid_opens_in_the_gallery_viewer(qtbot, window, tmp_path, monkeypatch
     viewer = window.gallery.viewer
     qtbot.waitUntil(lambda: viewer.left.canvas.image() is not None, timeout=5000)
     assert "plot.png" in viewer.left.label.text() and viewer.left.canvas.image().width() > 32
+
+
+def test_new_renders_join_the_top_without_resetting_the_view(qtbot, window, tmp_path):
+    session = window.session
+    made, ids = _three(session, tmp_path)
+    panel = show_gallery(qtbot, window)
+    panel.view.setCurrentIndex(panel.model.index(2))  # the oldest picked
+    resets = []
+    panel.model.modelReset.connect(lambda: resets.append(1))
+    request = session.request.with_(seed=9)
+    path = tmp_path / "s9.png"
+    save_image(path, fake_image(request), request)
+    session.tasks.files_written("export", [(path, request)], "image")
+    qtbot.waitUntil(lambda: panel.model.rowCount() == 4, timeout=5000)
+    assert not resets and panel.count.text() == "4 renders"
+    assert panel.model.items[0].seed == "9" and [i.id for i in panel.model.items[1:]] == ids[::-1]
+    assert panel.selected_ids() == [ids[0]]  # the pick stayed on its item

@@ -70,6 +70,28 @@ class GalleryModel(QAbstractListModel):
         if self.total:
             self.fetchMore()  # the first page at once; the view asks for the rest as it scrolls
 
+    def take_new(self) -> int:
+        """Rows for the items indexed since the view was filled, put at the top (newest first) without resetting the
+        view: its scroll position, selection and thumbnails stay. How many came."""
+        if self.gallery is None or self.where is None:
+            return 0
+        new = []
+        for item in self.gallery.items(self.where, offset=0, limit=PAGE):
+            if item.id in self._rows:
+                break
+            new.append(item)
+        if not new:
+            return 0
+        if len(new) == PAGE:  # more than a page arrived at once: start again from the index
+            self.set_filter(self.where)
+            return len(new)
+        self.beginInsertRows(QModelIndex(), 0, len(new) - 1)
+        self.items[:0] = new
+        self._rows = {item.id: row for row, item in enumerate(self.items)}
+        self.total += len(new)
+        self.endInsertRows()
+        return len(new)
+
     def rowCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:
         return 0 if parent.isValid() else len(self.items)
 
@@ -236,7 +258,7 @@ class GalleryPanel(QWidget):
         self.folder_button.clicked.connect(self._show_folder)
         self.trash_button.clicked.connect(self.trash_selected)
         # after the session indexed them (the queue's own batch_done may reach this panel first)
-        session.gallery_changed.connect(lambda: self.reload() if self.isVisible() else None)
+        session.gallery_changed.connect(lambda: self.take_new() if self.isVisible() else None)
 
     def showEvent(self, event) -> None:
         super().showEvent(event)
@@ -264,6 +286,19 @@ class GalleryPanel(QWidget):
         self.model.set_filter(GalleryFilter(self.models.currentData() or "", self.text.text(), least, rejected))
         self.count.setText(f"{self.model.total:,} render{'s' if self.model.total != 1 else ''}")
         self._on_selection()  # a new filter picks nothing
+
+    def take_new(self) -> None:
+        """Renders indexed since the view was filled join its top (the view is not reset: a user scrolling the
+        gallery while a queue runs keeps their place); a new model in the index refreshes the filter's list."""
+        gallery = self.session.open_gallery()
+        if gallery is None or self.model.gallery is not gallery or self.model.where is None:
+            self.reload()
+            return
+        if [self.models.itemData(i) for i in range(1, self.models.count())] != gallery.models():
+            self.reload()
+            return
+        if self.model.take_new():
+            self.count.setText(f"{self.model.total:,} render{'s' if self.model.total != 1 else ''}")
 
     def selected_ids(self) -> list[int]:
         return [index.data(Qt.ItemDataRole.UserRole) for index in self.view.selectedIndexes()]
