@@ -303,7 +303,25 @@ def cmd_sheet(args) -> int:
         engine.add_package(entry)
         picture = submit(engine, base, sheet, rows=args.rows, path=out).wait().data
     print(f"wrote {out} ({picture.shape[1]}x{picture.shape[0]}, {entry.id}, seeds {first}..{first + args.rows - 1})")
+    _to_gallery(out, base, "sheet")
     return 0
+
+
+def _to_gallery(path: Path, request, source: str) -> None:
+    """A sheet or grid the command wrote joins the window's gallery (its viewer opens them); a gallery that cannot be
+    written is a note, never a failed command."""
+    import sqlite3
+
+    from studio.app.gallery import Gallery
+
+    try:
+        gallery = Gallery.open()
+        try:
+            gallery.add(path, request, source)
+        finally:
+            gallery.close()
+    except (StudioError, sqlite3.Error) as exc:
+        print(f"latent-studio: note: {path.name} is not in the gallery: {exc}", file=sys.stderr)
 
 
 def cmd_grid(args) -> int:
@@ -331,6 +349,7 @@ def cmd_grid(args) -> int:
         engine.add_package(entry)
         picture = submit(engine, base, grid, rows=rows, cols=cols, path=out, title=args.title).wait().data
     print(f"wrote {out} ({picture.shape[1]}x{picture.shape[0]}, {len(rows[1])} × {len(cols[1])} cells, {entry.id})")
+    _to_gallery(out, base, "grid")
     return 0
 
 
