@@ -123,9 +123,11 @@ class DirectionEntry:
         return out
 
     def same_as(self, other: "DirectionEntry") -> bool:
-        if self != other or (self.vector is None) != (other.vector is None):
+        if self != other:
             return False
-        return self.vector is None or bool(np.array_equal(self.vector, other.vector))
+        if self.vector is None or other.vector is None:
+            return self.vector is None and other.vector is None
+        return bool(np.array_equal(self.vector, other.vector))
 
 
 @dataclass(frozen=True)
