@@ -214,14 +214,18 @@ def known_sha256(entry: "PackageEntry") -> str:
 
 
 def check_model(directions: DirectionSet, entry: "PackageEntry | None", path: str | Path | None = None,
-                model_id: str | None = None) -> None:
-    """Refuse a set made for another model than `entry` (or, without an entry, for a model not installed)."""
+                vectors: np.ndarray | None = None) -> None:
+    """Refuse a set made for another model than `entry` (or, without an entry, for a model not installed), or whose
+    vectors have another length than the model's directions `vectors` (when those are known)."""
     if entry is None:
         raise DirectionsError(f"is made for model {quote(directions.model_id)}, which is not installed", path,
                               "model.id")
     if directions.model_id != entry.id:
         raise DirectionsError(f"is made for model {quote(directions.model_id)}, not {quote(entry.id)}", path,
                               "model.id")
+    if vectors is not None and directions.dimension and directions.dimension != vectors.shape[1]:
+        raise DirectionsError(f"holds directions of {directions.dimension} values, but {entry.id}'s have "
+                              f"{vectors.shape[1]}", path, "model.dimension")
 
 
 # --- the working copy ---------------------------------------------------------------------------------------------
@@ -277,7 +281,7 @@ class DirectionNames:
             return state
         try:
             loaded = read_set(stored.path)
-            check_model(loaded, entry, stored.path)
+            check_model(loaded, entry, stored.path, state.vectors)
         except StudioError as exc:
             self.message(WARNING, f"Direction names of {entry.id} not loaded: {exc.problem}", str(exc))
             return state
@@ -463,7 +467,7 @@ class DirectionNames:
             return False
         try:
             loaded = read_set(stored.path)
-            check_model(loaded, state.entry, stored.path)
+            check_model(loaded, state.entry, stored.path, state.vectors)
         except StudioError as exc:
             self.message(ERROR, f"Cannot load direction set {stored.label!r}: {exc.problem}", str(exc))
             self.changed()
@@ -483,7 +487,7 @@ class DirectionNames:
         own name and use it. DirectionsError naming the file when it cannot be used."""
         state = self._need()
         loaded = read_set(path)
-        check_model(loaded, state.entry, path)
+        check_model(loaded, state.entry, path, state.vectors)
         folder = user_sets_dir(state.entry.id)
         folder.mkdir(parents=True, exist_ok=True)
         target = write_set(loaded, folder / set_file_name(loaded.name))
@@ -510,3 +514,31 @@ class DirectionNames:
         if state is None:
             raise DirectionsError("no model with principal directions is open")
         return state
+
+
+# --- the command line ----------------------------------------------------------------------------------------------
+
+
+def describe_sets(entry: "PackageEntry") -> list[str]:
+    """Lines for `latent-studio directions list`: the model's sets (the one in use marked *), each with its names."""
+    lines = []
+    in_use = last_used(entry)
+    for stored in stored_sets(entry):
+        mark = "*" if stored.key == in_use or (in_use not in {s.key for s in stored_sets(entry)}
+                                               and stored.key == DEFAULT_KEY) else " "
+        try:
+            directions = read_set(stored.path)
+            names = ", ".join(f"{e.name} (d{e.index})" if e.index is not None else f"{e.name} (custom)"
+                              for e in directions.entries) or "no names"
+        except StudioError as exc:
+            names = f"unreadable: {exc.problem}"
+        lines.append(f"  {mark} {stored.label}: {names}  [{stored.path}]")
+    return lines
+
+
+def direction_param(entry: "PackageEntry", name: str) -> str | None:
+    """The param ("d3") that `name` names among the model's directions in its set in use (as the window would show
+    it), or None. For `render --set Bold=2`."""
+    names = DirectionNames()
+    names.use_model(entry)
+    return names.param_for(name)
