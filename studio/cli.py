@@ -310,9 +310,9 @@ def cmd_directions(args) -> int:
     if args.action == "export":
         if not args.out:
             raise StudioError("directions export needs --out FILE.lsdirs (the file to write)")
-        entry = _resolve(args.model, roots) if args.model else None
-        if entry is None:
+        if not args.model:
             raise StudioError("directions export needs --model ID")
+        entry = _resolve(args.model, roots)
         names.use_model(entry)
         if args.set:
             stored = find_stored(entry, DEFAULT_KEY if args.set.lower() == "default" else args.set)
@@ -332,18 +332,17 @@ def cmd_directions(args) -> int:
     if not args.file:
         raise StudioError("directions import needs the file to read (FILE.lsdirs)")
     shared = read_set(args.file)
-    entry = next((e for e in scan(roots) if e.ok and e.id == shared.model_id), None)
-    if entry is None:  # the file names a model by id: never a folder of its choosing
+    installed = next((e for e in scan(roots) if e.ok and e.id == shared.model_id), None)
+    if installed is None:  # the file names a model by id: never a folder of its choosing
         from studio.errors import DirectionsError
         raise DirectionsError(f"is made for model {shared.model_id!r}, which is not installed", args.file, "model.id")
-    names.use_model(entry)
-    stored = names.import_file(args.file)
-    where = f"stored as {stored}"
+    names.use_model(installed)
+    where = f"stored as {names.import_file(args.file)}"
     if args.default:
         _, where = names.save_default()
     report()
     shown = names.names()
-    print(f"imported {shared.name!r} for {entry.id}: {len(shown)} of {len(shared.entries)} names shown; {where}")
+    print(f"imported {shared.name!r} for {installed.id}: {len(shown)} of {len(shared.entries)} names shown; {where}")
     return 0
 
 
