@@ -8,7 +8,10 @@ Where sets live:
   instead, which then overrides the package's file (and says so);
 - the user's **sets**: ``<user data>/directions/<model id>/<set name>.lsdirs`` (studio.paths.user_data_dir());
 - which set a model used last: ``<user data>/directions/<model id>/last-used`` (the set's file name, ``(default)``
-  or ``(none)``). Opening a model loads that set, else its default names, else none.
+  or ``(none)``). Opening a model loads that set, else its default names, else none;
+- names changed since that set was saved: ``<user data>/directions/<model id>/unsaved.json`` (the set in use and the
+  changed set), written at each rename, so names given and not yet saved are back (marked unsaved) at the next start
+  — saving the project does not save names, and quitting must not lose them.
 
 `DirectionNames` holds the working copy of each model's set for the session: renaming a direction is one undoable
 step (an `Edit` on the document's undo stack, so Ctrl+Z takes a rename back like any other edit, and it marks the
@@ -22,6 +25,7 @@ beside the package, or for a family that computes its own (GANSpace), the user c
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -33,10 +37,11 @@ import numpy as np
 
 from studio.app.undo import Edit, UndoStack
 from studio.errors import DirectionsError, StudioError
-from studio.files import check_name, exists_at, is_regular
+from studio.files import check_name, exists_at, is_regular, read_text
 from studio.io.atomic import atomic_path
 from studio.io.safetensors import read_header
-from studio.latent.direction_sets import SUFFIX, DirectionEntry, DirectionSet, Match, clean_name, match, read_set
+from studio.latent.direction_sets import (MAX_SET_BYTES, SUFFIX, DirectionEntry, DirectionSet, Match, clean_name,
+                                          from_dict, match, read_set)
 from studio.limits import quote
 from studio.paths import user_cache_dir, user_data_dir
 
@@ -50,6 +55,7 @@ DEFAULT_KEY, NONE_KEY = "(default)", "(none)"
 PACKAGE_FILE = "directions" + SUFFIX  # beside a package: its default names
 USER_DEFAULT_FILE = "default" + SUFFIX  # in the user folder: the default when the package folder is read-only
 LAST_USED_FILE = "last-used"
+WORKING_FILE = "unsaved.json"  # names changed since the set in use was saved: {"base": key, "set": {…}}
 MAX_LISTED = 500  # sets listed for one model
 MAX_HASHED_BYTES = 256 << 20  # weights hashed on demand to record in a set (bigger ones: only when already known)
 _NP_DTYPES = {"F32": "<f4", "F16": "<f2", "F64": "<f8"}
@@ -274,10 +280,10 @@ class DirectionNames:
         if state.vectors is not None:
             state.count = min(state.count or state.vectors.shape[0], state.vectors.shape[0])
         key = last_used(entry)
-        if key == NONE_KEY:
-            return state
-        stored = find_stored(entry, key) or (find_stored(entry, DEFAULT_KEY) if key != DEFAULT_KEY else None)
+        stored = None if key == NONE_KEY else \
+            find_stored(entry, key) or (find_stored(entry, DEFAULT_KEY) if key != DEFAULT_KEY else None)
         if stored is None:
+            self._restore_working(state)
             return state
         try:
             loaded = read_set(stored.path)
@@ -285,11 +291,47 @@ class DirectionNames:
         except StudioError as exc:
             self.message(WARNING, f"Direction names of {entry.id} not loaded: {exc.problem}", str(exc))
             return state
-        self._adopt(state, loaded, stored.key, stored.path)
+        self._adopt(state, loaded, stored.key, stored.path, keep=False)
+        self._restore_working(state)
         return state
 
-    def _adopt(self, state: _State, loaded: DirectionSet, key: str, path: Path | None) -> None:
+    def _restore_working(self, state: _State) -> None:
+        """Names changed (and not saved) in an earlier session on top of the set in use, when there are any."""
+        path = user_sets_dir(state.entry.id) / WORKING_FILE
+        if not is_regular(path):
+            return
+        try:
+            data = json.loads(read_text(path, DirectionsError, max_bytes=MAX_SET_BYTES, what="direction names"))
+            if not isinstance(data, dict) or data.get("base") != state.key:
+                return
+            working = from_dict(data.get("set"), path)
+            check_model(working, state.entry, path, state.vectors)
+        except (ValueError, StudioError) as exc:
+            log.warning("%s: unsaved direction names not restored (%s)", path, exc)
+            return
+        state.set = working
+        state.shown = match(working, state.vectors, state.count)
+
+    def _keep_working(self, state: _State) -> None:
+        """Write (or remove, when there is nothing unsaved) the model's unsaved names; failures are logged."""
+        path = user_sets_dir(state.entry.id) / WORKING_FILE
+        try:
+            if state.saved is not None and state.set.same_as(state.saved) or \
+                    state.saved is None and not state.set.entries:
+                if exists_at(path):
+                    path.unlink()
+                return
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_path(path) as tmp:
+                tmp.write_text(json.dumps({"base": state.key, "set": self._finished(state, state.set).to_dict()}),
+                               "utf-8")
+        except (OSError, StudioError) as exc:
+            log.warning("%s: cannot keep the unsaved direction names (%s)", path, exc)
+
+    def _adopt(self, state: _State, loaded: DirectionSet, key: str, path: Path | None, keep: bool = True) -> None:
         state.set, state.saved, state.key = loaded, loaded, key
+        if keep:
+            self._keep_working(state)  # nothing unsaved now: an older file goes
         state.shown = match(loaded, state.vectors, state.count)
         where = f" ({path})" if path is not None else ""
         if state.shown.warnings:
@@ -395,6 +437,7 @@ class DirectionNames:
             return
         state.set = directions
         state.shown = match(directions, state.vectors, state.count)
+        self._keep_working(state)
         if model_id == self._current:
             self.changed()
 
@@ -455,6 +498,7 @@ class DirectionNames:
         asks first). False when it cannot be read (said in the messages)."""
         state = self._need()
         if key == NONE_KEY:
+            state.saved = None
             self._adopt(state, DirectionSet(state.entry.id, "Unsaved names"), NONE_KEY, None)
             state.saved = None
             remember_last_used(state.entry, NONE_KEY)

@@ -190,3 +190,33 @@ def test_set_names_are_safe_file_names(entries):
     assert names.save("../../etc/x").parent == user_sets_dir("tiny")
     assert names.save("default").name == "default-set.lsdirs"  # never the model default's file
     assert isinstance(read_set(names.save("Ünïcode set")), DirectionSet)
+
+
+def test_unsaved_names_come_back_in_the_next_session_until_saved(entries):
+    names, _ = _names()
+    names.use_model(entries["tiny"])
+    names.rename(0, "Bold")
+    names.save("Mine")
+    names.rename(1, "Round")  # not saved
+    fresh, said = _names()
+    fresh.use_model(entries["tiny"])
+    assert fresh.name(0) == "Bold" and fresh.name(1) == "Round" and fresh.modified
+    assert fresh.current_key == "Mine.lsdirs" and not said
+    fresh.save("Mine")
+    third, _ = _names()
+    third.use_model(entries["tiny"])
+    assert third.name(1) == "Round" and not third.modified
+    third.rename(1, "")
+    third.choose("Mine.lsdirs")  # back to the saved set: nothing unsaved is left over
+    fourth, _ = _names()
+    fourth.use_model(entries["tiny"])
+    assert fourth.name(1) == "Round" and not fourth.modified
+
+
+def test_unsaved_names_without_a_set_come_back_too(entries):
+    names, _ = _names()
+    names.use_model(entries["tiny"])
+    names.rename(2, "Slant")
+    fresh, _ = _names()
+    fresh.use_model(entries["tiny"])
+    assert fresh.name(2) == "Slant" and fresh.modified and fresh.current_key == NONE_KEY
