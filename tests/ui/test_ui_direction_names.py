@@ -91,3 +91,21 @@ def test_importing_a_set_for_another_model_says_why(qtbot, session, tmp_path):
     assert not panel.direction_bar.import_path(shared)
     assert said[-1][0] == "error" and "Cannot import tiny.lsdirs" in said[-1][1]
     assert "made for model 'tiny', not 'tiny-plain'" in said[-1][1] and str(shared) in said[-1][2]
+
+
+def test_the_history_tooltip_says_a_named_directions_name(qtbot, session):
+    from PySide6.QtWidgets import QListWidget
+
+    from studio.project import HistoryEntry
+    from studio.request import RenderRequest
+    from studio.ui.panels.history import HistoryStrip
+
+    strip = HistoryStrip(session)
+    qtbot.addWidget(strip)
+    session.directions.names.rename(0, "Bold")
+    request = RenderRequest("tiny", seed=3, params={"d0": 1.5, "d2": -1.0})
+    session.document.add_history(HistoryEntry(request, 0.5, "2026-01-02T03:04:05+00:00", b""))
+    session.history_changed.emit()
+    listing = strip.findChild(QListWidget, "historyList")
+    tip = listing.item(listing.count() - 1).toolTip()
+    assert "Bold (d0) +1.50" in tip and "d2 -1.00" in tip, tip
