@@ -431,6 +431,25 @@ class DirectionNames:
         else:
             self.undo.push(Edit(text, lambda: self._apply(model_id, new_set), lambda: self._apply(model_id, old_set)))
 
+    def suggest(self, index: int, amount: float | None, layers: tuple[int, int] | None) -> None:
+        """Keep an amount (in standard deviations) and a layer range with the named direction `index` (None: none),
+        for whoever uses the set — one undoable step; nothing is applied to the request."""
+        state = self._need()
+        entry = state.set.by_index().get(index)
+        if entry is None:
+            raise DirectionsError(f"direction d{index} has no name to keep a suggestion with")
+        new_set = state.set.suggested(index, amount, layers)
+        if new_set.same_as(state.set):
+            return
+        old_set, model_id = state.set, state.entry.id
+        shown = f"{amount:+.2f}" if amount is not None else "no amount"
+        where = f", layers {layers[0]} to {layers[1]}" if layers is not None else ""
+        text = f"Suggest {shown}{where} for {entry.name}"
+        if self.undo is None:
+            self._apply(model_id, new_set)
+        else:
+            self.undo.push(Edit(text, lambda: self._apply(model_id, new_set), lambda: self._apply(model_id, old_set)))
+
     def _apply(self, model_id: str, directions: DirectionSet) -> None:
         state = self._states.get(model_id)
         if state is None:

@@ -17,7 +17,8 @@ A custom entry (a vector and no index) is shown on the principal direction it ma
 move along principal directions, and names are labels only — a direction set never changes what a render draws.
 
 `layers` (a style GAN's layer range the direction was meant for) and `amount` (a suggested offset, in standard
-deviations) are kept with the entry, shown in its tooltip and written back; nothing applies them on its own.
+deviations) are kept with the entry, shown in its tooltip and written back; nothing applies them on its own (the
+window's "Apply Suggestion" sets them when asked).
 
 The file (``.lsdirs``) is UTF-8 JSON, small and human-readable, never pickled::
 
@@ -169,6 +170,19 @@ class DirectionSet:
         entries = sorted([*others, entry], key=lambda e: (e.index is None, e.index or 0, e.name.casefold()))
         dimension = self.dimension or (int(vector.size) if vector is not None else 0)
         return replace(self, entries=tuple(entries), dimension=dimension)
+
+    def suggested(self, index: int, amount: float | None = None,
+                  layers: tuple[int, int] | None = None) -> "DirectionSet":
+        """This set with the named direction `index`'s suggested `amount` and layer range `layers` (None: none)."""
+        old = self.by_index().get(index)
+        if old is None:
+            raise DirectionsError(f"direction d{index} has no name in this set", field="name")
+        if amount is not None and (not math.isfinite(amount) or abs(amount) > 1000):
+            raise DirectionsError(f"must be a finite number of standard deviations, got {amount!r}", field="amount")
+        if layers is not None and not 0 <= layers[0] < layers[1]:
+            raise DirectionsError(f"layer range {layers} must start before it ends", field="layers")
+        entry = replace(old, amount=None if amount is None else float(amount), layers=layers)
+        return replace(self, entries=tuple(entry if e is old else e for e in self.entries))
 
     # --- the file ------------------------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:

@@ -109,3 +109,35 @@ def test_the_history_tooltip_says_a_named_directions_name(qtbot, session):
     listing = strip.findChild(QListWidget, "historyList")
     tip = listing.item(listing.count() - 1).toolTip()
     assert "Bold (d0) +1.50" in tip and "d2 -1.00" in tip, tip
+
+
+def test_a_suggested_amount_and_layer_range_are_kept_with_a_name_and_applied_in_one_step(qtbot, engine, tmp_path):
+    from conftest import make_tiny_gan_package
+    from studio.ui.session import Session
+
+    root = tmp_path / "gans"
+    make_tiny_gan_package(root / "tiny-gan", "tiny-gan")
+    session = Session(engine, roots=[root])
+    session.refresh_models()
+    with qtbot.waitSignal(session.rendered, timeout=5000):
+        session.start("tiny-gan")
+    panel = _panel(qtbot, session)
+    labels = panel.direction_labels
+    assert labels.set_name(1, "Bold")
+    session.change("Edit", params={**session.request.params, "d1": 1.25, "layer_start": 1, "layer_end": 3})
+    assert labels.suggest(1)
+    entry = session.directions.names.names()[1]
+    assert entry.amount == 1.25 and entry.layers == (1, 3)
+    assert session.undo.stack.undo_text == "Suggest +1.25, layers 1 to 3 for Bold"
+    path = session.directions.names.save("GAN")
+    assert read_set(path).find("Bold").layers == (1, 3)  # written with the set
+
+    session.change("Back", params={k: v for k, v in session.request.params.items()
+                                   if k not in ("d1", "layer_start", "layer_end")})
+    before = session.undo.stack.index
+    labels.apply_suggestion(1)
+    params = session.request.params
+    assert (params["d1"], params["layer_start"], params["layer_end"]) == (1.25, 1, 3)
+    assert session.undo.stack.index == before + 1 and session.undo.stack.undo_text == "Bold suggestion"
+    assert "Suggested: amount +1.25, layers 1 to 3" in panel.controls["d1"].editor.toolTip()
+    session.undo.clear()

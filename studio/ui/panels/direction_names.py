@@ -1,6 +1,7 @@
 """Named directions in the latent panel (issue 20, part 6): the "Principal directions" group's set row — "Names:
 [set] Save… ⋯ (Save as Model Default, Share…, Import…, Delete Set)" — and renaming a direction by double-clicking
-its label or from its context menu ("Rename…", "Clear Name"). A name replaces the slider's "Dir k" caption, so it is
+its label or from its context menu ("Rename…", "Clear Name"; "Suggest This Amount" keeps the slider's amount and a
+style GAN's layer range with the name, "Apply Suggestion" sets them as one step). A name replaces the slider's "Dir k" caption, so it is
 what the slider's tooltip, its reset button and the Edit menu's undo steps ("Undo Bold +1.20") say. Names are labels:
 the request and every render stay as they were. The sets themselves: studio.app.direction_sets.
 """
@@ -235,12 +236,13 @@ class DirectionLabels(QObject):
             else:
                 control.caption.setText(entry.name)
                 extra = []
-                if entry.layers is not None:
-                    extra.append(f"named for layers {entry.layers[0]} to {entry.layers[1]}")
                 if entry.amount is not None:
-                    extra.append(f"suggested amount {entry.amount:+.2f}")
+                    extra.append(f"amount {entry.amount:+.2f}")
+                if entry.layers is not None:
+                    extra.append(f"layers {entry.layers[0]} to {entry.layers[1]}")
                 tip = (f"{entry.name} — principal direction {control.name} ({plain}). {base_tip}"
-                       + (f"\n{'; '.join(extra).capitalize()}" if extra else "") + "\nDouble-click to rename it")
+                       + (f"\nSuggested: {', '.join(extra)} (right-click: Apply Suggestion)" if extra else "")
+                       + "\nDouble-click to rename it")
             control.caption.setToolTip(tip)
             control.editor.setToolTip(tip)
             if isinstance(control, ValueSlider):
@@ -264,8 +266,67 @@ class DirectionLabels(QObject):
         menu.setObjectName("directionMenu")
         menu.addAction("Rename…", lambda: self.rename(index))
         clear = menu.addAction("Clear Name", lambda: self.set_name(index, ""))
-        clear.setEnabled(bool(self.names.name(index)))
+        entry = self.names.names().get(index)
+        clear.setEnabled(entry is not None)
+        menu.addSeparator()
+        amount, layers = self._current(index)
+        where = f", layers {layers[0]} to {layers[1]}" if layers is not None else ""
+        keep = menu.addAction(f"Suggest This Amount ({amount:+.2f}{where})", lambda: self.suggest(index))
+        keep.setEnabled(entry is not None and amount != 0)
+        keep.setToolTip("Keep the slider's amount (and the layer range) with the name, for whoever uses the set")
+        if entry is not None and (entry.amount is not None or entry.layers is not None):
+            shown = f"{entry.amount:+.2f}" if entry.amount is not None else ""
+            span = f"layers {entry.layers[0]} to {entry.layers[1]}" if entry.layers is not None else ""
+            menu.addAction(f"Apply Suggestion ({', '.join(t for t in (shown, span) if t)})",
+                           lambda: self.apply_suggestion(index))
         menu.exec(widget.mapToGlobal(pos))
+
+    def _layer_specs(self):
+        """The model's layer range params (a style GAN's layer_start / layer_end), or None."""
+        entry = self.session.entry
+        table = entry.parameters if entry is not None and entry.ok else None
+        if table is None:
+            return None
+        start, end = table.find("layer_start"), table.find("layer_end")
+        return (start, end) if start is not None and end is not None else None
+
+    def _current(self, index: int) -> tuple[float, tuple[int, int] | None]:
+        """The request's amount along direction `index`, and its layer range when it is not the whole range."""
+        request = self.session.request
+        if request is None:
+            return 0.0, None
+        amount = float(request.params.get(f"d{index}", 0.0) or 0.0)
+        specs = self._layer_specs()
+        if specs is None:
+            return amount, None
+        start = int(request.params.get("layer_start", specs[0].default) or 0)
+        end = int(request.params.get("layer_end", specs[1].default) or 0)
+        full = (int(specs[0].default or 0), int(specs[1].default or 0))
+        return amount, ((start, end) if (start, end) != full and start < end else None)
+
+    def suggest(self, index: int) -> bool:
+        amount, layers = self._current(index)
+        try:
+            self.names.suggest(index, amount, layers)
+        except StudioError as exc:
+            self.session.message.emit("error", f"Cannot keep a suggestion for d{index}: {exc.problem}", str(exc))
+            return False
+        return True
+
+    def apply_suggestion(self, index: int) -> None:
+        """Set the slider to the name's suggested amount (and the layer range to its range, where the model has one)
+        as one step."""
+        entry, request = self.names.names().get(index), self.session.request
+        if entry is None or request is None:
+            return
+        params = dict(request.params)
+        if entry.amount is not None:
+            params[f"d{index}"] = entry.amount
+        specs = self._layer_specs()
+        if entry.layers is not None and specs is not None:
+            hi = specs[1].range[1] if specs[1].range is not None else entry.layers[1]
+            params["layer_start"], params["layer_end"] = min(entry.layers[0], int(hi)), min(entry.layers[1], int(hi))
+        self.session.change(f"{entry.name} suggestion", params=params)
 
     def ask_name(self, index: int, current: str) -> str | None:
         """The new name of direction `index` from a small dialog (None: cancelled; "": clear the name)."""
