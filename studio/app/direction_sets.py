@@ -184,7 +184,7 @@ def model_vectors(entry: "PackageEntry") -> np.ndarray | None:
         return None
     candidates = [manifest.directions_path]
     family = entry.family
-    sha = known_sha256(entry)
+    sha = getattr(entry, "_sha256", None)  # known once the model loaded: never hashed here (a GUI thread may ask)
     if family is not None and family.own_directions and sha:
         folder = user_cache_dir() / "ganspace"
         try:
@@ -275,10 +275,11 @@ class DirectionNames:
         self.changed()
 
     def _load_state(self, entry: "PackageEntry") -> _State:
-        state = _State(entry, DirectionSet(entry.id, "Unsaved names"), count=entry.direction_count)
+        spec = entry.parameters.get("d")  # the direction sliders d0 … d{count-1} the family offers
+        state = _State(entry, DirectionSet(entry.id, "Unsaved names"), count=spec.count if spec is not None else 0)
         state.vectors = model_vectors(entry)
-        if state.vectors is not None:
-            state.count = min(state.count or state.vectors.shape[0], state.vectors.shape[0])
+        if state.vectors is not None and state.vectors.shape[0] < state.count:
+            state.vectors = None  # not the directions the sliders move along: names go by index, unchecked
         key = last_used(entry)
         stored = None if key == NONE_KEY else \
             find_stored(entry, key) or (find_stored(entry, DEFAULT_KEY) if key != DEFAULT_KEY else None)
@@ -406,7 +407,7 @@ class DirectionNames:
         state = self.state
         if state is None:
             raise DirectionsError("no model is open")
-        if not 0 <= index < max(state.count, 1):
+        if not 0 <= index < state.count:
             raise DirectionsError(f"this model has no direction d{index}")
         old_name = self.name(index)
         new_name = clean_name(name) if name.strip() else ""
