@@ -141,3 +141,11 @@ def test_a_suggested_amount_and_layer_range_are_kept_with_a_name_and_applied_in_
     assert session.undo.stack.index == before + 1 and session.undo.stack.undo_text == "Bold suggestion"
     assert "Suggested: amount +1.25, layers 1 to 3" in panel.controls["d1"].editor.toolTip()
     session.undo.clear()
+
+
+def test_a_long_name_is_cut_on_the_label_and_whole_in_the_tooltip(qtbot, session):
+    panel = _panel(qtbot, session)
+    name = "Heavier strokes with rounder counters"
+    assert panel.direction_labels.set_name(3, name)
+    caption = panel.controls["d3"].caption
+    assert caption.text() == "Heavier strokes w…" and caption.toolTip().startswith(name)

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from studio.ui.session import Session
 
 SET_FILTER = f"Direction sets (*{SUFFIX});;All files (*)"
+MAX_CAPTION = 18  # characters of a name on its slider's label (the whole name is in the tooltip)
 _DIRECTION = re.compile(r"^d(\d+)$")
 
 
@@ -234,7 +235,8 @@ class DirectionLabels(QObject):
                 control.caption.setText(plain)
                 tip = f"{base_tip}\nDouble-click to name it"
             else:
-                control.caption.setText(entry.name)
+                control.caption.setText(entry.name if len(entry.name) <= MAX_CAPTION
+                                        else entry.name[:MAX_CAPTION - 1].rstrip() + "…")
                 extra = []
                 if entry.amount is not None:
                     extra.append(f"amount {entry.amount:+.2f}")
