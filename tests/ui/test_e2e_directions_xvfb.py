@@ -25,9 +25,12 @@ def _dialog(screen: Screen, title: str, app: App) -> int:
     return found[0]
 
 
-def _type_into(screen: Screen, window: int, text: str) -> None:
+def _type_into(screen: Screen, window: int, text: str, shot: Path | None = None) -> None:
     screen.key(window, "ctrl+a")
     screen.xdotool("type", "--delay", 60, text)
+    if shot is not None:
+        time.sleep(0.3)
+        screen.shot(shot)
     screen.key(window, "Return")
 
 
@@ -54,7 +57,8 @@ def test_rename_a_direction_save_the_set_and_see_the_name_after_a_restart(xdispl
         screen.move(x, y)
         time.sleep(0.2)
         screen.xdotool("click", "--repeat", 2, "--delay", 80, 1)  # a real double-click
-        _type_into(screen, _dialog(screen, "Rename Direction", app), "Bold")
+        dialog_shot = tmp_path / "directions-rename.png"
+        _type_into(screen, _dialog(screen, "Rename Direction", app), "Bold", dialog_shot)
         renamed = wait_for(lambda: (g := app.geometry(again=True))["state"]["undo_index"] > geo["state"]["undo_index"]
                            and g, 20, 0.3)
         assert renamed, "the rename made no undo step" + app.log()
@@ -82,7 +86,7 @@ def test_rename_a_direction_save_the_set_and_see_the_name_after_a_restart(xdispl
             "after a restart the first direction's label is not the renamed one" + app.log()
         restarted = tmp_path / "directions-restarted.png"
         screen.shot(restarted)
-        print("screenshots:", named, restarted)
+        print("screenshots:", dialog_shot, named, restarted)
         app.quit(screen)
     finally:
         app.kill()
