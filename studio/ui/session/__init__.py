@@ -40,6 +40,7 @@ from studio.request import RenderRequest
 from studio.steps import Output
 from studio.ui.bridge import EngineBridge
 from studio.ui.images import output_thumbnail
+from studio.ui.session.directions import DirectionsAdapter
 from studio.ui.session.document import DocumentAdapter
 from studio.ui.session.models import ModelsAdapter
 from studio.ui.session.queue import QueueAdapter
@@ -93,6 +94,9 @@ class Session(QObject):
         self.results = TasksAdapter(self.tasks, self.core, self.bridge, self)
         self.timelines = TimelineAdapter(self.timeline_editor, self)
         self.queue = QueueAdapter(self.render_queue, self)
+        # the model's direction names (studio.app.direction_sets): told of a new model before the panels are
+        self.directions = DirectionsAdapter(self.core.undo, self.message.emit, self)
+        self.documents.model_changed.connect(self.directions.use_model)
         self._gallery_failed = False
         self.gallery: Gallery | None = None  # the index of finished renders (studio.app.gallery), opened on first use
         self._gallery_writer: GalleryWriter | None = None  # its writes, off the GUI thread
