@@ -19,6 +19,9 @@ Verbs:
   import network-snapshot.pkl                         an NVIDIA StyleGAN2/3 network pickle as a package (never run)
   wrap FILE.pt|FILE.onnx --latent 128 --image 64x64x3 a TorchScript / ONNX generator as a package (writes model.toml)
   train RECIPE.toml               train a model package from a recipe
+  directions list [--model ID]    named directions: each model's sets (and render --set NAME=2 by a direction's name)
+  directions export --model ID [--set NAME] --out FILE.lsdirs   share a set as a file
+  directions import FILE.lsdirs [--default]            a shared set among yours (checked against the model)
   train --family vae|gan|diffusion|audio --data FOLDER   train on your own pictures or sounds
 """
 
@@ -260,13 +263,87 @@ def _request_from_args(args, entry, request=None):
             settings.append(_setting(table, name, value, option))
     if args.dtype:
         settings.append(("dtype", args.dtype))
-    settings += [_setting(table, name, value, "--set") for name, value in _parse_set(args.set or [])]
+    settings += [_setting(table, _named(entry, name), value, "--set") for name, value in _parse_set(args.set or [])]
     request = apply_settings(request, settings)
     if getattr(args, "init", None):
         strength = request.param("strength")
         request = request.with_params({"init_image": _init_image(args.init, entry, request),
                                        "strength": strength if strength is not None else 0.6})
     return table.check(request)
+
+
+def _named(entry, name: str) -> str:
+    """`name` as a param: itself when the model has such a param, else the direction it names in the model's set of
+    direction names in use (`--set Bold=2` → d0), else itself (and the model's specs say what it takes)."""
+    if entry.parameters.find(name) is not None or name in ("seed", "width", "height", "dtype"):
+        return name
+    from studio.app.direction_sets import direction_param
+
+    return direction_param(entry, name) or name
+
+
+def cmd_directions(args) -> int:
+    """Named directions without the window: list each model's sets, share one as a file, import a shared one."""
+    from studio.app.direction_sets import DEFAULT_KEY, DirectionNames, describe_sets, find_stored
+    from studio.library import scan
+    from studio.latent.direction_sets import read_set
+
+    said: list[tuple[str, str, str]] = []
+    names = DirectionNames(message=lambda level, text, detail: said.append((level, text, detail)))
+    roots = _roots(args)
+
+    def report() -> None:
+        for level, text, detail in said:
+            print(f"latent-studio: {level}: {text}" + (f"\n  {detail.replace(chr(10), chr(10) + '  ')}"
+                                                       if detail and level != "info" else ""), file=sys.stderr)
+        said.clear()
+
+    if args.action == "list":
+        entries = [_resolve(args.model, roots)] if args.model else [e for e in scan(roots) if e.ok]
+        for entry in entries:
+            if entry.direction_count or args.model:
+                lines = describe_sets(entry)
+                print(f"{entry.id} ({entry.direction_count} directions): " + ("" if lines else "no sets"))
+                for line in lines:
+                    print(line)
+        return 0
+    if args.action == "export":
+        if not args.out:
+            raise StudioError("directions export needs --out FILE.lsdirs (the file to write)")
+        if not args.model:
+            raise StudioError("directions export needs --model ID")
+        entry = _resolve(args.model, roots)
+        names.use_model(entry)
+        if args.set:
+            stored = find_stored(entry, DEFAULT_KEY if args.set.lower() == "default" else args.set)
+            if stored is None:
+                raise StudioError(f"{entry.id} has no direction set {args.set!r} (see: latent-studio directions list)")
+            if not names.choose(stored.key):
+                report()
+                return 1
+        current = names.current_set
+        if current is None or not current.entries:
+            raise StudioError(f"{entry.id} has no direction names in use to share; name some in the window, or "
+                              "pick a set with --set")
+        path = names.export(args.out)
+        report()
+        print(f"wrote {path} ({current.name!r}: {len(current.entries)} names for {entry.id})")
+        return 0
+    if not args.file:
+        raise StudioError("directions import needs the file to read (FILE.lsdirs)")
+    shared = read_set(args.file)
+    installed = next((e for e in scan(roots) if e.ok and e.id == shared.model_id), None)
+    if installed is None:  # the file names a model by id: never a folder of its choosing
+        from studio.errors import DirectionsError
+        raise DirectionsError(f"is made for model {shared.model_id!r}, which is not installed", args.file, "model.id")
+    names.use_model(installed)
+    where = f"stored as {names.import_file(args.file)}"
+    if args.default:
+        _, where = names.save_default()
+    report()
+    shown = names.names()
+    print(f"imported {shared.name!r} for {installed.id}: {len(shown)} of {len(shared.entries)} names shown; {where}")
+    return 0
 
 
 def _init_image(path: str, entry, request) -> str:
@@ -303,7 +380,25 @@ def cmd_sheet(args) -> int:
         engine.add_package(entry)
         picture = submit(engine, base, sheet, rows=args.rows, path=out).wait().data
     print(f"wrote {out} ({picture.shape[1]}x{picture.shape[0]}, {entry.id}, seeds {first}..{first + args.rows - 1})")
+    _to_gallery(out, base, "sheet")
     return 0
+
+
+def _to_gallery(path: Path, request, source: str) -> None:
+    """A sheet or grid the command wrote joins the window's gallery (its viewer opens them); a gallery that cannot be
+    written is a note, never a failed command."""
+    import sqlite3
+
+    from studio.app.gallery import Gallery
+
+    try:
+        gallery = Gallery.open()
+        try:
+            gallery.add(path, request, source)
+        finally:
+            gallery.close()
+    except (StudioError, sqlite3.Error) as exc:
+        print(f"latent-studio: note: {path.name} is not in the gallery: {exc}", file=sys.stderr)
 
 
 def cmd_grid(args) -> int:
@@ -331,6 +426,7 @@ def cmd_grid(args) -> int:
         engine.add_package(entry)
         picture = submit(engine, base, grid, rows=rows, cols=cols, path=out, title=args.title).wait().data
     print(f"wrote {out} ({picture.shape[1]}x{picture.shape[0]}, {len(rows[1])} × {len(cols[1])} cells, {entry.id})")
+    _to_gallery(out, base, "grid")
     return 0
 
 
@@ -976,6 +1072,16 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--threads", type=int, help="torch threads (default: torch's own, one per core)")
     e.add_argument("--out", help="write the latent here as JSON (default: print it)")
 
+    d = sub.add_parser("directions", parents=[shared], help="named directions: list, share (export) or import sets")
+    d.add_argument("action", choices=("list", "export", "import"))
+    d.add_argument("file", nargs="?", help="import: the .lsdirs file to read")
+    d.add_argument("--out", help="export: the .lsdirs file to write")
+    d.add_argument("--model", help="package id or folder (list: only this model; export: whose names)")
+    d.add_argument("--set", help="export: the set to share, by name (default: the set in use; 'default': the "
+                   "model's default)")
+    d.add_argument("--default", action="store_true", help="import: also make it the model's default names (beside "
+                   "the package when its folder can be written, else in your data folder)")
+
     g = sub.add_parser("gui", parents=[shared], help="open the desktop app (the default with no verb)")
     g.add_argument("paths", nargs="*", metavar="PATH",
                    help="projects (.lstudio), model folders or images to open (as if dropped on the window)")
@@ -1013,7 +1119,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-VERBS = ("models", "render", "sheet", "grid", "animate", "encode", "import", "wrap", "gui", "train")
+VERBS = ("models", "render", "sheet", "grid", "animate", "encode", "import", "wrap", "gui", "train", "directions")
 
 
 def cmd_gui(args) -> int:
@@ -1095,6 +1201,8 @@ def main(argv: list[str] | None = None) -> int:
             return run_self_test(debug=args.debug)
         if args.verb == "models":
             return cmd_models(args)
+        if args.verb == "directions":
+            return cmd_directions(args)
         if args.verb == "train":
             return cmd_train(args)
         if args.verb == "encode":

@@ -49,3 +49,7 @@ class RecipeError(StudioError):
 
 class ProjectError(StudioError):
     """A project document (.lstudio) is missing, unreadable, from a newer app, or has a wrong field."""
+
+
+class DirectionsError(StudioError):
+    """A direction set (.lsdirs: named directions) is unreadable, malformed, or made for another model."""

@@ -13,11 +13,13 @@ index is set aside (renamed, named in the error) and a new one started: the file
 from __future__ import annotations
 
 import contextlib
+import queue
 import sqlite3
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 from studio.errors import StudioError
 from studio.paths import user_data_dir
@@ -243,3 +245,62 @@ class Gallery:
         """Items whose file is gone (moved or deleted outside the app)."""
         return [r[0] for r in self._db.execute("SELECT id, path FROM items") if not Path(r[1]).exists()]
 
+
+
+Written = Callable[[str, list[int]], None]  # (source, the new items' ids)
+WriteFailed = Callable[[StudioError], None]
+
+
+class GalleryWriter:
+    """The index's writes of finished renders, on a thread of its own so that the window never waits on the disk:
+    `add_many` returns at once and the batch is written in order on the writer's own connection (an SQLite connection
+    belongs to one thread); the window's connection reads each batch once its transaction commits (WAL).
+    `written(source, ids)` and `failed(error)` are called on the writer's thread: a Qt caller passes them on to its
+    own thread. `close()` writes what is waiting, then ends the thread (nothing asked for is lost)."""
+
+    def __init__(self, folder: Path, written: Written, failed: WriteFailed):
+        self.folder = Path(folder)
+        self._written, self._failed = written, failed
+        self._jobs: queue.Queue = queue.Queue()
+        self._thread = threading.Thread(target=self._run, name="gallery-writer", daemon=True)
+        self._thread.start()
+
+    def add_many(self, files: Iterable[tuple[Path, RenderRequest | None]], source: str, kind: str = "image",
+                 model_hash: str = "", model_id: str = "") -> None:
+        """Index `files` on the writer's thread (Gallery.add_many); `written` says when they are in."""
+        self._jobs.put((list(files), source, kind, model_hash, model_id, time.time()))
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until every batch asked for so far is written; False if `timeout` seconds passed first."""
+        done = threading.Event()
+        self._jobs.put(done)
+        return done.wait(timeout)
+
+    def close(self, timeout: float = 10.0) -> None:
+        if self._thread.is_alive():
+            self._jobs.put(None)
+            self._thread.join(timeout)
+
+    def _run(self) -> None:
+        gallery: Gallery | None = None
+        while True:
+            job = self._jobs.get()
+            if job is None:
+                break
+            if isinstance(job, threading.Event):
+                job.set()
+                continue
+            files, source, kind, model_hash, model_id, created = job
+            try:
+                if gallery is None:
+                    gallery = Gallery(self.folder)
+                ids = gallery.add_many(files, source, kind, model_hash, created, model_id)
+            except StudioError as exc:
+                self._failed(exc)
+            except sqlite3.Error as exc:  # a full disk, a locked or vanished index: said, and the window goes on
+                self._failed(StudioError(f"cannot add {len(files)} render{'s' if len(files) != 1 else ''} to the "
+                                         f"gallery index: {exc}", self.folder / "index.sqlite"))
+            else:
+                self._written(source, ids)
+        if gallery is not None:
+            gallery.close()

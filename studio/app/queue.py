@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import itertools
 import random
-import re
 import time
 from dataclasses import dataclass, field
 from functools import partial
@@ -26,7 +25,7 @@ from typing import Callable, Sequence
 from studio.app.document import OpenDocument
 from studio.app.listeners import Listeners
 from studio.app.models import ERROR, INFO
-from studio.app.tasks import Handle, Runner
+from studio.app.tasks import Handle, Runner, file_stem, renders_folder
 from studio.engine import work
 from studio.errors import StudioError
 from studio.export import check_writable_folder
@@ -57,11 +56,6 @@ def seed_after(seed: int, total: int, mode: str) -> int:
     """The document's seed once a job of `total` renders from `seed` is queued: past the job's seeds (increment), so
     the next job continues; unchanged otherwise."""
     return (seed + total) % (MAX_SEED + 1) if mode == "increment" else seed
-
-
-def file_stem(text: str) -> str:
-    """A short, safe file-name part for a model id or prompt."""
-    return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-")[:32] or "render"
 
 
 @dataclass
@@ -110,11 +104,6 @@ class QueuedJob:
         shown = {WAITING: "waiting", RUNNING: "rendering", DONE: "done", CANCELLED: "cancelled", FAILED: "failed"}
         text = f"{self.label}: {self.done}/{self.total} {shown[self.state]}"
         return f"{text} ({self.error})" if self.error else text
-
-
-def renders_folder() -> Path:
-    """Where the queue writes: `renders/` in the user data folder, a folder per day."""
-    return user_data_dir() / "renders"
 
 
 class RenderQueue:

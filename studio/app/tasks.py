@@ -9,6 +9,8 @@ on the thread that drives the core. Listeners: variations_changed(), files_writt
 
 from __future__ import annotations
 
+import re
+import time
 from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Protocol
@@ -22,8 +24,19 @@ from studio.engine import work
 from studio.errors import StudioError
 from studio.export import OutputSize, check_writable_folder, formats_for
 from studio.params import Capability
+from studio.paths import user_data_dir
 from studio.request import RenderRequest
 from studio.steps import Output
+
+def file_stem(text: str) -> str:
+    """A short, safe file-name part for a model id or prompt."""
+    return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-")[:32] or "render"
+
+
+def renders_folder() -> Path:
+    """Where the queue writes: `renders/` in the user data folder, a folder per day."""
+    return user_data_dir() / "renders"
+
 
 Done = Callable[[Output], None]
 Failed = Callable[[str, str], None]  # message, detail
@@ -82,6 +95,7 @@ class Tasks:
         self.last_sound: tuple[RenderRequest, Output] | None = None  # the newest sound a model made (for timelines)
         self.variations: list[tuple[RenderRequest, Output]] = []  # the variations grid: each tile's request, output
         self._variation_tasks: list[Handle] = []
+        self.variations_folder: Path | None = renders_folder()  # where variations are written (see the gallery)
         self.variations_changed = Listeners()
         self.files_written = Listeners()  # (source, [(path, request)], kind): an export or grid wrote files
         document.render_wanted.connect(self.preview)
@@ -188,15 +202,38 @@ class Tasks:
             return
         self.clear_variations()
         tiles = self.variations
+        folder = self._variations_folder()
+        kind = self.document.output_kind
         for _ in range(count):
             def done(output: Output) -> None:
+                if output.info.get("written"):
+                    self.files_written("variation", [(path, tile) for tile, path in output.info["written"]], kind)
+                for note in output.info.get("notes", ()):
+                    self.message(WARNING, "A variation was not kept in the gallery", note)
                 if tiles is self.variations:  # not a grid that was cleared or replaced since
                     tiles.extend(output.info["tiles"])
                     self.variations_changed()
 
-            varied = partial(work.variations, seeds=(self.document.draw_seed(),), strength=float(strength))
+            seed = self.document.draw_seed()
+            paths = None if folder is None else \
+                (folder / f"{file_stem(request.model_id)}-s{request.seed}-v{seed}{'.wav' if kind == 'audio' else '.png'}",)
+            varied = partial(work.variations, seeds=(seed,), strength=float(strength), paths=paths)
             self._variation_tasks.append(self.runner.run_work(request, "Variations", varied, on_done=done,
                                                               on_error=self._reporter("A variation failed")))
+
+    def _variations_folder(self) -> Path | None:
+        """Today's folder of renders (the gallery keeps every variation); None, said once, when it cannot be made."""
+        if self.variations_folder is None:
+            return None
+        folder = self.variations_folder / time.strftime("%Y-%m-%d")
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            self.message(WARNING, "Variations are not kept in the gallery",
+                         f"{folder}: cannot make the folder ({exc.strerror or exc})")
+            self.variations_folder = None
+            return None
+        return folder
 
     def clear_variations(self) -> None:
         """Empty the grid and stop the variations still rendering."""

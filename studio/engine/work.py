@@ -196,17 +196,33 @@ def variation_requests(request: RenderRequest, seeds: Sequence[int], strength: f
 
 
 def variations(model: "LoadedModel", request: RenderRequest, *, seeds: Sequence[int],
-               strength: float) -> RenderSteps:
+               strength: float, paths: Sequence[str | Path] | None = None) -> RenderSteps:
     """Variations of `request`: one output per variation seed. The Output stacks them (`data`) and lists each
-    tile's request and output (`info["tiles"]`)."""
+    tile's request and output (`info["tiles"]`). With `paths` (one per seed) each tile is also written there with
+    its request inside (the gallery keeps them): `info["written"]` lists the (request, path) written, and a file
+    that cannot be written is a note in `info["notes"]`, never a lost variation."""
     tiles = [model.checked(varied) for varied in variation_requests(request, seeds, strength)]
     if not tiles:
         raise StudioError("variations need at least one variation seed")
-    outputs = []
+    if paths is not None and len(paths) != len(tiles):
+        raise StudioError(f"variations need one path per seed, got {len(seeds)} seeds and {len(paths)} paths")
+    outputs, written, notes = [], [], []
     for i, tile in enumerate(tiles):
-        outputs.append((yield from _render_within(model, tile, i, len(tiles), "variation")))
+        output = yield from _render_within(model, tile, i, len(tiles), "variation")
+        outputs.append(output)
+        if paths is not None:
+            try:
+                _write(model, tile, output, Path(paths[i]), None, None)
+                written.append((tile, Path(paths[i])))
+            except StudioError as exc:
+                notes.append(str(exc))
         yield Progress(i + 1, len(tiles), f"variation {i + 1}/{len(tiles)}")
-    return Output(outputs[0].kind, np.stack([o.data for o in outputs]), {"tiles": list(zip(tiles, outputs))})
+    info: dict[str, Any] = {"tiles": list(zip(tiles, outputs))}
+    if paths is not None:
+        info["written"] = written
+    if notes:
+        info["notes"] = notes
+    return Output(outputs[0].kind, np.stack([o.data for o in outputs]), info)
 
 
 # --- encoding ----------------------------------------------------------------------------------------------------

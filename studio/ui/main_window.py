@@ -773,7 +773,12 @@ class MainWindow(QMainWindow):
         if answer:
             path, rows, cols = answer
             remember_folder(self.settings, "image", path)
-            self.session.export_grid(path, rows, cols, self.show_export_toast)
+            self.session.export_grid(path, rows, cols, self._grid_written)
+
+    def _grid_written(self, path: Path) -> None:
+        """A grid is shown, not only written: it opens in the gallery's viewer."""
+        self.show_export_toast(path)
+        self.gallery.show_file(path, "X/Y grid")
 
     def export_video_dialog(self) -> None:
         """Ctrl+Shift+E: render the timeline to a video (asks where)."""

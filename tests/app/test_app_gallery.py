@@ -7,7 +7,9 @@ import sqlite3
 
 import pytest
 
-from studio.app.gallery import REJECTED, Gallery, GalleryFilter
+import threading
+
+from studio.app.gallery import REJECTED, Gallery, GalleryFilter, GalleryWriter
 from studio.errors import StudioError
 from studio.request import RenderRequest
 
@@ -107,3 +109,32 @@ def test_an_unwritable_place_says_where(tmp_path):
     with pytest.raises(StudioError) as caught:
         Gallery(blocker / "gallery")
     assert "gallery" in str(caught.value)
+
+
+def test_the_writer_indexes_in_order_on_its_own_thread_and_the_reader_sees_it(gallery, tmp_path):
+    heard, threads, failures = [], [], []
+
+    def written(source, ids):
+        heard.append((source, ids))
+        threads.append(threading.current_thread().name)
+
+    writer = GalleryWriter(gallery.folder, written, failures.append)
+    writer.add_many([(tmp_path / f"{k}.png", req(seed=k)) for k in range(3)], "queue")
+    writer.add_many([(tmp_path / "v.png", req(seed=9))], "variation")
+    assert writer.flush(10)
+    assert [source for source, _ in heard] == ["queue", "variation"] and [len(ids) for _, ids in heard] == [3, 1]
+    assert threads == ["gallery-writer"] * 2 and not failures
+    assert [i.seed for i in gallery.items()] == ["9", "2", "1", "0"]  # the window's own connection reads them
+    writer.add_many([(tmp_path / "last.png", req(seed=5))], "export")
+    writer.close()  # what was asked for before the end is written
+    assert gallery.count() == 5 and heard[-1][0] == "export"
+
+
+def test_a_write_that_fails_is_reported_and_the_writer_goes_on(gallery, tmp_path):
+    failures: list = []
+    writer = GalleryWriter(gallery.folder, lambda *_: None, failures.append)
+    writer.add_many([(tmp_path / "a.png", req())], "nonsense")  # refused: not a source
+    writer.add_many([(tmp_path / "b.png", req())], "queue")
+    assert writer.flush(10)
+    writer.close()
+    assert len(failures) == 1 and "nonsense" in str(failures[0]) and gallery.count() == 1

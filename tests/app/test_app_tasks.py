@@ -113,6 +113,35 @@ def test_variations_land_tile_by_tile_and_one_can_be_used(app):
     assert dict(doc.request.params) == {"prompt": "Zz"} and doc.undo.undo_text == "Use variation"
 
 
+def test_every_variation_is_written_with_its_request_for_the_gallery(app, tmp_path):
+    doc, _, tasks, runner, heard = app
+    tasks.variations_folder = tmp_path / "renders"
+    written = []
+    tasks.files_written.connect(lambda source, files, kind: written.append((source, files, kind)))
+    tasks.render_variations(count=2, strength=0.4)
+    runner.settle()
+    assert [(source, kind, len(files)) for source, files, kind in written] == [("variation", "image", 1)] * 2
+    for (_, [(path, request)], _), (varied, output) in zip(written, tasks.variations):
+        assert path.parent.parent == tmp_path / "renders" and path.suffix == ".png"
+        assert f"-v{varied.param('variation_seed')}" in path.name
+        assert read_request(path) == varied.with_(model_hash=FAKE_SHA256) and request == varied
+        assert np.array_equal(np.asarray(Image.open(path).convert("L")), output.data)
+    assert not [h for h in heard if h[0] != "info"]
+
+
+def test_variations_still_show_when_their_folder_cannot_be_made(app, tmp_path):
+    doc, _, tasks, runner, heard = app
+    (tmp_path / "file").write_text("not a folder")
+    tasks.variations_folder = tmp_path / "file" / "renders"
+    written = []
+    tasks.files_written.connect(lambda *args: written.append(args))
+    tasks.render_variations(count=2)
+    runner.settle()
+    assert len(tasks.variations) == 2 and not written
+    warnings = [h for h in heard if h[0] == "warning"]
+    assert len(warnings) == 1 and "not kept in the gallery" in warnings[0][1] and "file" in warnings[0][2]
+
+
 def test_clearing_variations_stops_those_still_rendering(app):
     doc, _, tasks, runner, heard = app
     tasks.render_variations(count=2)

@@ -42,3 +42,26 @@ def test_a_count_below_one_is_refused_before_any_work(capsys, models_dir, out_di
     code, _, err = render(capsys, models_dir, out_dir / "x.png", "--model", "tiny", option, "0")
     assert code != 0 and "must be 1 or more" in err
     assert list(out_dir.iterdir()) == []
+
+
+def test_sheets_and_grids_join_the_gallery_and_a_broken_gallery_is_only_a_note(capsys, models_dir, out_dir,
+                                                                              monkeypatch, tmp_path):
+    from studio.app.gallery import Gallery
+    from studio.cli import main
+
+    assert main(["sheet", "--models-dir", str(models_dir), "--model", "tiny", "--rows", "2",
+                 "--out", str(out_dir / "sheet.png")]) == 0
+    assert main(["grid", "--models-dir", str(models_dir), "--model", "tiny", "--rows", "seed=1,2", "--cols", "d0=0,1",
+                 "--out", str(out_dir / "grid.png")]) == 0
+    gallery = Gallery.open()
+    items = {i.source: i for i in gallery.items()}
+    gallery.close()
+    assert items["sheet"].path == (out_dir / "sheet.png").resolve() and items["sheet"].model_id == "tiny"
+    assert items["grid"].path == (out_dir / "grid.png").resolve()
+    capsys.readouterr()
+    (tmp_path / "nowhere").write_text("a file where the data folder should be")
+    monkeypatch.setenv("LATENT_STUDIO_DATA", str(tmp_path / "nowhere"))
+    assert main(["sheet", "--models-dir", str(models_dir), "--model", "tiny", "--rows", "1",
+                 "--out", str(out_dir / "again.png")]) == 0
+    err = capsys.readouterr().err
+    assert (out_dir / "again.png").exists() and "again.png is not in the gallery" in err

@@ -3,7 +3,7 @@ cleanly (exit 128 + the signal, one line, no hidden `.part` file beside the targ
 leaves behind is swept by the next export into that folder.
 
 The command runs in a subprocess on a tiny model and a long timeline; the signal is sent once its temporary file holds frames
-there (the export is under way). Nothing here measures time: the waits only bound a hang."""
+(the export is under way). Nothing here measures time: the waits only bound a hang."""
 
 from __future__ import annotations
 

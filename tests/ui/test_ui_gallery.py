@@ -1,6 +1,8 @@
 """The Gallery dock (fake engine): 10,000 indexed renders open with one page of rows and only the thumbnails in
-view read; scrolling fetches more; keys rate and reject; filters; double-click restores the exact request; Delete
-moves files to the system trash (never unlinks) and the index forgets them."""
+view read; scrolling fetches more; keys rate and reject; filters; Restore gives the exact request; Delete moves files to
+the system trash (never unlinks) and the index forgets them; the viewer (Space, double-click) shows one large, walks
+the gallery with the arrow keys and rates; Compare shows two side by side; tags typed for picked items; a grid opens
+in the viewer; variations are indexed."""
 
 from __future__ import annotations
 
@@ -116,4 +118,112 @@ def test_an_open_gallery_shows_a_render_the_queue_just_wrote(qtbot, window):
     assert panel.count.text() == "0 renders"
     window.act_generate.trigger()  # the Queue comes forward; the Gallery stays open behind it
     qtbot.waitUntil(lambda: window.session.render_queue.jobs[0].finished, timeout=5000)
-    assert panel.count.text() == "1 render" and panel.model.rowCount() == 1
+    # the index is written on the gallery's thread; the panel reloads once it is in (not before, not never)
+    qtbot.waitUntil(lambda: panel.count.text() == "1 render", timeout=5000)
+    assert panel.model.rowCount() == 1
+
+
+def test_variations_land_in_the_gallery(qtbot, window):
+    session = window.session
+    session.render_variations(count=2)
+    qtbot.waitUntil(lambda: session.open_gallery().count() == 2, timeout=10000)
+    items = session.open_gallery().items()
+    assert {i.source for i in items} == {"variation"} and all(i.path.exists() for i in items)
+    assert {i.request().param("variation_seed") for i in items} == \
+        {r.param("variation_seed") for r, _ in session.variations}
+
+
+def _three(session, tmp_path):
+    made = []
+    for seed in (3, 4, 5):
+        request = session.request.with_(seed=seed)
+        path = tmp_path / f"s{seed}.png"
+        save_image(path, fake_image(request), request)
+        made.append((path, request))
+    return made, session.open_gallery().add_many(made, "export")
+
+
+def test_the_viewer_shows_walks_rates_and_compares(qtbot, window, tmp_path):
+    session = window.session
+    made, ids = _three(session, tmp_path)
+    panel = show_gallery(qtbot, window)
+    assert not panel.open_button.isEnabled() and not panel.compare_button.isEnabled()
+    panel.view.setCurrentIndex(panel.model.index(0))
+    panel.view.setFocus()
+    QTest.keyClick(panel.view, Qt.Key.Key_Space)
+    viewer = panel.viewer
+    qtbot.waitUntil(lambda: viewer is not None and viewer.isVisible(), timeout=3000)
+    assert viewer.current.id == ids[2] and not viewer.right.isVisible()
+    qtbot.waitUntil(lambda: viewer.left.canvas.image() is not None, timeout=5000)  # read on the pool
+    assert viewer.left.canvas.image().width() == fake_image(made[2][1]).shape[1]
+    assert "seed 5" in viewer.left.label.text() and viewer.position.text() == "1 of 3"
+    QTest.keyClick(viewer, Qt.Key.Key_Right)
+    assert viewer.current.id == ids[1] and viewer.position.text() == "2 of 3"
+    QTest.keyClick(viewer, Qt.Key.Key_4)  # rates the item shown, in the index and in the panel
+    assert session.open_gallery().item(ids[1]).rating == 4 and "★★★★" in viewer.left.label.text()
+    assert "★★★★" in panel.model.index(1).data()
+    QTest.keyClick(viewer, Qt.Key.Key_Return)  # restores its request
+    assert session.request.seed == 4
+    QTest.keyClick(viewer, Qt.Key.Key_Escape)
+    assert not viewer.isVisible()
+    # two picked: Compare shows them side by side
+    selection = panel.view.selectionModel()
+    panel.view.setCurrentIndex(panel.model.index(0))
+    selection.select(panel.model.index(2), selection.SelectionFlag.Select)
+    assert panel.compare_button.isEnabled()
+    panel.compare_button.click()
+    qtbot.waitUntil(lambda: viewer.isVisible() and viewer.right.isVisible(), timeout=3000)
+    assert {viewer.current.id, viewer.other.id} == {ids[0], ids[2]}
+    qtbot.waitUntil(lambda: viewer.left.canvas.image() is not None and viewer.right.canvas.image() is not None,
+                    timeout=5000)
+
+
+def test_tags_typed_for_picked_renders_are_kept_and_found(qtbot, window, tmp_path):
+    session = window.session
+    _, ids = _three(session, tmp_path)
+    panel = show_gallery(qtbot, window)
+    gallery = session.open_gallery()
+    panel.view.setCurrentIndex(panel.model.index(0))
+    panel.tags.setText("keeper, serif")
+    QTest.keyClick(panel.tags, Qt.Key.Key_Return)
+    assert gallery.item(ids[2]).tags == ("keeper", "serif")
+    selection = panel.view.selectionModel()
+    selection.select(panel.model.index(1), selection.SelectionFlag.Select)
+    assert panel.tags.text() == ""  # nothing shared yet
+    panel.tags.setText("pair")
+    QTest.keyClick(panel.tags, Qt.Key.Key_Return)
+    assert gallery.item(ids[2]).tags == ("keeper", "pair", "serif") and gallery.item(ids[1]).tags == ("pair",)
+    assert panel.tags.text() == "pair"  # what both share
+    panel.tags.setText("")  # a shared tag removed from the text leaves them both; the rest stay
+    QTest.keyClick(panel.tags, Qt.Key.Key_Return)
+    assert gallery.item(ids[2]).tags == ("keeper", "serif") and gallery.item(ids[1]).tags == ()
+    panel.text.setText("keeper")
+    assert panel.model.rowCount() == 1
+
+
+def test_a_grid_opens_in_the_gallery_viewer(qtbot, window, tmp_path, monkeypatch):
+    from studio.ui import dialogs
+
+    monkeypatch.setattr(dialogs, "ask_grid", lambda *a: (str(tmp_path / "plot.png"), "seed=1,2", "seed=3"))
+    window.export_grid_dialog()
+    qtbot.waitUntil(lambda: window.gallery.viewer is not None and window.gallery.viewer.isVisible(), timeout=10000)
+    viewer = window.gallery.viewer
+    qtbot.waitUntil(lambda: viewer.left.canvas.image() is not None, timeout=5000)
+    assert "plot.png" in viewer.left.label.text() and viewer.left.canvas.image().width() > 32
+
+
+def test_new_renders_join_the_top_without_resetting_the_view(qtbot, window, tmp_path):
+    session = window.session
+    made, ids = _three(session, tmp_path)
+    panel = show_gallery(qtbot, window)
+    panel.view.setCurrentIndex(panel.model.index(2))  # the oldest picked
+    resets = []
+    panel.model.modelReset.connect(lambda: resets.append(1))
+    request = session.request.with_(seed=9)
+    path = tmp_path / "s9.png"
+    save_image(path, fake_image(request), request)
+    session.tasks.files_written("export", [(path, request)], "image")
+    qtbot.waitUntil(lambda: panel.model.rowCount() == 4, timeout=5000)
+    assert not resets and panel.count.text() == "4 renders"
+    assert panel.model.items[0].seed == "9" and [i.id for i in panel.model.items[1:]] == ids[::-1]
+    assert panel.selected_ids() == [ids[0]]  # the pick stayed on its item

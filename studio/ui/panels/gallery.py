@@ -1,8 +1,10 @@
 """The Gallery dock: every finished render the gallery index holds (studio.app.gallery), newest first, as thumbnails
 that load as they scroll into view: rows come from the index a page at a time, and each picture is read and scaled
 on a thread pool (QImageReader with a scaled size), never on the GUI thread. Filter by model, text (prompt and tags)
-and rating; 1–5 star the picked items, 0 clears, X rejects; *Restore* makes an item's exact request the current one
-(one undo step); *Show in Folder*; *Move to Trash* (Delete) moves the files to the system trash, never unlinks."""
+and rating; 1–5 star the picked items, 0 clears, X rejects; tags typed for the picked items; *View* (Space,
+double-click) shows an item large and *Compare* two side by side (studio.ui.panels.gallery_view); *Restore* makes an
+item's exact request the current one (one undo step); *Show in Folder*; *Move to Trash* (Delete) moves the files to the
+system trash, never unlinks."""
 
 from __future__ import annotations
 
@@ -14,6 +16,8 @@ from PySide6.QtCore import (QAbstractListModel, QModelIndex, QObject, QPersisten
 from PySide6.QtGui import QImage, QImageReader, QKeyEvent, QPixmap
 from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QHBoxLayout, QLabel, QLineEdit, QListView, QPushButton,
                                QVBoxLayout, QWidget)
+
+from studio.ui.panels.gallery_view import GalleryViewer
 
 PAGE = 200  # rows asked of the index at a time
 THUMB = 96  # thumbnail side, in pixels
@@ -65,6 +69,28 @@ class GalleryModel(QAbstractListModel):
         self.endResetModel()
         if self.total:
             self.fetchMore()  # the first page at once; the view asks for the rest as it scrolls
+
+    def take_new(self) -> int:
+        """Rows for the items indexed since the view was filled, put at the top (newest first) without resetting the
+        view: its scroll position, selection and thumbnails stay. How many came."""
+        if self.gallery is None or self.where is None:
+            return 0
+        new = []
+        for item in self.gallery.items(self.where, offset=0, limit=PAGE):
+            if item.id in self._rows:
+                break
+            new.append(item)
+        if not new:
+            return 0
+        if len(new) == PAGE:  # more than a page arrived at once: start again from the index
+            self.set_filter(self.where)
+            return len(new)
+        self.beginInsertRows(QModelIndex(), 0, len(new) - 1)
+        self.items[:0] = new
+        self._rows = {item.id: row for row, item in enumerate(self.items)}
+        self.total += len(new)
+        self.endInsertRows()
+        return len(new)
 
     def rowCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:
         return 0 if parent.isValid() else len(self.items)
@@ -130,6 +156,7 @@ class GalleryModel(QAbstractListModel):
 class _GalleryView(QListView):
     rate = Signal(int)  # 1–5, 0 to clear, -1 to reject
     trash = Signal()
+    view = Signal()  # Space: the picked item(s) large
 
     def keyPressEvent(self, event: QKeyEvent) -> None:
         keys = {Qt.Key.Key_0: 0, Qt.Key.Key_1: 1, Qt.Key.Key_2: 2, Qt.Key.Key_3: 3, Qt.Key.Key_4: 4,
@@ -139,6 +166,9 @@ class _GalleryView(QListView):
             return
         if event.key() == Qt.Key.Key_Delete and self.selectedIndexes():
             self.trash.emit()
+            return
+        if event.key() == Qt.Key.Key_Space and self.selectedIndexes():
+            self.view.emit()
             return
         super().keyPressEvent(event)
 
@@ -176,7 +206,7 @@ class GalleryPanel(QWidget):
         self.view.setLayoutMode(QListView.LayoutMode.Batched)
         self.view.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
         self.view.setToolTip("Every finished render, newest first: 1–5 star, 0 clear, X reject, Delete moves to "
-                             "the trash, double-click restores")
+                             "the trash, Space or double-click shows it large")
         self.view.setModel(self.model)
         self.restore_button = QPushButton("Restore")
         self.restore_button.setObjectName("galleryRestore")
@@ -184,6 +214,17 @@ class GalleryPanel(QWidget):
         self.folder_button = QPushButton("Show in Folder")
         self.folder_button.setObjectName("galleryFolder")
         self.folder_button.setToolTip("Open the folder that holds the picked render")
+        self.open_button = QPushButton("View")
+        self.open_button.setObjectName("galleryOpen")
+        self.open_button.setToolTip("The picked render large, with what made it (Space, or double-click)")
+        self.compare_button = QPushButton("Compare")
+        self.compare_button.setObjectName("galleryCompare")
+        self.compare_button.setToolTip("The two picked renders side by side (pick two with Ctrl+click)")
+        self.tags = QLineEdit()
+        self.tags.setObjectName("galleryTags")
+        self.tags.setPlaceholderText("Tags, comma separated")
+        self.tags.setToolTip("The picked renders' tags: type and press Enter (a tag shared by all of them can be "
+                             "removed here; the filter's text finds tags)")
         self.trash_button = QPushButton("Move to Trash")
         self.trash_button.setObjectName("galleryTrash")
         self.trash_button.setToolTip("Move the picked renders' files to the system trash (Delete)")
@@ -191,9 +232,10 @@ class GalleryPanel(QWidget):
         for widget in (self.models, self.text, self.rating, self.count):
             filters.addWidget(widget)
         buttons = QHBoxLayout()
-        for button in (self.restore_button, self.folder_button, self.trash_button):
+        for button in (self.open_button, self.compare_button, self.restore_button, self.folder_button):
             buttons.addWidget(button)
-        buttons.addStretch(1)
+        buttons.addWidget(self.tags, 1)
+        buttons.addWidget(self.trash_button)
         layout = QVBoxLayout(self)
         layout.addLayout(filters)
         layout.addWidget(self.view, 1)
@@ -203,12 +245,20 @@ class GalleryPanel(QWidget):
         self.text.textChanged.connect(lambda _t: self.reload())
         self.view.rate.connect(self.rate_selected)
         self.view.trash.connect(self.trash_selected)
-        self.view.doubleClicked.connect(lambda _index: self.restore_selected())
+        self.view.view.connect(self.view_selected)
+        self.view.doubleClicked.connect(lambda _index: self.view_selected())
+        self.view.selectionModel().selectionChanged.connect(lambda *_: self._on_selection())
+        self.open_button.clicked.connect(self.view_selected)
+        self.compare_button.clicked.connect(self.view_selected)
+        self.tags.returnPressed.connect(self.tag_selected)
+        self.viewer: GalleryViewer | None = None
+        self._shown_tags: set[str] = set()
+        self._on_selection()
         self.restore_button.clicked.connect(self.restore_selected)
         self.folder_button.clicked.connect(self._show_folder)
         self.trash_button.clicked.connect(self.trash_selected)
         # after the session indexed them (the queue's own batch_done may reach this panel first)
-        session.gallery_changed.connect(lambda: self.reload() if self.isVisible() else None)
+        session.gallery_changed.connect(lambda: self.take_new() if self.isVisible() else None)
 
     def showEvent(self, event) -> None:
         super().showEvent(event)
@@ -235,15 +285,91 @@ class GalleryPanel(QWidget):
         _, least, rejected = RATINGS[self.rating.currentIndex()]
         self.model.set_filter(GalleryFilter(self.models.currentData() or "", self.text.text(), least, rejected))
         self.count.setText(f"{self.model.total:,} render{'s' if self.model.total != 1 else ''}")
+        self._on_selection()  # a new filter picks nothing
+
+    def take_new(self) -> None:
+        """Renders indexed since the view was filled join its top (the view is not reset: a user scrolling the
+        gallery while a queue runs keeps their place); a new model in the index refreshes the filter's list."""
+        gallery = self.session.open_gallery()
+        if gallery is None or self.model.gallery is not gallery or self.model.where is None:
+            self.reload()
+            return
+        if [self.models.itemData(i) for i in range(1, self.models.count())] != gallery.models():
+            self.reload()
+            return
+        if self.model.take_new():
+            self.count.setText(f"{self.model.total:,} render{'s' if self.model.total != 1 else ''}")
 
     def selected_ids(self) -> list[int]:
         return [index.data(Qt.ItemDataRole.UserRole) for index in self.view.selectedIndexes()]
 
     def rate_selected(self, rating: int) -> None:
-        gallery = self.model.gallery
         for item_id in self.selected_ids():
-            gallery.set_rating(item_id, rating)
-            self.model.refresh_item(item_id)
+            self.rate_item(item_id, rating)
+
+    def rate_item(self, item_id: int, rating: int) -> None:
+        gallery = self.model.gallery
+        if gallery is None:
+            return
+        gallery.set_rating(item_id, rating)
+        self.model.refresh_item(item_id)
+        item = gallery.item(item_id)
+        if self.viewer is not None and item is not None:
+            self.viewer.refresh(item)
+
+    def _picked(self) -> list:
+        gallery = self.model.gallery
+        items = [gallery.item(i) for i in self.selected_ids()] if gallery is not None else []
+        return [item for item in items if item is not None]
+
+    def _on_selection(self) -> None:
+        picked = self._picked()
+        self.open_button.setEnabled(bool(picked))
+        self.compare_button.setEnabled(len(picked) == 2)
+        for button in (self.restore_button, self.folder_button, self.trash_button):
+            button.setEnabled(bool(picked))
+        self.tags.setEnabled(bool(picked))
+        shared = set.intersection(*(set(item.tags) for item in picked)) if picked else set()
+        self._shown_tags = shared
+        self.tags.setText(", ".join(sorted(shared)))
+
+    def tag_selected(self) -> None:
+        """The tags typed for the picked items: added to each; a shared tag deleted from the text leaves them all."""
+        gallery = self.model.gallery
+        if gallery is None:
+            return
+        typed = {t.strip() for t in self.tags.text().split(",") if t.strip()}
+        for item in self._picked():
+            gallery.set_tags(item.id, (set(item.tags) - self._shown_tags) | typed)
+            self.model.refresh_item(item.id)
+            fresh = gallery.item(item.id)
+            if self.viewer is not None and fresh is not None:
+                self.viewer.refresh(fresh)
+        self._on_selection()
+
+    def view_selected(self) -> None:
+        """The picked item large in the gallery's viewer (two picked: side by side); ←/→ walk the gallery."""
+        rows = sorted(index.row() for index in self.view.selectedIndexes())
+        if not rows:
+            return
+        other = self.model.items[rows[1]] if len(rows) == 2 else None
+        self._viewer().show_items(self.model.items, rows[0], other)
+
+    def show_file(self, path: Path, title: str) -> None:
+        """A grid or contact sheet just written, in the gallery's viewer."""
+        self._viewer().show_file(path, title)
+
+    def _viewer(self) -> GalleryViewer:
+        if self.viewer is None:
+            self.viewer = GalleryViewer(self)
+            self.viewer.rate.connect(self.rate_item)
+            self.viewer.restore.connect(self._restore_item)
+        return self.viewer
+
+    def _restore_item(self, item_id: int) -> None:
+        item = self.model.gallery.item(item_id) if self.model.gallery is not None else None
+        if item is not None:
+            self.session.restore_from_file(item.path)
 
     def restore_selected(self) -> None:
         ids = self.selected_ids()
@@ -252,9 +378,7 @@ class GalleryPanel(QWidget):
             self.session.restore_from_file(item.path)
 
     def trash_selected(self) -> None:
-        gallery = self.model.gallery
-        items = [gallery.item(i) for i in self.selected_ids()] if gallery is not None else []
-        picked = [(item.id, item.path) for item in items if item is not None]
+        picked = [(item.id, item.path) for item in self._picked()]
         if picked:
             self.trash_files.emit(picked)
 

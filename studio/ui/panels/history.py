@@ -6,6 +6,7 @@ changes) and decodes each thumbnail PNG once.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 
 from PySide6.QtCore import QEvent, QModelIndex, QObject, QPersistentModelIndex, QRect, QRectF, QSize, Qt, QTimer
@@ -58,9 +59,11 @@ def _shown(value, spec) -> str:
     return text if len(text) <= MAX_SHOWN_TEXT else text[:MAX_SHOWN_TEXT - 1] + "…"
 
 
-def history_tooltip(entry: HistoryEntry, model_name: str = "", table: ParamTable | None = None) -> str:
+def history_tooltip(entry: HistoryEntry, model_name: str = "", table: ParamTable | None = None,
+                    param_label: Callable[[str], str] | None = None) -> str:
     """A plain-text summary of a history entry's request: texts and choices by their titles, then the other params
-    it sets (those at their default, such as a zero direction, left out). `table`: the model's specs, when known."""
+    it sets (those at their default, such as a zero direction, left out). `table`: the model's specs, when known;
+    `param_label`: a param's name for people ("Bold" for d0, a named direction), "" when it has none."""
     r: RenderRequest = entry.request
     lines = [f"Model: {model_name} ({r.model_id})" if model_name and model_name != r.model_id
              else f"Model: {r.model_id}"]
@@ -82,7 +85,8 @@ def history_tooltip(entry: HistoryEntry, model_name: str = "", table: ParamTable
             labels: dict[object, str] = dict(spec.choices)  # looked up with any param value
             lines.append(f"{spec.title}: {labels.get(value, value)}")
         else:
-            others.append(f"{name} {_shown(value, spec)}")
+            label = param_label(name) if param_label is not None else ""
+            others.append(f"{label} ({name}) {_shown(value, spec)}" if label else f"{name} {_shown(value, spec)}")
     if others:
         lines.append("Params: " + ", ".join(others))
     if r.width is not None or r.height is not None:
@@ -255,7 +259,10 @@ class HistoryStrip(QWidget):
         model = self.session.entry_for(entry.request.model_id)
         ok = model is not None and model.ok and model.manifest is not None
         name = model.manifest.name if ok else ""
-        item.setToolTip(history_tooltip(entry, name, model.parameters if ok else None))
+        names = self.session.directions.names  # named directions of the current model (studio.app.direction_sets)
+        current = names.entry
+        labels = names.label if current is not None and current.id == entry.request.model_id else None
+        item.setToolTip(history_tooltip(entry, name, model.parameters if ok else None, labels))
         return item
 
     def _icon(self, png: bytes) -> QIcon:

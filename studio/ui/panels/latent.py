@@ -8,12 +8,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from PySide6.QtWidgets import (QCheckBox, QComboBox, QHBoxLayout, QLabel, QPushButton, QScrollArea, QToolButton,
-                               QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QCheckBox, QComboBox, QFormLayout, QHBoxLayout, QLabel, QPushButton, QScrollArea,
+                               QToolButton, QVBoxLayout, QWidget)
 
 from studio.params import CONDITION_GROUPS, DIRECTIONS, RAW, SHAPING, Capability
 from studio.request import SEED_MODES, RenderRequest
 from studio.ui.panels.controls import SeedEdit, ValueSlider
+from studio.ui.panels.direction_names import DirectionLabels, DirectionSetBar, direction_index
 from studio.ui.panels.param_panel import MAX_RAW_SLIDERS, ParamPanel, group_order, shown_specs
 
 if TYPE_CHECKING:
@@ -82,6 +83,9 @@ class LatentPanel(ParamPanel):
         raw_layout.addStretch(1)
         raw_layout.addWidget(self.reset_all)
         self.raw_box: QWidget | None = None
+        # named directions (studio.ui.panels.direction_names): the set row in the directions group, names on sliders
+        self.direction_labels = DirectionLabels(session, self)
+        self.direction_bar: DirectionSetBar | None = None
 
         self.encode_button = QPushButton("Encode Image…")
         self.encode_button.setObjectName("encodeButton")
@@ -116,12 +120,15 @@ class LatentPanel(ParamPanel):
         self.reset_all.clicked.connect(self.reset_all_edits)
         self.show_raw.toggled.connect(self._on_show_raw)
         self.encode_button.clicked.connect(self.encode_dialog)
+        session.directions.changed.connect(self._on_direction_names_changed)
         self._on_model_changed(session.entry)
 
     # --- building --------------------------------------------------------------------------------------------------
     def _on_model_changed(self, entry) -> None:
         self._forget_controls()
         self.raw_box = None
+        self.direction_bar = None
+        self.direction_labels.attach({})
         self._groups.removeWidget(self.raw_row)
         self._adopt(entry)
         specs = [s for s in shown_specs(self.table) if s.group not in CONDITION_GROUPS]
@@ -142,6 +149,7 @@ class LatentPanel(ParamPanel):
             box = self._build_group(group, mine)
             if group == DIRECTIONS:
                 box.setToolTip("Move along the model's main axes of variation, in standard deviations")
+                self._name_directions(box, mine)
             self._groups.addWidget(box)
         raw_names = {n for s in specs if s.group == RAW for n in s.names()} if raw_count <= MAX_RAW_SLIDERS else set()
         raw = any(name in raw_names for name in self.controls)
@@ -152,6 +160,25 @@ class LatentPanel(ParamPanel):
             self.show_raw.setChecked(False)
         self._show_encode(entry)
         self._on_request_changed(self.session.request)
+
+    def _name_directions(self, box: QWidget, specs) -> None:
+        """The set row at the top of the directions group, and names on its d<k> sliders."""
+        indexed = {direction_index(name): control for name, control in self.controls.items()
+                   if (spec := self.table.find(name)) is not None and spec.group == DIRECTIONS and spec.count
+                   and spec.name == "d" and direction_index(name) is not None}
+        if not indexed:
+            self.direction_labels.attach({})
+            return
+        self.direction_bar = DirectionSetBar(self.session, box)
+        form = box.layout()
+        if isinstance(form, QFormLayout):
+            form.insertRow(0, self.direction_bar)
+        self.direction_labels.attach({k: c for k, c in indexed.items() if k is not None})
+
+    def _on_direction_names_changed(self) -> None:
+        self.direction_labels.show_names()
+        if self.direction_bar is not None:
+            self.direction_bar.refresh()
 
     def _show_encode(self, entry) -> None:
         caps = entry.capabilities if entry is not None else Capability.NONE

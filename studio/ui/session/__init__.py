@@ -26,7 +26,7 @@ from PySide6.QtCore import QObject, Signal
 from studio.app.document import DEFAULT_STRENGTH, SEED_MODES, OpenDocument
 from studio.app.listeners import Listeners
 from studio.app.models import ERROR, INFO, WARNING, FolderAsker, ModelLibrary
-from studio.app.gallery import Gallery
+from studio.app.gallery import Gallery, GalleryWriter
 from studio.app.queue import QueuedJob, RenderQueue, generate
 from studio.app.strips import StripGuess
 from studio.app.tasks import Tasks
@@ -40,6 +40,7 @@ from studio.request import RenderRequest
 from studio.steps import Output
 from studio.ui.bridge import EngineBridge
 from studio.ui.images import output_thumbnail
+from studio.ui.session.directions import DirectionsAdapter
 from studio.ui.session.document import DocumentAdapter
 from studio.ui.session.models import ModelsAdapter
 from studio.ui.session.queue import QueueAdapter
@@ -72,6 +73,8 @@ class Session(QObject):
     message = Signal(str, str, str)  # level, text, detail
     seed_mode_changed = Signal(str)
     gallery_changed = Signal()  # renders were added to the gallery index
+    _indexed = Signal(str, list)  # (source, ids) from the gallery's writer thread, handled on this object's thread
+    _index_failed = Signal(str, str)  # problem, detail: the same
 
     def __init__(self, engine: "EngineAPI", roots: Iterable[str | Path] | None = None, parent: QObject | None = None,
                  rng: random.Random | None = None):
@@ -91,9 +94,15 @@ class Session(QObject):
         self.results = TasksAdapter(self.tasks, self.core, self.bridge, self)
         self.timelines = TimelineAdapter(self.timeline_editor, self)
         self.queue = QueueAdapter(self.render_queue, self)
+        # the model's direction names (studio.app.direction_sets): told of a new model before the panels are
+        self.directions = DirectionsAdapter(self.core.undo, self.message.emit, self)
+        self.documents.model_changed.connect(self.directions.use_model)
         self._gallery_failed = False
         self.projection_target: Path | None = None  # the newest image encoded or projected (compare can pin it)
         self.gallery: Gallery | None = None  # the index of finished renders (studio.app.gallery), opened on first use
+        self._gallery_writer: GalleryWriter | None = None  # its writes, off the GUI thread
+        self._indexed.connect(self._on_indexed)
+        self._index_failed.connect(self._on_index_failed)
         self.render_queue.batch_done.connect(self._index_batch)
         self.tasks.files_written.connect(self._index_files)
         messages.connect(self.message.emit)
@@ -170,11 +179,24 @@ class Session(QObject):
                           "audio" if job.suffix == ".wav" else "image")
 
     def _index_files(self, source: str, files: list, kind: str) -> None:
-        """Files a render wrote (queue, export, grid) go into the gallery index."""
-        gallery = self.open_gallery()
-        if gallery is not None:
-            gallery.add_many(files, source, kind=kind)
-            self.gallery_changed.emit()
+        """Files a render wrote (queue, export, variation, grid) go into the gallery index, written on the gallery's
+        own thread; gallery_changed follows once they are in."""
+        if self.open_gallery() is None or self.gallery is None:
+            return
+        if self._gallery_writer is None:
+            self._gallery_writer = GalleryWriter(self.gallery.folder, self._indexed.emit,
+                                                 lambda exc: self._index_failed.emit(exc.problem, str(exc)))
+        self._gallery_writer.add_many(files, source, kind=kind)
+
+    def flush_gallery(self, timeout: float = 10.0) -> bool:
+        """Wait for the gallery's writes asked for so far (tests, and the end of the session)."""
+        return self._gallery_writer.flush(timeout) if self._gallery_writer is not None else True
+
+    def _on_indexed(self, _source: str, _ids: list) -> None:
+        self.gallery_changed.emit()
+
+    def _on_index_failed(self, problem: str, detail: str) -> None:
+        self.message.emit(WARNING, f"A render was not added to the gallery: {problem}", detail)
 
     # --- the document ---------------------------------------------------------------------------------------------
     @property
@@ -465,6 +487,9 @@ class Session(QObject):
         """Cancel the queue and the engine's work and join its worker (5 s at most); whether the worker has ended."""
         self.render_queue.cancel_all()
         ended = self.bridge.shutdown()
+        if self._gallery_writer is not None:  # what finished before the end is indexed: nothing is lost
+            self._gallery_writer.close()
+            self._gallery_writer = None
         if self.gallery is not None:
             self.gallery.close()
             self.gallery = None
