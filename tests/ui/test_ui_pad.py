@@ -81,6 +81,14 @@ def test_the_handle_follows_the_sliders_and_the_reach(session, pad):
     assert pad.square.y_label == "truncation"
 
 
+def test_named_directions_name_the_axes(session, pad):
+    session.directions.names.rename(0, "Bold")
+    assert pad.x_param.itemText(0) == "d0 · Bold" and pad.x_param.currentData() == "d0"
+    assert pad.square.x_label == "Bold" and pad.status.text().startswith("Bold = 0.00")
+    session.undo.undo()
+    assert pad.x_param.itemText(0) == "d0" and pad.square.x_label == "d0"
+
+
 def test_arrow_keys_nudge_and_a_double_click_centres(qtbot, session, pad):
     start = session.undo.index()
     pad.square.setFocus()

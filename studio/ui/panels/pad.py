@@ -269,6 +269,7 @@ class PadPanel(QWidget):
             edit.editingFinished.connect(self._on_seeds_changed)
             edit.stepped.connect(partial(self._step_seed, edit))
         self.square.moved.connect(self.move_to)
+        session.directions.changed.connect(self._fill_params)  # named directions name the axes
         self.keyframe.clicked.connect(session.add_keyframe)
         self._on_model_changed(session.entry)
 
@@ -281,8 +282,23 @@ class PadPanel(QWidget):
         self.mode.setCurrentIndex(PAD_MODES.index(mode))
 
     def axes(self):
-        return (axis_for(self.table, self.x_param.currentText(), self.x_reach.value()),
-                axis_for(self.table, self.y_param.currentText(), self.y_reach.value()))
+        return (axis_for(self.table, str(self.x_param.currentData()), self.x_reach.value()),
+                axis_for(self.table, str(self.y_param.currentData()), self.y_reach.value()))
+
+    def shown_name(self, param: str) -> str:
+        """A param as the pad names it: a named direction by its name ("Bold"), others by their own ("d3", "ψ" …)."""
+        return self.session.directions.names.label(param) or param
+
+    def _fill_params(self) -> None:
+        """The two combo boxes: every pad param, a named direction as "d0 · Bold" (the selection kept)."""
+        for combo in (self.x_param, self.y_param):
+            blocked = combo.blockSignals(True)
+            for i in range(combo.count()):
+                param = str(combo.itemData(i))
+                shown = self.shown_name(param)
+                combo.setItemText(i, f"{param} · {shown}" if shown != param else param)
+            combo.blockSignals(blocked)
+        self._on_request_changed(self.session.request)
 
     def corner_seeds(self) -> list[int] | None:
         seeds = [edit.seed() for edit in self.seeds]
@@ -303,11 +319,13 @@ class PadPanel(QWidget):
         for combo, index in ((self.x_param, 0), (self.y_param, 1)):
             blocked = combo.blockSignals(True)
             combo.clear()
-            combo.addItems(self.names)
+            for name in self.names:
+                combo.addItem(name, name)
             combo.setCurrentIndex(min(index, len(self.names) - 1))
             combo.blockSignals(blocked)
         for combo, reach in ((self.x_param, self.x_reach), (self.y_param, self.y_reach)):
             self._on_param_changed(combo, reach, show=False)
+        self._fill_params()
         request = self.session.request
         if request is not None:
             self.set_corner_seeds([request.seed + k for k in range(4)] if request.seed + 3 <= MAX_SEED
@@ -315,7 +333,7 @@ class PadPanel(QWidget):
         self._on_mode_changed()
 
     def _on_param_changed(self, combo: QComboBox, reach: QDoubleSpinBox, show: bool = True) -> None:
-        name = combo.currentText()
+        name = str(combo.currentData() or "")
         if name:
             blocked = reach.blockSignals(True)
             reach.setValue(default_reach(self.table, name))
@@ -348,12 +366,13 @@ class PadPanel(QWidget):
                 return
             self.square.setEnabled(True)
             x_axis, y_axis = self.axes()
-            self.square.x_label, self.square.y_label = x_axis.name, y_axis.name
+            x_name, y_name = self.shown_name(x_axis.name), self.shown_name(y_axis.name)
+            self.square.x_label, self.square.y_label = x_name, y_name
             self.square.corner_labels = None
             vx, vy = (self.table.value(request, a.name) for a in (x_axis, y_axis))
             vx = x_axis.base if vx is None else vx
             vy = y_axis.base if vy is None else vy
-            self._say(f"{x_axis.name} = {vx:.2f}, {y_axis.name} = {vy:.2f}")
+            self._say(f"{x_name} = {vx:.2f}, {y_name} = {vy:.2f}")
             self.square.show_point(*pad_position(request, self.table, x_axis, y_axis))
         else:
             seeds = self.corner_seeds()
