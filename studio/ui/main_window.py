@@ -28,6 +28,7 @@ from studio.project import SUFFIX, Autosave, Recoverable, adopt, discard, find_r
 from studio.ui import dialogs, export_dialogs
 from studio.ui.audio_view import AudioView
 from studio.ui.canvas import PreviewCanvas
+from studio.ui.compare import CompareView
 from studio.ui.layout import (COLLAPSED_KEY, BottomDocks, fit_right_column, fit_to_screen, mark_layout_version,
                               remember_thumb_sizes, saved_layout_usable)
 from studio.ui.panels.history import HistoryStrip
@@ -35,6 +36,7 @@ from studio.ui.panels.latent import LatentPanel
 from studio.ui.panels.library import LibraryPanel
 from studio.ui.panels.messages import MessageArea
 from studio.ui.panels.models import ModelBrowser
+from studio.ui.panels.pad import PadPanel
 from studio.ui.panels.prompt import PromptPanel
 from studio.ui.panels.gallery import GalleryPanel
 from studio.ui.panels.queue import QueuePanel
@@ -81,12 +83,15 @@ class MainWindow(QMainWindow):
         self.views.setObjectName("previewStack")
         self.views.addWidget(self.canvas)
         self.views.addWidget(self.audio_view)
+        self.compare = CompareView(session)  # View ▸ Compare (C): the current render against a pinned picture
+        self.views.addWidget(self.compare)
         self.views.setMinimumSize(self.canvas.minimumSizeHint())  # not the widest page's: the window stays narrow
         self.setCentralWidget(self.views)
         self.models = ModelBrowser(session)
         self.prompt = PromptPanel(session)
         self.latent = LatentPanel(session)
         self.library = LibraryPanel(session)
+        self.pad = PadPanel(session)
         self.history = HistoryStrip(session)
         self.messages = MessageArea(session)
         self.variations = VariationsPanel(session)
@@ -101,6 +106,9 @@ class MainWindow(QMainWindow):
         self._dock("Latent", self.latent, right)
         self._dock("Library", self.library, right)
         self.tabifyDockWidget(self.docks["Latent"], self.docks["Library"])
+        # the pad edits the latent the Latent dock edits, and needs a square: a tab of the tall right column (the
+        # bottom docks are short and collapse; there the preview would shrink while dragging)
+        self.tabifyDockWidget(self.docks["Library"], self._dock("Pad", self.pad, right))
         self.docks["Latent"].raise_()
         timeline_scroll = QScrollArea()  # a narrow window scrolls the timeline's controls instead of refusing to shrink
         timeline_scroll.setWidgetResizable(True)
@@ -277,6 +285,16 @@ class MainWindow(QMainWindow):
                                                                                          "screen pixel")
         self.act_zoom_in = self._action("Zoom &In", self.canvas.zoom_in, K.ZoomIn)
         self.act_zoom_out = self._action("Zoom &Out", self.canvas.zoom_out, K.ZoomOut)
+        # C toggles compare while the preview has the focus (typing a C anywhere else stays a C)
+        self.act_compare = QAction("&Compare", self, checkable=True)
+        self.act_compare.setShortcut(QKeySequence("C"))
+        self.act_compare.setShortcutContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
+        self.act_compare.setToolTip("Compare the current render with a pinned picture (C in the preview)")
+        self.act_compare.setStatusTip(self.act_compare.toolTip())
+        self.act_compare.toggled.connect(self.show_compare)
+        self.views.addAction(self.act_compare)
+        self.act_pin = self._action("&Pin Current for Compare", self.pin_current, "Ctrl+Shift+P",
+                                    "Pin the current render: Compare shows it beside what you render next")
         self.act_about = self._action("&About Latent Studio", self.about)
         self.act_shortcuts = self._action("&Keyboard Shortcuts", self.show_shortcuts, "F1")
         self.act_log = self._action("Show &Log File", self.show_log_file, None,
@@ -328,6 +346,8 @@ class MainWindow(QMainWindow):
         view = bar.addMenu("&View")
         view.addActions([self.act_fit, self.act_actual, self.act_zoom_in, self.act_zoom_out])
         view.addSeparator()
+        view.addActions([self.act_compare, self.act_pin])
+        view.addSeparator()
         for dock in self.docks.values():
             view.addAction(dock.toggleViewAction())
         help_menu = bar.addMenu("&Help")
@@ -339,6 +359,7 @@ class MainWindow(QMainWindow):
     @Slot(object)
     def _on_image_changed(self, image) -> None:
         self.canvas.set_image(image)
+        self.compare.set_current(image)
 
     @Slot(object)
     def _on_sound_changed(self, output) -> None:
@@ -375,9 +396,10 @@ class MainWindow(QMainWindow):
         sound = self.session.output_kind == "audio"
         if not sound:
             self.audio_view.stop()
-        self.views.setCurrentWidget(self.audio_view if sound else self.canvas)
+        self.views.setCurrentWidget(self.audio_view if sound else
+                                    self.compare if self.act_compare.isChecked() else self.canvas)
         for action in (self.act_copy, self.act_fit, self.act_actual, self.act_zoom_in, self.act_zoom_out,
-                       self.act_export_grid, self.act_export_video):
+                       self.act_export_grid, self.act_export_video, self.act_compare, self.act_pin):
             action.setEnabled(not sound)
         self.act_play.setEnabled(sound)
         self.zoom_label.setVisible(not sound)
@@ -775,6 +797,29 @@ class MainWindow(QMainWindow):
         self.docks["Queue"].raise_()
         self.bottom_docks.expand(self.docks["Queue"])
 
+    # --- compare ---------------------------------------------------------------------------------------------------
+    def show_compare(self, on: bool = True) -> None:
+        """View ▸ Compare (C): the compare view in place of the canvas (at the canvas's zoom unless it is fitted)."""
+        if self.act_compare.isChecked() != on:
+            self.act_compare.setChecked(on)  # toggled: comes back here
+            return
+        if self.session.output_kind == "audio":
+            return
+        self.compare.set_zoom(None if self.canvas.fit_mode else self.canvas.zoom)
+        self.views.setCurrentWidget(self.compare if on else self.canvas)
+        (self.compare.area if on else self.canvas).setFocus()
+
+    def pin_current(self) -> None:
+        """Ctrl+Shift+P: pin the current render for Compare."""
+        if self.compare.pin_current():
+            self.statusBar().showMessage(f"Pinned {self.compare.pinned_label}: Compare (C) shows it beside the "
+                                         "current render", 5000)
+
+    def compare_with(self, image, label: str) -> None:
+        """Compare the current render with `image` (a numpy array or QImage: a gallery item, say), named `label`."""
+        self.compare.pin(image, label)
+        self.show_compare(True)
+
     def show_variations(self) -> None:
         """Ctrl+Shift+V: render a fresh set of variations and bring their grid forward."""
         self.docks["Variations"].show()
@@ -863,6 +908,7 @@ class MainWindow(QMainWindow):
                  ", ".join(k.toString(native) for k in a.shortcuts()))
                 for a in self.actions() if a.shortcuts()]
         rows += [("Preview (when it has the focus): fit, actual size, zoom", "F, 1, +, −"),
+                 ("Preview: compare with the pinned picture", "C"),
                  ("Preview: zoom about the pointer", "Wheel")]
         return rows
 

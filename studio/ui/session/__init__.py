@@ -98,6 +98,7 @@ class Session(QObject):
         self.directions = DirectionsAdapter(self.core.undo, self.message.emit, self)
         self.documents.model_changed.connect(self.directions.use_model)
         self._gallery_failed = False
+        self.projection_target: Path | None = None  # the newest image encoded or projected (compare can pin it)
         self.gallery: Gallery | None = None  # the index of finished renders (studio.app.gallery), opened on first use
         self._gallery_writer: GalleryWriter | None = None  # its writes, off the GUI thread
         self._indexed.connect(self._on_indexed)
@@ -397,6 +398,7 @@ class Session(QObject):
     def encode_image(self, path: str | Path, chars: str = "") -> None:
         """Encode an image (for text models: a strip with one cell per character of `chars`) into the latent; a
         projection runs for a while on the worker, reports progress and can be cancelled."""
+        self.projection_target = Path(path)
         self.tasks.encode_image(path, chars)
 
     def strip_chars(self, path: str | Path) -> StripGuess:
