@@ -132,6 +132,7 @@ class MainWindow(QMainWindow):
         self.queue.open_folder.connect(lambda folder: self.open_folder(Path(folder)))
         self.gallery.open_folder.connect(lambda folder: self.open_folder(Path(folder)))
         self.gallery.trash_files.connect(self.move_to_trash)
+        self.gallery.pin_image.connect(self._compare_with_gallery)
         self._build_status_bar()
         self._build_actions()
         self._build_menus()
@@ -819,6 +820,12 @@ class MainWindow(QMainWindow):
         """Compare the current render with `image` (a numpy array or QImage: a gallery item, say), named `label`."""
         self.compare.pin(image, label)
         self.show_compare(True)
+
+    def _compare_with_gallery(self, image, label: str) -> None:
+        """The gallery viewer's *Compare with Current*: the main window comes forward with the compare view."""
+        self.compare_with(image, label)
+        self.raise_()
+        self.activateWindow()
 
     def show_variations(self) -> None:
         """Ctrl+Shift+V: render a fresh set of variations and bring their grid forward."""

@@ -227,3 +227,17 @@ def test_new_renders_join_the_top_without_resetting_the_view(qtbot, window, tmp_
     assert not resets and panel.count.text() == "4 renders"
     assert panel.model.items[0].seed == "9" and [i.id for i in panel.model.items[1:]] == ids[::-1]
     assert panel.selected_ids() == [ids[0]]  # the pick stayed on its item
+
+
+def test_the_viewer_pins_a_render_in_the_windows_compare_view(qtbot, window, tmp_path):
+    session = window.session
+    made, ids = _three(session, tmp_path)
+    panel = show_gallery(qtbot, window)
+    panel.view.setCurrentIndex(panel.model.index(1))
+    panel.open_button.click()
+    viewer = panel.viewer
+    qtbot.waitUntil(lambda: viewer.left.canvas.image() is not None and viewer.pin_button.isEnabled(), timeout=5000)
+    QTest.keyClick(viewer, Qt.Key.Key_P)
+    compare = window.compare
+    qtbot.waitUntil(lambda: compare.isVisible(), timeout=3000)
+    assert "seed 4" in compare.pinned_label and compare.pinned_image().width() == fake_image(made[1][1]).shape[1]

@@ -176,6 +176,7 @@ class _GalleryView(QListView):
 class GalleryPanel(QWidget):
     open_folder = Signal(str)
     trash_files = Signal(list)  # [(item id, Path)]: the window moves them to the trash, then calls forget()
+    pin_image = Signal(QImage, str)  # the viewer's picture: the window compares the current render with it
 
     def __init__(self, session, parent: QWidget | None = None):
         super().__init__(parent)
@@ -364,6 +365,7 @@ class GalleryPanel(QWidget):
             self.viewer = GalleryViewer(self)
             self.viewer.rate.connect(self.rate_item)
             self.viewer.restore.connect(self._restore_item)
+            self.viewer.pin.connect(self.pin_image)
         return self.viewer
 
     def _restore_item(self, item_id: int) -> None:

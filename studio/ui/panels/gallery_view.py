@@ -1,6 +1,7 @@
 """The gallery's full view: one render large (zoom and pan as on the preview), or two side by side to compare, with
 what made them (model, seed, prompt, rating, tags, file). ←/→ step through the gallery's items in its order, 1–5
-star, 0 clears, X rejects, F fits, Enter restores the item's request, Esc closes. Grids and contact sheets open here too
+star, 0 clears, X rejects, F fits, P compares the current render with it (the main window's compare view), Enter
+restores the item's request, Esc closes. Grids and contact sheets open here too
 (`show_file`). Pictures are read on a thread pool, never on the GUI thread: a large PNG does not stall the window."""
 
 from __future__ import annotations
@@ -73,6 +74,7 @@ class GalleryViewer(QWidget):
 
     rate = Signal(int, int)  # item id, rating (-1 rejects)
     restore = Signal(int)  # item id
+    pin = Signal(QImage, str)  # the picture shown and its label: compare the current render with it
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent, Qt.WindowType.Window)
@@ -101,6 +103,9 @@ class GalleryViewer(QWidget):
         self.restore_button = QPushButton("Restore")
         self.restore_button.setObjectName("viewerRestore")
         self.restore_button.setToolTip("Make this render's exact request the current one (Enter; one undo step)")
+        self.pin_button = QPushButton("Compare with Current")
+        self.pin_button.setObjectName("viewerPin")
+        self.pin_button.setToolTip("Pin this render in the main window's compare view, beside the current one (P)")
         self.fit_button = QPushButton("Fit")
         self.fit_button.setObjectName("viewerFit")
         self.fit_button.setToolTip("Fit the picture(s) to the window (0 on the picture)")
@@ -111,6 +116,7 @@ class GalleryViewer(QWidget):
             row.addWidget(widget)
         row.addStretch(1)
         row.addWidget(self.fit_button)
+        row.addWidget(self.pin_button)
         row.addWidget(self.restore_button)
         layout = QVBoxLayout(self)
         layout.addWidget(self.split, 1)
@@ -119,7 +125,8 @@ class GalleryViewer(QWidget):
         self.next_button.clicked.connect(lambda: self.step(1))
         self.restore_button.clicked.connect(self._restore)
         self.fit_button.clicked.connect(self._fit)
-        for button in (self.prev_button, self.next_button, self.fit_button, self.restore_button):
+        self.pin_button.clicked.connect(self._pin)
+        for button in (self.prev_button, self.next_button, self.fit_button, self.restore_button, self.pin_button):
             button.setFocusPolicy(Qt.FocusPolicy.NoFocus)  # a focused button would take ←/→ to move the focus
         self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
         self.resize(900, 640)
@@ -185,6 +192,7 @@ class GalleryViewer(QWidget):
         self.position.setText(f"{self.index + 1:,} of {len(self.items):,}" if self.items else "")
 
     def _update_buttons(self) -> None:
+        self.pin_button.setEnabled(self.left.canvas.image() is not None)
         self.prev_button.setEnabled(self.index > 0)
         self.next_button.setEnabled(0 <= self.index < len(self.items) - 1)
         self.restore_button.setEnabled(self.current is not None and bool(self.current.request_json))
@@ -208,10 +216,16 @@ class GalleryViewer(QWidget):
                 else:
                     side.canvas.set_image(image)
                     side.canvas.fit()
+                    self._update_buttons()
 
     def _fit(self) -> None:
         for side in (self.left, self.right):
             side.canvas.fit()
+
+    def _pin(self) -> None:
+        image = self.left.canvas.image()
+        if image is not None:
+            self.pin.emit(image, self.left.label.text())
 
     def _restore(self) -> None:
         if self.current is not None:
@@ -237,6 +251,8 @@ class GalleryViewer(QWidget):
             self._restore()
         elif key == Qt.Key.Key_F:
             self._fit()
+        elif key == Qt.Key.Key_P:
+            self._pin()
         elif event.modifiers() == Qt.KeyboardModifier.NoModifier and key in ratings and self.current is not None:
             self.rate.emit(self.current.id, ratings[Qt.Key(key)])
         else:
