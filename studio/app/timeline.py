@@ -33,9 +33,9 @@ def split_at(timeline: Timeline, time: float, key: Keyframe) -> tuple[int, list[
     """Where `key` goes when it is added at `time` seconds: (its index, the other keyframes retimed for it, `key`
     with its duration). The segment `time` falls in is split so that every other keyframe keeps its time: the
     keyframe before shortens to end at `time`, and `key` takes the rest of the segment with the same interpolation
-    and easing. At or after the last keyframe it is appended (past it, not looping: the last keyframe's duration
-    becomes the distance to `time`; looping: the way back to the first is split). ValueError when a keyframe is
-    at `time` already."""
+    and easing. At or after the last keyframe it is appended: past it, the last keyframe's duration becomes the
+    distance to `time` (looping, within the way back to the first, that way is split instead). ValueError when a
+    keyframe other than the last is at `time` already."""
     keys = list(timeline.keyframes)
     if not keys:
         return 0, keys, key
@@ -43,16 +43,14 @@ def split_at(timeline: Timeline, time: float, key: Keyframe) -> tuple[int, list[
     time = max(0.0, float(time))
     last = len(keys) - 1
     for i, start in enumerate(starts):
-        if abs(start - time) < MIN_GAP and not (i == last and not timeline.loop):
+        if abs(start - time) < MIN_GAP and i != last:
             raise ValueError(f"keyframe {i + 1} is at {start:.2f} s already: move the playhead off it")
     segment = next((i for i in range(last) if starts[i] < time < starts[i + 1]), None)
     if segment is None:  # after the last keyframe
-        if time - starts[last] < MIN_GAP:  # at it (not looping): append with the duration it has
+        if time - starts[last] < MIN_GAP:  # at it: append with the duration it has
             return len(keys), keys, key
-        if timeline.loop and time >= starts[last] + keys[last].duration - MIN_GAP:
-            raise ValueError(f"{time:.2f} s is at or past the loop's end "
-                             f"({starts[last] + keys[last].duration:.2f} s): move the playhead back")
-        segment, end = last, (starts[last] + keys[last].duration if timeline.loop else None)
+        looping = timeline.loop and time < starts[last] + keys[last].duration - MIN_GAP
+        segment, end = last, (starts[last] + keys[last].duration if looping else None)
     else:
         end = starts[segment + 1]
     before = keys[segment]
@@ -121,8 +119,9 @@ class TimelineEditor:
         """Change the timeline's fps, loop, audio, keyframes, mappings or in/out points; in/out points not given
         are kept where they still fit (a keyframe removed past the out point takes it away)."""
         kept = {name: getattr(self.timeline, name) for name in POINTS if name not in fields}
+        unset: dict[str, Any] = {name: None for name in kept}
         try:
-            timeline = dataclasses.replace(self.timeline, **fields, **{name: None for name in kept})
+            timeline = dataclasses.replace(self.timeline, **fields, **unset)
             if kept:
                 timeline = timeline.fitted_points(kept.get("in_point", timeline.in_point),
                                                   kept.get("out_point", timeline.out_point))

@@ -739,7 +739,7 @@ class MainWindow(QMainWindow):
         self.docks["Timeline"].show()
         self.docks["Timeline"].raise_()
         self.bottom_docks.expand(self.docks["Timeline"])
-        self.session.add_keyframe()
+        self.timeline.add_at_playhead()
 
     def export_grid_dialog(self) -> None:
         """Ctrl+Shift+G: an X/Y plot of the current request (asks for the two axes and where)."""

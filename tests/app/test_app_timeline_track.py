@@ -191,3 +191,39 @@ def test_the_meter_counts_frames_shown_against_frames_due():
     assert not PlaybackMeter(24).dropping(5.0)  # not started
     with pytest.raises(ValueError):
         PlaybackMeter(0)
+
+
+# --- the sound's sketch -------------------------------------------------------------------------------------------
+def test_the_waveform_columns_are_the_min_and_max_of_their_stretch():
+    from studio.app.waveform import SoundSketch, columns, peaks_of
+
+    wave = np.sin(np.arange(8000) / 40.0).astype(np.float32) * np.linspace(0, 1, 8000, dtype=np.float32)
+    peaks = peaks_of(wave, buckets=800)  # 10 samples a bucket
+    assert peaks.shape == (800, 2) and peaks[5, 0] == wave[50:60].min() and peaks[5, 1] == wave[50:60].max()
+    sketch = SoundSketch(peaks, 1.0, 24.0, ())
+    mins, maxs = columns(sketch, 0.0, 0.01, 100)  # 8 buckets a column
+    for k in (0, 37, 99):
+        stretch = wave[k * 80:(k + 1) * 80]
+        assert (mins[k], maxs[k]) == (stretch.min(), stretch.max())
+    mins, maxs = columns(sketch, -0.5, 0.01, 200)  # before and after the sound: silence
+    assert not mins[:50].any() and not maxs[150:].any() and maxs[50 + 99] == wave[7920:].max()
+    mins, maxs = columns(sketch, 0.5, 0.0001, 10)  # zoomed in past a bucket: each column shows its bucket
+    assert maxs[0] == peaks[400, 1] and maxs[9] == peaks[400, 1]
+
+
+def test_the_sketch_reads_the_sound_and_shapes_the_mappings_curves(tmp_path):
+    import soundfile as sf
+
+    from studio.app.waveform import sketch_sound
+    from studio.latent.reactive import envelopes, shape
+    from studio.project.timeline import AudioMapping
+
+    rate = 8000
+    wave = (0.5 * np.sin(np.arange(2 * rate) / 8) * (np.arange(2 * rate) > rate)).astype(np.float32)
+    sf.write(str(tmp_path / "late.wav"), wave, rate)
+    mapping = AudioMapping("loudness", "d0", gain=2.0, release=0.2)
+    sketch = sketch_sound(tmp_path / "late.wav", 10.0, (mapping,))
+    assert sketch.seconds == pytest.approx(2.0) and len(sketch.peaks) == min(16384, 2 * rate)
+    expected = shape(envelopes(wave, rate, 10.0)["loudness"], 2.0, 0.0, 0.2, 10.0)
+    assert len(sketch.curves) == 1 and np.allclose(sketch.curves[0], expected)
+    assert sketch.curves[0][:8].max() < 0.2 and sketch.curves[0][12:].min() > 1.0  # loud in the second second
