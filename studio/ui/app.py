@@ -220,7 +220,7 @@ def _report_geometry_when_shown(window, path: str) -> None:
                          "progress_bars": sum(1 for bar in window.findChildren(QProgressBar) if bar.isVisible()),
                          "modified": window.isWindowModified(), "undo_index": window.session.undo.index(),
                          "focus": getattr(QApplication.focusWidget(), "objectName", lambda: "")(),
-                         "sound_samples": _samples_shown(window)}
+                         "sound_samples": _samples_shown(window), "timeline": window.timeline.state()}
         tmp = path + ".part"
         with open(tmp, "w", encoding="utf-8") as f:
             json.dump(data, f)

@@ -126,6 +126,7 @@ def test_the_wheel_zooms_around_the_pointer_and_shift_scrolls(three_keys):
 
 def test_tick_labels_adapt_to_the_zoom():
     assert tick_step(80, 24) == (1.0, False) and tick_step(20, 24) == (5.0, False)
+    assert tick_step(300, 24) == (pytest.approx(0.25), True) and tick_step(250, 30)[0] == pytest.approx(1 / 3)
     step, frames = tick_step(2000, 24)
     assert frames and step == pytest.approx(1 / 24)
     assert time_label(1.5, 24, True) == "1s 12f" and time_label(0.25, 24, True) == "6f"

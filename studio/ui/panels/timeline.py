@@ -634,6 +634,17 @@ class TimelinePanel(QWidget):
         self.details.setVisible(shown)
         self.details_toggle.setArrowType(Qt.ArrowType.DownArrow if shown else Qt.ArrowType.RightArrow)
 
+    def state(self) -> dict:
+        """What a real-window test reads of the timeline (the window's geometry report): keyframe times, in/out,
+        the playhead, play and its meter, and where each keyframe's thumbnail is on the track (its pixels)."""
+        timeline = self.timeline
+        return {"starts": timeline.starts, "in": timeline.in_point, "out": timeline.out_point,
+                "playhead": self.track.playhead, "playing": self.playing, "shown": self.meter.shown_total,
+                "status": self.play_status.text(), "thumbs_ready": len(self.track.thumbs),
+                "keyframes": [[round(v) for v in self.track.thumb_rect(i).getRect()]
+                              for i in range(len(timeline.keyframes))],
+                "x0": self.track.x_of(0.0), "scale": self.track.scale}
+
     # --- playing --------------------------------------------------------------------------------------------------
     @property
     def playing(self) -> bool:

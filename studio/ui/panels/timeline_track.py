@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PySide6.QtCore import QObject, QPointF, QRectF, QSize, Qt, Signal, Slot
+from PySide6.QtCore import QEvent, QObject, QPointF, QRectF, QSize, Qt, Signal, Slot
 from PySide6.QtGui import (QColor, QContextMenuEvent, QFont, QImage, QKeyEvent, QMouseEvent, QPainter, QPainterPath,
                            QPaintEvent, QPen, QPolygonF, QWheelEvent)
 from PySide6.QtWidgets import QMenu, QSizePolicy, QWidget
@@ -43,7 +43,8 @@ MAX_KEYFRAME_THUMBS = 256  # thumbnails kept beyond the keyframes in use (undo b
 CURVE_COLOURS = ("#e8a33d", "#4fc1e9", "#a0d468", "#ec87c0", "#ac92ec", "#ed5565")
 # steps between labelled ticks, in seconds (sub-second ones are shown in frames)
 SECOND_STEPS = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600)
-FRAME_STEPS = (1, 2, 5, 10, 15, 30, 60)
+TRACK_KEYS = (Qt.Key.Key_Space, Qt.Key.Key_I, Qt.Key.Key_O, Qt.Key.Key_Left, Qt.Key.Key_Right, Qt.Key.Key_Home,
+              Qt.Key.Key_End)
 
 
 def curve_colour(index: int) -> QColor:
@@ -62,11 +63,11 @@ def time_label(seconds: float, fps: float, frames: bool) -> str:
 
 
 def tick_step(scale: float, fps: float, min_px: float = 64.0) -> tuple[float, bool]:
-    """(seconds between labelled ticks, whether they are counted in frames) so that labels stay `min_px` apart."""
+    """(seconds between labelled ticks, whether they are counted in frames) so that labels stay `min_px` apart.
+    Frame steps divide a second (at 24 fps: 1, 2, 3, 4, 6, 8, 12 frames) so that every second is labelled."""
     frame = 1.0 / fps
-    for n in FRAME_STEPS:
-        if n * frame >= 1.0:
-            break
+    per = max(1, int(round(fps)))
+    for n in (n for n in range(1, per) if per % n == 0):
         if n * frame * scale >= min_px:
             return n * frame, True
     for n in SECOND_STEPS:
@@ -112,7 +113,7 @@ class TimelineTrack(QWidget):
         self.playing = False
         self._press: _Press | None = None
         self._drags = 0
-        self._fitted = False
+        self._zoomed = False  # the user zoomed or scrolled: the view no longer fits the timeline by itself
 
     # --- what the panel sets --------------------------------------------------------------------------------------
     def sizeHint(self) -> QSize:  # noqa: N802 (Qt's name)
@@ -122,9 +123,8 @@ class TimelineTrack(QWidget):
         return QSize(200, HEIGHT)
 
     def set_timeline(self, timeline: Timeline) -> None:
-        had = len(self.timeline.keyframes)
         self.timeline = timeline
-        if not self._fitted and timeline.length > 0 or had < 2 <= len(timeline.keyframes):
+        if not self._zoomed:  # until the user zooms or scrolls, the whole timeline shows
             self.fit()
         if self.selected >= len(timeline.keyframes):
             self.selected = len(timeline.keyframes) - 1
@@ -134,7 +134,7 @@ class TimelineTrack(QWidget):
         """Move the playhead (the view follows it when it leaves the visible part)."""
         self.playhead = max(0.0, float(seconds))
         x = self.x_of(self.playhead)
-        if x < MARGIN or x > self.width() - 4:
+        if self._zoomed and (x < MARGIN or x > self.width() - 4):
             self.offset = max(0.0, self.playhead - (self.width() - 2 * MARGIN) * (0.1 if self.playing else 0.5)
                               / self.scale)
         self.update()
@@ -156,14 +156,20 @@ class TimelineTrack(QWidget):
         self.update()
 
     def fit(self) -> None:
-        """Show the whole timeline (or the first 10 s of an empty one)."""
+        """Show the whole timeline (or the first 10 s of an empty one), and keep fitting it as it changes or the
+        track is resized, until the user zooms or scrolls."""
         length = max(self.timeline.length, self.timeline.starts[-1] if self.timeline.keyframes else 0.0)
         length = length if length > 0 else 10.0
-        width = max(100, self.width() - 2 * MARGIN - 60)  # room for the last keyframe's thumbnail
+        width = max(100, self.width() - 2 * MARGIN - THUMB_H * 3)  # room for the last keyframe's thumbnail
         self.scale = min(MAX_SCALE, max(MIN_SCALE, width / length))
         self.offset = 0.0
-        self._fitted = self.timeline.length > 0
+        self._zoomed = False
         self.update()
+
+    def resizeEvent(self, event) -> None:  # noqa: N802
+        super().resizeEvent(event)
+        if not self._zoomed:
+            self.fit()
 
     # --- coordinates ------------------------------------------------------------------------------------------------
     def x_of(self, seconds: float) -> float:
@@ -379,6 +385,7 @@ class TimelineTrack(QWidget):
         if delta.x() and not delta.y() or event.modifiers() & Qt.KeyboardModifier.ShiftModifier:
             steps = (delta.x() or delta.y()) / 120.0
             self.offset = max(0.0, self.offset - steps * 60.0 / self.scale)
+            self._zoomed = True
         else:
             self.zoom(2 ** (delta.y() / 120.0 / 2), event.position().x())
         self.update()
@@ -389,8 +396,18 @@ class TimelineTrack(QWidget):
         anchor = self.time_at(x)
         self.scale = min(MAX_SCALE, max(MIN_SCALE, self.scale * factor))
         self.offset = max(0.0, anchor - (x - MARGIN) / self.scale)
-        self._fitted = True
+        self._zoomed = True
         self.update()
+
+    def event(self, event: QEvent) -> bool:
+        """The track's keys win over the window's shortcuts while it has the focus (Esc only while playing: else
+        it stays the window's Cancel Render)."""
+        if event.type() == QEvent.Type.ShortcutOverride and isinstance(event, QKeyEvent) \
+                and not event.modifiers() & ~Qt.KeyboardModifier.KeypadModifier \
+                and (event.key() in TRACK_KEYS or event.key() == Qt.Key.Key_Escape and self.playing):
+            event.accept()
+            return True
+        return super().event(event)
 
     def keyPressEvent(self, event: QKeyEvent) -> None:  # noqa: N802
         key = event.key()
