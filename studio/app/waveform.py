@@ -8,8 +8,10 @@ sound, fps and mappings, and draws it with `columns` (cheap numpy).
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -38,17 +40,21 @@ def peaks_of(wave: np.ndarray, buckets: int = BUCKETS) -> np.ndarray:
     return np.stack([np.minimum.reduceat(wave, edges), np.maximum.reduceat(wave, edges)], axis=1)
 
 
-def sketch_sound(path: str | Path, fps: float, mappings: tuple[AudioMapping, ...] = (),
-                 buckets: int = BUCKETS) -> SoundSketch:
-    """The sketch of the sound at `path` (StudioError naming an unreadable file; ValueError for a silent one when
-    there are mappings)."""
+def sketch_sound(path: str | Path, fps: float, mappings: tuple[AudioMapping, ...] = (), buckets: int = BUCKETS,
+                 on_peaks: Callable[[SoundSketch], None] | None = None) -> SoundSketch:
+    """The sketch of the sound at `path`; `on_peaks(sketch)` gets the waveform alone first (quick), before the
+    mappings' curves are computed (a long sound's envelopes take seconds). StudioError naming an unreadable file;
+    ValueError for a silent one when there are mappings."""
     wave, info = read_sound(path, None)
     rate = int(info["sample_rate"])
-    curves: tuple[np.ndarray, ...] = ()
-    if mappings:
-        found = envelopes(wave, rate, fps)
-        curves = tuple(shape(found[m.envelope], m.gain, m.attack, m.release, fps) for m in mappings)
-    return SoundSketch(peaks_of(wave, buckets), len(wave) / rate, float(fps), curves)
+    sketch = SoundSketch(peaks_of(wave, buckets), len(wave) / rate, float(fps), ())
+    if not mappings:
+        return sketch
+    if on_peaks is not None:
+        on_peaks(sketch)
+    found = envelopes(wave, rate, fps)
+    return dataclasses.replace(sketch, curves=tuple(shape(found[m.envelope], m.gain, m.attack, m.release, fps)
+                                                    for m in mappings))
 
 
 def columns(sketch: SoundSketch, start: float, seconds_per_column: float, count: int) -> tuple[np.ndarray, np.ndarray]:

@@ -36,6 +36,7 @@ MAX_OFFERED_INDEXED = 32  # an indexed number param (d0 …) is offered as mappi
 DRIVEN_KINDS = (Kind.FLOAT,)  # an envelope adds fractions: whole-number params (steps, layers) cannot take them
 MAPPING_COLUMNS = ("Envelope", "Target", "Gain", "Attack", "Release")
 SENT_KEPT = 64  # frames sent while playing that are remembered (a render finishing later than that is not counted)
+IN_FLIGHT_WAIT_S = 2.0  # a frame sent this long ago with no render since (failed, cancelled) no longer holds play
 
 
 def seconds_text(value: float) -> str:
@@ -237,6 +238,7 @@ class TimelinePanel(QWidget):
         self.meter = PlaybackMeter(24.0)
         self._sent: deque[RenderRequest] = deque(maxlen=SENT_KEPT)  # frames sent while playing, to count shown ones
         self._last_sent = -1  # the frame index sent last
+        self._in_flight: float | None = None  # when the frame rendering now was sent (None: none is)
         self._follow_end = False  # an Add at the end moves the playhead to the new keyframe
         self.thumbnails = KeyframeThumbnails(session, self)
         self.sketcher = SoundSketcher(self)
@@ -281,6 +283,8 @@ class TimelinePanel(QWidget):
         self.thumbnails.changed.connect(self._show_thumbnails)
         self.sketcher.ready.connect(self.track.set_sketch)
         session.rendered.connect(self._on_rendered)
+        session.bridge.failed.connect(self._on_preview_ended)
+        session.bridge.cancelled.connect(self._on_preview_ended)
         self._on_latents_changed()
         self._on_timeline_changed()
 
@@ -672,6 +676,7 @@ class TimelinePanel(QWidget):
         self.meter.start(now)
         self._sent.clear()
         self._last_sent = -1
+        self._in_flight = None
         self.play.setChecked(True)
         self.play.setText("Stop")
         self.track.set_playing(True)
@@ -700,18 +705,30 @@ class TimelinePanel(QWidget):
         frame = int(math.floor(t * self.timeline.fps + 1e-9))
         self.track.set_playhead(t)
         self._show_time()
-        if frame != self._last_sent:
+        # one frame in flight at a time: a frame sent while another renders would make that one stale (newest wins),
+        # so that neither would show; the frames due meanwhile are skipped (dropped), and play keeps real time
+        free = self._in_flight is None or now - self._in_flight > IN_FLIGHT_WAIT_S
+        if frame != self._last_sent and free:
             self._last_sent = frame
             sent = self.session.preview_frame(frame / self.timeline.fps)
             if sent is not None:
                 self._sent.append(sent)
+                self._in_flight = now
         self.play_status.setText(self.meter.text(now))
         if ended:
             self.stop()
 
+    def _on_preview_ended(self, *_args) -> None:
+        """A preview failed or was cancelled: it holds play no longer."""
+        self._in_flight = None
+
     def _on_rendered(self, request, _seconds: float, _info) -> None:
-        if self.playback is not None and request in self._sent:
+        if self.playback is None:
+            return
+        self._in_flight = None  # the preview lane is free again (this frame, or a newer request's)
+        if request in self._sent:
             self.meter.shown(time.monotonic())
+        self._on_tick()  # the frame due now, at once
 
     def _choose_sound(self) -> None:
         path = dialogs.ask_sound_file(self)

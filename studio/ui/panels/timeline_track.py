@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from PySide6.QtCore import QEvent, QObject, QPointF, QRectF, QSize, Qt, Signal, Slot
 from PySide6.QtGui import (QColor, QContextMenuEvent, QFont, QImage, QKeyEvent, QMouseEvent, QPainter, QPainterPath,
-                           QPaintEvent, QPen, QPolygonF, QWheelEvent)
+                           QPaintEvent, QPen, QPixmap, QPolygonF, QWheelEvent)
 from PySide6.QtWidgets import QMenu, QSizePolicy, QWidget
 
 from studio.app.waveform import SoundSketch, columns, sketch_sound
@@ -114,6 +114,8 @@ class TimelineTrack(QWidget):
         self._press: _Press | None = None
         self._drags = 0
         self._zoomed = False  # the user zoomed or scrolled: the view no longer fits the timeline by itself
+        self._static: QPixmap | None = None  # everything but the playhead, and what it was painted for
+        self._static_key: tuple = ()
 
     # --- what the panel sets --------------------------------------------------------------------------------------
     def sizeHint(self) -> QSize:  # noqa: N802 (Qt's name)
@@ -200,11 +202,32 @@ class TimelineTrack(QWidget):
 
     # --- painting ---------------------------------------------------------------------------------------------------
     def paintEvent(self, _event: QPaintEvent) -> None:  # noqa: N802
+        """The playhead over a cached picture of the rest (ruler, keyframes, waveform, points): while playing, only
+        the playhead moves, so a frame costs one pixmap copy."""
+        ratio = self.devicePixelRatioF()
+        key = (self.timeline, self.offset, self.scale, self.width(), self.height(), ratio, self.thumbs, self.sketch,
+               self.sound_note, self.selected, self.hasFocus())
+        if self._static is None or self._static_key != key:
+            self._static = self._paint_static(ratio)
+            self._static_key = key
         painter = QPainter(self)
-        painter.setRenderHint(QPainter.RenderHint.Antialiasing, False)
+        painter.drawPixmap(0, 0, self._static)
+        self._paint_playhead(painter)
+        painter.end()
+
+    def changeEvent(self, event: QEvent) -> None:  # noqa: N802
+        if event.type() == QEvent.Type.PaletteChange:
+            self._static = None
+        super().changeEvent(event)
+
+    def _paint_static(self, ratio: float) -> QPixmap:
+        pixmap = QPixmap(max(1, round(self.width() * ratio)), max(1, round(self.height() * ratio)))
+        pixmap.setDevicePixelRatio(ratio)
         palette = self.palette()
+        pixmap.fill(palette.window().color())
+        painter = QPainter(pixmap)
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing, False)
         base, text = palette.base().color(), palette.text().color()
-        painter.fillRect(self.rect(), palette.window().color())
         painter.fillRect(QRectF(0, TRACK_TOP, self.width(), TRACK_H), base)
         painter.fillRect(QRectF(0, WAVE_TOP, self.width(), WAVE_H), base.darker(110))
         self._paint_span(painter)
@@ -212,11 +235,11 @@ class TimelineTrack(QWidget):
         self._paint_wave(painter, text)
         self._paint_keyframes(painter, text)
         self._paint_points(painter)
-        self._paint_playhead(painter)
         if self.hasFocus():
             painter.setPen(QPen(palette.highlight().color(), 1))
-            painter.drawRect(self.rect().adjusted(0, 0, -1, -1))
+            painter.drawRect(QRectF(0, 0, self.width() - 1, self.height() - 1))
         painter.end()
+        return pixmap
 
     def _paint_span(self, painter: QPainter) -> None:
         """Shade what is outside the animation, and outside the in/out points."""
@@ -284,11 +307,11 @@ class TimelineTrack(QWidget):
     def _paint_wave(self, painter: QPainter, text: QColor) -> None:
         sketch = self.sketch
         mid = WAVE_TOP + WAVE_H / 2
+        if self.sound_note:  # "No sound", "Reading x.wav …", a problem
+            painter.setPen(QPen(text, 1))
+            painter.drawText(QRectF(MARGIN, WAVE_TOP, self.width() - MARGIN, WAVE_H),
+                             Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignLeft, self.sound_note)
         if sketch is None:
-            if self.sound_note:
-                painter.setPen(QPen(text, 1))
-                painter.drawText(QRectF(MARGIN, WAVE_TOP, self.width() - MARGIN, WAVE_H),
-                                 Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignLeft, self.sound_note)
             return
         width = self.width()
         mins, maxs = columns(sketch, self.time_at(0), 1.0 / self.scale, width)
@@ -517,10 +540,17 @@ class SoundSketcher(QObject):
         threading.Thread(target=self._work, args=(key, path, fps, mappings), name="sound-sketch", daemon=True).start()
 
     def _work(self, key: tuple, path: Path, fps: float, mappings: tuple) -> None:
+        peaks: list[SoundSketch] = []
+
+        def first(sketch: SoundSketch) -> None:  # the waveform shows while the curves are computed
+            peaks.append(sketch)
+            self._done.emit(key, sketch, "Computing the mappings' curves …")
+
         try:
-            sketch, note = sketch_sound(path, fps, mappings), ""
+            sketch, note = sketch_sound(path, fps, mappings, on_peaks=first), ""
         except (StudioError, ValueError, OSError) as exc:
-            sketch, note = None, f"Cannot draw {path.name}: {getattr(exc, 'problem', None) or exc}"
+            problem = getattr(exc, "problem", None) or str(exc)
+            sketch, note = (peaks[0] if peaks else None), f"Cannot draw {path.name}: {problem}"
         self._done.emit(key, sketch, note)
 
     @Slot(object, object, str)
