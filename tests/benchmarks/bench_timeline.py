@@ -177,7 +177,7 @@ def _measure(tmp: Path, model, models_dirs, device, seconds, rates, sound_minute
                 "idle_ms": idle_ms, "seconds": seconds}
     finally:
         probe.stop()
-        if window is not None:
+        if window is not None and session is not None:
             session.undo.setClean()
             window.close()
         if session is not None:

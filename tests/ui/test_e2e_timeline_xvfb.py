@@ -1,7 +1,8 @@
 """The timeline's track in the real window (tests/ui/xharness.py) at 1280×720 on the shipped glyph model: three
 keyframes added with Ctrl+K and the Add Keyframe button (the seed drawn anew between them with Ctrl+R), the track
 fully in view in the Timeline dock, a keyframe dragged with the real mouse to retime it, Play moving the playhead
-and changing the preview, I / O typed at the track setting the in and out points. The screenshots' paths are
+and changing the preview, I / O typed at the track setting the in and out points, a sound chosen with Sound… (Qt's
+file dialog) and a mapping added: the waveform and the mapping's curve under the track. The screenshots' paths are
 printed (pytest -s) for looking at; SHOTS=folder keeps copies there."""
 
 from __future__ import annotations
@@ -11,7 +12,9 @@ import shutil
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
+import soundfile as sf
 
 from xharness import PREVIEW_CHANGED, App, Screen, crop, mad, wait_for, xdisplay  # noqa: F401 (a fixture)
 
@@ -66,8 +69,6 @@ def test_add_drag_play_and_set_in_out_on_the_track(xdisplay, tmp_path):
             screen.xdotool("mousemove", "--sync", x0 + round(scale * step / 10), y0)
             time.sleep(0.03)
         screen.xdotool("mouseup", 1)
-        screen.shot(tmp_path / "after-drag.png")
-        _keep(tmp_path / "after-drag.png")
         assert wait_for(lambda: abs(_timeline(app)["starts"][1] - 3.0) <= 0.1, 10), _timeline(app)
         starts = _timeline(app)["starts"]
         assert starts[0] == 0.0 and starts[2] == 4.0, starts  # the others kept their times
@@ -81,10 +82,11 @@ def test_add_drag_play_and_set_in_out_on_the_track(xdisplay, tmp_path):
         screen.click(track[0] + round(state["x0"]) + 2, track[1] + 10)
         image = app.rect("previewImage", geo)
         before = crop(screen.shot(), image)
+        screen.click(*app.centre("timelineLoopPlay"))  # round and round until stopped
         screen.click(*app.centre("timelinePlay"))
         assert wait_for(lambda: _timeline(app)["playhead"] > 1.0, 20), "the playhead did not move" + app.log()
-        during = crop(screen.shot(), image)
-        assert mad(before, during) > PREVIEW_CHANGED, "the preview did not change while playing"
+        changed = wait_for(lambda: mad(before, crop(screen.shot(), image)) > PREVIEW_CHANGED, 20)
+        assert changed, "the preview did not change while playing"
         playing = tmp_path / "timeline-playing.png"
         screen.shot(playing)
         _keep(playing)
@@ -102,6 +104,32 @@ def test_add_drag_play_and_set_in_out_on_the_track(xdisplay, tmp_path):
             _timeline(app)
         state = _timeline(app)
         assert state["in"] == pytest.approx(1.0, abs=0.05) and state["out"] == pytest.approx(3.5, abs=0.05)
+
+        # a sound through Sound… and Qt's file dialog, and a mapping: the waveform and its curve under the track
+        wav = tmp_path / "beat.wav"
+        rate = 22050
+        t = np.arange(5 * rate) / rate
+        sf.write(str(wav), (0.5 * np.sin(2 * np.pi * 220 * t) * (np.sin(2 * np.pi * 2 * t) > 0)).astype(np.float32),
+                 rate)
+        _scroll_to(app, screen, "timelineSound", dock)  # below the track: the wheel scrolls the dock to it
+        screen.click(*app.centre("timelineSound"))
+        dialogs = wait_for(lambda: screen.windows("^Timeline Sound$"), 20)
+        assert dialogs, "Sound… showed no file dialog" + app.log()
+        time.sleep(0.5)
+        screen.xdotool("type", "--delay", 20, str(wav))
+        screen.xdotool("key", "Return")
+        assert wait_for(lambda: _timeline(app)["waveform"], 20), "no waveform under the track" + app.log()
+        _scroll_to(app, screen, "addMapping", dock)
+        screen.click(*app.centre("addMapping"))
+        assert wait_for(lambda: _timeline(app)["curves"] == 1, 20), "no mapping curve under the track" + app.log()
+        top = None
+        for _ in range(10):  # back up to the top of the dock: until the track stops moving
+            screen.wheel(dock[0] + dock[2] - 30, dock[1] + dock[3] - 30, -3)
+            now = app.rect("timelineTrack", app.geometry(again=True))
+            if now == top:
+                break
+            top = now
+        assert top is not None and top[1] >= track[1], f"the track {top} did not scroll back to {track}"
         shot = tmp_path / "timeline.png"
         screen.shot(shot)
         _keep(shot)
@@ -109,6 +137,18 @@ def test_add_drag_play_and_set_in_out_on_the_track(xdisplay, tmp_path):
         app.quit(screen)
     finally:
         app.kill()
+
+
+def _scroll_to(app: App, screen: Screen, name: str, dock: tuple[int, int, int, int]) -> None:
+    """Wheel the Timeline dock down until widget `name` is wholly in it (over its right edge: no value widget)."""
+    for _ in range(12):
+        geo = app.geometry(again=True)
+        if name in geo:
+            x, y, w, h = app.rect(name, geo)
+            if dock[1] <= y and y + h <= dock[1] + dock[3]:
+                return
+        screen.wheel(dock[0] + dock[2] - 30, dock[1] + dock[3] - 30, 2)
+    raise AssertionError(f"{name} never scrolled into the Timeline dock {dock}")
 
 
 def session_durations(starts: list[float]) -> list[float]:

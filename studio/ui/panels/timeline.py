@@ -645,9 +645,11 @@ class TimelinePanel(QWidget):
         return {"starts": timeline.starts, "in": timeline.in_point, "out": timeline.out_point,
                 "playhead": self.track.playhead, "playing": self.playing, "shown": self.meter.shown_total,
                 "status": self.play_status.text(), "thumbs_ready": len(self.track.thumbs),
-                "keyframes": [[round(v) for v in self.track.thumb_rect(i).getRect()]
-                              for i in range(len(timeline.keyframes))],
-                "x0": self.track.x_of(0.0), "scale": self.track.scale}
+                "keyframes": [[round(r.x()), round(r.y()), round(r.width()), round(r.height())]
+                              for r in (self.track.thumb_rect(i) for i in range(len(timeline.keyframes)))],
+                "x0": self.track.x_of(0.0), "scale": self.track.scale,
+                "waveform": self.track.sketch is not None,
+                "curves": len(self.track.sketch.curves) if self.track.sketch is not None else 0}
 
     # --- playing --------------------------------------------------------------------------------------------------
     @property

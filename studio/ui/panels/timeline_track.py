@@ -546,6 +546,7 @@ class SoundSketcher(QObject):
             peaks.append(sketch)
             self._done.emit(key, sketch, "Computing the mappings' curves …")
 
+        sketch: SoundSketch | None
         try:
             sketch, note = sketch_sound(path, fps, mappings, on_peaks=first), ""
         except (StudioError, ValueError, OSError) as exc:
