@@ -371,7 +371,9 @@ class TimelinePanel(QWidget):
             self.stop()
 
     def _show_thumbnails(self) -> None:
-        self.track.set_thumbnails(self.thumbnails.for_keyframes(self.timeline))
+        thumbs = self.thumbnails.for_keyframes(self.timeline)
+        self.track.placeholder = self.thumbnails.placeholder
+        self.track.set_thumbnails(thumbs)
 
     def _on_latents_changed(self) -> None:
         latents = self.session.document.latents

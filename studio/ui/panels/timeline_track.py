@@ -110,6 +110,7 @@ class TimelineTrack(QWidget):
         self.thumbs: dict[int, QImage] = {}  # keyframe index → its thumbnail (a placeholder box until there)
         self.sketch: SoundSketch | None = None
         self.sound_note = ""  # shown in the waveform lane when there is no sketch ("No sound", "Reading …")
+        self.placeholder = "…"  # in a keyframe's box until its thumbnail comes
         self.playing = False
         self._press: _Press | None = None
         self._drags = 0
@@ -206,7 +207,7 @@ class TimelineTrack(QWidget):
         the playhead moves, so a frame costs one pixmap copy."""
         ratio = self.devicePixelRatioF()
         key = (self.timeline, self.offset, self.scale, self.width(), self.height(), ratio, self.thumbs, self.sketch,
-               self.sound_note, self.selected, self.hasFocus())
+               self.sound_note, self.selected, self.hasFocus(), self.placeholder)
         if self._static is None or self._static_key != key:
             self._static = self._paint_static(ratio)
             self._static_key = key
@@ -296,7 +297,7 @@ class TimelineTrack(QWidget):
                 painter.fillRect(rect, self.palette().alternateBase().color())
                 painter.setPen(QPen(text, 1, Qt.PenStyle.DashLine))
                 painter.drawRect(rect.adjusted(0, 0, -1, -1))
-                painter.drawText(rect, Qt.AlignmentFlag.AlignCenter, "…")
+                painter.drawText(rect, Qt.AlignmentFlag.AlignCenter, self.placeholder)
             painter.setPen(QPen(highlight if i == self.selected else text.darker(130), 2 if i == self.selected else 1))
             painter.drawRect(rect.adjusted(0, 0, -1, -1))
             label = QRectF(rect.left() + 2, rect.top() + 1, 20, 12)
@@ -482,12 +483,14 @@ class KeyframeThumbnails(QObject):
         self._wanted: list[RenderRequest] = []
         self._pending: RenderRequest | None = None
         self._failed: set[RenderRequest] = set()
+        self.placeholder = "…"  # what a keyframe without a thumbnail shows ("♪": a sound model's, which has none)
 
     def for_keyframes(self, timeline: Timeline) -> dict[int, QImage]:
         """The thumbnails there are for `timeline`'s keyframes (by index); those missing are asked for."""
         requests = [k.request for k in timeline.keyframes]
         entry = self.session.entry_for(requests[0].model_id) if requests else None
         images = entry is not None and entry.manifest is not None and entry.manifest.output.kind == "image"
+        self.placeholder = "…" if images or not requests else "♪"
         self._wanted = [r for r in requests if r not in self.cache and r not in self._failed] if images else []
         if len(self.cache) > 4 * MAX_KEYFRAME_THUMBS:  # keep those in use (undo may bring others back: re-rendered)
             self.cache = {r: self.cache[r] for r in requests if r in self.cache}
@@ -512,8 +515,11 @@ class KeyframeThumbnails(QObject):
             self._failed.add(request)
             self._next()
 
+        def cancelled() -> None:  # Esc: asked for again when the timeline next changes
+            self._pending = None
+
         self.session.bridge.run(request, "Keyframe thumbnail", on_done=done, on_error=failed,
-                                on_cancelled=lambda: failed())
+                                on_cancelled=cancelled)
 
 
 class SoundSketcher(QObject):
