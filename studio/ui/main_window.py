@@ -255,7 +255,7 @@ class MainWindow(QMainWindow):
                                             "Save the current latent in the library")
         self.act_cancel = self._action("&Cancel Render", s.bridge.cancel, "Esc",
                                        "Stop the render in flight and any task (a projection, an export)")
-        self.act_cancel.triggered.connect(self.timeline.stop)  # Esc stops the timeline playing too
+        self.act_cancel.triggered.connect(lambda *_: self.timeline.stop())  # Esc stops the timeline playing too
         self.act_random = self._action("&Random Seed", s.random_seed, "Ctrl+R", "Draw a new random seed")
         self.act_next = self._action("&Next Seed", s.next_seed, "F5", "Next seed by the seed mode")
         self.act_generate = self._action("&Generate", self.generate, "Ctrl+Return",

@@ -168,6 +168,20 @@ def test_play_moves_the_playhead_and_counts_the_frames_shown(qtbot, session, eng
     assert track.playhead == at
 
 
+def test_a_click_while_playing_plays_on_from_there_and_a_new_rate_restarts_play(qtbot, session, three_keys):
+    track = three_keys.track
+    track.set_playhead(0.0)
+    three_keys.toggle_play()
+    qtbot.mouseClick(track, Qt.MouseButton.LeftButton, pos=QPoint(round(track.x_of(3.0)), RULER_H // 2))
+    assert three_keys.playing and three_keys.playback.start == pytest.approx(3.0, abs=1 / 24)
+    qtbot.waitUntil(lambda: track.playhead > 3.05, timeout=10000)
+    session.edit_timeline("Frame rate", fps=12.0)
+    assert three_keys.playing and three_keys.meter.fps == 12.0 and three_keys.player.interval() == 83
+    session.set_out_point(3.5)
+    assert three_keys.playing and three_keys.playback.high == 3.5
+    three_keys.stop()
+
+
 def test_play_stops_at_the_out_point(qtbot, session, three_keys):
     session.set_out_point(0.25)
     three_keys.track.set_playhead(0.0)

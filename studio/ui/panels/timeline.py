@@ -369,6 +369,13 @@ class TimelinePanel(QWidget):
             self._move_playhead(self._end(), preview=False)
         if self.playback is not None and not self._playable():
             self.stop()
+        elif self.playback is not None and (timeline.fps != self.meter.fps
+                                            or timeline.span != (self.playback.low, self.playback.high)):
+            self._restart_play()  # at the new rate, or within the new in/out points
+
+    def _restart_play(self) -> None:
+        self.stop()
+        self.start_play()
 
     def _show_thumbnails(self) -> None:
         thumbs = self.thumbnails.for_keyframes(self.timeline)
@@ -627,8 +634,11 @@ class TimelinePanel(QWidget):
             self.session.preview_frame(frame / self.timeline.fps)
 
     def _on_track_scrubbed(self, t: float) -> None:
+        """The ruler clicked or dragged: that frame shows (playing, play goes on from there)."""
         if self.playback is not None:
-            self.stop()
+            self.track.set_playhead(t)
+            self._restart_play()
+            return
         self._move_playhead(t)
 
     def _on_retimed(self, index: int, t: float, drag: int) -> None:
