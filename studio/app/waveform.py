@@ -16,7 +16,7 @@ from typing import Callable
 import numpy as np
 
 from studio.export.audio import read_sound
-from studio.latent.reactive import envelopes, shape
+from studio.latent.reactive import envelopes_in_chunks, shape
 from studio.project.timeline import AudioMapping
 
 BUCKETS = 16384  # peak pairs kept for the whole sound (a 10-minute sound: one per 37 ms)
@@ -52,7 +52,7 @@ def sketch_sound(path: str | Path, fps: float, mappings: tuple[AudioMapping, ...
         return sketch
     if on_peaks is not None:
         on_peaks(sketch)
-    found = envelopes(wave, rate, fps)
+    found = envelopes_in_chunks(wave, rate, fps, tuple(sorted({m.envelope for m in mappings})))
     return dataclasses.replace(sketch, curves=tuple(shape(found[m.envelope], m.gain, m.attack, m.release, fps)
                                                     for m in mappings))
 

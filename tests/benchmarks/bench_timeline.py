@@ -20,6 +20,7 @@ It reports; it never fails on a timing (exit 2 only when the model cannot be fou
 from __future__ import annotations
 
 import argparse
+import gc
 import math
 import os
 import sys
@@ -97,6 +98,19 @@ def _measure(tmp: Path, model, models_dirs, device, seconds, rates, sound_minute
                 raise RuntimeError(f"bench_timeline: {what} did not happen within {timeout:.0f} s")
             spin(5)
 
+    gc_runs: list[tuple[float, float]] = []  # start, ms: a full collection of this process is a long stall
+    gc_began = [0.0]
+
+    def on_gc(phase: str, _info: dict) -> None:
+        if phase == "start":
+            gc_began[0] = clock()
+        else:
+            gc_runs.append((gc_began[0], (clock() - gc_began[0]) * 1000.0))
+
+    def longest_gc(start: float) -> float:
+        return max((ms for began, ms in gc_runs if began >= start), default=0.0)
+
+    gc.callbacks.append(on_gc)
     stamps: list[float] = []
     probe = QTimer()
     probe.setTimerType(Qt.TimerType.PreciseTimer)
@@ -149,7 +163,7 @@ def _measure(tmp: Path, model, models_dirs, device, seconds, rates, sound_minute
             probe.stop()
             results.append({"fps": float(fps), "due": due, "shown": shown, "achieved": shown / elapsed,
                             "dropped": session.bridge.dropped_frames - dropped0, "stall_ms": _longest(stamps),
-                            "seconds": elapsed})
+                            "seconds": elapsed, "gc_ms": longest_gc(t0)})
             wait(lambda: not session.bridge.busy, "the engine going idle")
         sound = None
         if sound_minutes > 0:
@@ -171,11 +185,13 @@ def _measure(tmp: Path, model, models_dirs, device, seconds, rates, sound_minute
             ready = clock() - t0
             spin(300)  # its paints
             probe.stop()
-            sound = {"minutes": sound_minutes, "peaks_s": peaks, "ready_s": ready, "stall_ms": _longest(stamps)}
+            sound = {"minutes": sound_minutes, "peaks_s": peaks, "ready_s": ready, "stall_ms": _longest(stamps),
+                     "gc_ms": longest_gc(t0)}
         return {"model": entry.id, "device": engine.device if hasattr(engine, "device") else device,
                 "threads": threads, "platform": QApplication.platformName(), "runs": results, "sound": sound,
                 "idle_ms": idle_ms, "seconds": seconds}
     finally:
+        gc.callbacks.remove(on_gc)
         probe.stop()
         if window is not None and session is not None:
             session.undo.setClean()
@@ -201,14 +217,15 @@ def report(r: dict) -> str:
         lines.append(f"playing at {run['fps']:g} fps for {run['seconds']:.1f} s: {run['shown']} of {run['due']} frames "
                      f"shown = {run['achieved']:.1f} fps achieved ({run['dropped']} stale renders dropped by the "
                      f"preview lane); GUI stall max {run['stall_ms']:.1f} ms (budget ≤ {STALL_BUDGET_MS:g}: "
-                     f"{verdict})")
+                     f"{verdict}; longest garbage collection meanwhile {run['gc_ms']:.1f} ms)")
     if r["sound"]:
         s = r["sound"]
         verdict = "PASS" if s["stall_ms"] <= STALL_BUDGET_MS else "OVER"
         lines.append(f"a {s['minutes']:g}-minute WAV with one mapping: waveform on the track after {s['peaks_s']:.2f} s, "
                      f"its curve after {s['ready_s']:.2f} s (worker thread); GUI stall max {s['stall_ms']:.1f} ms "
                      "meanwhile "
-                     f"(budget ≤ {STALL_BUDGET_MS:g}: {verdict})")
+                     f"(budget ≤ {STALL_BUDGET_MS:g}: {verdict}; longest garbage collection meanwhile "
+                     f"{s['gc_ms']:.1f} ms)")
     return "\n".join(lines)
 
 

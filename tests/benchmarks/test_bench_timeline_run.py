@@ -33,7 +33,7 @@ def test_bench_timeline_plays_and_counts_frames(qapp, models_dir, capsys):
     assert 1 <= shown <= due and math.isfinite(achieved)
     assert re.search(r"a 0.05-minute WAV with one mapping: waveform on the track after [0-9.]+ s, its curve after [0-9.]+ s", out)
     assert re.search(r"idle baseline \(0.6 s, nothing playing\): GUI stall max [0-9.]+ ms", out)
-    assert re.search(r"\(budget ≤ 16: (PASS|OVER)\)", out)
+    assert re.search(r"\(budget ≤ 16: (PASS|OVER);", out)
 
 
 def test_bench_timeline_without_the_model_says_so(tmp_path, capsys, monkeypatch):
