@@ -108,7 +108,9 @@ def envelopes_in_chunks(wave: np.ndarray, rate: int, fps: float, names: tuple[st
     def spectrum(block: np.ndarray) -> np.ndarray:
         return np.abs(np.fft.rfft(block * taper, axis=1)) ** 2
 
-    power, band_sums, top = [], {name: [] for name in bands}, 0.0
+    power: list[np.ndarray] = []
+    band_sums: dict[str, list[np.ndarray]] = {name: [] for name in bands}
+    top = 0.0
     for a, b in spans:
         block = frames(a, b)
         power.append((block ** 2).mean(axis=1))
