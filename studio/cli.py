@@ -474,7 +474,10 @@ def cmd_animate(args) -> int:
                            output_size=output_size)
         job.wait()
     bar.close()
-    print(f"wrote {out} ({len(plan.frames)} frames at {timeline.fps:g} fps, {job.seconds:.1f} s on "
+    start, end = timeline.span
+    between = f" from {start:g} s to {end:g} s (the in/out points)" if (timeline.in_point, timeline.out_point) != \
+        (None, None) else ""
+    print(f"wrote {out} ({len(plan.frames)} frames at {timeline.fps:g} fps{between}, {job.seconds:.1f} s on "
           f"{job.info.get('device')})")
     return 0
 

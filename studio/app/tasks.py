@@ -117,11 +117,13 @@ class Tasks:
         if self.document.request is not None:
             self.runner.preview(self.document.request)
 
-    def preview_frame(self, time: float) -> None:
-        """Show the timeline's frame at `time` seconds (the scrubber), the document's request unchanged."""
+    def preview_frame(self, time: float) -> RenderRequest | None:
+        """Show the timeline's frame at `time` seconds (the scrubber, playback), the document's request unchanged;
+        the frame's request (None when there is nothing to show)."""
         frame = self.timeline.frame_at(time)
         if frame is not None:
             self.runner.preview(frame)
+        return frame
 
     def preview_finished(self, request: RenderRequest, output: Output, info: dict) -> bool:
         """A preview finished (`info`: the engine's, with the weights' hash). True when it is the current request's
@@ -332,14 +334,15 @@ class Tasks:
         self.runner.run(request, f"Save latent {name!r}", on_done=done, kind="latent",
                         on_error=self._reporter("Cannot save the latent"))
 
-    def add_keyframe(self, index: int | None = None) -> None:
-        """Add the current request as a keyframe (at `index`, default the end); its latent values are computed on
-        the worker first, so a keyframe made from a seed holds the exact latent it showed."""
+    def add_keyframe(self, index: int | None = None, at: float | None = None) -> None:
+        """Add the current request as a keyframe (at `index`, default the end, or at the time `at` in seconds,
+        splitting the segment there); its latent values are computed on the worker first, so a keyframe made from
+        a seed holds the exact latent it showed."""
         request = self.document.request
         if request is None or not self.timeline.can_add_keyframe(request):
             return
         self.runner.run(request, "Add keyframe", kind="latent",
-                        on_done=lambda output: self.timeline.add_keyframe(request, output.data, index),
+                        on_done=lambda output: self.timeline.add_keyframe(request, output.data, index, at),
                         on_error=self._reporter("Cannot add the keyframe"))
 
     def use_last_sound(self) -> bool:

@@ -25,6 +25,67 @@ from studio.project.timeline import AudioMapping, Defaults, Keyframe, Timeline
 from studio.request import RenderRequest
 from studio.steps import Output
 
+POINTS = ("in_point", "out_point")
+MIN_GAP = 1e-3  # seconds: the shortest segment a split or a retime leaves (a keyframe's duration must be > 0)
+
+
+def split_at(timeline: Timeline, time: float, key: Keyframe) -> tuple[int, list[Keyframe], Keyframe]:
+    """Where `key` goes when it is added at `time` seconds: (its index, the other keyframes retimed for it, `key`
+    with its duration). The segment `time` falls in is split so that every other keyframe keeps its time: the
+    keyframe before shortens to end at `time`, and `key` takes the rest of the segment with the same interpolation
+    and easing. At or after the last keyframe it is appended: past it, the last keyframe's duration becomes the
+    distance to `time` (looping, within the way back to the first, that way is split instead). ValueError when a
+    keyframe other than the last is at `time` already."""
+    keys = list(timeline.keyframes)
+    if not keys:
+        return 0, keys, key
+    starts = timeline.starts
+    time = max(0.0, float(time))
+    last = len(keys) - 1
+    for i, start in enumerate(starts):
+        if abs(start - time) < MIN_GAP and i != last:
+            raise ValueError(f"keyframe {i + 1} is at {start:.2f} s already: move the playhead off it")
+    segment = next((i for i in range(last) if starts[i] < time < starts[i + 1]), None)
+    if segment is None:  # after the last keyframe
+        if time - starts[last] < MIN_GAP:  # at it: append with the duration it has
+            return len(keys), keys, key
+        looping = timeline.loop and time < starts[last] + keys[last].duration - MIN_GAP
+        segment, end = last, (starts[last] + keys[last].duration if looping else None)
+    else:
+        end = starts[segment + 1]
+    before = keys[segment]
+    keys[segment] = dataclasses.replace(before, duration=time - starts[segment])
+    if end is not None:
+        key = dataclasses.replace(key, duration=end - time, interpolation=before.interpolation, easing=before.easing)
+    return segment + 1, keys, key
+
+
+def retimed(timeline: Timeline, index: int, time: float) -> tuple[Keyframe, ...]:
+    """The keyframes with keyframe `index` moved to `time` seconds: the segment into it and the one out of it
+    change, every other keyframe keeps its time. It cannot pass its neighbours (it stops MIN_GAP short), the first
+    keyframe stays at 0, and the last one (looping: the way back to the first keeps the loop's length) can move
+    later. ValueError for the first keyframe or an index out of range."""
+    keys = list(timeline.keyframes)
+    if not 0 < index < len(keys):
+        raise ValueError("the first keyframe is the start of the animation: it stays at 0 s" if index == 0
+                         else f"there is no keyframe {index + 1}")
+    starts = timeline.starts
+    low = starts[index - 1] + MIN_GAP
+    last = index == len(keys) - 1
+    if not last:
+        high = starts[index + 1] - MIN_GAP
+    elif timeline.loop:
+        high = starts[index] + keys[index].duration - MIN_GAP
+    else:
+        high = float("inf")
+    time = min(max(float(time), low), high)
+    keys[index - 1] = dataclasses.replace(keys[index - 1], duration=time - starts[index - 1])
+    if not last:
+        keys[index] = dataclasses.replace(keys[index], duration=starts[index + 1] - time)
+    elif timeline.loop:
+        keys[index] = dataclasses.replace(keys[index], duration=starts[index] + keys[index].duration - time)
+    return tuple(keys)
+
 
 class TimelineEditor:
     """The timeline of `document` (its undo stack, messages and revision)."""
@@ -55,9 +116,15 @@ class TimelineEditor:
         self.changed()
 
     def edit_timeline(self, text: str = "Edit timeline", merge: str | None = None, **fields: Any) -> None:
-        """Change the timeline's fps, loop, audio, keyframes or mappings."""
+        """Change the timeline's fps, loop, audio, keyframes, mappings or in/out points; in/out points not given
+        are kept where they still fit (a keyframe removed past the out point takes it away)."""
+        kept = {name: getattr(self.timeline, name) for name in POINTS if name not in fields}
+        unset: dict[str, Any] = {name: None for name in kept}
         try:
-            timeline = dataclasses.replace(self.timeline, **fields)
+            timeline = dataclasses.replace(self.timeline, **fields, **unset)
+            if kept:
+                timeline = timeline.fitted_points(kept.get("in_point", timeline.in_point),
+                                                  kept.get("out_point", timeline.out_point))
         except StudioError as exc:
             self.message(ERROR, f"{text}: {exc.problem}", str(exc))
             return
@@ -83,15 +150,26 @@ class TimelineEditor:
             return False
         return True
 
-    def add_keyframe(self, request: RenderRequest, values: Iterable[float], index: int | None = None) -> None:
+    def add_keyframe(self, request: RenderRequest, values: Iterable[float], index: int | None = None,
+                     at: float | None = None) -> None:
         """Add `request` as a keyframe holding its exact latent `values` (computed by its model), at `index`
-        (default: the end), named after where its latent came from ("seed 43", "projected from x.png" …)."""
+        (default: the end) or at the time `at` (seconds: the segment there is split so that every other keyframe
+        keeps its time; see `split_at`), named after where its latent came from ("seed 43", "projected from x.png"
+        …)."""
         if not self.can_add_keyframe(request):
             return
         key = Keyframe(request.with_(latent=tuple(float(v) for v in values),
                                      params=self.document.render_only_params(request)),
                        name=self.document.latent_origin(request))
-        self._insert_keyframe(key, index, "Add keyframe")
+        if at is None:
+            self._insert_keyframe(key, index, "Add keyframe")
+            return
+        try:
+            index, keyframes, key = split_at(self.timeline, at, key)
+        except ValueError as exc:
+            self.message(WARNING, f"Cannot add a keyframe at {at:.2f} s", str(exc))
+            return
+        self._insert_keyframe(key, index, f"Add keyframe at {at:.2f} s", keyframes)
 
     def add_keyframe_from_latent(self, latent_index: int) -> None:
         """Add a saved latent of the library as a keyframe (with the current request's other settings)."""
@@ -101,11 +179,12 @@ class TimelineEditor:
         key = Keyframe(request.with_(latent=entry.latent, params=self.document.render_only_params()), name=entry.name)
         self._insert_keyframe(key, None, f"Add keyframe {entry.name!r}")
 
-    def _insert_keyframe(self, key: Keyframe, index: int | None, text: str) -> None:
-        """Insert `key` as one step, every keyframe's latent of one kind so that they blend: a GAN's w among w+
-        keyframes is repeated per layer (or the others are, when the new one is a w+); kinds that do not convert
-        are refused with a message."""
-        keyframes = list(self.timeline.keyframes)
+    def _insert_keyframe(self, key: Keyframe, index: int | None, text: str,
+                         around: list[Keyframe] | None = None) -> None:
+        """Insert `key` as one step (among `around`: the timeline's keyframes, retimed for it), every keyframe's
+        latent of one kind so that they blend: a GAN's w among w+ keyframes is repeated per layer (or the others
+        are, when the new one is a w+); kinds that do not convert are refused with a message."""
+        keyframes = list(self.timeline.keyframes) if around is None else list(around)
         sizes = {len(k.request.latent or ()) for k in keyframes} | {len(key.request.latent or ())}
         if len(sizes) > 1:
             kinds = self.document.latent_kinds(key.request.model_id)
@@ -142,6 +221,37 @@ class TimelineEditor:
     def edit_keyframe(self, index: int, text: str = "Edit keyframe", merge: str | None = None, **fields: Any) -> None:
         """Change a keyframe's duration, interpolation, easing or name."""
         self._edit_item("keyframes", index, text, merge, fields)
+
+    def retime_keyframe(self, index: int, time: float, merge: str | None = None) -> None:
+        """Move keyframe `index` to `time` seconds (a drag on the track; `merge` folds the drag into one step): the
+        segments before and after it change, every other keyframe keeps its time, and it stays between its
+        neighbours (see `retimed`)."""
+        try:
+            keyframes = retimed(self.timeline, index, time)
+        except ValueError as exc:
+            self.message(WARNING, "Cannot retime the keyframe", str(exc))
+            return
+        self.edit_timeline("Retime keyframe", merge, keyframes=keyframes)
+
+    # --- in and out points ----------------------------------------------------------------------------------------
+    def set_in_point(self, time: float | None) -> None:
+        """Start the video export at `time` seconds (None: at the start); an out point at or before it goes."""
+        out_point = self.timeline.out_point
+        if time is not None and out_point is not None and out_point <= time:
+            out_point = None
+        self.edit_timeline("Set in point" if time is not None else "Clear in point",
+                           in_point=self._on_timeline(time), out_point=out_point)
+
+    def set_out_point(self, time: float | None) -> None:
+        """End the video export at `time` seconds (None: at the end); an in point at or after it goes."""
+        in_point = self.timeline.in_point
+        if time is not None and in_point is not None and in_point >= time:
+            in_point = None
+        self.edit_timeline("Set out point" if time is not None else "Clear out point",
+                           in_point=in_point, out_point=self._on_timeline(time))
+
+    def _on_timeline(self, time: float | None) -> float | None:
+        return None if time is None else min(max(float(time), 0.0), self.timeline.length)
 
     # --- sound and audio mappings -----------------------------------------------------------------------------------
     def set_audio(self, path: str | Path) -> bool:

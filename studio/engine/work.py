@@ -308,13 +308,17 @@ class VideoPlan:
 def video_plan(timeline: Timeline, path: str | Path, folder: str | Path | None = None,
                defaults: Defaults | None = None) -> VideoPlan:
     """The frames of `timeline` with its audio mappings applied (its sound, a path relative to `folder`, is read
-    once: the mappings' envelopes and the video's track); `defaults` are the model's param defaults. StudioError
+    once: the mappings' envelopes and the video's track), only those between its in and out points (the sound cut to
+    start with the first of them; the envelopes still follow the whole sound); `defaults` are the model's param
+    defaults. StudioError
     (a timeline of fewer than two keyframes, an unreadable or silent sound) before anything renders."""
     timeline.check_playable()
     sound = sound_of(timeline, folder)
     frames = frames_of(timeline, folder, sound, defaults)
     audio = sound if Path(path).suffix.lower() in VIDEO_AUDIO_SUFFIXES else None
-    return VideoPlan(tuple(frames), timeline.fps, audio)
+    plan = VideoPlan(tuple(frames), timeline.fps, audio)
+    first, stop = timeline.frame_span()  # the in and out points: the frames between them, the sound cut to match
+    return plan if (first, stop) == (0, len(frames)) else frame_range(plan, first + 1, stop)
 
 
 def export_video(engine: "EngineAPI", plan: VideoPlan, path: str | Path, metadata: str = "",

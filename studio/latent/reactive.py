@@ -69,6 +69,72 @@ def envelopes(wave: np.ndarray, rate: int, fps: float) -> dict[str, np.ndarray]:
     return {k: v.astype(np.float32) for k, v in out.items()}
 
 
+def envelopes_in_chunks(wave: np.ndarray, rate: int, fps: float, names: tuple[str, ...] = ENVELOPES,
+                        chunk: int = 256) -> dict[str, np.ndarray]:
+    """The envelopes `names` of `envelopes` (the same values), computed `chunk` frames at a time: memory stays a few
+    megabytes for any length of sound (`envelopes` holds every frame's window and spectrum at once: 1.5 GB for ten
+    minutes at 24 fps), and no single numpy call runs long, so a worker thread computing them never holds the GIL
+    for long (the window's waveform under the timeline)."""
+    unknown = sorted(set(names) - set(ENVELOPES))
+    if unknown:
+        raise ValueError(f"unknown envelopes {', '.join(unknown)} (use {', '.join(ENVELOPES)})")
+    if not math.isfinite(fps) or fps <= 0:
+        raise ValueError(f"fps must be positive, got {fps!r}")
+    if rate <= 0:
+        raise ValueError(f"the sample rate must be positive, got {rate!r}")
+    x = np.asarray(wave, dtype=np.float64)
+    mono = x.mean(axis=1) if x.ndim == 2 else x
+    if mono.size == 0:
+        raise ValueError("the sound is empty")
+    if not np.isfinite(mono).all():
+        raise ValueError("the sound has NaN or infinite samples")
+    if np.abs(mono).max() < 1e-5:
+        raise ValueError("the sound is silent: there is nothing to react to")
+    # the windows of `_frames`, a chunk at a time
+    n_frames = max(1, int(round(len(mono) / rate * fps)))
+    hop = rate / fps
+    window = 1 << max(8, int(math.ceil(math.log2(max(2.0 * hop, 2.0)))))
+    centres = (np.arange(n_frames) * hop + hop / 2).astype(np.int64)
+    padded = np.pad(mono, (window // 2, window // 2))
+    taper = np.hanning(window)
+    freqs = np.fft.rfftfreq(window, 1.0 / rate)
+    bands = {name: (freqs >= lo) & (freqs < hi) for name, (lo, hi) in BANDS.items() if name in names}
+    spans = [(a, min(a + chunk, n_frames)) for a in range(0, n_frames, chunk)]
+
+    def frames(a: int, b: int) -> np.ndarray:
+        index = centres[a:b, None] + np.arange(window)[None, :]
+        return padded[np.minimum(index, len(padded) - 1)]
+
+    def spectrum(block: np.ndarray) -> np.ndarray:
+        return np.abs(np.fft.rfft(block * taper, axis=1)) ** 2
+
+    power: list[np.ndarray] = []
+    band_sums: dict[str, list[np.ndarray]] = {name: [] for name in bands}
+    top = 0.0
+    for a, b in spans:
+        block = frames(a, b)
+        power.append((block ** 2).mean(axis=1))
+        if bands or "onsets" in names:
+            spec = spectrum(block)
+            top = max(top, float(spec.max()) if spec.size else 0.0)
+            for name, band in bands.items():
+                band_sums[name].append(spec[:, band].sum(axis=1))
+    out: dict[str, np.ndarray] = {}
+    if "loudness" in names:
+        out["loudness"] = _db_unit(np.concatenate(power))
+    for name, band in bands.items():
+        out[name] = _db_unit(np.concatenate(band_sums[name])) if band.any() else np.zeros(n_frames)
+    if "onsets" in names:  # a second pass: the log spectrum is scaled by the loudest bin of the whole sound
+        flux, previous = [], None
+        for a, b in spans:
+            log_spec = np.log1p(spectrum(frames(a, b)) / max(top, 1e-20) * 1e4)
+            before = log_spec[:1] if previous is None else previous
+            flux.append(np.maximum(np.diff(log_spec, axis=0, prepend=before), 0.0).sum(axis=1))
+            previous = log_spec[-1:]
+        out["onsets"] = _unit(np.concatenate(flux))
+    return {k: v.astype(np.float32) for k, v in out.items()}
+
+
 def shape(curve: np.ndarray, gain: float = 1.0, attack: float = 0.0, release: float = 0.0,
           fps: float = 30.0) -> np.ndarray:
     """A mapping's response to an envelope: one-pole smoothing that rises with time constant `attack` and falls

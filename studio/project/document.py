@@ -29,7 +29,9 @@ from studio.request import RenderRequest
 
 SUFFIX = ".lstudio"
 FORMAT = "latent-studio-project"
-FORMAT_VERSION = 2  # 2: requests carry `params` (version-1 requests inside are converted on reading)
+# 2: requests carry `params` (version-1 requests inside are converted on reading). Optional fields a reader of the
+# same version can ignore (the timeline's in/out points) do not bump it: an older app opens the file, exports all.
+FORMAT_VERSION = 2
 HISTORY_LIMIT = 50
 
 _T = TypeVar("_T")

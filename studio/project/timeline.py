@@ -5,6 +5,7 @@ name the field, JSON in and out, and the request of every frame.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from dataclasses import dataclass, field
@@ -98,6 +99,8 @@ class Timeline:
     loop: bool = False
     audio: str = ""  # a sound file, or "" for none
     mappings: tuple[AudioMapping, ...] = field(default_factory=tuple)
+    in_point: float | None = None  # seconds: where the video export starts (None: the start)
+    out_point: float | None = None  # seconds: where it ends (None: the end)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "keyframes", tuple(self.keyframes))
@@ -121,6 +124,67 @@ class Timeline:
                                "animates one model", field="keyframes")
         if self.mappings and not self.audio:
             raise ProjectError("audio mappings need a sound (timeline.audio)", field="mappings")
+        self._check_points()
+
+    def _check_points(self) -> None:
+        """0 ≤ in < out ≤ length (each optional; an unset in is 0, an unset out the length)."""
+        length = self.length
+        for name in ("in_point", "out_point"):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ProjectError(f"must be a number of seconds or null, got {quote(value)}", field=name)
+            object.__setattr__(self, name, float(value))
+            if not 0.0 <= value <= length:
+                raise ProjectError(f"{value:g} s is outside the timeline's 0 … {length:g} s", field=name)
+        start = self.in_point if self.in_point is not None else 0.0
+        end = self.out_point if self.out_point is not None else length
+        if (self.in_point is not None or self.out_point is not None) and not start < end:
+            raise ProjectError(f"the in point ({start:g} s) must come before the out point ({end:g} s)",
+                               field="in_point" if self.in_point is not None else "out_point")
+
+    @property
+    def length(self) -> float:
+        """Seconds the animation lasts (0 with fewer than two keyframes)."""
+        return math.fsum(self.durations) if len(self.keyframes) >= 2 else 0.0
+
+    @property
+    def starts(self) -> list[float]:
+        """The time of every keyframe, in seconds (the first at 0)."""
+        times = [0.0]
+        for key in self.keyframes[:-1]:
+            times.append(times[-1] + key.duration)
+        return times[:len(self.keyframes)]
+
+    @property
+    def span(self) -> tuple[float, float]:
+        """(in, out) in seconds: the in/out points, or the whole animation where unset."""
+        length = self.length
+        return (self.in_point if self.in_point is not None else 0.0,
+                self.out_point if self.out_point is not None else length)
+
+    def frame_span(self) -> tuple[int, int]:
+        """(first, stop): the indices of the frames between the in and out points (frame k is at k / fps; those at
+        or after the in point and before the out point, at least one)."""
+        n = self.frames
+        start, end = self.span
+        first = min(n - 1, max(0, math.ceil(start * self.fps - 1e-9)))
+        stop = n if self.out_point is None else min(n, math.ceil(end * self.fps - 1e-9))
+        return first, max(stop, first + 1)
+
+    def fitted_points(self, in_point: float | None, out_point: float | None) -> "Timeline":
+        """This timeline with the in/out points that still fit it (after its keyframes or loop changed): a point
+        outside 0 … length goes, and so do both when they no longer enclose anything."""
+        length = self.length
+        points = [p if p is not None and 0.0 <= p <= length else None for p in (in_point, out_point)]
+        start = points[0] if points[0] is not None else 0.0
+        end = points[1] if points[1] is not None else length
+        if not start < end:
+            points = [None, None]
+        if points == [self.in_point, self.out_point]:
+            return self
+        return dataclasses.replace(self, in_point=points[0], out_point=points[1])
 
     @property
     def durations(self) -> list[float]:
@@ -197,8 +261,12 @@ class Timeline:
         return requests
 
     def to_dict(self) -> dict[str, Any]:
-        return {"keyframes": [k.to_dict() for k in self.keyframes], "fps": self.fps, "loop": self.loop,
+        data = {"keyframes": [k.to_dict() for k in self.keyframes], "fps": self.fps, "loop": self.loop,
                 "audio": self.audio, "mappings": [m.to_dict() for m in self.mappings]}
+        for name in ("in_point", "out_point"):  # only when set: files without them read as before
+            if getattr(self, name) is not None:
+                data[name] = getattr(self, name)
+        return data
 
     @classmethod
     def from_dict(cls, data: Any) -> "Timeline":
@@ -229,7 +297,7 @@ class Timeline:
             keyframes.append(_built(Keyframe, where, request=request, **fields))
         mappings = [_built(AudioMapping, f"mappings[{i}]", **(m if isinstance(m, dict) else {"envelope": m}))
                     for i, m in enumerate(raw_mappings)]
-        rest = {k: data[k] for k in ("fps", "loop", "audio") if k in data}
+        rest = {k: data[k] for k in ("fps", "loop", "audio", "in_point", "out_point") if k in data}
         return _built(cls, "", keyframes=tuple(keyframes), mappings=tuple(mappings), **rest)
 
 

@@ -220,7 +220,7 @@ def _report_geometry_when_shown(window, path: str) -> None:
                          "progress_bars": sum(1 for bar in window.findChildren(QProgressBar) if bar.isVisible()),
                          "modified": window.isWindowModified(), "undo_index": window.session.undo.index(),
                          "focus": getattr(QApplication.focusWidget(), "objectName", lambda: "")(),
-                         "sound_samples": _samples_shown(window),
+                         "sound_samples": _samples_shown(window), "timeline": window.timeline.state(),
                          "params": dict(session.request.params) if session.request is not None else {},
                          "seed": session.request.seed if session.request is not None else None,
                          "latent_values": len(session.request.latent or ()) if session.request is not None else 0}

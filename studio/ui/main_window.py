@@ -264,6 +264,7 @@ class MainWindow(QMainWindow):
                                             "Save the current latent in the library")
         self.act_cancel = self._action("&Cancel Render", s.bridge.cancel, "Esc",
                                        "Stop the render in flight and any task (a projection, an export)")
+        self.act_cancel.triggered.connect(lambda *_: self.timeline.stop())  # Esc stops the timeline playing too
         self.act_random = self._action("&Random Seed", s.random_seed, "Ctrl+R", "Draw a new random seed")
         self.act_next = self._action("&Next Seed", s.next_seed, "F5", "Next seed by the seed mode")
         self.act_generate = self._action("&Generate", self.generate, "Ctrl+Return",
@@ -762,7 +763,7 @@ class MainWindow(QMainWindow):
         self.docks["Timeline"].show()
         self.docks["Timeline"].raise_()
         self.bottom_docks.expand(self.docks["Timeline"])
-        self.session.add_keyframe()
+        self.timeline.add_at_playhead()
 
     def export_grid_dialog(self) -> None:
         """Ctrl+Shift+G: an X/Y plot of the current request (asks for the two axes and where)."""

@@ -87,6 +87,22 @@ def test_animate_writes_the_timeline_as_a_video_with_the_document_inside(capsys,
     assert len(stored["timeline"]["keyframes"]) == 3
 
 
+def test_animate_renders_only_between_the_in_and_out_points(capsys, models_dir, tmp_path):
+    whole = tmp_path / "whole.gif"
+    code, _, err = run(capsys, "animate", project_with(tmp_path, fps=8), "--models-dir", models_dir, "--out", whole)
+    assert code == 0, err
+    project = project_with(tmp_path, fps=8, in_point=0.25, out_point=0.75)
+    out = tmp_path / "cut.gif"
+    code, stdout, err = run(capsys, "animate", project, "--models-dir", models_dir, "--out", out)
+    assert code == 0, err
+    assert "4 frames at 8 fps from 0.25 s to 0.75 s (the in/out points)" in stdout
+    with av.open(str(whole)) as a, av.open(str(out)) as b:
+        every = [f.to_ndarray(format="rgb24") for f in a.decode(video=0)]
+        cut = [f.to_ndarray(format="rgb24") for f in b.decode(video=0)]
+    assert len(every) == 8 and len(cut) == 4
+    assert all(np.array_equal(x, y) for x, y in zip(cut, every[2:6]))  # frames 3–6 of the whole
+
+
 def test_animate_with_a_sound_muxes_it_and_reacts_to_it(capsys, models_dir, tmp_path):
     import soundfile as sf
 

@@ -63,3 +63,32 @@ def test_shape_smooths_with_attack_and_release_and_scales():
     assert slow[45] > 0.6  # falls slower than it rose
     with pytest.raises(ValueError, match="release"):
         shape(step, release=-1)
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 256, 10_000])
+def test_envelopes_in_chunks_equal_the_whole_sounds(chunk):
+    from studio.latent.reactive import envelopes, envelopes_in_chunks
+
+    rate, fps = 8000, 24.0
+    t = np.arange(3 * rate) / rate
+    rng = np.random.default_rng(3)
+    wave = (0.5 * np.sin(2 * np.pi * 220 * t) * (t % 0.5 < 0.1) + 0.05 * rng.standard_normal(len(t))
+            + 0.3 * np.sin(2 * np.pi * 3000 * t) * (t > 1.5)).astype(np.float32)
+    whole = envelopes(wave, rate, fps)
+    parts = envelopes_in_chunks(wave, rate, fps, chunk=chunk)
+    assert set(parts) == set(whole)
+    for name in whole:
+        assert parts[name].dtype == np.float32 and np.allclose(parts[name], whole[name], atol=1e-5), name
+    only = envelopes_in_chunks(np.stack([wave, wave], axis=1), rate, fps, ("onsets",), chunk=chunk)
+    assert set(only) == {"onsets"} and np.allclose(only["onsets"], whole["onsets"], atol=1e-5)
+
+
+def test_envelopes_in_chunks_refuse_what_envelopes_refuses():
+    from studio.latent.reactive import envelopes_in_chunks
+
+    for wave, words in ((np.zeros(800, np.float32), "silent"), (np.zeros(0, np.float32), "empty"),
+                        (np.array([0.5, np.nan], np.float32), "NaN")):
+        with pytest.raises(ValueError, match=words):
+            envelopes_in_chunks(wave, 8000, 24.0)
+    with pytest.raises(ValueError, match="unknown envelopes wobble"):
+        envelopes_in_chunks(np.ones(800, np.float32), 8000, 24.0, ("wobble",))

@@ -189,7 +189,7 @@ def test_the_scrubber_previews_a_frame_and_keeps_the_request(qtbot, session, eng
     assert job.lane == "preview" and job.kind == "render"
     assert job.request == session.timeline.request_at(12 / 24)
     assert job.request.latent != session.timeline.keyframes[0].request.latent
-    assert panel.time.text() == "0.50 s / 2.00 s"
+    assert panel.time.text() == "0.50 s / 2.00 s · frame 13"
     assert session.request == request and session.undo.count() == steps
     qtbot.waitUntil(lambda: not session.bridge.busy, timeout=5000)
 

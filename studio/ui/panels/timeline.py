@@ -8,30 +8,46 @@ Every edit goes through the session as an undoable step (a spin folds into one s
 from __future__ import annotations
 
 import dataclasses
+import math
+import time
+from collections import deque
 from pathlib import Path
 from typing import Callable, cast
 
-from PySide6.QtCore import QSettings, Qt, Signal
+from PySide6.QtCore import QSettings, Qt, QTimer, Signal
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QGroupBox,
                                QHBoxLayout, QHeaderView, QLabel, QListWidget, QPushButton, QSlider, QTableWidget,
-                               QVBoxLayout, QWidget)
+                               QTableWidgetItem,
+                               QToolButton, QVBoxLayout, QWidget)
+
+from studio.app.playback import Playback, PlaybackMeter
 
 from studio.latent.interp import MODES
 from studio.latent.paths import EASINGS
 from studio.latent.reactive import ENVELOPES
 from studio.params import RAW, Kind, ParamTable
-from studio.project.timeline import MAX_FPS, TARGETS
+from studio.project.timeline import MAX_FPS, TARGETS, sound_path
+from studio.request import RenderRequest
 from studio.ui import dialogs, export_dialogs
+from studio.ui.panels.timeline_track import KeyframeThumbnails, SoundSketcher, TimelineTrack, curve_colour
 
 MIN_DURATION, MAX_DURATION = 0.1, 600.0
 MAX_OFFERED_INDEXED = 32  # an indexed number param (d0 …) is offered as mapping targets up to this many values
 DRIVEN_KINDS = (Kind.FLOAT,)  # an envelope adds fractions: whole-number params (steps, layers) cannot take them
 MAPPING_COLUMNS = ("Envelope", "Target", "Gain", "Attack", "Release")
+SENT_KEPT = 64  # frames sent while playing that are remembered (a render finishing later than that is not counted)
+IN_FLIGHT_WAIT_S = 2.0  # a frame sent this long ago with no render since (failed, cancelled) no longer holds play
 
 
 def seconds_text(value: float) -> str:
     """Seconds for a label: one decimal, two where they matter (0.25), never a float's tail (4.99964 → 5.00)."""
     return f"{value:.1f}" if round(value, 1) == round(value, 2) else f"{value:.2f}"
+
+
+def _span_frames(timeline) -> int:
+    """The frames a video of `timeline` has: those between its in and out points."""
+    first, stop = timeline.frame_span()
+    return stop - first
 
 
 def keyframe_text(index: int, key) -> str:
@@ -72,8 +88,9 @@ class TimelinePanel(QWidget):
         self.keyframes = QListWidget()
         self.keyframes.setObjectName("keyframeList")
         self.keyframes.setToolTip("The keyframes, in order: the animation passes through each")
-        self.add_current = _button("Add Current", "addKeyframe", "Add the current request as a keyframe (its latent "
-                                   "values are computed first)")
+        self.add_current = _button("Add Keyframe", "addKeyframe", "Add the current request as a keyframe at the "
+                                   "playhead (the segment there is split: the other keyframes keep their times; at "
+                                   "or after the end it is appended). Its latent values are computed first")
         self.library = QComboBox()
         self.library.setObjectName("keyframeLibrary")
         self.library.setToolTip("A saved latent of the library to add as a keyframe")
@@ -83,7 +100,6 @@ class TimelinePanel(QWidget):
         self.up = _button("Up", "keyframeUp", "Move the selected keyframe earlier")
         self.down = _button("Down", "keyframeDown", "Move the selected keyframe later")
         add_row = QHBoxLayout()
-        add_row.addWidget(self.add_current)
         add_row.addWidget(self.library, 1)
         add_row.addWidget(self.add_library)
         list_buttons = QHBoxLayout()
@@ -114,11 +130,6 @@ class TimelinePanel(QWidget):
         self.loop.setToolTip("Go back from the last keyframe to the first (the last keyframe's duration)")
         self.total = QLabel()
         self.total.setObjectName("timelineTotal")
-        settings = QHBoxLayout()
-        settings.addWidget(QLabel("fps"))
-        settings.addWidget(self.fps)
-        settings.addWidget(self.loop)
-        settings.addWidget(self.total, 1)
         self.hint = QLabel("Add two keyframes to animate")
         self.hint.setObjectName("timelineHint")
         self.hint.setWordWrap(True)
@@ -128,8 +139,8 @@ class TimelinePanel(QWidget):
         self.time = QLabel()
         self.time.setObjectName("scrubTime")
         scrub_row = QHBoxLayout()
+        scrub_row.addWidget(QLabel("Frame"))
         scrub_row.addWidget(self.scrubber, 1)
-        scrub_row.addWidget(self.time)
 
         # audio
         self.sound_button = _button("Sound…", "timelineSound", "Choose the sound of the animation (its track in the "
@@ -167,17 +178,70 @@ class TimelinePanel(QWidget):
         self.export = _button("Export Video…", "exportVideo", "Render every frame and write a video (MP4, WebM, "
                               "GIF) or a folder of PNG frames")
 
+        # the track and what plays it, on top
+        self.track = TimelineTrack()
+        self.play = _button("Play", "timelinePlay", "Play the timeline at its frame rate from the playhead (Space "
+                            "on the track), through the live preview: frames that render slower are dropped")
+        self.play.setCheckable(True)
+        self.loop_play = _button("Loop Play", "timelineLoopPlay", "Play again from the in point on reaching the out "
+                                 "point")
+        self.loop_play.setCheckable(True)
+        self.play_status = QLabel()
+        self.play_status.setObjectName("timelinePlayStatus")
+        self.play_status.setToolTip("The frames shown per second while playing (a render slower than real time "
+                                    "drops frames)")
+        bar = QHBoxLayout()
+        bar_widgets: tuple[QWidget, ...] = (self.play, self.loop_play, self.add_current, self.time)
+        for widget in bar_widgets:
+            bar.addWidget(widget)
+        bar.addWidget(self.play_status, 1)
+        bar.addWidget(QLabel("fps"))
+        for widget in (self.fps, self.loop, self.total, self.export):
+            bar.addWidget(widget)
+        self.details_toggle = QToolButton()
+        self.details_toggle.setObjectName("timelineDetailsToggle")
+        self.details_toggle.setText("Keyframes and sound")
+        self.details_toggle.setCheckable(True)
+        self.details_toggle.setChecked(True)
+        self.details_toggle.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        self.details_toggle.setArrowType(Qt.ArrowType.DownArrow)
+        self.details_toggle.setAutoRaise(True)
+        self.details_toggle.setToolTip("Show or hide the keyframe list, the selected keyframe's timing and the "
+                                       "sound's mappings")
+        self.details = QWidget()
+        self.details.setObjectName("timelineDetails")
+        keys_column = QVBoxLayout()
+        keys_column.setContentsMargins(0, 0, 0, 0)
+        keys_column.addWidget(self.keyframes, 1)
+        keys_column.addLayout(add_row)
+        keys_column.addLayout(list_buttons)
+        keys_column.addLayout(key_form)
+        keys_column.addLayout(scrub_row)
+        details = QHBoxLayout(self.details)
+        details.setContentsMargins(0, 0, 0, 0)
+        details.addLayout(keys_column, 1)
+        details.addWidget(audio_box, 1)
+
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
-        layout.addWidget(self.keyframes, 1)
-        layout.addLayout(add_row)
-        layout.addLayout(list_buttons)
-        layout.addLayout(key_form)
-        layout.addLayout(settings)
+        layout.addLayout(bar)
+        layout.addWidget(self.track)
         layout.addWidget(self.hint)
-        layout.addLayout(scrub_row)
-        layout.addWidget(audio_box, 1)
-        layout.addWidget(self.export)
+        layout.addWidget(self.details_toggle)
+        layout.addWidget(self.details, 1)
+
+        # playing: a timer at the timeline's fps sends the frame due to the preview lane (newest wins)
+        self.player = QTimer(self)
+        self.player.setTimerType(Qt.TimerType.PreciseTimer)
+        self.player.timeout.connect(self._on_tick)
+        self.playback: Playback | None = None
+        self.meter = PlaybackMeter(24.0)
+        self._sent: deque[RenderRequest] = deque(maxlen=SENT_KEPT)  # frames sent while playing, to count shown ones
+        self._last_sent = -1  # the frame index sent last
+        self._in_flight: float | None = None  # when the frame rendering now was sent (None: none is)
+        self._follow_end = False  # an Add at the end moves the playhead to the new keyframe
+        self.thumbnails = KeyframeThumbnails(session, self)
+        self.sketcher = SoundSketcher(self)
 
         session.timeline_changed.connect(self._on_timeline_changed)
         session.latents_changed.connect(self._on_latents_changed)
@@ -185,7 +249,7 @@ class TimelinePanel(QWidget):
         session.model_changed.connect(self._on_model_changed)
         session.sound_changed.connect(lambda _output: self._update_buttons())
         self.keyframes.currentRowChanged.connect(self._on_selection_changed)
-        self.add_current.clicked.connect(self._add_current)
+        self.add_current.clicked.connect(self.add_at_playhead)
         self.add_library.clicked.connect(self._add_from_library)
         self.remove.clicked.connect(self._remove_selected)
         self.up.clicked.connect(lambda: self._move_selected(-1))
@@ -206,6 +270,21 @@ class TimelinePanel(QWidget):
         self.remove_mapping.clicked.connect(self._remove_selected_mapping)
         self.mappings.itemSelectionChanged.connect(self._update_buttons)
         self.export.clicked.connect(self.export_video)
+        self.play.clicked.connect(self.toggle_play)
+        self.details_toggle.toggled.connect(self._on_details_toggled)
+        self.track.scrubbed.connect(self._on_track_scrubbed)
+        self.track.keyframe_selected.connect(self.keyframes.setCurrentRow)
+        self.track.retimed.connect(self._on_retimed)
+        self.track.in_point_wanted.connect(lambda t: self.session.set_in_point(t))
+        self.track.out_point_wanted.connect(lambda t: self.session.set_out_point(t))
+        self.track.play_toggled.connect(self.toggle_play)
+        self.track.stop_wanted.connect(self.stop)
+        self.track.add_wanted.connect(self.add_at_playhead)
+        self.thumbnails.changed.connect(self._show_thumbnails)
+        self.sketcher.ready.connect(self.track.set_sketch)
+        session.rendered.connect(self._on_rendered)
+        session.bridge.failed.connect(self._on_preview_ended)
+        session.bridge.cancelled.connect(self._on_preview_ended)
         self._on_latents_changed()
         self._on_timeline_changed()
 
@@ -268,6 +347,7 @@ class TimelinePanel(QWidget):
     # --- session signals ------------------------------------------------------------------------------------------
     def _on_timeline_changed(self) -> None:
         timeline = self.timeline
+        grew = len(timeline.keyframes) > len(self.track.timeline.keyframes)
         self._filling = True
         try:
             self._fill_keyframes(timeline)
@@ -277,6 +357,30 @@ class TimelinePanel(QWidget):
             self._filling = False
         self._fill_selected()
         self._update_buttons()
+        self.track.set_timeline(timeline)
+        self.track.set_selected(self.keyframes.currentRow())
+        self._show_thumbnails()
+        self.sketcher.want(sound_path(timeline, self.session.timeline_editor.folder), timeline.fps,
+                           timeline.mappings)
+        if grew and self._follow_end and timeline.keyframes:
+            self._follow_end = False
+            self._move_playhead(timeline.starts[-1], preview=False)
+        elif self.track.playhead > self._end():
+            self._move_playhead(self._end(), preview=False)
+        if self.playback is not None and not self._playable():
+            self.stop()
+        elif self.playback is not None and (timeline.fps != self.meter.fps
+                                            or timeline.span != (self.playback.low, self.playback.high)):
+            self._restart_play()  # at the new rate, or within the new in/out points
+
+    def _restart_play(self) -> None:
+        self.stop()
+        self.start_play()
+
+    def _show_thumbnails(self) -> None:
+        thumbs = self.thumbnails.for_keyframes(self.timeline)
+        self.track.placeholder = self.thumbnails.placeholder
+        self.track.set_thumbnails(thumbs)
 
     def _on_latents_changed(self) -> None:
         latents = self.session.document.latents
@@ -295,6 +399,7 @@ class TimelinePanel(QWidget):
         self._update_buttons()
 
     def _on_model_changed(self, _entry) -> None:
+        self.stop()
         self._on_timeline_changed()
 
     # --- filling the widgets (signals blocked: nothing here is an edit) -------------------------------------------
@@ -353,6 +458,11 @@ class TimelinePanel(QWidget):
             if mappings:
                 self.mappings.selectRow(len(mappings) - 1 if row < 0 or row >= len(mappings) else row)
         offered = self.targets()
+        for i in range(len(mappings)):  # each row's colour is its curve's on the track
+            marker = QTableWidgetItem(f"● {i + 1}")
+            marker.setForeground(curve_colour(i))
+            marker.setToolTip("The colour of this mapping's curve under the track")
+            self.mappings.setVerticalHeaderItem(i, marker)
         for i, mapping in enumerate(mappings):
             # the cells _make_mapping_row put there: two combo boxes, then three spin boxes
             envelope, target = (cast(QComboBox, self.mappings.cellWidget(i, c)) for c in range(2))
@@ -439,7 +549,24 @@ class TimelinePanel(QWidget):
             self.time.setText("")
             return
         fps = self.timeline.fps
-        self.time.setText(f"{self.scrubber.value() / fps:.2f} s / {(self.scrubber.maximum() + 1) / fps:.2f} s")
+        t = self.track.playhead
+        self.time.setText(f"{t:.2f} s / {(self.scrubber.maximum() + 1) / fps:.2f} s · frame {int(round(t * fps)) + 1}")
+
+    def _end(self) -> float:
+        """The latest time the playhead goes to: the end of the animation, or the last keyframe's time."""
+        timeline = self.timeline
+        return max(timeline.length, timeline.starts[-1] if timeline.keyframes else 0.0)
+
+    def _move_playhead(self, t: float, preview: bool = True) -> None:
+        """The playhead (the track's, the scrubber's frame and the time) to `t` seconds; `preview`: show that frame."""
+        self.track.set_playhead(t)
+        if self._playable():
+            blocked = self.scrubber.blockSignals(True)
+            self.scrubber.setValue(int(round(t * self.timeline.fps)))
+            self.scrubber.blockSignals(blocked)
+        self._show_time()
+        if preview and self._playable():
+            self.session.preview_frame(t)
 
     # --- edits ----------------------------------------------------------------------------------------------------
     def _edit(self, change: Callable[[], None]) -> None:
@@ -449,13 +576,20 @@ class TimelinePanel(QWidget):
         if self.timeline is before:
             self._on_timeline_changed()
 
-    def _on_selection_changed(self, _row: int) -> None:
+    def _on_selection_changed(self, row: int) -> None:
+        self.track.set_selected(row)
         self._new_gesture()
         self._fill_selected()
         self._update_buttons()
 
-    def _add_current(self) -> None:
-        self.session.add_keyframe()
+    def add_at_playhead(self) -> None:
+        """Add the current request as a keyframe at the playhead (appended at or after the end, the playhead then
+        moving to it, so that Add, Add, Add lines keyframes up)."""
+        keys = self.timeline.keyframes
+        t = self.track.playhead
+        at_end = not keys or t >= self.timeline.starts[-1] - 1e-6
+        self._follow_end = at_end
+        self.session.add_keyframe(at=None if at_end and (not keys or t <= self.timeline.starts[-1] + 1e-6) else t)
 
     def _add_from_library(self) -> None:
         index = self.library.currentIndex()
@@ -494,9 +628,121 @@ class TimelinePanel(QWidget):
             self._edit(lambda: self.session.edit_timeline("Loop" if checked else "No loop", loop=bool(checked)))
 
     def _on_scrubbed(self, frame: int) -> None:
+        self.track.set_playhead(frame / self.timeline.fps)
         self._show_time()
         if self._playable():
             self.session.preview_frame(frame / self.timeline.fps)
+
+    def _on_track_scrubbed(self, t: float) -> None:
+        """The ruler clicked or dragged: that frame shows (playing, play goes on from there)."""
+        if self.playback is not None:
+            self.track.set_playhead(t)
+            self._restart_play()
+            return
+        self._move_playhead(t)
+
+    def _on_retimed(self, index: int, t: float, drag: int) -> None:
+        self._select_after = index
+        self.session.retime_keyframe(index, t, f"retime:{index}:{drag}")
+        self._select_after = None
+
+    def _on_details_toggled(self, shown: bool) -> None:
+        self.details.setVisible(shown)
+        self.details_toggle.setArrowType(Qt.ArrowType.DownArrow if shown else Qt.ArrowType.RightArrow)
+
+    def state(self) -> dict:
+        """What a real-window test reads of the timeline (the window's geometry report): keyframe times, in/out,
+        the playhead, play and its meter, and where each keyframe's thumbnail is on the track (its pixels)."""
+        timeline = self.timeline
+        return {"starts": timeline.starts, "in": timeline.in_point, "out": timeline.out_point,
+                "playhead": self.track.playhead, "playing": self.playing, "shown": self.meter.shown_total,
+                "status": self.play_status.text(), "thumbs_ready": len(self.track.thumbs),
+                "keyframes": [[round(r.x()), round(r.y()), round(r.width()), round(r.height())]
+                              for r in (self.track.thumb_rect(i) for i in range(len(timeline.keyframes)))],
+                "x0": self.track.x_of(0.0), "scale": self.track.scale,
+                "waveform": self.track.sketch is not None,
+                "curves": len(self.track.sketch.curves) if self.track.sketch is not None else 0}
+
+    # --- playing --------------------------------------------------------------------------------------------------
+    @property
+    def playing(self) -> bool:
+        return self.playback is not None
+
+    def toggle_play(self) -> None:
+        if self.playback is not None:
+            self.stop()
+        else:
+            self.start_play()
+
+    def start_play(self) -> None:
+        """Play from the playhead (from the in point when it is at or past the out point) at the timeline's fps."""
+        self.play.setChecked(False)
+        if not self._playable():
+            return
+        timeline = self.timeline
+        low, high = timeline.span
+        now = time.monotonic()
+        try:
+            self.playback = Playback(self.track.playhead, low, high, self.loop_play.isChecked(), now)
+        except ValueError:
+            return
+        self.meter = PlaybackMeter(timeline.fps)
+        self.meter.start(now)
+        self._sent.clear()
+        self._last_sent = -1
+        self._in_flight = None
+        self.play.setChecked(True)
+        self.play.setText("Stop")
+        self.track.set_playing(True)
+        self.player.start(max(1, int(1000 / timeline.fps)))
+        self._on_tick()
+
+    def stop(self) -> None:
+        """Stop playing (Esc on the track, Play again, the out point, a model change)."""
+        if self.playback is None:
+            return
+        now = time.monotonic()
+        self.player.stop()
+        self.playback = None
+        self.play.setChecked(False)
+        self.play.setText("Play")
+        self.track.set_playing(False)
+        self.play_status.setText(f"stopped · {self.meter.shown_total} of {self.meter.due(now)} frames shown")
+
+    def _on_tick(self) -> None:
+        playback = self.playback
+        if playback is None:
+            return
+        now = time.monotonic()
+        playback.loop = self.loop_play.isChecked()  # (toggled while playing: from the next out point on)
+        t, ended = playback.at(now)
+        frame = int(math.floor(t * self.timeline.fps + 1e-9))
+        self.track.set_playhead(t)
+        self._show_time()
+        # one frame in flight at a time: a frame sent while another renders would make that one stale (newest wins),
+        # so that neither would show; the frames due meanwhile are skipped (dropped), and play keeps real time
+        free = self._in_flight is None or now - self._in_flight > IN_FLIGHT_WAIT_S
+        if frame != self._last_sent and free:
+            self._last_sent = frame
+            sent = self.session.preview_frame(frame / self.timeline.fps)
+            if sent is not None:
+                self._sent.append(sent)
+                self._in_flight = now
+        self.play_status.setText(self.meter.text(now))
+        if ended:
+            self.stop()
+
+    def _on_preview_ended(self, *_args) -> None:
+        """A preview failed or was cancelled: it holds play no longer."""
+        self._in_flight = None
+
+    def _on_rendered(self, request, _seconds: float, _info) -> None:
+        if self.playback is None:
+            return
+        self._in_flight = None  # the preview lane is free again (this frame, or a newer request's)
+        if request in self._sent:
+            self.meter.shown(time.monotonic())
+        self._on_tick()  # the frame due now, at once
 
     def _choose_sound(self) -> None:
         path = dialogs.ask_sound_file(self)
@@ -538,7 +784,7 @@ class TimelinePanel(QWidget):
             else None
         timeline = self.timeline
         choice = export_dialogs.ask_video_export(self, suggestion, source, timeline.fps,
-                                                 lambda fps: dataclasses.replace(timeline, fps=fps).frames)
+                                                 lambda fps: _span_frames(dataclasses.replace(timeline, fps=fps)))
         if choice is None or not choice.path:
             return
         export_dialogs.remember_folder(settings, "video", choice.path)

@@ -438,9 +438,10 @@ class Session(QObject):
     def set_timeline(self, timeline: Timeline, text: str, merge: str | None = None) -> None:
         self.timeline_editor.set_timeline(timeline, text, merge)
 
-    def add_keyframe(self, index: int | None = None) -> None:
-        """Add the current request as a keyframe, with the exact latent it showed (computed on the worker)."""
-        self.tasks.add_keyframe(index)
+    def add_keyframe(self, index: int | None = None, at: float | None = None) -> None:
+        """Add the current request as a keyframe, with the exact latent it showed (computed on the worker), at
+        `index` or at `at` seconds (the segment there is split; the other keyframes keep their times)."""
+        self.tasks.add_keyframe(index, at)
 
     def add_keyframe_from_latent(self, latent_index: int) -> None:
         self.timeline_editor.add_keyframe_from_latent(latent_index)
@@ -453,6 +454,15 @@ class Session(QObject):
 
     def edit_keyframe(self, index: int, text: str = "Edit keyframe", merge: str | None = None, **fields: Any) -> None:
         self.timeline_editor.edit_keyframe(index, text, merge, **fields)
+
+    def retime_keyframe(self, index: int, time: float, merge: str | None = None) -> None:
+        self.timeline_editor.retime_keyframe(index, time, merge)
+
+    def set_in_point(self, time: float | None) -> None:
+        self.timeline_editor.set_in_point(time)
+
+    def set_out_point(self, time: float | None) -> None:
+        self.timeline_editor.set_out_point(time)
 
     def edit_timeline(self, text: str = "Edit timeline", merge: str | None = None, **fields: Any) -> None:
         self.timeline_editor.edit_timeline(text, merge, **fields)
@@ -472,9 +482,10 @@ class Session(QObject):
     def remove_mapping(self, index: int) -> None:
         self.timeline_editor.remove_mapping(index)
 
-    def preview_frame(self, time: float) -> None:
-        """Show the timeline's frame at `time` seconds (the scrubber), the document's request unchanged."""
-        self.tasks.preview_frame(time)
+    def preview_frame(self, time: float) -> RenderRequest | None:
+        """Show the timeline's frame at `time` seconds (the scrubber, playback), the document's request unchanged;
+        the frame's request."""
+        return self.tasks.preview_frame(time)
 
     def export_video(self, path: str | Path, size: tuple[int, int] | None = None,
                      on_done: Callable[[Path], None] | None = None, output_size: OutputSize | None = None,
