@@ -133,6 +133,7 @@ class MainWindow(QMainWindow):
         self.gallery.open_folder.connect(lambda folder: self.open_folder(Path(folder)))
         self.gallery.trash_files.connect(self.move_to_trash)
         self.gallery.pin_image.connect(self._compare_with_gallery)
+        self.pad.add_keyframe.connect(self.add_keyframe)
         self._build_status_bar()
         self._build_actions()
         self._build_menus()

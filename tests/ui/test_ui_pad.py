@@ -13,6 +13,8 @@ from PySide6.QtWidgets import QApplication
 from studio.latent.pad import blend_corners
 from studio.ui.panels.pad import NUDGE, PadPanel
 
+from test_ui_window import _no_blocking_dialogs, window  # noqa: F401  (fixtures)
+
 
 @pytest.fixture
 def pad(qtbot, session):
@@ -136,8 +138,20 @@ def test_a_drag_before_the_corners_arrive_lands_when_they_do(qtbot, session, pad
 
 
 def test_add_as_keyframe_adds_the_pads_request(qtbot, session, pad):
-    drag(pad.square, [(0.5, 0.5)])
-    with qtbot.waitSignal(session.timeline_changed, timeout=5000):
-        pad.keyframe.click()
-    keys = session.timeline.keyframes
-    assert len(keys) == 1 and keys[0].request.latent is not None
+    heard = []
+    pad.add_keyframe.connect(lambda: heard.append(1))
+    pad.keyframe.click()  # the window adds it (below): the panel only asks
+    assert heard == [1] and not session.timeline.keyframes
+
+
+def test_add_as_keyframe_in_the_window_lines_keyframes_up_at_the_playhead(qtbot, window):
+    pad, session = window.pad, window.session
+    for seed, count in ((11, 1), (22, 2)):  # the fake model's latent is its seed's: the keyframes tell apart
+        session.change("Seed", seed=seed)
+        drag(pad.square, [(0.5, 0.0)])
+        with qtbot.waitSignal(session.timeline_changed, timeout=5000):
+            pad.keyframe.click()
+        qtbot.waitUntil(lambda: len(session.timeline.keyframes) == count, timeout=5000)
+    firsts = [k.request.latent[0] for k in session.timeline.keyframes]
+    assert firsts == [11.0, 22.0]  # in the order added: the second is not put first
+    assert window.docks["Timeline"].isVisible()

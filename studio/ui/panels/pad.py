@@ -188,6 +188,8 @@ class PadSquare(QWidget):
 class PadPanel(QWidget):
     """The Pad dock: mode, the two params (or four corner seeds), their reach, the square, Add as Keyframe."""
 
+    add_keyframe = Signal()  # Add as Keyframe: the pad's current request joins the timeline (the window adds it)
+
     def __init__(self, session: "Session", parent: QWidget | None = None):
         super().__init__(parent)
         self.setObjectName("padPanel")
@@ -270,7 +272,9 @@ class PadPanel(QWidget):
             edit.stepped.connect(partial(self._step_seed, edit))
         self.square.moved.connect(self.move_to)
         session.directions.changed.connect(self._fill_params)  # named directions name the axes
-        self.keyframe.clicked.connect(session.add_keyframe)
+        # the window adds it as Ctrl+K does (at the timeline's playhead, the Timeline forward); `clicked` passes a
+        # bool that add_keyframe would take for an index
+        self.keyframe.clicked.connect(lambda: self.add_keyframe.emit())
         self._on_model_changed(session.entry)
 
     # --- state ------------------------------------------------------------------------------------------------------
