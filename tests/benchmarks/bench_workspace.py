@@ -9,7 +9,7 @@ stall is the gap between two callbacks minus the period (as bench_gui.py). It me
 
 1. Gallery open: --items PNG files (hard links of one render) indexed, then the time from opening the Gallery dock
    to its first page of rows and its first thumbnail shown; and the longest stall while its view scrolls from top to
-   bottom a step every 10 ms (fetching pages and thumbnails as it goes).
+   bottom, a wheel notch (QWheelEvent, 120 units) every 10 ms, fetching pages and thumbnails as it goes.
 2. Queue beside previews: a job of --queue renders of the current request on the export lane while the first
    direction slider sweeps (one move per finished preview); the longest stall, the previews rendered and the queue's
    renders finished in the time.
@@ -62,7 +62,8 @@ def measure(model: str = "glyphs", items: int = 10_000, queue: int = 40, seconds
 
 def _measure(tmp: Path, model: str, items: int, queue: int, seconds: float, threads: int,
              roots: list | None) -> dict:
-    from PySide6.QtCore import QEventLoop, QSettings, Qt, QTimer
+    from PySide6.QtCore import QEventLoop, QPoint, QPointF, QSettings, Qt, QTimer
+    from PySide6.QtGui import QWheelEvent
     from PySide6.QtTest import QTest
     from PySide6.QtWidgets import QApplication
 
@@ -138,11 +139,17 @@ def _measure(tmp: Path, model: str, items: int, queue: int, seconds: float, thre
         thumb_at = clock()
         result.update(gallery_rows_ms=(rows_at - t0) * 1000, gallery_thumb_ms=(thumb_at - t0) * 1000)
         bar = panel.view.verticalScrollBar()
+        viewport = panel.view.viewport()
+        centre = QPointF(viewport.width() / 2, viewport.height() / 2)
         stamps.clear()
         probe.start()
         started, steps = clock(), 0
-        while (bar.value() < bar.maximum() or panel.model.canFetchMore()) and clock() - started < 60:
-            bar.setValue(bar.value() + max(1, bar.pageStep()))
+        while (bar.value() < bar.maximum() or panel.model.canFetchMore()) and clock() - started < 120:
+            # one wheel notch down, as a mouse sends it (the view scrolls its three lines)
+            wheel = QWheelEvent(centre, viewport.mapToGlobal(centre), QPoint(0, 0), QPoint(0, -120),
+                                Qt.MouseButton.NoButton, Qt.KeyboardModifier.NoModifier, Qt.ScrollPhase.NoScrollPhase,
+                                False)
+            QApplication.sendEvent(viewport, wheel)
             steps += 1
             spin(10)
         probe.stop()

@@ -15,7 +15,7 @@ from PySide6.QtCore import (QAbstractListModel, QModelIndex, QObject, QPersisten
                             QThreadPool, Signal)
 from PySide6.QtGui import QImage, QImageReader, QKeyEvent, QPixmap
 from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QHBoxLayout, QLabel, QLineEdit, QListView, QPushButton,
-                               QVBoxLayout, QWidget)
+                               QStyledItemDelegate, QVBoxLayout, QWidget)
 
 from studio.ui.panels.gallery_view import GalleryViewer
 
@@ -63,6 +63,7 @@ class GalleryModel(QAbstractListModel):
 
     def set_filter(self, where) -> None:
         self.beginResetModel()
+        self.pool.clear()  # reads not yet started for the old rows
         self.where = where
         self.items, self._rows, self._asked = [], {}, set()
         self.total = self.gallery.count(where) if self.gallery is not None else 0
@@ -124,15 +125,22 @@ class GalleryModel(QAbstractListModel):
             thumb = self._thumbs.get(item.id)
             if thumb is not None:
                 self._thumbs.move_to_end(item.id)
-                return thumb
-            if item.kind == "image" and item.id not in self._asked:
-                self._asked.add(item.id)
-                self.reads += 1
-                self.pool.start(_ThumbJob(item.id, item.path, self._signals))
-            return None
+            return thumb
         if role == Qt.ItemDataRole.UserRole:
             return item.id
         return None
+
+    def want(self, row: int) -> None:
+        """Row `row` is being painted: read its thumbnail on the pool unless it is in memory or on its way. Only
+        painting asks (a view also asks an item's picture when it is not shown), so only what shows is read."""
+        if not 0 <= row < len(self.items):
+            return
+        item = self.items[row]
+        if item.kind == "image" and item.id not in self._asked and item.id not in self._thumbs:
+            self._asked.add(item.id)
+            self.reads += 1
+            # newest asked, first read: a fast scroll's passed rows wait behind the ones on screen now
+            self.pool.start(_ThumbJob(item.id, item.path, self._signals), min(self.reads, 2**30))
 
     def _on_loaded(self, item_id: int, image: QImage) -> None:
         if image.isNull():
@@ -151,6 +159,18 @@ class GalleryModel(QAbstractListModel):
         if row is not None:
             self.items[row] = self.gallery.item(item_id) or self.items[row]
             self.dataChanged.emit(self.index(row), self.index(row))
+
+
+class _ThumbDelegate(QStyledItemDelegate):
+    """Paints an item as the view would, first asking the model for its thumbnail (see GalleryModel.want)."""
+
+    def __init__(self, model: GalleryModel, parent: QObject | None = None):
+        super().__init__(parent)
+        self.model = model
+
+    def paint(self, painter, option, index) -> None:
+        self.model.want(index.row())
+        super().paint(painter, option, index)
 
 
 class _GalleryView(QListView):
@@ -209,6 +229,7 @@ class GalleryPanel(QWidget):
         self.view.setToolTip("Every finished render, newest first: 1–5 star, 0 clear, X reject, Delete moves to "
                              "the trash, Space or double-click shows it large")
         self.view.setModel(self.model)
+        self.view.setItemDelegate(_ThumbDelegate(self.model, self.view))
         self.restore_button = QPushButton("Restore")
         self.restore_button.setObjectName("galleryRestore")
         self.restore_button.setToolTip("Make the picked render's exact request the current one (one undo step)")
