@@ -12,16 +12,18 @@ from collections import OrderedDict
 from pathlib import Path
 
 from PySide6.QtCore import (QAbstractListModel, QModelIndex, QObject, QPersistentModelIndex, QRunnable, QSize, Qt,
-                            QThreadPool, Signal)
+                            QThreadPool, QTimer, Signal)
 from PySide6.QtGui import QImage, QImageReader, QKeyEvent, QPixmap
 from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QHBoxLayout, QLabel, QLineEdit, QListView, QPushButton,
-                               QVBoxLayout, QWidget)
+                               QStyledItemDelegate, QVBoxLayout, QWidget)
 
 from studio.ui.panels.gallery_view import GalleryViewer
 
 PAGE = 200  # rows asked of the index at a time
 THUMB = 96  # thumbnail side, in pixels
 CACHE = 3000  # thumbnails kept in memory
+JOIN_MS = 1000  # renders indexed while the dock shows join its view at most this often
+PENDING = 256  # thumbnail reads waiting at most (a few screens of rows); older ones are given up
 RATINGS = (("All", 0, False), ("★ 1+", 1, False), ("★ 3+", 3, False), ("★ 5", 5, False), ("Rejected", 0, True))
 
 
@@ -33,8 +35,11 @@ class _ThumbJob(QRunnable):
     def __init__(self, item_id: int, path: Path, signals: _Signals):
         super().__init__()
         self.item_id, self.path, self.signals = item_id, path, signals
+        self.cancelled = False  # set on the GUI thread when the row went stale before this started
 
     def run(self) -> None:  # on the pool's thread: read only as many pixels as the thumbnail needs
+        if self.cancelled:
+            return
         reader = QImageReader(str(self.path))
         size = reader.size()
         if size.isValid() and (size.width() > THUMB or size.height() > THUMB):
@@ -60,9 +65,14 @@ class GalleryModel(QAbstractListModel):
         self._signals = _Signals()
         self._signals.loaded.connect(self._on_loaded)
         self.reads = 0  # thumbnails read so far (tests see that only the shown ones are)
+        self.dropped = 0  # reads given up before they started (their rows were scrolled past)
+        self._pending: OrderedDict[int, _ThumbJob] = OrderedDict()  # asked, not yet loaded, oldest first
 
     def set_filter(self, where) -> None:
         self.beginResetModel()
+        for job in self._pending.values():  # reads not yet started for the old rows
+            job.cancelled = True
+        self._pending.clear()
         self.where = where
         self.items, self._rows, self._asked = [], {}, set()
         self.total = self.gallery.count(where) if self.gallery is not None else 0
@@ -124,17 +134,32 @@ class GalleryModel(QAbstractListModel):
             thumb = self._thumbs.get(item.id)
             if thumb is not None:
                 self._thumbs.move_to_end(item.id)
-                return thumb
-            if item.kind == "image" and item.id not in self._asked:
-                self._asked.add(item.id)
-                self.reads += 1
-                self.pool.start(_ThumbJob(item.id, item.path, self._signals))
-            return None
+            return thumb
         if role == Qt.ItemDataRole.UserRole:
             return item.id
         return None
 
+    def want(self, row: int) -> None:
+        """Row `row` is being painted: read its thumbnail on the pool unless it is in memory or on its way. Only
+        painting asks (a view also asks an item's picture when it is not shown), so only what shows is read."""
+        if not 0 <= row < len(self.items):
+            return
+        item = self.items[row]
+        if item.kind == "image" and item.id not in self._asked and item.id not in self._thumbs:
+            self._asked.add(item.id)
+            self.reads += 1
+            job = _ThumbJob(item.id, item.path, self._signals)
+            self._pending[item.id] = job
+            # newest asked, first read: a fast scroll's passed rows wait behind the ones on screen now
+            self.pool.start(job, min(self.reads, 2**30))
+            while len(self._pending) > PENDING:  # rows scrolled past long ago: not read (asked again if shown)
+                old_id, old = self._pending.popitem(last=False)
+                old.cancelled = True  # if it has not started, it ends at once when it does
+                self._asked.discard(old_id)
+                self.dropped += 1
+
     def _on_loaded(self, item_id: int, image: QImage) -> None:
+        self._pending.pop(item_id, None)
         if image.isNull():
             return
         self._thumbs[item_id] = QPixmap.fromImage(image)
@@ -151,6 +176,18 @@ class GalleryModel(QAbstractListModel):
         if row is not None:
             self.items[row] = self.gallery.item(item_id) or self.items[row]
             self.dataChanged.emit(self.index(row), self.index(row))
+
+
+class _ThumbDelegate(QStyledItemDelegate):
+    """Paints an item as the view would, first asking the model for its thumbnail (see GalleryModel.want)."""
+
+    def __init__(self, model: GalleryModel, parent: QObject | None = None):
+        super().__init__(parent)
+        self.model = model
+
+    def paint(self, painter, option, index) -> None:
+        self.model.want(index.row())
+        super().paint(painter, option, index)
 
 
 class _GalleryView(QListView):
@@ -204,11 +241,14 @@ class GalleryPanel(QWidget):
         self.view.setUniformItemSizes(True)
         self.view.setResizeMode(QListView.ResizeMode.Adjust)
         self.view.setMovement(QListView.Movement.Static)
-        self.view.setLayoutMode(QListView.LayoutMode.Batched)
+        # one pass: a batched layout paints rows that are not on screen while it runs (their thumbnails were read
+        # again and again) and slowed scrolling three times over
+        self.view.setLayoutMode(QListView.LayoutMode.SinglePass)
         self.view.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
         self.view.setToolTip("Every finished render, newest first: 1–5 star, 0 clear, X reject, Delete moves to "
                              "the trash, Space or double-click shows it large")
         self.view.setModel(self.model)
+        self.view.setItemDelegate(_ThumbDelegate(self.model, self.view))
         self.restore_button = QPushButton("Restore")
         self.restore_button.setObjectName("galleryRestore")
         self.restore_button.setToolTip("Make the picked render's exact request the current one (one undo step)")
@@ -259,7 +299,13 @@ class GalleryPanel(QWidget):
         self.folder_button.clicked.connect(self._show_folder)
         self.trash_button.clicked.connect(self.trash_selected)
         # after the session indexed them (the queue's own batch_done may reach this panel first)
-        session.gallery_changed.connect(lambda: self.take_new() if self.isVisible() else None)
+        # new renders join at most once a second: each join lays the view's rows out again (tens of ms at 10,000 on a
+        # slow machine), and a fast queue indexes several renders a second
+        self._joining = QTimer(self)
+        self._joining.setSingleShot(True)
+        self._joining.setInterval(JOIN_MS)
+        self._joining.timeout.connect(lambda: self.take_new() if self.isVisible() else None)
+        session.gallery_changed.connect(lambda: self._joining.start() if not self._joining.isActive() else None)
 
     def showEvent(self, event) -> None:
         super().showEvent(event)
