@@ -49,7 +49,9 @@ class _ThumbJob(QRunnable):
 
 
 class GalleryModel(QAbstractListModel):
-    """The index's items for a view, fetched a page at a time as the view scrolls (canFetchMore / fetchMore)."""
+    """The index's items for a view: a row for each from the start (the view lays 10,000 rows out once, at opening;
+    a list view that grows page by page lays every row out again at each page, tens of ms at 10,000), each item read
+    with its page of PAGE rows the first time the view asks for it."""
 
     def __init__(self, gallery, parent: QObject | None = None):
         super().__init__(parent)
@@ -57,6 +59,7 @@ class GalleryModel(QAbstractListModel):
         self.where = None
         self.items: list = []
         self.total = 0
+        self.loaded = 0  # rows whose item has been read from the index (a page at a time)
         self._rows: dict[int, int] = {}  # item id → row
         self._thumbs: OrderedDict[int, QPixmap] = OrderedDict()
         self._asked: set[int] = set()
@@ -69,16 +72,40 @@ class GalleryModel(QAbstractListModel):
         self._pending: OrderedDict[int, _ThumbJob] = OrderedDict()  # asked, not yet loaded, oldest first
 
     def set_filter(self, where) -> None:
+        """Show the items `where` asks for: every row at once (so the view lays them out once, not again as pages
+        arrive), each row's item read from the index with its page when it is first asked for."""
         self.beginResetModel()
         for job in self._pending.values():  # reads not yet started for the old rows
             job.cancelled = True
         self._pending.clear()
         self.where = where
-        self.items, self._rows, self._asked = [], {}, set()
+        self._rows, self._asked = {}, set()
         self.total = self.gallery.count(where) if self.gallery is not None else 0
+        self.items = [None] * self.total  # GalleryItem, or None for a page not read yet
+        self.loaded = 0
         self.endResetModel()
         if self.total:
-            self.fetchMore()  # the first page at once; the view asks for the rest as it scrolls
+            self._load(0)
+
+    def _load(self, row: int) -> None:
+        """Read the page of rows that holds `row` from the index."""
+        start = row - row % PAGE
+        # renders indexed since the rows were counted sit above them until they join (take_new): skip past them
+        shift = max(0, self.gallery.count(self.where) - self.total)
+        for k, item in enumerate(self.gallery.items(self.where, offset=start + shift, limit=PAGE)):
+            r = start + k
+            if r < len(self.items) and self.items[r] is None and item.id not in self._rows:
+                self.items[r] = item
+                self._rows[item.id] = r
+                self.loaded += 1
+
+    def item_at(self, row: int):
+        """The item of row `row` (its page read now if need be); None outside the rows or past the index's end."""
+        if not 0 <= row < len(self.items):
+            return None
+        if self.items[row] is None and self.gallery is not None:
+            self._load(row)
+        return self.items[row]
 
     def take_new(self) -> int:
         """Rows for the items indexed since the view was filled, put at the top (newest first) without resetting the
@@ -97,33 +124,19 @@ class GalleryModel(QAbstractListModel):
             return len(new)
         self.beginInsertRows(QModelIndex(), 0, len(new) - 1)
         self.items[:0] = new
-        self._rows = {item.id: row for row, item in enumerate(self.items)}
+        self._rows = {item.id: row for row, item in enumerate(self.items) if item is not None}
         self.total += len(new)
+        self.loaded += len(new)
         self.endInsertRows()
         return len(new)
 
     def rowCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:
         return 0 if parent.isValid() else len(self.items)
 
-    def canFetchMore(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> bool:
-        return not parent.isValid() and len(self.items) < self.total
-
-    def fetchMore(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> None:
-        page = self.gallery.items(self.where, offset=len(self.items), limit=PAGE)
-        if not page:
-            self.total = len(self.items)
-            return
-        first = len(self.items)
-        self.beginInsertRows(QModelIndex(), first, first + len(page) - 1)
-        for k, item in enumerate(page):
-            self._rows[item.id] = first + k
-        self.items.extend(page)
-        self.endInsertRows()
-
     def data(self, index: QModelIndex | QPersistentModelIndex, role: int = Qt.ItemDataRole.DisplayRole):
-        if not index.isValid() or index.row() >= len(self.items):
+        item = self.item_at(index.row()) if index.isValid() else None
+        if item is None:
             return None
-        item = self.items[index.row()]
         if role == Qt.ItemDataRole.DisplayRole:
             stars = "✗" if item.rejected else "★" * item.rating
             return f"{item.seed} {stars}".strip()
@@ -142,9 +155,9 @@ class GalleryModel(QAbstractListModel):
     def want(self, row: int) -> None:
         """Row `row` is being painted: read its thumbnail on the pool unless it is in memory or on its way. Only
         painting asks (a view also asks an item's picture when it is not shown), so only what shows is read."""
-        if not 0 <= row < len(self.items):
+        item = self.item_at(row)
+        if item is None:
             return
-        item = self.items[row]
         if item.kind == "image" and item.id not in self._asked and item.id not in self._thumbs:
             self._asked.add(item.id)
             self.reads += 1
@@ -176,6 +189,19 @@ class GalleryModel(QAbstractListModel):
         if row is not None:
             self.items[row] = self.gallery.item(item_id) or self.items[row]
             self.dataChanged.emit(self.index(row), self.index(row))
+
+
+class _Rows:
+    """The model's items as a sequence for the viewer (its ←/→ walk): each read when it is asked for."""
+
+    def __init__(self, model: GalleryModel):
+        self.model = model
+
+    def __len__(self) -> int:
+        return self.model.rowCount()
+
+    def __getitem__(self, row: int):
+        return self.model.item_at(row)
 
 
 class _ThumbDelegate(QStyledItemDelegate):
@@ -399,8 +425,8 @@ class GalleryPanel(QWidget):
         rows = sorted(index.row() for index in self.view.selectedIndexes())
         if not rows:
             return
-        other = self.model.items[rows[1]] if len(rows) == 2 else None
-        self._viewer().show_items(self.model.items, rows[0], other)
+        other = self.model.item_at(rows[1]) if len(rows) == 2 else None
+        self._viewer().show_items(_Rows(self.model), rows[0], other)
 
     def show_file(self, path: Path, title: str) -> None:
         """A grid or contact sheet just written, in the gallery's viewer."""

@@ -7,6 +7,7 @@ restores the item's request, Esc closes. Grids and contact sheets open here too
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, Protocol
 
 from PySide6.QtCore import QObject, QRunnable, Qt, QThreadPool, Signal
 from PySide6.QtGui import QImage, QImageReader, QKeyEvent
@@ -15,6 +16,14 @@ from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QSplitter, QVBox
 from studio.ui.canvas import PreviewCanvas
 
 MAX_PIXELS = 64 * 1024 * 1024  # a picture larger than this is read scaled down (a hostile PNG's header can say 2³¹²)
+
+
+class Items(Protocol):
+    """What the viewer walks: the gallery's items in its order (read as they are asked for)."""
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, row: int) -> Any: ...
 
 
 class _Signals(QObject):
@@ -80,7 +89,7 @@ class GalleryViewer(QWidget):
         super().__init__(parent, Qt.WindowType.Window)
         self.setObjectName("galleryViewer")
         self.setWindowTitle("Gallery")
-        self.items: list = []  # the gallery's items, in its order (←/→ walk them)
+        self.items: Items = []  # the gallery's items, in its order (←/→ walk them; read as asked for)
         self.index = -1
         self.other = None  # the item compared with, or None
         self._tokens = 0
@@ -132,9 +141,9 @@ class GalleryViewer(QWidget):
         self.resize(900, 640)
 
     # --- what is shown ----------------------------------------------------------------------------------------------
-    def show_items(self, items: list, index: int, other=None) -> None:
+    def show_items(self, items: Items, index: int, other=None) -> None:
         """Show `items[index]` (and `other` beside it to compare); ←/→ walk `items`."""
-        self.items, self.index, self.other = list(items), index, other
+        self.items, self.index, self.other = items, index, other
         self._show()
         self._raise()
 
@@ -159,12 +168,7 @@ class GalleryViewer(QWidget):
 
     def refresh(self, item) -> None:
         """An item changed in the index (its rating or tags): its labels again."""
-        for k, shown in enumerate(self.items):
-            if shown.id == item.id:
-                self.items[k] = item
-        if self.other is not None and self.other.id == item.id:
-            self.other = item
-        self._label()
+        self._label(fresh=item)
 
     def _show(self) -> None:
         item = self.current
@@ -180,10 +184,15 @@ class GalleryViewer(QWidget):
         self._update_buttons()
         self.setWindowTitle(f"Gallery — {item.path.name}" + (f" and {self.other.path.name}" if self.other else ""))
 
-    def _label(self) -> None:
+    def _label(self, fresh=None) -> None:
+        """The labels again (`fresh`: an item whose rating or tags changed; the gallery's rows hold it too)."""
+        if fresh is not None and self.other is not None and self.other.id == fresh.id:
+            self.other = fresh
         item = self.current
         if item is None:
             return
+        if fresh is not None and item.id == fresh.id:
+            item = fresh
         self.left.label.setText(describe(item))
         self.left.label.setToolTip(str(item.path))
         if self.other is not None:
