@@ -57,6 +57,10 @@ def test_gallery_view_rate_walk_compare_and_tag_with_real_input(xdisplay, tmp_pa
         screen.click(int((x + w / 2) * ratio), int((y + h / 2) * ratio))
         geo = wait_for(lambda: (g := app.geometry(again=True)) and "galleryView" in g and g, 30)
         assert geo, "the Gallery did not open from its tab" + app.log()
+        # the dock grows to its height as it opens: its view's place, once two reports agree
+        geo = wait_for(lambda: (a := app.geometry(again=True)) and (b := app.geometry(again=True))
+                       and a.get("galleryView") == b.get("galleryView") and b, 30)
+        screen.settled(app.rect("galleryView", geo))
         screen.click(*_cell(app, 0, geo))
         screen.key(window, "space")
         viewers = wait_for(lambda: screen.windows("^Gallery — "), 20)

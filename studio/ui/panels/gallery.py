@@ -83,9 +83,9 @@ class GalleryModel(QAbstractListModel):
         self.total = self.gallery.count(where) if self.gallery is not None else 0
         self.items = [None] * self.total  # GalleryItem, or None for a page not read yet
         self.loaded = 0
-        self.endResetModel()
         if self.total:
-            self._load(0)
+            self._load(0)  # before the view looks: its items' one size (uniform sizes) is taken from the first
+        self.endResetModel()
 
     def _load(self, row: int) -> None:
         """Read the page of rows that holds `row` from the index."""
@@ -214,6 +214,11 @@ class _ThumbDelegate(QStyledItemDelegate):
     def paint(self, painter, option, index) -> None:
         self.model.want(index.row())
         super().paint(painter, option, index)
+
+    def sizeHint(self, option, index) -> QSize:
+        # one size whether the thumbnail has come or not: the view takes every item's size from the first (uniform
+        # sizes), often before any picture is read
+        return QSize(THUMB + 12, THUMB + 22)
 
 
 class _GalleryView(QListView):
