@@ -16,15 +16,38 @@ BANDS = {"low": (20.0, 250.0), "mid": (250.0, 2000.0), "high": (2000.0, 20000.0)
 FLOOR_DB = -60.0  # levels below this (relative to the loudest frame) count as silence
 
 
+def _windows(samples: int, rate: int, fps: float) -> tuple[int, int, np.ndarray]:
+    """The frame count, window length (covering two frames' worth of sound) and each window's centre sample."""
+    n_frames = max(1, int(round(samples / rate * fps)))
+    hop = rate / fps
+    window = 1 << max(8, int(math.ceil(math.log2(max(2.0 * hop, 2.0)))))
+    centres = (np.arange(n_frames) * hop + hop / 2).astype(np.int64)
+    return n_frames, window, centres
+
+
 def _frames(wave: np.ndarray, rate: int, fps: float) -> tuple[np.ndarray, int]:
     """Windows of the mono sound centred on each video frame's time: (frames, window) and the window length."""
-    n_frames = max(1, int(round(len(wave) / rate * fps)))
-    hop = rate / fps
-    window = 1 << max(8, int(math.ceil(math.log2(max(2.0 * hop, 2.0)))))  # covers two frames' worth of sound
-    centres = (np.arange(n_frames) * hop + hop / 2).astype(np.int64)
+    _, window, centres = _windows(len(wave), rate, fps)
     padded = np.pad(wave, (window // 2, window // 2))
     index = centres[:, None] + np.arange(window)[None, :]
     return padded[np.minimum(index, len(padded) - 1)], window
+
+
+def _mono(wave: np.ndarray, rate: int, fps: float) -> np.ndarray:
+    """The sound as mono float64 samples, or a ValueError for what no envelope can be taken of."""
+    if not math.isfinite(fps) or fps <= 0:
+        raise ValueError(f"fps must be positive, got {fps!r}")
+    if rate <= 0:
+        raise ValueError(f"the sample rate must be positive, got {rate!r}")
+    x = np.asarray(wave, dtype=np.float64)
+    mono = x.mean(axis=1) if x.ndim == 2 else x
+    if mono.size == 0:
+        raise ValueError("the sound is empty")
+    if not np.isfinite(mono).all():
+        raise ValueError("the sound has NaN or infinite samples")
+    if np.abs(mono).max() < 1e-5:
+        raise ValueError("the sound is silent: there is nothing to react to")
+    return mono
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
@@ -43,18 +66,7 @@ def _db_unit(power: np.ndarray) -> np.ndarray:
 
 def envelopes(wave: np.ndarray, rate: int, fps: float) -> dict[str, np.ndarray]:
     """Per-frame envelopes of a sound ((samples,) or (samples, channels) float) at `fps`, each float32 in [0, 1]."""
-    if not math.isfinite(fps) or fps <= 0:
-        raise ValueError(f"fps must be positive, got {fps!r}")
-    if rate <= 0:
-        raise ValueError(f"the sample rate must be positive, got {rate!r}")
-    x = np.asarray(wave, dtype=np.float64)
-    mono = x.mean(axis=1) if x.ndim == 2 else x
-    if mono.size == 0:
-        raise ValueError("the sound is empty")
-    if not np.isfinite(mono).all():
-        raise ValueError("the sound has NaN or infinite samples")
-    if np.abs(mono).max() < 1e-5:
-        raise ValueError("the sound is silent: there is nothing to react to")
+    mono = _mono(wave, rate, fps)
     frames, window = _frames(mono, rate, fps)
     tapered = frames * np.hanning(window)
     spectrum = np.abs(np.fft.rfft(tapered, axis=1)) ** 2
@@ -78,23 +90,9 @@ def envelopes_in_chunks(wave: np.ndarray, rate: int, fps: float, names: tuple[st
     unknown = sorted(set(names) - set(ENVELOPES))
     if unknown:
         raise ValueError(f"unknown envelopes {', '.join(unknown)} (use {', '.join(ENVELOPES)})")
-    if not math.isfinite(fps) or fps <= 0:
-        raise ValueError(f"fps must be positive, got {fps!r}")
-    if rate <= 0:
-        raise ValueError(f"the sample rate must be positive, got {rate!r}")
-    x = np.asarray(wave, dtype=np.float64)
-    mono = x.mean(axis=1) if x.ndim == 2 else x
-    if mono.size == 0:
-        raise ValueError("the sound is empty")
-    if not np.isfinite(mono).all():
-        raise ValueError("the sound has NaN or infinite samples")
-    if np.abs(mono).max() < 1e-5:
-        raise ValueError("the sound is silent: there is nothing to react to")
+    mono = _mono(wave, rate, fps)
     # the windows of `_frames`, a chunk at a time
-    n_frames = max(1, int(round(len(mono) / rate * fps)))
-    hop = rate / fps
-    window = 1 << max(8, int(math.ceil(math.log2(max(2.0 * hop, 2.0)))))
-    centres = (np.arange(n_frames) * hop + hop / 2).astype(np.int64)
+    n_frames, window, centres = _windows(len(mono), rate, fps)
     padded = np.pad(mono, (window // 2, window // 2))
     taper = np.hanning(window)
     freqs = np.fft.rfftfreq(window, 1.0 / rate)

@@ -1,10 +1,16 @@
 """What the sampling benchmarks share: driving a render, the device and thread settings for a run, and the end of
-`main` (a skipped device exits 0, a missing comparison or an unusable device exits 2). Not a benchmark itself."""
+`main` (a skipped device exits 0, a missing comparison or an unusable device exits 2); for the window's benchmarks,
+a run's own user folders and the stalls of a periodic timer. Not a benchmark itself."""
 
 from __future__ import annotations
 
 import contextlib
+import math
+import os
+import statistics
 import sys
+import tempfile
+from pathlib import Path
 from typing import Callable, Iterator
 
 
@@ -97,3 +103,33 @@ def interleaved_medians(runs: dict[str, Callable[[int], object]], warmup: int, r
             sync()
             times[name].append(time.perf_counter() - t0)
     return {name: statistics.median(values) for name, values in times.items()}
+
+
+@contextlib.contextmanager
+def user_folders(prefix: str) -> Iterator[Path]:
+    """A temporary folder whose data/ and cache/ are the app's user folders (LATENT_STUDIO_DATA, _CACHE) for the run;
+    the variables are put back afterwards."""
+    saved = {k: os.environ.get(k) for k in ("LATENT_STUDIO_DATA", "LATENT_STUDIO_CACHE")}
+    tmp = tempfile.TemporaryDirectory(prefix=prefix, ignore_cleanup_errors=True)
+    os.environ["LATENT_STUDIO_DATA"] = str(Path(tmp.name) / "data")
+    os.environ["LATENT_STUDIO_CACHE"] = str(Path(tmp.name) / "cache")
+    try:
+        yield Path(tmp.name)
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        tmp.cleanup()
+
+
+def stall_stats(stamps: list[float], period_ms: float, budget_ms: float) -> dict:
+    """Stalls of a periodic timer: gaps between its callbacks minus the period, in ms."""
+    gaps = [max(0.0, (b - a) * 1000.0 - period_ms) for a, b in zip(stamps, stamps[1:])]
+    if not gaps:
+        return {"max": math.nan, "p99": math.nan, "median": math.nan, "ticks": len(stamps), "over": 0}
+    ordered = sorted(gaps)
+    return {"max": ordered[-1], "p99": ordered[min(len(ordered) - 1, math.ceil(0.99 * len(ordered)) - 1)],
+            "median": statistics.median(ordered), "ticks": len(stamps),
+            "over": sum(gap > budget_ms for gap in gaps)}

@@ -32,7 +32,6 @@ import math
 import os
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -41,7 +40,7 @@ for _path in (REPO, REPO / "tests" / "benchmarks"):  # run as a plain script fro
     if str(_path) not in sys.path:
         sys.path.insert(0, str(_path))
 
-from bench_common import finish_main, model_arguments  # noqa: E402
+from bench_common import finish_main, model_arguments, stall_stats, user_folders  # noqa: E402
 
 if not os.environ.get("QT_QPA_PLATFORM") and not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
     os.environ["QT_QPA_PLATFORM"] = "offscreen"  # before anything imports Qt
@@ -85,14 +84,7 @@ def _quiet_qt_messages():
 
 
 def _stats(stamps: list[float]) -> dict:
-    """Stalls of a periodic timer: gaps between its callbacks minus the period, in ms."""
-    gaps = [max(0.0, (b - a) * 1000.0 - TIMER_MS) for a, b in zip(stamps, stamps[1:])]
-    if not gaps:
-        return {"max": math.nan, "p99": math.nan, "median": math.nan, "ticks": len(stamps), "over": 0}
-    ordered = sorted(gaps)
-    return {"max": ordered[-1], "p99": ordered[min(len(ordered) - 1, math.ceil(0.99 * len(ordered)) - 1)],
-            "median": statistics.median(ordered), "ticks": len(stamps),
-            "over": sum(gap > STALL_BUDGET_MS for gap in gaps)}
+    return stall_stats(stamps, TIMER_MS, STALL_BUDGET_MS)
 
 
 def _gc_in(runs: list[tuple[float, float]], start: float, end: float) -> tuple[int, float]:
@@ -113,20 +105,9 @@ def measure(model: str | None = None, models_dirs=(), device: str = "auto", seco
             moves: int = 100, repeats: int = 5, threads: int = 1, forwards: int = FORWARDS,
             pause_ms: int = PAUSE_MS) -> dict:
     """Run both measurements on the real main window; figures in ms (see the module docstring)."""
-    saved_env = {k: os.environ.get(k) for k in ("LATENT_STUDIO_DATA", "LATENT_STUDIO_CACHE")}
-    tmp = tempfile.TemporaryDirectory(prefix="bench_gui_", ignore_cleanup_errors=True)
-    os.environ["LATENT_STUDIO_DATA"] = str(Path(tmp.name) / "data")
-    os.environ["LATENT_STUDIO_CACHE"] = str(Path(tmp.name) / "cache")
-    try:
-        return _measure(Path(tmp.name), model, models_dirs, device, max(0.05, seconds), max(1, moves),
+    with user_folders("bench_gui_") as tmp:
+        return _measure(tmp, model, models_dirs, device, max(0.05, seconds), max(1, moves),
                         max(1, repeats), threads, max(1, forwards), max(0, pause_ms))
-    finally:
-        for key, value in saved_env.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-        tmp.cleanup()
 
 
 def _measure(tmp: Path, model, models_dirs, device, seconds, moves, repeats, threads, forwards, pause_ms) -> dict:

@@ -24,7 +24,6 @@ import gc
 import math
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -33,7 +32,7 @@ for _path in (REPO, REPO / "tests" / "benchmarks"):
     if str(_path) not in sys.path:
         sys.path.insert(0, str(_path))
 
-from bench_common import finish_main, model_arguments  # noqa: E402
+from bench_common import finish_main, model_arguments, user_folders  # noqa: E402
 
 if not os.environ.get("QT_QPA_PLATFORM") and not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
     os.environ["QT_QPA_PLATFORM"] = "offscreen"
@@ -49,19 +48,8 @@ def _longest(stamps: list[float]) -> float:
 
 def measure(model: str | None = None, models_dirs=(), device: str = "auto", seconds: float = 5.0,
             rates=(24.0,), sound_minutes: float = 0.0, threads: int = 1) -> dict:
-    saved = {k: os.environ.get(k) for k in ("LATENT_STUDIO_DATA", "LATENT_STUDIO_CACHE")}
-    tmp = tempfile.TemporaryDirectory(prefix="bench_timeline_", ignore_cleanup_errors=True)
-    os.environ["LATENT_STUDIO_DATA"] = str(Path(tmp.name) / "data")
-    os.environ["LATENT_STUDIO_CACHE"] = str(Path(tmp.name) / "cache")
-    try:
-        return _measure(Path(tmp.name), model, models_dirs, device, max(0.2, seconds), rates, sound_minutes, threads)
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-        tmp.cleanup()
+    with user_folders("bench_timeline_") as tmp:
+        return _measure(tmp, model, models_dirs, device, max(0.2, seconds), rates, sound_minutes, threads)
 
 
 def _measure(tmp: Path, model, models_dirs, device, seconds, rates, sound_minutes, threads) -> dict:

@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -30,6 +29,8 @@ for _path in (REPO, REPO / "tests" / "benchmarks"):
     if str(_path) not in sys.path:
         sys.path.insert(0, str(_path))
 
+from bench_common import stall_stats, user_folders  # noqa: E402
+
 if not os.environ.get("QT_QPA_PLATFORM") and not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
     os.environ["QT_QPA_PLATFORM"] = "offscreen"
 
@@ -37,32 +38,15 @@ STALL_BUDGET_MS = 16.0
 TIMER_MS = 1
 
 
-def _stalls(stamps: list[float]) -> dict:
-    gaps = sorted((b - a) * 1000.0 - TIMER_MS for a, b in zip(stamps, stamps[1:]))
-    if not gaps:
-        return {"max": float("nan"), "p99": float("nan"), "ticks": 0}
-    return {"max": gaps[-1], "p99": gaps[min(len(gaps) - 1, int(len(gaps) * 0.99))], "ticks": len(gaps)}
-
-
 def measure(model: str = "glyphs", items: int = 10_000, queue: int = 40, seconds: float = 5.0,
             threads: int = 1, roots: list | None = None, notches: int = 4) -> dict:
-    with tempfile.TemporaryDirectory(prefix="bench-workspace-") as tmp:
-        saved = {k: os.environ.get(k) for k in ("LATENT_STUDIO_DATA", "LATENT_STUDIO_CACHE")}
-        os.environ["LATENT_STUDIO_DATA"] = str(Path(tmp) / "data")
-        os.environ["LATENT_STUDIO_CACHE"] = str(Path(tmp) / "cache")
-        try:
-            return _measure(Path(tmp), model, items, queue, seconds, threads, roots, notches)
-        finally:
-            for key, value in saved.items():
-                if value is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value
+    with user_folders("bench-workspace-") as tmp:
+        return _measure(tmp, model, items, queue, seconds, threads, roots, notches)
 
 
 def _measure(tmp: Path, model: str, items: int, queue: int, seconds: float, threads: int,
              roots: list | None, notches: int) -> dict:
-    from PySide6.QtCore import QEventLoop, QPoint, QPointF, QSettings, Qt, QTimer
+    from PySide6.QtCore import QCoreApplication, QEvent, QEventLoop, QPoint, QPointF, QSettings, Qt, QTimer
     from PySide6.QtGui import QWheelEvent
     from PySide6.QtTest import QTest
     from PySide6.QtWidgets import QApplication
@@ -153,7 +137,7 @@ def _measure(tmp: Path, model: str, items: int, queue: int, seconds: float, thre
             steps += 1
             spin(10)
         probe.stop()
-        s = _stalls(stamps)
+        s = stall_stats(stamps, TIMER_MS, STALL_BUDGET_MS)
         result.update(gallery_scroll_max_ms=s["max"], gallery_scroll_p99_ms=s["p99"], gallery_rows=panel.model.loaded,
                       gallery_reads=panel.model.reads, gallery_scroll_s=clock() - started, gallery_steps=steps)
         # --- 2. a queue beside slider previews ----------------------------------------------------------------------
@@ -176,7 +160,7 @@ def _measure(tmp: Path, model: str, items: int, queue: int, seconds: float, thre
         spin(seconds * 1000)
         probe.stop()
         session.rendered.disconnect(drive)
-        s = _stalls(stamps)
+        s = stall_stats(stamps, TIMER_MS, STALL_BUDGET_MS)
         result.update(queue_max_ms=s["max"], queue_p99_ms=s["p99"], queue_previews=len(rendered) - first,
                       queue_done=job.done if job is not None else 0, queue_seconds=clock() - t0)
         session.render_queue.cancel_all()
@@ -189,6 +173,11 @@ def _measure(tmp: Path, model: str, items: int, queue: int, seconds: float, thre
         if session is not None:
             session.shutdown()
         engine.shutdown()
+        for obj in (window, session):  # gone, not only hidden: a later run in this process starts clean
+            if obj is not None:
+                obj.deleteLater()
+        QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
+        app.processEvents()
     return result
 
 

@@ -60,6 +60,7 @@ class GalleryModel(QAbstractListModel):
         self.items: list = []
         self.total = 0
         self.loaded = 0  # rows whose item has been read from the index (a page at a time)
+        self.unjoined = False  # renders were indexed since the rows were counted, and have not joined the view yet
         self._rows: dict[int, int] = {}  # item id → row
         self._thumbs: OrderedDict[int, QPixmap] = OrderedDict()
         self._asked: set[int] = set()
@@ -80,6 +81,7 @@ class GalleryModel(QAbstractListModel):
         self._pending.clear()
         self.where = where
         self._rows, self._asked = {}, set()
+        self.unjoined = False
         self.total = self.gallery.count(where) if self.gallery is not None else 0
         self.items = [None] * self.total  # GalleryItem, or None for a page not read yet
         self.loaded = 0
@@ -91,7 +93,8 @@ class GalleryModel(QAbstractListModel):
         """Read the page of rows that holds `row` from the index."""
         start = row - row % PAGE
         # renders indexed since the rows were counted sit above them until they join (take_new): skip past them
-        shift = max(0, self.gallery.count(self.where) - self.total)
+        # (counted only when some were: a page read while painting asks the index once)
+        shift = max(0, self.gallery.count(self.where) - self.total) if self.unjoined else 0
         for k, item in enumerate(self.gallery.items(self.where, offset=start + shift, limit=PAGE)):
             r = start + k
             if r < len(self.items) and self.items[r] is None and item.id not in self._rows:
@@ -117,6 +120,7 @@ class GalleryModel(QAbstractListModel):
             if item.id in self._rows:
                 break
             new.append(item)
+        self.unjoined = False
         if not new:
             return 0
         if len(new) == PAGE:  # more than a page arrived at once: start again from the index
@@ -336,7 +340,7 @@ class GalleryPanel(QWidget):
         self._joining.setSingleShot(True)
         self._joining.setInterval(JOIN_MS)
         self._joining.timeout.connect(lambda: self.take_new() if self.isVisible() else None)
-        session.gallery_changed.connect(lambda: self._joining.start() if not self._joining.isActive() else None)
+        session.gallery_changed.connect(self._on_gallery_changed)
 
     def showEvent(self, event) -> None:
         super().showEvent(event)
@@ -364,6 +368,11 @@ class GalleryPanel(QWidget):
         self.model.set_filter(GalleryFilter(self.models.currentData() or "", self.text.text(), least, rejected))
         self.count.setText(f"{self.model.total:,} render{'s' if self.model.total != 1 else ''}")
         self._on_selection()  # a new filter picks nothing
+
+    def _on_gallery_changed(self) -> None:
+        self.model.unjoined = True
+        if not self._joining.isActive():
+            self._joining.start()
 
     def take_new(self) -> None:
         """Renders indexed since the view was filled join its top (the view is not reset: a user scrolling the

@@ -188,10 +188,6 @@ class Session(QObject):
                                                  lambda exc: self._index_failed.emit(exc.problem, str(exc)))
         self._gallery_writer.add_many(files, source, kind=kind)
 
-    def flush_gallery(self, timeout: float = 10.0) -> bool:
-        """Wait for the gallery's writes asked for so far (tests, and the end of the session)."""
-        return self._gallery_writer.flush(timeout) if self._gallery_writer is not None else True
-
     def _on_indexed(self, _source: str, _ids: list) -> None:
         self.gallery_changed.emit()
 
