@@ -14,13 +14,16 @@ from pathlib import Path
 from PySide6.QtCore import (QAbstractListModel, QModelIndex, QObject, QPersistentModelIndex, QRunnable, QSize, Qt,
                             QThreadPool, QTimer, Signal)
 from PySide6.QtGui import QImage, QImageReader, QKeyEvent, QPixmap
-from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QHBoxLayout, QLabel, QLineEdit, QListView, QPushButton,
+from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QHBoxLayout, QLabel, QLineEdit, QPushButton,
                                QStyledItemDelegate, QVBoxLayout, QWidget)
 
 from studio.ui.panels.gallery_view import GalleryViewer
+from studio.ui.thumb_grid import ThumbGrid
 
 PAGE = 200  # rows asked of the index at a time
 THUMB = 96  # thumbnail side, in pixels
+ITEM = QSize(THUMB + 12, THUMB + 22)  # an item: its thumbnail over its seed and rating
+CELL = QSize(THUMB + 16, THUMB + 24)  # its place on the grid
 CACHE = 3000  # thumbnails kept in memory
 JOIN_MS = 1000  # renders indexed while the dock shows join its view at most this often
 PENDING = 256  # thumbnail reads waiting at most (a few screens of rows); older ones are given up
@@ -49,9 +52,8 @@ class _ThumbJob(QRunnable):
 
 
 class GalleryModel(QAbstractListModel):
-    """The index's items for a view: a row for each from the start (the view lays 10,000 rows out once, at opening;
-    a list view that grows page by page lays every row out again at each page, tens of ms at 10,000), each item read
-    with its page of PAGE rows the first time the view asks for it."""
+    """The index's items for a view: a row for each from the start (the view's scroll bar covers them all at once),
+    each item read with its page of PAGE rows the first time the view asks for it."""
 
     def __init__(self, gallery, parent: QObject | None = None):
         super().__init__(parent)
@@ -220,15 +222,19 @@ class _ThumbDelegate(QStyledItemDelegate):
         super().paint(painter, option, index)
 
     def sizeHint(self, option, index) -> QSize:
-        # one size whether the thumbnail has come or not: the view takes every item's size from the first (uniform
-        # sizes), often before any picture is read
-        return QSize(THUMB + 12, THUMB + 22)
+        return ITEM  # one size whether the thumbnail has come or not
 
 
-class _GalleryView(QListView):
+class _GalleryView(ThumbGrid):
+    """The thumbnails on a grid placed by arithmetic (studio.ui.thumb_grid): a render joining the top of 10,000
+    repaints the screen's cells, where a list view laid all 10,000 out again."""
+
     rate = Signal(int)  # 1–5, 0 to clear, -1 to reject
     trash = Signal()
     view = Signal()  # Space: the picked item(s) large
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(CELL, ITEM, parent)
 
     def keyPressEvent(self, event: QKeyEvent) -> None:
         keys = {Qt.Key.Key_0: 0, Qt.Key.Key_1: 1, Qt.Key.Key_2: 2, Qt.Key.Key_3: 3, Qt.Key.Key_4: 4,
@@ -270,15 +276,7 @@ class GalleryPanel(QWidget):
         self.count.setObjectName("galleryCount")
         self.view = _GalleryView()
         self.view.setObjectName("galleryView")
-        self.view.setViewMode(QListView.ViewMode.IconMode)
         self.view.setIconSize(QSize(THUMB, THUMB))
-        self.view.setGridSize(QSize(THUMB + 16, THUMB + 24))
-        self.view.setUniformItemSizes(True)
-        self.view.setResizeMode(QListView.ResizeMode.Adjust)
-        self.view.setMovement(QListView.Movement.Static)
-        # one pass: a batched layout paints rows that are not on screen while it runs (their thumbnails were read
-        # again and again) and slowed scrolling three times over
-        self.view.setLayoutMode(QListView.LayoutMode.SinglePass)
         self.view.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
         self.view.setToolTip("Every finished render, newest first: 1–5 star, 0 clear, X reject, Delete moves to "
                              "the trash, Space or double-click shows it large")
@@ -334,8 +332,8 @@ class GalleryPanel(QWidget):
         self.folder_button.clicked.connect(self._show_folder)
         self.trash_button.clicked.connect(self.trash_selected)
         # after the session indexed them (the queue's own batch_done may reach this panel first)
-        # new renders join at most once a second: each join lays the view's rows out again (tens of ms at 10,000 on a
-        # slow machine), and a fast queue indexes several renders a second
+        # new renders join at most once a second: each join reads the newest page of the index, and a fast queue
+        # indexes several renders a second
         self._joining = QTimer(self)
         self._joining.setSingleShot(True)
         self._joining.setInterval(JOIN_MS)
