@@ -30,18 +30,32 @@ class ThumbGrid(QAbstractItemView):
     def setModel(self, model) -> None:
         old = self.model()
         if old is not None:
-            for signal in (old.rowsInserted, old.rowsRemoved, old.modelReset, old.layoutChanged):
+            old.rowsInserted.disconnect(self._rows_inserted)
+            for signal in (old.rowsRemoved, old.modelReset, old.layoutChanged):
                 signal.disconnect(self._relayout)
         super().setModel(model)
         if model is not None:
             # QAbstractItemView does not place rows again when they come and go (its subclasses do)
-            for signal in (model.rowsInserted, model.rowsRemoved, model.modelReset, model.layoutChanged):
+            model.rowsInserted.connect(self._rows_inserted)
+            for signal in (model.rowsRemoved, model.modelReset, model.layoutChanged):
                 signal.connect(self._relayout)
 
     def _relayout(self, *_args) -> None:
         self._hover = -1  # the row under the mouse moved
         self.updateGeometries()
         self.viewport().update()
+
+    def _rows_inserted(self, parent: QModelIndex, first: int, last: int) -> None:
+        """Rows inserted above the ones on screen keep the user's place: the view scrolls down by the lines the
+        shown rows moved (at the very top it stays there, showing the new rows)."""
+        bar = self.verticalScrollBar()
+        top = bar.value()
+        shown = (top // max(1, self.cell.height())) * self.columns()  # the first row on screen, before the insert
+        self._relayout()
+        if parent == self.rootIndex() and top > 0 and first <= shown:
+            cols = self.columns()
+            moved = last - first + 1
+            bar.setValue(top + ((shown + moved) // cols - shown // cols) * self.cell.height())
 
     # --- geometry ------------------------------------------------------------------------------------------------
     def _count(self) -> int:

@@ -1,6 +1,7 @@
 """studio.ui.thumb_grid.ThumbGrid, the gallery's grid: cells placed by arithmetic (hit-testing, rectangles, scroll
 range), keys, clicks and rectangle selection; a render joining the top of 10,000 costs what the screen shows (a list
-view read the model's row count once per row, 10,000 times, at each join); typing does not read every row."""
+view read the model's row count once per row, 10,000 times, at each join) and keeps the place of a user scrolled
+down; typing does not read every row."""
 
 from __future__ import annotations
 
@@ -163,3 +164,21 @@ def test_typing_a_letter_does_not_read_every_row(grid):
     model.calls = 0
     QTest.keyClicks(view, "42")
     assert model.calls < 300 and view.currentIndex().row() == 0
+
+
+def test_renders_joining_the_top_keep_the_place_of_a_user_scrolled_down(grid):
+    view, model = grid(10_000)
+    bar = view.verticalScrollBar()
+    bar.setValue(120 * 500 + 30)  # line 500 (rows 2000-2003) at the top, 30 px scrolled into it
+    QApplication.processEvents()
+    for k in (1, 3, 4, 9):  # fewer than a line, a line, more than two lines
+        shown = view.indexAt(QPoint(50, 40)).data()  # the first render on screen
+        model.add_on_top(k)
+        QApplication.processEvents()
+        # the same render is on the same screen line (its column moved with the rows before it)
+        here = [view.indexAt(QPoint(x, 40)).data() for x in (50, 150, 250, 350)]
+        assert shown in here, (k, shown, here)
+    bar.setValue(0)  # at the very top the new rows show
+    model.add_on_top(2)
+    QApplication.processEvents()
+    assert bar.value() == 0 and view.indexAt(QPoint(50, 50)).row() == 0
