@@ -12,7 +12,7 @@ import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtTest import QTest
 
-from studio.app.gallery import Gallery
+from studio.app.gallery import Gallery, GalleryFilter
 from studio.export.image import save_image
 from studio.request import RenderRequest
 
@@ -29,7 +29,8 @@ def show_gallery(qtbot, window):
     return window.gallery
 
 
-def test_ten_thousand_renders_open_a_page_at_a_time_and_read_only_the_shown_thumbnails(qtbot, window, tmp_path):
+def _ten_thousand(window, tmp_path) -> Gallery:
+    """10,000 renders of the tiny model (hard links of one picture) in the window's gallery index."""
     folder = tmp_path / "many"
     folder.mkdir()
     one = folder / "one.png"
@@ -42,6 +43,11 @@ def test_ten_thousand_renders_open_a_page_at_a_time_and_read_only_the_shown_thum
         files.append((path, request.with_(seed=k)))
     gallery = window.session.open_gallery()
     gallery.add_many(files, "queue", created=1.0)
+    return gallery
+
+
+def test_ten_thousand_renders_open_a_page_at_a_time_and_read_only_the_shown_thumbnails(qtbot, window, tmp_path):
+    gallery = _ten_thousand(window, tmp_path)
     panel = show_gallery(qtbot, window)
     assert panel.count.text() == "10,000 renders"
     model = panel.model
@@ -52,6 +58,24 @@ def test_ten_thousand_renders_open_a_page_at_a_time_and_read_only_the_shown_thum
     qtbot.waitUntil(lambda: model.items[-1] is not None, timeout=5000)  # the last page is read as it shows
     assert model.loaded <= 1000 and model.items[5000] is None  # the pages scrolled past unseen are not
     assert model.reads < 400 and model.item_at(5000).seed == str(10_000 - 1 - 5000)  # newest first
+
+
+def test_ctrl_a_over_ten_thousand_renders_rates_and_tags_them_all_in_one_write(qtbot, window, tmp_path, monkeypatch):
+    gallery = _ten_thousand(window, tmp_path)
+    panel = show_gallery(qtbot, window)
+    reads = []  # items read from the index one at a time (a select-all of 10,000 read them one query each)
+    monkeypatch.setattr(type(gallery), "item", lambda self, item_id: reads.append(item_id))
+    panel.view.setFocus()
+    panel.view.setCurrentIndex(panel.model.index(0))
+    QTest.keyClick(panel.view, Qt.Key.Key_A, Qt.KeyboardModifier.ControlModifier)
+    assert len(panel.selected_ids()) == 10_000 and panel.trash_button.isEnabled()
+    QTest.keyClick(panel.view, Qt.Key.Key_3)
+    assert gallery.count(GalleryFilter(min_rating=3)) == 10_000
+    assert "★★★" in panel.model.index(9_999).data()  # the rows show it
+    panel.tags.setText("batch")
+    QTest.keyClick(panel.tags, Qt.Key.Key_Return)
+    assert gallery.count(GalleryFilter(text="batch")) == 10_000 and panel.tags.text() == "batch"
+    assert reads == []
 
 
 def test_rating_keys_filters_restore_and_trash(qtbot, window, tmp_path, monkeypatch):

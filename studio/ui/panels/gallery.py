@@ -191,10 +191,18 @@ class GalleryModel(QAbstractListModel):
             self.dataChanged.emit(index, index, [Qt.ItemDataRole.DecorationRole])
 
     def refresh_item(self, item_id: int) -> None:
-        row = self._rows.get(item_id)
-        if row is not None:
-            self.items[row] = self.gallery.item(item_id) or self.items[row]
-            self.dataChanged.emit(self.index(row), self.index(row))
+        self.refresh_items([item_id])
+
+    def refresh_items(self, item_ids) -> None:
+        """Read these items again from the index (their rating or tags changed): one query per few hundred, one
+        repaint of the rows between the first and the last."""
+        rows = {item_id: row for item_id in item_ids if (row := self._rows.get(item_id)) is not None}
+        if not rows or self.gallery is None:
+            return
+        fresh = self.gallery.items_by_id(rows)
+        for item_id, row in rows.items():
+            self.items[row] = fresh.get(item_id) or self.items[row]
+        self.dataChanged.emit(self.index(min(rows.values())), self.index(max(rows.values())))
 
 
 class _Rows:
@@ -386,11 +394,29 @@ class GalleryPanel(QWidget):
             self.count.setText(f"{self.model.total:,} render{'s' if self.model.total != 1 else ''}")
 
     def selected_ids(self) -> list[int]:
-        return [index.data(Qt.ItemDataRole.UserRole) for index in self.view.selectedIndexes()]
+        """The picked items' ids, in row order (their pages read from the index if need be)."""
+        return [item.id for item in self._selected_rows()]
+
+    def _selected_rows(self) -> list:
+        """The picked rows' items as the view holds them (kept fresh by this panel's own edits)."""
+        rows = sorted(index.row() for index in self.view.selectedIndexes())
+        return [item for row in rows if (item := self.model.item_at(row)) is not None]
 
     def rate_selected(self, rating: int) -> None:
-        for item_id in self.selected_ids():
-            self.rate_item(item_id, rating)
+        """Rate every picked item in one write (all 10,000 picked with Ctrl+A too)."""
+        gallery, ids = self.model.gallery, self.selected_ids()
+        if gallery is None or not ids:
+            return
+        gallery.set_ratings(ids, rating)
+        self.model.refresh_items(ids)
+        self._refresh_viewer(ids)
+
+    def _refresh_viewer(self, ids: list[int]) -> None:
+        shown = self.viewer.shown_ids() if self.viewer is not None else []
+        for item_id in set(shown) & set(ids):
+            item = self.model.gallery.item(item_id) if self.model.gallery is not None else None
+            if self.viewer is not None and item is not None:
+                self.viewer.refresh(item)
 
     def rate_item(self, item_id: int, rating: int) -> None:
         gallery = self.model.gallery
@@ -404,11 +430,14 @@ class GalleryPanel(QWidget):
 
     def _picked(self) -> list:
         gallery = self.model.gallery
-        items = [gallery.item(i) for i in self.selected_ids()] if gallery is not None else []
-        return [item for item in items if item is not None]
+        if gallery is None:
+            return []
+        ids = self.selected_ids()
+        found = gallery.items_by_id(ids)  # fresh from the index (ratings and tags change), a query per few hundred
+        return [found[i] for i in ids if i in found]
 
     def _on_selection(self) -> None:
-        picked = self._picked()
+        picked = self._selected_rows()  # not read again from the index: a rubber band calls this at every move
         self.open_button.setEnabled(bool(picked))
         self.compare_button.setEnabled(len(picked) == 2)
         for button in (self.restore_button, self.folder_button, self.trash_button):
@@ -424,12 +453,11 @@ class GalleryPanel(QWidget):
         if gallery is None:
             return
         typed = {t.strip() for t in self.tags.text().split(",") if t.strip()}
-        for item in self._picked():
-            gallery.set_tags(item.id, (set(item.tags) - self._shown_tags) | typed)
-            self.model.refresh_item(item.id)
-            fresh = gallery.item(item.id)
-            if self.viewer is not None and fresh is not None:
-                self.viewer.refresh(fresh)
+        picked = self._picked()
+        gallery.set_tags_of({item.id: (set(item.tags) - self._shown_tags) | typed for item in picked})
+        ids = [item.id for item in picked]
+        self.model.refresh_items(ids)
+        self._refresh_viewer(ids)
         self._on_selection()
 
     def view_selected(self) -> None:
