@@ -14,6 +14,7 @@ from PySide6.QtTest import QTest
 
 from studio.app.gallery import Gallery, GalleryFilter
 from studio.export.image import save_image
+from studio.ui.main_window import TRASH_CHUNK
 from studio.request import RenderRequest
 
 from fake_engine import fake_image
@@ -29,15 +30,15 @@ def show_gallery(qtbot, window):
     return window.gallery
 
 
-def _ten_thousand(window, tmp_path) -> Gallery:
-    """10,000 renders of the tiny model (hard links of one picture) in the window's gallery index."""
+def _ten_thousand(window, tmp_path, count: int = 10_000) -> Gallery:
+    """`count` renders of the tiny model (hard links of one picture) in the window's gallery index."""
     folder = tmp_path / "many"
     folder.mkdir()
     one = folder / "one.png"
     request = RenderRequest("tiny", seed=0, params={"prompt": "Ab"})
     save_image(one, fake_image(request), request)
     files = []
-    for k in range(10_000):
+    for k in range(count):
         path = folder / f"r{k:05d}.png"
         os.link(one, path)  # 10,000 files, one picture
         files.append((path, request.with_(seed=k)))
@@ -76,6 +77,24 @@ def test_ctrl_a_over_ten_thousand_renders_rates_and_tags_them_all_in_one_write(q
     QTest.keyClick(panel.tags, Qt.Key.Key_Return)
     assert gallery.count(GalleryFilter(text="batch")) == 10_000 and panel.tags.text() == "batch"
     assert reads == []
+
+
+def test_many_renders_go_to_the_trash_a_chunk_at_a_time_with_the_count_in_the_status_bar(qtbot, window, tmp_path,
+                                                                                           monkeypatch):
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    gallery = _ten_thousand(window, tmp_path, 120)
+    panel = show_gallery(qtbot, window)
+    panel.view.setFocus()
+    panel.view.setCurrentIndex(panel.model.index(0))
+    QTest.keyClick(panel.view, Qt.Key.Key_A, Qt.KeyboardModifier.ControlModifier)
+    QTest.keyClick(panel.view, Qt.Key.Key_Delete)
+    # the first chunk went before the window's next turn; the rest follow, the bar counting
+    assert len(list((tmp_path / "many").glob("r*.png"))) == 120 - TRASH_CHUNK
+    assert window.statusBar().currentMessage() == f"Moving to the trash: {TRASH_CHUNK} of 120 files …"
+    qtbot.waitUntil(lambda: gallery.count() == 0, timeout=10_000)
+    assert not list((tmp_path / "many").glob("r*.png")) and panel.model.rowCount() == 0
+    assert len(list((tmp_path / "xdg").rglob("r*.png"))) == 120  # in the trash, none unlinked
+    assert window.statusBar().currentMessage() == "Moved 120 files to the trash"
 
 
 def test_rating_keys_filters_restore_and_trash(qtbot, window, tmp_path, monkeypatch):
