@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from PySide6.QtCore import QEvent, QItemSelection, QModelIndex, QPersistentModelIndex, QPoint, QRect, QSize, Qt
 from PySide6.QtGui import QHoverEvent, QPainter, QRegion
-from PySide6.QtWidgets import QAbstractItemView, QStyle, QStyleOptionViewItem
+from PySide6.QtWidgets import QAbstractItemView, QStyle, QStyleOptionRubberBand, QStyleOptionViewItem
 
 
 class ThumbGrid(QAbstractItemView):
@@ -23,6 +23,8 @@ class ThumbGrid(QAbstractItemView):
         self.cell = QSize(cell)
         self.item = QSize(min(item.width(), cell.width()), min(item.height(), cell.height()))
         self._hover = -1
+        self._band_from: QPoint | None = None  # a rubber band's first corner (content coordinates) while dragged
+        self.band = QRect()  # the rubber band on screen (viewport coordinates), empty when none
         self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.setVerticalScrollMode(QAbstractItemView.ScrollMode.ScrollPerPixel)
         self.viewport().setAttribute(Qt.WidgetAttribute.WA_Hover)
@@ -207,6 +209,29 @@ class ThumbGrid(QAbstractItemView):
                 self._hover = row
         return super().viewportEvent(event)
 
+    def mousePressEvent(self, event) -> None:
+        super().mousePressEvent(event)
+        point = event.position().toPoint()
+        if (event.button() == Qt.MouseButton.LeftButton and not self.indexAt(point).isValid()
+                and self.selectionMode() in (QAbstractItemView.SelectionMode.ExtendedSelection,
+                                             QAbstractItemView.SelectionMode.MultiSelection)):
+            self._band_from = point + QPoint(0, self.verticalOffset())  # a drag from between cells draws a band
+
+    def mouseMoveEvent(self, event) -> None:
+        super().mouseMoveEvent(event)  # selects the cells the band touches (setSelection)
+        if self._band_from is not None and event.buttons() & Qt.MouseButton.LeftButton:
+            old = self.band
+            self.band = QRect(self._band_from - QPoint(0, self.verticalOffset()),
+                              event.position().toPoint()).normalized()
+            self.viewport().update(old.united(self.band).adjusted(-2, -2, 2, 2))
+
+    def mouseReleaseEvent(self, event) -> None:
+        super().mouseReleaseEvent(event)
+        if self._band_from is not None:
+            self._band_from = None
+            self.viewport().update(self.band.adjusted(-2, -2, 2, 2))
+            self.band = QRect()
+
     def paintEvent(self, event) -> None:
         model, delegate = self.model(), self.itemDelegate()
         if model is None or delegate is None:
@@ -238,6 +263,13 @@ class ThumbGrid(QAbstractItemView):
                 state |= QStyle.StateFlag.State_Active
             option.state = state
             delegate.paint(painter, option, index)
+        if not self.band.isEmpty():
+            band = QStyleOptionRubberBand()
+            band.initFrom(self.viewport())
+            band.rect = self.band
+            band.shape = band.shape.Rectangle
+            band.opaque = False
+            self.style().drawControl(QStyle.ControlElement.CE_RubberBand, band, painter, self.viewport())
         painter.end()
 
     def initViewItemOption(self, option: QStyleOptionViewItem) -> None:

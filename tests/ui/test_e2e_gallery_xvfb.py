@@ -6,6 +6,7 @@ side by side; tags typed in the dock reach the index. The screenshots' paths are
 from __future__ import annotations
 
 import sqlite3
+import time
 from pathlib import Path
 
 import pytest
@@ -108,6 +109,27 @@ def test_gallery_view_rate_walk_compare_and_tag_with_real_input(xdisplay, tmp_pa
         screen.click(*_cell(app, 1, geo))
         screen.key(window, "x")
         assert wait_for(lambda: _rows(tmp_path)[1][1] == -1, 10), ("X in the list", _rows(tmp_path))
+        # a rubber band dragged with the real mouse from the empty cells right of the renders picks both: drawn
+        # while the button is held, and Compare opens on the two
+        x, y, w, h = app.rect("galleryView", geo)
+        ratio = geo.get("ratio", 1.0)
+        cw, ch = int(THUMB_CELL[0] * ratio), int(THUMB_CELL[1] * ratio)
+        start, end = (x + 3 * cw + cw // 2, y + ch // 2), _cell(app, 0, geo)
+        empty = (x + 2 * cw + cw // 2, y + ch // 3)  # inside the band; the third cell holds no render
+        before = screen.shot()[empty[1], empty[0]].astype(int)
+        screen.move(*start)
+        screen.xdotool("mousedown", 1)
+        screen.move((start[0] + end[0]) // 2, (start[1] + end[1]) // 2)
+        screen.move(*end)
+        time.sleep(0.3)
+        shot = tmp_path / "band.png"
+        during = screen.shot(shot)[empty[1], empty[0]].astype(int)
+        print("screenshot:", shot)
+        screen.xdotool("mouseup", 1)
+        assert abs(during - before).sum() > 20, ("no rubber band drawn", before, during)
+        screen.click(*app.centre("galleryCompare"))
+        assert wait_for(lambda: screen.windows("^Gallery — .* and "), 20), "the band did not pick both" + app.log()
+        screen.key(screen.windows("^Gallery — ")[0], "Escape")
         app.quit(screen)
     finally:
         app.kill()

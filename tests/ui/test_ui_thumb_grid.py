@@ -6,7 +6,8 @@ down; typing does not read every row."""
 from __future__ import annotations
 
 import pytest
-from PySide6.QtCore import QAbstractListModel, QItemSelectionModel, QModelIndex, QPoint, QRect, QSize, Qt
+from PySide6.QtCore import QAbstractListModel, QItemSelectionModel, QModelIndex, QPoint, QPointF, QRect, QSize, Qt
+from PySide6.QtGui import QMouseEvent
 from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QAbstractItemView, QApplication, QStyledItemDelegate
 
@@ -182,3 +183,24 @@ def test_renders_joining_the_top_keep_the_place_of_a_user_scrolled_down(grid):
     model.add_on_top(2)
     QApplication.processEvents()
     assert bar.value() == 0 and view.indexAt(QPoint(50, 50)).row() == 0
+
+
+def test_a_drag_from_between_cells_draws_a_rubber_band_and_picks_what_it_touches(grid, qtbot):
+    view, model = grid(10)
+    viewport = view.viewport()
+    start = QPoint(100 + 2, 5)  # the margin beside cell 1: no item under it
+    assert not view.indexAt(start).isValid()
+    gap = QPoint(200, 60)  # between cells 1 and 2: only the band paints here
+    before = viewport.grab().toImage().pixelColor(gap)
+    QTest.mousePress(viewport, Qt.MouseButton.LeftButton, pos=start)
+    end = view.visualRect(model.index(6)).center()
+    QTest.mouseMove(viewport, end)
+    # QTest.mouseMove moves the cursor; the view needs the button held in the event it gets
+    move = QMouseEvent(QMouseEvent.Type.MouseMove, QPointF(end), viewport.mapToGlobal(QPointF(end)),
+                       Qt.MouseButton.NoButton, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier)
+    QApplication.sendEvent(viewport, move)
+    assert view.band == QRect(start, end).normalized()  # drawn while dragged
+    assert sorted(i.row() for i in view.selectedIndexes()) == [1, 2, 5, 6]
+    assert viewport.grab().toImage().pixelColor(gap) != before
+    QTest.mouseRelease(viewport, Qt.MouseButton.LeftButton, pos=end)
+    assert view.band.isEmpty() and sorted(i.row() for i in view.selectedIndexes()) == [1, 2, 5, 6]
