@@ -1,7 +1,8 @@
 """The gallery in the real window at 1280 × 720 (tests/ui/xharness.py): two renders queued with real keys land in the
 Gallery dock, opened by clicking its tab; a real click picks a thumbnail, Space opens the viewer (the render large),
 a real 4 rates it in the index, → walks to the other render, Esc closes; Ctrl+click picks both and *Compare* shows them
-side by side; tags typed in the dock reach the index. The screenshots' paths are printed (pytest -s)."""
+side by side; tags typed in the dock reach the index; a rubber band dragged with the mouse picks both; a right-click
+opens the renders' menu. The screenshots' paths are printed (pytest -s)."""
 
 from __future__ import annotations
 
@@ -130,6 +131,17 @@ def test_gallery_view_rate_walk_compare_and_tag_with_real_input(xdisplay, tmp_pa
         screen.click(*app.centre("galleryCompare"))
         assert wait_for(lambda: screen.windows("^Gallery — .* and "), 20), "the band did not pick both" + app.log()
         screen.key(screen.windows("^Gallery — ")[0], "Escape")
+        assert wait_for(lambda: not screen.windows("^Gallery — "), 10), "Esc did not close the viewer"
+        # a right-click on a picked render opens the menu for the picked renders beside the pointer; Esc closes it
+        cell = _cell(app, 0, geo)
+        beside = screen.shot()[cell[1] + 30:cell[1] + 90, cell[0] + 20:cell[0] + 120].astype(int)
+        screen.click(*cell, button=3)
+        time.sleep(0.5)
+        shot = tmp_path / "menu.png"
+        menu = screen.shot(shot)[cell[1] + 30:cell[1] + 90, cell[0] + 20:cell[0] + 120].astype(int)
+        print("screenshot:", shot)
+        assert abs(menu - beside).mean() > 5, "no menu beside the pointer"
+        screen.key(window, "Escape")
         app.quit(screen)
     finally:
         app.kill()

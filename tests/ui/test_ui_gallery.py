@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 
 import pytest
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QPoint, Qt
 from PySide6.QtTest import QTest
 
 from studio.app.gallery import Gallery, GalleryFilter
@@ -283,3 +283,35 @@ def test_the_viewer_pins_a_render_in_the_windows_compare_view(qtbot, window, tmp
     compare = window.compare
     qtbot.waitUntil(lambda: compare.isVisible(), timeout=3000)
     assert "seed 4" in compare.pinned_label and compare.pinned_image().width() == fake_image(made[1][1]).shape[1]
+
+
+def test_a_right_click_offers_what_the_buttons_and_keys_do_for_the_picked_renders(qtbot, window, tmp_path):
+    from PySide6.QtWidgets import QApplication
+
+    session = window.session
+    made, ids = _three(session, tmp_path)
+    panel = show_gallery(qtbot, window)
+    view = panel.view
+    centre = lambda row: view.visualRect(panel.model.index(row)).center()  # noqa: E731
+    assert panel.context_menu(QPoint(view.viewport().width() - 3, 3)) is None  # between the renders: no menu
+    menu = panel.context_menu(centre(1))  # a render not picked: picked alone
+    assert panel.selected_ids() == [ids[1]]
+    actions = {a.text().split("\t")[0]: a for a in menu.actions() if a.text()}
+    assert list(actions) == ["View", "Compare", "Restore", "Show in Folder", "Copy Path", "Rate", "Tags…",
+                             "Move to Trash"]
+    assert not actions["Compare"].isEnabled() and actions["Restore"].isEnabled()
+    stars = {a.text().split("\t")[0]: a for a in actions["Rate"].menu().actions()}
+    stars["★★"].trigger()
+    assert session.open_gallery().item(ids[1]).rating == 2
+    actions["Copy Path"].trigger()
+    assert QApplication.clipboard().text() == str(made[1][0])
+    # two picked, the right-click on one of them: the menu acts on both
+    view.selectionModel().select(panel.model.index(0), view.selectionModel().SelectionFlag.Select)
+    menu = panel.context_menu(centre(0))
+    actions = {a.text().split("\t")[0]: a for a in menu.actions() if a.text()}
+    assert sorted(panel.selected_ids()) == sorted([ids[1], ids[2]])
+    assert actions["Compare"].isEnabled() and not actions["Restore"].isEnabled() and "Copy 2 Paths" in actions
+    next(a for a in actions["Rate"].menu().actions() if a.text().startswith("Reject")).trigger()
+    assert [session.open_gallery().item(i).rating for i in ids[1:]] == [-1, -1]
+    actions["Compare"].trigger()
+    qtbot.waitUntil(lambda: panel.viewer is not None and panel.viewer.right.isVisible(), timeout=3000)

@@ -9,12 +9,13 @@ system trash, never unlinks."""
 from __future__ import annotations
 
 from collections import OrderedDict
+from functools import partial
 from pathlib import Path
 
-from PySide6.QtCore import (QAbstractListModel, QModelIndex, QObject, QPersistentModelIndex, QRunnable, QSize, Qt,
+from PySide6.QtCore import (QAbstractListModel, QModelIndex, QObject, QPersistentModelIndex, QPoint, QRunnable, QSize, Qt,
                             QThreadPool, QTimer, Signal)
-from PySide6.QtGui import QImage, QImageReader, QKeyEvent, QPixmap
-from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QHBoxLayout, QLabel, QLineEdit, QPushButton,
+from PySide6.QtGui import QGuiApplication, QImage, QImageReader, QKeyEvent, QPixmap
+from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QHBoxLayout, QLabel, QLineEdit, QMenu, QPushButton,
                                QStyledItemDelegate, QVBoxLayout, QWidget)
 
 from studio.ui.panels.gallery_view import GalleryViewer
@@ -329,6 +330,8 @@ class GalleryPanel(QWidget):
         self.view.trash.connect(self.trash_selected)
         self.view.view.connect(self.view_selected)
         self.view.doubleClicked.connect(lambda _index: self.view_selected())
+        self.view.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.view.customContextMenuRequested.connect(self._show_context_menu)
         self.view.selectionModel().selectionChanged.connect(lambda *_: self._on_selection())
         self.open_button.clicked.connect(self.view_selected)
         self.compare_button.clicked.connect(self.view_selected)
@@ -501,6 +504,49 @@ class GalleryPanel(QWidget):
         if item_ids and self.model.gallery is not None:
             self.model.gallery.forget(item_ids)
             self.reload()
+
+    def context_menu(self, pos: QPoint) -> QMenu | None:
+        """The menu a right-click at `pos` (viewport coordinates) opens: what the dock's buttons and keys do, for the
+        picked renders (a right-click on a render not picked picks it alone); None between the renders."""
+        index = self.view.indexAt(pos)
+        if not index.isValid():
+            return None
+        if not self.view.selectionModel().isSelected(index):
+            self.view.setCurrentIndex(index)  # picks it alone
+        count = len(self.view.selectedIndexes())
+        menu = QMenu(self)
+        menu.setObjectName("galleryMenu")
+        menu.addAction("View" + ("\tSpace" if count == 1 else ""), self.view_selected)
+        menu.addAction("Compare", self.view_selected).setEnabled(count == 2)
+        menu.addAction("Restore", self.restore_selected).setEnabled(count == 1)
+        menu.addAction("Show in Folder", self._show_folder)
+        menu.addAction("Copy Path" if count == 1 else f"Copy {count} Paths", self.copy_paths)
+        menu.addSeparator()
+        rate = menu.addMenu("Rate")
+        for stars in range(1, 6):
+            rate.addAction("★" * stars + f"\t{stars}", partial(self.rate_selected, stars))
+        rate.addAction("Clear\t0", lambda: self.rate_selected(0))
+        rate.addAction("Reject\tX", lambda: self.rate_selected(-1))
+        menu.addAction("Tags…", self._edit_tags)
+        menu.addSeparator()
+        menu.addAction("Move to Trash\tDelete", self.trash_selected)
+        return menu
+
+    def _edit_tags(self) -> None:
+        self.tags.setFocus()
+        self.tags.selectAll()
+
+    def _show_context_menu(self, pos: QPoint) -> None:
+        menu = self.context_menu(pos)
+        if menu is not None:
+            menu.exec(self.view.viewport().mapToGlobal(pos))
+            menu.deleteLater()
+
+    def copy_paths(self) -> None:
+        """The picked renders' file paths on the clipboard, one a line (to paste into a file manager or a shell)."""
+        paths = [str(item.path) for item in self._selected_rows()]
+        if paths:
+            QGuiApplication.clipboard().setText("\n".join(paths))
 
     def _show_folder(self) -> None:
         ids = self.selected_ids()
