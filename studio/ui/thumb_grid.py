@@ -237,31 +237,32 @@ class ThumbGrid(QAbstractItemView):
         if model is None or delegate is None:
             return
         painter = QPainter(self.viewport())
-        base = QStyleOptionViewItem()
-        self.initViewItemOption(base)
+        option = QStyleOptionViewItem()  # one option for every cell: the delegate paints from a copy of it
+        self.initViewItemOption(option)
+        base_state = option.state | (QStyle.StateFlag.State_Active if self.isActiveWindow() else
+                                     QStyle.StateFlag.State_None)
         selection = self.selectionModel()
-        current = self.currentIndex()
-        focused = self.hasFocus()
-        active = self.isActiveWindow()
-        offset = self.verticalOffset()
+        picking = selection is not None and selection.hasSelection()
+        current = self.currentIndex().row() if self.hasFocus() and self.currentIndex().isValid() else -1
+        root = self.rootIndex()
+        # the cells' places in viewport coordinates, written out (this runs for every cell of every frame scrolled)
+        cols, cw, ch = self.columns(), self.cell.width(), self.cell.height()
+        iw, ih = self.item.width(), self.item.height()
+        left, top = (cw - iw) // 2, -self.verticalOffset()
         dirty = event.rect()
         for row in self._visible_rows():
-            index = model.index(row, 0, self.rootIndex())
-            rect = self._item_rect(row).translated(0, -offset)
+            rect = QRect((row % cols) * cw + left, (row // cols) * ch + top, iw, ih)
             if not rect.intersects(dirty):
                 continue
-            option = QStyleOptionViewItem(base)
-            option.rect = rect
-            state = option.state
-            if selection is not None and selection.isSelected(index):
+            index = model.index(row, 0, root)
+            state = base_state
+            if picking and selection.isSelected(index):
                 state |= QStyle.StateFlag.State_Selected
-            if focused and index == current:
+            if row == current:
                 state |= QStyle.StateFlag.State_HasFocus
             if row == self._hover:
                 state |= QStyle.StateFlag.State_MouseOver
-            if active:
-                state |= QStyle.StateFlag.State_Active
-            option.state = state
+            option.rect, option.state = rect, state
             delegate.paint(painter, option, index)
         if not self.band.isEmpty():
             band = QStyleOptionRubberBand()

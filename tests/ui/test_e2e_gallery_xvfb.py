@@ -29,13 +29,13 @@ def _rows(tmp: Path) -> list[tuple]:
 
 
 def _cell(app: App, k: int, geo: dict) -> tuple[int, int]:
-    """A point on thumbnail k (0 = the newest) in the gallery's icon view, in screen pixels: a cell's picture sits at
-    its top (a wide glyph strip is short), so the point is just below the cell's top edge, mid-width."""
+    """The middle of thumbnail k (0 = the newest) on the gallery's grid, in screen pixels (a picture is centred in
+    its cell's square)."""
     x, y, w, _ = app.rect("galleryView", geo)
     ratio = geo.get("ratio", 1.0)
     cw, ch = int(THUMB_CELL[0] * ratio), int(THUMB_CELL[1] * ratio)
     per_row = max(1, w // cw)
-    return x + (k % per_row) * cw + cw // 2, y + (k // per_row) * ch + int(12 * ratio)
+    return x + (k % per_row) * cw + cw // 2, y + (k // per_row) * ch + int(50 * ratio)
 
 
 @pytest.mark.slow
@@ -115,8 +115,8 @@ def test_gallery_view_rate_walk_compare_and_tag_with_real_input(xdisplay, tmp_pa
         x, y, w, h = app.rect("galleryView", geo)
         ratio = geo.get("ratio", 1.0)
         cw, ch = int(THUMB_CELL[0] * ratio), int(THUMB_CELL[1] * ratio)
-        start, end = (x + 3 * cw + cw // 2, y + ch // 2), _cell(app, 0, geo)
-        empty = (x + 2 * cw + cw // 2, y + ch // 3)  # inside the band; the third cell holds no render
+        start, end = (x + 3 * cw + cw // 2, y + ch - int(12 * ratio)), _cell(app, 0, geo)
+        empty = (x + 2 * cw + cw // 2, y + int(80 * ratio))  # inside the band; the third cell holds no render
         before = screen.shot()[empty[1], empty[0]].astype(int)
         screen.move(*start)
         screen.xdotool("mousedown", 1)
@@ -134,13 +134,18 @@ def test_gallery_view_rate_walk_compare_and_tag_with_real_input(xdisplay, tmp_pa
         assert wait_for(lambda: not screen.windows("^Gallery — "), 10), "Esc did not close the viewer"
         # a right-click on a picked render opens the menu for the picked renders beside the pointer; Esc closes it
         cell = _cell(app, 0, geo)
-        beside = screen.shot()[cell[1] + 30:cell[1] + 90, cell[0] + 20:cell[0] + 120].astype(int)
+
+        def beside(pixels):  # right of the pointer, above it and below it (a menu near the screen's foot opens up)
+            return [pixels[y0:y1, cell[0] + 20:cell[0] + 120].astype(int)
+                    for y0, y1 in ((cell[1] - 80, cell[1] - 20), (cell[1] + 20, cell[1] + 80))]
+
+        before = beside(screen.shot())
         screen.click(*cell, button=3)
         time.sleep(0.5)
         shot = tmp_path / "menu.png"
-        menu = screen.shot(shot)[cell[1] + 30:cell[1] + 90, cell[0] + 20:cell[0] + 120].astype(int)
+        after = beside(screen.shot(shot))
         print("screenshot:", shot)
-        assert abs(menu - beside).mean() > 5, "no menu beside the pointer"
+        assert max(abs(a - b).mean() for a, b in zip(after, before)) > 5, "no menu beside the pointer"
         screen.key(window, "Escape")
         app.quit(screen)
     finally:
