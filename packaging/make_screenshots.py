@@ -77,9 +77,9 @@ def compare_steps(app: App, screen: Screen, tmp: Path) -> tuple[int, int, int, i
     time.sleep(1.5)
     x, y, w, _ = app.rect("galleryView", geo)
     cell = int(112 * geo.get("ratio", 1.0))
-    screen.click(x + cell // 2, y + 12)
+    screen.click(x + cell // 2, y + cell // 2)  # the middle of a picture
     screen.xdotool("keydown", "ctrl")
-    screen.click(x + cell + cell // 2, y + 12)
+    screen.click(x + cell + cell // 2, y + cell // 2)
     screen.xdotool("keyup", "ctrl")
     screen.click(*app.centre("galleryCompare"))
     if not wait_for(lambda: screen.windows("^Gallery — .* and "), 20):

@@ -201,9 +201,22 @@ class Gallery:
             raise StudioError(f"a rating is -1 (rejected) or 0 to 5 stars, got {rating}")
         self._db.execute("UPDATE items SET rating = ? WHERE id = ?", (int(rating), item_id))
 
+    def set_ratings(self, item_ids: Iterable[int], rating: int) -> None:
+        """`set_rating` for many items in one transaction (a whole gallery picked and starred)."""
+        if not REJECTED <= rating <= 5:
+            raise StudioError(f"a rating is -1 (rejected) or 0 to 5 stars, got {rating}")
+        with self._transaction():
+            self._db.executemany("UPDATE items SET rating = ? WHERE id = ?", [(int(rating), int(i)) for i in item_ids])
+
     def set_tags(self, item_id: int, tags: Iterable[str]) -> None:
-        clean = sorted({t.strip().replace(",", " ") for t in tags if t.strip()})
-        self._db.execute("UPDATE items SET tags = ? WHERE id = ?", (",".join(clean), item_id))
+        self.set_tags_of({item_id: tags})
+
+    def set_tags_of(self, tags_by_id: dict[int, Iterable[str]]) -> None:
+        """Each item's tags (replacing its old ones), in one transaction."""
+        rows = [(",".join(sorted({t.strip().replace(",", " ") for t in tags if t.strip()})), int(item_id))
+                for item_id, tags in tags_by_id.items()]
+        with self._transaction():
+            self._db.executemany("UPDATE items SET tags = ? WHERE id = ?", rows)
 
     def forget(self, item_ids: Iterable[int]) -> None:
         """Drop items from the index (their files were moved to the trash, or are gone)."""
@@ -236,6 +249,19 @@ class Gallery:
     def item(self, item_id: int) -> GalleryItem | None:
         row = self._db.execute(f"SELECT {_COLUMNS} FROM items WHERE id = ?", (item_id,)).fetchone()
         return _item(row) if row is not None else None
+
+    def items_by_id(self, item_ids: Iterable[int]) -> dict[int, GalleryItem]:
+        """The items of `item_ids` that are in the index, by id, read a few hundred to a query."""
+        ids = [int(i) for i in item_ids]
+        found: dict[int, GalleryItem] = {}
+        for start in range(0, len(ids), 500):
+            chunk = ids[start:start + 500]
+            rows = self._db.execute(f"SELECT {_COLUMNS} FROM items WHERE id IN ({','.join('?' * len(chunk))})",
+                                    chunk).fetchall()
+            for row in rows:
+                item = _item(row)
+                found[item.id] = item
+        return found
 
     def models(self) -> list[str]:
         """The models with items, for the filter's list."""

@@ -57,6 +57,7 @@ RECENT_LIMIT = 8
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp"}
 PROGRESS_DELAY_S = 0.5  # work that ends sooner shows no progress (no flash of "1/1")
 CANCELLED_PREFIX = "Cancelled"
+TRASH_CHUNK = 50  # files moved to the trash between two turns of the event loop (a whole gallery takes seconds)
 
 
 class MainWindow(QMainWindow):
@@ -874,15 +875,28 @@ class MainWindow(QMainWindow):
         data_home = QStandardPaths.writableLocation(QStandardPaths.StandardLocation.GenericDataLocation)
         if data_home:
             Path(data_home).mkdir(parents=True, exist_ok=True, mode=0o700)
-        for item_id, path in picked:
-            if not Path(path).exists() or QFile.moveToTrash(str(path)):
-                gone.append(item_id)
-            else:
-                stuck.append(Path(path).name)
-        self.gallery.forget(gone)
-        if stuck:
-            self.session.message.emit(ERROR, f"Could not move {len(stuck)} file(s) to the trash",
-                                      "The system trash refused: " + ", ".join(stuck[:20]))
+        pending = list(picked)
+
+        def step() -> None:  # TRASH_CHUNK files, then the event loop turns (the window answers, the bar counts)
+            for item_id, path in pending[:TRASH_CHUNK]:
+                if not Path(path).exists() or QFile.moveToTrash(str(path)):
+                    gone.append(item_id)
+                else:
+                    stuck.append(Path(path).name)
+            del pending[:TRASH_CHUNK]
+            if pending:
+                self.statusBar().showMessage(f"Moving to the trash: {len(picked) - len(pending):,} of "
+                                             f"{len(picked):,} files …")
+                QTimer.singleShot(0, step)
+                return
+            self.gallery.forget(gone)
+            if len(picked) > TRASH_CHUNK:
+                self.statusBar().showMessage(f"Moved {len(gone):,} files to the trash", 5000)
+            if stuck:
+                self.session.message.emit(ERROR, f"Could not move {len(stuck)} file(s) to the trash",
+                                          "The system trash refused: " + ", ".join(stuck[:20]))
+
+        step()
 
     def open_folder(self, folder: Path) -> bool:
         """Show a folder in the desktop's file manager (tests replace this); False when none could open it."""

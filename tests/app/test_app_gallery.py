@@ -72,6 +72,22 @@ def test_ten_thousand_items_page_by_page(gallery, tmp_path):
     assert gallery.count() == 5_000
 
 
+def test_many_items_read_rated_and_tagged_at_once(gallery, tmp_path):
+    ids = gallery.add_many([(tmp_path / f"{k:05d}.png", req(seed=k)) for k in range(2_000)], "queue")
+    found = gallery.items_by_id([*ids[::2], 10**9])  # more than a query's worth; an id not in the index
+    assert sorted(found) == sorted(ids[::2]) and found[ids[4]].seed == "4"
+    gallery.set_ratings(ids[:1500], 4)
+    assert gallery.count(GalleryFilter(min_rating=4)) == 1500
+    gallery.set_ratings(ids[1500:], REJECTED)
+    assert gallery.count(GalleryFilter(rejected=True)) == 500
+    with pytest.raises(StudioError, match="a rating is -1"):
+        gallery.set_ratings(ids, 6)
+    assert gallery.count(GalleryFilter(min_rating=4)) == 1500  # nothing written
+    gallery.set_tags_of({ids[0]: ["bold", " wide ", ""], ids[1]: ["bold"]})
+    assert gallery.item(ids[0]).tags == ("bold", "wide") and gallery.item(ids[1]).tags == ("bold",)
+    assert gallery.count(GalleryFilter(text="wide")) == 1
+
+
 def test_missing_files_are_found(gallery, tmp_path):
     there = tmp_path / "there.png"
     there.write_bytes(b"x")

@@ -1,11 +1,13 @@
 """The gallery in the real window at 1280 × 720 (tests/ui/xharness.py): two renders queued with real keys land in the
 Gallery dock, opened by clicking its tab; a real click picks a thumbnail, Space opens the viewer (the render large),
 a real 4 rates it in the index, → walks to the other render, Esc closes; Ctrl+click picks both and *Compare* shows them
-side by side; tags typed in the dock reach the index. The screenshots' paths are printed (pytest -s)."""
+side by side; tags typed in the dock reach the index; a rubber band dragged with the mouse picks both; a right-click
+opens the renders' menu. The screenshots' paths are printed (pytest -s)."""
 
 from __future__ import annotations
 
 import sqlite3
+import time
 from pathlib import Path
 
 import pytest
@@ -27,13 +29,13 @@ def _rows(tmp: Path) -> list[tuple]:
 
 
 def _cell(app: App, k: int, geo: dict) -> tuple[int, int]:
-    """A point on thumbnail k (0 = the newest) in the gallery's icon view, in screen pixels: a cell's picture sits at
-    its top (a wide glyph strip is short), so the point is just below the cell's top edge, mid-width."""
+    """The middle of thumbnail k (0 = the newest) on the gallery's grid, in screen pixels (a picture is centred in
+    its cell's square)."""
     x, y, w, _ = app.rect("galleryView", geo)
     ratio = geo.get("ratio", 1.0)
     cw, ch = int(THUMB_CELL[0] * ratio), int(THUMB_CELL[1] * ratio)
     per_row = max(1, w // cw)
-    return x + (k % per_row) * cw + cw // 2, y + (k // per_row) * ch + int(12 * ratio)
+    return x + (k % per_row) * cw + cw // 2, y + (k // per_row) * ch + int(50 * ratio)
 
 
 @pytest.mark.slow
@@ -108,6 +110,43 @@ def test_gallery_view_rate_walk_compare_and_tag_with_real_input(xdisplay, tmp_pa
         screen.click(*_cell(app, 1, geo))
         screen.key(window, "x")
         assert wait_for(lambda: _rows(tmp_path)[1][1] == -1, 10), ("X in the list", _rows(tmp_path))
+        # a rubber band dragged with the real mouse from the empty cells right of the renders picks both: drawn
+        # while the button is held, and Compare opens on the two
+        x, y, w, h = app.rect("galleryView", geo)
+        ratio = geo.get("ratio", 1.0)
+        cw, ch = int(THUMB_CELL[0] * ratio), int(THUMB_CELL[1] * ratio)
+        start, end = (x + 3 * cw + cw // 2, y + ch - int(12 * ratio)), _cell(app, 0, geo)
+        empty = (x + 2 * cw + cw // 2, y + int(80 * ratio))  # inside the band; the third cell holds no render
+        before = screen.shot()[empty[1], empty[0]].astype(int)
+        screen.move(*start)
+        screen.xdotool("mousedown", 1)
+        screen.move((start[0] + end[0]) // 2, (start[1] + end[1]) // 2)
+        screen.move(*end)
+        time.sleep(0.3)
+        shot = tmp_path / "band.png"
+        during = screen.shot(shot)[empty[1], empty[0]].astype(int)
+        print("screenshot:", shot)
+        screen.xdotool("mouseup", 1)
+        assert abs(during - before).sum() > 20, ("no rubber band drawn", before, during)
+        screen.click(*app.centre("galleryCompare"))
+        assert wait_for(lambda: screen.windows("^Gallery — .* and "), 20), "the band did not pick both" + app.log()
+        screen.key(screen.windows("^Gallery — ")[0], "Escape")
+        assert wait_for(lambda: not screen.windows("^Gallery — "), 10), "Esc did not close the viewer"
+        # a right-click on a picked render opens the menu for the picked renders beside the pointer; Esc closes it
+        cell = _cell(app, 0, geo)
+
+        def beside(pixels):  # right of the pointer, above it and below it (a menu near the screen's foot opens up)
+            return [pixels[y0:y1, cell[0] + 20:cell[0] + 120].astype(int)
+                    for y0, y1 in ((cell[1] - 80, cell[1] - 20), (cell[1] + 20, cell[1] + 80))]
+
+        before = beside(screen.shot())
+        screen.click(*cell, button=3)
+        time.sleep(0.5)
+        shot = tmp_path / "menu.png"
+        after = beside(screen.shot(shot))
+        print("screenshot:", shot)
+        assert max(abs(a - b).mean() for a, b in zip(after, before)) > 5, "no menu beside the pointer"
+        screen.key(window, "Escape")
         app.quit(screen)
     finally:
         app.kill()

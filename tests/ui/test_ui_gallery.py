@@ -9,11 +9,12 @@ from __future__ import annotations
 import os
 
 import pytest
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QPoint, Qt
 from PySide6.QtTest import QTest
 
-from studio.app.gallery import Gallery
+from studio.app.gallery import Gallery, GalleryFilter
 from studio.export.image import save_image
+from studio.ui.main_window import TRASH_CHUNK
 from studio.request import RenderRequest
 
 from fake_engine import fake_image
@@ -29,19 +30,25 @@ def show_gallery(qtbot, window):
     return window.gallery
 
 
-def test_ten_thousand_renders_open_a_page_at_a_time_and_read_only_the_shown_thumbnails(qtbot, window, tmp_path):
+def _ten_thousand(window, tmp_path, count: int = 10_000) -> Gallery:
+    """`count` renders of the tiny model (hard links of one picture) in the window's gallery index."""
     folder = tmp_path / "many"
     folder.mkdir()
     one = folder / "one.png"
     request = RenderRequest("tiny", seed=0, params={"prompt": "Ab"})
     save_image(one, fake_image(request), request)
     files = []
-    for k in range(10_000):
+    for k in range(count):
         path = folder / f"r{k:05d}.png"
         os.link(one, path)  # 10,000 files, one picture
         files.append((path, request.with_(seed=k)))
     gallery = window.session.open_gallery()
     gallery.add_many(files, "queue", created=1.0)
+    return gallery
+
+
+def test_ten_thousand_renders_open_a_page_at_a_time_and_read_only_the_shown_thumbnails(qtbot, window, tmp_path):
+    gallery = _ten_thousand(window, tmp_path)
     panel = show_gallery(qtbot, window)
     assert panel.count.text() == "10,000 renders"
     model = panel.model
@@ -52,6 +59,42 @@ def test_ten_thousand_renders_open_a_page_at_a_time_and_read_only_the_shown_thum
     qtbot.waitUntil(lambda: model.items[-1] is not None, timeout=5000)  # the last page is read as it shows
     assert model.loaded <= 1000 and model.items[5000] is None  # the pages scrolled past unseen are not
     assert model.reads < 400 and model.item_at(5000).seed == str(10_000 - 1 - 5000)  # newest first
+
+
+def test_ctrl_a_over_ten_thousand_renders_rates_and_tags_them_all_in_one_write(qtbot, window, tmp_path, monkeypatch):
+    gallery = _ten_thousand(window, tmp_path)
+    panel = show_gallery(qtbot, window)
+    reads = []  # items read from the index one at a time (a select-all of 10,000 read them one query each)
+    monkeypatch.setattr(type(gallery), "item", lambda self, item_id: reads.append(item_id))
+    panel.view.setFocus()
+    panel.view.setCurrentIndex(panel.model.index(0))
+    QTest.keyClick(panel.view, Qt.Key.Key_A, Qt.KeyboardModifier.ControlModifier)
+    assert len(panel.selected_ids()) == 10_000 and panel.trash_button.isEnabled()
+    QTest.keyClick(panel.view, Qt.Key.Key_3)
+    assert gallery.count(GalleryFilter(min_rating=3)) == 10_000
+    assert "★★★" in panel.model.index(9_999).data()  # the rows show it
+    panel.tags.setText("batch")
+    QTest.keyClick(panel.tags, Qt.Key.Key_Return)
+    assert gallery.count(GalleryFilter(text="batch")) == 10_000 and panel.tags.text() == "batch"
+    assert reads == []
+
+
+def test_many_renders_go_to_the_trash_a_chunk_at_a_time_with_the_count_in_the_status_bar(qtbot, window, tmp_path,
+                                                                                           monkeypatch):
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    gallery = _ten_thousand(window, tmp_path, 120)
+    panel = show_gallery(qtbot, window)
+    panel.view.setFocus()
+    panel.view.setCurrentIndex(panel.model.index(0))
+    QTest.keyClick(panel.view, Qt.Key.Key_A, Qt.KeyboardModifier.ControlModifier)
+    QTest.keyClick(panel.view, Qt.Key.Key_Delete)
+    # the first chunk went before the window's next turn; the rest follow, the bar counting
+    assert len(list((tmp_path / "many").glob("r*.png"))) == 120 - TRASH_CHUNK
+    assert window.statusBar().currentMessage() == f"Moving to the trash: {TRASH_CHUNK} of 120 files …"
+    qtbot.waitUntil(lambda: gallery.count() == 0, timeout=10_000)
+    assert not list((tmp_path / "many").glob("r*.png")) and panel.model.rowCount() == 0
+    assert len(list((tmp_path / "xdg").rglob("r*.png"))) == 120  # in the trash, none unlinked
+    assert window.statusBar().currentMessage() == "Moved 120 files to the trash"
 
 
 def test_rating_keys_filters_restore_and_trash(qtbot, window, tmp_path, monkeypatch):
@@ -240,3 +283,35 @@ def test_the_viewer_pins_a_render_in_the_windows_compare_view(qtbot, window, tmp
     compare = window.compare
     qtbot.waitUntil(lambda: compare.isVisible(), timeout=3000)
     assert "seed 4" in compare.pinned_label and compare.pinned_image().width() == fake_image(made[1][1]).shape[1]
+
+
+def test_a_right_click_offers_what_the_buttons_and_keys_do_for_the_picked_renders(qtbot, window, tmp_path):
+    from PySide6.QtWidgets import QApplication
+
+    session = window.session
+    made, ids = _three(session, tmp_path)
+    panel = show_gallery(qtbot, window)
+    view = panel.view
+    centre = lambda row: view.visualRect(panel.model.index(row)).center()  # noqa: E731
+    assert panel.context_menu(QPoint(view.viewport().width() - 3, 3)) is None  # between the renders: no menu
+    menu = panel.context_menu(centre(1))  # a render not picked: picked alone
+    assert panel.selected_ids() == [ids[1]]
+    actions = {a.text().split("\t")[0]: a for a in menu.actions() if a.text()}
+    assert list(actions) == ["View", "Compare", "Restore", "Show in Folder", "Copy Path", "Rate", "Tags…",
+                             "Move to Trash"]
+    assert not actions["Compare"].isEnabled() and actions["Restore"].isEnabled()
+    stars = {a.text().split("\t")[0]: a for a in actions["Rate"].menu().actions()}
+    stars["★★"].trigger()
+    assert session.open_gallery().item(ids[1]).rating == 2
+    actions["Copy Path"].trigger()
+    assert QApplication.clipboard().text() == str(made[1][0])
+    # two picked, the right-click on one of them: the menu acts on both
+    view.selectionModel().select(panel.model.index(0), view.selectionModel().SelectionFlag.Select)
+    menu = panel.context_menu(centre(0))
+    actions = {a.text().split("\t")[0]: a for a in menu.actions() if a.text()}
+    assert sorted(panel.selected_ids()) == sorted([ids[1], ids[2]])
+    assert actions["Compare"].isEnabled() and not actions["Restore"].isEnabled() and "Copy 2 Paths" in actions
+    next(a for a in actions["Rate"].menu().actions() if a.text().startswith("Reject")).trigger()
+    assert [session.open_gallery().item(i).rating for i in ids[1:]] == [-1, -1]
+    actions["Compare"].trigger()
+    qtbot.waitUntil(lambda: panel.viewer is not None and panel.viewer.right.isVisible(), timeout=3000)

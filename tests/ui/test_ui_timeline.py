@@ -260,6 +260,30 @@ def test_sound_and_mappings(qtbot, session, two_keys, sound_file, monkeypatch):
     assert not panel.add_mapping.isEnabled() and not panel.clear_sound.isEnabled()
 
 
+def test_a_mapping_target_shows_a_named_directions_name_and_takes_it_typed(qtbot, session, two_keys, sound_file,
+                                                                          monkeypatch):
+    panel = two_keys
+    monkeypatch.setattr(dialogs, "ask_sound_file", lambda parent: str(sound_file))
+    panel.sound_button.click()
+    panel.add_mapping.click()  # drives d0
+    session.directions.names.rename(0, "Bold")
+    session.directions.names.rename(2, "Slant")
+    target = panel.mappings.cellWidget(0, 1)
+    assert target.currentText() == "d0 · Bold"  # as the Pad names it
+    offered = [target.itemText(i) for i in range(target.count())]
+    assert offered[:4] == ["speed", "d0 · Bold", "d1", "d2 · Slant"]
+    target.setCurrentIndex(3)
+    target.activated.emit(3)
+    assert session.timeline.mappings[0].target == "d2"  # the param, not the label, is what the timeline keeps
+    target = panel.mappings.cellWidget(0, 1)
+    target.lineEdit().setText("bold")  # a name typed, any case
+    target.lineEdit().editingFinished.emit()
+    assert session.timeline.mappings[0].target == "d0"
+    assert panel.mappings.cellWidget(0, 1).currentText() == "d0 · Bold"
+    session.directions.names.rename(0, "")  # a name cleared: the param alone again
+    assert panel.mappings.cellWidget(0, 1).currentText() == "d0"
+
+
 def test_a_cancelled_sound_question_changes_nothing(session, panel, monkeypatch):
     monkeypatch.setattr(dialogs, "ask_sound_file", lambda parent: "")
     steps = session.undo.count()

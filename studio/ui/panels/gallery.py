@@ -9,18 +9,22 @@ system trash, never unlinks."""
 from __future__ import annotations
 
 from collections import OrderedDict
+from functools import partial
 from pathlib import Path
 
-from PySide6.QtCore import (QAbstractListModel, QModelIndex, QObject, QPersistentModelIndex, QRunnable, QSize, Qt,
-                            QThreadPool, QTimer, Signal)
-from PySide6.QtGui import QImage, QImageReader, QKeyEvent, QPixmap
-from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QHBoxLayout, QLabel, QLineEdit, QListView, QPushButton,
-                               QStyledItemDelegate, QVBoxLayout, QWidget)
+from PySide6.QtCore import (QAbstractListModel, QModelIndex, QObject, QPersistentModelIndex, QPoint, QRect, QRunnable,
+                            QSize, Qt, QThreadPool, QTimer, Signal)
+from PySide6.QtGui import QGuiApplication, QImage, QImageReader, QKeyEvent, QPixmap
+from PySide6.QtWidgets import (QAbstractItemView, QApplication, QComboBox, QHBoxLayout, QLabel, QLineEdit, QMenu,
+                               QPushButton, QStyle, QStyledItemDelegate, QStyleOptionFocusRect, QVBoxLayout, QWidget)
 
 from studio.ui.panels.gallery_view import GalleryViewer
+from studio.ui.thumb_grid import ThumbGrid
 
 PAGE = 200  # rows asked of the index at a time
 THUMB = 96  # thumbnail side, in pixels
+ITEM = QSize(THUMB + 12, THUMB + 22)  # an item: its thumbnail over its seed and rating
+CELL = QSize(THUMB + 16, THUMB + 24)  # its place on the grid
 CACHE = 3000  # thumbnails kept in memory
 JOIN_MS = 1000  # renders indexed while the dock shows join its view at most this often
 PENDING = 256  # thumbnail reads waiting at most (a few screens of rows); older ones are given up
@@ -49,9 +53,8 @@ class _ThumbJob(QRunnable):
 
 
 class GalleryModel(QAbstractListModel):
-    """The index's items for a view: a row for each from the start (the view lays 10,000 rows out once, at opening;
-    a list view that grows page by page lays every row out again at each page, tens of ms at 10,000), each item read
-    with its page of PAGE rows the first time the view asks for it."""
+    """The index's items for a view: a row for each from the start (the view's scroll bar covers them all at once),
+    each item read with its page of PAGE rows the first time the view asks for it."""
 
     def __init__(self, gallery, parent: QObject | None = None):
         super().__init__(parent)
@@ -142,19 +145,28 @@ class GalleryModel(QAbstractListModel):
         if item is None:
             return None
         if role == Qt.ItemDataRole.DisplayRole:
-            stars = "✗" if item.rejected else "★" * item.rating
-            return f"{item.seed} {stars}".strip()
+            return self.label(item)
         if role == Qt.ItemDataRole.ToolTipRole:
             return (f"{item.model_id}, seed {item.seed}" + (f", “{item.prompt}”" if item.prompt else "")
                     + f"\n{item.path}" + (f"\ntags: {', '.join(item.tags)}" if item.tags else ""))
         if role == Qt.ItemDataRole.DecorationRole:
-            thumb = self._thumbs.get(item.id)
-            if thumb is not None:
-                self._thumbs.move_to_end(item.id)
-            return thumb
+            return self.thumb(item.id)
         if role == Qt.ItemDataRole.UserRole:
             return item.id
         return None
+
+    @staticmethod
+    def label(item) -> str:
+        """An item's caption: its seed and its stars (✗ rejected)."""
+        stars = "✗" if item.rejected else "★" * item.rating
+        return f"{item.seed} {stars}".strip()
+
+    def thumb(self, item_id: int) -> QPixmap | None:
+        """The item's thumbnail when it has been read (the most recently shown are kept longest)."""
+        thumb = self._thumbs.get(item_id)
+        if thumb is not None:
+            self._thumbs.move_to_end(item_id)
+        return thumb
 
     def want(self, row: int) -> None:
         """Row `row` is being painted: read its thumbnail on the pool unless it is in memory or on its way. Only
@@ -189,10 +201,18 @@ class GalleryModel(QAbstractListModel):
             self.dataChanged.emit(index, index, [Qt.ItemDataRole.DecorationRole])
 
     def refresh_item(self, item_id: int) -> None:
-        row = self._rows.get(item_id)
-        if row is not None:
-            self.items[row] = self.gallery.item(item_id) or self.items[row]
-            self.dataChanged.emit(self.index(row), self.index(row))
+        self.refresh_items([item_id])
+
+    def refresh_items(self, item_ids) -> None:
+        """Read these items again from the index (their rating or tags changed): one query per few hundred, one
+        repaint of the rows between the first and the last."""
+        rows = {item_id: row for item_id in item_ids if (row := self._rows.get(item_id)) is not None}
+        if not rows or self.gallery is None:
+            return
+        fresh = self.gallery.items_by_id(rows)
+        for item_id, row in rows.items():
+            self.items[row] = fresh.get(item_id) or self.items[row]
+        self.dataChanged.emit(self.index(min(rows.values())), self.index(max(rows.values())))
 
 
 class _Rows:
@@ -209,26 +229,62 @@ class _Rows:
 
 
 class _ThumbDelegate(QStyledItemDelegate):
-    """Paints an item as the view would, first asking the model for its thumbnail (see GalleryModel.want)."""
+    """Paints an item: its thumbnail centred in a THUMB square, its seed and rating under it, the selection and the
+    pointer's highlight behind; first asking the model for the thumbnail (see GalleryModel.want). Painted here with
+    a few calls rather than through the style's item painting, which asks the model seven roles a cell and took a
+    third of every scrolled frame at 10,000 items."""
 
     def __init__(self, model: GalleryModel, parent: QObject | None = None):
         super().__init__(parent)
         self.model = model
 
     def paint(self, painter, option, index) -> None:
-        self.model.want(index.row())
-        super().paint(painter, option, index)
+        row = index.row()
+        self.model.want(row)
+        item = self.model.item_at(row)
+        rect, state, palette = option.rect, option.state, option.palette
+        selected = bool(state & QStyle.StateFlag.State_Selected)
+        if selected:
+            painter.fillRect(rect, palette.highlight())
+        elif state & QStyle.StateFlag.State_MouseOver:
+            hover = palette.highlight().color()
+            hover.setAlpha(60)
+            painter.fillRect(rect, hover)
+        if item is None:
+            return
+        thumb = self.model.thumb(item.id)
+        if thumb is not None:
+            size = thumb.deviceIndependentSize().toSize()
+            painter.drawPixmap(rect.x() + (rect.width() - size.width()) // 2,
+                               rect.y() + 2 + max(0, THUMB - size.height()) // 2, thumb)
+        text = option.fontMetrics.elidedText(self.model.label(item), Qt.TextElideMode.ElideRight, rect.width() - 4)
+        painter.setPen(palette.highlightedText().color() if selected else palette.text().color())
+        painter.drawText(QRect(rect.x() + 2, rect.bottom() - 19, rect.width() - 4, 18), Qt.AlignmentFlag.AlignCenter,
+                         text)
+        if state & QStyle.StateFlag.State_HasFocus:
+            focus = QStyleOptionFocusRect()
+            if option.widget is not None:
+                focus.initFrom(option.widget)
+            focus.rect = rect
+            focus.state = state
+            focus.backgroundColor = palette.highlight().color() if selected else palette.base().color()
+            style = option.widget.style() if option.widget is not None else QApplication.style()
+            style.drawPrimitive(QStyle.PrimitiveElement.PE_FrameFocusRect, focus, painter, option.widget)
 
     def sizeHint(self, option, index) -> QSize:
-        # one size whether the thumbnail has come or not: the view takes every item's size from the first (uniform
-        # sizes), often before any picture is read
-        return QSize(THUMB + 12, THUMB + 22)
+        return ITEM  # one size whether the thumbnail has come or not
 
 
-class _GalleryView(QListView):
+class _GalleryView(ThumbGrid):
+    """The thumbnails on a grid placed by arithmetic (studio.ui.thumb_grid): a render joining the top of 10,000
+    repaints the screen's cells, where a list view laid all 10,000 out again."""
+
     rate = Signal(int)  # 1–5, 0 to clear, -1 to reject
     trash = Signal()
     view = Signal()  # Space: the picked item(s) large
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(CELL, ITEM, parent)
 
     def keyPressEvent(self, event: QKeyEvent) -> None:
         keys = {Qt.Key.Key_0: 0, Qt.Key.Key_1: 1, Qt.Key.Key_2: 2, Qt.Key.Key_3: 3, Qt.Key.Key_4: 4,
@@ -270,15 +326,7 @@ class GalleryPanel(QWidget):
         self.count.setObjectName("galleryCount")
         self.view = _GalleryView()
         self.view.setObjectName("galleryView")
-        self.view.setViewMode(QListView.ViewMode.IconMode)
         self.view.setIconSize(QSize(THUMB, THUMB))
-        self.view.setGridSize(QSize(THUMB + 16, THUMB + 24))
-        self.view.setUniformItemSizes(True)
-        self.view.setResizeMode(QListView.ResizeMode.Adjust)
-        self.view.setMovement(QListView.Movement.Static)
-        # one pass: a batched layout paints rows that are not on screen while it runs (their thumbnails were read
-        # again and again) and slowed scrolling three times over
-        self.view.setLayoutMode(QListView.LayoutMode.SinglePass)
         self.view.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
         self.view.setToolTip("Every finished render, newest first: 1–5 star, 0 clear, X reject, Delete moves to "
                              "the trash, Space or double-click shows it large")
@@ -323,6 +371,8 @@ class GalleryPanel(QWidget):
         self.view.trash.connect(self.trash_selected)
         self.view.view.connect(self.view_selected)
         self.view.doubleClicked.connect(lambda _index: self.view_selected())
+        self.view.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.view.customContextMenuRequested.connect(self._show_context_menu)
         self.view.selectionModel().selectionChanged.connect(lambda *_: self._on_selection())
         self.open_button.clicked.connect(self.view_selected)
         self.compare_button.clicked.connect(self.view_selected)
@@ -334,8 +384,8 @@ class GalleryPanel(QWidget):
         self.folder_button.clicked.connect(self._show_folder)
         self.trash_button.clicked.connect(self.trash_selected)
         # after the session indexed them (the queue's own batch_done may reach this panel first)
-        # new renders join at most once a second: each join lays the view's rows out again (tens of ms at 10,000 on a
-        # slow machine), and a fast queue indexes several renders a second
+        # new renders join at most once a second: each join reads the newest page of the index, and a fast queue
+        # indexes several renders a second
         self._joining = QTimer(self)
         self._joining.setSingleShot(True)
         self._joining.setInterval(JOIN_MS)
@@ -388,11 +438,29 @@ class GalleryPanel(QWidget):
             self.count.setText(f"{self.model.total:,} render{'s' if self.model.total != 1 else ''}")
 
     def selected_ids(self) -> list[int]:
-        return [index.data(Qt.ItemDataRole.UserRole) for index in self.view.selectedIndexes()]
+        """The picked items' ids, in row order (their pages read from the index if need be)."""
+        return [item.id for item in self._selected_rows()]
+
+    def _selected_rows(self) -> list:
+        """The picked rows' items as the view holds them (kept fresh by this panel's own edits)."""
+        rows = sorted(index.row() for index in self.view.selectedIndexes())
+        return [item for row in rows if (item := self.model.item_at(row)) is not None]
 
     def rate_selected(self, rating: int) -> None:
-        for item_id in self.selected_ids():
-            self.rate_item(item_id, rating)
+        """Rate every picked item in one write (all 10,000 picked with Ctrl+A too)."""
+        gallery, ids = self.model.gallery, self.selected_ids()
+        if gallery is None or not ids:
+            return
+        gallery.set_ratings(ids, rating)
+        self.model.refresh_items(ids)
+        self._refresh_viewer(ids)
+
+    def _refresh_viewer(self, ids: list[int]) -> None:
+        shown = self.viewer.shown_ids() if self.viewer is not None else []
+        for item_id in set(shown) & set(ids):
+            item = self.model.gallery.item(item_id) if self.model.gallery is not None else None
+            if self.viewer is not None and item is not None:
+                self.viewer.refresh(item)
 
     def rate_item(self, item_id: int, rating: int) -> None:
         gallery = self.model.gallery
@@ -406,11 +474,14 @@ class GalleryPanel(QWidget):
 
     def _picked(self) -> list:
         gallery = self.model.gallery
-        items = [gallery.item(i) for i in self.selected_ids()] if gallery is not None else []
-        return [item for item in items if item is not None]
+        if gallery is None:
+            return []
+        ids = self.selected_ids()
+        found = gallery.items_by_id(ids)  # fresh from the index (ratings and tags change), a query per few hundred
+        return [found[i] for i in ids if i in found]
 
     def _on_selection(self) -> None:
-        picked = self._picked()
+        picked = self._selected_rows()  # not read again from the index: a rubber band calls this at every move
         self.open_button.setEnabled(bool(picked))
         self.compare_button.setEnabled(len(picked) == 2)
         for button in (self.restore_button, self.folder_button, self.trash_button):
@@ -426,12 +497,11 @@ class GalleryPanel(QWidget):
         if gallery is None:
             return
         typed = {t.strip() for t in self.tags.text().split(",") if t.strip()}
-        for item in self._picked():
-            gallery.set_tags(item.id, (set(item.tags) - self._shown_tags) | typed)
-            self.model.refresh_item(item.id)
-            fresh = gallery.item(item.id)
-            if self.viewer is not None and fresh is not None:
-                self.viewer.refresh(fresh)
+        picked = self._picked()
+        gallery.set_tags_of({item.id: (set(item.tags) - self._shown_tags) | typed for item in picked})
+        ids = [item.id for item in picked]
+        self.model.refresh_items(ids)
+        self._refresh_viewer(ids)
         self._on_selection()
 
     def view_selected(self) -> None:
@@ -475,6 +545,49 @@ class GalleryPanel(QWidget):
         if item_ids and self.model.gallery is not None:
             self.model.gallery.forget(item_ids)
             self.reload()
+
+    def context_menu(self, pos: QPoint) -> QMenu | None:
+        """The menu a right-click at `pos` (viewport coordinates) opens: what the dock's buttons and keys do, for the
+        picked renders (a right-click on a render not picked picks it alone); None between the renders."""
+        index = self.view.indexAt(pos)
+        if not index.isValid():
+            return None
+        if not self.view.selectionModel().isSelected(index):
+            self.view.setCurrentIndex(index)  # picks it alone
+        count = len(self.view.selectedIndexes())
+        menu = QMenu(self)
+        menu.setObjectName("galleryMenu")
+        menu.addAction("View" + ("\tSpace" if count == 1 else ""), self.view_selected)
+        menu.addAction("Compare", self.view_selected).setEnabled(count == 2)
+        menu.addAction("Restore", self.restore_selected).setEnabled(count == 1)
+        menu.addAction("Show in Folder", self._show_folder)
+        menu.addAction("Copy Path" if count == 1 else f"Copy {count} Paths", self.copy_paths)
+        menu.addSeparator()
+        rate = menu.addMenu("Rate")
+        for stars in range(1, 6):
+            rate.addAction("★" * stars + f"\t{stars}", partial(self.rate_selected, stars))
+        rate.addAction("Clear\t0", lambda: self.rate_selected(0))
+        rate.addAction("Reject\tX", lambda: self.rate_selected(-1))
+        menu.addAction("Tags…", self._edit_tags)
+        menu.addSeparator()
+        menu.addAction("Move to Trash\tDelete", self.trash_selected)
+        return menu
+
+    def _edit_tags(self) -> None:
+        self.tags.setFocus()
+        self.tags.selectAll()
+
+    def _show_context_menu(self, pos: QPoint) -> None:
+        menu = self.context_menu(pos)
+        if menu is not None:
+            menu.exec(self.view.viewport().mapToGlobal(pos))
+            menu.deleteLater()
+
+    def copy_paths(self) -> None:
+        """The picked renders' file paths on the clipboard, one a line (to paste into a file manager or a shell)."""
+        paths = [str(item.path) for item in self._selected_rows()]
+        if paths:
+            QGuiApplication.clipboard().setText("\n".join(paths))
 
     def _show_folder(self) -> None:
         ids = self.selected_ids()

@@ -166,6 +166,10 @@ class GalleryViewer(QWidget):
             self.index += delta
             self._show()
 
+    def shown_ids(self) -> list[int]:
+        """The ids of the items on screen (none while a file that is not an item shows)."""
+        return [item.id for item in (self.current, self.other) if item is not None]
+
     def refresh(self, item) -> None:
         """An item changed in the index (its rating or tags): its labels again."""
         self._label(fresh=item)

@@ -247,6 +247,7 @@ class TimelinePanel(QWidget):
         session.latents_changed.connect(self._on_latents_changed)
         session.request_changed.connect(self._on_request_changed)
         session.model_changed.connect(self._on_model_changed)
+        session.directions.changed.connect(lambda: self._fill_audio(self.timeline))  # targets show direction names
         session.sound_changed.connect(lambda _output: self._update_buttons())
         self.keyframes.currentRowChanged.connect(self._on_selection_changed)
         self.add_current.clicked.connect(self.add_at_playhead)
@@ -324,6 +325,26 @@ class TimelinePanel(QWidget):
                         and s.count <= MAX_OFFERED_INDEXED),
                        key=lambda s: (s.group == RAW, not s.count))  # d0 … first
         return [*TARGETS, *(name for s in specs for name in s.names())]
+
+    def _names_apply(self) -> bool:
+        """The session's direction names are the timeline model's (they name the current model's directions)."""
+        keys = self.timeline.keyframes
+        current = self.session.request.model_id if self.session.request is not None else None
+        return not keys or keys[0].request.model_id == current
+
+    def target_label(self, target: str) -> str:
+        """A target as its box shows it: a named direction as "d3 · Bold" (as the Pad shows it), others as they are."""
+        name = self.session.directions.names.label(target) if self._names_apply() else ""
+        return f"{target} · {name}" if name else target
+
+    def target_param(self, text: str) -> str:
+        """The target a box's text stands for: "d3 · Bold" and a typed "Bold" are d3; anything else as typed."""
+        text = text.strip()
+        head = text.split(" · ", 1)[0].strip()
+        if head != text and head in self.targets():
+            return head
+        named = self.session.directions.names.param_for(text) if self._names_apply() and text else None
+        return named or text
 
     def _target_problem(self, target: str) -> str | None:
         """Why `target` cannot be driven by a mapping (None when it can)."""
@@ -469,11 +490,12 @@ class TimelinePanel(QWidget):
             gain, attack, release = (cast(QDoubleSpinBox, self.mappings.cellWidget(i, c)) for c in range(2, 5))
             for widget in (envelope, target, gain, attack, release):
                 widget.blockSignals(True)
-            if [target.itemText(k) for k in range(target.count())] != offered:  # another model's targets
+            shown = [self.target_label(t) for t in offered]
+            if [target.itemText(k) for k in range(target.count())] != shown:  # another model's targets, or names
                 target.clear()
-                target.addItems(offered)
+                target.addItems(shown)
             envelope.setCurrentText(mapping.envelope)
-            target.setCurrentText(mapping.target)
+            target.setCurrentText(self.target_label(mapping.target))
             gain.setValue(mapping.gain)
             attack.setValue(mapping.attack)
             release.setValue(mapping.release)
@@ -488,19 +510,20 @@ class TimelinePanel(QWidget):
         target = QComboBox()
         target.setObjectName(f"mappingTarget{row}")
         target.setEditable(True)
-        target.addItems(self.targets())
+        target.addItems([self.target_label(t) for t in self.targets()])
         target.setToolTip("speed: how fast the path runs; any other: a number param of the model (d0 …, truncation, "
-                          "noise …) moved by the envelope")
+                          "noise …; a named direction by its name too) moved by the envelope")
         gain = _spin(-100.0, 100.0, 0.1, 2, f"mappingGain{row}", "How much the envelope moves the target")
         attack = _spin(0.0, 10.0, 0.01, 3, f"mappingAttack{row}", "Seconds the envelope takes to rise")
         release = _spin(0.0, 10.0, 0.01, 3, f"mappingRelease{row}", "Seconds the envelope takes to fall")
         for column, widget in enumerate((envelope, target, gain, attack, release)):
             self.mappings.setCellWidget(row, column, widget)
         envelope.currentTextChanged.connect(lambda text: self._edit_mapping(row, "envelope", text))
-        target.activated.connect(lambda _index: self._edit_mapping(row, "target", target.currentText().strip()))
+        target.activated.connect(lambda _index: self._edit_mapping(row, "target", self.target_param(target.currentText())))
         line_edit = target.lineEdit()
         assert line_edit is not None  # the target box is editable
-        line_edit.editingFinished.connect(lambda: self._edit_mapping(row, "target", target.currentText().strip()))
+        line_edit.editingFinished.connect(
+            lambda: self._edit_mapping(row, "target", self.target_param(target.currentText())))
         for name, spin in (("gain", gain), ("attack", attack), ("release", release)):
             spin.valueChanged.connect(lambda value, name=name: self._edit_mapping(row, name, float(value)))
             spin.editingFinished.connect(self._new_gesture)
