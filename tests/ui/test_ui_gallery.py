@@ -315,3 +315,34 @@ def test_a_right_click_offers_what_the_buttons_and_keys_do_for_the_picked_render
     assert [session.open_gallery().item(i).rating for i in ids[1:]] == [-1, -1]
     actions["Compare"].trigger()
     qtbot.waitUntil(lambda: panel.viewer is not None and panel.viewer.right.isVisible(), timeout=3000)
+
+
+def test_a_write_the_index_refuses_is_said_naming_the_index_and_nothing_else_changes(qtbot, window, tmp_path,
+                                                                                    monkeypatch):
+    import sqlite3
+
+    session = window.session
+    _, ids = _three(session, tmp_path)
+    panel = show_gallery(qtbot, window)
+    gallery = session.open_gallery()
+    said = []
+    session.message.connect(lambda level, text, detail: said.append((level, text, detail)))
+
+    def locked(*_args):
+        raise sqlite3.OperationalError("database is locked")
+
+    monkeypatch.setattr(type(gallery), "set_ratings", locked)
+    monkeypatch.setattr(type(gallery), "set_tags_of", locked)
+    panel.view.setFocus()
+    panel.view.setCurrentIndex(panel.model.index(0))
+    QTest.keyClick(panel.view, Qt.Key.Key_4)
+    assert said[-1][0] == "error" and said[-1][1] == "Could not rate the picked renders in the gallery: database is locked"
+    assert str(gallery.path) in said[-1][2]
+    assert gallery.item(ids[2]).rating == 0 and "★" not in panel.model.index(0).data()
+    panel.tags.setText("keeper")
+    QTest.keyClick(panel.tags, Qt.Key.Key_Return)
+    assert said[-1][1] == "Could not tag the picked renders in the gallery: database is locked"
+    assert gallery.item(ids[2]).tags == ()
+    monkeypatch.undo()  # the lock goes: the same keys work
+    QTest.keyClick(panel.view, Qt.Key.Key_4)
+    assert gallery.item(ids[2]).rating == 4

@@ -8,6 +8,7 @@ system trash, never unlinks."""
 
 from __future__ import annotations
 
+import sqlite3
 from collections import OrderedDict
 from functools import partial
 from pathlib import Path
@@ -18,6 +19,7 @@ from PySide6.QtGui import QGuiApplication, QImage, QImageReader, QKeyEvent, QPix
 from PySide6.QtWidgets import (QAbstractItemView, QApplication, QComboBox, QHBoxLayout, QLabel, QLineEdit, QMenu,
                                QPushButton, QStyle, QStyledItemDelegate, QStyleOptionFocusRect, QVBoxLayout, QWidget)
 
+from studio.errors import StudioError
 from studio.ui.panels.gallery_view import GalleryViewer
 from studio.ui.thumb_grid import ThumbGrid
 
@@ -446,14 +448,26 @@ class GalleryPanel(QWidget):
         rows = sorted(index.row() for index in self.view.selectedIndexes())
         return [item for row in rows if (item := self.model.item_at(row)) is not None]
 
+    def _write(self, what: str, write) -> bool:
+        """Run one write to the index; a write the index refuses (locked by another program past SQLite's wait, a
+        full disk, a folder made read-only) is said in the messages, naming the index, and nothing else changes."""
+        try:
+            write()
+            return True
+        except (sqlite3.Error, StudioError, OSError) as exc:
+            path = self.model.gallery.path if self.model.gallery is not None else "the gallery index"
+            problem = getattr(exc, "problem", None) or str(exc)
+            self.session.message.emit("error", f"Could not {what} in the gallery: {problem}", f"{path}: {exc}")
+            return False
+
     def rate_selected(self, rating: int) -> None:
         """Rate every picked item in one write (all 10,000 picked with Ctrl+A too)."""
         gallery, ids = self.model.gallery, self.selected_ids()
         if gallery is None or not ids:
             return
-        gallery.set_ratings(ids, rating)
-        self.model.refresh_items(ids)
-        self._refresh_viewer(ids)
+        if self._write("rate the picked renders", lambda: gallery.set_ratings(ids, rating)):
+            self.model.refresh_items(ids)
+            self._refresh_viewer(ids)
 
     def _refresh_viewer(self, ids: list[int]) -> None:
         shown = self.viewer.shown_ids() if self.viewer is not None else []
@@ -466,7 +480,8 @@ class GalleryPanel(QWidget):
         gallery = self.model.gallery
         if gallery is None:
             return
-        gallery.set_rating(item_id, rating)
+        if not self._write("rate the render", lambda: gallery.set_rating(item_id, rating)):
+            return
         self.model.refresh_item(item_id)
         item = gallery.item(item_id)
         if self.viewer is not None and item is not None:
@@ -498,7 +513,9 @@ class GalleryPanel(QWidget):
             return
         typed = {t.strip() for t in self.tags.text().split(",") if t.strip()}
         picked = self._picked()
-        gallery.set_tags_of({item.id: (set(item.tags) - self._shown_tags) | typed for item in picked})
+        tags = {item.id: (set(item.tags) - self._shown_tags) | typed for item in picked}
+        if not self._write("tag the picked renders", lambda: gallery.set_tags_of(tags)):
+            return
         ids = [item.id for item in picked]
         self.model.refresh_items(ids)
         self._refresh_viewer(ids)
@@ -542,8 +559,10 @@ class GalleryPanel(QWidget):
 
     def forget(self, item_ids: list[int]) -> None:
         """Drop items whose files went to the trash from the index and the view."""
-        if item_ids and self.model.gallery is not None:
-            self.model.gallery.forget(item_ids)
+        gallery = self.model.gallery
+        if item_ids and gallery is not None:
+            # the files are in the trash already: an index that will not forget them finds them gone next time
+            self._write("forget the renders moved to the trash", lambda: gallery.forget(item_ids))
             self.reload()
 
     def context_menu(self, pos: QPoint) -> QMenu | None:
