@@ -197,9 +197,7 @@ class Gallery:
 
     def set_rating(self, item_id: int, rating: int) -> None:
         """0 unrated, 1–5 stars, REJECTED (-1)."""
-        if not REJECTED <= rating <= 5:
-            raise StudioError(f"a rating is -1 (rejected) or 0 to 5 stars, got {rating}")
-        self._db.execute("UPDATE items SET rating = ? WHERE id = ?", (int(rating), item_id))
+        self.set_ratings([item_id], rating)
 
     def set_ratings(self, item_ids: Iterable[int], rating: int) -> None:
         """`set_rating` for many items in one transaction (a whole gallery picked and starred)."""

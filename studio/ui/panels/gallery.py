@@ -170,12 +170,13 @@ class GalleryModel(QAbstractListModel):
             self._thumbs.move_to_end(item_id)
         return thumb
 
-    def want(self, row: int) -> None:
+    def want(self, row: int):
         """Row `row` is being painted: read its thumbnail on the pool unless it is in memory or on its way. Only
-        painting asks (a view also asks an item's picture when it is not shown), so only what shows is read."""
+        painting asks (a view also asks an item's picture when it is not shown), so only what shows is read. The
+        row's item (None past the index's end), for the painter."""
         item = self.item_at(row)
         if item is None:
-            return
+            return None
         if item.kind == "image" and item.id not in self._asked and item.id not in self._thumbs:
             self._asked.add(item.id)
             self.reads += 1
@@ -188,6 +189,7 @@ class GalleryModel(QAbstractListModel):
                 old.cancelled = True  # if it has not started, it ends at once when it does
                 self._asked.discard(old_id)
                 self.dropped += 1
+        return item
 
     def _on_loaded(self, item_id: int, image: QImage) -> None:
         self._pending.pop(item_id, None)
@@ -202,19 +204,17 @@ class GalleryModel(QAbstractListModel):
             index = self.index(row)
             self.dataChanged.emit(index, index, [Qt.ItemDataRole.DecorationRole])
 
-    def refresh_item(self, item_id: int) -> None:
-        self.refresh_items([item_id])
-
-    def refresh_items(self, item_ids) -> None:
+    def refresh_items(self, item_ids) -> dict:
         """Read these items again from the index (their rating or tags changed): one query per few hundred, one
-        repaint of the rows between the first and the last."""
-        rows = {item_id: row for item_id in item_ids if (row := self._rows.get(item_id)) is not None}
-        if not rows or self.gallery is None:
-            return
-        fresh = self.gallery.items_by_id(rows)
+        repaint of the rows between the first and the last. The fresh items by id (those still in the index)."""
+        ids = list(item_ids)
+        fresh = self.gallery.items_by_id(ids) if self.gallery is not None and ids else {}
+        rows = {item_id: row for item_id in fresh if (row := self._rows.get(item_id)) is not None}
         for item_id, row in rows.items():
-            self.items[row] = fresh.get(item_id) or self.items[row]
-        self.dataChanged.emit(self.index(min(rows.values())), self.index(max(rows.values())))
+            self.items[row] = fresh[item_id]
+        if rows:
+            self.dataChanged.emit(self.index(min(rows.values())), self.index(max(rows.values())))
+        return fresh
 
 
 class _Rows:
@@ -241,9 +241,7 @@ class _ThumbDelegate(QStyledItemDelegate):
         self.model = model
 
     def paint(self, painter, option, index) -> None:
-        row = index.row()
-        self.model.want(row)
-        item = self.model.item_at(row)
+        item = self.model.want(index.row())
         rect, state, palette = option.rect, option.state, option.palette
         selected = bool(state & QStyle.StateFlag.State_Selected)
         if selected:
@@ -462,30 +460,25 @@ class GalleryPanel(QWidget):
 
     def rate_selected(self, rating: int) -> None:
         """Rate every picked item in one write (all 10,000 picked with Ctrl+A too)."""
-        gallery, ids = self.model.gallery, self.selected_ids()
-        if gallery is None or not ids:
-            return
-        if self._write("rate the picked renders", lambda: gallery.set_ratings(ids, rating)):
-            self.model.refresh_items(ids)
-            self._refresh_viewer(ids)
-
-    def _refresh_viewer(self, ids: list[int]) -> None:
-        shown = self.viewer.shown_ids() if self.viewer is not None else []
-        for item_id in set(shown) & set(ids):
-            item = self.model.gallery.item(item_id) if self.model.gallery is not None else None
-            if self.viewer is not None and item is not None:
-                self.viewer.refresh(item)
+        ids = self.selected_ids()
+        if ids:
+            self._rate(ids, rating, "rate the picked renders")
 
     def rate_item(self, item_id: int, rating: int) -> None:
+        self._rate([item_id], rating, "rate the render")
+
+    def _rate(self, ids: list[int], rating: int, what: str) -> None:
         gallery = self.model.gallery
-        if gallery is None:
-            return
-        if not self._write("rate the render", lambda: gallery.set_rating(item_id, rating)):
-            return
-        self.model.refresh_item(item_id)
-        item = gallery.item(item_id)
-        if self.viewer is not None and item is not None:
-            self.viewer.refresh(item)
+        if gallery is not None and self._write(what, lambda: gallery.set_ratings(ids, rating)):
+            self._show_fresh(ids)
+
+    def _show_fresh(self, ids: list[int]) -> None:
+        """Items whose rating or tags were written: read once, shown in the rows and in the viewer."""
+        fresh = self.model.refresh_items(ids)
+        if self.viewer is not None:
+            for item_id in self.viewer.shown_ids():
+                if item_id in fresh:
+                    self.viewer.refresh(fresh[item_id])
 
     def _picked(self) -> list:
         gallery = self.model.gallery
@@ -516,9 +509,7 @@ class GalleryPanel(QWidget):
         tags = {item.id: (set(item.tags) - self._shown_tags) | typed for item in picked}
         if not self._write("tag the picked renders", lambda: gallery.set_tags_of(tags)):
             return
-        ids = [item.id for item in picked]
-        self.model.refresh_items(ids)
-        self._refresh_viewer(ids)
+        self._show_fresh([item.id for item in picked])
         self._on_selection()
 
     def view_selected(self) -> None:
