@@ -47,7 +47,11 @@ def test_ctrl_enter_queues_count_times_size_over_the_seeds_and_writes_each(qtbot
     assert [read_request(f).seed for f in files] == list(range(seed, seed + 6))
     assert panel.jobs.count() == 1 and "6/6 done" in panel.jobs.item(0).text()
     assert panel.summary.text() == "Queue: idle"
-    indexed = session.open_gallery().items()  # every render is in the gallery, newest first
+    # every render is in the gallery, newest first (the index is written on its own thread: the last batch's
+    # write can land just after the job is done)
+    gallery = session.open_gallery()
+    qtbot.waitUntil(lambda: gallery.count() == 6, timeout=10000)
+    indexed = gallery.items()
     assert sorted(int(i.seed) for i in indexed) == list(range(seed, seed + 6))
     assert {i.path for i in indexed} == {f.resolve() for f in files} and indexed[0].source == "queue"
 
